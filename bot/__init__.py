@@ -1,0 +1,1 @@
+"""kubereach bot: Slack app, parser, resolver, fleet client, playbook, history, digests, renderers, CLI."""

@@ -1,0 +1,65 @@
+"""The `kubereach` command line: the composition root.
+
+Each domain contributes its own click commands (`lab.cli.lab`, `bot.policy.cli.policy`, ...); this
+module only wires them together and maps errors to exit codes in one place.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bot.errors import KubereachError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    envvar="KUBEREACH_CONFIG",
+    help="kubereach config file (the lab writes one; `kubereach lab status` prints its path).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """kubereach: why can't this workload reach that one?"""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+def _register() -> None:
+    from lab.cli import demo, lab
+
+    cli.add_command(lab)
+    cli.add_command(demo)
+    try:
+        from bot.policy.cli import policy
+    except ImportError:  # the evaluator's command lands with the diagnosis issue
+        pass
+    else:
+        cli.add_command(policy)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: run the CLI and map errors to one line and an exit code."""
+    _register()
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except KubereachError as exc:
+        click.echo(f"kubereach: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("kubereach: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

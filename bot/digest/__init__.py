@@ -1,0 +1,1 @@
+"""kubereach bot: digest."""

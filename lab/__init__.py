@@ -1,0 +1,1 @@
+"""The lab: a Kubernetes data plane rebuilt from real Linux parts in network namespaces on one machine."""

@@ -1,0 +1,1 @@
+"""kubereach node agent: read-only inspection of one node's kernel network state, served over mTLS gRPC."""

@@ -1,0 +1,1 @@
+"""Agent checks, one module per concern."""
