@@ -75,7 +75,7 @@ def run_in_netns(path: str, fn: Callable[[], T]) -> T:
         try:
             _setns(fd)
             result.append(fn())
-        except BaseException as exc:  # re-raised in the caller's thread below
+        except BaseException as exc:  # noqa: BLE001 - carried to the caller thread and re-raised there
             error.append(exc)
 
     try:
