@@ -1,0 +1,315 @@
+"""`kubereach lab up | down | status`: bring the whole lab up, take every trace of it away, report it.
+
+Order of `up`: kernel data plane (fabric, nodes, pods) → agents and pod servers (in parallel) → the
+API daemon (seeded with the lab's objects, running the EndpointSlice, DNS and NetworkPolicy
+controllers) → one kube-proxy per node, ready once it has programmed its rules. Each step waits on
+readiness signals, not on time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import build, kernel, processes
+from lab.apiclient import LabApi
+from lab.certs import generate_pki
+from lab.errors import LabError
+from lab.plan import CLUSTER_CIDR, SERVICE_CIDR, LabOptions, LabPlan, PodPlan, make_plan
+from lab.spec import load_spec
+from lab.state import STATE_ROOT, LabState, load_state, require_state, state_dir, write_config
+
+READY_DEADLINE_S = 30.0
+PYTHON = sys.executable
+
+
+@dataclass(frozen=True)
+class UpResult:
+    """What `lab up` built and how long it took."""
+
+    state: LabState
+    seconds: float
+
+
+def plan_of(state: LabState) -> LabPlan:
+    """The plan the instance was built from (the spec copy in its directory)."""
+    return make_plan(load_spec(Path(state.spec_file)), state.options)
+
+
+def agent_available() -> bool:
+    """True when the node agent package can be started (`python -m nodeagent`)."""
+    return importlib.util.find_spec("nodeagent.__main__") is not None
+
+
+def podserver_argv(plan: LabPlan, pod: PodPlan, state: LabState) -> list[str]:
+    """The pod's process: its servers inside its namespace, as `ip netns exec` runs a container."""
+    argv = ["ip", "netns", "exec", pod.netns, PYTHON, "-m", "lab.podserver", "--pod", pod.key, "--ready-fd", "{ready_fd}"]
+    for port in pod.ports:
+        argv += ["--listen", f"{port.port}/{port.protocol}"]
+    if pod.role == "dns":
+        argv += ["--dns-zone", str(state.path / "dns-zone.json")]
+    return argv
+
+
+def start_pods(plan: LabPlan, state: LabState, pods: list[PodPlan]) -> list[processes.Started]:
+    """Start the pods' server processes (not waiting)."""
+    started = []
+    for pod in pods:
+        s = processes.spawn(
+            f"pod/{pod.key}",
+            podserver_argv(plan, pod, state),
+            state.path / "logs" / f"pod-{pod.namespace}-{pod.name}.log",
+            with_ready_pipe=True,
+        )
+        started.append(s)
+    return started
+
+
+def start_agent(plan: LabPlan, state: LabState, node_name: str, listen: str = "127.0.0.1:0") -> processes.Started:
+    """Start one node's agent in the root namespace on 127.0.0.1, working inside its node's namespace."""
+    node = plan.node(node_name)
+    pki = state.path / "pki"
+    port_file = state.path / "agents" / f"{node.name}.port"
+    port_file.parent.mkdir(exist_ok=True)
+    port_file.unlink(missing_ok=True)
+    argv = [
+        PYTHON, "-m", "nodeagent",
+        "--node", node.name,
+        "--listen", listen,
+        "--host-netns", node.netns,
+        "--tls-cert", str(pki / f"agent-{node.name}.pem"),
+        "--tls-key", str(pki / f"agent-{node.name}-key.pem"),
+        "--tls-client-ca", str(pki / "ca.pem"),
+        "--port-file", str(port_file),
+    ]  # fmt: skip
+    return processes.spawn(f"agent/{node.name}", argv, state.path / "logs" / f"agent-{node.name}.log", with_ready_pipe=False)
+
+
+def wait_agents(state: LabState, nodes: list[str], deadline_s: float = READY_DEADLINE_S) -> dict[str, str]:
+    """Wait for each agent's port file (written once it listens); return node -> 127.0.0.1:PORT."""
+    end = time.monotonic() + deadline_s
+    found: dict[str, str] = {}
+    while len(found) < len(nodes):
+        for node in nodes:
+            if node in found:
+                continue
+            try:
+                port = int((state.path / "agents" / f"{node}.port").read_text().strip())
+            except (OSError, ValueError):
+                if not processes.alive(state.processes.get(f"agent/{node}", -1)):
+                    log = state.path / "logs" / f"agent-{node}.log"
+                    raise LabError(f"the agent of {node} exited: {processes.last_log_line(log)}") from None
+                continue
+            found[node] = f"127.0.0.1:{port}"
+        if len(found) < len(nodes):
+            if time.monotonic() > end:
+                raise LabError(f"agents did not start within {deadline_s:.0f} s")
+            time.sleep(0.05)
+    return found
+
+
+def start_kube_proxy(plan: LabPlan, state: LabState, node_name: str) -> processes.Started:
+    """Start one node's kube-proxy (it watches the API and programs the node's namespace)."""
+    node = plan.node(node_name)
+    status = state.path / "kube-proxy" / f"{node.name}.json"
+    status.parent.mkdir(exist_ok=True)
+    status.unlink(missing_ok=True)
+    argv = [
+        PYTHON, "-m", "lab.kubeproxy",
+        "--node", node.name,
+        "--node-ip", node.ip,
+        "--netns", node.netns,
+        "--api", state.api_url,
+        "--token-file", state.token_file,
+        "--mode", plan.options.proxy,
+        "--cluster-cidr", str(CLUSTER_CIDR),
+        "--service-cidr", str(SERVICE_CIDR),
+        "--status-file", str(status),
+    ]  # fmt: skip
+    return processes.spawn(
+        f"kube-proxy/{node.name}", argv, state.path / "logs" / f"kube-proxy-{node.name}.log", with_ready_pipe=False
+    )
+
+
+def wait_kube_proxies_synced(
+    state: LabState, nodes: list[str], deadline_s: float = READY_DEADLINE_S, after_generation: int = 0
+) -> None:
+    """Wait until each node's kube-proxy reports a sync newer than `after_generation`."""
+    end = time.monotonic() + deadline_s
+    pending = set(nodes)
+    while pending:
+        for node in list(pending):
+            gen = kube_proxy_generation(state, node)
+            if gen is not None and gen > after_generation:
+                pending.discard(node)
+            elif not processes.alive(state.processes.get(f"kube-proxy/{node}", -1)):
+                log = state.path / "logs" / f"kube-proxy-{node}.log"
+                raise LabError(f"kube-proxy on {node} exited: {processes.last_log_line(log)}")
+        if pending and time.monotonic() > end:
+            raise LabError(f"kube-proxy on {', '.join(sorted(pending))} did not sync within {deadline_s:.0f} s")
+        if pending:
+            time.sleep(0.05)
+
+
+def kube_proxy_generation(state: LabState, node: str) -> int | None:
+    """The last sync generation a node's kube-proxy reported, or None before its first sync."""
+    try:
+        return int(json.loads((state.path / "kube-proxy" / f"{node}.json").read_text())["generation"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_ROOT) -> UpResult:
+    """Build the lab; on any failure, take down what was built and re-raise."""
+    kernel.require_root()
+    kernel.require_tools()
+    t0 = time.monotonic()
+    directory = state_dir(options.prefix, root)
+    existing = load_state(options.prefix, root)
+    if existing is not None:
+        raise LabError(
+            f"a lab with prefix {options.prefix!r} is already up", hint="run `kubereach lab down` first, or pick another --prefix"
+        )
+    spec = load_spec(spec_file)
+    plan = make_plan(spec, options)
+    down(options.prefix, root, quiet=True)  # leftovers of a crashed run
+    directory.mkdir(parents=True, mode=0o700)
+    spec_copy = directory / "spec.yaml"
+    spec_copy.write_text(spec_file.read_text() if spec_file else (Path(__file__).parent / "specs" / "default.yaml").read_text())
+    token_file = directory / "token"
+    token_file.write_text(secrets.token_urlsafe(32))
+    token_file.chmod(0o600)
+    state = LabState(
+        prefix=options.prefix,
+        nodes=options.nodes,
+        cni=options.cni,
+        proxy=options.proxy,
+        directory=str(directory),
+        spec_file=str(spec_copy),
+        token_file=str(token_file),
+        kubeconfig=str(directory / "kubeconfig"),
+    )
+    state.save()
+    try:
+        pki = generate_pki(directory / "pki", [n.name for n in plan.nodes])
+        build.build_fabric(plan)
+        for pod in plan.pods:
+            build.build_pod(plan, pod)
+        starting = start_pods(plan, state, list(plan.pods))
+        agents = [start_agent(plan, state, n.name) for n in plan.nodes] if agent_available() else []
+        for s in [*starting, *agents]:
+            state.processes[s.name] = s.pid
+        state.save()
+        processes.wait_ready(starting, READY_DEADLINE_S)
+        if agents:
+            state.agents = wait_agents(state, [n.name for n in plan.nodes])
+        state.save()
+        daemon = processes.spawn(
+            "api-daemon",
+            [PYTHON, "-m", "lab.daemon", "--state-dir", str(directory), "--ready-fd", "{ready_fd}"],
+            directory / "logs" / "api-daemon.log",
+            with_ready_pipe=True,
+        )
+        state.processes[daemon.name] = daemon.pid
+        state.save()
+        state.api_url = processes.wait_ready([daemon], READY_DEADLINE_S)[daemon.name].split()[-1]
+        proxies = [start_kube_proxy(plan, state, n.name) for n in plan.nodes]
+        for s in proxies:
+            state.processes[s.name] = s.pid
+        state.save()
+        wait_kube_proxies_synced(state, [n.name for n in plan.nodes])
+        state.config_file = str(write_config(state, pki.ca, pki.bot.cert, pki.bot.key))
+        state.up_seconds = round(time.monotonic() - t0, 2)
+        state.save()
+    except BaseException:
+        down(options.prefix, root, quiet=True)
+        raise
+    return UpResult(state, state.up_seconds)
+
+
+def down(prefix: str, root: Path = STATE_ROOT, *, quiet: bool = False) -> list[str]:
+    """Stop every lab process, delete every lab namespace and file. Safe to run twice, and after a crash."""
+    kernel.require_root()
+    directory = state_dir(prefix, root)
+    removed: list[str] = []
+    netns = kernel.list_netns(prefix)
+    pids: set[int] = set()
+    state = None
+    try:
+        state = load_state(prefix, root)
+    except LabError:
+        state = None
+    if state is not None:
+        pids |= {p for p in state.processes.values() if processes.alive(p)}
+    pids |= processes.find_lab_processes(netns, [str(directory), f"--instance={prefix}"])
+    pids.discard(0)
+    if pids:
+        processes.stop(pids)
+        removed.append(f"{len(pids)} processes")
+    removed += build.teardown_network(prefix)
+    if directory.exists():
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(str(directory))
+    return removed
+
+
+def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
+    """The lab as `lab status --json` prints it (contract in ARCHITECTURE.md)."""
+    state = require_state(prefix, root)
+    plan = plan_of(state)
+    api = LabApi.from_files(state.api_url, state.token_file)
+    pods = api.get("/api/v1/pods")["items"]
+    services = api.get("/api/v1/services")["items"]
+    return {
+        "config": state.config_file,
+        "api": state.api_url,
+        "prefix": state.prefix,
+        "cni": state.cni,
+        "proxy": state.proxy,
+        "nodes": [
+            {
+                "name": n.name,
+                "netns": n.netns,
+                "ip": n.ip,
+                "pod_cidr": n.pod_cidr,
+                "agent": state.agents.get(n.name) if processes.alive(state.processes.get(f"agent/{n.name}", -1)) else None,
+            }
+            for n in plan.nodes
+        ],
+        "pods": [
+            {
+                "namespace": p["metadata"]["namespace"],
+                "name": p["metadata"]["name"],
+                "ip": p.get("status", {}).get("podIP", ""),
+                "node": p.get("spec", {}).get("nodeName", ""),
+                "netns": p["metadata"].get("annotations", {}).get("kubereach.io/lab-netns"),
+                "labels": p["metadata"].get("labels", {}),
+            }
+            for p in pods
+            if not p.get("spec", {}).get("hostNetwork")
+        ],
+        "services": [
+            {
+                "namespace": s["metadata"]["namespace"],
+                "name": s["metadata"]["name"],
+                "cluster_ip": s["spec"].get("clusterIP"),
+                "ports": [
+                    {
+                        "name": p.get("name", ""),
+                        "port": p["port"],
+                        "target_port": p.get("targetPort", p["port"]),
+                        "protocol": p.get("protocol", "TCP"),
+                    }
+                    for p in s["spec"].get("ports", [])
+                ],
+            }
+            for s in services
+        ],
+    }
