@@ -1,0 +1,1 @@
+"""Fixtures for the NetworkPolicy evaluator tests: cluster builders, truth tables, manifests."""
