@@ -26,6 +26,7 @@ from lab.plan import (
     FLANNEL_PORT,
     FLANNEL_VNI,
     OVERLAY_MTU,
+    SERVICE_CIDR,
     LabPlan,
     NodePlan,
     PodPlan,
@@ -33,6 +34,7 @@ from lab.plan import (
 
 ETC_NETNS = Path("/etc/netns")
 DNS_SERVICE_IP = "10.96.0.10"
+FABRIC_ROUTER = FABRIC_CIDR.network_address + 1
 CALICO_HOST_MAC = "ee:ee:ee:ee:ee:ee"
 
 
@@ -59,7 +61,15 @@ def build_fabric(plan: LabPlan) -> None:
 def build_node(plan: LabPlan, node: NodePlan) -> None:
     """Wire one node namespace: eth0 on the fabric, forwarding, the CNI's devices and routes."""
     prefixlen = FABRIC_CIDR.prefixlen
-    cmds = ["link set lo up", f"addr add {node.ip}/{prefixlen} dev eth0", "link set eth0 up"]
+    cmds = [
+        "link set lo up",
+        f"addr add {node.ip}/{prefixlen} dev eth0",
+        "link set eth0 up",
+        # Real nodes send ClusterIP traffic kube-proxy did not translate to their default gateway; the
+        # lab's stand-in is the fabric's router address, which nobody holds: such packets die on the
+        # fabric, and a REJECT in FORWARD (services without endpoints) is reached as on a real node.
+        f"route add {SERVICE_CIDR} via {FABRIC_ROUTER} dev eth0",
+    ]
     cni = plan.options.cni
     others = [n for n in plan.nodes if n.name != node.name]
     if cni in ("host-gw", "flannel-vxlan"):
@@ -135,6 +145,9 @@ def build_pod(plan: LabPlan, pod: PodPlan) -> None:
             "link set eth0 up",
             f"route add {CALICO_GATEWAY} dev eth0 scope link",
             f"route add default via {CALICO_GATEWAY} dev eth0",
+            # Calico answers ARP for its gateway from the host side by proxy ARP, which needs a host
+            # default route; lab nodes have none (nothing may leave the lab), so pin the neighbour.
+            f"neigh replace {CALICO_GATEWAY} lladdr {CALICO_HOST_MAC} dev eth0 nud permanent",
         ]
     kernel.ip_batch(node.netns, host)
     if not plan.bridge_cni:

@@ -1,0 +1,39 @@
+"""The one error the parser raises: what it could not read, the closest valid form, and an example."""
+
+from __future__ import annotations
+
+from bot.errors import BadInput
+
+SHOWN_LIMIT = 40
+"""Longest piece of the person's text quoted back in a message, in characters."""
+
+
+def shown(text: object, limit: int = SHOWN_LIMIT) -> str:
+    """The text as quoted in a message: cut with an ellipsis when longer than `limit`."""
+    value = str(text)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+class ParseError(BadInput):
+    """The question could not be read.
+
+    `message` says what was wrong (naming the part it could not read, kept in `part` when there is
+    one); `closest_form` is the question rebuilt from what was understood, with ``?`` for what is
+    missing (``frontend → ?``); `example` is a complete question of the same shape.
+    """
+
+    def __init__(self, message: str, *, closest_form: str, example: str, part: str | None = None) -> None:
+        super().__init__(message, hint=f"closest valid form: {closest_form}   (for example: {example})")
+        self.closest_form = closest_form
+        self.example = example
+        self.part = part
+
+
+class Unreadable(ValueError):
+    """Internal: one part of the text could not be read; the grammar turns it into a `ParseError`."""
+
+    def __init__(self, message: str, part: str | None, *, example: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.part = part
+        self.example = example

@@ -1,0 +1,560 @@
+"""The question grammar: from cleaned words to a `Question`, or a `ParseError` with the closest form.
+
+The grammar, in the order it is applied::
+
+    question   := [command] item*                        (noise words anywhere are dropped)
+    item       := option | connective | phrase
+    option     := ("-n" | "--namespace" | "namespace" | "ns") NAME | "in" ["the"] ["namespace"] NAME ["namespace"]
+                | ("port" | "port:" | "port=") PORT | ("on" | "at") NUMBER | NUMBER["/"PROTO] | PROTO"/"NUMBER
+                | ["/"]PROTO
+    connective := (FORWARD word | BACKWARD word)+        the last word decides the direction
+    phrase     := KIND REFERENCE | REFERENCE [KIND] | KIND          (a kind alone is an error)
+    REFERENCE  := [[NS "/"] KIND "/"] NAME[.NS[.svc[.DOMAIN]]] [":" PORT] ["/" PROTO] | IP | "[" IPv6 "]:" PORT
+
+Exactly two phrases must remain, a source and a target. The connective between them decides which is
+which: a forward one (``to``, ``->``, ``reach``, ``talk to``) puts the source first, a backward one
+(``from``, ``reachable from``, ``<-``) puts the target first. Connectives before the first or after
+the last phrase only matter when there is one phrase (to say which side is missing; a lone service
+or DNS name is a target). After a leading ``/reach`` two phrases with nothing between them read as
+``SOURCE TARGET``. Where several phrases stand on one side, one marked reference (with a kind, a
+namespace, a port, a dot or an address) wins and the bare unknown words beside it are skipped;
+several bare words on one side are ambiguous and an error.
+
+Words are reserved: a noise word is never a name on its own (``deploy/test`` names a workload called
+``test``); a bare number is a port; ``in NAME`` is the namespace hint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+from bot.parse.errors import ParseError, Unreadable, shown
+from bot.parse.lexer import lex
+from bot.parse.models import PLACEHOLDER, Protocol, Question, Ref, RefKind, question_text
+from bot.parse.references import PortSpec, ReferenceText, read_port, read_reference
+from bot.parse.slack_text import clean_slack_text
+from bot.parse.vocabulary import (
+    ARTICLES,
+    BACKWARD_WORDS,
+    COMMAND_WORDS,
+    FORWARD_WORDS,
+    KIND_WORDS,
+    NAMESPACE_FLAGS,
+    PORT_PREPOSITIONS,
+    PORT_WORDS,
+    PROTOCOL_WORDS,
+    RESERVED,
+    Direction,
+)
+
+MAX_QUESTION_LENGTH = 2000
+"""Longest text the parser reads, in characters; longer text is refused before any parsing."""
+
+EXAMPLE = "why can't frontend reach api:8080 in shop"
+PORT_EXAMPLE = "frontend → api:8080"
+NAMESPACE_EXAMPLE = "frontend → api -n shop"
+SOURCE_EXAMPLE = "deploy/frontend → svc/api:8080"
+
+_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
+_NUMBER_PORT = re.compile(r"[0-9]+(?:/(?:tcp|udp|sctp))?|(?:tcp|udp|sctp)/[0-9]+", re.ASCII)
+_NAMESPACE_ASSIGNMENT = re.compile(r"(?:-n|--namespace|--ns|namespace|ns)[=:](.*)", re.DOTALL)
+_PORT_ASSIGNMENT = re.compile(r"port[=:](.*)", re.DOTALL)
+_SHOWN_TEXT = 80
+_LISTED_NAMES = 5
+
+
+@dataclass(frozen=True)
+class _Phrase:
+    """One reference as written: a reference word with an optional kind word, or a kind word alone."""
+
+    text: str
+    kind: RefKind | None
+    kind_word: str | None
+    word: str | None
+    end: int
+
+
+@dataclass(frozen=True)
+class _Connective:
+    direction: Direction
+    words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Roles:
+    source: _Phrase | None
+    target: _Phrase | None
+    problem: Unreadable | None = None
+
+
+def parse_question(text: str) -> Question:
+    """Read a reachability question typed by a person (in Slack or at the CLI).
+
+    Raises `ParseError` (a `bot.errors.BadInput`) for anything it cannot read, with the closest valid
+    form built from what it understood and an example; it raises nothing else.
+    """
+    if len(text) > MAX_QUESTION_LENGTH:
+        raise ParseError(
+            f"The question is {len(text)} characters long; kubereach reads at most {MAX_QUESTION_LENGTH}. "
+            "Ask about one source and one target.",
+            closest_form=question_text(None, None),
+            example=EXAMPLE,
+        )
+    return _QuestionReader(text).read()
+
+
+class _QuestionReader:
+    """State of reading one question: the options found so far and the problems met."""
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        self.problems: list[Unreadable] = []
+        self.port: int | None = None
+        self.port_name: str | None = None
+        self.port_unreadable = False
+        self.protocol: Protocol | None = None
+        self.namespace: str | None = None
+        self.command_form = False
+        self.ignored: list[str] = []
+
+    # -- the whole question -------------------------------------------------------------------------
+
+    def read(self) -> Question:
+        words = lex(clean_slack_text(self.raw))
+        if words and words[0] in COMMAND_WORDS:
+            self.command_form = True
+        items = self._group(self._take_options(words))
+        readings = {id(item): self._read_phrase(item) for item in items if isinstance(item, _Phrase)}
+        roles = self._roles(items, readings)
+        source = self._settle(roles.source, readings, as_source=True)
+        target = self._settle(roles.target, readings, as_source=False)
+        problems = [*self.problems]
+        if roles.problem is not None:
+            problems.append(roles.problem)
+        closest_source = source
+        if isinstance(source, Ref) and not source.kind.can_be_source:
+            problems.append(self._source_kind_problem(source))
+            closest_source = (
+                Ref(RefKind.WORKLOAD, source.name, source.namespace)
+                if source.kind is RefKind.SERVICE
+                else None
+            )
+        if problems:
+            raise self._error(problems[0], closest_source, target)
+        if not isinstance(source, Ref) or not isinstance(target, Ref):  # pragma: no cover - roles guarantee
+            raise self._error(Unreadable("Could not find both a source and a target.", None), source, target)
+        normalized = question_text(
+            source,
+            target,
+            port=self.port,
+            port_name=self.port_name,
+            protocol=self.protocol,
+            namespace=self.namespace,
+        )
+        return Question(
+            source=source,
+            target=target,
+            port=self.port,
+            port_name=self.port_name,
+            protocol=self.protocol,
+            namespace=self.namespace,
+            raw=self.raw,
+            normalized=normalized,
+            ignored=tuple(self.ignored),
+        )
+
+    def _error(self, problem: Unreadable, source: Ref | str | None, target: Ref | str | None) -> ParseError:
+        closest = question_text(
+            source,
+            target,
+            port="?" if self.port_unreadable else self.port,
+            port_name=self.port_name,
+            protocol=self.protocol,
+            namespace=self.namespace,
+        )
+        return ParseError(
+            problem.message, closest_form=closest, example=problem.example or EXAMPLE, part=problem.part
+        )
+
+    def _shown(self) -> str:
+        text = " ".join(self.raw.split())
+        return text if len(text) <= _SHOWN_TEXT else text[: _SHOWN_TEXT - 1] + "…"
+
+    # -- options: namespace, port, protocol ---------------------------------------------------------
+
+    def _take_options(self, words: list[str]) -> list[str]:
+        rest: list[str] = []
+        index = 0
+        count = len(words)
+        while index < count:
+            word = words[index]
+            following = words[index + 1] if index + 1 < count else None
+            assigned = _NAMESPACE_ASSIGNMENT.fullmatch(word)
+            if assigned is not None or word in NAMESPACE_FLAGS:
+                value = assigned.group(1) if assigned is not None else following
+                if not value or value in RESERVED:
+                    self.problems.append(
+                        Unreadable(
+                            f"'{shown(word)}' needs a namespace name after it, e.g. '-n shop'.",
+                            word,
+                            example=NAMESPACE_EXAMPLE,
+                        )
+                    )
+                    index += 1
+                    continue
+                self._set_namespace(value)
+                index += 1 if assigned is not None else 2
+                continue
+            if word == "in":
+                index = self._take_in(words, index)
+                continue
+            assigned = _PORT_ASSIGNMENT.fullmatch(word)
+            if assigned is not None or word in PORT_WORDS:
+                value = assigned.group(1) if assigned is not None else following
+                if not value or value in RESERVED:
+                    self.port_unreadable = True
+                    self.problems.append(
+                        Unreadable(
+                            f"'{shown(word)}' needs a port after it, e.g. 'port 8080' or 'port http'.",
+                            word,
+                            example=PORT_EXAMPLE,
+                        )
+                    )
+                    index += 1
+                    continue
+                self._take_port(value)
+                index += 1 if assigned is not None else 2
+                continue
+            if word in PORT_PREPOSITIONS and following is not None and _NUMBER_PORT.fullmatch(following):
+                self._take_port(following)
+                index += 2
+                continue
+            if _NUMBER_PORT.fullmatch(word):
+                self._take_port(word)
+                index += 1
+                continue
+            protocol = PROTOCOL_WORDS.get(word.removeprefix("/"))
+            if protocol is not None:
+                self._set_protocol(protocol)
+                index += 1
+                continue
+            rest.append(word)
+            index += 1
+        return rest
+
+    def _take_in(self, words: list[str], index: int) -> int:
+        """Read ``in [the] [namespace] NAME [namespace]`` at `index`; return the index after it."""
+        after = index + 1
+        while after < len(words) and words[after] in ARTICLES:
+            after += 1
+        if after >= len(words):
+            return index + 1
+        word = words[after]
+        if word in ("namespace", "ns"):
+            return after  # the namespace flag reads the name
+        if _LABEL.fullmatch(word) is None or word in RESERVED:
+            return index + 1  # "in" as a filler word
+        self._set_namespace(word)
+        after += 1
+        if after < len(words) and words[after] in ("namespace", "ns"):
+            after += 1
+        return after
+
+    def _set_namespace(self, value: str) -> None:
+        if _LABEL.fullmatch(value) is None:
+            self.problems.append(
+                Unreadable(
+                    f"'{shown(value)}' is not a valid namespace: use lowercase letters, digits and '-', "
+                    "starting and ending with a letter or digit.",
+                    value,
+                    example=NAMESPACE_EXAMPLE,
+                )
+            )
+            return
+        if self.namespace is not None and self.namespace != value:
+            self.problems.append(
+                Unreadable(
+                    f"Two namespaces ({self.namespace} and {value}): name one, or write the namespace on "
+                    "each name (shop/frontend → shop/svc/api).",
+                    value,
+                    example=NAMESPACE_EXAMPLE,
+                )
+            )
+            return
+        self.namespace = value
+
+    def _take_port(self, text: str) -> None:
+        try:
+            spec = read_port(text)
+        except Unreadable as problem:
+            self.port_unreadable = True
+            self.problems.append(Unreadable(problem.message, problem.part, example=PORT_EXAMPLE))
+            return
+        self._set_port(spec)
+
+    def _set_port(self, spec: PortSpec) -> None:
+        if spec.protocol is not None:
+            self._set_protocol(spec.protocol)
+        if spec.number is None and spec.name is None:
+            return
+        given = spec.number if spec.number is not None else spec.name
+        current = self.port if self.port is not None else self.port_name
+        if current is not None and current != given:
+            self.problems.append(
+                Unreadable(
+                    f"Two ports ({shown(current)} and {shown(given)}): ask about one port at a time.",
+                    str(given),
+                    example=PORT_EXAMPLE,
+                )
+            )
+            return
+        self.port, self.port_name = spec.number, spec.name
+
+    def _set_protocol(self, protocol: Protocol) -> None:
+        if self.protocol is not None and self.protocol is not protocol:
+            self.problems.append(
+                Unreadable(
+                    f"Two protocols ({self.protocol.lower()} and {protocol.lower()}): ask about one at a time.",
+                    protocol.lower(),
+                    example="web-0 → 10.96.0.10:53/udp",
+                )
+            )
+            return
+        self.protocol = protocol
+
+    # -- phrases and connectives --------------------------------------------------------------------
+
+    def _group(self, words: list[str]) -> list[_Phrase | _Connective]:
+        items: list[_Phrase | _Connective] = []
+        index = 0
+        count = len(words)
+        while index < count:
+            word = words[index]
+            direction = _direction(word)
+            if direction is not None:
+                previous = items[-1] if items else None
+                if isinstance(previous, _Connective):
+                    items[-1] = _Connective(direction, (*previous.words, word))
+                else:
+                    items.append(_Connective(direction, (word,)))
+                index += 1
+                continue
+            if word in RESERVED and word not in KIND_WORDS:
+                index += 1
+                continue
+            if word in KIND_WORDS:
+                kind = KIND_WORDS[word]
+                following = words[index + 1] if index + 1 < count else None
+                if following is not None and following not in RESERVED:
+                    items.append(_Phrase(f"{word} {following}", kind, word, following, index + 1))
+                    index += 2
+                    continue
+                previous = items[-1] if items else None
+                if (
+                    isinstance(previous, _Phrase)
+                    and previous.kind_word is None
+                    and previous.word is not None
+                    and previous.end == index - 1
+                ):
+                    items[-1] = _Phrase(f"{previous.text} {word}", kind, word, previous.word, index)
+                else:
+                    items.append(_Phrase(word, kind, word, None, index))
+                index += 1
+                continue
+            items.append(_Phrase(word, None, None, word, index))
+            index += 1
+        return items
+
+    def _read_phrase(self, phrase: _Phrase) -> ReferenceText | str:
+        """Read a phrase into a reference, or return the placeholder to show in its place."""
+        placeholder = f"{phrase.kind.prefix}/{PLACEHOLDER}" if phrase.kind is not None else PLACEHOLDER
+        if phrase.word is None:
+            prefix = phrase.kind.prefix if phrase.kind is not None else "KIND"
+            self.problems.append(
+                Unreadable(f"'{shown(phrase.kind_word)}' needs a name: write {prefix}/NAME.", phrase.text)
+            )
+            return placeholder
+        try:
+            return read_reference(phrase.word, kind=phrase.kind)
+        except Unreadable as problem:
+            self.problems.append(problem)
+            return placeholder
+
+    def _roles(self, items: list[_Phrase | _Connective], readings: dict[int, ReferenceText | str]) -> _Roles:
+        positions = [index for index, item in enumerate(items) if isinstance(item, _Phrase)]
+        phrases = [item for item in items if isinstance(item, _Phrase)]
+        if not phrases:
+            message = (
+                "The question is empty: name a source and a target."
+                if not self.raw.strip()
+                else f"Could not find a source or a target in '{self._shown()}'."
+            )
+            return _Roles(None, None, Unreadable(message, self._shown() or None))
+        if len(phrases) == 1:
+            return self._one_sided(items, positions[0], readings)
+        groups = _groups_between(items, positions)
+        if len(groups) == 2:
+            (before, _), (after, connective) = groups
+            source_group, target_group = before, after
+            if connective is not None and connective.direction is Direction.BACKWARD:
+                source_group, target_group = after, before
+            source_group, target_group = self._narrow(source_group), self._narrow(target_group)
+            if len(source_group) == 1 and len(target_group) == 1:
+                return _Roles(source_group[0], target_group[0])
+            side, group = ("source", source_group) if len(source_group) > 1 else ("target", target_group)
+            text = " ".join(phrase.text for phrase in group)
+            return _Roles(
+                source_group[0] if side == "target" else None,
+                target_group[0] if side == "source" and len(target_group) == 1 else None,
+                Unreadable(
+                    f"Could not tell which word of '{shown(text)}' is the {side}: write it with its kind "
+                    "(e.g. deploy/NAME) and the other words are skipped.",
+                    text,
+                ),
+            )
+        if len(groups) == 1 and len(phrases) == 2:
+            first, second = phrases
+            if self.command_form:
+                return _Roles(first, second)
+            return _Roles(
+                first,
+                second,
+                Unreadable(
+                    f"Could not tell which of '{shown(first.text)}' and '{shown(second.text)}' is the source: "
+                    "join them with 'to' or '→'.",
+                    f"{first.text} {second.text}",
+                ),
+            )
+        names = ", ".join(shown(phrase.text, 20) for phrase in phrases[:_LISTED_NAMES])
+        if len(phrases) > _LISTED_NAMES:
+            names += ", …"
+        return _Roles(
+            None,
+            None,
+            Unreadable(
+                f"Found {len(phrases)} names ({names}); a question has one source and one target.",
+                names,
+            ),
+        )
+
+    def _narrow(self, group: list[_Phrase]) -> list[_Phrase]:
+        """Keep the one marked reference of a group (``svc/api lately`` → ``svc/api``), if there is one.
+
+        A reference is marked when it carries a kind, a namespace, a port, a dot or is an address; the
+        bare words beside it are unknown words that do not make the question ambiguous, so they are
+        skipped (and listed in `Question.ignored`). A group of bare words stays ambiguous.
+        """
+        if len(group) < 2:
+            return group
+        marked = [phrase for phrase in group if _is_marked(phrase)]
+        if len(marked) != 1:
+            return group
+        self.ignored.extend(phrase.text for phrase in group if phrase is not marked[0])
+        return marked
+
+    def _one_sided(
+        self, items: list[_Phrase | _Connective], position: int, readings: dict[int, ReferenceText | str]
+    ) -> _Roles:
+        """One name: the connective next to it (or its being a service or DNS name) says which side it is."""
+        phrase = items[position]
+        if not isinstance(phrase, _Phrase):  # pragma: no cover - positions index phrases
+            raise AssertionError("position is not a phrase")
+        before = items[position - 1] if position > 0 else None
+        after = items[position + 1] if position + 1 < len(items) else None
+        reading = readings[id(phrase)]
+        is_target = (
+            (isinstance(before, _Connective) and before.direction is Direction.FORWARD)
+            or (isinstance(after, _Connective) and after.direction is Direction.BACKWARD)
+            or (isinstance(reading, ReferenceText) and _reads_as_target(reading))
+        )
+        if is_target:
+            return _Roles(
+                None, phrase, Unreadable(f"Found only the target '{shown(phrase.text)}': name the source too.", None)
+            )
+        return _Roles(
+            phrase, None, Unreadable(f"Found only the source '{shown(phrase.text)}': name the target too.", None)
+        )
+
+    def _settle(
+        self, phrase: _Phrase | None, readings: dict[int, ReferenceText | str], *, as_source: bool
+    ) -> Ref | str | None:
+        """The phrase's reference for its role; moves a port written on the source to the question."""
+        if phrase is None:
+            return None
+        reading = readings[id(phrase)]
+        if isinstance(reading, str):
+            return reading
+        if reading.port_problem is not None:
+            self.port_unreadable = True
+            problem = reading.port_problem
+            self.problems.append(Unreadable(problem.message, problem.part, example=PORT_EXAMPLE))
+        if reading.port is not None:
+            if as_source and (reading.port.number is not None or reading.port.name is not None):
+                self.problems.append(
+                    Unreadable(
+                        f"The port belongs to the target, not to the source '{shown(reading.written)}'.",
+                        reading.written,
+                        example=PORT_EXAMPLE,
+                    )
+                )
+            self._set_port(reading.port)  # on the source too: the closest form shows it on the target
+        return reading.to_ref(as_source=as_source)
+
+    @staticmethod
+    def _source_kind_problem(source: Ref) -> Unreadable:
+        written = source.display()
+        if source.kind is RefKind.SERVICE:
+            return Unreadable(
+                f"The source {shown(written)} is a service, but traffic comes from pods: pick a pod or a "
+                f"workload as the source (e.g. deploy/{source.name}).",
+                written,
+                example=SOURCE_EXAMPLE,
+            )
+        return Unreadable(
+            f"The source {shown(written)} is a name outside the cluster, but traffic comes from pods: pick a pod "
+            "or a workload as the source.",
+            written,
+            example=SOURCE_EXAMPLE,
+        )
+
+
+def _is_marked(phrase: _Phrase) -> bool:
+    """Whether a phrase is unmistakably a reference: a kind, or a word with ``/ : . [`` in it."""
+    return phrase.kind is not None or (phrase.word is not None and any(mark in phrase.word for mark in "/:.["))
+
+
+def _reads_as_target(reading: ReferenceText) -> bool:
+    """A lone name written as a DNS name, or naming a service, is the target of its question."""
+    return reading.dns_name is not None or not reading.to_ref(as_source=True).kind.can_be_source
+
+
+def _direction(word: str) -> Direction | None:
+    if word in FORWARD_WORDS:
+        return Direction.FORWARD
+    if word in BACKWARD_WORDS:
+        return Direction.BACKWARD
+    return None
+
+
+def _groups_between(
+    items: list[_Phrase | _Connective], positions: list[int]
+) -> list[tuple[list[_Phrase], _Connective | None]]:
+    """Split the phrases at the connectives between them; each group keeps the connective before it."""
+    groups: list[tuple[list[_Phrase], _Connective | None]] = []
+    current: list[_Phrase] = []
+    leading: _Connective | None = None
+    for before, after in itertools.pairwise(positions):
+        phrase = items[before]
+        if isinstance(phrase, _Phrase):
+            current.append(phrase)
+        between = [item for item in items[before + 1 : after] if isinstance(item, _Connective)]
+        if between:
+            groups.append((current, leading))
+            current, leading = [], between[-1]
+    last = items[positions[-1]]
+    if isinstance(last, _Phrase):
+        current.append(last)
+    groups.append((current, leading))
+    return groups

@@ -1,0 +1,50 @@
+"""Split cleaned text into lowercase words.
+
+Arrows written without spaces (``web->api``, ``a=>b``, ``x<-y``) become words of their own; commas,
+brackets and quotes separate words; apostrophes vanish (``can't`` → ``cant``); punctuation and
+formatting at the edges of a word go (``api:8080?!`` → ``api:8080``, ``_api_`` → ``api``). What is
+left of a word that has no letter or digit is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+
+_FORWARD_ARROW = re.compile(r"[-=]+>")
+_BACKWARD_ARROW = re.compile(r"<[-=]+")
+_SEPARATORS = re.compile(r"[,;(){}\"|]")
+_ARROWS = frozenset({"->", "<-", ">"})
+
+
+def _keeps_leading(char: str) -> bool:
+    return char.isalnum() or char in "-/[@"
+
+
+def _strip_edges(word: str) -> str:
+    start = 0
+    while start < len(word) and not _keeps_leading(word[start]):
+        start += 1
+    end = len(word)
+    keep_bracket = "[" in word
+    while end > start and not (
+        word[end - 1].isalnum() or (keep_bracket and word[end - 1] == "]")
+    ):
+        end -= 1
+    return word[start:end]
+
+
+def lex(text: str) -> list[str]:
+    """Split text (already cleaned of Slack markup) into the grammar's words, lowercased."""
+    text = text.lower()
+    text = _FORWARD_ARROW.sub(" -> ", text)
+    text = _BACKWARD_ARROW.sub(" <- ", text)
+    text = _SEPARATORS.sub(" ", text)
+    words: list[str] = []
+    for chunk in text.split():
+        if chunk in _ARROWS:
+            words.append("->" if chunk == ">" else chunk)
+            continue
+        word = _strip_edges(chunk.replace("'", ""))
+        if any(char.isalnum() for char in word):
+            words.append(word)
+    return words

@@ -1,0 +1,124 @@
+"""Turn a Slack message (or any pasted text) into plain text the lexer can split.
+
+Slack sends mentions as ``<@U123>``, channels as ``<#C1|name>``, specials as ``<!here>``, links as
+``<http://host|label>``, escapes ``& < >`` as entities, and people paste backticks, bold markers,
+smart quotes, non-breaking spaces, emoji shortcodes and typographic arrows. All of that is removed or
+mapped to ASCII here, before any grammar is applied.
+"""
+
+from __future__ import annotations
+
+import re
+
+_MENTION = re.compile(r"<[@#!][^<>]*>")
+_LINK = re.compile(r"<([a-zA-Z][a-zA-Z0-9+.-]*:[^<>|]*)(?:\|([^<>]*))?>")
+_URL_HOST = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/?#\s]*@)?([^/?#\s]*)", re.IGNORECASE)
+_MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
+
+_ARROW_SHORTCODES = re.compile(
+    r":(?:arrow_right|right_arrow|point_right|arrow_forward|heavy_right_arrow|long_arrow_right):"
+)
+_BACK_ARROW_SHORTCODES = re.compile(r":(?:arrow_left|left_arrow|point_left|long_arrow_left):")
+_EMOJI_SHORTCODE = re.compile(
+    r"(?:(?<=\s)|^):(?:[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*|[+-]1):(?::skin-tone-\d:)?(?=\s|$|[?!.,])"
+)
+
+_CHARACTER_MAP = str.maketrans(
+    {
+        # quotes and apostrophes
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u00b4": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+        # dashes (autocorrect turns -- into an em dash and - into an en dash)
+        "\u2013": "-",
+        "\u2014": "--",
+        "\u2212": "-",
+        "\u2010": "-",
+        "\u2011": "-",
+        # arrows
+        "\u2192": " -> ",
+        "\u27f6": " -> ",
+        "\u27a1": " -> ",
+        "\u2794": " -> ",
+        "\u279c": " -> ",
+        "\u279d": " -> ",
+        "\u279e": " -> ",
+        "\u21d2": " -> ",
+        "\u27f9": " -> ",
+        "\u21e8": " -> ",
+        "\u21a6": " -> ",
+        "\u2190": " <- ",
+        "\u27f5": " <- ",
+        "\u2b05": " <- ",
+        "\u21d0": " <- ",
+        # spaces
+        "\u00a0": " ",
+        "\u2000": " ",
+        "\u2001": " ",
+        "\u2002": " ",
+        "\u2003": " ",
+        "\u2004": " ",
+        "\u2005": " ",
+        "\u2006": " ",
+        "\u2007": " ",
+        "\u2008": " ",
+        "\u2009": " ",
+        "\u200a": " ",
+        "\u202f": " ",
+        "\u205f": " ",
+        "\u3000": " ",
+        # invisible characters
+        "\u200b": "",
+        "\u200c": "",
+        "\u200d": "",
+        "\u2060": "",
+        "\ufeff": "",
+        "\ufe0e": "",
+        "\ufe0f": "",
+        # formatting markers
+        "`": " ",
+        "*": "",
+        "~": "",
+    }
+)
+
+
+def url_host(url: str) -> str:
+    """The ``host[:port]`` of a URL (``http://api.shop:8080/x`` → ``api.shop:8080``); other text as is."""
+    match = _URL_HOST.match(url)
+    if match is None:
+        return url
+    return match.group(1)
+
+
+def _link_text(match: re.Match[str]) -> str:
+    target, label = match.group(1), match.group(2)
+    if label:
+        text = label.strip()
+        return f" {url_host(text)} "
+    if _MAILTO.match(target):
+        return f" {_MAILTO.sub('', target)} "
+    return f" {url_host(target)} "
+
+
+def clean_slack_text(text: str) -> str:
+    """Strip Slack markup and typography from a message, leaving plain ASCII-ish words.
+
+    Mentions, channel references and ``<!here>`` are removed; a link becomes its label (or its host
+    when it has none); entities are unescaped; code markers, bold and strike markers, invisible
+    characters and emoji shortcodes go; smart quotes, dashes, arrows and exotic spaces become ASCII.
+    """
+    text = _MENTION.sub(" ", text)
+    text = _LINK.sub(_link_text, text)
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    text = text.translate(_CHARACTER_MAP)
+    text = _ARROW_SHORTCODES.sub(" -> ", text)
+    text = _BACK_ARROW_SHORTCODES.sub(" <- ", text)
+    return _EMOJI_SHORTCODE.sub(" ", text)

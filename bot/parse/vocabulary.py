@@ -1,0 +1,154 @@
+"""The words of the grammar: connectives with their direction, kinds, option keywords and noise.
+
+Every table is explicit, misspellings included, so the parser stays deterministic: a word means
+what its table says, never what it is "close to". A word in `NOISE` is never read as a name; to
+name a workload called ``test``, write it with a kind prefix (``deploy/test``, ``svc/test``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from bot.parse.models import Protocol, RefKind
+
+
+class Direction(Enum):
+    """Which way a connective points between the names around it."""
+
+    FORWARD = "forward"
+    """``X to Y``, ``X -> Y``, ``X can't reach Y``: the name before is the source."""
+    BACKWARD = "backward"
+    """``Y from X``, ``Y reachable by X``, ``Y <- X``: the name before is the target."""
+
+
+FORWARD_WORDS: frozenset[str] = frozenset(
+    {
+        "->", ">", "to", "into", "toward", "towards", "and",
+        # reach
+        "reach", "reaches", "reaching", "reached", "reachs", "reachh", "reahc", "rech", "raech", "reech",
+        "reac", "rach", "reacj", "recah", "reacing", "reachin",
+        # talk
+        "talk", "talks", "talking", "talked", "tlak", "takl", "tak", "tlk", "talkk", "tlaking", "taling",
+        # connect
+        "connect", "connects", "connecting", "connected", "conect", "conects", "conecting", "connet",
+        "conenct", "connnect", "connct", "cnnect", "connec", "conncet", "cnonect",
+        # other verbs of reaching something
+        "access", "accesses", "accessing", "accessed", "acess", "acces",
+        "hit", "hits", "hitting", "call", "calls", "calling", "called",
+        "ping", "pings", "pinging", "pinged", "curl", "curls", "curling",
+        "resolve", "resolves", "resolving", "resolved",
+        "send", "sends", "sending", "sent", "contact", "contacts", "contacting",
+        "communicate", "communicates", "communicating", "speak", "speaks", "speaking",
+        "see", "sees", "go", "goes", "going", "open", "opens", "opening",
+    }
+)  # fmt: skip
+
+BACKWARD_WORDS: frozenset[str] = frozenset(
+    {
+        "<-", "from", "by",
+        "reachable", "rechable", "reacheable", "reachible", "reahcable", "unreachable", "unreachble",
+        "accessible", "inaccessible", "routable", "unroutable",
+    }
+)  # fmt: skip
+
+KIND_WORDS: dict[str, RefKind] = {
+    "pod": RefKind.POD,
+    "pods": RefKind.POD,
+    "po": RefKind.POD,
+    "svc": RefKind.SERVICE,
+    "svcs": RefKind.SERVICE,
+    "service": RefKind.SERVICE,
+    "services": RefKind.SERVICE,
+    "deploy": RefKind.DEPLOYMENT,
+    "deploys": RefKind.DEPLOYMENT,
+    "deployment": RefKind.DEPLOYMENT,
+    "deployments": RefKind.DEPLOYMENT,
+    "sts": RefKind.STATEFULSET,
+    "statefulset": RefKind.STATEFULSET,
+    "statefulsets": RefKind.STATEFULSET,
+    "ds": RefKind.DAEMONSET,
+    "daemonset": RefKind.DAEMONSET,
+    "daemonsets": RefKind.DAEMONSET,
+    "node": RefKind.NODE,
+    "nodes": RefKind.NODE,
+}
+"""Kind words that may stand alone before or after a name (``pod web``, ``the api service``)."""
+
+KIND_PREFIXES: dict[str, RefKind] = {
+    **KIND_WORDS,
+    "no": RefKind.NODE,
+    "workload": RefKind.WORKLOAD,
+    "deployment.apps": RefKind.DEPLOYMENT,
+    "statefulset.apps": RefKind.STATEFULSET,
+    "daemonset.apps": RefKind.DAEMONSET,
+}
+"""Kinds accepted before a slash (``svc/api``, ``shop/deploy/web``, ``deployment.apps/web``)."""
+
+PROTOCOL_WORDS: dict[str, Protocol] = {
+    "tcp": Protocol.TCP,
+    "udp": Protocol.UDP,
+    "sctp": Protocol.SCTP,
+}
+
+PORT_WORDS: frozenset[str] = frozenset({"port", "ports", "prot", "porrt", "pott"})
+"""Words that take the port after them (``port 8080``, ``port http``)."""
+
+PORT_PREPOSITIONS: frozenset[str] = frozenset({"on", "at"})
+"""Words that take a port number after them (``on 8080``); otherwise they are noise."""
+
+NAMESPACE_FLAGS: frozenset[str] = frozenset({"-n", "--namespace", "--ns", "namespace", "ns"})
+"""Words that take a namespace after them (``-n shop``, ``namespace shop``)."""
+
+COMMAND_WORDS: frozenset[str] = frozenset({"/reach", "/kubereach"})
+"""A leading slash command: after it, two bare names read as ``SOURCE TARGET``."""
+
+NOISE: frozenset[str] = frozenset(
+    {
+        # addressing the bot, politeness, urgency
+        "hey", "hi", "hello", "yo", "please", "pls", "plz", "plss", "kindly", "thanks", "thank", "thx", "ty",
+        "bot", "kubereach", "@kubereach", "@reach", "urgent", "asap", "quick", "question", "help",
+        # time
+        "still", "again", "anymore", "now", "suddenly", "today", "currently", "sometimes", "intermittently",
+        "randomly", "always", "never", "ever", "yet", "already", "recently", "since",
+        # question words, auxiliaries, negation
+        "why", "whys", "how", "what", "whats", "whether", "if", "is", "isnt", "are", "arent", "was", "wasnt",
+        "were", "werent", "be", "been", "being", "does", "doesnt", "do", "dont", "did", "didnt",
+        "can", "cant", "cannot", "cannt", "cnat", "cna", "canot", "could", "couldnt", "would", "wouldnt",
+        "will", "wont", "should", "shouldnt", "might", "may", "must", "not", "no", "unable", "able",
+        "fail", "fails", "failing", "failed", "anyone", "anybody", "someone", "somebody",
+        # pronouns, articles, fillers
+        "i", "we", "me", "us", "you", "my", "our", "your", "it", "its", "this", "that", "these", "those",
+        "there", "here", "the", "a", "an", "any", "some", "just", "really", "also", "even", "only", "all",
+        "so", "but", "or", "then", "which", "who", "know", "tell", "wonder", "wondering", "figure",
+        "find", "need", "needs", "want", "wants", "trying", "try", "tries", "tried", "seems", "seem",
+        "seemed", "looks", "look", "like", "get", "gets", "getting", "got", "keep", "keeps", "kept",
+        "have", "has", "had", "having", "issue", "issues", "problem", "problems", "error", "errors",
+        "broken", "down", "working", "work", "works", "worked", "ok", "okay", "ah", "oh", "um", "uh",
+        "hmm", "lol", "when", "while", "after", "before", "during", "anything", "something", "else",
+        # diagnosis words
+        "check", "checking", "test", "testing", "debug", "debugging", "diagnose", "investigate",
+        "verify", "connectivity", "reachability", "connection", "connections", "traffic", "network",
+        "networking", "packet", "packets", "request", "requests", "blocked", "dropped", "dropping",
+        "drops", "refused", "denied", "rejected", "reset", "timeout", "timeouts", "time", "times",
+        "timed", "timing", "out", "hangs", "hanging", "hang", "stuck", "slow", "between",
+        # words of pasted error messages ("dial tcp ...: i/o timeout", "no route to host")
+        "dial", "i/o", "route", "routes", "host", "econnrefused", "etimedout",
+        # prepositions without a direction
+        "over", "via", "using", "use", "with", "through", "on", "at", "of", "for", "in",
+        "proto", "protocol", "address", "ip", "port-forward",
+    }
+)  # fmt: skip
+
+RESERVED: frozenset[str] = (
+    FORWARD_WORDS
+    | BACKWARD_WORDS
+    | frozenset(KIND_WORDS)
+    | frozenset(PROTOCOL_WORDS)
+    | PORT_WORDS
+    | NAMESPACE_FLAGS
+    | COMMAND_WORDS
+    | NOISE
+)
+"""Every word with a meaning in the grammar: none of them is read as a name on its own."""
+
+ARTICLES: frozenset[str] = frozenset({"the", "a", "an"})

@@ -1,0 +1,59 @@
+"""The lab's Kubernetes API server: a store of objects, its HTTP API, and the EndpointSlice controller.
+
+Typical wiring in the lab daemon::
+
+    store = Store()
+    controller = EndpointSliceController(store)
+    controller.start()
+    server = ApiServer(store, token)
+    url = server.start()                    # http://127.0.0.1:PORT
+    write_kubeconfig(path, url, token)
+    ...
+    server.stop(); controller.stop()
+"""
+
+from lab.apiserver.endpointslices import EndpointSliceController, slice_name
+from lab.apiserver.errors import (
+    AlreadyExists,
+    ApiError,
+    BadRequest,
+    Conflict,
+    Expired,
+    Invalid,
+    MethodNotAllowed,
+    NotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from lab.apiserver.kubeconfig import LAB_CONTEXT, kubeconfig_document, write_kubeconfig
+from lab.apiserver.resources import RESOURCE_TYPES, ResourceType
+from lab.apiserver.server import ApiServer
+from lab.apiserver.store import ObjectList, Preconditions, Store, Subscription, WatchEvent
+from lab.apiserver.tls import ServingCertificate
+
+__all__ = [
+    "LAB_CONTEXT",
+    "RESOURCE_TYPES",
+    "AlreadyExists",
+    "ApiError",
+    "ApiServer",
+    "BadRequest",
+    "Conflict",
+    "EndpointSliceController",
+    "Expired",
+    "Invalid",
+    "MethodNotAllowed",
+    "NotFound",
+    "ObjectList",
+    "Preconditions",
+    "ResourceType",
+    "ServingCertificate",
+    "Store",
+    "Subscription",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "WatchEvent",
+    "kubeconfig_document",
+    "slice_name",
+    "write_kubeconfig",
+]

@@ -1,0 +1,107 @@
+"""API errors in the shape the Kubernetes API returns them: a metav1 `Status` with reason and code.
+
+Every failure the store or the server reports is an `ApiError` subclass; `to_status()` gives the
+JSON body and `code` the HTTP status, exactly as kube-apiserver would send them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """A request the API refused; carries the HTTP code and the Status reason."""
+
+    code = 500
+    reason = "InternalError"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_status(self) -> dict[str, Any]:
+        """The metav1 Status object for this error."""
+        status: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details:
+            status["details"] = self.details
+        return status
+
+
+class BadRequest(ApiError):
+    """The request cannot be understood (malformed body, selector or parameter)."""
+
+    code = 400
+    reason = "BadRequest"
+
+
+class Unauthorized(ApiError):
+    """The request carried no valid bearer token."""
+
+    code = 401
+    reason = "Unauthorized"
+
+
+class NotFound(ApiError):
+    """The object, namespace or resource does not exist."""
+
+    code = 404
+    reason = "NotFound"
+
+
+class MethodNotAllowed(ApiError):
+    """The verb is not supported on this path."""
+
+    code = 405
+    reason = "MethodNotAllowed"
+
+
+class AlreadyExists(ApiError):
+    """An object with this name already exists."""
+
+    code = 409
+    reason = "AlreadyExists"
+
+
+class Conflict(ApiError):
+    """The write was based on a stale resourceVersion (optimistic concurrency)."""
+
+    code = 409
+    reason = "Conflict"
+
+
+class Expired(ApiError):
+    """The requested resourceVersion is older than the retained watch history."""
+
+    code = 410
+    reason = "Expired"
+
+
+class UnsupportedMediaType(ApiError):
+    """The request body's Content-Type is not one this server accepts."""
+
+    code = 415
+    reason = "UnsupportedMediaType"
+
+
+class Invalid(ApiError):
+    """The object is well-formed JSON but not a valid object of its kind."""
+
+    code = 422
+    reason = "Invalid"
+
+
+def object_details(plural: str, group: str, name: str) -> dict[str, Any]:
+    """The `details` block of a Status about one object."""
+    details: dict[str, Any] = {"name": name, "kind": plural}
+    if group:
+        details["group"] = group
+    return details

@@ -1,0 +1,684 @@
+"""The lab's object store: Kubernetes objects with one global resourceVersion and a watch history.
+
+`Store` keeps every served object as plain JSON-shaped dicts, stamps server-owned metadata (uid,
+creationTimestamp, resourceVersion, generation), enforces optimistic concurrency, records each change
+as a `WatchEvent` in a bounded history (for HTTP watches that resume from a resourceVersion) and
+hands events to in-process subscribers (controllers) after the write's lock is released, one at a
+time and in resourceVersion order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import copy
+import ipaddress
+import json
+import re
+import secrets
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lab.apiserver.errors import (
+    AlreadyExists,
+    BadRequest,
+    Conflict,
+    Expired,
+    Invalid,
+    NotFound,
+    object_details,
+)
+from lab.apiserver.patches import PATCH_TYPES, apply_patch
+from lab.apiserver.resources import NAMESPACES, PODS, SERVICES, ResourceType, resolve, resource_of
+from lab.apiserver.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
+
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+DEFAULT_HISTORY_SIZE = 4096
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_DNS_LABEL_KINDS = frozenset({"Namespace", "Service"})
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change to one object, as a watch reports it.
+
+    `object` is the object after the change (for DELETED: its last state, carrying the deletion's
+    resourceVersion); `old_object` the state before (None for ADDED).
+    """
+
+    type: str
+    object: dict[str, Any]
+    resource: ResourceType
+    resource_version: int
+    old_object: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON WatchEvent a watch stream carries: {"type", "object"}."""
+        return {"type": self.type, "object": self.object}
+
+
+@dataclass(frozen=True)
+class ObjectList:
+    """The result of a list: items, the list's resourceVersion, and the continuation if limited."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+    continue_token: str | None = None
+    remaining_item_count: int | None = None
+
+
+@dataclass(frozen=True)
+class Preconditions:
+    """Conditions a delete must meet (metav1.Preconditions)."""
+
+    uid: str | None = None
+    resource_version: str | None = None
+
+
+WatchCallback = Callable[[WatchEvent], None]
+
+
+@dataclass
+class Subscription:
+    """A registered in-process subscriber; `cancel()` stops deliveries."""
+
+    callback: WatchCallback
+    _store: Store = field(repr=False)
+
+    def cancel(self) -> None:
+        """Stop delivering events to this subscriber (idempotent)."""
+        self._store._unsubscribe(self)
+
+
+def now_timestamp() -> str:
+    """The current time in the RFC 3339 form Kubernetes uses in metadata ("2026-01-02T03:04:05Z")."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return (meta.get("namespace") or "", meta["name"])
+
+
+def _without_volatile(obj: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(obj)
+    meta = dict(result.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    meta.pop("managedFields", None)
+    result["metadata"] = meta
+    return result
+
+
+def _spec_part(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+class Store:
+    """Thread-safe store of the served objects, with watch history and in-process subscribers.
+
+    Resources are named by `ResourceType`, plural ("pods"), kind ("Pod") or short name ("svc").
+    Returned objects are deep copies; mutate them freely. All methods raise `ApiError` subclasses
+    (NotFound, AlreadyExists, Conflict, BadRequest, Invalid, Expired) on refusal.
+    """
+
+    def __init__(
+        self,
+        *,
+        history_size: int = DEFAULT_HISTORY_SIZE,
+        namespaces: Iterable[str] = DEFAULT_NAMESPACES,
+        service_cidr: str = DEFAULT_SERVICE_CIDR,
+    ) -> None:
+        """Create an empty store holding the given namespaces (Active, as a fresh cluster has)."""
+        self._cond = threading.Condition(threading.Lock())
+        self._objects: dict[ResourceType, dict[tuple[str, str], dict[str, Any]]] = {}
+        self._rv = 0
+        self._history: deque[WatchEvent] = deque()
+        self._history_size = max(1, history_size)
+        self._compacted_rv = 0
+        self._subscribers: list[Subscription] = []
+        self._pending: deque[WatchEvent] = deque()
+        self._draining = False
+        self._service_network = ipaddress.ip_network(service_cidr)
+        for name in namespaces:
+            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+    # ----------------------------------------------------------------------------------- reads
+
+    @property
+    def resource_version(self) -> str:
+        """The current global resourceVersion."""
+        with self._cond:
+            return str(self._rv)
+
+    @property
+    def oldest_resource_version(self) -> int:
+        """The oldest resourceVersion a watch can still resume from."""
+        with self._cond:
+            return self._compacted_rv
+
+    def get(self, resource: ResourceType | str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """One object; NotFound if it does not exist."""
+        rtype = resolve(resource)
+        with self._cond:
+            return copy.deepcopy(self._lookup(rtype, name, namespace))
+
+    def list(
+        self,
+        resource: ResourceType | str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | LabelSelector | None = None,
+        field_selector: str | FieldSelector | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> ObjectList:
+        """Objects of a type (in one namespace, or all when `namespace` is None), filtered and paged.
+
+        Items are ordered by (namespace, name). With `limit`, the result carries a continue token
+        to pass back for the next page.
+        """
+        rtype = resolve(resource)
+        labels = label_selector if isinstance(label_selector, LabelSelector) else parse_label_selector(label_selector)
+        fields = field_selector if isinstance(field_selector, FieldSelector) else parse_field_selector(field_selector, rtype.kind)
+        start: tuple[str, str] | None = None
+        if continue_token:
+            start = _decode_continue(continue_token)
+        with self._cond:
+            rv = self._rv
+            candidates = sorted(self._objects.get(rtype, {}).items())
+            selected = [
+                obj
+                for key, obj in candidates
+                if (start is None or key > start)
+                and (namespace is None or not rtype.namespaced or key[0] == namespace)
+                and labels.matches(obj["metadata"].get("labels"))
+                and fields.matches(obj)
+            ]
+            if limit is not None and limit > 0 and len(selected) > limit:
+                page = selected[:limit]
+                token = _encode_continue(rv, _key(page[-1]))
+                return ObjectList(copy.deepcopy(page), str(rv), token, len(selected) - limit)
+            return ObjectList(copy.deepcopy(selected), str(rv))
+
+    # ---------------------------------------------------------------------------------- writes
+
+    def create(self, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        """Store a new object (type from apiVersion/kind); returns it with server metadata.
+
+        Namespaced objects take `namespace` or metadata.namespace, and the namespace must exist.
+        metadata.generateName is honoured when metadata.name is empty.
+        """
+        rtype = resource_of(obj)
+        new = copy.deepcopy(dict(obj))
+        meta = new.get("metadata")
+        if meta is None:
+            meta = new["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise BadRequest("metadata must be an object")
+        ns = self._namespace_for(rtype, meta, namespace)
+        if not meta.get("name"):
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise Invalid(f"{rtype.kind}: metadata.name or metadata.generateName is required")
+            meta["name"] = prefix + "".join(secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
+        self._validate_name(rtype, meta["name"])
+        for server_field in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "selfLink"):
+            meta.pop(server_field, None)
+        with self._cond:
+            if rtype.namespaced and ("", ns or "") not in self._objects.get(NAMESPACES, {}):
+                raise NotFound(f'namespaces "{ns}" not found', details=object_details("namespaces", "", ns or ""))
+            table = self._objects.setdefault(rtype, {})
+            key = (ns or "", meta["name"])
+            if key in table:
+                raise AlreadyExists(
+                    f'{rtype.qualified_plural} "{meta["name"]}" already exists',
+                    details=object_details(rtype.plural, rtype.group, meta["name"]),
+                )
+            self._apply_defaults(rtype, new, None)
+            rv = self._next_rv()
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now_timestamp()
+            meta["resourceVersion"] = str(rv)
+            meta["generation"] = 1
+            table[key] = new
+            self._record(WatchEvent("ADDED", new, rtype, rv))
+            result = copy.deepcopy(new)
+        self._drain()
+        return result
+
+    def replace(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        namespace: str | None = None,
+        subresource: str | None = None,
+        keep_status: bool = False,
+    ) -> dict[str, Any]:
+        """Replace an object (PUT). A set metadata.resourceVersion must equal the stored one (else Conflict).
+
+        `subresource="status"` changes only the status. `keep_status=True` ignores the given status
+        (what a PUT on the main resource does for kinds with a status subresource). An update that
+        changes nothing is a no-op: no new resourceVersion, no event.
+        """
+        rtype = resource_of(obj)
+        given = copy.deepcopy(dict(obj))
+        meta = given.get("metadata")
+        if not isinstance(meta, dict) or not meta.get("name"):
+            raise BadRequest("metadata.name is required to replace an object")
+        ns = self._namespace_for(rtype, meta, namespace)
+        with self._cond:
+            current = self._lookup(rtype, meta["name"], ns)
+            result, deleted = self._update_locked(rtype, current, given, subresource, keep_status)
+        self._drain()
+        return copy.deepcopy(result) if not deleted else result
+
+    def put(self, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+        """Create the object, or replace it unconditionally (spec and status) if it exists."""
+        try:
+            return self.create(obj, namespace=namespace)
+        except AlreadyExists:
+            unconditional = copy.deepcopy(dict(obj))
+            (unconditional.get("metadata") or {}).pop("resourceVersion", None)
+            return self.replace(unconditional, namespace=namespace)
+
+    def patch(
+        self,
+        resource: ResourceType | str,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: str = "merge",
+        subresource: str | None = None,
+        keep_status: bool = False,
+    ) -> dict[str, Any]:
+        """Patch an object. `patch_type`: "merge", "strategic" (applied as merge), "json" (RFC 6902),
+        or a patch media type such as "application/merge-patch+json"."""
+        rtype = resolve(resource)
+        content_type = PATCH_TYPES.get(patch_type, patch_type)
+        with self._cond:
+            current = self._lookup(rtype, name, namespace)
+            patched = apply_patch(current, patch, content_type)
+            meta = patched.get("metadata")
+            if not isinstance(meta, dict):
+                raise BadRequest("metadata must be an object")
+            meta["name"] = name
+            if rtype.namespaced:
+                meta["namespace"] = current["metadata"]["namespace"]
+            patched["apiVersion"] = rtype.api_version
+            patched["kind"] = rtype.kind
+            result, deleted = self._update_locked(rtype, current, patched, subresource, keep_status)
+        self._drain()
+        return copy.deepcopy(result) if not deleted else result
+
+    def delete(
+        self,
+        resource: ResourceType | str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        preconditions: Preconditions | None = None,
+    ) -> dict[str, Any]:
+        """Delete an object and return its last state.
+
+        Objects with metadata.finalizers are only marked (deletionTimestamp) until an update clears
+        the finalizers. Deleting a namespace deletes every object in it.
+        """
+        rtype = resolve(resource)
+        with self._cond:
+            current = self._lookup(rtype, name, namespace)
+            if preconditions is not None:
+                self._check_preconditions(rtype, current, preconditions)
+            result = self._delete_locked(rtype, current)
+        self._drain()
+        return copy.deepcopy(result)
+
+    # --------------------------------------------------------------------------- subscriptions
+
+    def subscribe(self, callback: WatchCallback) -> Subscription:
+        """Deliver every future change to `callback` (never under the store lock).
+
+        Deliveries are serialised and in resourceVersion order; they run on the thread of the write
+        that finds no delivery in progress, after its lock is released. A callback may write to the
+        store; the events of those writes are delivered after the callback returns. Each call gets
+        its own copy of the objects.
+        """
+        subscription = Subscription(callback, self)
+        with self._cond:
+            self._subscribers.append(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        with self._cond:
+            if subscription in self._subscribers:
+                self._subscribers.remove(subscription)
+
+    # ------------------------------------------------------------------- watch support (server)
+
+    def snapshot(
+        self,
+        resource: ResourceType,
+        namespace: str | None,
+        labels: LabelSelector,
+        fields: FieldSelector,
+    ) -> tuple[builtins.list[dict[str, Any]], int]:
+        """Matching objects (shared, do not mutate) and the resourceVersion they are current at."""
+        with self._cond:
+            items = [
+                obj
+                for key, obj in sorted(self._objects.get(resource, {}).items())
+                if (namespace is None or key[0] == namespace)
+                and labels.matches(obj["metadata"].get("labels"))
+                and fields.matches(obj)
+            ]
+            return items, self._rv
+
+    def events_after(
+        self, resource_version: int, timeout: float, stopping: threading.Event | None = None
+    ) -> tuple[builtins.list[WatchEvent], int]:
+        """Events newer than `resource_version` (shared, do not mutate), waiting up to `timeout` s for one.
+
+        Returns the events and the newest resourceVersion they cover. Raises Expired when events
+        after `resource_version` have already left the bounded history.
+        """
+        with self._cond:
+            self._check_not_expired(resource_version)
+            if self._rv <= resource_version and not (stopping is not None and stopping.is_set()):
+                self._cond.wait(timeout)
+            self._check_not_expired(resource_version)
+            newer: builtins.list[WatchEvent] = []
+            for event in reversed(self._history):
+                if event.resource_version <= resource_version:
+                    break
+                newer.append(event)
+            newer.reverse()
+            return newer, max(self._rv, resource_version)
+
+    def wake_watchers(self) -> None:
+        """Wake every thread waiting in `events_after` (used when a server stops)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _check_not_expired(self, resource_version: int) -> None:
+        if resource_version < self._compacted_rv:
+            raise Expired(f"too old resource version: {resource_version} ({self._compacted_rv})")
+
+    # -------------------------------------------------------------------------------- internals
+
+    def _next_rv(self) -> int:
+        self._rv += 1
+        return self._rv
+
+    def _record(self, event: WatchEvent) -> None:
+        if len(self._history) >= self._history_size:
+            self._compacted_rv = self._history.popleft().resource_version
+        self._history.append(event)
+        if self._subscribers:
+            self._pending.append(event)
+        self._cond.notify_all()
+
+    def _drain(self) -> None:
+        with self._cond:
+            if self._draining:
+                return
+            self._draining = True
+        try:
+            while True:
+                with self._cond:
+                    if not self._pending:
+                        self._draining = False
+                        return
+                    event = self._pending.popleft()
+                    subscribers = list(self._subscribers)
+                for subscription in subscribers:
+                    subscription.callback(
+                        WatchEvent(
+                            event.type,
+                            copy.deepcopy(event.object),
+                            event.resource,
+                            event.resource_version,
+                            copy.deepcopy(event.old_object),
+                        )
+                    )
+        except BaseException:
+            with self._cond:
+                self._draining = False
+            raise
+
+    def _lookup(self, rtype: ResourceType, name: str, namespace: str | None) -> dict[str, Any]:
+        if rtype.namespaced and not namespace:
+            raise BadRequest(f"{rtype.kind} is namespaced: give a namespace to find {name!r}")
+        key = (namespace or "" if rtype.namespaced else "", name)
+        found = self._objects.get(rtype, {}).get(key)
+        if found is None:
+            raise NotFound(
+                f'{rtype.qualified_plural} "{name}" not found', details=object_details(rtype.plural, rtype.group, name)
+            )
+        return found
+
+    @staticmethod
+    def _namespace_for(rtype: ResourceType, meta: dict[str, Any], namespace: str | None) -> str | None:
+        if not rtype.namespaced:
+            meta.pop("namespace", None)
+            return None
+        given = meta.get("namespace")
+        if namespace and given and given != namespace:
+            raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+        ns = namespace or given
+        if not ns:
+            raise BadRequest(f"{rtype.kind} {meta.get('name')!r} needs a namespace (metadata.namespace)")
+        meta["namespace"] = ns
+        return str(ns)
+
+    @staticmethod
+    def _validate_name(rtype: ResourceType, name: str) -> None:
+        if rtype.kind in _DNS_LABEL_KINDS:
+            if len(name) > 63 or not _LABEL.match(name):
+                raise Invalid(
+                    f'{rtype.kind} "{name}" is invalid: metadata.name must be a DNS label '
+                    "(lowercase letters, digits and '-', at most 63 characters)"
+                )
+        elif len(name) > 253 or not _SUBDOMAIN.match(name):
+            raise Invalid(
+                f'{rtype.kind} "{name}" is invalid: metadata.name must be a DNS subdomain '
+                "(lowercase letters, digits, '-' and '.')"
+            )
+
+    def _check_preconditions(self, rtype: ResourceType, current: dict[str, Any], pre: Preconditions) -> None:
+        meta = current["metadata"]
+        if pre.uid is not None and pre.uid != meta["uid"]:
+            raise Conflict(
+                f"Precondition failed: UID in precondition: {pre.uid}, UID in object meta: {meta['uid']}",
+                details=object_details(rtype.plural, rtype.group, meta["name"]),
+            )
+        if pre.resource_version is not None and pre.resource_version != meta["resourceVersion"]:
+            raise Conflict(
+                f"Precondition failed: ResourceVersion in precondition: {pre.resource_version}, "
+                f"ResourceVersion in object meta: {meta['resourceVersion']}",
+                details=object_details(rtype.plural, rtype.group, meta["name"]),
+            )
+
+    def _update_locked(
+        self,
+        rtype: ResourceType,
+        current: dict[str, Any],
+        given: dict[str, Any],
+        subresource: str | None,
+        keep_status: bool,
+    ) -> tuple[dict[str, Any], bool]:
+        """Apply an update under the lock; returns (stored or deleted object, whether it was deleted)."""
+        cur_meta = current["metadata"]
+        given_meta = given.get("metadata") or {}
+        name = cur_meta["name"]
+        given_rv = given_meta.get("resourceVersion")
+        if given_rv and str(given_rv) != cur_meta["resourceVersion"]:
+            raise Conflict(
+                f'Operation cannot be fulfilled on {rtype.qualified_plural} "{name}": the object has been '
+                "modified; please apply your changes to the latest version and try again",
+                details=object_details(rtype.plural, rtype.group, name),
+            )
+        if given_meta.get("uid") and given_meta["uid"] != cur_meta["uid"]:
+            raise Conflict(
+                f'Operation cannot be fulfilled on {rtype.qualified_plural} "{name}": the UID in the precondition '
+                f"({given_meta['uid']}) does not match the UID in record ({cur_meta['uid']}); the object might "
+                "have been deleted and then recreated",
+                details=object_details(rtype.plural, rtype.group, name),
+            )
+        if subresource not in (None, "status"):
+            raise NotFound(f"the server could not find the requested resource ({rtype.plural}/{subresource})")
+        if subresource == "status":
+            if not rtype.has_status:
+                raise NotFound(f"{rtype.plural} have no status subresource")
+            new = copy.deepcopy(current)
+            if "status" in given:
+                new["status"] = copy.deepcopy(given["status"])
+            else:
+                new.pop("status", None)
+        else:
+            new = copy.deepcopy(given)
+            new["apiVersion"] = rtype.api_version
+            new["kind"] = rtype.kind
+            if keep_status and rtype.has_status:
+                if "status" in current:
+                    new["status"] = copy.deepcopy(current["status"])
+                else:
+                    new.pop("status", None)
+        meta = new.get("metadata")
+        if not isinstance(meta, dict):
+            meta = new["metadata"] = {}
+        for kept in ("uid", "creationTimestamp", "name", "namespace", "generation", "deletionTimestamp"):
+            if kept in cur_meta:
+                meta[kept] = cur_meta[kept]
+            else:
+                meta.pop(kept, None)
+        if "deletionGracePeriodSeconds" in cur_meta:
+            meta["deletionGracePeriodSeconds"] = cur_meta["deletionGracePeriodSeconds"]
+        meta["resourceVersion"] = cur_meta["resourceVersion"]
+        self._apply_defaults(rtype, new, current)
+        if _spec_part(new) != _spec_part(current):
+            meta["generation"] = int(cur_meta.get("generation", 1)) + 1
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            return self._remove_locked(rtype, current), True
+        if _without_volatile(new) == _without_volatile(current):
+            return current, False
+        rv = self._next_rv()
+        meta["resourceVersion"] = str(rv)
+        self._objects[rtype][_key(current)] = new
+        self._record(WatchEvent("MODIFIED", new, rtype, rv, current))
+        return new, False
+
+    def _delete_locked(self, rtype: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
+        if rtype is NAMESPACES:
+            ns = current["metadata"]["name"]
+            for other, table in self._objects.items():
+                if other.namespaced:
+                    for key in sorted(k for k in table if k[0] == ns):
+                        self._delete_locked(other, table[key])
+        meta = current["metadata"]
+        if meta.get("finalizers"):
+            if meta.get("deletionTimestamp"):
+                return current
+            new = copy.deepcopy(current)
+            new["metadata"]["deletionTimestamp"] = now_timestamp()
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            new["metadata"]["generation"] = int(meta.get("generation", 1)) + 1
+            rv = self._next_rv()
+            new["metadata"]["resourceVersion"] = str(rv)
+            self._objects[rtype][_key(current)] = new
+            self._record(WatchEvent("MODIFIED", new, rtype, rv, current))
+            return new
+        return self._remove_locked(rtype, current)
+
+    def _remove_locked(self, rtype: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
+        rv = self._next_rv()
+        gone = copy.deepcopy(current)
+        gone["metadata"]["resourceVersion"] = str(rv)
+        del self._objects[rtype][_key(current)]
+        self._record(WatchEvent("DELETED", gone, rtype, rv, current))
+        return copy.deepcopy(gone)
+
+    def _apply_defaults(self, rtype: ResourceType, obj: dict[str, Any], current: dict[str, Any] | None) -> None:
+        """Fill the defaults kube-apiserver fills, so clients see the shapes they expect."""
+        if rtype is NAMESPACES:
+            meta = obj["metadata"]
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            obj.setdefault("status", {}).setdefault("phase", "Active")
+        elif rtype is PODS:
+            spec = obj.setdefault("spec", {})
+            for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+                for port in container.get("ports", []) or []:
+                    port.setdefault("protocol", "TCP")
+            obj.setdefault("status", {}).setdefault("phase", "Pending")
+        elif rtype is SERVICES:
+            self._default_service(obj, current)
+
+    def _default_service(self, obj: dict[str, Any], current: dict[str, Any] | None) -> None:
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports", []) or []:
+            port.setdefault("protocol", "TCP")
+            if spec["type"] != "ExternalName":
+                port.setdefault("targetPort", port.get("port"))
+        obj.setdefault("status", {}).setdefault("loadBalancer", {})
+        if spec["type"] == "ExternalName":
+            return
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        if current is not None and not spec.get("clusterIP"):
+            spec["clusterIP"] = current.get("spec", {}).get("clusterIP")
+        if not spec.get("clusterIP"):
+            spec["clusterIP"] = self._allocate_cluster_ip()
+        elif spec["clusterIP"] != "None":
+            try:
+                address = ipaddress.ip_address(spec["clusterIP"])
+            except ValueError as exc:
+                raise Invalid(f"spec.clusterIP {spec['clusterIP']!r} is not an IP address") from exc
+            owner = self._cluster_ip_owner(str(address))
+            if owner is not None and (current is None or _key(owner) != _key(current)):
+                raise Invalid(
+                    f"spec.clusterIP {address} is already allocated to service "
+                    f"{owner['metadata']['namespace']}/{owner['metadata']['name']}"
+                )
+        spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        if spec["clusterIP"] != "None":
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+
+    def _cluster_ip_owner(self, address: str) -> dict[str, Any] | None:
+        for svc in self._objects.get(SERVICES, {}).values():
+            if svc.get("spec", {}).get("clusterIP") == address:
+                return svc
+        return None
+
+    def _allocate_cluster_ip(self) -> str:
+        used = {svc.get("spec", {}).get("clusterIP") for svc in self._objects.get(SERVICES, {}).values()}
+        for address in self._service_network.hosts():
+            if str(address) not in used:
+                return str(address)
+        raise Invalid(f"no free cluster IP left in {self._service_network}")
+
+
+def _encode_continue(rv: int, key: tuple[str, str]) -> str:
+    raw = json.dumps({"rv": rv, "start": list(key)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[str, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        namespace, name = data["start"]
+        return (str(namespace), str(name))
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise BadRequest(f"continue token {token!r} is not valid; list again without it") from exc

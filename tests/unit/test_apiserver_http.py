@@ -1,0 +1,580 @@
+"""The lab API server over HTTP, driven by the official `kubernetes` client and by plain HTTP.
+
+Every object goes through the client's own models, so a missing required field or a wrong shape
+fails deserialisation here just as it would in the bot.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from kubernetes import client, config, watch
+
+from lab.apiserver import ApiServer, ServingCertificate, Store, write_kubeconfig
+
+TOKEN = "lab-token-for-tests"
+
+
+@dataclass
+class Lab:
+    store: Store
+    server: ApiServer
+    url: str
+    kubeconfig: Path
+    api_client: client.ApiClient
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api_client)
+
+
+def start_lab(store: Store, **server_options: Any) -> tuple[ApiServer, str]:
+    server = ApiServer(store, TOKEN, **server_options)
+    return server, server.start()
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    workdir = Path(tempfile.mkdtemp(prefix="kr-apiserver-test-"))
+    store = Store(history_size=64)
+    server = ApiServer(store, TOKEN, bookmark_interval=0.2)
+    api_client = None
+    try:
+        url = server.start()
+        path = write_kubeconfig(workdir / "kubeconfig", url, TOKEN)
+        api_client = config.new_client_from_config(config_file=str(path))
+        yield Lab(store, server, url, path, api_client)
+    finally:
+        if api_client is not None:
+            api_client.close()
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def new_pod(name: str, labels: dict[str, str] | None = None, node: str | None = None) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels=labels or {}),
+        spec=client.V1PodSpec(
+            node_name=node,
+            containers=[
+                client.V1Container(name="main", image="lab", ports=[client.V1ContainerPort(container_port=8080, name="http")])
+            ],
+        ),
+    )
+
+
+def raw_request(
+    url: str, method: str, path: str, token: str | None = TOKEN, body: Any = None, content_type: str = "application/json"
+) -> tuple[int, Any]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        headers = {"Content-Type": content_type}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        if response.getheader("Content-Type", "").startswith("application/json"):
+            return response.status, json.loads(data)
+        return response.status, data.decode()
+    finally:
+        conn.close()
+
+
+def watch_lines(url: str, path: str) -> Iterator[dict[str, Any]]:
+    """Yield the WatchEvents of a raw chunked watch stream until the server ends it."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("Transfer-Encoding") == "chunked"
+        for line in response:
+            if line.strip():
+                yield json.loads(line)
+    finally:
+        conn.close()
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+def test_kubeconfig_is_accepted_by_load_kube_config(lab: Lab) -> None:
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(lab.kubeconfig), client_configuration=configuration)
+    assert configuration.host == lab.url
+    with client.ApiClient(configuration) as loaded:
+        names = [n.metadata.name for n in client.CoreV1Api(loaded).list_namespace().items]
+    assert names == ["default", "kube-node-lease", "kube-public", "kube-system"]
+    assert oct(lab.kubeconfig.stat().st_mode & 0o777) == "0o600"
+
+
+def test_discovery_and_version_documents(lab: Lab) -> None:
+    assert client.VersionApi(lab.api_client).get_code().major == "1"
+    assert client.CoreApi(lab.api_client).get_api_versions().versions == ["v1"]
+    groups = {g.name: g.preferred_version.group_version for g in client.ApisApi(lab.api_client).get_api_versions().groups}
+    assert groups == {"discovery.k8s.io": "discovery.k8s.io/v1", "apps": "apps/v1", "networking.k8s.io": "networking.k8s.io/v1"}
+    core = {r.name: r for r in lab.core.get_api_resources().resources}
+    assert core["pods"].namespaced and core["pods"].kind == "Pod"
+    assert not core["nodes"].namespaced and "watch" in core["nodes"].verbs
+    assert "pods/status" in core
+    apps = {r.name for r in lab.apps.get_api_resources().resources}
+    assert {"deployments", "statefulsets", "replicasets", "daemonsets", "deployments/status"} <= apps
+    for probe in ("/healthz", "/readyz", "/livez"):
+        assert raw_request(lab.url, "GET", probe) == (200, "ok")
+
+
+def test_pod_create_get_list_replace_patch_delete_round_trip(lab: Lab) -> None:
+    created = lab.core.create_namespaced_pod("default", new_pod("web-1", {"app": "web"}, node="node-1"))
+    assert created.metadata.uid and created.metadata.resource_version and created.metadata.creation_timestamp
+    assert created.kind == "Pod" and created.api_version == "v1"
+    got = lab.core.read_namespaced_pod("web-1", "default")
+    assert got.spec.containers[0].ports[0].name == "http"
+    listed = lab.core.list_namespaced_pod("default")
+    assert [p.metadata.name for p in listed.items] == ["web-1"]
+    assert int(listed.metadata.resource_version) >= int(created.metadata.resource_version)
+    got.metadata.labels["tier"] = "front"
+    replaced = lab.core.replace_namespaced_pod("web-1", "default", got)
+    assert replaced.metadata.labels == {"app": "web", "tier": "front"}
+    patched = lab.core.patch_namespaced_pod("web-1", "default", {"metadata": {"labels": {"tier": None}}})
+    assert patched.metadata.labels == {"app": "web"}
+    json_patched = lab.core.patch_namespaced_pod("web-1", "default", [{"op": "add", "path": "/metadata/labels/v", "value": "2"}])
+    assert json_patched.metadata.labels == {"app": "web", "v": "2"}
+    deleted = lab.core.delete_namespaced_pod("web-1", "default")
+    assert deleted.metadata.name == "web-1"
+    assert lab.core.list_pod_for_all_namespaces().items == []
+
+
+def test_pod_status_subresource(lab: Lab) -> None:
+    lab.core.create_namespaced_pod("default", new_pod("web-1"))
+    status = {
+        "status": {
+            "phase": "Running",
+            "podIP": "10.244.1.5",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+    }
+    patched = lab.core.patch_namespaced_pod_status("web-1", "default", status)
+    assert patched.status.phase == "Running" and patched.status.pod_ip == "10.244.1.5"
+    # A PUT of the main resource does not change status, as in Kubernetes.
+    pod = lab.core.read_namespaced_pod("web-1", "default")
+    pod.status.phase = "Failed"
+    assert lab.core.replace_namespaced_pod("web-1", "default", pod).status.phase == "Running"
+    pod = lab.core.read_namespaced_pod("web-1", "default")
+    pod.status.phase = "Succeeded"
+    assert lab.core.replace_namespaced_pod_status("web-1", "default", pod).status.phase == "Succeeded"
+
+
+def test_cluster_scoped_and_apps_networking_discovery_kinds(lab: Lab) -> None:
+    lab.core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="node-1", labels={"role": "worker"})))
+    lab.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="shop")))
+    assert lab.core.read_namespace("shop").status.phase == "Active"
+    assert [n.metadata.name for n in lab.core.list_node(label_selector="role=worker").items] == ["node-1"]
+    template = client.V1PodTemplateSpec(
+        metadata=client.V1ObjectMeta(labels={"app": "api"}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="lab")]),
+    )
+    selector = client.V1LabelSelector(match_labels={"app": "api"})
+    dep = lab.apps.create_namespaced_deployment(
+        "shop",
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="api"),
+            spec=client.V1DeploymentSpec(replicas=2, selector=selector, template=template),
+        ),
+    )
+    assert dep.metadata.generation == 1
+    bumped = lab.apps.patch_namespaced_deployment("api", "shop", {"spec": {"replicas": 3}})
+    assert bumped.metadata.generation == 2
+    dep_status = lab.apps.patch_namespaced_deployment_status("api", "shop", {"status": {"readyReplicas": 3}})
+    assert dep_status.status.ready_replicas == 3 and dep_status.metadata.generation == 2
+    lab.apps.create_namespaced_stateful_set(
+        "shop",
+        client.V1StatefulSet(
+            metadata=client.V1ObjectMeta(name="db"),
+            spec=client.V1StatefulSetSpec(selector=selector, template=template, service_name="db"),
+        ),
+    )
+    lab.apps.create_namespaced_daemon_set(
+        "kube-system",
+        client.V1DaemonSet(
+            metadata=client.V1ObjectMeta(name="agent"), spec=client.V1DaemonSetSpec(selector=selector, template=template)
+        ),
+    )
+    lab.apps.create_namespaced_replica_set(
+        "shop",
+        client.V1ReplicaSet(
+            metadata=client.V1ObjectMeta(name="api-7d9"), spec=client.V1ReplicaSetSpec(selector=selector, template=template)
+        ),
+    )
+    assert [s.metadata.name for s in lab.apps.list_stateful_set_for_all_namespaces().items] == ["db"]
+    assert [d.metadata.name for d in lab.apps.list_daemon_set_for_all_namespaces().items] == ["agent"]
+    assert [r.metadata.name for r in lab.apps.list_namespaced_replica_set("shop").items] == ["api-7d9"]
+    net = client.NetworkingV1Api(lab.api_client)
+    net.create_namespaced_network_policy(
+        "shop",
+        client.V1NetworkPolicy(
+            metadata=client.V1ObjectMeta(name="deny-all"),
+            spec=client.V1NetworkPolicySpec(pod_selector=client.V1LabelSelector(), policy_types=["Ingress"]),
+        ),
+    )
+    policies = net.list_network_policy_for_all_namespaces().items
+    assert [(p.metadata.name, p.spec.policy_types) for p in policies] == [("deny-all", ["Ingress"])]
+    disc = client.DiscoveryV1Api(lab.api_client)
+    disc.create_namespaced_endpoint_slice(
+        "shop",
+        client.V1EndpointSlice(
+            metadata=client.V1ObjectMeta(name="manual"),
+            address_type="IPv4",
+            endpoints=[client.V1Endpoint(addresses=["10.244.1.9"])],
+        ),
+    )
+    assert disc.read_namespaced_endpoint_slice("manual", "shop").endpoints[0].addresses == ["10.244.1.9"]
+    deleted = lab.apps.delete_namespaced_deployment("api", "shop")
+    assert deleted["kind"] == "Status" and deleted["status"] == "Success"
+    assert deleted["details"]["name"] == "api" and deleted["details"]["group"] == "apps"
+
+
+def test_label_and_field_selectors_and_paging(lab: Lab) -> None:
+    for i, (app, node) in enumerate([("web", "node-1"), ("web", "node-2"), ("db", "node-1"), ("cache", None)]):
+        lab.core.create_namespaced_pod(
+            "default", new_pod(f"p{i}", {"app": app, "tier": "back" if app != "web" else "front"}, node=node)
+        )
+    lab.core.patch_namespaced_pod_status("p0", "default", {"status": {"phase": "Running"}})
+
+    def names(**kwargs: Any) -> list[str]:
+        return [p.metadata.name for p in lab.core.list_namespaced_pod("default", **kwargs).items]
+
+    assert names(label_selector="app=web") == ["p0", "p1"]
+    assert names(label_selector="app in (db,cache),tier=back") == ["p2", "p3"]
+    assert names(label_selector="app notin (web)") == ["p2", "p3"]
+    assert names(label_selector="!missing,app!=db") == ["p0", "p1", "p3"]
+    assert names(field_selector="spec.nodeName=node-1") == ["p0", "p2"]
+    assert names(field_selector="status.phase=Running") == ["p0"]
+    assert names(field_selector="status.phase!=Running,metadata.name!=p3") == ["p1", "p2"]
+    assert names(field_selector="metadata.name==p3") == ["p3"]
+    first = lab.core.list_namespaced_pod("default", limit=3)
+    assert len(first.items) == 3 and first.metadata._continue and first.metadata.remaining_item_count == 1
+    rest = lab.core.list_namespaced_pod("default", limit=3, _continue=first.metadata._continue)
+    assert [p.metadata.name for p in rest.items] == ["p3"] and not rest.metadata._continue
+    with pytest.raises(client.ApiException) as bad:
+        lab.core.list_namespaced_pod("default", field_selector="spec.bogus=1")
+    assert bad.value.status == 400 and json.loads(bad.value.body)["reason"] == "BadRequest"
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+def status_of(error: client.ApiException) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(error.body)
+    assert body["kind"] == "Status" and body["status"] == "Failure" and body["code"] == error.status
+    return body
+
+
+def test_unknown_object_is_404_status(lab: Lab) -> None:
+    with pytest.raises(client.ApiException) as missing:
+        lab.core.read_namespaced_pod("nope", "default")
+    body = status_of(missing.value)
+    assert missing.value.status == 404 and body["reason"] == "NotFound"
+    assert body["message"] == 'pods "nope" not found' and body["details"] == {"name": "nope", "kind": "pods"}
+    with pytest.raises(client.ApiException) as apps_missing:
+        lab.apps.read_namespaced_deployment("nope", "default")
+    assert status_of(apps_missing.value)["message"] == 'deployments.apps "nope" not found'
+
+
+def test_stale_replace_is_409_conflict(lab: Lab) -> None:
+    lab.core.create_namespaced_pod("default", new_pod("web-1"))
+    stale = lab.core.read_namespaced_pod("web-1", "default")
+    lab.core.patch_namespaced_pod("web-1", "default", {"metadata": {"labels": {"moved": "on"}}})
+    stale.metadata.labels = {"mine": "yes"}
+    with pytest.raises(client.ApiException) as conflict:
+        lab.core.replace_namespaced_pod("web-1", "default", stale)
+    assert conflict.value.status == 409 and status_of(conflict.value)["reason"] == "Conflict"
+
+
+def test_duplicate_create_is_409_already_exists_and_missing_namespace_404(lab: Lab) -> None:
+    lab.core.create_namespaced_pod("default", new_pod("web-1"))
+    with pytest.raises(client.ApiException) as dup:
+        lab.core.create_namespaced_pod("default", new_pod("web-1"))
+    assert dup.value.status == 409 and status_of(dup.value)["reason"] == "AlreadyExists"
+    with pytest.raises(client.ApiException) as no_ns:
+        lab.core.create_namespaced_pod("nowhere", new_pod("web-1"))
+    assert no_ns.value.status == 404 and status_of(no_ns.value)["message"] == 'namespaces "nowhere" not found'
+
+
+def test_requests_without_the_token_are_401(lab: Lab) -> None:
+    for token in (None, "wrong-token"):
+        status, body = raw_request(lab.url, "GET", "/api/v1/pods", token=token)
+        assert status == 401 and body["reason"] == "Unauthorized" and body["kind"] == "Status"
+    configuration = client.Configuration()
+    configuration.host = lab.url
+    wrong = client.ApiClient(configuration, header_name="Authorization", header_value="Bearer not-the-token")
+    with wrong, pytest.raises(client.ApiException) as denied:
+        client.CoreV1Api(wrong).list_namespace()
+    assert denied.value.status == 401 and status_of(denied.value)["reason"] == "Unauthorized"
+
+
+def test_bad_requests_and_unsupported_methods(lab: Lab) -> None:
+    status, body = raw_request(lab.url, "POST", "/api/v1/pods", body={"metadata": {"name": "x"}})
+    assert status == 405 and body["reason"] == "MethodNotAllowed"
+    status, body = raw_request(lab.url, "GET", "/api/v1/gizmos")
+    assert status == 404 and body["reason"] == "NotFound"
+    status, body = raw_request(lab.url, "GET", "/api/v1/pods?labelSelector=a%20b%20c")
+    assert status == 400 and body["reason"] == "BadRequest"
+    lab.core.create_namespaced_pod("default", new_pod("web-1"))
+    status, body = raw_request(
+        lab.url, "PATCH", "/api/v1/namespaces/default/pods/web-1", body={}, content_type="application/apply-patch+yaml"
+    )
+    assert status == 415 and body["code"] == 415
+    status, body = raw_request(lab.url, "PUT", "/api/v1/namespaces/default/pods/web-1", body={"metadata": {"name": "other"}})
+    assert status == 400 and "does not match" in body["message"]
+    status, body = raw_request(lab.url, "DELETE", "/api/v1/namespaces/default/pods/web-1?dryRun=All")
+    assert status == 400 and lab.store.get("pods", "web-1", "default")
+
+
+# ----------------------------------------------------------------------------------- watch
+
+
+def test_watch_resumes_from_a_resource_version_with_events_in_order(lab: Lab) -> None:
+    start = lab.core.list_namespaced_pod("default").metadata.resource_version
+    lab.core.create_namespaced_pod("default", new_pod("web-1", {"app": "web"}))
+    lab.core.patch_namespaced_pod("web-1", "default", {"metadata": {"labels": {"v": "2"}}})
+    lab.core.delete_namespaced_pod("web-1", "default")
+    seen = []
+    stream = watch.Watch()
+    for event in stream.stream(lab.core.list_namespaced_pod, "default", resource_version=start, timeout_seconds=5):
+        seen.append((event["type"], event["object"].metadata.name, int(event["object"].metadata.resource_version)))
+        if len(seen) == 3:
+            stream.stop()
+    assert [s[:2] for s in seen] == [("ADDED", "web-1"), ("MODIFIED", "web-1"), ("DELETED", "web-1")]
+    assert [s[2] for s in seen] == sorted(s[2] for s in seen)
+
+
+def test_live_watch_sees_changes_as_they_happen(lab: Lab) -> None:
+    events: queue.Queue[tuple[str, str]] = queue.Queue()
+    stream = watch.Watch()
+    lab.core.create_namespaced_pod("default", new_pod("existing"))
+
+    def consume() -> None:
+        for event in stream.stream(lab.core.list_namespaced_pod, "default", timeout_seconds=30):
+            events.put((event["type"], event["object"].metadata.name))
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    try:
+        assert events.get(timeout=30) == ("ADDED", "existing")  # rv unset: synthetic ADDED for current state
+        lab.core.create_namespaced_pod("default", new_pod("web-1"))
+        assert events.get(timeout=30) == ("ADDED", "web-1")
+        lab.core.patch_namespaced_pod("web-1", "default", {"metadata": {"labels": {"a": "b"}}})
+        assert events.get(timeout=30) == ("MODIFIED", "web-1")
+        lab.core.delete_namespaced_pod("web-1", "default")
+        assert events.get(timeout=30) == ("DELETED", "web-1")
+    finally:
+        stream.stop()
+        lab.server.stop()  # ends the stream from the server side too
+        consumer.join(timeout=30)
+    assert not consumer.is_alive()
+
+
+def test_too_old_resource_version_is_410_expired() -> None:
+    store = Store(history_size=4)
+    server, url = start_lab(store)
+    workdir = Path(tempfile.mkdtemp(prefix="kr-apiserver-test-"))
+    api_client = None
+    try:
+        api_client = config.new_client_from_config(config_file=str(write_kubeconfig(workdir / "kc", url, TOKEN)))
+        core = client.CoreV1Api(api_client)
+        start = core.list_namespaced_pod("default").metadata.resource_version
+        for i in range(6):
+            core.create_namespaced_pod("default", new_pod(f"p{i}"))
+        with pytest.raises(client.ApiException) as gone:
+            for _ in watch.Watch().stream(core.list_namespaced_pod, "default", resource_version=start, timeout_seconds=5):
+                pass
+        assert gone.value.status == 410
+        events = list(watch_lines(url, f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={start}"))
+        assert len(events) == 1 and events[0]["type"] == "ERROR"
+        assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
+    finally:
+        if api_client is not None:
+            api_client.close()
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_watch_applies_selectors_and_reports_objects_leaving_them(lab: Lab) -> None:
+    start = lab.core.list_namespaced_pod("default").metadata.resource_version
+    lab.core.create_namespaced_pod("default", new_pod("web-1", {"app": "web"}))
+    lab.core.create_namespaced_pod("default", new_pod("db-1", {"app": "db"}))
+    lab.core.patch_namespaced_pod("web-1", "default", {"metadata": {"labels": {"app": "retired"}}})
+    lab.core.patch_namespaced_pod("db-1", "default", {"metadata": {"labels": {"app": "web"}}})
+    seen = [
+        (event["type"], event["object"]["metadata"]["name"])
+        for event in watch_lines(
+            lab.url,
+            f"/api/v1/namespaces/default/pods?watch=true&labelSelector=app%3Dweb&resourceVersion={start}&timeoutSeconds=1",
+        )
+    ]
+    assert seen == [("ADDED", "web-1"), ("DELETED", "web-1"), ("ADDED", "db-1")]
+
+
+def test_watch_timeout_ends_the_stream(lab: Lab) -> None:
+    events = list(watch.Watch().stream(lab.core.list_node, timeout_seconds=1))
+    assert events == []
+
+
+def test_bookmarks_and_initial_events_end(lab: Lab) -> None:
+    lab.core.create_namespaced_pod("default", new_pod("web-1"))
+    rv = lab.store.resource_version
+    seen = list(watch_lines(lab.url, "/api/v1/pods?watch=1&allowWatchBookmarks=true&sendInitialEvents=true&timeoutSeconds=1"))
+    assert seen[0]["type"] == "ADDED" and seen[0]["object"]["metadata"]["name"] == "web-1"
+    assert seen[1]["type"] == "BOOKMARK"
+    assert seen[1]["object"]["metadata"] == {
+        "resourceVersion": rv,
+        "annotations": {"k8s.io/initial-events-end": "true"},
+    }
+    assert seen[1]["object"]["kind"] == "Pod"
+    periodic = [e for e in seen[2:] if e["type"] == "BOOKMARK"]
+    assert periodic, "no periodic BOOKMARK within the watch (bookmark_interval is 0.2 s)"
+
+
+def test_watches_do_not_block_other_requests_and_stop_ends_them() -> None:
+    store = Store()
+    server, url = start_lab(store)
+    threads = []
+    try:
+        for _ in range(3):
+            thread = threading.Thread(target=lambda: list(watch_lines(url, "/api/v1/pods?watch=1")))
+            thread.start()
+            threads.append(thread)
+        deadline = time.monotonic() + 30
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            status, _ = raw_request(url, "GET", "/api/v1/namespaces")
+        assert status == 200
+    finally:
+        server.stop()
+    for thread in threads:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
+# ------------------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture
+def tls_lab() -> Iterator[tuple[ApiServer, Path]]:
+    workdir = Path(tempfile.mkdtemp(prefix="kr-apiserver-tls-test-"))
+    certificate = ServingCertificate.self_signed()
+    server = ApiServer(Store(), TOKEN, tls=certificate)
+    try:
+        url = server.start()
+        yield server, write_kubeconfig(workdir / "kubeconfig", url, TOKEN, ca_pem=certificate.cert_pem)
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_https_server_with_ca_in_kubeconfig_serves_the_official_client(tls_lab: tuple[ApiServer, Path]) -> None:
+    server, kubeconfig = tls_lab
+    assert server.url.startswith("https://127.0.0.1:")
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        core = client.CoreV1Api(api_client)
+        core.create_namespaced_pod("default", new_pod("web-1"))
+        events = list(watch.Watch().stream(core.list_namespaced_pod, "default", timeout_seconds=1))
+        assert [(e["type"], e["object"].metadata.name) for e in events] == [("ADDED", "web-1")]
+    finally:
+        api_client.close()
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl on PATH")
+def test_kubectl_talks_to_the_https_server(tls_lab: tuple[ApiServer, Path]) -> None:
+    server, kubeconfig = tls_lab
+    server.store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "lab"}]},
+            "status": {"podIP": "10.244.1.5"},
+        }
+    )
+
+    def kubectl(*args: str) -> str:
+        argv = ["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(kubeconfig.parent / "cache"), *args]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "networkpolicies" in kubectl("api-resources")
+    assert kubectl("get", "pod", "web-1", "-o", "jsonpath={.status.podIP}") == "10.244.1.5"
+    kubectl("label", "pod", "web-1", "tier=front")
+    assert server.store.get("pods", "web-1", "default")["metadata"]["labels"] == {"tier": "front"}
+    kubectl("delete", "pod", "web-1")
+    assert server.store.list("pods").items == []
+
+
+def test_status_subresource_of_workload_kinds_over_raw_http(lab: Lab) -> None:
+    template = {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "c", "image": "lab"}]}}
+    daemonset = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": template},
+    }
+    status, created = raw_request(lab.url, "POST", "/apis/apps/v1/namespaces/kube-system/daemonsets", body=daemonset)
+    assert status == 201 and created["metadata"]["namespace"] == "kube-system"
+    path = "/apis/apps/v1/namespaces/kube-system/daemonsets/agent/status"
+    status, patched = raw_request(
+        lab.url, "PATCH", path, body={"status": {"numberReady": 2}}, content_type="application/merge-patch+json"
+    )
+    assert status == 200 and patched["status"] == {"numberReady": 2}
+    patched["status"]["numberReady"] = 3
+    patched["spec"]["minReadySeconds"] = 9  # ignored: a status write changes only status
+    status, replaced = raw_request(lab.url, "PUT", path, body=patched)
+    assert status == 200 and replaced["status"] == {"numberReady": 3} and "minReadySeconds" not in replaced["spec"]
+    status, body = raw_request(
+        lab.url,
+        "PATCH",
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/x/status",
+        body={},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 404 and body["reason"] == "NotFound"
+
+
+def test_watch_sees_every_concurrent_write_once_in_resource_version_order(lab: Lab) -> None:
+    start = int(lab.store.resource_version)
+    writers = [
+        threading.Thread(target=lambda w=w: [lab.core.create_namespaced_pod("default", new_pod(f"w{w}-{i}")) for i in range(10)])
+        for w in range(4)
+    ]
+    for writer in writers:
+        writer.start()
+    seen: list[int] = []
+    for event in watch_lines(lab.url, f"/api/v1/pods?watch=1&resourceVersion={start}&timeoutSeconds=5"):
+        assert event["type"] == "ADDED"
+        seen.append(int(event["object"]["metadata"]["resourceVersion"]))
+        if len(seen) == 40:
+            break
+    for writer in writers:
+        writer.join(timeout=30)
+    assert seen == sorted(seen) and len(set(seen)) == 40
