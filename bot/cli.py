@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: run the CLI and map errors to one line and an exit code."""
     _register()
     try:
-        cli.main(args=argv, standalone_mode=False)
+        result = cli.main(args=argv, standalone_mode=False)
     except KubereachError as exc:
         click.echo(f"kubereach: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(result, int) and result != 0:  # ctx.exit(code) inside a command, in non-standalone mode
+        sys.exit(result)
 
 
 if __name__ == "__main__":

@@ -222,11 +222,11 @@ def _inject_route_wrong(ctx: FaultContext, t: FaultTarget) -> tuple[str, Obj]:
         else _other_node(ctx, t.node)
     )
     routes = _route_json(t.node.netns, remote.pod_cidr)
-    wrong = next((n for n in ctx.plan.nodes if n.name not in (t.node.name, remote.name)), None)
+    # A stale route left by a replaced node: its gateway address is on the fabric but nobody holds it.
     fabric = ipaddress.ip_network(f"{t.node.ip}/24", strict=False)
-    gateway = wrong.ip if wrong else str(fabric.network_address + 250)  # a fabric address nobody has
+    gateway = str(fabric.network_address + 250)
     kernel.exec_in(t.node.netns, ["ip", "route", "replace", remote.pod_cidr, "via", gateway, "dev", "eth0"])
-    return f"{t.node.name} routes {remote.pod_cidr} ({remote.name}'s pods) via {gateway}, not via {remote.name}", {
+    return f"{t.node.name} routes {remote.pod_cidr} ({remote.name}'s pods) via {gateway}, an address no node has", {
         "node": t.node.name,
         "routes": routes,
         "replaced": remote.pod_cidr,
@@ -266,14 +266,14 @@ def _inject_conntrack_full(ctx: FaultContext, t: FaultTarget) -> tuple[str, Obj]
 
     assert t.node is not None
     limit = int(kernel.read_sysctl(t.node.netns, "net.netfilter.nf_conntrack_max"))
-    count = fill(t.node.netns, limit, src_net="10.250.0.0/14", dst="10.255.255.1", dport=9, protocol="udp")
+    count = fill(t.node.netns, limit, src_net="10.248.0.0/14", dst="10.255.255.1", dport=9, protocol="udp")
     return f"the conntrack table on {t.node.name} is full ({count}/{limit} entries)", {"node": t.node.name}
 
 
 def _heal_conntrack_full(ctx: FaultContext, undo: Obj) -> None:
     from lab.conntrack_fill import flush
 
-    flush(ctx.plan.node(undo["node"]).netns, only_lab_range="10.250.0.0/14")
+    flush(ctx.plan.node(undo["node"]).netns, only_lab_range="10.248.0.0/14")
 
 
 def _inject_overlay_down(ctx: FaultContext, t: FaultTarget) -> tuple[str, Obj]:
@@ -330,7 +330,9 @@ def _inject_rp_filter(ctx: FaultContext, t: FaultTarget) -> tuple[str, Obj]:
     # An asymmetric path, as a second network would make it: replies to the source go straight over
     # the fabric to its node, while its packets still arrive through the overlay. Harmless alone.
     kernel.exec_in(t.node.netns, ["ip", "route", "add", f"{src_ip}/32", "via", src_node.ip, "dev", "eth0"])
-    kernel.write_sysctls(t.node.netns, {"net.ipv4.conf.all.rp_filter": 1, f"net.ipv4.conf.{device}.rp_filter": 1})
+    kernel.write_sysctls(
+        t.node.netns, {"net.ipv4.conf.all.rp_filter": 1, f"net.ipv4.conf.{device.replace('.', '/')}.rp_filter": 1}
+    )
     return (
         f"strict rp_filter on {t.node.name}'s {device}, where {_pod_key(source)}'s packets arrive "
         "while the route back to it leaves eth0",
@@ -341,7 +343,9 @@ def _inject_rp_filter(ctx: FaultContext, t: FaultTarget) -> tuple[str, Obj]:
 def _heal_rp_filter(ctx: FaultContext, undo: Obj) -> None:
     netns = ctx.plan.node(undo["node"]).netns
     kernel.exec_in(netns, ["ip", "route", "del", undo["route"]], check=False)
-    kernel.write_sysctls(netns, {"net.ipv4.conf.all.rp_filter": 0, f"net.ipv4.conf.{undo['device']}.rp_filter": 0})
+    kernel.write_sysctls(
+        netns, {"net.ipv4.conf.all.rp_filter": 0, f"net.ipv4.conf.{undo['device'].replace('.', '/')}.rp_filter": 0}
+    )
 
 
 def _inject_agent_down(ctx: FaultContext, t: FaultTarget) -> tuple[str, Obj]:
@@ -766,6 +770,10 @@ def _inject_conntrack_stale(ctx: FaultContext, t: FaultTarget) -> tuple[str, Obj
     used = {p["status"].get("podIP") for p in ctx.pods()}
     dead = next(str(a) for a in list(ipaddress.ip_network(_other_node(ctx, node).pod_cidr).hosts())[200:] if str(a) not in used)
     sport = 5353
+    # A live flow on that tuple would shadow the stale one: clear it first, as a restart would.
+    kernel.exec_in(
+        node.netns, ["conntrack", "-D", "-p", "udp", "-s", t.pod["status"]["podIP"], "--sport", str(sport)], check=False
+    )
     insert_entry(
         node.netns,
         protocol="udp",

@@ -89,18 +89,23 @@ def bridge_batch(netns: str, commands: list[str]) -> None:
 
 
 def write_sysctls(netns: str, values: Mapping[str, str | int]) -> None:
-    """Write net sysctls inside `netns` (keys like "net.ipv4.ip_forward")."""
+    """Write net sysctls inside `netns`.
+
+    Keys are written as sysctl(8) writes them: dots separate levels and a dot inside an interface
+    name is written as a slash ("net.ipv4.conf.flannel/1.rp_filter").
+    """
 
     def write() -> None:
         for key, value in values.items():
-            Path("/proc/sys", *key.split(".")).write_text(f"{value}\n")
+            Path("/proc/sys", *(part.replace("/", ".") for part in key.split("."))).write_text(f"{value}\n")
 
     run_in_netns(netns_path(netns), write)
 
 
 def read_sysctl(netns: str, key: str) -> str:
     """Read one net sysctl inside `netns`."""
-    return run_in_netns(netns_path(netns), lambda: Path("/proc/sys", *key.split(".")).read_text().strip())
+    path = Path("/proc/sys", *(part.replace("/", ".") for part in key.split(".")))
+    return run_in_netns(netns_path(netns), lambda: path.read_text().strip())
 
 
 def netns_exists(name: str) -> bool:

@@ -45,7 +45,7 @@ _OUTCOMES = {errno.EHOSTUNREACH: "unreachable", errno.ENETUNREACH: "unreachable"
 
 
 def dns_udp(server: str, name: str, timeout: float, sport: int = 0, pad: int = 0) -> dict[str, Any]:
-    query = dns.message.make_query(name, "A", use_edns=0 if pad else None, pad=pad)
+    query = dns.message.make_query(name, "A", use_edns=0 if pad else None, payload=4096, pad=pad)
     try:
         answer = dns.query.udp(query, server, timeout=timeout, source_port=sport, ignore_unexpected=True)
     except dns.exception.Timeout:
