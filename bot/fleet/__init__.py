@@ -1,1 +1,1 @@
-"""kubereach bot: fleet."""
+"""kubereach bot: fan-out to the node agents."""

@@ -1,0 +1,167 @@
+"""Fan-out to the node agents over mutual-TLS gRPC.
+
+One channel per agent, kept open; every call has a deadline; a fan-out has an overall deadline and
+bounded concurrency. A node whose agent does not answer becomes an `AgentOutcome` with the error
+(`unreachable`), never an exception: the playbook reasons about missing evidence.
+
+Each agent's certificate must name its node (`kubereach-agent.<node>`): the bot checks that the
+agent it reached is the agent of the node it meant, not just any certificate from the CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from bot.errors import KubereachError
+from bot.settings import AgentSettings
+from kubereach.agent.v1 import agent_pb2_grpc
+
+log = logging.getLogger("kubereach.fleet")
+
+_ERROR_KINDS = {
+    grpc.StatusCode.DEADLINE_EXCEEDED: "unreachable",
+    grpc.StatusCode.UNAVAILABLE: "unreachable",
+    grpc.StatusCode.CANCELLED: "unreachable",
+    grpc.StatusCode.UNAUTHENTICATED: "unreachable",
+    grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid",
+    grpc.StatusCode.FAILED_PRECONDITION: "invalid",
+}
+
+
+class AgentUnknown(KubereachError):
+    """No agent is known for a node."""
+
+
+@dataclass(frozen=True)
+class AgentOutcome:
+    """One node's answer to one call: `payload` when ok, else the error and its kind."""
+
+    node: str
+    method: str
+    ok: bool
+    payload: Any = None
+    error: str | None = None
+    error_kind: str | None = None
+    """"unreachable", "not_found", "invalid", "failed"."""
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class FleetCall:
+    """One call of a fan-out: node, RPC method name, request message."""
+
+    node: str
+    method: str
+    request: Any
+    timeout_s: float | None = None
+
+
+def _credentials(settings: AgentSettings) -> grpc.ChannelCredentials | None:
+    if settings.insecure or settings.tls is None:
+        return None
+    tls = settings.tls
+    try:
+        return grpc.ssl_channel_credentials(
+            root_certificates=Path(tls.ca).read_bytes(),
+            private_key=Path(tls.key).read_bytes(),
+            certificate_chain=Path(tls.cert).read_bytes(),
+        )
+    except OSError as exc:
+        raise KubereachError(
+            f"cannot read the agent TLS files ({exc.filename}: {exc.strerror})",
+            hint="check agents.tls in the config (ca, cert, key)",
+        ) from exc
+
+
+class Fleet:
+    """Channels to every known agent and the calls over them."""
+
+    def __init__(self, addresses: Mapping[str, str], settings: AgentSettings) -> None:
+        self.addresses = dict(addresses)
+        self.settings = settings
+        self._credentials = _credentials(settings)
+        if self._credentials is None:
+            log.warning("talking to agents over plain TCP (insecure): use mTLS outside development")
+        self._channels: dict[str, aio.Channel] = {}
+        self._semaphore = asyncio.Semaphore(settings.concurrency)
+
+    def _stub(self, node: str) -> agent_pb2_grpc.NodeAgentServiceStub:
+        address = self.addresses.get(node)
+        if address is None:
+            raise AgentUnknown(f"no agent is known for node {node!r}", hint="is the agent DaemonSet running on it?")
+        channel = self._channels.get(node)
+        if channel is None:
+            options = [("grpc.ssl_target_name_override", f"kubereach-agent.{node}")]
+            if self._credentials is None:
+                channel = aio.insecure_channel(address)
+            else:
+                channel = aio.secure_channel(address, self._credentials, options=options)
+            self._channels[node] = channel
+        return agent_pb2_grpc.NodeAgentServiceStub(channel)
+
+    async def call(self, node: str, method: str, request: Any, timeout_s: float | None = None) -> AgentOutcome:
+        """Call one RPC on one node's agent; errors come back as a failed outcome."""
+        started = time.monotonic()
+        try:
+            stub = self._stub(node)
+        except AgentUnknown as exc:
+            return AgentOutcome(node, method, False, error=exc.message, error_kind="unreachable")
+        rpc = getattr(stub, method)
+        metadata = (("x-request-id", uuid.uuid4().hex[:16]),)
+        try:
+            async with self._semaphore:
+                reply = await rpc(request, timeout=timeout_s or self.settings.call_timeout_s, metadata=metadata)
+        except aio.AioRpcError as exc:
+            code = exc.code()
+            kind = _ERROR_KINDS.get(code, "failed")
+            detail = exc.details() or code.name
+            if kind == "unreachable":
+                detail = f"the agent on {node} did not answer ({code.name.lower()}: {detail})"
+            return AgentOutcome(node, method, False, error=detail, error_kind=kind, latency_ms=_ms(started))
+        return AgentOutcome(node, method, True, payload=reply, latency_ms=_ms(started))
+
+    async def fan_out(self, calls: Sequence[FleetCall], overall_timeout_s: float | None = None) -> list[AgentOutcome]:
+        """Run calls concurrently; calls not finished by the overall deadline come back unreachable."""
+        deadline = overall_timeout_s or self.settings.overall_timeout_s
+        tasks = [asyncio.ensure_future(self.call(c.node, c.method, c.request, c.timeout_s)) for c in calls]
+        if not tasks:
+            return []
+        done, pending = await asyncio.wait(tasks, timeout=deadline)
+        for task in pending:
+            task.cancel()
+        outcomes = []
+        for c, task in zip(calls, tasks, strict=True):
+            if task in done:
+                outcomes.append(task.result())
+            else:
+                outcomes.append(
+                    AgentOutcome(
+                        c.node,
+                        c.method,
+                        False,
+                        error=f"no answer from {c.node} within {deadline:.1f} s",
+                        error_kind="unreachable",
+                    )
+                )
+        return outcomes
+
+    async def close(self) -> None:
+        """Close every channel."""
+        for channel in self._channels.values():
+            await channel.close(None)
+        self._channels.clear()
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)

@@ -1,0 +1,292 @@
+"""The playbook's `Observer`, implemented with calls to the node agents.
+
+Protobuf stays here: every reply is parsed once into the playbook's plain observation types.
+Identical questions within one investigation are asked once (a small memo), so steps that need the
+same fact do not multiply RPCs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from bot.fleet.client import AgentOutcome, Fleet
+from bot.playbook.observations import (
+    ConntrackEntry,
+    ConntrackView,
+    FilterView,
+    Link,
+    ListeningSocket,
+    NatEndpoint,
+    NatView,
+    NodeFacts,
+    Observed,
+    OverlayDevice,
+    OverlayHop,
+    PodNetwork,
+    ProbeView,
+    RouteInfo,
+    RouteLookup,
+)
+from kubereach.agent.v1 import agent_pb2 as pb
+
+T = TypeVar("T")
+
+_PROTOCOLS = {"TCP": pb.PROTOCOL_TCP, "UDP": pb.PROTOCOL_UDP, "SCTP": pb.PROTOCOL_SCTP}
+_ROUTE_TYPES = {
+    pb.ROUTE_TYPE_UNICAST: "unicast",
+    pb.ROUTE_TYPE_LOCAL: "local",
+    pb.ROUTE_TYPE_BROADCAST: "broadcast",
+    pb.ROUTE_TYPE_MULTICAST: "multicast",
+    pb.ROUTE_TYPE_BLACKHOLE: "blackhole",
+    pb.ROUTE_TYPE_UNREACHABLE: "unreachable",
+    pb.ROUTE_TYPE_PROHIBIT: "prohibit",
+    pb.ROUTE_TYPE_THROW: "throw",
+    pb.ROUTE_TYPE_NO_ROUTE: "none",
+}
+_OUTCOMES = {
+    pb.PROBE_OUTCOME_CONNECTED: "connected",
+    pb.PROBE_OUTCOME_REFUSED: "refused",
+    pb.PROBE_OUTCOME_TIMED_OUT: "timed_out",
+    pb.PROBE_OUTCOME_UNREACHABLE: "unreachable",
+    pb.PROBE_OUTCOME_RESET: "reset",
+    pb.PROBE_OUTCOME_ERROR: "error",
+}
+PROBE_TIMEOUT_MS = 1500
+
+
+def _link(msg: Any) -> Link:
+    return Link(
+        name=msg.name,
+        index=msg.index,
+        kind=msg.kind,
+        mtu=msg.mtu,
+        oper_state=msg.oper_state,
+        admin_up=msg.admin_up,
+        master=msg.master,
+        addresses=tuple(msg.addresses),
+    )
+
+
+def _route(msg: Any) -> RouteInfo:
+    return RouteInfo(
+        destination=msg.destination,
+        gateway=msg.gateway,
+        device=msg.device,
+        source=msg.source,
+        type=_ROUTE_TYPES.get(msg.type, "unicast"),
+    )
+
+
+def _probe(msg: Any, **extra: Any) -> ProbeView:
+    return ProbeView(outcome=_OUTCOMES.get(msg.outcome, "error"), latency_ms=msg.latency_ms, error=msg.error, **extra)
+
+
+class FleetObserver:
+    """`bot.playbook.observations.Observer` over a `Fleet`, memoising identical questions."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self._memo: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+        self.calls: list[AgentOutcome] = []
+
+    async def _ask(
+        self,
+        key: tuple[Any, ...],
+        node: str,
+        method: str,
+        request: Any,
+        parse: Callable[[Any], T],
+        timeout_s: float | None = None,
+    ) -> Observed[T]:
+        future = self._memo.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._call(node, method, request, parse, timeout_s))
+            self._memo[key] = future
+        result: Observed[T] = await asyncio.shield(future)
+        return result
+
+    async def _call(
+        self, node: str, method: str, request: Any, parse: Callable[[Any], T], timeout_s: float | None
+    ) -> Observed[T]:
+        outcome = await self.fleet.call(node, method, request, timeout_s)
+        self.calls.append(outcome)
+        if not outcome.ok:
+            return Observed(node, error=outcome.error, error_kind=outcome.error_kind)
+        return Observed(node, value=parse(outcome.payload))
+
+    def forget(self) -> None:
+        """Drop memoised answers (before a re-run)."""
+        self._memo.clear()
+
+    async def node_facts(self, node: str) -> Observed[NodeFacts]:
+        """GetNodeInfo."""
+
+        def parse(r: Any) -> NodeFacts:
+            return NodeFacts(
+                node=r.node_name or node,
+                kernel=r.kernel_release,
+                proxy_mode=r.proxy_mode,
+                ip_forward=r.ip_forward,
+                conntrack_count=r.conntrack.count,
+                conntrack_max=r.conntrack.max,
+                insert_failed=r.conntrack.insert_failed,
+                drop=r.conntrack.drop,
+                early_drop=r.conntrack.early_drop,
+                bridges=tuple(_link(b.link) for b in r.cni.bridges),
+                bridge_ports={b.link.name: tuple(p.name for p in b.ports) for b in r.cni.bridges},
+                overlays=tuple(OverlayDevice(_link(o.link), o.vni, o.udp_port, o.local_ip) for o in r.cni.overlays),
+                calico_interfaces=tuple(_link(c) for c in r.cni.calico_interfaces),
+            )
+
+        return await self._ask(("facts", node), node, "GetNodeInfo", pb.GetNodeInfoRequest(), parse)
+
+    async def locate_pod(self, node: str, pod_ip: str) -> Observed[PodNetwork]:
+        """LocatePod."""
+
+        def parse(r: Any) -> PodNetwork:
+            p = r.pod
+            peer = p.host_peer
+            return PodNetwork(
+                pod_ip=p.pod_ip,
+                netns=p.netns_name or str(p.netns_inode),
+                eth0=_link(p.interface) if p.HasField("interface") else None,
+                routes=tuple(_route(rt) for rt in p.routes),
+                host_peer=_link(peer.link) if p.HasField("host_peer") and peer.HasField("link") else None,
+                route_to_pod=_route(peer.route_to_pod) if p.HasField("host_peer") and peer.HasField("route_to_pod") else None,
+                proxy_arp=peer.proxy_arp,
+            )
+
+        return await self._ask(("locate", node, pod_ip), node, "LocatePod", pb.LocatePodRequest(pod_ip=pod_ip), parse)
+
+    async def route(self, node: str, destination: str, *, source: str = "", pod_ip: str = "") -> Observed[RouteLookup]:
+        """LookupRoute."""
+
+        def parse(r: Any) -> RouteLookup:
+            overlay = None
+            if r.HasField("overlay"):
+                o = r.overlay
+                overlay = OverlayHop(
+                    device=o.device.link.name,
+                    device_up=_link(o.device.link).up,
+                    next_hop=o.next_hop,
+                    neighbour_mac=o.neighbour.mac if o.HasField("neighbour") else "",
+                    neighbour_state=tuple(o.neighbour.state) if o.HasField("neighbour") else (),
+                    fdb_remote=o.fdb.remote_ip if o.HasField("fdb") else "",
+                )
+            route = _route(r.route) if r.HasField("route") else None
+            return RouteLookup(route=route, error=r.error, overlay=overlay)
+
+        request = pb.LookupRouteRequest(destination=destination, source=source, pod_ip=pod_ip)
+        return await self._ask(("route", node, destination, source, pod_ip), node, "LookupRoute", request, parse)
+
+    async def service_nat(self, node: str, vip: str, port: int, protocol: str) -> Observed[NatView]:
+        """GetServiceNat."""
+
+        def parse(r: Any) -> NatView:
+            s = r.service
+            return NatView(
+                mode=s.mode,
+                programmed=s.programmed,
+                endpoints=tuple(
+                    NatEndpoint(e.ip, e.port, e.probability if e.HasField("probability") else None) for e in s.endpoints
+                ),
+                no_endpoints_action=s.no_endpoints_action,
+                service_name=s.service_name,
+                service_chain=s.service_chain,
+                rules=tuple(s.rules),
+            )
+
+        request = pb.GetServiceNatRequest(vip=vip, port=port, protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP))
+        return await self._ask(("nat", node, vip, port, protocol), node, "GetServiceNat", request, parse)
+
+    async def conntrack(
+        self, node: str, *, protocol: str, orig_src: str, orig_dst: str, orig_dport: int
+    ) -> Observed[ConntrackView]:
+        """QueryConntrack (bounded)."""
+
+        def parse(r: Any) -> ConntrackView:
+            entries = tuple(
+                ConntrackEntry(
+                    protocol=e.protocol,
+                    orig_src=e.orig.src,
+                    orig_dst=e.orig.dst,
+                    orig_sport=e.orig.sport if e.orig.HasField("sport") else None,
+                    orig_dport=e.orig.dport if e.orig.HasField("dport") else None,
+                    reply_src=e.reply.src,
+                    reply_sport=e.reply.sport if e.reply.HasField("sport") else None,
+                    state=e.state,
+                    timeout=e.timeout,
+                    status=tuple(e.status),
+                )
+                for e in r.entries
+            )
+            return ConntrackView(total=r.total_matched, entries=entries)
+
+        request = pb.QueryConntrackRequest(
+            protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP),
+            orig_src=orig_src,
+            orig_dst=orig_dst,
+            orig_dport=orig_dport,
+            limit=200,
+        )
+        return await self._ask(("ct", node, protocol, orig_src, orig_dst, orig_dport), node, "QueryConntrack", request, parse)
+
+    async def filter_state(
+        self, node: str, *, src: str, dst: str, protocol: str, dport: int, interfaces: tuple[str, ...]
+    ) -> Observed[FilterView]:
+        """GetFilterState."""
+
+        def parse(r: Any) -> FilterView:
+            return FilterView(
+                forward_policy=r.forward_policy,
+                drops=tuple(f"{d.table}/{d.chain}: {d.rule}" for d in r.drops),
+                ip_forward=r.ip_forward,
+                rp_filter=dict(r.rp_filter),
+            )
+
+        request = pb.GetFilterStateRequest(
+            src=src, dst=dst, protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP), dport=dport, interfaces=list(interfaces)
+        )
+        key = ("filter", node, src, dst, protocol, dport, interfaces)
+        return await self._ask(key, node, "GetFilterState", request, parse)
+
+    async def sockets(self, node: str, pod_ip: str, port: int, protocol: str) -> Observed[tuple[ListeningSocket, ...]]:
+        """ListSockets in a pod's namespace."""
+        names = {pb.PROTOCOL_TCP: "TCP", pb.PROTOCOL_UDP: "UDP", pb.PROTOCOL_SCTP: "SCTP"}
+
+        def parse(r: Any) -> tuple[ListeningSocket, ...]:
+            return tuple(
+                ListeningSocket(names.get(s.protocol, "?"), s.local_address, s.local_port, s.process_name) for s in r.sockets
+            )
+
+        request = pb.ListSocketsRequest(pod_ip=pod_ip, port=port, protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP))
+        return await self._ask(("sockets", node, pod_ip, port, protocol), node, "ListSockets", request, parse)
+
+    async def probe(self, node: str, *, pod_ip: str, target: str, port: int, protocol: str) -> Observed[ProbeView]:
+        """ProbeTcp, or ProbeDns for UDP port 53, or ProbeUdp."""
+        key = ("probe", node, pod_ip, target, port, protocol)
+        if protocol == "UDP" and port == 53:
+            return await self.probe_dns(node, pod_ip=pod_ip, name="kube-dns.kube-system.svc.cluster.local", server=target)
+        if protocol == "UDP":
+            udp = pb.ProbeUdpRequest(
+                pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=PROBE_TIMEOUT_MS, payload=b"kubereach\n"
+            )
+            return await self._ask(key, node, "ProbeUdp", udp, lambda r: _probe(r.result))
+        tcp = pb.ProbeTcpRequest(pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=PROBE_TIMEOUT_MS)
+        return await self._ask(key, node, "ProbeTcp", tcp, lambda r: _probe(r.result))
+
+    async def probe_dns(self, node: str, *, pod_ip: str, name: str, server: str = "") -> Observed[ProbeView]:
+        """ProbeDns with the pod's own resolver (or `server`)."""
+
+        def parse(r: Any) -> ProbeView:
+            return _probe(r.result, rcode=r.rcode or "NOERROR", answers=tuple(r.answers), server=r.server)
+
+        request = pb.ProbeDnsRequest(pod_ip=pod_ip, name=name, record_type="A", server=server, timeout_ms=PROBE_TIMEOUT_MS)
+        return await self._ask(("dns", node, pod_ip, name, server), node, "ProbeDns", request, parse)
+
+
+async def gather_all(*awaitables: Awaitable[T]) -> list[T]:
+    """asyncio.gather with a precise type."""
+    return list(await asyncio.gather(*awaitables))

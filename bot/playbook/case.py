@@ -1,0 +1,113 @@
+"""What an investigation is about, as the playbook needs it: resolved pods, service, endpoints, nodes.
+
+Built by the flow from the resolver's answer; pure data, so the playbook can be driven in tests by
+hand-written cases and recorded observations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PodRef:
+    """A pod as the API describes it."""
+
+    namespace: str
+    name: str
+    ip: str | None
+    node: str | None
+    phase: str = "Running"
+    ready: bool = True
+    reason: str = ""
+    """Why it is not running or not ready (CrashLoopBackOff, ContainerCreating, …)."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    container_ports: tuple[tuple[str, int, str], ...] = ()
+    """(name, port, protocol) for each declared container port."""
+    host_network: bool = False
+
+    @property
+    def key(self) -> str:
+        """namespace/name."""
+        return f"{self.namespace}/{self.name}"
+
+    def named_port(self, name: str, protocol: str) -> int | None:
+        """The container port with that name and protocol."""
+        for port_name, port, proto in self.container_ports:
+            if port_name == name and proto == protocol:
+                return port
+        return None
+
+    def declares(self, port: int, protocol: str) -> bool:
+        """True when a container declares `port`/`protocol`."""
+        return any(p == port and proto == protocol for _, p, proto in self.container_ports)
+
+
+@dataclass(frozen=True)
+class EndpointRef:
+    """One endpoint of the target: an address and port on a node, ready or not, and its pod."""
+
+    ip: str
+    port: int
+    node: str | None
+    ready: bool = True
+    pod: PodRef | None = None
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    """The target service."""
+
+    namespace: str
+    name: str
+    cluster_ip: str
+    selector: Mapping[str, str] | None
+    port: int
+    """The service port asked about."""
+    target_port: int | str
+    port_name: str = ""
+
+    @property
+    def key(self) -> str:
+        """namespace/name."""
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A node: its address on the node network and its pod CIDR."""
+
+    name: str
+    ip: str
+    pod_cidr: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One investigation's subject."""
+
+    source_display: str
+    sources: tuple[PodRef, ...]
+    """A sample of the source's pods (at least one per node they run on)."""
+    source_total: int
+    target_display: str
+    target_kind: str
+    """"service", "pod", "ip", "external"."""
+    protocol: str
+    port: int | None
+    """The port the client connects to (service port, or the pod port)."""
+    service: ServiceRef | None = None
+    target_pods: tuple[PodRef, ...] = ()
+    endpoints: tuple[EndpointRef, ...] = ()
+    """For a service: its endpoints (EndpointSlices). For a pod: the pod itself."""
+    target_ip: str | None = None
+    dns_name: str | None = None
+    """The name a client would resolve to reach the target, when it has one."""
+    nodes: Mapping[str, NodeRef] = field(default_factory=dict)
+    policy_cluster: Any = None
+    """bot.policy.Cluster for NetworkPolicy evaluation (None: not evaluated)."""
+    agents_known: frozenset[str] = frozenset()
+    """Nodes with a known agent."""
+    notes: tuple[str, ...] = ()

@@ -1,0 +1,260 @@
+"""What the playbook can observe on a node, as plain frozen data, and the port it observes through.
+
+`Observer` is the playbook's only window on the world. `bot.fleet.observer` implements it with gRPC
+calls to the node agents; tests may implement it with recorded observations. Every answer is an
+`Observed`: the value, or why it could not be had (the agent did not answer, refused the request,
+or found nothing) — an unreachable agent is a fact to reason about, not an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Observed(Generic[T]):
+    """One observation from one node: `value`, or an `error` with its kind."""
+
+    node: str
+    value: T | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    """"unreachable" (agent did not answer), "not_found", "invalid", "failed"."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the value is there."""
+        return self.value is not None and self.error is None
+
+    @property
+    def unreachable(self) -> bool:
+        """True when the node's agent could not be reached."""
+        return self.error_kind == "unreachable"
+
+
+@dataclass(frozen=True)
+class Link:
+    """A network interface as the kernel reports it."""
+
+    name: str
+    index: int = 0
+    kind: str = ""
+    mtu: int = 0
+    oper_state: str = ""
+    admin_up: bool = False
+    master: str = ""
+    addresses: tuple[str, ...] = ()
+
+    @property
+    def up(self) -> bool:
+        """Administratively up and not operationally down."""
+        return self.admin_up and self.oper_state.upper() not in ("DOWN", "LOWERLAYERDOWN", "NOTPRESENT")
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """A route the kernel chose (or none: `type` "none")."""
+
+    destination: str = ""
+    gateway: str = ""
+    device: str = ""
+    source: str = ""
+    type: str = "unicast"
+    """unicast, local, blackhole, unreachable, prohibit, throw, none."""
+
+    @property
+    def usable(self) -> bool:
+        """True when packets to the destination can leave by this route."""
+        return self.type in ("unicast", "local")
+
+
+@dataclass(frozen=True)
+class OverlayDevice:
+    """A VXLAN device of the CNI (flannel.1, vxlan.calico)."""
+
+    link: Link
+    vni: int = 0
+    udp_port: int = 0
+    local_ip: str = ""
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """One node's forwarding, conntrack, CNI shape and kube-proxy mode."""
+
+    node: str
+    kernel: str = ""
+    proxy_mode: str = ""
+    ip_forward: bool = True
+    conntrack_count: int = 0
+    conntrack_max: int = 0
+    insert_failed: int = 0
+    drop: int = 0
+    early_drop: int = 0
+    bridges: tuple[Link, ...] = ()
+    bridge_ports: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    overlays: tuple[OverlayDevice, ...] = ()
+    calico_interfaces: tuple[Link, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    """A pod's namespace as its node sees it: eth0, its routes, the host-side peer."""
+
+    pod_ip: str
+    netns: str = ""
+    eth0: Link | None = None
+    routes: tuple[RouteInfo, ...] = ()
+    host_peer: Link | None = None
+    route_to_pod: RouteInfo | None = None
+    proxy_arp: bool = False
+
+
+@dataclass(frozen=True)
+class OverlayHop:
+    """For a next hop on an overlay device: the neighbour (IP → MAC) and FDB (MAC → VTEP) entries."""
+
+    device: str
+    device_up: bool
+    next_hop: str
+    neighbour_mac: str = ""
+    neighbour_state: tuple[str, ...] = ()
+    fdb_remote: str = ""
+
+
+@dataclass(frozen=True)
+class RouteLookup:
+    """The answer of `ip route get`: the route, or why there is none."""
+
+    route: RouteInfo | None
+    error: str = ""
+    overlay: OverlayHop | None = None
+
+
+@dataclass(frozen=True)
+class NatEndpoint:
+    """A DNAT target kube-proxy programmed."""
+
+    ip: str
+    port: int
+    probability: float | None = None
+
+
+@dataclass(frozen=True)
+class NatView:
+    """What kube-proxy programmed on a node for one VIP:port/protocol."""
+
+    mode: str
+    programmed: bool
+    endpoints: tuple[NatEndpoint, ...] = ()
+    no_endpoints_action: str = ""
+    service_name: str = ""
+    service_chain: str = ""
+    rules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConntrackEntry:
+    """One conntrack entry: both tuples and the status flags."""
+
+    protocol: str
+    orig_src: str
+    orig_dst: str
+    orig_sport: int | None
+    orig_dport: int | None
+    reply_src: str
+    reply_sport: int | None
+    state: str = ""
+    timeout: int = 0
+    status: tuple[str, ...] = ()
+
+    @property
+    def replied(self) -> bool:
+        """The flow saw a reply (an established flow, not an unanswered attempt)."""
+        return "SEEN_REPLY" in self.status or "ASSURED" in self.status
+
+
+@dataclass(frozen=True)
+class ConntrackView:
+    """Entries matching a filter, bounded, with the total matched."""
+
+    total: int
+    entries: tuple[ConntrackEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class FilterView:
+    """The filter table's verdict on a flow: FORWARD policy, drop rules matching it, sysctls."""
+
+    forward_policy: str
+    drops: tuple[str, ...] = ()
+    ip_forward: bool = True
+    rp_filter: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListeningSocket:
+    """A socket listening inside a namespace."""
+
+    protocol: str
+    address: str
+    port: int
+    process: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeView:
+    """An active probe's outcome: connected, refused, timed_out, unreachable, reset, error."""
+
+    outcome: str
+    latency_ms: float = 0.0
+    error: str = ""
+    rcode: str = ""
+    answers: tuple[str, ...] = ()
+    server: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """The probe got through (for DNS: an answer with records)."""
+        if self.rcode:
+            return self.outcome == "connected" and self.rcode == "NOERROR" and bool(self.answers)
+        return self.outcome == "connected"
+
+
+class Observer(Protocol):
+    """Questions the playbook asks the nodes. Implementations must not raise for agent failures."""
+
+    async def node_facts(self, node: str) -> Observed[NodeFacts]:
+        """Forwarding, conntrack, CNI devices, kube-proxy mode."""
+
+    async def locate_pod(self, node: str, pod_ip: str) -> Observed[PodNetwork]:
+        """The pod's namespace, eth0, routes and host-side peer."""
+
+    async def route(self, node: str, destination: str, *, source: str = "", pod_ip: str = "") -> Observed[RouteLookup]:
+        """`ip route get` in the node's namespace, or in a pod's when `pod_ip` is given."""
+
+    async def service_nat(self, node: str, vip: str, port: int, protocol: str) -> Observed[NatView]:
+        """kube-proxy's rules for one service port on the node."""
+
+    async def conntrack(
+        self, node: str, *, protocol: str, orig_src: str, orig_dst: str, orig_dport: int
+    ) -> Observed[ConntrackView]:
+        """Conntrack entries of one flow shape."""
+
+    async def filter_state(
+        self, node: str, *, src: str, dst: str, protocol: str, dport: int, interfaces: tuple[str, ...]
+    ) -> Observed[FilterView]:
+        """FORWARD policy and matching drop rules, ip_forward, rp_filter per interface."""
+
+    async def sockets(self, node: str, pod_ip: str, port: int, protocol: str) -> Observed[tuple[ListeningSocket, ...]]:
+        """Listening sockets for one port inside a pod's namespace."""
+
+    async def probe(self, node: str, *, pod_ip: str, target: str, port: int, protocol: str) -> Observed[ProbeView]:
+        """Connect (TCP) or send/receive (UDP; DNS query on port 53) from inside a pod's namespace ('' = node)."""
+
+    async def probe_dns(self, node: str, *, pod_ip: str, name: str, server: str = "") -> Observed[ProbeView]:
+        """Resolve `name` from inside a pod with its own resolv.conf (or `server`)."""

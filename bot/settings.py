@@ -1,0 +1,111 @@
+"""The bot's settings: one typed model, from environment variables (`KUBEREACH_…`) and a YAML file.
+
+`kubereach --config PATH` (the lab writes one) supplies the cluster, agents and TLS; environment
+variables override the file; nothing reads `os.environ` outside this module. Secrets are
+`SecretStr` so they never print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import BadInput
+
+
+class AgentTls(BaseModel):
+    """mTLS material the bot presents to agents and uses to verify them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ca: Path
+    """CA bundle that signed the agents' server certificates."""
+    cert: Path
+    """The bot's client certificate."""
+    key: Path
+    """The bot's client key."""
+
+
+class AgentSettings(BaseModel):
+    """How the bot finds and calls the node agents."""
+
+    model_config = ConfigDict(frozen=True)
+
+    discovery: Literal["static", "daemonset"] = "daemonset"
+    """`static`: use `nodes`; `daemonset`: the agent DaemonSet's pods through the Kubernetes API."""
+    nodes: dict[str, str] = Field(default_factory=dict)
+    """node name → host:port, for static discovery (the lab's agents)."""
+    namespace: str = "kube-system"
+    """Namespace of the agent DaemonSet."""
+    label_selector: str = "app.kubernetes.io/name=kubereach-agent"
+    """Label selector of the agent pods."""
+    port: int = 7443
+    """The agents' gRPC port."""
+    tls: AgentTls | None = None
+    """mTLS files; None only with `insecure`."""
+    insecure: bool = False
+    """Plain TCP to agents (development only; logs a warning)."""
+    call_timeout_s: float = 4.0
+    """Deadline of one RPC."""
+    overall_timeout_s: float = 20.0
+    """Deadline of one fan-out round."""
+    concurrency: int = 64
+    """Calls in flight at once."""
+
+
+class BotSettings(BaseSettings):
+    """Everything the bot and the CLI need to run."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBEREACH_", env_nested_delimiter="__", frozen=True, extra="ignore")
+
+    cluster: str = "default"
+    """Cluster name shown in replies and stored with investigations."""
+    kubeconfig: Path | None = None
+    """kubeconfig file; None means in-cluster configuration."""
+    agents: AgentSettings = Field(default_factory=AgentSettings)
+    """Node agents."""
+    database_url: SecretStr | None = None
+    """SQLAlchemy URL of the history database; default: SQLite under the user's data directory."""
+    default_namespace: str | None = None
+    """Namespace assumed when a question names none (channels can override)."""
+    slack_bot_token: SecretStr | None = None
+    """Slack bot token (xoxb-…)."""
+    slack_signing_secret: SecretStr | None = None
+    """Slack signing secret (HTTP mode)."""
+    slack_app_token: SecretStr | None = None
+    """Slack app-level token (xapp-…, Socket Mode)."""
+    slack_api_url: str | None = None
+    """Slack Web API base URL (the lab's stand-in; unset in production)."""
+    channel_namespaces: dict[str, list[str]] = Field(default_factory=dict)
+    """Channel id → namespaces that channel may ask about ("*" for all)."""
+    log_format: Literal["text", "json"] = "text"
+    """Log output format."""
+
+
+def load_settings(config_path: Path | None, **overrides: Any) -> BotSettings:
+    """Settings from the config file (if any), environment variables, then explicit overrides."""
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        try:
+            loaded = yaml.safe_load(config_path.read_text()) or {}
+        except OSError as exc:
+            raise BadInput(
+                f"cannot read config {config_path}: {exc.strerror}", hint="`kubereach lab status` prints the lab's config path"
+            ) from exc
+        except yaml.YAMLError as exc:
+            raise BadInput(f"config {config_path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise BadInput(f"config {config_path} must be a mapping")
+        data = {k: v for k, v in loaded.items() if k in BotSettings.model_fields}
+    try:
+        env = BotSettings()
+        merged = {**data, **{k: v for k, v in env.model_dump().items() if k in env.model_fields_set}, **overrides}
+        return BotSettings.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadInput(f"invalid setting {where}: {first['msg']}") from exc
