@@ -1,7 +1,7 @@
 """Generate the Python code for proto/ and check that the committed code is current.
 
-    python -m scripts.protogen          regenerate
-    python -m scripts.protogen --check  fail if the committed files differ from a fresh generation
+python -m scripts.protogen          regenerate (agent_pb2.py/.pyi, agent_pb2_grpc.py/.pyi)
+python -m scripts.protogen --check  fail if the committed files differ from a fresh generation
 """
 
 from __future__ import annotations
@@ -22,12 +22,16 @@ def generate(out: Path) -> list[Path]:
     if not sources:
         return []
     include = Path(protoc.__file__).parent / "_proto"
+    # mypy-protobuf's plugins live next to this interpreter; name them so PATH does not matter.
+    bindir = Path(sys.executable).parent
     args = [
         "protoc",
+        f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
         f"-I{PROTO_ROOT}",
         f"-I{include}",
         f"--python_out={out}",
-        f"--pyi_out={out}",
+        f"--mypy_out={out}",
         f"--grpc_python_out={out}",
         f"--mypy_grpc_out={out}",
         *[str(s.relative_to(PROTO_ROOT)) for s in sources],

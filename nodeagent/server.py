@@ -1,0 +1,438 @@
+"""The agent's gRPC server: a thin servicer over `NodeChecks`, request ids, mTLS, health and reflection.
+
+Each RPC validates its request on the event loop (answering INVALID_ARGUMENT before any kernel
+work), then runs the blocking check on a bounded thread pool with a timeout (the smaller of the
+client's deadline and the agent's own limit), so a slow check never holds the server. Errors are the
+agent's own (`nodeagent.errors`) and map to one status code each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import re
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from kubereach.agent.v1 import agent_pb2 as pb
+from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
+from nodeagent import validation as v
+from nodeagent import wire
+from nodeagent.checks.conntrack import ConntrackFilter
+from nodeagent.errors import (
+    AgentError,
+    CheckUnavailable,
+    InvalidRequest,
+    KernelQueryFailed,
+    NamespaceUnknown,
+    NodeNamespaceMissing,
+    PodNotFound,
+)
+from nodeagent.logconfig import REQUEST_ID
+from nodeagent.service import KernelChecks, NamespaceTarget, NodeChecks
+from nodeagent.settings import AgentSettings
+from nodeagent.tls import load_server_tls, server_credentials
+
+R = TypeVar("R")
+HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
+log = logging.getLogger("nodeagent.server")
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["NodeAgentService"].full_name
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class ServerConfigError(ValueError):
+    """The settings cannot start a server (missing TLS files, unusable listen address)."""
+
+
+def status_for(error: AgentError) -> grpc.StatusCode:
+    """The one status code each of the agent's errors answers with."""
+    if isinstance(error, InvalidRequest):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, PodNotFound | NamespaceUnknown):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(error, NodeNamespaceMissing):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(error, CheckUnavailable):
+        return grpc.StatusCode.UNIMPLEMENTED
+    if isinstance(error, KernelQueryFailed) and not error.transient and error.errno is not None:
+        return grpc.StatusCode.INTERNAL
+    return grpc.StatusCode.UNAVAILABLE
+
+
+class CheckRunner:
+    """Runs blocking checks on a bounded pool, never longer than the deadline or the agent's limit."""
+
+    def __init__(self, max_workers: int, limit_seconds: float) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="check")
+        self._limit = limit_seconds
+
+    async def run(self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], R]) -> R:
+        """Run `work` off the event loop; DEADLINE_EXCEEDED when it outlives the time allowed."""
+        remaining = context.time_remaining()
+        limit = self._limit if remaining is None else max(0.0, min(self._limit, remaining))
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, contextvars.copy_context().run, work)
+        try:
+            return await asyncio.wait_for(future, limit)
+        except TimeoutError:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the check did not finish within {limit:.1f} s; the node may be overloaded, retry later",
+            )
+            raise  # unreachable: abort raises
+
+    def shutdown(self) -> None:
+        """Stop accepting work; running checks finish on their own."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _target(pod_ip: str, netns_name: str) -> NamespaceTarget:
+    if pod_ip and netns_name:
+        raise InvalidRequest("set at most one of pod_ip and netns_name")
+    return NamespaceTarget(
+        pod_ip=v.optional_ip(pod_ip, "pod_ip"),
+        netns_name=v.netns_name(netns_name, "netns_name") if netns_name else None,
+    )
+
+
+def _protocol(value: pb.Protocol.ValueType, field: str, allowed: dict[pb.Protocol.ValueType, str]) -> str:
+    if value not in allowed:
+        names = ", ".join(pb.Protocol.Name(k) for k in allowed)
+        raise InvalidRequest(f"{field} must be one of {names}")
+    return allowed[value]
+
+
+class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
+    """Validates each request, runs the matching check, maps the result to the response message."""
+
+    def __init__(self, checks: NodeChecks, runner: CheckRunner) -> None:
+        self._checks = checks
+        self._runner = runner
+
+    async def _answer(self, context: grpc.aio.ServicerContext[Any, Any], prepare: Callable[[], Callable[[], R]]) -> R:
+        try:
+            work = prepare()  # validation only: no kernel work happens before it passes
+            return await self._runner.run(context, work)
+        except AgentError as exc:
+            code = status_for(exc)
+            if code in {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE}:
+                log.warning("check failed: %s", exc)
+            await context.abort(code, str(exc))
+            raise  # unreachable: abort raises
+
+    async def GetNodeInfo(
+        self, request: pb.GetNodeInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetNodeInfoResponse:
+        """Describe the node."""
+        checks = self._checks
+        return await self._answer(context, lambda: lambda: wire.node_info(checks.node_info()))
+
+    async def LocatePod(self, request: pb.LocatePodRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.LocatePodResponse:
+        """Find a pod's namespace by IP."""
+
+        def prepare() -> Callable[[], pb.LocatePodResponse]:
+            ip = v.ip_literal(request.pod_ip, "pod_ip")
+            return lambda: pb.LocatePodResponse(pod=wire.pod_network(self._checks.locate_pod(ip)))
+
+        return await self._answer(context, prepare)
+
+    async def LookupRoute(
+        self, request: pb.LookupRouteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.LookupRouteResponse:
+        """`ip route get` in the node's or a pod's namespace."""
+
+        def prepare() -> Callable[[], pb.LookupRouteResponse]:
+            where = _target(request.pod_ip, request.netns_name)
+            destination = v.ip_literal(request.destination, "destination")
+            source = v.optional_ip(request.source, "source")
+            iif = v.interface_name(request.input_interface, "input_interface") if request.input_interface else None
+            if iif is not None and source is None:
+                raise InvalidRequest("input_interface needs source (as `ip route get ... from SRC iif DEV`)")
+            return lambda: wire.route_lookup(self._checks.lookup_route(where, destination, source, iif))
+
+        return await self._answer(context, prepare)
+
+    async def GetServiceNat(
+        self, request: pb.GetServiceNatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetServiceNatResponse:
+        """kube-proxy's NAT for one service port."""
+
+        def prepare() -> Callable[[], pb.GetServiceNatResponse]:
+            vip = v.ip_literal(request.vip, "vip")
+            port = v.port(request.port, "port")
+            protocol = _protocol(request.protocol, "protocol", wire.PROTOCOL_NAMES)
+            return lambda: pb.GetServiceNatResponse(service=wire.service_nat(self._checks.service_nat(vip, port, protocol)))
+
+        return await self._answer(context, prepare)
+
+    async def ListServiceNat(
+        self, request: pb.ListServiceNatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListServiceNatResponse:
+        """Every programmed service port."""
+        checks = self._checks
+        return await self._answer(
+            context,
+            lambda: lambda: pb.ListServiceNatResponse(services=[wire.service_nat(s) for s in checks.list_service_nat()]),
+        )
+
+    async def QueryConntrack(
+        self, request: pb.QueryConntrackRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.QueryConntrackResponse:
+        """Matching conntrack entries, bounded."""
+
+        def prepare() -> Callable[[], pb.QueryConntrackResponse]:
+            protocol = None
+            if request.protocol != pb.PROTOCOL_UNSPECIFIED:
+                protocol = _protocol(request.protocol, "protocol", wire.PROTOCOL_NAMES).lower()
+            flt = ConntrackFilter(
+                protocol=protocol,
+                orig_src=v.optional_ip(request.orig_src, "orig_src"),
+                orig_dst=v.optional_ip(request.orig_dst, "orig_dst"),
+                orig_sport=v.optional_port(request.orig_sport, "orig_sport"),
+                orig_dport=v.optional_port(request.orig_dport, "orig_dport"),
+                reply_src=v.optional_ip(request.reply_src, "reply_src"),
+                reply_dst=v.optional_ip(request.reply_dst, "reply_dst"),
+                reply_sport=v.optional_port(request.reply_sport, "reply_sport"),
+                reply_dport=v.optional_port(request.reply_dport, "reply_dport"),
+            )
+            limit = v.conntrack_limit(request.limit)
+            return lambda: wire.conntrack_query(self._checks.query_conntrack(flt, limit))
+
+        return await self._answer(context, prepare)
+
+    async def GetConntrackStats(
+        self, request: pb.GetConntrackStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetConntrackStatsResponse:
+        """The node's conntrack statistics."""
+        checks = self._checks
+        return await self._answer(
+            context, lambda: lambda: pb.GetConntrackStatsResponse(stats=wire.conntrack_stats(checks.conntrack_stats()))
+        )
+
+    async def GetFilterState(
+        self, request: pb.GetFilterStateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetFilterStateResponse:
+        """The node's forwarding filter for one flow."""
+
+        def prepare() -> Callable[[], pb.GetFilterStateResponse]:
+            src = v.ip_literal(request.src, "src")
+            dst = v.ip_literal(request.dst, "dst")
+            protocol = _protocol(request.protocol, "protocol", wire.PROTOCOL_NAMES)
+            dport = v.optional_port(request.dport, "dport")
+            interfaces = v.interface_names(list(request.interfaces), "interfaces")
+            return lambda: wire.filter_state(self._checks.filter_state(src, dst, protocol, dport, interfaces))
+
+        return await self._answer(context, prepare)
+
+    async def ListSockets(
+        self, request: pb.ListSocketsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListSocketsResponse:
+        """Listening sockets in a namespace."""
+
+        def prepare() -> Callable[[], pb.ListSocketsResponse]:
+            where = _target(request.pod_ip, request.netns_name)
+            port = v.optional_port(request.port, "port")
+            protocol = None
+            if request.protocol != pb.PROTOCOL_UNSPECIFIED:
+                protocol = _protocol(request.protocol, "protocol", wire.SOCKET_PROTOCOL_NAMES)
+
+            def work() -> pb.ListSocketsResponse:
+                found = self._checks.list_sockets(where, port, protocol)
+                return pb.ListSocketsResponse(sockets=[wire.listening_socket(s) for s in found])
+
+            return work
+
+        return await self._answer(context, prepare)
+
+    async def ProbeTcp(self, request: pb.ProbeTcpRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ProbeTcpResponse:
+        """One TCP connect."""
+
+        def prepare() -> Callable[[], pb.ProbeTcpResponse]:
+            where = _target(request.pod_ip, request.netns_name)
+            target = v.ip_literal(request.target_ip, "target_ip")
+            port = v.port(request.port, "port")
+            timeout = v.timeout_seconds(request.timeout_ms)
+            return lambda: pb.ProbeTcpResponse(result=wire.probe_result(self._checks.probe_tcp(where, target, port, timeout)))
+
+        return await self._answer(context, prepare)
+
+    async def ProbeUdp(self, request: pb.ProbeUdpRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ProbeUdpResponse:
+        """One UDP datagram and a wait for a reply."""
+
+        def prepare() -> Callable[[], pb.ProbeUdpResponse]:
+            where = _target(request.pod_ip, request.netns_name)
+            target = v.ip_literal(request.target_ip, "target_ip")
+            port = v.port(request.port, "port")
+            timeout = v.timeout_seconds(request.timeout_ms)
+            payload = v.udp_payload(request.payload)
+
+            def work() -> pb.ProbeUdpResponse:
+                result = self._checks.probe_udp(where, target, port, timeout, payload)
+                return pb.ProbeUdpResponse(result=wire.probe_result(result), reply_bytes=result.reply_bytes)
+
+            return work
+
+        return await self._answer(context, prepare)
+
+    async def ProbeDns(self, request: pb.ProbeDnsRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ProbeDnsResponse:
+        """One DNS resolution."""
+
+        def prepare() -> Callable[[], pb.ProbeDnsResponse]:
+            where = _target(request.pod_ip, request.netns_name)
+            name = v.dns_name(request.name)
+            kind = v.record_type(request.record_type)
+            server = v.optional_ip(request.server, "server")
+            timeout = v.timeout_seconds(request.timeout_ms)
+            return lambda: wire.dns_probe(self._checks.probe_dns(where, name, kind, server, timeout))
+
+        return await self._answer(context, prepare)
+
+
+def request_id_from(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
+    """The caller's `x-request-id` when it is a sane token, else a fresh one."""
+    for key, value in metadata or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
+
+
+class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Gives every unary call a request id (the caller's `x-request-id` or a new one), echoes it in the
+    initial metadata, and logs the method, status code and duration."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """Wrap unary-unary handlers; streaming ones (health Watch, reflection) pass through."""
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method
+        request_id = request_id_from(handler_call_details.invocation_metadata)
+        inner = handler.unary_unary
+
+        async def logged(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            token = REQUEST_ID.set(request_id)
+            start = time.monotonic()
+            try:
+                await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+                return await inner(request, cast(grpc.ServicerContext, context))
+            finally:
+                code = context.code() or grpc.StatusCode.OK
+                name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+                log.info(
+                    "%s %s",
+                    method,
+                    name,
+                    extra={"rpc": method, "code": name, "duration_ms": round((time.monotonic() - start) * 1000, 1)},
+                )
+                REQUEST_ID.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            logged,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+@dataclass(frozen=True)
+class AgentServer:
+    """A built (not yet started) server with the parts its lifecycle needs."""
+
+    server: grpc.aio.Server
+    port: int
+    health: Any  # grpc_health.v1.health.aio.HealthServicer (untyped in grpc-stubs)
+    runner: CheckRunner
+
+    async def start(self) -> None:
+        """Start serving and report SERVING on the health service."""
+        await self.server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, let in-flight calls finish for up to `grace` seconds, then stop."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.runner.shutdown()
+
+
+async def build_server(settings: AgentSettings, checks: NodeChecks | None = None) -> AgentServer:
+    """Build the server on `settings.listen` with mTLS (or plain TCP with --insecure) and bind it."""
+    runner = CheckRunner(settings.max_workers, settings.check_timeout_seconds)
+    server = grpc.aio.server(
+        interceptors=[RequestIdInterceptor()],
+        maximum_concurrent_rpcs=settings.max_workers * 8,
+        options=[("grpc.so_reuseport", 0)],
+    )
+    pb_grpc.add_NodeAgentServiceServicer_to_server(
+        NodeAgentServicer(checks or KernelChecks(settings.node, settings.host_netns), runner), server
+    )
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if settings.insecure:
+        log.warning("serving WITHOUT TLS on %s (--insecure): any client can connect; use only for development", settings.listen)
+        port = server.add_insecure_port(settings.listen)
+    else:
+        if settings.tls_cert is None or settings.tls_key is None or settings.tls_client_ca is None:
+            raise ServerConfigError("mutual TLS needs --tls-cert, --tls-key and --tls-client-ca (or --insecure for development)")
+        material = load_server_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        port = server.add_secure_port(settings.listen, server_credentials(material))
+    if port == 0:
+        raise ServerConfigError(f"cannot listen on {settings.listen}; check the address and that the port is free")
+    return AgentServer(server=server, port=port, health=health_servicer, runner=runner)
+
+
+async def create_server(settings: AgentSettings, checks: NodeChecks | None = None) -> tuple[grpc.aio.Server, int]:
+    """Build and bind the server (port 0 picks a free port); the caller starts it."""
+    agent = await build_server(settings, checks)
+    await agent.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    await agent.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    return agent.server, agent.port
+
+
+def write_port_file(path: Path, port: int) -> None:
+    """Write `port` to `path` atomically (a reader sees the whole number or no file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(f"{port}\n", encoding="ascii")
+    os.replace(tmp, path)
+
+
+async def serve(settings: AgentSettings, checks: NodeChecks | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, finish in-flight calls, stop."""
+    agent = await build_server(settings, checks)
+    await agent.start()
+    if settings.port_file is not None:
+        write_port_file(settings.port_file, agent.port)
+    log.info(
+        "node agent for %s listening on port %d (%s)",
+        settings.node or "this node",
+        agent.port,
+        "plain TCP" if settings.insecure else "mutual TLS",
+        extra={"port": agent.port},
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping: draining in-flight calls for up to %.1f s", settings.grace_seconds)
+    await agent.stop(settings.grace_seconds)
+    log.info("stopped")
