@@ -31,10 +31,12 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 
 
 def _register() -> None:
+    from bot.ask import ask
     from lab.cli import demo, lab
 
     cli.add_command(lab)
     cli.add_command(demo)
+    cli.add_command(ask)
     try:
         from bot.policy.cli import policy
     except ImportError:  # the evaluator's command lands with the diagnosis issue
