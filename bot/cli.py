@@ -32,17 +32,12 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 
 def _register() -> None:
     from bot.ask import ask
+    from bot.history.cli import search
+    from bot.policy.cli import policy
     from lab.cli import demo, lab
 
-    cli.add_command(lab)
-    cli.add_command(demo)
-    cli.add_command(ask)
-    try:
-        from bot.policy.cli import policy
-    except ImportError:  # the evaluator's command lands with the diagnosis issue
-        pass
-    else:
-        cli.add_command(policy)
+    for command in (lab, demo, ask, search, policy):
+        cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:
