@@ -1,0 +1,394 @@
+"""The bot's door to the Kubernetes API: the official client, a timeout on every call, our own errors.
+
+`ClusterClient` is built from a kubeconfig (`from_kubeconfig`) or from the pod's service account
+(`in_cluster`). It reads objects as plain camelCase dicts (converted once, here, with
+`ApiClient.sanitize_for_serialization`), pages through long lists, and converts every foreign error
+at this boundary: `ApiException` and urllib3 errors become `ClusterUnavailable` (a 403 becomes
+`ClusterAccessDenied`, naming the RBAC rule to grant). Every request is recorded in `api_calls`
+(verb, API group, resource, namespace) so that the deployment's RBAC can be checked against what the
+bot really does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import urllib3.exceptions
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from bot.cluster.errors import ClusterAccessDenied, ClusterUnavailable
+from bot.cluster.models import RawObject
+
+if TYPE_CHECKING:
+    from bot.cluster.resolve import Resolved
+    from bot.parse.models import Question
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+LIST_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class KubeResource:
+    """A kind the bot reads: where it lives in the API and which client methods read it."""
+
+    kind: str
+    plural: str
+    group: str
+    version: str
+    namespaced: bool
+    api: str
+    """Name of the `kubernetes.client` API class (CoreV1Api, AppsV1Api ...)."""
+    snake: str
+    """The kind in the client's method names (``pod``, ``endpoint_slice``)."""
+
+    @property
+    def api_version(self) -> str:
+        """The objects' apiVersion (``v1``, ``apps/v1``)."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """``pods``, ``deployments.apps``: the name kubectl and RBAC messages use."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+PODS = KubeResource("Pod", "pods", "", "v1", True, "CoreV1Api", "pod")
+SERVICES = KubeResource("Service", "services", "", "v1", True, "CoreV1Api", "service")
+NODES = KubeResource("Node", "nodes", "", "v1", False, "CoreV1Api", "node")
+NAMESPACES = KubeResource("Namespace", "namespaces", "", "v1", False, "CoreV1Api", "namespace")
+ENDPOINT_SLICES = KubeResource(
+    "EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", True, "DiscoveryV1Api", "endpoint_slice"
+)
+DEPLOYMENTS = KubeResource("Deployment", "deployments", "apps", "v1", True, "AppsV1Api", "deployment")
+STATEFUL_SETS = KubeResource("StatefulSet", "statefulsets", "apps", "v1", True, "AppsV1Api", "stateful_set")
+DAEMON_SETS = KubeResource("DaemonSet", "daemonsets", "apps", "v1", True, "AppsV1Api", "daemon_set")
+REPLICA_SETS = KubeResource("ReplicaSet", "replicasets", "apps", "v1", True, "AppsV1Api", "replica_set")
+NETWORK_POLICIES = KubeResource(
+    "NetworkPolicy", "networkpolicies", "networking.k8s.io", "v1", True, "NetworkingV1Api", "network_policy"
+)
+
+RESOURCES: tuple[KubeResource, ...] = (
+    PODS,
+    SERVICES,
+    NODES,
+    NAMESPACES,
+    ENDPOINT_SLICES,
+    DEPLOYMENTS,
+    STATEFUL_SETS,
+    DAEMON_SETS,
+    REPLICA_SETS,
+    NETWORK_POLICIES,
+)
+"""Everything the bot reads; the deployment's ClusterRole grants get and list on exactly these."""
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One request the bot sent to the API: the RBAC verb, API group, resource and namespace (None: cluster-wide)."""
+
+    verb: str
+    group: str
+    resource: str
+    namespace: str | None
+
+
+class ClusterClient:
+    """Reads the cluster through the official client; every call has a timeout and is recorded."""
+
+    def __init__(
+        self,
+        configuration: Any,
+        *,
+        source: str,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        default_namespace: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> None:
+        """Use a filled `kubernetes.client.Configuration`; prefer `from_kubeconfig` / `in_cluster`.
+
+        `timeout` bounds every request (seconds); `page_size` is the `limit` of each list request.
+
+        `source` says where the configuration came from (a kubeconfig path, "in-cluster"), for messages.
+        `default_namespace` is the namespace of the kubeconfig's context, if any (informational: the
+        resolver only uses the default namespace it is given).
+        """
+        self.server: str = str(configuration.host)
+        self.source = source
+        self.timeout = timeout
+        self.default_namespace = default_namespace
+        self.page_size = page_size
+        self._api_client: Any = k8s.ApiClient(configuration)
+        self._apis: dict[str, Any] = {}
+        self._calls: list[ApiCall] = []
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------ building
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        path: str | Path | None = None,
+        *,
+        context: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> ClusterClient:
+        """A client for the cluster of a kubeconfig file (None: $KUBECONFIG or ~/.kube/config)."""
+        where = str(path) if path is not None else "the default kubeconfig ($KUBECONFIG or ~/.kube/config)"
+        if path is not None and not Path(path).is_file():
+            raise ClusterUnavailable(
+                f"kubeconfig {path} does not exist or is not a file",
+                hint="pass the path of a kubeconfig that can reach the cluster (for the lab: see `kubereach lab status`)",
+            )
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(path) if path is not None else None,
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+            _contexts, active = k8s_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=str(path) if path is not None else None
+            )
+        except (ConfigException, OSError, ValueError) as exc:
+            raise ClusterUnavailable(
+                f"cannot use kubeconfig {where}: {exc}",
+                hint="check that the file is a valid kubeconfig and that its current context (or --context) exists",
+            ) from exc
+        namespace = None
+        if isinstance(active, dict) and context is None:
+            namespace = (active.get("context") or {}).get("namespace")
+        configuration.retries = 1
+        return cls(configuration, source=where, timeout=timeout, default_namespace=namespace, page_size=page_size)
+
+    @classmethod
+    def in_cluster(cls, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> ClusterClient:
+        """A client that uses the pod's service account (KUBERNETES_SERVICE_HOST and the mounted token)."""
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except (ConfigException, OSError) as exc:
+            raise ClusterUnavailable(
+                f"cannot use the in-cluster configuration: {exc}",
+                hint="run inside a pod with a service account token mounted, or pass a kubeconfig instead",
+            ) from exc
+        configuration.retries = 1
+        namespace = None
+        namespace_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        if namespace_file.is_file():
+            namespace = namespace_file.read_text().strip() or None
+        return cls(configuration, source="in-cluster service account", timeout=timeout, default_namespace=namespace)
+
+    def close(self) -> None:
+        """Release the client's connection pool."""
+        self._api_client.close()
+
+    def __enter__(self) -> ClusterClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------- reading
+
+    @property
+    def api_calls(self) -> tuple[ApiCall, ...]:
+        """Every request sent so far, in order."""
+        with self._lock:
+            return tuple(self._calls)
+
+    def list_objects(
+        self, resource: KubeResource, namespace: str | None = None, *, label_selector: str | None = None
+    ) -> list[RawObject]:
+        """Every object of a kind in a namespace (None: all namespaces, or the cluster for cluster-scoped kinds).
+
+        Pages through the list; each item is a dict with `kind` and `apiVersion` set.
+        """
+        api = self._api(resource)
+        if not resource.namespaced:
+            method = getattr(api, f"list_{resource.snake}")
+            namespace = None
+        elif namespace is None:
+            method = getattr(api, f"list_{resource.snake}_for_all_namespaces")
+        else:
+            method = getattr(api, f"list_namespaced_{resource.snake}")
+        items: list[RawObject] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": self.page_size, "_request_timeout": self.timeout}
+            if label_selector:
+                kwargs["label_selector"] = label_selector
+            if token:
+                kwargs["_continue"] = token
+            args = (namespace,) if namespace is not None else ()
+            page = self._call("list", resource, namespace, functools.partial(method, *args, **kwargs))
+            for item in page.get("items") or []:
+                if isinstance(item, dict):
+                    item.setdefault("kind", resource.kind)
+                    item.setdefault("apiVersion", resource.api_version)
+                    items.append(item)
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return items
+
+    def get_object(self, resource: KubeResource, name: str, namespace: str | None = None) -> RawObject | None:
+        """One object by name, or None when it does not exist."""
+        api = self._api(resource)
+        if resource.namespaced:
+            if namespace is None:
+                raise ValueError(f"{resource.plural} live in a namespace; pass one")
+            method = getattr(api, f"read_namespaced_{resource.snake}")
+            args: tuple[str, ...] = (name, namespace)
+        else:
+            method = getattr(api, f"read_{resource.snake}")
+            args = (name,)
+        try:
+            obj = self._call("get", resource, namespace, lambda: method(*args, _request_timeout=self.timeout))
+        except _NotFound:
+            return None
+        obj.setdefault("kind", resource.kind)
+        obj.setdefault("apiVersion", resource.api_version)
+        return obj
+
+    def resolve(
+        self,
+        question: Question,
+        *,
+        default_namespace: str | None = None,
+        allowed_namespaces: frozenset[str] | None = None,
+    ) -> Resolved:
+        """Resolve a parsed question into cluster objects (see `bot.cluster.resolve.resolve`)."""
+        from bot.cluster.resolve import resolve
+
+        return resolve(self, question, default_namespace=default_namespace, allowed_namespaces=allowed_namespaces)
+
+    def agent_addresses(
+        self,
+        namespace: str = "kube-system",
+        label_selector: str = "app.kubernetes.io/name=kubereach-agent",
+        port: int = 7443,
+    ) -> dict[str, str]:
+        """Node name -> "ip:port" of the kubereach agent on it (see `bot.cluster.agents`)."""
+        from bot.cluster.agents import agent_addresses
+
+        return agent_addresses(self, namespace=namespace, label_selector=label_selector, port=port)
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def _api(self, resource: KubeResource) -> Any:
+        api = self._apis.get(resource.api)
+        if api is None:
+            api = getattr(k8s, resource.api)(self._api_client)
+            self._apis[resource.api] = api
+        return api
+
+    def _call(self, verb: str, resource: KubeResource, namespace: str | None, request: Callable[[], Any]) -> RawObject:
+        with self._lock:
+            self._calls.append(ApiCall(verb, resource.group, resource.plural, namespace))
+        what = f"{verb} {resource.qualified}" + (f" in namespace {namespace}" if namespace else "")
+        try:
+            answer = request()
+            plain = self._api_client.sanitize_for_serialization(answer)
+        except ApiException as exc:
+            if exc.status == 404 and verb == "get":
+                raise _NotFound from exc
+            raise self._api_error(exc, verb, resource, namespace, what) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterUnavailable(
+                f"cannot reach the Kubernetes API server at {self.server} ({_transport_reason(exc)}) while trying to {what}",
+                hint=f"check that the cluster is up and that {self.source} points at it (server address, network, proxy)",
+                server=self.server,
+            ) from exc
+        except (ValueError, TypeError) as exc:
+            raise ClusterUnavailable(
+                f"the Kubernetes API server at {self.server} sent an answer to {what} that the client cannot read: {exc}",
+                hint="check that the server is a Kubernetes API server of a supported version",
+                server=self.server,
+            ) from exc
+        if not isinstance(plain, dict):
+            raise ClusterUnavailable(
+                f"the Kubernetes API server at {self.server} answered {what} with something that is not an object",
+                server=self.server,
+            )
+        return plain
+
+    def _api_error(
+        self, exc: ApiException, verb: str, resource: KubeResource, namespace: str | None, what: str
+    ) -> ClusterUnavailable:
+        status = exc.status
+        detail = _status_message(exc)
+        if status == 401:
+            return ClusterUnavailable(
+                f"the Kubernetes API server at {self.server} rejected our credentials (401 Unauthorized) when trying to {what}",
+                hint=f"the token or certificate in {self.source} is wrong or expired; refresh the credentials",
+                server=self.server,
+            )
+        if status == 403:
+            scope = f"in namespace {namespace}" if namespace else "cluster-wide"
+            group = resource.group or '""'
+            return ClusterAccessDenied(
+                f"the Kubernetes API server at {self.server} refused to {what} (403 Forbidden): "
+                f'the bot may not "{verb}" {resource.plural} (apiGroup {group}) {scope}',
+                hint=f'grant verb "{verb}" on resource "{resource.plural}" in apiGroup {group} to the bot\'s '
+                "service account (the chart's ClusterRole); " + (detail or ""),
+                server=self.server,
+                verb=verb,
+                resource=resource.plural,
+                group=resource.group,
+                namespace=namespace,
+            )
+        if status == 404:
+            return ClusterUnavailable(
+                f"the Kubernetes API server at {self.server} does not serve {resource.qualified}/{resource.version} "
+                f"(404 when trying to {what})",
+                hint="the cluster may be too old for this API version; kubereach needs Kubernetes 1.21 or later",
+                server=self.server,
+            )
+        reason = f"{status} {exc.reason}" if status else str(exc.reason)
+        return ClusterUnavailable(
+            f"the Kubernetes API server at {self.server} failed to {what} ({reason}{': ' + detail if detail else ''})",
+            hint="the API server may be overloaded or restarting; try again, and check its health if it persists",
+            server=self.server,
+        )
+
+
+class _NotFound(Exception):
+    """Internal: a get found nothing (turned into None by `get_object`)."""
+
+
+def _status_message(exc: ApiException) -> str | None:
+    body = exc.body
+    if not body:
+        return None
+    try:
+        status = json.loads(body)
+    except (TypeError, ValueError):
+        return None
+    message = status.get("message") if isinstance(status, dict) else None
+    return message if isinstance(message, str) and message else None
+
+
+def _transport_reason(exc: urllib3.exceptions.HTTPError) -> str:
+    cause: BaseException = exc
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        cause = exc.reason
+    if isinstance(cause, urllib3.exceptions.NewConnectionError):
+        text = str(cause)
+        if "refused" in text.lower():
+            return "connection refused"
+        return "cannot connect: " + text.split(": ", 1)[-1]
+    if isinstance(cause, urllib3.exceptions.TimeoutError):
+        return "timed out"
+    if isinstance(cause, urllib3.exceptions.SSLError):
+        return f"TLS failed: {cause}"
+    return type(cause).__name__ + (f": {cause}" if str(cause) else "")

@@ -1,0 +1,786 @@
+"""From a parsed `Question` to the cluster objects the diagnosis needs (`Resolved`).
+
+Names are looked up the way an on-call engineer means them:
+
+- Namespace: the reference's own, else the question's "in NS", else the channel's default (falling
+  back to every namespace when the name is not there), else every namespace; a name found in one
+  namespace only wins, a name found in several is `AMBIGUOUS_NAME`.
+- A bare name as source is a pod, else a Deployment/StatefulSet/DaemonSet (its pods), else a Service
+  (its pods); as target it is a Service (what clients connect to), else a pod, else a workload.
+- IPs are the pod with that podIP, the Service with that clusterIP or the node with that InternalIP,
+  else an address outside the cluster; DNS names outside the cluster are external targets.
+- The port is matched against the target (Service port by number or name, else container port).
+
+Not found raises `ResolutionError` (SOURCE_NOT_FOUND / TARGET_NOT_FOUND) with near names; a
+namespace outside `allowed_namespaces` raises `NamespaceNotAllowed`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bot.cluster.client import (
+    DAEMON_SETS,
+    DEPLOYMENTS,
+    ENDPOINT_SLICES,
+    NAMESPACES,
+    NETWORK_POLICIES,
+    NODES,
+    PODS,
+    REPLICA_SETS,
+    SERVICES,
+    STATEFUL_SETS,
+    ClusterClient,
+    KubeResource,
+)
+from bot.cluster.errors import NamespaceNotAllowed, ResolutionError
+from bot.cluster.models import (
+    EndpointInfo,
+    NodeInfo,
+    PodInfo,
+    RawObject,
+    ServiceInfo,
+    ServicePortInfo,
+    controller_of,
+    endpoints_of_slice,
+    name_of,
+    namespace_of,
+    node_info,
+    pod_info,
+    service_info,
+)
+from bot.cluster.suggest import NamedObject, describe, did_you_mean, suggest
+from bot.parse.models import Protocol, Question, Ref, RefKind
+from bot.playbook.models import VerdictCode
+
+TargetKind = Literal["service", "pod", "node", "ip", "external"]
+Role = Literal["source", "target"]
+
+SAMPLE_ALL_UP_TO = 6
+"""A source workload with at most this many pods is checked from all of them; above, one per node."""
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+WORKLOAD_RESOURCES = (DEPLOYMENTS, STATEFUL_SETS, DAEMON_SETS)
+
+_RESOURCES_FOR: dict[RefKind, tuple[KubeResource, ...]] = {
+    RefKind.POD: (PODS,),
+    RefKind.SERVICE: (SERVICES,),
+    RefKind.DEPLOYMENT: (DEPLOYMENTS,),
+    RefKind.STATEFULSET: (STATEFUL_SETS,),
+    RefKind.DAEMONSET: (DAEMON_SETS,),
+    RefKind.WORKLOAD: (PODS, DEPLOYMENTS, STATEFUL_SETS, DAEMON_SETS, SERVICES),
+}
+
+_WORDS_FOR: dict[RefKind, str] = {
+    RefKind.POD: "pod",
+    RefKind.SERVICE: "service",
+    RefKind.DEPLOYMENT: "deployment",
+    RefKind.STATEFULSET: "statefulset",
+    RefKind.DAEMONSET: "daemonset",
+    RefKind.WORKLOAD: "pod, workload or service",
+}
+
+# Which kinds a bare name prefers, per role: the first tier with a match in a namespace wins.
+_TIERS: dict[Role, tuple[tuple[str, ...], ...]] = {
+    "source": (("Pod",), ("Deployment", "StatefulSet", "DaemonSet"), ("Service",)),
+    "target": (("Service",), ("Pod",), ("Deployment", "StatefulSet", "DaemonSet")),
+}
+
+
+@dataclass(frozen=True)
+class TargetPort:
+    """The port the question is about, resolved against the target.
+
+    `service_port` is the Service port clients connect to (None when the target is not a Service);
+    `target_port` is where traffic lands on the pods (a number, or a container port name to be
+    resolved per pod), or the port on an IP/node/external target; `name` the port's name.
+    """
+
+    service_port: int | None
+    target_port: int | str | None
+    protocol: Protocol
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Everything the playbook needs to know about the two ends of the question, read once from the API."""
+
+    question: Question
+    source: str
+    """The source as resolved, written back for people: ``deploy/frontend in shop``."""
+    source_pods: tuple[PodInfo, ...]
+    """The pods to check from: all of them up to 6, else a sample with at least one per node."""
+    source_total: int
+    """How many pods the source has in all (0 for a node source)."""
+    target: str
+    """The target as resolved: ``svc/api in shop``, ``10.0.0.5 (outside the cluster)``."""
+    target_kind: TargetKind
+    target_service: ServiceInfo | None
+    target_pods: tuple[PodInfo, ...]
+    """The Service's backing pods (selected, whether ready or not), the target pod, or a workload's pods."""
+    endpoints: tuple[EndpointInfo, ...]
+    """The Service's EndpointSlice addresses (empty for other targets)."""
+    port: TargetPort
+    nodes: Mapping[str, NodeInfo] = field(hash=False)
+    """Every node of the cluster by name."""
+    policy_objects: tuple[RawObject, ...] = field(hash=False)
+    """Namespaces, pods and NetworkPolicies as API dicts, for `bot.policy.cluster_from_objects`."""
+    notes: tuple[str, ...]
+    """Choices the resolver made that a person should know about (one line each)."""
+    source_node: NodeInfo | None = None
+    """The node, when the source is a node (then `source_pods` is empty)."""
+    target_node: NodeInfo | None = None
+    """The node, when the target is a node."""
+    target_address: str | None = None
+    """What the source connects to: the clusterIP, the pod IP, the node IP, the external IP or DNS name
+    (None for a headless Service or a workload with several pods)."""
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    kind: str
+    namespace: str
+    name: str
+    obj: RawObject = field(hash=False, compare=False)
+
+    def display(self) -> str:
+        return describe(self.kind, self.namespace, self.name)
+
+
+class _ClusterView:
+    """One resolution's reads: every list is fetched at most once, narrower scopes reuse wider ones."""
+
+    def __init__(self, client: ClusterClient, allowed: frozenset[str] | None) -> None:
+        self.client = client
+        self.allowed = allowed
+        self._lists: dict[tuple[str, str | None], list[RawObject]] = {}
+        self._pods: dict[str | None, list[PodInfo]] = {}
+
+    def objects(self, resource: KubeResource, namespace: str | None) -> list[RawObject]:
+        if not resource.namespaced:
+            namespace = None
+        key = (resource.plural, namespace)
+        cached = self._lists.get(key)
+        if cached is not None:
+            return cached
+        wide = self._lists.get((resource.plural, None))
+        if wide is not None:
+            cached = [obj for obj in wide if namespace_of(obj) == namespace]
+        else:
+            cached = self.client.list_objects(resource, namespace)
+        self._lists[key] = cached
+        return cached
+
+    def visible(self, namespace: str) -> bool:
+        return self.allowed is None or namespace in self.allowed
+
+    def pod_infos(self, namespace: str | None) -> list[PodInfo]:
+        cached = self._pods.get(namespace)
+        if cached is not None:
+            return cached
+        raw = self.objects(PODS, namespace)
+        owners: dict[tuple[str, str], tuple[str, str]] = {}
+        if any((controller_of(p) or ("", ""))[0] == "ReplicaSet" for p in raw):
+            for rs in self.objects(REPLICA_SETS, namespace):
+                owner = controller_of(rs)
+                if owner is not None:
+                    owners[(namespace_of(rs), name_of(rs))] = owner
+        cached = [pod_info(p, owners) for p in raw]
+        self._pods[namespace] = cached
+        return cached
+
+    def pod(self, namespace: str, name: str) -> PodInfo:
+        for pod in self.pod_infos(namespace):
+            if pod.name == name:
+                return pod
+        raise KeyError(f"{namespace}/{name}")
+
+    def nodes(self) -> dict[str, NodeInfo]:
+        return {info.name: info for info in (node_info(obj) for obj in self.objects(NODES, None))}
+
+    def services(self, namespace: str | None) -> list[ServiceInfo]:
+        return [service_info(obj) for obj in self.objects(SERVICES, namespace)]
+
+
+# ------------------------------------------------------------------------------ the entry point
+
+
+def resolve(
+    client: ClusterClient,
+    question: Question,
+    *,
+    default_namespace: str | None,
+    allowed_namespaces: frozenset[str] | None,
+) -> Resolved:
+    """Resolve both ends and the port of `question` through `client`.
+
+    `default_namespace`: the channel's (or CLI's) namespace for names that do not say theirs; None
+    searches every namespace. `allowed_namespaces`: when given, any object outside them raises
+    `NamespaceNotAllowed`. Raises `ResolutionError` for names that match nothing or several things,
+    `ClusterUnavailable` when the API cannot be asked.
+    """
+    view = _ClusterView(client, allowed_namespaces)
+    notes: list[str] = []
+    nodes = view.nodes()
+    source = _resolve_source(view, question, default_namespace, nodes, notes)
+    target = _resolve_target(view, question, default_namespace, nodes, notes)
+    port = _resolve_port(question, target, notes)
+    namespaces = [ns for ns in (source.namespace, target.namespace) if ns]
+    return Resolved(
+        question=question,
+        source=source.text,
+        source_pods=sample_pods(source.pods),
+        source_total=len(source.pods),
+        target=target.text,
+        target_kind=target.kind,
+        target_service=target.service,
+        target_pods=tuple(target.pods),
+        endpoints=target.endpoints,
+        port=port,
+        nodes=nodes,
+        policy_objects=_policy_objects(view, namespaces),
+        notes=tuple(notes),
+        source_node=source.node,
+        target_node=target.node,
+        target_address=target.address,
+    )
+
+
+def sample_pods(pods: Sequence[PodInfo], limit: int = SAMPLE_ALL_UP_TO) -> tuple[PodInfo, ...]:
+    """All pods when there are at most `limit`, else one per node (pods without a node count as one node).
+
+    On each node the pod most able to send is chosen: running and ready, then running, then by name.
+    """
+    ordered = sorted(pods, key=lambda p: (p.node or "", not (p.running and p.ready), not p.running, p.name))
+    if len(ordered) <= limit:
+        return tuple(sorted(ordered, key=lambda p: (p.namespace, p.name)))
+    chosen: dict[str | None, PodInfo] = {}
+    for pod in ordered:
+        chosen.setdefault(pod.node, pod)
+    return tuple(sorted(chosen.values(), key=lambda p: (p.node or "", p.name)))
+
+
+# ------------------------------------------------------------------------------ one end
+
+
+@dataclass(frozen=True)
+class _End:
+    text: str
+    namespace: str | None
+    pods: tuple[PodInfo, ...] = ()
+    node: NodeInfo | None = None
+    kind: TargetKind = "pod"
+    service: ServiceInfo | None = None
+    endpoints: tuple[EndpointInfo, ...] = ()
+    address: str | None = None
+
+
+def _code(role: Role) -> VerdictCode:
+    return VerdictCode.SOURCE_NOT_FOUND if role == "source" else VerdictCode.TARGET_NOT_FOUND
+
+
+def _resolve_source(
+    view: _ClusterView, question: Question, default_namespace: str | None, nodes: Mapping[str, NodeInfo], notes: list[str]
+) -> _End:
+    ref = question.source
+    if ref.kind is RefKind.NODE:
+        return _End(text=f"node/{ref.name}", namespace=None, node=_node(ref, nodes, "source"))
+    if ref.kind is RefKind.IP:
+        return _source_by_ip(view, ref, nodes)
+    if ref.kind is RefKind.DNS:
+        raise ResolutionError(
+            f"{ref.name} is a name outside the cluster, so it cannot be where traffic starts",
+            code=VerdictCode.SOURCE_NOT_FOUND,
+            hint="name a pod, workload or node as the source: frontend -> api.stripe.com:443",
+        )
+    found = _find(view, ref, question, default_namespace, "source", notes)
+    if found.kind == "Pod":
+        pods: tuple[PodInfo, ...] = (view.pod(found.namespace, found.name),)
+    elif found.kind == "Service":
+        service = service_info(found.obj)
+        pods = _service_pods(view, service, _endpoints(view, service))
+        notes.append(f"{found.display()} is a service; checking from the pods it selects")
+    else:
+        pods = _workload_pods(view, found.kind, found.namespace, found.name)
+        if not pods:
+            notes.append(f"{found.display()} has no pods, so there is nothing to send from")
+    return _End(text=found.display(), namespace=found.namespace, pods=pods)
+
+
+def _resolve_target(
+    view: _ClusterView, question: Question, default_namespace: str | None, nodes: Mapping[str, NodeInfo], notes: list[str]
+) -> _End:
+    ref = question.target
+    if ref.kind is RefKind.NODE:
+        node = _node(ref, nodes, "target")
+        return _End(text=f"node/{node.name}", namespace=None, kind="node", node=node, address=node.internal_ip)
+    if ref.kind is RefKind.IP:
+        return _target_by_ip(view, ref, nodes)
+    if ref.kind is RefKind.DNS:
+        return _End(text=f"{ref.name} (outside the cluster)", namespace=None, kind="external", address=ref.name)
+    found = _find(view, ref, question, default_namespace, "target", notes)
+    if found.kind == "Service":
+        return _service_end(view, service_info(found.obj), notes)
+    if found.kind == "Pod":
+        pod = view.pod(found.namespace, found.name)
+        return _End(text=found.display(), namespace=found.namespace, pods=(pod,), kind="pod", address=pod.ip)
+    pods = _workload_pods(view, found.kind, found.namespace, found.name)
+    if not pods:
+        raise ResolutionError(
+            f"{found.display()} has no pods, so there is nothing to reach",
+            code=VerdictCode.TARGET_NOT_FOUND,
+            hint=f"check why it has no pods: kubectl -n {found.namespace} describe {found.kind.lower()} {found.name}",
+        )
+    fronting = [s for s in view.services(found.namespace) if pods and s.selects(pods[0].labels)]
+    if fronting:
+        names = " or ".join(f"svc/{s.name}" for s in fronting)
+        notes.append(f"checking the pods of {found.display()} directly; clients usually connect through {names}")
+    address = pods[0].ip if len(pods) == 1 else None
+    return _End(text=found.display(), namespace=found.namespace, pods=pods, kind="pod", address=address)
+
+
+def _service_end(view: _ClusterView, service: ServiceInfo, notes: list[str]) -> _End:
+    endpoints = _endpoints(view, service)
+    pods = _service_pods(view, service, endpoints)
+    if service.type == "ExternalName":
+        notes.append(f"svc/{service.name} in {service.namespace} is an ExternalName for {service.external_name}")
+        address = service.external_name
+    elif service.headless:
+        notes.append(f"svc/{service.name} in {service.namespace} is headless: clients connect to the pod IPs directly")
+        address = None
+    else:
+        address = service.cluster_ip
+    return _End(
+        text=describe("Service", service.namespace, service.name),
+        namespace=service.namespace,
+        pods=pods,
+        kind="service",
+        service=service,
+        endpoints=endpoints,
+        address=address,
+    )
+
+
+def _scope(ref: Ref, question: Question, default_namespace: str | None) -> tuple[str | None, bool]:
+    """The namespace to look in and whether it is binding (False: a default that may be widened)."""
+    if ref.namespace:
+        return ref.namespace, True
+    if question.namespace:
+        return question.namespace, True
+    if default_namespace:
+        return default_namespace, False
+    return None, False
+
+
+def _matches(view: _ClusterView, ref: Ref, namespace: str | None) -> list[_Candidate]:
+    found: list[_Candidate] = []
+    for resource in _RESOURCES_FOR[ref.kind]:
+        for obj in view.objects(resource, namespace):
+            name = name_of(obj)
+            if name == ref.name or (resource is PODS and ref.service and _pod_hostname_is(obj, ref.name, ref.service)):
+                found.append(_Candidate(resource.kind, namespace_of(obj), name, obj))
+    return found
+
+
+def _pod_hostname_is(obj: RawObject, hostname: str, subdomain: str) -> bool:
+    spec = obj.get("spec")
+    return isinstance(spec, dict) and spec.get("hostname") == hostname and spec.get("subdomain") == subdomain
+
+
+def _preferred(candidates: list[_Candidate], role: Role) -> tuple[list[_Candidate], list[_Candidate]]:
+    """Per namespace, the candidates of the first tier that has any, and those of later tiers (passed over)."""
+    chosen: list[_Candidate] = []
+    passed: list[_Candidate] = []
+    by_namespace: dict[str, list[_Candidate]] = {}
+    for candidate in candidates:
+        by_namespace.setdefault(candidate.namespace, []).append(candidate)
+    for namespace in sorted(by_namespace):
+        group = by_namespace[namespace]
+        for tier in _TIERS[role]:
+            picked = [c for c in group if c.kind in tier]
+            if picked:
+                chosen.extend(picked)
+                passed.extend(c for c in group if c not in picked)
+                break
+    return chosen, passed
+
+
+def _find(
+    view: _ClusterView, ref: Ref, question: Question, default_namespace: str | None, role: Role, notes: list[str]
+) -> _Candidate:
+    namespace, binding = _scope(ref, question, default_namespace)
+    if namespace is not None and binding and not view.visible(namespace):
+        assert view.allowed is not None
+        raise NamespaceNotAllowed(namespace, view.allowed)
+    if namespace is None:
+        candidates = _matches(view, ref, None)
+    else:
+        candidates = _matches(view, ref, namespace) if view.visible(namespace) else []
+    if not candidates and namespace is not None and not binding:
+        candidates = _matches(view, ref, None)
+        if candidates:
+            places = ", ".join(sorted({c.namespace for c in candidates}))
+            notes.append(f"{ref.name} is not in the default namespace {namespace}; found it in {places}")
+        namespace = None
+    chosen, passed = _preferred(candidates, role)
+    if view.allowed is not None:
+        visible = [c for c in chosen if view.visible(c.namespace)]
+        if not visible and chosen:
+            assert view.allowed is not None
+            raise NamespaceNotAllowed(chosen[0].namespace, view.allowed, what=chosen[0].display())
+        chosen = visible
+    if not chosen:
+        raise _not_found(view, ref, namespace, role)
+    if len(chosen) > 1:
+        listed = tuple(c.display() for c in chosen)
+        raise ResolutionError(
+            f"{ref.name!r} matches several objects: {', '.join(listed)}",
+            code=VerdictCode.AMBIGUOUS_NAME,
+            candidates=listed,
+            hint="say which one: add its namespace (shop/api or 'in shop') or its kind (svc/api, deploy/api)",
+        )
+    winner = chosen[0]
+    # A Service and the workload it fronts sharing a name is the norm; say so only for other overlaps.
+    usual = ("Service",) if role == "source" else ("Deployment", "StatefulSet", "DaemonSet")
+    also = [c for c in passed if c.namespace == winner.namespace and c.kind not in usual]
+    if also:
+        others = ", ".join(c.display() for c in also)
+        why = "the service is what clients connect to" if role == "target" else "traffic starts in pods"
+        notes.append(f"{ref.name} as the {role} is {winner.display()} ({why}); also found {others}")
+    return winner
+
+
+def _not_found(view: _ClusterView, ref: Ref, namespace: str | None, role: Role) -> ResolutionError:
+    objects: list[NamedObject] = []
+    for pod in view.pod_infos(None):
+        if view.visible(pod.namespace):
+            objects.append(NamedObject("Pod", pod.namespace, pod.name, pod.workload_kind, pod.workload_name))
+    for resource in (*WORKLOAD_RESOURCES, SERVICES):
+        for obj in view.objects(resource, None):
+            if view.visible(namespace_of(obj)):
+                objects.append(NamedObject(resource.kind, namespace_of(obj), name_of(obj)))
+    if ref.kind is RefKind.WORKLOAD:
+        kinds = ["Service"] if role == "target" else ["Pod", *(r.kind for r in WORKLOAD_RESOURCES)]
+    else:
+        kinds = [r.kind for r in _RESOURCES_FOR[ref.kind]]
+    suggestions = suggest(ref.name, objects, kinds=kinds)
+    if namespace is not None:
+        where = f"in namespace {namespace}"
+    elif view.allowed is not None:
+        where = "in the namespaces this channel may ask about (" + ", ".join(sorted(view.allowed)) + ")"
+    else:
+        where = "in any namespace"
+    message = f"no {_WORDS_FOR[ref.kind]} named {ref.name!r} {where}"
+    if suggestions:
+        message += f"; {did_you_mean(suggestions)}"
+    return ResolutionError(
+        message,
+        code=_code(role),
+        suggestions=suggestions,
+        hint="check the name with kubectl get pods,deploy,sts,ds,svc -A" if not suggestions else None,
+    )
+
+
+def _node(ref: Ref, nodes: Mapping[str, NodeInfo], role: Role) -> NodeInfo:
+    node = nodes.get(ref.name)
+    if node is not None:
+        return node
+    suggestions = suggest(ref.name, [NamedObject("Node", "", name) for name in nodes])
+    message = f"no node named {ref.name!r}" + (f"; {did_you_mean(suggestions)}" if suggestions else "")
+    raise ResolutionError(message, code=_code(role), suggestions=suggestions, hint="list them with kubectl get nodes")
+
+
+def _workload_pods(view: _ClusterView, kind: str, namespace: str, name: str) -> tuple[PodInfo, ...]:
+    pods = [p for p in view.pod_infos(namespace) if p.workload_kind == kind and p.workload_name == name]
+    return tuple(sorted(pods, key=lambda p: p.name))
+
+
+def _endpoints(view: _ClusterView, service: ServiceInfo) -> tuple[EndpointInfo, ...]:
+    slices = [
+        s
+        for s in view.objects(ENDPOINT_SLICES, service.namespace)
+        if ((s.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL) == service.name
+    ]
+    out: list[EndpointInfo] = []
+    for endpoint_slice in sorted(slices, key=name_of):
+        out.extend(endpoints_of_slice(endpoint_slice))
+    return tuple(out)
+
+
+def _service_pods(view: _ClusterView, service: ServiceInfo, endpoints: Iterable[EndpointInfo]) -> tuple[PodInfo, ...]:
+    pods = view.pod_infos(service.namespace)
+    if service.selector:
+        chosen = [p for p in pods if service.selects(p.labels)]
+    else:
+        named = {e.pod_name for e in endpoints if e.pod_name and e.pod_namespace == service.namespace}
+        chosen = [p for p in pods if p.name in named]
+    return tuple(sorted(chosen, key=lambda p: p.name))
+
+
+# ------------------------------------------------------------------------------ addresses
+
+
+def _same_ip(text: str | None, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if not text:
+        return False
+    try:
+        return ipaddress.ip_address(text) == address
+    except ValueError:
+        return False
+
+
+def _address_of(ref: Ref) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if ref.address is not None:
+        return ref.address
+    return ipaddress.ip_address(ref.name)
+
+
+def _pods_with_ip(view: _ClusterView, ref: Ref) -> list[PodInfo]:
+    address = _address_of(ref)
+    scope = ref.namespace if ref.namespace else None
+    pods = [p for p in view.pod_infos(scope) if not p.host_network and _same_ip(p.ip, address)]
+    live = [p for p in pods if p.phase not in ("Succeeded", "Failed")]
+    return live or pods
+
+
+def _check_visible(view: _ClusterView, namespace: str, what: str) -> None:
+    if not view.visible(namespace):
+        assert view.allowed is not None
+        raise NamespaceNotAllowed(namespace, view.allowed, what=what)
+
+
+def _one_pod_by_ip(view: _ClusterView, ref: Ref) -> PodInfo | None:
+    pods = _pods_with_ip(view, ref)
+    if not pods:
+        return None
+    if len(pods) > 1:
+        listed = tuple(describe("Pod", p.namespace, p.name) for p in pods)
+        raise ResolutionError(
+            f"{ref.name} is the IP of several pods: {', '.join(listed)}",
+            code=VerdictCode.AMBIGUOUS_NAME,
+            candidates=listed,
+            hint="name the pod instead of its IP",
+        )
+    pod = pods[0]
+    _check_visible(view, pod.namespace, describe("Pod", pod.namespace, pod.name))
+    return pod
+
+
+def _source_by_ip(view: _ClusterView, ref: Ref, nodes: Mapping[str, NodeInfo]) -> _End:
+    pod = _one_pod_by_ip(view, ref)
+    if pod is not None:
+        return _End(text=f"{ref.name} ({describe('Pod', pod.namespace, pod.name)})", namespace=pod.namespace, pods=(pod,))
+    address = _address_of(ref)
+    for node in nodes.values():
+        if _same_ip(node.internal_ip, address):
+            return _End(text=f"{ref.name} (node/{node.name})", namespace=None, node=node)
+    raise ResolutionError(
+        f"no pod or node has the IP {ref.name}, so it cannot be checked as a source",
+        code=VerdictCode.SOURCE_NOT_FOUND,
+        hint="the source must be inside the cluster: name a pod, workload or node, or use a current pod IP",
+    )
+
+
+def _target_by_ip(view: _ClusterView, ref: Ref, nodes: Mapping[str, NodeInfo]) -> _End:
+    pod = _one_pod_by_ip(view, ref)
+    if pod is not None:
+        return _End(
+            text=f"{ref.name} ({describe('Pod', pod.namespace, pod.name)})",
+            namespace=pod.namespace,
+            pods=(pod,),
+            kind="pod",
+            address=pod.ip,
+        )
+    if ref.namespace:
+        raise ResolutionError(
+            f"no pod in namespace {ref.namespace} has the IP {ref.name}",
+            code=VerdictCode.TARGET_NOT_FOUND,
+            hint="the pod may have been replaced; ask about its workload or service instead",
+        )
+    address = _address_of(ref)
+    for service in view.services(None):
+        if _same_ip(service.cluster_ip, address):
+            _check_visible(view, service.namespace, describe("Service", service.namespace, service.name))
+            end = _service_end(view, service, [])
+            return _End(
+                text=f"{ref.name} ({end.text})",
+                namespace=end.namespace,
+                pods=end.pods,
+                kind="service",
+                service=end.service,
+                endpoints=end.endpoints,
+                address=end.address,
+            )
+    for node in nodes.values():
+        if _same_ip(node.internal_ip, address):
+            return _End(text=f"{ref.name} (node/{node.name})", namespace=None, kind="node", node=node, address=node.internal_ip)
+    return _End(text=f"{ref.name} (not a pod, service or node IP)", namespace=None, kind="ip", address=ref.name)
+
+
+# ------------------------------------------------------------------------------ the port
+
+
+def _protocol(text: str | None) -> Protocol:
+    try:
+        return Protocol(text or "TCP")
+    except ValueError:
+        return Protocol.TCP
+
+
+def _port_list(ports: Iterable[ServicePortInfo]) -> str:
+    return ", ".join(f"{p.port}/{p.protocol}" + (f" ({p.name})" if p.name else "") for p in ports)
+
+
+def _pick_first(ports: Sequence[ServicePortInfo]) -> ServicePortInfo:
+    return next((p for p in ports if p.protocol == "TCP"), ports[0])
+
+
+def _resolve_port(question: Question, target: _End, notes: list[str]) -> TargetPort:
+    if target.kind == "service" and target.service is not None:
+        return _service_port(question, target.service, target.pods, notes)
+    if target.kind == "pod":
+        return _pod_port(question, target, notes)
+    protocol = _protocol(question.protocol)
+    if question.port_name is not None:
+        raise ResolutionError(
+            f"{target.text} has no named ports; say the port number",
+            code=VerdictCode.TARGET_NOT_FOUND,
+            hint=f"for example {question.target.display('443')}",
+        )
+    if question.port is None:
+        notes.append("no port given: only routing and name resolution can be checked; add :PORT to probe a port")
+    return TargetPort(service_port=None, target_port=question.port, protocol=protocol, name=None)
+
+
+def _service_port(question: Question, service: ServiceInfo, pods: Sequence[PodInfo], notes: list[str]) -> TargetPort:
+    label = describe("Service", service.namespace, service.name)
+    wanted_protocol = question.protocol
+    ports = [p for p in service.ports if wanted_protocol is None or p.protocol == wanted_protocol]
+    if not service.ports:
+        notes.append(f"{label} declares no ports")
+        return TargetPort(None, question.port, _protocol(wanted_protocol), question.port_name)
+    chosen: ServicePortInfo | None = None
+    if question.port is not None:
+        same = [p for p in ports if p.port == question.port]
+        if same:
+            chosen = same[0]
+            if len(same) > 1 and wanted_protocol is None:
+                others = "/".join(p.protocol for p in same[1:])
+                notes.append(f"{label} serves port {chosen.port} over {chosen.protocol} and {others}; checking {chosen.protocol}")
+        else:
+            raise _no_such_service_port(service, label, question.port, pods)
+    elif question.port_name is not None:
+        named = [p for p in ports if p.name == question.port_name]
+        if not named:
+            named = [p for p in ports if p.target_port == question.port_name]
+            if named:
+                notes.append(f"{question.port_name} is the targetPort of {label} port {named[0].port}; checking that port")
+        if not named:
+            raise ResolutionError(
+                f"{label} has no port named {question.port_name!r}; its ports: {_port_list(service.ports)}",
+                code=VerdictCode.TARGET_NOT_FOUND,
+                suggestions=tuple(f"svc/{service.name}:{p.name or p.port} in {service.namespace}" for p in service.ports),
+                hint="ask with one of those ports",
+            )
+        chosen = named[0]
+    else:
+        if not ports:
+            raise ResolutionError(
+                f"{label} has no {wanted_protocol} port; its ports: {_port_list(service.ports)}",
+                code=VerdictCode.TARGET_NOT_FOUND,
+                hint="ask with one of those ports",
+            )
+        chosen = ports[0] if len(ports) == 1 else _pick_first(ports)
+        if len(ports) > 1:
+            notes.append(
+                f"{label} has {len(ports)} ports ({_port_list(ports)}); checking {chosen.port}"
+                + (f" ({chosen.name})" if chosen.name else "")
+                + "; add :PORT to ask about another"
+            )
+    return TargetPort(
+        service_port=chosen.port,
+        target_port=chosen.target_port,
+        protocol=_protocol(wanted_protocol or chosen.protocol),
+        name=chosen.name,
+    )
+
+
+def _no_such_service_port(service: ServiceInfo, label: str, number: int, pods: Sequence[PodInfo]) -> ResolutionError:
+    for port in service.ports:
+        lands_on = port.target_port == number or (
+            isinstance(port.target_port, str)
+            and any((cp := pod.port_named(port.target_port, port.protocol)) is not None and cp.port == number for pod in pods)
+        )
+        if lands_on:
+            return ResolutionError(
+                f"{label} has no port {number}: {number} is the targetPort (on the pods) of its port {port.port}"
+                + (f" ({port.name})" if port.name else "")
+                + f"; clients connect to {port.port}",
+                code=VerdictCode.TARGET_NOT_FOUND,
+                suggestions=(f"svc/{service.name}:{port.port} in {service.namespace}",),
+                hint=f"ask about svc/{service.name}:{port.port}, or about a pod directly on {number}",
+            )
+    return ResolutionError(
+        f"{label} has no port {number}; its ports: {_port_list(service.ports)}",
+        code=VerdictCode.TARGET_NOT_FOUND,
+        suggestions=tuple(f"svc/{service.name}:{p.port} in {service.namespace}" for p in service.ports),
+        hint="ask with one of those ports",
+    )
+
+
+def _pod_port(question: Question, target: _End, notes: list[str]) -> TargetPort:
+    wanted_protocol = question.protocol
+    declared = []
+    for pod in target.pods:
+        for port in pod.container_ports:
+            if port not in declared and (wanted_protocol is None or port.protocol == wanted_protocol):
+                declared.append(port)
+    if question.port is not None:
+        match = next((p for p in declared if p.port == question.port), None)
+        if match is None and declared:
+            notes.append(f"port {question.port} is not a declared container port of {target.text}; checking it anyway")
+        protocol = wanted_protocol or (match.protocol if match else None)
+        return TargetPort(None, question.port, _protocol(protocol), match.name if match else None)
+    if question.port_name is not None:
+        match = next((p for p in declared if p.name == question.port_name), None)
+        if match is None:
+            listing = ", ".join(f"{p.port}/{p.protocol}" + (f" ({p.name})" if p.name else "") for p in declared) or "none"
+            raise ResolutionError(
+                f"{target.text} has no container port named {question.port_name!r}; its ports: {listing}",
+                code=VerdictCode.TARGET_NOT_FOUND,
+                hint="ask with a port number or one of those names",
+            )
+        return TargetPort(None, match.port, _protocol(wanted_protocol or match.protocol), match.name)
+    if not declared:
+        raise ResolutionError(
+            f"{target.text} declares no container ports, so say which port to check",
+            code=VerdictCode.TARGET_NOT_FOUND,
+            hint=f"for example {question.target.display('8080')}",
+        )
+    chosen = next((p for p in declared if p.protocol == "TCP"), declared[0])
+    if len(declared) > 1:
+        listing = ", ".join(f"{p.port}/{p.protocol}" + (f" ({p.name})" if p.name else "") for p in declared)
+        notes.append(
+            f"{target.text} has {len(declared)} ports ({listing}); checking {chosen.port}; add :PORT to ask about another"
+        )
+    return TargetPort(None, chosen.port, _protocol(wanted_protocol or chosen.protocol), chosen.name)
+
+
+# ------------------------------------------------------------------------------ policies
+
+
+def _policy_objects(view: _ClusterView, namespaces: Iterable[str]) -> tuple[RawObject, ...]:
+    involved = sorted(set(namespaces))
+    objects: list[RawObject] = list(view.objects(NAMESPACES, None))
+    for namespace in involved:
+        objects.extend(view.objects(PODS, namespace))
+    for namespace in involved:
+        objects.extend(view.objects(NETWORK_POLICIES, namespace))
+    return tuple(objects)

@@ -1,0 +1,166 @@
+"""ClusterClient at its boundary: foreign errors become ClusterUnavailable / ClusterAccessDenied with hints.
+
+Servers here are real: the lab API server (stopped, or asked with a wrong token), a listening socket
+that never answers, and a small HTTP stand-in that answers like an API server denying RBAC.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.cluster import ClusterAccessDenied, ClusterClient, ClusterUnavailable
+from bot.cluster.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS
+from bot.parse import parse_question
+from lab.apiserver import ApiServer, Store, write_kubeconfig
+
+TOKEN = "krc-client-token"
+
+
+@pytest.fixture
+def api_server() -> Iterator[ApiServer]:
+    server = ApiServer(Store(), TOKEN)
+    try:
+        server.start(port=0)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_working_server_lists_and_gets(api_server: ApiServer, tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "krc-kubeconfig", api_server.url, TOKEN, namespace="shop")
+    with ClusterClient.from_kubeconfig(kubeconfig) as client:
+        namespaces = client.list_objects(NODES)
+        assert namespaces == []
+        assert client.get_object(PODS, "missing", "default") is None
+        assert client.default_namespace == "shop"
+        assert [(c.verb, c.resource, c.namespace) for c in client.api_calls] == [
+            ("list", "nodes", None),
+            ("get", "pods", "default"),
+        ]
+
+
+def test_long_lists_are_read_page_by_page(api_server: ApiServer, tmp_path: Path) -> None:
+    for index in range(5):
+        api_server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"krc-page-{index}"}})
+    kubeconfig = write_kubeconfig(tmp_path / "krc-kubeconfig", api_server.url, TOKEN)
+    with ClusterClient.from_kubeconfig(kubeconfig, page_size=2) as client:
+        listed = [obj["metadata"]["name"] for obj in client.list_objects(NAMESPACES)]
+        expected = [obj["metadata"]["name"] for obj in api_server.store.list("namespaces").items]
+        assert listed == expected and len(listed) > 5
+        assert len(client.api_calls) == (len(expected) + 1) // 2
+        assert all(obj["kind"] == "Namespace" for obj in client.list_objects(NAMESPACES))
+
+
+def test_stopped_server_is_cluster_unavailable_naming_server_and_kubeconfig(tmp_path: Path) -> None:
+    server = ApiServer(Store(), TOKEN)
+    url = server.start(port=0)
+    kubeconfig = write_kubeconfig(tmp_path / "krc-kubeconfig", url, TOKEN)
+    server.stop()
+    with ClusterClient.from_kubeconfig(kubeconfig, timeout=2.0) as client, pytest.raises(ClusterUnavailable) as caught:
+        client.resolve(parse_question("frontend -> api:8080"))
+    error = caught.value
+    assert not isinstance(error, ClusterAccessDenied)
+    assert url in error.message and "connection refused" in error.message
+    assert error.hint is not None and str(kubeconfig) in error.hint
+    assert error.server == url
+
+
+def test_wrong_token_is_cluster_unavailable_with_a_credentials_hint(api_server: ApiServer, tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "krc-kubeconfig", api_server.url, "not-the-token")
+    with ClusterClient.from_kubeconfig(kubeconfig) as client, pytest.raises(ClusterUnavailable) as caught:
+        client.list_objects(PODS, "default")
+    assert "401 Unauthorized" in caught.value.message and api_server.url in caught.value.message
+    assert caught.value.hint is not None and "token" in caught.value.hint and str(kubeconfig) in caught.value.hint
+
+
+class _ForbiddingApi(BaseHTTPRequestHandler):
+    """Answers every request the way kube-apiserver answers a request RBAC denies."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_GET(self) -> None:
+        body = json.dumps(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": 'networkpolicies.networking.k8s.io is forbidden: User "system:serviceaccount:kubereach:bot" '
+                'cannot list resource "networkpolicies" in API group "networking.k8s.io" in the namespace "shop"',
+                "reason": "Forbidden",
+                "details": {"group": "networking.k8s.io", "kind": "networkpolicies"},
+                "code": 403,
+            }
+        ).encode()
+        self.send_response(403)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def forbidding_server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ForbiddingApi)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_forbidden_names_the_missing_rbac_verb_and_resource(forbidding_server: str, tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "krc-kubeconfig", forbidding_server, TOKEN)
+    with ClusterClient.from_kubeconfig(kubeconfig) as client, pytest.raises(ClusterAccessDenied) as caught:
+        client.list_objects(NETWORK_POLICIES, "shop")
+    error = caught.value
+    assert (error.verb, error.resource, error.group, error.namespace) == ("list", "networkpolicies", "networking.k8s.io", "shop")
+    assert "403 Forbidden" in error.message and '"list" networkpolicies' in error.message
+    assert error.hint is not None and 'verb "list" on resource "networkpolicies"' in error.hint
+
+
+def test_server_that_never_answers_times_out_as_cluster_unavailable(tmp_path: Path) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        kubeconfig = write_kubeconfig(tmp_path / "krc-kubeconfig", url, TOKEN)
+        with ClusterClient.from_kubeconfig(kubeconfig, timeout=0.3) as client, pytest.raises(ClusterUnavailable) as caught:
+            client.list_objects(NODES)
+        assert "timed out" in caught.value.message and url in caught.value.message
+    finally:
+        silent.close()
+
+
+def test_missing_or_broken_kubeconfig_is_cluster_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(ClusterUnavailable) as missing:
+        ClusterClient.from_kubeconfig(tmp_path / "krc-nothing-here")
+    assert "does not exist" in missing.value.message
+    broken = tmp_path / "krc-broken"
+    broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n")
+    with pytest.raises(ClusterUnavailable) as invalid:
+        ClusterClient.from_kubeconfig(broken)
+    assert str(broken) in invalid.value.message
+
+
+def test_in_cluster_outside_a_pod_is_cluster_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    with pytest.raises(ClusterUnavailable) as caught:
+        ClusterClient.in_cluster()
+    assert "in-cluster" in caught.value.message and caught.value.hint is not None

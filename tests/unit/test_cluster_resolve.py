@@ -1,0 +1,465 @@
+"""bot.cluster against the lab's in-process Kubernetes API server, through the official client.
+
+The lab's default cluster (shop, payments, monitoring, kube-system; three nodes) is seeded into a
+`Store`; cases that need a different cluster change objects through the store and put them back in
+`finally`, so every test sees the default cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.cluster import (
+    RESOURCES,
+    ClusterClient,
+    NamespaceNotAllowed,
+    ResolutionError,
+    Resolved,
+)
+from bot.parse import Protocol, parse_question
+from bot.playbook.models import VerdictCode
+from bot.policy import cluster_from_objects, evaluate
+from lab.apiserver import ApiServer, EndpointSliceController, Store, write_kubeconfig
+from lab.objects import seed_objects
+from lab.plan import LabOptions, make_plan
+from lab.spec import load_spec
+
+TOKEN = "krc-test-token"
+AGENT_ON_NODE_1 = "127.0.0.1:17443"
+
+
+class Lab:
+    """The seeded store and a kubeconfig pointing at its API server."""
+
+    def __init__(self, store: Store, kubeconfig: Path) -> None:
+        self.store = store
+        self.kubeconfig = kubeconfig
+
+    def client(self) -> ClusterClient:
+        return ClusterClient.from_kubeconfig(self.kubeconfig, timeout=5.0)
+
+    @contextmanager
+    def changed(self, kind: str, name: str, namespace: str, patch: dict[str, Any]) -> Iterator[None]:
+        """Merge-patch one object for the duration of the block, then put the original back."""
+        original = self.store.get(kind, name, namespace)
+        self.store.patch(kind, name, patch, namespace)
+        try:
+            yield
+        finally:
+            restored = copy.deepcopy(original)
+            restored["metadata"].pop("resourceVersion", None)
+            self.store.replace(restored)
+
+    @contextmanager
+    def added(self, *objects: dict[str, Any]) -> Iterator[None]:
+        """Create objects for the duration of the block (namespaces first), then delete them."""
+        created: list[dict[str, Any]] = []
+        try:
+            for obj in objects:
+                created.append(self.store.create(obj))
+            yield
+        finally:
+            for obj in reversed(created):
+                meta = obj["metadata"]
+                self.store.delete(obj["kind"], meta["name"], meta.get("namespace"))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    plan = make_plan(load_spec(), LabOptions(prefix="krc"))
+    store = Store(namespaces=["default", "kube-public", "kube-node-lease"])
+    for obj in seed_objects(plan, {"node-1": AGENT_ON_NODE_1}):
+        store.create(obj)
+    controller = EndpointSliceController(store)
+    server = ApiServer(store, TOKEN)
+    try:
+        controller.start()
+        url = server.start(port=0)
+        kubeconfig = write_kubeconfig(tmp_path_factory.mktemp("krc-cluster") / "kubeconfig", url, TOKEN)
+        yield Lab(store, kubeconfig)
+    finally:
+        server.stop()
+        controller.stop()
+
+
+@pytest.fixture
+def client(lab: Lab) -> Iterator[ClusterClient]:
+    cluster = lab.client()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def ask(
+    client: ClusterClient,
+    text: str,
+    *,
+    default_namespace: str | None = None,
+    allowed: frozenset[str] | None = None,
+) -> Resolved:
+    return client.resolve(parse_question(text), default_namespace=default_namespace, allowed_namespaces=allowed)
+
+
+def refused(client: ClusterClient, text: str, **kwargs: Any) -> ResolutionError:
+    with pytest.raises(ResolutionError) as caught:
+        ask(client, text, **kwargs)
+    return caught.value
+
+
+def wait_for(condition: Callable[[], bool], what: str, deadline_seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def names(pods: Any) -> list[str]:
+    return sorted(p.name for p in pods)
+
+
+# ------------------------------------------------------------------------------ workloads and services
+
+
+def test_bare_names_resolve_source_to_workload_pods_and_target_to_service(client: ClusterClient) -> None:
+    resolved = ask(client, "can frontend talk to api?")
+    assert resolved.source == "deploy/frontend in shop"
+    assert resolved.source_total == 2
+    assert all(p.workload_kind == "Deployment" and p.workload_name == "frontend" for p in resolved.source_pods)
+    assert resolved.target_kind == "service"
+    assert resolved.target_service is not None and resolved.target_service.name == "api"
+    assert resolved.target_address == resolved.target_service.cluster_ip
+    assert len(resolved.target_pods) == 3
+    assert {e.pod_name for e in resolved.endpoints} == {p.name for p in resolved.target_pods}
+    assert all(e.ready and e.serving and not e.terminating for e in resolved.endpoints)
+
+
+def test_service_with_several_ports_and_no_port_given_checks_first_tcp_port_with_a_note(client: ClusterClient) -> None:
+    resolved = ask(client, "frontend -> api")
+    assert resolved.port.service_port == 8080
+    assert resolved.port.target_port == "http"
+    assert resolved.port.name == "http"
+    assert resolved.port.protocol is Protocol.TCP
+    assert any("2 ports" in note and "checking 8080" in note for note in resolved.notes)
+
+
+def test_service_port_by_name_and_by_number(client: ClusterClient) -> None:
+    by_name = ask(client, "frontend -> api:metrics")
+    assert (by_name.port.service_port, by_name.port.target_port, by_name.port.name) == (9090, "metrics", "metrics")
+    by_number = ask(client, "frontend -> ledger:443")
+    assert (by_number.port.service_port, by_number.port.target_port, by_number.port.name) == (443, 8443, "https")
+
+
+def test_port_that_is_only_a_target_port_is_refused_naming_the_service_port(client: ClusterClient) -> None:
+    error = refused(client, "frontend -> svc/ledger:8443")
+    assert error.code is VerdictCode.TARGET_NOT_FOUND
+    assert "8443 is the targetPort" in error.message and "clients connect to 443" in error.message
+    assert error.suggestions == ("svc/ledger:443 in payments",)
+
+
+def test_number_of_a_named_target_port_is_recognised_through_the_pods(client: ClusterClient) -> None:
+    # svc/frontend port 80 targets the container port named "http", which is 8080 on the pods.
+    error = refused(client, "api -> svc/frontend:8080")
+    assert "8080 is the targetPort" in error.message and "clients connect to 80" in error.message
+    unrelated = refused(client, "frontend -> svc/api:9091")
+    assert "no port 9091" in unrelated.message and "targetPort" not in unrelated.message
+    assert unrelated.suggestions == ("svc/api:8080 in shop", "svc/api:9090 in shop")
+
+
+def test_unknown_port_name_lists_the_service_ports(client: ClusterClient) -> None:
+    error = refused(client, "frontend -> api:grpc")
+    assert error.code is VerdictCode.TARGET_NOT_FOUND
+    assert "8080/TCP (http)" in error.message and "9090/TCP (metrics)" in error.message
+
+
+def test_protocol_defaults_from_the_service_port_and_explicit_protocol_picks_that_port(client: ClusterClient) -> None:
+    udp = ask(client, "frontend -> kube-dns:53")
+    assert (udp.port.protocol, udp.port.name) == (Protocol.UDP, "dns")
+    tcp = ask(client, "frontend -> kube-dns:53/tcp")
+    assert (tcp.port.protocol, tcp.port.name) == (Protocol.TCP, "dns-tcp")
+
+
+def test_statefulset_and_daemonset_sources_resolve_to_their_pods(client: ClusterClient) -> None:
+    redis = ask(client, "sts/redis -> api:8080")
+    assert redis.source == "sts/redis in shop" and names(redis.source_pods) == ["redis-0"]
+    agents = ask(client, "ds/kubereach-agent -> kube-dns:53")
+    assert agents.source_total == 3
+    assert {p.node for p in agents.source_pods} == {"node-1", "node-2", "node-3"}
+    assert all(p.host_network for p in agents.source_pods)
+
+
+def test_deployment_pods_are_found_through_their_replicaset(client: ClusterClient) -> None:
+    resolved = ask(client, "deploy/api -> redis:6379")
+    assert resolved.source_total == 3
+    assert all(p.owner_kind == "ReplicaSet" and p.workload_kind == "Deployment" for p in resolved.source_pods)
+    assert all(p.owner_name is not None and p.owner_name.startswith("api-") for p in resolved.source_pods)
+
+
+def test_pod_by_name_as_source_and_target(client: ClusterClient) -> None:
+    resolved = ask(client, "pod/redis-0 -> pod/redis-0:6379")
+    assert names(resolved.source_pods) == ["redis-0"] and resolved.source == "pod/redis-0 in shop"
+    assert resolved.target_kind == "pod" and names(resolved.target_pods) == ["redis-0"]
+    assert resolved.target_address == resolved.target_pods[0].ip
+    assert resolved.port == resolved.port.__class__(None, 6379, Protocol.TCP, "redis")
+
+
+def test_pod_target_port_by_name_unlisted_number_and_missing(client: ClusterClient) -> None:
+    api_pod = next(p for p in ask(client, "deploy/api -> redis:6379").source_pods)
+    named = ask(client, f"frontend -> pod/{api_pod.name}:metrics")
+    assert (named.port.target_port, named.port.service_port) == (9090, None)
+    unlisted = ask(client, f"frontend -> pod/{api_pod.name}:7000")
+    assert unlisted.port.target_port == 7000 and unlisted.port.name is None
+    assert any("not a declared container port" in note for note in unlisted.notes)
+    only = ask(client, "frontend -> pod/redis-0")
+    assert only.port.target_port == 6379 and only.notes == ()
+    missing = refused(client, f"frontend -> pod/{api_pod.name}:grpc")
+    assert "no container port named 'grpc'" in missing.message
+
+
+def test_explicit_workload_target_checks_its_pods_and_mentions_the_service(client: ClusterClient) -> None:
+    resolved = ask(client, "frontend -> deploy/api:8080")
+    assert resolved.target_kind == "pod" and len(resolved.target_pods) == 3 and resolved.target_address is None
+    assert any("svc/api" in note for note in resolved.notes)
+
+
+def test_bare_service_name_as_source_uses_the_pods_it_selects(client: ClusterClient) -> None:
+    resolved = ask(client, "kube-dns -> api:8080")
+    assert resolved.source == "svc/kube-dns in kube-system"
+    assert all(p.workload_name == "coredns" for p in resolved.source_pods) and resolved.source_total == 2
+
+
+# ------------------------------------------------------------------------------ namespaces
+
+
+def test_namespace_from_ref_then_question_hint_then_default(lab: Lab, client: ClusterClient) -> None:
+    staging = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "krc-staging"}}
+    api = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "api", "namespace": "krc-staging"},
+        "spec": {"selector": {"app": "api"}, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]},
+    }
+    with lab.added(staging, api):
+        assert ask(client, "frontend -> shop/api:8080").target == "svc/api in shop"
+        hint = ask(client, "shop/frontend -> api:8080 in krc-staging", default_namespace="shop")
+        assert (hint.source, hint.target) == ("deploy/frontend in shop", "svc/api in krc-staging")
+        # "in shop" applies to the source too; the default namespace only to names without one.
+        assert ask(client, "frontend -> api:8080", default_namespace="krc-staging").target == "svc/api in krc-staging"
+        hinted = refused(client, "ledger -> api:8080 in shop")
+        assert hinted.code is VerdictCode.SOURCE_NOT_FOUND and "in namespace shop" in hinted.message
+        assert "deploy/ledger in payments" in hinted.suggestions
+
+
+def test_default_namespace_falls_back_to_all_namespaces_with_a_note(client: ClusterClient) -> None:
+    resolved = ask(client, "frontend -> ledger:443", default_namespace="shop")
+    assert resolved.target == "svc/ledger in payments"
+    assert any("not in the default namespace shop" in note for note in resolved.notes)
+
+
+def test_same_name_in_two_namespaces_is_ambiguous_with_candidates(lab: Lab, client: ClusterClient) -> None:
+    staging = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "krc-staging"}}
+    api = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": "krc-staging"},
+        "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": {"metadata": {"labels": {"app": "api"}}}},
+    }
+    with lab.added(staging, api):
+        error = refused(client, "frontend -> api:8080")
+        assert error.code is VerdictCode.AMBIGUOUS_NAME
+        assert error.candidates == ("deploy/api in krc-staging", "svc/api in shop")
+        assert "deploy/api in krc-staging, svc/api in shop" in error.message
+        assert ask(client, "frontend -> api:8080 in shop").target == "svc/api in shop"
+        # The ambiguity disappears when only one namespace is allowed.
+        only_shop = ask(client, "frontend -> api:8080", allowed=frozenset({"shop"}))
+        assert only_shop.target == "svc/api in shop"
+
+
+def test_namespace_outside_the_allowed_ones_is_refused(client: ClusterClient) -> None:
+    with pytest.raises(NamespaceNotAllowed) as explicit:
+        ask(client, "frontend -> payments/ledger:443", allowed=frozenset({"shop"}))
+    assert explicit.value.namespace == "payments" and "allowed: shop" in explicit.value.message
+    with pytest.raises(NamespaceNotAllowed) as searched:
+        ask(client, "frontend -> ledger:443", allowed=frozenset({"shop"}))
+    assert "svc/ledger in payments" in searched.value.message
+    with pytest.raises(NamespaceNotAllowed):
+        ask(client, "frontend -> 10.96.0.10:53", allowed=frozenset({"shop"}))
+    assert ask(client, "frontend -> redis:6379", allowed=frozenset({"shop"})).target == "svc/redis in shop"
+
+
+# ------------------------------------------------------------------------------ suggestions
+
+
+def test_misspelt_names_get_suggestions_across_kinds_and_namespaces(client: ClusterClient) -> None:
+    frontnd = refused(client, "frontnd -> api:8080")
+    assert frontnd.code is VerdictCode.SOURCE_NOT_FOUND
+    assert frontnd.suggestions[:2] == ("deploy/frontend in shop", "svc/frontend in shop")
+    assert "did you mean deploy/frontend in shop or svc/frontend in shop?" in frontnd.message
+    ledgr = refused(client, "frontend -> ledgr")
+    assert ledgr.code is VerdictCode.TARGET_NOT_FOUND
+    assert ledgr.suggestions[0] == "svc/ledger in payments"
+
+
+def test_pod_name_prefixes_suggest_their_workload(client: ClusterClient) -> None:
+    pod_prefix = refused(client, "pod/api-gk -> redis:6379")
+    assert pod_prefix.suggestions[0] == "deploy/api in shop"
+    hashed = refused(client, "pod/frontend-7d9 -> api:8080")
+    assert hashed.suggestions[0] == "deploy/frontend in shop"
+
+
+def test_wrong_kind_suggests_the_same_name_under_its_real_kind(client: ClusterClient) -> None:
+    error = refused(client, "frontend -> svc/redis-0:6379")
+    assert error.suggestions[0] == "pod/redis-0 in shop"
+    node = refused(client, "node/node-7 -> api:8080")
+    assert node.code is VerdictCode.SOURCE_NOT_FOUND and node.suggestions[0].startswith("node/node-")
+
+
+# ------------------------------------------------------------------------------ DNS, IPs, nodes
+
+
+def test_dns_names_resolve_to_services_and_pods(client: ClusterClient) -> None:
+    service = ask(client, "frontend -> api.shop.svc.cluster.local:8080")
+    assert service.target == "svc/api in shop" and service.port.service_port == 8080
+    pod = ask(client, "frontend -> redis-0.redis.shop.svc.cluster.local:6379")
+    assert pod.target_kind == "pod" and names(pod.target_pods) == ["redis-0"]
+    external = ask(client, "frontend -> api.stripe.com:443")
+    assert (external.target_kind, external.target_address, external.port.target_port) == ("external", "api.stripe.com", 443)
+
+
+def test_ips_resolve_to_pod_service_node_or_outside(lab: Lab, client: ClusterClient) -> None:
+    redis = lab.store.get("pods", "redis-0", "shop")
+    kube_dns = lab.store.get("services", "kube-dns", "kube-system")
+    by_pod_ip = ask(client, f"{redis['status']['podIP']} -> {kube_dns['spec']['clusterIP']}:53")
+    assert names(by_pod_ip.source_pods) == ["redis-0"]
+    assert by_pod_ip.target_kind == "service" and by_pod_ip.target_service is not None
+    assert by_pod_ip.target_service.name == "kube-dns" and len(by_pod_ip.endpoints) == 2
+    to_node = ask(client, "pod/redis-0 -> 10.240.0.12:10250")
+    assert to_node.target_kind == "node" and to_node.target_node is not None and to_node.target_node.name == "node-2"
+    outside = ask(client, "pod/redis-0 -> 192.0.2.7:443")
+    assert (outside.target_kind, outside.target_address) == ("ip", "192.0.2.7")
+    pod_address = redis["status"]["podIP"].replace(".", "-")
+    by_pod_dns = ask(client, f"frontend -> {pod_address}.shop.pod.cluster.local:6379")
+    assert by_pod_dns.target_kind == "pod" and names(by_pod_dns.target_pods) == ["redis-0"]
+    nobody = refused(client, "192.0.2.7 -> api:8080")
+    assert nobody.code is VerdictCode.SOURCE_NOT_FOUND
+
+
+def test_node_refs_resolve_to_node_info(client: ClusterClient) -> None:
+    resolved = ask(client, "node/node-1 -> node/node-3:10250")
+    assert resolved.source_node is not None and resolved.source_node.internal_ip == "10.240.0.11"
+    assert resolved.source_pods == () and resolved.source_total == 0
+    assert resolved.target_kind == "node" and resolved.target_address == "10.240.0.13"
+    assert set(resolved.nodes) == {"node-1", "node-2", "node-3"}
+    node = resolved.nodes["node-2"]
+    assert node.ready and node.pod_cidr == "10.244.2.0/24"
+
+
+# ------------------------------------------------------------------------------ broken states
+
+
+def test_service_whose_selector_matches_nothing_has_no_pods_and_no_endpoints(lab: Lab, client: ClusterClient) -> None:
+    with lab.changed("services", "api", "shop", {"spec": {"selector": {"app": "apii"}}}):
+        resolved = ask(client, "frontend -> svc/api:8080")
+        assert resolved.target_service is not None and resolved.target_service.selector == {"app": "apii"}
+        assert resolved.target_pods == () and resolved.endpoints == ()
+
+
+def test_pods_not_ready_show_in_pods_and_endpoints(lab: Lab, client: ClusterClient) -> None:
+    not_ready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    with lab.changed("pods", "redis-0", "shop", not_ready):
+        resolved = ask(client, "frontend -> redis:6379")
+        assert [p.ready for p in resolved.target_pods] == [False]
+        wait_for(lambda: not ask(client, "frontend -> redis:6379").endpoints[0].ready, "the endpoint to turn not ready")
+    assert ask(client, "frontend -> redis:6379").endpoints[0].ready
+
+
+def test_crash_looping_pod_reports_its_reason(lab: Lab, client: ClusterClient) -> None:
+    crash = {
+        "status": {
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [
+                {
+                    "name": "redis",
+                    "ready": False,
+                    "restartCount": 7,
+                    "image": "registry.local/redis:lab",
+                    "imageID": "",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}},
+                }
+            ],
+        }
+    }
+    with lab.changed("pods", "redis-0", "shop", crash):
+        pod = ask(client, "pod/redis-0 -> api:8080").source_pods[0]
+        assert (pod.reason, pod.ready, pod.restarts) == ("CrashLoopBackOff", False, 7)
+
+
+def test_pod_without_ip(lab: Lab, client: ClusterClient) -> None:
+    with lab.changed("pods", "redis-0", "shop", {"status": {"podIP": None, "podIPs": None}}):
+        pod = ask(client, "pod/redis-0 -> api:8080").source_pods[0]
+        assert pod.ip is None and pod.phase == "Running"
+
+
+def test_large_workload_is_sampled_one_pod_per_node(lab: Lab, client: ClusterClient) -> None:
+    template = lab.store.get("pods", "redis-0", "shop")
+    extra = []
+    for index in range(1, 8):
+        pod = copy.deepcopy(template)
+        pod["metadata"] = {
+            "name": f"redis-{index}",
+            "namespace": "shop",
+            "labels": template["metadata"]["labels"],
+            "ownerReferences": template["metadata"]["ownerReferences"],
+        }
+        pod["spec"]["nodeName"] = f"node-{index % 3 + 1}"
+        pod["status"]["podIP"] = f"10.244.{index % 3 + 1}.{100 + index}"
+        pod["status"]["podIPs"] = [{"ip": pod["status"]["podIP"]}]
+        extra.append(pod)
+    with lab.added(*extra):
+        resolved = ask(client, "sts/redis -> api:8080")
+        assert resolved.source_total == 8
+        assert len(resolved.source_pods) == 3
+        assert sorted(p.node or "" for p in resolved.source_pods) == ["node-1", "node-2", "node-3"]
+
+
+# ------------------------------------------------------------------------------ policy, agents, calls
+
+
+def test_policy_objects_feed_the_network_policy_evaluator(client: ClusterClient) -> None:
+    resolved = ask(client, "frontend -> ledger:443")
+    cluster = cluster_from_objects(resolved.policy_objects)
+    source = next(p for p in cluster.pods if p.name == resolved.source_pods[0].name)
+    destination = next(p for p in cluster.pods if p.name == resolved.target_pods[0].name)
+    target_port = resolved.port.target_port
+    assert isinstance(target_port, int)
+    assert not evaluate(cluster, source, destination, target_port, "TCP").allowed
+    allowed = ask(client, "deploy/api -> ledger:443")
+    cluster = cluster_from_objects(allowed.policy_objects)
+    source = next(p for p in cluster.pods if p.name == allowed.source_pods[0].name)
+    assert evaluate(cluster, source, destination, target_port, "TCP").allowed
+
+
+def test_agent_addresses_from_annotation_or_pod_ip(client: ClusterClient) -> None:
+    assert client.agent_addresses() == {
+        "node-1": AGENT_ON_NODE_1,
+        "node-2": "10.240.0.12:7443",
+        "node-3": "10.240.0.13:7443",
+    }
+
+
+def test_api_calls_are_recorded_and_stay_within_the_declared_resources(client: ClusterClient) -> None:
+    ask(client, "frontend -> api:8080")
+    calls = client.api_calls
+    assert calls
+    declared = {(r.group, r.plural) for r in RESOURCES}
+    assert {(c.group, c.resource) for c in calls} <= declared
+    assert {c.verb for c in calls} == {"list"}
+    assert any(c.resource == "endpointslices" and c.namespace == "shop" for c in calls)
