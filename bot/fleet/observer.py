@@ -54,6 +54,10 @@ _OUTCOMES = {
     pb.PROBE_OUTCOME_ERROR: "error",
 }
 PROBE_TIMEOUT_MS = 1500
+PROBE_RPC_TIMEOUT_S = 6.0
+"""A probe may take its own timeout per attempt; the RPC deadline leaves room for that, so a probe
+that times out comes back as the outcome "timed out", not as an agent that did not answer."""
+DNS_RPC_TIMEOUT_S = 12.0
 
 
 def _link(msg: Any) -> Link:
@@ -273,9 +277,9 @@ class FleetObserver:
             udp = pb.ProbeUdpRequest(
                 pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=PROBE_TIMEOUT_MS, payload=b"kubereach\n"
             )
-            return await self._ask(key, node, "ProbeUdp", udp, lambda r: _probe(r.result))
+            return await self._ask(key, node, "ProbeUdp", udp, lambda r: _probe(r.result), PROBE_RPC_TIMEOUT_S)
         tcp = pb.ProbeTcpRequest(pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=PROBE_TIMEOUT_MS)
-        return await self._ask(key, node, "ProbeTcp", tcp, lambda r: _probe(r.result))
+        return await self._ask(key, node, "ProbeTcp", tcp, lambda r: _probe(r.result), PROBE_RPC_TIMEOUT_S)
 
     async def probe_dns(self, node: str, *, pod_ip: str, name: str, server: str = "") -> Observed[ProbeView]:
         """ProbeDns with the pod's own resolver (or `server`)."""
@@ -284,7 +288,7 @@ class FleetObserver:
             return _probe(r.result, rcode=r.rcode or "NOERROR", answers=tuple(r.answers), server=r.server)
 
         request = pb.ProbeDnsRequest(pod_ip=pod_ip, name=name, record_type="A", server=server, timeout_ms=PROBE_TIMEOUT_MS)
-        return await self._ask(("dns", node, pod_ip, name, server), node, "ProbeDns", request, parse)
+        return await self._ask(("dns", node, pod_ip, name, server), node, "ProbeDns", request, parse, DNS_RPC_TIMEOUT_S)
 
 
 async def gather_all(*awaitables: Awaitable[T]) -> list[T]:

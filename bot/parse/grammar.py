@@ -136,11 +136,7 @@ class _QuestionReader:
         closest_source = source
         if isinstance(source, Ref) and not source.kind.can_be_source:
             problems.append(self._source_kind_problem(source))
-            closest_source = (
-                Ref(RefKind.WORKLOAD, source.name, source.namespace)
-                if source.kind is RefKind.SERVICE
-                else None
-            )
+            closest_source = Ref(RefKind.WORKLOAD, source.name, source.namespace) if source.kind is RefKind.SERVICE else None
         if problems:
             raise self._error(problems[0], closest_source, target)
         if not isinstance(source, Ref) or not isinstance(target, Ref):  # pragma: no cover - roles guarantee
@@ -174,9 +170,7 @@ class _QuestionReader:
             protocol=self.protocol,
             namespace=self.namespace,
         )
-        return ParseError(
-            problem.message, closest_form=closest, example=problem.example or EXAMPLE, part=problem.part
-        )
+        return ParseError(problem.message, closest_form=closest, example=problem.example or EXAMPLE, part=problem.part)
 
     def _shown(self) -> str:
         text = " ".join(self.raw.split())
@@ -372,9 +366,7 @@ class _QuestionReader:
         placeholder = f"{phrase.kind.prefix}/{PLACEHOLDER}" if phrase.kind is not None else PLACEHOLDER
         if phrase.word is None:
             prefix = phrase.kind.prefix if phrase.kind is not None else "KIND"
-            self.problems.append(
-                Unreadable(f"'{shown(phrase.kind_word)}' needs a name: write {prefix}/NAME.", phrase.text)
-            )
+            self.problems.append(Unreadable(f"'{shown(phrase.kind_word)}' needs a name: write {prefix}/NAME.", phrase.text))
             return placeholder
         try:
             return read_reference(phrase.word, kind=phrase.kind)
@@ -454,9 +446,7 @@ class _QuestionReader:
         self.ignored.extend(phrase.text for phrase in group if phrase is not marked[0])
         return marked
 
-    def _one_sided(
-        self, items: list[_Phrase | _Connective], position: int, readings: dict[int, ReferenceText | str]
-    ) -> _Roles:
+    def _one_sided(self, items: list[_Phrase | _Connective], position: int, readings: dict[int, ReferenceText | str]) -> _Roles:
         """One name: the connective next to it (or its being a service or DNS name) says which side it is."""
         phrase = items[position]
         if not isinstance(phrase, _Phrase):  # pragma: no cover - positions index phrases
@@ -470,16 +460,10 @@ class _QuestionReader:
             or (isinstance(reading, ReferenceText) and _reads_as_target(reading))
         )
         if is_target:
-            return _Roles(
-                None, phrase, Unreadable(f"Found only the target '{shown(phrase.text)}': name the source too.", None)
-            )
-        return _Roles(
-            phrase, None, Unreadable(f"Found only the source '{shown(phrase.text)}': name the target too.", None)
-        )
+            return _Roles(None, phrase, Unreadable(f"Found only the target '{shown(phrase.text)}': name the source too.", None))
+        return _Roles(phrase, None, Unreadable(f"Found only the source '{shown(phrase.text)}': name the target too.", None))
 
-    def _settle(
-        self, phrase: _Phrase | None, readings: dict[int, ReferenceText | str], *, as_source: bool
-    ) -> Ref | str | None:
+    def _settle(self, phrase: _Phrase | None, readings: dict[int, ReferenceText | str], *, as_source: bool) -> Ref | str | None:
         """The phrase's reference for its role; moves a port written on the source to the question."""
         if phrase is None:
             return None
@@ -538,9 +522,7 @@ def _direction(word: str) -> Direction | None:
     return None
 
 
-def _groups_between(
-    items: list[_Phrase | _Connective], positions: list[int]
-) -> list[tuple[list[_Phrase], _Connective | None]]:
+def _groups_between(items: list[_Phrase | _Connective], positions: list[int]) -> list[tuple[list[_Phrase], _Connective | None]]:
     """Split the phrases at the connectives between them; each group keeps the connective before it."""
     groups: list[tuple[list[_Phrase], _Connective | None]] = []
     current: list[_Phrase] = []

@@ -26,9 +26,7 @@ def _strip_edges(word: str) -> str:
         start += 1
     end = len(word)
     keep_bracket = "[" in word
-    while end > start and not (
-        word[end - 1].isalnum() or (keep_bracket and word[end - 1] == "]")
-    ):
+    while end > start and not (word[end - 1].isalnum() or (keep_bracket and word[end - 1] == "]")):
         end -= 1
     return word[start:end]
 

@@ -135,12 +135,7 @@ def read_port(text: str, *, allow_protocol: bool = True) -> PortSpec:
         if not MIN_PORT <= number <= MAX_PORT:
             raise Unreadable(f"Port {shown(text)} is out of range: ports are {MIN_PORT}–{MAX_PORT}.", text)
         return PortSpec(number=number, protocol=protocol)
-    if (
-        len(text) <= MAX_PORT_NAME
-        and _PORT_NAME.fullmatch(text)
-        and "--" not in text
-        and any(char.isalpha() for char in text)
-    ):
+    if len(text) <= MAX_PORT_NAME and _PORT_NAME.fullmatch(text) and "--" not in text and any(char.isalpha() for char in text):
         return PortSpec(name=text, protocol=protocol)
     raise Unreadable(
         f"'{shown(text)}' is not a port: write a number from {MIN_PORT} to {MAX_PORT} or a port name "
@@ -215,8 +210,7 @@ def _read_host(host: str, word: str, given_kind: RefKind | None) -> ReferenceTex
         address = _ip_address(host)
         if address is None:
             raise Unreadable(
-                f"'{shown(host)}' is neither an IP address nor NAME:PORT "
-                "(write an IPv6 address with a port as [fd00::1]:443).",
+                f"'{shown(host)}' is neither an IP address nor NAME:PORT (write an IPv6 address with a port as [fd00::1]:443).",
                 word,
             )
         return ReferenceText(written=word, shape=Shape.ADDRESS, name=str(address), address=address)
@@ -258,17 +252,11 @@ def _read_name(name: str, kind: RefKind | None, namespace: str | None, word: str
     if _DOTTED_NUMBERS.fullmatch(name):
         raise Unreadable(f"'{shown(name)}' is not a valid IP address.", word)
     if kind is RefKind.NODE:
-        return ReferenceText(
-            written=word, shape=Shape.NAME, name=_check_dns_name(name, "node name"), kind=kind
-        )
+        return ReferenceText(written=word, shape=Shape.NAME, name=_check_dns_name(name, "node name"), kind=kind)
     if "." not in name:
-        return ReferenceText(
-            written=word, shape=Shape.NAME, name=check_label(name, "name"), kind=kind, namespace=namespace
-        )
+        return ReferenceText(written=word, shape=Shape.NAME, name=check_label(name, "name"), kind=kind, namespace=namespace)
     if namespace is not None:
-        raise Unreadable(
-            f"'{shown(word)}' names the namespace twice: write {namespace}/NAME or NAME.{namespace}.", word
-        )
+        raise Unreadable(f"'{shown(word)}' names the namespace twice: write {namespace}/NAME or NAME.{namespace}.", word)
     return _read_dns_name(_check_dns_name(name, "DNS name"), kind, word)
 
 
@@ -288,9 +276,7 @@ def _read_dns_name(name: str, kind: RefKind | None, word: str) -> ReferenceText:
         at = labels.index("svc", 1)
         domain = ".".join(labels[at + 1 :]) or None
         if at == 1:
-            raise Unreadable(
-                f"'{shown(name)}' has no namespace: write {labels[0]}.NAMESPACE.svc.cluster.local.", word
-            )
+            raise Unreadable(f"'{shown(name)}' has no namespace: write {labels[0]}.NAMESPACE.svc.cluster.local.", word)
         if at == 2:
             return ReferenceText(
                 written=word,
@@ -337,8 +323,7 @@ def _read_dns_name(name: str, kind: RefKind | None, word: str) -> ReferenceText:
         )
     if kind is not None:
         raise Unreadable(
-            f"Could not read '{shown(word)}': after a kind, write NAME or NAME.NAMESPACE "
-            f"(or NAME.NAMESPACE.svc.cluster.local).",
+            f"Could not read '{shown(word)}': after a kind, write NAME or NAME.NAMESPACE (or NAME.NAMESPACE.svc.cluster.local).",
             word,
         )
     return ReferenceText(written=word, shape=Shape.EXTERNAL_DNS, name=name, dns_name=name)

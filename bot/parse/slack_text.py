@@ -15,13 +15,9 @@ _LINK = re.compile(r"<([a-zA-Z][a-zA-Z0-9+.-]*:[^<>|]*)(?:\|([^<>]*))?>")
 _URL_HOST = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/?#\s]*@)?([^/?#\s]*)", re.IGNORECASE)
 _MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
 
-_ARROW_SHORTCODES = re.compile(
-    r":(?:arrow_right|right_arrow|point_right|arrow_forward|heavy_right_arrow|long_arrow_right):"
-)
+_ARROW_SHORTCODES = re.compile(r":(?:arrow_right|right_arrow|point_right|arrow_forward|heavy_right_arrow|long_arrow_right):")
 _BACK_ARROW_SHORTCODES = re.compile(r":(?:arrow_left|left_arrow|point_left|long_arrow_left):")
-_EMOJI_SHORTCODE = re.compile(
-    r"(?:(?<=\s)|^):(?:[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*|[+-]1):(?::skin-tone-\d:)?(?=\s|$|[?!.,])"
-)
+_EMOJI_SHORTCODE = re.compile(r"(?:(?<=\s)|^):(?:[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*|[+-]1):(?::skin-tone-\d:)?(?=\s|$|[?!.,])")
 
 _CHARACTER_MAP = str.maketrans(
     {

@@ -105,6 +105,10 @@ class Case:
     target_ip: str | None = None
     dns_name: str | None = None
     """The name a client would resolve to reach the target, when it has one."""
+    dns_fqdn: str | None = None
+    """The fully qualified form of `dns_name` (asked of each DNS server directly)."""
+    dns_endpoints: tuple[EndpointRef, ...] = ()
+    """The cluster DNS service's endpoints (UDP 53), to follow a failing lookup down its path."""
     nodes: Mapping[str, NodeRef] = field(default_factory=dict)
     policy_cluster: Any = None
     """bot.policy.Cluster for NetworkPolicy evaluation (None: not evaluated)."""

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from bot.parse.models import Question
 
 JSONValue = Any
 """A JSON-compatible value (dict, list, str, int, float, bool, None)."""
@@ -112,3 +115,22 @@ class Verdict:
     node: str | None = None
     hop: Hop | None = None
     remediation: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InvestigationResult:
+    """A finished investigation, as stored and rendered."""
+
+    id: str
+    question: str
+    source: str
+    target: str
+    verdict: Verdict
+    steps: tuple[StepResult, ...]
+    findings: tuple[Finding, ...]
+    duration_ms: float
+    started_at: datetime
+    namespaces: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    per_source: dict[str, str] = field(default_factory=dict)
+    parsed: Question | None = None

@@ -185,8 +185,11 @@ def probe_dns(
             continue  # glibc goes on to the next candidate on NXDOMAIN and NODATA
         break
     elapsed = round((time.monotonic() - start) * 1000.0, 3)
-    if failure is not None and rcode is None:
+    if failure is not None:
+        # A candidate that times out or is refused ends the lookup as a failure, as glibc's does, even
+        # when earlier candidates answered NXDOMAIN.
         probe = ProbeResult(classify_error(failure), elapsed, error_text(failure), inode)
+        rcode, answers = None, ()
     else:
         probe = ProbeResult(ProbeOutcome.CONNECTED, elapsed, None, inode)
     if rcode is not None and not answers:

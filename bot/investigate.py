@@ -1,0 +1,251 @@
+"""One investigation, end to end: parse → resolve → fan out to agents → playbook → result.
+
+This is the use case behind `kubereach ask`, the Slack app and re-runs. Side effects stay at the
+edges it calls (the cluster client, the fleet); the result is plain frozen data that the renderers
+and the history take as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bot.cluster import ClusterClient
+from bot.cluster.errors import ResolutionError
+from bot.cluster.models import EndpointInfo, PodInfo
+from bot.cluster.resolve import Resolved
+from bot.errors import BadInput
+from bot.fleet.client import Fleet
+from bot.fleet.observer import FleetObserver
+from bot.parse import parse_question
+from bot.playbook.case import Case, EndpointRef, NodeRef, PodRef, ServiceRef
+from bot.playbook.engine import Diagnosis, run_playbook
+from bot.playbook.models import Hop, InvestigationResult, StepResult, Verdict, VerdictCode
+from bot.settings import BotSettings
+
+StepCallback = Callable[[StepResult], None]
+
+
+def new_investigation_id() -> str:
+    """A short, time-sortable public id: inv_<unix seconds base36><random>."""
+    seconds = int(time.time())
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    stamp = ""
+    while seconds:
+        seconds, rest = divmod(seconds, 36)
+        stamp = digits[rest] + stamp
+    return f"inv_{stamp}{secrets.token_hex(3)}"
+
+
+def _pod_ref(pod: PodInfo) -> PodRef:
+    return PodRef(
+        namespace=pod.namespace,
+        name=pod.name,
+        ip=pod.ip,
+        node=pod.node,
+        phase=pod.phase,
+        ready=pod.ready,
+        reason=pod.reason or "",
+        labels=dict(pod.labels),
+        container_ports=tuple((p.name or "", p.port, p.protocol) for p in pod.container_ports),
+        host_network=pod.host_network,
+    )
+
+
+def _endpoint_port(endpoint: EndpointInfo, resolved: Resolved, pod: PodInfo | None) -> int | None:
+    port = resolved.port
+    number = endpoint.port_for(port.name, str(port.protocol))
+    if number is not None:
+        return number
+    if isinstance(port.target_port, int):
+        return port.target_port
+    if isinstance(port.target_port, str) and pod is not None:
+        named = pod.port_named(port.target_port, str(port.protocol))
+        return named.port if named else None
+    return None
+
+
+def build_case(resolved: Resolved, agents_known: frozenset[str], dns_endpoints: tuple[EndpointRef, ...] = ()) -> Case:
+    """The playbook's view of a resolved question."""
+    from bot.policy import cluster_from_objects
+
+    protocol = str(resolved.port.protocol)
+    pods_by_key = {p.key: p for p in resolved.target_pods}
+    service = None
+    endpoints: list[EndpointRef] = []
+    dns_name = None
+    port: int | None = None
+    if resolved.target_kind == "service" and resolved.target_service is not None:
+        svc = resolved.target_service
+        port = resolved.port.service_port
+        service = ServiceRef(
+            namespace=svc.namespace,
+            name=svc.name,
+            cluster_ip=svc.cluster_ip or "",
+            selector=dict(svc.selector) if svc.selector is not None else None,
+            port=port or 0,
+            target_port=resolved.port.target_port if resolved.port.target_port is not None else port or 0,
+            port_name=resolved.port.name or "",
+        )
+        for e in resolved.endpoints:
+            pod = pods_by_key.get(f"{e.pod_namespace}/{e.pod_name}") if e.pod_name else None
+            number = _endpoint_port(e, resolved, pod)
+            if number is None:
+                continue
+            endpoints.append(EndpointRef(e.ip, number, e.node, e.ready, _pod_ref(pod) if pod else None))
+        dns_name = f"{svc.name}.{svc.namespace}"
+    elif resolved.target_kind == "pod" and resolved.target_pods:
+        pod = resolved.target_pods[0]
+        target = resolved.port.target_port
+        named = pod.port_named(target, protocol) if isinstance(target, str) else None
+        number = target if isinstance(target, int) else (named.port if named else None)
+        port = number
+        if pod.ip and number is not None:
+            endpoints.append(EndpointRef(pod.ip, number, pod.node, pod.ready, _pod_ref(pod)))
+    else:
+        target = resolved.port.target_port
+        port = target if isinstance(target, int) else None
+    try:
+        policy_cluster = cluster_from_objects(resolved.policy_objects)
+    except BadInput:
+        policy_cluster = None
+    return Case(
+        source_display=resolved.source,
+        sources=tuple(_pod_ref(p) for p in resolved.source_pods),
+        source_total=resolved.source_total,
+        target_display=resolved.target,
+        target_kind=resolved.target_kind,
+        protocol=protocol,
+        port=port,
+        service=service,
+        target_pods=tuple(_pod_ref(p) for p in resolved.target_pods),
+        endpoints=tuple(endpoints),
+        target_ip=resolved.target_address,
+        dns_name=dns_name,
+        dns_fqdn=f"{dns_name}.svc.cluster.local." if dns_name else None,
+        dns_endpoints=dns_endpoints,
+        nodes={n.name: NodeRef(n.name, n.internal_ip or "", n.pod_cidr or "") for n in resolved.nodes.values()},
+        policy_cluster=policy_cluster,
+        agents_known=agents_known,
+        notes=resolved.notes,
+    )
+
+
+class Investigator:
+    """Holds the cluster client and the fleet for a process; runs investigations."""
+
+    def __init__(self, settings: BotSettings) -> None:
+        self.settings = settings
+        self._cluster: ClusterClient | None = None
+
+    @property
+    def cluster(self) -> ClusterClient:
+        """The Kubernetes client (built on first use)."""
+        if self._cluster is None:
+            kubeconfig = self.settings.kubeconfig
+            self._cluster = ClusterClient.from_kubeconfig(kubeconfig) if kubeconfig else ClusterClient.in_cluster()
+        return self._cluster
+
+    def agent_addresses(self) -> dict[str, str]:
+        """node → address of its agent."""
+        agents = self.settings.agents
+        if agents.discovery == "static":
+            return dict(agents.nodes)
+        return self.cluster.agent_addresses(agents.namespace, agents.label_selector, agents.port)
+
+    def dns_endpoints(self) -> tuple[EndpointRef, ...]:
+        """The cluster DNS service's endpoints (kube-system/kube-dns, UDP 53)."""
+        from bot.cluster.client import ENDPOINT_SLICES
+        from bot.cluster.models import endpoints_of_slice
+
+        selector = "kubernetes.io/service-name=kube-dns"
+        slices = self.cluster.list_objects(ENDPOINT_SLICES, "kube-system", label_selector=selector)
+        out = []
+        for obj in slices:
+            for e in endpoints_of_slice(obj):
+                port = next((p.port for p in e.ports if p.protocol == "UDP" and p.port), None)
+                if port is None:
+                    continue
+                pod = PodRef(e.pod_namespace or "kube-system", e.pod_name or e.ip, e.ip, e.node) if e.pod_name else None
+                out.append(EndpointRef(e.ip, port, e.node, e.ready, pod))
+        return tuple(out)
+
+    async def investigate(
+        self,
+        text: str,
+        *,
+        on_step: StepCallback | None = None,
+        default_namespace: str | None = None,
+        allowed_namespaces: frozenset[str] | None = None,
+        investigation_id: str | None = None,
+    ) -> InvestigationResult:
+        """Run one investigation. Bad questions raise BadInput; unresolvable names end with a verdict."""
+        started_at = datetime.now(UTC)
+        t0 = time.monotonic()
+        inv_id = investigation_id or new_investigation_id()
+        question = parse_question(text)
+        try:
+            resolved = await asyncio.to_thread(
+                self.cluster.resolve,
+                question,
+                default_namespace=default_namespace or self.settings.default_namespace,
+                allowed_namespaces=allowed_namespaces,
+            )
+        except ResolutionError as exc:
+            verdict = Verdict(VerdictCode(exc.code), str(exc).replace("\n  hint: ", " — "), None, Hop.API, ())
+            return InvestigationResult(
+                inv_id,
+                text,
+                question.source.display(),
+                question.target.display(str(question.port) if question.port else question.port_name),
+                verdict,
+                (),
+                (),
+                _ms(t0),
+                started_at,
+                parsed=question,
+            )
+        addresses, dns_endpoints = await asyncio.gather(
+            asyncio.to_thread(self.agent_addresses), asyncio.to_thread(self.dns_endpoints)
+        )
+        case = build_case(resolved, frozenset(addresses), dns_endpoints)
+        fleet = Fleet(addresses, self.settings.agents)
+        try:
+            diagnosis: Diagnosis = await run_playbook(case, FleetObserver(fleet), on_step)
+        finally:
+            await fleet.close()
+        namespaces = tuple(
+            sorted(
+                {p.namespace for p in case.sources}
+                | {p.namespace for p in case.target_pods}
+                | ({case.service.namespace} if case.service else set())
+            )
+        )
+        return InvestigationResult(
+            id=inv_id,
+            question=text,
+            source=resolved.source,
+            target=resolved.target,
+            verdict=diagnosis.verdict,
+            steps=diagnosis.steps,
+            findings=diagnosis.findings,
+            duration_ms=_ms(t0),
+            started_at=started_at,
+            namespaces=namespaces,
+            notes=resolved.notes,
+            per_source=dict(diagnosis.per_source),
+            parsed=question,
+        )
+
+    def close(self) -> None:
+        """Release the cluster client."""
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+
+
+def _ms(t0: float) -> float:
+    return round((time.monotonic() - t0) * 1000, 1)

@@ -1,0 +1,139 @@
+"""Remediation a person can paste, per verdict. Pure string building from what was observed."""
+
+from __future__ import annotations
+
+from bot.playbook.models import VerdictCode as C
+
+PROXY_LOGS = "kubectl -n kube-system logs -l k8s-app=kube-proxy --field-selector spec.nodeName={node} --tail=100"
+PROXY_RESTART = "kubectl -n kube-system delete pod -l k8s-app=kube-proxy --field-selector spec.nodeName={node}"
+
+
+def node_shell(node: str) -> str:
+    """How to get a root shell on a node."""
+    return f"kubectl debug node/{node} -it --image=busybox -- chroot /host   # then run the commands below"
+
+
+def remediation(code: C, **facts: str) -> tuple[str, ...]:
+    """Commands for `code`, filled from the facts the check saw (node, pod, device, …)."""
+    node = facts.get("node", "NODE")
+    ns, pod = facts.get("namespace", "NS"), facts.get("pod", "POD")
+    match code:
+        case C.IP_FORWARDING_DISABLED:
+            return (
+                node_shell(node),
+                "sysctl -w net.ipv4.ip_forward=1",
+                "echo 'net.ipv4.ip_forward = 1' > /etc/sysctl.d/99-kubernetes.conf   # keep it after reboot",
+            )
+        case C.FORWARD_CHAIN_DROPS:
+            rule = facts.get("rule", "")
+            if rule.startswith("-P FORWARD DROP") or not rule:
+                return (
+                    node_shell(node),
+                    "iptables -P FORWARD ACCEPT",
+                    "# find what set the policy (docker, a firewall service) and stop it doing so",
+                )
+            return (
+                node_shell(node),
+                f"iptables -S FORWARD   # the dropping rule: {rule}",
+                "iptables -D " + rule.split(": ", 1)[-1].removeprefix("-A "),
+            )
+        case C.RP_FILTER_DROPS:
+            dev = facts.get("device", "DEV").replace(".", "/")
+            return (
+                node_shell(node),
+                "sysctl -w net.ipv4.conf.all.rp_filter=2",
+                f"sysctl -w net.ipv4.conf.{dev}.rp_filter=2   # loose mode",
+            )
+        case C.NODE_ROUTE_MISSING:
+            cidr, via, dev = facts.get("cidr", "POD_CIDR"), facts.get("via", "GATEWAY"), facts.get("device", "DEV")
+            onlink = " onlink" if facts.get("overlay") else ""
+            return (
+                node_shell(node),
+                f"ip route replace {cidr} via {via} dev {dev}{onlink}",
+                "# then restart the CNI agent on the node so it owns the route again (flannel / calico-node)",
+            )
+        case C.OVERLAY_DEVICE_DOWN:
+            dev = facts.get("device", "flannel.1")
+            cmds = [node_shell(node), f"ip link set {dev} up"]
+            if facts.get("mac") and facts.get("remote"):
+                cmds.append(f"bridge fdb replace {facts['mac']} dev {dev} dst {facts['remote']} self permanent")
+            cmds.append("# restart the CNI agent on the node (flanneld / calico-node) to reprogram the overlay")
+            return tuple(cmds)
+        case C.CONNTRACK_TABLE_FULL:
+            return (
+                node_shell(node),
+                "conntrack -S   # insert_failed / drop counters",
+                "sysctl -w net.netfilter.nf_conntrack_max=$(( $(cat /proc/sys/net/netfilter/nf_conntrack_max) * 2 ))",
+                "conntrack -L -o extended | awk '{print $5}' | sort | uniq -c | sort -rn | head   # top sources",
+            )
+        case C.CONNTRACK_STALE_ENTRY:
+            return (
+                node_shell(node),
+                f"conntrack -D -p {facts.get('protocol', 'udp').lower()} --orig-dst {facts.get('vip', 'VIP')} --reply-src {facts.get('stale', 'STALE_IP')}",
+            )
+        case C.KUBE_PROXY_RULES_MISSING | C.KUBE_PROXY_RULES_STALE:
+            return (PROXY_LOGS.format(node=node), PROXY_RESTART.format(node=node))
+        case C.POD_INTERFACE_DOWN:
+            return (
+                node_shell(node),
+                f"ip link set {facts.get('device', 'VETH')} up",
+                f"kubectl -n {ns} delete pod {pod}   # or let the CNI rebuild it",
+            )
+        case C.VETH_NOT_ON_BRIDGE:
+            return (node_shell(node), f"ip link set {facts.get('device', 'VETH')} master {facts.get('bridge', 'cni0')}")
+        case C.POD_ROUTE_MISSING:
+            return (f"kubectl -n {ns} delete pod {pod}   # the CNI sets up routes when it recreates the pod",)
+        case C.MTU_MISMATCH:
+            return (
+                f"# pod {ns}/{pod}: eth0 MTU {facts.get('pod_mtu', '?')} > {facts.get('path_mtu', '?')} on its path",
+                "# set the CNI's MTU (e.g. flannel's net-conf.json / calico's veth_mtu) to the overlay's, then:",
+                f"kubectl -n {ns} delete pod {pod}",
+            )
+        case C.DESTINATION_NOT_LISTENING:
+            return (
+                f"kubectl -n {ns} logs {pod} --tail=50",
+                f"kubectl -n {ns} describe pod {pod}   # is the app listening on {facts.get('port', 'PORT')}?",
+            )
+        case C.SERVICE_NO_ENDPOINTS:
+            svc = facts.get("service", "SVC")
+            return (
+                f"kubectl -n {ns} get pods -l {facts.get('selector', 'SELECTOR')} --show-labels",
+                f"kubectl -n {ns} get endpointslices -l kubernetes.io/service-name={svc}",
+            )
+        case C.SERVICE_ENDPOINTS_NOT_READY:
+            return (
+                f"kubectl -n {ns} get pods -l {facts.get('selector', 'SELECTOR')}",
+                f"kubectl -n {ns} describe pod {pod}   # readiness probe events",
+            )
+        case C.SERVICE_PORT_MISMATCH:
+            svc = facts.get("service", "SVC")
+            return (
+                f"kubectl -n {ns} get svc {svc} -o jsonpath='{{.spec.ports}}'",
+                f'kubectl -n {ns} patch svc {svc} --type=json -p \'[{{"op":"replace","path":"/spec/ports/{facts.get("index", "0")}/targetPort","value":{facts.get("suggest", "PORT")}}}]\'',
+            )
+        case C.DNS_RESOLUTION_FAILED:
+            return (
+                "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide",
+                "kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50",
+            )
+        case C.NETWORK_POLICY_DENIES_EGRESS | C.NETWORK_POLICY_DENIES_INGRESS:
+            policies = facts.get("policies", "")
+            return (
+                *tuple(
+                    f"kubectl -n {p.split('/')[0]} describe networkpolicy {p.split('/')[-1]}" for p in policies.split(",") if p
+                ),
+                "# add a rule that admits this flow, or confirm the deny is intended",
+            )
+        case C.SOURCE_POD_NOT_RUNNING:
+            return (f"kubectl -n {ns} describe pod {pod}", f"kubectl -n {ns} logs {pod} --previous --tail=50")
+        case C.POD_HAS_NO_IP:
+            return (
+                f"kubectl -n {ns} describe pod {pod}   # CNI / IPAM events",
+                f"kubectl -n kube-system logs -l k8s-app=flannel --field-selector spec.nodeName={node} --tail=50",
+            )
+        case C.AGENT_UNREACHABLE:
+            return (
+                f"kubectl -n kube-system get pods -l app.kubernetes.io/name=kubereach-agent -o wide --field-selector spec.nodeName={node}",
+            )
+        case _:
+            return ()
