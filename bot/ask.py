@@ -19,8 +19,9 @@ from bot.settings import load_settings
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print the investigation as JSON.")
 @click.option("--namespace", "-n", help="Namespace to assume when the question names none.")
+@click.option("--no-history", is_flag=True, help="Do not record this investigation in the history database.")
 @click.pass_context
-def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None) -> None:
+def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool) -> None:
     """Ask why one workload cannot reach another, e.g. "why can't frontend reach api"."""
     from bot.investigate import Investigator
     from bot.render.document import investigation_document
@@ -28,7 +29,13 @@ def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None)
 
     config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
     settings = load_settings(config)
-    investigator = Investigator(settings)
+    history = None
+    if not no_history:
+        from bot.history.recorder import HistoryRecorder
+
+        url = settings.database_url.get_secret_value() if settings.database_url else None
+        history = HistoryRecorder.from_url(url, settings.cluster)
+    investigator = Investigator(settings, history)
     steps: list[StepResult] = []
     err = Console(stderr=True)
     try:

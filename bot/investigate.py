@@ -8,6 +8,8 @@ and the history take as it is.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -20,6 +22,9 @@ from bot.cluster.resolve import Resolved
 from bot.errors import BadInput
 from bot.fleet.client import Fleet
 from bot.fleet.observer import FleetObserver
+from bot.history.enums import Origin
+from bot.history.recorder import Asker, HistoryRecorder
+from bot.history.service import Person, SeenBefore, WorkloadRef
 from bot.parse import parse_question
 from bot.playbook.case import Case, EndpointRef, NodeRef, PodRef, ServiceRef
 from bot.playbook.engine import Diagnosis, run_playbook
@@ -27,6 +32,7 @@ from bot.playbook.models import Hop, InvestigationResult, StepResult, Verdict, V
 from bot.settings import BotSettings
 
 StepCallback = Callable[[StepResult], None]
+CLI_ASKER = Asker(Person("cli", os.environ.get("USER", "cli")), Origin.CLI)
 
 
 def new_investigation_id() -> str:
@@ -134,11 +140,42 @@ def build_case(resolved: Resolved, agents_known: frozenset[str], dns_endpoints: 
     )
 
 
+def workload_refs(resolved: Resolved) -> tuple[WorkloadRef, WorkloadRef]:
+    """The source and target as the history stores them."""
+    q = resolved.question
+    src_ns = resolved.source_pods[0].namespace if resolved.source_pods else q.source.namespace
+    source = WorkloadRef(q.source.kind.value, src_ns, q.source.name, resolved.source)
+    if resolved.target_service is not None:
+        svc = resolved.target_service
+        target = WorkloadRef("service", svc.namespace, svc.name, resolved.target)
+    elif resolved.target_pods:
+        pod = resolved.target_pods[0]
+        target = WorkloadRef(resolved.target_kind, pod.namespace, pod.name, resolved.target)
+    else:
+        target = WorkloadRef(resolved.target_kind, None, resolved.target_address, resolved.target)
+    return source, target
+
+
+def seen_before_line(seen: SeenBefore | None) -> str | None:
+    """ "seen 3 times in 30 days, last on 2026-11-02 by @ana, resolved: …" or None."""
+    if seen is None or seen.count == 0:
+        return None
+    line = f"seen {seen.count} time{'s' if seen.count != 1 else ''} in {seen.within.days} days"
+    if seen.last_at is not None:
+        line += f", last on {seen.last_at.date().isoformat()}"
+    if seen.last_asked_by is not None:
+        line += f" by @{seen.last_asked_by.name}"
+    if seen.last_resolution is not None:
+        line += f", resolved: {seen.last_resolution.note or 'no note'} (@{seen.last_resolution.by.name})"
+    return line
+
+
 class Investigator:
     """Holds the cluster client and the fleet for a process; runs investigations."""
 
-    def __init__(self, settings: BotSettings) -> None:
+    def __init__(self, settings: BotSettings, history: HistoryRecorder | None = None) -> None:
         self.settings = settings
+        self.history = history
         self._cluster: ClusterClient | None = None
 
     @property
@@ -181,6 +218,7 @@ class Investigator:
         default_namespace: str | None = None,
         allowed_namespaces: frozenset[str] | None = None,
         investigation_id: str | None = None,
+        asker: Asker | None = None,
     ) -> InvestigationResult:
         """Run one investigation. Bad questions raise BadInput; unresolvable names end with a verdict."""
         started_at = datetime.now(UTC)
@@ -196,6 +234,13 @@ class Investigator:
             )
         except ResolutionError as exc:
             verdict = Verdict(VerdictCode(exc.code), str(exc).replace("\n  hint: ", " — "), None, Hop.API, ())
+            if self.history is not None:
+                recorded = self.history.start(text, asker or CLI_ASKER, None, None, ())
+                early = InvestigationResult(
+                    recorded or inv_id, text, question.source.display(), "", verdict, (), (), _ms(t0), started_at
+                )
+                self.history.finish(recorded, early)
+                inv_id = recorded or inv_id
             return InvestigationResult(
                 inv_id,
                 text,
@@ -212,11 +257,7 @@ class Investigator:
             asyncio.to_thread(self.agent_addresses), asyncio.to_thread(self.dns_endpoints)
         )
         case = build_case(resolved, frozenset(addresses), dns_endpoints)
-        fleet = Fleet(addresses, self.settings.agents)
-        try:
-            diagnosis: Diagnosis = await run_playbook(case, FleetObserver(fleet), on_step)
-        finally:
-            await fleet.close()
+        source_ref, target_ref = workload_refs(resolved)
         namespaces = tuple(
             sorted(
                 {p.namespace for p in case.sources}
@@ -224,7 +265,30 @@ class Investigator:
                 | ({case.service.namespace} if case.service else set())
             )
         )
-        return InvestigationResult(
+        recorded = None
+        if self.history is not None:
+            recorded = await asyncio.to_thread(self.history.start, text, asker or CLI_ASKER, source_ref, target_ref, namespaces)
+            inv_id = recorded or inv_id
+        order = 0
+
+        def step_done(step: StepResult) -> None:
+            nonlocal order
+            order += 1
+            if self.history is not None:
+                self.history.step(recorded, step, order)
+            if on_step is not None:
+                on_step(step)
+
+        fleet = Fleet(addresses, self.settings.agents)
+        try:
+            diagnosis: Diagnosis = await run_playbook(case, FleetObserver(fleet), step_done)
+        except BaseException as exc:
+            if self.history is not None:
+                self.history.fail(recorded, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            await fleet.close()
+        result = InvestigationResult(
             id=inv_id,
             question=text,
             source=resolved.source,
@@ -239,6 +303,11 @@ class Investigator:
             per_source=dict(diagnosis.per_source),
             parsed=question,
         )
+        if self.history is not None:
+            self.history.finish(recorded, result)
+            seen = self.history.seen_before(recorded, source_ref, target_ref, result.verdict)
+            result = dataclasses.replace(result, seen_before=seen_before_line(seen))
+        return result
 
     def close(self) -> None:
         """Release the cluster client."""

@@ -134,3 +134,5 @@ class InvestigationResult:
     notes: tuple[str, ...] = ()
     per_source: dict[str, str] = field(default_factory=dict)
     parsed: Question | None = None
+    seen_before: str | None = None
+    """When the same source → target reached the same verdict before: "seen 3 times in 30 days, …"."""

@@ -57,6 +57,7 @@ def investigation_document(result: InvestigationResult) -> dict[str, Any]:
         "findings": [finding_document(f) for f in result.findings],
         "notes": list(result.notes),
         "per_source": dict(result.per_source),
+        "seen_before": result.seen_before,
         "started_at": result.started_at.isoformat(),
         "duration_ms": result.duration_ms,
     }

@@ -55,6 +55,8 @@ def investigation_view(result: InvestigationResult, *, show_steps: bool = True) 
     if result.findings:
         parts.append(Text("\nalso seen:", style="bold"))
         parts.extend(Text(f"  {f.code.value}{' on ' + f.node if f.node else ''}: {f.summary}") for f in result.findings)
+    if result.seen_before:
+        parts.append(Text(f"\n{result.seen_before}", style="magenta"))
     if result.notes:
         parts.extend(Text(f"note: {n}", style="dim") for n in result.notes)
     if show_steps and result.steps:
