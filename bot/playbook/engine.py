@@ -1378,8 +1378,13 @@ async def run_playbook(case: Case, observer: Observer, on_step: StepCallback | N
     if verdict.code != C.NO_FAULT_FOUND and failing and len(failing) < len(per_source):
         by_node = sorted({s.node or "?" for s in case.sources if s.key in failing})
         fine = sorted({s.node or "?" for s in case.sources if s.key not in failing} - set(by_node))
-        prefix = f"only pods on {', '.join(by_node)} cannot reach {case.target_display}" + (
-            f" (pods on {', '.join(fine)} can)" if fine else ""
-        )
+        if verdict.code == C.AGENT_UNREACHABLE:
+            prefix = f"pods on {', '.join(by_node)} could not be checked" + (
+                f" (pods on {', '.join(fine)} reach {case.target_display})" if fine else ""
+            )
+        else:
+            prefix = f"only pods on {', '.join(by_node)} cannot reach {case.target_display}" + (
+                f" (pods on {', '.join(fine)} can)" if fine else ""
+            )
         verdict = Verdict(verdict.code, f"{prefix}: {verdict.summary}", verdict.node, verdict.hop, verdict.remediation)
     return Diagnosis(verdict, tuple(w.steps), tuple(findings), per_source)

@@ -1,0 +1,418 @@
+"""`kubereach ask` on the lab: the verdict, node and hop for every fault of the catalog, injected on
+different nodes and services, in every CNI and kube-proxy mode; no false positives on a healthy lab.
+
+The playbook never learns which fault was injected: each case injects through `kubereach lab fault`
+and asks a question as an on-call engineer would; the expectation names the code, node and hop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.lab.labkit import Lab, kubereach, running_lab, unique_prefix
+
+pytestmark = pytest.mark.lab
+
+
+def ask(lab: Lab, question: str) -> dict[str, Any]:
+    """One investigation through the CLI, as JSON."""
+    proc = kubereach("--config", lab.status["config"], "ask", question, "--json", "--no-history", timeout=120)
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def pod_on(lab: Lab, app: str, node: str) -> dict[str, Any]:
+    lab.refresh()
+    return next(p for p in lab.status["pods"] if p["labels"].get("app") == app and p["node"] == node)
+
+
+def first_pod(lab: Lab, app: str) -> dict[str, Any]:
+    lab.refresh()
+    return next(p for p in lab.status["pods"] if p["labels"].get("app") == app)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A fault, the question asked while it is in place, and the verdict expected."""
+
+    name: str
+    fault: Callable[[Lab], tuple[str, ...]]
+    question: Callable[[Lab], str]
+    code: str
+    node: Callable[[Lab], str | None]
+    hop: str | None
+
+
+def fixed(*args: str) -> Callable[[Lab], tuple[str, ...]]:
+    return lambda lab: args
+
+
+def text(q: str) -> Callable[[Lab], str]:
+    return lambda lab: q
+
+
+def node(name: str | None) -> Callable[[Lab], str | None]:
+    return lambda lab: name
+
+
+def pod_question(app: str, node_name: str, target: str) -> Callable[[Lab], str]:
+    return lambda lab: f"why can't pod {pod_on(lab, app, node_name)['name']} reach {target}"
+
+
+def pod_fault(fault: str, app: str, node_name: str, *extra: str) -> Callable[[Lab], tuple[str, ...]]:
+    def args(lab: Lab) -> tuple[str, ...]:
+        pod = pod_on(lab, app, node_name)
+        return (fault, "--pod", f"{pod['namespace']}/{pod['name']}", *extra)
+
+    return args
+
+
+# Pods of the default spec on 3 nodes: frontend on node-3 and node-1; api on 2, 3, 1; redis-0 on 2;
+# ledger on 3 and 1; prometheus on 2; coredns on 1 and 2.
+CATALOG = [
+    Case(
+        "node-route-missing",
+        fixed("node-route-missing", "--node", "node-1"),
+        text("why can't frontend reach api"),
+        "NODE_ROUTE_MISSING",
+        node("node-1"),
+        "underlay",
+    ),
+    Case(
+        "node-route-wrong",
+        fixed("node-route-wrong", "--node", "node-3"),
+        text("frontend -> api.shop:8080"),
+        "NODE_ROUTE_MISSING",
+        node("node-3"),
+        "underlay",
+    ),
+    Case(
+        "ip-forward-off",
+        fixed("ip-forward-off", "--node", "node-2"),
+        text("why cant frontend talk to api in shop"),
+        "IP_FORWARDING_DISABLED",
+        node("node-2"),
+        "destination-node",
+    ),
+    Case(
+        "forward-drop",
+        fixed("forward-drop", "--node", "node-3"),
+        text("can prometheus reach svc/api:8080?"),
+        "FORWARD_CHAIN_DROPS",
+        node("node-3"),
+        "destination-node",
+    ),
+    Case(
+        "overlay-down",
+        fixed("overlay-down", "--node", "node-3"),
+        text("why can't frontend reach api"),
+        "OVERLAY_DEVICE_DOWN",
+        node("node-3"),
+        "underlay",
+    ),
+    Case(
+        "overlay-fdb-missing",
+        fixed("overlay-fdb-missing", "--node", "node-1"),
+        text("why can't frontend reach api"),
+        "OVERLAY_DEVICE_DOWN",
+        node("node-1"),
+        "underlay",
+    ),
+    Case(
+        "conntrack-full",
+        fixed("conntrack-full", "--node", "node-1"),
+        text("why can't frontend reach redis"),
+        "CONNTRACK_TABLE_FULL",
+        node("node-1"),
+        "source-node",
+    ),
+    Case(
+        "rp-filter-strict",
+        pod_fault("rp-filter-strict", "frontend", "node-1", "--node", "node-2"),
+        pod_question("frontend", "node-1", "svc api"),
+        "RP_FILTER_DROPS",
+        node("node-2"),
+        "destination-node",
+    ),
+    Case(
+        "agent-down",
+        fixed("agent-down", "--node", "node-3"),
+        text("why can't frontend reach api"),
+        "AGENT_UNREACHABLE",
+        node("node-3"),
+        "source-node",
+    ),
+    Case(
+        "veth-down",
+        pod_fault("veth-down", "api", "node-2"),
+        pod_question("frontend", "node-1", "svc api"),
+        "POD_INTERFACE_DOWN",
+        node("node-2"),
+        "destination-pod",
+    ),
+    Case(
+        "veth-off-bridge",
+        fixed("veth-off-bridge", "--pod", "shop/redis-0"),
+        text("frontend -> redis"),
+        "VETH_NOT_ON_BRIDGE",
+        node("node-2"),
+        "destination-pod",
+    ),
+    Case(
+        "pod-route-missing",
+        pod_fault("pod-route-missing", "frontend", "node-1"),
+        pod_question("frontend", "node-1", "api"),
+        "POD_ROUTE_MISSING",
+        node("node-1"),
+        "source-pod",
+    ),
+    Case(
+        "mtu-mismatch",
+        pod_fault("mtu-mismatch", "frontend", "node-3"),
+        pod_question("frontend", "node-3", "svc api"),
+        "MTU_MISMATCH",
+        node("node-3"),
+        "source-pod",
+    ),
+    Case(
+        "not-listening",
+        fixed("not-listening", "--pod", "shop/redis-0"),
+        text("why can't frontend reach redis"),
+        "DESTINATION_NOT_LISTENING",
+        node("node-2"),
+        "destination-pod",
+    ),
+    Case(
+        "pod-crashloop",
+        pod_fault("pod-crashloop", "frontend", "node-1"),
+        pod_question("frontend", "node-1", "api"),
+        "SOURCE_POD_NOT_RUNNING",
+        node("node-1"),
+        "source-pod",
+    ),
+    Case(
+        "pod-no-ip",
+        pod_fault("pod-no-ip", "frontend", "node-3"),
+        pod_question("frontend", "node-3", "api"),
+        "POD_HAS_NO_IP",
+        node("node-3"),
+        "source-pod",
+    ),
+    Case(
+        "selector-mismatch",
+        fixed("selector-mismatch", "--service", "shop/redis"),
+        text("can frontend reach redis?"),
+        "SERVICE_NO_ENDPOINTS",
+        node(None),
+        "api",
+    ),
+    Case(
+        "endpoints-not-ready",
+        fixed("endpoints-not-ready", "--service", "shop/api"),
+        text("why can't frontend reach api"),
+        "SERVICE_ENDPOINTS_NOT_READY",
+        node(None),
+        "api",
+    ),
+    Case(
+        "target-port-mismatch",
+        fixed("target-port-mismatch", "--service", "monitoring/prometheus"),
+        text("is prometheus.monitoring reachable from api"),
+        "SERVICE_PORT_MISMATCH",
+        node(None),
+        "api",
+    ),
+    Case(
+        "policy-deny-ingress",
+        fixed("policy-deny-ingress", "--service", "shop/redis"),
+        text("why can't frontend reach redis"),
+        "NETWORK_POLICY_DENIES_INGRESS",
+        node("node-2"),
+        "policy",
+    ),
+    Case(
+        "policy-deny-egress",
+        fixed("policy-deny-egress"),
+        pod_question("frontend", "node-1", "api"),
+        "NETWORK_POLICY_DENIES_EGRESS",
+        node("node-1"),
+        "policy",
+    ),
+    Case("dns-down", fixed("dns-down"), text("why can't frontend reach api"), "DNS_RESOLUTION_FAILED", node(None), "dns"),
+    Case(
+        "kube-proxy-rules-missing",
+        fixed("kube-proxy-rules-missing", "--node", "node-1", "--service", "shop/api"),
+        text("why can't frontend reach api"),
+        "KUBE_PROXY_RULES_MISSING",
+        node("node-1"),
+        "service-nat",
+    ),
+    Case(
+        "conntrack-stale",
+        pod_fault("conntrack-stale", "frontend", "node-3", "--service", "kube-system/kube-dns"),
+        pod_question("frontend", "node-3", "kube-dns.kube-system:53 udp"),
+        "CONNTRACK_STALE_ENTRY",
+        node("node-3"),
+        "service-nat",
+    ),
+    Case(
+        "kube-proxy-stale",
+        fixed("kube-proxy-stale", "--node", "node-3", "--service", "shop/api"),
+        text("why can't frontend reach api"),
+        "KUBE_PROXY_RULES_STALE",
+        node("node-3"),
+        "service-nat",
+    ),
+]
+
+# The same causes in other CNI and kube-proxy modes, on other nodes and services.
+OTHER_MODES = [
+    Case(
+        "node-route-missing",
+        fixed("node-route-missing", "--node", "node-2"),
+        text("why can't prometheus reach frontend"),
+        "NODE_ROUTE_MISSING",
+        node("node-2"),
+        "underlay",
+    ),
+    Case(
+        "ip-forward-off",
+        fixed("ip-forward-off", "--node", "node-3"),
+        text("why can't prometheus reach api"),
+        "IP_FORWARDING_DISABLED",
+        node("node-3"),
+        "destination-node",
+    ),
+    Case(
+        "kube-proxy-rules-missing",
+        fixed("kube-proxy-rules-missing", "--node", "node-2", "--service", "shop/redis"),
+        text("why can't prometheus reach redis"),
+        "KUBE_PROXY_RULES_MISSING",
+        node("node-2"),
+        "service-nat",
+    ),
+    Case(
+        "veth-down",
+        fixed("veth-down", "--pod", "shop/redis-0"),
+        text("why can't frontend reach redis"),
+        "POD_INTERFACE_DOWN",
+        node("node-2"),
+        "destination-pod",
+    ),
+    Case(
+        "kube-proxy-stale",
+        fixed("kube-proxy-stale", "--node", "node-2", "--service", "shop/frontend"),
+        text("why can't prometheus reach frontend"),
+        "KUBE_PROXY_RULES_STALE",
+        node("node-2"),
+        "service-nat",
+    ),
+]
+CALICO_ONLY = [
+    Case(
+        "overlay-down",
+        fixed("overlay-down", "--node", "node-1"),
+        text("why can't prometheus reach frontend"),
+        "OVERLAY_DEVICE_DOWN",
+        node("node-1"),
+        "underlay",
+    ),
+]
+
+
+def _check(lab: Lab, case: Case) -> None:
+    lab.cli("fault", *case.fault(lab))
+    try:
+        result = ask(lab, case.question(lab))
+    finally:
+        lab.cli("heal")
+    verdict = result["verdict"]
+    assert (verdict["code"], verdict["node"], verdict["hop"]) == (case.code, case.node(lab), case.hop), json.dumps(
+        {
+            "verdict": verdict,
+            "findings": result["findings"],
+            "steps": [(s["status"], s["name"], s["summary"]) for s in result["steps"]],
+        },
+        indent=1,
+    )
+    assert verdict["summary"] and (verdict["remediation"] or case.code == "NO_FAULT_FOUND")
+    assert any(s["status"] == "fail" for s in result["steps"]), "the verdict comes from a failing step with evidence"
+
+
+@pytest.fixture(scope="module")
+def flannel_lab() -> Iterator[Lab]:
+    with running_lab(unique_prefix("q"), "--nodes", "3") as lab:
+        yield lab
+
+
+def test_healthy_lab_every_allowed_pair_is_fine_and_denied_pairs_name_the_policy(flannel_lab: Lab) -> None:
+    lab = flannel_lab
+    sources = [
+        "deploy/frontend",
+        "deploy/api",
+        "sts/redis",
+        "deploy/ledger",
+        "deploy/prometheus",
+        "deploy/coredns in kube-system",
+    ]
+    targets = [
+        ("svc/api.shop", "shop"),
+        ("svc/frontend.shop", "shop"),
+        ("svc/redis.shop", "shop"),
+        ("svc/ledger.payments", "payments"),
+        ("svc/prometheus.monitoring", "monitoring"),
+        ("svc/kube-dns.kube-system:53 udp", "kube-system"),
+    ]
+    wrong = []
+    for source in sources:
+        for target, _ns in targets:
+            if source.startswith("deploy/ledger") and "ledger" in target:
+                continue  # a pod reaching its own service hairpins through the node, which the policy admits
+            result = ask(lab, f"{source} -> {target}")
+            expected = "NETWORK_POLICY_DENIES_INGRESS" if "ledger" in target and "api" not in source else "NO_FAULT_FOUND"
+            if result["verdict"]["code"] != expected:
+                wrong.append(f"{source} -> {target}: {result['verdict']['code']}: {result['verdict']['summary']}")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("case", CATALOG, ids=[c.name for c in CATALOG])
+def test_every_fault_gives_its_verdict_node_and_hop(flannel_lab: Lab, case: Case) -> None:
+    _check(flannel_lab, case)
+
+
+@pytest.mark.parametrize(
+    ("cni", "proxy"), [("host-gw", "nftables"), ("calico", "iptables"), ("calico", "nftables"), ("flannel-vxlan", "nftables")]
+)
+def test_the_same_fault_gives_the_same_verdict_in_every_mode(cni: str, proxy: str) -> None:
+    cases = OTHER_MODES + (CALICO_ONLY if cni == "calico" else [])
+    with running_lab(unique_prefix("o"), "--nodes", "3", "--cni", cni, "--proxy", proxy) as lab:
+        for case in cases:
+            _check(lab, case)
+
+
+def test_with_an_agent_killed_ask_completes_and_says_what_it_could_not_check(flannel_lab: Lab) -> None:
+    lab = flannel_lab
+    lab.cli("fault", "agent-down", "--node", "node-1")
+    try:
+        result = ask(lab, "why can't frontend reach api")  # frontend runs on node-1 and node-3
+    finally:
+        lab.cli("heal")
+    verdict = result["verdict"]
+    assert verdict["code"] == "AGENT_UNREACHABLE" and verdict["node"] == "node-1"
+    assert "could not be checked" in verdict["summary"] and "node-3" in verdict["summary"]
+    assert any("not checked" in f["summary"] and "node-1" in f["summary"] for f in result["findings"])
+    probed = [s for s in result["steps"] if "probes" in s["name"]]
+    assert probed and all(s["status"] == "pass" for s in probed), "the pods on node-3 were still probed"
+
+
+def test_unknown_names_end_with_suggestions_and_bad_questions_exit_2(flannel_lab: Lab) -> None:
+    lab = flannel_lab
+    result = ask(lab, "why can't frontnd reach api")
+    assert result["verdict"]["code"] == "SOURCE_NOT_FOUND" and "frontend" in result["verdict"]["summary"]
+    proc = kubereach("--config", lab.status["config"], "ask", "frontend", "--json", "--no-history", check=False)
+    assert proc.returncode == 2 and "frontend → ?" in proc.stderr
