@@ -137,7 +137,12 @@ CASES = [
     Case("forward-drop", ("--node", "node-2"), cross_node("node-1", "node-2"), cross_node("node-1", "node-3")),
     Case("overlay-down", ("--node", "node-2"), cross_node("node-1", "node-2"), cross_node("node-1", "node-3")),
     Case("overlay-fdb-missing", ("--node", "node-1"), cross_node("node-1", "node-2"), cross_node("node-1", "node-3")),
-    Case("conntrack-full", ("--node", "node-1"), conntrack_has_room("node-1"), to_service("node-2", "shop", "frontend", 80)),
+    Case(
+        "conntrack-full",
+        ("--node", "node-1"),
+        conntrack_has_room("node-1"),
+        to_service("node-3", "monitoring", "prometheus", 9090),
+    ),
     Case("agent-down", ("--node", "node-1"), agent_answers("node-1"), agent_answers("node-2")),
     Case(
         "not-listening",
