@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -30,13 +31,25 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj["config_path"] = config_path
 
 
+def _digest_for_slack(settings: Any, history: Any) -> tuple[Any, Any]:
+    """The `/reach digest …` handler and its dependencies, for the Slack app."""
+    from bot.digest.flows import DigestDeps
+    from bot.digest.slack import handle
+    from bot.digest.sweep import investigator_sweep
+
+    return handle, DigestDeps(history.sessions, investigator_sweep(settings))
+
+
 def _register() -> None:
     from bot.ask import ask
+    from bot.digest.cli import digest
     from bot.history.cli import search
+    from bot.investigate import Investigator
     from bot.policy.cli import policy
+    from bot.slack.serve import make_serve_command
     from lab.cli import demo, lab
 
-    for command in (lab, demo, ask, search, policy):
+    for command in (lab, demo, ask, search, policy, digest, make_serve_command(Investigator, digest=_digest_for_slack)):
         cli.add_command(command)
 
 

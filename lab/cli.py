@@ -140,12 +140,13 @@ def heal(ctx: click.Context) -> None:
     "--script", "script", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Run these lines non-interactively."
 )
 @click.option("--keep", is_flag=True, help="Leave the lab up when the demo ends.")
-def demo(prefix: str, script: Path | None, keep: bool) -> None:
-    """Bring up the lab and show how to ask kubereach about it."""
+@click.option("--no-tour", is_flag=True, help="Skip the guided tour of three questions.")
+def demo(prefix: str, script: Path | None, keep: bool, no_tour: bool) -> None:
+    """Bring up the lab, the Slack app and a terminal channel; a guided tour first."""
     from lab.demo import run_demo
 
     try:
-        run_demo(validate_prefix(prefix), script, keep=keep)
+        run_demo(validate_prefix(prefix), script, keep=keep, tour=not no_tour)
     except LabError as exc:
         click.echo(f"kubereach demo: {exc}", err=True)
         raise SystemExit(exc.exit_code) from exc

@@ -1,0 +1,210 @@
+"""Digest schedules in the bot: APScheduler 3 cron jobs, one per enabled subscription.
+
+Each subscription becomes a `CronTrigger` in its own timezone (so 09:00 Europe/Berlin stays 09:00 across
+daylight-saving changes). When a job fires, the slot it runs is computed from the trigger (the latest
+fire time not after now), so every replica names the same slot, and `bot.digest.flows.run_slot`
+claims it in the database: exactly one replica posts it.
+
+Jobs live in memory; the subscriptions table is the truth, re-read every `resync_s` seconds (and on
+`refresh()`, which `/reach digest …` calls through `DigestDeps.on_change`). A slot missed while no bot
+was running is caught up once on `start()`: only the latest missed slot of each subscription runs
+(coalesced), never one run per missed slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.digest import store
+from bot.digest.command import WEEKDAYS
+from bot.digest.flows import DigestDeps, PostDigest, SlotOutcome, run_slot
+from bot.digest.store import SubscriptionView
+from bot.errors import KubereachError
+from bot.history.enums import DigestCadence
+from bot.settings import BotSettings
+
+log = logging.getLogger("kubereach.digest")
+
+RESYNC_SECONDS = 60.0
+MISFIRE_GRACE_SECONDS = 3600
+"""A job that fires late (the process was busy or suspended) still runs within this grace."""
+_LOOKBACK = timedelta(days=8)
+_JOB_PREFIX = "digest-"
+
+
+def slot_trigger(subscription: SubscriptionView) -> CronTrigger:
+    """The cron trigger of a subscription: its local time, every day or on its weekday, in its timezone."""
+    hour, minute = (int(part) for part in subscription.time_of_day.split(":"))
+    day_of_week = WEEKDAYS[subscription.weekday or 0] if subscription.cadence == DigestCadence.WEEKLY else "*"
+    return CronTrigger(day_of_week=day_of_week, hour=hour, minute=minute, timezone=ZoneInfo(subscription.timezone))
+
+
+def latest_slot(trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The latest fire time of `trigger` at or before `now` (UTC), within the last eight days."""
+    fire = trigger.get_next_fire_time(None, now - _LOOKBACK)
+    latest = None
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return latest.astimezone(UTC) if latest is not None else None
+
+
+def missed_slot(subscription: SubscriptionView, now: datetime) -> datetime | None:
+    """The slot a start at `now` should catch up: the latest one, if it came after the subscription."""
+    slot = latest_slot(slot_trigger(subscription), now)
+    if slot is None or slot < subscription.created_at:
+        return None
+    return slot
+
+
+@dataclass(frozen=True)
+class _Planned:
+    signature: tuple[object, ...]
+
+
+def _signature(subscription: SubscriptionView) -> tuple[object, ...]:
+    return (subscription.cadence, subscription.time_of_day, subscription.timezone, subscription.weekday, subscription.namespaces)
+
+
+class DigestScheduler:
+    """Runs every enabled subscription's digest at its slots, exactly once across replicas.
+
+    `post(channel, digest)` is called once per slot this process wins; `clock` is for tests.
+    """
+
+    def __init__(
+        self,
+        deps: DigestDeps,
+        post: PostDigest,
+        *,
+        resync_s: float = RESYNC_SECONDS,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.deps = deps
+        self.post = post
+        self.resync_s = resync_s
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECONDS},
+        )
+        self._planned: dict[int, _Planned] = {}
+        self._lock = threading.Lock()
+        self.outcomes: list[tuple[int, datetime, SlotOutcome]] = []
+        """(subscription, slot, outcome) of every slot this process attempted, in order."""
+
+    @classmethod
+    def from_settings(cls, settings: BotSettings, post: PostDigest, *, resync_s: float = RESYNC_SECONDS) -> DigestScheduler:
+        """A scheduler over the history database and the agents of `settings` (see `DigestDeps.from_settings`)."""
+        return cls(DigestDeps.from_settings(settings), post, resync_s=resync_s)
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Plan every enabled subscription, catch up missed slots once, and start the scheduler thread."""
+        self._scheduler.start()
+        subscriptions = self._enabled()
+        self._plan(subscriptions)
+        now = self._clock()
+        for subscription in subscriptions:
+            slot = missed_slot(subscription, now)
+            if slot is None:
+                continue
+            try:
+                with self.deps.sessions() as session:
+                    done = store.slot_run_exists(session, subscription.id, slot)
+            except SQLAlchemyError as exc:
+                log.error("digest: cannot check missed slots: %s", exc)
+                continue
+            if not done:
+                log.info("digest: catching up the missed slot %s of subscription %s", slot.isoformat(), subscription.id)
+                self._scheduler.add_job(
+                    self._run, args=(subscription.id, slot), id=f"catch-up-{subscription.id}", replace_existing=True
+                )
+        self._scheduler.add_job(self.refresh, "interval", seconds=self.resync_s, id="resync-subscriptions", replace_existing=True)
+
+    def stop(self) -> None:
+        """Stop the scheduler, waiting for digests in flight."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+
+    def refresh(self) -> None:
+        """Re-read the subscriptions and add, change or remove their jobs."""
+        self._plan(self._enabled())
+
+    @property
+    def planned(self) -> dict[int, datetime | None]:
+        """subscription id → its job's next run time (UTC)."""
+        out: dict[int, datetime | None] = {}
+        for job in self._scheduler.get_jobs():
+            if job.id.startswith(_JOB_PREFIX):
+                next_run = job.next_run_time
+                out[int(job.id.removeprefix(_JOB_PREFIX))] = next_run.astimezone(UTC) if next_run else None
+        return out
+
+    # ------------------------------------------------------------------------------------- internals
+
+    def _enabled(self) -> list[SubscriptionView]:
+        try:
+            with self.deps.sessions() as session:
+                return store.enabled_subscriptions(session)
+        except SQLAlchemyError as exc:
+            log.error("digest: cannot read the subscriptions: %s", exc)
+            return []
+
+    def _plan(self, subscriptions: list[SubscriptionView]) -> None:
+        with self._lock:
+            wanted = {s.id: s for s in subscriptions}
+            for subscription_id in list(self._planned):
+                if subscription_id not in wanted:
+                    self._scheduler.remove_job(f"{_JOB_PREFIX}{subscription_id}")
+                    del self._planned[subscription_id]
+            for subscription in subscriptions:
+                signature = _signature(subscription)
+                planned = self._planned.get(subscription.id)
+                if planned is not None and planned.signature == signature:
+                    continue
+                self._scheduler.add_job(
+                    self._run_scheduled,
+                    trigger=slot_trigger(subscription),
+                    args=(subscription.id,),
+                    id=f"{_JOB_PREFIX}{subscription.id}",
+                    replace_existing=True,
+                )
+                self._planned[subscription.id] = _Planned(signature)
+
+    def _run_scheduled(self, subscription_id: int) -> None:
+        with self._lock:
+            planned = self._planned.get(subscription_id)
+        if planned is None:
+            return
+        try:
+            with self.deps.sessions() as session:
+                subscription = store.get_subscription(session, subscription_id)
+        except SQLAlchemyError as exc:
+            log.error("digest: cannot read subscription %s: %s", subscription_id, exc)
+            return
+        if subscription is None:
+            return
+        slot = latest_slot(slot_trigger(subscription), self._clock())
+        if slot is not None:
+            self._run(subscription_id, slot)
+
+    def _run(self, subscription_id: int, slot: datetime) -> SlotOutcome:
+        try:
+            outcome = run_slot(self.deps, subscription_id, slot, self.post)
+        except KubereachError as exc:
+            log.error("digest: slot %s of subscription %s failed: %s", slot.isoformat(), subscription_id, exc)
+            outcome = SlotOutcome.FAILED
+        with self._lock:
+            self.outcomes.append((subscription_id, slot, outcome))
+        return outcome

@@ -1,0 +1,183 @@
+"""The Slack app, wired in one place: `build_deps` → `build_app` → `register(app, deps)`.
+
+    deps = build_deps(settings)
+    app = build_app(settings, deps)          # calls register(app, deps)
+    SlackHttpServer(app, "127.0.0.1", 3000)  # or Socket Mode, see bot.slack.serve
+
+Requests are checked for Slack's signature (5-minute replay window) before anything else runs;
+Slack's retries of a delivery are acknowledged and dropped; one error handler turns anything
+unexpected into a sentence for the person and a log line for the operator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_bolt.middleware import Middleware
+from slack_bolt.request import BoltRequest
+from slack_sdk import WebClient
+from slack_sdk.signature import Clock, SignatureVerifier
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.errors import BadInput
+from bot.history import service
+from bot.history.db import local_owner_is_alive
+from bot.history.recorder import HistoryRecorder
+from bot.render import blocks as render
+from bot.settings import BotSettings
+from bot.slack import handlers
+from bot.slack.access import ChannelAccess
+from bot.slack.dedupe import DeliveryDedupe, delivery_key
+from bot.slack.flows import DigestHandler, InvestigationLoop, NewInvestigator, SlackDeps
+from bot.slack.ids import ActionId, Command
+from bot.slack.messaging import SlackPoster, build_client
+
+log = logging.getLogger("kubereach.slack")
+
+LISTENER_THREADS = 8
+
+
+class SignedRequests(Middleware):
+    """Rejects (401) a request whose `X-Slack-Signature` does not match, or whose timestamp is over 5 minutes off."""
+
+    def __init__(self, signing_secret: str, clock: Clock | None = None) -> None:
+        """Check against `signing_secret`; `clock` is injectable for tests."""
+        self.verifier = SignatureVerifier(signing_secret, clock or Clock())
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:
+        """Pass a signed request on; answer anything else 401 (Socket Mode is authenticated by its connection)."""
+        if req.mode == "socket_mode":
+            return next()
+        timestamp = (req.headers.get("x-slack-request-timestamp") or [""])[0]
+        signature = (req.headers.get("x-slack-signature") or [""])[0]
+        if timestamp and signature and self.verifier.is_valid(req.raw_body, timestamp, signature):
+            return next()
+        log.warning("slack: rejected a request without a valid signature")
+        return BoltResponse(status=401, body={"error": "invalid request"})
+
+
+def build_deps(
+    settings: BotSettings,
+    new_investigator: NewInvestigator,
+    *,
+    client: WebClient | None = None,
+    history: HistoryRecorder | None = None,
+    with_history: bool = True,
+    digest: tuple[DigestHandler, Any] | None = None,
+) -> SlackDeps:
+    """Everything the handlers need: the investigator, the history, a Slack client, the access map.
+
+    `new_investigator` is `bot.investigate.Investigator` (passed in by the composition root, so
+    bot.slack never imports the cluster client); `digest` is ``(bot.digest.slack.handle, DigestDeps)``
+    when digests are set up.
+    """
+    if history is None and with_history:
+        url = settings.database_url.get_secret_value() if settings.database_url else None
+        history = HistoryRecorder.from_url(url, settings.cluster)
+    return SlackDeps(
+        settings=settings,
+        investigator=new_investigator(settings, history),
+        digest_handler=digest[0] if digest else None,
+        digest=digest[1] if digest else None,
+        history=history,
+        poster=SlackPoster(client or build_client(settings)),
+        access=ChannelAccess(settings.channel_namespaces),
+        loop=InvestigationLoop(),
+        dedupe=DeliveryDedupe(),
+    )
+
+
+def build_app(settings: BotSettings, deps: SlackDeps, *, clock: Clock | None = None) -> App:
+    """A bolt App using `deps.poster.client`, verifying signatures itself, with every listener registered."""
+    if settings.slack_signing_secret is None and settings.slack_app_token is None:
+        raise BadInput(
+            "no Slack signing secret is set", hint="set SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)"
+        )
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    app = App(
+        client=deps.poster.client,
+        signing_secret=secret or "socket-mode-only",
+        request_verification_enabled=False,
+        before_authorize=SignedRequests(secret, clock) if secret else None,
+        token_verification_enabled=False,
+        process_before_response=False,
+        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="kubereach-slack"),
+    )
+    register(app, deps)
+    return app
+
+
+def register(app: App, deps: SlackDeps) -> None:
+    """Wire the middleware, the command, the mention, the three buttons and the error handler."""
+
+    @app.middleware
+    def drop_repeated_deliveries(body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
+        key = delivery_key(body)
+        if key is not None and not deps.dedupe.first_delivery(key):
+            log.info("slack: dropped a repeated delivery (%s)", key)
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
+    @app.command(Command.REACH.value)
+    def reach(ack: handlers.Ack, body: dict[str, Any]) -> None:
+        handlers.on_reach_command(ack, body, deps)
+
+    @app.event("app_mention")
+    def mention(ack: handlers.Ack, event: dict[str, Any]) -> None:
+        handlers.on_app_mention(ack, event, deps)
+
+    @app.event("message")
+    def ignore_messages(ack: handlers.Ack) -> None:
+        ack()
+
+    @app.action(ActionId.RERUN.value)
+    def rerun(ack: handlers.Ack, body: dict[str, Any]) -> None:
+        handlers.on_rerun(ack, body, deps)
+
+    @app.action(ActionId.SHOW_EVIDENCE.value)
+    def show_evidence(ack: handlers.Ack, body: dict[str, Any]) -> None:
+        handlers.on_show_evidence(ack, body, deps)
+
+    @app.action(ActionId.RESOLVED.value)
+    def resolved(ack: handlers.Ack, body: dict[str, Any]) -> None:
+        handlers.on_resolved(ack, body, deps)
+
+    @app.error
+    def unexpected(error: Exception, body: dict[str, Any]) -> None:
+        # The one place an unexpected failure ends: a log line with the type, a sentence for the person.
+        log.error("slack: a request failed: %s: %s", type(error).__name__, error)
+        event = body.get("event") or {}
+        channel = str(body.get("channel_id") or (body.get("channel") or {}).get("id") or event.get("channel") or "")
+        user = str(body.get("user_id") or (body.get("user") or {}).get("id") or event.get("user") or "")
+        if channel and user:
+            deps.poster.ephemeral(
+                channel,
+                user,
+                ":warning: kubereach hit an unexpected problem answering that; "
+                "it is logged — please try again, and tell the bot's admins if it persists.",
+            )
+
+
+def announce_interrupted(deps: SlackDeps) -> int:
+    """On start: close investigations a dead process left running and say so in their threads; returns how many."""
+    if deps.history is None:
+        return 0
+    try:
+        with deps.history.sessions.begin() as session:
+            stranded = service.mark_interrupted(session, local_owner_is_alive)
+    except SQLAlchemyError as exc:
+        log.error("history: cannot close interrupted investigations: %s", exc)
+        return 0
+    for item in stranded:
+        if item.channel and item.thread_ts:
+            text = (
+                f":warning: The bot restarted before `{item.id}` finished. "
+                "Ask again (or click Re-run on an earlier answer) to get a verdict."
+            )
+            deps.poster.post(item.channel, render.message_text(text), render.notice_blocks(text), thread_ts=item.thread_ts)
+    return len(stranded)

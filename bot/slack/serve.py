@@ -1,0 +1,161 @@
+"""`kubereach serve`: run the Slack app over HTTP (signing secret + bot token) or Socket Mode (app token).
+
+HTTP mode listens on ``--host``/``--port`` at ``/slack/events`` (commands, events and interactivity
+all go there, as the manifest says) with a small threaded WSGI server; Socket Mode opens an outbound
+WebSocket and needs no public URL. Tokens come from the settings (``KUBEREACH_SLACK_…``) or the
+plain ``SLACK_BOT_TOKEN`` / ``SLACK_SIGNING_SECRET`` / ``SLACK_APP_TOKEN`` names.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import click
+from pydantic import SecretStr
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from bot.errors import BadInput
+from bot.history.recorder import HistoryRecorder
+from bot.settings import BotSettings, load_settings
+from bot.slack.flows import DigestHandler, NewInvestigator
+
+log = logging.getLogger("kubereach.slack")
+EVENTS_PATH = "/slack/events"
+DigestSetup = Callable[[BotSettings, HistoryRecorder], "tuple[DigestHandler, Any] | None"]
+"""Builds `(bot.digest.slack.handle, its DigestDeps)` for a process, or None when digests are off."""
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    request_queue_size = 64
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http: " + format, *args)
+
+
+class SlackHttpServer:
+    """The app's HTTP endpoint (``POST /slack/events``) on a threaded WSGI server; port 0 = the kernel picks."""
+
+    def __init__(self, app: App, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Bind now (so `url` is known); serve with `serve_forever()` or `start()` (background thread)."""
+        handler = SlackRequestHandler(app)
+
+        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ.get("PATH_INFO") != EVENTS_PATH:
+                start_response("404 Not Found", [("Content-Type", "text/plain")])
+                return [b"kubereach: Slack requests go to /slack/events\n"]
+            return handler(environ, start_response)
+
+        self._server = make_server(host, port, wsgi, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT/slack/events``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{EVENTS_PATH}"
+
+    def serve_forever(self) -> None:
+        """Serve until `stop()` (or Ctrl-C)."""
+        self._server.serve_forever(poll_interval=0.2)
+
+    def start(self) -> str:
+        """Serve on a background thread; returns `url`."""
+        self._thread = threading.Thread(target=self.serve_forever, name="kubereach-slack-http", daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def make_serve_command(new_investigator: NewInvestigator, digest: DigestSetup | None = None) -> click.Command:
+    """The `kubereach serve` command, given how to build the investigator (and, optionally, digests).
+
+    The composition root passes `bot.investigate.Investigator` (bot.slack never imports the cluster
+    client), and for digests a function returning ``(bot.digest.slack.handle, DigestDeps)``.
+    """
+
+    @click.command("serve")
+    @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on (HTTP mode).")
+    @click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535), help="Port (HTTP mode).")
+    @click.option("--socket-mode", is_flag=True, help="Use Socket Mode (needs SLACK_APP_TOKEN) instead of HTTP.")
+    @click.option("--bot-token", envvar="SLACK_BOT_TOKEN", default=None, help="Bot token (or SLACK_BOT_TOKEN).")
+    @click.option(
+        "--signing-secret", envvar="SLACK_SIGNING_SECRET", default=None, help="Signing secret (or SLACK_SIGNING_SECRET)."
+    )
+    @click.option("--app-token", envvar="SLACK_APP_TOKEN", default=None, help="App-level token (or SLACK_APP_TOKEN).")
+    @click.pass_context
+    def serve(
+        ctx: click.Context,
+        host: str,
+        port: int,
+        socket_mode: bool,
+        bot_token: str | None,
+        signing_secret: str | None,
+        app_token: str | None,
+    ) -> None:
+        """Run the Slack app: /reach, @kubereach and the buttons, with the agents, the cluster and the history."""
+        from bot.slack.app import announce_interrupted, build_app, build_deps
+
+        config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
+        base = load_settings(config)
+        overrides: dict[str, Any] = {}
+        for field, value in (
+            ("slack_bot_token", bot_token),
+            ("slack_signing_secret", signing_secret),
+            ("slack_app_token", app_token),
+        ):
+            if value and getattr(base, field) is None:
+                overrides[field] = SecretStr(value)
+        settings = load_settings(config, **overrides) if overrides else base
+        if settings.slack_bot_token is None:
+            raise BadInput("no Slack bot token is set", hint="set SLACK_BOT_TOKEN (xoxb-…) or KUBEREACH_SLACK_BOT_TOKEN")
+        if socket_mode and settings.slack_app_token is None:
+            raise BadInput(
+                "Socket Mode needs an app-level token", hint="set SLACK_APP_TOKEN (xapp-…) with the connections:write scope"
+            )
+        if not socket_mode and settings.slack_signing_secret is None:
+            raise BadInput("HTTP mode needs the signing secret", hint="set SLACK_SIGNING_SECRET, or use --socket-mode")
+        history = HistoryRecorder.from_url(
+            settings.database_url.get_secret_value() if settings.database_url else None, settings.cluster
+        )
+        digest_parts: tuple[DigestHandler, Any] | None = digest(settings, history) if digest is not None else None
+        deps = build_deps(settings, new_investigator, history=history, digest=digest_parts)
+        app = build_app(settings, deps)
+        stranded = announce_interrupted(deps)
+        if stranded:
+            click.echo(f"closed {stranded} investigation(s) left running by a stopped bot")
+        try:
+            if socket_mode:
+                from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+                assert settings.slack_app_token is not None
+                click.echo("kubereach: Slack app running in Socket Mode (Ctrl-C stops)")
+                SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
+            else:
+                server = SlackHttpServer(app, host, port)
+                click.echo(f"kubereach: Slack app listening on {server.url} (Ctrl-C stops)")
+                try:
+                    server.serve_forever()
+                finally:
+                    server.stop()
+        except KeyboardInterrupt:
+            click.echo("")
+        finally:
+            deps.close()
+
+    return serve

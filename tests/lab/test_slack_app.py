@@ -1,0 +1,182 @@
+"""The Slack app end to end on a real lab: signed deliveries in through the local Slack, threaded verdicts out.
+
+One lab for the module (the machine is small). Every delivery's ack time is collected and printed
+at the end (median and max); speed itself is measured in bench/, not asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from bot.history.models import AuditEntry, Investigation, Resolution
+from lab.demo import LocalSlack, final_verdict
+from lab.slackstub import Message
+from tests.lab.labkit import Lab, running_lab, unique_prefix
+
+pytestmark = pytest.mark.lab
+
+QUESTION = "why can't frontend reach api"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with running_lab(unique_prefix("sl")) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def slack(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlack]:
+    db = tmp_path_factory.mktemp(f"{lab.prefix}-slack") / "history.db"
+    rig = LocalSlack.start(Path(lab.status["config"]), f"sqlite:///{db}", channel_namespaces={"CSHOP": ["shop"], "*": ["*"]})
+    rig.stub.state.add_channel("shop-only", channel_id="CSHOP")
+    try:
+        yield rig
+    finally:
+        rig.close()
+        acks = sorted(rig.acks)
+        if acks:
+            print(
+                f"\nack times over {len(acks)} deliveries: median {statistics.median(acks) * 1000:.1f} ms, "
+                f"max {acks[-1] * 1000:.1f} ms"
+            )
+
+
+def _newest_thread(slack: LocalSlack, channel: str | None = None) -> list[Message]:
+    return slack.threads(channel)[-1]
+
+
+def _investigations(slack: LocalSlack) -> list[Investigation]:
+    assert slack.deps.history is not None
+    with slack.deps.history.sessions() as session:
+        return list(session.scalars(select(Investigation).order_by(Investigation.id)))
+
+
+@pytest.mark.parametrize(
+    ("fault", "question", "expected"),
+    [
+        ((), QUESTION, "NO_FAULT_FOUND"),
+        ((), "why can't frontend reach ledger", "NETWORK_POLICY_DENIES_INGRESS"),
+        (("ip-forward-off", "--node", "node-2"), QUESTION, "IP_FORWARDING_DISABLED"),
+        (("selector-mismatch",), QUESTION, "SERVICE_NO_ENDPOINTS"),
+        (("dns-down",), QUESTION, "DNS_RESOLUTION_FAILED"),
+    ],
+    ids=["healthy", "policy-deny", "ip-forward-off", "selector-mismatch", "dns-down"],
+)
+def test_slash_command_ends_in_a_thread_whose_final_message_has_the_verdict(
+    lab: Lab, slack: LocalSlack, fault: tuple[str, ...], question: str, expected: str
+) -> None:
+    if fault:
+        lab.cli("fault", *fault)
+    try:
+        delivery = slack.command(question)
+        assert (delivery.status, delivery.body) == (200, "")
+        thread = _newest_thread(slack)
+        assert question in thread[0].text
+        assert final_verdict(thread) == expected
+        progress = thread[1]
+        assert progress.edits, "the investigating message was updated in place"
+        assert any(a["action_id"] == "kubereach_rerun" for b in progress.blocks if b["type"] == "actions" for a in b["elements"])
+    finally:
+        if fault:
+            lab.cli("heal")
+
+
+def test_mention_is_answered_in_its_own_thread(slack: LocalSlack) -> None:
+    root = slack.stub.post_user_message(slack.channel, slack.user, "api is flaky for shop users")
+    delivery = slack.mention("why can't frontend reach ledger", thread_ts=root)
+    assert delivery.status == 200
+    thread = slack.stub.thread(slack.channel, root)
+    assert final_verdict(thread) == "NETWORK_POLICY_DENIES_INGRESS"
+
+
+def test_rerun_after_heal_says_what_changed(lab: Lab, slack: LocalSlack) -> None:
+    lab.cli("fault", "ip-forward-off", "--node", "node-2")
+    try:
+        slack.command(QUESTION)
+        assert final_verdict(_newest_thread(slack)) == "IP_FORWARDING_DISABLED"
+    finally:
+        lab.cli("heal")
+    slack.click("Re-run")
+    thread = _newest_thread(slack)
+    rerun = thread[-1]
+    assert final_verdict(thread) == "NO_FAULT_FOUND"
+    said = json.dumps(rerun.blocks)
+    assert "Since the last run" in said
+    assert "IP_FORWARDING_DISABLED \\u2192 NO_FAULT_FOUND" in said or "IP_FORWARDING_DISABLED → NO_FAULT_FOUND" in said
+
+
+def test_show_evidence_and_resolved_post_in_the_thread_and_record_the_resolver(slack: LocalSlack) -> None:
+    slack.command(QUESTION)
+    verdict_message = _newest_thread(slack)[-1]
+    slack.click("Show evidence", message=verdict_message)
+    slack.click("Resolved", message=verdict_message)
+    thread = _newest_thread(slack)
+    assert any(m.files for m in thread) or any("Evidence of" in m.text for m in thread)
+    assert "Resolved by" in thread[-1].text
+    assert slack.deps.history is not None
+    with slack.deps.history.sessions() as session:
+        resolutions = list(session.scalars(select(Resolution)))
+    assert any(r.resolved_by_id == slack.user for r in resolutions)
+
+
+def test_retried_deliveries_start_one_investigation(slack: LocalSlack) -> None:
+    before = len(_investigations(slack))
+    mention = slack.mention(QUESTION)
+    slack.retry(mention, retry_num=1)
+    slack.retry(mention, retry_num=2)
+    command = slack.command(QUESTION)
+    slack.retry(command, retry_num=1)
+    assert len(_investigations(slack)) == before + 2
+
+
+def test_a_channel_limited_to_shop_gets_a_private_refusal_about_payments(slack: LocalSlack) -> None:
+    public_before = len(slack.stub.messages("CSHOP"))
+    slack.command("why can't frontend reach ledger", channel="CSHOP")
+    refusals = slack.ephemerals("CSHOP")
+    assert refusals and "`shop`" in refusals[-1].text and "payments" in refusals[-1].text
+    assert len(slack.stub.messages("CSHOP")) == public_before
+    assert slack.deps.history is not None
+    with slack.deps.history.sessions() as session:
+        denied = list(session.scalars(select(AuditEntry).where(AuditEntry.allowed.is_(False), AuditEntry.channel == "CSHOP")))
+    assert denied
+
+
+def test_a_rate_limited_post_is_retried_and_the_message_arrives(slack: LocalSlack) -> None:
+    slack.stub.rate_limit("chat.postMessage", times=1, retry_after=1)
+    slack.command(QUESTION)
+    assert final_verdict(_newest_thread(slack)) == "NO_FAULT_FOUND"
+    statuses = [c.http_status for c in slack.stub.calls("chat.postMessage")]
+    assert 429 in statuses and statuses[-1] == 200
+
+
+def test_slack_down_does_not_lose_the_investigation(slack: LocalSlack) -> None:
+    slack.command("help")  # the app has talked to Slack before the outage
+    before = len(_investigations(slack))
+    slack.stub.down()
+    try:
+        delivery = slack.sender.slash_command("/reach", QUESTION, channel=slack.channel, user=slack.user)
+        assert delivery.status == 200
+        assert slack.deps.in_flight.wait_idle(120)
+    finally:
+        slack.stub.up()
+    found = _investigations(slack)[before:]
+    assert [str(i.status) for i in found] == ["done"]
+    assert found[0].verdict_code is not None
+
+
+def test_no_secret_or_token_appears_in_any_message(slack: LocalSlack) -> None:
+    secrets = [slack.stub.state.bot_token, slack.signing_secret]
+    everything = [
+        json.dumps({"text": m.text, "blocks": m.blocks})
+        for m in slack.stub.state.messages(include_ephemeral=True, include_deleted=True)
+    ]
+    everything += [json.dumps(p.body) for p in slack.stub.state.response_posts()]
+    everything += [(f.content or b"").decode(errors="replace") for f in slack.stub.state.files()]
+    assert everything
+    assert not [text for text in everything for secret in secrets if secret in text]
