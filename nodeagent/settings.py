@@ -12,9 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class AgentSettings(BaseSettings):
     """Everything the node agent needs to start; passed in, never read from the environment later."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="KUBEREACH_AGENT_", frozen=True, extra="forbid", use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(env_prefix="KUBEREACH_AGENT_", frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     node: str = Field(default="", max_length=253)
     """The Kubernetes node name this agent speaks for (reported in GetNodeInfo)."""

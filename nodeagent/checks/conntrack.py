@@ -24,14 +24,38 @@ from nodeagent.checks import ctnetlink
 from nodeagent.checks.ctnetlink import NetfilterNetlinkError, TupleMatch
 from nodeagent.netns import run_in_netns
 
-PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "dccp": 33, "gre": 47, "icmpv6": 58, "sctp": 132,
-                    "udplite": 136}
+PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "dccp": 33, "gre": 47, "icmpv6": 58, "sctp": 132, "udplite": 136}
 PROTOCOL_NAMES = {number: name for name, number in PROTOCOL_NUMBERS.items()}
-TCP_STATES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
-              "TIME_WAIT", "CLOSE", "SYN_SENT2")
-STATUS_BITS = ("EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED", "SRC_NAT", "DST_NAT", "SEQ_ADJUST",
-               "SRC_NAT_DONE", "DST_NAT_DONE", "DYING", "FIXED_TIMEOUT", "TEMPLATE", "NAT_CLASH",
-               "HELPER", "OFFLOAD", "HW_OFFLOAD")
+TCP_STATES = (
+    "NONE",
+    "SYN_SENT",
+    "SYN_RECV",
+    "ESTABLISHED",
+    "FIN_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "TIME_WAIT",
+    "CLOSE",
+    "SYN_SENT2",
+)
+STATUS_BITS = (
+    "EXPECTED",
+    "SEEN_REPLY",
+    "ASSURED",
+    "CONFIRMED",
+    "SRC_NAT",
+    "DST_NAT",
+    "SEQ_ADJUST",
+    "SRC_NAT_DONE",
+    "DST_NAT_DONE",
+    "DYING",
+    "FIXED_TIMEOUT",
+    "TEMPLATE",
+    "NAT_CLASH",
+    "HELPER",
+    "OFFLOAD",
+    "HW_OFFLOAD",
+)
 _VERIFY_FIRST = 64
 _CTA_FILTER_SINCE = (5, 8)
 
@@ -142,22 +166,37 @@ def entry_from_record(record: ctnetlink.CtRecord) -> ConntrackEntry:
     if record.protonum == 6 and record.tcp_state is not None:
         state = TCP_STATES[record.tcp_state] if record.tcp_state < len(TCP_STATES) else str(record.tcp_state)
     return ConntrackEntry(
-        protocol=protocol, state=state, timeout=record.timeout,
-        orig=ConntrackTuple(*record.orig), reply=ConntrackTuple(*record.reply),
-        status=status_names(record.status), mark=record.mark, zone=record.zone,
+        protocol=protocol,
+        state=state,
+        timeout=record.timeout,
+        orig=ConntrackTuple(*record.orig),
+        reply=ConntrackTuple(*record.reply),
+        status=status_names(record.status),
+        mark=record.mark,
+        zone=record.zone,
     )
 
 
-def _matches(flt: ConntrackFilter, protonum: int | None,
-             orig: tuple[str, str, int | None, int | None, int] | None,
-             reply: tuple[str, str, int | None, int | None, int] | None) -> bool:
+def _matches(
+    flt: ConntrackFilter,
+    protonum: int | None,
+    orig: tuple[str, str, int | None, int | None, int] | None,
+    reply: tuple[str, str, int | None, int | None, int] | None,
+) -> bool:
     if orig is None or reply is None:
         return False
     if protonum is not None and orig[4] != protonum:
         return False
-    checks = ((flt.orig_src, orig[0]), (flt.orig_dst, orig[1]), (flt.orig_sport, orig[2]),
-              (flt.orig_dport, orig[3]), (flt.reply_src, reply[0]), (flt.reply_dst, reply[1]),
-              (flt.reply_sport, reply[2]), (flt.reply_dport, reply[3]))
+    checks = (
+        (flt.orig_src, orig[0]),
+        (flt.orig_dst, orig[1]),
+        (flt.orig_sport, orig[2]),
+        (flt.orig_dport, orig[3]),
+        (flt.reply_src, reply[0]),
+        (flt.reply_dst, reply[1]),
+        (flt.reply_sport, reply[2]),
+        (flt.reply_dport, reply[3]),
+    )
     return all(want is None or want == have for want, have in checks)
 
 
@@ -183,15 +222,20 @@ def query_conntrack(netns: str, flt: ConntrackFilter, limit: int) -> ConntrackQu
         if port is not None and not 0 <= port <= 65535:
             raise ValueError(f"port {port} is out of range 0-65535")
     flt = ConntrackFilter(
-        protocol=flt.protocol, orig_src=_normalise_ip(flt.orig_src), orig_dst=_normalise_ip(flt.orig_dst),
-        orig_sport=flt.orig_sport, orig_dport=flt.orig_dport, reply_src=_normalise_ip(flt.reply_src),
-        reply_dst=_normalise_ip(flt.reply_dst), reply_sport=flt.reply_sport, reply_dport=flt.reply_dport,
+        protocol=flt.protocol,
+        orig_src=_normalise_ip(flt.orig_src),
+        orig_dst=_normalise_ip(flt.orig_dst),
+        orig_sport=flt.orig_sport,
+        orig_dport=flt.orig_dport,
+        reply_src=_normalise_ip(flt.reply_src),
+        reply_dst=_normalise_ip(flt.reply_dst),
+        reply_sport=flt.reply_sport,
+        reply_dport=flt.reply_dport,
     )
     protonum = protocol_number(flt.protocol) if flt.protocol is not None else None
     orig = TupleMatch(flt.orig_src, flt.orig_dst, protonum, flt.orig_sport, flt.orig_dport)
     reply = TupleMatch(flt.reply_src, flt.reply_dst, protonum, flt.reply_sport, flt.reply_dport)
-    verify_all = not (_KERNEL_FILTERS and ctnetlink.kernel_filterable(orig)
-                      and ctnetlink.kernel_filterable(reply))
+    verify_all = not (_KERNEL_FILTERS and ctnetlink.kernel_filterable(orig) and ctnetlink.kernel_filterable(reply))
     anything = any(v is not None for v in (protonum, *_filter_values(flt)))
     entries: list[ConntrackEntry] = []
     total = 0
@@ -226,8 +270,16 @@ def query_conntrack(netns: str, flt: ConntrackFilter, limit: int) -> ConntrackQu
 
 
 def _filter_values(flt: ConntrackFilter) -> tuple[object, ...]:
-    return (flt.orig_src, flt.orig_dst, flt.orig_sport, flt.orig_dport, flt.reply_src, flt.reply_dst,
-            flt.reply_sport, flt.reply_dport)
+    return (
+        flt.orig_src,
+        flt.orig_dst,
+        flt.orig_sport,
+        flt.orig_dport,
+        flt.reply_src,
+        flt.reply_dst,
+        flt.reply_sport,
+        flt.reply_dport,
+    )
 
 
 _STAT_FIELDS = ("found", "invalid", "insert", "insert_failed", "drop", "early_drop", "search_restart")
@@ -249,8 +301,11 @@ def parse_conntrack_stat_table(text: str) -> dict[str, int]:
 
 def _read_stats_here() -> tuple[str, str, str]:
     base = Path("/proc/sys/net/netfilter")
-    return ((base / "nf_conntrack_count").read_text(), (base / "nf_conntrack_max").read_text(),
-            Path("/proc/thread-self/net/stat/nf_conntrack").read_text())
+    return (
+        (base / "nf_conntrack_count").read_text(),
+        (base / "nf_conntrack_max").read_text(),
+        Path("/proc/thread-self/net/stat/nf_conntrack").read_text(),
+    )
 
 
 def read_conntrack_stats(netns: str) -> ConntrackStats:
@@ -259,6 +314,7 @@ def read_conntrack_stats(netns: str) -> ConntrackStats:
         count, maximum, table = run_in_netns(netns, _read_stats_here)
     except OSError as exc:
         raise ConntrackQueryError(
-            f"cannot read conntrack counters ({exc.strerror}); is nf_conntrack loaded in the kernel?") from exc
+            f"cannot read conntrack counters ({exc.strerror}); is nf_conntrack loaded in the kernel?"
+        ) from exc
     totals = parse_conntrack_stat_table(table)
     return ConntrackStats(count=int(count), max=int(maximum), **{f: totals.get(f, 0) for f in _STAT_FIELDS})

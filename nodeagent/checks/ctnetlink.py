@@ -126,11 +126,9 @@ class CtRecord:
 def open_netfilter_socket(netns_path: str) -> socket.socket:
     """A NETLINK_NETFILTER socket inside the namespace at `netns_path`, with a big receive buffer."""
     try:
-        sock = socket_in_netns(netns_path, socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                               NETLINK_NETFILTER)
+        sock = socket_in_netns(netns_path, socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
     except OSError as exc:
-        raise NetfilterNetlinkError(f"cannot open a netfilter netlink socket: {exc.strerror}",
-                                    exc.errno or 0) from exc
+        raise NetfilterNetlinkError(f"cannot open a netfilter netlink socket: {exc.strerror}", exc.errno or 0) from exc
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER_BYTES)
     except OSError:
@@ -148,8 +146,7 @@ def _nest(kind: int, *parts: bytes) -> bytes:
     return _attr(kind | NLA_F_NESTED, b"".join(parts))
 
 
-def netlink_message(msg_type: int, flags: int, seq: int, family: int, payload: bytes,
-                    res_id: int = 0) -> bytes:
+def netlink_message(msg_type: int, flags: int, seq: int, family: int, payload: bytes, res_id: int = 0) -> bytes:
     """One nfnetlink message: nlmsghdr + nfgenmsg + attributes."""
     body = _NFGEN.pack(family, 0, socket.htons(res_id)) + payload
     return _NLMSG.pack(16 + len(body), msg_type, flags, seq, 0) + body
@@ -164,13 +161,11 @@ def _tuple_attrs(match: TupleMatch) -> tuple[bytes, int]:
     ip_parts: list[bytes] = []
     if match.src is not None:
         fam = _ip_family(match.src)
-        ip_parts.append(_attr(CTA_IP_V4_SRC if fam == socket.AF_INET else CTA_IP_V6_SRC,
-                              socket.inet_pton(fam, match.src)))
+        ip_parts.append(_attr(CTA_IP_V4_SRC if fam == socket.AF_INET else CTA_IP_V6_SRC, socket.inet_pton(fam, match.src)))
         flags |= FILTER_IP_SRC
     if match.dst is not None:
         fam = _ip_family(match.dst)
-        ip_parts.append(_attr(CTA_IP_V4_DST if fam == socket.AF_INET else CTA_IP_V6_DST,
-                              socket.inet_pton(fam, match.dst)))
+        ip_parts.append(_attr(CTA_IP_V4_DST if fam == socket.AF_INET else CTA_IP_V6_DST, socket.inet_pton(fam, match.dst)))
         flags |= FILTER_IP_DST
     proto_parts: list[bytes] = []
     if match.protonum is not None:
@@ -211,8 +206,10 @@ def conntrack_dump_request(seq: int, family: int, orig: TupleMatch | None, reply
     """An IPCTNL_MSG_CT_GET dump request of `family` carrying a CTA_FILTER for the given tuples."""
     payload = b""
     filter_parts: list[bytes] = []
-    for kind, flag_kind, match in ((CTA_TUPLE_ORIG, CTA_FILTER_ORIG_FLAGS, orig),
-                                   (CTA_TUPLE_REPLY, CTA_FILTER_REPLY_FLAGS, reply)):
+    for kind, flag_kind, match in (
+        (CTA_TUPLE_ORIG, CTA_FILTER_ORIG_FLAGS, orig),
+        (CTA_TUPLE_REPLY, CTA_FILTER_REPLY_FLAGS, reply),
+    ):
         if match is None:
             continue
         attrs, flags = _tuple_attrs(match)
@@ -221,8 +218,7 @@ def conntrack_dump_request(seq: int, family: int, orig: TupleMatch | None, reply
             filter_parts.append(_attr(flag_kind, struct.pack("=I", flags)))
     if filter_parts:
         payload += _nest(CTA_FILTER, *filter_parts)
-    return netlink_message((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
-                           NLM_F_REQUEST | NLM_F_DUMP, seq, family, payload)
+    return netlink_message((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family, payload)
 
 
 def receive_messages(sock: socket.socket, seq: int) -> Iterator[tuple[memoryview, int, int, int]]:
@@ -254,8 +250,7 @@ def receive_messages(sock: socket.socket, seq: int) -> Iterator[tuple[memoryview
                 interrupted = True
             if msg_type == NLMSG_DONE:
                 if interrupted:
-                    raise NetfilterNetlinkError("conntrack dump interrupted by concurrent changes; retry",
-                                                errno.EINTR)
+                    raise NetfilterNetlinkError("conntrack dump interrupted by concurrent changes; retry", errno.EINTR)
                 return
             if msg_type == NLMSG_ERROR:
                 code = -struct.unpack_from("=i", buf, off + 16)[0]
@@ -286,13 +281,13 @@ def _parse_tuple(buf: memoryview, off: int, end: int) -> tuple[str, str, int | N
                     break
                 akind &= NLA_TYPE_MASK
                 if akind == CTA_IP_V4_SRC:
-                    src = socket.inet_ntop(socket.AF_INET, buf[inner + 4:inner + 8])
+                    src = socket.inet_ntop(socket.AF_INET, buf[inner + 4 : inner + 8])
                 elif akind == CTA_IP_V4_DST:
-                    dst = socket.inet_ntop(socket.AF_INET, buf[inner + 4:inner + 8])
+                    dst = socket.inet_ntop(socket.AF_INET, buf[inner + 4 : inner + 8])
                 elif akind == CTA_IP_V6_SRC:
-                    src = socket.inet_ntop(socket.AF_INET6, buf[inner + 4:inner + 20])
+                    src = socket.inet_ntop(socket.AF_INET6, buf[inner + 4 : inner + 20])
                 elif akind == CTA_IP_V6_DST:
-                    dst = socket.inet_ntop(socket.AF_INET6, buf[inner + 4:inner + 20])
+                    dst = socket.inet_ntop(socket.AF_INET6, buf[inner + 4 : inner + 20])
                 inner += (alen + 3) & ~3
         elif kind == CTA_TUPLE_PROTO:
             while inner + 4 <= stop:
@@ -356,12 +351,21 @@ def parse_conntrack_message(buf: memoryview, off: int, end: int) -> CtRecord:
                         tpos += (tlen + 3) & ~3
                 inner += (alen + 3) & ~3
         pos += (length + 3) & ~3
-    return CtRecord(protonum=orig[4], tcp_state=tcp_state, timeout=timeout, status=status, mark=mark,
-                    zone=zone, orig=orig[:4], reply=reply[:4])
+    return CtRecord(
+        protonum=orig[4],
+        tcp_state=tcp_state,
+        timeout=timeout,
+        status=status,
+        mark=mark,
+        zone=zone,
+        orig=orig[:4],
+        reply=reply[:4],
+    )
 
 
-def parse_conntrack_tuples(buf: memoryview, off: int, end: int) -> tuple[
-        tuple[str, str, int | None, int | None, int] | None, tuple[str, str, int | None, int | None, int] | None]:
+def parse_conntrack_tuples(
+    buf: memoryview, off: int, end: int
+) -> tuple[tuple[str, str, int | None, int | None, int] | None, tuple[str, str, int | None, int | None, int] | None]:
     """Only the original and reply tuples of one conntrack message (for user-space filtering)."""
     pos = off + 20
     orig = reply = None
@@ -382,8 +386,7 @@ def parse_conntrack_tuples(buf: memoryview, off: int, end: int) -> tuple[
 
 def nftables_generation(sock: socket.socket, seq: int) -> int:
     """The nf_tables ruleset generation id of the socket's namespace (NFT_MSG_GETGEN)."""
-    request = netlink_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST, seq,
-                              socket.AF_UNSPEC, b"")
+    request = netlink_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST, seq, socket.AF_UNSPEC, b"")
     try:
         sock.send(request)
     except OSError as exc:
@@ -418,8 +421,9 @@ def nftables_tables(sock: socket.socket, seq: int) -> list[tuple[int, str]]:
 
     Much cheaper than `nft list tables`, which loads the whole ruleset into its cache first.
     """
-    request = netlink_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_DUMP, seq,
-                              socket.AF_UNSPEC, b"")
+    request = netlink_message(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_DUMP, seq, socket.AF_UNSPEC, b""
+    )
     try:
         sock.send(request)
     except OSError as exc:
@@ -433,7 +437,7 @@ def nftables_tables(sock: socket.socket, seq: int) -> list[tuple[int, str]]:
             if length < 4:
                 break
             if kind & NLA_TYPE_MASK == NFTA_TABLE_NAME:
-                tables.append((family, bytes(buf[pos + 4:pos + length]).rstrip(b"\0").decode()))
+                tables.append((family, bytes(buf[pos + 4 : pos + length]).rstrip(b"\0").decode()))
             pos += (length + 3) & ~3
     return tables
 
@@ -441,8 +445,7 @@ def nftables_tables(sock: socket.socket, seq: int) -> list[tuple[int, str]]:
 def nftables_chain_exists(sock: socket.socket, seq: int, family: int, table: str, chain: str) -> bool:
     """Whether `chain` exists in nf_tables table `table` of `family` (NFT_MSG_GETCHAIN)."""
     payload = _string_attr(NFTA_CHAIN_TABLE, table) + _string_attr(NFTA_CHAIN_NAME, chain)
-    request = netlink_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_ACK, seq,
-                              family, payload)
+    request = netlink_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_ACK, seq, family, payload)
     try:
         sock.send(request)
     except OSError as exc:

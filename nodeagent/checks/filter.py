@@ -87,7 +87,7 @@ def _port_in(port: int, spec: str) -> bool:
 
 
 def rule_matches(rule: IptablesRule, flow: Flow) -> str:
-    """"yes", "no" or "maybe": does `rule` match the first packet of `flow`?"""
+    """ "yes", "no" or "maybe": does `rule` match the first packet of `flow`?"""
     verdict = YES
     for option in rule.matches:
         name = option.name
@@ -165,8 +165,7 @@ def forward_verdict(save: IptablesSave, flow: Flow) -> tuple[str, tuple[FilterRu
     walk = _Walk(save, flow)
     decided = _walk(walk, "FORWARD", True, 0)
     if decided is None and policy == "DROP" and forward is not None:
-        walk.drops.append(FilterRuleHit("filter", "FORWARD", "-P FORWARD DROP", "DROP", forward.packets,
-                                        forward.bytes))
+        walk.drops.append(FilterRuleHit("filter", "FORWARD", "-P FORWARD DROP", "DROP", forward.packets, forward.bytes))
     return (policy, tuple(walk.drops), tuple(walk.possible))
 
 
@@ -193,17 +192,21 @@ def _kube_proxy_nft_hits(netns: str, version: nat.RulesetVersion, flow: Flow) ->
     key = (flow.dst, flow.protocol.lower(), str(flow.dport))
     for element in ruleset.maps.get("no-endpoint-services", ()):
         if element.key == key:
-            return [FilterRuleHit("ip kube-proxy", "service-endpoints-check", element.render("no-endpoint-services"),
-                                  "REJECT", None, None)]
+            return [
+                FilterRuleHit(
+                    "ip kube-proxy", "service-endpoints-check", element.render("no-endpoint-services"), "REJECT", None, None
+                )
+            ]
     if flow.dst in ruleset.sets.get("cluster-ips", ()) and not any(
-            element.key == key for element in ruleset.maps.get("service-ips", ())):
-        return [FilterRuleHit("ip kube-proxy", "cluster-ips-check", "ip daddr @cluster-ips reject", "REJECT",
-                              None, None)]
+        element.key == key for element in ruleset.maps.get("service-ips", ())
+    ):
+        return [FilterRuleHit("ip kube-proxy", "cluster-ips-check", "ip daddr @cluster-ips reject", "REJECT", None, None)]
     return []
 
 
-def filter_state(netns: str, netns_name: str | None, src: str, dst: str, protocol: str, dport: int | None,
-                 interfaces: Sequence[str]) -> FilterState:
+def filter_state(
+    netns: str, netns_name: str | None, src: str, dst: str, protocol: str, dport: int | None, interfaces: Sequence[str]
+) -> FilterState:
     """Forwarding state on the node in `netns` for the flow src -> dst:dport/protocol.
 
     `interfaces` names the interfaces whose effective rp_filter to report (unknown ones are left out).
@@ -220,5 +223,4 @@ def filter_state(netns: str, netns_name: str | None, src: str, dst: str, protoco
     policy, drops, possible = forward_verdict(save, flow)
     drops = (*drops, *_kube_proxy_nft_hits(netns, version, flow))
     ip_forward, rp_filter = run_in_netns(netns, lambda: _read_sysctls(list(interfaces)))
-    return FilterState(forward_policy=policy, drops=drops, ip_forward=ip_forward == "1", rp_filter=rp_filter,
-                       possible=possible)
+    return FilterState(forward_policy=policy, drops=drops, ip_forward=ip_forward == "1", rp_filter=rp_filter, possible=possible)

@@ -106,7 +106,7 @@ class IptablesChain:
             if at < 0:
                 continue
             end = line.find(" ", at + 4)
-            address = line[at + 4:end if end > 0 else len(line)].split("/", 1)[0]
+            address = line[at + 4 : end if end > 0 else len(line)].split("/", 1)[0]
             index.setdefault(address, []).append(line)
         return {address: tuple(lines) for address, lines in index.items()}
 
@@ -200,8 +200,17 @@ def parse_rule(line: str) -> IptablesRule:
             matches.append(RuleOption(word, values, negate, module))
         negate = False
     text = line if packets is None or not line.startswith("[") else line.split(" ", 1)[1]
-    return IptablesRule(chain=chain, text=text, matches=tuple(matches), modules=tuple(modules), target=target,
-                        goto=goto, target_options=tuple(target_options), packets=packets, bytes=byte_count)
+    return IptablesRule(
+        chain=chain,
+        text=text,
+        matches=tuple(matches),
+        modules=tuple(modules),
+        target=target,
+        goto=goto,
+        target_options=tuple(target_options),
+        packets=packets,
+        bytes=byte_count,
+    )
 
 
 def parse_iptables_save(text: str) -> IptablesSave:
@@ -248,8 +257,7 @@ def parse_iptables_save(text: str) -> IptablesSave:
                 raise IptablesSaveError(f"line {number}: COMMIT outside a table")
             chains = {}
             for name, (policy, packets, byte_count) in declared.items():
-                chains[name] = IptablesChain(name, policy, packets, byte_count,
-                                             tuple(lines_by_chain.pop(name, ())))
+                chains[name] = IptablesChain(name, policy, packets, byte_count, tuple(lines_by_chain.pop(name, ())))
             for name, rule_lines in lines_by_chain.items():  # rules in an undeclared chain
                 chains[name] = IptablesChain(name, None, None, None, tuple(rule_lines))
             chain_count += len(chains)

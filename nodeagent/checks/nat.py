@@ -60,8 +60,7 @@ MAX_EVIDENCE_RULES = 40
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-")
 _SELF_NETNS = "/proc/self/ns/net"
-_COMMENT_SUFFIXES = (" cluster IP", " external IP", " loadbalancer IP", " has no endpoints",
-                     " has no local endpoints")
+_COMMENT_SUFFIXES = (" cluster IP", " external IP", " loadbalancer IP", " has no endpoints", " has no local endpoints")
 
 
 class NatStateError(RuntimeError):
@@ -122,8 +121,7 @@ def _dst_matches(rule: IptablesRule, vip: str) -> bool:
 def _l4_matches(rule: IptablesRule, port: int, proto: str) -> bool:
     p = rule.match("-p")
     d = rule.match("--dport")
-    return (p is not None and not p.negated and p.value == proto
-            and d is not None and not d.negated and d.value == str(port))
+    return p is not None and not p.negated and p.value == proto and d is not None and not d.negated and d.value == str(port)
 
 
 def _candidate_lines(lines: Iterable[str], vip: str) -> Iterator[IptablesRule]:
@@ -202,8 +200,9 @@ def _walk_service_chain(save: IptablesSave, chain_name: str, walk: _Walk, depth:
             ip, port, dnat = found
             walk.note(dnat.text)
             probability = rule.match("--probability")
-            walk.endpoints.append(NatEndpoint(ip=ip, port=port, chain=target,
-                                              probability=float(probability.value) if probability else None))
+            walk.endpoints.append(
+                NatEndpoint(ip=ip, port=port, chain=target, probability=float(probability.value) if probability else None)
+            )
 
 
 def _reject_rule(save: IptablesSave, chain_name: str, vip: str | None, port: int, proto: str) -> IptablesRule | None:
@@ -227,13 +226,13 @@ def _from_dispatch(save: IptablesSave, dispatch: IptablesRule, vip: str, port: i
 
 
 def _from_reject(rejected: IptablesRule, vip: str, port: int, protocol: str) -> ServiceNat:
-    walk = _Walk(evidence=[rejected.text], endpoints=[], service_name=_service_name(rejected.comment),
-                 no_endpoints_action=rejected.target)
+    walk = _Walk(
+        evidence=[rejected.text], endpoints=[], service_name=_service_name(rejected.comment), no_endpoints_action=rejected.target
+    )
     return _result("iptables", vip, port, protocol, True, walk)
 
 
-def iptables_service_nat(save: IptablesSave, vip: str, port: int, protocol: str,
-                         vip_is_local: bool | None = None) -> ServiceNat:
+def iptables_service_nat(save: IptablesSave, vip: str, port: int, protocol: str, vip_is_local: bool | None = None) -> ServiceNat:
     """Walk parsed iptables-save output (nat and filter tables) for VIP:port/protocol.
 
     `vip_is_local` says whether VIP is an address of the node (then KUBE-NODEPORTS applies, as
@@ -247,8 +246,11 @@ def iptables_service_nat(save: IptablesSave, vip: str, port: int, protocol: str,
     dispatch: IptablesRule | None = None
     if services is not None:
         for rule in (parse_rule(line) for line in services.lines_by_destination.get(vip, ())):
-            if (_dst_matches(rule, vip) and _l4_matches(rule, port, proto)
-                    and (rule.target or "").startswith(SERVICE_CHAIN_PREFIXES)):
+            if (
+                _dst_matches(rule, vip)
+                and _l4_matches(rule, port, proto)
+                and (rule.target or "").startswith(SERVICE_CHAIN_PREFIXES)
+            ):
                 dispatch = rule
                 break
     if dispatch is not None:
@@ -274,7 +276,7 @@ def iptables_service_nat(save: IptablesSave, vip: str, port: int, protocol: str,
             return _result("iptables", vip, port, protocol, True, walk)
 
     # Not in the dispatch: is there a service chain for this VIP that nothing jumps to any more?
-    for chain in (nat.chains.values() if nat else ()):
+    for chain in nat.chains.values() if nat else ():
         if not chain.name.startswith(("KUBE-SVC-", "KUBE-SVL-")):
             continue
         for rule in _candidate_lines(chain.rule_lines, vip):
@@ -290,9 +292,16 @@ def iptables_service_nat(save: IptablesSave, vip: str, port: int, protocol: str,
 
 def _result(mode: str, vip: str, port: int, protocol: str, programmed: bool, walk: _Walk) -> ServiceNat:
     return ServiceNat(
-        mode=mode, vip=vip, port=port, protocol=protocol.upper(), programmed=programmed,
-        service_name=walk.service_name, service_chain=walk.service_chain, endpoints=tuple(walk.endpoints),
-        no_endpoints_action=walk.no_endpoints_action, session_affinity=walk.affinity,
+        mode=mode,
+        vip=vip,
+        port=port,
+        protocol=protocol.upper(),
+        programmed=programmed,
+        service_name=walk.service_name,
+        service_chain=walk.service_chain,
+        endpoints=tuple(walk.endpoints),
+        no_endpoints_action=walk.no_endpoints_action,
+        session_affinity=walk.affinity,
         rules=tuple(walk.evidence),
     )
 
@@ -400,11 +409,13 @@ def _run_tool(netns: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(full, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
     except FileNotFoundError as exc:
-        raise NatStateError(f"`{full[0]}` is not installed on the node; install it (util-linux, iptables, "
-                            "nftables) in the agent image") from exc
+        raise NatStateError(
+            f"`{full[0]}` is not installed on the node; install it (util-linux, iptables, nftables) in the agent image"
+        ) from exc
     except subprocess.TimeoutExpired as exc:
-        raise NatStateError(f"`{' '.join(argv)}` took longer than {TOOL_TIMEOUT:.0f}s; the rule set is "
-                            "unusually large or the node is overloaded") from exc
+        raise NatStateError(
+            f"`{' '.join(argv)}` took longer than {TOOL_TIMEOUT:.0f}s; the rule set is unusually large or the node is overloaded"
+        ) from exc
 
 
 def _cached(version: RulesetVersion, kind: str, load: Callable[[], tuple[T, bool]]) -> T:
@@ -453,7 +464,7 @@ def iptables_snapshot(netns: str, version: RulesetVersion | None = None) -> Ipta
 
 
 def _probe_nftables(netns: str) -> tuple[str | None, bool]:
-    """"nftables" when table ip kube-proxy exists, "iptables" when iptables-nft's nat table has
+    """ "nftables" when table ip kube-proxy exists, "iptables" when iptables-nft's nat table has
     KUBE-SERVICES, else None; asked over netlink, without running a tool."""
     try:
         sock = ctnetlink.open_netfilter_socket(netns)
@@ -464,7 +475,8 @@ def _probe_nftables(netns: str) -> tuple[str | None, bool]:
         if (ctnetlink.NFPROTO_IPV4, "kube-proxy") in tables:
             return ("nftables", False)
         if (ctnetlink.NFPROTO_IPV4, "nat") in tables and ctnetlink.nftables_chain_exists(
-                sock, next(_seq), ctnetlink.NFPROTO_IPV4, "nat", "KUBE-SERVICES"):
+            sock, next(_seq), ctnetlink.NFPROTO_IPV4, "nat", "KUBE-SERVICES"
+        ):
             return ("iptables", False)
         return (None, False)
     except ctnetlink.NetfilterNetlinkError:
@@ -533,15 +545,21 @@ def _genl_attrs(buf: memoryview, pos: int, end: int) -> dict[int, memoryview]:
         length, kind = struct.unpack_from("=HH", buf, pos)
         if length < 4:
             break
-        found[kind & ctnetlink.NLA_TYPE_MASK] = buf[pos + 4:pos + length]
+        found[kind & ctnetlink.NLA_TYPE_MASK] = buf[pos + 4 : pos + length]
         pos += (length + 3) & ~3
     return found
 
 
 def _genetlink_family_id(sock: socket.socket, name: str) -> int | None:
     """The id of a generic netlink family, None when the kernel does not have it."""
-    seq = _genl_request(sock, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, ctnetlink.NLM_F_REQUEST,
-                        _genl_attr(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"))
+    seq = _genl_request(
+        sock,
+        GENL_ID_CTRL,
+        CTRL_CMD_GETFAMILY,
+        1,
+        ctnetlink.NLM_F_REQUEST,
+        _genl_attr(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"),
+    )
     try:
         for buf, off, end, _kind in ctnetlink.receive_messages(sock, seq):
             family = _genl_attrs(buf, off + 20, end).get(CTRL_ATTR_FAMILY_ID)
@@ -586,12 +604,17 @@ def ipvs_service_nat(netns: str, vip: str, port: int, protocol: str) -> ServiceN
     """
     family = socket.AF_INET6 if ":" in vip else socket.AF_INET
     packed = socket.inet_pton(family, vip)
-    service = _genl_attr(IPVS_CMD_ATTR_SERVICE | ctnetlink.NLA_F_NESTED, b"".join((
-        _genl_attr(IPVS_SVC_ATTR_AF, struct.pack("=H", family)),
-        _genl_attr(IPVS_SVC_ATTR_PROTOCOL, struct.pack("=H", _IP_PROTOCOLS[protocol.upper()])),
-        _genl_attr(IPVS_SVC_ATTR_ADDR, packed.ljust(16, b"\0")),
-        _genl_attr(IPVS_SVC_ATTR_PORT, struct.pack(">H", port)),
-    )))
+    service = _genl_attr(
+        IPVS_CMD_ATTR_SERVICE | ctnetlink.NLA_F_NESTED,
+        b"".join(
+            (
+                _genl_attr(IPVS_SVC_ATTR_AF, struct.pack("=H", family)),
+                _genl_attr(IPVS_SVC_ATTR_PROTOCOL, struct.pack("=H", _IP_PROTOCOLS[protocol.upper()])),
+                _genl_attr(IPVS_SVC_ATTR_ADDR, packed.ljust(16, b"\0")),
+                _genl_attr(IPVS_SVC_ATTR_PORT, struct.pack(">H", port)),
+            )
+        ),
+    )
     walk = _Walk(evidence=[], endpoints=[])
     sock = _open_genetlink(netns)
     if sock is None:
@@ -611,8 +634,7 @@ def ipvs_service_nat(netns: str, vip: str, port: int, protocol: str) -> ServiceN
                     if IPVS_SVC_ATTR_SCHED_NAME in attrs:
                         scheduler = bytes(attrs[IPVS_SVC_ATTR_SCHED_NAME]).rstrip(b"\0").decode(errors="replace")
                     if IPVS_SVC_ATTR_FLAGS in attrs:
-                        walk.affinity = bool(struct.unpack_from("=I", attrs[IPVS_SVC_ATTR_FLAGS])[0]
-                                             & IP_VS_SVC_F_PERSISTENT)
+                        walk.affinity = bool(struct.unpack_from("=I", attrs[IPVS_SVC_ATTR_FLAGS])[0] & IP_VS_SVC_F_PERSISTENT)
                 break
         except ctnetlink.NetfilterNetlinkError as exc:
             if exc.errno in (errno.ESRCH, errno.ENOENT):
@@ -621,8 +643,9 @@ def ipvs_service_nat(netns: str, vip: str, port: int, protocol: str) -> ServiceN
             raise NatStateError(f"IPVS service query failed: {exc}") from exc
         walk.service_chain = f"ipvs {protocol.upper()} {vip}:{port} {scheduler}"
         walk.note(f"-A -t {vip}:{port} -s {scheduler}" + (" -p" if walk.affinity else ""))
-        seq = _genl_request(sock, family_id, IPVS_CMD_GET_DEST, IPVS_GENL_VERSION,
-                            ctnetlink.NLM_F_REQUEST | ctnetlink.NLM_F_DUMP, service)
+        seq = _genl_request(
+            sock, family_id, IPVS_CMD_GET_DEST, IPVS_GENL_VERSION, ctnetlink.NLM_F_REQUEST | ctnetlink.NLM_F_DUMP, service
+        )
         dests: list[tuple[str, int, int]] = []
         for buf, off, end, _kind in ctnetlink.receive_messages(sock, seq):
             nested = _genl_attrs(buf, off + 20, end).get(IPVS_CMD_ATTR_DEST)
@@ -634,10 +657,13 @@ def ipvs_service_nat(netns: str, vip: str, port: int, protocol: str) -> ServiceN
                 dest_family = int(struct.unpack_from("=H", attrs[IPVS_DEST_ATTR_ADDR_FAMILY])[0])
             if IPVS_DEST_ATTR_ADDR not in attrs or IPVS_DEST_ATTR_PORT not in attrs:
                 continue
-            dests.append((_inet_addr(attrs[IPVS_DEST_ATTR_ADDR], dest_family),
-                          int(struct.unpack_from(">H", attrs[IPVS_DEST_ATTR_PORT])[0]),
-                          int(struct.unpack_from("=I", attrs[IPVS_DEST_ATTR_WEIGHT])[0])
-                          if IPVS_DEST_ATTR_WEIGHT in attrs else 1))
+            dests.append(
+                (
+                    _inet_addr(attrs[IPVS_DEST_ATTR_ADDR], dest_family),
+                    int(struct.unpack_from(">H", attrs[IPVS_DEST_ATTR_PORT])[0]),
+                    int(struct.unpack_from("=I", attrs[IPVS_DEST_ATTR_WEIGHT])[0]) if IPVS_DEST_ATTR_WEIGHT in attrs else 1,
+                )
+            )
     except (OSError, ctnetlink.NetfilterNetlinkError) as exc:
         raise NatStateError(f"IPVS query failed: {exc}") from exc
     finally:
@@ -645,8 +671,7 @@ def ipvs_service_nat(netns: str, vip: str, port: int, protocol: str) -> ServiceN
     total = sum(weight for _, _, weight in dests)
     for ip, dport, weight in dests:
         walk.note(f"-a -t {vip}:{port} -r {ip}:{dport} -w {weight}")
-        walk.endpoints.append(NatEndpoint(ip=ip, port=dport, chain=None,
-                                          probability=weight / total if total else None))
+        walk.endpoints.append(NatEndpoint(ip=ip, port=dport, chain=None, probability=weight / total if total else None))
     return _result("ipvs", vip, port, protocol, True, walk)
 
 
@@ -742,9 +767,19 @@ def service_nat(netns: str, netns_name: str | None, vip: str, port: int, protoco
     if mode == "ipvs":
         return ipvs_service_nat(netns, vip, port, protocol)
     note = "# no kube-proxy rules found (no nftables table, KUBE-SERVICES or IPVS)"
-    return ServiceNat(mode=mode, vip=vip, port=port, protocol=protocol.upper(), programmed=False,
-                      service_name=None, service_chain=None, endpoints=(), no_endpoints_action=None,
-                      session_affinity=False, rules=(note,))
+    return ServiceNat(
+        mode=mode,
+        vip=vip,
+        port=port,
+        protocol=protocol.upper(),
+        programmed=False,
+        service_name=None,
+        service_chain=None,
+        endpoints=(),
+        no_endpoints_action=None,
+        session_affinity=False,
+        rules=(note,),
+    )
 
 
 def list_service_nat(netns: str, netns_name: str | None) -> tuple[ServiceNat, ...]:

@@ -100,8 +100,9 @@ def parse_nft_ruleset(data: Mapping[str, Any]) -> NftRuleset:
             maps[entry["name"]] = tuple(_element(e) for e in entry.get("elem", ()))
         elif "set" in item:
             entry = item["set"]
-            sets[entry["name"]] = tuple(_key_part(e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e)
-                                        for e in entry.get("elem", ()))
+            sets[entry["name"]] = tuple(
+                _key_part(e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e) for e in entry.get("elem", ())
+            )
     return NftRuleset(chains={k: tuple(v) for k, v in chains.items()}, maps=maps, sets=sets)
 
 
@@ -144,9 +145,13 @@ def render_expr(expr: Any) -> str:
     if kind in ("jump", "goto"):
         return f"{kind} {body['target']}"
     if kind == "vmap":
-        entries = ", ".join(f"{_render_value(k)} : {' '.join(str(x) for x in _verdict(v) if x)}"
-                            for k, v in body["data"].get("set", ())) if isinstance(body["data"], dict) \
+        entries = (
+            ", ".join(
+                f"{_render_value(k)} : {' '.join(str(x) for x in _verdict(v) if x)}" for k, v in body["data"].get("set", ())
+            )
+            if isinstance(body["data"], dict)
             else str(body["data"])
+        )
         return f"{_render_value(body['key'])} vmap {{ {entries} }}"
     if kind == "dnat":
         port = f":{body['port']}" if "port" in body else ""
@@ -238,8 +243,7 @@ def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) ->
         if any(t == "mark-for-masquerade" for _, t in targets):
             walk.note(text)
             continue
-        if any(isinstance(e, dict) and "match" in e and str(e["match"].get("right", "")).startswith("@affinity-")
-               for e in rule):
+        if any(isinstance(e, dict) and "match" in e and str(e["match"].get("right", "")).startswith("@affinity-") for e in rule):
             walk.affinity = True
             walk.note(text)
             continue
@@ -274,10 +278,17 @@ def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) ->
 
 def _result(vip: str, port: int, protocol: str, programmed: bool, name: str | None, walk: _Walk) -> ServiceNat:
     return ServiceNat(
-        mode="nftables", vip=vip, port=port, protocol=protocol.upper(), programmed=programmed,
+        mode="nftables",
+        vip=vip,
+        port=port,
+        protocol=protocol.upper(),
+        programmed=programmed,
         service_name=name or (_name_from_chain(walk.service_chain) if walk.service_chain else None),
-        service_chain=walk.service_chain, endpoints=tuple(walk.endpoints),
-        no_endpoints_action=walk.no_endpoints_action, session_affinity=walk.affinity, rules=tuple(walk.evidence),
+        service_chain=walk.service_chain,
+        endpoints=tuple(walk.endpoints),
+        no_endpoints_action=walk.no_endpoints_action,
+        session_affinity=walk.affinity,
+        rules=tuple(walk.evidence),
     )
 
 
@@ -298,8 +309,7 @@ def _orphan_matches(rule: tuple[Any, ...], vip: str, port: int, proto: str) -> b
     return has_vip and has_port
 
 
-def nft_service_nat(ruleset: NftRuleset, vip: str, port: int, protocol: str,
-                    vip_is_local: bool | None = None) -> ServiceNat:
+def nft_service_nat(ruleset: NftRuleset, vip: str, port: int, protocol: str, vip_is_local: bool | None = None) -> ServiceNat:
     """Walk the kube-proxy nftables table for VIP:port/protocol."""
     proto = protocol.lower()
     walk = _Walk(evidence=[], endpoints=[])

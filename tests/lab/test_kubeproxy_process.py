@@ -60,9 +60,7 @@ def status(path: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def kube_proxy(
-    node: Node, api_url: str, mode: str, tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def kube_proxy(node: Node, api_url: str, mode: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     token = tmp_path / "kp-token"
     token.write_text(TOKEN)
     status_file = tmp_path / "kp-status.json"

@@ -250,8 +250,17 @@ def test_invalid_rules_raise_with_the_tools_message(node: Node) -> None:
 
 def rich_cluster() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every feature the renderers handle, for the kernel to accept or refuse."""
-    local_lb = service("kp", "lb", "10.96.0.60", port=443, port_name="https", node_port=30443,
-                       externalTrafficPolicy="Local", type="LoadBalancer", externalIPs=["192.0.2.10"])
+    local_lb = service(
+        "kp",
+        "lb",
+        "10.96.0.60",
+        port=443,
+        port_name="https",
+        node_port=30443,
+        externalTrafficPolicy="Local",
+        type="LoadBalancer",
+        externalIPs=["192.0.2.10"],
+    )
     local_lb["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.20"}]}}
     services = [
         web_service(),
@@ -266,18 +275,17 @@ def rich_cluster() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         web_slice("a", "b"),
         endpoint_slice("kp", "sticky", [endpoint(POD_IPS["a"])], port=SERVER_PORT, port_name="http"),
         endpoint_slice("kp", "udp", [endpoint(POD_IPS["b"])], port=5353, port_name="dns", protocol="UDP"),
-        endpoint_slice("kp", "internal", [endpoint(POD_IPS["b"], node="elsewhere")], port=SERVER_PORT,
-                       port_name="http"),
-        endpoint_slice("kp", "lb", [endpoint(POD_IPS["a"], node="kp-node"), endpoint(POD_IPS["b"])],
-                       port=SERVER_PORT, port_name="https"),
+        endpoint_slice("kp", "internal", [endpoint(POD_IPS["b"], node="elsewhere")], port=SERVER_PORT, port_name="http"),
+        endpoint_slice(
+            "kp", "lb", [endpoint(POD_IPS["a"], node="kp-node"), endpoint(POD_IPS["b"])], port=SERVER_PORT, port_name="https"
+        ),
     ]
     return services, slices
 
 
 def test_every_rendered_feature_is_accepted_by_the_kernel_in_both_modes(node: Node) -> None:
     services, slices = rich_cluster()
-    ctx = NodeContext(node_name="kp-node", node_ip="10.244.1.1", cluster_cidr="10.244.0.0/16",
-                      service_cidrs=("10.96.0.0/12",))
+    ctx = NodeContext(node_name="kp-node", node_ip="10.244.1.1", cluster_cidr="10.244.0.0/16", service_cidrs=("10.96.0.0/12",))
     sync_iptables(node.node, services, slices, ctx)
     saved = iptables_save(node.node)
     assert names.iptables_local_chain("kp/lb:https", "tcp") in saved
@@ -285,5 +293,4 @@ def test_every_rendered_feature_is_accepted_by_the_kernel_in_both_modes(node: No
     # The sticky service answers through the real kernel.
     assert node.connect("b", "10.96.0.61", 80) == "pod-a"
     sync_nftables(node.node, services, slices, ctx)
-    assert names.NFT_LOCAL_PREFIX + names.nft_service_chain_base("kp", "lb", "tcp", "https") in \
-        nft_chain_names(node.node)
+    assert names.NFT_LOCAL_PREFIX + names.nft_service_chain_base("kp", "lb", "tcp", "https") in nft_chain_names(node.node)

@@ -36,16 +36,25 @@ def seeded(netns: str) -> str:
     """400 UDP flows to VIP:53, 300 TCP flows elsewhere, one stale DST_NAT entry VIP:53 -> a gone pod."""
     assert conntrack_fill.fill(netns, 400, src_net="10.250.0.0/24", dst=VIP, dport=53) == 400
     assert conntrack_fill.fill(netns, 700, src_net="10.251.0.0/24", dst="10.252.0.1", dport=80, protocol="tcp") == 700
-    conntrack_fill.insert_entry(netns, protocol="udp", orig_src="10.244.1.5", orig_dst=VIP, orig_sport=41000,
-                                orig_dport=53, reply_src="10.244.9.9", reply_sport=53,
-                                status=("ASSURED", "SEEN_REPLY", "DST_NAT"))
+    conntrack_fill.insert_entry(
+        netns,
+        protocol="udp",
+        orig_src="10.244.1.5",
+        orig_dst=VIP,
+        orig_sport=41000,
+        orig_dport=53,
+        reply_src="10.244.9.9",
+        reply_sport=53,
+        status=("ASSURED", "SEEN_REPLY", "DST_NAT"),
+    )
     return netns
 
 
 def conntrack_tool(netns: str, *args: str) -> list[dict[str, object]]:
     """`conntrack -L ARGS` in the namespace, each line as {proto, orig, reply}."""
-    out = subprocess.run(["ip", "netns", "exec", netns, "conntrack", "-L", *args], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, "conntrack", "-L", *args], capture_output=True, text=True, check=True
+    ).stdout
     flows: list[dict[str, object]] = []
     for line in out.splitlines():
         pairs = re.findall(r"(src|dst|sport|dport)=(\S+)", line)
@@ -59,9 +68,13 @@ def conntrack_tool(netns: str, *args: str) -> list[dict[str, object]]:
 def as_tool_lines(entries: object) -> list[dict[str, object]]:
     out = []
     for e in entries:  # type: ignore[attr-defined]
-        out.append({"proto": e.protocol,
-                    "orig": (e.orig.src, e.orig.dst, str(e.orig.sport), str(e.orig.dport)),
-                    "reply": (e.reply.src, e.reply.dst, str(e.reply.sport), str(e.reply.dport))})
+        out.append(
+            {
+                "proto": e.protocol,
+                "orig": (e.orig.src, e.orig.dst, str(e.orig.sport), str(e.orig.dport)),
+                "reply": (e.reply.src, e.reply.dst, str(e.reply.sport), str(e.reply.dport)),
+            }
+        )
     return out
 
 
@@ -125,11 +138,13 @@ def test_the_kernel_does_the_filtering(seeded: str) -> None:
 
 def test_stats_agree_with_conntrack_C_and_S(seeded: str) -> None:
     stats = read_conntrack_stats(netns_path(seeded))
-    count = int(subprocess.run(["ip", "netns", "exec", seeded, "conntrack", "-C"], capture_output=True, text=True,
-                               check=True).stdout)
+    count = int(
+        subprocess.run(["ip", "netns", "exec", seeded, "conntrack", "-C"], capture_output=True, text=True, check=True).stdout
+    )
     assert stats.count == count == 701
-    per_cpu = subprocess.run(["ip", "netns", "exec", seeded, "conntrack", "-S"], capture_output=True, text=True,
-                             check=True).stdout
+    per_cpu = subprocess.run(
+        ["ip", "netns", "exec", seeded, "conntrack", "-S"], capture_output=True, text=True, check=True
+    ).stdout
     inserts = sum(int(v) for v in re.findall(r"\binsert=(\d+)", per_cpu))
     failed = sum(int(v) for v in re.findall(r"\binsert_failed=(\d+)", per_cpu))
     assert stats.insert == inserts >= 701

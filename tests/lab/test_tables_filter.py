@@ -40,8 +40,22 @@ def test_forward_drop_policy_is_reported(netns: str) -> None:
 def test_forward_drop_rule_in_a_policy_chain_is_found(netns: str) -> None:
     run(netns, "iptables", "-N", "KT-POLICY")
     run(netns, "iptables", "-A", "FORWARD", "-j", "KT-POLICY")
-    run(netns, "iptables", "-A", "KT-POLICY", "-s", "10.244.1.0/24", "-d", "10.244.2.3", "-p", "tcp", "--dport", "443",
-        "-j", "DROP")
+    run(
+        netns,
+        "iptables",
+        "-A",
+        "KT-POLICY",
+        "-s",
+        "10.244.1.0/24",
+        "-d",
+        "10.244.2.3",
+        "-p",
+        "tcp",
+        "--dport",
+        "443",
+        "-j",
+        "DROP",
+    )
     path = netns_path(netns)
     state = filter_state(path, netns, "10.244.1.2", "10.244.2.3", "tcp", 443, [])
     assert state.forward_policy == "ACCEPT"

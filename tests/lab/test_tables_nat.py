@@ -24,8 +24,7 @@ FIXTURES = Path(__file__).parents[1] / "unit" / "fixtures"
 
 
 def run(netns: str, *argv: str, stdin: str | None = None) -> str:
-    return subprocess.run(["ip", "netns", "exec", netns, *argv], input=stdin, capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(["ip", "netns", "exec", netns, *argv], input=stdin, capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture
@@ -52,8 +51,7 @@ def nft_node(netns: str) -> str:
 
 def dnat_targets_from_text(save_text: str, vip: str, port: int, proto: str) -> list[str]:
     """Independent reading of iptables-save text: VIP rule -> KUBE-SVC chain -> KUBE-SEP DNAT targets."""
-    jump = re.search(rf"-A KUBE-SERVICES -d {re.escape(vip)}/32 -p {proto} .*--dport {port} -j (KUBE-SVC-\w+)",
-                     save_text)
+    jump = re.search(rf"-A KUBE-SERVICES -d {re.escape(vip)}/32 -p {proto} .*--dport {port} -j (KUBE-SVC-\w+)", save_text)
     assert jump is not None
     seps = re.findall(rf"-A {jump.group(1)} .*-j (KUBE-SEP-\w+)", save_text)
     targets = []
@@ -72,8 +70,10 @@ def test_empty_namespace_has_no_proxy_mode(netns: str) -> None:
     assert nat.detect_proxy_mode(netns_path(netns), netns) == "none"
 
 
-@pytest.mark.parametrize(("vip", "port", "proto"), [("10.96.10.20", 80, "tcp"), ("10.96.0.10", 53, "udp"),
-                                                    ("10.96.7.7", 9090, "tcp"), ("10.96.0.1", 443, "tcp")])
+@pytest.mark.parametrize(
+    ("vip", "port", "proto"),
+    [("10.96.10.20", 80, "tcp"), ("10.96.0.10", 53, "udp"), ("10.96.7.7", 9090, "tcp"), ("10.96.0.1", 443, "tcp")],
+)
 def test_service_nat_endpoints_match_the_live_rules(iptables_node: str, vip: str, port: int, proto: str) -> None:
     result = nat.service_nat(netns_path(iptables_node), iptables_node, vip, port, proto.upper())
     text = run(iptables_node, "iptables-save", "-t", "nat")
@@ -101,9 +101,28 @@ def test_rule_change_invalidates_the_cache(iptables_node: str) -> None:
     path = netns_path(iptables_node)
     assert nat.service_nat(path, iptables_node, "10.96.10.20", 80, "TCP").programmed
     before = nat.tool_invocations()
-    run(iptables_node, "iptables", "-t", "nat", "-D", "KUBE-SERVICES", "-d", "10.96.10.20/32", "-p", "tcp", "-m",
-        "comment", "--comment", "shop/web:http cluster IP", "-m", "tcp", "--dport", "80", "-j",
-        "KUBE-SVC-67NZLRHBNDSAWJRO")
+    run(
+        iptables_node,
+        "iptables",
+        "-t",
+        "nat",
+        "-D",
+        "KUBE-SERVICES",
+        "-d",
+        "10.96.10.20/32",
+        "-p",
+        "tcp",
+        "-m",
+        "comment",
+        "--comment",
+        "shop/web:http cluster IP",
+        "-m",
+        "tcp",
+        "--dport",
+        "80",
+        "-j",
+        "KUBE-SVC-67NZLRHBNDSAWJRO",
+    )
     after = nat.service_nat(path, iptables_node, "10.96.10.20", 80, "TCP")
     assert not after.programmed
     assert after.service_chain == "KUBE-SVC-67NZLRHBNDSAWJRO"
