@@ -35,13 +35,13 @@ def default_database_path(environ: Mapping[str, str]) -> Path:
 
 
 def resolve_database_url(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """Pick the database: an explicit URL, else ``DATABASE_URL``, else the default SQLite file.
+    """Pick the database: an explicit URL, else ``KUBEREACH_DATABASE_URL`` or ``DATABASE_URL``, else the default SQLite file.
 
     ``postgres://`` and ``postgresql://`` URLs (as hosting platforms hand them out) are pointed at the
     psycopg 3 driver.
     """
     env = os.environ if environ is None else environ
-    url = explicit or env.get("DATABASE_URL") or f"sqlite:///{default_database_path(env)}"
+    url = explicit or env.get("KUBEREACH_DATABASE_URL") or env.get("DATABASE_URL") or f"sqlite:///{default_database_path(env)}"
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
