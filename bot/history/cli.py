@@ -77,7 +77,12 @@ def _line(hit: SearchHit) -> str:
 @click.option("--until", default=None, help="Only investigations before this duration ago or ISO date.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
-@click.option("--db", "db_url", default=None, help="History database URL (default: KUBEREACH_DATABASE_URL, DATABASE_URL or the local file).")
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    help="History database URL (default: KUBEREACH_DATABASE_URL, DATABASE_URL, or a local file).",
+)
 def search(
     *,
     text: str,
