@@ -1,0 +1,1 @@
+"""Tests of the deployment: the Helm chart, its RBAC and mTLS material, the container images."""

@@ -1,0 +1,253 @@
+"""The playbook's reasoning, driven by hand-written observations (no lab, no agents).
+
+Each test describes what the nodes show and states the verdict a person would reach from it. The
+observer answers like a healthy two-node flannel cluster unless a test changes one observation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from bot.playbook.case import Case, EndpointRef, NodeRef, PodRef, ServiceRef
+from bot.playbook.engine import run_playbook
+from bot.playbook.models import Hop, VerdictCode
+from bot.playbook.observations import (
+    ConntrackEntry,
+    ConntrackView,
+    FilterView,
+    Link,
+    ListeningSocket,
+    NatEndpoint,
+    NatView,
+    NodeFacts,
+    Observed,
+    OverlayDevice,
+    OverlayHop,
+    PodNetwork,
+    ProbeView,
+    RouteInfo,
+    RouteLookup,
+)
+
+NODES = {"node-1": NodeRef("node-1", "10.240.0.11", "10.244.1.0/24"), "node-2": NodeRef("node-2", "10.240.0.12", "10.244.2.0/24")}
+WEB = PodRef("shop", "web-1", "10.244.1.5", "node-1", container_ports=(("http", 8080, "TCP"),))
+API = PodRef("shop", "api-1", "10.244.2.7", "node-2", container_ports=(("http", 8080, "TCP"),))
+SVC = ServiceRef("shop", "api", "10.96.5.5", {"app": "api"}, 8080, "http", "http")
+DNS = EndpointRef("10.244.2.2", 53, "node-2", True, PodRef("kube-system", "coredns-1", "10.244.2.2", "node-2"))
+
+
+def case(**changes: Any) -> Case:
+    base = Case(
+        source_display="deploy/web in shop",
+        sources=(WEB,),
+        source_total=1,
+        target_display="svc/api in shop",
+        target_kind="service",
+        protocol="TCP",
+        port=8080,
+        service=SVC,
+        target_pods=(API,),
+        endpoints=(EndpointRef(API.ip or "", 8080, "node-2", True, API),),
+        dns_name="api.shop",
+        dns_fqdn="api.shop.svc.cluster.local.",
+        dns_endpoints=(DNS,),
+        nodes=NODES,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def link(name: str, **kw: Any) -> Link:
+    return Link(
+        name=name, mtu=kw.pop("mtu", 1450), oper_state=kw.pop("oper_state", "UP"), admin_up=kw.pop("admin_up", True), **kw
+    )
+
+
+class RecordedCluster:
+    """An Observer over plain dictionaries: healthy unless a test says otherwise."""
+
+    def __init__(self) -> None:
+        self.facts = {
+            n: NodeFacts(
+                n,
+                proxy_mode="iptables",
+                conntrack_count=100,
+                conntrack_max=262144,
+                bridges=(link("cni0"),),
+                overlays=(OverlayDevice(link("flannel.1"), 1, 8472),),
+            )
+            for n in NODES
+        }
+        self.pods = {
+            ip: PodNetwork(
+                ip,
+                f"ns-{ip}",
+                link("eth0", addresses=(f"{ip}/24",)),
+                (RouteInfo("0.0.0.0/0", f"10.244.{ip.split('.')[2]}.1", "eth0"),),
+                link(f"veth{ip[-1]}", master="cni0"),
+            )
+            for ip in ("10.244.1.5", "10.244.2.7", "10.244.2.2")
+        }
+        self.nat = NatView("iptables", True, (NatEndpoint("10.244.2.7", 8080),))
+        self.conntrack_entries: tuple[ConntrackEntry, ...] = ()
+        self.failing_probes: dict[str, str] = {}
+        self.dns_outcome = "connected"
+        self.listening = True
+        self.forward_drops: dict[str, tuple[str, ...]] = {}
+        self.down: set[str] = set()
+        self.routes: dict[tuple[str, str], RouteLookup] = {}
+
+    def _gone(self, node: str) -> Observed[Any] | None:
+        return (
+            Observed(node, error=f"the agent on {node} did not answer", error_kind="unreachable") if node in self.down else None
+        )
+
+    async def node_facts(self, node: str) -> Observed[NodeFacts]:
+        return self._gone(node) or Observed(node, self.facts[node])
+
+    async def locate_pod(self, node: str, pod_ip: str) -> Observed[PodNetwork]:
+        return self._gone(node) or Observed(node, self.pods[pod_ip])
+
+    async def route(self, node: str, destination: str, *, source: str = "", pod_ip: str = "") -> Observed[RouteLookup]:
+        if (gone := self._gone(node)) is not None:
+            return gone
+        if (node, destination) in self.routes:
+            return Observed(node, self.routes[(node, destination)])
+        other = "node-2" if node == "node-1" else "node-1"
+        hop = OverlayHop(
+            "flannel.1", True, NODES[other].pod_cidr.replace(".0/24", ".0"), "0e:00:00:00:00:02", ("PERMANENT",), NODES[other].ip
+        )
+        return Observed(node, RouteLookup(RouteInfo(NODES[other].pod_cidr, hop.next_hop, "flannel.1"), overlay=hop))
+
+    async def service_nat(self, node: str, vip: str, port: int, protocol: str) -> Observed[NatView]:
+        return self._gone(node) or Observed(node, self.nat)
+
+    async def conntrack(
+        self, node: str, *, protocol: str, orig_src: str, orig_dst: str, orig_dport: int
+    ) -> Observed[ConntrackView]:
+        return self._gone(node) or Observed(node, ConntrackView(len(self.conntrack_entries), self.conntrack_entries))
+
+    async def filter_state(
+        self, node: str, *, src: str, dst: str, protocol: str, dport: int, interfaces: tuple[str, ...]
+    ) -> Observed[FilterView]:
+        return self._gone(node) or Observed(
+            node, FilterView("ACCEPT", self.forward_drops.get(node, ()), True, {i: 0 for i in interfaces})
+        )
+
+    async def sockets(self, node: str, pod_ip: str, port: int, protocol: str) -> Observed[tuple[ListeningSocket, ...]]:
+        return self._gone(node) or Observed(node, (ListeningSocket("TCP", "0.0.0.0", port),) if self.listening else ())
+
+    async def probe(self, node: str, *, pod_ip: str, target: str, port: int, protocol: str) -> Observed[ProbeView]:
+        return self._gone(node) or Observed(node, ProbeView(self.failing_probes.get(target, "connected")))
+
+    async def probe_dns(self, node: str, *, pod_ip: str, name: str, server: str = "") -> Observed[ProbeView]:
+        outcome = self.dns_outcome
+        return self._gone(node) or Observed(
+            node,
+            ProbeView(
+                outcome,
+                rcode="NOERROR" if outcome == "connected" else "",
+                answers=("10.96.5.5",) if outcome == "connected" else (),
+            ),
+        )
+
+
+def verdict_of(cluster: RecordedCluster, c: Case | None = None) -> Any:
+    return asyncio.run(run_playbook(c or case(), cluster))
+
+
+def test_a_healthy_path_is_no_fault_found_with_every_step_passing() -> None:
+    diagnosis = verdict_of(RecordedCluster())
+    assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+    assert {s.status.value for s in diagnosis.steps} <= {"pass", "skip"}  # policy is skipped: no policies given
+
+
+def test_the_first_cause_on_the_path_wins_and_later_ones_become_findings() -> None:
+    cluster = RecordedCluster()
+    cluster.pods["10.244.1.5"] = dataclasses.replace(cluster.pods["10.244.1.5"], routes=())  # the source pod cannot send
+    cluster.forward_drops["node-2"] = ("filter/FORWARD: -P FORWARD DROP",)  # and the destination node drops
+    cluster.failing_probes = {"10.96.5.5": "unreachable", "10.244.2.7": "unreachable"}
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.node, diagnosis.verdict.hop) == (
+        VerdictCode.POD_ROUTE_MISSING,
+        "node-1",
+        Hop.SOURCE_POD,
+    )
+    assert VerdictCode.FORWARD_CHAIN_DROPS in {f.code for f in diagnosis.findings}
+
+
+def test_rules_that_dnat_to_endpoints_the_api_no_longer_has_are_stale() -> None:
+    cluster = RecordedCluster()
+    cluster.nat = NatView("iptables", True, (NatEndpoint("10.244.2.99", 8080),))
+    cluster.failing_probes = {"10.96.5.5": "timed_out"}
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.node, diagnosis.verdict.hop) == (
+        VerdictCode.KUBE_PROXY_RULES_STALE,
+        "node-1",
+        Hop.SERVICE_NAT,
+    )
+    assert "10.244.2.99" in diagnosis.verdict.summary and "10.244.2.7" in diagnosis.verdict.summary
+
+
+def test_a_replied_udp_entry_to_a_vanished_endpoint_is_stale_but_closing_tcp_ones_are_not() -> None:
+    closing = ConntrackEntry(
+        "tcp", "10.244.1.5", "10.96.5.5", 40000, 8080, "10.244.2.50", 8080, "TIME_WAIT", 100, ("SEEN_REPLY", "ASSURED")
+    )
+    cluster = RecordedCluster()
+    cluster.conntrack_entries = (closing,)
+    assert verdict_of(cluster).verdict.code == VerdictCode.NO_FAULT_FOUND
+    stale = ConntrackEntry(
+        "udp", "10.244.1.5", "10.96.5.5", 5353, 53, "10.244.2.50", 53, "", 600, ("SEEN_REPLY", "ASSURED", "DST_NAT")
+    )
+    cluster.conntrack_entries = (stale,)
+    diagnosis = verdict_of(cluster, case(protocol="UDP"))
+    assert (diagnosis.verdict.code, diagnosis.verdict.node) == (VerdictCode.CONNTRACK_STALE_ENTRY, "node-1")
+
+
+def test_a_dns_failure_caused_by_the_path_to_the_dns_server_names_the_path() -> None:
+    cluster = RecordedCluster()
+    cluster.dns_outcome = "timed_out"
+    cluster.routes[("node-1", "10.244.2.2")] = RouteLookup(RouteInfo(type="none"), error="Network is unreachable")
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.node, diagnosis.verdict.hop) == (
+        VerdictCode.NODE_ROUTE_MISSING,
+        "node-1",
+        Hop.UNDERLAY,
+    )
+
+
+def test_a_dns_failure_with_a_healthy_path_and_silent_servers_is_the_cluster_dns() -> None:
+    cluster = RecordedCluster()
+    cluster.dns_outcome = "refused"
+    cluster.listening = False  # the DNS server's port is closed
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.hop) == (VerdictCode.DNS_RESOLUTION_FAILED, Hop.DNS)
+
+
+def test_when_only_some_source_pods_fail_the_verdict_says_which_nodes() -> None:
+    web2 = PodRef("shop", "web-2", "10.244.2.9", "node-2", container_ports=(("http", 8080, "TCP"),))
+    cluster = RecordedCluster()
+    cluster.pods["10.244.2.9"] = dataclasses.replace(cluster.pods["10.244.2.7"], pod_ip="10.244.2.9")
+    cluster.facts["node-1"] = dataclasses.replace(cluster.facts["node-1"], ip_forward=False)
+    diagnosis = verdict_of(cluster, case(sources=(WEB, web2), source_total=2))
+    assert diagnosis.verdict.code == VerdictCode.IP_FORWARDING_DISABLED
+    assert diagnosis.verdict.summary.startswith("only pods on node-1 cannot reach svc/api in shop (pods on node-2 can)")
+
+
+def test_an_unreachable_agent_on_the_destination_is_the_verdict_only_when_nothing_else_explains_the_failure() -> None:
+    cluster = RecordedCluster()
+    cluster.down = {"node-2"}
+    cluster.failing_probes = {"10.96.5.5": "timed_out", "10.244.2.7": "timed_out"}
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.node) == (VerdictCode.AGENT_UNREACHABLE, "node-2")
+    assert "not checked" in diagnosis.verdict.summary
+    cluster.down = set()
+    cluster.listening = False
+    assert verdict_of(cluster).verdict.code == VerdictCode.DESTINATION_NOT_LISTENING
+
+
+def test_a_service_without_endpoints_is_decided_from_the_api_before_any_probe() -> None:
+    diagnosis = verdict_of(RecordedCluster(), case(endpoints=(), target_pods=()))
+    assert (diagnosis.verdict.code, diagnosis.verdict.hop) == (VerdictCode.SERVICE_NO_ENDPOINTS, Hop.API)
+    assert "matches no pod" in diagnosis.verdict.summary
