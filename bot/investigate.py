@@ -25,6 +25,7 @@ from bot.fleet.observer import FleetObserver
 from bot.history.enums import Origin
 from bot.history.recorder import Asker, HistoryRecorder
 from bot.history.service import Person, SeenBefore, WorkloadRef
+from bot.metrics import BotMetrics
 from bot.parse import parse_question
 from bot.playbook.case import Case, EndpointRef, NodeRef, PodRef, ServiceRef
 from bot.playbook.engine import Diagnosis, run_playbook
@@ -173,9 +174,10 @@ def seen_before_line(seen: SeenBefore | None) -> str | None:
 class Investigator:
     """Holds the cluster client and the fleet for a process; runs investigations."""
 
-    def __init__(self, settings: BotSettings, history: HistoryRecorder | None = None) -> None:
+    def __init__(self, settings: BotSettings, history: HistoryRecorder | None = None, metrics: BotMetrics | None = None) -> None:
         self.settings = settings
         self.history = history
+        self.metrics = metrics
         self._cluster: ClusterClient | None = None
 
     @property
@@ -276,10 +278,12 @@ class Investigator:
             order += 1
             if self.history is not None:
                 self.history.step(recorded, step, order)
+            if self.metrics is not None:
+                self.metrics.step_finished(step)
             if on_step is not None:
                 on_step(step)
 
-        fleet = Fleet(addresses, self.settings.agents)
+        fleet = Fleet(addresses, self.settings.agents, self.metrics)
         try:
             diagnosis: Diagnosis = await run_playbook(case, FleetObserver(fleet), step_done)
         except BaseException as exc:
@@ -303,6 +307,8 @@ class Investigator:
             per_source=dict(diagnosis.per_source),
             parsed=question,
         )
+        if self.metrics is not None:
+            self.metrics.investigation_finished(result.verdict.code, result.duration_ms / 1000)
         if self.history is not None:
             self.history.finish(recorded, result)
             seen = self.history.seen_before(recorded, source_ref, target_ref, result.verdict)

@@ -54,10 +54,26 @@ CT_DELETE = (1 << 8) | 2
 CT_GET_STATS = (1 << 8) | 5
 CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_STATUS, CTA_PROTOINFO, CTA_TIMEOUT, CTA_MARK = 1, 2, 3, 4, 7, 8
 CTA_NAT_SRC, CTA_NAT_DST = 6, 13
-STATUS_BITS = {"EXPECTED": 0, "SEEN_REPLY": 1, "ASSURED": 2, "CONFIRMED": 3, "SRC_NAT": 4, "DST_NAT": 5,
-               "SRC_NAT_DONE": 7, "DST_NAT_DONE": 8}
-TCP_STATES = {"SYN_SENT": 1, "SYN_RECV": 2, "ESTABLISHED": 3, "FIN_WAIT": 4, "CLOSE_WAIT": 5,
-              "LAST_ACK": 6, "TIME_WAIT": 7, "CLOSE": 8}
+STATUS_BITS = {
+    "EXPECTED": 0,
+    "SEEN_REPLY": 1,
+    "ASSURED": 2,
+    "CONFIRMED": 3,
+    "SRC_NAT": 4,
+    "DST_NAT": 5,
+    "SRC_NAT_DONE": 7,
+    "DST_NAT_DONE": 8,
+}
+TCP_STATES = {
+    "SYN_SENT": 1,
+    "SYN_RECV": 2,
+    "ESTABLISHED": 3,
+    "FIN_WAIT": 4,
+    "CLOSE_WAIT": 5,
+    "LAST_ACK": 6,
+    "TIME_WAIT": 7,
+    "CLOSE": 8,
+}
 PROTOCOLS = {"tcp": 6, "udp": 17}
 DEFAULT_STATUS = ("ASSURED", "SEEN_REPLY", "CONFIRMED")
 _SEND_BATCH = 1024
@@ -93,8 +109,29 @@ class ConntrackSpec:
 
 
 def _tuple_values(kind: int, src: str, dst: str, protonum: int, sport: int, dport: int) -> tuple[object, ...]:
-    return (52, kind | NESTED, 20, 1 | NESTED, 8, 1, socket.inet_aton(src), 8, 2, socket.inet_aton(dst),
-            28, 2 | NESTED, 5, 1, protonum, 6, 2, socket.htons(sport), 6, 3, socket.htons(dport))
+    return (
+        52,
+        kind | NESTED,
+        20,
+        1 | NESTED,
+        8,
+        1,
+        socket.inet_aton(src),
+        8,
+        2,
+        socket.inet_aton(dst),
+        28,
+        2 | NESTED,
+        5,
+        1,
+        protonum,
+        6,
+        2,
+        socket.htons(sport),
+        6,
+        3,
+        socket.htons(dport),
+    )
 
 
 def _status_value(status: Iterable[str]) -> int:
@@ -112,14 +149,20 @@ def encode_entry(spec: ConntrackSpec, seq: int = 0) -> bytes:
     if protonum is None:
         raise LabError(f"conntrack filler supports tcp and udp, not {spec.protocol!r}")
     layout = _TCP if protonum == 6 else _UDP
-    values: list[object] = [layout.size, CT_NEW, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL, seq, 0,
-                            socket.AF_INET, 0, 0]
-    values += _tuple_values(CTA_TUPLE_ORIG, spec.orig_src, spec.orig_dst, protonum, spec.orig_sport,
-                            spec.orig_dport)
-    values += _tuple_values(CTA_TUPLE_REPLY, spec.reply_src, spec.reply_dst, protonum, spec.reply_sport,
-                            spec.reply_dport)
-    values += [8, CTA_STATUS, socket.htonl(_status_value(spec.status)), 8, CTA_TIMEOUT,
-               socket.htonl(spec.timeout), 8, CTA_MARK, socket.htonl(spec.mark)]
+    values: list[object] = [layout.size, CT_NEW, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL, seq, 0, socket.AF_INET, 0, 0]
+    values += _tuple_values(CTA_TUPLE_ORIG, spec.orig_src, spec.orig_dst, protonum, spec.orig_sport, spec.orig_dport)
+    values += _tuple_values(CTA_TUPLE_REPLY, spec.reply_src, spec.reply_dst, protonum, spec.reply_sport, spec.reply_dport)
+    values += [
+        8,
+        CTA_STATUS,
+        socket.htonl(_status_value(spec.status)),
+        8,
+        CTA_TIMEOUT,
+        socket.htonl(spec.timeout),
+        8,
+        CTA_MARK,
+        socket.htonl(spec.mark),
+    ]
     if protonum == 6:
         values += [16, CTA_PROTOINFO | NESTED, 12, 1 | NESTED, 5, 1, TCP_STATES[spec.tcp_state]]
     return layout.pack(*values)
@@ -128,8 +171,22 @@ def encode_entry(spec: ConntrackSpec, seq: int = 0) -> bytes:
 def _nat_attr(kind: int, address: str, port: int) -> bytes:
     """CTA_NAT_{DST,SRC}{CTA_NAT_V4_MINIP, CTA_NAT_PROTO{PORT_MIN, PORT_MAX}}: map to address:port."""
     be_port = socket.htons(port)
-    return struct.pack("=HH HH4s HH HHH2x HHH2x", 32, kind | NESTED, 8, 1, socket.inet_aton(address),
-                       20, 3 | NESTED, 6, 1, be_port, 6, 2, be_port)
+    return struct.pack(
+        "=HH HH4s HH HHH2x HHH2x",
+        32,
+        kind | NESTED,
+        8,
+        1,
+        socket.inet_aton(address),
+        20,
+        3 | NESTED,
+        6,
+        1,
+        be_port,
+        6,
+        2,
+        be_port,
+    )
 
 
 def _open_socket(netns_name: str) -> socket.socket:
@@ -145,8 +202,7 @@ def _open_socket(netns_name: str) -> socket.socket:
             failed.append(OSError(ctypes.get_errno(), "setns failed"))
             return
         try:
-            made.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                                      NETLINK_NETFILTER))
+            made.append(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER))
         except OSError as exc:
             failed.append(exc)
 
@@ -237,8 +293,7 @@ def _send_batched(sock: socket.socket, messages: Iterable[bytes], errors: dict[i
     _drain_errors(sock, buf, errors, 0.05)
 
 
-def _fill_tuples(src_net: str, dst: str, dport: int, protocol: str, timeout: int,
-                 mark: int) -> Iterator[bytes]:
+def _fill_tuples(src_net: str, dst: str, dport: int, protocol: str, timeout: int, mark: int) -> Iterator[bytes]:
     network = ipaddress.IPv4Network(src_net)
     first, last = int(network.network_address) + 1, int(network.broadcast_address) - 1
     if last < first:
@@ -248,8 +303,7 @@ def _fill_tuples(src_net: str, dst: str, dport: int, protocol: str, timeout: int
     dst_bytes = socket.inet_aton(dst)
     head = [0, CT_NEW, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL, 0, 0, socket.AF_INET, 0, 0]
     status = socket.htonl(_status_value(DEFAULT_STATUS))
-    tail: list[object] = [8, CTA_STATUS, status, 8, CTA_TIMEOUT, socket.htonl(timeout), 8, CTA_MARK,
-                          socket.htonl(mark)]
+    tail: list[object] = [8, CTA_STATUS, status, 8, CTA_TIMEOUT, socket.htonl(timeout), 8, CTA_MARK, socket.htonl(mark)]
     if protonum == 6:
         tail += [16, CTA_PROTOINFO | NESTED, 12, 1 | NESTED, 5, 1, TCP_STATES["ESTABLISHED"]]
     head[0] = layout.size
@@ -260,16 +314,65 @@ def _fill_tuples(src_net: str, dst: str, dport: int, protocol: str, timeout: int
         sport_be = socket.htons(sport)
         for host in range(first, last + 1):
             src = to_bytes(host, 4, "big")
-            yield pack(*head,
-                       52, CTA_TUPLE_ORIG | NESTED, 20, 1 | NESTED, 8, 1, src, 8, 2, dst_bytes,
-                       28, 2 | NESTED, 5, 1, protonum, 6, 2, sport_be, 6, 3, dport_be,
-                       52, CTA_TUPLE_REPLY | NESTED, 20, 1 | NESTED, 8, 1, dst_bytes, 8, 2, src,
-                       28, 2 | NESTED, 5, 1, protonum, 6, 2, dport_be, 6, 3, sport_be,
-                       *tail)
+            yield pack(
+                *head,
+                52,
+                CTA_TUPLE_ORIG | NESTED,
+                20,
+                1 | NESTED,
+                8,
+                1,
+                src,
+                8,
+                2,
+                dst_bytes,
+                28,
+                2 | NESTED,
+                5,
+                1,
+                protonum,
+                6,
+                2,
+                sport_be,
+                6,
+                3,
+                dport_be,
+                52,
+                CTA_TUPLE_REPLY | NESTED,
+                20,
+                1 | NESTED,
+                8,
+                1,
+                dst_bytes,
+                8,
+                2,
+                src,
+                28,
+                2 | NESTED,
+                5,
+                1,
+                protonum,
+                6,
+                2,
+                dport_be,
+                6,
+                3,
+                sport_be,
+                *tail,
+            )
 
 
-def fill(netns_name: str, target_count: int, *, src_net: str = "10.250.0.0/16", dst: str = "10.251.0.1",
-         dport: int = 80, protocol: str = "udp", timeout: int = 86400, mark: int = 0) -> int:
+def fill(
+    netns_name: str,
+    target_count: int,
+    *,
+    src_net: str = "10.250.0.0/16",
+    dst: str = "10.251.0.1",
+    dport: int = 80,
+    protocol: str = "udp",
+    timeout: int = 86400,
+    mark: int = 0,
+) -> int:
     """Add entries src_net:sport -> dst:dport until the namespace's table holds `target_count`.
 
     Returns the count reached: lower than the target when the table is full (nf_conntrack_max) or
@@ -300,22 +403,42 @@ def fill(netns_name: str, target_count: int, *, src_net: str = "10.250.0.0/16", 
         sock.close()
 
 
-def insert_entry(netns_name: str, *, protocol: str = "udp", orig_src: str, orig_dst: str, orig_sport: int,
-                 orig_dport: int, reply_src: str | None = None, reply_dst: str | None = None,
-                 reply_sport: int | None = None, reply_dport: int | None = None,
-                 status: Iterable[str] = DEFAULT_STATUS, timeout: int = 86400,
-                 tcp_state: str = "ESTABLISHED", mark: int = 0) -> ConntrackSpec:
+def insert_entry(
+    netns_name: str,
+    *,
+    protocol: str = "udp",
+    orig_src: str,
+    orig_dst: str,
+    orig_sport: int,
+    orig_dport: int,
+    reply_src: str | None = None,
+    reply_dst: str | None = None,
+    reply_sport: int | None = None,
+    reply_dport: int | None = None,
+    status: Iterable[str] = DEFAULT_STATUS,
+    timeout: int = 86400,
+    tcp_state: str = "ESTABLISHED",
+    mark: int = 0,
+) -> ConntrackSpec:
     """Create one specific entry (e.g. a stale UDP flow VIP:53 -> a deleted pod, status DST_NAT).
 
     The reply tuple defaults to the mirror of the original one (no NAT). Raises LabError when the
     kernel refuses it (EEXIST when the tuple is already tracked).
     """
     spec = ConntrackSpec(
-        protocol=protocol, orig_src=orig_src, orig_dst=orig_dst, orig_sport=orig_sport, orig_dport=orig_dport,
-        reply_src=reply_src or orig_dst, reply_dst=reply_dst or orig_src,
+        protocol=protocol,
+        orig_src=orig_src,
+        orig_dst=orig_dst,
+        orig_sport=orig_sport,
+        orig_dport=orig_dport,
+        reply_src=reply_src or orig_dst,
+        reply_dst=reply_dst or orig_src,
         reply_sport=orig_dport if reply_sport is None else reply_sport,
         reply_dport=orig_sport if reply_dport is None else reply_dport,
-        status=tuple(status), timeout=timeout, tcp_state=tcp_state, mark=mark,
+        status=tuple(status),
+        timeout=timeout,
+        tcp_state=tcp_state,
+        mark=mark,
     )
     if "CONFIRMED" not in spec.status:
         spec = ConntrackSpec(**{**spec.__dict__, "status": (*spec.status, "CONFIRMED")})
@@ -323,8 +446,15 @@ def insert_entry(netns_name: str, *, protocol: str = "udp", orig_src: str, orig_
     if "DST_NAT" in spec.status or "SRC_NAT" in spec.status:
         # Send the un-NATed mirror as the reply tuple; the NAT attributes below make the kernel
         # rewrite it into spec's reply tuple and set the NAT status bits.
-        wire = ConntrackSpec(**{**spec.__dict__, "reply_src": spec.orig_dst, "reply_dst": spec.orig_src,
-                                "reply_sport": spec.orig_dport, "reply_dport": spec.orig_sport})
+        wire = ConntrackSpec(
+            **{
+                **spec.__dict__,
+                "reply_src": spec.orig_dst,
+                "reply_dst": spec.orig_src,
+                "reply_sport": spec.orig_dport,
+                "reply_dport": spec.orig_sport,
+            }
+        )
     message = bytearray(encode_entry(wire, seq=7))
     # The kernel does not let user space set the NAT status bits directly; it sets them itself when
     # the request carries the NAT mapping (CTA_NAT_DST / CTA_NAT_SRC), as `conntrack -I --dst-nat` does.
@@ -360,7 +490,7 @@ def _orig_tuple(buf: bytearray, off: int, end: int) -> tuple[bytes, bytes, int, 
                 leaf, leaf_stop = inner + 4, inner + nlen
                 while leaf + 4 <= leaf_stop:
                     alen, akind = struct.unpack_from("=HH", buf, leaf)
-                    value = bytes(buf[leaf + 4:leaf + alen])
+                    value = bytes(buf[leaf + 4 : leaf + alen])
                     if nkind & 0x3FFF == 1 and akind & 0x3FFF == 1:
                         src = value
                     elif nkind & 0x3FFF == 1 and akind & 0x3FFF == 2:
@@ -402,9 +532,30 @@ def flush(netns_name: str, only_lab_range: str | None = None) -> int:
                 doomed.append(found)
         deletes = []
         for src, dst, protonum, sport, dport in doomed:
-            payload = struct.pack("=HH HH HH4s HH4s HH HHB3x HHH2x HHH2x", 52, CTA_TUPLE_ORIG | NESTED,
-                                  20, 1 | NESTED, 8, 1, src, 8, 2, dst, 28, 2 | NESTED, 5, 1, protonum,
-                                  6, 2, socket.htons(sport), 6, 3, socket.htons(dport))
+            payload = struct.pack(
+                "=HH HH HH4s HH4s HH HHB3x HHH2x HHH2x",
+                52,
+                CTA_TUPLE_ORIG | NESTED,
+                20,
+                1 | NESTED,
+                8,
+                1,
+                src,
+                8,
+                2,
+                dst,
+                28,
+                2 | NESTED,
+                5,
+                1,
+                protonum,
+                6,
+                2,
+                socket.htons(sport),
+                6,
+                3,
+                socket.htons(dport),
+            )
             deletes.append(_request(CT_DELETE, NLM_F_REQUEST, 0, socket.AF_INET, payload))
         errors: dict[int, int] = {}
         _send_batched(sock, deletes, errors)

@@ -88,6 +88,9 @@ def start_agent(plan: LabPlan, state: LabState, node_name: str, listen: str = "1
         "--tls-key", str(pki / f"agent-{node.name}-key.pem"),
         "--tls-client-ca", str(pki / "ca.pem"),
         "--port-file", str(port_file),
+        "--metrics-port", "0",
+        "--ops-host", "127.0.0.1",
+        "--metrics-port-file", str(port_file.with_suffix(".metrics")),
     ]  # fmt: skip
     return processes.spawn(f"agent/{node.name}", argv, state.path / "logs" / f"agent-{node.name}.log", with_ready_pipe=False)
 
@@ -260,6 +263,13 @@ def down(prefix: str, root: Path = STATE_ROOT, *, quiet: bool = False) -> list[s
     return removed
 
 
+def _metrics_address(state: LabState, node: str) -> str | None:
+    try:
+        return f"127.0.0.1:{int((state.path / 'agents' / f'{node}.metrics').read_text())}"
+    except (OSError, ValueError):
+        return None
+
+
 def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
     """The lab as `lab status --json` prints it (contract in ARCHITECTURE.md)."""
     state = require_state(prefix, root)
@@ -280,6 +290,7 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
                 "ip": n.ip,
                 "pod_cidr": n.pod_cidr,
                 "agent": state.agents.get(n.name) if processes.alive(state.processes.get(f"agent/{n.name}", -1)) else None,
+                "metrics": _metrics_address(state, n.name),
             }
             for n in plan.nodes
         ],

@@ -40,6 +40,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     parser.add_argument("--log-format", choices=["json", "text"], help="log line format")
     parser.add_argument("--log-level", help="logging level (INFO, DEBUG, ...)")
+    parser.add_argument("--health-port", type=int, help="plaintext grpc.health.v1-only port for kubelet probes")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (0: the kernel picks one)")
+    parser.add_argument("--ops-host", help="address the health and metrics listeners bind (default 0.0.0.0)")
+    parser.add_argument("--metrics-port-file", type=Path, help="write the bound metrics port here once listening")
     return parser.parse_args(argv)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import os
 import re
@@ -41,6 +42,7 @@ from nodeagent.errors import (
     PodNotFound,
 )
 from nodeagent.logconfig import REQUEST_ID
+from nodeagent.metrics import AgentMetrics
 from nodeagent.service import KernelChecks, NamespaceTarget, NodeChecks
 from nodeagent.settings import AgentSettings
 from nodeagent.tls import load_server_tls, server_credentials
@@ -312,7 +314,10 @@ def request_id_from(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str
 
 class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Gives every unary call a request id (the caller's `x-request-id` or a new one), echoes it in the
-    initial metadata, and logs the method, status code and duration."""
+    initial metadata, logs the method, status code and duration, and records them in the metrics."""
+
+    def __init__(self, metrics: AgentMetrics | None = None) -> None:
+        self.metrics = metrics
 
     async def intercept_service(
         self,
@@ -336,6 +341,8 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
             finally:
                 code = context.code() or grpc.StatusCode.OK
                 name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+                if self.metrics is not None:
+                    self.metrics.rpc_finished(method.rsplit("/", 1)[-1], time.monotonic() - start, name)
                 log.info(
                     "%s %s",
                     method,
@@ -359,10 +366,14 @@ class AgentServer:
     port: int
     health: Any  # grpc_health.v1.health.aio.HealthServicer (untyped in grpc-stubs)
     runner: CheckRunner
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
 
     async def start(self) -> None:
         """Start serving and report SERVING on the health service."""
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
 
@@ -370,14 +381,18 @@ class AgentServer:
         """Report NOT_SERVING, let in-flight calls finish for up to `grace` seconds, then stop."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         self.runner.shutdown()
 
 
-async def build_server(settings: AgentSettings, checks: NodeChecks | None = None) -> AgentServer:
+async def build_server(
+    settings: AgentSettings, checks: NodeChecks | None = None, metrics: AgentMetrics | None = None
+) -> AgentServer:
     """Build the server on `settings.listen` with mTLS (or plain TCP with --insecure) and bind it."""
     runner = CheckRunner(settings.max_workers, settings.check_timeout_seconds)
     server = grpc.aio.server(
-        interceptors=[RequestIdInterceptor()],
+        interceptors=[RequestIdInterceptor(metrics)],
         maximum_concurrent_rpcs=settings.max_workers * 8,
         options=[("grpc.so_reuseport", 0)],
     )
@@ -397,7 +412,17 @@ async def build_server(settings: AgentSettings, checks: NodeChecks | None = None
         port = server.add_secure_port(settings.listen, server_credentials(material))
     if port == 0:
         raise ServerConfigError(f"cannot listen on {settings.listen}; check the address and that the port is free")
-    return AgentServer(server=server, port=port, health=health_servicer, runner=runner)
+    agent = AgentServer(server=server, port=port, health=health_servicer, runner=runner)
+    if settings.health_port is not None:
+        # Health only, in plaintext: the kubelet's gRPC probe cannot present a client certificate.
+        # The same servicer object answers, so this port reports exactly the main server's status.
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        bound = health_server.add_insecure_port(f"{settings.ops_host}:{settings.health_port}")
+        if bound == 0:
+            raise ServerConfigError(f"cannot listen on health port {settings.health_port}; check that it is free")
+        agent = dataclasses.replace(agent, health_server=health_server, health_port=bound)
+    return agent
 
 
 async def create_server(settings: AgentSettings, checks: NodeChecks | None = None) -> tuple[grpc.aio.Server, int]:
@@ -415,10 +440,28 @@ def write_port_file(path: Path, port: int) -> None:
     os.replace(tmp, path)
 
 
+def start_metrics_server(settings: AgentSettings, metrics: AgentMetrics) -> int:
+    """Serve `/metrics` on `settings.metrics_port` from a daemon thread; return the bound port."""
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(settings.metrics_port or 0, addr=settings.ops_host, registry=metrics.registry)
+    return int(server.server_address[1])
+
+
 async def serve(settings: AgentSettings, checks: NodeChecks | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, finish in-flight calls, stop."""
-    agent = await build_server(settings, checks)
+    node_checks = checks or KernelChecks(settings.node, settings.host_netns)
+    metrics = None
+    if settings.metrics_port is not None:
+        metrics = AgentMetrics(conntrack_stats=node_checks.conntrack_stats)
+        metrics_port = start_metrics_server(settings, metrics)
+        if settings.metrics_port_file is not None:
+            write_port_file(settings.metrics_port_file, metrics_port)
+        log.info("metrics on %s:%d/metrics", settings.ops_host, metrics_port)
+    agent = await build_server(settings, node_checks, metrics)
     await agent.start()
+    if agent.health_port is not None:
+        log.info("plaintext health (grpc.health.v1 only) on %s:%d", settings.ops_host, agent.health_port)
     if settings.port_file is not None:
         write_port_file(settings.port_file, agent.port)
     log.info(

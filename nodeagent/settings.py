@@ -52,3 +52,17 @@ class AgentSettings(BaseSettings):
 
     grace_seconds: float = Field(default=5.0, ge=0, le=60)
     """How long in-flight calls may finish after SIGTERM before they are cancelled."""
+
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    """Plaintext port serving only grpc.health.v1 (mirroring the main server's status), for kubelet
+    gRPC probes, which cannot present a client certificate. Unset: no such listener."""
+
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of the Prometheus `/metrics` endpoint (RPC latency and errors per method, conntrack fill).
+    Unset: no metrics listener."""
+
+    metrics_port_file: Path | None = None
+    """Where to write the bound metrics port once listening (with --metrics-port 0)."""
+
+    ops_host: str = "0.0.0.0"
+    """Address the health and metrics listeners bind."""

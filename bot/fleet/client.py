@@ -23,6 +23,7 @@ import grpc
 from grpc import aio
 
 from bot.errors import KubereachError
+from bot.metrics import BotMetrics
 from bot.settings import AgentSettings
 from kubereach.agent.v1 import agent_pb2_grpc
 
@@ -87,9 +88,10 @@ def _credentials(settings: AgentSettings) -> grpc.ChannelCredentials | None:
 class Fleet:
     """Channels to every known agent and the calls over them."""
 
-    def __init__(self, addresses: Mapping[str, str], settings: AgentSettings) -> None:
+    def __init__(self, addresses: Mapping[str, str], settings: AgentSettings, metrics: BotMetrics | None = None) -> None:
         self.addresses = dict(addresses)
         self.settings = settings
+        self.metrics = metrics
         self._credentials = _credentials(settings)
         if self._credentials is None:
             log.warning("talking to agents over plain TCP (insecure): use mTLS outside development")
@@ -112,6 +114,12 @@ class Fleet:
 
     async def call(self, node: str, method: str, request: Any, timeout_s: float | None = None) -> AgentOutcome:
         """Call one RPC on one node's agent; errors come back as a failed outcome."""
+        outcome = await self._call(node, method, request, timeout_s)
+        if self.metrics is not None:
+            self.metrics.agent_call_finished(outcome)
+        return outcome
+
+    async def _call(self, node: str, method: str, request: Any, timeout_s: float | None) -> AgentOutcome:
         started = time.monotonic()
         try:
             stub = self._stub(node)

@@ -54,6 +54,17 @@ class HistoryRecorder:
             upgrade(engine)
         return cls(session_factory(engine), cluster)
 
+    def database_answers(self) -> bool:
+        """True when the database answers a trivial query (the bot's readiness)."""
+        from sqlalchemy import text
+
+        try:
+            with self.sessions() as session:
+                session.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
     def start(
         self, question: str, asker: Asker, source: WorkloadRef | None, target: WorkloadRef | None, namespaces: Sequence[str]
     ) -> str | None:

@@ -27,6 +27,7 @@ from bot.errors import BadInput
 from bot.history import service
 from bot.history.db import local_owner_is_alive
 from bot.history.recorder import HistoryRecorder
+from bot.metrics import BotMetrics
 from bot.render import blocks as render
 from bot.settings import BotSettings
 from bot.slack import handlers
@@ -68,6 +69,7 @@ def build_deps(
     history: HistoryRecorder | None = None,
     with_history: bool = True,
     digest: tuple[DigestHandler, Any] | None = None,
+    metrics: BotMetrics | None = None,
 ) -> SlackDeps:
     """Everything the handlers need: the investigator, the history, a Slack client, the access map.
 
@@ -84,7 +86,7 @@ def build_deps(
         digest_handler=digest[0] if digest else None,
         digest=digest[1] if digest else None,
         history=history,
-        poster=SlackPoster(client or build_client(settings)),
+        poster=SlackPoster(client or build_client(settings), metrics=metrics),
         access=ChannelAccess(settings.channel_namespaces),
         loop=InvestigationLoop(),
         dedupe=DeliveryDedupe(),

@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
+from bot.metrics import BotMetrics
 from bot.settings import BotSettings
 
 log = logging.getLogger("kubereach.slack")
@@ -58,6 +59,8 @@ class SlackPoster:
     client: WebClient
     failures: list[str] = field(default_factory=list)
     """What went wrong, newest last (method and Slack's error code), for logs and tests."""
+    metrics: BotMetrics | None = None
+    """Counts failed Slack calls by method and error code, when given."""
 
     def _call(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
         """Call the WebClient method `method` (e.g. ``chat_postMessage``); None when Slack failed."""
@@ -66,6 +69,8 @@ class SlackPoster:
         except (SlackApiError, SlackClientError, OSError) as exc:
             reason = _failure(exc)
             self.failures.append(f"{method}: {reason}")
+            if self.metrics is not None:
+                self.metrics.slack_api_failed(method, reason)
             log.warning("slack: %s failed: %s", method, reason)
             return None
         data = getattr(response, "data", None)

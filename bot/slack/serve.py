@@ -23,8 +23,10 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.errors import BadInput
 from bot.history.recorder import HistoryRecorder
+from bot.metrics import BotMetrics
+from bot.ops import OpsServer
 from bot.settings import BotSettings, load_settings
-from bot.slack.flows import DigestHandler, NewInvestigator
+from bot.slack.flows import DigestHandler, Investigates, NewInvestigator
 
 log = logging.getLogger("kubereach.slack")
 EVENTS_PATH = "/slack/events"
@@ -82,7 +84,11 @@ class SlackHttpServer:
             self._thread.join(timeout=5)
 
 
-def make_serve_command(new_investigator: NewInvestigator, digest: DigestSetup | None = None) -> click.Command:
+MeasuredInvestigator = Callable[[BotSettings, HistoryRecorder | None, BotMetrics | None], Investigates]
+"""Builds the investigator from settings, history and metrics (`bot.investigate.Investigator`)."""
+
+
+def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSetup | None = None) -> click.Command:
     """The `kubereach serve` command, given how to build the investigator (and, optionally, digests).
 
     The composition root passes `bot.investigate.Investigator` (bot.slack never imports the cluster
@@ -98,6 +104,10 @@ def make_serve_command(new_investigator: NewInvestigator, digest: DigestSetup | 
         "--signing-secret", envvar="SLACK_SIGNING_SECRET", default=None, help="Signing secret (or SLACK_SIGNING_SECRET)."
     )
     @click.option("--app-token", envvar="SLACK_APP_TOKEN", default=None, help="App-level token (or SLACK_APP_TOKEN).")
+    @click.option(
+        "--ops-port", type=click.IntRange(0, 65535), default=None, help="Serve /metrics, /healthz and /readyz on this port."
+    )
+    @click.option("--ops-host", default="0.0.0.0", show_default=True, help="Address of the ops port.")
     @click.pass_context
     def serve(
         ctx: click.Context,
@@ -107,6 +117,8 @@ def make_serve_command(new_investigator: NewInvestigator, digest: DigestSetup | 
         bot_token: str | None,
         signing_secret: str | None,
         app_token: str | None,
+        ops_port: int | None,
+        ops_host: str,
     ) -> None:
         """Run the Slack app: /reach, @kubereach and the buttons, with the agents, the cluster and the history."""
         from bot.slack.app import announce_interrupted, build_app, build_deps
@@ -134,7 +146,14 @@ def make_serve_command(new_investigator: NewInvestigator, digest: DigestSetup | 
             settings.database_url.get_secret_value() if settings.database_url else None, settings.cluster
         )
         digest_parts: tuple[DigestHandler, Any] | None = digest(settings, history) if digest is not None else None
-        deps = build_deps(settings, new_investigator, history=history, digest=digest_parts)
+        metrics = BotMetrics()
+        ops = None
+        if ops_port is not None:
+            ops = OpsServer(metrics, history.database_answers, ops_host, ops_port).start()
+            click.echo(f"kubereach: /metrics, /healthz, /readyz on {ops_host}:{ops.port}")
+        deps = build_deps(
+            settings, with_metrics(new_investigator, metrics), history=history, digest=digest_parts, metrics=metrics
+        )
         app = build_app(settings, deps)
         stranded = announce_interrupted(deps)
         if stranded:
@@ -157,5 +176,16 @@ def make_serve_command(new_investigator: NewInvestigator, digest: DigestSetup | 
             click.echo("")
         finally:
             deps.close()
+            if ops is not None:
+                ops.stop()
 
     return serve
+
+
+def with_metrics(new_investigator: MeasuredInvestigator, metrics: BotMetrics) -> NewInvestigator:
+    """The investigator factory that reports to `metrics`."""
+
+    def build(settings: BotSettings, history: HistoryRecorder | None) -> Investigates:
+        return new_investigator(settings, history, metrics)
+
+    return build

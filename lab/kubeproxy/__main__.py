@@ -37,8 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--status-file", required=True, type=Path, help="JSON status written after each sync")
     parser.add_argument("--service-cidr", action="append", default=[], help="service CIDR (repeatable)")
     parser.add_argument("--min-sync-period", type=float, default=0.1, help="seconds between syncs at most")
-    parser.add_argument("--sync-period", type=float, default=0.0,
-                        help="full re-sync at least this often, in seconds (default 0: only on changes)")
+    parser.add_argument(
+        "--sync-period", type=float, default=0.0, help="full re-sync at least this often, in seconds (default 0: only on changes)"
+    )
     parser.add_argument("--verbose", action="store_true", help="log every watch event")
     return parser
 
@@ -106,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabError as exc:
         print(f"kube-proxy: {exc}", file=sys.stderr)
         return exc.exit_code
-    log.info("starting in %s mode for node %s (netns %s), API %s", settings.mode, settings.node_name,
-             settings.netns, settings.api_url)
+    log.info(
+        "starting in %s mode for node %s (netns %s), API %s", settings.mode, settings.node_name, settings.netns, settings.api_url
+    )
     NodeProxy(settings, api, sync_rules).run(stop)
     log.info("stopped")
     return 0

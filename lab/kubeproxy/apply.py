@@ -39,9 +39,7 @@ def _run(netns: str, argv: Sequence[str], stdin: str | None = None) -> subproces
     name = validate_netns_name(netns)
     full = ["ip", "netns", "exec", name, *argv]
     try:
-        return subprocess.run(
-            full, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
-        )
+        return subprocess.run(full, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
     except FileNotFoundError as exc:
         raise RuleApplyError(argv[0], netns, f"command not found: {exc.filename}") from exc
     except subprocess.TimeoutExpired as exc:

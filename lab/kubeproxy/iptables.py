@@ -145,85 +145,269 @@ def _write_service(out: _Tables, plan: ServicePlan, node: NodeContext, active: l
     port = str(svc.port)
     line = out.line
     if has_internal:
-        out.nat_rules.append(line(
-            "-A", SERVICES, "-m", "comment", "--comment", f'"{pname} cluster IP"',
-            "-m", proto, "-p", proto, "-d", svc.cluster_ip, "--dport", port, "-j", internal_chain,
-        ))
+        out.nat_rules.append(
+            line(
+                "-A",
+                SERVICES,
+                "-m",
+                "comment",
+                "--comment",
+                f'"{pname} cluster IP"',
+                "-m",
+                proto,
+                "-p",
+                proto,
+                "-d",
+                svc.cluster_ip,
+                "--dport",
+                port,
+                "-j",
+                internal_chain,
+            )
+        )
     else:
-        out.filter_rules.append(line(
-            "-A", SERVICES, "-m", "comment", "--comment", internal_comment,
-            "-m", proto, "-p", proto, "-d", svc.cluster_ip, "--dport", port, "-j", internal_target,
-        ))
+        out.filter_rules.append(
+            line(
+                "-A",
+                SERVICES,
+                "-m",
+                "comment",
+                "--comment",
+                internal_comment,
+                "-m",
+                proto,
+                "-p",
+                proto,
+                "-d",
+                svc.cluster_ip,
+                "--dport",
+                port,
+                "-j",
+                internal_target,
+            )
+        )
 
     for external_ip in svc.external_ips:
         if plan.has_endpoints:
-            out.nat_rules.append(line(
-                "-A", SERVICES, "-m", "comment", "--comment", f'"{pname} external IP"',
-                "-m", proto, "-p", proto, "-d", external_ip, "--dport", port, "-j", external_chain,
-            ))
+            out.nat_rules.append(
+                line(
+                    "-A",
+                    SERVICES,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    f'"{pname} external IP"',
+                    "-m",
+                    proto,
+                    "-p",
+                    proto,
+                    "-d",
+                    external_ip,
+                    "--dport",
+                    port,
+                    "-j",
+                    external_chain,
+                )
+            )
         if not has_external:
-            out.filter_rules.append(line(
-                "-A", EXTERNAL_SERVICES, "-m", "comment", "--comment", external_comment,
-                "-m", proto, "-p", proto, "-d", external_ip, "--dport", port, "-j", external_target,
-            ))
+            out.filter_rules.append(
+                line(
+                    "-A",
+                    EXTERNAL_SERVICES,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    external_comment,
+                    "-m",
+                    proto,
+                    "-p",
+                    proto,
+                    "-d",
+                    external_ip,
+                    "--dport",
+                    port,
+                    "-j",
+                    external_target,
+                )
+            )
     for lb_ip in svc.load_balancer_ips:
         if plan.has_endpoints:
-            out.nat_rules.append(line(
-                "-A", SERVICES, "-m", "comment", "--comment", f'"{pname} loadbalancer IP"',
-                "-m", proto, "-p", proto, "-d", lb_ip, "--dport", port, "-j", external_chain,
-            ))
+            out.nat_rules.append(
+                line(
+                    "-A",
+                    SERVICES,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    f'"{pname} loadbalancer IP"',
+                    "-m",
+                    proto,
+                    "-p",
+                    proto,
+                    "-d",
+                    lb_ip,
+                    "--dport",
+                    port,
+                    "-j",
+                    external_chain,
+                )
+            )
     if not has_external:
         for lb_ip in svc.load_balancer_ips:
-            out.filter_rules.append(line(
-                "-A", EXTERNAL_SERVICES, "-m", "comment", "--comment", external_comment,
-                "-m", proto, "-p", proto, "-d", lb_ip, "--dport", port, "-j", external_target,
-            ))
+            out.filter_rules.append(
+                line(
+                    "-A",
+                    EXTERNAL_SERVICES,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    external_comment,
+                    "-m",
+                    proto,
+                    "-p",
+                    proto,
+                    "-d",
+                    lb_ip,
+                    "--dport",
+                    port,
+                    "-j",
+                    external_target,
+                )
+            )
 
     if svc.node_port:
         if plan.has_endpoints:
-            out.nat_rules.append(line(
-                "-A", NODEPORTS, "-m", "comment", "--comment", pname,
-                "-m", proto, "-p", proto, "--dport", str(svc.node_port), "-j", external_chain,
-            ))
+            out.nat_rules.append(
+                line(
+                    "-A",
+                    NODEPORTS,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    pname,
+                    "-m",
+                    proto,
+                    "-p",
+                    proto,
+                    "--dport",
+                    str(svc.node_port),
+                    "-j",
+                    external_chain,
+                )
+            )
         if not has_external:
-            out.filter_rules.append(line(
-                "-A", EXTERNAL_SERVICES, "-m", "comment", "--comment", external_comment,
-                "-m", "addrtype", "--dst-type", "LOCAL",
-                "-m", proto, "-p", proto, "--dport", str(svc.node_port), "-j", external_target,
-            ))
+            out.filter_rules.append(
+                line(
+                    "-A",
+                    EXTERNAL_SERVICES,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    external_comment,
+                    "-m",
+                    "addrtype",
+                    "--dst-type",
+                    "LOCAL",
+                    "-m",
+                    proto,
+                    "-p",
+                    proto,
+                    "--dport",
+                    str(svc.node_port),
+                    "-j",
+                    external_target,
+                )
+            )
 
     if has_internal:
         # Masquerade off-cluster traffic to the service VIP (the LocalTrafficDetector by cluster CIDR).
-        out.nat_rules.append(line(
-            "-A", internal_chain, "-m", "comment", "--comment", f'"{pname} cluster IP"',
-            "-m", proto, "-p", proto, "-d", svc.cluster_ip, "--dport", port,
-            "!", "-s", node.cluster_cidr, "-j", MARK_MASQ,
-        ))
+        out.nat_rules.append(
+            line(
+                "-A",
+                internal_chain,
+                "-m",
+                "comment",
+                "--comment",
+                f'"{pname} cluster IP"',
+                "-m",
+                proto,
+                "-p",
+                proto,
+                "-d",
+                svc.cluster_ip,
+                "--dport",
+                port,
+                "!",
+                "-s",
+                node.cluster_cidr,
+                "-j",
+                MARK_MASQ,
+            )
+        )
 
     if uses_external_chain:
         out.nat_chains.append(_chain_line(external_chain))
         active.append(external_chain)
         if not svc.external_policy_local:
-            out.nat_rules.append(line(
-                "-A", external_chain, "-m", "comment", "--comment",
-                f'"masquerade traffic for {pname} external destinations"', "-j", MARK_MASQ,
-            ))
+            out.nat_rules.append(
+                line(
+                    "-A",
+                    external_chain,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    f'"masquerade traffic for {pname} external destinations"',
+                    "-j",
+                    MARK_MASQ,
+                )
+            )
         else:
-            out.nat_rules.append(line(
-                "-A", external_chain, "-m", "comment", "--comment",
-                f'"pod traffic for {pname} external destinations"',
-                "-s", node.cluster_cidr, "-j", cluster_chain,
-            ))
-            out.nat_rules.append(line(
-                "-A", external_chain, "-m", "comment", "--comment",
-                f'"masquerade LOCAL traffic for {pname} external destinations"',
-                "-m", "addrtype", "--src-type", "LOCAL", "-j", MARK_MASQ,
-            ))
-            out.nat_rules.append(line(
-                "-A", external_chain, "-m", "comment", "--comment",
-                f'"route LOCAL traffic for {pname} external destinations"',
-                "-m", "addrtype", "--src-type", "LOCAL", "-j", cluster_chain,
-            ))
+            out.nat_rules.append(
+                line(
+                    "-A",
+                    external_chain,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    f'"pod traffic for {pname} external destinations"',
+                    "-s",
+                    node.cluster_cidr,
+                    "-j",
+                    cluster_chain,
+                )
+            )
+            out.nat_rules.append(
+                line(
+                    "-A",
+                    external_chain,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    f'"masquerade LOCAL traffic for {pname} external destinations"',
+                    "-m",
+                    "addrtype",
+                    "--src-type",
+                    "LOCAL",
+                    "-j",
+                    MARK_MASQ,
+                )
+            )
+            out.nat_rules.append(
+                line(
+                    "-A",
+                    external_chain,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    f'"route LOCAL traffic for {pname} external destinations"',
+                    "-m",
+                    "addrtype",
+                    "--src-type",
+                    "LOCAL",
+                    "-j",
+                    cluster_chain,
+                )
+            )
         if has_external:
             out.nat_rules.append(line("-A", external_chain, "-j", external_policy_chain))
 
@@ -245,33 +429,66 @@ def _write_service(out: _Tables, plan: ServicePlan, node: NodeContext, active: l
         affinity: tuple[str, ...] = ()
         if svc.sticky_seconds is not None:
             affinity = ("-m", "recent", "--name", ep_chain, "--set")
-        out.nat_rules.append(line(
-            *base, *affinity, "-m", proto, "-p", proto, "-j", "DNAT", "--to-destination", ep.address,
-        ))
+        out.nat_rules.append(
+            line(
+                *base,
+                *affinity,
+                "-m",
+                proto,
+                "-p",
+                proto,
+                "-j",
+                "DNAT",
+                "--to-destination",
+                ep.address,
+            )
+        )
 
 
-def _write_service_to_endpoints(
-    out: _Tables, plan: ServicePlan, chain: str, endpoints: tuple[Endpoint, ...]
-) -> None:
+def _write_service_to_endpoints(out: _Tables, plan: ServicePlan, chain: str, endpoints: tuple[Endpoint, ...]) -> None:
     pname = plan.service.port_name_string
     line = out.line
     if plan.service.sticky_seconds is not None:
         for ep in endpoints:
             ep_chain = _endpoint_chain(plan, ep)
-            out.nat_rules.append(line(
-                "-A", chain, "-m", "comment", "--comment", f'"{pname} -> {ep.address}"',
-                "-m", "recent", "--name", ep_chain, "--rcheck", "--seconds", str(plan.service.sticky_seconds),
-                "--reap", "-j", ep_chain,
-            ))
+            out.nat_rules.append(
+                line(
+                    "-A",
+                    chain,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    f'"{pname} -> {ep.address}"',
+                    "-m",
+                    "recent",
+                    "--name",
+                    ep_chain,
+                    "--rcheck",
+                    "--seconds",
+                    str(plan.service.sticky_seconds),
+                    "--reap",
+                    "-j",
+                    ep_chain,
+                )
+            )
     count = len(endpoints)
     for i, ep in enumerate(endpoints):
         statistic: tuple[str, ...] = ()
         if i < count - 1:
             statistic = ("-m", "statistic", "--mode", "random", "--probability", probability(count - i))
-        out.nat_rules.append(line(
-            "-A", chain, "-m", "comment", "--comment", f'"{pname} -> {ep.address}"',
-            *statistic, "-j", _endpoint_chain(plan, ep),
-        ))
+        out.nat_rules.append(
+            line(
+                "-A",
+                chain,
+                "-m",
+                "comment",
+                "--comment",
+                f'"{pname} -> {ep.address}"',
+                *statistic,
+                "-j",
+                _endpoint_chain(plan, ep),
+            )
+        )
 
 
 def render_iptables(
@@ -294,10 +511,19 @@ def render_iptables(
     line = out.line
     out.nat_rules.append(line("-A", POSTROUTING, "-m", "mark", "!", "--mark", f"{mark}/{mark}", "-j", "RETURN"))
     out.nat_rules.append(line("-A", POSTROUTING, "-j", "MARK", "--xor-mark", mark))
-    out.nat_rules.append(line(
-        "-A", POSTROUTING, "-m", "comment", "--comment", '"kubernetes service traffic requiring SNAT"',
-        "-j", "MASQUERADE", "--random-fully",
-    ))
+    out.nat_rules.append(
+        line(
+            "-A",
+            POSTROUTING,
+            "-m",
+            "comment",
+            "--comment",
+            '"kubernetes service traffic requiring SNAT"',
+            "-j",
+            "MASQUERADE",
+            "--random-fully",
+        )
+    )
     out.nat_rules.append(line("-A", MARK_MASQ, "-j", "MARK", "--or-mark", mark))
 
     active: list[str] = []
@@ -306,32 +532,80 @@ def render_iptables(
 
     active_set = set(active)
     deleted = sorted(
-        chain for chain in set(existing_nat_chains)
-        if names.is_iptables_service_chain(chain) and chain not in active_set
+        chain for chain in set(existing_nat_chains) if names.is_iptables_service_chain(chain) and chain not in active_set
     )
     for chain in deleted:
         out.nat_chains.append(_chain_line(chain))
         out.nat_rules.append(line("-X", chain))
 
-    out.nat_rules.append(line(
-        "-A", SERVICES, "-m", "comment", "--comment",
-        '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"',
-        "-m", "addrtype", "--dst-type", "LOCAL", "!", "-d", "127.0.0.0/8", "-j", NODEPORTS,
-    ))
+    out.nat_rules.append(
+        line(
+            "-A",
+            SERVICES,
+            "-m",
+            "comment",
+            "--comment",
+            '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"',
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "!",
+            "-d",
+            "127.0.0.0/8",
+            "-j",
+            NODEPORTS,
+        )
+    )
     out.filter_rules.append(line("-A", FORWARD, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"))
-    out.filter_rules.append(line(
-        "-A", FORWARD, "-m", "comment", "--comment", '"kubernetes forwarding rules"',
-        "-m", "mark", "--mark", f"{mark}/{mark}", "-j", "ACCEPT",
-    ))
-    out.filter_rules.append(line(
-        "-A", FORWARD, "-m", "comment", "--comment", '"kubernetes forwarding conntrack rule"',
-        "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT",
-    ))
+    out.filter_rules.append(
+        line(
+            "-A",
+            FORWARD,
+            "-m",
+            "comment",
+            "--comment",
+            '"kubernetes forwarding rules"',
+            "-m",
+            "mark",
+            "--mark",
+            f"{mark}/{mark}",
+            "-j",
+            "ACCEPT",
+        )
+    )
+    out.filter_rules.append(
+        line(
+            "-A",
+            FORWARD,
+            "-m",
+            "comment",
+            "--comment",
+            '"kubernetes forwarding conntrack rule"',
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        )
+    )
 
-    text = "\n".join([
-        "*filter", *out.filter_chains, *out.filter_rules, "COMMIT",
-        "*nat", *out.nat_chains, *out.nat_rules, "COMMIT",
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                "*filter",
+                *out.filter_chains,
+                *out.filter_rules,
+                "COMMIT",
+                "*nat",
+                *out.nat_chains,
+                *out.nat_rules,
+                "COMMIT",
+            ]
+        )
+        + "\n"
+    )
     return IptablesRuleset(
         restore_input=text,
         jumps=JUMPS,
@@ -342,6 +616,4 @@ def render_iptables(
 
 def nat_chains_from_save(save_output: str) -> frozenset[str]:
     """Chain names declared in `iptables-save` output (the ":CHAIN POLICY [p:b]" lines)."""
-    return frozenset(
-        ln[1:].split(" ", 1)[0] for ln in save_output.splitlines() if ln.startswith(":")
-    )
+    return frozenset(ln[1:].split(" ", 1)[0] for ln in save_output.splitlines() if ln.startswith(":"))

@@ -52,7 +52,7 @@ class Endpoint:
 
     @property
     def address(self) -> str:
-        """"ip:port", the form used in chain hashes and DNAT targets."""
+        """ "ip:port", the form used in chain hashes and DNAT targets."""
         return names.endpoint_string(self.ip, self.port)
 
 
@@ -77,7 +77,7 @@ class ServicePort:
 
     @property
     def port_name_string(self) -> str:
-        """"ns/name:port", kube-proxy's ServicePortName.String()."""
+        """ "ns/name:port", kube-proxy's ServicePortName.String()."""
         return names.service_port_name(self.namespace, self.name, self.port_name)
 
     @property
@@ -123,7 +123,7 @@ def service_ports(service: Mapping[str, Any]) -> list[ServicePort]:
         return []
     sticky: int | None = None
     if spec.get("sessionAffinity") == "ClientIP":
-        config = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
+        config = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
         sticky = int(config.get("timeoutSeconds") or DEFAULT_STICKY_SECONDS)
     svc_type = spec.get("type") or "ClusterIP"
     external_ips = tuple(ip for ip in spec.get("externalIPs") or () if _is_ipv4(ip))
@@ -131,9 +131,7 @@ def service_ports(service: Mapping[str, Any]) -> list[ServicePort]:
     if svc_type == "LoadBalancer":
         ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
         lb_ips = tuple(str(i["ip"]) for i in ingress if i.get("ip") and _is_ipv4(str(i["ip"])))
-    external_local = (
-        svc_type in {"NodePort", "LoadBalancer"} and spec.get("externalTrafficPolicy") == "Local"
-    )
+    external_local = svc_type in {"NodePort", "LoadBalancer"} and spec.get("externalTrafficPolicy") == "Local"
     ports = []
     for port in spec.get("ports") or ():
         ports.append(
@@ -168,9 +166,7 @@ def _endpoints_by_service_port(
     return result
 
 
-def _add_slice(
-    result: dict[tuple[str, str, str, str], dict[str, Endpoint]], eps: Mapping[str, Any], node_name: str
-) -> None:
+def _add_slice(result: dict[tuple[str, str, str, str], dict[str, Endpoint]], eps: Mapping[str, Any], node_name: str) -> None:
     """Merge one EndpointSlice's endpoints into `result` (first address only, local ones win)."""
     meta = eps.get("metadata") or {}
     service_name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)

@@ -114,8 +114,7 @@ def _setup(out: _Script, node: NodeContext) -> None:
     port_map = "inet_proto . inet_service : verdict"
     for name, kind, comment in (
         ("no-endpoint-services", verdict_map, "vmap to drop or reject packets to services with no endpoints"),
-        ("no-endpoint-nodeports", port_map,
-         "vmap to drop or reject packets to service nodeports with no endpoints"),
+        ("no-endpoint-nodeports", port_map, "vmap to drop or reject packets to service nodeports with no endpoints"),
         ("firewall-ips", verdict_map, "destinations that are subject to LoadBalancerSourceRanges"),
         ("service-ips", verdict_map, "ClusterIP, ExternalIP and LoadBalancer IP traffic"),
         ("service-nodeports", port_map, "NodePort traffic"),
@@ -215,9 +214,7 @@ def _write_service(out: _Script, plan: ServicePlan, node: NodeContext) -> None:
             for ep in endpoints:
                 b = ep_base(ep.address)
                 out.rule(chain, f"ip saddr @{names.NFT_AFFINITY_PREFIX}{b} goto {names.NFT_ENDPOINT_PREFIX}{b}")
-        vmap = " , ".join(
-            f"{i} : goto {names.NFT_ENDPOINT_PREFIX}{ep_base(ep.address)}" for i, ep in enumerate(endpoints)
-        )
+        vmap = " , ".join(f"{i} : goto {names.NFT_ENDPOINT_PREFIX}{ep_base(ep.address)}" for i, ep in enumerate(endpoints))
         out.rule(chain, f"numgen random mod {len(endpoints)} vmap {{ {vmap} }}")
 
     for ep in plan.reachable_endpoints:

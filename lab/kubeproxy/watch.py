@@ -200,8 +200,7 @@ class ObjectCache:
 class Reflector(threading.Thread):
     """Keeps one collection of an ObjectCache current: list, then watch, relist when needed."""
 
-    def __init__(self, api: KubeApi, path: str, cache: ObjectCache, stop: threading.Event,
-                 watch_timeout: float) -> None:
+    def __init__(self, api: KubeApi, path: str, cache: ObjectCache, stop: threading.Event, watch_timeout: float) -> None:
         super().__init__(name=f"reflector{path.replace('/', '-')}", daemon=True)
         self._api, self._path, self._cache, self._stop = api, path, cache, stop
         self._watch_timeout = watch_timeout
@@ -321,6 +320,11 @@ class NodeProxy:
             write_status(self.settings.status_file, status)
         except OSError as exc:
             log.error("rules synced but status file %s not written: %s", self.settings.status_file, exc)
-        log.info("sync %d done: %d services, %d endpoint slices in %.0f ms", self.generation,
-                 len(services), len(slices), (time.monotonic() - started) * 1000)
+        log.info(
+            "sync %d done: %d services, %d endpoint slices in %.0f ms",
+            self.generation,
+            len(services),
+            len(slices),
+            (time.monotonic() - started) * 1000,
+        )
         return True

@@ -22,9 +22,21 @@ BUTTON_VALUE_MAX = 2000
 ID_MAX = 255
 MARKDOWN_TEXT_MAX = 12000
 
-KNOWN_BLOCK_TYPES = frozenset({
-    "section", "header", "divider", "context", "actions", "image", "rich_text", "input", "file", "video", "markdown",
-})
+KNOWN_BLOCK_TYPES = frozenset(
+    {
+        "section",
+        "header",
+        "divider",
+        "context",
+        "actions",
+        "image",
+        "rich_text",
+        "input",
+        "file",
+        "video",
+        "markdown",
+    }
+)
 TEXT_TYPES = frozenset({"plain_text", "mrkdwn"})
 
 

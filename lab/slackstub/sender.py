@@ -78,9 +78,15 @@ class SlackSender:
     `omit_headers` (header names to leave out).
     """
 
-    def __init__(self, app_url: str, signing_secret: str, stub: SlackStub, *, timeout: float = 10.0,
-                 verification_token: str = "kubereachLabVerificationTok",  # noqa: S107 - Slack's legacy token field, fake
-                 ) -> None:
+    def __init__(
+        self,
+        app_url: str,
+        signing_secret: str,
+        stub: SlackStub,
+        *,
+        timeout: float = 10.0,
+        verification_token: str = "kubereachLabVerificationTok",  # noqa: S107 - Slack's legacy token field, fake
+    ) -> None:
         """Prepare to deliver to `app_url` (``http://127.0.0.1:PORT/slack/events``)."""
         parts = urllib.parse.urlsplit(app_url)
         if parts.scheme != "http" or not parts.hostname or parts.port is None:
@@ -113,28 +119,53 @@ class SlackSender:
         state = self.stub.state
         response_url = self.stub.new_response_url("command", channel, user)
         fields = [
-            ("token", self.verification_token), ("team_id", state.team.id), ("team_domain", state.team.domain),
-            ("channel_id", channel), ("channel_name", self._channel_name(channel)), ("user_id", user),
-            ("user_name", self._user_name(user)), ("command", command), ("text", text), ("api_app_id", state.app_id),
-            ("is_enterprise_install", "false"), ("response_url", response_url), ("trigger_id", _random_trigger_id()),
+            ("token", self.verification_token),
+            ("team_id", state.team.id),
+            ("team_domain", state.team.domain),
+            ("channel_id", channel),
+            ("channel_name", self._channel_name(channel)),
+            ("user_id", user),
+            ("user_name", self._user_name(user)),
+            ("command", command),
+            ("text", text),
+            ("api_app_id", state.app_id),
+            ("is_enterprise_install", "false"),
+            ("response_url", response_url),
+            ("trigger_id", _random_trigger_id()),
         ]
-        return SlackRequest(kind="slash_command", body=urllib.parse.urlencode(fields).encode(), content_type=FORM,
-                            response_url=response_url)
+        return SlackRequest(
+            kind="slash_command", body=urllib.parse.urlencode(fields).encode(), content_type=FORM, response_url=response_url
+        )
 
     def event_request(self, event: JsonObject, *, event_id: str | None = None) -> SlackRequest:
         """The ``event_callback`` envelope Slack posts around one event."""
         state = self.stub.state
         eid = event_id or _random_event_id()
         envelope: JsonObject = {
-            "token": self.verification_token, "team_id": state.team.id, "context_team_id": state.team.id,
-            "context_enterprise_id": None, "api_app_id": state.app_id, "event": event, "type": "event_callback",
-            "event_id": eid, "event_time": int(time.time()),
-            "authorizations": [{"enterprise_id": None, "team_id": state.team.id, "user_id": state.bot.id,
-                                "is_bot": True, "is_enterprise_install": False}],
-            "is_ext_shared_channel": False, "event_context": f"4-{secrets.token_urlsafe(24)}",
+            "token": self.verification_token,
+            "team_id": state.team.id,
+            "context_team_id": state.team.id,
+            "context_enterprise_id": None,
+            "api_app_id": state.app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": eid,
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": state.team.id,
+                    "user_id": state.bot.id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+            "event_context": f"4-{secrets.token_urlsafe(24)}",
         }
-        return SlackRequest(kind="event_callback", body=json.dumps(envelope).encode(), content_type=JSON, event_id=eid,
-                            message_ts=event.get("ts"))
+        return SlackRequest(
+            kind="event_callback", body=json.dumps(envelope).encode(), content_type=JSON, event_id=eid, message_ts=event.get("ts")
+        )
 
     def app_mention_request(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> SlackRequest:
         """`user` writes a message mentioning the bot (stored in the stand-in); the ``app_mention`` event for it."""
@@ -143,10 +174,21 @@ class SlackSender:
         full_text = text if mention in text else f"{mention} {text}"
         ts = state.post_user_message(channel, user, full_text, thread_ts=thread_ts)
         event: JsonObject = {
-            "client_msg_id": str(uuid.uuid4()), "type": "app_mention", "text": full_text, "user": user, "ts": ts,
-            "blocks": [{"type": "rich_text", "block_id": secrets.token_hex(3),
-                        "elements": [{"type": "rich_text_section", "elements": [{"type": "text", "text": full_text}]}]}],
-            "team": state.team.id, "channel": channel, "event_ts": ts,
+            "client_msg_id": str(uuid.uuid4()),
+            "type": "app_mention",
+            "text": full_text,
+            "user": user,
+            "ts": ts,
+            "blocks": [
+                {
+                    "type": "rich_text",
+                    "block_id": secrets.token_hex(3),
+                    "elements": [{"type": "rich_text_section", "elements": [{"type": "text", "text": full_text}]}],
+                }
+            ],
+            "team": state.team.id,
+            "channel": channel,
+            "event_ts": ts,
         }
         if thread_ts is not None:
             event["thread_ts"] = thread_ts
@@ -157,8 +199,7 @@ class SlackSender:
 
     def url_verification_request(self, challenge: str | None = None) -> SlackRequest:
         """The ``url_verification`` handshake Slack sends when the events URL is saved."""
-        body = {"token": self.verification_token, "challenge": challenge or secrets.token_urlsafe(40),
-                "type": "url_verification"}
+        body = {"token": self.verification_token, "challenge": challenge or secrets.token_urlsafe(40), "type": "url_verification"}
         return SlackRequest(kind="url_verification", body=json.dumps(body).encode(), content_type=JSON)
 
     @staticmethod
@@ -172,8 +213,9 @@ class SlackSender:
                     return str(block.get("block_id", "")), element
         return None
 
-    def block_action_request(self, channel: str, user: str, message_ts: str, action_id: str, *,
-                             value: str | None = None, block_id: str | None = None) -> SlackRequest:
+    def block_action_request(
+        self, channel: str, user: str, message_ts: str, action_id: str, *, value: str | None = None, block_id: str | None = None
+    ) -> SlackRequest:
         """`user` clicks the button `action_id` on the bot's message `message_ts`: the block_actions payload."""
         state = self.stub.state
         message = state.message(channel, message_ts)
@@ -181,19 +223,26 @@ class SlackSender:
             raise LabError(f"no message {message_ts} in {channel} to click on", hint="post it first, or check the ts")
         found = self._find_button(message, action_id)
         if found is None and block_id is None:
-            raise LabError(f"message {message_ts} shows no element with action_id {action_id!r}",
-                           hint="pass block_id= to click an element the message does not show")
+            raise LabError(
+                f"message {message_ts} shows no element with action_id {action_id!r}",
+                hint="pass block_id= to click an element the message does not show",
+            )
         found_block_id, element = found if found is not None else (block_id or "", {})
-        response_url = self.stub.new_response_url("action", channel, user, message_ts=message_ts,
-                                                  thread_ts=message.thread_ts)
-        container: JsonObject = {"type": "message", "message_ts": message_ts, "channel_id": channel,
-                                 "is_ephemeral": message.ephemeral}
+        response_url = self.stub.new_response_url("action", channel, user, message_ts=message_ts, thread_ts=message.thread_ts)
+        container: JsonObject = {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel,
+            "is_ephemeral": message.ephemeral,
+        }
         if message.thread_ts is not None:
             container["thread_ts"] = message.thread_ts
         action: JsonObject = {
-            "action_id": action_id, "block_id": block_id or found_block_id,
+            "action_id": action_id,
+            "block_id": block_id or found_block_id,
             "text": element.get("text", {"type": "plain_text", "text": action_id, "emoji": True}),
-            "type": element.get("type", "button"), "action_ts": f"{time.time():.6f}",
+            "type": element.get("type", "button"),
+            "action_ts": f"{time.time():.6f}",
         }
         chosen_value = value if value is not None else element.get("value")
         if chosen_value is not None:
@@ -203,27 +252,43 @@ class SlackSender:
         payload: JsonObject = {
             "type": "block_actions",
             "user": {"id": user, "username": self._user_name(user), "name": self._user_name(user), "team_id": state.team.id},
-            "api_app_id": state.app_id, "token": self.verification_token, "container": container,
-            "trigger_id": _random_trigger_id(), "team": {"id": state.team.id, "domain": state.team.domain},
-            "enterprise": None, "is_enterprise_install": False,
+            "api_app_id": state.app_id,
+            "token": self.verification_token,
+            "container": container,
+            "trigger_id": _random_trigger_id(),
+            "team": {"id": state.team.id, "domain": state.team.domain},
+            "enterprise": None,
+            "is_enterprise_install": False,
             "channel": {"id": channel, "name": self._channel_name(channel)},
-            "message": self.stub.web_api.message_json(message), "state": {"values": {}},
-            "response_url": response_url, "actions": [action],
+            "message": self.stub.web_api.message_json(message),
+            "state": {"values": {}},
+            "response_url": response_url,
+            "actions": [action],
         }
         body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
-        return SlackRequest(kind="block_actions", body=body, content_type=FORM, response_url=response_url,
-                            message_ts=message_ts)
+        return SlackRequest(kind="block_actions", body=body, content_type=FORM, response_url=response_url, message_ts=message_ts)
 
     # ---- sending -----------------------------------------------------------------------------
 
-    def deliver(self, request: SlackRequest, *, retry_num: int | None = None, retry_reason: str = "http_timeout",
-                timestamp: int | None = None, forge: bool = False, omit_headers: Collection[str] = ()) -> SlackDelivery:
+    def deliver(
+        self,
+        request: SlackRequest,
+        *,
+        retry_num: int | None = None,
+        retry_reason: str = "http_timeout",
+        timestamp: int | None = None,
+        forge: bool = False,
+        omit_headers: Collection[str] = (),
+    ) -> SlackDelivery:
         """Sign `request` now (or at `timestamp`) and POST it to the app; return its answer and how long it took."""
         stamp = int(time.time()) if timestamp is None else timestamp
         secret = self.signing_secret + "-forged" if forge else self.signing_secret
         headers = {
-            "Content-Type": request.content_type, "User-Agent": USER_AGENT, "Accept": "*/*",
-            TIMESTAMP_HEADER: str(stamp), SIGNATURE_HEADER: sign(secret, stamp, request.body),
+            "Content-Type": request.content_type,
+            "User-Agent": USER_AGENT,
+            "Accept": "*/*",
+            TIMESTAMP_HEADER: str(stamp),
+            SIGNATURE_HEADER: sign(secret, stamp, request.body),
         }
         if retry_num is not None:
             headers["X-Slack-Retry-Num"] = str(retry_num)
@@ -239,8 +304,10 @@ class SlackSender:
             elapsed = time.perf_counter() - started
             return SlackDelivery(response.status, text, elapsed, request)
         except (OSError, http.client.HTTPException) as exc:
-            raise LabError(f"the app at {self.app_url} did not answer a {request.kind} request: {exc}",
-                           hint="check that the app is listening and answers within the sender's timeout") from exc
+            raise LabError(
+                f"the app at {self.app_url} did not answer a {request.kind} request: {exc}",
+                hint="check that the app is listening and answers within the sender's timeout",
+            ) from exc
         finally:
             connection.close()
 
@@ -264,8 +331,17 @@ class SlackSender:
         """Send the ``url_verification`` handshake; the app must echo the challenge."""
         return self.deliver(self.url_verification_request(challenge), **options)
 
-    def block_action(self, channel: str, user: str, message_ts: str, action_id: str, *, value: str | None = None,
-                     block_id: str | None = None, **options: Any) -> SlackDelivery:
+    def block_action(
+        self,
+        channel: str,
+        user: str,
+        message_ts: str,
+        action_id: str,
+        *,
+        value: str | None = None,
+        block_id: str | None = None,
+        **options: Any,
+    ) -> SlackDelivery:
         """`user` clicks button `action_id` on message `message_ts` in `channel`."""
         request = self.block_action_request(channel, user, message_ts, action_id, value=value, block_id=block_id)
         return self.deliver(request, **options)

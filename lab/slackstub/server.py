@@ -139,8 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         head, _, rest = url.path.lstrip("/").partition("/")
         if head == "api" and rest:
-            answer = stub.answer_api(rest, self.headers.get("Content-Type", ""), raw, url.query,
-                                     self.headers.get("Authorization"))
+            answer = stub.answer_api(
+                rest, self.headers.get("Content-Type", ""), raw, url.query, self.headers.get("Authorization")
+            )
             self._send_json(answer.status, answer.body, dict(answer.headers))
         elif head == "upload" and rest.startswith("v1/") and self.command == "POST":
             status, text = stub.web_api.receive_upload(rest.removeprefix("v1/"), raw)
@@ -177,8 +178,9 @@ class SlackStub:
         server.stub = self
         self._server = server
         self._web_api = WebApi(self.state, self.origin)
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="slackstub", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="slackstub", daemon=True
+        )
         self._thread.start()
         return self.base_url
 
@@ -243,8 +245,9 @@ class SlackStub:
         """A person writes `text` in `channel` (or a thread); returns its ts."""
         return self.state.post_user_message(channel, user, text, thread_ts=thread_ts)
 
-    def new_response_url(self, kind: str, channel: str, user: str, *, message_ts: str | None = None,
-                         thread_ts: str | None = None) -> str:
+    def new_response_url(
+        self, kind: str, channel: str, user: str, *, message_ts: str | None = None, thread_ts: str | None = None
+    ) -> str:
         """Mint a response_url for a slash command (`kind` ``command``) or a block action (``action``)."""
         target = self.state.add_response_target(kind, channel, user, message_ts=message_ts, thread_ts=thread_ts)
         return f"{self.origin}/response/{target.id}"
@@ -280,12 +283,20 @@ class SlackStub:
             token = authorization[7:].strip()
         token = str(token) if token else None
         answer = self._dispatch(method, args, files, token, content_type, parsed is None)
-        self.state.record_call(ApiCall(method=method, args=args, time=time.time(), token=token,
-                                       http_status=answer.status, response=answer.body))
+        self.state.record_call(
+            ApiCall(method=method, args=args, time=time.time(), token=token, http_status=answer.status, response=answer.body)
+        )
         return answer
 
-    def _dispatch(self, method: str, args: JsonObject, files: dict[str, UploadedPart], token: str | None,
-                  content_type: str, unreadable: bool) -> ApiAnswer:
+    def _dispatch(
+        self,
+        method: str,
+        args: JsonObject,
+        files: dict[str, UploadedPart],
+        token: str | None,
+        content_type: str,
+        unreadable: bool,
+    ) -> ApiAnswer:
         if method not in self.web_api.methods:
             return slack_error("unknown_method", req_method=method)
         if token is None:
@@ -322,13 +333,21 @@ class SlackStub:
         status, answer, message_ts = self._apply_response(target, body)
         return self._record_response(target, body, status, answer, message_ts)
 
-    def _record_response(self, target: ResponseTarget, body: JsonObject, status: int, answer: JsonObject,
-                         message_ts: str | None = None) -> tuple[int, JsonObject]:
-        self.state.record_response_post(ResponseUrlPost(
-            target=target, body=body, response_type=str(body.get("response_type") or "ephemeral"),
-            replace_original=_truthy(body.get("replace_original")), delete_original=_truthy(body.get("delete_original")),
-            posted_at=time.time(), http_status=status, message_ts=message_ts,
-        ))
+    def _record_response(
+        self, target: ResponseTarget, body: JsonObject, status: int, answer: JsonObject, message_ts: str | None = None
+    ) -> tuple[int, JsonObject]:
+        self.state.record_response_post(
+            ResponseUrlPost(
+                target=target,
+                body=body,
+                response_type=str(body.get("response_type") or "ephemeral"),
+                replace_original=_truthy(body.get("replace_original")),
+                delete_original=_truthy(body.get("delete_original")),
+                posted_at=time.time(),
+                http_status=status,
+                message_ts=message_ts,
+            )
+        )
         return status, answer
 
     def _apply_response(self, target: ResponseTarget, body: JsonObject) -> tuple[int, JsonObject, str | None]:
@@ -343,14 +362,24 @@ class SlackStub:
         if error is not None:
             return 400, error.body, None
         if _truthy(body.get("replace_original")) and original is not None and not original.deleted:
-            state.update_message(original.channel, original.ts, text=text if text is not None else original.text,
-                                 blocks=blocks if blocks is not None else [])
+            state.update_message(
+                original.channel,
+                original.ts,
+                text=text if text is not None else original.text,
+                blocks=blocks if blocks is not None else [],
+            )
             return 200, {"ok": True}, original.ts
         in_channel = body.get("response_type") == "in_channel"
         thread_ts = body.get("thread_ts") or target.thread_ts
         message = state.add_message(
-            target.channel, state.bot.id, text or "", blocks=blocks or (), thread_ts=str(thread_ts) if thread_ts else None,
-            bot_id=state.bot.bot_id, ephemeral=not in_channel, shown_to=None if in_channel else target.user,
+            target.channel,
+            state.bot.id,
+            text or "",
+            blocks=blocks or (),
+            thread_ts=str(thread_ts) if thread_ts else None,
+            bot_id=state.bot.bot_id,
+            ephemeral=not in_channel,
+            shown_to=None if in_channel else target.user,
             via="response_url",
         )
         return 200, {"ok": True}, message.ts
@@ -360,4 +389,3 @@ def _truthy(value: object) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).lower() in ("true", "1") if value is not None else False
-

@@ -287,8 +287,14 @@ class SlackState:
         """Create a member (a person unless `is_bot`) and return it."""
         with self._cond:
             uid = user_id or f"U{next(self._counters.user):08d}"
-            user = User(id=uid, name=name, real_name=real_name or name, is_bot=is_bot,
-                        bot_id=f"B{uid[1:]}" if is_bot else None, email=email)
+            user = User(
+                id=uid,
+                name=name,
+                real_name=real_name or name,
+                is_bot=is_bot,
+                bot_id=f"B{uid[1:]}" if is_bot else None,
+                email=email,
+            )
             self._users[uid] = user
             self._changed()
             return user
@@ -331,8 +337,14 @@ class SlackState:
         """Create a channel and return it."""
         with self._cond:
             cid = channel_id or f"{'G' if is_private else 'C'}{next(self._counters.channel):08d}"
-            channel = Channel(id=cid, name=name.lstrip("#"), is_private=is_private, bot_is_member=bot_is_member,
-                              created=int(time.time()), topic=topic)
+            channel = Channel(
+                id=cid,
+                name=name.lstrip("#"),
+                is_private=is_private,
+                bot_is_member=bot_is_member,
+                created=int(time.time()),
+                topic=topic,
+            )
             self._channels[cid] = channel
             self._changed()
             return channel
@@ -382,9 +394,19 @@ class SlackState:
         """Store a new message with the next timestamp (strictly increasing) and return it."""
         with self._cond:
             message = Message(
-                channel=channel, ts=self._next_ts(), user=user, text=text, blocks=tuple(copy.deepcopy(list(blocks))),
-                thread_ts=thread_ts, bot_id=bot_id, reply_broadcast=reply_broadcast, ephemeral=ephemeral,
-                shown_to=shown_to, files=tuple(files), via=via, posted_at=time.time(),
+                channel=channel,
+                ts=self._next_ts(),
+                user=user,
+                text=text,
+                blocks=tuple(copy.deepcopy(list(blocks))),
+                thread_ts=thread_ts,
+                bot_id=bot_id,
+                reply_broadcast=reply_broadcast,
+                ephemeral=ephemeral,
+                shown_to=shown_to,
+                files=tuple(files),
+                via=via,
+                posted_at=time.time(),
             )
             self._messages[(channel, message.ts)] = message
             self._changed()
@@ -393,8 +415,10 @@ class SlackState:
     def post_user_message(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> str:
         """A person writes `text` in `channel` (or in a thread); return the new message's ts."""
         if self.channel(channel) is None or self.user(user) is None:
-            raise LabError(f"cannot post as {user} in {channel}: the Slack stand-in knows no such channel or user",
-                           hint="create them first with add_channel() and add_user()")
+            raise LabError(
+                f"cannot post as {user} in {channel}: the Slack stand-in knows no such channel or user",
+                hint="create them first with add_channel() and add_user()",
+            )
         return self.add_message(channel, user, text, thread_ts=thread_ts, via="user").ts
 
     def update_message(self, channel: str, ts: str, *, text: str, blocks: Iterable[JsonObject] | None) -> Message:
@@ -427,7 +451,8 @@ class SlackState:
         """Messages in ts order (top-level and replies), optionally of one channel."""
         with self._cond:
             found = [
-                m for m in self._messages.values()
+                m
+                for m in self._messages.values()
                 if (channel is None or m.channel == channel)
                 and (include_ephemeral or not m.ephemeral)
                 and (include_deleted or not m.deleted)
@@ -453,20 +478,35 @@ class SlackState:
 
     def ephemeral_messages(self, channel: str | None = None, user: str | None = None) -> list[Message]:
         """Ephemeral messages, optionally only those in `channel` or shown to `user`."""
-        return [
-            m for m in self.messages(channel, include_ephemeral=True)
-            if m.ephemeral and (user is None or m.shown_to == user)
-        ]
+        return [m for m in self.messages(channel, include_ephemeral=True) if m.ephemeral and (user is None or m.shown_to == user)]
 
     # ---- files and views ---------------------------------------------------------------------
 
-    def add_file(self, name: str, title: str, declared_length: int, *, user: str, via: str = "v2",
-                 alt_txt: str | None = None, snippet_type: str | None = None) -> StoredFile:
+    def add_file(
+        self,
+        name: str,
+        title: str,
+        declared_length: int,
+        *,
+        user: str,
+        via: str = "v2",
+        alt_txt: str | None = None,
+        snippet_type: str | None = None,
+    ) -> StoredFile:
         """Announce a file (its bytes come later) and return it."""
         with self._cond:
             fid = f"F{next(self._counters.file):08d}"
-            stored = StoredFile(id=fid, name=name, title=title, declared_length=declared_length, user=user,
-                                created=int(time.time()), via=via, alt_txt=alt_txt, snippet_type=snippet_type)
+            stored = StoredFile(
+                id=fid,
+                name=name,
+                title=title,
+                declared_length=declared_length,
+                user=user,
+                created=int(time.time()),
+                via=via,
+                alt_txt=alt_txt,
+                snippet_type=snippet_type,
+            )
             self._files[fid] = stored
             self._changed()
             return stored
@@ -491,8 +531,13 @@ class SlackState:
         """Record a Home tab published for `user_id`."""
         with self._cond:
             number = next(self._counters.view)
-            published = PublishedView(id=f"V{number:08d}", user_id=user_id, view=copy.deepcopy(dict(view)),
-                                      hash=f"{int(time.time())}.{number:08d}", published_at=time.time())
+            published = PublishedView(
+                id=f"V{number:08d}",
+                user_id=user_id,
+                view=copy.deepcopy(dict(view)),
+                hash=f"{int(time.time())}.{number:08d}",
+                published_at=time.time(),
+            )
             self._views.append(published)
             self._changed()
             return published
@@ -517,12 +562,19 @@ class SlackState:
 
     # ---- response_url ------------------------------------------------------------------------
 
-    def add_response_target(self, kind: str, channel: str, user: str, *, message_ts: str | None = None,
-                            thread_ts: str | None = None) -> ResponseTarget:
+    def add_response_target(
+        self, kind: str, channel: str, user: str, *, message_ts: str | None = None, thread_ts: str | None = None
+    ) -> ResponseTarget:
         """Mint a response_url target for a slash command or a block action."""
         with self._cond:
-            target = ResponseTarget(id=f"R{next(self._counters.response):08d}", kind=kind, channel=channel, user=user,
-                                    message_ts=message_ts, thread_ts=thread_ts)
+            target = ResponseTarget(
+                id=f"R{next(self._counters.response):08d}",
+                kind=kind,
+                channel=channel,
+                user=user,
+                message_ts=message_ts,
+                thread_ts=thread_ts,
+            )
             self._targets[target.id] = target
             return target
 

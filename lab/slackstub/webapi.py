@@ -164,28 +164,57 @@ class WebApi:
         mimetype, filetype, pretty = _MIMETYPES.get(extension, ("application/octet-stream", "binary", "Binary"))
         private = f"{self.origin}/files-pri/{self.state.team.id}-{stored.id}/{stored.name}"
         return {
-            "id": stored.id, "created": stored.created, "timestamp": stored.created, "name": stored.name,
-            "title": stored.title, "mimetype": mimetype, "filetype": filetype, "pretty_type": pretty,
-            "user": stored.user, "user_team": self.state.team.id, "editable": False,
+            "id": stored.id,
+            "created": stored.created,
+            "timestamp": stored.created,
+            "name": stored.name,
+            "title": stored.title,
+            "mimetype": mimetype,
+            "filetype": filetype,
+            "pretty_type": pretty,
+            "user": stored.user,
+            "user_team": self.state.team.id,
+            "editable": False,
             "size": len(stored.content) if stored.content is not None else stored.declared_length,
-            "mode": "hosted", "is_external": False, "external_type": "", "is_public": bool(stored.channels),
-            "public_url_shared": False, "display_as_bot": False, "username": "",
-            "url_private": private, "url_private_download": private + "?download=1",
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": bool(stored.channels),
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": private,
+            "url_private_download": private + "?download=1",
             "permalink": f"https://{self.state.team.domain}.slack.com/files/{stored.user}/{stored.id}/{stored.name}",
-            "alt_txt": stored.alt_txt, "channels": list(stored.channels), "groups": [], "ims": [],
-            "comments_count": 0, "has_rich_preview": False, "file_access": "visible",
+            "alt_txt": stored.alt_txt,
+            "channels": list(stored.channels),
+            "groups": [],
+            "ims": [],
+            "comments_count": 0,
+            "has_rich_preview": False,
+            "file_access": "visible",
         }
 
     def message_json(self, message: Message) -> JsonObject:
         """A message object as Slack returns it in postMessage, history and replies."""
         state = self.state
-        body: JsonObject = {"type": "message", "ts": message.ts, "user": message.user, "text": message.text,
-                            "team": state.team.id}
+        body: JsonObject = {
+            "type": "message",
+            "ts": message.ts,
+            "user": message.user,
+            "text": message.text,
+            "team": state.team.id,
+        }
         if message.bot_id is not None:
             body["bot_id"] = message.bot_id
             body["app_id"] = state.app_id
-            body["bot_profile"] = {"id": message.bot_id, "app_id": state.app_id, "name": state.bot.name,
-                                   "deleted": False, "team_id": state.team.id}
+            body["bot_profile"] = {
+                "id": message.bot_id,
+                "app_id": state.app_id,
+                "name": state.bot.name,
+                "deleted": False,
+                "team_id": state.team.id,
+            }
         if message.blocks:
             body["blocks"] = [dict(b) for b in message.blocks]
         if message.files:
@@ -205,9 +234,17 @@ class WebApi:
             replies = state.replies(message.channel, message.ts)
             if replies:
                 reply_users = list(dict.fromkeys(r.user for r in replies))
-                body.update({"thread_ts": message.ts, "reply_count": len(replies), "reply_users_count": len(reply_users),
-                             "latest_reply": replies[-1].ts, "reply_users": reply_users, "is_locked": False,
-                             "subscribed": False})
+                body.update(
+                    {
+                        "thread_ts": message.ts,
+                        "reply_count": len(replies),
+                        "reply_users_count": len(reply_users),
+                        "latest_reply": replies[-1].ts,
+                        "reply_users": reply_users,
+                        "is_locked": False,
+                        "subscribed": False,
+                    }
+                )
         return body
 
     def channel_json(self, channel_id: str) -> JsonObject:
@@ -215,12 +252,26 @@ class WebApi:
         channel = self.state.channel(channel_id)
         assert channel is not None
         return {
-            "id": channel.id, "name": channel.name, "name_normalized": channel.name,
-            "is_channel": not channel.is_private, "is_group": channel.is_private, "is_im": False, "is_mpim": False,
-            "is_private": channel.is_private, "created": channel.created, "is_archived": False, "is_general": False,
-            "unlinked": 0, "is_shared": False, "is_org_shared": False, "is_ext_shared": False,
-            "is_pending_ext_shared": False, "is_member": channel.bot_is_member, "creator": "",
-            "context_team_id": self.state.team.id, "shared_team_ids": [self.state.team.id],
+            "id": channel.id,
+            "name": channel.name,
+            "name_normalized": channel.name,
+            "is_channel": not channel.is_private,
+            "is_group": channel.is_private,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": channel.is_private,
+            "created": channel.created,
+            "is_archived": False,
+            "is_general": False,
+            "unlinked": 0,
+            "is_shared": False,
+            "is_org_shared": False,
+            "is_ext_shared": False,
+            "is_pending_ext_shared": False,
+            "is_member": channel.bot_is_member,
+            "creator": "",
+            "context_team_id": self.state.team.id,
+            "shared_team_ids": [self.state.team.id],
             "topic": {"value": channel.topic, "creator": "", "last_set": 0},
             "purpose": {"value": channel.purpose, "creator": "", "last_set": 0},
             "previous_names": [],
@@ -240,8 +291,7 @@ class WebApi:
                 return slack_error("invalid_blocks_format"), None, None
             problems = validate_blocks(blocks, max_blocks=MAX_MESSAGE_BLOCKS)
             if problems:
-                return slack_error("invalid_blocks", errors=problems,
-                                   messages=[f"[ERROR] {p}" for p in problems]), None, None
+                return slack_error("invalid_blocks", errors=problems, messages=[f"[ERROR] {p}" for p in problems]), None, None
         if require and text is None and not has_blocks and not has_attachments:
             return slack_error("no_text"), None, None
         if text is not None and len(text) > MAX_MESSAGE_TEXT:
@@ -277,8 +327,15 @@ class WebApi:
     def auth_test(self, args: JsonObject, files: Mapping[str, UploadedPart]) -> ApiAnswer:
         """`auth.test`: who the token belongs to."""
         state = self.state
-        return _ok(url=f"https://{state.team.domain}.slack.com/", team=state.team.name, user=state.bot.name,
-                   team_id=state.team.id, user_id=state.bot.id, bot_id=state.bot.bot_id, is_enterprise_install=False)
+        return _ok(
+            url=f"https://{state.team.domain}.slack.com/",
+            team=state.team.name,
+            user=state.bot.name,
+            team_id=state.team.id,
+            user_id=state.bot.id,
+            bot_id=state.bot.bot_id,
+            is_enterprise_install=False,
+        )
 
     def chat_post_message(self, args: JsonObject, files: Mapping[str, UploadedPart]) -> ApiAnswer:
         """`chat.postMessage`: a message in a channel or, with thread_ts, in a thread."""
@@ -290,8 +347,13 @@ class WebApi:
             return error
         thread_ts = self._thread_root(channel_id, _text_arg(args, "thread_ts"))
         message = self.state.add_message(
-            channel_id, self.state.bot.id, text or "", blocks=blocks or (), thread_ts=thread_ts,
-            bot_id=self.state.bot.bot_id, reply_broadcast=thread_ts is not None and _bool_arg(args, "reply_broadcast"),
+            channel_id,
+            self.state.bot.id,
+            text or "",
+            blocks=blocks or (),
+            thread_ts=thread_ts,
+            bot_id=self.state.bot.bot_id,
+            reply_broadcast=thread_ts is not None and _bool_arg(args, "reply_broadcast"),
         )
         return _ok(channel=channel_id, ts=message.ts, message=self.message_json(message))
 
@@ -309,8 +371,9 @@ class WebApi:
         error, text, blocks = self.message_content(args)
         if error is not None:
             return error
-        updated = self.state.update_message(channel.id, message.ts, text=text if text is not None else message.text,
-                                            blocks=blocks)
+        updated = self.state.update_message(
+            channel.id, message.ts, text=text if text is not None else message.text, blocks=blocks
+        )
         return _ok(channel=channel.id, ts=updated.ts, text=updated.text, message=self.message_json(updated))
 
     def chat_post_ephemeral(self, args: JsonObject, files: Mapping[str, UploadedPart]) -> ApiAnswer:
@@ -327,9 +390,14 @@ class WebApi:
         if error is not None:
             return error
         message = self.state.add_message(
-            channel_id, self.state.bot.id, text or "", blocks=blocks or (),
+            channel_id,
+            self.state.bot.id,
+            text or "",
+            blocks=blocks or (),
             thread_ts=self._thread_root(channel_id, _text_arg(args, "thread_ts")),
-            bot_id=self.state.bot.bot_id, ephemeral=True, shown_to=user_id,
+            bot_id=self.state.bot.bot_id,
+            ephemeral=True,
+            shown_to=user_id,
         )
         return _ok(message_ts=message.ts)
 
@@ -377,10 +445,13 @@ class WebApi:
         except (TypeError, ValueError):
             return slack_error("invalid_limit")
         limit = max(1, min(limit, 1000))
-        page = messages[offset:offset + limit]
+        page = messages[offset : offset + limit]
         has_more = offset + limit < len(messages)
-        return _ok(messages=[self.message_json(m) for m in page], has_more=has_more,
-                   response_metadata={"next_cursor": _encode_cursor(offset + limit) if has_more else ""})
+        return _ok(
+            messages=[self.message_json(m) for m in page],
+            has_more=has_more,
+            response_metadata={"next_cursor": _encode_cursor(offset + limit) if has_more else ""},
+        )
 
     @staticmethod
     def _in_window(messages: list[Message], args: JsonObject) -> list[Message]:
@@ -429,17 +500,38 @@ class WebApi:
         user = self.state.user(user_id) if user_id else None
         if user is None:
             return slack_error("user_not_found")
-        profile: JsonObject = {"real_name": user.real_name, "display_name": user.name, "real_name_normalized": user.real_name,
-                               "display_name_normalized": user.name, "team": self.state.team.id}
+        profile: JsonObject = {
+            "real_name": user.real_name,
+            "display_name": user.name,
+            "real_name_normalized": user.real_name,
+            "display_name_normalized": user.name,
+            "team": self.state.team.id,
+        }
         if user.email:
             profile["email"] = user.email
         if user.bot_id:
             profile["bot_id"] = user.bot_id
-        return _ok(user={"id": user.id, "team_id": self.state.team.id, "name": user.name, "deleted": user.deleted,
-                         "real_name": user.real_name, "tz": "Etc/UTC", "tz_label": "Coordinated Universal Time",
-                         "tz_offset": 0, "profile": profile, "is_admin": False, "is_owner": False,
-                         "is_primary_owner": False, "is_restricted": False, "is_ultra_restricted": False,
-                         "is_bot": user.is_bot, "is_app_user": False, "updated": 0})
+        return _ok(
+            user={
+                "id": user.id,
+                "team_id": self.state.team.id,
+                "name": user.name,
+                "deleted": user.deleted,
+                "real_name": user.real_name,
+                "tz": "Etc/UTC",
+                "tz_label": "Coordinated Universal Time",
+                "tz_offset": 0,
+                "profile": profile,
+                "is_admin": False,
+                "is_owner": False,
+                "is_primary_owner": False,
+                "is_restricted": False,
+                "is_ultra_restricted": False,
+                "is_bot": user.is_bot,
+                "is_app_user": False,
+                "updated": 0,
+            }
+        )
 
     def usergroups_users_list(self, args: JsonObject, files: Mapping[str, UploadedPart]) -> ApiAnswer:
         """`usergroups.users.list`: the member ids of a user group."""
@@ -470,14 +562,29 @@ class WebApi:
             return slack_error("user_not_found")
         published = self.state.publish_view(user_id, view)
         state = self.state
-        return _ok(view={
-            "id": published.id, "team_id": state.team.id, "type": "home", "blocks": view.get("blocks", []),
-            "private_metadata": view.get("private_metadata", ""), "callback_id": view.get("callback_id", ""),
-            "state": {"values": {}}, "hash": published.hash, "title": view.get("title"), "clear_on_close": False,
-            "notify_on_close": False, "close": None, "submit": None, "previous_view_id": None,
-            "root_view_id": published.id, "app_id": state.app_id, "external_id": view.get("external_id", ""),
-            "app_installed_team_id": state.team.id, "bot_id": state.bot.bot_id,
-        })
+        return _ok(
+            view={
+                "id": published.id,
+                "team_id": state.team.id,
+                "type": "home",
+                "blocks": view.get("blocks", []),
+                "private_metadata": view.get("private_metadata", ""),
+                "callback_id": view.get("callback_id", ""),
+                "state": {"values": {}},
+                "hash": published.hash,
+                "title": view.get("title"),
+                "clear_on_close": False,
+                "notify_on_close": False,
+                "close": None,
+                "submit": None,
+                "previous_view_id": None,
+                "root_view_id": published.id,
+                "app_id": state.app_id,
+                "external_id": view.get("external_id", ""),
+                "app_installed_team_id": state.team.id,
+                "bot_id": state.bot.bot_id,
+            }
+        )
 
     # ---- files -------------------------------------------------------------------------------
 
@@ -491,8 +598,14 @@ class WebApi:
             return _missing("length")
         if not length_text.isdigit():
             return slack_error("invalid_arguments", messages=["[ERROR] must be an integer [json-pointer:/length]"])
-        stored = self.state.add_file(filename, filename, int(length_text), user=self.state.bot.id,
-                                     alt_txt=_text_arg(args, "alt_txt"), snippet_type=_text_arg(args, "snippet_type"))
+        stored = self.state.add_file(
+            filename,
+            filename,
+            int(length_text),
+            user=self.state.bot.id,
+            alt_txt=_text_arg(args, "alt_txt"),
+            snippet_type=_text_arg(args, "snippet_type"),
+        )
         return _ok(upload_url=f"{self.origin}/upload/v1/{stored.id}", file_id=stored.id)
 
     def receive_upload(self, file_id: str, content: bytes) -> tuple[int, str]:
@@ -508,8 +621,13 @@ class WebApi:
         comment = _text_arg(args, "initial_comment") or ""
         for channel_id in channel_ids:
             self.state.add_message(
-                channel_id, self.state.bot.id, comment, thread_ts=self._thread_root(channel_id, _text_arg(args, "thread_ts")),
-                bot_id=self.state.bot.bot_id, files=[f.id for f in files_to_share], via="file_share",
+                channel_id,
+                self.state.bot.id,
+                comment,
+                thread_ts=self._thread_root(channel_id, _text_arg(args, "thread_ts")),
+                bot_id=self.state.bot.bot_id,
+                files=[f.id for f in files_to_share],
+                via="file_share",
             )
         return None
 
@@ -542,8 +660,9 @@ class WebApi:
                 return slack_error("file_not_found")
             if stored.content is None:
                 return slack_error("file_upload_not_completed")
-            completed.append(replace(stored, title=str(item.get("title") or stored.title), completed=True,
-                                     channels=tuple(channel_ids)))
+            completed.append(
+                replace(stored, title=str(item.get("title") or stored.title), completed=True, channels=tuple(channel_ids))
+            )
         for stored in completed:
             self.state.set_file(stored)
         self._share(completed, args, channel_ids=channel_ids)

@@ -208,9 +208,6 @@ def test_the_agent_accepts_the_command_line_the_chart_gives_it() -> None:
     assert settings["insecure"] is False
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the agent has no --health-port / --metrics-port yet (deploy/README.md, 'Pending changes')"
-)
 @pytest.mark.parametrize(
     "values",
     [{}, {"agent": {"probes": {"mode": "tcp"}}, "bot": {"ops": {"enabled": True}}, "metrics": {"enabled": True}}],
@@ -268,7 +265,6 @@ def test_the_bot_accepts_the_serve_command_line_the_chart_gives_it(variation: st
     assert ("--socket-mode" in args) == (variation == "socket-mode")
 
 
-@pytest.mark.xfail(strict=True, reason="`kubereach serve` has no --ops-port yet (deploy/README.md, 'Pending changes')")
 def test_the_bot_accepts_the_ops_port_flag() -> None:
     bot = find(render({"bot": {"ops": {"enabled": True}}}), "Deployment", f"{FULLNAME}-bot")
     _serve_parses(next(containers(bot))["args"][1:])
