@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import secrets
 import time
@@ -25,6 +26,7 @@ from bot.fleet.observer import FleetObserver
 from bot.history.enums import Origin
 from bot.history.recorder import Asker, HistoryRecorder
 from bot.history.service import Person, SeenBefore, WorkloadRef
+from bot.logs import INVESTIGATION_ID
 from bot.metrics import BotMetrics
 from bot.parse import parse_question
 from bot.playbook.case import Case, EndpointRef, NodeRef, PodRef, ServiceRef
@@ -32,6 +34,7 @@ from bot.playbook.engine import Diagnosis, run_playbook
 from bot.playbook.models import Hop, InvestigationResult, StepResult, Verdict, VerdictCode
 from bot.settings import BotSettings
 
+log = logging.getLogger("kubereach.investigate")
 StepCallback = Callable[[StepResult], None]
 CLI_ASKER = Asker(Person("cli", os.environ.get("USER", "cli")), Origin.CLI)
 
@@ -226,6 +229,7 @@ class Investigator:
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
         inv_id = investigation_id or new_investigation_id()
+        INVESTIGATION_ID.set(inv_id)
         question = parse_question(text)
         try:
             resolved = await asyncio.to_thread(
@@ -271,6 +275,8 @@ class Investigator:
         if self.history is not None:
             recorded = await asyncio.to_thread(self.history.start, text, asker or CLI_ASKER, source_ref, target_ref, namespaces)
             inv_id = recorded or inv_id
+            INVESTIGATION_ID.set(inv_id)
+        log.info("investigating %r: %s → %s", text, resolved.source, resolved.target)
         order = 0
 
         def step_done(step: StepResult) -> None:
@@ -306,6 +312,13 @@ class Investigator:
             notes=resolved.notes,
             per_source=dict(diagnosis.per_source),
             parsed=question,
+        )
+        log.info(
+            "verdict %s (node %s, hop %s) in %.0f ms",
+            result.verdict.code.value,
+            result.verdict.node,
+            result.verdict.hop,
+            result.duration_ms,
         )
         if self.metrics is not None:
             self.metrics.investigation_finished(result.verdict.code, result.duration_ms / 1000)

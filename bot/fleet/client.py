@@ -23,6 +23,7 @@ import grpc
 from grpc import aio
 
 from bot.errors import KubereachError
+from bot.logs import INVESTIGATION_ID
 from bot.metrics import BotMetrics
 from bot.settings import AgentSettings
 from kubereach.agent.v1 import agent_pb2_grpc
@@ -126,7 +127,9 @@ class Fleet:
         except AgentUnknown as exc:
             return AgentOutcome(node, method, False, error=exc.message, error_kind="unreachable")
         rpc = getattr(stub, method)
-        metadata = (("x-request-id", uuid.uuid4().hex[:16]),)
+        investigation = INVESTIGATION_ID.get()
+        request_id = f"{investigation}.{uuid.uuid4().hex[:6]}" if investigation != "-" else uuid.uuid4().hex[:16]
+        metadata = (("x-request-id", request_id),)
         try:
             async with self._semaphore:
                 reply = await rpc(request, timeout=timeout_s or self.settings.call_timeout_s, metadata=metadata)

@@ -23,6 +23,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.errors import BadInput
 from bot.history.recorder import HistoryRecorder
+from bot.logs import configure_logging
 from bot.metrics import BotMetrics
 from bot.ops import OpsServer
 from bot.settings import BotSettings, load_settings
@@ -125,6 +126,7 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
 
         config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
         base = load_settings(config)
+        configure_logging(base.log_format)
         overrides: dict[str, Any] = {}
         for field, value in (
             ("slack_bot_token", bot_token),
