@@ -167,19 +167,31 @@ def register(app: App, deps: SlackDeps) -> None:
 
 def announce_interrupted(deps: SlackDeps) -> int:
     """On start: close investigations a dead process left running and say so in their threads; returns how many."""
+    return _close_stranded(deps, local_owner_is_alive, "The bot restarted before `{id}` finished.")
+
+
+def drain(deps: SlackDeps, grace_seconds: float) -> int:
+    """On shutdown: let in-flight work finish for up to `grace_seconds`; then close this process's
+    investigations that are still running as interrupted and say so in their threads. Returns how many."""
+    if deps.in_flight.wait_idle(grace_seconds) or deps.history is None:
+        return 0
+    me = deps.history.owner
+    return _close_stranded(
+        deps, lambda owner: owner != me and local_owner_is_alive(owner), "The bot was stopped before `{id}` finished."
+    )
+
+
+def _close_stranded(deps: SlackDeps, owner_is_alive: Callable[[str], bool], what: str) -> int:
     if deps.history is None:
         return 0
     try:
         with deps.history.sessions.begin() as session:
-            stranded = service.mark_interrupted(session, local_owner_is_alive)
+            stranded = service.mark_interrupted(session, owner_is_alive)
     except SQLAlchemyError as exc:
         log.error("history: cannot close interrupted investigations: %s", exc)
         return 0
     for item in stranded:
         if item.channel and item.thread_ts:
-            text = (
-                f":warning: The bot restarted before `{item.id}` finished. "
-                "Ask again (or click Re-run on an earlier answer) to get a verdict."
-            )
+            text = f":warning: {what.format(id=item.id)} Ask again (or click Re-run on an earlier answer) to get a verdict."
             deps.poster.post(item.channel, render.message_text(text), render.notice_blocks(text), thread_ts=item.thread_ts)
     return len(stranded)

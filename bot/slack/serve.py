@@ -9,6 +9,7 @@ plain ``SLACK_BOT_TOKEN`` / ``SLACK_SIGNING_SECRET`` / ``SLACK_APP_TOKEN`` names
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -109,6 +110,13 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
         "--ops-port", type=click.IntRange(0, 65535), default=None, help="Serve /metrics, /healthz and /readyz on this port."
     )
     @click.option("--ops-host", default="0.0.0.0", show_default=True, help="Address of the ops port.")
+    @click.option(
+        "--grace",
+        default=20.0,
+        show_default=True,
+        type=click.FloatRange(0, 600),
+        help="Seconds in-flight investigations may finish on SIGTERM.",
+    )
     @click.pass_context
     def serve(
         ctx: click.Context,
@@ -120,9 +128,10 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
         app_token: str | None,
         ops_port: int | None,
         ops_host: str,
+        grace: float,
     ) -> None:
         """Run the Slack app: /reach, @kubereach and the buttons, with the agents, the cluster and the history."""
-        from bot.slack.app import announce_interrupted, build_app, build_deps
+        from bot.slack.app import announce_interrupted, build_app, build_deps, drain
 
         config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
         base = load_settings(config)
@@ -160,6 +169,7 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
         stranded = announce_interrupted(deps)
         if stranded:
             click.echo(f"closed {stranded} investigation(s) left running by a stopped bot")
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             if socket_mode:
                 from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -175,13 +185,21 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
                 finally:
                     server.stop()
         except KeyboardInterrupt:
-            click.echo("")
+            click.echo(f"kubereach: stopping; in-flight investigations may finish for {grace:.0f} s")
+            closed = drain(deps, grace)
+            if closed:
+                click.echo(f"kubereach: {closed} investigation(s) did not finish and were marked interrupted")
         finally:
             deps.close()
             if ops is not None:
                 ops.stop()
 
     return serve
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM ends serving the way Ctrl-C does, so shutdown drains in one place."""
+    raise KeyboardInterrupt
 
 
 def with_metrics(new_investigator: MeasuredInvestigator, metrics: BotMetrics) -> NewInvestigator:

@@ -244,3 +244,31 @@ def test_evidence_blocks_split_long_evidence_into_valid_sections() -> None:
     blocks = render.evidence_blocks(text, where_rest="elsewhere")
     assert validate_blocks(blocks) == []
     assert all(len(b["text"]["text"]) <= render.SECTION_TEXT_MAX for b in blocks if b["type"] == "section")
+
+
+def test_on_shutdown_work_that_does_not_finish_in_time_is_marked_interrupted_and_its_thread_told(tmp_path: Path) -> None:
+    from bot.history.enums import InvestigationStatus, Origin
+    from bot.history.recorder import Asker
+    from bot.history.service import Person, get_investigation
+    from bot.slack.app import drain
+
+    with SlackStub() as stub:
+        settings = _settings(stub, tmp_path)
+        deps = build_deps(settings, Investigator)
+        try:
+            assert deps.history is not None
+            channel = stub.state.add_channel("incidents").id
+            user = stub.state.add_user("ana").id
+            ts = stub.post_user_message(channel, user, "why can't web reach api")
+            running = deps.history.start("why can't web reach api", Asker(Person("U1", "ana"), Origin.SLACK, channel, ts), None, None, ())
+            assert running is not None
+            deps.in_flight.begin()  # an investigation still working when SIGTERM arrives
+            assert drain(deps, grace_seconds=0.05) == 1
+            with deps.history.sessions() as session:
+                assert get_investigation(session, running).status == InvestigationStatus.INTERRUPTED
+            notes = [m.text for m in stub.state.thread(channel, ts) if m.bot_id]
+            assert any("stopped before" in text and running in text for text in notes)
+            deps.in_flight.end()
+            assert drain(deps, grace_seconds=0.05) == 0  # nothing in flight: nothing to close
+        finally:
+            deps.close()
