@@ -260,7 +260,9 @@ def test_on_shutdown_work_that_does_not_finish_in_time_is_marked_interrupted_and
             channel = stub.state.add_channel("incidents").id
             user = stub.state.add_user("ana").id
             ts = stub.post_user_message(channel, user, "why can't web reach api")
-            running = deps.history.start("why can't web reach api", Asker(Person("U1", "ana"), Origin.SLACK, channel, ts), None, None, ())
+            running = deps.history.start(
+                "why can't web reach api", Asker(Person("U1", "ana"), Origin.SLACK, channel, ts), None, None, ()
+            )
             assert running is not None
             deps.in_flight.begin()  # an investigation still working when SIGTERM arrives
             assert drain(deps, grace_seconds=0.05) == 1
