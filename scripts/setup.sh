@@ -62,6 +62,14 @@ echo "== ruff";          ruff check bot nodeagent lab tests bench migrations
 echo "== mypy (strict)"; mypy
 echo "== import layers"; lint-imports
 echo "== proto";         python -m scripts.protogen --check
+echo "== buf lint"
+if ! command -v npx >/dev/null 2>&1; then
+  echo "kubereach: installing Debian packages: nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+npx --yes @bufbuild/buf lint proto
 echo "== pytest"
 set +e
 python -m pytest "$@"

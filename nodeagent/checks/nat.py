@@ -14,9 +14,12 @@ evidence.
   IPVS_CMD_GET_SERVICE / IPVS_CMD_GET_DEST. Untested on the development machine, whose kernel has
   no IPVS; every step fails soft into "not ipvs" / programmed=False.
 
-Tools run in the node's namespace with fixed argument vectors (`nsenter --net=PATH iptables-save -t
-nat`). Their parsed output is cached per namespace and reused while the nf_tables ruleset generation
-id (NFT_MSG_GETGEN, one netlink round trip; iptables-nft changes it too) stays the same. Rules
+Tools run in the node's namespace with fixed argument vectors (`nsenter --net=PATH iptables-save -c`).
+Their parsed output is cached per namespace and reused while the nf_tables ruleset generation
+id (NFT_MSG_GETGEN, one netlink round trip; iptables-nft changes it too) stays the same. The first
+lookup under a new generation does not wait for a whole-table dump: it reads only the chains its walk
+visits (`iptables -t T -S CHAIN`, or the map element and chains over nf_tables netlink), answers,
+and starts the full dump on a background thread for the lookups that follow. Rules
 written by iptables-legacy do not change that id, so snapshots taken from a legacy backend expire
 after `LEGACY_SNAPSHOT_TTL` seconds instead. `tool_invocations()` counts the tool runs.
 """
@@ -26,30 +29,36 @@ from __future__ import annotations
 import errno
 import itertools
 import json
+import logging
 import os
+import re
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodeagent.checks import ctnetlink
 from nodeagent.checks.iptables_save import (
+    IptablesChain,
     IptablesRule,
     IptablesSave,
     IptablesSaveError,
+    IptablesTable,
     parse_iptables_save,
     parse_rule,
 )
 from nodeagent.netns import run_in_netns, socket_in_netns
 
 if TYPE_CHECKING:
-    from nodeagent.checks.nft import NftRuleset
+    from nodeagent.checks.nft import NftMapElement, NftRuleset
 
 T = TypeVar("T")
+log = logging.getLogger("kubereach.agent.nat")
 
 LEGACY_SNAPSHOT_TTL = 2.0
 """Seconds a snapshot is trusted when the generation id cannot see changes (iptables-legacy)."""
@@ -353,9 +362,15 @@ def tool_invocations() -> int:
 
 
 def clear_cache() -> None:
-    """Forget every cached snapshot."""
+    """Forget every cached snapshot and cancel the full loads still running in the background."""
+    global _epoch  # noqa: PLW0603 - loads started before a clear must not fill the cleared cache
     with _cache_lock:
         _cache.clear()
+        _epoch += 1
+        running = list(_loading.values())
+        _loading.clear()
+    for loading in running:
+        loading.cancel()
 
 
 SO_NETNS_COOKIE = 71
@@ -401,13 +416,18 @@ def ruleset_generation(netns: str) -> int | None:
     return ruleset_version(netns).generation
 
 
-def _run_tool(netns: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+def _run_tool(
+    netns: str, argv: list[str], loading: _Loading | None = None, count: bool = True
+) -> subprocess.CompletedProcess[str]:
     global _tool_runs  # noqa: PLW0603 - a process-wide counter is the point
     full = argv if netns == _SELF_NETNS else ["nsenter", f"--net={netns}", *argv]
-    with _counter_lock:
-        _tool_runs += 1
+    if count:
+        with _counter_lock:
+            _tool_runs += 1
     try:
-        return subprocess.run(full, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+        if loading is None:
+            return subprocess.run(full, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+        return loading.run(full)
     except FileNotFoundError as exc:
         raise NatStateError(
             f"`{full[0]}` is not installed on the node; install it (util-linux, iptables, nftables) in the agent image"
@@ -418,35 +438,148 @@ def _run_tool(netns: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         ) from exc
 
 
-def _cached(version: RulesetVersion, kind: str, load: Callable[[], tuple[T, bool]]) -> T:
-    key = (version.namespace, kind)
-    generation = version.generation
-    now = time.monotonic()
+class _LoadCancelled(Exception):
+    """A background load was cancelled by `clear_cache`."""
+
+
+@dataclass
+class _Loading:
+    """A full snapshot being loaded on a background thread; waiters block on `done`."""
+
+    version: RulesetVersion
+    epoch: int
+    done: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    process: subprocess.Popen[str] | None = None
+    cancelled: bool = False
+
+    def run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run a tool that `cancel` can kill."""
+        with self.lock:
+            if self.cancelled:
+                raise _LoadCancelled
+            self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = self.process.communicate(timeout=TOOL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            raise
+        if self.cancelled:
+            raise _LoadCancelled
+        return subprocess.CompletedProcess(argv, self.process.returncode, out, err)
+
+    def cancel(self) -> None:
+        """Stop the load: kill its tool; its result is dropped."""
+        with self.lock:
+            self.cancelled = True
+            if self.process is not None and self.process.poll() is None:
+                self.process.kill()
+
+
+_loading: dict[tuple[tuple[int, ...], str], _Loading] = {}
+_epoch = 0
+
+
+def _fresh(snap: _Snapshot, version: RulesetVersion, now: float) -> bool:
+    if snap.legacy:
+        return now - snap.taken_at < LEGACY_SNAPSHOT_TTL
+    if version.generation is None or snap.generation is None or len(version.namespace) != 1:
+        return now - snap.taken_at < NO_GENERATION_TTL and snap.generation == version.generation
+    return snap.generation == version.generation
+
+
+def _peek(version: RulesetVersion, kind: str) -> Any:
+    """The cached value for `kind` when it is fresh for `version`, else None (never loads)."""
     with _cache_lock:
-        snap = _cache.get(key)
-    if snap is not None:
-        if snap.legacy:
-            fresh = now - snap.taken_at < LEGACY_SNAPSHOT_TTL
-        elif generation is None or snap.generation is None or len(version.namespace) != 1:
-            fresh = now - snap.taken_at < NO_GENERATION_TTL and snap.generation == generation
-        else:
-            fresh = snap.generation == generation
-        if fresh:
-            return snap.value  # type: ignore[no-any-return]
-    value, legacy = load()
+        snap = _cache.get((version.namespace, kind))
+    return snap.value if snap is not None and _fresh(snap, version, time.monotonic()) else None
+
+
+def _store(version: RulesetVersion, kind: str, value: Any, legacy: bool, taken_at: float) -> None:
     with _cache_lock:
         if len(_cache) >= MAX_CACHED_SNAPSHOTS:
             oldest = min(_cache, key=lambda k: _cache[k].taken_at)
             del _cache[oldest]
-        _cache[key] = _Snapshot(generation, now, legacy, value)
-    return value
+        _cache[(version.namespace, kind)] = _Snapshot(version.generation, taken_at, legacy, value)
 
 
-def _load_iptables(netns: str) -> tuple[IptablesSave, bool]:
+def _loading_now(version: RulesetVersion, kind: str) -> bool:
+    with _cache_lock:
+        loading = _loading.get((version.namespace, kind))
+    return loading is not None and loading.version == version and not loading.cancelled
+
+
+def _wait_for_background(version: RulesetVersion, kind: str) -> None:
+    """Block until a background load of `kind` for this very version finishes (no-op when none runs)."""
+    with _cache_lock:
+        loading = _loading.get((version.namespace, kind))
+    if loading is not None and loading.version == version:
+        loading.done.wait(TOOL_TIMEOUT)
+
+
+def _load_in_background(
+    version: RulesetVersion, kind: str, load: Callable[[_Loading], tuple[Any, bool]], tool_runs: int = 1
+) -> None:
+    """Start loading the full snapshot `kind` on a thread, unless it is cached or already loading.
+
+    The tool runs are counted now, when the load is decided, so that `tool_invocations()` does not
+    move later under a caller that is served from the cache this load fills.
+    """
+    global _tool_runs  # noqa: PLW0603 - see _run_tool
+    key = (version.namespace, kind)
+    with _cache_lock:
+        current = _loading.get(key)
+        if current is not None and current.version == version and not current.cancelled:
+            return
+        loading = _Loading(version, _epoch)
+        _loading[key] = loading
+    if _peek(version, kind) is not None:
+        with _cache_lock:
+            _loading.pop(key, None)
+        loading.done.set()
+        return
+    with _counter_lock:
+        _tool_runs += tool_runs
+
+    def work() -> None:
+        taken_at = time.monotonic()
+        try:
+            value, legacy = load(loading)
+            with _cache_lock:
+                keep = not loading.cancelled and loading.epoch == _epoch
+            if keep:
+                _store(version, kind, value, legacy, taken_at)
+        except (_LoadCancelled, NatStateError, OSError, subprocess.SubprocessError) as exc:
+            log.debug("background load of %s stopped: %s", kind, exc)  # the next lookup loads in the foreground
+        finally:
+            with _cache_lock:
+                if _loading.get(key) is loading:
+                    del _loading[key]
+            loading.done.set()
+
+    threading.Thread(target=work, name=f"nat-snapshot-{kind}", daemon=True).start()
+
+
+def _cached(version: RulesetVersion, kind: str, load: Callable[[], tuple[T, bool]]) -> T:
+    value = _peek(version, kind)
+    if value is not None:
+        return value  # type: ignore[no-any-return]
+    _wait_for_background(version, kind)
+    value = _peek(version, kind)
+    if value is not None:
+        return value  # type: ignore[no-any-return]
+    taken_at = time.monotonic()
+    loaded, legacy = load()
+    _store(version, kind, loaded, legacy, taken_at)
+    return loaded
+
+
+def _load_iptables(netns: str, loading: _Loading | None = None) -> tuple[IptablesSave, bool]:
     # One `iptables-save -c` for every table: iptables-nft reads the whole ruleset whatever `-t` says,
     # so a second run for the filter table would cost as much as the first. Counters show whether a
     # DROP rule is being hit.
-    done = _run_tool(netns, ["iptables-save", "-c"])
+    done = _run_tool(netns, ["iptables-save", "-c"], loading, count=loading is None)
     if done.returncode != 0:
         raise NatStateError(f"iptables-save failed: {done.stderr.strip()[:200]}")
     try:
@@ -485,10 +618,10 @@ def _probe_nftables(netns: str) -> tuple[str | None, bool]:
         sock.close()
 
 
-def _load_nft_kube_proxy(netns: str) -> tuple[Any, bool]:
+def _load_nft_kube_proxy(netns: str, loading: _Loading | None = None) -> tuple[Any, bool]:
     from nodeagent.checks import nft  # nft builds ServiceNat from this module
 
-    done = _run_tool(netns, ["nft", "-j", "list", "table", "ip", "kube-proxy"])
+    done = _run_tool(netns, ["nft", "-j", "list", "table", "ip", "kube-proxy"], loading, count=loading is None)
     if done.returncode != 0:
         raise NatStateError(f"nft list table ip kube-proxy failed: {done.stderr.strip()[:200]}")
     try:
@@ -503,6 +636,212 @@ def nft_kube_proxy_ruleset(netns: str, version: RulesetVersion) -> NftRuleset | 
         return None
     ruleset: NftRuleset = _cached(version, "nft:kube-proxy", lambda: _load_nft_kube_proxy(netns))
     return ruleset
+
+
+# --------------------------------------------------------------------------------------------------
+# Cold lookups: read only what one service needs, and load the full snapshot in the background
+#
+# A whole-table dump of 10,000 services costs seconds (`iptables-save`, `nft -j list table`). The first
+# lookup under a new ruleset generation reads only the chains its walk visits (`iptables -t T -S
+# CHAIN` per chain; the service-ips element, the service chain, its vmap and its endpoint chains over
+# nf_tables netlink), answers, and then starts the full dump on a thread; the lookups that follow are
+# served from that dump (iptables mode waits for it while it runs; nftables mode keeps using the
+# netlink reads, which run no tool, until it has landed). Chains read one by one are used only when
+# the ruleset generation did not change while they were read.
+# --------------------------------------------------------------------------------------------------
+
+_CHAIN_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,256}$")
+MAX_TARGETED_CHAINS = 64
+"""Most chains a cold nftables lookup reads before it falls back to the full dump."""
+
+
+class _OnDemandUnavailable(Exception):
+    """A chain could not be read on its own (`iptables -S` refused); the full snapshot decides."""
+
+
+class _ChainsOnDemand(Mapping[str, IptablesChain]):
+    """One iptables table's chains, each read with `iptables -t TABLE -S CHAIN` when first asked for.
+
+    Iterating needs every chain: that reads the whole snapshot (the walk does so only for rare cases,
+    such as a VIP that is not in KUBE-SERVICES at all).
+    """
+
+    def __init__(self, netns: str, table: str, version: RulesetVersion) -> None:
+        self._netns, self._table, self._version = netns, table, version
+        self._read: dict[str, IptablesChain | None] = {}
+
+    def __getitem__(self, name: str) -> IptablesChain:
+        if name not in self._read:
+            self._read[name] = _iptables_chain(self._netns, self._table, name)
+        chain = self._read[name]
+        if chain is None:
+            raise KeyError(name)
+        return chain
+
+    def _all(self) -> Mapping[str, IptablesChain]:
+        table = iptables_snapshot(self._netns, self._version).table(self._table)
+        return table.chains if table is not None else {}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def _iptables_chain(netns: str, table: str, chain: str) -> IptablesChain | None:
+    """One chain as `iptables -t TABLE -S CHAIN` prints it; None when the chain does not exist."""
+    if not _CHAIN_NAME.match(chain) or chain.startswith("-"):
+        return None
+    done = _run_tool(netns, ["iptables", "-w", "5", "-t", table, "-S", chain])
+    if done.returncode != 0:
+        if "No chain" in done.stderr or "does not exist" in done.stderr:
+            return None
+        raise _OnDemandUnavailable(f"iptables -S {chain} failed: {done.stderr.strip()[:200]}")
+    policy = None
+    rules = []
+    for line in done.stdout.splitlines():
+        if line.startswith("-A "):
+            rules.append(line)
+        elif line.startswith("-P "):
+            parts = line.split()
+            policy = parts[2] if len(parts) > 2 else None
+    return IptablesChain(chain, policy, None, None, tuple(rules))
+
+
+def _unchanged_since(netns: str, version: RulesetVersion) -> bool:
+    """Whether the ruleset generation is still `version`'s: chains read one by one are consistent
+    only when nothing changed meanwhile (else the caller answers from a full snapshot)."""
+    return version.generation is not None and ruleset_version(netns) == version
+
+
+def _iptables_on_demand(netns: str, version: RulesetVersion) -> IptablesSave:
+    tables = {name: IptablesTable(name, _ChainsOnDemand(netns, name, version)) for name in ("nat", "filter")}
+    return IptablesSave(tables=tables, backend="nf_tables")
+
+
+NFT_MSG_GETRULE = 7
+NFT_MSG_GETSETELEM = 13
+NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS = 1, 2, 4
+NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS = 1, 2, 3
+KUBE_PROXY_TABLE = "kube-proxy"
+
+
+class _NftReader:
+    """Reads parts of `table ip kube-proxy` over one NETLINK_NETFILTER socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def _dump(self, msg: int, payload: bytes, wanted: int) -> list[bytes]:
+        """Send one dump request; return a copy of attribute `wanted` of every answer."""
+        seq = next(_seq)
+        request = ctnetlink.netlink_message(
+            (ctnetlink.NFNL_SUBSYS_NFTABLES << 8) | msg,
+            ctnetlink.NLM_F_REQUEST | ctnetlink.NLM_F_DUMP,
+            seq,
+            ctnetlink.NFPROTO_IPV4,
+            payload,
+        )
+        try:
+            self._sock.send(request)
+        except OSError as exc:
+            raise ctnetlink.NetfilterNetlinkError(f"netlink send failed: {exc.strerror}", exc.errno or 0) from exc
+        from nodeagent.checks import nft
+
+        found: list[bytes] = []
+        for buf, off, end, _kind in ctnetlink.receive_messages(self._sock, seq):
+            for kind, value in nft.netlink_attrs(buf, off + 20, end):
+                if kind == wanted:
+                    found.append(bytes(value))
+        return found
+
+    def elements(self, set_name: str) -> list[bytes]:
+        payload = _nl_string(NFTA_SET_ELEM_LIST_TABLE, KUBE_PROXY_TABLE) + _nl_string(NFTA_SET_ELEM_LIST_SET, set_name)
+        return self._dump(NFT_MSG_GETSETELEM, payload, NFTA_SET_ELEM_LIST_ELEMENTS)
+
+    def service_element(self, map_name: str, key: tuple[str, ...]) -> NftMapElement | None:
+        from nodeagent.checks import nft
+
+        for chunk in self.elements(map_name):
+            for found, data, comment in nft.decode_set_elements(memoryview(chunk), nft.service_key):
+                if found == key:
+                    return nft.map_element(key, data, comment)
+        return None
+
+    def anonymous_map(self, name: str) -> list[list[Any]]:
+        from nodeagent.checks import nft
+
+        entries: list[list[Any]] = []
+        for chunk in self.elements(name):
+            for key, data, _comment in nft.decode_set_elements(memoryview(chunk), lambda raw: int.from_bytes(raw, sys.byteorder)):
+                if isinstance(data, tuple):
+                    entries.append([key, nft.verdict_json(*data)])
+        return sorted(entries, key=lambda kv: int(kv[0]))
+
+    def chain(self, name: str) -> tuple[tuple[Any, ...], ...] | None:
+        """The chain's rules as nft -j statements; None when the chain does not exist."""
+        from nodeagent.checks import nft
+
+        payload = _nl_string(NFTA_RULE_TABLE, KUBE_PROXY_TABLE) + _nl_string(NFTA_RULE_CHAIN, name)
+        try:
+            raw_rules = self._dump(NFT_MSG_GETRULE, payload, NFTA_RULE_EXPRESSIONS)
+        except ctnetlink.NetfilterNetlinkError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+        if not raw_rules and not ctnetlink.nftables_chain_exists(
+            self._sock, next(_seq), ctnetlink.NFPROTO_IPV4, KUBE_PROXY_TABLE, name
+        ):
+            return None
+        return tuple(nft.decode_rule(memoryview(raw), self.anonymous_map) for raw in raw_rules)
+
+
+def _nl_string(kind: int, text: str) -> bytes:
+    payload = text.encode() + b"\0"
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
+
+
+def _nft_service_nat_on_demand(netns: str, vip: str, port: int, protocol: str) -> ServiceNat | None:
+    """The walk over only the parts of the table it needs, read over netlink; None when the service is
+    not in service-ips / no-endpoint-services or the table is shaped otherwise (then the full dump decides)."""
+    from nodeagent.checks import nft
+
+    if ":" in vip:
+        return None
+    key = (vip, protocol.lower(), str(port))
+    try:
+        sock = ctnetlink.open_netfilter_socket(netns)
+    except ctnetlink.NetfilterNetlinkError:
+        return None
+    try:
+        reader = _NftReader(sock)
+        for map_name in ("service-ips", "no-endpoint-services"):
+            element = reader.service_element(map_name, key)
+            if element is not None:
+                break
+        else:
+            return None
+        chains: dict[str, tuple[tuple[Any, ...], ...]] = {}
+        queue = [element.target] if element.target else []
+        while queue:
+            name = queue.pop(0)
+            if name in chains:
+                continue
+            if len(chains) >= MAX_TARGETED_CHAINS:
+                return None
+            rules = reader.chain(name)
+            if rules is not None:
+                chains[name] = rules
+                queue += nft.chain_targets(rules)
+        partial = nft.NftRuleset(chains=chains, maps={map_name: (element,)}, sets={})
+        return nft.nft_service_nat(partial, vip, port, protocol, vip_is_local=False)
+    except ctnetlink.NetfilterNetlinkError as exc:
+        log.debug("netlink read of the kube-proxy table failed, using nft: %s", exc)
+        return None
+    finally:
+        sock.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -759,9 +1098,26 @@ def service_nat(netns: str, netns_name: str | None, vip: str, port: int, protoco
     if mode == "nftables":
         from nodeagent.checks import nft
 
+        # Netlink reads run no tool and cost milliseconds: use them until the full dump has landed,
+        # also while it is still loading, rather than wait seconds for it.
+        if _peek(version, "nft:kube-proxy") is None:
+            found = _nft_service_nat_on_demand(netns, vip, port, protocol)
+            if found is not None and _unchanged_since(netns, version):
+                _load_in_background(version, "nft:kube-proxy", lambda loading: _load_nft_kube_proxy(netns, loading))
+                return found
         ruleset = _cached(version, "nft:kube-proxy", lambda: _load_nft_kube_proxy(netns))
         return nft.nft_service_nat(ruleset, vip, port, protocol, vip_is_local=_vip_is_local(netns, vip))
     if mode == "iptables":
+        if _peek(version, "iptables") is None and not _loading_now(version, "iptables"):
+            on_demand = _iptables_on_demand(netns, version)
+            try:
+                found = iptables_service_nat(on_demand, vip, port, protocol, vip_is_local=_vip_is_local(netns, vip))
+            except (_OnDemandUnavailable, NatStateError) as exc:
+                log.debug("reading chains one by one failed, using iptables-save: %s", exc)
+            else:
+                if _unchanged_since(netns, version):
+                    _load_in_background(version, "iptables", lambda loading: _load_iptables(netns, loading))
+                    return found
         save = iptables_snapshot(netns, version)
         return iptables_service_nat(save, vip, port, protocol, vip_is_local=_vip_is_local(netns, vip))
     if mode == "ipvs":
