@@ -55,22 +55,35 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=default_max)
     args = parser.parse_args()
     with bench_netns("mem") as name:
-        took, count = timed(lambda: conntrack_fill.fill(name, args.entries, src_net="10.250.0.0/16",
-                                                        dst="10.252.0.1", protocol="tcp"))
+        took, count = timed(
+            lambda: conntrack_fill.fill(name, args.entries, src_net="10.250.0.0/16", dst="10.252.0.1", protocol="tcp")
+        )
         print(f"filled {name} to {count:,} entries in {took:.2f} s", flush=True)
-        child = subprocess.run([sys.executable, "-c", _CHILD, name, str(count)], capture_output=True, text=True,
-                               cwd=REPO, check=True, timeout=300)
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD, name, str(count)], capture_output=True, text=True, cwd=REPO, check=True, timeout=300
+        )
         figures = json.loads(child.stdout)
-        reference = int(subprocess.run([sys.executable, "-c", _REFERENCE, f"/var/run/netns/{name}"],
-                                       capture_output=True, text=True, check=True, timeout=300).stdout)
+        reference = int(
+            subprocess.run(
+                [sys.executable, "-c", _REFERENCE, f"/var/run/netns/{name}"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=300,
+            ).stdout
+        )
         idle = figures["idle"]
         counted = figures["after_count_limit_1000"]
         kept = figures["after_all_entries_kept"]
         print(f"agent idle (checks imported)                     VmRSS {idle['VmRSS']:5d} MiB  VmHWM {idle['VmHWM']:5d} MiB")
-        print(f"after query {counted['matched']:,} entries, limit 1,000        VmRSS {counted['VmRSS']:5d} MiB  "
-              f"VmHWM {counted['VmHWM']:5d} MiB  (+{counted['VmHWM'] - idle['VmHWM']} MiB peak)")
-        print(f"after query keeping all {kept['kept']:,} entries     VmRSS {kept['VmRSS']:5d} MiB  "
-              f"VmHWM {kept['VmHWM']:5d} MiB  (+{kept['VmHWM'] - idle['VmHWM']} MiB peak)")
+        print(
+            f"after query {counted['matched']:,} entries, limit 1,000        VmRSS {counted['VmRSS']:5d} MiB  "
+            f"VmHWM {counted['VmHWM']:5d} MiB  (+{counted['VmHWM'] - idle['VmHWM']} MiB peak)"
+        )
+        print(
+            f"after query keeping all {kept['kept']:,} entries     VmRSS {kept['VmRSS']:5d} MiB  "
+            f"VmHWM {kept['VmHWM']:5d} MiB  (+{kept['VmHWM'] - idle['VmHWM']} MiB peak)"
+        )
         print(f"reference: conntrack -L over the same table      peak RSS {reference:5d} MiB", flush=True)
 
 

@@ -71,7 +71,7 @@ async def run(config: Path, rounds: int) -> dict[str, list[float]]:
                 times[q].append((time.monotonic() - t0) * 1000)
                 assert result.verdict.code.value in ("NO_FAULT_FOUND", "NETWORK_POLICY_DENIES_INGRESS"), result.verdict
     finally:
-        investigator.close()
+        await investigator.aclose()
     return times
 
 
@@ -92,7 +92,9 @@ def main() -> None:
     for q, ts in times.items():
         print(f"  {q:34} median {statistics.median(ts):7.0f} ms  p95 {pct(ts, 95):7.0f} ms")
     print(f"  all questions                      median {statistics.median(every):7.0f} ms  p95 {pct(every, 95):7.0f} ms")
-    print(f"  reference: 6 manual commands for one source pod and one endpoint  median {statistics.median(manual):7.0f} ms  p95 {pct(manual, 95):7.0f} ms")
+    print(
+        f"  reference: 6 manual commands for one source pod and one endpoint  median {statistics.median(manual):7.0f} ms  p95 {pct(manual, 95):7.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -41,30 +41,52 @@ def main() -> None:
     with bench_netns("ct") as name:
         path = netns_path(name)
         tool = ["nsenter", f"--net={path}", "conntrack"]
-        fill_time, _ = timed(lambda: conntrack_fill.fill(name, args.vip_entries, src_net="10.250.0.0/16", dst=VIP,
-                                                         dport=53))
-        more_time, count = timed(lambda: conntrack_fill.fill(name, args.entries, src_net="10.251.0.0/16", dst=BUSY,
-                                                             dport=80, protocol="tcp"))
-        print(f"filled {name} to {count:,} entries in {fill_time + more_time:.2f} s "
-              f"({args.vip_entries:,} to {VIP}:53/udp, the rest to {BUSY}:80/tcp)", flush=True)
+        fill_time, _ = timed(lambda: conntrack_fill.fill(name, args.vip_entries, src_net="10.250.0.0/16", dst=VIP, dport=53))
+        more_time, count = timed(
+            lambda: conntrack_fill.fill(name, args.entries, src_net="10.251.0.0/16", dst=BUSY, dport=80, protocol="tcp")
+        )
+        print(
+            f"filled {name} to {count:,} entries in {fill_time + more_time:.2f} s "
+            f"({args.vip_entries:,} to {VIP}:53/udp, the rest to {BUSY}:80/tcp)",
+            flush=True,
+        )
 
         vip = query_conntrack(path, ConntrackFilter(orig_dst=VIP), 100)
         print(f"  query(orig_dst={VIP}) matched {vip.total_matched:,}", flush=True)
-        report(f"query orig_dst=VIP ({vip.total_matched:,} of {count:,})",
-               median_time(lambda: query_conntrack(path, ConntrackFilter(orig_dst=VIP), 100), args.runs),
-               median_time(lambda: run_tool([*tool, "-L", "-d", VIP]), args.runs), "conntrack -L -d", target=1.5)
+        report(
+            f"query orig_dst=VIP ({vip.total_matched:,} of {count:,})",
+            median_time(lambda: query_conntrack(path, ConntrackFilter(orig_dst=VIP), 100), args.runs),
+            median_time(lambda: run_tool([*tool, "-L", "-d", VIP]), args.runs),
+            "conntrack -L -d",
+            target=1.5,
+        )
         busy = query_conntrack(path, ConntrackFilter(orig_dst=BUSY), 100)
-        report(f"query orig_dst=busy dst ({busy.total_matched:,} match)",
-               median_time(lambda: query_conntrack(path, ConntrackFilter(orig_dst=BUSY), 100), args.runs),
-               median_time(lambda: run_tool([*tool, "-L", "-d", BUSY]), args.runs), "conntrack -L -d", target=1.5)
+        report(
+            f"query orig_dst=busy dst ({busy.total_matched:,} match)",
+            median_time(lambda: query_conntrack(path, ConntrackFilter(orig_dst=BUSY), 100), args.runs),
+            median_time(lambda: run_tool([*tool, "-L", "-d", BUSY]), args.runs),
+            "conntrack -L -d",
+            target=1.5,
+        )
         ours_count = median_time(lambda: query_conntrack(path, ConntrackFilter(), 0), args.runs)
-        report("unfiltered count (dump all, limit 0)", ours_count,
-               median_time(lambda: run_tool([*tool, "-L"]), args.runs), "conntrack -L")
-        report("unfiltered count (dump all, limit 0)", ours_count,
-               median_time(lambda: run_tool([*tool, "-C"]), args.runs), "conntrack -C (counter)")
-        report("read_conntrack_stats", median_time(lambda: read_conntrack_stats(path), args.runs),
-               median_time(lambda: (run_tool([*tool, "-C"]), run_tool([*tool, "-S"])), args.runs),
-               "conntrack -C + -S")
+        report(
+            "unfiltered count (dump all, limit 0)",
+            ours_count,
+            median_time(lambda: run_tool([*tool, "-L"]), args.runs),
+            "conntrack -L",
+        )
+        report(
+            "unfiltered count (dump all, limit 0)",
+            ours_count,
+            median_time(lambda: run_tool([*tool, "-C"]), args.runs),
+            "conntrack -C (counter)",
+        )
+        report(
+            "read_conntrack_stats",
+            median_time(lambda: read_conntrack_stats(path), args.runs),
+            median_time(lambda: (run_tool([*tool, "-C"]), run_tool([*tool, "-S"])), args.runs),
+            "conntrack -C + -S",
+        )
 
 
 if __name__ == "__main__":

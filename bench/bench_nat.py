@@ -52,21 +52,31 @@ def bench_mode(mode: str, services: int, endpoints: int, runs: int, warm: int) -
         path = netns_path(name)
         if mode == "iptables":
             text = iptables_restore(services, endpoints)
-            applied, _ = timed(lambda: subprocess.run(["ip", "netns", "exec", name, "iptables-restore"], input=text,
-                                                      text=True, check=True, timeout=900))
+            applied, _ = timed(
+                lambda: subprocess.run(
+                    ["ip", "netns", "exec", name, "iptables-restore"], input=text, text=True, check=True, timeout=900
+                )
+            )
             reference = ["nsenter", f"--net={path}", "iptables-save", "-t", "nat"]
             ref_name = "iptables-save -t nat"
         else:
             script = nft_script(services, endpoints)
-            applied, _ = timed(lambda: subprocess.run(["ip", "netns", "exec", name, "nft", "-f", "-"], input=script,
-                                                      text=True, check=True, timeout=900))
+            applied, _ = timed(
+                lambda: subprocess.run(
+                    ["ip", "netns", "exec", name, "nft", "-f", "-"], input=script, text=True, check=True, timeout=900
+                )
+            )
             reference = ["nsenter", f"--net={path}", "nft", "-j", "list", "table", "ip", "kube-proxy"]
             ref_name = "nft -j list table"
         print(f"{mode}: wrote {services:,} services x {endpoints} endpoints into {name} in {applied:.1f} s", flush=True)
         vip = service_vip(services // 2)
         ref = median_time(lambda: run_tool(reference), runs)
-        report(f"{mode}: service_nat cold (detect + targeted reads + walk (full dump continues in the background))", median_time(lambda: _cold(path, vip), runs), ref,
-               ref_name)
+        report(
+            f"{mode}: service_nat cold (detect + targeted reads + walk (full dump continues in the background))",
+            median_time(lambda: _cold(path, vip), runs),
+            ref,
+            ref_name,
+        )
         report(f"{mode}: service_nat warm (cached, mean of {warm})", _warm(path, services, warm), ref, ref_name)
         listed, found = timed(lambda: nat.list_service_nat(path, None))
         report(f"{mode}: list_service_nat ({len(found):,} services, warm)", listed, ref, ref_name)

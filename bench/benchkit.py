@@ -53,7 +53,8 @@ def report(label: str, ours: float, reference: float, reference_name: str, targe
     goal = ""
     if target is not None:
         goal = f"  target <= {target:.1f}x: {'MET' if ratio <= target else 'MISSED'}"
-    line = (f"{label:<58} kubereach {ours * 1000:9.1f} ms | {reference_name} {reference * 1000:9.1f} ms"
-            f" | ratio {ratio:6.2f}x{goal}")
+    line = (
+        f"{label:<58} kubereach {ours * 1000:9.1f} ms | {reference_name} {reference * 1000:9.1f} ms | ratio {ratio:6.2f}x{goal}"
+    )
     print(line, flush=True)
     return line

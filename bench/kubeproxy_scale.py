@@ -29,9 +29,17 @@ def endpoint_ip(index: int, slot: int) -> str:
 
 def iptables_restore(services: int, endpoints: int) -> str:
     """nat-table restore text for `services` ClusterIP services with `endpoints` endpoints each."""
-    chains = ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
-              ":POSTROUTING ACCEPT [0:0]", ":KUBE-SERVICES - [0:0]", ":KUBE-MARK-MASQ - [0:0]",
-              ":KUBE-NODEPORTS - [0:0]", ":KUBE-POSTROUTING - [0:0]"]
+    chains = [
+        "*nat",
+        ":PREROUTING ACCEPT [0:0]",
+        ":INPUT ACCEPT [0:0]",
+        ":OUTPUT ACCEPT [0:0]",
+        ":POSTROUTING ACCEPT [0:0]",
+        ":KUBE-SERVICES - [0:0]",
+        ":KUBE-MARK-MASQ - [0:0]",
+        ":KUBE-NODEPORTS - [0:0]",
+        ":KUBE-POSTROUTING - [0:0]",
+    ]
     rules = [
         '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
         '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
@@ -46,10 +54,11 @@ def iptables_restore(services: int, endpoints: int) -> str:
         vip = service_vip(i)
         svc = "KUBE-SVC-" + _b32(name + "tcp", 16)
         chains.append(f":{svc} - [0:0]")
-        rules.append(f'-A KUBE-SERVICES -m comment --comment "{name} cluster IP" -m tcp -p tcp -d {vip} '
-                     f"--dport 80 -j {svc}")
-        rules.append(f'-A {svc} -m comment --comment "{name} cluster IP" -m tcp -p tcp -d {vip} --dport 80 '
-                     f"! -s {CLUSTER_CIDR} -j KUBE-MARK-MASQ")
+        rules.append(f'-A KUBE-SERVICES -m comment --comment "{name} cluster IP" -m tcp -p tcp -d {vip} --dport 80 -j {svc}')
+        rules.append(
+            f'-A {svc} -m comment --comment "{name} cluster IP" -m tcp -p tcp -d {vip} --dport 80 '
+            f"! -s {CLUSTER_CIDR} -j KUBE-MARK-MASQ"
+        )
         for slot in range(endpoints):
             ip = endpoint_ip(i, slot)
             sep = "KUBE-SEP-" + _b32(name + "tcp" + f"{ip}:8080", 16)
@@ -59,8 +68,10 @@ def iptables_restore(services: int, endpoints: int) -> str:
             rules.append(f'-A {svc} -m comment --comment "{name} -> {ip}:8080" {stat}-j {sep}')
             rules.append(f'-A {sep} -m comment --comment "{name}" -s {ip} -j KUBE-MARK-MASQ')
             rules.append(f'-A {sep} -m comment --comment "{name}" -m tcp -p tcp -j DNAT --to-destination {ip}:8080')
-    rules.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the '
-                 'last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
+    rules.append(
+        '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the '
+        'last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS'
+    )
     return "\n".join([*chains, *rules, "COMMIT", ""])
 
 
@@ -94,12 +105,13 @@ def nft_script(services: int, endpoints: int) -> str:
             out.append(f"add rule ip kube-proxy {ep} meta l4proto tcp dnat to {ip}:8080")
         vmap = ", ".join(f"{n} : goto {ep}" for n, ep in enumerate(eps))
         out.append(f"add chain ip kube-proxy {svc}")
-        out.append(f"add rule ip kube-proxy {svc} ip daddr {vip} tcp dport 80 ip saddr != {CLUSTER_CIDR} "
-                   "jump mark-for-masquerade")
+        out.append(
+            f"add rule ip kube-proxy {svc} ip daddr {vip} tcp dport 80 ip saddr != {CLUSTER_CIDR} jump mark-for-masquerade"
+        )
         out.append(f"add rule ip kube-proxy {svc} numgen random mod {endpoints} vmap {{ {vmap} }}")
         elements.append(f'{vip} . tcp . 80 comment "bench/svc-{i}:http" : goto {svc}')
     for start in range(0, len(elements), 1000):
-        out.append("add element ip kube-proxy service-ips { " + ", ".join(elements[start:start + 1000]) + " }")
+        out.append("add element ip kube-proxy service-ips { " + ", ".join(elements[start : start + 1000]) + " }")
         vips = ", ".join(service_vip(i) for i in range(start, min(start + 1000, services)))
         out.append(f"add element ip kube-proxy cluster-ips {{ {vips} }}")
     return "\n".join(out) + "\n"

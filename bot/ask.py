@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.live import Live
 
-from bot.playbook.models import StepResult
+from bot.playbook.models import InvestigationResult, StepResult
 from bot.settings import load_settings
 
 
@@ -33,24 +34,27 @@ def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None,
     if not no_history:
         from bot.history.recorder import HistoryRecorder
 
-        url = settings.database_url.get_secret_value() if settings.database_url else None
-        history = HistoryRecorder.from_url(url, settings.cluster)
+        history = HistoryRecorder.from_settings(settings)
     investigator = Investigator(settings, history)
     steps: list[StepResult] = []
     err = Console(stderr=True)
-    try:
-        if as_json or not sys.stderr.isatty():
-            result = asyncio.run(investigator.investigate(question, default_namespace=namespace))
-        else:
-            with Live(steps_table(steps, running=True), console=err, refresh_per_second=8, transient=True) as live:
 
-                def progress(step: StepResult) -> None:
-                    steps.append(step)
-                    live.update(steps_table(steps, running=True))
+    async def run_once(on_step: Callable[[StepResult], None] | None) -> InvestigationResult:
+        try:
+            return await investigator.investigate(question, on_step=on_step, default_namespace=namespace)
+        finally:
+            await investigator.aclose()
 
-                result = asyncio.run(investigator.investigate(question, on_step=progress, default_namespace=namespace))
-    finally:
-        investigator.close()
+    if as_json or not sys.stderr.isatty():
+        result = asyncio.run(run_once(None))
+    else:
+        with Live(steps_table(steps, running=True), console=err, refresh_per_second=8, transient=True) as live:
+
+            def progress(step: StepResult) -> None:
+                steps.append(step)
+                live.update(steps_table(steps, running=True))
+
+            result = asyncio.run(run_once(progress))
     if as_json:
         click.echo(json.dumps(investigation_document(result), indent=2))
     else:

@@ -8,10 +8,10 @@ and the history take as it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
-import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,6 +24,7 @@ from bot.errors import BadInput
 from bot.fleet.client import Fleet
 from bot.fleet.observer import FleetObserver
 from bot.history.enums import Origin
+from bot.history.ids import new_investigation_id
 from bot.history.recorder import Asker, HistoryRecorder
 from bot.history.service import Person, SeenBefore, WorkloadRef
 from bot.logs import INVESTIGATION_ID
@@ -37,17 +38,6 @@ from bot.settings import BotSettings
 log = logging.getLogger("kubereach.investigate")
 StepCallback = Callable[[StepResult], None]
 CLI_ASKER = Asker(Person("cli", os.environ.get("USER", "cli")), Origin.CLI)
-
-
-def new_investigation_id() -> str:
-    """A short, time-sortable public id: inv_<unix seconds base36><random>."""
-    seconds = int(time.time())
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    stamp = ""
-    while seconds:
-        seconds, rest = divmod(seconds, 36)
-        stamp = digits[rest] + stamp
-    return f"inv_{stamp}{secrets.token_hex(3)}"
 
 
 def _pod_ref(pod: PodInfo) -> PodRef:
@@ -182,6 +172,8 @@ class Investigator:
         self.history = history
         self.metrics = metrics
         self._cluster: ClusterClient | None = None
+        self._fleet: Fleet | None = None
+        self._fleet_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def cluster(self) -> ClusterClient:
@@ -228,7 +220,7 @@ class Investigator:
         """Run one investigation. Bad questions raise BadInput; unresolvable names end with a verdict."""
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
-        inv_id = investigation_id or new_investigation_id()
+        inv_id = investigation_id or new_investigation_id(started_at)
         INVESTIGATION_ID.set(inv_id)
         question = parse_question(text)
         try:
@@ -289,15 +281,13 @@ class Investigator:
             if on_step is not None:
                 on_step(step)
 
-        fleet = Fleet(addresses, self.settings.agents, self.metrics)
+        fleet = self._fleet_for(addresses)
         try:
             diagnosis: Diagnosis = await run_playbook(case, FleetObserver(fleet), step_done)
         except BaseException as exc:
             if self.history is not None:
                 self.history.fail(recorded, f"{type(exc).__name__}: {exc}")
             raise
-        finally:
-            await fleet.close()
         result = InvestigationResult(
             id=inv_id,
             question=text,
@@ -328,8 +318,33 @@ class Investigator:
             result = dataclasses.replace(result, seen_before=seen_before_line(seen))
         return result
 
+    def _fleet_for(self, addresses: dict[str, str]) -> Fleet:
+        """The fleet of this event loop, kept open across investigations (channels are per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._fleet is None or self._fleet_loop is not loop:
+            self._fleet = Fleet(addresses, self.settings.agents, self.metrics)
+            self._fleet_loop = loop
+        elif self._fleet.addresses != addresses:
+            self._fleet.retarget(addresses)
+        return self._fleet
+
+    async def aclose(self) -> None:
+        """Close the agent channels (on the loop that opened them) and the cluster client."""
+        if self._fleet is not None and self._fleet_loop is asyncio.get_running_loop():
+            await self._fleet.close()
+        self._fleet = None
+        self.close()
+
     def close(self) -> None:
-        """Release the cluster client."""
+        """Release the cluster client, and the agent channels when their loop runs in another thread."""
+        fleet, loop = self._fleet, self._fleet_loop
+        self._fleet = self._fleet_loop = None
+        if fleet is not None and loop is not None and loop.is_running() and not loop.is_closed():
+            running = None
+            with contextlib.suppress(RuntimeError):  # no loop runs in this thread
+                running = asyncio.get_running_loop()
+            if running is not loop:
+                asyncio.run_coroutine_threadsafe(fleet.close(), loop).result(timeout=10)
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None

@@ -85,6 +85,10 @@ class BotSettings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     """Log output format."""
 
+    def history_url(self) -> str | None:
+        """The history database URL, when one is set (None: KUBEREACH_DATABASE_URL/DATABASE_URL or the default file)."""
+        return self.database_url.get_secret_value() if self.database_url else None
+
 
 def load_settings(config_path: Path | None, **overrides: Any) -> BotSettings:
     """Settings from the config file (if any), environment variables, then explicit overrides."""

@@ -38,8 +38,28 @@ FABRIC_ROUTER = FABRIC_CIDR.network_address + 1
 CALICO_HOST_MAC = "ee:ee:ee:ee:ee:ee"
 
 
-def _overlay_device(plan: LabPlan) -> str | None:
+def overlay_device(plan: LabPlan) -> str | None:
+    """The CNI's VXLAN device (flannel.1, vxlan.calico), or None for host-gw."""
     return {"flannel-vxlan": FLANNEL_DEVICE, "calico": CALICO_DEVICE}.get(plan.options.cni)
+
+
+def remote_pod_routes(plan: LabPlan, node: NodePlan, verb: str) -> tuple[list[str], list[str]]:
+    """How `node` reaches other nodes' pods: `ip` commands (routes, overlay neighbours) and `bridge`
+    commands (overlay FDB entries). `verb` is "add" when building, "replace" when re-converging."""
+    others = [n for n in plan.nodes if n.name != node.name]
+    device = overlay_device(plan)
+    if device is None:
+        return [f"route {verb} {o.pod_cidr} via {o.ip} dev eth0" for o in others], []
+    cmds: list[str] = []
+    fdb: list[str] = []
+    for o in others:
+        remote_tunnel = o.pod_cidr.replace(".0/24", ".0")
+        cmds += [
+            f"neigh {verb} {remote_tunnel} lladdr {o.vtep_mac} dev {device} nud permanent",
+            f"route {verb} {o.pod_cidr} via {remote_tunnel} dev {device} onlink",
+        ]
+        fdb.append(f"fdb {verb} {o.vtep_mac} dev {device} dst {o.ip} self permanent")
+    return cmds, fdb
 
 
 def build_fabric(plan: LabPlan) -> None:
@@ -71,7 +91,6 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
         f"route add {SERVICE_CIDR} via {FABRIC_ROUTER} dev eth0",
     ]
     cni = plan.options.cni
-    others = [n for n in plan.nodes if n.name != node.name]
     if cni in ("host-gw", "flannel-vxlan"):
         mtu = OVERLAY_MTU if cni == "flannel-vxlan" else 1500
         cmds += [
@@ -80,10 +99,7 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
             f"addr add {node.gateway}/24 dev cni0",
             "link set cni0 up",
         ]
-    if cni == "host-gw":
-        cmds += [f"route add {o.pod_cidr} via {o.ip} dev eth0" for o in others]
-    device = _overlay_device(plan)
-    fdb: list[str] = []
+    device = overlay_device(plan)
     if device is not None:
         vni, port = (FLANNEL_VNI, FLANNEL_PORT) if cni == "flannel-vxlan" else (CALICO_VNI, CALICO_PORT)
         tunnel_ip = node.pod_cidr.replace(".0/24", ".0")
@@ -93,18 +109,12 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
             f"addr add {tunnel_ip}/32 dev {device}",
             f"link set {device} up",
         ]
-        for o in others:
-            remote_tunnel = o.pod_cidr.replace(".0/24", ".0")
-            cmds += [
-                f"neigh add {remote_tunnel} lladdr {o.vtep_mac} dev {device} nud permanent",
-                f"route add {o.pod_cidr} via {remote_tunnel} dev {device} onlink",
-            ]
-            fdb.append(f"fdb add {o.vtep_mac} dev {device} dst {o.ip} self permanent")
+    routes, fdb = remote_pod_routes(plan, node, "add")
+    cmds += routes
     if cni == "calico":
         cmds.append(f"route add blackhole {node.pod_cidr}")
     kernel.ip_batch(node.netns, cmds)
-    if fdb:
-        kernel.bridge_batch(node.netns, fdb)
+    kernel.bridge_batch(node.netns, fdb)
     kernel.write_sysctls(
         node.netns, {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
     )

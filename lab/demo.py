@@ -375,7 +375,7 @@ def run_demo(prefix: str, script: Path | None, *, keep: bool, tour: bool = True)
             slack.close()
         shutil.rmtree(workdir, ignore_errors=True)
         if not keep:
-            lifecycle.down(prefix, quiet=True)
+            lifecycle.down(prefix)
             console.print(f"lab {prefix} is down")
 
 

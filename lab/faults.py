@@ -29,7 +29,7 @@ from lab.lifecycle import (
     wait_agents,
     wait_kube_proxies_synced,
 )
-from lab.plan import CALICO_DEVICE, FLANNEL_DEVICE, LabPlan, NodePlan, PodPlan, host_veth_name, pod_netns_name, uid_for
+from lab.plan import LabPlan, NodePlan, PodPlan, host_veth_name, pod_netns_name, uid_for
 from lab.state import LabState, require_state
 
 Obj = dict[str, Any]
@@ -155,7 +155,7 @@ def _route_cmd(route: Obj) -> list[str]:
 
 
 def _overlay_device(plan: LabPlan) -> str:
-    device = {"flannel-vxlan": FLANNEL_DEVICE, "calico": CALICO_DEVICE}.get(plan.options.cni)
+    device = build.overlay_device(plan)
     if device is None:
         raise LabError(f"this fault needs an overlay CNI (flannel-vxlan or calico); the lab runs {plan.options.cni}", exit_code=2)
     return device
@@ -298,22 +298,9 @@ def _inject_fdb_missing(ctx: FaultContext, t: FaultTarget) -> tuple[str, Obj]:
 def _heal_node_network(ctx: FaultContext, undo: Obj) -> None:
     """Re-converge a node's links, overlay entries and routes to the plan (idempotent)."""
     node = ctx.plan.node(undo["node"])
-    cmds = ["link set eth0 up"]
-    device = {"flannel-vxlan": FLANNEL_DEVICE, "calico": CALICO_DEVICE}.get(ctx.plan.options.cni)
-    others = [n for n in ctx.plan.nodes if n.name != node.name]
-    fdb = []
-    if device:
-        cmds.append(f"link set {device} up")
-        for o in others:
-            tunnel = o.pod_cidr.replace(".0/24", ".0")
-            cmds += [
-                f"neigh replace {tunnel} lladdr {o.vtep_mac} dev {device} nud permanent",
-                f"route replace {o.pod_cidr} via {tunnel} dev {device} onlink",
-            ]
-            fdb.append(f"fdb replace {o.vtep_mac} dev {device} dst {o.ip} self permanent")
-    elif ctx.plan.options.cni == "host-gw":
-        cmds += [f"route replace {o.pod_cidr} via {o.ip} dev eth0" for o in others]
-    kernel.ip_batch(node.netns, cmds)
+    device = build.overlay_device(ctx.plan)
+    routes, fdb = build.remote_pod_routes(ctx.plan, node, "replace")
+    kernel.ip_batch(node.netns, ["link set eth0 up", *([f"link set {device} up"] if device else []), *routes])
     kernel.bridge_batch(node.netns, fdb)
 
 
@@ -497,12 +484,10 @@ def _inject_pod_no_ip(ctx: FaultContext, t: FaultTarget) -> tuple[str, Obj]:
     prefix = "/24" if ctx.plan.bridge_cni else "/32"
     kernel.exec_in(plan.netns, ["ip", "addr", "del", ip + prefix, "dev", "eth0"])
     original = t.pod["status"]
-    status = {**original, "podIP": None, "podIPs": None}
     ctx.api.merge_patch(
         f"/api/v1/namespaces/{t.pod['metadata']['namespace']}/pods/{t.pod['metadata']['name']}/status",
         {"status": {"podIP": None, "podIPs": None}},
     )
-    del status
     return f"{_pod_key(t.pod)} is Running without an IP (its eth0 lost {ip}: IPAM failure)", {
         "pod": _pod_key(t.pod),
         "status": original,

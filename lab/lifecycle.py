@@ -8,7 +8,6 @@ readiness signals, not on time.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
 import shutil
@@ -41,11 +40,6 @@ class UpResult:
 def plan_of(state: LabState) -> LabPlan:
     """The plan the instance was built from (the spec copy in its directory)."""
     return make_plan(load_spec(Path(state.spec_file)), state.options)
-
-
-def agent_available() -> bool:
-    """True when the node agent package can be started (`python -m nodeagent`)."""
-    return importlib.util.find_spec("nodeagent.__main__") is not None
 
 
 def podserver_argv(plan: LabPlan, pod: PodPlan, state: LabState) -> list[str]:
@@ -182,7 +176,7 @@ def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_RO
         )
     spec = load_spec(spec_file)
     plan = make_plan(spec, options)
-    down(options.prefix, root, quiet=True)  # leftovers of a crashed run
+    down(options.prefix, root)  # leftovers of a crashed run
     directory.mkdir(parents=True, mode=0o700)
     spec_copy = directory / "spec.yaml"
     spec_copy.write_text(spec_file.read_text() if spec_file else (Path(__file__).parent / "specs" / "default.yaml").read_text())
@@ -206,13 +200,12 @@ def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_RO
         for pod in plan.pods:
             build.build_pod(plan, pod)
         starting = start_pods(plan, state, list(plan.pods))
-        agents = [start_agent(plan, state, n.name) for n in plan.nodes] if agent_available() else []
+        agents = [start_agent(plan, state, n.name) for n in plan.nodes]
         for s in [*starting, *agents]:
             state.processes[s.name] = s.pid
         state.save()
         processes.wait_ready(starting, READY_DEADLINE_S)
-        if agents:
-            state.agents = wait_agents(state, [n.name for n in plan.nodes])
+        state.agents = wait_agents(state, [n.name for n in plan.nodes])
         state.save()
         daemon = processes.spawn(
             "api-daemon",
@@ -232,12 +225,12 @@ def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_RO
         state.up_seconds = round(time.monotonic() - t0, 2)
         state.save()
     except BaseException:
-        down(options.prefix, root, quiet=True)
+        down(options.prefix, root)
         raise
     return UpResult(state, state.up_seconds)
 
 
-def down(prefix: str, root: Path = STATE_ROOT, *, quiet: bool = False) -> list[str]:
+def down(prefix: str, root: Path = STATE_ROOT) -> list[str]:
     """Stop every lab process, delete every lab namespace and file. Safe to run twice, and after a crash."""
     kernel.require_root()
     directory = state_dir(prefix, root)

@@ -13,8 +13,6 @@ from typing import Any
 from lab.plan import (
     AGENT_DAEMONSET,
     AGENT_NAMESPACE,
-    CLUSTER_CIDR,
-    SERVICE_CIDR,
     LabPlan,
     NodePlan,
     PodPlan,
@@ -377,6 +375,3 @@ def seed_objects(plan: LabPlan, agent_addresses: dict[str, str]) -> list[Obj]:
         *agent_objects(plan, agent_addresses),
         *policy_objects(plan),
     ]
-
-
-CLUSTER_FACTS = {"cluster_cidr": str(CLUSTER_CIDR), "service_cidr": str(SERVICE_CIDR)}

@@ -58,7 +58,7 @@ class DigestDeps:
         from bot.digest.sweep import investigator_sweep
         from bot.history.db import create_history_engine, resolve_database_url, session_factory, upgrade
 
-        url = resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None)
+        url = resolve_database_url(settings.history_url())
         engine = create_history_engine(url)
         if migrate:
             upgrade(engine)

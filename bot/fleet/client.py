@@ -97,6 +97,7 @@ class Fleet:
         if self._credentials is None:
             log.warning("talking to agents over plain TCP (insecure): use mTLS outside development")
         self._channels: dict[str, aio.Channel] = {}
+        self._closing: set[asyncio.Future[None]] = set()
         self._semaphore = asyncio.Semaphore(settings.concurrency)
 
     def _stub(self, node: str) -> agent_pb2_grpc.NodeAgentServiceStub:
@@ -166,6 +167,17 @@ class Fleet:
                     )
                 )
         return outcomes
+
+    def retarget(self, addresses: Mapping[str, str], grace_s: float = 5.0) -> None:
+        """Follow agents that moved: channels to nodes whose address changed or that are gone are
+        closed (calls in flight on them get `grace_s` to finish); the others stay open."""
+        addresses = dict(addresses)
+        for node, address in self.addresses.items():
+            if addresses.get(node) != address and (channel := self._channels.pop(node, None)) is not None:
+                closing = asyncio.ensure_future(channel.close(grace_s))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+        self.addresses = addresses
 
     async def close(self) -> None:
         """Close every channel."""

@@ -8,7 +8,7 @@ same fact do not multiply RPCs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from bot.fleet.client import AgentOutcome, Fleet
@@ -119,10 +119,6 @@ class FleetObserver:
         if not outcome.ok:
             return Observed(node, error=outcome.error, error_kind=outcome.error_kind)
         return Observed(node, value=parse(outcome.payload))
-
-    def forget(self) -> None:
-        """Drop memoised answers (before a re-run)."""
-        self._memo.clear()
 
     async def node_facts(self, node: str) -> Observed[NodeFacts]:
         """GetNodeInfo."""
@@ -289,8 +285,3 @@ class FleetObserver:
 
         request = pb.ProbeDnsRequest(pod_ip=pod_ip, name=name, record_type="A", server=server, timeout_ms=PROBE_TIMEOUT_MS)
         return await self._ask(("dns", node, pod_ip, name, server), node, "ProbeDns", request, parse, DNS_RPC_TIMEOUT_S)
-
-
-async def gather_all(*awaitables: Awaitable[T]) -> list[T]:
-    """asyncio.gather with a precise type."""
-    return list(await asyncio.gather(*awaitables))

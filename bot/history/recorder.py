@@ -19,6 +19,7 @@ from bot.history.db import create_history_engine, process_owner, resolve_databas
 from bot.history.enums import Origin
 from bot.history.service import Person, SeenBefore, WorkloadRef
 from bot.playbook.models import InvestigationResult, StepResult, Verdict
+from bot.settings import BotSettings
 
 log = logging.getLogger("kubereach.history")
 
@@ -53,6 +54,11 @@ class HistoryRecorder:
         if migrate:
             upgrade(engine)
         return cls(session_factory(engine), cluster)
+
+    @classmethod
+    def from_settings(cls, settings: BotSettings, *, migrate: bool = True) -> HistoryRecorder:
+        """The history database of `settings` (migrated to head), recording under its cluster name."""
+        return cls.from_url(settings.history_url(), settings.cluster, migrate=migrate)
 
     def database_answers(self) -> bool:
         """True when the database answers a trivial query (the bot's readiness)."""

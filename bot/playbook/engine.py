@@ -25,6 +25,7 @@ from bot.playbook.models import Evidence, Finding, Hop, StepResult, StepStatus, 
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import NodeFacts, Observed, Observer, PodNetwork, ProbeView
 from bot.playbook.remedies import remediation
+from bot.policy import evaluate, explain
 
 # Path order: the first cause on the packet's way wins.
 PRECEDENCE: tuple[tuple[C, Hop], ...] = (
@@ -357,8 +358,6 @@ async def _check_target_port(w: _Walk) -> None:
 
 def _check_policy(w: _Walk, src: PodRef, endpoints: Sequence[EndpointRef]) -> set[str]:
     """Evaluate NetworkPolicy for src → each endpoint pod; return endpoint IPs that policy denies."""
-    from bot.policy import evaluate
-
     cluster = w.case.policy_cluster
     started = time.monotonic()
     if cluster is None:
@@ -409,8 +408,6 @@ def _check_policy(w: _Walk, src: PodRef, endpoints: Sequence[EndpointRef]) -> se
 
 def decision_reason(decision: Any) -> str:
     """The evaluator's one-line explanation."""
-    from bot.policy import explain
-
     return str(explain(decision))
 
 

@@ -78,8 +78,7 @@ def build_deps(
     when digests are set up.
     """
     if history is None and with_history:
-        url = settings.database_url.get_secret_value() if settings.database_url else None
-        history = HistoryRecorder.from_url(url, settings.cluster)
+        history = HistoryRecorder.from_settings(settings)
     return SlackDeps(
         settings=settings,
         investigator=new_investigator(settings, history),

@@ -179,9 +179,9 @@ class SlackDeps:
         return PastRun(view.question, view.verdict, view.steps, view.channel, view.thread_ts)
 
     def close(self) -> None:
-        """Stop the loop and release the cluster client."""
-        self.loop.close()
+        """Release the investigator (its agent channels close on the loop), then stop the loop."""
         self.investigator.close()
+        self.loop.close()
 
 
 @dataclass(frozen=True)

@@ -153,9 +153,7 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
             )
         if not socket_mode and settings.slack_signing_secret is None:
             raise BadInput("HTTP mode needs the signing secret", hint="set SLACK_SIGNING_SECRET, or use --socket-mode")
-        history = HistoryRecorder.from_url(
-            settings.database_url.get_secret_value() if settings.database_url else None, settings.cluster
-        )
+        history = HistoryRecorder.from_settings(settings)
         digest_parts: tuple[DigestHandler, Any] | None = digest(settings, history) if digest is not None else None
         metrics = BotMetrics()
         ops = None
