@@ -23,8 +23,8 @@ from bot.cluster import (
     ResolutionError,
     Resolved,
 )
+from bot.investigate import name_choices
 from bot.parse import Protocol, Ref, RefKind, parse_question
-from bot.parse.models import question_text
 from bot.playbook.models import VerdictCode
 from bot.policy import cluster_from_objects, evaluate
 from lab.apiserver import ApiServer, EndpointSliceController, Store, write_kubeconfig
@@ -300,10 +300,11 @@ def test_same_name_in_two_namespaces_is_ambiguous_with_candidates(lab: Lab, clie
             Ref(RefKind.SERVICE, "api", "shop"),
         )
         # Each candidate, written back into the question, names exactly that object.
-        service, deployment = error.candidate_refs[1], error.candidate_refs[0]
-        assert ask(client, question_text(Ref(RefKind.WORKLOAD, "frontend"), service, port=8080)).target == "svc/api in shop"
-        no_pods = refused(client, question_text(Ref(RefKind.WORKLOAD, "frontend"), deployment, port=8080))
-        assert no_pods.message.startswith("deploy/api in krc-staging has no pods")
+        choices = name_choices(parse_question("frontend -> api:8080"), error)
+        assert [c.label for c in choices] == list(error.candidates)
+        assert [c.question for c in choices] == ["frontend → krc-staging/deploy/api:8080", "frontend → shop/svc/api:8080"]
+        assert ask(client, choices[1].question).target == "svc/api in shop"
+        assert refused(client, choices[0].question).message.startswith("deploy/api in krc-staging has no pods")
         assert ask(client, "frontend -> api:8080 in shop").target == "svc/api in shop"
         # The other name's namespace is looked in first: no need to ask back.
         assert ask(client, "frontend in shop -> api:8080").target == "svc/api in shop"
