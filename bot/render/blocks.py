@@ -168,9 +168,10 @@ def _where(verdict: Verdict, source: str, target: str) -> str:
 
 
 def verdict_headline(verdict: Verdict) -> str:
-    """The header text: a status emoji and the verdict code."""
-    ok = verdict.code == VerdictCode.NO_FAULT_FOUND
-    return f"{'✅' if ok else '🔴'} {verdict.code.value}"
+    """The header text: a status emoji and the verdict code (a question mark when a name needs choosing)."""
+    if verdict.code == VerdictCode.NO_FAULT_FOUND:
+        return f"✅ {verdict.code.value}"
+    return f"{'❓' if verdict.code == VerdictCode.AMBIGUOUS_NAME else '🔴'} {verdict.code.value}"
 
 
 def button(label: str, action_id: ActionId | str, value: str, *, style: str | None = None) -> Block:
@@ -232,6 +233,9 @@ def verdict_blocks(
     if result.choices:
         blocks.append(section("*Which one did you mean?* Each button asks again naming it.", BlockId.REMEDIATION))
         blocks.append(choice_actions(result.choices))
+        if len(result.choices) > MAX_CHOICES:
+            more = len(result.choices) - MAX_CHOICES
+            blocks.append(context(f"{more} more match: ask again with the namespace (`name in NAMESPACE`)"))
     elif verdict.remediation:
         code = _clip_code([_esc(line) for line in verdict.remediation], SECTION_TEXT_MAX - 10, EVIDENCE_ELSEWHERE)
         blocks.append(section(f"*Fix*\n{code}", BlockId.REMEDIATION))
