@@ -21,8 +21,9 @@ from bot.settings import load_settings
 @click.option("--json", "as_json", is_flag=True, help="Print the investigation as JSON.")
 @click.option("--namespace", "-n", help="Namespace to assume when the question names none.")
 @click.option("--no-history", is_flag=True, help="Do not record this investigation in the history database.")
+@click.option("--steps", "all_steps", is_flag=True, help="List every step (by default: failing and warning ones).")
 @click.pass_context
-def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool) -> None:
+def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool) -> None:
     """Ask why one workload cannot reach another, e.g. "why can't frontend reach api"."""
     from bot.investigate import Investigator
     from bot.render.document import investigation_document
@@ -58,4 +59,4 @@ def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None,
     if as_json:
         click.echo(json.dumps(investigation_document(result), indent=2))
     else:
-        Console().print(investigation_view(result))
+        Console().print(investigation_view(result, all_steps=all_steps))

@@ -30,9 +30,10 @@ from bot.history.service import Person, SeenBefore, WorkloadRef
 from bot.logs import INVESTIGATION_ID
 from bot.metrics import BotMetrics
 from bot.parse import parse_question
+from bot.parse.models import Question, question_text
 from bot.playbook.case import Case, EndpointRef, NodeRef, PodRef, ServiceRef
 from bot.playbook.engine import Diagnosis, run_playbook
-from bot.playbook.models import Hop, InvestigationResult, StepResult, Verdict, VerdictCode
+from bot.playbook.models import Hop, InvestigationResult, NameChoice, StepResult, Verdict, VerdictCode
 from bot.settings import BotSettings
 
 log = logging.getLogger("kubereach.investigate")
@@ -150,6 +151,25 @@ def workload_refs(resolved: Resolved) -> tuple[WorkloadRef, WorkloadRef]:
     return source, target
 
 
+def name_choices(question: Question, error: ResolutionError) -> tuple[NameChoice, ...]:
+    """For an ambiguous name: each candidate with the question asked again naming it precisely."""
+    if error.role is None:
+        return ()
+    choices = []
+    for ref, label in zip(error.candidate_refs, error.candidates, strict=True):
+        source, target = (ref, question.target) if error.role == "source" else (question.source, ref)
+        text = question_text(
+            source,
+            target,
+            port=question.port,
+            port_name=question.port_name,
+            protocol=question.protocol,
+            namespace=question.namespace,
+        )
+        choices.append(NameChoice(label, text))
+    return tuple(choices)
+
+
 def seen_before_line(seen: SeenBefore | None) -> str | None:
     """ "seen 3 times in 30 days, last on 2026-11-02 by @ana, resolved: …" or None."""
     if seen is None or seen.count == 0:
@@ -231,7 +251,10 @@ class Investigator:
                 allowed_namespaces=allowed_namespaces,
             )
         except ResolutionError as exc:
-            verdict = Verdict(VerdictCode(exc.code), str(exc).replace("\n  hint: ", " — "), None, Hop.API, ())
+            choices = name_choices(question, exc)
+            verdict = Verdict(
+                VerdictCode(exc.code), str(exc).replace("\n  hint: ", " — "), None, Hop.API, tuple(c.question for c in choices)
+            )
             if self.history is not None:
                 recorded = self.history.start(text, asker or CLI_ASKER, None, None, ())
                 early = InvestigationResult(
@@ -250,6 +273,7 @@ class Investigator:
                 _ms(t0),
                 started_at,
                 parsed=question,
+                choices=choices,
             )
         addresses, dns_endpoints = await asyncio.gather(
             asyncio.to_thread(self.agent_addresses), asyncio.to_thread(self.dns_endpoints)

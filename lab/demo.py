@@ -2,7 +2,8 @@
 
 You type what you would type in Slack — ``/reach why can't frontend reach ledger`` or
 ``@kubereach …`` — and see the thread as Slack would show it (rendered with Rich). Buttons are
-clicked by typing their labels (``Re-run``, ``Show evidence``, ``Resolved``); ``!fault NAME [--node N]
+clicked by typing their labels (``Re-run``, ``Show evidence``, ``Resolved``, or a candidate such as
+``svc/api in shop`` when a name was ambiguous); ``!fault NAME [--node N]
 [--pod NS/NAME] [--service NS/NAME]`` breaks something and ``!heal`` repairs it. The demo starts with
 a short guided tour (`TOUR`); ``--script FILE`` runs a file of such lines without asking and prints
 every thread. Ctrl-C tears everything down.
@@ -135,13 +136,33 @@ class LocalSlack:
         return self._delivered(self.sender.retry(delivery, retry_num=retry_num))
 
     def click(self, label: str, *, channel: str | None = None, message: Message | None = None) -> SlackDelivery:
-        """Click the button `label` on `message` (default: the newest message showing it)."""
-        action_id = BUTTONS[label.strip().lower()]
+        """Click the button `label` on `message` (default: the newest message showing it).
+
+        Re-run, Show evidence and Resolved are known by name; any other label (a candidate of an
+        ambiguous name, ``svc/api in shop``) is looked up on the newest message showing it.
+        """
         where = channel or self.channel
-        target = message or self.newest_with_button(action_id, where)
-        if target is None:
+        action_id = BUTTONS.get(label.strip().lower())
+        target = None
+        if action_id is not None:
+            target = message or self.newest_with_button(action_id, where)
+        else:
+            found = self.button_labelled(label, where)
+            if found is not None:
+                target, action_id = found
+        if target is None or action_id is None:
             raise LabError(f"no message shows a {label!r} button yet", hint="ask a question first")
         return self._delivered(self.sender.block_action(where, self.user, target.ts, action_id))
+
+    def button_labelled(self, label: str, channel: str | None = None) -> tuple[Message, str] | None:
+        """The newest visible message with a button labelled `label` (any case), and that button's action id."""
+        wanted = label.strip().lower()
+        for message in reversed(self.stub.messages(channel or self.channel)):
+            for block in message.blocks:
+                for element in block.get("elements", []) if block.get("type") == "actions" else []:
+                    if str(element.get("text", {}).get("text", "")).strip().lower() == wanted:
+                        return message, str(element.get("action_id", ""))
+        return None
 
     def newest_with_button(self, action_id: str, channel: str | None = None) -> Message | None:
         """The newest visible message in `channel` with button `action_id`."""
@@ -290,7 +311,7 @@ class TerminalChannel:
         elif line.startswith("@kubereach"):
             self.console.print(Text(f"you: {line}", style="bold"))
             self.slack.mention(line.removeprefix("@kubereach").strip())
-        elif line.lower() in BUTTONS:
+        elif line.lower() in BUTTONS or self.slack.button_labelled(line) is not None:
             self.console.print(Text(f"you click [ {line} ]", style="bold"))
             self.slack.click(line)
         else:

@@ -9,7 +9,10 @@ asker may not look into a namespace.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from bot.errors import BadInput, KubereachError
+from bot.parse.models import Ref
 from bot.playbook.models import VerdictCode
 
 
@@ -46,7 +49,9 @@ class ResolutionError(BadInput):
     """A name in the question resolves to nothing, or to several things.
 
     `code` is `SOURCE_NOT_FOUND`, `TARGET_NOT_FOUND` or `AMBIGUOUS_NAME`; `suggestions` are near
-    names ("deploy/frontend in shop"); `candidates` are the objects an ambiguous name matched.
+    names ("deploy/frontend in shop"); `candidates` are the objects an ambiguous name matched, as
+    people read them, and `candidate_refs` the same as references that name each one precisely, for
+    the `role` ("source" or "target") the ambiguous name plays.
     """
 
     def __init__(
@@ -57,11 +62,15 @@ class ResolutionError(BadInput):
         hint: str | None = None,
         suggestions: tuple[str, ...] = (),
         candidates: tuple[str, ...] = (),
+        candidate_refs: tuple[Ref, ...] = (),
+        role: Literal["source", "target"] | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.code = code
         self.suggestions = suggestions
         self.candidates = candidates
+        self.candidate_refs = candidate_refs
+        self.role = role
 
 
 class NamespaceNotAllowed(KubereachError):

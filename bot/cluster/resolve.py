@@ -2,9 +2,11 @@
 
 Names are looked up the way an on-call engineer means them:
 
-- Namespace: the reference's own, else the question's "in NS", else the channel's default (falling
-  back to every namespace when the name is not there), else every namespace; a name found in one
-  namespace only wins, a name found in several is `AMBIGUOUS_NAME`.
+- Namespace: the reference's own (``shop/api``, ``api in shop``), else the one said for both names
+  (``-n shop``); a name with neither is looked for in the other name's namespace, then in the
+  channel's default, then across every namespace the asker may see. A name found in one namespace
+  only wins; a name found in several is `AMBIGUOUS_NAME`, with each candidate as a `Ref` that asks
+  for it precisely.
 - A bare name as source is a pod, else a Deployment/StatefulSet/DaemonSet (its pods), else a Service
   (its pods); as target it is a Service (what clients connect to), else a pod, else a workload.
 - IPs are the pod with that podIP, the Service with that clusterIP or the node with that InternalIP,
@@ -368,15 +370,11 @@ def _service_end(view: _ClusterView, service: ServiceInfo, notes: list[str]) -> 
     )
 
 
-def _scope(ref: Ref, question: Question, default_namespace: str | None) -> tuple[str | None, bool]:
-    """The namespace to look in and whether it is binding (False: a default that may be widened)."""
-    if ref.namespace:
-        return ref.namespace, True
-    if question.namespace:
-        return question.namespace, True
-    if default_namespace:
-        return default_namespace, False
-    return None, False
+def _preferred_namespaces(ref: Ref, question: Question, default_namespace: str | None) -> tuple[str, ...]:
+    """Where to look first for a name that says no namespace: the other name's, then the default."""
+    other = question.target if ref is question.source else question.source
+    written = other.namespace if other.kind is not RefKind.NODE else None
+    return tuple(dict.fromkeys(ns for ns in (written, default_namespace) if ns))
 
 
 def _matches(view: _ClusterView, ref: Ref, namespace: str | None) -> list[_Candidate]:
@@ -415,20 +413,50 @@ def _preferred(candidates: list[_Candidate], role: Role) -> tuple[list[_Candidat
 def _find(
     view: _ClusterView, ref: Ref, question: Question, default_namespace: str | None, role: Role, notes: list[str]
 ) -> _Candidate:
-    namespace, binding = _scope(ref, question, default_namespace)
-    if namespace is not None and binding and not view.visible(namespace):
-        assert view.allowed is not None
-        raise NamespaceNotAllowed(namespace, view.allowed)
-    if namespace is None:
-        candidates = _matches(view, ref, None)
-    else:
+    bound = ref.namespace or question.namespace
+    if bound:
+        if not view.visible(bound):
+            assert view.allowed is not None
+            raise NamespaceNotAllowed(bound, view.allowed)
+        return _pick(view, ref, _matches(view, ref, bound), bound, role, notes)
+    preferred = _preferred_namespaces(ref, question, default_namespace)
+    for namespace in preferred:
         candidates = _matches(view, ref, namespace) if view.visible(namespace) else []
-    if not candidates and namespace is not None and not binding:
-        candidates = _matches(view, ref, None)
         if candidates:
-            places = ", ".join(sorted({c.namespace for c in candidates}))
-            notes.append(f"{ref.name} is not in the default namespace {namespace}; found it in {places}")
-        namespace = None
+            return _pick(view, ref, candidates, namespace, role, notes)
+    candidates = _matches(view, ref, None)
+    if candidates and preferred:
+        places = ", ".join(sorted({c.namespace for c in candidates if view.visible(c.namespace)}))
+        if places:
+            notes.append(f"{ref.name} is not in {' or '.join(preferred)}; found it in {places}")
+    return _pick(view, ref, candidates, None, role, notes)
+
+
+_REF_KINDS: dict[str, RefKind] = {
+    "Pod": RefKind.POD,
+    "Service": RefKind.SERVICE,
+    "Deployment": RefKind.DEPLOYMENT,
+    "StatefulSet": RefKind.STATEFULSET,
+    "DaemonSet": RefKind.DAEMONSET,
+}
+
+
+def _ambiguous(ref: Ref, chosen: Sequence[_Candidate], role: Role) -> ResolutionError:
+    listed = tuple(c.display() for c in chosen)
+    return ResolutionError(
+        f"{ref.name!r} matches several objects: {', '.join(listed)}",
+        code=VerdictCode.AMBIGUOUS_NAME,
+        candidates=listed,
+        candidate_refs=tuple(Ref(_REF_KINDS[c.kind], c.name, c.namespace) for c in chosen),
+        role=role,
+        hint="say which one: add its namespace (shop/api or 'api in shop') or its kind (svc/api, deploy/api)",
+    )
+
+
+def _pick(
+    view: _ClusterView, ref: Ref, candidates: list[_Candidate], namespace: str | None, role: Role, notes: list[str]
+) -> _Candidate:
+    """The one object `ref` names among `candidates` (found in `namespace`, or anywhere when None)."""
     chosen, passed = _preferred(candidates, role)
     if view.allowed is not None:
         visible = [c for c in chosen if view.visible(c.namespace)]
@@ -439,13 +467,7 @@ def _find(
     if not chosen:
         raise _not_found(view, ref, namespace, role)
     if len(chosen) > 1:
-        listed = tuple(c.display() for c in chosen)
-        raise ResolutionError(
-            f"{ref.name!r} matches several objects: {', '.join(listed)}",
-            code=VerdictCode.AMBIGUOUS_NAME,
-            candidates=listed,
-            hint="say which one: add its namespace (shop/api or 'in shop') or its kind (svc/api, deploy/api)",
-        )
+        raise _ambiguous(ref, chosen, role)
     winner = chosen[0]
     # A Service and the workload it fronts sharing a name is the norm; say so only for other overlaps.
     usual = ("Service",) if role == "source" else ("Deployment", "StatefulSet", "DaemonSet")
@@ -556,7 +578,7 @@ def _check_visible(view: _ClusterView, namespace: str, what: str) -> None:
         raise NamespaceNotAllowed(namespace, view.allowed, what=what)
 
 
-def _one_pod_by_ip(view: _ClusterView, ref: Ref) -> PodInfo | None:
+def _one_pod_by_ip(view: _ClusterView, ref: Ref, role: Role) -> PodInfo | None:
     pods = _pods_with_ip(view, ref)
     if not pods:
         return None
@@ -566,6 +588,8 @@ def _one_pod_by_ip(view: _ClusterView, ref: Ref) -> PodInfo | None:
             f"{ref.name} is the IP of several pods: {', '.join(listed)}",
             code=VerdictCode.AMBIGUOUS_NAME,
             candidates=listed,
+            candidate_refs=tuple(Ref(RefKind.POD, p.name, p.namespace) for p in pods),
+            role=role,
             hint="name the pod instead of its IP",
         )
     pod = pods[0]
@@ -574,7 +598,7 @@ def _one_pod_by_ip(view: _ClusterView, ref: Ref) -> PodInfo | None:
 
 
 def _source_by_ip(view: _ClusterView, ref: Ref, nodes: Mapping[str, NodeInfo]) -> _End:
-    pod = _one_pod_by_ip(view, ref)
+    pod = _one_pod_by_ip(view, ref, "source")
     if pod is not None:
         return _End(text=f"{ref.name} ({describe('Pod', pod.namespace, pod.name)})", namespace=pod.namespace, pods=(pod,))
     address = _address_of(ref)
@@ -589,7 +613,7 @@ def _source_by_ip(view: _ClusterView, ref: Ref, nodes: Mapping[str, NodeInfo]) -
 
 
 def _target_by_ip(view: _ClusterView, ref: Ref, nodes: Mapping[str, NodeInfo]) -> _End:
-    pod = _one_pod_by_ip(view, ref)
+    pod = _one_pod_by_ip(view, ref, "target")
     if pod is not None:
         return _End(
             text=f"{ref.name} ({describe('Pod', pod.namespace, pod.name)})",

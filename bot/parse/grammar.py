@@ -6,7 +6,7 @@ The grammar, in the order it is applied::
     item       := option | connective | phrase
     option     := ("-n" | "--namespace" | "namespace" | "ns") NAME | "in" ["the"] ["namespace"] NAME ["namespace"]
                 | ("port" | "port:" | "port=") PORT | ("on" | "at") NUMBER | NUMBER["/"PROTO] | PROTO"/"NUMBER
-                | ["/"]PROTO
+                | ["/"]PROTO | CLOCK | NUMBER UNIT | STATUS          (times and HTTP status classes are dropped)
     connective := (FORWARD word | BACKWARD word)+        the last word decides the direction
     phrase     := KIND REFERENCE | REFERENCE [KIND] | KIND          (a kind alone is an error)
     REFERENCE  := [[NS "/"] KIND "/"] NAME[.NS[.svc[.DOMAIN]]] [":" PORT] ["/" PROTO] | IP | "[" IPv6 "]:" PORT
@@ -20,12 +20,20 @@ or DNS name is a target). After a leading ``/reach`` two phrases with nothing be
 namespace, a port, a dot or an address) wins and the bare unknown words beside it are skipped;
 several bare words on one side are ambiguous and an error.
 
+Namespaces bind to the name they follow: ``frontend in shop can't reach ledger in payments`` names
+one namespace per name, as ``shop/frontend → payments/ledger`` does; a trailing ``in NS`` belongs to
+the nearest name (``frontend-7d9f → svc/ledger in payments`` leaves the source's namespace open for
+the resolver to find), or to the other name when the nearest already has its own. ``-n NS``, and
+``in NS`` before any name, are said once for both names (`Question.namespace`).
+
 Words are reserved: a noise word is never a name on its own (``deploy/test`` names a workload called
-``test``); a bare number is a port; ``in NAME`` is the namespace hint.
+``test``); a bare number is a port (``10:00``, ``10 minutes`` and ``5xx`` are times and status classes,
+not ports).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from dataclasses import dataclass
@@ -33,19 +41,23 @@ from dataclasses import dataclass
 from bot.parse.errors import ParseError, Unreadable, shown
 from bot.parse.lexer import lex
 from bot.parse.models import PLACEHOLDER, Protocol, Question, Ref, RefKind, question_text
-from bot.parse.references import PortSpec, ReferenceText, read_port, read_reference
+from bot.parse.references import PortSpec, ReferenceText, Shape, read_port, read_reference
 from bot.parse.slack_text import clean_slack_text
 from bot.parse.vocabulary import (
     ARTICLES,
     BACKWARD_WORDS,
     COMMAND_WORDS,
     FORWARD_WORDS,
+    KEEPS_DIRECTION,
     KIND_WORDS,
     NAMESPACE_FLAGS,
     PORT_PREPOSITIONS,
     PORT_WORDS,
     PROTOCOL_WORDS,
     RESERVED,
+    TARGET_STATE_WORDS,
+    TIME_PREPOSITIONS,
+    TIME_UNITS,
     Direction,
 )
 
@@ -54,26 +66,41 @@ MAX_QUESTION_LENGTH = 2000
 
 EXAMPLE = "why can't frontend reach api:8080 in shop"
 PORT_EXAMPLE = "frontend → api:8080"
-NAMESPACE_EXAMPLE = "frontend → api -n shop"
+NAMESPACE_EXAMPLE = "frontend in shop → ledger in payments"
 SOURCE_EXAMPLE = "deploy/frontend → svc/api:8080"
 
 _LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 _NUMBER_PORT = re.compile(r"[0-9]+(?:/(?:tcp|udp|sctp))?|(?:tcp|udp|sctp)/[0-9]+", re.ASCII)
 _NAMESPACE_ASSIGNMENT = re.compile(r"(?:-n|--namespace|--ns|namespace|ns)[=:](.*)", re.DOTALL)
 _PORT_ASSIGNMENT = re.compile(r"port[=:](.*)", re.DOTALL)
+_CLOCK = re.compile(r"(?:[01]?[0-9]|2[0-3])[:h][0-5][0-9](?::[0-5][0-9])?(?:am|pm|z|utc)?|(?:1[0-2]|0?[1-9])(?:am|pm)", re.ASCII)
+_DURATION = re.compile(r"[0-9]+(?:s|secs?|m|mins?|h|hrs?|d)", re.ASCII)
+_STATUS_CLASS = re.compile(r"[1-5](?:xx|[0-9]x|[0-9][0-9]s)", re.ASCII)
+_NAMESPACE_WORDS = ("namespace", "ns")
 _SHOWN_TEXT = 80
 _LISTED_NAMES = 5
 
 
 @dataclass(frozen=True)
 class _Phrase:
-    """One reference as written: a reference word with an optional kind word, or a kind word alone."""
+    """One reference as written: a reference word with an optional kind word, or a kind word alone.
+
+    `namespaces` are the ``in NS`` written right after it, in order.
+    """
 
     text: str
     kind: RefKind | None
     kind_word: str | None
     word: str | None
     end: int
+    namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _InNamespace:
+    """``in NS`` where it was written: it binds to the name before it (or, before any name, to both)."""
+
+    name: str
 
 
 @dataclass(frozen=True)
@@ -118,6 +145,7 @@ class _QuestionReader:
         self.namespace: str | None = None
         self.command_form = False
         self.ignored: list[str] = []
+        self.target_state = False
 
     # -- the whole question -------------------------------------------------------------------------
 
@@ -178,8 +206,8 @@ class _QuestionReader:
 
     # -- options: namespace, port, protocol ---------------------------------------------------------
 
-    def _take_options(self, words: list[str]) -> list[str]:
-        rest: list[str] = []
+    def _take_options(self, words: list[str]) -> list[str | _InNamespace]:
+        rest: list[str | _InNamespace] = []
         index = 0
         count = len(words)
         while index < count:
@@ -202,8 +230,18 @@ class _QuestionReader:
                 index += 1 if assigned is not None else 2
                 continue
             if word == "in":
-                index = self._take_in(words, index)
+                index, bound = self._take_in(words, index)
+                if bound is not None:
+                    rest.append(_InNamespace(bound))
                 continue
+            if _CLOCK.fullmatch(word) or _DURATION.fullmatch(word) or _STATUS_CLASS.fullmatch(word):
+                index += 1
+                continue
+            if word.isdigit() and following in TIME_UNITS:
+                index += 2
+                continue
+            if word in TARGET_STATE_WORDS:
+                self.target_state = True
             assigned = _PORT_ASSIGNMENT.fullmatch(word)
             if assigned is not None or word in PORT_WORDS:
                 value = assigned.group(1) if assigned is not None else following
@@ -238,23 +276,29 @@ class _QuestionReader:
             index += 1
         return rest
 
-    def _take_in(self, words: list[str], index: int) -> int:
-        """Read ``in [the] [namespace] NAME [namespace]`` at `index`; return the index after it."""
+    def _take_in(self, words: list[str], index: int) -> tuple[int, str | None]:
+        """Read ``in [the] [namespace] NAME [namespace]`` at `index`: the index after it and the namespace.
+
+        None for a filler "in" (``in a minute``), and for ``in namespace`` without a valid name after
+        it, which the namespace flag then reads and complains about.
+        """
         after = index + 1
         while after < len(words) and words[after] in ARTICLES:
             after += 1
         if after >= len(words):
-            return index + 1
+            return index + 1, None
         word = words[after]
-        if word in ("namespace", "ns"):
-            return after  # the namespace flag reads the name
+        if word in _NAMESPACE_WORDS:
+            value = words[after + 1] if after + 1 < len(words) else None
+            if value is None or value in RESERVED or _LABEL.fullmatch(value) is None:
+                return after, None
+            return after + 2, value
         if _LABEL.fullmatch(word) is None or word in RESERVED:
-            return index + 1  # "in" as a filler word
-        self._set_namespace(word)
+            return index + 1, None  # "in" as a filler word
         after += 1
-        if after < len(words) and words[after] in ("namespace", "ns"):
+        if after < len(words) and words[after] in _NAMESPACE_WORDS:
             after += 1
-        return after
+        return after, word
 
     def _set_namespace(self, value: str) -> None:
         if _LABEL.fullmatch(value) is None:
@@ -270,8 +314,8 @@ class _QuestionReader:
         if self.namespace is not None and self.namespace != value:
             self.problems.append(
                 Unreadable(
-                    f"Two namespaces ({self.namespace} and {value}): name one, or write the namespace on "
-                    "each name (shop/frontend → shop/svc/api).",
+                    f"Two namespaces ({self.namespace} and {value}) for the whole question: write each "
+                    "namespace after its name (frontend in shop → ledger in payments).",
                     value,
                     example=NAMESPACE_EXAMPLE,
                 )
@@ -320,17 +364,22 @@ class _QuestionReader:
 
     # -- phrases and connectives --------------------------------------------------------------------
 
-    def _group(self, words: list[str]) -> list[_Phrase | _Connective]:
+    def _group(self, words: list[str | _InNamespace]) -> list[_Phrase | _Connective]:
         items: list[_Phrase | _Connective] = []
         index = 0
         count = len(words)
         while index < count:
             word = words[index]
+            if isinstance(word, _InNamespace):
+                self._bind_namespace(items, word.name)
+                index += 1
+                continue
             direction = _direction(word)
             if direction is not None:
                 previous = items[-1] if items else None
                 if isinstance(previous, _Connective):
-                    items[-1] = _Connective(direction, (*previous.words, word))
+                    kept = previous.direction if word in KEEPS_DIRECTION else direction
+                    items[-1] = _Connective(kept, (*previous.words, word))
                 else:
                     items.append(_Connective(direction, (word,)))
                 index += 1
@@ -341,7 +390,7 @@ class _QuestionReader:
             if word in KIND_WORDS:
                 kind = KIND_WORDS[word]
                 following = words[index + 1] if index + 1 < count else None
-                if following is not None and following not in RESERVED:
+                if isinstance(following, str) and following not in RESERVED:
                     items.append(_Phrase(f"{word} {following}", kind, word, following, index + 1))
                     index += 2
                     continue
@@ -352,7 +401,10 @@ class _QuestionReader:
                     and previous.word is not None
                     and previous.end == index - 1
                 ):
-                    items[-1] = _Phrase(f"{previous.text} {word}", kind, word, previous.word, index)
+                    text = f"{previous.text} {word}"
+                    items[-1] = dataclasses.replace(previous, text=text, kind=kind, kind_word=word, end=index)
+                elif _after_time_word(words, index):
+                    pass  # "since the deploy": an event, not a reference
                 else:
                     items.append(_Phrase(word, kind, word, None, index))
                 index += 1
@@ -360,6 +412,15 @@ class _QuestionReader:
             items.append(_Phrase(word, None, None, word, index))
             index += 1
         return items
+
+    def _bind_namespace(self, items: list[_Phrase | _Connective], namespace: str) -> None:
+        """``in NS``: to the name written before it; before any name, to the whole question."""
+        for position in range(len(items) - 1, -1, -1):
+            phrase = items[position]
+            if isinstance(phrase, _Phrase):
+                items[position] = dataclasses.replace(phrase, namespaces=(*phrase.namespaces, namespace))
+                return
+        self._set_namespace(namespace)
 
     def _read_phrase(self, phrase: _Phrase) -> ReferenceText | str:
         """Read a phrase into a reference, or return the placeholder to show in its place."""
@@ -369,10 +430,27 @@ class _QuestionReader:
             self.problems.append(Unreadable(f"'{shown(phrase.kind_word)}' needs a name: write {prefix}/NAME.", phrase.text))
             return placeholder
         try:
-            return read_reference(phrase.word, kind=phrase.kind)
+            reading = read_reference(phrase.word, kind=phrase.kind)
         except Unreadable as problem:
             self.problems.append(problem)
             return placeholder
+        bound: str | None = None
+        for namespace in phrase.namespaces:
+            if bound is not None and bound != namespace:
+                self.problems.append(
+                    Unreadable(
+                        f"Two namespaces for {shown(phrase.word)} ({bound} and {namespace}): name one.",
+                        namespace,
+                        example=NAMESPACE_EXAMPLE,
+                    )
+                )
+            elif reading.namespace is None and _takes_namespace(reading):
+                reading = dataclasses.replace(reading, namespace=namespace)
+                bound = namespace
+            elif reading.namespace != namespace:
+                # The name has its own namespace (or cannot have one): "in NS" is for the other name.
+                self._set_namespace(namespace)
+        return reading
 
     def _roles(self, items: list[_Phrase | _Connective], readings: dict[int, ReferenceText | str]) -> _Roles:
         positions = [index for index, item in enumerate(items) if isinstance(item, _Phrase)]
@@ -447,7 +525,7 @@ class _QuestionReader:
         return marked
 
     def _one_sided(self, items: list[_Phrase | _Connective], position: int, readings: dict[int, ReferenceText | str]) -> _Roles:
-        """One name: the connective next to it (or its being a service or DNS name) says which side it is."""
+        """One name: the connective next to it (or its being a service or DNS name, or "down") says which side it is."""
         phrase = items[position]
         if not isinstance(phrase, _Phrase):  # pragma: no cover - positions index phrases
             raise AssertionError("position is not a phrase")
@@ -458,6 +536,7 @@ class _QuestionReader:
             (isinstance(before, _Connective) and before.direction is Direction.FORWARD)
             or (isinstance(after, _Connective) and after.direction is Direction.BACKWARD)
             or (isinstance(reading, ReferenceText) and _reads_as_target(reading))
+            or self.target_state
         )
         if is_target:
             return _Roles(None, phrase, Unreadable(f"Found only the target '{shown(phrase.text)}': name the source too.", None))
@@ -504,6 +583,19 @@ class _QuestionReader:
         )
 
 
+def _takes_namespace(reading: ReferenceText) -> bool:
+    """Whether ``in NS`` can name this reference's namespace: a plain name of a namespaced kind."""
+    return reading.shape is Shape.NAME and reading.kind is not RefKind.NODE
+
+
+def _after_time_word(words: list[str | _InNamespace], index: int) -> bool:
+    """Whether the word at `index` follows "since", "after" ... (articles between): ``since the deploy``."""
+    before = index - 1
+    while before >= 0 and words[before] in ARTICLES:
+        before -= 1
+    return before >= 0 and isinstance(words[before], str) and words[before] in TIME_PREPOSITIONS
+
+
 def _is_marked(phrase: _Phrase) -> bool:
     """Whether a phrase is unmistakably a reference: a kind, or a word with ``/ : . [`` in it."""
     return phrase.kind is not None or (phrase.word is not None and any(mark in phrase.word for mark in "/:.["))
@@ -515,6 +607,7 @@ def _reads_as_target(reading: ReferenceText) -> bool:
 
 
 def _direction(word: str) -> Direction | None:
+    """The direction a connective word points, or None for any other word."""
     if word in FORWARD_WORDS:
         return Direction.FORWARD
     if word in BACKWARD_WORDS:

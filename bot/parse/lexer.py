@@ -3,7 +3,8 @@
 Arrows written without spaces (``web->api``, ``a=>b``, ``x<-y``) become words of their own; commas,
 brackets and quotes separate words; apostrophes vanish (``can't`` → ``cant``); punctuation and
 formatting at the edges of a word go (``api:8080?!`` → ``api:8080``, ``_api_`` → ``api``). What is
-left of a word that has no letter or digit is dropped.
+left of a word that has no letter or digit is dropped. One name alone in brackets after a reference
+names its namespace, as incident channels write it (``ledger (prod)`` → ``ledger in prod``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 _FORWARD_ARROW = re.compile(r"[-=]+>")
 _BACKWARD_ARROW = re.compile(r"<[-=]+")
 _SEPARATORS = re.compile(r"[,;(){}\"|]")
+_BRACKETED_NAME = re.compile(r"\(\s*([a-z][-a-z0-9]*)\s*\)")
 _ARROWS = frozenset({"->", "<-", ">"})
 
 
@@ -34,6 +36,7 @@ def _strip_edges(word: str) -> str:
 def lex(text: str) -> list[str]:
     """Split text (already cleaned of Slack markup) into the grammar's words, lowercased."""
     text = text.lower()
+    text = _BRACKETED_NAME.sub(r" in \1 ", text)
     text = _FORWARD_ARROW.sub(" -> ", text)
     text = _BACKWARD_ARROW.sub(" <- ", text)
     text = _SEPARATORS.sub(" ", text)

@@ -2,9 +2,10 @@
 
 `bot.parse` fills these in from text; `bot.cluster` resolves them against the API. A `Ref` holds only
 what the person wrote: a namespace is set when the text named one for that reference (``shop/api``,
-``api.shop``, ``api.shop.svc.cluster.local``); a namespace said once for the whole question
-(``in shop``, ``-n shop``) is `Question.namespace`, and the resolver applies it (then the channel's
-default) to every reference without its own.
+``api.shop``, ``api.shop.svc.cluster.local``, ``api in shop``); a namespace said once for the whole
+question (``-n shop``, or ``in shop, …`` before any name) is `Question.namespace`, and the resolver
+applies it to every reference without its own. A reference with neither is looked up by the resolver
+(the other name's namespace first, then the channel's default, then every namespace it may see).
 """
 
 from __future__ import annotations
@@ -103,9 +104,9 @@ class Question:
 
     `port` and `port_name` are never both set; both None means "the target's ports" (the resolver
     picks). `protocol` None means the default applied later (TCP, or the service port's protocol).
-    `namespace` is the hint said once for the question. `raw` is the text as received; `normalized`
-    the same question in canonical form (``pod/web → svc/api:8080 in shop``), which parses back to
-    an equal question.
+    `namespace` is the namespace said once for both names. `raw` is the text as received; `normalized`
+    the same question in canonical form (``pod/web → shop/svc/api:8080``, ``web → api -n shop``),
+    which parses back to an equal question.
     """
 
     source: Ref
@@ -147,7 +148,7 @@ def question_text(
     if protocol is not None:
         text += f"/{protocol.lower()}" if port_text is not None else f" over {protocol.lower()}"
     if namespace is not None:
-        text += f" in {namespace}"
+        text += f" -n {namespace}"
     return text
 
 

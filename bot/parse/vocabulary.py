@@ -40,6 +40,7 @@ FORWARD_WORDS: frozenset[str] = frozenset(
         "send", "sends", "sending", "sent", "contact", "contacts", "contacting",
         "communicate", "communicates", "communicating", "speak", "speaks", "speaking",
         "see", "sees", "go", "goes", "going", "open", "opens", "opening",
+        "wait", "waits", "waiting",
     }
 )  # fmt: skip
 
@@ -48,8 +49,13 @@ BACKWARD_WORDS: frozenset[str] = frozenset(
         "<-", "from", "by",
         "reachable", "rechable", "reacheable", "reachible", "reahcable", "unreachable", "unreachble",
         "accessible", "inaccessible", "routable", "unroutable",
+        # "is redis down for web?": the name after "for" is where traffic starts
+        "for",
     }
 )  # fmt: skip
+
+KEEPS_DIRECTION: frozenset[str] = frozenset({"for"})
+"""Connective words that only set a direction on their own: "waiting for" stays forward."""
 
 KIND_WORDS: dict[str, RefKind] = {
     "pod": RefKind.POD,
@@ -134,10 +140,32 @@ NOISE: frozenset[str] = frozenset(
         # words of pasted error messages ("dial tcp ...: i/o timeout", "no route to host")
         "dial", "i/o", "route", "routes", "host", "econnrefused", "etimedout",
         # prepositions without a direction
-        "over", "via", "using", "use", "with", "through", "on", "at", "of", "for", "in",
+        "over", "via", "using", "use", "with", "through", "on", "at", "of", "in",
         "proto", "protocol", "address", "ip", "port-forward",
+        # how incident channels talk ("seeing intermittent resets", "latency is up", "since 09:45 utc")
+        "up", "seeing", "latency", "loss", "everything", "intermittent", "resets",
+        "flaky", "flapping", "dead", "unavailable", "unhealthy", "degraded", "unresponsive", "offline",
+        "econnreset", "ehostunreach", "enetunreach", "spiking", "elevated", "outage", "ago",
+        "utc", "gmt", "cet", "cest", "pst", "pdt", "est", "edt", "minutes", "mins", "seconds", "secs", "hours",
+        "hrs",
     }
 )  # fmt: skip
+
+TARGET_STATE_WORDS: frozenset[str] = frozenset(
+    {"down", "dead", "unavailable", "unhealthy", "degraded", "unresponsive", "offline", "flaky", "flapping"}
+)
+"""Words that say a lone name is the thing that fails ("is redis down?"): it is the target."""
+
+TIME_UNITS: frozenset[str] = frozenset(
+    {
+        "s", "sec", "secs", "second", "seconds", "m", "min", "mins", "minute", "minutes",
+        "h", "hr", "hrs", "hour", "hours", "d", "day", "days",
+    }
+)  # fmt: skip
+"""Units after a number that make it a duration ("for 10 minutes"), not a port."""
+
+TIME_PREPOSITIONS: frozenset[str] = frozenset({"since", "after", "before", "during"})
+"""Words after which a lone kind word is an event, not a reference ("since the deploy")."""
 
 RESERVED: frozenset[str] = (
     FORWARD_WORDS

@@ -118,6 +118,14 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class NameChoice:
+    """One object an ambiguous name may mean (``svc/api in shop``) and the question that names it precisely."""
+
+    label: str
+    question: str
+
+
+@dataclass(frozen=True)
 class InvestigationResult:
     """A finished investigation, as stored and rendered."""
 
@@ -136,3 +144,5 @@ class InvestigationResult:
     parsed: Question | None = None
     seen_before: str | None = None
     """When the same source → target reached the same verdict before: "seen 3 times in 30 days, …"."""
+    choices: tuple[NameChoice, ...] = ()
+    """For an AMBIGUOUS_NAME verdict: each object the name matched, with the question to ask instead."""

@@ -1,5 +1,9 @@
 """The investigation as Slack Block Kit (plain JSON-ready dicts; no I/O, no Slack library here).
 
+The verdict message is compact: the verdict, where (node, hop), why (the evidence that decides it)
+and the fix to paste lead; of the checklist only failing and warning steps are listed, the passing
+ones are one line ("19 checks passed · Show evidence"). The full checklist is behind Show evidence.
+
 Slack's limits are kept here, where the text is made: at most 50 blocks per message, 3000
 characters per section, 150 per header, 40,000 for a message's text. Anything longer is cut with
 "…" and the cut says where the rest is (the Show evidence button, or the history id).
@@ -10,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.playbook.models import InvestigationResult, StepResult, StepStatus, Verdict, VerdictCode
-from bot.slack.ids import ActionId, BlockId
+from bot.playbook.models import InvestigationResult, NameChoice, StepResult, StepStatus, Verdict, VerdictCode
+from bot.render.summary import compact_view, passed_line
+from bot.slack.ids import ActionId, BlockId, numbered
 
 Block = dict[str, Any]
 
@@ -30,6 +35,9 @@ STATUS_EMOJI = {
 }
 RUNNING_EMOJI = ":hourglass_flowing_sand:"
 EVIDENCE_ELSEWHERE = "the rest: click Show evidence"
+WHY_LINE_MAX = 600
+MAX_CHOICES = 5
+"""Candidate buttons shown for an ambiguous name (Slack allows 25 elements in an actions block)."""
 
 
 def clip(text: str, limit: int, rest: str = EVIDENCE_ELSEWHERE) -> str:
@@ -104,24 +112,40 @@ def checklist_lines(steps: Sequence[StepResult], *, running: bool) -> list[str]:
     return lines
 
 
-def _checklist_section(steps: Sequence[StepResult], *, running: bool) -> Block:
-    lines = checklist_lines(steps, running=running)
+def _lines_section(lines: Sequence[str], block_id: str) -> Block:
+    """Lines in one section; when they do not fit, as many as fit and how many more there are."""
     text = "\n".join(lines)
     if len(text) > SECTION_TEXT_MAX:
         shown: list[str] = []
         used = 0
-        tail = f"\n… {{n}} more steps ({EVIDENCE_ELSEWHERE})"
+        tail = f"\n… {{n}} more ({EVIDENCE_ELSEWHERE})"
         for line in lines:
             if used + len(line) + 1 + len(tail) + 6 > SECTION_TEXT_MAX:
                 break
             shown.append(clip(line, 400, ""))
             used += len(shown[-1]) + 1
         text = "\n".join(shown) + tail.format(n=len(lines) - len(shown))
-    return section(text, BlockId.CHECKLIST)
+    return section(text, block_id)
+
+
+def _checklist_section(steps: Sequence[StepResult], *, running: bool) -> Block:
+    """The steps worth reading (failing and warning ones) and one line for those that passed."""
+    listed = [s for s in steps if s.status in (StepStatus.FAIL, StepStatus.WARN)]
+    passed = sum(1 for s in steps if s.status == StepStatus.PASS)
+    skipped = sum(1 for s in steps if s.status == StepStatus.SKIP)
+    lines = checklist_lines(listed, running=False)
+    if running:
+        lines.append(f"{STATUS_EMOJI[StepStatus.PASS]} {passed} check{'s' if passed != 1 else ''} passed so far")
+        latest = f" ({_esc(steps[-1].name)})" if steps else ""
+        lines.append(f"{RUNNING_EMOJI} investigating…{latest}")
+    else:
+        lines.append(f"{STATUS_EMOJI[StepStatus.PASS]} {passed_line(passed, skipped)}")
+    return _lines_section(lines, BlockId.CHECKLIST)
 
 
 def progress_blocks(question: str, steps: Sequence[StepResult], *, note: str | None = None) -> list[Block]:
-    """The "investigating…" message: the question and a checklist of the steps finished so far."""
+    """The "investigating…" message, updated as steps finish: failing and warning steps so far, a count
+    of the passed ones and the step that finished last."""
     blocks = [section(f":mag: Investigating *{_esc(question)}*", BlockId.SUMMARY)]
     if note:
         blocks.append(context(note))
@@ -144,17 +168,18 @@ def _where(verdict: Verdict, source: str, target: str) -> str:
 
 
 def verdict_headline(verdict: Verdict) -> str:
-    """The header text: a status emoji and the verdict code."""
-    ok = verdict.code == VerdictCode.NO_FAULT_FOUND
-    return f"{'✅' if ok else '🔴'} {verdict.code.value}"
+    """The header text: a status emoji and the verdict code (a question mark when a name needs choosing)."""
+    if verdict.code == VerdictCode.NO_FAULT_FOUND:
+        return f"✅ {verdict.code.value}"
+    return f"{'❓' if verdict.code == VerdictCode.AMBIGUOUS_NAME else '🔴'} {verdict.code.value}"
 
 
-def button(label: str, action_id: ActionId, value: str, *, style: str | None = None) -> Block:
+def button(label: str, action_id: ActionId | str, value: str, *, style: str | None = None) -> Block:
     """A button carrying `value` (cut to Slack's 2000 characters)."""
     element: Block = {
         "type": "button",
-        "text": {"type": "plain_text", "text": label, "emoji": True},
-        "action_id": action_id.value,
+        "text": {"type": "plain_text", "text": clip(label, 75, ""), "emoji": True},
+        "action_id": str(action_id),
         "value": value[:BUTTON_VALUE_MAX],
     }
     if style:
@@ -175,25 +200,48 @@ def verdict_actions(investigation_id: str) -> Block:
     }
 
 
+def choice_actions(choices: Sequence[NameChoice]) -> Block:
+    """One button per candidate of an ambiguous name; clicking asks the question naming that candidate."""
+    return {
+        "type": "actions",
+        "block_id": BlockId.CHOICES.value,
+        "elements": [
+            button(choice.label, numbered(ActionId.ASK_INSTEAD, index), choice.question)
+            for index, choice in enumerate(choices[:MAX_CHOICES])
+        ],
+    }
+
+
 def verdict_blocks(
     result: InvestigationResult, *, changes: Sequence[str] | None = None, asked_by: str | None = None
 ) -> list[Block]:
-    """The finished investigation: headline, node and hop, summary, fix as code, findings, history, buttons.
+    """The finished investigation, compact: verdict, where, why, fix; failing and warning steps; buttons.
 
-    `changes` (from `changes_since`) is shown for a re-run: what differs from the previous run.
+    Passing steps are one line (the full checklist is behind Show evidence). An ambiguous name gets a
+    button per candidate instead of a fix. `changes` (from `changes_since`) is shown for a re-run.
     """
     verdict = result.verdict
+    view = compact_view(result)
     blocks: list[Block] = [
         header(verdict_headline(verdict), BlockId.HEADLINE),
         context(_where(verdict, result.source, result.target), BlockId.WHERE),
         section(_esc(verdict.summary) or "(no summary)", BlockId.SUMMARY),
     ]
-    if verdict.remediation:
+    if view.why:
+        lines = [f"• {_esc(clip(line, WHY_LINE_MAX, ''))}" for line in view.why]
+        blocks.append(section("*Why*\n" + "\n".join(lines), BlockId.WHY))
+    if result.choices:
+        blocks.append(section("*Which one did you mean?* Each button asks again naming it.", BlockId.REMEDIATION))
+        blocks.append(choice_actions(result.choices))
+        if len(result.choices) > MAX_CHOICES:
+            more = len(result.choices) - MAX_CHOICES
+            blocks.append(context(f"{more} more match: ask again with the namespace (`name in NAMESPACE`)"))
+    elif verdict.remediation:
         code = _clip_code([_esc(line) for line in verdict.remediation], SECTION_TEXT_MAX - 10, EVIDENCE_ELSEWHERE)
         blocks.append(section(f"*Fix*\n{code}", BlockId.REMEDIATION))
     if result.findings:
         lines = [f"• `{f.code.value}`{' on `' + f.node + '`' if f.node else ''}: {_esc(f.summary)}" for f in result.findings]
-        blocks.append(section("*Also seen*\n" + "\n".join(lines), BlockId.FINDINGS))
+        blocks.append(_lines_section(["*Also seen*", *lines], BlockId.FINDINGS))
     if changes is not None:
         said = "\n".join(f"• {_esc(c)}" for c in changes) if changes else "• nothing: same verdict, same steps"
         blocks.append(section(f"*Since the last run*\n{said}", BlockId.CHANGES))
@@ -205,7 +253,8 @@ def verdict_blocks(
     if asked_by:
         footer += f" · asked by {asked_by}"
     blocks.append(context(footer, BlockId.FOOTER))
-    blocks.append(verdict_actions(result.id))
+    if not result.choices:
+        blocks.append(verdict_actions(result.id))
     return fit_blocks(blocks)
 
 

@@ -1,4 +1,4 @@
-"""The investigation for a person at a terminal (Rich renderables; no I/O here)."""
+"""The investigation for a person at a terminal (Rich renderables; no I/O here), compact as in Slack."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.playbook.models import InvestigationResult, StepResult, StepStatus, VerdictCode
+from bot.render.summary import compact_view, passed_line
 
 STATUS_MARK = {
     StepStatus.PASS: ("✔", "green"),
@@ -33,11 +34,13 @@ def steps_table(steps: list[StepResult] | tuple[StepResult, ...], *, running: bo
     return table
 
 
-def investigation_view(result: InvestigationResult, *, show_steps: bool = True) -> RenderableType:
-    """Verdict headline, node and hop, summary, remediation, findings, steps."""
+def investigation_view(result: InvestigationResult, *, all_steps: bool = False) -> RenderableType:
+    """Compact, as in Slack: the verdict, where (node, hop), why, the fix; failing and warning steps and a
+    count of the passed ones (every step with `all_steps`)."""
     ok = result.verdict.code == VerdictCode.NO_FAULT_FOUND
     colour = "green" if ok else "red"
     head = Text(result.verdict.code.value, style=f"bold {colour}")
+    view = compact_view(result)
     where = ", ".join(
         x
         for x in (
@@ -46,11 +49,15 @@ def investigation_view(result: InvestigationResult, *, show_steps: bool = True) 
         )
         if x
     )
-    parts: list[RenderableType] = [Text(f"{result.source} → {result.target}", style="bold"), Text(result.verdict.summary)]
+    parts: list[RenderableType] = [Text(f"{result.source} → {result.target}", style="bold")]
     if where:
-        parts.insert(1, Text(where, style="cyan"))
+        parts.append(Text(where, style="cyan"))
+    parts.append(Text(result.verdict.summary))
+    if view.why:
+        parts.append(Text("\nwhy:", style="bold"))
+        parts.extend(Text(f"  • {line}") for line in view.why)
     if result.verdict.remediation:
-        parts.append(Text("\nfix:", style="bold"))
+        parts.append(Text("\nask one of these instead:" if result.choices else "\nfix:", style="bold"))
         parts.extend(Text("  " + line, style="yellow") for line in result.verdict.remediation)
     if result.findings:
         parts.append(Text("\nalso seen:", style="bold"))
@@ -59,8 +66,13 @@ def investigation_view(result: InvestigationResult, *, show_steps: bool = True) 
         parts.append(Text(f"\n{result.seen_before}", style="magenta"))
     if result.notes:
         parts.extend(Text(f"note: {n}", style="dim") for n in result.notes)
-    if show_steps and result.steps:
-        parts.append(Text("\nsteps:", style="bold"))
-        parts.append(steps_table(result.steps))
+    if result.steps:
+        parts.append(Text(""))
+        if all_steps:
+            parts.append(steps_table(result.steps))
+        else:
+            if view.listed:
+                parts.append(steps_table(view.listed))
+            parts.append(Text(passed_line(view.passed, view.skipped, where="--steps lists every step"), style="dim"))
     parts.append(Text(f"\n{result.id} · {result.duration_ms:.0f} ms", style="dim"))
     return Panel(Group(*parts), title=head, title_align="left", border_style=colour)

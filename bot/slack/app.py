@@ -12,6 +12,7 @@ unexpected into a sentence for the person and a log line for the operator.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -113,7 +114,7 @@ def build_app(settings: BotSettings, deps: SlackDeps, *, clock: Clock | None = N
 
 
 def register(app: App, deps: SlackDeps) -> None:
-    """Wire the middleware, the command, the mention, the three buttons and the error handler."""
+    """Wire the middleware, the command, the mention, the buttons and the error handler."""
 
     @app.middleware
     def drop_repeated_deliveries(body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
@@ -147,6 +148,10 @@ def register(app: App, deps: SlackDeps) -> None:
     @app.action(ActionId.RESOLVED.value)
     def resolved(ack: handlers.Ack, body: dict[str, Any]) -> None:
         handlers.on_resolved(ack, body, deps)
+
+    @app.action(re.compile(rf"^{ActionId.ASK_INSTEAD.value}_[0-9]+$"))
+    def ask_instead(ack: handlers.Ack, body: dict[str, Any]) -> None:
+        handlers.on_ask_instead(ack, body, deps)
 
     @app.error
     def unexpected(error: Exception, body: dict[str, Any]) -> None:

@@ -145,6 +145,13 @@ def on_show_evidence(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     _work(deps, ack, lambda: flows.show_evidence(deps, investigation_id, channel, user_id, thread_ts))
 
 
+def on_ask_instead(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
+    """A candidate of an ambiguous name: ask the question naming it (the button's value), in the same thread."""
+    question, channel, user_id, user_name, thread_ts = _click(body)
+    ask = SlackAsk(question, channel, user_id, user_name, thread_ts, echo=False)
+    _work(deps, ack, lambda: flows.run_investigation(deps, ask))
+
+
 def on_resolved(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     """Resolved: record who resolved it (a note can follow with `/reach resolve ID NOTE`)."""
     investigation_id, channel, user_id, user_name, thread_ts = _click(body)

@@ -416,3 +416,50 @@ def test_unknown_names_end_with_suggestions_and_bad_questions_exit_2(flannel_lab
     assert result["verdict"]["code"] == "SOURCE_NOT_FOUND" and "frontend" in result["verdict"]["summary"]
     proc = kubereach("--config", lab.status["config"], "ask", "frontend", "--json", "--no-history", check=False)
     assert proc.returncode == 2 and "frontend → ?" in proc.stderr
+
+
+def test_questions_as_people_phrase_them_bind_each_namespace_to_its_name(flannel_lab: Lab) -> None:
+    lab = flannel_lab
+    pod = first_pod(lab, "frontend")
+    assert pod["namespace"] == "shop"
+    cases = [
+        # "in payments" is the target's: the pod is found in shop without asking back.
+        (
+            f"why can't {pod['name']} reach svc ledger in payments",
+            "NETWORK_POLICY_DENIES_INGRESS",
+            f"pod/{pod['name']} in shop",
+            "svc/ledger in payments",
+        ),
+        (
+            f"why can't pod {pod['name']} in shop reach svc kube-dns in kube-system on udp 53",
+            "NO_FAULT_FOUND",
+            f"pod/{pod['name']} in shop",
+            "svc/kube-dns in kube-system",
+        ),
+        (
+            "frontend in shop can't reach ledger in payments",
+            "NETWORK_POLICY_DENIES_INGRESS",
+            "deploy/frontend in shop",
+            "svc/ledger in payments",
+        ),
+    ]
+    for question, code, source, target in cases:
+        result = ask(lab, question)
+        assert (result["verdict"]["code"], result["source"], result["target"]) == (code, source, target), question
+        # The JSON contract keeps every step, passing ones included.
+        assert set(result["verdict"]) == {"code", "node", "hop", "summary", "remediation"}
+        assert any(s["status"] == "pass" for s in result["steps"])
+    udp = ask(lab, cases[1][0])
+    assert any("UDP" in e["summary"] for s in udp["steps"] for e in s["evidence"] if e["kind"] == "probe")
+
+
+def test_the_text_answer_leads_with_verdict_why_and_fix_and_lists_only_failing_steps(flannel_lab: Lab) -> None:
+    lab = flannel_lab
+    proc = kubereach("--config", lab.status["config"], "ask", "frontend in shop can't reach ledger in payments", "--no-history")
+    text = proc.stdout
+    assert text.index("NETWORK_POLICY_DENIES_INGRESS") < text.index("why:") < text.index("fix:") < text.index("checks passed")
+    assert "✘" in text and "✔" not in text, "passing steps are counted, not listed"
+    every = kubereach(
+        "--config", lab.status["config"], "ask", "frontend in shop can't reach ledger in payments", "--no-history", "--steps"
+    ).stdout
+    assert "✔" in every and "checks passed" not in every

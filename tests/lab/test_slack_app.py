@@ -10,14 +10,17 @@ import json
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from bot.history.models import AuditEntry, Investigation, Resolution
+from bot.settings import load_settings
+from bot.slack.ids import ActionId, BlockId
 from lab.demo import LocalSlack, final_verdict
 from lab.slackstub import Message
-from tests.lab.labkit import Lab, running_lab, unique_prefix
+from tests.lab.labkit import Lab, eventually, running_lab, unique_prefix
 
 pytestmark = pytest.mark.lab
 
@@ -85,6 +88,76 @@ def test_slash_command_ends_in_a_thread_whose_final_message_has_the_verdict(
     finally:
         if fault:
             lab.cli("heal")
+
+
+def _blocks(message: Message, block_id: BlockId) -> list[dict[str, Any]]:
+    return [b for b in message.blocks if b.get("block_id") == block_id.value]
+
+
+def test_the_verdict_is_compact_and_the_full_checklist_is_behind_show_evidence(slack: LocalSlack) -> None:
+    slack.command("why can't frontend reach ledger")
+    verdict = _newest_thread(slack)[-1]
+    assert final_verdict([verdict]) == "NETWORK_POLICY_DENIES_INGRESS"
+    order = [b.get("block_id") for b in verdict.blocks]
+    assert (
+        order.index(BlockId.WHERE) < order.index(BlockId.WHY) < order.index(BlockId.REMEDIATION) < order.index(BlockId.CHECKLIST)
+    )
+    [checklist] = _blocks(verdict, BlockId.CHECKLIST)
+    lines = checklist["text"]["text"].splitlines()
+    assert lines[-1].endswith("checks passed · Show evidence")
+    assert all(line.startswith((":x:", ":warning:")) for line in lines[:-1]) and lines[:-1]
+    slack.click("Show evidence", message=verdict)
+    thread = _newest_thread(slack)
+    files = {f.id: f for f in slack.stub.state.files()}
+    shown = json.dumps([m.blocks for m in thread]) + "".join(
+        (files[file_id].content or b"").decode() for m in thread for file_id in m.files if file_id in files
+    )
+    assert "[pass]" in shown, "the passing steps are in the evidence"
+
+
+def test_an_ambiguous_name_offers_its_candidates_as_buttons_and_pressing_one_answers(lab: Lab, slack: LocalSlack) -> None:
+    from kubernetes import client as kube
+    from kubernetes import config as kube_config
+
+    settings = load_settings(Path(lab.status["config"]))
+    assert settings.kubeconfig is not None
+    core = kube.CoreV1Api(kube_config.new_client_from_config(str(settings.kubeconfig)))
+    services = {
+        "shop": {"selector": {"app": "redis"}, "ports": [{"name": "redis", "port": 6379, "targetPort": 6379}]},
+        "monitoring": {"selector": {"app": "prometheus"}, "ports": [{"name": "web", "port": 9090, "targetPort": "web"}]},
+    }
+    created: list[str] = []
+    try:
+        for namespace, spec in services.items():
+            core.create_namespaced_service(
+                namespace, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "cache"}, "spec": spec}
+            )
+            created.append(namespace)
+        address = core.read_namespaced_service("cache", "shop").spec.cluster_ip
+        frontend = lab.pod(app="frontend")
+        eventually(lambda: lab.tcp(frontend, address, 6379), lambda r: bool(r["ok"]), 60, "kube-proxy serving svc/cache in shop")
+        eventually(
+            lambda: lab.dns(frontend, "cache.shop.svc.cluster.local"), lambda r: bool(r["ok"]), 60, "DNS for svc/cache in shop"
+        )
+
+        slack.command("why can't frontend reach cache")
+        thread = _newest_thread(slack)
+        asked_back = thread[-1]
+        assert final_verdict(thread) == "AMBIGUOUS_NAME"
+        [choices] = _blocks(asked_back, BlockId.CHOICES)
+        buttons = {e["text"]["text"]: e for e in choices["elements"]}
+        assert set(buttons) == {"svc/cache in monitoring", "svc/cache in shop"}
+        assert all(e["action_id"].startswith(ActionId.ASK_INSTEAD.value) for e in buttons.values())
+
+        slack.click("svc/cache in shop")
+        thread = slack.stub.thread(slack.channel, thread[0].ts)
+        answer = thread[-1]
+        assert answer.ts != asked_back.ts and final_verdict([answer]) == "NO_FAULT_FOUND"
+        [where] = _blocks(answer, BlockId.WHERE)
+        assert "svc/cache in shop" in where["elements"][0]["text"]
+    finally:
+        for namespace in created:
+            core.delete_namespaced_service("cache", namespace)
 
 
 def test_mention_is_answered_in_its_own_thread(slack: LocalSlack) -> None:

@@ -23,7 +23,8 @@ from bot.cluster import (
     ResolutionError,
     Resolved,
 )
-from bot.parse import Protocol, parse_question
+from bot.investigate import name_choices
+from bot.parse import Protocol, Ref, RefKind, parse_question
 from bot.playbook.models import VerdictCode
 from bot.policy import cluster_from_objects, evaluate
 from lab.apiserver import ApiServer, EndpointSliceController, Store, write_kubeconfig
@@ -251,17 +252,33 @@ def test_namespace_from_ref_then_question_hint_then_default(lab: Lab, client: Cl
         assert ask(client, "frontend -> shop/api:8080").target == "svc/api in shop"
         hint = ask(client, "shop/frontend -> api:8080 in krc-staging", default_namespace="shop")
         assert (hint.source, hint.target) == ("deploy/frontend in shop", "svc/api in krc-staging")
-        # "in shop" applies to the source too; the default namespace only to names without one.
+        # The default namespace applies only to names without one.
         assert ask(client, "frontend -> api:8080", default_namespace="krc-staging").target == "svc/api in krc-staging"
-        hinted = refused(client, "ledger -> api:8080 in shop")
+        # "-n shop" is said for both names: the source must be in shop too.
+        hinted = refused(client, "ledger -> api:8080 -n shop")
         assert hinted.code is VerdictCode.SOURCE_NOT_FOUND and "in namespace shop" in hinted.message
         assert "deploy/ledger in payments" in hinted.suggestions
+
+
+def test_a_trailing_namespace_binds_to_the_nearest_name_and_the_other_is_searched(client: ClusterClient) -> None:
+    # "in shop" is api's; ledger is looked for in shop first, then found where it is.
+    resolved = ask(client, "ledger -> api:8080 in shop")
+    assert (resolved.source, resolved.target) == ("deploy/ledger in payments", "svc/api in shop")
+    assert any("ledger is not in shop; found it in payments" in note for note in resolved.notes)
+    # A pod name unique across the namespaces is used without asking back, whatever the target's namespace.
+    pod = next(
+        p for p in client.resolve(parse_question("frontend -> api"), default_namespace=None, allowed_namespaces=None).source_pods
+    )
+    resolved = ask(client, f"why can't {pod.name} reach svc ledger in payments", allowed=frozenset({"shop", "payments"}))
+    assert (resolved.source, resolved.target) == (f"pod/{pod.name} in shop", "svc/ledger in payments")
+    both = ask(client, "frontend in shop can't reach ledger in payments")
+    assert (both.source, both.target) == ("deploy/frontend in shop", "svc/ledger in payments")
 
 
 def test_default_namespace_falls_back_to_all_namespaces_with_a_note(client: ClusterClient) -> None:
     resolved = ask(client, "frontend -> ledger:443", default_namespace="shop")
     assert resolved.target == "svc/ledger in payments"
-    assert any("not in the default namespace shop" in note for note in resolved.notes)
+    assert any("ledger is not in shop; found it in payments" in note for note in resolved.notes)
 
 
 def test_same_name_in_two_namespaces_is_ambiguous_with_candidates(lab: Lab, client: ClusterClient) -> None:
@@ -277,7 +294,20 @@ def test_same_name_in_two_namespaces_is_ambiguous_with_candidates(lab: Lab, clie
         assert error.code is VerdictCode.AMBIGUOUS_NAME
         assert error.candidates == ("deploy/api in krc-staging", "svc/api in shop")
         assert "deploy/api in krc-staging, svc/api in shop" in error.message
+        assert error.role == "target"
+        assert error.candidate_refs == (
+            Ref(RefKind.DEPLOYMENT, "api", "krc-staging"),
+            Ref(RefKind.SERVICE, "api", "shop"),
+        )
+        # Each candidate, written back into the question, names exactly that object.
+        choices = name_choices(parse_question("frontend -> api:8080"), error)
+        assert [c.label for c in choices] == list(error.candidates)
+        assert [c.question for c in choices] == ["frontend → krc-staging/deploy/api:8080", "frontend → shop/svc/api:8080"]
+        assert ask(client, choices[1].question).target == "svc/api in shop"
+        assert refused(client, choices[0].question).message.startswith("deploy/api in krc-staging has no pods")
         assert ask(client, "frontend -> api:8080 in shop").target == "svc/api in shop"
+        # The other name's namespace is looked in first: no need to ask back.
+        assert ask(client, "frontend in shop -> api:8080").target == "svc/api in shop"
         # The ambiguity disappears when only one namespace is allowed.
         only_shop = ask(client, "frontend -> api:8080", allowed=frozenset({"shop"}))
         assert only_shop.target == "svc/api in shop"

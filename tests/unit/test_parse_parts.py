@@ -182,7 +182,7 @@ def test_long_unreadable_text_is_shortened_in_the_message() -> None:
 def test_first_problem_wins_and_later_ones_do_not_hide_the_understood_parts() -> None:
     with pytest.raises(ParseError) as caught:
         parse_question("deploy/frontend -> svc/api:99999 -n shop")
-    assert caught.value.closest_form == "deploy/frontend → svc/api:? in shop"
+    assert caught.value.closest_form == "deploy/frontend → svc/api:? -n shop"
 
 
 # --- purity -----------------------------------------------------------------------------------------

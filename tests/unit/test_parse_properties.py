@@ -27,6 +27,9 @@ _WORDS = [
     "is", "pod", "svc", "service", "pods", "deploy", "node", "port", "on", "at", "in", "the", "namespace",
     "ns", "-n", "--namespace=shop", "udp", "/udp", "tcp", "over", "8080", "53/udp", "udp/53", "70000", "0",
     "please", "hey", "/reach", "@kubereach", "?", "!", "...",
+    # incident-channel words: "in NS" after a name, "(prod)", times, status classes, "for", "down"
+    "in shop", "in payments", "(prod)", "(shop)", "for", "down", "since", "10:00", "10am", "5xx", "503s", "10",
+    "minutes", "after the deploy", "waiting", "shop/api", "shop/frontend",
     # Slack decorations
     "<@U123>", "<@U1|bob>", "<!here>", "<#C1|ops>", "<http://api.shop|api.shop>", "<mailto:a@b.c>",
     "`", "```", "*", "_", "~", "&gt;", "&lt;", "&amp;", "\u00a0", "\u2019", "\u201c", ":pray:",

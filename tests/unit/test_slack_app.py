@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -13,13 +15,23 @@ from slack_bolt.request import BoltRequest
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from bot.investigate import Investigator
-from bot.playbook.models import Finding, InvestigationResult, StepResult, StepStatus, Verdict, VerdictCode
+from bot.playbook.models import (
+    Evidence,
+    Finding,
+    Hop,
+    InvestigationResult,
+    NameChoice,
+    StepResult,
+    StepStatus,
+    Verdict,
+    VerdictCode,
+)
 from bot.render import blocks as render
 from bot.settings import BotSettings
 from bot.slack.access import ChannelAccess, refusal_text
 from bot.slack.app import build_app, build_deps
 from bot.slack.dedupe import DeliveryDedupe, delivery_key
-from bot.slack.ids import ActionId
+from bot.slack.ids import ActionId, BlockId
 from bot.slack.serve import SlackHttpServer
 from lab.slackstub import SlackSender, SlackStub
 from lab.slackstub.blocks import validate_blocks
@@ -182,7 +194,11 @@ def test_access_map_allows_listed_namespaces_wildcards_and_nothing_for_unlisted_
 
 
 def _result(
-    steps: int = 3, summary: str = "no route", remediation: tuple[str, ...] = ("ip route add 10.244.2.0/24",), findings: int = 0
+    steps: int = 3,
+    summary: str = "no route",
+    remediation: tuple[str, ...] = ("ip route add 10.244.2.0/24",),
+    findings: int = 0,
+    status: StepStatus = StepStatus.PASS,
 ) -> InvestigationResult:
     return InvestigationResult(
         id="inv_test",
@@ -190,7 +206,7 @@ def _result(
         source="deploy/frontend in shop",
         target="svc/api in shop",
         verdict=Verdict(VerdictCode.NODE_ROUTE_MISSING, summary, "node-1", None, remediation),
-        steps=tuple(StepResult(f"step {i}", StepStatus.PASS, "fine " * 20) for i in range(steps)),
+        steps=tuple(StepResult(f"step {i}", status, "fine " * 20) for i in range(steps)),
         findings=tuple(Finding(VerdictCode.MTU_MISMATCH, "mtu " * 50, "node-2") for _ in range(findings)),
         duration_ms=12.0,
         started_at=datetime.now(UTC),
@@ -198,25 +214,105 @@ def _result(
     )
 
 
+def _block(blocks: list[dict[str, object]], block_id: BlockId) -> dict[str, Any]:
+    [found] = [b for b in blocks if b.get("block_id") == block_id.value]
+    return found
+
+
 def test_verdict_blocks_carry_headline_fix_history_and_the_three_buttons() -> None:
     blocks = render.verdict_blocks(_result())
     assert validate_blocks(blocks) == []
     assert blocks[0]["text"]["text"].endswith("NODE_ROUTE_MISSING")
-    assert any("```" in b.get("text", {}).get("text", "") for b in blocks)
+    assert "```" in _block(blocks, BlockId.REMEDIATION)["text"]["text"]
     assert any("seen 2 times" in json.dumps(b) for b in blocks if b["type"] == "context")
     actions = blocks[-1]
-    assert [e["action_id"] for e in actions["elements"]] == [a.value for a in ActionId]
+    assert [e["action_id"] for e in actions["elements"]] == [ActionId.RERUN, ActionId.SHOW_EVIDENCE, ActionId.RESOLVED]
     assert {e["value"] for e in actions["elements"]} == {"inv_test"}
 
 
+def test_verdict_leads_with_where_why_and_fix_and_lists_only_failing_and_warning_steps() -> None:
+    ip_forward = Evidence("node", "node-2: ip_forward=0", "node-2")
+    probe = Evidence("probe", "shop/web-1 → 10.96.0.5:8080/TCP: timed_out", "node-1")
+    result = dataclasses.replace(
+        _result(),
+        verdict=Verdict(
+            VerdictCode.IP_FORWARDING_DISABLED,
+            "ip_forward is 0 on node-2",
+            "node-2",
+            Hop.DESTINATION_NODE,
+            ("sysctl -w net.ipv4.ip_forward=1",),
+        ),
+        steps=(
+            *(StepResult(f"passing check {i}", StepStatus.PASS, "fine") for i in range(19)),
+            StepResult("source web-1: probes", StepStatus.FAIL, "cannot reach 1 of 3 endpoints", (probe,)),
+            StepResult("path web-1 → api-2", StepStatus.FAIL, "ip_forward is 0 on node-2", (ip_forward,)),
+            StepResult("source web-1: DNS", StepStatus.WARN, "slow answers"),
+            StepResult("skipped check", StepStatus.SKIP, "not needed"),
+        ),
+    )
+    blocks = render.verdict_blocks(result)
+    assert validate_blocks(blocks) == []
+    order = [b.get("block_id") for b in blocks]
+    assert (
+        order.index(BlockId.WHERE) < order.index(BlockId.WHY) < order.index(BlockId.REMEDIATION) < order.index(BlockId.CHECKLIST)
+    )
+    assert "node `node-2`" in _block(blocks, BlockId.WHERE)["elements"][0]["text"]
+    why = _block(blocks, BlockId.WHY)["text"]["text"]
+    assert why.splitlines()[1:] == ["• node-2: ip_forward=0", "• shop/web-1 → 10.96.0.5:8080/TCP: timed_out (on node-1)"]
+    checklist = _block(blocks, BlockId.CHECKLIST)["text"]["text"]
+    assert "passing check" not in checklist
+    assert ":x: *source web-1: probes*" in checklist and ":x: *path web-1 → api-2*" in checklist
+    assert ":warning: *source web-1: DNS*" in checklist
+    assert checklist.splitlines()[-1] == ":white_check_mark: 19 checks passed, 1 skipped · Show evidence"
+    # The full checklist is still there behind Show evidence.
+    evidence = render.evidence_text(result.id, result.question, result.steps)
+    assert all(f"] {step.name}" in evidence for step in result.steps)
+
+
+def test_an_ambiguous_name_gets_a_button_per_candidate_that_asks_the_precise_question() -> None:
+    choices = (
+        NameChoice("svc/cache in monitoring", "frontend → monitoring/svc/cache"),
+        NameChoice("svc/cache in shop", "frontend → shop/svc/cache"),
+    )
+    result = dataclasses.replace(
+        _result(steps=0),
+        verdict=Verdict(
+            VerdictCode.AMBIGUOUS_NAME, "'cache' matches several objects", None, Hop.API, tuple(c.question for c in choices)
+        ),
+        choices=choices,
+    )
+    blocks = render.verdict_blocks(result)
+    assert validate_blocks(blocks) == []
+    buttons = _block(blocks, BlockId.CHOICES)["elements"]
+    assert [(b["text"]["text"], b["value"]) for b in buttons] == [(c.label, c.question) for c in choices]
+    assert len({b["action_id"] for b in buttons}) == len(buttons)
+    assert all(b["action_id"].startswith(ActionId.ASK_INSTEAD.value + "_") for b in buttons)
+    assert not any(b.get("block_id") == BlockId.ACTIONS.value for b in blocks), "nothing to re-run or show yet"
+
+
+def test_the_progress_message_counts_passed_steps_and_lists_failing_ones_while_it_works() -> None:
+    steps = [StepResult(f"check {i}", StepStatus.PASS, "fine") for i in range(4)]
+    steps.append(StepResult("source web: policy", StepStatus.FAIL, "denied"))
+    text = json.dumps(render.progress_blocks("web -> api", steps))
+    assert "4 checks passed so far" in text and "source web: policy" in text and "check 0" not in text
+    assert "investigating" in text
+
+
 def test_verdict_blocks_stay_within_slacks_limits_and_say_where_the_rest_is() -> None:
-    huge = _result(steps=400, summary="x" * 10_000, remediation=tuple("kubectl " + "y" * 200 for _ in range(40)), findings=60)
+    huge = _result(
+        steps=400,
+        summary="x" * 10_000,
+        remediation=tuple("kubectl " + "y" * 200 for _ in range(40)),
+        findings=60,
+        status=StepStatus.FAIL,
+    )
     blocks = render.verdict_blocks(huge)
     assert validate_blocks(blocks) == []
     assert len(blocks) <= render.MAX_BLOCKS
     texts = [b["text"]["text"] for b in blocks if b["type"] == "section"]
     assert all(len(t) <= render.SECTION_TEXT_MAX for t in texts)
-    assert any("Show evidence" in t for t in texts)
+    checklist = _block(blocks, BlockId.CHECKLIST)["text"]["text"]
+    assert "more (the rest: click Show evidence)" in checklist
     assert blocks[-1]["type"] == "actions"
     assert len(render.header("h" * 500)["text"]["text"]) <= render.HEADER_TEXT_MAX
     assert len(render.message_text("z" * 50_000)) <= render.MESSAGE_TEXT_MAX
