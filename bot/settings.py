@@ -90,8 +90,8 @@ class BotSettings(BaseSettings):
     """Worker threads of `serve`'s HTTP endpoint (they only verify, acknowledge and hand work over)."""
     slack_http_timeout_s: int = Field(default=10, ge=1, le=3600)
     """Seconds an HTTP connection may send nothing (a stalled upload) before `serve` closes it."""
-    slack_http_max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
-    """Largest request body `serve` accepts (Slack's payloads are a few KiB); larger ones get 413."""
+    slack_http_max_body_bytes: int = Field(default=524288, ge=1024, le=16 * 1024 * 1024)
+    """Largest request body `serve` accepts (Slack's largest event is about 330 KB); larger ones get 413."""
     slack_http_connection_limit: int = Field(default=200, ge=1, le=10000)
     """Open HTTP connections `serve` holds at once."""
 

@@ -320,8 +320,8 @@ def _set_thread(deps: SlackDeps, investigation_id: str, channel: str, thread_ts:
     try:
         with deps.history.sessions.begin() as session:
             service.set_thread(session, investigation_id, channel, thread_ts)
-    except (SQLAlchemyError, HistoryError) as exc:
-        log.error("history: cannot attach the thread of %s: %s", investigation_id, exc)
+    except (SQLAlchemyError, HistoryError, InvestigationNotFound) as exc:
+        log.error("history: cannot attach the thread of %s: %s", investigation_id, type(exc).__name__)
 
 
 def _problem_text(exc: KubereachError) -> str:
@@ -430,10 +430,11 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
     if previous is not None:
         changes = render.changes_since(previous.verdict, previous.steps, result.verdict, result.steps)
     blocks = render.verdict_blocks(result, changes=changes, asked_by=f"<@{esc(ask.user_id)}>")
-    if not deps.recorded(result.id):
+    recorded = deps.recorded(result.id)
+    if not recorded:
         blocks = _unrecorded(blocks)
     thread.show(esc(render.verdict_text(result)), blocks, final=True)
-    if thread.thread_ts is not None:
+    if recorded and thread.thread_ts is not None:
         _set_thread(deps, result.id, ask.channel, thread.thread_ts)
     deps.remember(result, ask.channel, thread.thread_ts)
     audit(deps, who, AuditAction.ASK, ask.text, allowed=True, channel=ask.channel, investigation_id=result.id)
