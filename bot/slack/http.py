@@ -236,18 +236,20 @@ class SlackHttpServer:
         return self.url
 
     def stop(self) -> None:
-        """Stop serving and release the port (closes every connection from the server's own loop)."""
+        """Stop serving and release the port: the workers finish first, then the loop closes every connection."""
         server = self._server
         self._stop_requested = True
-        if self._thread is not None and not self._stopped.is_set():
+        server.task_dispatcher.shutdown(timeout=5)
 
-            def close_all() -> None:
-                for dispatcher in list(server._map.values()):
-                    dispatcher.close()
-
-            server.trigger.pull_trigger(close_all)
-            self._thread.join(timeout=5)
-        else:
+        def close_all() -> None:
             for dispatcher in list(server._map.values()):
                 dispatcher.close()
-        server.task_dispatcher.shutdown()
+
+        if self._thread is not None and not self._stopped.is_set():
+            try:
+                server.trigger.pull_trigger(close_all)
+            except OSError:  # the loop is already gone
+                close_all()
+            self._thread.join(timeout=5)
+        else:
+            close_all()

@@ -69,10 +69,12 @@ class StandInInvestigator:
             assert opened, "the test never opened the gate"
         started = datetime.now(UTC)
         inv_id = new_investigation_id(started)
+        recorded: str | None = None
         if self.history is not None and self.record:
             who = asker or Asker(Person("cli", "cli"), Origin.CLI)
             ref = WorkloadRef("deployment", self.namespaces[0] if self.namespaces else None, "frontend", "deploy/frontend")
-            inv_id = self.history.start(text, who, ref, ref, self.namespaces) or inv_id
+            recorded = self.history.start(text, who, ref, ref, self.namespaces)
+            inv_id = recorded or inv_id
         step = StepResult("resolve names", StepStatus.PASS, f"checked {text[:40]}")
         if on_step is not None:
             on_step(step)
@@ -89,8 +91,8 @@ class StandInInvestigator:
             namespaces=self.namespaces,
         )
         if self.history is not None and self.record:
-            self.history.step(inv_id, step, 0)
-            self.history.finish(inv_id, result)
+            self.history.step(recorded, step, 0)
+            self.history.finish(recorded, result)
         with self._lock:
             self.finished.append(text)
         return result
