@@ -1,7 +1,7 @@
 """Slack deliveries already taken, kept in the history database so every replica and restart sees them.
 
-`take` inserts a delivery's key if no process has taken it yet (an INSERT that does nothing on a
-conflict, so two replicas racing on one key get exactly one True); `prune` forgets keys older than
+`take` inserts a delivery's key if no process has taken it yet (INSERT … ON CONFLICT DO NOTHING
+RETURNING, so two replicas racing on one key get exactly one True); `prune` forgets keys older than
 the retention window. The caller owns the transaction.
 """
 
@@ -25,13 +25,22 @@ def take(session: Session, key: str, now: datetime) -> bool:
     dialect = session.get_bind().dialect.name
     statement: Executable
     if dialect == "postgresql":
-        statement = postgresql.insert(SlackSeenRequest).values(**values).on_conflict_do_nothing(index_elements=["key"])
+        statement = (
+            postgresql.insert(SlackSeenRequest)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(SlackSeenRequest.key)
+        )
     elif dialect == "sqlite":
-        statement = sqlite.insert(SlackSeenRequest).values(**values).on_conflict_do_nothing(index_elements=["key"])
+        statement = (
+            sqlite.insert(SlackSeenRequest)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(SlackSeenRequest.key)
+        )
     else:  # pragma: no cover - the history runs on SQLite or PostgreSQL only
         raise NotImplementedError(dialect)
-    result = session.execute(statement)
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return session.execute(statement).first() is not None  # RETURNING: a row only when this insert took the key
 
 
 def prune(session: Session, before: datetime) -> int:
