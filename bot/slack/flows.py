@@ -47,8 +47,6 @@ T = TypeVar("T")
 PROGRESS_UPDATE_EVERY_S = 0.5
 """Least time between two updates of the progress message (Slack allows about one chat.update a second)."""
 KEPT_RESULTS = 500
-AUDIT_TEXT_MAX = 2000
-"""The audit log keeps this many characters of a request's text (and how long it was), never a whole body."""
 QUICK_WORKERS = 4
 """Threads serving the quick requests (help, search, resolve, evidence) after their ack."""
 UNRECORDED_NOTE = ":warning: The history database did not record this investigation, so it cannot be marked resolved."
@@ -283,7 +281,7 @@ def audit(
     reason: str | None = None,
     investigation_id: str | None = None,
 ) -> None:
-    """Write one request to the audit log (a bounded excerpt of its text); a database problem is logged, never shown."""
+    """Write one request to the audit log (an excerpt, see `service.audit`); a database problem is logged, never shown."""
     if deps.history is None:
         return
     try:
@@ -292,7 +290,7 @@ def audit(
                 session,
                 who=who,
                 action=action,
-                text=excerpt(text),
+                text=text,
                 allowed=allowed,
                 channel=channel,
                 reason=reason,
@@ -300,13 +298,6 @@ def audit(
             )
     except SQLAlchemyError as exc:
         log.error("audit: cannot record a %s request: %s", action.value, exc)
-
-
-def excerpt(text: str, limit: int = AUDIT_TEXT_MAX) -> str:
-    """At most `limit` characters of `text`, saying how long it was when cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(text)} characters)"
 
 
 def esc(text: str) -> str:

@@ -10,8 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from bot.history import service
 from bot.history.db import create_history_engine, session_factory, upgrade
+from bot.history.enums import AuditAction
 from bot.history.models import SlackSeenRequest
+from bot.history.service import Person
 from bot.slack.dedupe import DeliveryDedupe
 from lab.slackstub import SlackStub
 from tests.unit.slack_support import app_rig
@@ -77,5 +80,21 @@ def test_old_delivery_keys_are_pruned(database_url: str) -> None:
             keys = set(session.scalars(select(SlackSeenRequest.key)))
             assert "event:Ev-prune-1" not in keys and "event:Ev-prune-2" in keys
             assert session.scalar(select(func.count()).select_from(SlackSeenRequest)) == len(keys)
+    finally:
+        engine.dispose()
+
+
+def test_the_audit_log_keeps_an_excerpt_of_a_huge_request(database_url: str) -> None:
+    engine = create_history_engine(database_url)
+    try:
+        upgrade(engine)
+        sessions = session_factory(engine)
+        huge = "why " * 2_500_000  # 10 MB
+        with sessions.begin() as session:
+            service.audit(session, who=Person("U1", "ana"), action=AuditAction.ASK, text=huge, allowed=False, reason=huge)
+        with sessions() as session:
+            [entry] = [e for e in service.audit_trail(session, user_id="U1") if e.text.startswith("why why")]
+        assert len(entry.text) <= service.AUDIT_TEXT_MAX + 40 and "10000000 characters" in entry.text
+        assert entry.reason is not None and len(entry.reason) <= service.AUDIT_TEXT_MAX + 40
     finally:
         engine.dispose()

@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from bot.history.enums import AuditAction
 from bot.history.models import AuditEntry, Resolution
+from bot.history.service import AUDIT_TEXT_MAX
 from bot.slack.app import build_app
-from bot.slack.flows import AUDIT_TEXT_MAX
 from bot.slack.http import HttpLimits
 from bot.slack.ids import ActionId
 from lab.slackstub import SlackStub, sign
