@@ -7,7 +7,8 @@ minutes) and than a signature stays valid (five minutes).
 
 With the history database (`sessions`), keys are kept there too (`bot.history.seen`), so a delivery
 replayed after a restart or to another replica is dropped as well; a database that does not answer
-falls back to this process's memory (logged), never to refusing Slack.
+falls back to this process's memory (logged), never to refusing Slack — and the check runs before the
+ack, so it waits for the database at most `DB_WAIT_S` (a busy SQLite writer must not delay acks).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +33,8 @@ log = logging.getLogger("kubereach.slack")
 RETENTION_S = 3600.0
 MAX_KEYS = 100_000
 PRUNE_EVERY_S = 60.0
+DB_WAIT_S = 1.0
+"""Longest an ack waits for the shared check; after it the delivery is taken on this process's memory."""
 
 
 def delivery_key(body: Mapping[str, Any], signature: str | None = None, timestamp: str | None = None) -> str | None:
@@ -68,6 +73,7 @@ class DeliveryDedupe:
         self._sessions = sessions
         self._wall_clock = wall_clock
         self._last_prune: float | None = None
+        self._db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubereach-dedupe") if sessions is not None else None
 
     def first_delivery(self, key: str) -> bool:
         """True the first time `key` is offered within the retention window (by any process on the
@@ -85,19 +91,32 @@ class DeliveryDedupe:
         return self._shared_first(key, now)
 
     def _shared_first(self, key: str, now: float) -> bool:
-        if self._sessions is None:
+        if self._db is None:
             return True
-        wall = self._wall_clock()
         try:
-            with self._sessions.begin() as session:
-                first = seen.take(session, key, wall)
-                if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY_S:
-                    self._last_prune = now
-                    seen.prune(session, wall - timedelta(seconds=self.retention_s))
-                return first
+            return self._db.submit(self._take, key, now).result(timeout=DB_WAIT_S)
+        except FutureTimeout:
+            log.warning("slack: the history database was slow to check a delivery; checked in memory only")
+        except RuntimeError:  # closed: the process is stopping
+            pass
         except SQLAlchemyError as exc:
             log.error("slack: the history database could not check a delivery (%s); checked in memory only", type(exc).__name__)
-            return True
+        return True
+
+    def _take(self, key: str, now: float) -> bool:
+        assert self._sessions is not None
+        wall = self._wall_clock()
+        with self._sessions.begin() as session:
+            first = seen.take(session, key, wall)
+            if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY_S:
+                self._last_prune = now
+                seen.prune(session, wall - timedelta(seconds=self.retention_s))
+            return first
+
+    def close(self) -> None:
+        """Stop the database checker's threads."""
+        if self._db is not None:
+            self._db.shutdown(wait=False, cancel_futures=True)
 
     def __len__(self) -> int:
         with self._lock:

@@ -252,6 +252,7 @@ class SlackDeps:
     def close(self) -> None:
         """Stop the pools, release the investigator (its agent channels close on the loop), then stop the loop."""
         self.pools.close()
+        self.dedupe.close()
         self.investigator.close()
         self.loop.close()
 
