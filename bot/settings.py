@@ -92,8 +92,8 @@ class BotSettings(BaseSettings):
     """Seconds an HTTP connection may send nothing (a stalled upload) before `serve` closes it."""
     slack_http_max_body_bytes: int = Field(default=524288, ge=1024, le=16 * 1024 * 1024)
     """Largest request body `serve` accepts (Slack's largest event is about 330 KB); larger ones get 413."""
-    slack_http_connection_limit: int = Field(default=200, ge=1, le=10000)
-    """Open HTTP connections `serve` holds at once."""
+    slack_http_connection_limit: int = Field(default=1000, ge=1, le=100000)
+    """Open HTTP connections `serve` holds at once (a stalled one costs a socket, not a thread)."""
 
     def history_url(self) -> str | None:
         """The history database URL, when one is set (None: KUBEREACH_DATABASE_URL/DATABASE_URL or the default file)."""

@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import re
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,8 +58,10 @@ class HttpLimits:
     """A connection that sends nothing for this long (a stalled upload, an idle keep-alive) is closed."""
     threads: int = 8
     """Worker threads answering requests (each only verifies, acks and hands work over)."""
-    connection_limit: int = 200
-    """Open connections at once; beyond it new ones wait in the listen backlog."""
+    connection_limit: int = 1000
+    """Open connections at once; beyond it new ones wait in the listen backlog. A stalled connection
+    costs a socket and a small buffer (not a thread), so this is high: below it, slow clients cannot
+    crowd Slack out until the idle timeout frees them."""
 
 
 def signature_problem(secret: bytes, timestamp: str | None, signature: str | None, body: bytes, now: float) -> str | None:
@@ -178,6 +181,17 @@ class VerifiedFront:
         return [out]
 
 
+def _room_for(connections: int) -> None:
+    """Raise the soft open-files limit so `connections` sockets fit (up to the hard limit)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = connections + 128
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
+    except (ValueError, OSError) as exc:
+        log.warning("http: cannot raise the open-files limit for %d connections: %s", connections, exc)
+
+
 class SlackHttpServer:
     """The app's HTTP endpoint (``POST /slack/events``) on waitress with `HttpLimits`; port 0 = the kernel picks."""
 
@@ -192,6 +206,7 @@ class SlackHttpServer:
     ) -> None:
         """Bind now (so `url` is known); serve with `serve_forever()` or `start()` (background thread)."""
         self.limits = limits or HttpLimits()
+        _room_for(self.limits.connection_limit)
         self.front = VerifiedFront(app, signing_secret, max_body_bytes=self.limits.max_body_bytes)
         self._server: Any = create_server(
             self.front,
