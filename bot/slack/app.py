@@ -181,7 +181,12 @@ def announce_interrupted(deps: SlackDeps) -> int:
 def drain(deps: SlackDeps, grace_seconds: float) -> int:
     """On shutdown: let in-flight work finish for up to `grace_seconds`; then close this process's
     investigations that are still running as interrupted and say so in their threads. Returns how many."""
-    if deps.in_flight.wait_idle(grace_seconds) or deps.history is None:
+    if deps.in_flight.wait_idle(grace_seconds):
+        return 0
+    queued = deps.pools.drop_waiting()
+    if queued:
+        log.warning("slack: %d queued question(s) were not started; their threads were told", queued)
+    if deps.history is None:
         return 0
     me = deps.history.owner
     return _close_stranded(

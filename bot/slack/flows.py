@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import itertools
 import logging
 import queue
 import re
@@ -126,6 +127,8 @@ class WorkPools:
         self.investigations = ThreadPoolExecutor(max_workers=investigation_workers, thread_name_prefix="kubereach-investigate")
         self._lock = threading.Lock()
         self._taken = 0
+        self._waiting: dict[int, Callable[[], None]] = {}
+        self._tokens = itertools.count()
 
     def reserve(self) -> int:
         """Take a place for one investigation; how many must finish before it can start (0 = starts now)."""
@@ -134,10 +137,19 @@ class WorkPools:
             self._taken += 1
             return ahead
 
-    def run_reserved(self, job: Callable[[], object]) -> concurrent.futures.Future[object]:
-        """Run `job` on the investigation pool, in the place `reserve` took."""
+    def run_reserved(
+        self, job: Callable[[], object], on_dropped: Callable[[], None] | None = None
+    ) -> concurrent.futures.Future[object]:
+        """Run `job` on the investigation pool, in the place `reserve` took; `on_dropped` is called
+        instead if the process stops before the job started (see `drop_waiting`)."""
+        token = next(self._tokens)
+        if on_dropped is not None:
+            with self._lock:
+                self._waiting[token] = on_dropped
 
         def run() -> object:
+            with self._lock:
+                self._waiting.pop(token, None)
             try:
                 return job()
             finally:
@@ -145,6 +157,16 @@ class WorkPools:
                     self._taken -= 1
 
         return self.investigations.submit(run)
+
+    def drop_waiting(self) -> int:
+        """Stop: jobs that have not started will not, and each one's `on_dropped` is called; returns how many."""
+        self.investigations.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            dropped = list(self._waiting.values())
+            self._waiting.clear()
+        for tell in dropped:
+            tell()
+        return len(dropped)
 
     def close(self) -> None:
         """Stop taking work; what waits in the queues is dropped (shutdown drains first, see `app.drain`)."""
@@ -518,7 +540,17 @@ def investigate_later(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
         finally:
             deps.in_flight.end()
 
-    deps.pools.run_reserved(job)
+    def dropped() -> None:
+        try:
+            text = ":warning: The bot was stopped before this question's turn came. Ask again to get a verdict."
+            if ask.thread_ts:
+                deps.poster.post(ask.channel, render.message_text(text), render.notice_blocks(text), thread_ts=ask.thread_ts)
+            else:
+                deps.poster.ephemeral(ask.channel, ask.user_id, text)
+        finally:
+            deps.in_flight.end()
+
+    deps.pools.run_reserved(job, dropped)
 
 
 def rerun(deps: SlackDeps, investigation_id: str, channel: str, user_id: str, user_name: str, thread_ts: str | None) -> None:

@@ -369,3 +369,22 @@ def test_user_text_is_escaped_in_everything_the_bot_posts(rig: Rig) -> None:
     for markup in BROADCASTS:
         assert markup not in shown, markup
     assert "Resolved by" in shown
+
+
+def test_on_shutdown_a_queued_question_that_never_started_is_told_so_in_its_thread(stub: SlackStub, tmp_path: Path) -> None:
+    from bot.slack.app import drain
+
+    gate = threading.Event()
+    with app_rig(stub, sqlite_url(tmp_path), gate=gate, slack_investigation_workers=1) as rig:
+        try:
+            rig.sender.slash_command("/reach", "why can't frontend reach api", channel="C1", user="U1")
+            rig.sender.slash_command("/reach", "why can't web reach db", channel="C1", user="U1")
+            assert _eventually(lambda: [m for m in rig.stub.messages("C1") if "Queued" in m.text])
+            drain(rig.deps, grace_seconds=0.05)
+            [queued] = [m for m in rig.stub.messages("C1") if "Queued" in m.text]
+            told = [m.text for m in rig.stub.thread("C1", str(queued.thread_ts))]
+            assert any("stopped before this question's turn" in t for t in told)
+        finally:
+            gate.set()
+        rig.idle()
+        assert rig.investigator.started == ["why can't frontend reach api"]
