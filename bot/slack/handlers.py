@@ -23,6 +23,10 @@ from bot.slack.flows import SlackAsk, SlackDeps
 log = logging.getLogger("kubereach.slack")
 
 Ack = Callable[..., None]
+UNEXPECTED = (
+    ":warning: kubereach hit an unexpected problem answering that; it is logged — please try again, "
+    "and tell the bot's admins if it persists."
+)
 
 
 def _subcommand(text: str) -> tuple[str, str]:
@@ -102,11 +106,11 @@ def _digest(deps: SlackDeps, text: str, channel: str, user_id: str, user_name: s
         deps.poster.post(channel, reply_text, blocks)
 
 
-def _work(deps: SlackDeps, ack: Ack, job: Callable[[], Any]) -> None:
+def _work(deps: SlackDeps, ack: Ack, job: Callable[[], Any], channel: str, user_id: str) -> None:
     """Ack, then hand `job` to the quick pool, counted in `in_flight`; the listener thread is free at once.
 
-    A failure the flows did not expect is logged with its traceback (through the structured logger),
-    never shown raw.
+    A failure the flows did not expect is logged with its traceback (through the structured logger)
+    and the person is told in a sentence, never shown it raw.
     """
     deps.in_flight.begin()
     try:
@@ -120,6 +124,7 @@ def _work(deps: SlackDeps, ack: Ack, job: Callable[[], Any]) -> None:
             job()
         except Exception:
             log.exception("slack: a request failed after its ack")
+            deps.poster.ephemeral(channel, user_id, UNEXPECTED)
         finally:
             deps.in_flight.end()
 
@@ -134,7 +139,7 @@ def on_reach_command(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     channel, user_id = str(body.get("channel_id", "")), str(body.get("user_id", ""))
     user_name = str(body.get("user_name") or user_id)
     text = str(body.get("text", ""))
-    _work(deps, ack, lambda: _route(deps, text, channel, user_id, user_name, None, from_command=True))
+    _work(deps, ack, lambda: _route(deps, text, channel, user_id, user_name, None, from_command=True), channel, user_id)
 
 
 def on_app_mention(ack: Ack, event: dict[str, Any], deps: SlackDeps) -> None:
@@ -150,7 +155,7 @@ def on_app_mention(ack: Ack, event: dict[str, Any], deps: SlackDeps) -> None:
             return
         _route(deps, clean_slack_text(raw), channel, user_id, user_name, thread_ts, from_command=False)
 
-    _work(deps, ack, job)
+    _work(deps, ack, job, channel, user_id)
 
 
 def _click(body: dict[str, Any]) -> tuple[str, str, str, str, str | None]:
@@ -173,16 +178,17 @@ def _click(body: dict[str, Any]) -> tuple[str, str, str, str, str | None]:
 def on_rerun(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     """Re-run: the same question again in the thread, with what changed."""
     investigation_id, channel, user_id, user_name, thread_ts = _click(body)
-    _work(deps, ack, lambda: flows.rerun(deps, investigation_id, channel, user_id, user_name, thread_ts))
+    _work(deps, ack, lambda: flows.rerun(deps, investigation_id, channel, user_id, user_name, thread_ts), channel, user_id)
 
 
 def on_show_evidence(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     """Show evidence: every step's evidence in the thread (a file when long)."""
     investigation_id, channel, user_id, user_name, thread_ts = _click(body)
-    _work(deps, ack, lambda: flows.show_evidence(deps, investigation_id, channel, user_id, thread_ts, user_name))
+    job = lambda: flows.show_evidence(deps, investigation_id, channel, user_id, thread_ts, user_name)  # noqa: E731
+    _work(deps, ack, job, channel, user_id)
 
 
 def on_resolved(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     """Resolved: record who resolved it (a note can follow with `/reach resolve ID NOTE`)."""
     investigation_id, channel, user_id, user_name, thread_ts = _click(body)
-    _work(deps, ack, lambda: flows.resolve(deps, investigation_id, channel, user_id, user_name, "", thread_ts))
+    _work(deps, ack, lambda: flows.resolve(deps, investigation_id, channel, user_id, user_name, "", thread_ts), channel, user_id)
