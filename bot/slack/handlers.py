@@ -184,7 +184,10 @@ def on_rerun(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
 def on_show_evidence(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     """Show evidence: every step's evidence in the thread (a file when long)."""
     investigation_id, channel, user_id, user_name, thread_ts = _click(body)
-    job = lambda: flows.show_evidence(deps, investigation_id, channel, user_id, thread_ts, user_name)  # noqa: E731
+
+    def job() -> None:
+        flows.show_evidence(deps, investigation_id, channel, user_id, thread_ts, user_name)
+
     _work(deps, ack, job, channel, user_id)
 
 
