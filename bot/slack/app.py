@@ -36,10 +36,11 @@ from bot.settings import BotSettings
 from bot.slack import handlers
 from bot.slack.access import ChannelAccess
 from bot.slack.dedupe import DeliveryDedupe, delivery_key
-from bot.slack.flows import DigestHandler, InvestigationLoop, NewInvestigator, SlackDeps, WorkPools
+from bot.slack.flows import DigestHandler, InvestigationLoop, NewInvestigator, SlackDeps
 from bot.slack.http import signature_problem
 from bot.slack.ids import ActionId, Command
 from bot.slack.messaging import SlackPoster, build_client
+from bot.slack.pools import WorkPools
 
 log = logging.getLogger("kubereach.slack")
 
