@@ -131,6 +131,10 @@ def register(app: App, deps: SlackDeps) -> None:
         if key is not None and not deps.dedupe.first_delivery(key):
             log.info("slack: dropped a repeated delivery (%s)", key)
             return BoltResponse(status=200, body="")
+        if (body.get("event") or {}).get("type") == "app_mention":
+            # Bolt acknowledges events before their listener runs: count the work now, so whoever got
+            # the ack can wait for the answer (the mention listener takes this count over).
+            deps.in_flight.begin()
         next()
         return None
 
@@ -140,7 +144,7 @@ def register(app: App, deps: SlackDeps) -> None:
 
     @app.event("app_mention")
     def mention(ack: handlers.Ack, event: dict[str, Any]) -> None:
-        handlers.on_app_mention(ack, event, deps)
+        handlers.on_app_mention(ack, event, deps, counted=True)
 
     @app.event("message")
     def ignore_messages(ack: handlers.Ack) -> None:

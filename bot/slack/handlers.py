@@ -106,13 +106,15 @@ def _digest(deps: SlackDeps, text: str, channel: str, user_id: str, user_name: s
         deps.poster.post(channel, reply_text, blocks)
 
 
-def _work(deps: SlackDeps, ack: Ack, job: Callable[[], Any], channel: str, user_id: str) -> None:
+def _work(deps: SlackDeps, ack: Ack, job: Callable[[], Any], channel: str, user_id: str, *, counted: bool = False) -> None:
     """Ack, then hand `job` to the quick pool, counted in `in_flight`; the listener thread is free at once.
 
     A failure the flows did not expect is logged with its traceback (through the structured logger)
-    and the person is told in a sentence, never shown it raw.
+    and the person is told in a sentence, never shown it raw. `counted`: the request is already
+    counted in `in_flight` (mentions, see `app.register`).
     """
-    deps.in_flight.begin()
+    if not counted:
+        deps.in_flight.begin()
     try:
         ack()
     except BaseException:
@@ -142,7 +144,7 @@ def on_reach_command(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     _work(deps, ack, lambda: _route(deps, text, channel, user_id, user_name, None, from_command=True), channel, user_id)
 
 
-def on_app_mention(ack: Ack, event: dict[str, Any], deps: SlackDeps) -> None:
+def on_app_mention(ack: Ack, event: dict[str, Any], deps: SlackDeps, *, counted: bool = False) -> None:
     """`@kubereach …` in a channel or thread: answer in the mention's thread."""
     channel, user_id = str(event.get("channel", "")), str(event.get("user", ""))
     thread_ts = str(event.get("thread_ts") or event.get("ts") or "") or None
@@ -155,7 +157,7 @@ def on_app_mention(ack: Ack, event: dict[str, Any], deps: SlackDeps) -> None:
             return
         _route(deps, clean_slack_text(raw), channel, user_id, user_name, thread_ts, from_command=False)
 
-    _work(deps, ack, job, channel, user_id)
+    _work(deps, ack, job, channel, user_id, counted=counted)
 
 
 def _click(body: dict[str, Any]) -> tuple[str, str, str, str, str | None]:

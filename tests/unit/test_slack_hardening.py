@@ -388,3 +388,24 @@ def test_on_shutdown_a_queued_question_that_never_started_is_told_so_in_its_thre
             gate.set()
         rig.idle()
         assert rig.investigator.started == ["why can't frontend reach api"]
+
+
+def test_a_mention_is_counted_in_flight_before_its_ack_though_bolt_acks_events_first(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.slack import handlers
+
+    listener_may_run = threading.Event()
+    original = handlers.on_app_mention
+
+    def busy_listener(*args: object, **kwargs: object) -> None:  # bolt's listener thread starts late
+        assert listener_may_run.wait(30)
+        original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(handlers, "on_app_mention", busy_listener)
+    delivery = rig.sender.app_mention("C1", "U1", "help")
+    assert delivery.status == 200
+    assert not rig.deps.in_flight.wait_idle(0), "the mention was not counted when Slack got its ack"
+    listener_may_run.set()
+    rig.idle()
+    assert rig.stub.state.ephemeral_messages("C1", "U1")
