@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from bot.errors import BadInput
 from bot.history.cli import parse_since
-from bot.history.db import create_history_engine, default_database_path, resolve_database_url, upgrade
+from bot.history.db import alembic_config, create_history_engine, default_database_path, resolve_database_url, upgrade
 from bot.history.errors import HistoryUnavailable
 
 
@@ -41,7 +42,8 @@ def test_sqlite_file_is_created_with_wal_and_foreign_keys(tmp_path: Path) -> Non
         with engine.connect() as connection:
             assert connection.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
             assert connection.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+            head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head
         assert path.exists()
     finally:
         engine.dispose()
