@@ -106,6 +106,11 @@ class ServiceNat:
     no_endpoints_action: str | None
     session_affinity: bool
     rules: tuple[str, ...]
+    layout: str = ""
+    """How the rules that decided are laid out (nftables: `NFT_LAYOUTS`); empty when nothing was walked."""
+    unreadable: str = ""
+    """Why the rules could not be read (a layout kubereach does not read yet); empty when they were.
+    When set, `programmed`, `endpoints` and `no_endpoints_action` say nothing about the service."""
 
 
 # --------------------------------------------------------------------------------------------------
