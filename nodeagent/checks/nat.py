@@ -782,6 +782,8 @@ class _NftReader:
             for key, data, _comment in nft.decode_set_elements(memoryview(chunk), lambda raw: int.from_bytes(raw, sys.byteorder)):
                 if isinstance(data, tuple):
                     entries.append([key, nft.verdict_json(*data)])
+                elif isinstance(data, bytes):
+                    entries.append([key, nft.data_json(data)])
         return sorted(entries, key=lambda kv: int(kv[0]))
 
     def chain(self, name: str) -> tuple[tuple[Any, ...], ...] | None:
@@ -841,7 +843,10 @@ def _nft_service_nat_on_demand(netns: str, vip: str, port: int, protocol: str) -
                 chains[name] = rules
                 queue += nft.chain_targets(rules)
         partial = nft.NftRuleset(chains=chains, maps={map_name: (element,)}, sets={})
-        return nft.nft_service_nat(partial, vip, port, protocol, vip_is_local=False)
+        found = nft.nft_service_nat(partial, vip, port, protocol, vip_is_local=False)
+        # Named data maps (a shared @endpoints map) are not read here, and a layout this reader does
+        # not know may be one the full dump knows: let the full dump decide.
+        return None if found.unreadable else found
     except ctnetlink.NetfilterNetlinkError as exc:
         log.debug("netlink read of the kube-proxy table failed, using nft: %s", exc)
         return None

@@ -619,6 +619,8 @@ NFTNL_UDATA_SET_ELEM_COMMENT = 0
 _VERDICTS = {0: "drop", 1: "accept", -1: "continue", -2: "break", -3: "jump", -4: "goto", -5: "return"}
 _CMP_OPS = {0: "==", 1: "!=", 2: "<", 3: "<=", 4: ">", 5: ">="}
 _L4_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp"}
+NFT_REG_VERDICT = 0
+_CT_KEYS = {0: "state", 1: "direction", 2: "status", 3: "mark"}
 _META_KEYS = {3: "mark", 15: "nfproto", 16: "l4proto", 2: "protocol", 4: "iif", 5: "oif"}
 # (base, offset, length) → nft's name for the header field; base 1 is the network header, 2 transport.
 _PAYLOAD_FIELDS = {
@@ -812,6 +814,12 @@ def _decode_expression(
     if name == "lookup":
         set_name = _string(data[1]) if 1 in data else ""
         looked_up = regs.loads.get(u32(2))
+        if 3 in data and u32(3) != NFT_REG_VERDICT:
+            # a data map (`dnat ip to numgen random mod N map { 0 : IP . PORT }`): the value lands in
+            # the destination register (the address) and the 32-bit register after it (the port)
+            entries: Any = {"set": anonymous_map(set_name)} if set_name.startswith("__") else f"@{set_name}"
+            regs.loads[u32(3)] = {"map": {"key": looked_up, "data": entries}}
+            return None
         if 3 in data and set_name.startswith("__"):
             return {"vmap": {"key": looked_up, "data": {"set": anonymous_map(set_name)}}}
         if 3 in data:
@@ -824,7 +832,11 @@ def _decode_expression(
         addr = regs.values.get(u32(3), b"")
         port = regs.values.get(u32(5), b"")
         body: dict[str, Any] = {}
-        if len(addr) == 4:
+        mapped = regs.loads.get(u32(3))
+        if isinstance(mapped, dict) and "map" in mapped:
+            body["family"] = "ip"
+            body["addr"] = mapped
+        elif len(addr) == 4:
             body["addr"] = socket.inet_ntop(socket.AF_INET, addr)
         if len(port) >= 2:
             body["port"] = int.from_bytes(port[:2], "big")
@@ -836,6 +848,12 @@ def _decode_expression(
                 "bytes": int.from_bytes(bytes(data.get(1, b"")), "big"),
             }
         }
+    if name == "ct":
+        key_name = _CT_KEYS.get(u32(2), str(u32(2)))
+        if 1 in data:
+            regs.loads[u32(1)] = {"ct": {"key": key_name}}
+            return None
+        return {"mangle": {"key": {"ct": {"key": key_name}}, "value": regs.loads.get(u32(4))}}
     if name in ("reject", "masq"):
         return {"reject" if name == "reject" else "masquerade": None}
     return {name: None}
@@ -876,6 +894,15 @@ def service_key(raw: bytes) -> tuple[str, ...] | None:
     if len(raw) != 12:
         return None
     return (socket.inet_ntop(socket.AF_INET, raw[0:4]), _L4_NAMES.get(raw[4], str(raw[4])), str(int.from_bytes(raw[8:10], "big")))
+
+
+def data_json(raw: bytes) -> Any:
+    """A data-map value as nft -j prints it: `IP . PORT` ({"concat": [ip, port]}) or an address."""
+    if len(raw) == 8:  # ipv4_addr . inet_service, each padded to 4 bytes
+        return {"concat": [socket.inet_ntop(socket.AF_INET, raw[:4]), int.from_bytes(raw[4:6], "big")]}
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    return raw.hex()
 
 
 def map_element(key: tuple[str, ...], data: bytes | tuple[str, str | None] | None, comment: str | None) -> NftMapElement:
