@@ -293,9 +293,9 @@ def _applies(rule: tuple[Any, ...], proto: str) -> bool:
         if not isinstance(match, dict) or match.get("op", "==") != "==" or not isinstance(match.get("right"), str):
             continue
         left = match.get("left")
-        if left in ({"meta": {"key": "l4proto"}}, {"payload": {"protocol": "ip", "field": "protocol"}}) and proto:
-            if match["right"] != proto:
-                return False
+        l4 = left in ({"meta": {"key": "l4proto"}}, {"payload": {"protocol": "ip", "field": "protocol"}})
+        if l4 and proto and match["right"] != proto:
+            return False
     return True
 
 
