@@ -7,8 +7,9 @@ evidence.
 
 - iptables mode: `iptables-save -t nat` (and `-t filter`, where the REJECTs for services without
   endpoints live), walked KUBE-SERVICES → KUBE-SVC/KUBE-SVL/KUBE-EXT → KUBE-SEP.
-- nftables mode: `nft -j list table ip kube-proxy`, walked service-ips → service-* → endpoint-*
-  (see `nodeagent.checks.nft`).
+- nftables mode: `nft -j list table ip kube-proxy`, walked service-ips → service-* → the endpoints in
+  whichever layout kube-proxy wrote them (see `nodeagent.checks.nft`); a layout it does not read is
+  answered as such (`layout` "unknown", `unreadable`), never as "not programmed".
 - IPVS mode is detected from the kube-ipvs0 dummy link plus the generic netlink family "IPVS"
   (missing family: not IPVS), and the virtual server and its real servers are read with
   IPVS_CMD_GET_SERVICE / IPVS_CMD_GET_DEST. Untested on the development machine, whose kernel has
@@ -1157,6 +1158,9 @@ def list_service_nat(netns: str, netns_name: str | None) -> tuple[ServiceNat, ..
         from nodeagent.checks import nft
 
         ruleset = _cached(version, "nft:kube-proxy", lambda: _load_nft_kube_proxy(netns))
+        problem = nft.table_unreadable(ruleset)
+        if problem:
+            raise NatStateError(problem)  # not "nothing programmed": the table is laid out otherwise
         return nft.nft_list_service_nat(ruleset)
     if mode == "iptables":
         return iptables_list_service_nat(iptables_snapshot(netns, version))
