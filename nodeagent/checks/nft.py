@@ -147,9 +147,7 @@ def parse_nft_ruleset(data: Mapping[str, Any]) -> NftRuleset:
                 }
         elif "set" in item:
             entry = item["set"]
-            sets[entry["name"]] = tuple(
-                _key_part(e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e) for e in entry.get("elem", ())
-            )
+            sets[entry["name"]] = tuple(" . ".join(_key_parts(e)) for e in entry.get("elem", ()))
     return NftRuleset(chains={k: tuple(v) for k, v in chains.items()}, maps=maps, sets=sets, data_maps=data_maps)
 
 
