@@ -30,6 +30,7 @@ import struct
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from nodeagent.checks.nat import MAX_EVIDENCE_RULES, NatEndpoint, ServiceNat
@@ -75,6 +76,19 @@ class NftRuleset:
     sets: Mapping[str, tuple[str, ...]]
     data_maps: Mapping[str, Mapping[tuple[str, ...], Any]] = field(default_factory=dict)
     """maps whose values are data (`endpoints`: VIP . proto . port . slot → IP . PORT), by key parts."""
+
+    @cached_property
+    def _by_key(self) -> dict[str, dict[tuple[str, ...], NftMapElement]]:
+        index: dict[str, dict[tuple[str, ...], NftMapElement]] = {}
+        for name, elements in self.maps.items():
+            keyed = index.setdefault(name, {})
+            for element in elements:
+                keyed.setdefault(element.key, element)
+        return index
+
+    def element(self, map_name: str, key: tuple[str, ...]) -> NftMapElement | None:
+        """The element of verdict map `map_name` with this key (indexed once per ruleset)."""
+        return self._by_key.get(map_name, {}).get(key)
 
 
 def _key_part(value: Any) -> str:
@@ -340,9 +354,8 @@ def _numgen_mod(value: Any) -> int | None:
     return None
 
 
-def _read_dnat(ruleset: NftRuleset, rule: tuple[Any, ...], dnat: Mapping[str, Any], chain: str, walk: _Walk) -> None:
-    """The endpoints one service-chain `dnat` sends to, in whichever form kube-proxy wrote it."""
-    text = render_rule(chain, rule)
+def _read_dnat(ruleset: NftRuleset, rule: tuple[Any, ...], text: str, dnat: Mapping[str, Any], chain: str, walk: _Walk) -> None:
+    """The endpoints one service-chain `dnat` (rendered as `text`) sends to, in whichever form kube-proxy wrote it."""
     addr = dnat.get("addr")
     if isinstance(addr, str):  # single-dnat: one endpoint, no map
         walk.seen(LAYOUT_SINGLE_DNAT)
@@ -366,7 +379,7 @@ def _read_dnat(ruleset: NftRuleset, rule: tuple[Any, ...], dnat: Mapping[str, An
         _add_slots(slots, mod, chain, "the map", walk)
         return
     if isinstance(data, str) and data.startswith("@"):
-        _read_shared_map(ruleset, rule, key, data[1:], chain, walk)
+        _read_shared_map(ruleset, rule, text, key, data[1:], chain, walk)
         return
     walk.unknown(f"{text} (a dnat map keyed by something other than numgen)")
 
@@ -380,10 +393,9 @@ def _add_slots(slots: Mapping[int, tuple[str, int]], mod: int, chain: str, where
         walk.endpoints.append(NatEndpoint(ip=ip, port=port, chain=chain, probability=1.0 / mod))
 
 
-def _read_shared_map(ruleset: NftRuleset, rule: tuple[Any, ...], key: Any, name: str, chain: str, walk: _Walk) -> None:
+def _read_shared_map(ruleset: NftRuleset, rule: tuple[Any, ...], text: str, key: Any, name: str, chain: str, walk: _Walk) -> None:
     """`dnat ip to ip daddr . meta l4proto . th dport . ct mark map @endpoints` (ct mark set from numgen
     in the same rule) or any other key built from the packet's destination and a numgen slot."""
-    text = render_rule(chain, rule)
     ct_mark_mod = None
     for expr in rule:
         mangle = expr.get("mangle") if isinstance(expr, dict) else None
@@ -448,7 +460,7 @@ def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) ->
         dnat = next((e["dnat"] for e in rule if isinstance(e, dict) and isinstance(e.get("dnat"), dict)), None)
         if dnat is not None:
             walk.note(text)
-            _read_dnat(ruleset, rule, dnat, chain, walk)
+            _read_dnat(ruleset, rule, text, dnat, chain, walk)
             return
         vmap = next((e["vmap"] for e in rule if isinstance(e, dict) and "vmap" in e), None)
         if vmap is not None:
@@ -543,30 +555,24 @@ def nft_service_nat(ruleset: NftRuleset, vip: str, port: int, protocol: str, vip
     proto = protocol.lower()
     walk = _Walk(evidence=[], endpoints=[], vip=vip, proto=proto, port=port)
     key = (vip, proto, str(port))
-    for element in ruleset.maps.get("service-ips", ()):
-        if element.key == key:
-            walk.note(element.render("service-ips"))
-            if element.target:
-                _walk_service(ruleset, element.target, walk)
-            return _result(vip, port, protocol, True, element.comment, walk)
-    for element in ruleset.maps.get("no-endpoint-services", ()):
-        if element.key == key:
-            walk.note(element.render("no-endpoint-services"))
+    node_key = (proto, str(port))
+    for map_name, wanted, dispatches in (
+        ("service-ips", key, True),
+        ("no-endpoint-services", key, False),
+        ("service-nodeports", node_key, True),
+        ("no-endpoint-nodeports", node_key, False),
+    ):
+        if wanted is node_key and vip_is_local is False:
+            break
+        element = ruleset.element(map_name, wanted)
+        if element is None:
+            continue
+        walk.note(element.render(map_name))
+        if not dispatches:
             walk.no_endpoints_action = _action_of(ruleset, element)
-            return _result(vip, port, protocol, True, element.comment, walk)
-    if vip_is_local is not False:
-        node_key = (proto, str(port))
-        for element in ruleset.maps.get("service-nodeports", ()):
-            if element.key == node_key:
-                walk.note(element.render("service-nodeports"))
-                if element.target:
-                    _walk_service(ruleset, element.target, walk)
-                return _result(vip, port, protocol, True, element.comment, walk)
-        for element in ruleset.maps.get("no-endpoint-nodeports", ()):
-            if element.key == node_key:
-                walk.note(element.render("no-endpoint-nodeports"))
-                walk.no_endpoints_action = _action_of(ruleset, element)
-                return _result(vip, port, protocol, True, element.comment, walk)
+        elif element.target:
+            _walk_service(ruleset, element.target, walk)
+        return _result(vip, port, protocol, True, element.comment, walk)
     problem = table_unreadable(ruleset)
     if problem:
         walk.layout, walk.unreadable = LAYOUT_UNKNOWN, problem
