@@ -53,7 +53,8 @@ def test_single_endpoint_cluster_ip_service_is_written_as_upstream() -> None:
     # The NodePort tail-call must stay the last rule of KUBE-SERVICES.
     services_rules = [ln for ln in nat if ln.startswith("-A KUBE-SERVICES")]
     assert "must be the last rule in this chain" in services_rules[-1]
-    assert services_rules[-1].endswith("-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS")
+    # kube-proxy's default --iptables-localhost-nodeports: NodePorts also answer on 127.0.0.1.
+    assert services_rules[-1].endswith("-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
 
 
 def test_three_endpoints_get_kube_proxys_probabilities_and_none_on_the_last() -> None:
