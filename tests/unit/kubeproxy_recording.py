@@ -336,8 +336,10 @@ def diff_iptables(ours: dict[str, IptTable], real: dict[str, IptTable], tables: 
     for name in tables:
         a, b = ours.get(name, IptTable()), real.get(name, IptTable())
         if set(a.chains) != set(b.chains):
-            problems.append(f"{name}: chains only ours {sorted(set(a.chains) - set(b.chains))}, "
-                            f"only real {sorted(set(b.chains) - set(a.chains))}")
+            problems.append(
+                f"{name}: chains only ours {sorted(set(a.chains) - set(b.chains))}, "
+                f"only real {sorted(set(b.chains) - set(a.chains))}"
+            )
         for chain in sorted(set(a.chains) & set(b.chains)):
             ra, rb = a.chains[chain], b.chains[chain]
             if name == "nat" and chain == "KUBE-SERVICES":

@@ -14,8 +14,9 @@ from lab.kubeproxy.nftables import render_nftables
 
 from .test_kubeproxy_objects import endpoint, endpoint_slice, service
 
-UPSTREAM_NODE = NodeContext(node_name="test-node", node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8",
-                            service_cidrs=("172.30.0.0/16",))
+UPSTREAM_NODE = NodeContext(
+    node_name="test-node", node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8", service_cidrs=("172.30.0.0/16",)
+)
 OLD_NODE = dataclasses.replace(UPSTREAM_NODE, nft_layout="endpoint-chains")
 SINGLE_NODE = dataclasses.replace(UPSTREAM_NODE, nft_layout="single-endpoint")
 
@@ -85,16 +86,18 @@ def test_base_objects_are_kube_proxys() -> None:
 
 def test_the_ipv6_table_is_the_skeleton_with_nodeports_on_every_address_but_loopback() -> None:
     out = lines(render_nftables([], [], UPSTREAM_NODE).script)
-    assert "add table ip6 kube-proxy { comment \"rules for kube-proxy\" ; }" in out
-    assert ("add rule ip6 kube-proxy services fib daddr type local ip6 daddr != ::1 meta l4proto . th dport vmap "
-            "@service-nodeports") in out
-    assert "add rule ip6 kube-proxy nodeport-endpoints-check ip6 daddr != ::1 meta l4proto . th dport vmap " \
-           "@no-endpoint-nodeports" in out
+    assert 'add table ip6 kube-proxy { comment "rules for kube-proxy" ; }' in out
+    assert (
+        "add rule ip6 kube-proxy services fib daddr type local ip6 daddr != ::1 meta l4proto . th dport vmap @service-nodeports"
+    ) in out
+    assert (
+        "add rule ip6 kube-proxy nodeport-endpoints-check ip6 daddr != ::1 meta l4proto . th dport vmap "
+        "@no-endpoint-nodeports" in out
+    )
     ip6 = [ln for ln in out if " ip6 " in ln]
     # No IPv6 cluster CIDR, node address or service CIDR: no masquerade rule, no nodeport-ips, no drop.
     assert not any("nodeport-ips" in ln or "saddr !=" in ln or "unallocated" in ln for ln in ip6)
-    assert not any(" ip6 " in ln for ln in lines(render_nftables([], [], dataclasses.replace(UPSTREAM_NODE, ipv6=False))
-                                                 .script))
+    assert not any(" ip6 " in ln for ln in lines(render_nftables([], [], dataclasses.replace(UPSTREAM_NODE, ipv6=False)).script))
 
 
 def test_the_tables_are_recreated_in_one_transaction() -> None:
@@ -107,8 +110,10 @@ def test_the_tables_are_recreated_in_one_transaction() -> None:
 
 def test_nodeports_on_all_addresses_use_fib_instead_of_the_nodeport_ips_set() -> None:
     out = lines(render_nftables([], [], dataclasses.replace(UPSTREAM_NODE, primary_nodeports=False)).script)
-    assert ("add rule ip kube-proxy services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
-            "vmap @service-nodeports") in out
+    assert (
+        "add rule ip kube-proxy services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
+        "vmap @service-nodeports"
+    ) in out
     assert not any("nodeport-ips" in ln for ln in out)
 
 
@@ -134,28 +139,40 @@ def test_136_balances_with_one_dnat_map_and_no_endpoint_chains() -> None:
 
 
 def test_single_endpoint_layout_drops_the_map_for_one_endpoint_only() -> None:
-    out = lines(render_nftables(
-        [service("ns1", "svc1", "172.30.0.41"), service("ns4", "svc4", "172.30.0.44")],
-        [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")]),
-         endpoint_slice("ns4", "svc4", [endpoint("10.180.0.5"), endpoint("10.180.0.4")])],
-        SINGLE_NODE,
-    ).script)
+    out = lines(
+        render_nftables(
+            [service("ns1", "svc1", "172.30.0.41"), service("ns4", "svc4", "172.30.0.44")],
+            [
+                endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")]),
+                endpoint_slice("ns4", "svc4", [endpoint("10.180.0.5"), endpoint("10.180.0.4")]),
+            ],
+            SINGLE_NODE,
+        ).script
+    )
     assert "add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 meta l4proto tcp dnat to 10.180.0.1:80" in out
-    assert ("add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 meta l4proto tcp dnat ip to numgen random mod 2 "
-            "map { 0 : 10.180.0.4 . 80, 1 : 10.180.0.5 . 80 }") in out
+    assert (
+        "add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 meta l4proto tcp dnat ip to numgen random mod 2 "
+        "map { 0 : 10.180.0.4 . 80, 1 : 10.180.0.5 . 80 }"
+    ) in out
     # The 1.36 layout keeps the map even for one endpoint.
-    assert ("add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 meta l4proto tcp dnat ip to numgen random mod 1 "
-            "map { 0 : 10.180.0.1 . 80 }") in lines(render_nftables(
-                [service("ns1", "svc1", "172.30.0.41")], [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")])],
-                UPSTREAM_NODE).script)
+    assert (
+        "add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 meta l4proto tcp dnat ip to numgen random mod 1 "
+        "map { 0 : 10.180.0.1 . 80 }"
+    ) in lines(
+        render_nftables(
+            [service("ns1", "svc1", "172.30.0.41")], [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")])], UPSTREAM_NODE
+        ).script
+    )
 
 
 def test_endpoint_chains_layout_is_the_older_upstream_one() -> None:
-    out = lines(render_nftables(
-        [service("ns1", "svc1", "172.30.0.41")],
-        [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")])],
-        OLD_NODE,
-    ).script)
+    out = lines(
+        render_nftables(
+            [service("ns1", "svc1", "172.30.0.41")],
+            [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")])],
+            OLD_NODE,
+        ).script
+    )
     for upstream in [
         "add chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80",
         "add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 "
@@ -163,10 +180,8 @@ def test_endpoint_chains_layout_is_the_older_upstream_one() -> None:
         "add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 numgen random mod 1 vmap { 0 : goto "
         "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 }",
         "add chain ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80",
-        "add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 "
-        "jump mark-for-masquerade",
-        "add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4proto tcp "
-        "dnat to 10.180.0.1:80",
+        "add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 jump mark-for-masquerade",
+        "add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80",
         "add rule ip kube-proxy mark-for-masquerade meta mark set meta mark | 0x00004000",
         "add rule ip kube-proxy masquerading meta mark & 0x00004000 == 0x00000000 return",
         "add rule ip kube-proxy masquerading meta mark set meta mark ^ 0x00004000",
@@ -180,11 +195,13 @@ def test_endpoint_chains_layout_is_the_older_upstream_one() -> None:
 
 
 def test_endpoint_chains_layout_shares_one_numgen_vmap() -> None:
-    out = lines(render_nftables(
-        [service("ns4", "svc4", "172.30.0.44")],
-        [endpoint_slice("ns4", "svc4", [endpoint("10.180.0.5", node="test-node"), endpoint("10.180.0.4")])],
-        OLD_NODE,
-    ).script)
+    out = lines(
+        render_nftables(
+            [service("ns4", "svc4", "172.30.0.44")],
+            [endpoint_slice("ns4", "svc4", [endpoint("10.180.0.5", node="test-node"), endpoint("10.180.0.4")])],
+            OLD_NODE,
+        ).script
+    )
     assert (
         "add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 vmap { 0 : goto "
         "endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80, 1 : goto "
@@ -207,8 +224,10 @@ def test_node_port_service_is_written_as_upstream() -> None:
 
 
 def test_client_ip_affinity_keeps_endpoint_chains_in_every_layout() -> None:
-    args = ([service("ns5", "svc5", "172.30.0.45", affinity_seconds=10800)],
-            [endpoint_slice("ns5", "svc5", [endpoint("10.180.0.3")])])
+    args = (
+        [service("ns5", "svc5", "172.30.0.45", affinity_seconds=10800)],
+        [endpoint_slice("ns5", "svc5", [endpoint("10.180.0.3")])],
+    )
     for node in (UPSTREAM_NODE, OLD_NODE, SINGLE_NODE):
         out = lines(render_nftables(*args, node).script)
         for upstream in [
@@ -218,12 +237,13 @@ def test_client_ip_affinity_keeps_endpoint_chains_in_every_layout() -> None:
             "@affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 goto endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80",
             "add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 update "
             "@affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { ip saddr }",
-            "add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 meta l4proto tcp "
-            "dnat to 10.180.0.3:80",
+            "add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 meta l4proto tcp dnat to 10.180.0.3:80",
         ]:
             assert upstream in out, (node.nft_layout, upstream)
-        hairpin_mark = "add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 ip saddr 10.180.0.3 " \
-                       "jump mark-for-masquerade"
+        hairpin_mark = (
+            "add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 ip saddr 10.180.0.3 "
+            "jump mark-for-masquerade"
+        )
         # Only the older layout marks hairpin traffic in the endpoint chain; the others use the set.
         assert (hairpin_mark in out) == (node.nft_layout == "endpoint-chains")
 
@@ -233,6 +253,7 @@ def test_service_without_endpoints_goes_to_the_reject_chain_as_upstream() -> Non
         ruleset = render_nftables([service("ns6", "svc6", "172.30.0.46")], [], node)
         out = lines(ruleset.script)
         assert "add element ip kube-proxy cluster-ips { 172.30.0.46 }" in out
-        assert ('add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : '
-                "goto reject-chain }") in out
+        assert (
+            'add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : goto reject-chain }'
+        ) in out
         assert ruleset.service_chains == ()

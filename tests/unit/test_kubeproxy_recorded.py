@@ -55,8 +55,14 @@ def test_the_recorded_inputs_are_the_labs_default_plan() -> None:
     services, slices, node = recorded_inputs()
     assert node.node_ip == "10.240.0.11" and node.cluster_cidr == "10.244.0.0/16"
     vips = {s["metadata"]["name"]: s["spec"]["clusterIP"] for s in services}
-    assert vips == {"kube-dns": "10.96.0.10", "api": "10.107.25.64", "frontend": "10.106.173.119",
-                    "redis": "10.111.113.82", "ledger": "10.101.187.151", "prometheus": "10.106.36.145"}
+    assert vips == {
+        "kube-dns": "10.96.0.10",
+        "api": "10.107.25.64",
+        "frontend": "10.106.173.119",
+        "redis": "10.111.113.82",
+        "ledger": "10.101.187.151",
+        "prometheus": "10.106.36.145",
+    }
     local = {e["addresses"][0] for s in slices for e in s["endpoints"] if e.get("nodeName") == "node-1"}
     assert local == {"10.244.1.2", "10.244.1.3", "10.244.1.4", "10.244.1.5"}
 
@@ -78,8 +84,7 @@ def test_nftables_136_layout_matches_the_recording_in_both_tables() -> None:
 
 def test_with_service_cidrs_only_the_unallocated_clusterip_drop_is_added() -> None:
     services, slices, node = recorded_inputs()
-    ours = parse_nft_script(render_nftables(services, slices, dataclasses.replace(node, service_cidrs=("10.96.0.0/12",)))
-                            .script)
+    ours = parse_nft_script(render_nftables(services, slices, dataclasses.replace(node, service_cidrs=("10.96.0.0/12",))).script)
     problems = nft_differences(ours, recorded_nft())
     assert len(problems) == 1 and "chain cluster-ips-check" in problems[0]
     assert ours["ip kube-proxy"].chains["cluster-ips-check"].rules[-1] == (
@@ -90,16 +95,14 @@ def test_with_service_cidrs_only_the_unallocated_clusterip_drop_is_added() -> No
 def test_the_other_layouts_differ_from_the_recording_exactly_where_they_should() -> None:
     services, slices, node = recorded_inputs()
     real = recorded_nft()
-    single = parse_nft_script(render_nftables(services, slices, dataclasses.replace(node, nft_layout="single-endpoint"))
-                              .script)
+    single = parse_nft_script(render_nftables(services, slices, dataclasses.replace(node, nft_layout="single-endpoint")).script)
     problems = nft_differences(single, real)
     # redis and prometheus have one endpoint each: a plain dnat instead of a one-entry map.
     assert len(problems) == 2
     assert single["ip kube-proxy"].chains["service-V3KEXTKG-shop/redis/tcp/redis"].rules == [
         "meta l4proto tcp dnat to 10.244.2.4:6379"
     ]
-    old = parse_nft_script(render_nftables(services, slices, dataclasses.replace(node, nft_layout="endpoint-chains"))
-                           .script)
+    old = parse_nft_script(render_nftables(services, slices, dataclasses.replace(node, nft_layout="endpoint-chains")).script)
     old_ip = old["ip kube-proxy"]
     assert "mark-for-masquerade" in old_ip.chains and "hairpin-connections" not in old_ip.containers
     # One endpoint chain per (service port, endpoint), as iptables mode has one KUBE-SEP chain each.
@@ -114,9 +117,9 @@ def test_iptables_matches_the_recording_in_both_families() -> None:
     services, slices, node = recorded_inputs()
     # The recording's kernel supports nfacct in a namespace; apply_iptables finds that out itself.
     ruleset = render_iptables(services, slices, dataclasses.replace(node, nfacct=True))
-    real = parse_iptables("\n".join(
-        (RECORDINGS / f"node-1.{table}.iptables-save.txt").read_text() for table in ("nat", "filter", "mangle")
-    ))
+    real = parse_iptables(
+        "\n".join((RECORDINGS / f"node-1.{table}.iptables-save.txt").read_text() for table in ("nat", "filter", "mangle"))
+    )
     assert diff_iptables(kernel_view(ruleset, ruleset.restore_input), real, ("nat", "filter", "mangle")) == []
     assert ruleset.restore_input6 is not None
     real6 = parse_iptables((RECORDINGS / "node-1.ip6tables-save.txt").read_text())
@@ -126,9 +129,9 @@ def test_iptables_matches_the_recording_in_both_families() -> None:
 
 def test_the_iptables_comparison_sees_each_fidelity_fix() -> None:
     services, slices, node = recorded_inputs()
-    real = parse_iptables("\n".join(
-        (RECORDINGS / f"node-1.{table}.iptables-save.txt").read_text() for table in ("nat", "filter", "mangle")
-    ))
+    real = parse_iptables(
+        "\n".join((RECORDINGS / f"node-1.{table}.iptables-save.txt").read_text() for table in ("nat", "filter", "mangle"))
+    )
     without_counter = render_iptables(services, slices, node)
     problems = diff_iptables(kernel_view(without_counter, without_counter.restore_input), real, ("filter",))
     assert len(problems) == 1 and "KUBE-FORWARD" in problems[0]
