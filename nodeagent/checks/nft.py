@@ -359,7 +359,7 @@ def _read_dnat(ruleset: NftRuleset, rule: tuple[Any, ...], text: str, dnat: Mapp
     addr = dnat.get("addr")
     if isinstance(addr, str):  # single-dnat: one endpoint, no map
         walk.seen(LAYOUT_SINGLE_DNAT)
-        walk.endpoints.append(NatEndpoint(ip=addr, port=int(dnat.get("port", walk.port)), chain=chain, probability=1.0))
+        walk.endpoints.append(NatEndpoint(ip=addr, port=int(dnat.get("port", walk.port)), chain=None, probability=1.0))
         return
     lookup = addr.get("map") if isinstance(addr, dict) else None
     if not isinstance(lookup, dict):
@@ -390,7 +390,7 @@ def _add_slots(slots: Mapping[int, tuple[str, int]], mod: int, chain: str, where
             walk.note(f"# numgen slot {slot} of {mod} has no element in {where}: packets given it are not translated")
             continue
         ip, port = slots[slot]
-        walk.endpoints.append(NatEndpoint(ip=ip, port=port, chain=chain, probability=1.0 / mod))
+        walk.endpoints.append(NatEndpoint(ip=ip, port=port, chain=None, probability=1.0 / mod))  # no endpoint chain
 
 
 def _read_shared_map(ruleset: NftRuleset, rule: tuple[Any, ...], text: str, key: Any, name: str, chain: str, walk: _Walk) -> None:
