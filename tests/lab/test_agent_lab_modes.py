@@ -176,10 +176,11 @@ def nft_nat_path(ns: str, vip: str, port: int, protocol: str) -> NatPath:
                     targets += [(str(t["concat"][0]), int(t["concat"][1])) for _, t in sorted(slots, key=lambda kv: kv[0])]
                 elif "dnat" in expr:  # one endpoint, plain dnat
                     targets.append((str(expr["dnat"]["addr"]), int(expr["dnat"]["port"])))
+    chains = ("",) * len(targets)  # a dnat in the service chain itself: no endpoint chain
     for ep in eps:
         dnat = next(e["dnat"] for r in rules if r["chain"] == ep for e in r["expr"] if "dnat" in e)
         targets.append((str(dnat["addr"]), int(dnat["port"])))
-    return NatPath(True, svc, tuple(eps), tuple(targets))
+    return NatPath(True, svc, chains + tuple(eps), tuple(targets))
 
 
 def listening(ns: str) -> set[tuple[str, str, int]]:
