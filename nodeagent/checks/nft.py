@@ -556,6 +556,13 @@ def nft_service_nat(ruleset: NftRuleset, vip: str, port: int, protocol: str, vip
     walk = _Walk(evidence=[], endpoints=[], vip=vip, proto=proto, port=port)
     key = (vip, proto, str(port))
     node_key = (proto, str(port))
+    if "nodeport-ips" in ruleset.sets and vip_is_local is not False:
+        # kube-proxy dispatches NodePorts only on the addresses of @nodeport-ips (`--nodeport-addresses`,
+        # by default the node's primary IP), not on every local address
+        vip_is_local = vip in ruleset.sets["nodeport-ips"]
+    firewall = ruleset.element("firewall-ips", key)
+    if firewall is not None:
+        walk.note(firewall.render("firewall-ips") + "  # source ranges are checked before DNAT")
     for map_name, wanted, dispatches in (
         ("service-ips", key, True),
         ("no-endpoint-services", key, False),
@@ -578,6 +585,8 @@ def nft_service_nat(ruleset: NftRuleset, vip: str, port: int, protocol: str, vip
         walk.layout, walk.unreadable = LAYOUT_UNKNOWN, problem
         walk.note(f"# not read: {problem}")
         return _result(vip, port, protocol, False, None, walk)
+    if vip in ruleset.sets.get("cluster-ips", ()):
+        walk.note(f"# {vip} is a ClusterIP without {proto}/{port}: cluster-ips-check rejects it")
     for chain, rules in ruleset.chains.items():
         if chain.startswith(("service-", "local-")) and f"/{proto}/" in chain:
             for rule in rules[:1]:

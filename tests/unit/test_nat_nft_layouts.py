@@ -145,3 +145,17 @@ def test_a_rule_for_another_protocol_in_a_shared_chain_is_skipped(shared: NftRul
         NftRuleset(chains, shared.maps, shared.sets, shared.data_maps), "10.96.0.10", 53, "UDP", vip_is_local=False
     )
     assert (nat.no_endpoints_action, _targets(nat)) == (None, ("10.244.1.2:53", "10.244.2.2:53"))
+
+
+def test_nodeports_are_dispatched_only_on_the_nodeport_ips(single: NftRuleset) -> None:
+    assert single.sets["nodeport-ips"] == (NODE_IP,)
+    assert nft_service_nat(single, NODE_IP, 30080, "TCP", vip_is_local=True).programmed
+    # another address of the node (say, its pod-CIDR gateway) is local but takes no NodePort traffic
+    other = nft_service_nat(single, "10.244.1.1", 30080, "TCP", vip_is_local=True)
+    assert (other.programmed, other.endpoints) == (False, ())
+
+
+def test_a_clusterip_on_a_port_it_does_not_serve_says_it_is_rejected(single: NftRuleset) -> None:
+    nat = nft_service_nat(single, "10.107.25.64", 8081, "TCP", vip_is_local=False)
+    assert nat.programmed is False
+    assert any("cluster-ips-check rejects it" in rule for rule in nat.rules)
