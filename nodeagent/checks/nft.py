@@ -376,7 +376,7 @@ def _read_dnat(ruleset: NftRuleset, rule: tuple[Any, ...], text: str, dnat: Mapp
                 walk.unknown(f"{text} (map entry {json.dumps(entry)[:80]} is not `slot : IP . PORT`)")
                 return
             slots[int(entry[0])] = target
-        _add_slots(slots, mod, chain, "the map", walk)
+        _add_slots(slots, mod, "the map", walk)
         return
     if isinstance(data, str) and data.startswith("@"):
         _read_shared_map(ruleset, rule, text, key, data[1:], chain, walk)
@@ -384,7 +384,7 @@ def _read_dnat(ruleset: NftRuleset, rule: tuple[Any, ...], text: str, dnat: Mapp
     walk.unknown(f"{text} (a dnat map keyed by something other than numgen)")
 
 
-def _add_slots(slots: Mapping[int, tuple[str, int]], mod: int, chain: str, where: str, walk: _Walk) -> None:
+def _add_slots(slots: Mapping[int, tuple[str, int]], mod: int, where: str, walk: _Walk) -> None:
     for slot in range(mod):
         if slot not in slots:
             walk.note(f"# numgen slot {slot} of {mod} has no element in {where}: packets given it are not translated")
@@ -436,7 +436,7 @@ def _read_shared_map(ruleset: NftRuleset, rule: tuple[Any, ...], text: str, key:
                 return
             slots[slot] = target
             walk.note(f"{name}: {' . '.join(wanted)} : {target[0]} . {target[1]}")
-    _add_slots(slots, mod, chain, f"@{name}", walk)
+    _add_slots(slots, mod, f"@{name}", walk)
 
 
 def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) -> None:
