@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodeagent.checks import ctnetlink
@@ -169,10 +169,15 @@ class _Walk:
     no_endpoints_action: str | None = None
     service_chain: str | None = None
     service_name: str | None = None
+    odd: list[str] = field(default_factory=list)
+    """Service-chain rules jumping to targets the walk does not know (they may translate the service)."""
 
     def note(self, text: str) -> None:
         if len(self.evidence) < MAX_EVIDENCE_RULES:
             self.evidence.append(text)
+
+
+_KNOWN_SERVICE_TARGETS = ("KUBE-MARK-MASQ", "KUBE-MARK-DROP", "RETURN", "ACCEPT", "MARK", "")
 
 
 def _walk_service_chain(save: IptablesSave, chain_name: str, walk: _Walk, depth: int = 0) -> None:
@@ -218,6 +223,8 @@ def _walk_service_chain(save: IptablesSave, chain_name: str, walk: _Walk, depth:
             walk.endpoints.append(
                 NatEndpoint(ip=ip, port=port, chain=target, probability=float(probability.value) if probability else None)
             )
+        elif target not in _KNOWN_SERVICE_TARGETS:
+            walk.odd.append(rule.text)
 
 
 def _reject_rule(save: IptablesSave, chain_name: str, vip: str | None, port: int, proto: str) -> IptablesRule | None:
@@ -237,7 +244,12 @@ def _reject_rule(save: IptablesSave, chain_name: str, vip: str | None, port: int
 def _from_dispatch(save: IptablesSave, dispatch: IptablesRule, vip: str, port: int, protocol: str) -> ServiceNat:
     walk = _Walk(evidence=[dispatch.text], endpoints=[], service_name=_service_name(dispatch.comment))
     _walk_service_chain(save, dispatch.target or "", walk)
-    return _result("iptables", vip, port, protocol, True, walk)
+    result = _result("iptables", vip, port, protocol, True, walk)
+    if not walk.endpoints and walk.no_endpoints_action is None and walk.odd:
+        # a service chain that sends its packets somewhere the walk does not know: say so, never guess
+        why = f"service NAT uses a layout kubereach does not read yet: {walk.odd[0]}"
+        return replace(result, layout="unknown", unreadable=why, rules=(*result.rules, f"# not read: {walk.odd[0]}"))
+    return result
 
 
 def _from_reject(rejected: IptablesRule, vip: str, port: int, protocol: str) -> ServiceNat:

@@ -193,3 +193,17 @@ def test_every_rule_shape_our_iptables_fixture_has_is_one_the_real_kube_proxy_wr
         "-A KUBE-SEP-H -p tcp -m comment --comment C -m tcp -j DNAT --to-destination A",
     ):
         assert shape in own["nat"] and shape in real["nat"]
+
+
+def test_an_iptables_service_chain_sending_packets_somewhere_unknown_is_unreadable_not_stale() -> None:
+    text = (RECORDED / "node-1.nat.iptables-save.txt").read_text()
+    odd = "\n".join(
+        line.replace("-j KUBE-SEP-4U3JBYMCN7JNS4JV", "-j DNAT --to-destination 10.244.2.4:6379")
+        if line.startswith("-A KUBE-SVC-J24A4QYSG6IQLY3E") and "KUBE-SEP-" in line
+        else line
+        for line in text.splitlines()
+    )
+    nat = iptables_service_nat(parse_iptables_save(odd + "\n"), "10.111.113.82", 6379, "TCP", vip_is_local=False)
+    assert (nat.programmed, nat.layout, nat.endpoints) == (True, "unknown", ())
+    assert nat.unreadable.startswith("service NAT uses a layout kubereach does not read yet")
+    assert "--to-destination 10.244.2.4:6379" in nat.unreadable
