@@ -799,6 +799,17 @@ class _NftReader:
                     entries.append([key, nft.data_json(data)])
         return sorted(entries, key=lambda kv: int(kv[0]))
 
+    def data_map(self, name: str, key_of: Callable[[bytes], tuple[str, ...] | None]) -> dict[tuple[str, ...], Any]:
+        """A named data map (a shared `@endpoints` map) as key parts → the value as nft -j prints it."""
+        from nodeagent.checks import nft
+
+        found: dict[tuple[str, ...], Any] = {}
+        for chunk in self.elements(name):
+            for key, data, _comment in nft.decode_set_elements(memoryview(chunk), key_of):
+                if key is not None and isinstance(data, bytes):
+                    found[key] = nft.data_json(data)
+        return found
+
     def chain(self, name: str) -> tuple[tuple[Any, ...], ...] | None:
         """The chain's rules as nft -j statements; None when the chain does not exist."""
         from nodeagent.checks import nft
@@ -855,10 +866,15 @@ def _nft_service_nat_on_demand(netns: str, vip: str, port: int, protocol: str) -
             if rules is not None:
                 chains[name] = rules
                 queue += nft.chain_targets(rules)
-        partial = nft.NftRuleset(chains=chains, maps={map_name: (element,)}, sets={})
+        data_maps: dict[str, dict[tuple[str, ...], Any]] = {}
+        for rules in chains.values():
+            for name, key in nft.named_data_maps(rules).items():
+                if name not in data_maps and _CHAIN_NAME.match(name):
+                    data_maps[name] = reader.data_map(name, nft.key_decoder(key))
+        partial = nft.NftRuleset(chains=chains, maps={map_name: (element,)}, sets={}, data_maps=data_maps)
         found = nft.nft_service_nat(partial, vip, port, protocol, vip_is_local=False)
-        # Named data maps (a shared @endpoints map) are not read here, and a layout this reader does
-        # not know may be one the full dump knows: let the full dump decide.
+        # A layout this reader does not know (or could not decode) may be one the full dump knows:
+        # let the full dump decide.
         return None if found.unreadable else found
     except ctnetlink.NetfilterNetlinkError as exc:
         log.debug("netlink read of the kube-proxy table failed, using nft: %s", exc)

@@ -615,10 +615,11 @@ def nft_list_service_nat(ruleset: NftRuleset) -> tuple[ServiceNat, ...]:
 # nf_tables netlink messages → the same JSON shapes `nft -j` prints (pure)
 #
 # A cold lookup reads only what one service needs straight from the kernel (the service-ips element,
-# the service chain, its anonymous vmap and its endpoint chains) instead of having `nft` dump the whole
-# table. These decoders turn the kernel's rule expressions back into the JSON statements `nft -j`
-# prints for the expressions kube-proxy writes, so that the walk above runs unchanged; anything else
-# becomes a statement the walk ignores, rendered as JSON in the evidence.
+# the service chain, its anonymous vmap or dnat map, its endpoint chains, a shared @endpoints map)
+# instead of having `nft` dump the whole table. These decoders turn the kernel's rule expressions back
+# into the JSON statements `nft -j` prints for the expressions kube-proxy writes, so that the walk
+# above runs unchanged; anything else becomes a statement the walk does not know, rendered as JSON in
+# the evidence (and, if the service is not read otherwise, an unknown layout that the dump decides).
 # ----------------------------------------------------------------------------------------------
 
 NFTA_LIST_ELEM = 1
@@ -831,6 +832,8 @@ def _decode_expression(
             # a data map (`dnat ip to numgen random mod N map { 0 : IP . PORT }`): the value lands in
             # the destination register (the address) and the 32-bit register after it (the port)
             entries: Any = {"set": anonymous_map(set_name)} if set_name.startswith("__") else f"@{set_name}"
+            if not set_name.startswith("__"):
+                looked_up = _concatenation(regs, u32(2))
             regs.loads[u32(3)] = {"map": {"key": looked_up, "data": entries}}
             return None
         if 3 in data and set_name.startswith("__"):
@@ -870,6 +873,60 @@ def _decode_expression(
     if name in ("reject", "masq"):
         return {"reject" if name == "reject" else "masquerade": None}
     return {name: None}
+
+
+def _register32(reg: int) -> int:
+    """A register number as a 32-bit register (NFT_REG_1..4 are 128 bits wide: NFT_REG32_00 is 8)."""
+    return 8 + (reg - 1) * 4 if 1 <= reg <= 4 else reg
+
+
+def _concatenation(regs: _Registers, first: int) -> Any:
+    """The key a lookup reads from `first` on: the loads in consecutive 32-bit registers (`ip daddr .
+    meta l4proto . th dport . ct mark` is four of them), as {"concat": […]} when there is more than one."""
+    parts = [regs.loads.get(first)]
+    reg = _register32(first) + 1
+    while reg in regs.loads:
+        parts.append(regs.loads[reg])
+        reg += 1
+    return parts[0] if len(parts) == 1 else {"concat": parts}
+
+
+def key_decoder(key: Any) -> Callable[[bytes], tuple[str, ...] | None]:
+    """Decode a named map's element keys laid out as `key` (the lookup's concatenation), one 32-bit
+    register per part, into the strings nft -j prints (address, protocol name, port, integer)."""
+    parts = key["concat"] if isinstance(key, dict) and "concat" in key else [key]
+
+    def part(spec: Any, raw: bytes) -> str | None:
+        payload = spec.get("payload", {}) if isinstance(spec, dict) else {}
+        if payload.get("field") in ("daddr", "saddr"):
+            return socket.inet_ntop(socket.AF_INET, raw)
+        if payload.get("field") in ("dport", "sport"):
+            return str(int.from_bytes(raw[:2], "big"))
+        if spec == {"meta": {"key": "l4proto"}} or payload == {"protocol": "ip", "field": "protocol"}:
+            return str(_L4_NAMES.get(raw[0], raw[0]))
+        if isinstance(spec, dict) and ("numgen" in spec or spec.get("ct") == {"key": "mark"}):
+            return str(int.from_bytes(raw, sys.byteorder))
+        return None
+
+    def decode(raw: bytes) -> tuple[str, ...] | None:
+        if len(raw) != 4 * len(parts):
+            return None
+        decoded = tuple(part(spec, raw[4 * i : 4 * i + 4]) for i, spec in enumerate(parts))
+        return None if any(d is None for d in decoded) else tuple(d for d in decoded if d is not None)
+
+    return decode
+
+
+def named_data_maps(rules: tuple[tuple[Any, ...], ...]) -> dict[str, Any]:
+    """Named maps a chain's dnat statements look up (`… map @endpoints`), with the key each uses."""
+    found: dict[str, Any] = {}
+    for rule in rules:
+        for expr in rule:
+            addr = expr["dnat"].get("addr") if isinstance(expr, dict) and isinstance(expr.get("dnat"), dict) else None
+            lookup = addr.get("map") if isinstance(addr, dict) else None
+            if isinstance(lookup, dict) and isinstance(lookup.get("data"), str) and lookup["data"].startswith("@"):
+                found[lookup["data"][1:]] = lookup.get("key")
+    return found
 
 
 def decode_set_elements(
