@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from lab.errors import LabError
+from lab.kubeproxy.model import DEFAULT_NFT_LAYOUT, NFT_LAYOUTS
 from lab.plan import CNI_MODES, MAX_NODES, PROXY_MODES, LabOptions
 from lab.state import validate_prefix
 
@@ -42,22 +43,40 @@ def lab(ctx: click.Context, prefix: str) -> None:
 @click.option("--nodes", type=click.IntRange(1, MAX_NODES), default=3, show_default=True)
 @click.option("--cni", type=click.Choice(CNI_MODES), default="flannel-vxlan", show_default=True)
 @click.option("--proxy", type=click.Choice(PROXY_MODES), default="iptables", show_default=True)
+@click.option(
+    "--kube-proxy-layout",
+    type=click.Choice(NFT_LAYOUTS),
+    default=DEFAULT_NFT_LAYOUT,
+    envvar="KUBEREACH_LAB_KUBE_PROXY_LAYOUT",
+    show_default=True,
+    help="nftables mode: the kube-proxy rule layout to imitate (1.36; endpoint-chains: per-endpoint chains and a "
+    "numgen vmap, as up to the mid 1.3x releases; single-endpoint: 1.37's plain dnat for one endpoint).",
+)
 @click.option("--spec", "spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Cluster spec YAML.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON when up.")
 @click.pass_context
-def up(ctx: click.Context, nodes: int, cni: str, proxy: str, spec_file: Path | None, as_json: bool) -> None:
+def up(
+    ctx: click.Context, nodes: int, cni: str, proxy: str, kube_proxy_layout: str, spec_file: Path | None, as_json: bool
+) -> None:
     """Build the lab, start its API server, kube-proxies, pods and agents."""
     from lab import lifecycle
 
-    options = LabOptions(prefix=ctx.obj["prefix"], nodes=nodes, cni=cni, proxy=proxy)  # type: ignore[arg-type]
+    options = LabOptions(
+        prefix=ctx.obj["prefix"],
+        nodes=nodes,
+        cni=cni,  # type: ignore[arg-type]
+        proxy=proxy,  # type: ignore[arg-type]
+        kube_proxy_layout=kube_proxy_layout,  # type: ignore[arg-type]
+    )
     result = lifecycle.up(options, spec_file)
     if as_json:
         click.echo(json.dumps(lifecycle.status(options.prefix), indent=2))
         return
     status = lifecycle.status(options.prefix)
+    layout = f" {kube_proxy_layout} layout" if proxy == "nftables" else ""
     click.echo(
-        f"lab {options.prefix} is up in {result.seconds:.1f} s: {len(status['nodes'])} nodes ({cni}, kube-proxy {proxy}), "
-        f"{len(status['pods'])} pods, {len(status['services'])} services"
+        f"lab {options.prefix} is up in {result.seconds:.1f} s: {len(status['nodes'])} nodes "
+        f"({cni}, kube-proxy {proxy}{layout}), {len(status['pods'])} pods, {len(status['services'])} services"
     )
     click.echo(f"config: {status['config']}")
     click.echo(f'ask:    kubereach --config {status["config"]} ask "why can\'t frontend reach api"')
@@ -88,7 +107,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     state = require_state(ctx.obj["prefix"])
-    click.echo(f"lab {data['prefix']}: {data['cni']}, kube-proxy {data['proxy']}, API {data['api']}")
+    layout = f" ({data['kube_proxy_layout']} layout)" if data["proxy"] == "nftables" else ""
+    click.echo(f"lab {data['prefix']}: {data['cni']}, kube-proxy {data['proxy']}{layout}, API {data['api']}")
     click.echo(f"config {data['config']}")
     for n in data["nodes"]:
         click.echo(f"  {n['name']:8} {n['ip']:12} pods {n['pod_cidr']:15} agent {n['agent'] or 'DOWN'}")

@@ -126,6 +126,7 @@ def start_kube_proxy(plan: LabPlan, state: LabState, node_name: str) -> processe
         "--api", state.api_url,
         "--token-file", state.token_file,
         "--mode", plan.options.proxy,
+        "--nft-layout", plan.options.kube_proxy_layout,
         "--cluster-cidr", str(CLUSTER_CIDR),
         "--service-cidr", str(SERVICE_CIDR),
         "--status-file", str(status),
@@ -188,6 +189,7 @@ def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_RO
         nodes=options.nodes,
         cni=options.cni,
         proxy=options.proxy,
+        kube_proxy_layout=options.kube_proxy_layout,
         directory=str(directory),
         spec_file=str(spec_copy),
         token_file=str(token_file),
@@ -276,6 +278,7 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
         "prefix": state.prefix,
         "cni": state.cni,
         "proxy": state.proxy,
+        "kube_proxy_layout": state.kube_proxy_layout,
         "nodes": [
             {
                 "name": n.name,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lab.errors import LabError
+from lab.kubeproxy.model import DEFAULT_NFT_LAYOUT, NFT_LAYOUTS, NftLayout
 from lab.spec import ClusterSpec, ContainerPortSpec, ServicePortSpec, WorkloadSpec
 
 CniMode = Literal["flannel-vxlan", "host-gw", "calico"]
@@ -52,6 +53,8 @@ class LabOptions:
     nodes: int = 3
     cni: CniMode = "flannel-vxlan"
     proxy: ProxyMode = "iptables"
+    kube_proxy_layout: NftLayout = DEFAULT_NFT_LAYOUT
+    """In nftables mode: which kube-proxy release's rule layout the lab's kube-proxy writes."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,10 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
         raise LabError(f"unknown CNI {options.cni!r}; choose one of: {', '.join(CNI_MODES)}", exit_code=2)
     if options.proxy not in PROXY_MODES:
         raise LabError(f"unknown kube-proxy mode {options.proxy!r}; choose one of: {', '.join(PROXY_MODES)}", exit_code=2)
+    if options.kube_proxy_layout not in NFT_LAYOUTS:
+        raise LabError(
+            f"unknown kube-proxy layout {options.kube_proxy_layout!r}; choose one of: {', '.join(NFT_LAYOUTS)}", exit_code=2
+        )
     prefix = options.prefix
     nodes = tuple(
         NodePlan(

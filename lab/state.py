@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from lab.errors import LabError
+from lab.kubeproxy.model import DEFAULT_NFT_LAYOUT
 from lab.plan import LabOptions
 
 STATE_ROOT = Path("/run/kubereach")
@@ -45,6 +46,8 @@ class LabState:
     proxy: str
     directory: str
     spec_file: str
+    kube_proxy_layout: str = DEFAULT_NFT_LAYOUT
+    """The nftables layout the lab's kube-proxy imitates (labs from before the setting: the default)."""
     api_url: str = ""
     token_file: str = ""
     kubeconfig: str = ""
@@ -57,7 +60,13 @@ class LabState:
     @property
     def options(self) -> LabOptions:
         """The options the lab was built with."""
-        return LabOptions(prefix=self.prefix, nodes=self.nodes, cni=self.cni, proxy=self.proxy)  # type: ignore[arg-type]
+        return LabOptions(
+            prefix=self.prefix,
+            nodes=self.nodes,
+            cni=self.cni,  # type: ignore[arg-type]
+            proxy=self.proxy,  # type: ignore[arg-type]
+            kube_proxy_layout=self.kube_proxy_layout,  # type: ignore[arg-type]
+        )
 
     @property
     def path(self) -> Path:

@@ -2,6 +2,7 @@
 
     python -m lab.kubeproxy --node NAME --node-ip IP --netns NS --api URL --token-file FILE \
         --mode iptables|nftables --cluster-cidr CIDR --status-file PATH \
+        [--nft-layout 1.36|endpoint-chains|single-endpoint] \
         [--service-cidr CIDR ...] [--min-sync-period SECONDS] [--sync-period SECONDS] [--verbose]
 
 Logs go to stderr. SIGTERM or SIGINT ends it with exit code 0; bad arguments exit 2.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import signal
 import sys
 import threading
@@ -21,7 +23,7 @@ from types import FrameType
 
 from lab.errors import LabError
 from lab.kubeproxy.apply import sync_iptables, sync_nftables
-from lab.kubeproxy.model import NodeContext
+from lab.kubeproxy.model import DEFAULT_NFT_LAYOUT, NFT_LAYOUTS, NodeContext
 from lab.kubeproxy.watch import KubeApi, NodeProxy, Object, ProxySettings, log
 
 
@@ -36,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cluster-cidr", required=True, help="pod CIDR of the cluster, e.g. 10.244.0.0/16")
     parser.add_argument("--status-file", required=True, type=Path, help="JSON status written after each sync")
     parser.add_argument("--service-cidr", action="append", default=[], help="service CIDR (repeatable)")
+    parser.add_argument(
+        "--nft-layout",
+        choices=NFT_LAYOUTS,
+        default=DEFAULT_NFT_LAYOUT,
+        help="nftables mode: the kube-proxy layout to imitate (default %(default)s)",
+    )
     parser.add_argument("--min-sync-period", type=float, default=0.1, help="seconds between syncs at most")
     parser.add_argument(
         "--sync-period", type=float, default=0.0, help="full re-sync at least this often, in seconds (default 0: only on changes)"
@@ -64,6 +72,7 @@ def settings_from_args(argv: Sequence[str]) -> tuple[ProxySettings, bool]:
         cluster_cidr=args.cluster_cidr,
         status_file=args.status_file,
         service_cidrs=tuple(args.service_cidr),
+        nft_layout=args.nft_layout,
         min_sync_period=args.min_sync_period,
         sync_period=args.sync_period,
     ), bool(args.verbose)
@@ -86,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         node_ip=settings.node_ip,
         cluster_cidr=settings.cluster_cidr,
         service_cidrs=settings.service_cidrs,
+        nft_layout=settings.nft_layout,
+        ipv6=os.path.exists("/proc/sys/net/ipv6"),  # dual-stack kube-proxy writes the IPv6 side wherever IPv6 exists
     )
 
     def sync_rules(services: Sequence[Object], slices: Sequence[Object]) -> None:
@@ -108,7 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kube-proxy: {exc}", file=sys.stderr)
         return exc.exit_code
     log.info(
-        "starting in %s mode for node %s (netns %s), API %s", settings.mode, settings.node_name, settings.netns, settings.api_url
+        "starting in %s mode (nftables layout %s) for node %s (netns %s), API %s",
+        settings.mode,
+        settings.nft_layout,
+        settings.node_name,
+        settings.netns,
+        settings.api_url,
     )
     NodeProxy(settings, api, sync_rules).run(stop)
     log.info("stopped")

@@ -1,20 +1,30 @@
 """kube-proxy's iptables mode as a pure function: services in, `iptables-restore` input out.
 
-The text follows pkg/proxy/iptables/proxier.go `syncProxyRules` line for line: the filter table
-(KUBE-SERVICES / KUBE-EXTERNAL-SERVICES REJECTs for services without endpoints, KUBE-FORWARD,
-KUBE-PROXY-FIREWALL, KUBE-NODEPORTS) then the nat table (KUBE-SERVICES, KUBE-NODEPORTS,
-KUBE-POSTROUTING, KUBE-MARK-MASQ and the per-service KUBE-SVC/SVL/EXT/SEP chains), meant for
-`iptables-restore --noflush`. Every chain it declares is flushed and refilled, so a full sync is
-idempotent; per-service nat chains that exist but are no longer used get `-X` lines.
+The text follows pkg/proxy/iptables/proxier.go `syncProxyRules` and what upstream kube-proxy
+v1.36.2 really left in a lab node (recorded; see tests/unit/fixtures/kube-proxy-v1.36.2/): the
+filter table (KUBE-SERVICES / KUBE-EXTERNAL-SERVICES REJECTs for services without endpoints,
+KUBE-FORWARD, KUBE-PROXY-FIREWALL, KUBE-NODEPORTS, KUBE-FIREWALL) then the nat table
+(KUBE-SERVICES, KUBE-NODEPORTS, KUBE-POSTROUTING, KUBE-MARK-MASQ and the per-service
+KUBE-SVC/SVL/EXT/SEP chains), meant for `iptables-restore --noflush`. Every chain it declares is
+flushed and refilled, so a full sync is idempotent; per-service nat chains that exist but are no
+longer used get `-X` lines.
 
-kube-proxy does not put the jumps from the built-in chains (PREROUTING → KUBE-SERVICES, ...) in the
-restore input, since it must not own those chains: it checks for each with `iptables -C` and inserts
-it at the top with `-I` when missing. `IptablesRuleset.jumps` lists them for `apply` to do the same.
+kube-proxy does not put the jumps from the built-in chains (PREROUTING → KUBE-SERVICES, INPUT →
+KUBE-FIREWALL, ...) in the restore input, since it must not own those chains: it checks for each
+with `iptables -C` and inserts it at the top with `-I` when missing. `IptablesRuleset.jumps` lists
+them for `apply` to do the same; `canary_tables` are the tables that get an empty
+KUBE-PROXY-CANARY chain (kube-proxy watches it to notice a flush).
 
-Not rendered: the localhost-NodePort support (kube-proxy's default sets route_localnet and adds the
-KUBE-FIREWALL martian rule; here NodePorts exclude 127.0.0.0/8 as with
---iptables-localhost-nodeports=false), loadBalancerSourceRanges (KUBE-FW chains), nfacct counters,
-health-check node ports, topology hints.
+Like kube-proxy with its defaults: localhost NodePorts (`--iptables-localhost-nodeports`, so the
+NodePort jump has no `! -d 127.0.0.0/8`, `sysctls` asks for route_localnet=1, and KUBE-FIREWALL
+drops martian packets to 127.0.0.0/8 that did not come from loopback); the invalid-state drop counted
+by the `ct_state_invalid_dropped_pkts` nfacct object when `NodeContext.nfacct` says the kernel has
+it; and the IPv6 side (`restore_input6` for ip6tables: the same skeleton with no services and
+NodePorts never on ::1). The order of the service rules in KUBE-SERVICES is sorted here; kube-proxy
+follows Go map iteration, which changes between syncs.
+
+Not rendered: loadBalancerSourceRanges (KUBE-FW chains), health-check node ports, topology hints,
+IPv6 services.
 """
 
 from __future__ import annotations
@@ -33,6 +43,11 @@ POSTROUTING = "KUBE-POSTROUTING"
 MARK_MASQ = "KUBE-MARK-MASQ"
 FORWARD = "KUBE-FORWARD"
 PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+FIREWALL = "KUBE-FIREWALL"
+CANARY = "KUBE-PROXY-CANARY"
+CANARY_TABLES = ("mangle", "nat", "filter")
+NFACCT_INVALID = "ct_state_invalid_dropped_pkts"
+ROUTE_LOCALNET = "net.ipv4.conf.all.route_localnet"
 
 
 @dataclass(frozen=True)
@@ -53,8 +68,14 @@ class IptablesRuleset:
     jumps: tuple[IptablesJump, ...]
     nat_service_chains: tuple[str, ...]
     """The per-service nat chains (KUBE-SVC/SVL/EXT/SEP) this sync keeps."""
-    deleted_chains: tuple[str, ...]
+    restore_input6: str | None = None
+    """ip6tables-restore input (the IPv6 skeleton), or None without IPv6."""
+    deleted_chains: tuple[str, ...] = ()
     """Stale per-service nat chains this sync deletes."""
+    canary_tables: tuple[str, ...] = CANARY_TABLES
+    """Tables that get an empty KUBE-PROXY-CANARY chain (in both families)."""
+    sysctls: tuple[tuple[str, str], ...] = ()
+    """Sysctls kube-proxy sets in the node (route_localnet=1 for localhost NodePorts)."""
 
 
 _NEW = ("-m", "conntrack", "--ctstate", "NEW")
@@ -77,8 +98,11 @@ JUMPS: tuple[IptablesJump, ...] = (
     _jump("nat", "OUTPUT", (), "kubernetes service portals", SERVICES),
     _jump("nat", "PREROUTING", (), "kubernetes service portals", SERVICES),
     _jump("nat", "POSTROUTING", (), "kubernetes postrouting rules", POSTROUTING),
+    IptablesJump("filter", "INPUT", ("-j", FIREWALL)),
+    IptablesJump("filter", "OUTPUT", ("-j", FIREWALL)),
 )
-"""kube-proxy's iptablesJumpChains, in its order (each is inserted at position 1 when missing)."""
+"""kube-proxy's iptablesJumpChains then the KUBE-FIREWALL jumps, in its order (each is inserted at
+position 1 when missing, so the last ones end up first)."""
 
 
 def probability(n: int) -> str:
@@ -491,20 +515,10 @@ def _write_service_to_endpoints(out: _Tables, plan: ServicePlan, chain: str, end
         )
 
 
-def render_iptables(
-    services: Iterable[Mapping[str, Any]],
-    endpoint_slices: Iterable[Mapping[str, Any]],
-    node: NodeContext,
-    existing_nat_chains: Iterable[str] = (),
-) -> IptablesRuleset:
-    """Render one full kube-proxy sync for `iptables-restore --noflush`.
-
-    `existing_nat_chains` are the chain names currently in the nat table (from `iptables-save -t
-    nat`); those that are kube-proxy service chains and no longer used are flushed and deleted.
-    """
-    out = _Tables()
+def _skeleton(out: _Tables, node: NodeContext) -> None:
+    """The chains every sync declares and the rules that do not depend on services."""
     mark = node.masquerade_mark
-    for chain in (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS, PROXY_FIREWALL):
+    for chain in (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS, PROXY_FIREWALL, FIREWALL):
         out.filter_chains.append(_chain_line(chain))
     for chain in (SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ):
         out.nat_chains.append(_chain_line(chain))
@@ -526,38 +540,12 @@ def render_iptables(
     )
     out.nat_rules.append(line("-A", MARK_MASQ, "-j", "MARK", "--or-mark", mark))
 
-    active: list[str] = []
-    for plan in plan_services(services, endpoint_slices, node):
-        _write_service(out, plan, node, active)
 
-    active_set = set(active)
-    deleted = sorted(
-        chain for chain in set(existing_nat_chains) if names.is_iptables_service_chain(chain) and chain not in active_set
-    )
-    for chain in deleted:
-        out.nat_chains.append(_chain_line(chain))
-        out.nat_rules.append(line("-X", chain))
-
-    out.nat_rules.append(
-        line(
-            "-A",
-            SERVICES,
-            "-m",
-            "comment",
-            "--comment",
-            '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"',
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            "!",
-            "-d",
-            "127.0.0.0/8",
-            "-j",
-            NODEPORTS,
-        )
-    )
-    out.filter_rules.append(line("-A", FORWARD, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"))
+def _forward_rules(out: _Tables, node: NodeContext) -> None:
+    mark = node.masquerade_mark
+    line = out.line
+    counter = ("-m", "nfacct", "--nfacct-name", NFACCT_INVALID) if node.nfacct else ()
+    out.filter_rules.append(line("-A", FORWARD, "-m", "conntrack", "--ctstate", "INVALID", *counter, "-j", "DROP"))
     out.filter_rules.append(
         line(
             "-A",
@@ -591,26 +579,103 @@ def render_iptables(
         )
     )
 
-    text = (
-        "\n".join(
-            [
-                "*filter",
-                *out.filter_chains,
-                *out.filter_rules,
-                "COMMIT",
-                "*nat",
-                *out.nat_chains,
-                *out.nat_rules,
-                "COMMIT",
-            ]
+
+def _nodeports_jump(out: _Tables, exclude: str | None) -> None:
+    """The tail call to KUBE-NODEPORTS; `exclude` is the loopback range NodePorts must not take."""
+    out.nat_rules.append(
+        out.line(
+            "-A",
+            SERVICES,
+            "-m",
+            "comment",
+            "--comment",
+            '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"',
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            *(("!", "-d", exclude) if exclude else ()),
+            "-j",
+            NODEPORTS,
         )
+    )
+
+
+def _restore_text(out: _Tables) -> str:
+    return (
+        "\n".join(["*filter", *out.filter_chains, *out.filter_rules, "COMMIT", "*nat", *out.nat_chains, *out.nat_rules, "COMMIT"])
         + "\n"
     )
+
+
+def render_iptables6(node: NodeContext) -> str:
+    """The ip6tables-restore input of a node with no IPv6 services (localhost NodePorts are IPv4 only)."""
+    out = _Tables()
+    _skeleton(out, node)
+    _nodeports_jump(out, "::1/128")
+    _forward_rules(out, node)
+    return _restore_text(out)
+
+
+def render_iptables(
+    services: Iterable[Mapping[str, Any]],
+    endpoint_slices: Iterable[Mapping[str, Any]],
+    node: NodeContext,
+    existing_nat_chains: Iterable[str] = (),
+) -> IptablesRuleset:
+    """Render one full kube-proxy sync for `iptables-restore --noflush` (and ip6tables when `node.ipv6`).
+
+    `existing_nat_chains` are the chain names currently in the nat table (from `iptables-save -t
+    nat`); those that are kube-proxy service chains and no longer used are flushed and deleted.
+    """
+    out = _Tables()
+    _skeleton(out, node)
+    line = out.line
+    if node.localhost_nodeports:
+        out.filter_rules.append(
+            line(
+                "-A",
+                FIREWALL,
+                "-m",
+                "comment",
+                "--comment",
+                '"block incoming localnet connections"',
+                "-d",
+                "127.0.0.0/8",
+                "!",
+                "-s",
+                "127.0.0.0/8",
+                "-m",
+                "conntrack",
+                "!",
+                "--ctstate",
+                "RELATED,ESTABLISHED,DNAT",
+                "-j",
+                "DROP",
+            )
+        )
+
+    active: list[str] = []
+    for plan in plan_services(services, endpoint_slices, node):
+        _write_service(out, plan, node, active)
+
+    active_set = set(active)
+    deleted = sorted(
+        chain for chain in set(existing_nat_chains) if names.is_iptables_service_chain(chain) and chain not in active_set
+    )
+    for chain in deleted:
+        out.nat_chains.append(_chain_line(chain))
+        out.nat_rules.append(line("-X", chain))
+
+    _nodeports_jump(out, None if node.localhost_nodeports else "127.0.0.0/8")
+    _forward_rules(out, node)
     return IptablesRuleset(
-        restore_input=text,
+        restore_input=_restore_text(out),
         jumps=JUMPS,
+        restore_input6=render_iptables6(node) if node.ipv6 else None,
         nat_service_chains=tuple(active),
         deleted_chains=tuple(deleted),
+        sysctls=((ROUTE_LOCALNET, "1"),) if node.localhost_nodeports else (),
     )
 
 

@@ -18,12 +18,17 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from lab.kubeproxy import names
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_STICKY_SECONDS = 10800
+
+NftLayout = Literal["1.36", "endpoint-chains", "single-endpoint"]
+NFT_LAYOUTS: tuple[NftLayout, ...] = ("1.36", "endpoint-chains", "single-endpoint")
+"""The nftables layouts the lab's kube-proxy can imitate (see `lab.kubeproxy.nftables`)."""
+DEFAULT_NFT_LAYOUT: NftLayout = "1.36"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,25 @@ class NodeContext:
     masquerade_mark: str = "0x4000"
     service_cidrs: tuple[str, ...] = ()
     """Service CIDRs; in nftables mode traffic to unallocated ClusterIPs in them is dropped."""
+    nft_layout: NftLayout = DEFAULT_NFT_LAYOUT
+    """Which kube-proxy release's nftables layout to write."""
+    primary_nodeports: bool = True
+    """NodePorts only on the node's primary address (kube-proxy's default, `--nodeport-addresses
+    primary`); False accepts them on every local address."""
+    localhost_nodeports: bool = True
+    """iptables mode: NodePorts also on 127.0.0.1 (`--iptables-localhost-nodeports`, default true),
+    with route_localnet=1 and the KUBE-FIREWALL martian drop."""
+    ipv6: bool = True
+    """Also write the IPv6 side (ip6tables / `table ip6 kube-proxy`), as dual-stack kube-proxy does
+    on any host with IPv6, even when no service is IPv6."""
+    nfacct: bool = False
+    """iptables mode: count the invalid-state drops with the `ct_state_invalid_dropped_pkts`
+    nfacct object (kube-proxy does when the kernel supports it; `apply` creates the object)."""
+
+    @property
+    def mark_value(self) -> int:
+        """The masquerade mark as a number."""
+        return int(self.masquerade_mark, 16)
 
 
 @dataclass(frozen=True)

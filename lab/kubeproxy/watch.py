@@ -31,6 +31,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from lab.errors import LabError
+from lab.kubeproxy.model import DEFAULT_NFT_LAYOUT, NftLayout
 
 log = logging.getLogger("lab.kubeproxy")
 
@@ -71,6 +72,8 @@ class ProxySettings:
     """Written atomically after every successful sync."""
     service_cidrs: tuple[str, ...] = ()
     """Service CIDRs (nftables mode drops traffic to unallocated ClusterIPs in them)."""
+    nft_layout: NftLayout = DEFAULT_NFT_LAYOUT
+    """nftables mode: which kube-proxy release's layout to write."""
     min_sync_period: float = 0.1
     """At most one sync per this many seconds."""
     retry_period: float = 1.0

@@ -7,8 +7,9 @@ evidence.
 
 - iptables mode: `iptables-save -t nat` (and `-t filter`, where the REJECTs for services without
   endpoints live), walked KUBE-SERVICES → KUBE-SVC/KUBE-SVL/KUBE-EXT → KUBE-SEP.
-- nftables mode: `nft -j list table ip kube-proxy`, walked service-ips → service-* → endpoint-*
-  (see `nodeagent.checks.nft`).
+- nftables mode: `nft -j list table ip kube-proxy`, walked service-ips → service-* → the endpoints in
+  whichever layout kube-proxy wrote them (see `nodeagent.checks.nft`); a layout it does not read is
+  answered as such (`layout` "unknown", `unreadable`), never as "not programmed".
 - IPVS mode is detected from the kube-ipvs0 dummy link plus the generic netlink family "IPVS"
   (missing family: not IPVS), and the virtual server and its real servers are read with
   IPVS_CMD_GET_SERVICE / IPVS_CMD_GET_DEST. Untested on the development machine, whose kernel has
@@ -39,7 +40,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nodeagent.checks import ctnetlink
@@ -106,6 +107,11 @@ class ServiceNat:
     no_endpoints_action: str | None
     session_affinity: bool
     rules: tuple[str, ...]
+    layout: str = ""
+    """How the rules that decided are laid out (nftables: `NFT_LAYOUTS`); empty when nothing was walked."""
+    unreadable: str = ""
+    """Why the rules could not be read (a layout kubereach does not read yet); empty when they were.
+    When set, `programmed`, `endpoints` and `no_endpoints_action` say nothing about the service."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,10 +169,15 @@ class _Walk:
     no_endpoints_action: str | None = None
     service_chain: str | None = None
     service_name: str | None = None
+    odd: list[str] = field(default_factory=list)
+    """Service-chain rules jumping to targets the walk does not know (they may translate the service)."""
 
     def note(self, text: str) -> None:
         if len(self.evidence) < MAX_EVIDENCE_RULES:
             self.evidence.append(text)
+
+
+_KNOWN_SERVICE_TARGETS = ("KUBE-MARK-MASQ", "KUBE-MARK-DROP", "RETURN", "ACCEPT", "MARK", "")
 
 
 def _walk_service_chain(save: IptablesSave, chain_name: str, walk: _Walk, depth: int = 0) -> None:
@@ -212,6 +223,8 @@ def _walk_service_chain(save: IptablesSave, chain_name: str, walk: _Walk, depth:
             walk.endpoints.append(
                 NatEndpoint(ip=ip, port=port, chain=target, probability=float(probability.value) if probability else None)
             )
+        elif target not in _KNOWN_SERVICE_TARGETS:
+            walk.odd.append(rule.text)
 
 
 def _reject_rule(save: IptablesSave, chain_name: str, vip: str | None, port: int, proto: str) -> IptablesRule | None:
@@ -231,7 +244,12 @@ def _reject_rule(save: IptablesSave, chain_name: str, vip: str | None, port: int
 def _from_dispatch(save: IptablesSave, dispatch: IptablesRule, vip: str, port: int, protocol: str) -> ServiceNat:
     walk = _Walk(evidence=[dispatch.text], endpoints=[], service_name=_service_name(dispatch.comment))
     _walk_service_chain(save, dispatch.target or "", walk)
-    return _result("iptables", vip, port, protocol, True, walk)
+    result = _result("iptables", vip, port, protocol, True, walk)
+    if not walk.endpoints and walk.no_endpoints_action is None and walk.odd:
+        # a service chain that sends its packets somewhere the walk does not know: say so, never guess
+        why = f"service NAT uses a layout kubereach does not read yet: {walk.odd[0]}"
+        return replace(result, layout="unknown", unreadable=why, rules=(*result.rules, f"# not read: {walk.odd[0]}"))
+    return result
 
 
 def _from_reject(rejected: IptablesRule, vip: str, port: int, protocol: str) -> ServiceNat:
@@ -777,7 +795,20 @@ class _NftReader:
             for key, data, _comment in nft.decode_set_elements(memoryview(chunk), lambda raw: int.from_bytes(raw, sys.byteorder)):
                 if isinstance(data, tuple):
                     entries.append([key, nft.verdict_json(*data)])
+                elif isinstance(data, bytes):
+                    entries.append([key, nft.data_json(data)])
         return sorted(entries, key=lambda kv: int(kv[0]))
+
+    def data_map(self, name: str, key_of: Callable[[bytes], tuple[str, ...] | None]) -> dict[tuple[str, ...], Any]:
+        """A named data map (a shared `@endpoints` map) as key parts → the value as nft -j prints it."""
+        from nodeagent.checks import nft
+
+        found: dict[tuple[str, ...], Any] = {}
+        for chunk in self.elements(name):
+            for key, data, _comment in nft.decode_set_elements(memoryview(chunk), key_of):
+                if key is not None and isinstance(data, bytes):
+                    found[key] = nft.data_json(data)
+        return found
 
     def chain(self, name: str) -> tuple[tuple[Any, ...], ...] | None:
         """The chain's rules as nft -j statements; None when the chain does not exist."""
@@ -835,8 +866,16 @@ def _nft_service_nat_on_demand(netns: str, vip: str, port: int, protocol: str) -
             if rules is not None:
                 chains[name] = rules
                 queue += nft.chain_targets(rules)
-        partial = nft.NftRuleset(chains=chains, maps={map_name: (element,)}, sets={})
-        return nft.nft_service_nat(partial, vip, port, protocol, vip_is_local=False)
+        data_maps: dict[str, dict[tuple[str, ...], Any]] = {}
+        for rules in chains.values():
+            for name, key in nft.named_data_maps(rules).items():
+                if name not in data_maps and _CHAIN_NAME.match(name):
+                    data_maps[name] = reader.data_map(name, nft.key_decoder(key))
+        partial = nft.NftRuleset(chains=chains, maps={map_name: (element,)}, sets={}, data_maps=data_maps)
+        found = nft.nft_service_nat(partial, vip, port, protocol, vip_is_local=False)
+        # A layout this reader does not know (or could not decode) may be one the full dump knows:
+        # let the full dump decide.
+        return None if found.unreadable else found
     except ctnetlink.NetfilterNetlinkError as exc:
         log.debug("netlink read of the kube-proxy table failed, using nft: %s", exc)
         return None
@@ -1147,6 +1186,9 @@ def list_service_nat(netns: str, netns_name: str | None) -> tuple[ServiceNat, ..
         from nodeagent.checks import nft
 
         ruleset = _cached(version, "nft:kube-proxy", lambda: _load_nft_kube_proxy(netns))
+        problem = nft.table_unreadable(ruleset)
+        if problem:
+            raise NatStateError(problem)  # not "nothing programmed": the table is laid out otherwise
         return nft.nft_list_service_nat(ruleset)
     if mode == "iptables":
         return iptables_list_service_nat(iptables_snapshot(netns, version))

@@ -20,12 +20,14 @@ import pytest
 
 from lab.kubeproxy.watch import ENDPOINT_SLICES_PATH, SERVICES_PATH
 from tests.lab.test_kubeproxy_rules import (
+    POD_IPS,
     VIP,
     Node,
     iptables_save,
     lab_node,
     nft_chain_names,
     nft_endpoint_chain,
+    nft_service_chain,
     sep,
     web_service,
     web_slice,
@@ -60,7 +62,9 @@ def status(path: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def kube_proxy(node: Node, api_url: str, mode: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def kube_proxy(
+    node: Node, api_url: str, mode: str, tmp_path: Path, *extra: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     token = tmp_path / "kp-token"
     token.write_text(TOKEN)
     status_file = tmp_path / "kp-status.json"
@@ -87,6 +91,7 @@ def kube_proxy(node: Node, api_url: str, mode: str, tmp_path: Path) -> Iterator[
         str(status_file),
         "--service-cidr",
         "10.96.0.0/12",
+        *extra,
     ]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     try:
@@ -109,6 +114,8 @@ def test_iptables_process_follows_endpoint_changes_resumes_after_sigstop_and_exi
         seed(api, "a")
         wait_for(lambda: sep("a") in iptables_save(node.node), "first sync")
         assert node.connect("a", VIP, 80) == "pod-a"
+        # The rules are in place a moment before the status file says so.
+        wait_for(lambda: status(status_file).get("generation", 0) >= 1, "status after the first sync")
         doc = status(status_file)
         assert doc["mode"] == "iptables" and doc["services"] == 1 and doc["generation"] >= 1
 
@@ -133,7 +140,8 @@ def test_iptables_process_follows_endpoint_changes_resumes_after_sigstop_and_exi
 
 
 def test_nftables_process_syncs_and_replaces_endpoint_chains(node: Node, tmp_path: Path) -> None:
-    with serve_fake_api(TOKEN) as (api, url), kube_proxy(node, url, "nftables", tmp_path) as (proc, status_file):
+    layout = ("--nft-layout", "endpoint-chains")
+    with serve_fake_api(TOKEN) as (api, url), kube_proxy(node, url, "nftables", tmp_path, *layout) as (proc, status_file):
         seed(api, "a")
         wait_for(lambda: status(status_file).get("generation", 0) >= 1, "first sync")
         wait_for(lambda: nft_endpoint_chain("a") in nft_chain_names(node.node), "endpoint chain for pod a")
@@ -144,6 +152,20 @@ def test_nftables_process_syncs_and_replaces_endpoint_chains(node: Node, tmp_pat
         assert node.connect("a", VIP, 80) == "pod-b"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+def test_nftables_process_writes_the_136_layout_by_default(node: Node, tmp_path: Path) -> None:
+    with serve_fake_api(TOKEN) as (api, url), kube_proxy(node, url, "nftables", tmp_path) as (proc, status_file):
+        seed(api, "a")
+        wait_for(lambda: status(status_file).get("generation", 0) >= 1, "first sync")
+        assert f"map {{ 0 : {POD_IPS['a']} . 8080 }}" in nft_service_chain(node.node)
+        assert nft_endpoint_chain("a") not in nft_chain_names(node.node)
+        api.put(ENDPOINT_SLICES_PATH, web_slice("b"))
+        wait_for(lambda: f"map {{ 0 : {POD_IPS['b']} . 8080 }}" in nft_service_chain(node.node), "map rewritten for pod b")
+        assert node.connect("a", VIP, 80) == "pod-b"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert "nftables layout 1.36" in (tmp_path / "kp-proxy.log").read_text()
 
 
 def test_bad_arguments_exit_2(tmp_path: Path) -> None:

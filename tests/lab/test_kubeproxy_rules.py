@@ -9,6 +9,7 @@ through its service), each with a TCP server on 8080 that answers with its pod's
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -24,7 +25,7 @@ import pytest
 
 from lab.kubeproxy import names
 from lab.kubeproxy.apply import RuleApplyError, apply_nftables, sync_iptables, sync_nftables
-from lab.kubeproxy.model import NodeContext
+from lab.kubeproxy.model import NFT_LAYOUTS, NodeContext
 from lab.kubeproxy.nftables import NftablesRuleset
 from nodeagent.netns import netns_path, socket_in_netns
 from tests.unit.test_kubeproxy_objects import endpoint, endpoint_slice, service
@@ -35,6 +36,8 @@ VIP = "10.96.0.50"
 EMPTY_VIP = "10.96.0.51"
 POD_IPS = {"a": "10.244.1.2", "b": "10.244.1.3"}
 SERVER_PORT = 8080
+NODE_NAME = "kp-node"
+"""The node's name in the EndpointSlices: pods A and B run on it (kube-proxy's hairpin set holds local endpoints)."""
 
 
 def ip(*args: str) -> None:
@@ -123,7 +126,7 @@ def lab_node() -> Iterator[Node]:
             ip("-n", pod_ns, "route", "add", "10.96.0.0/12", "via", "10.244.1.1")
             servers.append(PodServer(pod_ns, f"pod-{key}"))
         context = NodeContext(
-            node_name=f"kp-{tag}-node", node_ip="10.244.1.1", cluster_cidr="10.244.0.0/16", service_cidrs=("10.96.0.0/12",)
+            node_name=NODE_NAME, node_ip="10.244.1.1", cluster_cidr="10.244.0.0/16", service_cidrs=("10.96.0.0/12",)
         )
         yield Node(node_ns, pods, context)
     finally:
@@ -144,7 +147,7 @@ def web_service(cluster_ip: str = VIP, name: str = "web") -> dict[str, Any]:
 
 
 def web_slice(*pods: str, name: str = "web") -> dict[str, Any]:
-    return endpoint_slice("kp", name, [endpoint(POD_IPS[p]) for p in pods], port=SERVER_PORT, port_name="http")
+    return endpoint_slice("kp", name, [endpoint(POD_IPS[p], node=NODE_NAME) for p in pods], port=SERVER_PORT, port_name="http")
 
 
 def sep(pod: str) -> str:
@@ -157,6 +160,12 @@ def nft_endpoint_chain(pod: str) -> str:
 
 def iptables_save(ns: str) -> str:
     return "\n".join(ln for ln in netns_run(ns, "iptables-save").splitlines() if not ln.startswith("#"))
+
+
+def nft_service_chain(ns: str) -> str:
+    """The text of the web service's nftables service chain."""
+    chain = names.NFT_SERVICE_PREFIX + names.nft_service_chain_base("kp", "web", "tcp", "http")
+    return netns_run(ns, "nft", "list", "chain", "ip", "kube-proxy", chain)
 
 
 def nft_chain_names(ns: str) -> set[str]:
@@ -213,14 +222,34 @@ def test_iptables_node_port_reaches_an_endpoint(node: Node) -> None:
 # --- nftables mode -----------------------------------------------------------------------------
 
 
-def test_nftables_vip_connect_reaches_an_endpoint_and_chains_are_named_as_kube_proxy(node: Node) -> None:
-    sync_nftables(node.node, [web_service()], [web_slice("a", "b")], node.context)
+@pytest.mark.parametrize("layout", NFT_LAYOUTS)
+def test_nftables_vip_connect_reaches_an_endpoint_and_chains_are_named_as_kube_proxy(node: Node, layout: str) -> None:
+    ctx = dataclasses.replace(node.context, nft_layout=layout)
+    sync_nftables(node.node, [web_service()], [web_slice("a", "b")], ctx)
     answers = {node.connect("a", VIP, 80) for _ in range(8)}
     assert answers and answers <= {"pod-a", "pod-b"}
     chains = nft_chain_names(node.node)
     assert names.NFT_SERVICE_PREFIX + names.nft_service_chain_base("kp", "web", "tcp", "http") in chains
-    assert nft_endpoint_chain("a") in chains and nft_endpoint_chain("b") in chains
-    assert {"nat-prerouting", "nat-output", "filter-forward", "services", "mark-for-masquerade"} <= chains
+    assert {"nat-prerouting", "nat-output", "filter-forward", "services"} <= chains
+    per_endpoint = {nft_endpoint_chain("a"), nft_endpoint_chain("b"), "mark-for-masquerade"}
+    if layout == "endpoint-chains":
+        assert per_endpoint <= chains
+    else:
+        assert not per_endpoint & chains
+
+
+@pytest.mark.parametrize("layout", NFT_LAYOUTS)
+def test_nftables_pod_reaches_itself_through_its_service(node: Node, layout: str) -> None:
+    # Hairpin: the only endpoint is the client itself, on this node; without the masquerade (the
+    # hairpin-connections set in 1.36, the endpoint chain's mark before) the reply never un-DNATs.
+    ctx = dataclasses.replace(node.context, nft_layout=layout)
+    sync_nftables(node.node, [web_service()], [web_slice("a")], ctx)
+    assert node.connect("a", VIP, 80) == "pod-a"
+
+
+def test_iptables_pod_reaches_itself_through_its_service(node: Node) -> None:
+    sync_iptables(node.node, [web_service()], [web_slice("a")], node.context)
+    assert node.connect("a", VIP, 80) == "pod-a"
 
 
 def test_nftables_service_without_endpoints_refuses_connections(node: Node) -> None:
@@ -231,12 +260,23 @@ def test_nftables_service_without_endpoints_refuses_connections(node: Node) -> N
 
 
 def test_nftables_endpoint_change_replaces_the_old_endpoint_chain(node: Node) -> None:
-    sync_nftables(node.node, [web_service()], [web_slice("a")], node.context)
+    ctx = dataclasses.replace(node.context, nft_layout="endpoint-chains")
+    sync_nftables(node.node, [web_service()], [web_slice("a")], ctx)
     assert nft_endpoint_chain("a") in nft_chain_names(node.node)
-    sync_nftables(node.node, [web_service()], [web_slice("b")], node.context)
+    sync_nftables(node.node, [web_service()], [web_slice("b")], ctx)
     chains = nft_chain_names(node.node)
     assert nft_endpoint_chain("a") not in chains
     assert nft_endpoint_chain("b") in chains
+    assert node.connect("a", VIP, 80) == "pod-b"
+
+
+def test_nftables_endpoint_change_rewrites_the_dnat_map(node: Node) -> None:
+    sync_nftables(node.node, [web_service()], [web_slice("a")], node.context)
+    assert f"{POD_IPS['a']} . {SERVER_PORT}" in nft_service_chain(node.node)
+    sync_nftables(node.node, [web_service()], [web_slice("b")], node.context)
+    rules = nft_service_chain(node.node)
+    assert f"{POD_IPS['a']} . {SERVER_PORT}" not in rules
+    assert f"numgen random mod 1 map {{ 0 : {POD_IPS['b']} . {SERVER_PORT} }}" in rules
     assert node.connect("a", VIP, 80) == "pod-b"
 
 
@@ -292,5 +332,8 @@ def test_every_rendered_feature_is_accepted_by_the_kernel_in_both_modes(node: No
     assert "kp/internal:http has no local endpoints" in saved
     # The sticky service answers through the real kernel.
     assert node.connect("b", "10.96.0.61", 80) == "pod-a"
-    sync_nftables(node.node, services, slices, ctx)
-    assert names.NFT_LOCAL_PREFIX + names.nft_service_chain_base("kp", "lb", "tcp", "https") in nft_chain_names(node.node)
+    for layout in NFT_LAYOUTS:
+        sync_nftables(node.node, services, slices, dataclasses.replace(ctx, nft_layout=layout))
+        chains = nft_chain_names(node.node)
+        assert names.NFT_LOCAL_PREFIX + names.nft_service_chain_base("kp", "lb", "tcp", "https") in chains, layout
+        assert node.connect("b", "10.96.0.61", 80) == "pod-a", layout
