@@ -2,7 +2,8 @@
 
     sudo .venv/bin/python bench/bench_nat.py [--services 10000] [--endpoints 3] [--warm 1000]
 
-For each mode it writes --services ClusterIP services x --endpoints endpoints, shaped as kube-proxy
+Modes: iptables, nftables (the per-endpoint-chain layout) and nftables-1.36 (`dnat ip to numgen random
+mod N map {…}`, kube-proxy 1.36). For each mode it writes --services ClusterIP services x --endpoints endpoints, shaped as kube-proxy
 writes them (bench/kubeproxy_scale.py), into a throwaway namespace `kb-nat-…` / `kb-nft-…`, then:
 
 - cold: one service_nat lookup with an empty cache (mode detection, the dump, parsing, the walk)
@@ -60,7 +61,7 @@ def bench_mode(mode: str, services: int, endpoints: int, runs: int, warm: int) -
             reference = ["nsenter", f"--net={path}", "iptables-save", "-t", "nat"]
             ref_name = "iptables-save -t nat"
         else:
-            script = nft_script(services, endpoints)
+            script = nft_script(services, endpoints, "numgen-dnat-map" if mode == "nftables-1.36" else "endpoint-chains")
             applied, _ = timed(
                 lambda: subprocess.run(
                     ["ip", "netns", "exec", name, "nft", "-f", "-"], input=script, text=True, check=True, timeout=900
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warm", type=int, default=1000)
-    parser.add_argument("--modes", default="iptables,nftables")
+    parser.add_argument("--modes", default="iptables,nftables", help="iptables, nftables (endpoint chains), nftables-1.36")
     args = parser.parse_args()
     for mode in args.modes.split(","):
         bench_mode(mode, args.services, args.endpoints, args.runs, args.warm)

@@ -75,8 +75,13 @@ def iptables_restore(services: int, endpoints: int) -> str:
     return "\n".join([*chains, *rules, "COMMIT", ""])
 
 
-def nft_script(services: int, endpoints: int) -> str:
-    """An `nft -f` script: table ip kube-proxy with `services` services of `endpoints` endpoints."""
+def nft_script(services: int, endpoints: int, layout: str = "endpoint-chains") -> str:
+    """An `nft -f` script: table ip kube-proxy with `services` services of `endpoints` endpoints.
+
+    `layout` "endpoint-chains": a `numgen … vmap` to one chain per endpoint (kube-proxy up to the mid
+    1.3x releases); "numgen-dnat-map": one `dnat ip to numgen random mod N map { … }` rule per service
+    chain and a hairpin-connections set (kube-proxy 1.36).
+    """
     out = [
         "table ip kube-proxy {",
         "  set cluster-ips { type ipv4_addr; }",
@@ -95,6 +100,14 @@ def nft_script(services: int, endpoints: int) -> str:
         base = f"bench/svc-{i}/tcp/http"
         svc = f"service-{_b32(base, 8)}-{base}"
         eps = []
+        if layout == "numgen-dnat-map":
+            targets = ", ".join(f"{slot} : {endpoint_ip(i, slot)} . 8080" for slot in range(endpoints))
+            out.append(f"add chain ip kube-proxy {svc}")
+            out.append(
+                f"add rule ip kube-proxy {svc} meta l4proto tcp dnat ip to numgen random mod {endpoints} map {{ {targets} }}"
+            )
+            elements.append(f'{vip} . tcp . 80 comment "bench/svc-{i}:http" : goto {svc}')
+            continue
         for slot in range(endpoints):
             ip = endpoint_ip(i, slot)
             ep_base = f"{base}__{ip}/8080"

@@ -189,6 +189,8 @@ def service_nat(nat: ServiceNat) -> pb.ServiceNat:
         no_endpoints_action=nat.no_endpoints_action or "",
         session_affinity=nat.session_affinity,
         rules=list(nat.rules),
+        layout=nat.layout,
+        unreadable=nat.unreadable,
     )
     for endpoint in nat.endpoints:
         item = message.endpoints.add(ip=endpoint.ip, port=endpoint.port, chain=endpoint.chain or "")

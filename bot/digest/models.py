@@ -55,6 +55,9 @@ class ProgrammedServicePort:
     """``ip:port`` DNAT targets."""
     no_endpoints_action: str = ""
     """``REJECT``/``DROP`` when kube-proxy rejects for lack of endpoints."""
+    unreadable: str = ""
+    """Why the agent could not read this port's rules (a layout it does not read yet); then the
+    endpoints say nothing and the port is not compared."""
 
 
 @dataclass(frozen=True)

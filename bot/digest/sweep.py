@@ -175,6 +175,7 @@ def _programmed(msg: Any) -> ProgrammedServicePort:
         service_name=msg.service_name,
         endpoints=tuple(f"{e.ip}:{e.port}" for e in msg.endpoints),
         no_endpoints_action=msg.no_endpoints_action,
+        unreadable=msg.unreadable,
     )
 
 

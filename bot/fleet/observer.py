@@ -196,6 +196,8 @@ class FleetObserver:
                 service_name=s.service_name,
                 service_chain=s.service_chain,
                 rules=tuple(s.rules),
+                layout=s.layout,
+                unreadable=s.unreadable,
             )
 
         request = pb.GetServiceNatRequest(vip=vip, port=port, protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP))

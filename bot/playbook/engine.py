@@ -113,6 +113,8 @@ class _Walk:
         self.steps: list[StepResult] = []
         self.candidates: list[Candidate] = []
         self.unchecked: list[str] = []
+        self.notes: list[Finding] = []
+        """Observations that explain nothing but must be said (rules that could not be read as expected)."""
 
     def record(
         self,
@@ -594,6 +596,17 @@ def _facts_evidence(facts: NodeFacts) -> Evidence:
 # ------------------------------------------------------------------------------ the walk per source
 
 
+@dataclass(frozen=True)
+class _NatReading:
+    """A service-NAT reading held until the probes have run (`_SourceWalk.settle_service_nat`)."""
+
+    candidate: Candidate
+    evidence: tuple[Evidence, ...]
+    started: float
+    programmed: frozenset[str]
+    expected: frozenset[str]
+
+
 class _SourceWalk:
     """Everything checked from one source pod."""
 
@@ -602,6 +615,8 @@ class _SourceWalk:
         self.src = src
         self.case = w.case
         self.facts: dict[str, NodeFacts | None] = {}
+        self.nat_pending: _NatReading | None = None
+        self.probe_outcome: dict[str, ProbeView | None] = {}
 
     async def node_facts(self, node: str | None) -> NodeFacts | None:
         if node is None:
@@ -685,6 +700,7 @@ class _SourceWalk:
             )
         await asyncio.gather(self.dns(), self.service_nat(), self.conntrack())
         await self.reachability(reachable, denied)
+        self.settle_service_nat()
 
     # -------------------------------------------------------------------- DNS
 
@@ -753,6 +769,23 @@ class _SourceWalk:
                 w.unreachable(observed, "kube-proxy's rules")
             return
         nat = observed.value
+        if nat.unreadable:
+            what = (
+                f"the rules on {src.node} could not be read: service NAT on {src.node} uses a layout kubereach does not read yet"
+            )
+            evidence = [
+                _ev(
+                    "service-nat",
+                    f"{src.node} ({nat.mode}): {nat.unreadable}",
+                    src.node,
+                    mode=nat.mode,
+                    layout=nat.layout,
+                    rules=list(nat.rules[:20]),
+                )
+            ]
+            w.notes.append(Finding(C.UNDETERMINED, f"{what} ({nat.unreadable})", src.node, Hop.SERVICE_NAT))
+            w.record(f"source {src.name}: service NAT", StepStatus.WARN, what, evidence, started, src.node)
+            return
         evidence = [
             _ev(
                 "service-nat",
@@ -764,6 +797,7 @@ class _SourceWalk:
                 ),
                 src.node,
                 mode=nat.mode,
+                layout=nat.layout,
                 programmed=nat.programmed,
                 endpoints=[f"{e.ip}:{e.port}" for e in nat.endpoints],
                 chain=nat.service_chain,
@@ -779,34 +813,30 @@ class _SourceWalk:
             return
         if not nat.programmed or (not programmed and nat.no_endpoints_action):
             summary = f"kube-proxy on {src.node} has not programmed {svc.key} ({svc.cluster_ip}:{case.port}/{case.protocol}): traffic to the VIP is not translated"
-            w.add(
-                Candidate(
-                    C.KUBE_PROXY_RULES_MISSING,
-                    Hop.SERVICE_NAT,
-                    summary,
-                    src.node,
-                    remediation(C.KUBE_PROXY_RULES_MISSING, node=src.node),
-                    src.key,
-                )
+            candidate = Candidate(
+                C.KUBE_PROXY_RULES_MISSING,
+                Hop.SERVICE_NAT,
+                summary,
+                src.node,
+                remediation(C.KUBE_PROXY_RULES_MISSING, node=src.node),
+                src.key,
             )
-            w.record(f"source {src.name}: service NAT", StepStatus.FAIL, summary, evidence, started, src.node)
+            self.nat_pending = _NatReading(candidate, tuple(evidence), started, frozenset(programmed), frozenset(expected))
         elif programmed != expected:
             gone, missing = sorted(programmed - expected), sorted(expected - programmed)
             summary = (
                 f"kube-proxy's rules for {svc.key} on {src.node} are stale: they send traffic to {', '.join(gone) or 'nothing new'}"
                 f"{' but miss ' + ', '.join(missing) if missing else ''}; the API's ready endpoints are {', '.join(sorted(expected))}"
             )
-            w.add(
-                Candidate(
-                    C.KUBE_PROXY_RULES_STALE,
-                    Hop.SERVICE_NAT,
-                    summary,
-                    src.node,
-                    remediation(C.KUBE_PROXY_RULES_STALE, node=src.node),
-                    src.key,
-                )
+            candidate = Candidate(
+                C.KUBE_PROXY_RULES_STALE,
+                Hop.SERVICE_NAT,
+                summary,
+                src.node,
+                remediation(C.KUBE_PROXY_RULES_STALE, node=src.node),
+                src.key,
             )
-            w.record(f"source {src.name}: service NAT", StepStatus.FAIL, summary, evidence, started, src.node)
+            self.nat_pending = _NatReading(candidate, tuple(evidence), started, frozenset(programmed), frozenset(expected))
         else:
             w.record(
                 f"source {src.name}: service NAT",
@@ -816,6 +846,40 @@ class _SourceWalk:
                 started,
                 src.node,
             )
+
+    def settle_service_nat(self) -> None:
+        """Turn a held service-NAT reading into a cause, unless this walk's own probes contradict it.
+
+        A reading that the rules are missing, or that they send the VIP to none of the ready endpoints,
+        cannot be right when the VIP answered and every ready endpoint answered: the rules were not read
+        as they are (a layout read wrongly, rules changing under the read). That is said as a note and
+        the probes' result stands. A reading that only misses some endpoints or keeps a vanished one
+        among live ones is not contradicted by one VIP probe (it picks one endpoint at random) and stays.
+        """
+        held, self.nat_pending = self.nat_pending, None
+        if held is None:
+            return
+        w, src = self.w, self.src
+        name = f"source {src.name}: service NAT"
+        vip = self.probe_outcome.get("vip")
+        ready = [e for e in self.case.endpoints if e.ready]
+        answered = (
+            vip is not None
+            and vip.ok
+            and bool(ready)
+            and all((seen := self.probe_outcome.get(e.ip)) is not None and seen.ok for e in ready)
+        )
+        nowhere = held.candidate.code == C.KUBE_PROXY_RULES_MISSING or not (held.programmed & held.expected)
+        if answered and nowhere:
+            what = (
+                f'the rules on {src.node} could not be read as expected: they read as "{held.candidate.summary}", '
+                f"yet the VIP and all {len(ready)} ready endpoints answered {src.key}"
+            )
+            w.notes.append(Finding(C.UNDETERMINED, what, src.node, Hop.SERVICE_NAT))
+            w.record(name, StepStatus.WARN, what, held.evidence, held.started, src.node)
+            return
+        w.add(held.candidate)
+        w.record(name, StepStatus.FAIL, held.candidate.summary, held.evidence, held.started, src.node)
 
     async def conntrack(self) -> None:
         w, src, case, svc = self.w, self.src, self.case, self.case.service
@@ -896,7 +960,7 @@ class _SourceWalk:
         results = await asyncio.gather(
             *(w.obs.probe(src.node, pod_ip=src.ip, target=t, port=p, protocol=case.protocol) for _, t, p in probes)
         )
-        outcome: dict[str, ProbeView | None] = {}
+        outcome: dict[str, ProbeView | None] = self.probe_outcome
         evidence = []
         for (label, target, port), observed in zip(probes, results, strict=True):
             if observed.unreachable:
@@ -1371,6 +1435,7 @@ async def run_playbook(case: Case, observer: Observer, on_step: StepCallback | N
         mine = [c for c in w.candidates if c.source in (src.key, None)]
         per_source[src.key] = min(mine, key=lambda c: c.rank).code.value if mine else C.NO_FAULT_FOUND.value
     verdict, findings = _choose(case, w.candidates, w.unchecked, w.steps)
+    findings += [n for i, n in enumerate(w.notes) if n not in w.notes[:i]]
     failing = [k for k, code in per_source.items() if code != C.NO_FAULT_FOUND.value]
     if verdict.code != C.NO_FAULT_FOUND and failing and len(failing) < len(per_source):
         by_node = sorted({s.node or "?" for s in case.sources if s.key in failing})

@@ -155,6 +155,10 @@ class NatView:
     service_name: str = ""
     service_chain: str = ""
     rules: tuple[str, ...] = ()
+    layout: str = ""
+    """How the rules are laid out (the agent's `layout`); "unknown" for a layout it does not read."""
+    unreadable: str = ""
+    """Why the agent could not read the rules; when set the other fields say nothing."""
 
 
 @dataclass(frozen=True)

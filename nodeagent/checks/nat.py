@@ -7,8 +7,9 @@ evidence.
 
 - iptables mode: `iptables-save -t nat` (and `-t filter`, where the REJECTs for services without
   endpoints live), walked KUBE-SERVICES → KUBE-SVC/KUBE-SVL/KUBE-EXT → KUBE-SEP.
-- nftables mode: `nft -j list table ip kube-proxy`, walked service-ips → service-* → endpoint-*
-  (see `nodeagent.checks.nft`).
+- nftables mode: `nft -j list table ip kube-proxy`, walked service-ips → service-* → the endpoints in
+  whichever layout kube-proxy wrote them (see `nodeagent.checks.nft`); a layout it does not read is
+  answered as such (`layout` "unknown", `unreadable`), never as "not programmed".
 - IPVS mode is detected from the kube-ipvs0 dummy link plus the generic netlink family "IPVS"
   (missing family: not IPVS), and the virtual server and its real servers are read with
   IPVS_CMD_GET_SERVICE / IPVS_CMD_GET_DEST. Untested on the development machine, whose kernel has
@@ -106,6 +107,11 @@ class ServiceNat:
     no_endpoints_action: str | None
     session_affinity: bool
     rules: tuple[str, ...]
+    layout: str = ""
+    """How the rules that decided are laid out (nftables: `NFT_LAYOUTS`); empty when nothing was walked."""
+    unreadable: str = ""
+    """Why the rules could not be read (a layout kubereach does not read yet); empty when they were.
+    When set, `programmed`, `endpoints` and `no_endpoints_action` say nothing about the service."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -777,6 +783,8 @@ class _NftReader:
             for key, data, _comment in nft.decode_set_elements(memoryview(chunk), lambda raw: int.from_bytes(raw, sys.byteorder)):
                 if isinstance(data, tuple):
                     entries.append([key, nft.verdict_json(*data)])
+                elif isinstance(data, bytes):
+                    entries.append([key, nft.data_json(data)])
         return sorted(entries, key=lambda kv: int(kv[0]))
 
     def chain(self, name: str) -> tuple[tuple[Any, ...], ...] | None:
@@ -836,7 +844,10 @@ def _nft_service_nat_on_demand(netns: str, vip: str, port: int, protocol: str) -
                 chains[name] = rules
                 queue += nft.chain_targets(rules)
         partial = nft.NftRuleset(chains=chains, maps={map_name: (element,)}, sets={})
-        return nft.nft_service_nat(partial, vip, port, protocol, vip_is_local=False)
+        found = nft.nft_service_nat(partial, vip, port, protocol, vip_is_local=False)
+        # Named data maps (a shared @endpoints map) are not read here, and a layout this reader does
+        # not know may be one the full dump knows: let the full dump decide.
+        return None if found.unreadable else found
     except ctnetlink.NetfilterNetlinkError as exc:
         log.debug("netlink read of the kube-proxy table failed, using nft: %s", exc)
         return None
@@ -1147,6 +1158,9 @@ def list_service_nat(netns: str, netns_name: str | None) -> tuple[ServiceNat, ..
         from nodeagent.checks import nft
 
         ruleset = _cached(version, "nft:kube-proxy", lambda: _load_nft_kube_proxy(netns))
+        problem = nft.table_unreadable(ruleset)
+        if problem:
+            raise NatStateError(problem)  # not "nothing programmed": the table is laid out otherwise
         return nft.nft_list_service_nat(ruleset)
     if mode == "iptables":
         return iptables_list_service_nat(iptables_snapshot(netns, version))

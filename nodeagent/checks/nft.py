@@ -2,10 +2,24 @@
 
 The table as pkg/proxy/nftables/proxier.go writes it: the `service-ips` verdict map
 (`VIP . proto . port : goto service-…`), `no-endpoint-services` (`… : goto reject-chain` or drop),
-`service-nodeports` / `no-endpoint-nodeports` for NodePorts, the `cluster-ips` set, per service port a
-`service-HASH-ns/name/proto/port` chain that masquerades off-cluster sources, checks the session
-affinity sets and ends in `numgen random mod N vmap { 0 : goto endpoint-…, … }`, and per endpoint an
-`endpoint-HASH-…__IP/PORT` chain that ends in `dnat to IP:PORT`.
+`service-nodeports` / `no-endpoint-nodeports` for NodePorts (`nodeport-ips` says which addresses take
+them), the `cluster-ips` and `hairpin-connections` sets, and per service port a
+`service-HASH-ns/name/proto/port` chain. What that chain does has changed between releases; the walk
+tells the layouts apart by the rules themselves, never by a version:
+
+- `endpoint-chains` (up to the mid 1.3x releases, and still for session affinity): the chain ends in
+  `numgen random mod N vmap { 0 : goto endpoint-…, … }` and each `endpoint-HASH-…__IP/PORT` chain ends
+  in `dnat to IP:PORT`;
+- `numgen-dnat-map` (1.36): one `dnat ip to numgen random mod N map { 0 : IP . PORT, … }` rule;
+- `single-dnat` (1.37, kubernetes PR #140723): a single-endpoint service's chain is a plain
+  `dnat to IP:PORT`;
+- `shared-endpoints-map` (kubernetes PR #140362, in review): shared `dispatch-N` chains
+  `ct mark set numgen random mod N dnat ip to ip daddr . meta l4proto . th dport . ct mark map
+  @endpoints`, one `@endpoints` map keyed by VIP . proto . port . slot for every service. The key is
+  evaluated part by part, so the per-protocol variant seen in the PR's tests reads the same way.
+
+Anything else that translates (or may translate) the service is reported as layout `unknown` with
+the rule that was not understood: an unread layout is never "not programmed" or "no endpoints".
 """
 
 from __future__ import annotations
@@ -15,7 +29,8 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from nodeagent.checks.nat import MAX_EVIDENCE_RULES, NatEndpoint, ServiceNat
@@ -23,6 +38,15 @@ from nodeagent.checks.nat import MAX_EVIDENCE_RULES, NatEndpoint, ServiceNat
 
 class NftRulesetError(ValueError):
     """The JSON is not what `nft -j list table` prints."""
+
+
+LAYOUT_ENDPOINT_CHAINS = "endpoint-chains"
+LAYOUT_NUMGEN_MAP = "numgen-dnat-map"
+LAYOUT_SINGLE_DNAT = "single-dnat"
+LAYOUT_SHARED_MAP = "shared-endpoints-map"
+LAYOUT_UNKNOWN = "unknown"
+NFT_LAYOUTS = (LAYOUT_ENDPOINT_CHAINS, LAYOUT_NUMGEN_MAP, LAYOUT_SINGLE_DNAT, LAYOUT_SHARED_MAP, LAYOUT_UNKNOWN)
+UNREADABLE = "service NAT uses a layout kubereach does not read yet"
 
 
 @dataclass(frozen=True)
@@ -48,7 +72,23 @@ class NftRuleset:
     chains: Mapping[str, tuple[tuple[Any, ...], ...]]
     """chain name -> its rules, each a tuple of nft JSON expressions."""
     maps: Mapping[str, tuple[NftMapElement, ...]]
+    """verdict maps (`service-ips`, …)."""
     sets: Mapping[str, tuple[str, ...]]
+    data_maps: Mapping[str, Mapping[tuple[str, ...], Any]] = field(default_factory=dict)
+    """maps whose values are data (`endpoints`: VIP . proto . port . slot → IP . PORT), by key parts."""
+
+    @cached_property
+    def _by_key(self) -> dict[str, dict[tuple[str, ...], NftMapElement]]:
+        index: dict[str, dict[tuple[str, ...], NftMapElement]] = {}
+        for name, elements in self.maps.items():
+            keyed = index.setdefault(name, {})
+            for element in elements:
+                keyed.setdefault(element.key, element)
+        return index
+
+    def element(self, map_name: str, key: tuple[str, ...]) -> NftMapElement | None:
+        """The element of verdict map `map_name` with this key (indexed once per ruleset)."""
+        return self._by_key.get(map_name, {}).get(key)
 
 
 def _key_part(value: Any) -> str:
@@ -57,7 +97,19 @@ def _key_part(value: Any) -> str:
             return f"{value['prefix']['addr']}/{value['prefix']['len']}"
         if "range" in value:
             return "-".join(str(v) for v in value["range"])
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return str(int(value, 16))  # a mark or integer printed in hex
+        except ValueError:
+            return value
     return str(value)
+
+
+def _key_parts(key_raw: Any) -> tuple[str, ...]:
+    if isinstance(key_raw, dict) and "elem" in key_raw:
+        key_raw = key_raw["elem"].get("val")
+    parts = key_raw["concat"] if isinstance(key_raw, dict) and "concat" in key_raw else [key_raw]
+    return tuple(_key_part(p) for p in parts)
 
 
 def _verdict(data: Any) -> tuple[str, str | None]:
@@ -89,6 +141,7 @@ def parse_nft_ruleset(data: Mapping[str, Any]) -> NftRuleset:
         raise NftRulesetError('no "nftables" list in the JSON')
     chains: dict[str, list[tuple[Any, ...]]] = {}
     maps: dict[str, tuple[NftMapElement, ...]] = {}
+    data_maps: dict[str, dict[tuple[str, ...], Any]] = {}
     sets: dict[str, tuple[str, ...]] = {}
     for item in items:
         if not isinstance(item, dict):
@@ -100,13 +153,16 @@ def parse_nft_ruleset(data: Mapping[str, Any]) -> NftRuleset:
             chains.setdefault(item["chain"]["name"], [])
         elif "map" in item:
             entry = item["map"]
-            maps[entry["name"]] = tuple(_element(e) for e in entry.get("elem", ()))
+            if entry.get("map", "verdict") == "verdict":
+                maps[entry["name"]] = tuple(_element(e) for e in entry.get("elem", ()))
+            else:
+                data_maps[entry["name"]] = {
+                    _key_parts(e[0]): e[1] for e in entry.get("elem", ()) if isinstance(e, list) and len(e) == 2
+                }
         elif "set" in item:
             entry = item["set"]
-            sets[entry["name"]] = tuple(
-                _key_part(e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e) for e in entry.get("elem", ())
-            )
-    return NftRuleset(chains={k: tuple(v) for k, v in chains.items()}, maps=maps, sets=sets)
+            sets[entry["name"]] = tuple(" . ".join(_key_parts(e)) for e in entry.get("elem", ()))
+    return NftRuleset(chains={k: tuple(v) for k, v in chains.items()}, maps=maps, sets=sets, data_maps=data_maps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,8 +186,11 @@ def _render_value(value: Any) -> str:
             return f"numgen {value['numgen']['mode']} mod {value['numgen']['mod']}"
         if "ct" in value:
             return f"ct {value['ct']['key']}"
-        if "&" in value:
-            return " & ".join(_render_value(v) for v in value["&"])
+        for op in ("&", "|", "^"):
+            if op in value:
+                return f" {op} ".join(_render_value(v) for v in value[op])
+        if "map" in value:
+            return f"{_render_value(value['map'].get('key'))} map {_render_value(value['map'].get('data'))}"
     if isinstance(value, list):
         return " : ".join(_render_value(v) for v in value) if len(value) == 2 else str(value)
     return str(value)
@@ -156,9 +215,12 @@ def render_expr(expr: Any) -> str:
             else str(body["data"])
         )
         return f"{_render_value(body['key'])} vmap {{ {entries} }}"
-    if kind == "dnat":
+    if kind in ("dnat", "snat") and isinstance(body, dict):
         port = f":{body['port']}" if "port" in body else ""
-        return f"dnat to {body.get('addr', '')}{port}"
+        family = f" {body['family']}" if "family" in body else ""
+        return f"{kind}{family} to {_render_value(body.get('addr', ''))}{port}"
+    if kind == "mangle" and isinstance(body, dict):
+        return f"{_render_value(body.get('key'))} set {_render_value(body.get('value'))}"
     if kind in ("reject", "drop", "accept", "return", "masquerade", "counter"):
         return str(kind)
     if kind == "set":
@@ -202,13 +264,61 @@ def _targets(rule: tuple[Any, ...]) -> list[tuple[str, str]]:
 class _Walk:
     evidence: list[str]
     endpoints: list[NatEndpoint]
+    vip: str = ""
+    proto: str = ""
+    port: int = 0
     affinity: bool = False
     no_endpoints_action: str | None = None
     service_chain: str | None = None
+    layout: str = ""
+    unreadable: str = ""
+    odd: list[str] = field(default_factory=list)
+    """Rules on the way with statements the walk does not know (they may translate the service)."""
 
     def note(self, text: str) -> None:
         if len(self.evidence) < MAX_EVIDENCE_RULES:
             self.evidence.append(text)
+
+    def seen(self, layout: str) -> None:
+        if self.layout != LAYOUT_UNKNOWN:
+            self.layout = layout
+
+    def unknown(self, what: str) -> None:
+        """The rules translate the service in a way the walk does not read: say so, never guess."""
+        self.layout = LAYOUT_UNKNOWN
+        if not self.unreadable:
+            self.unreadable = f"{UNREADABLE}: {what}"
+        self.note(f"# not read: {what}")
+
+
+# Statements that never decide where a service's packets go (kube-proxy's marks, counters, affinity
+# updates, masquerade); any other statement the walk does not handle makes an unexplained service
+# chain "unknown" rather than "no endpoints".
+_INERT = frozenset({"match", "counter", "mangle", "set", "masquerade", "log", "limit", "notrack", "accept", "continue"})
+_HANDLED = frozenset({"dnat", "vmap", "goto", "jump", "reject", "drop", "return"})
+
+
+def _applies(rule: tuple[Any, ...], proto: str) -> bool:
+    """False when the rule matches another L4 protocol (`meta l4proto udp` on a TCP walk)."""
+    for expr in rule:
+        match = expr.get("match") if isinstance(expr, dict) else None
+        if not isinstance(match, dict) or match.get("op", "==") != "==" or not isinstance(match.get("right"), str):
+            continue
+        left = match.get("left")
+        l4 = left in ({"meta": {"key": "l4proto"}}, {"payload": {"protocol": "ip", "field": "protocol"}})
+        if l4 and proto and match["right"] != proto:
+            return False
+    return True
+
+
+def _target_of(data: Any, default_port: int) -> tuple[str, int] | None:
+    """A DNAT target as nft prints it: `IP . PORT` ({"concat": [ip, port]}) or a bare address."""
+    if isinstance(data, dict) and "concat" in data and len(data["concat"]) == 2:
+        ip, port = data["concat"]
+        return (str(ip), int(port)) if str(port).isdigit() else None
+    if isinstance(data, str) and data and not data.startswith("@"):
+        return (data, default_port)
+    return None
 
 
 def _endpoint(ruleset: NftRuleset, chain: str, walk: _Walk) -> tuple[str, int] | None:
@@ -217,7 +327,11 @@ def _endpoint(ruleset: NftRuleset, chain: str, walk: _Walk) -> tuple[str, int] |
             if isinstance(expr, dict) and "dnat" in expr:
                 walk.note(render_rule(chain, rule))
                 dnat = expr["dnat"]
-                return (str(dnat.get("addr", "")), int(dnat.get("port", 0)))
+                addr = dnat.get("addr")
+                if not isinstance(addr, str):
+                    walk.unknown(f"{render_rule(chain, rule)} (an endpoint chain whose dnat is not an address)")
+                    return None
+                return (addr, int(dnat.get("port", walk.port)))
     walk.note(f"# {chain} has no dnat rule" if chain in ruleset.chains else f"# {chain} is missing")
     return None
 
@@ -234,6 +348,97 @@ def _action_of(ruleset: NftRuleset, element: NftMapElement) -> str:
     return "REJECT"
 
 
+def _numgen_mod(value: Any) -> int | None:
+    if isinstance(value, dict) and "numgen" in value and value["numgen"].get("mode") in ("random", "inc"):
+        return max(int(value["numgen"].get("mod", 1)), 1)
+    return None
+
+
+def _read_dnat(ruleset: NftRuleset, rule: tuple[Any, ...], text: str, dnat: Mapping[str, Any], chain: str, walk: _Walk) -> None:
+    """The endpoints one service-chain `dnat` (rendered as `text`) sends to, in whichever form kube-proxy wrote it."""
+    addr = dnat.get("addr")
+    if isinstance(addr, str):  # single-dnat: one endpoint, no map
+        walk.seen(LAYOUT_SINGLE_DNAT)
+        walk.endpoints.append(NatEndpoint(ip=addr, port=int(dnat.get("port", walk.port)), chain=None, probability=1.0))
+        return
+    lookup = addr.get("map") if isinstance(addr, dict) else None
+    if not isinstance(lookup, dict):
+        walk.unknown(f"{text} (a dnat whose address is neither an address nor a map)")
+        return
+    key, data = lookup.get("key"), lookup.get("data")
+    mod = _numgen_mod(key)
+    if mod is not None and isinstance(data, dict) and isinstance(data.get("set"), list):
+        walk.seen(LAYOUT_NUMGEN_MAP)
+        slots: dict[int, tuple[str, int]] = {}
+        for entry in data["set"]:
+            target = _target_of(entry[1], walk.port) if isinstance(entry, list) and len(entry) == 2 else None
+            if target is None or not str(entry[0]).isdigit():
+                walk.unknown(f"{text} (map entry {json.dumps(entry)[:80]} is not `slot : IP . PORT`)")
+                return
+            slots[int(entry[0])] = target
+        _add_slots(slots, mod, chain, "the map", walk)
+        return
+    if isinstance(data, str) and data.startswith("@"):
+        _read_shared_map(ruleset, rule, text, key, data[1:], chain, walk)
+        return
+    walk.unknown(f"{text} (a dnat map keyed by something other than numgen)")
+
+
+def _add_slots(slots: Mapping[int, tuple[str, int]], mod: int, chain: str, where: str, walk: _Walk) -> None:
+    for slot in range(mod):
+        if slot not in slots:
+            walk.note(f"# numgen slot {slot} of {mod} has no element in {where}: packets given it are not translated")
+            continue
+        ip, port = slots[slot]
+        walk.endpoints.append(NatEndpoint(ip=ip, port=port, chain=None, probability=1.0 / mod))  # no endpoint chain
+
+
+def _read_shared_map(ruleset: NftRuleset, rule: tuple[Any, ...], text: str, key: Any, name: str, chain: str, walk: _Walk) -> None:
+    """`dnat ip to ip daddr . meta l4proto . th dport . ct mark map @endpoints` (ct mark set from numgen
+    in the same rule) or any other key built from the packet's destination and a numgen slot."""
+    ct_mark_mod = None
+    for expr in rule:
+        mangle = expr.get("mangle") if isinstance(expr, dict) else None
+        if isinstance(mangle, dict) and mangle.get("key") == {"ct": {"key": "mark"}}:
+            ct_mark_mod = _numgen_mod(mangle.get("value"))
+    parts = key["concat"] if isinstance(key, dict) and "concat" in key else [key]
+    fixed: list[str | None] = []
+    mod = 1
+    for part in parts:
+        payload = part.get("payload", {}) if isinstance(part, dict) else {}
+        if payload.get("field") == "daddr" and payload.get("protocol") in ("ip", "ip6"):
+            fixed.append(walk.vip)
+        elif part == {"meta": {"key": "l4proto"}} or payload == {"protocol": "ip", "field": "protocol"}:
+            fixed.append(walk.proto)
+        elif payload.get("field") == "dport" and payload.get("protocol") in ("th", walk.proto):
+            fixed.append(str(walk.port))
+        elif _numgen_mod(part) is not None:
+            mod = _numgen_mod(part) or 1
+            fixed.append(None)
+        elif part == {"ct": {"key": "mark"}} and ct_mark_mod is not None:
+            mod = ct_mark_mod
+            fixed.append(None)
+        else:
+            walk.unknown(f"{text} (the key part {json.dumps(part)[:80]} of @{name} cannot be worked out from the service)")
+            return
+    entries = ruleset.data_maps.get(name)
+    if entries is None:
+        walk.unknown(f"{text} (map @{name} was not read)")
+        return
+    walk.seen(LAYOUT_SHARED_MAP)
+    slots: dict[int, tuple[str, int]] = {}
+    for slot in range(mod):
+        wanted = tuple(str(slot) if p is None else p for p in fixed)
+        if wanted in entries:
+            target = _target_of(entries[wanted], walk.port)
+            if target is None:
+                walk.unknown(f"{text} (element {' . '.join(wanted)} of @{name} is not `IP . PORT`)")
+                return
+            slots[slot] = target
+            walk.note(f"{name}: {' . '.join(wanted)} : {target[0]} . {target[1]}")
+    _add_slots(slots, mod, chain, f"@{name}", walk)
+
+
 def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) -> None:
     if chain not in ruleset.chains or depth > 4:
         walk.note(f"# chain {chain} is referenced but missing")
@@ -241,6 +446,8 @@ def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) ->
     if walk.service_chain is None or chain.startswith(("service-", "local-")):
         walk.service_chain = chain
     for rule in ruleset.chains[chain]:
+        if not _applies(rule, walk.proto):
+            continue
         text = render_rule(chain, rule)
         targets = _targets(rule)
         if any(t == "mark-for-masquerade" for _, t in targets):
@@ -250,10 +457,19 @@ def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) ->
             walk.affinity = True
             walk.note(text)
             continue
-        vmap = next((e["vmap"] for e in rule if isinstance(e, dict) and "vmap" in e), None)
-        if vmap is not None and isinstance(vmap.get("key"), dict) and "numgen" in vmap["key"]:
+        dnat = next((e["dnat"] for e in rule if isinstance(e, dict) and isinstance(e.get("dnat"), dict)), None)
+        if dnat is not None:
             walk.note(text)
-            mod = int(vmap["key"]["numgen"].get("mod", 1)) or 1
+            _read_dnat(ruleset, rule, text, dnat, chain, walk)
+            return
+        vmap = next((e["vmap"] for e in rule if isinstance(e, dict) and "vmap" in e), None)
+        if vmap is not None:
+            walk.note(text)
+            mod = _numgen_mod(vmap.get("key"))
+            if mod is None or not isinstance(vmap.get("data"), dict):
+                walk.unknown(f"{text} (a verdict map kubereach does not read)")
+                return
+            walk.seen(LAYOUT_ENDPOINT_CHAINS)
             for _index, verdict in sorted(vmap["data"].get("set", ()), key=lambda kv: int(kv[0])):
                 _kind, target = _verdict(verdict)
                 if target is None:
@@ -263,20 +479,29 @@ def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) ->
                     walk.endpoints.append(NatEndpoint(ip=found[0], port=found[1], chain=target, probability=1.0 / mod))
             return
         for _kind, target in targets:
-            if target.startswith(("service-", "local-")):
-                walk.note(text)
-                _walk_chain(ruleset, target, walk, depth + 1)
-                return
+            walk.note(text)
             if target.startswith("endpoint-"):
-                walk.note(text)
+                walk.seen(LAYOUT_ENDPOINT_CHAINS)
                 found = _endpoint(ruleset, target, walk)
                 if found is not None:
                     walk.endpoints.append(NatEndpoint(ip=found[0], port=found[1], chain=target, probability=None))
-                return
+            elif target == "reject-chain":
+                walk.no_endpoints_action = "REJECT"
+            else:
+                _walk_chain(ruleset, target, walk, depth + 1)
+            return
         if any(isinstance(e, dict) and ("reject" in e or "drop" in e) for e in rule):
             walk.note(text)
             walk.no_endpoints_action = "DROP" if any(isinstance(e, dict) and "drop" in e for e in rule) else "REJECT"
             return
+        if any(not isinstance(e, dict) or not (e.keys() & (_INERT | _HANDLED)) for e in rule):
+            walk.odd.append(text)
+
+
+def _walk_service(ruleset: NftRuleset, start: str, walk: _Walk) -> None:
+    _walk_chain(ruleset, start, walk)
+    if not walk.unreadable and not walk.endpoints and walk.no_endpoints_action is None and walk.odd:
+        walk.unknown(f"{walk.odd[0]} (a statement kubereach does not know, and no endpoint was found)")
 
 
 def _result(vip: str, port: int, protocol: str, programmed: bool, name: str | None, walk: _Walk) -> ServiceNat:
@@ -292,6 +517,8 @@ def _result(vip: str, port: int, protocol: str, programmed: bool, name: str | No
         no_endpoints_action=walk.no_endpoints_action,
         session_affinity=walk.affinity,
         rules=tuple(walk.evidence),
+        layout=walk.layout,
+        unreadable=walk.unreadable,
     )
 
 
@@ -304,43 +531,53 @@ def _orphan_matches(rule: tuple[Any, ...], vip: str, port: int, proto: str) -> b
         left, right, op = match.get("left"), match.get("right"), match.get("op", "==")
         if op != "==" or not isinstance(left, dict) or "payload" not in left:
             continue
-        field = (left["payload"].get("protocol"), left["payload"].get("field"))
-        if field in (("ip", "daddr"), ("ip6", "daddr")) and str(right) == vip:
+        field_name = (left["payload"].get("protocol"), left["payload"].get("field"))
+        if field_name in (("ip", "daddr"), ("ip6", "daddr")) and str(right) == vip:
             has_vip = True
-        elif field == (proto, "dport") and str(right) == str(port):
+        elif field_name == (proto, "dport") and str(right) == str(port):
             has_port = True
     return has_vip and has_port
+
+
+DISPATCH_MAPS = ("service-ips", "no-endpoint-services")
+
+
+def table_unreadable(ruleset: NftRuleset) -> str:
+    """Why the table as a whole cannot be read ("" when it can): a kube-proxy table with chains but
+    without the service dispatch maps is laid out in a way kubereach does not know."""
+    if ruleset.chains and not any(name in ruleset.maps for name in DISPATCH_MAPS):
+        return f"{UNREADABLE}: table ip kube-proxy has no service-ips or no-endpoint-services map"
+    return ""
 
 
 def nft_service_nat(ruleset: NftRuleset, vip: str, port: int, protocol: str, vip_is_local: bool | None = None) -> ServiceNat:
     """Walk the kube-proxy nftables table for VIP:port/protocol."""
     proto = protocol.lower()
-    walk = _Walk(evidence=[], endpoints=[])
+    walk = _Walk(evidence=[], endpoints=[], vip=vip, proto=proto, port=port)
     key = (vip, proto, str(port))
-    for element in ruleset.maps.get("service-ips", ()):
-        if element.key == key:
-            walk.note(element.render("service-ips"))
-            if element.target:
-                _walk_chain(ruleset, element.target, walk)
-            return _result(vip, port, protocol, True, element.comment, walk)
-    for element in ruleset.maps.get("no-endpoint-services", ()):
-        if element.key == key:
-            walk.note(element.render("no-endpoint-services"))
+    node_key = (proto, str(port))
+    for map_name, wanted, dispatches in (
+        ("service-ips", key, True),
+        ("no-endpoint-services", key, False),
+        ("service-nodeports", node_key, True),
+        ("no-endpoint-nodeports", node_key, False),
+    ):
+        if wanted is node_key and vip_is_local is False:
+            break
+        element = ruleset.element(map_name, wanted)
+        if element is None:
+            continue
+        walk.note(element.render(map_name))
+        if not dispatches:
             walk.no_endpoints_action = _action_of(ruleset, element)
-            return _result(vip, port, protocol, True, element.comment, walk)
-    if vip_is_local is not False:
-        node_key = (proto, str(port))
-        for element in ruleset.maps.get("service-nodeports", ()):
-            if element.key == node_key:
-                walk.note(element.render("service-nodeports"))
-                if element.target:
-                    _walk_chain(ruleset, element.target, walk)
-                return _result(vip, port, protocol, True, element.comment, walk)
-        for element in ruleset.maps.get("no-endpoint-nodeports", ()):
-            if element.key == node_key:
-                walk.note(element.render("no-endpoint-nodeports"))
-                walk.no_endpoints_action = _action_of(ruleset, element)
-                return _result(vip, port, protocol, True, element.comment, walk)
+        elif element.target:
+            _walk_service(ruleset, element.target, walk)
+        return _result(vip, port, protocol, True, element.comment, walk)
+    problem = table_unreadable(ruleset)
+    if problem:
+        walk.layout, walk.unreadable = LAYOUT_UNKNOWN, problem
+        walk.note(f"# not read: {problem}")
+        return _result(vip, port, protocol, False, None, walk)
     for chain, rules in ruleset.chains.items():
         if chain.startswith(("service-", "local-")) and f"/{proto}/" in chain:
             for rule in rules[:1]:
@@ -356,7 +593,7 @@ def nft_service_nat(ruleset: NftRuleset, vip: str, port: int, protocol: str, vip
 def nft_list_service_nat(ruleset: NftRuleset) -> tuple[ServiceNat, ...]:
     """Every VIP . proto . port in service-ips and no-endpoint-services."""
     found: dict[tuple[str, ...], ServiceNat] = {}
-    for map_name in ("service-ips", "no-endpoint-services"):
+    for map_name in DISPATCH_MAPS:
         for element in ruleset.maps.get(map_name, ()):
             if len(element.key) != 3 or element.key in found or not element.key[2].isdigit():
                 continue
@@ -386,6 +623,8 @@ NFTNL_UDATA_SET_ELEM_COMMENT = 0
 _VERDICTS = {0: "drop", 1: "accept", -1: "continue", -2: "break", -3: "jump", -4: "goto", -5: "return"}
 _CMP_OPS = {0: "==", 1: "!=", 2: "<", 3: "<=", 4: ">", 5: ">="}
 _L4_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp"}
+NFT_REG_VERDICT = 0
+_CT_KEYS = {0: "state", 1: "direction", 2: "status", 3: "mark"}
 _META_KEYS = {3: "mark", 15: "nfproto", 16: "l4proto", 2: "protocol", 4: "iif", 5: "oif"}
 # (base, offset, length) → nft's name for the header field; base 1 is the network header, 2 transport.
 _PAYLOAD_FIELDS = {
@@ -579,6 +818,12 @@ def _decode_expression(
     if name == "lookup":
         set_name = _string(data[1]) if 1 in data else ""
         looked_up = regs.loads.get(u32(2))
+        if 3 in data and u32(3) != NFT_REG_VERDICT:
+            # a data map (`dnat ip to numgen random mod N map { 0 : IP . PORT }`): the value lands in
+            # the destination register (the address) and the 32-bit register after it (the port)
+            entries: Any = {"set": anonymous_map(set_name)} if set_name.startswith("__") else f"@{set_name}"
+            regs.loads[u32(3)] = {"map": {"key": looked_up, "data": entries}}
+            return None
         if 3 in data and set_name.startswith("__"):
             return {"vmap": {"key": looked_up, "data": {"set": anonymous_map(set_name)}}}
         if 3 in data:
@@ -591,7 +836,11 @@ def _decode_expression(
         addr = regs.values.get(u32(3), b"")
         port = regs.values.get(u32(5), b"")
         body: dict[str, Any] = {}
-        if len(addr) == 4:
+        mapped = regs.loads.get(u32(3))
+        if isinstance(mapped, dict) and "map" in mapped:
+            body["family"] = "ip"
+            body["addr"] = mapped
+        elif len(addr) == 4:
             body["addr"] = socket.inet_ntop(socket.AF_INET, addr)
         if len(port) >= 2:
             body["port"] = int.from_bytes(port[:2], "big")
@@ -603,6 +852,12 @@ def _decode_expression(
                 "bytes": int.from_bytes(bytes(data.get(1, b"")), "big"),
             }
         }
+    if name == "ct":
+        key_name = _CT_KEYS.get(u32(2), str(u32(2)))
+        if 1 in data:
+            regs.loads[u32(1)] = {"ct": {"key": key_name}}
+            return None
+        return {"mangle": {"key": {"ct": {"key": key_name}}, "value": regs.loads.get(u32(4))}}
     if name in ("reject", "masq"):
         return {"reject" if name == "reject" else "masquerade": None}
     return {name: None}
@@ -643,6 +898,15 @@ def service_key(raw: bytes) -> tuple[str, ...] | None:
     if len(raw) != 12:
         return None
     return (socket.inet_ntop(socket.AF_INET, raw[0:4]), _L4_NAMES.get(raw[4], str(raw[4])), str(int.from_bytes(raw[8:10], "big")))
+
+
+def data_json(raw: bytes) -> Any:
+    """A data-map value as nft -j prints it: `IP . PORT` ({"concat": [ip, port]}) or an address."""
+    if len(raw) == 8:  # ipv4_addr . inet_service, each padded to 4 bytes
+        return {"concat": [socket.inet_ntop(socket.AF_INET, raw[:4]), int.from_bytes(raw[4:6], "big")]}
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    return raw.hex()
 
 
 def map_element(key: tuple[str, ...], data: bytes | tuple[str, str | None] | None, comment: str | None) -> NftMapElement:

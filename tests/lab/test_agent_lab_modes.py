@@ -152,7 +152,8 @@ def iptables_nat_path(ns: str, vip: str, port: int, protocol: str) -> NatPath:
 
 
 def nft_nat_path(ns: str, vip: str, port: int, protocol: str) -> NatPath:
-    """Follow service-ips → service chain → endpoint chains in `nft -j list table ip kube-proxy` by hand."""
+    """Follow service-ips → service chain → its dnat (a numgen map, a plain dnat or endpoint chains) in
+    `nft -j list table ip kube-proxy` by hand."""
     doc: list[Obj] = json.loads(in_ns(ns, "nft", "-j", "list", "table", "ip", "kube-proxy").stdout)["nftables"]
     svc = ""
     for item in doc:
@@ -164,16 +165,22 @@ def nft_nat_path(ns: str, vip: str, port: int, protocol: str) -> NatPath:
         return NatPath(programmed=False)
     rules = [item["rule"] for item in doc if "rule" in item]
     eps: list[str] = []
+    targets = []
     for rule in rules:
         if rule["chain"] == svc:
             for expr in rule["expr"]:
-                if "vmap" in expr:
+                if "vmap" in expr:  # per-endpoint chains
                     eps += [v["goto"]["target"] for _, v in expr["vmap"]["data"]["set"]]
-    targets = []
+                elif "dnat" in expr and isinstance(expr["dnat"]["addr"], dict):  # 1.36: numgen dnat map
+                    slots = expr["dnat"]["addr"]["map"]["data"]["set"]
+                    targets += [(str(t["concat"][0]), int(t["concat"][1])) for _, t in sorted(slots, key=lambda kv: kv[0])]
+                elif "dnat" in expr:  # one endpoint, plain dnat
+                    targets.append((str(expr["dnat"]["addr"]), int(expr["dnat"]["port"])))
+    chains = ("",) * len(targets)  # a dnat in the service chain itself: no endpoint chain
     for ep in eps:
         dnat = next(e["dnat"] for r in rules if r["chain"] == ep for e in r["expr"] if "dnat" in e)
         targets.append((str(dnat["addr"]), int(dnat["port"])))
-    return NatPath(True, svc, tuple(eps), tuple(targets))
+    return NatPath(True, svc, chains + tuple(eps), tuple(targets))
 
 
 def listening(ns: str) -> set[tuple[str, str, int]]:

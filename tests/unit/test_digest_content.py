@@ -182,6 +182,27 @@ def test_kube_proxy_in_a_mode_we_cannot_read_is_not_compared() -> None:
     assert "not compared: node-1 (kube-proxy mode ipvs)" in section.summary
 
 
+def test_service_ports_in_a_layout_the_agent_cannot_read_are_neither_stale_nor_missing() -> None:
+    unread = ProgrammedServicePort(
+        "10.96.0.20", 80, "TCP", "shop/api:http", unreadable="service NAT uses a layout kubereach does not read yet: …"
+    )
+    digest = build_digest(sweep(node("node-1"), node("node-2", nat=(unread,), proxy_mode="nftables")), None, None)
+    section = digest.section(SectionName.KUBE_PROXY)
+    assert section.problems == ()
+    assert "not compared: 1 service port on node-2 (a layout kubereach does not read yet)" in section.summary
+
+
+def test_a_stale_port_whose_rules_turn_unreadable_is_carried_over_not_gone() -> None:
+    stale = ProgrammedServicePort("10.96.0.20", 80, "TCP", "shop/api:http", ("10.244.9.9:8080",))
+    first = build_digest(sweep(node("node-1", nat=(stale,))), None, None)
+    assert problems(first, SectionName.KUBE_PROXY) == {"kube_proxy:node-1:shop/api:80/TCP": Change.NEW}
+    unread = ProgrammedServicePort("10.96.0.20", 80, "TCP", "shop/api:http", unreadable="a layout kubereach does not read yet")
+    second = build_digest(sweep(node("node-1", nat=(unread,)), at=T0 + timedelta(days=1)), None, stored(first))
+    assert gone(second, SectionName.KUBE_PROXY) == set()
+    carried = {i.key: i for i in second.section(SectionName.KUBE_PROXY).problems}
+    assert carried["kube_proxy:node-1:shop/api:80/TCP"].data.get("unchecked") is True
+
+
 def test_new_still_and_gone_across_three_digests() -> None:
     broken = ServiceState("shop", "api", "10.96.0.20", "ClusterIP", {"app": "api"}, (ServicePortState("http", 80, "TCP"),))
     rejecting = ProgrammedServicePort("10.96.0.20", 80, "TCP", "shop/api:http", (), "REJECT")

@@ -67,6 +67,7 @@ def test_agent_replies_become_node_facts() -> None:
                 vip="10.96.0.20", port=80, protocol="TCP", programmed=True, endpoints=[pb.NatEndpoint(ip="10.244.1.5", port=8080)]
             ),
             pb.ServiceNat(vip="10.96.0.21", port=80, protocol="TCP", no_endpoints_action="REJECT"),
+            pb.ServiceNat(vip="10.96.0.22", port=80, protocol="TCP", programmed=True, layout="unknown", unreadable="not read"),
         ]
     )
     filters = pb.GetFilterStateResponse(
@@ -89,6 +90,7 @@ def test_agent_replies_become_node_facts() -> None:
     assert [(o.name, o.mtu) for o in facts.overlays] == [("flannel.1", 1450)]
     assert facts.nat is not None and facts.nat[0].endpoints == ("10.244.1.5:8080",)
     assert facts.nat[1].no_endpoints_action == "REJECT"
+    assert (facts.nat[1].unreadable, facts.nat[2].unreadable) == ("", "not read")
     assert facts.forward_policy == "DROP"
     assert facts.forward_drops == ("filter/FORWARD: -A FORWARD -d 10.244.1.0/24 -j DROP",)
 

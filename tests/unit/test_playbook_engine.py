@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 from bot.playbook.case import Case, EndpointRef, NodeRef, PodRef, ServiceRef
@@ -30,6 +32,7 @@ from bot.playbook.observations import (
     RouteInfo,
     RouteLookup,
 )
+from nodeagent.checks.nft import nft_service_nat, parse_nft_ruleset
 
 NODES = {"node-1": NodeRef("node-1", "10.240.0.11", "10.244.1.0/24"), "node-2": NodeRef("node-2", "10.240.0.12", "10.244.2.0/24")}
 WEB = PodRef("shop", "web-1", "10.244.1.5", "node-1", container_ports=(("http", 8080, "TCP"),))
@@ -251,3 +254,121 @@ def test_a_service_without_endpoints_is_decided_from_the_api_before_any_probe() 
     diagnosis = verdict_of(RecordedCluster(), case(endpoints=(), target_pods=()))
     assert (diagnosis.verdict.code, diagnosis.verdict.hop) == (VerdictCode.SERVICE_NO_ENDPOINTS, Hop.API)
     assert "matches no pod" in diagnosis.verdict.summary
+
+
+# ------------------------------------------------------------------------------------------------
+# The verdict trusts what it saw: a service-NAT reading the probes contradict is a note
+# ------------------------------------------------------------------------------------------------
+
+KUBE_PROXY_CODES = {VerdictCode.KUBE_PROXY_RULES_MISSING, VerdictCode.KUBE_PROXY_RULES_STALE}
+
+# What the agent answered before it read kube-proxy 1.36's `dnat ip to numgen random mod N map {…}`
+# (the netlink reader took the data map for a verdict map): programmed, but DNAT to nothing. Real
+# kube-proxy v1.36.2 had written the rules and the same investigation's probes reached the VIP.
+MISREAD_1_36 = NatView(
+    "nftables",
+    True,
+    (),
+    rules=(
+        "service-ips: 10.96.5.5 . tcp . 8080 : goto service-WEZGB4Y6-shop/api/tcp/http",
+        "service-WEZGB4Y6-shop/api/tcp/http: meta l4proto tcp numgen random mod 1 vmap {  } dnat to ",
+    ),
+    service_chain="service-WEZGB4Y6-shop/api/tcp/http",
+)
+
+
+def test_a_nat_reading_the_successful_probes_contradict_is_a_note_and_the_probes_result_stands() -> None:
+    cluster = RecordedCluster()
+    cluster.nat = MISREAD_1_36
+    diagnosis = verdict_of(cluster)
+    assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+    assert not KUBE_PROXY_CODES & {f.code for f in diagnosis.findings}
+    (note,) = [f for f in diagnosis.findings if f.hop == Hop.SERVICE_NAT]
+    assert (note.code, note.node) == (VerdictCode.UNDETERMINED, "node-1")
+    assert "the rules on node-1 could not be read as expected" in note.summary
+    nat_step = next(s for s in diagnosis.steps if s.name.endswith("service NAT"))
+    assert nat_step.status.value == "warn"
+
+
+def test_rules_read_as_missing_while_the_vip_answers_are_not_the_verdict_either() -> None:
+    cluster = RecordedCluster()
+    cluster.nat = NatView("nftables", False)
+    diagnosis = verdict_of(cluster)
+    assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+    assert any("could not be read as expected" in f.summary for f in diagnosis.findings)
+
+
+def test_the_same_reading_with_the_vip_failing_is_still_the_cause() -> None:
+    cluster = RecordedCluster()
+    cluster.nat = MISREAD_1_36
+    cluster.failing_probes = {"10.96.5.5": "timed_out"}
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.node) == (VerdictCode.KUBE_PROXY_RULES_STALE, "node-1")
+    cluster.nat = NatView("iptables", False)
+    assert verdict_of(cluster).verdict.code == VerdictCode.KUBE_PROXY_RULES_MISSING
+
+
+def test_rules_missing_one_ready_endpoint_stay_stale_though_the_vip_answers() -> None:
+    """A VIP probe reaches one endpoint picked at random: it does not contradict rules that still
+    send to some ready endpoints but miss another."""
+    second = PodRef("shop", "api-2", "10.244.2.8", "node-2", container_ports=(("http", 8080, "TCP"),))
+    cluster = RecordedCluster()
+    cluster.pods["10.244.2.8"] = dataclasses.replace(cluster.pods["10.244.2.7"], pod_ip="10.244.2.8")
+    c = case(
+        target_pods=(API, second),
+        endpoints=(EndpointRef(API.ip or "", 8080, "node-2", True, API), EndpointRef("10.244.2.8", 8080, "node-2", True, second)),
+    )
+    diagnosis = verdict_of(cluster, c)
+    assert diagnosis.verdict.code == VerdictCode.KUBE_PROXY_RULES_STALE
+    assert "10.244.2.8:8080" in diagnosis.verdict.summary
+
+
+def test_an_unreadable_layout_is_said_and_never_becomes_missing_or_stale() -> None:
+    cluster = RecordedCluster()
+    cluster.nat = NatView(
+        "nftables",
+        True,
+        layout="unknown",
+        unreadable="service NAT uses a layout kubereach does not read yet: service-…: meta l4proto tcp dnat ip to jhash …",
+    )
+    diagnosis = verdict_of(cluster)
+    assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+    (note,) = [f for f in diagnosis.findings if f.hop == Hop.SERVICE_NAT]
+    assert "service NAT on node-1 uses a layout kubereach does not read yet" in note.summary
+    cluster.failing_probes = {"10.96.5.5": "timed_out"}
+    failing = verdict_of(cluster)
+    assert failing.verdict.code not in KUBE_PROXY_CODES
+    assert not KUBE_PROXY_CODES & {f.code for f in failing.findings}
+
+
+def test_the_real_1_36_rules_read_by_the_agent_pass_the_service_nat_step() -> None:
+    """The agent's answer on the recorded kube-proxy v1.36.2 table for shop/redis, end to end."""
+    recorded = Path(__file__).parent / "fixtures" / "kube-proxy-v1.36.2" / "node-1.ip-kube-proxy.json"
+    nat = nft_service_nat(parse_nft_ruleset(json.loads(recorded.read_text())), "10.111.113.82", 6379, "TCP")
+    redis = PodRef("shop", "redis-0", "10.244.2.4", "node-2", container_ports=(("redis", 6379, "TCP"),))
+    cluster = RecordedCluster()
+    cluster.pods["10.244.2.4"] = dataclasses.replace(cluster.pods["10.244.2.7"], pod_ip="10.244.2.4")
+    cluster.nat = NatView(
+        nat.mode,
+        nat.programmed,
+        tuple(NatEndpoint(e.ip, e.port, e.probability) for e in nat.endpoints),
+        nat.no_endpoints_action or "",
+        nat.service_name or "",
+        nat.service_chain or "",
+        nat.rules,
+        nat.layout,
+        nat.unreadable,
+    )
+    c = case(
+        target_display="svc/redis in shop",
+        port=6379,
+        service=ServiceRef("shop", "redis", "10.111.113.82", {"app": "redis"}, 6379, 6379, "redis"),
+        target_pods=(redis,),
+        endpoints=(EndpointRef("10.244.2.4", 6379, "node-2", True, redis),),
+        dns_name="redis.shop",
+    )
+    diagnosis = verdict_of(cluster, c)
+    assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+    nat_step = next(s for s in diagnosis.steps if s.name.endswith("service NAT"))
+    assert nat_step.status.value == "pass"
+    assert not [f for f in diagnosis.findings if f.hop == Hop.SERVICE_NAT]

@@ -923,6 +923,8 @@ class ServiceNat(_message.Message):
     NO_ENDPOINTS_ACTION_FIELD_NUMBER: _builtins.int
     SESSION_AFFINITY_FIELD_NUMBER: _builtins.int
     RULES_FIELD_NUMBER: _builtins.int
+    LAYOUT_FIELD_NUMBER: _builtins.int
+    UNREADABLE_FIELD_NUMBER: _builtins.int
     mode: _builtins.str
     """mode is kube-proxy's mode: "iptables", "nftables", "ipvs" or "none"."""
     vip: _builtins.str
@@ -941,6 +943,16 @@ class ServiceNat(_message.Message):
     """no_endpoints_action is "REJECT" or "DROP" when kube-proxy rejects for lack of endpoints; empty otherwise."""
     session_affinity: _builtins.bool
     """session_affinity is true when ClientIP session affinity is programmed."""
+    layout: _builtins.str
+    """layout is how the rules that decided are laid out, detected from the rules themselves. nftables:
+    "endpoint-chains" (numgen vmap to per-endpoint chains), "numgen-dnat-map" (dnat through a numgen
+    map, kube-proxy 1.36), "single-dnat" (one plain dnat), "shared-endpoints-map" (a dnat through one
+    map shared by every service), or "unknown". Empty when nothing was walked or from older agents.
+    """
+    unreadable: _builtins.str
+    """unreadable says why the rules could not be read (a layout the agent does not read yet); empty when
+    they were. When set, programmed, endpoints and no_endpoints_action say nothing about the service.
+    """
     @_builtins.property
     def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___NatEndpoint]:
         """endpoints are the DNAT targets in evaluation order."""
@@ -963,10 +975,12 @@ class ServiceNat(_message.Message):
         no_endpoints_action: _builtins.str = ...,
         session_affinity: _builtins.bool = ...,
         rules: _abc.Iterable[_builtins.str] | None = ...,
+        layout: _builtins.str = ...,
+        unreadable: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "mode", b"mode", "no_endpoints_action", b"no_endpoints_action", "port", b"port", "programmed", b"programmed", "protocol", b"protocol", "rules", b"rules", "service_chain", b"service_chain", "service_name", b"service_name", "session_affinity", b"session_affinity", "vip", b"vip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "layout", b"layout", "mode", b"mode", "no_endpoints_action", b"no_endpoints_action", "port", b"port", "programmed", b"programmed", "protocol", b"protocol", "rules", b"rules", "service_chain", b"service_chain", "service_name", b"service_name", "session_affinity", b"session_affinity", "unreadable", b"unreadable", "vip", b"vip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

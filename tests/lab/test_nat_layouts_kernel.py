@@ -1,0 +1,109 @@
+"""The agent's NAT readers on the real kube-proxy v1.36.2 rules and every nftables layout, in a kernel.
+
+Each ruleset (tests/unit/fixtures/kube-proxy-v1.36.2 and kube-proxy-layouts) is loaded into a
+throwaway network namespace (prefix kt, deleted in finally). For every service the netlink reading
+(the cold path: the map element and chains straight from nf_tables) must equal the reading of the
+`nft -j` dump, and the public entry points must answer what the rules mean. Layouts the netlink path
+does not read (a shared @endpoints map, an unknown layout) must fall back to the dump, never answer
+"not programmed".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nodeagent.checks import nat, nft
+from nodeagent.netns import netns_path
+from tests.unit.test_nat_recorded_kube_proxy import SERVICES
+
+pytestmark = pytest.mark.lab
+
+FIXTURES = Path(__file__).parents[1] / "unit" / "fixtures"
+RULESETS = {
+    "numgen-dnat-map": FIXTURES / "kube-proxy-v1.36.2" / "node-1.ip-kube-proxy.nft",
+    "single-dnat": FIXTURES / "kube-proxy-layouts" / "single-dnat.nft",
+    "shared-endpoints-map": FIXTURES / "kube-proxy-layouts" / "shared-endpoints-map.nft",
+    "unknown": FIXTURES / "kube-proxy-layouts" / "unknown-jhash.nft",
+}
+READ_OVER_NETLINK = {"numgen-dnat-map", "single-dnat"}
+
+
+def run(netns: str, *argv: str, stdin: str | None = None) -> str:
+    return subprocess.run(["ip", "netns", "exec", netns, *argv], input=stdin, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = f"kt-layout-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    nat.clear_cache()
+    try:
+        yield name
+    finally:
+        nat.clear_cache()
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _view(found: nat.ServiceNat) -> tuple[object, ...]:
+    return (
+        found.programmed,
+        found.layout,
+        bool(found.unreadable),
+        tuple((e.ip, e.port, round(e.probability or 0, 6)) for e in found.endpoints),
+        found.no_endpoints_action,
+    )
+
+
+@pytest.mark.parametrize("layout", sorted(RULESETS))
+def test_netlink_reading_equals_the_dump_reading_for_every_service(netns: str, layout: str) -> None:
+    run(netns, "nft", "-f", str(RULESETS[layout]))
+    path = netns_path(netns)
+    dump = nft.parse_nft_ruleset(json.loads(run(netns, "nft", "-j", "list", "table", "ip", "kube-proxy")))
+    listed = nft.nft_list_service_nat(dump)
+    assert {(s.vip, s.port, s.protocol) for s in listed} >= set(SERVICES)
+    for service in listed:
+        cold = nat._nft_service_nat_on_demand(path, service.vip, service.port, service.protocol)
+        if layout in READ_OVER_NETLINK:
+            assert cold is not None, (layout, service.vip, service.port)
+            assert _view(cold) == _view(service)
+            assert cold.rules == service.rules  # the decoded rules print as nft prints them
+        else:
+            assert cold is None  # the full dump decides
+        public = nat.service_nat(path, None, service.vip, service.port, service.protocol)
+        assert _view(public) == _view(service)
+        if layout == "unknown":
+            assert public.unreadable and not public.endpoints
+        elif (service.vip, service.port, service.protocol) in SERVICES:
+            targets = tuple(f"{e.ip}:{e.port}" for e in public.endpoints)
+            assert targets == SERVICES[(service.vip, service.port, service.protocol)][1]
+
+
+def test_list_service_nat_fails_with_the_reason_when_the_table_has_no_dispatch_maps(netns: str) -> None:
+    text = RULESETS["numgen-dnat-map"].read_text()
+    renamed = text.replace("map service-ips {", "map svc-dispatch {").replace("vmap @service-ips", "vmap @svc-dispatch")
+    renamed = renamed.replace("map no-endpoint-services {", "map svc-none {").replace(
+        "vmap @no-endpoint-services", "vmap @svc-none"
+    )
+    run(netns, "nft", "-f", "-", stdin=renamed)
+    with pytest.raises(nat.NatStateError, match="a layout kubereach does not read yet"):
+        nat.list_service_nat(netns_path(netns), None)
+    answer = nat.service_nat(netns_path(netns), None, "10.107.25.64", 8080, "TCP")
+    assert answer.unreadable and answer.layout == nft.LAYOUT_UNKNOWN
+
+
+def test_the_real_iptables_rules_read_the_same_in_a_kernel(netns: str) -> None:
+    run(netns, "iptables-restore", stdin=(FIXTURES / "kube-proxy-v1.36.2" / "node-1.nat.iptables-save.txt").read_text())
+    path = netns_path(netns)
+    assert nat.detect_proxy_mode(path, None) == "iptables"
+    for (vip, port, protocol), (name, endpoints) in SERVICES.items():
+        found = nat.service_nat(path, None, vip, port, protocol)
+        assert (found.programmed, found.service_name) == (True, name)
+        assert tuple(f"{e.ip}:{e.port}" for e in found.endpoints) == endpoints
+    assert {(s.vip, s.port, s.protocol) for s in nat.list_service_nat(path, None)} == set(SERVICES)
