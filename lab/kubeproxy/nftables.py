@@ -134,7 +134,7 @@ class _Script:
         add = f'{self._prefix("table")} {{ comment "rules for kube-proxy" ; }}'
         return [add, f"delete table {self.family.nft} {TABLE}", add]
 
-    def set(self, kind: str, name: str, body: str) -> None:
+    def container(self, kind: str, name: str, body: str) -> None:
         self.sets.append(f"{self._prefix(kind)} {name} {{ {body} ; }}")
 
     def chain(self, name: str, spec: str = "") -> None:
@@ -164,14 +164,14 @@ def _setup(out: _Script, node: NodeContext, nodeport_ips: tuple[str, ...], clust
     mark = nft_mark(node.mark_value)
     old = node.nft_layout == "endpoint-chains"
     if not old:
-        out.set(
+        out.container(
             "set",
             HAIRPIN_SET,
             f'type {fam.addr_type} . {fam.addr_type} . inet_proto . inet_service ; comment "service hairpin connections"',
         )
-    out.set("set", "cluster-ips", f'type {fam.addr_type} ; comment "Active ClusterIPs"')
+    out.container("set", "cluster-ips", f'type {fam.addr_type} ; comment "Active ClusterIPs"')
     if nodeport_ips:
-        out.set("set", NODEPORT_IPS_SET, f'type {fam.addr_type} ; comment "IPs that accept NodePort traffic"')
+        out.container("set", NODEPORT_IPS_SET, f'type {fam.addr_type} ; comment "IPs that accept NodePort traffic"')
         for ip in nodeport_ips:
             out.element(NODEPORT_IPS_SET, ip)
     verdict_map = f"{fam.addr_type} . inet_proto . inet_service : verdict"
@@ -183,7 +183,7 @@ def _setup(out: _Script, node: NodeContext, nodeport_ips: tuple[str, ...], clust
         ("service-ips", verdict_map, "ClusterIP, ExternalIP and LoadBalancer IP traffic"),
         ("service-nodeports", port_map, "NodePort traffic"),
     ):
-        out.set("map", name, f'type {kind} ; comment "{comment}"')
+        out.container("map", name, f'type {kind} ; comment "{comment}"')
 
     for name, kind, hook, priority in _BASE_CHAINS:
         out.chain(name, f"type {kind} hook {hook} priority {priority} ;")
@@ -287,7 +287,7 @@ def _write_service(out: _Script, plan: ServicePlan, node: NodeContext) -> None:
             out.chain(chain)
             out.service_chains.append(chain)
             if sticky:
-                out.set(
+                out.container(
                     "set",
                     names.NFT_AFFINITY_PREFIX + ep_base(ep.address),
                     f"type ipv4_addr ; flags dynamic,timeout ; timeout {svc.sticky_seconds}s",

@@ -10,7 +10,7 @@ from the last resourceVersion seen. While the API is unreachable it retries with
 Like kube-proxy it does not write rules before both Services and EndpointSlices have been listed
 once, and it rate-limits syncs like kube-proxy's --min-sync-period (100 ms here, 1 s in kube-proxy);
 every sync is a full sync. After each successful sync it atomically rewrites the status
-file with {"generation", "synced_at", "services", "mode", ...}. A SIGSTOPped process simply stops
+file with {"generation", "synced_at", "services", "mode", "nft_layout", ...}. A SIGSTOPped process simply stops
 changing the rules; SIGTERM ends it cleanly.
 """
 
@@ -317,6 +317,7 @@ class NodeProxy:
             "services": len(services),
             "endpoint_slices": len(slices),
             "mode": self.settings.mode,
+            "nft_layout": self.settings.nft_layout,
             "node": self.settings.node_name,
         }
         try:

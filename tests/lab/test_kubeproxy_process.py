@@ -159,6 +159,7 @@ def test_nftables_process_writes_the_136_layout_by_default(node: Node, tmp_path:
         seed(api, "a")
         wait_for(lambda: status(status_file).get("generation", 0) >= 1, "first sync")
         assert f"map {{ 0 : {POD_IPS['a']} . 8080 }}" in nft_service_chain(node.node)
+        assert status(status_file)["nft_layout"] == "1.36"
         assert nft_endpoint_chain("a") not in nft_chain_names(node.node)
         api.put(ENDPOINT_SLICES_PATH, web_slice("b"))
         wait_for(lambda: f"map {{ 0 : {POD_IPS['b']} . 8080 }}" in nft_service_chain(node.node), "map rewritten for pod b")

@@ -219,6 +219,17 @@ def test_iptables_node_port_reaches_an_endpoint(node: Node) -> None:
     assert node.connect("a", "10.244.1.1", 30080) == "pod-b"
 
 
+def test_iptables_node_port_answers_on_localhost_as_kube_proxys_default(node: Node) -> None:
+    # --iptables-localhost-nodeports (default true): route_localnet=1 lets 127.0.0.1:NODEPORT be DNATed out.
+    svc = service("kp", "web", VIP, port=80, port_name="http", node_port=30080)
+    sync_iptables(node.node, [svc], [web_slice("b")], node.context)
+    client = socket_in_netns(netns_path(node.node), socket.AF_INET, socket.SOCK_STREAM)
+    with client:
+        client.settimeout(5)
+        client.connect(("127.0.0.1", 30080))
+        assert client.recv(64).decode() == "pod-b"
+
+
 # --- nftables mode -----------------------------------------------------------------------------
 
 

@@ -301,3 +301,22 @@ def test_calico_and_nftables_faults(calico_lab: Lab) -> None:
                         lambda lab, v=victim: tcp_ok(lab, app_pod(lab, "node-1"), v["ip"], 8080), None))  # fmt: skip
     refused = lab.cli("fault", "veth-off-bridge", "--pod", f"shop/{victim['name']}", check=False)
     assert refused.returncode == 2 and "calico has no bridge" in refused.stderr
+
+
+def test_the_nodes_kube_proxy_writes_the_layout_the_lab_was_brought_up_with(calico_lab: Lab) -> None:
+    # The layout chosen with `lab up --kube-proxy-layout` (default 1.36; CI may pick another through
+    # KUBEREACH_LAB_KUBE_PROXY_LAYOUT) reaches every node's kube-proxy through the lab's state.
+    layout = calico_lab.status["kube_proxy_layout"]
+    state = load_state(calico_lab.prefix)
+    assert state is not None and state.kube_proxy_layout == layout
+    for node in ("node-1", "node-2"):
+        netns = calico_lab.node(node)["netns"]
+        table = subprocess.run(["ip", "netns", "exec", netns, "nft", "list", "table", "ip", "kube-proxy"],
+                               capture_output=True, text=True, check=True, timeout=30).stdout  # fmt: skip
+        redis = table[table.index("chain service-V3KEXTKG-shop/redis/tcp/redis {") :].split("}", 1)[0]
+        if layout == "endpoint-chains":
+            assert "chain mark-for-masquerade" in table and "numgen random mod 1 vmap" in redis
+        else:
+            assert "chain mark-for-masquerade" not in table and "set hairpin-connections" in table
+            single = "dnat to 10.244." in redis and "numgen" not in redis
+            assert single == (layout == "single-endpoint"), redis

@@ -6,6 +6,8 @@ Lines quoted from kube-proxy's pkg/proxy/iptables/proxier_test.go use its conven
 
 from __future__ import annotations
 
+import dataclasses
+
 from lab.kubeproxy.iptables import JUMPS, nat_chains_from_save, probability, render_iptables
 from lab.kubeproxy.model import NodeContext
 
@@ -117,6 +119,47 @@ def test_filter_table_has_kube_proxys_fixed_chains_and_forward_rules() -> None:
         '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack '
         "--ctstate RELATED,ESTABLISHED -j ACCEPT",
     ]
+
+
+def test_localhost_nodeports_bring_the_kube_firewall_martian_drop_and_route_localnet() -> None:
+    ruleset = render_iptables([], [], UPSTREAM_NODE)
+    filt = tables(ruleset.restore_input)["filter"]
+    assert ":KUBE-FIREWALL - [0:0]" in filt
+    assert (
+        '-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 '
+        "-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+    ) in filt
+    assert ruleset.sysctls == (("net.ipv4.conf.all.route_localnet", "1"),)
+    # Inserted last at the top of INPUT and OUTPUT, the KUBE-FIREWALL jumps end up first there.
+    assert [(j.chain, j.rule) for j in ruleset.jumps[-2:]] == [("INPUT", ("-j", "KUBE-FIREWALL")),
+                                                              ("OUTPUT", ("-j", "KUBE-FIREWALL"))]  # fmt: skip
+    assert ruleset.canary_tables == ("mangle", "nat", "filter")
+    without = render_iptables([], [], dataclasses.replace(UPSTREAM_NODE, localhost_nodeports=False))
+    assert not any(ln.startswith("-A KUBE-FIREWALL") for ln in tables(without.restore_input)["filter"])
+    assert without.sysctls == ()
+    assert tables(without.restore_input)["nat"][-1].endswith("--dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS")
+
+
+def test_the_invalid_state_drop_is_counted_when_the_kernel_has_nfacct() -> None:
+    node = dataclasses.replace(UPSTREAM_NODE, nfacct=True)
+    ruleset = render_iptables([], [], node)
+    drop = "-A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP"
+    assert drop in tables(ruleset.restore_input)["filter"]
+    assert ruleset.restore_input6 is not None and drop in tables(ruleset.restore_input6)["filter"]
+
+
+def test_the_ipv6_side_is_the_skeleton_with_nodeports_never_on_loopback() -> None:
+    ruleset = render_iptables([service("ns1", "svc1", "172.30.0.41")], [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")])],
+                              UPSTREAM_NODE)  # fmt: skip
+    assert ruleset.restore_input6 is not None
+    six = tables(ruleset.restore_input6)
+    assert [ln for ln in six["nat"] if ln.startswith("-A KUBE-SERVICES")] == [
+        '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this '
+        'chain" -m addrtype --dst-type LOCAL ! -d ::1/128 -j KUBE-NODEPORTS'
+    ]
+    assert ":KUBE-FIREWALL - [0:0]" in six["filter"] and not any(ln.startswith("-A KUBE-FIREWALL") for ln in six["filter"])
+    assert not any("KUBE-SVC-" in ln or "KUBE-SEP-" in ln for ln in ruleset.restore_input6.splitlines())
+    assert render_iptables([], [], dataclasses.replace(UPSTREAM_NODE, ipv6=False)).restore_input6 is None
 
 
 def test_node_port_service_goes_through_the_ext_chain_as_upstream() -> None:
