@@ -233,7 +233,7 @@ class Investigator:
         except ResolutionError as exc:
             verdict = Verdict(VerdictCode(exc.code), str(exc).replace("\n  hint: ", " — "), None, Hop.API, ())
             if self.history is not None:
-                recorded = self.history.start(text, asker or CLI_ASKER, None, None, ())
+                recorded = self.history.start(text, asker or CLI_ASKER, None, None, (), inv_id)
                 early = InvestigationResult(
                     recorded or inv_id, text, question.source.display(), "", verdict, (), (), _ms(t0), started_at
                 )
@@ -265,7 +265,9 @@ class Investigator:
         )
         recorded = None
         if self.history is not None:
-            recorded = await asyncio.to_thread(self.history.start, text, asker or CLI_ASKER, source_ref, target_ref, namespaces)
+            recorded = await asyncio.to_thread(
+                self.history.start, text, asker or CLI_ASKER, source_ref, target_ref, namespaces, inv_id
+            )
             inv_id = recorded or inv_id
             INVESTIGATION_ID.set(inv_id)
         log.info("investigating %r: %s → %s", text, resolved.source, resolved.target)

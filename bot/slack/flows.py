@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,6 +27,7 @@ from bot.errors import BadInput, KubereachError
 from bot.history import service
 from bot.history.enums import AuditAction, Origin
 from bot.history.errors import HistoryError
+from bot.history.ids import new_investigation_id
 from bot.history.recorder import Asker, HistoryRecorder
 from bot.history.search import SearchFilters, search_investigations
 from bot.history.service import Person
@@ -295,12 +297,14 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
         return None
     events: queue.Queue[object] = queue.Queue()
     asker = Asker(who, Origin.SLACK, ask.channel, ask.thread_ts)
+    investigation_id = new_investigation_id(datetime.now(UTC))
     future = deps.loop.submit(
         deps.investigator.investigate(
             ask.text,
             on_step=events.put,
             default_namespace=deps.access.default_namespace(ask.channel, deps.settings.default_namespace),
             allowed_namespaces=allowed,
+            investigation_id=investigation_id,
             asker=asker,
         )
     )
@@ -314,7 +318,12 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
             break
         assert isinstance(item, StepResult)
         steps.append(item)
+        had_thread = thread.thread_ts is not None
         thread.show(render.progress_text(ask.text, steps), render.progress_blocks(ask.text, steps, note=note))
+        if not had_thread and thread.thread_ts is not None:
+            # A slash command's thread exists from its first step on: the history knows it at once, so
+            # a bot stopped mid-investigation can say so in that thread.
+            _set_thread(deps, investigation_id, ask.channel, thread.thread_ts)
     try:
         result = future.result()
     except NamespaceNotAllowed as exc:
