@@ -101,6 +101,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  fault {f['name']}: {f['description']}")
 
 
+def _add_slack() -> None:
+    from lab.slack_cli import slack
+
+    lab.add_command(slack)
+
+
+_add_slack()
+
+
 @lab.command()
 def faults() -> None:
     """List the faults `lab fault NAME` can inject."""

@@ -137,6 +137,10 @@ class WebApi:
             "files.upload": self.files_upload,
         }
 
+    def register(self, method: str, handler: Callable[[JsonObject, Mapping[str, UploadedPart]], ApiAnswer]) -> None:
+        """Serve one more method (the stand-in adds those that need more than the state, e.g. Socket Mode)."""
+        self._handlers[method] = handler
+
     @property
     def methods(self) -> frozenset[str]:
         """The method names served."""
