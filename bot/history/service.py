@@ -285,8 +285,13 @@ def finish_investigation(
 
 
 def fail_investigation(session: Session, investigation_id: str, error: str, *, finished_at: datetime | None = None) -> None:
-    """Close an investigation that could not reach a verdict, with the reason people were told."""
+    """Close an investigation that could not reach a verdict, with the reason people were told.
+
+    One already marked interrupted (its process was stopping) keeps that status.
+    """
     investigation = _investigation(session, investigation_id)
+    if investigation.status == InvestigationStatus.INTERRUPTED:
+        return
     finished = finished_at or _now()
     investigation.status = InvestigationStatus.FAILED
     investigation.error = error

@@ -96,6 +96,25 @@ class InvestigationLoop:
         """Run `work` on the loop; the future is done when it is."""
         return asyncio.run_coroutine_threadsafe(work, self.loop)
 
+    def cancel_all(self, timeout: float = 10.0) -> int:
+        """Cancel every investigation still running on the loop (shutdown after the grace); returns how many."""
+        if not self.loop.is_running():
+            return 0
+
+        async def cancel() -> int:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+            return len(tasks)
+
+        try:
+            return asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(timeout=timeout + 1)
+        except (concurrent.futures.TimeoutError, RuntimeError) as exc:
+            log.error("investigations did not stop when cancelled: %s", exc)
+            return 0
+
     def close(self) -> None:
         """Stop the loop and its thread."""
         if self.loop.is_running():
@@ -181,7 +200,9 @@ class SlackDeps:
         return PastRun(view.question, view.verdict, view.steps, view.channel, view.thread_ts)
 
     def close(self) -> None:
-        """Release the investigator (its agent channels close on the loop), then stop the loop."""
+        """Cancel what still runs (the grace is over), release the investigator (its agent channels close
+        on the loop), then stop the loop."""
+        self.loop.cancel_all()
         self.investigator.close()
         self.loop.close()
 
@@ -326,6 +347,10 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
             _set_thread(deps, investigation_id, ask.channel, thread.thread_ts)
     try:
         result = future.result()
+    except concurrent.futures.CancelledError:
+        # The process is stopping and its grace is over: the thread was told (`app.drain`).
+        log.info("slack: an investigation was cancelled by shutdown")
+        return None
     except NamespaceNotAllowed as exc:
         reason = f"The question involves namespace `{exc.namespace}`"
         deps.poster.ephemeral(ask.channel, ask.user_id, refusal_text(exc.allowed, reason), thread_ts=ask.thread_ts)
