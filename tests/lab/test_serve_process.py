@@ -277,6 +277,47 @@ def test_a_digest_subscribed_for_the_next_minute_is_posted_once_by_two_replicas_
         second.stop()
 
 
+def test_socket_mode_with_the_real_client_commands_events_interactions_and_a_reconnect(
+    lab: Lab, slack: RemoteWorkspace, database_url: str, tmp_path: Path
+) -> None:
+    channel = lab.status["slack"]["channel"]
+    socket_serve = Serve(lab.status["config"], database_url, tmp_path / "socket.log", "--socket-mode")
+    try:
+        wait_for(lambda: slack.socket_status()["connected"] >= 1, 60, "the app's Socket Mode connection")
+        before = roots(slack, channel)
+        question = "why can't api reach ledger"
+        command = lab_slack(lab, "send", "--socket-mode", f"/reach {question}")
+        assert command["status"] == 200 and command["ack_ms"] >= 0
+        root = wait_for(lambda: newest_root(slack, channel, before, question), ANSWER_S, "the command's thread")
+        verdict = wait_for(
+            lambda: next((m for m in thread_of(slack, channel, root) if verdict_of(m)), None), ANSWER_S, "the verdict"
+        )
+        assert verdict_of(verdict) == "NO_FAULT_FOUND"
+
+        mention = lab_slack(lab, "send", "--socket-mode", "--thread", root, "why can't frontend reach ledger")
+        assert mention["status"] == 200
+        wait_for(
+            lambda: any(verdict_of(m) == "NETWORK_POLICY_DENIES_INGRESS" for m in thread_of(slack, channel, root)),
+            ANSWER_S,
+            "the mention's verdict in the thread",
+        )
+
+        connects = slack.socket_status()["connects"]
+        assert slack.socket_disconnect()["asked"] >= 1
+        wait_for(lambda: (s := slack.socket_status())["connects"] > connects and s["connected"] >= 1, 60, "the app reconnecting")
+        count = len(thread_of(slack, channel, root))
+        click = lab_slack(lab, "click", "--socket-mode", "--ts", verdict["ts"], "Show evidence")
+        assert click["status"] == 200
+        wait_for(
+            lambda: any(m.get("files") or "Evidence of" in m["text"] for m in thread_of(slack, channel, root)[count:]),
+            ANSWER_S,
+            "the evidence after the reconnect",
+        )
+    finally:
+        socket_serve.stop()
+    assert "Socket Mode" in socket_serve.log.read_text()
+
+
 def _agent_pids(lab: Lab) -> list[int]:
     state = json.loads((Path("/run/kubereach") / lab.prefix / "state.json").read_text())
     return [pid for name, pid in state["processes"].items() if name.startswith("agent/")]
