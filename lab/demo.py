@@ -143,6 +143,14 @@ class LocalSlack:
             raise LabError(f"no message shows a {label!r} button yet", hint="ask a question first")
         return self._delivered(self.sender.block_action(where, self.user, target.ts, action_id))
 
+    def submit_modal(self, note: str) -> SlackDelivery:
+        """Type `note` into the newest modal the app opened (the Resolved button's) and submit it."""
+        opened = self.stub.state.opened_views()
+        if not opened:
+            raise LabError("no modal is open", hint="click Resolved first")
+        view = self.stub.web_api.opened_view_json(opened[-1].id, opened[-1].view, opened[-1].hash)
+        return self._delivered(self.sender.deliver(self.sender.view_submission_request(view, self.user, note)))
+
     def newest_with_button(self, action_id: str, channel: str | None = None) -> Message | None:
         """The newest visible message in `channel` with button `action_id`."""
         for message in reversed(self.stub.messages(channel or self.channel)):
@@ -260,6 +268,8 @@ class TerminalChannel:
         self.current_thread: str | None = None
         self.asked: list[str] = []
         """Root ts of each thread a question started, in order."""
+        self.interactive = False
+        """True once a person types (a modal then asks them for its text)."""
 
     def _name(self, user_id: str) -> str:
         user = self.slack.stub.state.user(user_id)
@@ -290,13 +300,20 @@ class TerminalChannel:
         elif line.startswith("@kubereach"):
             self.console.print(Text(f"you: {line}", style="bold"))
             self.slack.mention(line.removeprefix("@kubereach").strip())
-        elif line.lower() in BUTTONS:
-            self.console.print(Text(f"you click [ {line} ]", style="bold"))
-            self.slack.click(line)
+        elif line.split(":", 1)[0].strip().lower() in BUTTONS:
+            label, _, note = line.partition(":")
+            self.console.print(Text(f"you click [ {label.strip()} ]", style="bold"))
+            modals = len(self.slack.stub.state.opened_views())
+            self.slack.click(label)
+            if len(self.slack.stub.state.opened_views()) > modals:
+                if not note.strip() and self.interactive:
+                    note = self.console.input("[bold]What fixed it? [/]")
+                self.console.print(Text(f"you submit: {note.strip() or '(no note)'}", style="bold"))
+                self.slack.submit_modal(note.strip())
         else:
             self.console.print(
                 "Type /reach QUESTION, @kubereach QUESTION, a button label (Re-run, Show evidence, "
-                "Resolved), !fault NAME [--node N] [--pod NS/NAME] [--service NS/NAME], !heal or !quit."
+                "Resolved[: what fixed it]), !fault NAME [--node N] [--pod NS/NAME] [--service NS/NAME], !heal or !quit."
             )
             return True
         new_roots = [
@@ -358,6 +375,7 @@ def run_demo(prefix: str, script: Path | None, *, keep: bool, tour: bool = True)
             _print_summary(console, slack, channel)
             return
         console.print(Rule("your turn (Ctrl-C or !quit ends the demo and removes the lab)"))
+        channel.interactive = True
         while True:
             try:
                 line = console.input("[bold]#incidents> [/]")

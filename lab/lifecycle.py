@@ -95,6 +95,8 @@ SLACK_CHANNEL = ("CINCIDENTS", "incidents")
 SLACK_SHOP_CHANNEL = ("CSHOPTEAM", "shop-team")
 """A team channel limited to the `shop` namespace."""
 SLACK_USER = ("UONCALL", "oncall")
+SLACK_DEV = ("UDEVELOPER", "dev")
+"""A developer outside the network team's user group."""
 SLACK_NETOPS = ("SNETOPS", "netops")
 """A user group (the on-call person is in it)."""
 
@@ -106,7 +108,7 @@ def start_slack(state: LabState) -> processes.Started:
         "app_token": f"xapp-lab-{secrets.token_hex(12)}",
         "signing_secret": secrets.token_hex(16),
         "channels": [{"id": cid, "name": name} for cid, name in (SLACK_CHANNEL, SLACK_SHOP_CHANNEL)],
-        "users": [{"id": SLACK_USER[0], "name": SLACK_USER[1]}],
+        "users": [{"id": uid, "name": name} for uid, name in (SLACK_USER, SLACK_DEV)],
         "usergroups": [{"id": SLACK_NETOPS[0], "handle": SLACK_NETOPS[1], "users": [SLACK_USER[0]]}],
     }
     path = state.path / "slack-workspace.json"
@@ -118,6 +120,7 @@ def start_slack(state: LabState) -> processes.Started:
         "channel": SLACK_CHANNEL[0],
         "shop_channel": SLACK_SHOP_CHANNEL[0],
         "user": SLACK_USER[0],
+        "developer": SLACK_DEV[0],
         "usergroup": SLACK_NETOPS[0],
     }
     argv = [PYTHON, "-m", "lab.slackstub", "--workspace", str(path), "--ready-fd", "{ready_fd}"]
@@ -315,6 +318,7 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
             "channel": state.slack["channel"],
             "shop_channel": state.slack["shop_channel"],
             "user": state.slack["user"],
+            "developer": state.slack["developer"],
             "usergroup": state.slack["usergroup"],
             "running": processes.alive(state.processes.get("slack", -1)),
         }

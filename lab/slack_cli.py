@@ -178,3 +178,46 @@ def messages(ctx: click.Context, channel: str | None, thread_ts: str | None, as_
         indent = "    " if message.get("thread_ts") and message["thread_ts"] != message["ts"] else ""
         first = str(message["text"]).splitlines()[0] if message["text"] else ""
         click.echo(f"{indent}{message['ts']} {message['user']}{mark}: {first}")
+
+
+@slack.command()
+@_TO
+@_SOCKET
+@click.option("--user", default=None, help="Who submits (default: the lab's on-call person).")
+@click.option("--view", "view_id", default=None, help="The modal's id (default: the newest opened).")
+@click.argument("text")
+@click.pass_context
+def submit(ctx: click.Context, to: str | None, socket_mode: bool, user: str | None, view_id: str | None, text: str) -> None:
+    """Type TEXT into the modal's text field and submit it (e.g. the Resolved button's note)."""
+    lab = _config(ctx)
+    if not socket_mode and not to:
+        raise click.UsageError("give --to URL (HTTP mode) or --socket-mode")
+    opened = [v["view"] for v in lab.workspace.views()["opened"] if view_id is None or v["view"]["id"] == view_id]
+    if not opened:
+        raise LabError("no modal is open", hint="click a button that opens one first", exit_code=2)
+    sender = lab.sender(to)
+    payload = sender.view_submission_payload(opened[-1], user or lab.user, text)
+    if socket_mode:
+        _socket(lab, "interactive", payload)
+        return
+    delivery = sender.deliver(sender.view_submission_request(opened[-1], user or lab.user, text))
+    _print(delivery.status, delivery.body, delivery.elapsed * 1000)
+
+
+@slack.command()
+@_TO
+@_SOCKET
+@click.option("--user", default=None, help="Whose Home tab (default: the lab's on-call person).")
+@click.pass_context
+def home(ctx: click.Context, to: str | None, socket_mode: bool, user: str | None) -> None:
+    """Open the app's Home tab (an app_home_opened event); `messages` does not show it, `views` in the stand-in does."""
+    lab = _config(ctx)
+    if not socket_mode and not to:
+        raise click.UsageError("give --to URL (HTTP mode) or --socket-mode")
+    sender = lab.sender(to)
+    event = {"type": "app_home_opened", "user": user or lab.user, "channel": "D" + (user or lab.user)[1:], "tab": "home"}
+    if socket_mode:
+        _socket(lab, "events_api", sender.event_envelope(event))
+        return
+    delivery = sender.deliver(sender.event_request(event))
+    _print(delivery.status, delivery.body, delivery.elapsed * 1000)

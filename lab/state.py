@@ -117,6 +117,7 @@ def write_config(state: LabState, ca: Path, cert: Path, key: Path) -> Path:
                 "slack_signing_secret": workspace["signing_secret"],
                 "slack_api_url": f"{origin}/api/",
                 "channel_namespaces": {state.slack["channel"]: ["*"], state.slack["shop_channel"]: ["shop"]},
+                "usergroup_namespaces": {state.slack["usergroup"]: ["*"]},
                 "slack": {
                     "api": f"{origin}/api/",
                     "control": origin,

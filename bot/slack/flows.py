@@ -37,6 +37,7 @@ from bot.render import blocks as render
 from bot.settings import BotSettings
 from bot.slack.access import ChannelAccess, refusal_text
 from bot.slack.dedupe import DeliveryDedupe
+from bot.slack.groups import GroupAccess, allowed_namespaces
 from bot.slack.messaging import EVIDENCE_INLINE_MAX, SlackPoster
 
 log = logging.getLogger("kubereach.slack")
@@ -176,6 +177,8 @@ class SlackDeps:
     """Serves `/reach digest …` when digests are set up (see `app.build_deps`)."""
     digest: Any = None
     """What `digest_handler` needs (`bot.digest.flows.DigestDeps`)."""
+    groups: GroupAccess | None = None
+    """Access granted by user group (`usergroup_namespaces`), when set."""
     recent: OrderedDict[str, PastRun] = field(default_factory=OrderedDict)
     _recent_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -310,7 +313,7 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
     Returns the result, or None when the question was refused or could not be read (the person was told).
     """
     who = Person(ask.user_id, ask.user_name)
-    allowed = deps.access.namespaces_for(ask.channel)
+    allowed = allowed_namespaces(deps.access, deps.groups, ask.channel, ask.user_id)
     if allowed is not None and not allowed:
         deps.poster.ephemeral(ask.channel, ask.user_id, refusal_text(allowed), thread_ts=ask.thread_ts)
         reason = "channel may ask about no namespace"

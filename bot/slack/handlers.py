@@ -18,6 +18,7 @@ from bot.parse.slack_text import clean_slack_text
 from bot.render import blocks as render
 from bot.slack import flows
 from bot.slack.flows import SlackAsk, SlackDeps
+from bot.slack.modals import ResolveTarget, resolve_modal
 
 log = logging.getLogger("kubereach.slack")
 
@@ -146,6 +147,15 @@ def on_show_evidence(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
 
 
 def on_resolved(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
-    """Resolved: record who resolved it (a note can follow with `/reach resolve ID NOTE`)."""
+    """Resolved: a modal asks what fixed it (`bot.slack.modals`); when Slack cannot show it, record who
+    resolved it at once (a note can follow with `/reach resolve ID NOTE`)."""
     investigation_id, channel, user_id, user_name, thread_ts = _click(body)
-    _work(deps, ack, lambda: flows.resolve(deps, investigation_id, channel, user_id, user_name, "", thread_ts))
+    trigger_id = str(body.get("trigger_id") or "")
+
+    def job() -> None:
+        modal = resolve_modal(ResolveTarget(investigation_id, channel, thread_ts))
+        if trigger_id and deps.poster.open_view(trigger_id, modal) is not None:
+            return
+        flows.resolve(deps, investigation_id, channel, user_id, user_name, "", thread_ts)
+
+    _work(deps, ack, job)

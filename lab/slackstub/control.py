@@ -77,6 +77,13 @@ def answer_control(stub: SlackStub, verb: str, path: str, query: str, raw: bytes
                 "channels": [{"id": c.id, "name": c.name} for c in state.channels()],
                 "users": [{"id": u.id, "name": u.name} for u in state.users()],
             }
+        if verb == "GET" and path == "views":
+            opened = [
+                {"trigger_id": v.trigger_id, "view": stub.web_api.opened_view_json(v.id, v.view, v.hash)}
+                for v in state.opened_views()
+            ]
+            home = [{"user_id": v.user_id, "view": v.view} for v in state.views()]
+            return 200, {"ok": True, "opened": opened, "home": home}
         if verb == "GET" and path == "messages":
             channel = str(args.get("channel", ""))
             if state.channel(channel) is None:
@@ -208,6 +215,10 @@ class RemoteWorkspace:
         """What `lab slack messages` prints."""
         query = {"channel": channel} | ({"thread": thread} if thread else {})
         return list(self.call("GET", "messages", query=query)["messages"])
+
+    def views(self) -> JsonObject:
+        """Modals opened (``opened``: trigger id and view) and App Home tabs published (``home``)."""
+        return self.call("GET", "views")
 
     def socket_deliver(self, kind: str, payload: JsonObject, timeout: float = 10.0) -> JsonObject:
         """Send a Socket Mode envelope to the connected app; its ack (``payload``, ``ack_ms``)."""

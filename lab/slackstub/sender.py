@@ -376,6 +376,36 @@ class SlackSender:
             kind="block_actions", body=body, content_type=FORM, response_url=str(payload["response_url"]), message_ts=message_ts
         )
 
+    def view_submission_payload(self, view: JsonObject, user: str, text: str) -> JsonObject:
+        """`user` types `text` into the modal's first text input and presses its submit button."""
+        values: JsonObject = {}
+        for block in view.get("blocks") or []:
+            element = block.get("element") if block.get("type") == "input" else None
+            if isinstance(element, dict) and element.get("type") == "plain_text_input" and not values:
+                values[str(block.get("block_id", ""))] = {
+                    str(element.get("action_id", "")): {"type": "plain_text_input", "value": text}
+                }
+        workspace = self.workspace
+        return {
+            "type": "view_submission",
+            "team": {"id": workspace.team.id, "domain": workspace.team.domain},
+            "user": {"id": user, "username": self._user_name(user), "name": self._user_name(user), "team_id": workspace.team.id},
+            "api_app_id": workspace.app_id,
+            "token": self.verification_token,
+            "trigger_id": _random_trigger_id(),
+            "view": {**view, "state": {"values": values}},
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+
+    def view_submission_request(self, view: JsonObject, user: str, text: str) -> SlackRequest:
+        """The form body Slack posts when the modal is submitted."""
+        payload = self.view_submission_payload(view, user, text)
+        return SlackRequest(
+            kind="view_submission", body=urllib.parse.urlencode({"payload": json.dumps(payload)}).encode(), content_type=FORM
+        )
+
     # ---- sending -----------------------------------------------------------------------------
 
     def deliver(

@@ -222,10 +222,54 @@ def test_show_evidence_rerun_and_resolved_buttons(
         "a second verdict in the same thread",
     )
     assert verdict_of(rerun[-1]) == "NETWORK_POLICY_DENIES_INGRESS"
+    opened = len(slack.views()["opened"])
     lab_slack(lab, "click", "--to", serve.url, "--ts", verdict["ts"], "Resolved")
-    wait_for(
-        lambda: any("Resolved by" in m["text"] for m in thread_of(slack, channel, root)), ANSWER_S, "the resolution in the thread"
+    modal = wait_for(lambda: slack.views()["opened"][opened:], ANSWER_S, "the Resolved modal")[-1]["view"]
+    assert modal["callback_id"] == "kubereach_resolve"
+    submitted = lab_slack(lab, "submit", "--to", serve.url, "allowed shop/frontend in ledger-ingress <b>")
+    assert submitted["status"] == 200
+    note = wait_for(
+        lambda: [m for m in thread_of(slack, channel, root) if "Resolved by" in m["text"]],
+        ANSWER_S,
+        "the resolution in the thread",
     )
+    assert "allowed shop/frontend in ledger-ingress" in json.dumps(note[-1]["blocks"])
+
+
+def test_the_home_tab_lists_recent_investigations_and_digest_subscriptions(
+    lab: Lab, serve: Serve, slack: RemoteWorkspace, policy_answer: tuple[str, dict[str, Any]]
+) -> None:
+    user = lab.status["slack"]["user"]
+    investigation = _button_value(policy_answer[1], "kubereach_rerun")
+    published = len(slack.views()["home"])
+    assert lab_slack(lab, "home", "--to", serve.url)["status"] == 200
+    home = wait_for(lambda: slack.views()["home"][published:], ANSWER_S, "the Home tab published")[-1]
+    assert home["user_id"] == user
+    shown = json.dumps(home["view"]["blocks"])
+    assert investigation is not None and investigation in shown
+    assert "Digest subscriptions" in shown
+
+
+def test_a_user_group_widens_what_a_person_may_ask_in_a_restricted_channel(
+    lab: Lab, serve: Serve, slack: RemoteWorkspace
+) -> None:
+    team_channel, member, developer = (lab.status["slack"][k] for k in ("shop_channel", "user", "developer"))
+    question = "why can't frontend reach ledger"
+    before = roots(slack, team_channel)
+    send(lab, serve, f"/reach {question}", "--channel", team_channel, "--user", developer)
+    refusal = wait_for(
+        lambda: [m for m in slack.messages(team_channel) if m.get("ephemeral") and m["user"] == developer],
+        ANSWER_S,
+        "the refusal shown to the developer",
+    )
+    assert "`shop`" in refusal[-1]["text"] and "payments" in refusal[-1]["text"]
+    assert roots(slack, team_channel) - {m["ts"] for m in slack.messages(team_channel) if m.get("ephemeral")} == before
+    send(lab, serve, f"/reach {question}", "--channel", team_channel, "--user", member)
+    root = wait_for(lambda: newest_root(slack, team_channel, before, question), ANSWER_S, "the member's thread")
+    verdict = wait_for(
+        lambda: next((m for m in thread_of(slack, team_channel, root) if verdict_of(m)), None), ANSWER_S, "the verdict"
+    )
+    assert verdict_of(verdict) == "NETWORK_POLICY_DENIES_INGRESS"
 
 
 def test_search_finds_the_investigation_just_made(
