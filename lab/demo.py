@@ -35,6 +35,7 @@ from lab import faults, lifecycle
 from lab.errors import LabError
 from lab.plan import LabOptions
 from lab.slackstub import Message, SlackDelivery, SlackSender, SlackStub
+from lab.slackstub.state import ts_key
 
 TOUR_FILE = Path(__file__).with_name("demo_tour.txt")
 ANSWER_TIMEOUT_S = 120.0
@@ -127,8 +128,25 @@ class LocalSlack:
         )
 
     def mention(self, text: str, *, channel: str | None = None, thread_ts: str | None = None, **options: Any) -> SlackDelivery:
-        """``@kubereach text`` in the channel (or a thread); returns once the app has answered."""
-        return self._delivered(self.sender.app_mention(channel or self.channel, self.user, text, thread_ts=thread_ts, **options))
+        """``@kubereach text`` in the channel (or a thread); returns once the app has answered.
+
+        Bolt acknowledges an event before its listener starts, so the ack alone does not say the work
+        began: wait for the app's first word after the mention (in the thread, or privately), then idle.
+        """
+        where = channel or self.channel
+        delivery = self.sender.app_mention(where, self.user, text, thread_ts=thread_ts, **options)
+        mentioned = delivery.request.message_ts or ""
+        state = self.stub.state
+
+        def answered() -> bool:
+            return any(
+                m.bot_id is not None and ts_key(m.ts) > ts_key(mentioned)
+                for m in state.messages(where, include_ephemeral=True)
+            )
+
+        if options.get("retry_num") is None:
+            state.wait_for(answered, ANSWER_TIMEOUT_S)
+        return self._delivered(delivery)
 
     def retry(self, delivery: SlackDelivery, retry_num: int = 1) -> SlackDelivery:
         """Slack's retry of an earlier delivery."""

@@ -346,8 +346,10 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
         thread.show(render.progress_text(ask.text, steps), render.progress_blocks(ask.text, steps, note=note))
         if not had_thread and thread.thread_ts is not None:
             # A slash command's thread exists from its first step on: the history knows it at once, so
-            # a bot stopped mid-investigation can say so in that thread.
-            _set_thread(deps, investigation_id, ask.channel, thread.thread_ts)
+            # a bot stopped mid-investigation can say so in that thread. Written on the investigation's
+            # loop, between its step writes (SQLite takes one writer at a time).
+            thread_ts = thread.thread_ts
+            deps.loop.loop.call_soon_threadsafe(_set_thread, deps, investigation_id, ask.channel, thread_ts)
     try:
         result = future.result()
     except concurrent.futures.CancelledError:

@@ -121,7 +121,7 @@ def test_show_evidence_and_resolved_post_in_the_thread_and_record_the_resolver(s
     slack.submit_modal("restarted the api pods")
     thread = _newest_thread(slack)
     assert any(m.files for m in thread) or any("Evidence of" in m.text for m in thread)
-    assert "Resolved by" in thread[-1].text and "restarted the api pods" in thread[-1].text
+    assert "Resolved by" in thread[-1].text and "restarted the api pods" in json.dumps(thread[-1].blocks)
     assert slack.deps.history is not None
     with slack.deps.history.sessions() as session:
         resolutions = list(session.scalars(select(Resolution)))
