@@ -140,8 +140,7 @@ class LocalSlack:
 
         def answered() -> bool:
             return any(
-                m.bot_id is not None and ts_key(m.ts) > ts_key(mentioned)
-                for m in state.messages(where, include_ephemeral=True)
+                m.bot_id is not None and ts_key(m.ts) > ts_key(mentioned) for m in state.messages(where, include_ephemeral=True)
             )
 
         if options.get("retry_num") is None:

@@ -123,7 +123,7 @@ def start_slack(state: LabState) -> processes.Started:
         "developer": SLACK_DEV[0],
         "usergroup": SLACK_NETOPS[0],
     }
-    argv = [PYTHON, "-m", "lab.slackstub", "--workspace", str(path), "--ready-fd", "{ready_fd}"]
+    argv = [PYTHON, "-m", "lab.slackstub", "--workspace", str(path), "--ready-fd", "{ready_fd}", f"--instance={state.prefix}"]
     return processes.spawn("slack", argv, state.path / "logs" / "slack.log", with_ready_pipe=True)
 
 

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lab.slackstub")
     parser.add_argument("--workspace", required=True, type=Path, help="JSON: bot_token, app_token, channels, users")
     parser.add_argument("--ready-fd", type=int)
+    parser.add_argument("--instance", help="The lab prefix (so `lab down` finds this process even without its state)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     stub = build_stub(json.loads(args.workspace.read_text()))
