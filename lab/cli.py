@@ -90,6 +90,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
     state = require_state(ctx.obj["prefix"])
     click.echo(f"lab {data['prefix']}: {data['cni']}, kube-proxy {data['proxy']}, API {data['api']}")
     click.echo(f"config {data['config']}")
+    if data.get("slack"):
+        slack = data["slack"]
+        running = "up" if slack["running"] else "DOWN"
+        click.echo(f"slack  {slack['api']} channel {slack['channel']} user {slack['user']} ({running})")
     for n in data["nodes"]:
         click.echo(f"  {n['name']:8} {n['ip']:12} pods {n['pod_cidr']:15} agent {n['agent'] or 'DOWN'}")
     for p in data["pods"]:
