@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import create_engine, select
 
+from bot.history.models import Investigation
 from bot.playbook.models import VerdictCode
 from lab.slackstub.control import RemoteWorkspace
 from tests.db.conftest import _postgres_database
@@ -367,7 +369,9 @@ def _agent_pids(lab: Lab) -> list[int]:
     return [pid for name, pid in state["processes"].items() if name.startswith("agent/")]
 
 
-def test_sigterm_mid_investigation_says_so_in_the_slash_command_thread(lab: Lab, serve: Serve, slack: RemoteWorkspace) -> None:
+def test_sigterm_mid_investigation_says_so_in_the_slash_command_thread(
+    lab: Lab, serve: Serve, slack: RemoteWorkspace, database_url: str
+) -> None:
     channel = lab.status["slack"]["channel"]
     question = "why can't frontend reach redis"
     agents = _agent_pids(lab)
@@ -387,3 +391,12 @@ def test_sigterm_mid_investigation_says_so_in_the_slash_command_thread(lab: Lab,
     said = thread_of(slack, channel, root)
     assert any("stopped before" in m["text"] for m in said), [m["text"] for m in said]
     assert "marked interrupted" in serve.text()
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(Investigation.status).where(Investigation.channel == channel, Investigation.thread_ts == root)
+            ).all()
+    finally:
+        engine.dispose()
+    assert [str(r.status) for r in rows] == ["interrupted"], "the history knew the thread and kept the status"
