@@ -118,3 +118,42 @@ def test_a_claim_left_by_a_killed_process_is_released_on_start(sessions: session
         scheduler.stop()
     runs = _runs(sessions, subscription_id)
     assert [(r.status, r.owner) for r in runs] == [(DigestRunStatus.POSTED, "bot-c:1:1")]
+
+
+def test_a_subscription_made_changed_or_turned_off_in_slack_is_planned_at_once(sessions: sessionmaker[Session]) -> None:
+    from pydantic import SecretStr
+    from slack_sdk import WebClient
+
+    from bot.digest.slack import handle
+    from bot.history.recorder import HistoryRecorder
+    from bot.investigate import Investigator
+    from bot.settings import BotSettings
+    from bot.slack.app import build_deps
+    from bot.slack.digests import start_digests, stop_digests
+    from bot.slack.handlers import _digest
+    from lab.slackstub import SlackStub
+
+    with SlackStub() as stub:
+        channel, user = stub.state.add_channel("ops").id, stub.state.add_user("ana").id
+        settings = BotSettings(slack_bot_token=SecretStr(stub.state.bot_token), slack_api_url=stub.base_url)
+        deps = build_deps(
+            settings,
+            Investigator,
+            client=WebClient(token=stub.state.bot_token, base_url=stub.base_url),
+            history=HistoryRecorder(sessions),
+            digest=(handle, DigestDeps(sessions, one_node_sweep, owner="bot-a:1:1")),
+        )
+        scheduler = start_digests(deps, resync_s=3600)  # no resync in this test: only the change itself
+        assert scheduler is not None
+        try:
+            _digest(deps, "daily 09:00 UTC", channel, user, "ana")
+            (first,) = scheduler.planned
+            assert scheduler.planned[first] is not None and scheduler.planned[first].minute == 0
+            _digest(deps, "daily 17:30 UTC", channel, user, "ana")
+            (second,) = scheduler.planned
+            assert second != first and scheduler.planned[second] is not None and scheduler.planned[second].minute == 30
+            _digest(deps, "off", channel, user, "ana")
+            assert scheduler.planned == {}
+        finally:
+            stop_digests(scheduler, 0)
+            deps.close()
