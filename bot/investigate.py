@@ -256,7 +256,7 @@ class Investigator:
                 VerdictCode(exc.code), str(exc).replace("\n  hint: ", " — "), None, Hop.API, tuple(c.question for c in choices)
             )
             if self.history is not None:
-                recorded = self.history.start(text, asker or CLI_ASKER, None, None, ())
+                recorded = self.history.start(text, asker or CLI_ASKER, None, None, (), inv_id)
                 early = InvestigationResult(
                     recorded or inv_id, text, question.source.display(), "", verdict, (), (), _ms(t0), started_at
                 )
@@ -289,7 +289,9 @@ class Investigator:
         )
         recorded = None
         if self.history is not None:
-            recorded = await asyncio.to_thread(self.history.start, text, asker or CLI_ASKER, source_ref, target_ref, namespaces)
+            recorded = await asyncio.to_thread(
+                self.history.start, text, asker or CLI_ASKER, source_ref, target_ref, namespaces, inv_id
+            )
             inv_id = recorded or inv_id
             INVESTIGATION_ID.set(inv_id)
         log.info("investigating %r: %s → %s", text, resolved.source, resolved.target)

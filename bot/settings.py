@@ -82,6 +82,8 @@ class BotSettings(BaseSettings):
     """Slack Web API base URL (the lab's stand-in; unset in production)."""
     channel_namespaces: dict[str, list[str]] = Field(default_factory=dict)
     """Channel id → namespaces that channel may ask about ("*" for all)."""
+    usergroup_namespaces: dict[str, list[str]] = Field(default_factory=dict)
+    """User group id (S…) → namespaces its members may ask about in any channel, besides the channel's ("*" for all)."""
     log_format: Literal["text", "json"] = "text"
     """Log output format."""
     slack_investigation_workers: int = Field(default=8, ge=1, le=256)

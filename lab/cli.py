@@ -110,6 +110,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
     layout = f" ({data['kube_proxy_layout']} layout)" if data["proxy"] == "nftables" else ""
     click.echo(f"lab {data['prefix']}: {data['cni']}, kube-proxy {data['proxy']}{layout}, API {data['api']}")
     click.echo(f"config {data['config']}")
+    if data.get("slack"):
+        slack = data["slack"]
+        running = "up" if slack["running"] else "DOWN"
+        click.echo(f"slack  {slack['api']} channel {slack['channel']} user {slack['user']} ({running})")
     for n in data["nodes"]:
         click.echo(f"  {n['name']:8} {n['ip']:12} pods {n['pod_cidr']:15} agent {n['agent'] or 'DOWN'}")
     for p in data["pods"]:
@@ -119,6 +123,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  svc {s['namespace']}/{s['name']:20} {s['cluster_ip']:15} {ports}")
     for f in state.faults:
         click.echo(f"  fault {f['name']}: {f['description']}")
+
+
+def _add_slack() -> None:
+    from lab.slack_cli import slack
+
+    lab.add_command(slack)
+
+
+_add_slack()
 
 
 @lab.command()

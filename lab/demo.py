@@ -36,6 +36,7 @@ from lab import faults, lifecycle
 from lab.errors import LabError
 from lab.plan import LabOptions
 from lab.slackstub import Message, SlackDelivery, SlackSender, SlackStub
+from lab.slackstub.state import ts_key
 
 TOUR_FILE = Path(__file__).with_name("demo_tour.txt")
 ANSWER_TIMEOUT_S = 120.0
@@ -128,8 +129,24 @@ class LocalSlack:
         )
 
     def mention(self, text: str, *, channel: str | None = None, thread_ts: str | None = None, **options: Any) -> SlackDelivery:
-        """``@kubereach text`` in the channel (or a thread); returns once the app has answered."""
-        return self._delivered(self.sender.app_mention(channel or self.channel, self.user, text, thread_ts=thread_ts, **options))
+        """``@kubereach text`` in the channel (or a thread); returns once the app has answered.
+
+        Bolt acknowledges an event before its listener starts, so the ack alone does not say the work
+        began: wait for the app's first word after the mention (in the thread, or privately), then idle.
+        """
+        where = channel or self.channel
+        delivery = self.sender.app_mention(where, self.user, text, thread_ts=thread_ts, **options)
+        mentioned = delivery.request.message_ts or ""
+        state = self.stub.state
+
+        def answered() -> bool:
+            return any(
+                m.bot_id is not None and ts_key(m.ts) > ts_key(mentioned) for m in state.messages(where, include_ephemeral=True)
+            )
+
+        if options.get("retry_num") is None:
+            state.wait_for(answered, ANSWER_TIMEOUT_S)
+        return self._delivered(delivery)
 
     def retry(self, delivery: SlackDelivery, retry_num: int = 1) -> SlackDelivery:
         """Slack's retry of an earlier delivery."""
@@ -163,6 +180,14 @@ class LocalSlack:
                     if str(element.get("text", {}).get("text", "")).strip().lower() == wanted:
                         return message, str(element.get("action_id", ""))
         return None
+
+    def submit_modal(self, note: str) -> SlackDelivery:
+        """Type `note` into the newest modal the app opened (the Resolved button's) and submit it."""
+        opened = self.stub.state.opened_views()
+        if not opened:
+            raise LabError("no modal is open", hint="click Resolved first")
+        view = self.stub.web_api.opened_view_json(opened[-1].id, opened[-1].view, opened[-1].hash)
+        return self._delivered(self.sender.deliver(self.sender.view_submission_request(view, self.user, note)))
 
     def newest_with_button(self, action_id: str, channel: str | None = None) -> Message | None:
         """The newest visible message in `channel` with button `action_id`."""
@@ -281,6 +306,8 @@ class TerminalChannel:
         self.current_thread: str | None = None
         self.asked: list[str] = []
         """Root ts of each thread a question started, in order."""
+        self.interactive = False
+        """True once a person types (a modal then asks them for its text)."""
 
     def _name(self, user_id: str) -> str:
         user = self.slack.stub.state.user(user_id)
@@ -311,13 +338,21 @@ class TerminalChannel:
         elif line.startswith("@kubereach"):
             self.console.print(Text(f"you: {line}", style="bold"))
             self.slack.mention(line.removeprefix("@kubereach").strip())
-        elif line.lower() in BUTTONS or self.slack.button_labelled(line) is not None:
-            self.console.print(Text(f"you click [ {line} ]", style="bold"))
-            self.slack.click(line)
+        elif line.split(":", 1)[0].strip().lower() in BUTTONS or self.slack.button_labelled(line) is not None:
+            known = line.split(":", 1)[0].strip().lower() in BUTTONS
+            label, _, note = line.partition(":") if known else (line, "", "")
+            self.console.print(Text(f"you click [ {label.strip()} ]", style="bold"))
+            modals = len(self.slack.stub.state.opened_views())
+            self.slack.click(label.strip())
+            if len(self.slack.stub.state.opened_views()) > modals:
+                if not note.strip() and self.interactive:
+                    note = self.console.input("[bold]What fixed it? [/]")
+                self.console.print(Text(f"you submit: {note.strip() or '(no note)'}", style="bold"))
+                self.slack.submit_modal(note.strip())
         else:
             self.console.print(
                 "Type /reach QUESTION, @kubereach QUESTION, a button label (Re-run, Show evidence, "
-                "Resolved), !fault NAME [--node N] [--pod NS/NAME] [--service NS/NAME], !heal or !quit."
+                "Resolved[: what fixed it]), !fault NAME [--node N] [--pod NS/NAME] [--service NS/NAME], !heal or !quit."
             )
             return True
         new_roots = [
@@ -379,6 +414,7 @@ def run_demo(prefix: str, script: Path | None, *, keep: bool, tour: bool = True)
             _print_summary(console, slack, channel)
             return
         console.print(Rule("your turn (Ctrl-C or !quit ends the demo and removes the lab)"))
+        channel.interactive = True
         while True:
             try:
                 line = console.input("[bold]#incidents> [/]")

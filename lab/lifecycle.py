@@ -9,6 +9,7 @@ readiness signals, not on time.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import sys
@@ -87,6 +88,43 @@ def start_agent(plan: LabPlan, state: LabState, node_name: str, listen: str = "1
         "--metrics-port-file", str(port_file.with_suffix(".metrics")),
     ]  # fmt: skip
     return processes.spawn(f"agent/{node.name}", argv, state.path / "logs" / f"agent-{node.name}.log", with_ready_pipe=False)
+
+
+SLACK_CHANNEL = ("CINCIDENTS", "incidents")
+"""The lab's incident channel: may ask about every namespace."""
+SLACK_SHOP_CHANNEL = ("CSHOPTEAM", "shop-team")
+"""A team channel limited to the `shop` namespace."""
+SLACK_USER = ("UONCALL", "oncall")
+SLACK_DEV = ("UDEVELOPER", "dev")
+"""A developer outside the network team's user group."""
+SLACK_NETOPS = ("SNETOPS", "netops")
+"""A user group (the on-call person is in it)."""
+
+
+def start_slack(state: LabState) -> processes.Started:
+    """Start the Slack stand-in with a fresh workspace (tokens and signing secret written 0600 for the config)."""
+    workspace = {
+        "bot_token": f"xoxb-lab-{secrets.token_hex(12)}",
+        "app_token": f"xapp-lab-{secrets.token_hex(12)}",
+        "signing_secret": secrets.token_hex(16),
+        "channels": [{"id": cid, "name": name} for cid, name in (SLACK_CHANNEL, SLACK_SHOP_CHANNEL)],
+        "users": [{"id": uid, "name": name} for uid, name in (SLACK_USER, SLACK_DEV)],
+        "usergroups": [{"id": SLACK_NETOPS[0], "handle": SLACK_NETOPS[1], "users": [SLACK_USER[0]]}],
+    }
+    path = state.path / "slack-workspace.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(workspace, out)
+    state.slack = {
+        "workspace": str(path),
+        "channel": SLACK_CHANNEL[0],
+        "shop_channel": SLACK_SHOP_CHANNEL[0],
+        "user": SLACK_USER[0],
+        "developer": SLACK_DEV[0],
+        "usergroup": SLACK_NETOPS[0],
+    }
+    argv = [PYTHON, "-m", "lab.slackstub", "--workspace", str(path), "--ready-fd", "{ready_fd}", f"--instance={state.prefix}"]
+    return processes.spawn("slack", argv, state.path / "logs" / "slack.log", with_ready_pipe=True)
 
 
 def wait_agents(state: LabState, nodes: list[str], deadline_s: float = READY_DEADLINE_S) -> dict[str, str]:
@@ -203,10 +241,12 @@ def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_RO
             build.build_pod(plan, pod)
         starting = start_pods(plan, state, list(plan.pods))
         agents = [start_agent(plan, state, n.name) for n in plan.nodes]
-        for s in [*starting, *agents]:
+        slack = start_slack(state)
+        for s in [*starting, *agents, slack]:
             state.processes[s.name] = s.pid
         state.save()
-        processes.wait_ready(starting, READY_DEADLINE_S)
+        ready = processes.wait_ready([*starting, slack], READY_DEADLINE_S)
+        state.slack["origin"] = ready[slack.name].split()[-1]
         state.agents = wait_agents(state, [n.name for n in plan.nodes])
         state.save()
         daemon = processes.spawn(
@@ -272,9 +312,22 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
     api = LabApi.from_files(state.api_url, state.token_file)
     pods = api.get("/api/v1/pods")["items"]
     services = api.get("/api/v1/services")["items"]
+    slack = None
+    if state.slack.get("origin"):
+        slack = {
+            "api": f"{state.slack['origin']}/api/",
+            "control": state.slack["origin"],
+            "channel": state.slack["channel"],
+            "shop_channel": state.slack["shop_channel"],
+            "user": state.slack["user"],
+            "developer": state.slack["developer"],
+            "usergroup": state.slack["usergroup"],
+            "running": processes.alive(state.processes.get("slack", -1)),
+        }
     return {
         "config": state.config_file,
         "api": state.api_url,
+        "slack": slack,
         "prefix": state.prefix,
         "cni": state.cni,
         "proxy": state.proxy,

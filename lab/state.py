@@ -56,6 +56,8 @@ class LabState:
     agents: dict[str, str] = field(default_factory=dict)
     faults: list[dict[str, Any]] = field(default_factory=list)
     up_seconds: float = 0.0
+    slack: dict[str, Any] = field(default_factory=dict)
+    """The Slack stand-in: origin, channel, user, workspace file (secrets stay in that file and the config)."""
 
     @property
     def options(self) -> LabOptions:
@@ -114,6 +116,27 @@ def write_config(state: LabState, ca: Path, cert: Path, key: Path) -> Path:
         },
         "lab": {"prefix": state.prefix, "state_dir": state.directory},
     }
+    if state.slack:
+        workspace = json.loads(Path(state.slack["workspace"]).read_text())
+        origin = state.slack["origin"]
+        config.update(
+            {
+                "slack_bot_token": workspace["bot_token"],
+                "slack_app_token": workspace["app_token"],
+                "slack_signing_secret": workspace["signing_secret"],
+                "slack_api_url": f"{origin}/api/",
+                "channel_namespaces": {state.slack["channel"]: ["*"], state.slack["shop_channel"]: ["shop"]},
+                "usergroup_namespaces": {state.slack["usergroup"]: ["*"]},
+                "slack": {
+                    "api": f"{origin}/api/",
+                    "control": origin,
+                    "channel": state.slack["channel"],
+                    "user": state.slack["user"],
+                },
+            }
+        )
     path = state.path / "config.yaml"
-    path.write_text("# written by `kubereach lab up`\n" + yaml.safe_dump(config, sort_keys=False))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# written by `kubereach lab up`\n" + yaml.safe_dump(config, sort_keys=False))
     return path

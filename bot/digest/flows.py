@@ -74,6 +74,12 @@ class SlotOutcome(StrEnum):
     FAILED = "failed"
     DISABLED = "disabled"
     """The subscription was turned off or deleted."""
+    RELEASED = "released"
+    """The process stopped before posting it and gave the claim back (the slot runs again elsewhere)."""
+
+
+class SlotReleased(Exception):
+    """Raised by a post function when the slot's claim was given back while the digest was being made."""
 
 
 def _history_error(exc: SQLAlchemyError) -> HistoryUnavailable:
@@ -152,6 +158,10 @@ def run_slot(deps: DigestDeps, subscription_id: int, slot_at: datetime, post: Po
         _finish(deps, claimed.run_id, DigestRunStatus.FAILED, None)
         finished = True
         return SlotOutcome.FAILED
+    except SlotReleased:
+        log.info("digest: slot %s of subscription %s was released unposted", slot_at.isoformat(), subscription_id)
+        finished = True  # the claim row is gone: nothing to close
+        return SlotOutcome.RELEASED
     finally:
         if not finished:
             _finish(deps, claimed.run_id, DigestRunStatus.FAILED, None)

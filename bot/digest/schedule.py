@@ -9,6 +9,11 @@ Jobs live in memory; the subscriptions table is the truth, re-read every `resync
 `refresh()`, which `/reach digest …` calls through `DigestDeps.on_change`). A slot missed while no bot
 was running is caught up once on `start()`: only the latest missed slot of each subscription runs
 (coalesced), never one run per missed slot.
+
+`stop(grace_s)` ends scheduling at once and lets digests in flight finish for `grace_s` seconds;
+one still unposted then is released: its claim is given back and it will not post afterwards, so
+another replica (at its next resync, as a missed slot) or the next start posts it. Claims left by a
+process that was killed outright are given back on `start()`.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.digest import store
 from bot.digest.command import WEEKDAYS
-from bot.digest.flows import DigestDeps, PostDigest, SlotOutcome, run_slot
+from bot.digest.flows import DigestDeps, PostDigest, SlotOutcome, SlotReleased, run_slot
+from bot.digest.models import Digest
 from bot.digest.store import SubscriptionView
 from bot.errors import KubereachError
+from bot.history.db import local_owner_is_alive
 from bot.history.enums import DigestCadence
 from bot.settings import BotSettings
 
@@ -99,6 +106,11 @@ class DigestScheduler:
         )
         self._planned: dict[int, _Planned] = {}
         self._lock = threading.Lock()
+        self._post_lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._running: set[tuple[int, datetime]] = set()
+        self._posted: set[tuple[int, datetime]] = set()
+        self._released: set[tuple[int, datetime]] = set()
         self.outcomes: list[tuple[int, datetime, SlotOutcome]] = []
         """(subscription, slot, outcome) of every slot this process attempted, in order."""
 
@@ -112,8 +124,24 @@ class DigestScheduler:
     def start(self) -> None:
         """Plan every enabled subscription, catch up missed slots once, and start the scheduler thread."""
         self._scheduler.start()
+        self._release_stale()
         subscriptions = self._enabled()
         self._plan(subscriptions)
+        self._catch_up(subscriptions)
+        self._scheduler.add_job(self.refresh, "interval", seconds=self.resync_s, id="resync-subscriptions", replace_existing=True)
+
+    def _release_stale(self) -> None:
+        try:
+            with self.deps.sessions.begin() as session:
+                released = store.release_stale_claims(session, local_owner_is_alive)
+        except SQLAlchemyError as exc:
+            log.error("digest: cannot release the claims of stopped processes: %s", exc)
+            return
+        if released:
+            log.info("digest: released %s slot claim(s) left by stopped processes", released)
+
+    def _catch_up(self, subscriptions: list[SubscriptionView]) -> None:
+        """Run, once, the latest slot of each subscription that no process claimed (the process was down)."""
         now = self._clock()
         for subscription in subscriptions:
             slot = missed_slot(subscription, now)
@@ -127,19 +155,48 @@ class DigestScheduler:
                 continue
             if not done:
                 log.info("digest: catching up the missed slot %s of subscription %s", slot.isoformat(), subscription.id)
+                with self._lock:
+                    if (subscription.id, slot) in self._running:
+                        continue
                 self._scheduler.add_job(
                     self._run, args=(subscription.id, slot), id=f"catch-up-{subscription.id}", replace_existing=True
                 )
-        self._scheduler.add_job(self.refresh, "interval", seconds=self.resync_s, id="resync-subscriptions", replace_existing=True)
 
-    def stop(self) -> None:
-        """Stop the scheduler, waiting for digests in flight."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+    def stop(self, grace_s: float | None = None) -> int:
+        """Stop scheduling; let digests in flight finish for `grace_s` seconds (None: as long as they take).
+
+        Digests still unposted then are released (their claims given back, their posts suppressed);
+        returns how many.
+        """
+        if not self._scheduler.running:
+            return 0
+        self._scheduler.shutdown(wait=False)
+        with self._idle:
+            self._idle.wait_for(lambda: not self._running, grace_s)
+        with self._post_lock:
+            with self._lock:
+                leftover = sorted(self._running - self._posted - self._released)
+                self._released.update(leftover)
+            for subscription_id, slot in leftover:
+                try:
+                    with self.deps.sessions.begin() as session:
+                        store.release_claim(session, subscription_id, slot, self.deps.owner)
+                except SQLAlchemyError as exc:
+                    log.error("digest: cannot release slot %s of subscription %s: %s", slot.isoformat(), subscription_id, exc)
+                    continue
+                log.warning(
+                    "digest: stopping before slot %s of subscription %s was posted; released it for another process",
+                    slot.isoformat(),
+                    subscription_id,
+                )
+        return len(leftover)
 
     def refresh(self) -> None:
-        """Re-read the subscriptions and add, change or remove their jobs."""
-        self._plan(self._enabled())
+        """Re-read the subscriptions and add, change or remove their jobs; catch up slots nobody claimed."""
+        subscriptions = self._enabled()
+        self._plan(subscriptions)
+        if self._scheduler.running:
+            self._catch_up(subscriptions)
 
     @property
     def planned(self) -> dict[int, datetime | None]:
@@ -200,11 +257,30 @@ class DigestScheduler:
             self._run(subscription_id, slot)
 
     def _run(self, subscription_id: int, slot: datetime) -> SlotOutcome:
+        key = (subscription_id, slot)
+        with self._lock:
+            if key in self._running:
+                return SlotOutcome.TAKEN
+            self._running.add(key)
+
+        def post_unless_released(channel: str, digest: Digest) -> None:
+            with self._post_lock:
+                if key in self._released:
+                    raise SlotReleased
+                self.post(channel, digest)
+                with self._lock:
+                    self._posted.add(key)
+
         try:
-            outcome = run_slot(self.deps, subscription_id, slot, self.post)
+            outcome = run_slot(self.deps, subscription_id, slot, post_unless_released)
         except KubereachError as exc:
             log.error("digest: slot %s of subscription %s failed: %s", slot.isoformat(), subscription_id, exc)
             outcome = SlotOutcome.FAILED
+        finally:
+            with self._idle:
+                self._running.discard(key)
+                self._posted.discard(key)
+                self._idle.notify_all()
         with self._lock:
             self.outcomes.append((subscription_id, slot, outcome))
         return outcome

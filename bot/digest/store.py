@@ -8,12 +8,12 @@ for the purpose, so that the next digest can say what changed since.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.digest.models import HistorySummary, Recurrence, UnresolvedInvestigation, VerdictCount
@@ -190,6 +190,29 @@ def slot_run_exists(session: Session, subscription_id: int, slot_at: datetime) -
         .where(DigestRun.subscription_id == subscription_id, DigestRun.slot_at == slot_at)
     )
     return bool(found)
+
+
+def release_claim(session: Session, subscription_id: int, slot_at: datetime, owner: str) -> bool:
+    """Give back `owner`'s unfinished claim of one slot (so another process or the next start runs it)."""
+    result = session.execute(
+        delete(DigestRun).where(
+            DigestRun.subscription_id == subscription_id,
+            DigestRun.slot_at == slot_at,
+            DigestRun.owner == owner,
+            DigestRun.status == DigestRunStatus.RUNNING,
+        )
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def release_stale_claims(session: Session, owner_is_alive: Callable[[str], bool]) -> int:
+    """Give back the unfinished claims of processes that are gone (killed before they could release them)."""
+    owners = session.scalars(select(DigestRun.owner).where(DigestRun.status == DigestRunStatus.RUNNING).distinct()).all()
+    dead = [owner for owner in owners if not owner_is_alive(owner)]
+    if not dead:
+        return 0
+    result = session.execute(delete(DigestRun).where(DigestRun.status == DigestRunStatus.RUNNING, DigestRun.owner.in_(dead)))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _scope(namespaces: Sequence[str]) -> list[ColumnElement[bool]]:

@@ -72,9 +72,15 @@ class HistoryRecorder:
             return False
 
     def start(
-        self, question: str, asker: Asker, source: WorkloadRef | None, target: WorkloadRef | None, namespaces: Sequence[str]
+        self,
+        question: str,
+        asker: Asker,
+        source: WorkloadRef | None,
+        target: WorkloadRef | None,
+        namespaces: Sequence[str],
+        investigation_id: str | None = None,
     ) -> str | None:
-        """Create the running investigation; None when the database is unavailable."""
+        """Create the running investigation (under `investigation_id` when given); None when the database is unavailable."""
         try:
             with self.sessions.begin() as session:
                 return service.start_investigation(
@@ -89,6 +95,7 @@ class HistoryRecorder:
                     cluster=self.cluster,
                     channel=asker.channel,
                     thread_ts=asker.thread_ts,
+                    public_id=investigation_id,
                 )
         except SQLAlchemyError as exc:
             log.error("history: cannot record the investigation: %s", exc)

@@ -175,12 +175,16 @@ def start_investigation(
     channel: str | None = None,
     thread_ts: str | None = None,
     started_at: datetime | None = None,
+    public_id: str | None = None,
 ) -> str:
-    """Record a new running investigation owned by `owner` (see `db.process_owner`); returns its id."""
+    """Record a new running investigation owned by `owner` (see `db.process_owner`); returns its id.
+
+    `public_id` is the id the caller already announced (`bot.history.ids`); a new one when None.
+    """
     started = started_at or _now()
     involved = list(dict.fromkeys([*namespaces, *(ref.namespace for ref in (source, target) if ref and ref.namespace)]))
     investigation = Investigation(
-        public_id=new_investigation_id(started),
+        public_id=public_id or new_investigation_id(started),
         question=question,
         asked_by_id=asked_by.id,
         asked_by_name=asked_by.name,
@@ -283,8 +287,13 @@ def finish_investigation(
 
 
 def fail_investigation(session: Session, investigation_id: str, error: str, *, finished_at: datetime | None = None) -> None:
-    """Close an investigation that could not reach a verdict, with the reason people were told."""
+    """Close an investigation that could not reach a verdict, with the reason people were told.
+
+    One already marked interrupted (its process was stopping) keeps that status.
+    """
     investigation = _investigation(session, investigation_id)
+    if investigation.status == InvestigationStatus.INTERRUPTED:
+        return
     finished = finished_at or _now()
     investigation.status = InvestigationStatus.FAILED
     investigation.error = error

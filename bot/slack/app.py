@@ -34,10 +34,11 @@ from bot.history.recorder import HistoryRecorder
 from bot.metrics import BotMetrics
 from bot.render import blocks as render
 from bot.settings import BotSettings
-from bot.slack import handlers
+from bot.slack import handlers, interactions
 from bot.slack.access import ChannelAccess
 from bot.slack.dedupe import DeliveryDedupe, delivery_key
 from bot.slack.flows import DigestHandler, InvestigationLoop, NewInvestigator, SlackDeps
+from bot.slack.groups import GroupAccess
 from bot.slack.http import signature_problem
 from bot.slack.ids import ActionId, Command
 from bot.slack.messaging import SlackPoster, build_client
@@ -87,17 +88,19 @@ def build_deps(
     """
     if history is None and with_history:
         history = HistoryRecorder.from_settings(settings)
+    poster = SlackPoster(client or build_client(settings), metrics=metrics)
     return SlackDeps(
         settings=settings,
         investigator=new_investigator(settings, history),
         digest_handler=digest[0] if digest else None,
         digest=digest[1] if digest else None,
         history=history,
-        poster=SlackPoster(client or build_client(settings), metrics=metrics),
+        poster=poster,
         access=ChannelAccess(settings.channel_namespaces),
         loop=InvestigationLoop(),
         dedupe=DeliveryDedupe(sessions=history.sessions if history is not None else None),
         pools=WorkPools(settings.slack_investigation_workers),
+        groups=GroupAccess(settings.usergroup_namespaces, poster) if settings.usergroup_namespaces else None,
     )
 
 
@@ -166,6 +169,8 @@ def register(app: App, deps: SlackDeps) -> None:
     @app.action(re.compile(rf"^{ActionId.ASK_INSTEAD.value}_[0-9]+$"))
     def ask_instead(ack: handlers.Ack, body: dict[str, Any]) -> None:
         handlers.on_ask_instead(ack, body, deps)
+
+    interactions.register(app, deps)
 
     @app.error
     def unexpected(error: Exception, body: dict[str, Any]) -> None:

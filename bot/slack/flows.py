@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,6 +29,7 @@ from bot.errors import BadInput, KubereachError
 from bot.history import service
 from bot.history.enums import AuditAction, Origin
 from bot.history.errors import HistoryError, HistoryUnavailable, InvestigationNotFound
+from bot.history.ids import new_investigation_id
 from bot.history.recorder import Asker, HistoryRecorder
 from bot.history.search import SearchFilters, search_investigations
 from bot.history.service import Person
@@ -37,6 +39,7 @@ from bot.render import blocks as render
 from bot.settings import BotSettings
 from bot.slack.access import ChannelAccess, refusal_text
 from bot.slack.dedupe import DeliveryDedupe
+from bot.slack.groups import GroupAccess, allowed_namespaces
 from bot.slack.ids import ActionId
 from bot.slack.messaging import EVIDENCE_INLINE_MAX, SlackPoster
 from bot.slack.pools import WorkPools
@@ -99,6 +102,25 @@ class InvestigationLoop:
     def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run `work` on the loop; the future is done when it is."""
         return asyncio.run_coroutine_threadsafe(work, self.loop)
+
+    def cancel_all(self, timeout: float = 10.0) -> int:
+        """Cancel every investigation still running on the loop (shutdown after the grace); returns how many."""
+        if not self.loop.is_running():
+            return 0
+
+        async def cancel() -> int:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+            return len(tasks)
+
+        try:
+            return asyncio.run_coroutine_threadsafe(cancel(), self.loop).result(timeout=timeout + 1)
+        except (concurrent.futures.TimeoutError, RuntimeError) as exc:
+            log.error("investigations did not stop when cancelled: %s", exc)
+            return 0
 
     def close(self) -> None:
         """Stop the loop and its thread."""
@@ -164,6 +186,8 @@ class SlackDeps:
     """Serves `/reach digest …` when digests are set up (see `app.build_deps`)."""
     digest: Any = None
     """What `digest_handler` needs (`bot.digest.flows.DigestDeps`)."""
+    groups: GroupAccess | None = None
+    """Access granted by user group (`usergroup_namespaces`), when set."""
     recent: OrderedDict[str, PastRun] = field(default_factory=OrderedDict)
     _recent_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -207,9 +231,11 @@ class SlackDeps:
         return True
 
     def close(self) -> None:
-        """Stop the pools, release the investigator (its agent channels close on the loop), then stop the loop."""
+        """Stop the pools, cancel what still runs (the grace is over), release the investigator (its agent
+        channels close on the loop), then stop the loop."""
         self.pools.close()
         self.dedupe.close()
+        self.loop.cancel_all()
         self.investigator.close()
         self.loop.close()
 
@@ -323,7 +349,7 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
     Returns the result, or None when the question was refused or could not be read (the person was told).
     """
     who = Person(ask.user_id, ask.user_name)
-    allowed = deps.access.namespaces_for(ask.channel)
+    allowed = allowed_namespaces(deps.access, deps.groups, ask.channel, ask.user_id)
     if allowed is not None and not allowed:
         deps.poster.ephemeral(ask.channel, ask.user_id, refusal_text(allowed), thread_ts=ask.thread_ts)
         reason = "channel may ask about no namespace"
@@ -331,12 +357,14 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
         return None
     events: queue.Queue[object] = queue.Queue()
     asker = Asker(who, Origin.SLACK, ask.channel, ask.thread_ts)
+    investigation_id = new_investigation_id(datetime.now(UTC))
     future = deps.loop.submit(
         deps.investigator.investigate(
             ask.text,
             on_step=events.put,
             default_namespace=deps.access.default_namespace(ask.channel, deps.settings.default_namespace),
             allowed_namespaces=allowed,
+            investigation_id=investigation_id,
             asker=asker,
         )
     )
@@ -350,9 +378,20 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
             break
         assert isinstance(item, StepResult)
         steps.append(item)
+        had_thread = thread.thread_ts is not None
         thread.show(esc(render.progress_text(ask.text, steps)), render.progress_blocks(ask.text, steps, note=note))
+        if not had_thread and thread.thread_ts is not None:
+            # A slash command's thread exists from its first step on: the history knows it at once, so
+            # a bot stopped mid-investigation can say so in that thread. Written on the investigation's
+            # loop, between its step writes (SQLite takes one writer at a time).
+            thread_ts = thread.thread_ts
+            deps.loop.loop.call_soon_threadsafe(_set_thread, deps, investigation_id, ask.channel, thread_ts)
     try:
         result = future.result()
+    except concurrent.futures.CancelledError:
+        # The process is stopping and its grace is over: the thread was told (`app.drain`).
+        log.info("slack: an investigation was cancelled by shutdown")
+        return None
     except NamespaceNotAllowed as exc:
         reason = f"The question involves namespace `{esc(exc.namespace)}`"
         deps.poster.ephemeral(ask.channel, ask.user_id, refusal_text(exc.allowed, reason), thread_ts=ask.thread_ts)

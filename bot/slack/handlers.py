@@ -19,6 +19,7 @@ from bot.parse.slack_text import MAX_TEXT_LENGTH, clean_slack_text
 from bot.render import blocks as render
 from bot.slack import flows
 from bot.slack.flows import SlackAsk, SlackDeps
+from bot.slack.modals import ResolveTarget, resolve_modal
 
 log = logging.getLogger("kubereach.slack")
 
@@ -201,6 +202,22 @@ def on_ask_instead(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
 
 
 def on_resolved(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
-    """Resolved: record who resolved it (a note can follow with `/reach resolve ID NOTE`)."""
+    """Resolved: a modal asks what fixed it (`bot.slack.modals`); when Slack cannot show it, record who
+    resolved it at once (a note can follow with `/reach resolve ID NOTE`)."""
     investigation_id, channel, user_id, user_name, thread_ts = _click(body)
-    _work(deps, ack, lambda: flows.resolve(deps, investigation_id, channel, user_id, user_name, "", thread_ts), channel, user_id)
+    trigger_id = str(body.get("trigger_id") or "")
+
+    def job() -> None:
+        # Only an investigation this channel may see gets a modal; a refusal is said and audited here.
+        if (
+            deps.history is not None
+            and flows.visible_run(deps, AuditAction.RESOLVE, investigation_id, channel, user_id, user_name, investigation_id)
+            is None
+        ):
+            return
+        modal = resolve_modal(ResolveTarget(investigation_id, channel, thread_ts))
+        if trigger_id and deps.poster.open_view(trigger_id, modal) is not None:
+            return
+        flows.resolve(deps, investigation_id, channel, user_id, user_name, "", thread_ts)
+
+    _work(deps, ack, job, channel, user_id)

@@ -120,6 +120,22 @@ class SlackPoster:
             args["thread_ts"] = thread_ts
         return self._call("files_upload_v2", **args) is not None
 
+    def group_members(self, group_id: str) -> list[str] | None:
+        """The member ids of a user group (usergroups.users.list), or None when Slack cannot tell."""
+        answer = self._call("usergroups_users_list", usergroup=group_id)
+        users = answer.get("users") if answer else None
+        return [str(u) for u in users] if isinstance(users, list) else None
+
+    def open_view(self, trigger_id: str, view: Block) -> str | None:
+        """Open a modal for the person who clicked (views.open); the view's id, or None."""
+        answer = self._call("views_open", trigger_id=trigger_id, view=view)
+        opened = answer.get("view") if answer else None
+        return str(opened.get("id")) if isinstance(opened, dict) else None
+
+    def publish_home(self, user_id: str, view: Block) -> bool:
+        """Publish a person's App Home tab (views.publish)."""
+        return self._call("views_publish", user_id=user_id, view=view) is not None
+
     def user_name(self, user_id: str) -> str:
         """The member's handle (users.info), or the id when Slack cannot tell."""
         answer = self._call("users_info", user=user_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
     ) -> None:
         """Run the Slack app: /reach, @kubereach and the buttons, with the agents, the cluster and the history."""
         from bot.slack.app import announce_interrupted, build_app, build_deps, drain
+        from bot.slack.digests import start_digests, stop_digests
 
         config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
         base = load_settings(config)
@@ -115,6 +117,9 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
         stranded = announce_interrupted(deps)
         if stranded:
             click.echo(f"closed {stranded} investigation(s) left running by a stopped bot")
+        digests = start_digests(deps)
+        if digests is not None:
+            click.echo(f"kubereach: {len(digests.planned)} digest subscription(s) scheduled")
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             if socket_mode:
@@ -122,7 +127,7 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
 
                 assert settings.slack_app_token is not None
                 click.echo("kubereach: Slack app running in Socket Mode (Ctrl-C stops)")
-                SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
+                SocketModeHandler(app, settings.slack_app_token.get_secret_value(), web_client=deps.poster.client).start()  # type: ignore[no-untyped-call]
             else:
                 assert settings.slack_signing_secret is not None
                 server = SlackHttpServer(
@@ -138,11 +143,16 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
                 finally:
                     server.stop()
         except KeyboardInterrupt:
-            click.echo(f"kubereach: stopping; in-flight investigations may finish for {grace:.0f} s")
-            closed = drain(deps, grace)
+            log.warning("kubereach: stopping; in-flight investigations and digests may finish for %.0f s", grace)
+            deadline = time.monotonic() + grace
+            released = stop_digests(digests, grace)
+            if released:
+                log.warning("kubereach: %d digest(s) did not finish and were released for another process", released)
+            closed = drain(deps, max(0.0, deadline - time.monotonic()))
             if closed:
-                click.echo(f"kubereach: {closed} investigation(s) did not finish and were marked interrupted")
+                log.warning("kubereach: %d investigation(s) did not finish and were marked interrupted", closed)
         finally:
+            stop_digests(digests, 0)
             deps.close()
             if ops is not None:
                 ops.stop()

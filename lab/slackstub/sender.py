@@ -15,12 +15,12 @@ import urllib.parse
 import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from lab.errors import LabError
 from lab.slackstub.server import SlackStub
 from lab.slackstub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from lab.slackstub.state import JsonObject, Message
+from lab.slackstub.state import JsonObject, Team
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -69,20 +69,105 @@ def _random_event_id() -> str:
     return "Ev" + "".join(secrets.choice(alphabet) for _ in range(10))
 
 
+class Workspace(Protocol):
+    """What the sender needs to know of the Slack workspace: the stand-in in this process
+    (`LocalWorkspace`) or the lab's stand-in process (`lab.slackstub.control.RemoteWorkspace`)."""
+
+    @property
+    def team(self) -> Team:
+        """The workspace."""
+
+    @property
+    def app_id(self) -> str:
+        """The app's id."""
+
+    @property
+    def bot_user_id(self) -> str:
+        """The bot user's id."""
+
+    def channel_name(self, channel_id: str) -> str | None:
+        """The channel's name, or None when there is no such channel."""
+
+    def user_name(self, user_id: str) -> str | None:
+        """The member's handle, or None when there is no such member."""
+
+    def new_response_url(
+        self, kind: str, channel: str, user: str, *, message_ts: str | None = None, thread_ts: str | None = None
+    ) -> str:
+        """Mint a response_url for a command (`kind` ``command``) or a block action (``action``)."""
+
+    def post_user_message(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A person writes `text`; returns its ts."""
+
+    def message_json(self, channel: str, ts: str) -> JsonObject | None:
+        """The message as Slack returns it, with ``"ephemeral"`` set for an ephemeral one; None when gone."""
+
+
+class LocalWorkspace:
+    """The `Workspace` of a stand-in running in this process."""
+
+    def __init__(self, stub: SlackStub) -> None:
+        """Read and write `stub` directly."""
+        self.stub = stub
+
+    @property
+    def team(self) -> Team:
+        """The workspace."""
+        return self.stub.state.team
+
+    @property
+    def app_id(self) -> str:
+        """The app's id."""
+        return self.stub.state.app_id
+
+    @property
+    def bot_user_id(self) -> str:
+        """The bot user's id."""
+        return self.stub.state.bot.id
+
+    def channel_name(self, channel_id: str) -> str | None:
+        """The channel's name, or None."""
+        channel = self.stub.state.channel(channel_id)
+        return channel.name if channel is not None else None
+
+    def user_name(self, user_id: str) -> str | None:
+        """The member's handle, or None."""
+        user = self.stub.state.user(user_id)
+        return user.name if user is not None else None
+
+    def new_response_url(
+        self, kind: str, channel: str, user: str, *, message_ts: str | None = None, thread_ts: str | None = None
+    ) -> str:
+        """Mint a response_url."""
+        return self.stub.new_response_url(kind, channel, user, message_ts=message_ts, thread_ts=thread_ts)
+
+    def post_user_message(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A person writes `text`; returns its ts."""
+        return self.stub.state.post_user_message(channel, user, text, thread_ts=thread_ts)
+
+    def message_json(self, channel: str, ts: str) -> JsonObject | None:
+        """The live message as Slack returns it (``"ephemeral"`` added), or None."""
+        message = self.stub.state.message(channel, ts)
+        if message is None or message.deleted:
+            return None
+        return {**self.stub.web_api.message_json(message), "ephemeral": message.ephemeral}
+
+
 class SlackSender:
     """Sends the app at `app_url` what Slack sends, signed with `signing_secret`, about `stub`'s workspace.
 
     One URL serves commands, events and interactions (as a bolt app's ``/slack/events`` does).
     Options on every send: `retry_num` (adds ``X-Slack-Retry-Num``/``-Reason``), `timestamp`
     (a stale or future ``X-Slack-Request-Timestamp``), `forge` (signature from the wrong secret),
-    `omit_headers` (header names to leave out).
+    `omit_headers` (header names to leave out). `stub` is a stand-in in this process or any
+    `Workspace` (the lab's stand-in process).
     """
 
     def __init__(
         self,
         app_url: str,
         signing_secret: str,
-        stub: SlackStub,
+        stub: SlackStub | Workspace,
         *,
         timeout: float = 10.0,
         verification_token: str = "kubereachLabVerificationTok",  # noqa: S107 - Slack's legacy token field, fake
@@ -93,7 +178,7 @@ class SlackSender:
             raise LabError(f"the app URL {app_url!r} is not http://HOST:PORT/PATH", hint="pass the app's local endpoint")
         self.app_url = app_url
         self.signing_secret = signing_secret
-        self.stub = stub
+        self.workspace: Workspace = LocalWorkspace(stub) if isinstance(stub, SlackStub) else stub
         self.timeout = timeout
         self.verification_token = verification_token
         self._host = parts.hostname
@@ -103,32 +188,32 @@ class SlackSender:
     # ---- building ----------------------------------------------------------------------------
 
     def _channel_name(self, channel_id: str) -> str:
-        channel = self.stub.state.channel(channel_id)
-        if channel is None:
+        name = self.workspace.channel_name(channel_id)
+        if name is None:
             raise LabError(f"the Slack stand-in has no channel {channel_id}", hint="create it with state.add_channel()")
-        return channel.name
+        return name
 
     def _user_name(self, user_id: str) -> str:
-        user = self.stub.state.user(user_id)
-        if user is None:
+        name = self.workspace.user_name(user_id)
+        if name is None:
             raise LabError(f"the Slack stand-in has no user {user_id}", hint="create it with state.add_user()")
-        return user.name
+        return name
 
     def slash_command_request(self, command: str, text: str, *, channel: str, user: str) -> SlackRequest:
         """The form body Slack posts for ``/command text`` typed by `user` in `channel`."""
-        state = self.stub.state
-        response_url = self.stub.new_response_url("command", channel, user)
+        workspace = self.workspace
+        response_url = workspace.new_response_url("command", channel, user)
         fields = [
             ("token", self.verification_token),
-            ("team_id", state.team.id),
-            ("team_domain", state.team.domain),
+            ("team_id", workspace.team.id),
+            ("team_domain", workspace.team.domain),
             ("channel_id", channel),
             ("channel_name", self._channel_name(channel)),
             ("user_id", user),
             ("user_name", self._user_name(user)),
             ("command", command),
             ("text", text),
-            ("api_app_id", state.app_id),
+            ("api_app_id", workspace.app_id),
             ("is_enterprise_install", "false"),
             ("response_url", response_url),
             ("trigger_id", _random_trigger_id()),
@@ -137,16 +222,16 @@ class SlackSender:
             kind="slash_command", body=urllib.parse.urlencode(fields).encode(), content_type=FORM, response_url=response_url
         )
 
-    def event_request(self, event: JsonObject, *, event_id: str | None = None) -> SlackRequest:
-        """The ``event_callback`` envelope Slack posts around one event."""
-        state = self.stub.state
+    def event_envelope(self, event: JsonObject, *, event_id: str | None = None) -> JsonObject:
+        """The ``event_callback`` envelope Slack wraps around one event."""
+        workspace = self.workspace
         eid = event_id or _random_event_id()
-        envelope: JsonObject = {
+        return {
             "token": self.verification_token,
-            "team_id": state.team.id,
-            "context_team_id": state.team.id,
+            "team_id": workspace.team.id,
+            "context_team_id": workspace.team.id,
             "context_enterprise_id": None,
-            "api_app_id": state.app_id,
+            "api_app_id": workspace.app_id,
             "event": event,
             "type": "event_callback",
             "event_id": eid,
@@ -154,8 +239,8 @@ class SlackSender:
             "authorizations": [
                 {
                     "enterprise_id": None,
-                    "team_id": state.team.id,
-                    "user_id": state.bot.id,
+                    "team_id": workspace.team.id,
+                    "user_id": workspace.bot_user_id,
                     "is_bot": True,
                     "is_enterprise_install": False,
                 }
@@ -163,16 +248,24 @@ class SlackSender:
             "is_ext_shared_channel": False,
             "event_context": f"4-{secrets.token_urlsafe(24)}",
         }
+
+    def event_request(self, event: JsonObject, *, event_id: str | None = None) -> SlackRequest:
+        """The ``event_callback`` envelope Slack posts around one event."""
+        envelope = self.event_envelope(event, event_id=event_id)
         return SlackRequest(
-            kind="event_callback", body=json.dumps(envelope).encode(), content_type=JSON, event_id=eid, message_ts=event.get("ts")
+            kind="event_callback",
+            body=json.dumps(envelope).encode(),
+            content_type=JSON,
+            event_id=str(envelope["event_id"]),
+            message_ts=event.get("ts"),
         )
 
-    def app_mention_request(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> SlackRequest:
+    def app_mention_event(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> JsonObject:
         """`user` writes a message mentioning the bot (stored in the stand-in); the ``app_mention`` event for it."""
-        state = self.stub.state
-        mention = f"<@{state.bot.id}>"
+        workspace = self.workspace
+        mention = f"<@{workspace.bot_user_id}>"
         full_text = text if mention in text else f"{mention} {text}"
-        ts = state.post_user_message(channel, user, full_text, thread_ts=thread_ts)
+        ts = workspace.post_user_message(channel, user, full_text, thread_ts=thread_ts)
         event: JsonObject = {
             "client_msg_id": str(uuid.uuid4()),
             "type": "app_mention",
@@ -186,16 +279,20 @@ class SlackSender:
                     "elements": [{"type": "rich_text_section", "elements": [{"type": "text", "text": full_text}]}],
                 }
             ],
-            "team": state.team.id,
+            "team": workspace.team.id,
             "channel": channel,
             "event_ts": ts,
         }
         if thread_ts is not None:
             event["thread_ts"] = thread_ts
-            parent = state.message(channel, thread_ts)
+            parent = workspace.message_json(channel, thread_ts)
             if parent is not None:
-                event["parent_user_id"] = parent.user
-        return self.event_request(event)
+                event["parent_user_id"] = parent.get("user")
+        return event
+
+    def app_mention_request(self, channel: str, user: str, text: str, *, thread_ts: str | None = None) -> SlackRequest:
+        """`user` writes a message mentioning the bot (stored in the stand-in); the ``app_mention`` event for it."""
+        return self.event_request(self.app_mention_event(channel, user, text, thread_ts=thread_ts))
 
     def url_verification_request(self, challenge: str | None = None) -> SlackRequest:
         """The ``url_verification`` handshake Slack sends when the events URL is saved."""
@@ -203,8 +300,8 @@ class SlackSender:
         return SlackRequest(kind="url_verification", body=json.dumps(body).encode(), content_type=JSON)
 
     @staticmethod
-    def _find_button(message: Message, action_id: str) -> tuple[str, JsonObject] | None:
-        for block in message.blocks:
+    def _find_button(message: JsonObject, action_id: str) -> tuple[str, JsonObject] | None:
+        for block in message.get("blocks") or []:
             candidates: list[Any] = list(block.get("elements", [])) if block.get("type") == "actions" else []
             if block.get("type") == "section" and isinstance(block.get("accessory"), dict):
                 candidates.append(block["accessory"])
@@ -213,14 +310,16 @@ class SlackSender:
                     return str(block.get("block_id", "")), element
         return None
 
-    def block_action_request(
+    def block_action_payload(
         self, channel: str, user: str, message_ts: str, action_id: str, *, value: str | None = None, block_id: str | None = None
-    ) -> SlackRequest:
+    ) -> JsonObject:
         """`user` clicks the button `action_id` on the bot's message `message_ts`: the block_actions payload."""
-        state = self.stub.state
-        message = state.message(channel, message_ts)
-        if message is None or message.deleted:
+        workspace = self.workspace
+        found_message = workspace.message_json(channel, message_ts)
+        if found_message is None:
             raise LabError(f"no message {message_ts} in {channel} to click on", hint="post it first, or check the ts")
+        message = found_message
+        ephemeral = bool(message.pop("ephemeral", False))
         found = self._find_button(message, action_id)
         if found is None and block_id is None:
             raise LabError(
@@ -228,15 +327,16 @@ class SlackSender:
                 hint="pass block_id= to click an element the message does not show",
             )
         found_block_id, element = found if found is not None else (block_id or "", {})
-        response_url = self.stub.new_response_url("action", channel, user, message_ts=message_ts, thread_ts=message.thread_ts)
+        thread_ts = message.get("thread_ts") if message.get("thread_ts") != message_ts else None
+        response_url = workspace.new_response_url("action", channel, user, message_ts=message_ts, thread_ts=thread_ts)
         container: JsonObject = {
             "type": "message",
             "message_ts": message_ts,
             "channel_id": channel,
-            "is_ephemeral": message.ephemeral,
+            "is_ephemeral": ephemeral,
         }
-        if message.thread_ts is not None:
-            container["thread_ts"] = message.thread_ts
+        if thread_ts is not None:
+            container["thread_ts"] = thread_ts
         action: JsonObject = {
             "action_id": action_id,
             "block_id": block_id or found_block_id,
@@ -249,24 +349,62 @@ class SlackSender:
             action["value"] = chosen_value
         if "style" in element:
             action["style"] = element["style"]
-        payload: JsonObject = {
+        return {
             "type": "block_actions",
-            "user": {"id": user, "username": self._user_name(user), "name": self._user_name(user), "team_id": state.team.id},
-            "api_app_id": state.app_id,
+            "user": {"id": user, "username": self._user_name(user), "name": self._user_name(user), "team_id": workspace.team.id},
+            "api_app_id": workspace.app_id,
             "token": self.verification_token,
             "container": container,
             "trigger_id": _random_trigger_id(),
-            "team": {"id": state.team.id, "domain": state.team.domain},
+            "team": {"id": workspace.team.id, "domain": workspace.team.domain},
             "enterprise": None,
             "is_enterprise_install": False,
             "channel": {"id": channel, "name": self._channel_name(channel)},
-            "message": self.stub.web_api.message_json(message),
+            "message": message,
             "state": {"values": {}},
             "response_url": response_url,
             "actions": [action],
         }
+
+    def block_action_request(
+        self, channel: str, user: str, message_ts: str, action_id: str, *, value: str | None = None, block_id: str | None = None
+    ) -> SlackRequest:
+        """`user` clicks the button `action_id` on the bot's message `message_ts`: the block_actions payload."""
+        payload = self.block_action_payload(channel, user, message_ts, action_id, value=value, block_id=block_id)
         body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
-        return SlackRequest(kind="block_actions", body=body, content_type=FORM, response_url=response_url, message_ts=message_ts)
+        return SlackRequest(
+            kind="block_actions", body=body, content_type=FORM, response_url=str(payload["response_url"]), message_ts=message_ts
+        )
+
+    def view_submission_payload(self, view: JsonObject, user: str, text: str) -> JsonObject:
+        """`user` types `text` into the modal's first text input and presses its submit button."""
+        values: JsonObject = {}
+        for block in view.get("blocks") or []:
+            element = block.get("element") if block.get("type") == "input" else None
+            if isinstance(element, dict) and element.get("type") == "plain_text_input" and not values:
+                values[str(block.get("block_id", ""))] = {
+                    str(element.get("action_id", "")): {"type": "plain_text_input", "value": text}
+                }
+        workspace = self.workspace
+        return {
+            "type": "view_submission",
+            "team": {"id": workspace.team.id, "domain": workspace.team.domain},
+            "user": {"id": user, "username": self._user_name(user), "name": self._user_name(user), "team_id": workspace.team.id},
+            "api_app_id": workspace.app_id,
+            "token": self.verification_token,
+            "trigger_id": _random_trigger_id(),
+            "view": {**view, "state": {"values": values}},
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+
+    def view_submission_request(self, view: JsonObject, user: str, text: str) -> SlackRequest:
+        """The form body Slack posts when the modal is submitted."""
+        payload = self.view_submission_payload(view, user, text)
+        return SlackRequest(
+            kind="view_submission", body=urllib.parse.urlencode({"payload": json.dumps(payload)}).encode(), content_type=FORM
+        )
 
     # ---- sending -----------------------------------------------------------------------------
 

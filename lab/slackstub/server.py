@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 from lab.errors import LabError
+from lab.slackstub.socketmode import SocketModeHub
 from lab.slackstub.state import (
     ApiCall,
     InjectedFault,
@@ -146,6 +147,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif head == "upload" and rest.startswith("v1/") and self.command == "POST":
             status, text = stub.web_api.receive_upload(rest.removeprefix("v1/"), raw)
             self._send(status, text.encode("utf-8"), "text/plain; charset=utf-8")
+        elif head == "lab" and rest:
+            from lab.slackstub.control import answer_control
+
+            status, body = answer_control(stub, self.command, rest, url.query, raw, self.headers.get("Authorization"))
+            self._send_json(status, body)
         elif head == "response" and rest and self.command == "POST":
             status, body = stub.answer_response_url(rest, self.headers.get("Content-Type", ""), raw)
             self._send_json(status, body)
@@ -160,13 +166,20 @@ class SlackStub:
     (``http://127.0.0.1:PORT/api/``), the value for ``WebClient(base_url=...)``.
     """
 
-    def __init__(self, state: SlackState | None = None, *, host: str = "127.0.0.1") -> None:
-        """Prepare a stand-in over `state` (a fresh workspace when None); nothing listens until `start()`."""
+    def __init__(self, state: SlackState | None = None, *, host: str = "127.0.0.1", app_token: str | None = None) -> None:
+        """Prepare a stand-in over `state` (a fresh workspace when None); nothing listens until `start()`.
+
+        `app_token` (``xapp-…``) enables Socket Mode: `apps.connections.open` accepts it and only it.
+        """
         self.state = state or SlackState()
         self._host = host
         self._server: _StubHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._web_api: WebApi | None = None
+        self.app_token = app_token
+        self._socket_mode: SocketModeHub | None = None
+        if app_token is not None:
+            self.state.add_token(app_token)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -178,6 +191,10 @@ class SlackStub:
         server.stub = self
         self._server = server
         self._web_api = WebApi(self.state, self.origin)
+        if self.app_token is not None:
+            self._socket_mode = SocketModeHub(self.state.app_id, self._host)
+            self._socket_mode.start()
+            self._web_api.register("apps.connections.open", self._apps_connections_open)
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="slackstub", daemon=True
         )
@@ -187,6 +204,9 @@ class SlackStub:
     def stop(self) -> None:
         """Stop listening and release the port; safe to call twice."""
         server, self._server = self._server, None
+        hub, self._socket_mode = self._socket_mode, None
+        if hub is not None:
+            hub.stop()
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -220,6 +240,17 @@ class SlackStub:
         if self._web_api is None:
             raise LabError("the Slack stand-in is not running", hint="call start() first")
         return self._web_api
+
+    @property
+    def socket_mode(self) -> SocketModeHub:
+        """The Socket Mode endpoint (available while running with an app token)."""
+        if self._socket_mode is None:
+            raise LabError("the Slack stand-in serves no Socket Mode", hint="start it with an app_token")
+        return self._socket_mode
+
+    def _apps_connections_open(self, args: JsonObject, files: dict[str, UploadedPart] | Any) -> ApiAnswer:
+        """`apps.connections.open`: a fresh single-use WebSocket URL for the app."""
+        return ApiAnswer(200, {"ok": True, "url": self.socket_mode.new_url()})
 
     # ---- faults ------------------------------------------------------------------------------
 
@@ -303,6 +334,8 @@ class SlackStub:
             return slack_error("not_authed")
         if not self.state.token_is_valid(token):
             return slack_error("invalid_auth")
+        if (method == "apps.connections.open") != (token == self.app_token):
+            return slack_error("not_allowed_token_type")
         if unreadable:
             return slack_error("invalid_form_data" if "json" not in content_type else "invalid_json")
         fault = self.state.take_fault(method)

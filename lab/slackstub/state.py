@@ -141,6 +141,17 @@ class PublishedView:
 
 
 @dataclass(frozen=True)
+class OpenedView:
+    """One modal opened with `views.open` (in answer to the click that gave its trigger id)."""
+
+    id: str
+    trigger_id: str
+    view: JsonObject
+    hash: str
+    opened_at: float
+
+
+@dataclass(frozen=True)
 class ApiCall:
     """One Web API call that reached the stand-in: its method, arguments (token removed) and answer."""
 
@@ -232,6 +243,7 @@ class SlackState:
         self._last_ts_us = 0
         self._files: dict[str, StoredFile] = {}
         self._views: list[PublishedView] = []
+        self._opened: list[OpenedView] = []
         self._calls: list[ApiCall] = []
         self._targets: dict[str, ResponseTarget] = {}
         self._response_posts: list[ResponseUrlPost] = []
@@ -541,6 +553,26 @@ class SlackState:
             self._views.append(published)
             self._changed()
             return published
+
+    def open_view(self, trigger_id: str, view: Mapping[str, Any]) -> OpenedView:
+        """Record a modal opened for the click `trigger_id`."""
+        with self._cond:
+            number = next(self._counters.view)
+            opened = OpenedView(
+                id=f"V{number:08d}",
+                trigger_id=trigger_id,
+                view=copy.deepcopy(dict(view)),
+                hash=f"{int(time.time())}.{number:08d}",
+                opened_at=time.time(),
+            )
+            self._opened.append(opened)
+            self._changed()
+            return opened
+
+    def opened_views(self) -> list[OpenedView]:
+        """Modals opened so far, in order."""
+        with self._cond:
+            return list(self._opened)
 
     def views(self, user_id: str | None = None) -> list[PublishedView]:
         """Published views in order, optionally only those for one user."""

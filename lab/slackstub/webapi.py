@@ -132,10 +132,15 @@ class WebApi:
             "users.info": self.users_info,
             "usergroups.users.list": self.usergroups_users_list,
             "views.publish": self.views_publish,
+            "views.open": self.views_open,
             "files.getUploadURLExternal": self.files_get_upload_url_external,
             "files.completeUploadExternal": self.files_complete_upload_external,
             "files.upload": self.files_upload,
         }
+
+    def register(self, method: str, handler: Callable[[JsonObject, Mapping[str, UploadedPart]], ApiAnswer]) -> None:
+        """Serve one more method (the stand-in adds those that need more than the state, e.g. Socket Mode)."""
+        self._handlers[method] = handler
 
     @property
     def methods(self) -> frozenset[str]:
@@ -585,6 +590,51 @@ class WebApi:
                 "bot_id": state.bot.bot_id,
             }
         )
+
+    def views_open(self, args: JsonObject, files: Mapping[str, UploadedPart]) -> ApiAnswer:
+        """`views.open`: a modal in answer to a click (its trigger id)."""
+        trigger_id = _text_arg(args, "trigger_id")
+        if trigger_id is None:
+            return _missing("trigger_id")
+        present, view = _json_arg(args, "view")
+        if not present:
+            return _missing("view")
+        if view is _UNPARSEABLE or not isinstance(view, dict):
+            return slack_error("invalid_arguments", messages=["[ERROR] must be a JSON object [json-pointer:/view]"])
+        if view.get("type") != "modal":
+            return slack_error("invalid_arguments", messages=["[ERROR] must be 'modal' [json-pointer:/view/type]"])
+        if not isinstance(view.get("title"), dict):
+            return slack_error("invalid_arguments", messages=["[ERROR] missing required field: title [json-pointer:/view]"])
+        problems = validate_blocks(view.get("blocks", []), max_blocks=MAX_VIEW_BLOCKS, path="/view/blocks")
+        if problems:
+            return slack_error("invalid_arguments", messages=[f"[ERROR] {p}" for p in problems])
+        opened = self.state.open_view(trigger_id, view)
+        return _ok(view=self.opened_view_json(opened.id, view, opened.hash))
+
+    def opened_view_json(self, view_id: str, view: JsonObject, view_hash: str) -> JsonObject:
+        """A modal as Slack describes it (in views.open answers and view_submission payloads)."""
+        state = self.state
+        return {
+            "id": view_id,
+            "team_id": state.team.id,
+            "type": "modal",
+            "blocks": view.get("blocks", []),
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "state": {"values": {}},
+            "hash": view_hash,
+            "title": view.get("title"),
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "close": view.get("close"),
+            "submit": view.get("submit"),
+            "previous_view_id": None,
+            "root_view_id": view_id,
+            "app_id": state.app_id,
+            "external_id": view.get("external_id", ""),
+            "app_installed_team_id": state.team.id,
+            "bot_id": state.bot.bot_id,
+        }
 
     # ---- files -------------------------------------------------------------------------------
 

@@ -265,6 +265,18 @@ def test_the_bot_accepts_the_serve_command_line_the_chart_gives_it(variation: st
     assert ("--socket-mode" in args) == (variation == "socket-mode")
 
 
+def test_the_bot_gets_a_shutdown_grace_inside_the_pods_termination_grace_and_group_access() -> None:
+    values = {"bot": {"terminationGracePeriodSeconds": 45, "usergroupNamespaces": {"SNETOPS": ["*"]}}}
+    bot = find(render(values), "Deployment", f"{FULLNAME}-bot")
+    (main,) = containers(bot)
+    args = main["args"]
+    _serve_parses(args[1:])
+    assert args[args.index("--grace") + 1] == "35"
+    assert bot["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 45
+    env = {e["name"]: e.get("value") for e in main["env"]}
+    assert json.loads(env["KUBEREACH_USERGROUP_NAMESPACES"]) == {"SNETOPS": ["*"]}
+
+
 def test_the_bot_accepts_the_ops_port_flag() -> None:
     bot = find(render({"bot": {"ops": {"enabled": True}}}), "Deployment", f"{FULLNAME}-bot")
     _serve_parses(next(containers(bot))["args"][1:])

@@ -189,13 +189,16 @@ def test_show_evidence_and_resolved_post_in_the_thread_and_record_the_resolver(s
     verdict_message = _newest_thread(slack)[-1]
     slack.click("Show evidence", message=verdict_message)
     slack.click("Resolved", message=verdict_message)
+    modal = slack.stub.state.opened_views()[-1]
+    assert modal.view["callback_id"] == "kubereach_resolve"
+    slack.submit_modal("restarted the api pods")
     thread = _newest_thread(slack)
     assert any(m.files for m in thread) or any("Evidence of" in m.text for m in thread)
-    assert "Resolved by" in thread[-1].text
+    assert "Resolved by" in thread[-1].text and "restarted the api pods" in json.dumps(thread[-1].blocks)
     assert slack.deps.history is not None
     with slack.deps.history.sessions() as session:
         resolutions = list(session.scalars(select(Resolution)))
-    assert any(r.resolved_by_id == slack.user for r in resolutions)
+    assert any(r.resolved_by_id == slack.user and r.note == "restarted the api pods" for r in resolutions)
 
 
 def test_retried_deliveries_start_one_investigation(slack: LocalSlack) -> None:
