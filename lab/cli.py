@@ -60,6 +60,7 @@ def up(ctx: click.Context, nodes: int, cni: str, proxy: str, spec_file: Path | N
         f"{len(status['pods'])} pods, {len(status['services'])} services"
     )
     click.echo(f"config: {status['config']}")
+    click.echo(f"kubectl: kubectl --kubeconfig {status['kubeconfig']} get pods -A")
     click.echo(f'ask:    kubereach --config {status["config"]} ask "why can\'t frontend reach api"')
 
 
@@ -90,6 +91,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     state = require_state(ctx.obj["prefix"])
     click.echo(f"lab {data['prefix']}: {data['cni']}, kube-proxy {data['proxy']}, API {data['api']}")
     click.echo(f"config {data['config']}")
+    click.echo(f"kubeconfig {data['kubeconfig']}")
     for n in data["nodes"]:
         click.echo(f"  {n['name']:8} {n['ip']:12} pods {n['pod_cidr']:15} agent {n['agent'] or 'DOWN'}")
     for p in data["pods"]:

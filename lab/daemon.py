@@ -24,6 +24,8 @@ from pathlib import Path
 from lab.apiserver.kubeconfig import write_kubeconfig
 from lab.apiserver.server import ApiServer
 from lab.apiserver.store import Store, WatchEvent
+from lab.apiserver.tls import ServingCertificate
+from lab.certs import lab_pki
 from lab.dnszone import build_zone, write_zone
 from lab.errors import LabError
 from lab.lifecycle import plan_of
@@ -100,7 +102,12 @@ class LabControlPlane:
         self.store = Store(
             namespaces=[n for n in ("default", "kube-system", "kube-public", "kube-node-lease") if n not in spec_namespaces]
         )
-        self.server = ApiServer(self.store, Path(state.token_file).read_text().strip())
+        self.pki = lab_pki(state.path / "pki")
+        self.server = ApiServer(
+            self.store,
+            Path(state.token_file).read_text().strip(),
+            tls=ServingCertificate.from_files(self.pki.apiserver.cert, self.pki.apiserver.key),
+        )
         self.zone_path = state.path / "dns-zone.json"
         self.dns = Reconciler("dns", self.sync_dns)
         self.netpol = Reconciler("netpol", self.sync_netpol)
@@ -147,8 +154,10 @@ class LabControlPlane:
         self.seed()
         self.dns.start()
         self.netpol.start()
-        url = self.server.start("127.0.0.1", 0)
-        write_kubeconfig(self.state.kubeconfig, url, Path(self.state.token_file).read_text().strip())
+        url = self.server.start("127.0.0.1", 0)  # https: the certificate comes from the lab's CA
+        write_kubeconfig(
+            self.state.kubeconfig, url, Path(self.state.token_file).read_text().strip(), ca_pem=self.pki.ca.read_bytes()
+        )
         for reconciler in (self.dns, self.netpol):
             if not reconciler.wait_synced(timeout=20):
                 raise LabError(f"the {reconciler.name} controller did not sync")

@@ -997,7 +997,7 @@ def inject(prefix: str, name: str, *, node: str | None = None, pod: str | None =
     if fault is None:
         raise LabError(f"unknown fault {name!r}; choose one of: {', '.join(CATALOG)}", exit_code=2)
     state = require_state(prefix)
-    ctx = FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file))
+    ctx = FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file, state.ca_file))
     target = _resolve_target(ctx, fault, node, pod, service)
     description, undo = fault.inject(ctx, target)
     record = {"name": fault.name, "verdict": fault.verdict, "description": description, "undo": undo}
@@ -1010,7 +1010,7 @@ def heal(prefix: str) -> list[str]:
     """Undo every recorded fault, newest first; returns the names healed."""
     kernel.require_root()
     state = require_state(prefix)
-    ctx = FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file))
+    ctx = FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file, state.ca_file))
     healed = []
     while state.faults:
         record = state.faults[-1]

@@ -1,7 +1,8 @@
 """ClusterClient at its boundary: foreign errors become ClusterUnavailable / ClusterAccessDenied with hints.
 
-Servers here are real: the lab API server (stopped, or asked with a wrong token), a listening socket
-that never answers, and a small HTTP stand-in that answers like an API server denying RBAC.
+Servers here are real: the lab API server over HTTPS with a certificate from the lab's CA (stopped,
+or asked with a wrong token), a listening socket that never answers, and a small HTTP stand-in that
+answers like an API server denying RBAC.
 """
 
 from __future__ import annotations
@@ -19,14 +20,28 @@ import pytest
 from bot.cluster import ClusterAccessDenied, ClusterClient, ClusterUnavailable
 from bot.cluster.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS
 from bot.parse import parse_question
-from lab.apiserver import ApiServer, Store, write_kubeconfig
+from lab.apiserver import ApiServer, ServingCertificate, Store, write_kubeconfig
+from lab.certs import LabPki, generate_pki
 
 TOKEN = "krc-client-token"
 
 
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
+    return generate_pki(tmp_path_factory.mktemp("krc-pki"), [])
+
+
+def tls_server(pki: LabPki) -> ApiServer:
+    return ApiServer(Store(), TOKEN, tls=ServingCertificate.from_files(pki.apiserver.cert, pki.apiserver.key))
+
+
+def lab_kubeconfig(path: Path, pki: LabPki, url: str, token: str = TOKEN, namespace: str = "default") -> Path:
+    return write_kubeconfig(path, url, token, namespace=namespace, ca_pem=pki.ca.read_bytes())
+
+
 @pytest.fixture
-def api_server() -> Iterator[ApiServer]:
-    server = ApiServer(Store(), TOKEN)
+def api_server(pki: LabPki) -> Iterator[ApiServer]:
+    server = tls_server(pki)
     try:
         server.start(port=0)
         yield server
@@ -34,8 +49,9 @@ def api_server() -> Iterator[ApiServer]:
         server.stop()
 
 
-def test_working_server_lists_and_gets(api_server: ApiServer, tmp_path: Path) -> None:
-    kubeconfig = write_kubeconfig(tmp_path / "krc-kubeconfig", api_server.url, TOKEN, namespace="shop")
+def test_working_server_lists_and_gets(api_server: ApiServer, pki: LabPki, tmp_path: Path) -> None:
+    assert api_server.url.startswith("https://127.0.0.1:")
+    kubeconfig = lab_kubeconfig(tmp_path / "krc-kubeconfig", pki, api_server.url, namespace="shop")
     with ClusterClient.from_kubeconfig(kubeconfig) as client:
         namespaces = client.list_objects(NODES)
         assert namespaces == []
@@ -47,10 +63,10 @@ def test_working_server_lists_and_gets(api_server: ApiServer, tmp_path: Path) ->
         ]
 
 
-def test_long_lists_are_read_page_by_page(api_server: ApiServer, tmp_path: Path) -> None:
+def test_long_lists_are_read_page_by_page(api_server: ApiServer, pki: LabPki, tmp_path: Path) -> None:
     for index in range(5):
         api_server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"krc-page-{index}"}})
-    kubeconfig = write_kubeconfig(tmp_path / "krc-kubeconfig", api_server.url, TOKEN)
+    kubeconfig = lab_kubeconfig(tmp_path / "krc-kubeconfig", pki, api_server.url)
     with ClusterClient.from_kubeconfig(kubeconfig, page_size=2) as client:
         listed = [obj["metadata"]["name"] for obj in client.list_objects(NAMESPACES)]
         expected = [obj["metadata"]["name"] for obj in api_server.store.list("namespaces").items]
@@ -59,10 +75,10 @@ def test_long_lists_are_read_page_by_page(api_server: ApiServer, tmp_path: Path)
         assert all(obj["kind"] == "Namespace" for obj in client.list_objects(NAMESPACES))
 
 
-def test_stopped_server_is_cluster_unavailable_naming_server_and_kubeconfig(tmp_path: Path) -> None:
-    server = ApiServer(Store(), TOKEN)
+def test_stopped_server_is_cluster_unavailable_naming_server_and_kubeconfig(pki: LabPki, tmp_path: Path) -> None:
+    server = tls_server(pki)
     url = server.start(port=0)
-    kubeconfig = write_kubeconfig(tmp_path / "krc-kubeconfig", url, TOKEN)
+    kubeconfig = lab_kubeconfig(tmp_path / "krc-kubeconfig", pki, url)
     server.stop()
     with ClusterClient.from_kubeconfig(kubeconfig, timeout=2.0) as client, pytest.raises(ClusterUnavailable) as caught:
         client.resolve(parse_question("frontend -> api:8080"))
@@ -73,8 +89,8 @@ def test_stopped_server_is_cluster_unavailable_naming_server_and_kubeconfig(tmp_
     assert error.server == url
 
 
-def test_wrong_token_is_cluster_unavailable_with_a_credentials_hint(api_server: ApiServer, tmp_path: Path) -> None:
-    kubeconfig = write_kubeconfig(tmp_path / "krc-kubeconfig", api_server.url, "not-the-token")
+def test_wrong_token_is_cluster_unavailable_with_a_credentials_hint(api_server: ApiServer, pki: LabPki, tmp_path: Path) -> None:
+    kubeconfig = lab_kubeconfig(tmp_path / "krc-kubeconfig", pki, api_server.url, "not-the-token")
     with ClusterClient.from_kubeconfig(kubeconfig) as client, pytest.raises(ClusterUnavailable) as caught:
         client.list_objects(PODS, "default")
     assert "401 Unauthorized" in caught.value.message and api_server.url in caught.value.message
@@ -156,6 +172,14 @@ def test_missing_or_broken_kubeconfig_is_cluster_unavailable(tmp_path: Path) -> 
     with pytest.raises(ClusterUnavailable) as invalid:
         ClusterClient.from_kubeconfig(broken)
     assert str(broken) in invalid.value.message
+
+
+def test_a_server_certificate_from_another_ca_is_refused(api_server: ApiServer, tmp_path: Path) -> None:
+    other = generate_pki(tmp_path / "krc-other-pki", [])
+    kubeconfig = lab_kubeconfig(tmp_path / "krc-kubeconfig", other, api_server.url)
+    with ClusterClient.from_kubeconfig(kubeconfig, timeout=2.0) as client, pytest.raises(ClusterUnavailable) as caught:
+        client.list_objects(NODES)
+    assert "TLS failed" in caught.value.message and "CERTIFICATE_VERIFY_FAILED" in caught.value.message
 
 
 def test_in_cluster_outside_a_pod_is_cluster_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
