@@ -401,7 +401,15 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             preconditions = None
             if isinstance(pre, dict):
                 preconditions = Preconditions(uid=pre.get("uid"), resource_version=pre.get("resourceVersion"))
-            deleted = store.delete(rtype, name, req.namespace, preconditions=preconditions)
+            grace = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+            if query.get("gracePeriodSeconds"):
+                grace = query["gracePeriodSeconds"]
+            if grace is not None:
+                try:
+                    grace = int(grace)
+                except (TypeError, ValueError) as exc:
+                    raise BadRequest(f"gracePeriodSeconds {grace!r} is not a number") from exc
+            deleted = store.delete(rtype, name, req.namespace, preconditions=preconditions, grace_period_seconds=grace)
             if rtype in _RETURNS_DELETED_OBJECT or deleted["metadata"].get("deletionTimestamp"):
                 self._send_json(200, deleted)
             else:

@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lab.apiserver.errors import (
@@ -41,6 +41,8 @@ from lab.apiserver.selectors import FieldSelector, LabelSelector, parse_field_se
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DEFAULT_HISTORY_SIZE = 4096
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+DEFAULT_TERMINATION_GRACE_SECONDS = 30
+"""A pod's spec.terminationGracePeriodSeconds when it sets none (as kube-apiserver defaults it)."""
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -100,9 +102,14 @@ class Subscription:
         self._store._unsubscribe(self)
 
 
-def now_timestamp() -> str:
-    """The current time in the RFC 3339 form Kubernetes uses in metadata ("2026-01-02T03:04:05Z")."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_timestamp(after_seconds: int = 0) -> str:
+    """The current time (plus `after_seconds`) in the RFC 3339 form Kubernetes uses in metadata."""
+    return (datetime.now(UTC) + timedelta(seconds=after_seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """A metadata timestamp ("2026-01-02T03:04:05Z") as an aware datetime."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -328,20 +335,67 @@ class Store:
         namespace: str | None = None,
         *,
         preconditions: Preconditions | None = None,
+        grace_period_seconds: int | None = None,
     ) -> dict[str, Any]:
         """Delete an object and return its last state.
 
         Objects with metadata.finalizers are only marked (deletionTimestamp) until an update clears
         the finalizers. Deleting a namespace deletes every object in it.
+
+        Pods are deleted gracefully, as kube-apiserver deletes them: a pod bound to a node and not
+        finished gets `deletionTimestamp` = now + its grace period (`grace_period_seconds`, else
+        spec.terminationGracePeriodSeconds, default 30) and `deletionGracePeriodSeconds`, and stays
+        (Terminating) until its kubelet deletes it with grace 0 (`finish_graceful_deletions` in the
+        lab). Grace 0, an unscheduled pod and a Failed/Succeeded pod go at once. A second delete can
+        shorten the grace period, never lengthen it.
         """
         rtype = resolve(resource)
+        if grace_period_seconds is not None and grace_period_seconds < 0:
+            raise Invalid(f"gracePeriodSeconds must be 0 or more, not {grace_period_seconds}")
         with self._cond:
             current = self._lookup(rtype, name, namespace)
             if preconditions is not None:
                 self._check_preconditions(rtype, current, preconditions)
-            result = self._delete_locked(rtype, current)
+            grace = self._pod_grace(current, grace_period_seconds) if rtype is PODS else 0
+            if grace < 0:
+                result = current
+            elif grace > 0:
+                result = self._begin_graceful_delete_locked(rtype, current, grace)
+            else:
+                result = self._delete_locked(rtype, current, grace_ended=rtype is PODS)
         self._drain()
         return copy.deepcopy(result)
+
+    def finish_graceful_deletions(self, now: datetime | None = None) -> builtins.list[tuple[str, str]]:
+        """What a kubelet does when a terminating pod's grace period is over: delete it with grace 0.
+
+        Returns the (namespace, name) of the pods removed. Pods held by finalizers stay, marked
+        with deletionGracePeriodSeconds 0, until the finalizers are cleared.
+        """
+        moment = now or datetime.now(UTC)
+        finished: builtins.list[tuple[str, str]] = []
+        with self._cond:
+            for key, pod in sorted(self._objects.get(PODS, {}).items()):
+                meta = pod["metadata"]
+                if not meta.get("deletionTimestamp") or not meta.get("deletionGracePeriodSeconds"):
+                    continue
+                if parse_timestamp(meta["deletionTimestamp"]) > moment:
+                    continue
+                self._delete_locked(PODS, pod, grace_ended=True)
+                if key not in self._objects[PODS]:
+                    finished.append(key)
+        self._drain()
+        return finished
+
+    def next_graceful_deadline(self) -> datetime | None:
+        """When the earliest terminating pod's grace period ends (None: no pod is terminating)."""
+        with self._cond:
+            deadlines = [
+                parse_timestamp(pod["metadata"]["deletionTimestamp"])
+                for pod in self._objects.get(PODS, {}).values()
+                if pod["metadata"].get("deletionTimestamp") and pod["metadata"].get("deletionGracePeriodSeconds")
+            ]
+        return min(deadlines, default=None)
 
     # --------------------------------------------------------------------------- subscriptions
 
@@ -567,7 +621,7 @@ class Store:
         self._apply_defaults(rtype, new, current)
         if _spec_part(new) != _spec_part(current):
             meta["generation"] = int(cur_meta.get("generation", 1)) + 1
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds"):
             return self._remove_locked(rtype, current), True
         if _without_volatile(new) == _without_volatile(current):
             return current, False
@@ -577,7 +631,36 @@ class Store:
         self._record(WatchEvent("MODIFIED", new, rtype, rv, current))
         return new, False
 
-    def _delete_locked(self, rtype: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _pod_grace(pod: dict[str, Any], requested: int | None) -> int:
+        """The grace period a pod delete gets (0: delete at once), as the pod strategy decides it."""
+        spec, meta = pod.get("spec") or {}, pod["metadata"]
+        if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+            return 0
+        grace = requested
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds")
+        if not isinstance(grace, int) or isinstance(grace, bool):
+            grace = DEFAULT_TERMINATION_GRACE_SECONDS
+        if meta.get("deletionTimestamp"):
+            already = meta.get("deletionGracePeriodSeconds")
+            if isinstance(already, int) and (already == 0 or grace >= already):
+                return -1  # already terminating at least as fast: nothing changes
+        return max(grace, 0)
+
+    def _begin_graceful_delete_locked(self, rtype: ResourceType, current: dict[str, Any], grace: int) -> dict[str, Any]:
+        new = copy.deepcopy(current)
+        meta = new["metadata"]
+        meta["deletionTimestamp"] = now_timestamp(grace)
+        meta["deletionGracePeriodSeconds"] = grace
+        meta["generation"] = int(meta.get("generation", 1)) + 1
+        rv = self._next_rv()
+        meta["resourceVersion"] = str(rv)
+        self._objects[rtype][_key(current)] = new
+        self._record(WatchEvent("MODIFIED", new, rtype, rv, current))
+        return new
+
+    def _delete_locked(self, rtype: ResourceType, current: dict[str, Any], *, grace_ended: bool = False) -> dict[str, Any]:
         if rtype is NAMESPACES:
             ns = current["metadata"]["name"]
             for other, table in self._objects.items():
@@ -586,12 +669,13 @@ class Store:
                         self._delete_locked(other, table[key])
         meta = current["metadata"]
         if meta.get("finalizers"):
-            if meta.get("deletionTimestamp"):
+            if meta.get("deletionTimestamp") and not (grace_ended and meta.get("deletionGracePeriodSeconds")):
                 return current
             new = copy.deepcopy(current)
-            new["metadata"]["deletionTimestamp"] = now_timestamp()
+            if not meta.get("deletionTimestamp"):
+                new["metadata"]["deletionTimestamp"] = now_timestamp()
+                new["metadata"]["generation"] = int(meta.get("generation", 1)) + 1
             new["metadata"]["deletionGracePeriodSeconds"] = 0
-            new["metadata"]["generation"] = int(meta.get("generation", 1)) + 1
             rv = self._next_rv()
             new["metadata"]["resourceVersion"] = str(rv)
             self._objects[rtype][_key(current)] = new

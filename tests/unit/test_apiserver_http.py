@@ -160,7 +160,9 @@ def test_pod_create_get_list_replace_patch_delete_round_trip(lab: Lab) -> None:
     json_patched = lab.core.patch_namespaced_pod("web-1", "default", [{"op": "add", "path": "/metadata/labels/v", "value": "2"}])
     assert json_patched.metadata.labels == {"app": "web", "v": "2"}
     deleted = lab.core.delete_namespaced_pod("web-1", "default")
-    assert deleted.metadata.name == "web-1"
+    assert deleted.metadata.name == "web-1" and deleted.metadata.deletion_grace_period_seconds == 30
+    assert [p.metadata.deletion_timestamp is not None for p in lab.core.list_pod_for_all_namespaces().items] == [True]
+    lab.core.delete_namespaced_pod("web-1", "default", grace_period_seconds=0)
     assert lab.core.list_pod_for_all_namespaces().items == []
 
 
@@ -528,7 +530,7 @@ def test_kubectl_talks_to_the_https_server(tls_lab: tuple[ApiServer, Path]) -> N
     assert kubectl("get", "pod", "web-1", "-o", "jsonpath={.status.podIP}") == "10.244.1.5"
     kubectl("label", "pod", "web-1", "tier=front")
     assert server.store.get("pods", "web-1", "default")["metadata"]["labels"] == {"tier": "front"}
-    kubectl("delete", "pod", "web-1")
+    kubectl("delete", "pod", "web-1", "--grace-period=0", "--force")
     assert server.store.list("pods").items == []
 
 
