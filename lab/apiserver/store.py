@@ -188,34 +188,93 @@ class Store:
         field_selector: str | FieldSelector | None = None,
         limit: int | None = None,
         continue_token: str | None = None,
+        resource_version: str | None = None,
+        resource_version_match: str | None = None,
     ) -> ObjectList:
         """Objects of a type (in one namespace, or all when `namespace` is None), filtered and paged.
 
-        Items are ordered by (namespace, name). With `limit`, the result carries a continue token
-        to pass back for the next page.
+        Items are ordered as etcd orders their keys ("namespace/name", or "name"). With `limit`, the
+        result carries a continue token that encodes the list's resourceVersion: the next pages show
+        the objects as they were then (a consistent snapshot), until that version leaves the watch
+        history; then the continue is Expired (410) and carries a fresh, inconsistent token that
+        pages on over current data, as kube-apiserver does after an etcd compaction.
+
+        `resource_version` "0" serves the current state without paging (as the watch cache does);
+        with `resource_version_match="Exact"` the list is the state at that version (410 once
+        compacted).
         """
         rtype = resolve(resource)
         labels = label_selector if isinstance(label_selector, LabelSelector) else parse_label_selector(label_selector)
         fields = field_selector if isinstance(field_selector, FieldSelector) else parse_field_selector(field_selector, rtype.kind)
-        start: tuple[str, str] | None = None
+        start = ""
+        snapshot_rv: int | None = None
         if continue_token:
-            start = _decode_continue(continue_token)
+            if resource_version:
+                raise BadRequest("specifying resource version is not allowed when using continue")
+            snapshot_rv, start = _decode_continue(continue_token)
+        exact: int | None = None
+        if resource_version_match not in (None, "", "NotOlderThan", "Exact"):
+            raise BadRequest(f'resourceVersionMatch "{resource_version_match}" is not one of Exact, NotOlderThan')
+        if resource_version_match and not resource_version:
+            raise BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if resource_version:
+            try:
+                asked = int(resource_version)
+            except ValueError as exc:
+                raise BadRequest(f'resourceVersion "{resource_version}" is not a valid resourceVersion') from exc
+            if resource_version_match == "Exact":
+                exact = asked
+            elif asked == 0:
+                limit = None  # served from the watch cache: the whole list, no pages
         with self._cond:
-            rv = self._rv
-            candidates = sorted(self._objects.get(rtype, {}).items())
+            if snapshot_rv is not None and snapshot_rv > 0:
+                if snapshot_rv < self._compacted_rv:
+                    raise Expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start "
+                        "a new list without the continue parameter, or use the continue token in this response to "
+                        "retrieve the remainder of the results. Continuing with the provided token results in an "
+                        "inconsistent list - objects that were created, modified, or deleted between the time the first "
+                        "chunk was returned and now may show up in the list.",
+                        metadata={"continue": _encode_continue(-1, start)},
+                    )
+                table, rv = self._state_at(rtype, snapshot_rv), snapshot_rv
+            elif exact is not None:
+                if exact < self._compacted_rv:
+                    raise Expired(f"too old resource version: {exact} ({self._compacted_rv})")
+                if exact > self._rv:
+                    raise Expired(f"Too large resource version: {exact}, current: {self._rv}")
+                table, rv = self._state_at(rtype, exact), exact
+            else:
+                table, rv = self._objects.get(rtype, {}), self._rv
             selected = [
                 obj
-                for key, obj in candidates
-                if (start is None or key > start)
-                and (namespace is None or not rtype.namespaced or key[0] == namespace)
+                for key_text, obj in sorted((_etcd_key(rtype, key), obj) for key, obj in table.items())
+                if (not start or key_text >= start)
+                and (namespace is None or not rtype.namespaced or obj["metadata"].get("namespace") == namespace)
                 and labels.matches(obj["metadata"].get("labels"))
                 and fields.matches(obj)
             ]
             if limit is not None and limit > 0 and len(selected) > limit:
                 page = selected[:limit]
-                token = _encode_continue(rv, _key(page[-1]))
-                return ObjectList(copy.deepcopy(page), str(rv), token, len(selected) - limit)
+                token = _encode_continue(rv, _etcd_key(rtype, _key(page[-1])) + "\x00")
+                remaining = None if (labels.requirements or fields.requirements) else len(selected) - limit
+                return ObjectList(copy.deepcopy(page), str(rv), token, remaining)
             return ObjectList(copy.deepcopy(selected), str(rv))
+
+    def _state_at(self, rtype: ResourceType, resource_version: int) -> dict[tuple[str, str], dict[str, Any]]:
+        """The objects of a type as they were at `resource_version` (undoing newer history events)."""
+        table = dict(self._objects.get(rtype, {}))
+        for event in reversed(self._history):
+            if event.resource_version <= resource_version:
+                break
+            if event.resource is not rtype:
+                continue
+            key = _key(event.object)
+            if event.type == "ADDED" or event.old_object is None:
+                table.pop(key, None)
+            else:
+                table[key] = event.old_object
+        return table
 
     # ---------------------------------------------------------------------------------- writes
 
@@ -753,16 +812,36 @@ class Store:
         raise Invalid(f"no free cluster IP left in {self._service_network}")
 
 
-def _encode_continue(rv: int, key: tuple[str, str]) -> str:
-    raw = json.dumps({"rv": rv, "start": list(key)}, separators=(",", ":")).encode()
+_BAD_CONTINUE_VERSION = (
+    "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+)
+
+
+def _etcd_key(rtype: ResourceType, key: tuple[str, str]) -> str:
+    """The object's key below its resource's etcd prefix ("namespace/name", or "name")."""
+    return f"{key[0]}/{key[1]}" if rtype.namespaced else key[1]
+
+
+def _encode_continue(rv: int, start: str) -> str:
+    """A continue token as kube-apiserver writes it: base64url JSON of {v, rv, start} (rv -1: inconsistent)."""
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_continue(token: str) -> tuple[str, str]:
+def _decode_continue(token: str) -> tuple[int, str]:
+    """(resourceVersion, start key) of a continue token; BadRequest if it is not one."""
     try:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        namespace, name = data["start"]
-        return (str(namespace), str(name))
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise BadRequest(f"continue token {token!r} is not valid; list again without it") from exc
+    except (ValueError, binascii.Error) as exc:
+        raise BadRequest(f"invalid continue token: continue key is not valid: {exc}") from exc
+    if not isinstance(data, dict) or data.get("v") != "meta.k8s.io/v1":
+        raise BadRequest(
+            "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        )
+    rv, start = data.get("rv"), data.get("start")
+    if not isinstance(rv, int) or isinstance(rv, bool) or not isinstance(start, str) or not start or rv == 0 or rv < -1:
+        raise BadRequest(
+            "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        )
+    return rv, start

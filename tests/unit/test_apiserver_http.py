@@ -25,6 +25,7 @@ from kubernetes import client, config, watch
 
 from lab.apiserver import ApiServer, ServingCertificate, Store, write_kubeconfig
 
+REAL_FIXTURES = Path(__file__).parent / "fixtures" / "kube-apiserver-v1.36.2"
 TOKEN = "lab-token-for-tests"
 
 
@@ -322,16 +323,44 @@ def test_duplicate_create_is_409_already_exists_and_missing_namespace_404(lab: L
     assert no_ns.value.status == 404 and status_of(no_ns.value)["message"] == 'namespaces "nowhere" not found'
 
 
-def test_requests_without_the_token_are_401(lab: Lab) -> None:
-    for token in (None, "wrong-token"):
-        status, body = raw_request(lab.url, "GET", "/api/v1/pods", token=token)
-        assert status == 401 and body["reason"] == "Unauthorized" and body["kind"] == "Status"
+def real_answer(name: str) -> dict[str, Any]:
+    """A recorded answer of kube-apiserver v1.36.2 (tests/unit/fixtures/kube-apiserver-v1.36.2)."""
+    loaded: dict[str, Any] = json.loads((REAL_FIXTURES / f"{name}.real.json").read_text())
+    return loaded
+
+
+def test_a_wrong_token_is_401_like_the_real_server(lab: Lab) -> None:
+    real = real_answer("badtoken-pods")
+    assert raw_request(lab.url, "GET", "/api/v1/pods", token="wrong-token") == (real["status"], real["body"])
     configuration = client.Configuration()
     configuration.host = lab.url
     wrong = client.ApiClient(configuration, header_name="Authorization", header_value="Bearer not-the-token")
     with wrong, pytest.raises(client.ApiException) as denied:
         client.CoreV1Api(wrong).list_namespace()
     assert denied.value.status == 401 and status_of(denied.value)["reason"] == "Unauthorized"
+
+
+def test_no_credentials_is_system_anonymous_like_the_real_server(lab: Lab) -> None:
+    real = real_answer("noauth-api-v1-pods")
+    assert raw_request(lab.url, "GET", "/api/v1/pods", token=None) == (real["status"], real["body"])
+    version = real_answer("noauth-version")
+    status, body = raw_request(lab.url, "GET", "/version", token=None)
+    assert status == version["status"] == 200 and body["gitVersion"] == version["body"]["gitVersion"] == "v1.36.2"
+    assert set(body) == set(version["body"])  # the v1.36 shape: emulation and minCompatibility versions too
+    assert {k: body[k] for k in ("major", "minor", "emulationMinor", "minCompatibilityMinor")} == {
+        k: version["body"][k] for k in ("major", "minor", "emulationMinor", "minCompatibilityMinor")
+    }
+    for probe in ("/healthz", "/livez", "/readyz"):
+        assert raw_request(lab.url, "GET", probe, token=None) == (200, "ok")
+    status, body = raw_request(lab.url, "GET", "/apis/apps/v1/namespaces/shop/deployments/api", token=None)
+    assert (status, body["message"], body["details"]) == (
+        403,
+        'deployments.apps "api" is forbidden: User "system:anonymous" cannot get resource "deployments" '
+        'in API group "apps" in the namespace "shop"',
+        {"name": "api", "group": "apps", "kind": "deployments"},
+    )
+    status, body = raw_request(lab.url, "GET", "/api", token=None)
+    assert (status, body["message"]) == (403, 'forbidden: User "system:anonymous" cannot get path "/api"')
 
 
 def test_bad_requests_and_unsupported_methods(lab: Lab) -> None:

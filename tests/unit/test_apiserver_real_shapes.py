@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lab.apiserver import EndpointSliceController, Store
+from lab.apiserver import EndpointSliceController, Expired, Store
 from lab.apiserver.endpointslices import SERVICE_NAME_LABEL
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube-apiserver-v1.36.2"
@@ -163,3 +163,89 @@ def test_the_lab_kubelet_stand_in_deletes_terminating_pods_when_their_grace_ends
         assert "term-h" in {p["metadata"]["name"] for p in apidiff.list("pods", "apidiff").items}
     finally:
         deleter.stop()
+
+
+# --------------------------------------------------------------------------------- pagination
+
+
+def namespaces(store: Store, *names: str) -> None:
+    for name in names:
+        store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+def decode_continue(token: str) -> dict[str, Any]:
+    import base64
+
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    return decoded
+
+
+def test_continue_tokens_encode_the_list_version_and_pages_are_a_snapshot() -> None:
+    real_token = decode_continue(real("page-labelselector-limit1")["body"]["metadata"]["continue"])
+    store = Store()
+    namespaces(store, "apps", "shop")
+    first = store.list("namespaces", limit=2)
+    token = decode_continue(first.continue_token or "")
+    assert set(token) == set(real_token) and token["v"] == real_token["v"] == "meta.k8s.io/v1"
+    assert token["rv"] == int(first.resource_version) and token["start"].endswith("\x00")
+    namespaces(store, "zz-after-page-one")
+    store.delete("namespaces", "shop")
+    rest = store.list("namespaces", limit=100, continue_token=first.continue_token)
+    assert rest.resource_version == first.resource_version  # the page-1 snapshot, as page-consistency-p2.real
+    listed = [o["metadata"]["name"] for o in (*first.items, *rest.items)]
+    assert "zz-after-page-one" not in listed and "shop" in listed
+    assert listed == sorted(listed)
+
+
+def test_a_selector_list_has_no_remaining_item_count_like_the_real_server() -> None:
+    recorded = real("page-labelselector-limit1")["body"]["metadata"]
+    store = Store()
+    for name in ("api-1", "api-2"):
+        store.create(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "labels": {"app": "api"}}}
+        )
+    page = store.list("pods", label_selector="app=api", limit=1)
+    assert "remainingItemCount" not in recorded and page.remaining_item_count is None and page.continue_token
+
+
+def test_resource_version_zero_ignores_the_limit_like_the_watch_cache() -> None:
+    store = Store()
+    listed = store.list("namespaces", limit=2, resource_version="0")
+    assert len(listed.items) == 4 and listed.continue_token is None
+
+
+def test_a_continue_after_compaction_is_410_with_a_fresh_inconsistent_token() -> None:
+    recorded = real("err-410-expired-continue")
+    store = Store(history_size=8)
+    namespaces(store, "a1", "a2", "a3")
+    first = store.list("namespaces", limit=2)
+    for index in range(10):
+        namespaces(store, f"churn-{index}")
+    with pytest.raises(Expired) as expired:
+        store.list("namespaces", limit=2, continue_token=first.continue_token)
+    status = expired.value.to_status()
+    want = recorded["body"]
+    assert (expired.value.code, status["reason"], status["message"]) == (recorded["status"], want["reason"], want["message"])
+    fresh = decode_continue(status["metadata"]["continue"])
+    real_fresh = decode_continue(want["metadata"]["continue"])
+    assert fresh["rv"] == real_fresh["rv"] == -1
+    assert fresh["start"] == decode_continue(first.continue_token or "")["start"]
+    # the fresh token pages on over current data
+    rest = store.list("namespaces", limit=100, continue_token=status["metadata"]["continue"])
+    assert "churn-9" in {o["metadata"]["name"] for o in rest.items}
+
+
+def test_exact_list_of_a_compacted_version_is_410_and_bad_continue_is_400() -> None:
+    from lab.apiserver import BadRequest
+
+    store = Store(history_size=2)
+    namespaces(store, "b1", "b2", "b3")
+    with pytest.raises(Expired) as too_old:
+        store.list("namespaces", resource_version="2", resource_version_match="Exact")
+    assert too_old.value.code == real("err-410-list-exact-old-rv")["status"] == 410
+    recorded = real("err-400-bad-continue")
+    with pytest.raises(BadRequest) as bad:
+        store.list("pods", limit=2, continue_token="garbage")
+    assert bad.value.code == recorded["status"] == 400
+    assert bad.value.message.startswith("invalid continue token: continue key is not valid:")
+    assert recorded["body"]["message"].startswith("invalid continue token: continue key is not valid:")
