@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from lab.apiserver.bootstrap import bootstrap_cluster_objects
 from lab.apiserver.kubeconfig import write_kubeconfig
 from lab.apiserver.server import ApiServer
 from lab.apiserver.store import Store, WatchEvent
@@ -31,8 +32,8 @@ from lab.dnszone import build_zone, write_zone
 from lab.errors import LabError
 from lab.lifecycle import plan_of
 from lab.netpol import apply_policy_rules, render_policy_rules
-from lab.objects import seed_objects
-from lab.plan import LabPlan
+from lab.objects import seed_objects, seed_store
+from lab.plan import SERVICE_CIDR, LabPlan
 from lab.state import LabState
 
 log = logging.getLogger("kubereach.lab.daemon")
@@ -115,9 +116,10 @@ class LabControlPlane:
         self._applied_policy: dict[str, str] = {}
 
     def seed(self) -> None:
-        """Create the lab's objects, as if the cluster had been running."""
-        for obj in seed_objects(self.plan, self.state.agents):
-            self.store.create(obj)
+        """Create the lab's objects, as if the cluster had been running, and what kube-apiserver
+        makes by itself (the ServiceCIDR, `default/kubernetes` and its EndpointSlice)."""
+        seed_store(self.store, seed_objects(self.plan, self.state.agents))
+        bootstrap_cluster_objects(self.store, service_cidr=str(SERVICE_CIDR), advertise_address=self.plan.nodes[0].ip)
 
     def sync_dns(self) -> None:
         """Rewrite the zone from services, EndpointSlices and pods."""

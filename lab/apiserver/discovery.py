@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.apiserver.resources import READ_VERBS, RESOURCE_TYPES, WRITE_VERBS, groups
+from lab.apiserver.resources import RESOURCE_TYPES, groups
 
 SERVED_KUBERNETES_VERSION = (1, 36, 2)
 """The kube-apiserver release whose answers the lab's server imitates."""
@@ -78,10 +78,12 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
             "singularName": resource.singular,
             "namespaced": resource.namespaced,
             "kind": resource.kind,
-            "verbs": sorted((*READ_VERBS, *WRITE_VERBS)),
+            "verbs": resource.verbs,
         }
         if resource.short_names:
             entry["shortNames"] = list(resource.short_names)
+        if resource.categories:
+            entry["categories"] = list(resource.categories)
         resources.append(entry)
         if resource.has_status:
             resources.append(

@@ -380,6 +380,9 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 obj = self._object_body(body, rtype)
                 self._send_json(201, store.create(obj, namespace=req.namespace))
                 return
+            if method == "DELETE" and rtype.delete_collection:
+                self._delete_collection(req, query, body)
+                return
             raise MethodNotAllowed(f"{method} is not supported on a collection of {rtype.plural}")
         name = req.name
         if method == "GET":
@@ -434,6 +437,38 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 )
         else:
             raise MethodNotAllowed(f"{method} is not supported on {rtype.plural}")
+
+    def _delete_collection(self, req: _Request, query: dict[str, str], body: bytes) -> None:
+        """deletecollection: delete (pods: gracefully) every selected object; answer the list of them."""
+        rtype, store = req.resource, self.api.store
+        options = self._json(body) if body.strip() else {}
+        grace = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+        listed = store.list(
+            rtype,
+            req.namespace,
+            label_selector=parse_label_selector(query.get("labelSelector")),
+            field_selector=parse_field_selector(query.get("fieldSelector"), rtype.kind),
+        )
+        deleted = []
+        for obj in listed.items:
+            meta = obj["metadata"]
+            try:
+                deleted.append(
+                    store.delete(
+                        rtype, meta["name"], meta.get("namespace"), grace_period_seconds=grace if isinstance(grace, int) else None
+                    )
+                )
+            except NotFound:
+                continue
+        self._send_json(
+            200,
+            {
+                "kind": rtype.list_kind,
+                "apiVersion": rtype.api_version,
+                "metadata": {"resourceVersion": store.resource_version},
+                "items": deleted,
+            },
+        )
 
     @staticmethod
     def _json(body: bytes) -> Any:

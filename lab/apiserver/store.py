@@ -43,6 +43,10 @@ from lab.apiserver.selectors import FieldSelector, LabelSelector, parse_field_se
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DEFAULT_HISTORY_SIZE = 4096
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+NODE_PORT_RANGE = (30000, 32767)
+"""kube-apiserver's default --service-node-port-range."""
+_NO_GENERATION_KINDS = frozenset({"Service", "Node", "Namespace"})
+"""Kinds whose metadata.generation kube-apiserver leaves unset."""
 DEFAULT_TERMINATION_GRACE_SECONDS = 30
 """A pod's spec.terminationGracePeriodSeconds when it sets none (as kube-apiserver defaults it)."""
 
@@ -327,7 +331,10 @@ class Store:
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_timestamp()
             meta["resourceVersion"] = str(rv)
-            meta["generation"] = 1
+            if rtype.kind in _NO_GENERATION_KINDS:
+                meta.pop("generation", None)
+            else:
+                meta["generation"] = 1
             table[key] = new
             self._record(WatchEvent("ADDED", new, rtype, rv))
             result = copy.deepcopy(new)
@@ -703,7 +710,7 @@ class Store:
         if rtype is SERVICES:
             self._validate(rtype, new)
         self._apply_defaults(rtype, new, current)
-        if _spec_part(new) != _spec_part(current):
+        if _spec_part(new) != _spec_part(current) and rtype.kind not in _NO_GENERATION_KINDS:
             meta["generation"] = int(cur_meta.get("generation", 1)) + 1
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds"):
             return self._remove_locked(rtype, current), True
@@ -768,7 +775,8 @@ class Store:
             new = copy.deepcopy(current)
             if not meta.get("deletionTimestamp"):
                 new["metadata"]["deletionTimestamp"] = now_timestamp()
-                new["metadata"]["generation"] = int(meta.get("generation", 1)) + 1
+                if "generation" in meta:
+                    new["metadata"]["generation"] = int(meta["generation"]) + 1
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             rv = self._next_rv()
             new["metadata"]["resourceVersion"] = str(rv)
@@ -802,9 +810,14 @@ class Store:
             self._default_service(obj, current)
 
     def _default_service(self, obj: dict[str, Any], current: dict[str, Any] | None) -> None:
+        """Service defaults and allocations as kube-apiserver v1.36 makes them (see scenario-services)."""
         spec = obj.setdefault("spec", {})
+        old_spec = (current or {}).get("spec") or {}
         spec.setdefault("type", "ClusterIP")
         spec.setdefault("sessionAffinity", "None")
+        if spec["sessionAffinity"] == "ClientIP":
+            client_ip = spec.setdefault("sessionAffinityConfig", {}).setdefault("clientIP", {})
+            client_ip.setdefault("timeoutSeconds", 10800)
         for port in spec.get("ports", []) or []:
             port.setdefault("protocol", "TCP")
             if spec["type"] != "ExternalName":
@@ -814,9 +827,9 @@ class Store:
             return
         spec.setdefault("internalTrafficPolicy", "Cluster")
         if current is not None and not spec.get("clusterIP"):
-            spec["clusterIP"] = current.get("spec", {}).get("clusterIP")
+            spec["clusterIP"] = old_spec.get("clusterIP")
         if not spec.get("clusterIP"):
-            spec["clusterIP"] = self._allocate_cluster_ip()
+            spec["clusterIP"] = self._allocate_cluster_ip(_key(obj))
         elif spec["clusterIP"] != "None":
             try:
                 address = ipaddress.ip_address(spec["clusterIP"])
@@ -829,9 +842,38 @@ class Store:
                     f"{owner['metadata']['namespace']}/{owner['metadata']['name']}"
                 )
         spec.setdefault("clusterIPs", [spec["clusterIP"]])
-        if spec["clusterIP"] != "None":
-            spec.setdefault("ipFamilies", ["IPv4"])
-            spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        external = spec["type"] in ("NodePort", "LoadBalancer")
+        if not external:
+            return
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+        if spec["type"] == "LoadBalancer":
+            spec.setdefault("allocateLoadBalancerNodePorts", True)
+        if spec["type"] == "NodePort" or spec.get("allocateLoadBalancerNodePorts"):
+            kept = {(p.get("port"), p.get("protocol")): p.get("nodePort") for p in old_spec.get("ports") or []}
+            for port in spec.get("ports", []) or []:
+                if not port.get("nodePort"):
+                    port["nodePort"] = kept.get((port.get("port"), port.get("protocol"))) or self._allocate_node_port()
+        if spec["type"] == "LoadBalancer" and spec["externalTrafficPolicy"] == "Local" and not spec.get("healthCheckNodePort"):
+            spec["healthCheckNodePort"] = old_spec.get("healthCheckNodePort") or self._allocate_node_port()
+
+    def _node_ports_in_use(self) -> set[int]:
+        used: set[int] = set()
+        for svc in self._objects.get(SERVICES, {}).values():
+            spec = svc.get("spec") or {}
+            used |= {int(p["nodePort"]) for p in spec.get("ports") or [] if p.get("nodePort")}
+            if spec.get("healthCheckNodePort"):
+                used.add(int(spec["healthCheckNodePort"]))
+        return used
+
+    def _allocate_node_port(self) -> int:
+        """A free port of the default NodePort range (30000-32767), picked at random as upstream does."""
+        used = self._node_ports_in_use()
+        free = [p for p in range(NODE_PORT_RANGE[0], NODE_PORT_RANGE[1] + 1) if p not in used]
+        if not free:
+            raise Invalid(f"no free node port left in {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}")
+        return secrets.choice(free)
 
     def _cluster_ip_owner(self, address: str) -> dict[str, Any] | None:
         for svc in self._objects.get(SERVICES, {}).values():
@@ -839,12 +881,26 @@ class Store:
                 return svc
         return None
 
-    def _allocate_cluster_ip(self) -> str:
+    def _allocate_cluster_ip(self, key: tuple[str, str]) -> str:
+        """A random free address above the service CIDR's static band (upstream's dynamic range);
+        the first address belongs to default/kubernetes."""
         used = {svc.get("spec", {}).get("clusterIP") for svc in self._objects.get(SERVICES, {}).values()}
-        for address in self._service_network.hosts():
-            if str(address) not in used:
-                return str(address)
-        raise Invalid(f"no free cluster IP left in {self._service_network}")
+        network = self._service_network
+        first = network.network_address + 1
+        if key == ("default", "kubernetes") and str(first) not in used:
+            return str(first)
+        size = network.num_addresses
+        band = min(max(16, size // 16), 256)
+        dynamic = range(band, size - 1)
+        for _ in range(64):
+            candidate = str(network.network_address + dynamic[secrets.randbelow(len(dynamic))])
+            if candidate not in used:
+                return candidate
+        for offset in (*dynamic, *range(2, band)):
+            candidate = str(network.network_address + offset)
+            if candidate not in used:
+                return candidate
+        raise Invalid(f"no free cluster IP left in {network}")
 
 
 _BAD_CONTINUE_VERSION = (

@@ -419,7 +419,7 @@ def test_unknown_names_end_with_suggestions_and_bad_questions_exit_2(flannel_lab
     proc = kubereach("--config", lab.status["config"], "ask", "frontend", "--json", "--no-history", check=False)
     assert proc.returncode == 2 and "frontend → ?" in proc.stderr
     error = json.loads(proc.stdout)["error"]
-    assert error["kind"] == "bad_input" and error["exit_code"] == 2 and "frontend → ?" in error["message"]
+    assert error["kind"] == "bad_input" and error["exit_code"] == 2 and "frontend → ?" in f"{error['message']} {error['hint']}"
 
 
 def test_ask_json_says_on_stdout_that_the_api_refused_a_kubeconfig_without_credentials(flannel_lab: Lab, tmp_path: Path) -> None:

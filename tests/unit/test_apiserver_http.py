@@ -133,7 +133,21 @@ def test_discovery_and_version_documents(lab: Lab) -> None:
     assert client.VersionApi(lab.api_client).get_code().major == "1"
     assert client.CoreApi(lab.api_client).get_api_versions().versions == ["v1"]
     groups = {g.name: g.preferred_version.group_version for g in client.ApisApi(lab.api_client).get_api_versions().groups}
-    assert groups == {"discovery.k8s.io": "discovery.k8s.io/v1", "apps": "apps/v1", "networking.k8s.io": "networking.k8s.io/v1"}
+    assert groups == {
+        "discovery.k8s.io": "discovery.k8s.io/v1",
+        "apps": "apps/v1",
+        "networking.k8s.io": "networking.k8s.io/v1",
+        "events.k8s.io": "events.k8s.io/v1",
+    }
+    real_groups = {g["name"]: g["preferredVersion"]["groupVersion"] for g in real_answer("discovery-apis")["body"]["groups"]}
+    assert all(real_groups[name] == version for name, version in groups.items())
+    # every core resource is described as the real server describes it (verbs, short names, categories)
+    real_core = {r["name"]: r for r in real_answer("discovery-api-v1")["body"]["resources"]}
+    _, body = raw_request(lab.url, "GET", "/api/v1")
+    for resource in body["resources"]:
+        want = real_core[resource["name"]]
+        for key in ("kind", "namespaced", "verbs", "shortNames", "categories"):
+            assert resource.get(key) == want.get(key), (resource["name"], key)
     core = {r.name: r for r in lab.core.get_api_resources().resources}
     assert core["pods"].namespaced and core["pods"].kind == "Pod"
     assert not core["nodes"].namespaced and "watch" in core["nodes"].verbs
@@ -659,3 +673,24 @@ def test_a_timed_watch_ends_with_a_bookmark_even_when_periodic_ones_are_rare(lab
     finally:
         slow.stop()
     assert [e["type"] for e in events] == ["MODIFIED", "BOOKMARK"]
+
+
+def test_events_and_service_cidrs_are_served_for_kube_proxy(lab: Lab) -> None:
+    event = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"generateName": "node-1.", "namespace": "default"},
+        "eventTime": "2026-12-06T06:00:00.000000Z",
+        "reportingController": "kube-proxy",
+        "reportingInstance": "kube-proxy-node-1",
+        "action": "StartKubeProxy",
+        "reason": "Starting",
+        "type": "Normal",
+        "regarding": {"kind": "Node", "name": "node-1"},
+    }
+    status, created = raw_request(lab.url, "POST", "/apis/events.k8s.io/v1/namespaces/default/events", body=event)
+    assert status == 201 and created["metadata"]["name"].startswith("node-1.") and created["reason"] == "Starting"
+    status, cidrs = raw_request(lab.url, "GET", "/apis/networking.k8s.io/v1/servicecidrs")
+    assert status == 200 and cidrs["kind"] == "ServiceCIDRList"
+    status, resources = raw_request(lab.url, "GET", "/apis/networking.k8s.io/v1")
+    assert {"servicecidrs", "servicecidrs/status", "networkpolicies"} <= {r["name"] for r in resources["resources"]}

@@ -300,3 +300,112 @@ def test_an_invalid_service_is_422_with_every_cause_like_the_real_server() -> No
     with pytest.raises(Invalid) as caught:
         store.create(bad)
     assert (caught.value.code, caught.value.to_status()) == (recorded["status"], recorded["body"])
+
+
+# ------------------------------------------------------------------------------------ objects
+
+
+def without_allocations(spec: dict[str, Any]) -> dict[str, Any]:
+    """A Service spec without the values the server picks at random (addresses and node ports)."""
+    out = {k: v for k, v in spec.items() if k not in SERVER_ALLOCATED or v in ("None", ["None"])}
+    out["ports"] = [{k: v for k, v in p.items() if k != "nodePort"} for p in spec.get("ports") or []] or None
+    return out
+
+
+def test_services_get_the_real_defaults_and_node_port_allocations(apidiff: Store) -> None:
+    for recorded in real("scenario-services-apidiff")["body"]["items"]:
+        name = recorded["metadata"]["name"]
+        lab = apidiff.get("services", name, "apidiff")
+        assert without_allocations(lab["spec"]) == without_allocations(recorded["spec"]), name
+        assert "generation" not in lab["metadata"] and "generation" not in recorded["metadata"]
+        for lab_port, real_port in zip(lab["spec"].get("ports") or [], recorded["spec"].get("ports") or [], strict=True):
+            assert ("nodePort" in lab_port) == ("nodePort" in real_port), name
+            if "nodePort" in lab_port:
+                assert 30000 <= lab_port["nodePort"] <= 32767
+        assert ("healthCheckNodePort" in lab["spec"]) == ("healthCheckNodePort" in recorded["spec"]), name
+        if recorded["spec"].get("clusterIP") not in (None, "None"):
+            assert lab["spec"]["clusterIP"] != "10.96.0.1"  # always default/kubernetes's
+    assert apidiff.get("services", "lb-local", "apidiff")["spec"]["healthCheckNodePort"] in range(30000, 32768)
+
+
+def test_the_kubernetes_service_its_slice_and_the_service_cidr_are_there_like_upstream() -> None:
+    from lab.apiserver.bootstrap import bootstrap_cluster_objects
+
+    recorded = next(s for s in real("list-services-all")["body"]["items"] if s["metadata"]["name"] == "kubernetes")
+    store = Store()
+    controller = EndpointSliceController(store)
+    controller.start()
+    try:
+        bootstrap_cluster_objects(store, service_cidr="10.96.0.0/12", advertise_address="10.240.0.11")
+        bootstrap_cluster_objects(store, service_cidr="10.96.0.0/12", advertise_address="10.240.0.11")  # idempotent
+        svc = store.get("services", "kubernetes", "default")
+        assert svc["metadata"]["labels"] == recorded["metadata"]["labels"]
+        spec = {k: v for k, v in svc["spec"].items()}
+        want = dict(recorded["spec"])
+        for s in (spec, want):
+            s["ports"] = [{k: v for k, v in p.items() if k != "targetPort"} for p in s["ports"]]  # the secure port differs
+        assert spec == want and svc["spec"]["clusterIP"] == "10.96.0.1"
+        (endpoint_slice,) = store.list("endpointslices", "default", label_selector="kubernetes.io/service-name=kubernetes").items
+        assert "endpointslice.kubernetes.io/managed-by" not in endpoint_slice["metadata"]["labels"]
+        assert endpoint_slice["endpoints"][0]["addresses"] == ["10.240.0.11"]
+        (cidr,) = store.list("servicecidrs").items
+        assert cidr["spec"]["cidrs"] == ["10.96.0.0/12"] and cidr["metadata"]["name"] == "kubernetes"
+        # a Service created later never gets the first address
+        store.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"ports": [{"port": 80}]},
+            }
+        )
+        assert store.get("services", "web", "default")["spec"]["clusterIP"] != "10.96.0.1"
+    finally:
+        controller.stop()
+
+
+def test_seeded_objects_own_each_other_by_their_real_uids_and_statefulset_pods_have_hostnames() -> None:
+    from lab.objects import seed_objects, seed_store
+    from lab.plan import LabOptions, make_plan
+    from lab.spec import load_spec
+
+    plan = make_plan(load_spec(None), LabOptions(prefix="t", nodes=3, cni="flannel-vxlan", proxy="iptables"))
+    store = Store(
+        namespaces=[
+            n
+            for n in ("default", "kube-system", "kube-public", "kube-node-lease")
+            if n not in {ns.name for ns in plan.spec.namespaces}
+        ]
+    )
+    controller = EndpointSliceController(store)
+    controller.start()
+    try:
+        agents = {n.name: f"127.0.0.1:{7000 + i}" for i, n in enumerate(plan.nodes)}
+        created = seed_store(store, seed_objects(plan, agents))
+    finally:
+        controller.stop()
+    uids = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o["metadata"]["uid"] for o in created}
+    owned = [o for o in created if o["metadata"].get("ownerReferences")]
+    assert owned
+    for obj in owned:
+        for ref in obj["metadata"]["ownerReferences"]:
+            assert ref["uid"] == uids[(ref["kind"], obj["metadata"].get("namespace", ""), ref["name"])], obj["metadata"]["name"]
+    recorded = {p["metadata"]["name"]: p for p in real("list-pods-all")["body"]["items"]}
+    redis = store.get("pods", "redis-0", "shop")
+    assert (redis["spec"]["hostname"], redis["spec"]["subdomain"]) == (
+        recorded["redis-0"]["spec"]["hostname"],
+        recorded["redis-0"]["spec"]["subdomain"],
+    )
+    assert (
+        redis["metadata"]["labels"]["apps.kubernetes.io/pod-index"]
+        == recorded["redis-0"]["metadata"]["labels"]["apps.kubernetes.io/pod-index"]
+    )
+    real_slice = next(
+        s
+        for s in real("list-endpointslices-all")["body"]["items"]
+        if s["metadata"]["labels"]["kubernetes.io/service-name"] == "redis"
+    )
+    lab_slice = store.list("endpointslices", "shop", label_selector="kubernetes.io/service-name=redis").items[0]
+    assert (
+        [e.get("hostname") for e in lab_slice["endpoints"]] == [e.get("hostname") for e in real_slice["endpoints"]] == ["redis-0"]
+    )
