@@ -12,6 +12,7 @@ Typical wiring in the lab daemon::
     server.stop(); controller.stop()
 """
 
+from lab.apiserver.authn import PolicyRule, User, rules_of
 from lab.apiserver.endpointslices import EndpointSliceController, slice_name
 from lab.apiserver.errors import (
     AlreadyExists,
@@ -45,6 +46,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "ObjectList",
+    "PolicyRule",
     "Preconditions",
     "ResourceType",
     "ServingCertificate",
@@ -52,8 +54,10 @@ __all__ = [
     "Subscription",
     "Unauthorized",
     "UnsupportedMediaType",
+    "User",
     "WatchEvent",
     "kubeconfig_document",
+    "rules_of",
     "slice_name",
     "write_kubeconfig",
 ]

@@ -1,14 +1,17 @@
-"""Who a request is, and what kube-apiserver answers a user it does not let through.
+"""Who a request is, what they may do, and what kube-apiserver answers a user it does not let through.
 
-The lab knows one credential, its bearer token (the cluster admin). As in kube-apiserver with
-anonymous auth enabled (the default), a request without an Authorization header is
-`system:anonymous`: it may read /healthz, /livez, /readyz and /version (the `system:public-info-viewer`
-role) and gets 403 Forbidden for everything else, with the message the RBAC authorizer writes. A
-request with a wrong credential is 401 Unauthorized.
+The lab's own bearer token is the cluster admin. More tokens can be given, each with a `User` whose
+RBAC rules (as a ClusterRole lists them) say what it may do; like kube-apiserver's RBAC authorizer,
+every authenticated user may also read discovery and /version. As in kube-apiserver with anonymous
+auth enabled (the default), a request without an Authorization header is `system:anonymous`: it may
+read /healthz, /livez, /readyz and /version (the `system:public-info-viewer` role) and gets 403
+Forbidden for everything else, with the message the RBAC authorizer writes. A request with a wrong
+credential is 401 Unauthorized.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,3 +88,45 @@ def forbidden(user: str, info: RequestInfo) -> Forbidden:
 def anonymous_allowed(segments: list[str]) -> bool:
     """Whether system:anonymous may read this path (system:public-info-viewer)."""
     return len(segments) == 1 and segments[0] in PUBLIC_PATHS
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """One RBAC rule: API groups, resources ("pods", "pods/status") and verbs; "*" matches all."""
+
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+
+    def allows(self, info: RequestInfo) -> bool:
+        """Whether this rule grants a resource request."""
+        resource = info.resource + (f"/{info.subresource}" if info.subresource else "")
+        return (
+            ("*" in self.api_groups or info.group in self.api_groups)
+            and ("*" in self.resources or resource in self.resources)
+            and ("*" in self.verbs or info.verb in self.verbs)
+        )
+
+
+@dataclass(frozen=True)
+class User:
+    """An authenticated identity; `rules` None means cluster-admin."""
+
+    name: str
+    rules: tuple[PolicyRule, ...] | None = None
+
+    def allows(self, info: RequestInfo) -> bool:
+        """What kube-apiserver's RBAC authorizer would decide for this user."""
+        if self.rules is None:
+            return True
+        if not info.resource_request:
+            return info.verb == "get"  # system:discovery and system:public-info-viewer: every authenticated user
+        return any(rule.allows(info) for rule in self.rules)
+
+
+def rules_of(cluster_role: Mapping[str, Any]) -> tuple[PolicyRule, ...]:
+    """The rules of a ClusterRole object (resourceNames and nonResourceURLs are not modelled)."""
+    rules: Iterable[Mapping[str, Any]] = cluster_role.get("rules") or ()
+    return tuple(
+        PolicyRule(tuple(r.get("apiGroups") or ()), tuple(r.get("resources") or ()), tuple(r.get("verbs") or ())) for r in rules
+    )

@@ -19,12 +19,13 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from lab.apiserver import discovery
-from lab.apiserver.authn import ANONYMOUS, anonymous_allowed, forbidden, request_info
+from lab.apiserver.authn import ANONYMOUS, User, anonymous_allowed, forbidden, request_info
 from lab.apiserver.errors import (
     ApiError,
     BadRequest,
@@ -42,6 +43,8 @@ from lab.apiserver.store import Preconditions, Store, WatchEvent
 from lab.apiserver.tls import ServingCertificate
 
 log = logging.getLogger(__name__)
+ADMIN = User("kubereach-lab-admin")
+"""Who the lab's own token is: allowed everything, like a static-token cluster admin."""
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
 DEFAULT_WATCH_TIMEOUT_SECONDS = 1800.0
@@ -59,16 +62,19 @@ class ApiServer:
         *,
         bookmark_interval: float = 10.0,
         tls: ServingCertificate | None = None,
+        users: Mapping[str, User] | None = None,
     ) -> None:
-        """Serve `store`, accepting only requests that carry `token` as a bearer token.
+        """Serve `store`; `token` is the cluster admin's bearer token.
 
         `bookmark_interval`: seconds between BOOKMARK events on watches that allow them.
         `tls`: serve HTTPS with this certificate (kubectl sends tokens only over TLS); None: plain HTTP.
+        `users`: more bearer tokens, each with the identity and RBAC rules it is authorized by.
         """
         if not token:
             raise ValueError("the API server needs a non-empty bearer token")
         self.store = store
         self._token = token.encode()
+        self._users = [(t.encode(), u) for t, u in (users or {}).items() if t]
         self.bookmark_interval = bookmark_interval
         self.tls = tls
         self.stopping = threading.Event()
@@ -123,10 +129,23 @@ class ApiServer:
         self.stop()
 
     def token_matches(self, header: str | None) -> bool:
-        """Whether an Authorization header carries this server's bearer token (constant-time compare)."""
+        """Whether an Authorization header carries this server's admin bearer token (constant-time compare)."""
         if not header or not header.startswith("Bearer "):
             return False
         return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), self._token)
+
+    def user_for(self, header: str) -> User | None:
+        """The identity an Authorization header proves (None: no known credential)."""
+        if not header.startswith("Bearer "):
+            return None
+        given = header[len("Bearer ") :].strip().encode()
+        if hmac.compare_digest(given, self._token):
+            return ADMIN
+        found = None
+        for token, user in self._users:
+            if hmac.compare_digest(given, token):
+                found = user
+        return found
 
 
 class _LabHTTPServer(ThreadingHTTPServer):
@@ -287,8 +306,14 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 # No credentials: kube-apiserver's anonymous user, who may only read the public paths.
                 if not anonymous_allowed(segments):
                     raise forbidden(ANONYMOUS, request_info(method, segments, query))
-            elif not self.api.token_matches(authorization):
-                raise Unauthorized("Unauthorized")
+            else:
+                user = self.api.user_for(authorization)
+                if user is None:
+                    raise Unauthorized("Unauthorized")
+                if user.rules is not None and not anonymous_allowed(segments):
+                    info = request_info(method, segments, query)
+                    if not user.allows(info):
+                        raise forbidden(user.name, info)
             self._route(method, segments, query, body)
         except PageNotFound:
             self._send_text(404, "404 page not found\n")

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from bot.cluster import ClusterAccessDenied, ClusterClient, ClusterUnavailable
-from bot.cluster.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS
+from bot.cluster.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS, REPLICA_SETS
 from bot.parse import parse_question
-from lab.apiserver import ApiServer, ServingCertificate, Store, write_kubeconfig
+from lab.apiserver import ApiServer, PolicyRule, ServingCertificate, Store, User, write_kubeconfig
 from lab.certs import LabPki, generate_pki
 
 TOKEN = "krc-client-token"
+REAL_FIXTURES = Path(__file__).parent / "fixtures" / "kube-apiserver-v1.36.2"
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,36 @@ def test_no_credentials_is_said_so_not_an_rbac_grant(api_server: ApiServer, pki:
     assert not isinstance(error, ClusterAccessDenied)
     assert "403 Forbidden" in error.message and "system:anonymous" in error.message
     assert error.hint is not None and error.hint.startswith("no credentials: the kubeconfig") and "grant" not in error.hint
+
+
+def test_a_token_without_the_rbac_rule_is_403_and_the_bot_names_the_grant(pki: LabPki, tmp_path: Path) -> None:
+    """The lab's API authorizes extra tokens by RBAC rules; the 403 is the one recorded from the real
+    server for a service account whose ClusterRole lacks replicasets (err-403-forbidden-replicasets)."""
+    recorded = json.loads((REAL_FIXTURES / "err-403-forbidden-replicasets.real.json").read_text())
+    everything_but_replicasets = (
+        PolicyRule(("",), ("pods", "services", "nodes", "namespaces"), ("get", "list")),
+        PolicyRule(("apps",), ("deployments", "statefulsets", "daemonsets"), ("get", "list")),
+    )
+    user = User("system:serviceaccount:kubereach:bot-nors", everything_but_replicasets)
+    server = ApiServer(
+        Store(namespaces=["default", "shop"]),
+        TOKEN,
+        tls=ServingCertificate.from_files(pki.apiserver.cert, pki.apiserver.key),
+        users={"krc-limited-token": user},
+    )
+    server.start()
+    try:
+        kubeconfig = lab_kubeconfig(tmp_path / "krc-kubeconfig", pki, server.url, "krc-limited-token")
+        with ClusterClient.from_kubeconfig(kubeconfig) as client:
+            assert client.list_objects(PODS, "shop") == []
+            with pytest.raises(ClusterAccessDenied) as caught:
+                client.list_objects(REPLICA_SETS, "shop")
+        error = caught.value
+        assert (error.verb, error.resource, error.group, error.namespace) == ("list", "replicasets", "apps", "shop")
+        assert error.hint is not None and error.hint.startswith('grant verb "list" on resource "replicasets"')
+        assert recorded["body"]["message"] in error.hint  # the server's own words, as the real one says them
+    finally:
+        server.stop()
 
 
 class _ForbiddingApi(BaseHTTPRequestHandler):
