@@ -540,9 +540,9 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             metadata["continue"] = listed.continue_token
             if listed.remaining_item_count is not None:
                 metadata["remainingItemCount"] = listed.remaining_item_count
-        self._send_json(
-            200, {"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": metadata, "items": listed.items}
-        )
+        # The real server leaves kind and apiVersion off list items (the list carries them).
+        items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in listed.items]
+        self._send_json(200, {"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": metadata, "items": items})
 
     # ------------------------------------------------------------------------------ watch
 

@@ -694,3 +694,13 @@ def test_events_and_service_cidrs_are_served_for_kube_proxy(lab: Lab) -> None:
     assert status == 200 and cidrs["kind"] == "ServiceCIDRList"
     status, resources = raw_request(lab.url, "GET", "/apis/networking.k8s.io/v1")
     assert {"servicecidrs", "servicecidrs/status", "networkpolicies"} <= {r["name"] for r in resources["resources"]}
+
+
+def test_list_items_carry_no_kind_like_the_real_server(lab: Lab) -> None:
+    real = real_answer("list-pods-all")["body"]
+    assert real["kind"] == "PodList" and all("kind" not in i and "apiVersion" not in i for i in real["items"])
+    lab.core.create_namespaced_pod("default", new_pod("web-1"))
+    status, body = raw_request(lab.url, "GET", "/api/v1/pods?limit=500")
+    assert status == 200 and body["kind"] == "PodList" and body["items"]
+    assert all("kind" not in i and "apiVersion" not in i for i in body["items"])
+    assert lab.core.list_namespaced_pod("default").items[0].metadata.name == "web-1"  # the client copes, as with the real one
