@@ -121,7 +121,8 @@ def _split_top_level(text: str) -> list[str]:
         else:
             current.append(char)
     if depth != 0:
-        raise BadRequest(f"unable to parse requirement: unbalanced '(' in {text!r}")
+        # What kube-apiserver's selector lexer says when the text ends inside a value set.
+        raise BadRequest("unable to parse requirement: found '', expected: ',' or ')'")
     parts.append("".join(current))
     return parts
 

@@ -409,3 +409,12 @@ def test_seeded_objects_own_each_other_by_their_real_uids_and_statefulset_pods_h
     assert (
         [e.get("hostname") for e in lab_slice["endpoints"]] == [e.get("hostname") for e in real_slice["endpoints"]] == ["redis-0"]
     )
+
+
+def test_a_label_selector_cut_inside_a_set_is_400_with_the_real_message() -> None:
+    from lab.apiserver import BadRequest
+
+    recorded = real("err-400-bad-label-selector")
+    with pytest.raises(BadRequest) as caught:
+        Store().list("pods", label_selector="app in (a")
+    assert (caught.value.code, caught.value.to_status()) == (recorded["status"], recorded["body"])
