@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from lab.apiserver import discovery
+from lab.apiserver import discovery, tables
 from lab.apiserver.authn import ANONYMOUS, User, anonymous_allowed, forbidden, request_info
 from lab.apiserver.errors import (
     ApiError,
@@ -411,7 +411,14 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             raise MethodNotAllowed(f"{method} is not supported on a collection of {rtype.plural}")
         name = req.name
         if method == "GET":
-            self._send_json(200, store.get(rtype, name, req.namespace))
+            obj = store.get(rtype, name, req.namespace)
+            accept = self.headers.get("Accept")
+            if req.subresource is None and tables.wants(accept, "Table"):
+                self._send_json(200, tables.table(rtype, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}))
+            elif req.subresource is None and tables.wants(accept, "PartialObjectMetadata"):
+                self._send_json(200, tables.partial_metadata(obj))
+            else:
+                self._send_json(200, obj)
         elif method == "PUT":
             obj = self._object_body(body, rtype)
             given_name = (obj.get("metadata") or {}).get("name")
@@ -540,6 +547,13 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             metadata["continue"] = listed.continue_token
             if listed.remaining_item_count is not None:
                 metadata["remainingItemCount"] = listed.remaining_item_count
+        accept = self.headers.get("Accept")
+        if tables.wants(accept, "Table"):
+            self._send_json(200, tables.table(rtype, listed.items, metadata))
+            return
+        if tables.wants(accept, "PartialObjectMetadataList"):
+            self._send_json(200, tables.partial_metadata_list(listed.items, metadata))
+            return
         # The real server leaves kind and apiVersion off list items (the list carries them).
         items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in listed.items]
         self._send_json(200, {"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": metadata, "items": items})

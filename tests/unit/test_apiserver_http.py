@@ -704,3 +704,48 @@ def test_list_items_carry_no_kind_like_the_real_server(lab: Lab) -> None:
     assert status == 200 and body["kind"] == "PodList" and body["items"]
     assert all("kind" not in i and "apiVersion" not in i for i in body["items"])
     assert lab.core.list_namespaced_pod("default").items[0].metadata.name == "web-1"  # the client copes, as with the real one
+
+
+def accept_request(url: str, path: str, accept: str) -> tuple[int, Any]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}", "Accept": accept})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_table_and_partial_metadata_answers_like_the_real_server(lab: Lab) -> None:
+    real_table = real_answer("table-pods-shop")
+    lab.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+    pod = new_pod("api-1", {"app": "api"}, node="node-3")
+    lab.core.create_namespaced_pod("shop", pod)
+    lab.core.patch_namespaced_pod_status(
+        "api-1",
+        "shop",
+        {
+            "status": {
+                "phase": "Running",
+                "podIP": "10.244.3.3",
+                "containerStatuses": [{"name": "main", "ready": True, "restartCount": 0, "image": "x", "imageID": ""}],
+            }
+        },
+    )
+    status, body = accept_request(lab.url, "/api/v1/namespaces/shop/pods", real_table["request"]["accept"])
+    want = real_table["body"]
+    assert status == 200 and (body["kind"], body["apiVersion"]) == (want["kind"], want["apiVersion"])
+    assert [(c["name"], c["type"], c["format"], c["priority"]) for c in body["columnDefinitions"]] == [
+        (c["name"], c["type"], c["format"], c["priority"]) for c in want["columnDefinitions"]
+    ]
+    (row,) = body["rows"]
+    cells = dict(zip([c["name"] for c in body["columnDefinitions"]], row["cells"], strict=True))
+    assert {k: cells[k] for k in ("Name", "Ready", "Status", "Restarts", "IP", "Node")} == {
+        "Name": "api-1", "Ready": "1/1", "Status": "Running", "Restarts": "0", "IP": "10.244.3.3", "Node": "node-3",
+    }  # fmt: skip
+    assert row["object"]["kind"] == want["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    real_partial = real_answer("partialmetadata-pods")
+    status, body = accept_request(lab.url, "/api/v1/namespaces/shop/pods", real_partial["request"]["accept"])
+    assert (body["kind"], body["apiVersion"]) == (real_partial["body"]["kind"], real_partial["body"]["apiVersion"])
+    assert set(body["items"][0]) == set(real_partial["body"]["items"][0]) == {"kind", "apiVersion", "metadata"}

@@ -418,3 +418,18 @@ def test_a_label_selector_cut_inside_a_set_is_400_with_the_real_message() -> Non
     with pytest.raises(BadRequest) as caught:
         Store().list("pods", label_selector="app in (a")
     assert (caught.value.code, caught.value.to_status()) == (recorded["status"], recorded["body"])
+
+
+def test_table_ages_are_written_as_kubectl_writes_them() -> None:
+    from lab.apiserver.tables import human_duration
+
+    recorded_age = real("table-pods-shop")["body"]["rows"][0]["cells"][4]
+    assert recorded_age == human_duration(4 * 60 + 1) == "4m1s"
+    assert [human_duration(s) for s in (5, 119, 600, 3 * 3600 + 300, 49 * 3600, 30 * 86400)] == [
+        "5s",
+        "119s",
+        "10m",
+        "3h5m",
+        "2d1h",
+        "30d",
+    ]
