@@ -111,3 +111,52 @@ def root_paths() -> dict[str, Any]:
             paths.append(f"/apis/{name}")
             paths.extend(f"/apis/{name}/{v}" for v in versions)
     return {"paths": sorted(paths)}
+
+
+AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+"""What kubectl and client-go ask for first (aggregated discovery), and the Content-Type of the answer."""
+
+
+def wants_aggregated(accept: str | None) -> bool:
+    """Whether an Accept header asks for aggregated discovery (apidiscovery.k8s.io/v2) first."""
+    if not accept:
+        return False
+    params = {p.split("=", 1)[0].strip(): p.split("=", 1)[-1].strip() for p in accept.split(",")[0].split(";")[1:] if "=" in p}
+    return params.get("g") == "apidiscovery.k8s.io" and params.get("v") == "v2" and params.get("as") == "APIGroupDiscoveryList"
+
+
+def aggregated_discovery(core: bool) -> dict[str, Any]:
+    """The APIGroupDiscoveryList of /api (core) or /apis (named groups), as kube-apiserver v1.36 serves it."""
+    items = []
+    for name, versions in groups().items():
+        if bool(name) == core:
+            continue
+        listed = []
+        for version in versions:
+            resources = []
+            for r in (r for r in RESOURCE_TYPES if r.group == name and r.version == version):
+                entry: dict[str, Any] = {
+                    "resource": r.plural,
+                    "responseKind": {"group": "", "version": "", "kind": r.kind},
+                    "scope": "Namespaced" if r.namespaced else "Cluster",
+                    "singularResource": r.singular,
+                    "verbs": r.verbs,
+                }
+                if r.short_names:
+                    entry["shortNames"] = list(r.short_names)
+                if r.categories:
+                    entry["categories"] = list(r.categories)
+                if r.has_status:
+                    entry["subresources"] = [
+                        {
+                            "subresource": "status",
+                            "responseKind": {"group": "", "version": "", "kind": r.kind},
+                            "verbs": ["get", "patch", "update"],
+                        }
+                    ]
+                resources.append(entry)
+            listed.append(
+                {"version": version, "resources": sorted(resources, key=lambda e: e["resource"]), "freshness": "Current"}
+            )
+        items.append({"metadata": {"name": name} if name else {"creationTimestamp": None}, "versions": listed})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}

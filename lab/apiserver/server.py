@@ -270,10 +270,10 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             raise BadRequest("request body is larger than 3 MiB")
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send_json(self, code: int, body: Any) -> None:
+    def _send_json(self, code: int, body: Any, content_type: str = "application/json") -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
@@ -332,6 +332,9 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             return
         if segments == ["version"]:
             self._send_json(200, discovery.version_info())
+            return
+        if len(segments) == 1 and head in ("api", "apis") and discovery.wants_aggregated(self.headers.get("Accept")):
+            self._send_json(200, discovery.aggregated_discovery(core=head == "api"), discovery.AGGREGATED_MEDIA_TYPE)
             return
         if head == "api":
             if len(segments) == 1:

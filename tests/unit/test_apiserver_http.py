@@ -749,3 +749,27 @@ def test_table_and_partial_metadata_answers_like_the_real_server(lab: Lab) -> No
     status, body = accept_request(lab.url, "/api/v1/namespaces/shop/pods", real_partial["request"]["accept"])
     assert (body["kind"], body["apiVersion"]) == (real_partial["body"]["kind"], real_partial["body"]["apiVersion"])
     assert set(body["items"][0]) == set(real_partial["body"]["items"][0]) == {"kind", "apiVersion", "metadata"}
+
+
+def test_aggregated_discovery_like_the_real_server(lab: Lab) -> None:
+    recorded = real_answer("discovery-aggregated-apis")
+    parts = urlsplit(lab.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", "/apis", headers={"Authorization": f"Bearer {TOKEN}", "Accept": recorded["request"]["accept"]})
+        response = conn.getresponse()
+        content_type, body = response.getheader("Content-Type"), json.loads(response.read())
+    finally:
+        conn.close()
+    assert content_type == recorded["headers"]["Content-Type"]
+    assert (body["kind"], body["apiVersion"]) == (recorded["body"]["kind"], recorded["body"]["apiVersion"])
+    real_groups = {i["metadata"]["name"]: i for i in recorded["body"]["items"]}
+    for group in body["items"]:
+        real_resources = {r["resource"]: r for v in real_groups[group["metadata"]["name"]]["versions"] for r in v["resources"]}
+        for version in group["versions"]:
+            for resource in version["resources"]:
+                want = real_resources[resource["resource"]]
+                for key in ("responseKind", "scope", "singularResource", "verbs", "shortNames", "categories"):
+                    assert resource.get(key) == want.get(key), (resource["resource"], key)
+                status = [s for s in want.get("subresources") or [] if s["subresource"] == "status"]
+                assert resource.get("subresources", []) == status, resource["resource"]
