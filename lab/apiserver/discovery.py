@@ -127,13 +127,13 @@ def wants_aggregated(accept: str | None) -> bool:
 
 def aggregated_discovery(core: bool) -> dict[str, Any]:
     """The APIGroupDiscoveryList of /api (core) or /apis (named groups), as kube-apiserver v1.36 serves it."""
-    items = []
+    items: list[dict[str, Any]] = []
     for name, versions in groups().items():
         if bool(name) == core:
             continue
-        listed = []
+        listed: list[dict[str, Any]] = []
         for version in versions:
-            resources = []
+            resources: list[dict[str, Any]] = []
             for r in (r for r in RESOURCE_TYPES if r.group == name and r.version == version):
                 entry: dict[str, Any] = {
                     "resource": r.plural,
@@ -156,7 +156,7 @@ def aggregated_discovery(core: bool) -> dict[str, Any]:
                     ]
                 resources.append(entry)
             listed.append(
-                {"version": version, "resources": sorted(resources, key=lambda e: e["resource"]), "freshness": "Current"}
+                {"version": version, "resources": sorted(resources, key=lambda e: str(e["resource"])), "freshness": "Current"}
             )
         items.append({"metadata": {"name": name} if name else {"creationTimestamp": None}, "versions": listed})
     return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}
