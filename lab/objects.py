@@ -281,7 +281,11 @@ def agent_objects(plan: LabPlan, agent_addresses: dict[str, str]) -> list[Obj]:
             "metadata": _meta(AGENT_DAEMONSET, AGENT_NAMESPACE, ds_uid, labels=labels),
             "spec": {
                 "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": {"hostNetwork": True, "containers": [container]}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    # as the chart's template: real pods made from it get this dnsPolicy
+                    "spec": {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet", "containers": [container]},
+                },
             },
             "status": {
                 "currentNumberScheduled": len(plan.nodes),

@@ -801,11 +801,7 @@ class Store:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj.setdefault("status", {}).setdefault("phase", "Active")
         elif rtype is PODS:
-            spec = obj.setdefault("spec", {})
-            for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
-                for port in container.get("ports", []) or []:
-                    port.setdefault("protocol", "TCP")
-            obj.setdefault("status", {}).setdefault("phase", "Pending")
+            _default_pod(obj)
         elif rtype is SERVICES:
             self._default_service(obj, current)
 
@@ -901,6 +897,54 @@ class Store:
             if candidate not in used:
                 return candidate
         raise Invalid(f"no free cluster IP left in {network}")
+
+
+_DEFAULT_TOLERATIONS = (
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+)
+
+
+def _default_pod(obj: dict[str, Any]) -> None:
+    """The pod defaults kube-apiserver v1.36 fills (its defaulting and the default admission plugins:
+    ServiceAccount, DefaultTolerationSeconds, Priority); the service-account token volume is left out."""
+    spec = obj.setdefault("spec", {})
+    for key, value in (
+        ("restartPolicy", "Always"),
+        ("terminationGracePeriodSeconds", DEFAULT_TERMINATION_GRACE_SECONDS),
+        ("dnsPolicy", "ClusterFirst"),
+        ("serviceAccountName", "default"),
+        ("securityContext", {}),
+        ("schedulerName", "default-scheduler"),
+        ("priority", 0),
+        ("enableServiceLinks", True),
+        ("preemptionPolicy", "PreemptLowerPriority"),
+    ):
+        spec.setdefault(key, copy.deepcopy(value))
+    spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    tolerations = spec.setdefault("tolerations", [])
+    for default in _DEFAULT_TOLERATIONS:
+        if not any(t.get("key") == default["key"] and t.get("effect") in (None, "", "NoExecute") for t in tolerations):
+            tolerations.append(dict(default))
+    requests_or_limits, guaranteed = False, True
+    for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+        for port in container.get("ports", []) or []:
+            port.setdefault("protocol", "TCP")
+            if spec.get("hostNetwork"):
+                port.setdefault("hostPort", port.get("containerPort"))
+        image = str(container.get("image") or "")
+        latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+        container.setdefault("imagePullPolicy", "Always" if latest and "@" not in image else "IfNotPresent")
+        container.setdefault("terminationMessagePath", "/dev/termination-log")
+        container.setdefault("terminationMessagePolicy", "File")
+        resources = container.setdefault("resources", {})
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        requests_or_limits = requests_or_limits or bool(requests or limits)
+        guaranteed = guaranteed and all(limits.get(r) and requests.get(r, limits[r]) == limits[r] for r in ("cpu", "memory"))
+    status = obj.setdefault("status", {})
+    status.setdefault("phase", "Pending")
+    qos = "BestEffort" if not requests_or_limits else "Guaranteed" if guaranteed else "Burstable"
+    status.setdefault("qosClass", qos)
 
 
 _BAD_CONTINUE_VERSION = (

@@ -433,3 +433,23 @@ def test_table_ages_are_written_as_kubectl_writes_them() -> None:
         "2d1h",
         "30d",
     ]
+
+
+def test_pods_get_the_real_defaults() -> None:
+    recorded = real("get-pod-redis-0")["body"]
+    store = Store(namespaces=["shop"])
+    container = {k: recorded["spec"]["containers"][0][k] for k in ("name", "image", "ports")}
+    store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "redis-0", "namespace": "shop"},
+            "spec": {"nodeName": "node-2", "hostname": "redis-0", "subdomain": "redis", "containers": [container]},
+        }
+    )
+    lab = store.get("pods", "redis-0", "shop")
+    # everything but the service-account token volume (admission) and its mount
+    want_spec = {k: v for k, v in recorded["spec"].items() if k != "volumes"}
+    want_spec["containers"] = [{k: v for k, v in c.items() if k != "volumeMounts"} for c in want_spec["containers"]]
+    assert lab["spec"] == want_spec
+    assert lab["status"]["qosClass"] == recorded["status"]["qosClass"] == "BestEffort"

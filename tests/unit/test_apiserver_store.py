@@ -115,11 +115,11 @@ def test_status_subresource_changes_only_status_and_keep_status_ignores_it() -> 
     sneaky = dict(created, status={"phase": "Running"})
     sneaky["metadata"] = dict(created["metadata"], labels={"app": "other"})
     after = store.replace(sneaky, subresource="status")
-    assert after["status"] == {"phase": "Running"}
+    assert after["status"] == {"phase": "Running", "qosClass": "BestEffort"}  # the server keeps the pod's QoS class
     assert after["metadata"]["labels"] == {"app": "web"}
     main = dict(after, status={"phase": "Failed"})
     kept = store.replace(main, keep_status=True)
-    assert kept["status"] == {"phase": "Running"}
+    assert kept["status"] == {"phase": "Running", "qosClass": "BestEffort"}
 
 
 def test_merge_strategic_and_json_patches() -> None:
