@@ -160,3 +160,65 @@ def aggregated_discovery(core: bool) -> dict[str, Any]:
             )
         items.append({"metadata": {"name": name} if name else {"creationTimestamp": None}, "versions": listed})
     return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}
+
+
+def _openapi_path_base(group: str, version: str) -> str:
+    return f"/api/{version}" if not group else f"/apis/{group}/{version}"
+
+
+def openapi_v3_root() -> dict[str, Any]:
+    """/openapi/v3: one document per group/version this server serves."""
+    paths = {}
+    for name, versions in groups().items():
+        for version in versions:
+            relative = _openapi_path_base(name, version).lstrip("/")
+            paths[relative] = {"serverRelativeURL": f"/openapi/v3/{relative}?hash=lab-{SERVED_KUBERNETES_VERSION[1]}"}
+    return {"paths": paths}
+
+
+def openapi_v3_document(group: str, version: str) -> dict[str, Any] | None:
+    """The OpenAPI v3 document of one group/version: the operations with their GVK and query parameters.
+
+    Schemas are not modelled (the lab stores what it is given); the operations say, as kube-apiserver's
+    do, that writes take `fieldValidation`, which is what kubectl checks before it leaves validation to
+    the server.
+    """
+    served = [r for r in RESOURCE_TYPES if r.group == group and r.version == version]
+    if not served:
+        return None
+    base = _openapi_path_base(group, version)
+    parameters = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("dryRun", "fieldManager", "fieldValidation")]
+    paths: dict[str, Any] = {}
+    for r in served:
+        gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+        collection = f"{base}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"{base}/{r.plural}"
+
+        def operation(action: str, *, gvk: dict[str, str] = gvk, kind: str = r.kind) -> dict[str, Any]:
+            return {
+                "operationId": f"{action}{kind}",
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": parameters,
+                "responses": {"200": {"description": "OK"}},
+            }
+
+        paths[collection] = {"get": operation("list"), "post": operation("post")}
+        paths[f"{collection}/{{name}}"] = {
+            "get": operation("get"),
+            "put": operation("put"),
+            "patch": operation("patch"),
+            "delete": operation("delete"),
+        }
+        if r.has_status:
+            paths[f"{collection}/{{name}}/status"] = {
+                "get": operation("get"),
+                "put": operation("put"),
+                "patch": operation("patch"),
+            }
+    major, minor, patch = SERVED_KUBERNETES_VERSION
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": f"v{major}.{minor}.{patch}"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }

@@ -333,6 +333,21 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         if segments == ["version"]:
             self._send_json(200, discovery.version_info())
             return
+        if segments[:2] == ["openapi", "v3"]:
+            rest_path = segments[2:]
+            if not rest_path:
+                self._send_json(200, discovery.openapi_v3_root())
+                return
+            if rest_path[0] == "api" and len(rest_path) == 2:
+                document = discovery.openapi_v3_document("", rest_path[1])
+            elif rest_path[0] == "apis" and len(rest_path) == 3:
+                document = discovery.openapi_v3_document(rest_path[1], rest_path[2])
+            else:
+                document = None
+            if document is None:
+                raise PageNotFound("404 page not found")
+            self._send_json(200, document)
+            return
         if len(segments) == 1 and head in ("api", "apis") and discovery.wants_aggregated(self.headers.get("Accept")):
             self._send_json(200, discovery.aggregated_discovery(core=head == "api"), discovery.AGGREGATED_MEDIA_TYPE)
             return

@@ -575,6 +575,19 @@ def test_kubectl_talks_to_the_https_server(tls_lab: tuple[ApiServer, Path]) -> N
     assert server.store.get("pods", "web-1", "default")["metadata"]["labels"] == {"tier": "front"}
     kubectl("delete", "pod", "web-1", "--grace-period=0", "--force")
     assert server.store.list("pods").items == []
+    # kubectl apply: OpenAPI v3 says writes take fieldValidation, so kubectl leaves validation to the server
+    manifest = kubeconfig.parent / "web.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n"
+        "spec: {type: NodePort, selector: {app: web}, ports: [{port: 80}]}\n"
+    )
+    assert "service/web created" in kubectl("apply", "-f", str(manifest))
+    manifest.write_text(manifest.read_text().replace("namespace: default}", "namespace: default, labels: {tier: x}}"))
+    assert "service/web configured" in kubectl("apply", "-f", str(manifest))
+    applied = server.store.get("services", "web", "default")
+    assert applied["metadata"]["labels"] == {"tier": "x"} and 30000 <= applied["spec"]["ports"][0]["nodePort"] <= 32767
+    # server-side Tables: the columns kubectl prints come from the server
+    assert kubectl("get", "svc", "web").split()[:6] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
 
 
 def test_status_subresource_of_workload_kinds_over_raw_http(lab: Lab) -> None:
@@ -773,3 +786,13 @@ def test_aggregated_discovery_like_the_real_server(lab: Lab) -> None:
                     assert resource.get(key) == want.get(key), (resource["resource"], key)
                 status = [s for s in want.get("subresources") or [] if s["subresource"] == "status"]
                 assert resource.get("subresources", []) == status, resource["resource"]
+
+
+def test_openapi_v3_says_which_writes_take_field_validation(lab: Lab) -> None:
+    status, root = raw_request(lab.url, "GET", "/openapi/v3")
+    assert status == 200 and "api/v1" in root["paths"] and "apis/apps/v1" in root["paths"]
+    status, document = raw_request(lab.url, "GET", root["paths"]["api/v1"]["serverRelativeURL"].split("?")[0])
+    patch = document["paths"]["/api/v1/namespaces/{namespace}/services/{name}"]["patch"]
+    assert patch["x-kubernetes-group-version-kind"] == {"group": "", "version": "v1", "kind": "Service"}
+    assert {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}} in patch["parameters"]
+    assert raw_request(lab.url, "GET", "/openapi/v3/apis/nope.example.com/v1") == (404, "404 page not found\n")
