@@ -38,9 +38,11 @@ def test_single_endpoint_cluster_ip_service_is_written_as_upstream() -> None:
         "--dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O",
         '-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp '
         "-d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ",
-        '-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.180.0.1:80" -j KUBE-SEP-SXIVWICOYRO3J4NJ',
+        '-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.180.0.1:80" '
+        "-j KUBE-SEP-SXIVWICOYRO3J4NJ",
         "-A KUBE-SEP-SXIVWICOYRO3J4NJ -m comment --comment ns1/svc1:p80 -s 10.180.0.1 -j KUBE-MARK-MASQ",
-        "-A KUBE-SEP-SXIVWICOYRO3J4NJ -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.180.0.1:80",
+        "-A KUBE-SEP-SXIVWICOYRO3J4NJ -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT "
+        "--to-destination 10.180.0.1:80",
         "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
         "-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000",
         "-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000",
@@ -57,15 +59,8 @@ def test_single_endpoint_cluster_ip_service_is_written_as_upstream() -> None:
 def test_three_endpoints_get_kube_proxys_probabilities_and_none_on_the_last() -> None:
     text = render_iptables(
         [service("ns1", "web", "10.96.0.20", port=8080, port_name="http")],
-        [
-            endpoint_slice(
-                "ns1",
-                "web",
-                [endpoint("10.244.1.4"), endpoint("10.244.1.2"), endpoint("10.244.1.3")],
-                port=8080,
-                port_name="http",
-            )
-        ],
+        [endpoint_slice("ns1", "web", [endpoint("10.244.1.4"), endpoint("10.244.1.2"), endpoint("10.244.1.3")],
+                        port=8080, port_name="http")],
         UPSTREAM_NODE,
     ).restore_input
     svc_rules = [ln for ln in tables(text)["nat"] if ln.startswith("-A KUBE-SVC-") and "->" in ln]
@@ -89,7 +84,8 @@ def test_two_endpoints_match_upstream_statistic_line() -> None:
         '-A KUBE-SVC-4SW47YFZTEDKD3PK -m comment --comment "ns4/svc4:p80 -> 10.180.0.4:80" -m statistic '
         "--mode random --probability 0.5000000000 -j KUBE-SEP-UKSFD7AGPMPPLUHC"
     ) in nat
-    assert '-A KUBE-SVC-4SW47YFZTEDKD3PK -m comment --comment "ns4/svc4:p80 -> 10.180.0.5:80" -j KUBE-SEP-C6EBXVWJJZMIWKLZ' in nat
+    assert '-A KUBE-SVC-4SW47YFZTEDKD3PK -m comment --comment "ns4/svc4:p80 -> 10.180.0.5:80" ' \
+        "-j KUBE-SEP-C6EBXVWJJZMIWKLZ" in nat
 
 
 def test_service_without_ready_endpoints_is_rejected_in_the_filter_table() -> None:
@@ -100,7 +96,8 @@ def test_service_without_ready_endpoints_is_rejected_in_the_filter_table() -> No
     ).restore_input
     parsed = tables(text)
     assert (
-        '-A KUBE-SERVICES -m comment --comment "ns6/svc6:p80 has no endpoints" -m tcp -p tcp -d 172.30.0.46 --dport 80 -j REJECT'
+        '-A KUBE-SERVICES -m comment --comment "ns6/svc6:p80 has no endpoints" -m tcp -p tcp '
+        "-d 172.30.0.46 --dport 80 -j REJECT"
     ) in parsed["filter"]
     assert not any("172.30.0.46" in ln for ln in parsed["nat"])
     assert not any(ln.startswith(":KUBE-SEP-") for ln in parsed["nat"])
@@ -108,7 +105,8 @@ def test_service_without_ready_endpoints_is_rejected_in_the_filter_table() -> No
 
 def test_filter_table_has_kube_proxys_fixed_chains_and_forward_rules() -> None:
     filt = tables(render_iptables([], [], UPSTREAM_NODE).restore_input)["filter"]
-    for chain in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"):
+    for chain in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS",
+                  "KUBE-PROXY-FIREWALL"):
         assert f":{chain} - [0:0]" in filt
     assert filt[-3:] == [
         "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
@@ -130,15 +128,15 @@ def test_node_port_service_goes_through_the_ext_chain_as_upstream() -> None:
         '-A KUBE-EXT-X27LE4BHSL4DOUIK -m comment --comment "masquerade traffic for ns3/svc3:p80 external '
         'destinations" -j KUBE-MARK-MASQ',
         "-A KUBE-EXT-X27LE4BHSL4DOUIK -j KUBE-SVC-X27LE4BHSL4DOUIK",
-        '-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.180.0.3:80" -j KUBE-SEP-OYPFS5VJICHGATKP',
+        '-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.180.0.3:80" '
+        "-j KUBE-SEP-OYPFS5VJICHGATKP",
     ]:
         assert upstream in nat
 
 
 def test_node_port_without_endpoints_is_rejected_for_local_destinations() -> None:
-    filt = tables(render_iptables([service("ns3", "svc3", "172.30.0.43", node_port=3003)], [], UPSTREAM_NODE).restore_input)[
-        "filter"
-    ]
+    filt = tables(render_iptables([service("ns3", "svc3", "172.30.0.43", node_port=3003)], [],
+                                  UPSTREAM_NODE).restore_input)["filter"]
     assert (
         '-A KUBE-EXTERNAL-SERVICES -m comment --comment "ns3/svc3:p80 has no endpoints" -m addrtype '
         "--dst-type LOCAL -m tcp -p tcp --dport 3003 -j REJECT"
@@ -168,36 +166,33 @@ def test_client_ip_affinity_uses_recent_match_per_endpoint() -> None:
 
 def test_only_ready_endpoints_with_the_matching_port_name_are_used() -> None:
     slices = [
-        endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1"), endpoint("10.180.0.2", ready=False), endpoint("fd00::1")]),
+        endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1"), endpoint("10.180.0.2", ready=False),
+                                       endpoint("fd00::1")]),
         endpoint_slice("ns1", "svc1", [endpoint("10.180.0.7")], port=9090, port_name="metrics", suffix="x2"),
         endpoint_slice("ns1", "other", [endpoint("10.180.0.8")]),
     ]
-    nat = tables(render_iptables([service("ns1", "svc1", "172.30.0.41")], slices, UPSTREAM_NODE).restore_input)["nat"]
+    nat = tables(render_iptables([service("ns1", "svc1", "172.30.0.41")], slices, UPSTREAM_NODE)
+                 .restore_input)["nat"]
     dnat = [ln for ln in nat if "DNAT" in ln]
     assert dnat == [
-        "-A KUBE-SEP-SXIVWICOYRO3J4NJ -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.180.0.1:80"
+        "-A KUBE-SEP-SXIVWICOYRO3J4NJ -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT "
+        "--to-destination 10.180.0.1:80"
     ]
 
 
 def test_serving_terminating_endpoints_are_the_fallback_when_none_is_ready() -> None:
-    slices = [
-        endpoint_slice(
-            "ns1",
-            "svc1",
-            [
-                endpoint("10.180.0.1", ready=False, serving=True, terminating=True),
-                endpoint("10.180.0.2", ready=False, serving=False, terminating=True),
-            ],
-        )
-    ]
-    nat = tables(render_iptables([service("ns1", "svc1", "172.30.0.41")], slices, UPSTREAM_NODE).restore_input)["nat"]
+    slices = [endpoint_slice("ns1", "svc1", [
+        endpoint("10.180.0.1", ready=False, serving=True, terminating=True),
+        endpoint("10.180.0.2", ready=False, serving=False, terminating=True),
+    ])]
+    nat = tables(render_iptables([service("ns1", "svc1", "172.30.0.41")], slices, UPSTREAM_NODE)
+                 .restore_input)["nat"]
     assert [ln.split()[-1] for ln in nat if "DNAT" in ln] == ["10.180.0.1:80"]
 
 
 def test_headless_services_are_skipped() -> None:
-    text = render_iptables(
-        [service("ns1", "db", "None")], [endpoint_slice("ns1", "db", [endpoint("10.1.1.1")])], UPSTREAM_NODE
-    ).restore_input
+    text = render_iptables([service("ns1", "db", "None")], [endpoint_slice("ns1", "db", [endpoint("10.1.1.1")])],
+                           UPSTREAM_NODE).restore_input
     assert "ns1/db" not in text
 
 
@@ -206,27 +201,20 @@ def test_stale_service_chains_are_flushed_and_deleted_but_foreign_chains_are_kep
         [service("ns1", "svc1", "172.30.0.41")],
         [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")])],
         UPSTREAM_NODE,
-        existing_nat_chains=[
-            "KUBE-SEP-OLDOLDOLDOLDOLD",
-            "KUBE-SEP-SXIVWICOYRO3J4NJ",
-            "KUBE-SERVICES",
-            "CNI-HOSTPORT-DNAT",
-            "PREROUTING",
-        ],
+        existing_nat_chains=["KUBE-SEP-OLDOLDOLDOLDOLD", "KUBE-SEP-SXIVWICOYRO3J4NJ", "KUBE-SERVICES",
+                             "CNI-HOSTPORT-DNAT", "PREROUTING"],
     )
     nat = tables(ruleset.restore_input)["nat"]
     assert "-X KUBE-SEP-OLDOLDOLDOLDOLD" in nat
     assert ":KUBE-SEP-OLDOLDOLDOLDOLD - [0:0]" in nat
     assert ruleset.deleted_chains == ("KUBE-SEP-OLDOLDOLDOLDOLD",)
-    assert not any(ln.startswith("-X") and ("SXIVWICOYRO3J4NJ" in ln or "CNI" in ln or "SERVICES" in ln) for ln in nat)
+    assert not any(ln.startswith("-X") and ("SXIVWICOYRO3J4NJ" in ln or "CNI" in ln or "SERVICES" in ln)
+                   for ln in nat)
 
 
 def test_rendering_twice_gives_the_same_text() -> None:
-    args = (
-        [service("ns1", "svc1", "172.30.0.41", node_port=30080)],
-        [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.2"), endpoint("10.180.0.1")])],
-        UPSTREAM_NODE,
-    )
+    args = ([service("ns1", "svc1", "172.30.0.41", node_port=30080)],
+            [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.2"), endpoint("10.180.0.1")])], UPSTREAM_NODE)
     assert render_iptables(*args).restore_input == render_iptables(*args).restore_input
 
 
@@ -249,11 +237,8 @@ def test_nat_chains_are_read_from_iptables_save_output() -> None:
 
 def test_malformed_objects_get_no_rules_and_do_not_stop_the_others() -> None:
     broken_service = {"metadata": {"namespace": "ns1"}, "spec": {"clusterIP": "172.30.0.49", "ports": [{}]}}
-    broken_slice = {
-        "metadata": {"namespace": "ns1", "name": "x", "labels": {"kubernetes.io/service-name": "svc1"}},
-        "endpoints": "not-a-list",
-        "ports": [{"name": "p80", "port": 80}],
-    }
+    broken_slice = {"metadata": {"namespace": "ns1", "name": "x", "labels": {"kubernetes.io/service-name": "svc1"}},
+                    "endpoints": "not-a-list", "ports": [{"name": "p80", "port": 80}]}
     text = render_iptables(
         [broken_service, service("ns1", "svc1", "172.30.0.41")],
         [broken_slice, endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")])],

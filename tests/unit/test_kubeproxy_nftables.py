@@ -11,9 +11,8 @@ from lab.kubeproxy.nftables import render_nftables
 
 from .test_kubeproxy_objects import endpoint, endpoint_slice, service
 
-UPSTREAM_NODE = NodeContext(
-    node_name="test-node", node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8", service_cidrs=("172.30.0.0/16",)
-)
+UPSTREAM_NODE = NodeContext(node_name="test-node", node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8",
+                            service_cidrs=("172.30.0.0/16",))
 
 
 def lines(script: str) -> list[str]:
@@ -65,10 +64,8 @@ def test_base_objects_are_kube_proxys() -> None:
     ]:
         assert upstream in out, upstream
     # All NodePort addresses accepted (kube-proxy's default): the fib local match, no nodeport-ips set.
-    assert (
-        "add rule ip kube-proxy services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
-        "vmap @service-nodeports"
-    ) in out
+    assert ("add rule ip kube-proxy services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
+            "vmap @service-nodeports") in out
     assert not any("nodeport-ips" in ln for ln in out)
 
 
@@ -80,13 +77,11 @@ def test_the_table_is_recreated_in_one_transaction() -> None:
 
 
 def test_cluster_ip_service_is_written_as_upstream() -> None:
-    out = lines(
-        render_nftables(
-            [service("ns1", "svc1", "172.30.0.41")],
-            [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")])],
-            UPSTREAM_NODE,
-        ).script
-    )
+    out = lines(render_nftables(
+        [service("ns1", "svc1", "172.30.0.41")],
+        [endpoint_slice("ns1", "svc1", [endpoint("10.180.0.1")])],
+        UPSTREAM_NODE,
+    ).script)
     for upstream in [
         "add chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80",
         "add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 "
@@ -94,8 +89,10 @@ def test_cluster_ip_service_is_written_as_upstream() -> None:
         "add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 numgen random mod 1 vmap { 0 : goto "
         "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 }",
         "add chain ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80",
-        "add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 jump mark-for-masquerade",
-        "add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80",
+        "add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 "
+        "jump mark-for-masquerade",
+        "add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4proto tcp "
+        "dnat to 10.180.0.1:80",
         "add element ip kube-proxy cluster-ips { 172.30.0.41 }",
         "add element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 : goto service-ULMVA6XW-ns1/svc1/tcp/p80 }",
     ]:
@@ -103,13 +100,11 @@ def test_cluster_ip_service_is_written_as_upstream() -> None:
 
 
 def test_two_endpoints_share_one_numgen_vmap_as_upstream() -> None:
-    out = lines(
-        render_nftables(
-            [service("ns4", "svc4", "172.30.0.44")],
-            [endpoint_slice("ns4", "svc4", [endpoint("10.180.0.5", node="test-node"), endpoint("10.180.0.4")])],
-            UPSTREAM_NODE,
-        ).script
-    )
+    out = lines(render_nftables(
+        [service("ns4", "svc4", "172.30.0.44")],
+        [endpoint_slice("ns4", "svc4", [endpoint("10.180.0.5", node="test-node"), endpoint("10.180.0.4")])],
+        UPSTREAM_NODE,
+    ).script)
     assert (
         "add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 vmap { 0 : goto "
         "endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 , 1 : goto "
@@ -118,13 +113,11 @@ def test_two_endpoints_share_one_numgen_vmap_as_upstream() -> None:
 
 
 def test_node_port_service_is_written_as_upstream() -> None:
-    out = lines(
-        render_nftables(
-            [service("ns3", "svc3", "172.30.0.43", node_port=3003)],
-            [endpoint_slice("ns3", "svc3", [endpoint("10.180.0.3")])],
-            UPSTREAM_NODE,
-        ).script
-    )
+    out = lines(render_nftables(
+        [service("ns3", "svc3", "172.30.0.43", node_port=3003)],
+        [endpoint_slice("ns3", "svc3", [endpoint("10.180.0.3")])],
+        UPSTREAM_NODE,
+    ).script)
     for upstream in [
         "add chain ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80",
         "add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 jump mark-for-masquerade",
@@ -135,13 +128,11 @@ def test_node_port_service_is_written_as_upstream() -> None:
 
 
 def test_client_ip_affinity_is_written_as_upstream() -> None:
-    out = lines(
-        render_nftables(
-            [service("ns5", "svc5", "172.30.0.45", affinity_seconds=10800)],
-            [endpoint_slice("ns5", "svc5", [endpoint("10.180.0.3")])],
-            UPSTREAM_NODE,
-        ).script
-    )
+    out = lines(render_nftables(
+        [service("ns5", "svc5", "172.30.0.45", affinity_seconds=10800)],
+        [endpoint_slice("ns5", "svc5", [endpoint("10.180.0.3")])],
+        UPSTREAM_NODE,
+    ).script)
     for upstream in [
         "add set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { type ipv4_addr ; "
         "flags dynamic,timeout ; timeout 10800s ; }",
@@ -157,7 +148,6 @@ def test_service_without_endpoints_goes_to_the_reject_chain_as_upstream() -> Non
     ruleset = render_nftables([service("ns6", "svc6", "172.30.0.46")], [], UPSTREAM_NODE)
     out = lines(ruleset.script)
     assert "add element ip kube-proxy cluster-ips { 172.30.0.46 }" in out
-    assert (
-        'add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : goto reject-chain }'
-    ) in out
+    assert ('add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : '
+            "goto reject-chain }") in out
     assert ruleset.service_chains == ()
