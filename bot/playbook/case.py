@@ -58,13 +58,19 @@ class EndpointRef:
     node: str | None
     ready: bool = True
     pod: PodRef | None = None
-    serving: bool = False
+    serving: bool | None = None
+    """None: as `ready` (the API's rule when the condition is unset)."""
     terminating: bool = False
+
+    @property
+    def is_serving(self) -> bool:
+        """The EndpointSlice's serving condition."""
+        return self.ready if self.serving is None else self.serving
 
     @property
     def serving_terminating(self) -> bool:
         """Not ready, but still serving while its pod shuts down."""
-        return not self.ready and self.serving and self.terminating
+        return not self.ready and self.is_serving and self.terminating
 
 
 def routed_endpoints(endpoints: Sequence[EndpointRef]) -> list[EndpointRef]:

@@ -254,7 +254,7 @@ def _check_target_api(w: _Walk) -> bool:
                     "port": e.port,
                     "node": e.node,
                     "ready": e.ready,
-                    "serving": e.ready or e.serving,
+                    "serving": e.is_serving,
                     "terminating": e.terminating,
                     "pod": e.pod.key if e.pod else None,
                 }
