@@ -1,7 +1,10 @@
-"""The lab's own certificate authority: mTLS between the bot and every agent, as in production.
+"""The lab's own certificate authority: mTLS between the bot and every agent, and the API server's TLS.
 
 One CA; one server certificate per node agent (its node name as identity, 127.0.0.1 as the address
-the bot dials in the lab); one client certificate for the bot. EC P-256 keys, short lifetimes.
+the bot dials in the lab); one client certificate for the bot; one serving certificate for the lab's
+API server (127.0.0.1, the `kubernetes` Service's names and its ClusterIP), so that real clients
+(kubectl, client-go's kube-proxy, the official Python client) verify it against the CA in the
+lab's kubeconfig and send their bearer token. EC P-256 keys, short lifetimes.
 """
 
 from __future__ import annotations
@@ -35,6 +38,19 @@ class LabPki:
     ca: Path
     agents: dict[str, CertPair]
     bot: CertPair
+    apiserver: CertPair
+
+
+APISERVER_DNS_NAMES = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+"""Names the API server's certificate is valid for (with 127.0.0.1 and the kubernetes ClusterIP)."""
+APISERVER_SERVICE_IP = "10.96.0.1"
+"""The ClusterIP of `default/kubernetes` (the first address of the lab's service CIDR)."""
 
 
 def _name(common_name: str) -> x509.Name:
@@ -57,12 +73,14 @@ def _issue(
     *,
     server: bool,
     dns_names: list[str],
+    ip_addresses: tuple[str, ...] = (),
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     if server:
         sans.append(x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")))
+    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     cert = (
         x509.CertificateBuilder()
@@ -130,4 +148,25 @@ def generate_pki(directory: Path, nodes: list[str]) -> LabPki:
     bot = CertPair(directory / "bot.pem", directory / "bot-key.pem")
     bot.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(bot.key, key)
-    return LabPki(ca=ca_path, agents=agents, bot=bot)
+    cert, key = _issue(
+        ca_key,
+        ca_name,
+        "kube-apiserver",
+        server=True,
+        dns_names=list(APISERVER_DNS_NAMES),
+        ip_addresses=(APISERVER_SERVICE_IP,),
+    )
+    apiserver = CertPair(directory / "apiserver.pem", directory / "apiserver-key.pem")
+    apiserver.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(apiserver.key, key)
+    return LabPki(ca=ca_path, agents=agents, bot=bot, apiserver=apiserver)
+
+
+def lab_pki(directory: Path) -> LabPki:
+    """The paths of an existing PKI in `directory` (as `generate_pki` wrote it; agents not listed)."""
+    return LabPki(
+        ca=directory / "ca.pem",
+        agents={},
+        bot=CertPair(directory / "bot.pem", directory / "bot-key.pem"),
+        apiserver=CertPair(directory / "apiserver.pem", directory / "apiserver-key.pem"),
+    )

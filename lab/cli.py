@@ -79,6 +79,7 @@ def up(
         f"({cni}, kube-proxy {proxy}{layout}), {len(status['pods'])} pods, {len(status['services'])} services"
     )
     click.echo(f"config: {status['config']}")
+    click.echo(f"kubectl: kubectl --kubeconfig {status['kubeconfig']} get pods -A")
     click.echo(f'ask:    kubereach --config {status["config"]} ask "why can\'t frontend reach api"')
 
 
@@ -114,6 +115,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         slack = data["slack"]
         running = "up" if slack["running"] else "DOWN"
         click.echo(f"slack  {slack['api']} channel {slack['channel']} user {slack['user']} ({running})")
+    click.echo(f"kubeconfig {data['kubeconfig']}")
     for n in data["nodes"]:
         click.echo(f"  {n['name']:8} {n['ip']:12} pods {n['pod_cidr']:15} agent {n['agent'] or 'DOWN'}")
     for p in data["pods"]:

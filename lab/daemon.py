@@ -4,6 +4,7 @@
 
 It seeds the API store with the lab's objects, then runs, as a real cluster would:
 - the EndpointSlice controller (pods × services → slices),
+- the kubelets' end of graceful pod deletion (a deleted pod stays Terminating for its grace period),
 - the DNS controller (services, slices, pods → the zone file the CoreDNS pods answer from),
 - the NetworkPolicy agent (pods, namespaces, policies → filter rules in every node's namespace).
 kube-proxy runs as one process per node (`lab.kubeproxy`) and watches this API like the real one.
@@ -21,15 +22,18 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from lab.apiserver.bootstrap import bootstrap_cluster_objects
 from lab.apiserver.kubeconfig import write_kubeconfig
 from lab.apiserver.server import ApiServer
 from lab.apiserver.store import Store, WatchEvent
+from lab.apiserver.tls import ServingCertificate
+from lab.certs import lab_pki
 from lab.dnszone import build_zone, write_zone
 from lab.errors import LabError
 from lab.lifecycle import plan_of
 from lab.netpol import apply_policy_rules, render_policy_rules
-from lab.objects import seed_objects
-from lab.plan import LabPlan
+from lab.objects import seed_objects, seed_store
+from lab.plan import SERVICE_CIDR, LabPlan
 from lab.state import LabState
 
 log = logging.getLogger("kubereach.lab.daemon")
@@ -100,16 +104,22 @@ class LabControlPlane:
         self.store = Store(
             namespaces=[n for n in ("default", "kube-system", "kube-public", "kube-node-lease") if n not in spec_namespaces]
         )
-        self.server = ApiServer(self.store, Path(state.token_file).read_text().strip())
+        self.pki = lab_pki(state.path / "pki")
+        self.server = ApiServer(
+            self.store,
+            Path(state.token_file).read_text().strip(),
+            tls=ServingCertificate.from_files(self.pki.apiserver.cert, self.pki.apiserver.key),
+        )
         self.zone_path = state.path / "dns-zone.json"
         self.dns = Reconciler("dns", self.sync_dns)
         self.netpol = Reconciler("netpol", self.sync_netpol)
         self._applied_policy: dict[str, str] = {}
 
     def seed(self) -> None:
-        """Create the lab's objects, as if the cluster had been running."""
-        for obj in seed_objects(self.plan, self.state.agents):
-            self.store.create(obj)
+        """Create the lab's objects, as if the cluster had been running, and what kube-apiserver
+        makes by itself (the ServiceCIDR, `default/kubernetes` and its EndpointSlice)."""
+        seed_store(self.store, seed_objects(self.plan, self.state.agents))
+        bootstrap_cluster_objects(self.store, service_cidr=str(SERVICE_CIDR), advertise_address=self.plan.nodes[0].ip)
 
     def sync_dns(self) -> None:
         """Rewrite the zone from services, EndpointSlices and pods."""
@@ -140,15 +150,20 @@ class LabControlPlane:
     def start(self) -> str:
         """Start controllers, seed, serve; return the API URL once everything synced once."""
         from lab.apiserver.endpointslices import EndpointSliceController
+        from lab.apiserver.graceful import GracefulDeleter
 
         self.endpoints = EndpointSliceController(self.store)
         self.endpoints.start()
+        self.graceful = GracefulDeleter(self.store)
+        self.graceful.start()
         self.store.subscribe(self.on_event)
         self.seed()
         self.dns.start()
         self.netpol.start()
-        url = self.server.start("127.0.0.1", 0)
-        write_kubeconfig(self.state.kubeconfig, url, Path(self.state.token_file).read_text().strip())
+        url = self.server.start("127.0.0.1", 0)  # https: the certificate comes from the lab's CA
+        write_kubeconfig(
+            self.state.kubeconfig, url, Path(self.state.token_file).read_text().strip(), ca_pem=self.pki.ca.read_bytes()
+        )
         for reconciler in (self.dns, self.netpol):
             if not reconciler.wait_synced(timeout=20):
                 raise LabError(f"the {reconciler.name} controller did not sync")
@@ -157,6 +172,7 @@ class LabControlPlane:
     def stop(self) -> None:
         """Stop serving and the controllers."""
         self.server.stop()
+        self.graceful.stop()
         self.dns.stop()
         self.netpol.stop()
 

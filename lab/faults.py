@@ -723,7 +723,8 @@ def _replace_pod(ctx: FaultContext, old: Obj) -> str:
         host_veth=host_veth_name(ctx.plan.options.cni, ctx.state.prefix, old_plan.namespace, new_name),
     )
     ns = old["metadata"]["namespace"]
-    ctx.api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{old['metadata']['name']}")
+    # The lab plays the kubelet, which has already stopped the pod: it goes at once (grace period 0).
+    ctx.api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{old['metadata']['name']}", {"gracePeriodSeconds": 0})
     _stop_pod_process(ctx, old_plan)
     build.remove_pod(ctx.plan, old_plan)
     build.build_pod(ctx.plan, new_plan)
@@ -997,7 +998,7 @@ def inject(prefix: str, name: str, *, node: str | None = None, pod: str | None =
     if fault is None:
         raise LabError(f"unknown fault {name!r}; choose one of: {', '.join(CATALOG)}", exit_code=2)
     state = require_state(prefix)
-    ctx = FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file))
+    ctx = FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file, state.ca_file))
     target = _resolve_target(ctx, fault, node, pod, service)
     description, undo = fault.inject(ctx, target)
     record = {"name": fault.name, "verdict": fault.verdict, "description": description, "undo": undo}
@@ -1010,7 +1011,7 @@ def heal(prefix: str) -> list[str]:
     """Undo every recorded fault, newest first; returns the names healed."""
     kernel.require_root()
     state = require_state(prefix)
-    ctx = FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file))
+    ctx = FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file, state.ca_file))
     healed = []
     while state.faults:
         record = state.faults[-1]

@@ -163,6 +163,7 @@ def start_kube_proxy(plan: LabPlan, state: LabState, node_name: str) -> processe
         "--netns", node.netns,
         "--api", state.api_url,
         "--token-file", state.token_file,
+        "--ca-file", state.ca_file,
         "--mode", plan.options.proxy,
         "--nft-layout", plan.options.kube_proxy_layout,
         "--cluster-cidr", str(CLUSTER_CIDR),
@@ -232,6 +233,7 @@ def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_RO
         spec_file=str(spec_copy),
         token_file=str(token_file),
         kubeconfig=str(directory / "kubeconfig"),
+        ca_file=str(directory / "pki" / "ca.pem"),
     )
     state.save()
     try:
@@ -309,7 +311,7 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
     """The lab as `lab status --json` prints it (contract in ARCHITECTURE.md)."""
     state = require_state(prefix, root)
     plan = plan_of(state)
-    api = LabApi.from_files(state.api_url, state.token_file)
+    api = LabApi.from_files(state.api_url, state.token_file, state.ca_file)
     pods = api.get("/api/v1/pods")["items"]
     services = api.get("/api/v1/services")["items"]
     slack = None
@@ -328,6 +330,8 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
         "config": state.config_file,
         "api": state.api_url,
         "slack": slack,
+        "kubeconfig": state.kubeconfig,
+        "kubernetes": "lab",
         "prefix": state.prefix,
         "cni": state.cni,
         "proxy": state.proxy,
@@ -371,5 +375,7 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
                 ],
             }
             for s in services
+            # kube-apiserver's own Service: its endpoint is an address the lab's API server does not serve.
+            if (s["metadata"]["namespace"], s["metadata"]["name"]) != ("default", "kubernetes")
         ],
     }

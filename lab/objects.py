@@ -7,8 +7,9 @@ derive EndpointSlices from pods and services, and faults change objects through 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.plan import (
     AGENT_DAEMONSET,
@@ -19,6 +20,9 @@ from lab.plan import (
     ServicePlan,
     uid_for,
 )
+
+if TYPE_CHECKING:
+    from lab.apiserver.store import Store
 
 Obj = dict[str, Any]
 AGENT_PORT = 7443
@@ -247,6 +251,10 @@ def workload_objects(plan: LabPlan) -> list[Obj]:
             owner_uid = w_uid
         for pod in pods:
             obj = pod_object(pod, owner_uid, "apps/v1")
+            if w.kind == "StatefulSet":
+                # The StatefulSet controller names each pod's host after it, in the governing Service's domain.
+                obj["spec"]["hostname"] = pod.name
+                obj["spec"]["subdomain"] = w.name
             obj["status"]["hostIP"] = node_ip[pod.node]
             obj["status"]["hostIPs"] = [{"ip": node_ip[pod.node]}]
             out.append(obj)
@@ -273,7 +281,11 @@ def agent_objects(plan: LabPlan, agent_addresses: dict[str, str]) -> list[Obj]:
             "metadata": _meta(AGENT_DAEMONSET, AGENT_NAMESPACE, ds_uid, labels=labels),
             "spec": {
                 "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": {"hostNetwork": True, "containers": [container]}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    # as the chart's template: real pods made from it get this dnsPolicy
+                    "spec": {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet", "containers": [container]},
+                },
             },
             "status": {
                 "currentNumberScheduled": len(plan.nodes),
@@ -362,6 +374,27 @@ def policy_objects(plan: LabPlan) -> list[Obj]:
         }
         out.append(obj)
     return out
+
+
+def seed_store(store: Store, objects: Iterable[Obj]) -> list[Obj]:
+    """Create `objects` in order; every ownerReference gets the uid the store gave its owner.
+
+    The API server assigns uids itself, so the uids the plan computes are only placeholders: an
+    owner must come before its dependents.
+    """
+    uids: dict[tuple[str, str, str], str] = {}
+    created: list[Obj] = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        for ref in meta.get("ownerReferences") or []:
+            actual = uids.get((ref.get("kind", ""), meta.get("namespace") or "", ref.get("name", "")))
+            if actual is not None:
+                ref["uid"] = actual
+        stored = store.create(obj)
+        stored_meta = stored["metadata"]
+        uids[(stored["kind"], stored_meta.get("namespace") or "", stored_meta["name"])] = stored_meta["uid"]
+        created.append(stored)
+    return created
 
 
 def seed_objects(plan: LabPlan, agent_addresses: dict[str, str]) -> list[Obj]:

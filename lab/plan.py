@@ -169,6 +169,7 @@ def _pod_labels(w: WorkloadSpec, pod_name: str, owner_name: str) -> tuple[tuple[
         labels["pod-template-hash"] = owner_name.rsplit("-", 1)[1]
     elif w.kind == "StatefulSet":
         labels["statefulset.kubernetes.io/pod-name"] = pod_name
+        labels["apps.kubernetes.io/pod-index"] = pod_name.rsplit("-", 1)[1]
         labels["controller-revision-hash"] = f"{w.name}-{_safe_suffix(10, 'rev', w.namespace, w.name)}"
     else:
         labels["controller-revision-hash"] = _safe_suffix(10, "dsrev", w.namespace, w.name)

@@ -51,6 +51,8 @@ class LabState:
     api_url: str = ""
     token_file: str = ""
     kubeconfig: str = ""
+    ca_file: str = ""
+    """The lab CA's certificate: the API server's (https) certificate is issued by it."""
     config_file: str = ""
     processes: dict[str, int] = field(default_factory=dict)
     agents: dict[str, str] = field(default_factory=dict)

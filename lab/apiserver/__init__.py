@@ -1,17 +1,19 @@
 """The lab's Kubernetes API server: a store of objects, its HTTP API, and the EndpointSlice controller.
 
+It answers like kube-apiserver v1.36.2 where clients can tell (see tests/unit/test_apiserver_real_shapes.py).
 Typical wiring in the lab daemon::
 
     store = Store()
     controller = EndpointSliceController(store)
     controller.start()
-    server = ApiServer(store, token)
-    url = server.start()                    # http://127.0.0.1:PORT
-    write_kubeconfig(path, url, token)
+    server = ApiServer(store, token, tls=ServingCertificate.from_files(cert, key))  # from the lab's CA
+    url = server.start()                    # https://127.0.0.1:PORT
+    write_kubeconfig(path, url, token, ca_pem=ca_pem)
     ...
     server.stop(); controller.stop()
 """
 
+from lab.apiserver.authn import PolicyRule, User, rules_of
 from lab.apiserver.endpointslices import EndpointSliceController, slice_name
 from lab.apiserver.errors import (
     AlreadyExists,
@@ -45,6 +47,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "ObjectList",
+    "PolicyRule",
     "Preconditions",
     "ResourceType",
     "ServingCertificate",
@@ -52,8 +55,10 @@ __all__ = [
     "Subscription",
     "Unauthorized",
     "UnsupportedMediaType",
+    "User",
     "WatchEvent",
     "kubeconfig_document",
+    "rules_of",
     "slice_name",
     "write_kubeconfig",
 ]

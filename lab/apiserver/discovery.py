@@ -8,22 +8,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.apiserver.resources import READ_VERBS, RESOURCE_TYPES, WRITE_VERBS, groups
+from lab.apiserver.resources import RESOURCE_TYPES, groups
 
-SERVED_KUBERNETES_VERSION = (1, 31, 0)
+SERVED_KUBERNETES_VERSION = (1, 36, 2)
+"""The kube-apiserver release whose answers the lab's server imitates."""
 
 
 def version_info() -> dict[str, Any]:
-    """The /version document (version.Info)."""
+    """The /version document (version.Info) in kube-apiserver v1.36's shape (emulation and
+    compatibility versions included). The build metadata says it is the lab, not a real build."""
     major, minor, patch = SERVED_KUBERNETES_VERSION
     return {
         "major": str(major),
         "minor": str(minor),
-        "gitVersion": f"v{major}.{minor}.{patch}+kubereach-lab",
+        "emulationMajor": str(major),
+        "emulationMinor": str(minor),
+        "minCompatibilityMajor": str(major),
+        "minCompatibilityMinor": str(minor - 1),
+        "gitVersion": f"v{major}.{minor}.{patch}",
         "gitCommit": "0" * 40,
         "gitTreeState": "clean",
-        "buildDate": "2026-01-01T00:00:00Z",
-        "goVersion": "go1.22.0",
+        "buildDate": "2026-12-06T00:00:00Z",
+        "goVersion": "kubereach-lab",
         "compiler": "gc",
         "platform": "linux/amd64",
     }
@@ -72,10 +78,12 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
             "singularName": resource.singular,
             "namespaced": resource.namespaced,
             "kind": resource.kind,
-            "verbs": sorted((*READ_VERBS, *WRITE_VERBS)),
+            "verbs": resource.verbs,
         }
         if resource.short_names:
             entry["shortNames"] = list(resource.short_names)
+        if resource.categories:
+            entry["categories"] = list(resource.categories)
         resources.append(entry)
         if resource.has_status:
             resources.append(
@@ -103,3 +111,114 @@ def root_paths() -> dict[str, Any]:
             paths.append(f"/apis/{name}")
             paths.extend(f"/apis/{name}/{v}" for v in versions)
     return {"paths": sorted(paths)}
+
+
+AGGREGATED_MEDIA_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+"""What kubectl and client-go ask for first (aggregated discovery), and the Content-Type of the answer."""
+
+
+def wants_aggregated(accept: str | None) -> bool:
+    """Whether an Accept header asks for aggregated discovery (apidiscovery.k8s.io/v2) first."""
+    if not accept:
+        return False
+    params = {p.split("=", 1)[0].strip(): p.split("=", 1)[-1].strip() for p in accept.split(",")[0].split(";")[1:] if "=" in p}
+    return params.get("g") == "apidiscovery.k8s.io" and params.get("v") == "v2" and params.get("as") == "APIGroupDiscoveryList"
+
+
+def aggregated_discovery(core: bool) -> dict[str, Any]:
+    """The APIGroupDiscoveryList of /api (core) or /apis (named groups), as kube-apiserver v1.36 serves it."""
+    items: list[dict[str, Any]] = []
+    for name, versions in groups().items():
+        if bool(name) == core:
+            continue
+        listed: list[dict[str, Any]] = []
+        for version in versions:
+            resources: list[dict[str, Any]] = []
+            for r in (r for r in RESOURCE_TYPES if r.group == name and r.version == version):
+                entry: dict[str, Any] = {
+                    "resource": r.plural,
+                    "responseKind": {"group": "", "version": "", "kind": r.kind},
+                    "scope": "Namespaced" if r.namespaced else "Cluster",
+                    "singularResource": r.singular,
+                    "verbs": r.verbs,
+                }
+                if r.short_names:
+                    entry["shortNames"] = list(r.short_names)
+                if r.categories:
+                    entry["categories"] = list(r.categories)
+                if r.has_status:
+                    entry["subresources"] = [
+                        {
+                            "subresource": "status",
+                            "responseKind": {"group": "", "version": "", "kind": r.kind},
+                            "verbs": ["get", "patch", "update"],
+                        }
+                    ]
+                resources.append(entry)
+            listed.append(
+                {"version": version, "resources": sorted(resources, key=lambda e: str(e["resource"])), "freshness": "Current"}
+            )
+        items.append({"metadata": {"name": name} if name else {"creationTimestamp": None}, "versions": listed})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}
+
+
+def _openapi_path_base(group: str, version: str) -> str:
+    return f"/api/{version}" if not group else f"/apis/{group}/{version}"
+
+
+def openapi_v3_root() -> dict[str, Any]:
+    """/openapi/v3: one document per group/version this server serves."""
+    paths = {}
+    for name, versions in groups().items():
+        for version in versions:
+            relative = _openapi_path_base(name, version).lstrip("/")
+            paths[relative] = {"serverRelativeURL": f"/openapi/v3/{relative}?hash=lab-{SERVED_KUBERNETES_VERSION[1]}"}
+    return {"paths": paths}
+
+
+def openapi_v3_document(group: str, version: str) -> dict[str, Any] | None:
+    """The OpenAPI v3 document of one group/version: the operations with their GVK and query parameters.
+
+    Schemas are not modelled (the lab stores what it is given); the operations say, as kube-apiserver's
+    do, that writes take `fieldValidation`, which is what kubectl checks before it leaves validation to
+    the server.
+    """
+    served = [r for r in RESOURCE_TYPES if r.group == group and r.version == version]
+    if not served:
+        return None
+    base = _openapi_path_base(group, version)
+    parameters = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("dryRun", "fieldManager", "fieldValidation")]
+    paths: dict[str, Any] = {}
+    for r in served:
+        gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+        collection = f"{base}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"{base}/{r.plural}"
+
+        def operation(action: str, *, gvk: dict[str, str] = gvk, kind: str = r.kind) -> dict[str, Any]:
+            return {
+                "operationId": f"{action}{kind}",
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": parameters,
+                "responses": {"200": {"description": "OK"}},
+            }
+
+        paths[collection] = {"get": operation("list"), "post": operation("post")}
+        paths[f"{collection}/{{name}}"] = {
+            "get": operation("get"),
+            "put": operation("put"),
+            "patch": operation("patch"),
+            "delete": operation("delete"),
+        }
+        if r.has_status:
+            paths[f"{collection}/{{name}}/status"] = {
+                "get": operation("get"),
+                "put": operation("put"),
+                "patch": operation("patch"),
+            }
+    major, minor, patch = SERVED_KUBERNETES_VERSION
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": f"v{major}.{minor}.{patch}"},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }

@@ -14,7 +14,7 @@ from typing import Any
 from lab.apiserver.errors import BadRequest, NotFound
 
 READ_VERBS = ("get", "list", "watch")
-WRITE_VERBS = ("create", "delete", "patch", "update")
+WRITE_VERBS = ("create", "delete", "deletecollection", "patch", "update")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,15 @@ class ResourceType:
     has_status: bool
     """Whether the `status` subresource exists (PUT/PATCH .../status)."""
     short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    """Discovery categories ("all": what `kubectl get all` lists)."""
+    delete_collection: bool = True
+    """Whether DELETE on the collection (deletecollection) is served (not for namespaces)."""
+
+    @property
+    def verbs(self) -> list[str]:
+        """The verbs discovery lists for this resource."""
+        return sorted(v for v in (*READ_VERBS, *WRITE_VERBS) if self.delete_collection or v != "deletecollection")
 
     @property
     def api_version(self) -> str:
@@ -50,24 +59,66 @@ class ResourceType:
 
 NODES = ResourceType("", "v1", "Node", "nodes", "node", namespaced=False, has_status=True, short_names=("no",))
 NAMESPACES = ResourceType(
-    "", "v1", "Namespace", "namespaces", "namespace", namespaced=False, has_status=True, short_names=("ns",)
+    "",
+    "v1",
+    "Namespace",
+    "namespaces",
+    "namespace",
+    namespaced=False,
+    has_status=True,
+    short_names=("ns",),
+    delete_collection=False,
 )
-PODS = ResourceType("", "v1", "Pod", "pods", "pod", namespaced=True, has_status=True, short_names=("po",))
-SERVICES = ResourceType("", "v1", "Service", "services", "service", namespaced=True, has_status=True, short_names=("svc",))
+PODS = ResourceType("", "v1", "Pod", "pods", "pod", namespaced=True, has_status=True, short_names=("po",), categories=("all",))
+SERVICES = ResourceType(
+    "", "v1", "Service", "services", "service", namespaced=True, has_status=True, short_names=("svc",), categories=("all",)
+)
 ENDPOINT_SLICES = ResourceType(
     "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", namespaced=True, has_status=False
 )
 DEPLOYMENTS = ResourceType(
-    "apps", "v1", "Deployment", "deployments", "deployment", namespaced=True, has_status=True, short_names=("deploy",)
+    "apps",
+    "v1",
+    "Deployment",
+    "deployments",
+    "deployment",
+    namespaced=True,
+    has_status=True,
+    short_names=("deploy",),
+    categories=("all",),
 )
 STATEFUL_SETS = ResourceType(
-    "apps", "v1", "StatefulSet", "statefulsets", "statefulset", namespaced=True, has_status=True, short_names=("sts",)
+    "apps",
+    "v1",
+    "StatefulSet",
+    "statefulsets",
+    "statefulset",
+    namespaced=True,
+    has_status=True,
+    short_names=("sts",),
+    categories=("all",),
 )
 REPLICA_SETS = ResourceType(
-    "apps", "v1", "ReplicaSet", "replicasets", "replicaset", namespaced=True, has_status=True, short_names=("rs",)
+    "apps",
+    "v1",
+    "ReplicaSet",
+    "replicasets",
+    "replicaset",
+    namespaced=True,
+    has_status=True,
+    short_names=("rs",),
+    categories=("all",),
 )
 DAEMON_SETS = ResourceType(
-    "apps", "v1", "DaemonSet", "daemonsets", "daemonset", namespaced=True, has_status=True, short_names=("ds",)
+    "apps",
+    "v1",
+    "DaemonSet",
+    "daemonsets",
+    "daemonset",
+    namespaced=True,
+    has_status=True,
+    short_names=("ds",),
+    categories=("all",),
 )
 NETWORK_POLICIES = ResourceType(
     "networking.k8s.io",
@@ -80,6 +131,13 @@ NETWORK_POLICIES = ResourceType(
     short_names=("netpol",),
 )
 
+SERVICE_CIDRS = ResourceType(
+    "networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", "servicecidr", namespaced=False, has_status=True
+)
+"""What kube-proxy 1.36 lists and watches to drop traffic to unallocated ClusterIPs."""
+EVENTS = ResourceType("events.k8s.io", "v1", "Event", "events", "event", namespaced=True, has_status=False, short_names=("ev",))
+"""Events as kube-proxy and the controllers post them (accepted and stored)."""
+
 RESOURCE_TYPES: tuple[ResourceType, ...] = (
     NODES,
     NAMESPACES,
@@ -91,6 +149,8 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     REPLICA_SETS,
     DAEMON_SETS,
     NETWORK_POLICIES,
+    SERVICE_CIDRS,
+    EVENTS,
 )
 
 _BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCE_TYPES}
@@ -114,8 +174,7 @@ def resource_at(group: str, version: str, plural: str) -> ResourceType:
     """The type served at /api(s)/<group>/<version>/<plural>; NotFound if none is."""
     found = _BY_PATH.get((group, version, plural))
     if found is None:
-        where = f"{group}/{version}" if group else version
-        raise NotFound(f"the server could not find the requested resource ({plural} in {where})")
+        raise NotFound("the server could not find the requested resource", details={})
     return found
 
 

@@ -1,7 +1,9 @@
 """The lab's Kubernetes API server over HTTP: real paths, verbs, Status errors, chunked watches.
 
 `ApiServer(store, token)` serves a `Store` on 127.0.0.1 to the official `kubernetes` client, kubectl
-and plain HTTP clients. Every request needs `Authorization: Bearer <token>`. Each connection gets a
+and plain HTTP clients. Requests need `Authorization: Bearer <token>`: a wrong credential is 401, and
+a request without one is `system:anonymous` (403 except for /healthz, /livez, /readyz and /version),
+as kube-apiserver answers them. Each connection gets a
 thread (stdlib `ThreadingHTTPServer`), so a watch never blocks other requests; `stop()` ends open
 watches, closes idle keep-alive connections and joins every thread.
 """
@@ -17,17 +19,21 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from lab.apiserver import discovery
+from lab.apiserver import discovery, tables
+from lab.apiserver.authn import ANONYMOUS, User, anonymous_allowed, forbidden, request_info
 from lab.apiserver.errors import (
     ApiError,
     BadRequest,
     Expired,
+    InternalError,
     MethodNotAllowed,
     NotFound,
+    PageNotFound,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -37,6 +43,8 @@ from lab.apiserver.store import Preconditions, Store, WatchEvent
 from lab.apiserver.tls import ServingCertificate
 
 log = logging.getLogger(__name__)
+ADMIN = User("kubereach-lab-admin")
+"""Who the lab's own token is: allowed everything, like a static-token cluster admin."""
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
 DEFAULT_WATCH_TIMEOUT_SECONDS = 1800.0
@@ -54,16 +62,19 @@ class ApiServer:
         *,
         bookmark_interval: float = 10.0,
         tls: ServingCertificate | None = None,
+        users: Mapping[str, User] | None = None,
     ) -> None:
-        """Serve `store`, accepting only requests that carry `token` as a bearer token.
+        """Serve `store`; `token` is the cluster admin's bearer token.
 
         `bookmark_interval`: seconds between BOOKMARK events on watches that allow them.
         `tls`: serve HTTPS with this certificate (kubectl sends tokens only over TLS); None: plain HTTP.
+        `users`: more bearer tokens, each with the identity and RBAC rules it is authorized by.
         """
         if not token:
             raise ValueError("the API server needs a non-empty bearer token")
         self.store = store
         self._token = token.encode()
+        self._users = [(t.encode(), u) for t, u in (users or {}).items() if t]
         self.bookmark_interval = bookmark_interval
         self.tls = tls
         self.stopping = threading.Event()
@@ -118,10 +129,23 @@ class ApiServer:
         self.stop()
 
     def token_matches(self, header: str | None) -> bool:
-        """Whether an Authorization header carries this server's bearer token (constant-time compare)."""
+        """Whether an Authorization header carries this server's admin bearer token (constant-time compare)."""
         if not header or not header.startswith("Bearer "):
             return False
         return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), self._token)
+
+    def user_for(self, header: str) -> User | None:
+        """The identity an Authorization header proves (None: no known credential)."""
+        if not header.startswith("Bearer "):
+            return None
+        given = header[len("Bearer ") :].strip().encode()
+        if hmac.compare_digest(given, self._token):
+            return ADMIN
+        found = None
+        for token, user in self._users:
+            if hmac.compare_digest(given, token):
+                found = user
+        return found
 
 
 class _LabHTTPServer(ThreadingHTTPServer):
@@ -246,10 +270,10 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             raise BadRequest("request body is larger than 3 MiB")
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send_json(self, code: int, body: Any) -> None:
+    def _send_json(self, code: int, body: Any, content_type: str = "application/json") -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
@@ -274,12 +298,25 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 self._send_json(exc.code, exc.to_status())
             return
         try:
-            if not self.api.token_matches(self.headers.get("Authorization")):
-                raise Unauthorized("Unauthorized: send the lab token as 'Authorization: Bearer <token>'")
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             segments = [unquote(s) for s in parts.path.split("/") if s]
+            authorization = self.headers.get("Authorization")
+            if authorization is None or not authorization.strip():
+                # No credentials: kube-apiserver's anonymous user, who may only read the public paths.
+                if not anonymous_allowed(segments):
+                    raise forbidden(ANONYMOUS, request_info(method, segments, query))
+            else:
+                user = self.api.user_for(authorization)
+                if user is None:
+                    raise Unauthorized("Unauthorized")
+                if user.rules is not None and not anonymous_allowed(segments):
+                    info = request_info(method, segments, query)
+                    if not user.allows(info):
+                        raise forbidden(user.name, info)
             self._route(method, segments, query, body)
+        except PageNotFound:
+            self._send_text(404, "404 page not found\n")
         except ApiError as exc:
             self._send_json(exc.code, exc.to_status())
         except (BrokenPipeError, ConnectionResetError):
@@ -296,6 +333,24 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         if segments == ["version"]:
             self._send_json(200, discovery.version_info())
             return
+        if segments[:2] == ["openapi", "v3"]:
+            rest_path = segments[2:]
+            if not rest_path:
+                self._send_json(200, discovery.openapi_v3_root())
+                return
+            if rest_path[0] == "api" and len(rest_path) == 2:
+                document = discovery.openapi_v3_document("", rest_path[1])
+            elif rest_path[0] == "apis" and len(rest_path) == 3:
+                document = discovery.openapi_v3_document(rest_path[1], rest_path[2])
+            else:
+                document = None
+            if document is None:
+                raise PageNotFound("404 page not found")
+            self._send_json(200, document)
+            return
+        if len(segments) == 1 and head in ("api", "apis") and discovery.wants_aggregated(self.headers.get("Accept")):
+            self._send_json(200, discovery.aggregated_discovery(core=head == "api"), discovery.AGGREGATED_MEDIA_TYPE)
+            return
         if head == "api":
             if len(segments) == 1:
                 host, port = self.server.server_address[:2]
@@ -309,16 +364,17 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             if len(segments) == 2:
                 document = discovery.api_group(segments[1])
                 if document is None:
-                    raise NotFound(f"the server could not find the requested resource (group {segments[1]})")
+                    raise PageNotFound("404 page not found")
                 self._send_json(200, document)
                 return
             group, version, rest = segments[1], segments[2], segments[3:]
         else:
-            raise NotFound(f"the server could not find the requested resource ({'/'.join(segments)})")
+            raise PageNotFound("404 page not found")
+        resources = discovery.api_resource_list(group, version)
+        if resources is None:
+            # No group/version serves this path: the real server's mux answers plain text.
+            raise PageNotFound("404 page not found")
         if not rest:
-            resources = discovery.api_resource_list(group, version)
-            if resources is None:
-                raise NotFound(f"the server could not find the requested resource ({group}/{version})")
             self._send_json(200, resources)
             return
         if rest[0] == "watch":
@@ -333,16 +389,16 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         if rest and rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
             namespace, rest = rest[1], rest[2:]
         if not rest or len(rest) > 3:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFound("the server could not find the requested resource", details={})
         resource = resource_at(group, version, rest[0])
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if namespace is not None and not resource.namespaced:
-            raise NotFound(f"the server could not find the requested resource ({resource.plural} is not namespaced)")
+            raise NotFound("the server could not find the requested resource", details={})
         if name is not None and resource.namespaced and namespace is None:
-            raise NotFound(f"the server could not find the requested resource ({resource.plural} need a namespace)")
+            raise NotFound("the server could not find the requested resource", details={})
         if sub is not None and not (sub == "status" and resource.has_status):
-            raise NotFound(f"the server could not find the requested resource ({resource.plural}/{sub})")
+            raise NotFound("the server could not find the requested resource", details={})
         return _Request(resource, namespace, name, sub)
 
     # ------------------------------------------------------------------------------ verbs
@@ -367,10 +423,20 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 obj = self._object_body(body, rtype)
                 self._send_json(201, store.create(obj, namespace=req.namespace))
                 return
+            if method == "DELETE" and rtype.delete_collection:
+                self._delete_collection(req, query, body)
+                return
             raise MethodNotAllowed(f"{method} is not supported on a collection of {rtype.plural}")
         name = req.name
         if method == "GET":
-            self._send_json(200, store.get(rtype, name, req.namespace))
+            obj = store.get(rtype, name, req.namespace)
+            accept = self.headers.get("Accept")
+            if req.subresource is None and tables.wants(accept, "Table"):
+                self._send_json(200, tables.table(rtype, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}))
+            elif req.subresource is None and tables.wants(accept, "PartialObjectMetadata"):
+                self._send_json(200, tables.partial_metadata(obj))
+            else:
+                self._send_json(200, obj)
         elif method == "PUT":
             obj = self._object_body(body, rtype)
             given_name = (obj.get("metadata") or {}).get("name")
@@ -401,7 +467,15 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             preconditions = None
             if isinstance(pre, dict):
                 preconditions = Preconditions(uid=pre.get("uid"), resource_version=pre.get("resourceVersion"))
-            deleted = store.delete(rtype, name, req.namespace, preconditions=preconditions)
+            grace = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+            if query.get("gracePeriodSeconds"):
+                grace = query["gracePeriodSeconds"]
+            if grace is not None:
+                try:
+                    grace = int(grace)
+                except (TypeError, ValueError) as exc:
+                    raise BadRequest(f"gracePeriodSeconds {grace!r} is not a number") from exc
+            deleted = store.delete(rtype, name, req.namespace, preconditions=preconditions, grace_period_seconds=grace)
             if rtype in _RETURNS_DELETED_OBJECT or deleted["metadata"].get("deletionTimestamp"):
                 self._send_json(200, deleted)
             else:
@@ -413,6 +487,38 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 )
         else:
             raise MethodNotAllowed(f"{method} is not supported on {rtype.plural}")
+
+    def _delete_collection(self, req: _Request, query: dict[str, str], body: bytes) -> None:
+        """deletecollection: delete (pods: gracefully) every selected object; answer the list of them."""
+        rtype, store = req.resource, self.api.store
+        options = self._json(body) if body.strip() else {}
+        grace = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+        listed = store.list(
+            rtype,
+            req.namespace,
+            label_selector=parse_label_selector(query.get("labelSelector")),
+            field_selector=parse_field_selector(query.get("fieldSelector"), rtype.kind),
+        )
+        deleted = []
+        for obj in listed.items:
+            meta = obj["metadata"]
+            try:
+                deleted.append(
+                    store.delete(
+                        rtype, meta["name"], meta.get("namespace"), grace_period_seconds=grace if isinstance(grace, int) else None
+                    )
+                )
+            except NotFound:
+                continue
+        self._send_json(
+            200,
+            {
+                "kind": rtype.list_kind,
+                "apiVersion": rtype.api_version,
+                "metadata": {"resourceVersion": store.resource_version},
+                "items": deleted,
+            },
+        )
 
     @staticmethod
     def _json(body: bytes) -> Any:
@@ -451,14 +557,24 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             field_selector=fields,
             limit=limit,
             continue_token=query.get("continue") or None,
+            resource_version=query.get("resourceVersion") or None,
+            resource_version_match=query.get("resourceVersionMatch") or None,
         )
         metadata: dict[str, Any] = {"resourceVersion": listed.resource_version}
         if listed.continue_token:
             metadata["continue"] = listed.continue_token
-            metadata["remainingItemCount"] = listed.remaining_item_count
-        self._send_json(
-            200, {"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": metadata, "items": listed.items}
-        )
+            if listed.remaining_item_count is not None:
+                metadata["remainingItemCount"] = listed.remaining_item_count
+        accept = self.headers.get("Accept")
+        if tables.wants(accept, "Table"):
+            self._send_json(200, tables.table(rtype, listed.items, metadata))
+            return
+        if tables.wants(accept, "PartialObjectMetadataList"):
+            self._send_json(200, tables.partial_metadata_list(listed.items, metadata))
+            return
+        # The real server leaves kind and apiVersion off list items (the list carries them).
+        items = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in listed.items]
+        self._send_json(200, {"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": metadata, "items": items})
 
     # ------------------------------------------------------------------------------ watch
 
@@ -472,7 +588,10 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             try:
                 start_rv = int(rv_param)
             except ValueError as exc:
-                raise BadRequest(f"resourceVersion {rv_param!r} is not a valid resourceVersion") from exc
+                # What kube-apiserver v1.36 answers (a 500 without a reason, from strconv.ParseUint).
+                raise InternalError(
+                    f'resourceVersion: Invalid value: "{rv_param}": strconv.ParseUint: parsing "{rv_param}": invalid syntax'
+                ) from exc
         timeout = DEFAULT_WATCH_TIMEOUT_SECONDS
         if query.get("timeoutSeconds"):
             try:
@@ -497,15 +616,19 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                     self._write_event(watch.bookmark(cursor, initial_events_end=True))
             else:
                 cursor = start_rv
-            self._stream(watch, cursor, deadline, bookmarks)
+            self._stream(watch, cursor, deadline, bookmarks, timed="timeoutSeconds" in query)
             self._write_chunk(b"")
         except (BrokenPipeError, ConnectionResetError, OSError):
             log.debug("watch client went away")
 
-    def _stream(self, watch: _WatchFilter, cursor: int, deadline: float, bookmarks: bool) -> None:
+    def _stream(self, watch: _WatchFilter, cursor: int, deadline: float, bookmarks: bool, *, timed: bool = False) -> None:
         store = self.api.store
         interval = self.api.bookmark_interval
         next_bookmark = time.monotonic() + interval
+        if timed:
+            # kube-apiserver's watch cache sends a bookmark shortly before a watch's timeout, so the
+            # client can resume from the newest resourceVersion instead of its last event's.
+            next_bookmark = min(next_bookmark, max(time.monotonic(), deadline - 1.0))
         while not self.api.stopping.is_set():
             now = time.monotonic()
             if now >= deadline or self._client_gone():
@@ -592,7 +715,8 @@ class _WatchFilter:
         metadata: dict[str, Any] = {"resourceVersion": str(resource_version)}
         if initial_events_end:
             metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
-        return {
-            "type": "BOOKMARK",
-            "object": {"kind": self.resource.kind, "apiVersion": self.resource.api_version, "metadata": metadata},
-        }
+        # The real server serialises an empty object of the kind, so spec and status come as {}.
+        obj: dict[str, Any] = {"kind": self.resource.kind, "apiVersion": self.resource.api_version, "metadata": metadata}
+        if self.resource.has_status:
+            obj["spec"], obj["status"] = {}, {}
+        return {"type": "BOOKMARK", "object": obj}

@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lab.apiserver.errors import (
@@ -32,6 +32,8 @@ from lab.apiserver.errors import (
     Expired,
     Invalid,
     NotFound,
+    field_invalid,
+    invalid,
     object_details,
 )
 from lab.apiserver.patches import PATCH_TYPES, apply_patch
@@ -41,11 +43,27 @@ from lab.apiserver.selectors import FieldSelector, LabelSelector, parse_field_se
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DEFAULT_HISTORY_SIZE = 4096
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+NODE_PORT_RANGE = (30000, 32767)
+"""kube-apiserver's default --service-node-port-range."""
+_NO_GENERATION_KINDS = frozenset({"Service", "Node", "Namespace"})
+"""Kinds whose metadata.generation kube-apiserver leaves unset."""
+DEFAULT_TERMINATION_GRACE_SECONDS = 30
+"""A pod's spec.terminationGracePeriodSeconds when it sets none (as kube-apiserver defaults it)."""
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _DNS_LABEL_KINDS = frozenset({"Namespace", "Service"})
+_RFC1123_LABEL = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end "
+    "with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+_RFC1123_SUBDOMAIN = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start "
+    "and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
 
 
 @dataclass(frozen=True)
@@ -100,9 +118,14 @@ class Subscription:
         self._store._unsubscribe(self)
 
 
-def now_timestamp() -> str:
-    """The current time in the RFC 3339 form Kubernetes uses in metadata ("2026-01-02T03:04:05Z")."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_timestamp(after_seconds: int = 0) -> str:
+    """The current time (plus `after_seconds`) in the RFC 3339 form Kubernetes uses in metadata."""
+    return (datetime.now(UTC) + timedelta(seconds=after_seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """A metadata timestamp ("2026-01-02T03:04:05Z") as an aware datetime."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -181,34 +204,93 @@ class Store:
         field_selector: str | FieldSelector | None = None,
         limit: int | None = None,
         continue_token: str | None = None,
+        resource_version: str | None = None,
+        resource_version_match: str | None = None,
     ) -> ObjectList:
         """Objects of a type (in one namespace, or all when `namespace` is None), filtered and paged.
 
-        Items are ordered by (namespace, name). With `limit`, the result carries a continue token
-        to pass back for the next page.
+        Items are ordered as etcd orders their keys ("namespace/name", or "name"). With `limit`, the
+        result carries a continue token that encodes the list's resourceVersion: the next pages show
+        the objects as they were then (a consistent snapshot), until that version leaves the watch
+        history; then the continue is Expired (410) and carries a fresh, inconsistent token that
+        pages on over current data, as kube-apiserver does after an etcd compaction.
+
+        `resource_version` "0" serves the current state without paging (as the watch cache does);
+        with `resource_version_match="Exact"` the list is the state at that version (410 once
+        compacted).
         """
         rtype = resolve(resource)
         labels = label_selector if isinstance(label_selector, LabelSelector) else parse_label_selector(label_selector)
         fields = field_selector if isinstance(field_selector, FieldSelector) else parse_field_selector(field_selector, rtype.kind)
-        start: tuple[str, str] | None = None
+        start = ""
+        snapshot_rv: int | None = None
         if continue_token:
-            start = _decode_continue(continue_token)
+            if resource_version:
+                raise BadRequest("specifying resource version is not allowed when using continue")
+            snapshot_rv, start = _decode_continue(continue_token)
+        exact: int | None = None
+        if resource_version_match not in (None, "", "NotOlderThan", "Exact"):
+            raise BadRequest(f'resourceVersionMatch "{resource_version_match}" is not one of Exact, NotOlderThan')
+        if resource_version_match and not resource_version:
+            raise BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if resource_version:
+            try:
+                asked = int(resource_version)
+            except ValueError as exc:
+                raise BadRequest(f'resourceVersion "{resource_version}" is not a valid resourceVersion') from exc
+            if resource_version_match == "Exact":
+                exact = asked
+            elif asked == 0:
+                limit = None  # served from the watch cache: the whole list, no pages
         with self._cond:
-            rv = self._rv
-            candidates = sorted(self._objects.get(rtype, {}).items())
+            if snapshot_rv is not None and snapshot_rv > 0:
+                if snapshot_rv < self._compacted_rv:
+                    raise Expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start "
+                        "a new list without the continue parameter, or use the continue token in this response to "
+                        "retrieve the remainder of the results. Continuing with the provided token results in an "
+                        "inconsistent list - objects that were created, modified, or deleted between the time the first "
+                        "chunk was returned and now may show up in the list.",
+                        metadata={"continue": _encode_continue(-1, start)},
+                    )
+                table, rv = self._state_at(rtype, snapshot_rv), snapshot_rv
+            elif exact is not None:
+                if exact < self._compacted_rv:
+                    raise Expired(f"too old resource version: {exact} ({self._compacted_rv})")
+                if exact > self._rv:
+                    raise Expired(f"Too large resource version: {exact}, current: {self._rv}")
+                table, rv = self._state_at(rtype, exact), exact
+            else:
+                table, rv = self._objects.get(rtype, {}), self._rv
             selected = [
                 obj
-                for key, obj in candidates
-                if (start is None or key > start)
-                and (namespace is None or not rtype.namespaced or key[0] == namespace)
+                for key_text, obj in sorted((_etcd_key(rtype, key), obj) for key, obj in table.items())
+                if (not start or key_text >= start)
+                and (namespace is None or not rtype.namespaced or obj["metadata"].get("namespace") == namespace)
                 and labels.matches(obj["metadata"].get("labels"))
                 and fields.matches(obj)
             ]
             if limit is not None and limit > 0 and len(selected) > limit:
                 page = selected[:limit]
-                token = _encode_continue(rv, _key(page[-1]))
-                return ObjectList(copy.deepcopy(page), str(rv), token, len(selected) - limit)
+                token = _encode_continue(rv, _etcd_key(rtype, _key(page[-1])) + "\x00")
+                remaining = None if (labels.requirements or fields.requirements) else len(selected) - limit
+                return ObjectList(copy.deepcopy(page), str(rv), token, remaining)
             return ObjectList(copy.deepcopy(selected), str(rv))
+
+    def _state_at(self, rtype: ResourceType, resource_version: int) -> dict[tuple[str, str], dict[str, Any]]:
+        """The objects of a type as they were at `resource_version` (undoing newer history events)."""
+        table = dict(self._objects.get(rtype, {}))
+        for event in reversed(self._history):
+            if event.resource_version <= resource_version:
+                break
+            if event.resource is not rtype:
+                continue
+            key = _key(event.object)
+            if event.type == "ADDED" or event.old_object is None:
+                table.pop(key, None)
+            else:
+                table[key] = event.old_object
+        return table
 
     # ---------------------------------------------------------------------------------- writes
 
@@ -231,7 +313,7 @@ class Store:
             if not prefix:
                 raise Invalid(f"{rtype.kind}: metadata.name or metadata.generateName is required")
             meta["name"] = prefix + "".join(secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
-        self._validate_name(rtype, meta["name"])
+        self._validate(rtype, new)
         for server_field in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "selfLink"):
             meta.pop(server_field, None)
         with self._cond:
@@ -249,7 +331,10 @@ class Store:
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_timestamp()
             meta["resourceVersion"] = str(rv)
-            meta["generation"] = 1
+            if rtype.kind in _NO_GENERATION_KINDS:
+                meta.pop("generation", None)
+            else:
+                meta["generation"] = 1
             table[key] = new
             self._record(WatchEvent("ADDED", new, rtype, rv))
             result = copy.deepcopy(new)
@@ -328,20 +413,67 @@ class Store:
         namespace: str | None = None,
         *,
         preconditions: Preconditions | None = None,
+        grace_period_seconds: int | None = None,
     ) -> dict[str, Any]:
         """Delete an object and return its last state.
 
         Objects with metadata.finalizers are only marked (deletionTimestamp) until an update clears
         the finalizers. Deleting a namespace deletes every object in it.
+
+        Pods are deleted gracefully, as kube-apiserver deletes them: a pod bound to a node and not
+        finished gets `deletionTimestamp` = now + its grace period (`grace_period_seconds`, else
+        spec.terminationGracePeriodSeconds, default 30) and `deletionGracePeriodSeconds`, and stays
+        (Terminating) until its kubelet deletes it with grace 0 (`finish_graceful_deletions` in the
+        lab). Grace 0, an unscheduled pod and a Failed/Succeeded pod go at once. A second delete can
+        shorten the grace period, never lengthen it.
         """
         rtype = resolve(resource)
+        if grace_period_seconds is not None and grace_period_seconds < 0:
+            raise Invalid(f"gracePeriodSeconds must be 0 or more, not {grace_period_seconds}")
         with self._cond:
             current = self._lookup(rtype, name, namespace)
             if preconditions is not None:
                 self._check_preconditions(rtype, current, preconditions)
-            result = self._delete_locked(rtype, current)
+            grace = self._pod_grace(current, grace_period_seconds) if rtype is PODS else 0
+            if grace < 0:
+                result = current
+            elif grace > 0:
+                result = self._begin_graceful_delete_locked(rtype, current, grace)
+            else:
+                result = self._delete_locked(rtype, current, grace_ended=rtype is PODS)
         self._drain()
         return copy.deepcopy(result)
+
+    def finish_graceful_deletions(self, now: datetime | None = None) -> builtins.list[tuple[str, str]]:
+        """What a kubelet does when a terminating pod's grace period is over: delete it with grace 0.
+
+        Returns the (namespace, name) of the pods removed. Pods held by finalizers stay, marked
+        with deletionGracePeriodSeconds 0, until the finalizers are cleared.
+        """
+        moment = now or datetime.now(UTC)
+        finished: builtins.list[tuple[str, str]] = []
+        with self._cond:
+            for key, pod in sorted(self._objects.get(PODS, {}).items()):
+                meta = pod["metadata"]
+                if not meta.get("deletionTimestamp") or not meta.get("deletionGracePeriodSeconds"):
+                    continue
+                if parse_timestamp(meta["deletionTimestamp"]) > moment:
+                    continue
+                self._delete_locked(PODS, pod, grace_ended=True)
+                if key not in self._objects[PODS]:
+                    finished.append(key)
+        self._drain()
+        return finished
+
+    def next_graceful_deadline(self) -> datetime | None:
+        """When the earliest terminating pod's grace period ends (None: no pod is terminating)."""
+        with self._cond:
+            deadlines = [
+                parse_timestamp(pod["metadata"]["deletionTimestamp"])
+                for pod in self._objects.get(PODS, {}).values()
+                if pod["metadata"].get("deletionTimestamp") and pod["metadata"].get("deletionGracePeriodSeconds")
+            ]
+        return min(deadlines, default=None)
 
     # --------------------------------------------------------------------------- subscriptions
 
@@ -481,18 +613,29 @@ class Store:
         return str(ns)
 
     @staticmethod
-    def _validate_name(rtype: ResourceType, name: str) -> None:
+    def _validate(rtype: ResourceType, obj: Mapping[str, Any]) -> None:
+        """Invalid (422) with every problem found, as kube-apiserver reports them (details.causes)."""
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        causes: builtins.list[dict[str, str]] = []
         if rtype.kind in _DNS_LABEL_KINDS:
-            if len(name) > 63 or not _LABEL.match(name):
-                raise Invalid(
-                    f'{rtype.kind} "{name}" is invalid: metadata.name must be a DNS label '
-                    "(lowercase letters, digits and '-', at most 63 characters)"
-                )
+            if len(name) > 63:
+                causes.append(field_invalid("metadata.name", name, "must be no more than 63 characters"))
+            if not _LABEL.match(name):
+                causes.append(field_invalid("metadata.name", name, _RFC1123_LABEL))
         elif len(name) > 253 or not _SUBDOMAIN.match(name):
-            raise Invalid(
-                f'{rtype.kind} "{name}" is invalid: metadata.name must be a DNS subdomain '
-                "(lowercase letters, digits, '-' and '.')"
-            )
+            causes.append(field_invalid("metadata.name", name, _RFC1123_SUBDOMAIN))
+        if rtype is SERVICES:
+            for index, port in enumerate((obj.get("spec") or {}).get("ports") or []):
+                for key in ("port", "targetPort", "nodePort"):
+                    value = port.get(key) if isinstance(port, Mapping) else None
+                    if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= 65535:
+                        if key == "nodePort" and value == 0:
+                            continue
+                        causes.append(
+                            field_invalid(f"spec.ports[{index}].{key}", value, "must be between 1 and 65535, inclusive")
+                        )
+        if causes:
+            raise invalid(rtype.kind, name, causes)
 
     def _check_preconditions(self, rtype: ResourceType, current: dict[str, Any], pre: Preconditions) -> None:
         meta = current["metadata"]
@@ -564,10 +707,12 @@ class Store:
         if "deletionGracePeriodSeconds" in cur_meta:
             meta["deletionGracePeriodSeconds"] = cur_meta["deletionGracePeriodSeconds"]
         meta["resourceVersion"] = cur_meta["resourceVersion"]
+        if rtype is SERVICES:
+            self._validate(rtype, new)
         self._apply_defaults(rtype, new, current)
-        if _spec_part(new) != _spec_part(current):
+        if _spec_part(new) != _spec_part(current) and rtype.kind not in _NO_GENERATION_KINDS:
             meta["generation"] = int(cur_meta.get("generation", 1)) + 1
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds"):
             return self._remove_locked(rtype, current), True
         if _without_volatile(new) == _without_volatile(current):
             return current, False
@@ -577,21 +722,62 @@ class Store:
         self._record(WatchEvent("MODIFIED", new, rtype, rv, current))
         return new, False
 
-    def _delete_locked(self, rtype: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _pod_grace(pod: dict[str, Any], requested: int | None) -> int:
+        """The grace period a pod delete gets (0: delete at once), as the pod strategy decides it."""
+        spec, meta = pod.get("spec") or {}, pod["metadata"]
+        if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+            return 0
+        grace = requested
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds")
+        if not isinstance(grace, int) or isinstance(grace, bool):
+            grace = DEFAULT_TERMINATION_GRACE_SECONDS
+        if meta.get("deletionTimestamp"):
+            already = meta.get("deletionGracePeriodSeconds")
+            if isinstance(already, int) and (already == 0 or grace >= already):
+                return -1  # already terminating at least as fast: nothing changes
+        return max(grace, 0)
+
+    def _begin_graceful_delete_locked(self, rtype: ResourceType, current: dict[str, Any], grace: int) -> dict[str, Any]:
+        new = copy.deepcopy(current)
+        meta = new["metadata"]
+        meta["deletionTimestamp"] = now_timestamp(grace)
+        meta["deletionGracePeriodSeconds"] = grace
+        meta["generation"] = int(meta.get("generation", 1)) + 1
+        rv = self._next_rv()
+        meta["resourceVersion"] = str(rv)
+        self._objects[rtype][_key(current)] = new
+        self._record(WatchEvent("MODIFIED", new, rtype, rv, current))
+        return new
+
+    def _delete_locked(self, rtype: ResourceType, current: dict[str, Any], *, grace_ended: bool = False) -> dict[str, Any]:
         if rtype is NAMESPACES:
             ns = current["metadata"]["name"]
+            if not current["metadata"].get("deletionTimestamp"):
+                # As in kube-apiserver: the namespace turns Terminating first (MODIFIED), then goes.
+                terminating = copy.deepcopy(current)
+                terminating["metadata"]["deletionTimestamp"] = now_timestamp()
+                terminating.setdefault("status", {})["phase"] = "Terminating"
+                rv = self._next_rv()
+                terminating["metadata"]["resourceVersion"] = str(rv)
+                self._objects[rtype][_key(current)] = terminating
+                self._record(WatchEvent("MODIFIED", terminating, rtype, rv, current))
+                current = terminating
             for other, table in self._objects.items():
                 if other.namespaced:
                     for key in sorted(k for k in table if k[0] == ns):
                         self._delete_locked(other, table[key])
         meta = current["metadata"]
         if meta.get("finalizers"):
-            if meta.get("deletionTimestamp"):
+            if meta.get("deletionTimestamp") and not (grace_ended and meta.get("deletionGracePeriodSeconds")):
                 return current
             new = copy.deepcopy(current)
-            new["metadata"]["deletionTimestamp"] = now_timestamp()
+            if not meta.get("deletionTimestamp"):
+                new["metadata"]["deletionTimestamp"] = now_timestamp()
+                if "generation" in meta:
+                    new["metadata"]["generation"] = int(meta["generation"]) + 1
             new["metadata"]["deletionGracePeriodSeconds"] = 0
-            new["metadata"]["generation"] = int(meta.get("generation", 1)) + 1
             rv = self._next_rv()
             new["metadata"]["resourceVersion"] = str(rv)
             self._objects[rtype][_key(current)] = new
@@ -615,18 +801,19 @@ class Store:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj.setdefault("status", {}).setdefault("phase", "Active")
         elif rtype is PODS:
-            spec = obj.setdefault("spec", {})
-            for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
-                for port in container.get("ports", []) or []:
-                    port.setdefault("protocol", "TCP")
-            obj.setdefault("status", {}).setdefault("phase", "Pending")
+            _default_pod(obj)
         elif rtype is SERVICES:
             self._default_service(obj, current)
 
     def _default_service(self, obj: dict[str, Any], current: dict[str, Any] | None) -> None:
+        """Service defaults and allocations as kube-apiserver v1.36 makes them (see scenario-services)."""
         spec = obj.setdefault("spec", {})
+        old_spec = (current or {}).get("spec") or {}
         spec.setdefault("type", "ClusterIP")
         spec.setdefault("sessionAffinity", "None")
+        if spec["sessionAffinity"] == "ClientIP":
+            client_ip = spec.setdefault("sessionAffinityConfig", {}).setdefault("clientIP", {})
+            client_ip.setdefault("timeoutSeconds", 10800)
         for port in spec.get("ports", []) or []:
             port.setdefault("protocol", "TCP")
             if spec["type"] != "ExternalName":
@@ -636,9 +823,9 @@ class Store:
             return
         spec.setdefault("internalTrafficPolicy", "Cluster")
         if current is not None and not spec.get("clusterIP"):
-            spec["clusterIP"] = current.get("spec", {}).get("clusterIP")
+            spec["clusterIP"] = old_spec.get("clusterIP")
         if not spec.get("clusterIP"):
-            spec["clusterIP"] = self._allocate_cluster_ip()
+            spec["clusterIP"] = self._allocate_cluster_ip(_key(obj))
         elif spec["clusterIP"] != "None":
             try:
                 address = ipaddress.ip_address(spec["clusterIP"])
@@ -651,9 +838,38 @@ class Store:
                     f"{owner['metadata']['namespace']}/{owner['metadata']['name']}"
                 )
         spec.setdefault("clusterIPs", [spec["clusterIP"]])
-        if spec["clusterIP"] != "None":
-            spec.setdefault("ipFamilies", ["IPv4"])
-            spec.setdefault("ipFamilyPolicy", "SingleStack")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+        external = spec["type"] in ("NodePort", "LoadBalancer")
+        if not external:
+            return
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+        if spec["type"] == "LoadBalancer":
+            spec.setdefault("allocateLoadBalancerNodePorts", True)
+        if spec["type"] == "NodePort" or spec.get("allocateLoadBalancerNodePorts"):
+            kept = {(p.get("port"), p.get("protocol")): p.get("nodePort") for p in old_spec.get("ports") or []}
+            for port in spec.get("ports", []) or []:
+                if not port.get("nodePort"):
+                    port["nodePort"] = kept.get((port.get("port"), port.get("protocol"))) or self._allocate_node_port()
+        if spec["type"] == "LoadBalancer" and spec["externalTrafficPolicy"] == "Local" and not spec.get("healthCheckNodePort"):
+            spec["healthCheckNodePort"] = old_spec.get("healthCheckNodePort") or self._allocate_node_port()
+
+    def _node_ports_in_use(self) -> set[int]:
+        used: set[int] = set()
+        for svc in self._objects.get(SERVICES, {}).values():
+            spec = svc.get("spec") or {}
+            used |= {int(p["nodePort"]) for p in spec.get("ports") or [] if p.get("nodePort")}
+            if spec.get("healthCheckNodePort"):
+                used.add(int(spec["healthCheckNodePort"]))
+        return used
+
+    def _allocate_node_port(self) -> int:
+        """A free port of the default NodePort range (30000-32767), picked at random as upstream does."""
+        used = self._node_ports_in_use()
+        free = [p for p in range(NODE_PORT_RANGE[0], NODE_PORT_RANGE[1] + 1) if p not in used]
+        if not free:
+            raise Invalid(f"no free node port left in {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}")
+        return secrets.choice(free)
 
     def _cluster_ip_owner(self, address: str) -> dict[str, Any] | None:
         for svc in self._objects.get(SERVICES, {}).values():
@@ -661,24 +877,106 @@ class Store:
                 return svc
         return None
 
-    def _allocate_cluster_ip(self) -> str:
+    def _allocate_cluster_ip(self, key: tuple[str, str]) -> str:
+        """A random free address above the service CIDR's static band (upstream's dynamic range);
+        the first address belongs to default/kubernetes."""
         used = {svc.get("spec", {}).get("clusterIP") for svc in self._objects.get(SERVICES, {}).values()}
-        for address in self._service_network.hosts():
-            if str(address) not in used:
-                return str(address)
-        raise Invalid(f"no free cluster IP left in {self._service_network}")
+        network = self._service_network
+        first = network.network_address + 1
+        if key == ("default", "kubernetes") and str(first) not in used:
+            return str(first)
+        size = network.num_addresses
+        band = min(max(16, size // 16), 256)
+        dynamic = range(band, size - 1)
+        for _ in range(64):
+            candidate = str(network.network_address + dynamic[secrets.randbelow(len(dynamic))])
+            if candidate not in used:
+                return candidate
+        for offset in (*dynamic, *range(2, band)):
+            candidate = str(network.network_address + offset)
+            if candidate not in used:
+                return candidate
+        raise Invalid(f"no free cluster IP left in {network}")
 
 
-def _encode_continue(rv: int, key: tuple[str, str]) -> str:
-    raw = json.dumps({"rv": rv, "start": list(key)}, separators=(",", ":")).encode()
+_DEFAULT_TOLERATIONS = (
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+)
+
+
+def _default_pod(obj: dict[str, Any]) -> None:
+    """The pod defaults kube-apiserver v1.36 fills (its defaulting and the default admission plugins:
+    ServiceAccount, DefaultTolerationSeconds, Priority); the service-account token volume is left out."""
+    spec = obj.setdefault("spec", {})
+    for key, value in (
+        ("restartPolicy", "Always"),
+        ("terminationGracePeriodSeconds", DEFAULT_TERMINATION_GRACE_SECONDS),
+        ("dnsPolicy", "ClusterFirst"),
+        ("serviceAccountName", "default"),
+        ("securityContext", {}),
+        ("schedulerName", "default-scheduler"),
+        ("priority", 0),
+        ("enableServiceLinks", True),
+        ("preemptionPolicy", "PreemptLowerPriority"),
+    ):
+        spec.setdefault(key, copy.deepcopy(value))
+    spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    tolerations = spec.setdefault("tolerations", [])
+    for default in _DEFAULT_TOLERATIONS:
+        if not any(t.get("key") == default["key"] and t.get("effect") in (None, "", "NoExecute") for t in tolerations):
+            tolerations.append(dict(default))
+    requests_or_limits, guaranteed = False, True
+    for container in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+        for port in container.get("ports", []) or []:
+            port.setdefault("protocol", "TCP")
+            if spec.get("hostNetwork"):
+                port.setdefault("hostPort", port.get("containerPort"))
+        image = str(container.get("image") or "")
+        latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+        container.setdefault("imagePullPolicy", "Always" if latest and "@" not in image else "IfNotPresent")
+        container.setdefault("terminationMessagePath", "/dev/termination-log")
+        container.setdefault("terminationMessagePolicy", "File")
+        resources = container.setdefault("resources", {})
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        requests_or_limits = requests_or_limits or bool(requests or limits)
+        guaranteed = guaranteed and all(limits.get(r) and requests.get(r, limits[r]) == limits[r] for r in ("cpu", "memory"))
+    status = obj.setdefault("status", {})
+    status.setdefault("phase", "Pending")
+    qos = "BestEffort" if not requests_or_limits else "Guaranteed" if guaranteed else "Burstable"
+    status.setdefault("qosClass", qos)
+
+
+_BAD_CONTINUE_VERSION = (
+    "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+)
+
+
+def _etcd_key(rtype: ResourceType, key: tuple[str, str]) -> str:
+    """The object's key below its resource's etcd prefix ("namespace/name", or "name")."""
+    return f"{key[0]}/{key[1]}" if rtype.namespaced else key[1]
+
+
+def _encode_continue(rv: int, start: str) -> str:
+    """A continue token as kube-apiserver writes it: base64url JSON of {v, rv, start} (rv -1: inconsistent)."""
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_continue(token: str) -> tuple[str, str]:
+def _decode_continue(token: str) -> tuple[int, str]:
+    """(resourceVersion, start key) of a continue token; BadRequest if it is not one."""
     try:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        namespace, name = data["start"]
-        return (str(namespace), str(name))
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise BadRequest(f"continue token {token!r} is not valid; list again without it") from exc
+    except (ValueError, binascii.Error) as exc:
+        raise BadRequest(f"invalid continue token: continue key is not valid: {exc}") from exc
+    if not isinstance(data, dict) or data.get("v") != "meta.k8s.io/v1":
+        raise BadRequest(
+            "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        )
+    rv, start = data.get("rv"), data.get("start")
+    if not isinstance(rv, int) or isinstance(rv, bool) or not isinstance(start, str) or not start or rv == 0 or rv < -1:
+        raise BadRequest(
+            "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        )
+    return rv, start

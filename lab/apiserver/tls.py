@@ -26,10 +26,15 @@ from cryptography.x509.oid import NameOID
 
 @dataclass(frozen=True)
 class ServingCertificate:
-    """A PEM certificate (its own CA) and its private key."""
+    """A PEM certificate (self-signed, or issued by the lab's CA) and its private key."""
 
     cert_pem: bytes
     key_pem: bytes
+
+    @classmethod
+    def from_files(cls, cert: str | os.PathLike[str], key: str | os.PathLike[str]) -> ServingCertificate:
+        """A certificate and key issued elsewhere (the lab's CA), read from PEM files."""
+        return cls(cert_pem=Path(cert).read_bytes(), key_pem=Path(key).read_bytes())
 
     @classmethod
     def self_signed(cls, hosts: Sequence[str] = ("127.0.0.1", "localhost"), *, days: int = 7) -> ServingCertificate:

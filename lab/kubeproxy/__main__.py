@@ -1,6 +1,6 @@
 """`python -m lab.kubeproxy`: one simulated node's kube-proxy.
 
-    python -m lab.kubeproxy --node NAME --node-ip IP --netns NS --api URL --token-file FILE \
+    python -m lab.kubeproxy --node NAME --node-ip IP --netns NS --api URL --token-file FILE [--ca-file PEM] \
         --mode iptables|nftables --cluster-cidr CIDR --status-file PATH \
         [--nft-layout 1.36|endpoint-chains|single-endpoint] \
         [--service-cidr CIDR ...] [--min-sync-period SECONDS] [--sync-period SECONDS] [--verbose]
@@ -32,8 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--node", required=True, help="node name (endpoints with this nodeName are local)")
     parser.add_argument("--node-ip", required=True, help="the node's IPv4 address")
     parser.add_argument("--netns", required=True, help="the node's network namespace")
-    parser.add_argument("--api", required=True, help="API server base URL (plain http)")
+    parser.add_argument("--api", required=True, help="API server base URL (https, or plain http)")
     parser.add_argument("--token-file", required=True, type=Path, help="file with the bearer token")
+    parser.add_argument("--ca-file", type=Path, help="CA certificate that issued the API server's (for https)")
     parser.add_argument("--mode", required=True, choices=("iptables", "nftables"))
     parser.add_argument("--cluster-cidr", required=True, help="pod CIDR of the cluster, e.g. 10.244.0.0/16")
     parser.add_argument("--status-file", required=True, type=Path, help="JSON status written after each sync")
@@ -68,6 +69,7 @@ def settings_from_args(argv: Sequence[str]) -> tuple[ProxySettings, bool]:
         netns=args.netns,
         api_url=args.api,
         token_file=args.token_file,
+        ca_file=args.ca_file,
         mode=args.mode,
         cluster_cidr=args.cluster_cidr,
         status_file=args.status_file,
@@ -114,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        api = KubeApi(settings.api_url, settings.token_file)
+        api = KubeApi(settings.api_url, settings.token_file, ca_file=settings.ca_file)
     except LabError as exc:
         print(f"kube-proxy: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -20,6 +20,7 @@ import http.client
 import json
 import logging
 import os
+import ssl
 import tempfile
 import threading
 import time
@@ -61,7 +62,7 @@ class ProxySettings:
     netns: str
     """The node's network namespace, where the rules go."""
     api_url: str
-    """Base URL of the API server, plain http (e.g. http://127.0.0.1:6443)."""
+    """Base URL of the API server (e.g. https://127.0.0.1:6443)."""
     token_file: Path
     """File holding the bearer token; re-read on every connection."""
     mode: ProxyMode
@@ -83,17 +84,30 @@ class ProxySettings:
     someone removes by hand stay removed until the next Service/EndpointSlice change)."""
     watch_timeout: float = 300.0
     """Socket read timeout of a watch; on expiry the watch is resumed from the last version."""
+    ca_file: Path | None = None
+    """The CA that issued the API server's certificate (needed for an https URL)."""
 
 
 class KubeApi:
-    """A minimal list/watch client over http.client (one connection per request)."""
+    """A minimal list/watch client over http.client (one connection per request).
 
-    def __init__(self, api_url: str, token_file: Path, timeout: float = 10.0) -> None:
+    An https URL is verified against `ca_file` (the lab's CA), as client-go verifies the kubeconfig's CA.
+    """
+
+    def __init__(self, api_url: str, token_file: Path, timeout: float = 10.0, ca_file: Path | None = None) -> None:
         parts = urlsplit(api_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise LabError(f"--api must be a plain http URL, got {api_url!r}", exit_code=2)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise LabError(f"--api must be an https (or plain http) URL, got {api_url!r}", exit_code=2)
+        self._tls: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            if ca_file is None:
+                raise LabError(f"--api {api_url} is https: give the CA that issued its certificate (--ca-file)", exit_code=2)
+            try:
+                self._tls = ssl.create_default_context(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise LabError(f"--ca-file {ca_file}: {exc}", exit_code=2) from exc
         self._host = parts.hostname
-        self._port = parts.port or 80
+        self._port = parts.port or (443 if self._tls else 80)
         self._prefix = parts.path.rstrip("/")
         self._token_file = token_file
         self._timeout = timeout
@@ -103,7 +117,11 @@ class KubeApi:
             token = self._token_file.read_text().strip()
         except OSError as exc:
             raise ApiUnavailable(f"cannot read token file {self._token_file}: {exc.strerror}") from exc
-        conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        conn = (
+            http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._tls)
+            if self._tls is not None
+            else http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        )
         try:
             conn.request(
                 "GET",

@@ -18,13 +18,14 @@ import pytest
 from bot.cluster import RESOURCES, ClusterClient, ResolutionError
 from bot.cluster.client import ApiCall
 from bot.parse import parse_question
-from lab.apiserver import ApiServer, EndpointSliceController, Store, write_kubeconfig
-from lab.objects import seed_objects
+from lab.apiserver import ApiServer, EndpointSliceController, Store, User, rules_of, write_kubeconfig
+from lab.objects import seed_objects, seed_store
 from lab.plan import LabOptions, make_plan
 from lab.spec import load_spec
 from tests.deploy.chart import FULLNAME, NAMESPACE, find, render
 
 TOKEN = "krd-rbac-token"
+ADMIN_TOKEN = "krd-rbac-admin-token"
 READ_VERBS = frozenset({"get", "list"})
 
 QUESTIONS = (
@@ -46,13 +47,15 @@ Grant = tuple[str, str, str]
 
 
 @pytest.fixture(scope="module")
-def api_calls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiCall, ...]]:
+def api_calls(tmp_path_factory: pytest.TempPathFactory, cluster_role: dict[str, Any]) -> Iterator[tuple[ApiCall, ...]]:
     plan = make_plan(load_spec(), LabOptions(prefix="krd"))
     store = Store(namespaces=["default", "kube-public", "kube-node-lease"])
-    for obj in seed_objects(plan, {"node-1": "127.0.0.1:17443"}):
-        store.create(obj)
+    seed_store(store, seed_objects(plan, {"node-1": "127.0.0.1:17443"}))
     controller = EndpointSliceController(store)
-    server = ApiServer(store, TOKEN)
+    # The server authorizes the bot's token by the rendered ClusterRole, as a real RBAC authorizer
+    # would: a call the role does not grant is a 403 and fails the fixture.
+    bot = User(f"system:serviceaccount:{NAMESPACE}:{FULLNAME}-bot", rules_of(cluster_role))
+    server = ApiServer(store, ADMIN_TOKEN, users={TOKEN: bot})
     try:
         controller.start()
         url = server.start(port=0)

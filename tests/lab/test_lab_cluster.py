@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,18 @@ def test_lab_up_status_contract_and_down_leaves_nothing() -> None:
     prefix = unique_prefix("a")
     with running_lab(prefix, "--nodes", "3") as lab:
         status = lab.status
-        assert set(status) >= {"config", "api", "nodes", "pods", "services"}
-        assert Path(status["config"]).exists() and status["api"].startswith("http://127.0.0.1:")
+        assert set(status) >= {"config", "api", "kubeconfig", "kubernetes", "nodes", "pods", "services"}
+        assert Path(status["config"]).exists() and status["api"].startswith("https://127.0.0.1:")
+        assert status["kubernetes"] == "lab"
+        # Real clients accept the kubeconfig: TLS verified against the lab's CA, the token sent
+        # (kubectl too where it is installed; the informer test in test_lab_informers.py covers client-go's ways).
+        if shutil.which("kubectl"):
+            kubectl = subprocess.run(
+                ["kubectl", "--kubeconfig", status["kubeconfig"], "get", "pods", "-A", "-o", "name"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert kubectl.returncode == 0, kubectl.stderr
+            assert len(kubectl.stdout.split()) == len(status["pods"]) + 3  # and the three agent pods (hostNetwork)
         assert [n["name"] for n in status["nodes"]] == ["node-1", "node-2", "node-3"]
         for n in status["nodes"]:
             assert set(n) >= {"name", "netns", "ip", "pod_cidr", "agent"}

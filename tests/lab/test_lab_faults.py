@@ -233,7 +233,7 @@ def test_pod_level_faults_break_only_that_pod(lab: Lab) -> None:
 def test_pod_crashloop_and_missing_ip_show_in_the_kernel_and_the_api(lab: Lab) -> None:
     state = load_state(lab.prefix)
     assert state is not None
-    api = LabApi.from_files(state.api_url, state.token_file)
+    api = LabApi.from_files(state.api_url, state.token_file, state.ca_file)
     lab.refresh()
     victim = app_pod(lab, "node-1", "frontend")
     path = f"/api/v1/namespaces/shop/pods/{victim['name']}"
