@@ -43,20 +43,31 @@ def lab(ctx: click.Context, prefix: str) -> None:
 @click.option("--cni", type=click.Choice(CNI_MODES), default="flannel-vxlan", show_default=True)
 @click.option("--proxy", type=click.Choice(PROXY_MODES), default="iptables", show_default=True)
 @click.option("--spec", "spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Cluster spec YAML.")
+@click.option(
+    "--kubernetes",
+    "kubernetes_dir",
+    envvar="KUBEREACH_LAB_KUBERNETES",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run the control plane on the official release binaries in this directory "
+    "(kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, etcd).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON when up.")
 @click.pass_context
-def up(ctx: click.Context, nodes: int, cni: str, proxy: str, spec_file: Path | None, as_json: bool) -> None:
+def up(
+    ctx: click.Context, nodes: int, cni: str, proxy: str, spec_file: Path | None, kubernetes_dir: Path | None, as_json: bool
+) -> None:
     """Build the lab, start its API server, kube-proxies, pods and agents."""
     from lab import lifecycle
 
     options = LabOptions(prefix=ctx.obj["prefix"], nodes=nodes, cni=cni, proxy=proxy)  # type: ignore[arg-type]
-    result = lifecycle.up(options, spec_file)
+    result = lifecycle.up(options, spec_file, kubernetes=kubernetes_dir)
     if as_json:
         click.echo(json.dumps(lifecycle.status(options.prefix), indent=2))
         return
     status = lifecycle.status(options.prefix)
     click.echo(
-        f"lab {options.prefix} is up in {result.seconds:.1f} s: {len(status['nodes'])} nodes ({cni}, kube-proxy {proxy}), "
+        f"lab {options.prefix} is up in {result.seconds:.1f} s on Kubernetes {status['kubernetes']}: "
+        f"{len(status['nodes'])} nodes ({cni}, kube-proxy {proxy}), "
         f"{len(status['pods'])} pods, {len(status['services'])} services"
     )
     click.echo(f"config: {status['config']}")
