@@ -13,7 +13,9 @@ from lab.cli import lab
 from lab.errors import LabError
 from lab.upstream.binaries import REQUIRED, find_binaries, kubernetes_version, parse_version
 
-WHERE = "get the official release binaries from the Kubernetes release page (kubernetes-server-linux-amd64.tar.gz) and etcd's release"
+WHERE = (
+    "get the official release binaries from the Kubernetes release page (kubernetes-server-linux-amd64.tar.gz) and etcd's release"
+)
 
 
 def _fake_release(directory: Path, *, skip: str | None = None, version_line: str = "Kubernetes v1.36.2") -> Path:

@@ -106,7 +106,10 @@ def test_the_apiserver_authorizes_with_node_and_rbac_and_signs_service_account_t
     assert flags["service-account-signing-key-file"] == str(pki.service_account_key)
     assert flags["service-cluster-ip-range"] == "10.96.0.0/12"
     assert flags["etcd-servers"] == "https://127.0.0.1:40001"
-    assert (flags["etcd-certfile"], flags["etcd-keyfile"]) == (str(pki.apiserver_etcd_client.cert), str(pki.apiserver_etcd_client.key))
+    assert (flags["etcd-certfile"], flags["etcd-keyfile"]) == (
+        str(pki.apiserver_etcd_client.cert),
+        str(pki.apiserver_etcd_client.key),
+    )
     assert flags["token-auth-file"] == str(layout.token_file)
     assert "insecure-port" not in flags and "anonymous-auth" not in flags  # upstream's defaults: anonymous is system:anonymous
 
@@ -133,10 +136,14 @@ def test_kube_proxy_runs_inside_its_node_namespace_as_that_node(setup: tuple[Ups
     assert flags["proxy-mode"] == "iptables"
     assert flags["kubeconfig"] == str(layout.kubeconfig("kube-proxy"))
     assert flags["cluster-cidr"] == "10.244.0.0/16"
-    assert all(flags[f"conntrack-{k}"] == "0" for k in ("max-per-core", "min", "tcp-timeout-established", "tcp-timeout-close-wait"))
+    assert all(
+        flags[f"conntrack-{k}"] == "0" for k in ("max-per-core", "min", "tcp-timeout-established", "tcp-timeout-close-wait")
+    )
 
 
-def test_every_file_the_control_plane_writes_is_inside_the_lab_directory(setup: tuple[UpstreamBinaries, UpstreamPki, Layout]) -> None:
+def test_every_file_the_control_plane_writes_is_inside_the_lab_directory(
+    setup: tuple[UpstreamBinaries, UpstreamPki, Layout],
+) -> None:
     _, _, layout = setup
     for name, argv in _all(setup).items():
         for value in _flags(argv).values():
@@ -144,7 +151,9 @@ def test_every_file_the_control_plane_writes_is_inside_the_lab_directory(setup: 
                 assert Path(value).is_relative_to(layout.directory), (name, value)
 
 
-def test_lab_down_can_recognise_each_upstream_process_by_its_command_line(setup: tuple[UpstreamBinaries, UpstreamPki, Layout]) -> None:
+def test_lab_down_can_recognise_each_upstream_process_by_its_command_line(
+    setup: tuple[UpstreamBinaries, UpstreamPki, Layout],
+) -> None:
     argvs = _all(setup)
     markers = set(process_markers(setup[2]))
     for name, argv in argvs.items():

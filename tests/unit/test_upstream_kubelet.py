@@ -91,7 +91,10 @@ def test_missing_not_ready_or_terminating_pods_are_named(plan: LabPlan) -> None:
     api[0]["status"]["conditions"][0]["status"] = "False"
     api[1]["metadata"]["deletionTimestamp"] = "2026-12-06T07:00:00Z"
     pods = [p for p in pods if not p["metadata"]["name"].startswith("kubereach-agent-1")]
-    assert pending_workloads(plan, pods) == ["Deployment shop/api (1/3 ready)", "DaemonSet kube-system/kubereach-agent (1/2 ready)"]
+    assert pending_workloads(plan, pods) == [
+        "Deployment shop/api (1/3 ready)",
+        "DaemonSet kube-system/kubereach-agent (1/2 ready)",
+    ]
     assert len(pending_workloads(plan, _spec_pods(plan, ready=False))) == len(plan.spec.workloads) + 1
 
 

@@ -27,7 +27,9 @@ def created(plan: LabPlan) -> list[dict[str, Any]]:
 
 
 def _find(objs: list[dict[str, Any]], kind: str, namespace: str, name: str) -> dict[str, Any]:
-    return next(o for o in objs if o["kind"] == kind and o["metadata"].get("namespace") == namespace and o["metadata"]["name"] == name)
+    return next(
+        o for o in objs if o["kind"] == kind and o["metadata"].get("namespace") == namespace and o["metadata"]["name"] == name
+    )
 
 
 def test_every_created_object_is_valid_for_the_api(created: list[dict[str, Any]], plan: LabPlan) -> None:
@@ -65,7 +67,9 @@ def test_workloads_carry_the_specs_replicas_selectors_and_ports(created: list[di
         assert template["metadata"]["labels"] == w.labels
         assert template["spec"]["schedulerName"] == objects.LAB_SCHEDULER
         ports = template["spec"]["containers"][0].get("ports", [])
-        assert [(p["containerPort"], p["protocol"], p.get("name")) for p in ports] == [(p.port, p.protocol, p.name) for p in w.ports]
+        assert [(p["containerPort"], p["protocol"], p.get("name")) for p in ports] == [
+            (p.port, p.protocol, p.name) for p in w.ports
+        ]
         if w.kind != "DaemonSet":
             assert obj["spec"]["replicas"] == w.replicas
     assert _find(created, "StatefulSet", "shop", "redis")["spec"]["serviceName"] == "redis"
@@ -99,9 +103,9 @@ def test_each_object_has_the_path_it_is_created_at(created: list[dict[str, Any]]
     assert ("Service", "/api/v1/namespaces/shop/services") in paths
     assert ("Deployment", "/apis/apps/v1/namespaces/shop/deployments") in paths
     assert ("NetworkPolicy", "/apis/networking.k8s.io/v1/namespaces/payments/networkpolicies") in paths
-    assert objects.collection_path({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}}) == (
-        "/apis/rbac.authorization.k8s.io/v1/clusterroles"
-    )
+    assert objects.collection_path(
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}}
+    ) == ("/apis/rbac.authorization.k8s.io/v1/clusterroles")
     with pytest.raises(ValueError, match="does not create Secret"):
         objects.collection_path({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "x"}})
 
@@ -117,7 +121,9 @@ def test_a_node_registers_with_its_pod_cidr_address_and_namespace(plan: LabPlan)
     assert ready["status"] == "True"
     assert status["nodeInfo"]["kubeletVersion"] == "v1.36.2"
     assert status["allocatable"]["pods"] == "110"
-    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}, **objects.node_status(node, "v1")}, SCHEMA, strict=True)
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}, **objects.node_status(node, "v1")}, SCHEMA, strict=True
+    )
 
 
 def test_a_built_pods_status_is_running_and_ready_with_its_address() -> None:

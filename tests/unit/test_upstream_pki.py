@@ -140,9 +140,11 @@ def _handshake(pki: UpstreamPki, client: CertPair | None) -> dict[str, str]:
     if client is not None:
         client_ctx.load_cert_chain(client.cert, client.key)
     try:
-        with socket.create_connection(listener.getsockname(), timeout=5) as raw:
-            with client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                assert tls.recv(2) == b"ok"
+        with (
+            socket.create_connection(listener.getsockname(), timeout=5) as raw,
+            client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            assert tls.recv(2) == b"ok"
     finally:
         thread.join(5)
         listener.close()

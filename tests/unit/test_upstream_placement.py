@@ -32,7 +32,13 @@ def controller_pod(w: WorkloadSpec, *, ordinal: int | None = None, node_affinity
         spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
     owner = {"apiVersion": "apps/v1", "kind": OWNER[w.kind], "name": w.name, "uid": str(uuid.uuid4()), "controller": True}
     return {
-        "metadata": {"name": name, "namespace": w.namespace, "uid": str(uuid.uuid4()), "labels": labels, "ownerReferences": [owner]},
+        "metadata": {
+            "name": name,
+            "namespace": w.namespace,
+            "uid": str(uuid.uuid4()),
+            "labels": labels,
+            "ownerReferences": [owner],
+        },
         "spec": spec,
     }
 

@@ -34,7 +34,11 @@ def test_the_binding_names_the_service_account_the_lab_creates(bot: tuple[list[d
     binding = next(o for o in created if o["kind"] == "ClusterRoleBinding")
     role = next(o for o in created if o["kind"] == "ClusterRole")
     account = next(o for o in created if o["kind"] == "ServiceAccount")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]
     assert (account["metadata"]["namespace"], account["metadata"]["name"]) == (namespace, name) == (rbac.NAMESPACE, name)
 
