@@ -343,7 +343,7 @@ class LabKubelet:
     def report(self, pod: Obj, built: BuiltPod) -> None:
         """Running and Ready, with the pod's address, through pods/status as the node."""
         meta, spec = pod["metadata"], pod.get("spec") or {}
-        containers = [c["name"] for c in spec.get("containers") or []]
+        containers = [(c["name"], c.get("image", "")) for c in spec.get("containers") or []]
         status = objects.pod_status(built.ip, self.nodes[built.node].ip, containers, ready=True, started_at=objects.now_rfc3339())
         try:
             self.node_apis[built.node].merge_patch(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status", status)

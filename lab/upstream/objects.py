@@ -214,8 +214,11 @@ def cluster_objects(plan: LabPlan) -> list[Obj]:
     ]
 
 
-def pod_status(pod_ip: str, host_ip: str, containers: list[str], *, ready: bool, started_at: str) -> Obj:
-    """The status the lab's kubelet reports for a pod it built (a merge patch of pods/status)."""
+def pod_status(pod_ip: str, host_ip: str, containers: list[tuple[str, str]], *, ready: bool, started_at: str) -> Obj:
+    """The status the lab's kubelet reports for a pod it built (a merge patch of pods/status).
+
+    `containers`: (name, image) of each container of the pod's spec.
+    """
     flag = "True" if ready else "False"
     stamp = now_rfc3339()
     conditions = [
@@ -231,11 +234,11 @@ def pod_status(pod_ip: str, host_ip: str, containers: list[str], *, ready: bool,
             "ready": ready,
             "started": True,
             "restartCount": 0,
-            "image": "",
+            "image": image,
             "imageID": "",
             "state": {"running": {"startedAt": started_at}},
         }
-        for name in containers
+        for name, image in containers
     ]
     return {
         "status": {

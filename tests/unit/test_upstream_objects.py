@@ -127,13 +127,19 @@ def test_a_node_registers_with_its_pod_cidr_address_and_namespace(plan: LabPlan)
 
 
 def test_a_built_pods_status_is_running_and_ready_with_its_address() -> None:
-    patch = objects.pod_status("10.244.1.7", "10.240.0.11", ["api"], ready=True, started_at="2026-12-06T07:00:00Z")
+    patch = objects.pod_status(
+        "10.244.1.7", "10.240.0.11", [("api", "registry.local/api:lab")], ready=True, started_at="2026-12-06T07:00:00Z"
+    )
     kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, **patch}, SCHEMA, strict=True)
     status = patch["status"]
     assert (status["phase"], status["podIP"], status["podIPs"], status["hostIP"]) == (
         "Running", "10.244.1.7", [{"ip": "10.244.1.7"}], "10.240.0.11",
     )  # fmt: skip
     assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
-    assert status["containerStatuses"][0]["ready"] is True
-    not_ready = objects.pod_status("10.244.1.7", "10.240.0.11", ["api"], ready=False, started_at="2026-12-06T07:00:00Z")
+    assert status["containerStatuses"][0] | {"state": None} == {
+        "name": "api", "image": "registry.local/api:lab", "imageID": "", "ready": True, "started": True, "restartCount": 0, "state": None,
+    }  # fmt: skip
+    not_ready = objects.pod_status(
+        "10.244.1.7", "10.240.0.11", [("api", "registry.local/api:lab")], ready=False, started_at="2026-12-06T07:00:00Z"
+    )
     assert {c["type"]: c["status"] for c in not_ready["status"]["conditions"]}["Ready"] == "False"
