@@ -7,11 +7,13 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.live import Live
 
+from bot.errors import BadInput, KubereachError
 from bot.playbook.models import InvestigationResult, StepResult
 from bot.settings import load_settings
 
@@ -24,6 +26,36 @@ from bot.settings import load_settings
 @click.pass_context
 def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool) -> None:
     """Ask why one workload cannot reach another, e.g. "why can't frontend reach api"."""
+    try:
+        _ask(ctx, question, as_json, namespace, no_history)
+    except KubereachError as exc:
+        if as_json:
+            # Scripts read stdout: say what went wrong there too (the exit code and stderr stay as they are).
+            click.echo(json.dumps({"question": question, "error": error_document(exc)}, indent=2))
+        raise
+
+
+def error_document(exc: KubereachError) -> dict[str, Any]:
+    """The `error` object `ask --json` prints when it could not investigate."""
+    from bot.cluster.errors import ClusterAccessDenied, ClusterNoCredentials, ClusterUnavailable
+
+    kind = "error"
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ClusterNoCredentials):
+        kind = "no_credentials"
+    elif isinstance(exc, ClusterAccessDenied):
+        kind = "access_denied"
+        extra["rbac"] = {"verb": exc.verb, "resource": exc.resource, "group": exc.group, "namespace": exc.namespace}
+    elif isinstance(exc, ClusterUnavailable):
+        kind = "cluster_unavailable"
+    elif isinstance(exc, BadInput):
+        kind = "bad_input"
+    if isinstance(exc, ClusterUnavailable) and exc.server:
+        extra["server"] = exc.server
+    return {"kind": kind, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code, **extra}
+
+
+def _ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool) -> None:
     from bot.investigate import Investigator
     from bot.render.document import investigation_document
     from bot.render.terminal import investigation_view, steps_table

@@ -95,7 +95,7 @@ def build_case(resolved: Resolved, agents_known: frozenset[str], dns_endpoints: 
             number = _endpoint_port(e, resolved, pod)
             if number is None:
                 continue
-            endpoints.append(EndpointRef(e.ip, number, e.node, e.ready, _pod_ref(pod) if pod else None))
+            endpoints.append(EndpointRef(e.ip, number, e.node, e.ready, _pod_ref(pod) if pod else None, e.serving, e.terminating))
         dns_name = f"{svc.name}.{svc.namespace}"
     elif resolved.target_kind == "pod" and resolved.target_pods:
         pod = resolved.target_pods[0]
@@ -204,7 +204,7 @@ class Investigator:
                 if port is None:
                     continue
                 pod = PodRef(e.pod_namespace or "kube-system", e.pod_name or e.ip, e.ip, e.node) if e.pod_name else None
-                out.append(EndpointRef(e.ip, port, e.node, e.ready, pod))
+                out.append(EndpointRef(e.ip, port, e.node, e.ready, pod, e.serving, e.terminating))
         return tuple(out)
 
     async def investigate(

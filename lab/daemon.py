@@ -4,6 +4,7 @@
 
 It seeds the API store with the lab's objects, then runs, as a real cluster would:
 - the EndpointSlice controller (pods × services → slices),
+- the kubelets' end of graceful pod deletion (a deleted pod stays Terminating for its grace period),
 - the DNS controller (services, slices, pods → the zone file the CoreDNS pods answer from),
 - the NetworkPolicy agent (pods, namespaces, policies → filter rules in every node's namespace).
 kube-proxy runs as one process per node (`lab.kubeproxy`) and watches this API like the real one.
@@ -147,9 +148,12 @@ class LabControlPlane:
     def start(self) -> str:
         """Start controllers, seed, serve; return the API URL once everything synced once."""
         from lab.apiserver.endpointslices import EndpointSliceController
+        from lab.apiserver.graceful import GracefulDeleter
 
         self.endpoints = EndpointSliceController(self.store)
         self.endpoints.start()
+        self.graceful = GracefulDeleter(self.store)
+        self.graceful.start()
         self.store.subscribe(self.on_event)
         self.seed()
         self.dns.start()
@@ -166,6 +170,7 @@ class LabControlPlane:
     def stop(self) -> None:
         """Stop serving and the controllers."""
         self.server.stop()
+        self.graceful.stop()
         self.dns.stop()
         self.netpol.stop()
 

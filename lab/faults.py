@@ -723,7 +723,8 @@ def _replace_pod(ctx: FaultContext, old: Obj) -> str:
         host_veth=host_veth_name(ctx.plan.options.cni, ctx.state.prefix, old_plan.namespace, new_name),
     )
     ns = old["metadata"]["namespace"]
-    ctx.api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{old['metadata']['name']}")
+    # The lab plays the kubelet, which has already stopped the pod: it goes at once (grace period 0).
+    ctx.api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{old['metadata']['name']}", {"gracePeriodSeconds": 0})
     _stop_pod_process(ctx, old_plan)
     build.remove_pod(ctx.plan, old_plan)
     build.build_pod(ctx.plan, new_plan)

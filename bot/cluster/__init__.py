@@ -5,12 +5,18 @@ on every call; `resolve(client, question, default_namespace=..., allowed_namespa
 `client.resolve(question, ...)`) turns a parsed `Question` into `Resolved`: the source pods, the
 target Service/pods/endpoints, the port, the nodes and the objects the NetworkPolicy evaluator
 needs. `agent_addresses(client)` finds the node agents. Failures are our own errors:
-`ClusterUnavailable` / `ClusterAccessDenied`, `ResolutionError`, `NamespaceNotAllowed`.
+`ClusterUnavailable` / `ClusterAccessDenied` / `ClusterNoCredentials`, `ResolutionError`, `NamespaceNotAllowed`.
 """
 
 from bot.cluster.agents import AGENT_ADDRESS_ANNOTATION, addresses_from_pods, agent_addresses
 from bot.cluster.client import RESOURCES, ApiCall, ClusterClient, KubeResource
-from bot.cluster.errors import ClusterAccessDenied, ClusterUnavailable, NamespaceNotAllowed, ResolutionError
+from bot.cluster.errors import (
+    ClusterAccessDenied,
+    ClusterNoCredentials,
+    ClusterUnavailable,
+    NamespaceNotAllowed,
+    ResolutionError,
+)
 from bot.cluster.models import (
     ContainerPortInfo,
     EndpointInfo,
@@ -29,6 +35,7 @@ __all__ = [
     "ApiCall",
     "ClusterAccessDenied",
     "ClusterClient",
+    "ClusterNoCredentials",
     "ClusterUnavailable",
     "ContainerPortInfo",
     "EndpointInfo",

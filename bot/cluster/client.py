@@ -4,9 +4,10 @@
 (`in_cluster`). It reads objects as plain camelCase dicts (converted once, here, with
 `ApiClient.sanitize_for_serialization`), pages through long lists, and converts every foreign error
 at this boundary: `ApiException` and urllib3 errors become `ClusterUnavailable` (a 403 becomes
-`ClusterAccessDenied`, naming the RBAC rule to grant). Every request is recorded in `api_calls`
-(verb, API group, resource, namespace) so that the deployment's RBAC can be checked against what the
-bot really does.
+`ClusterAccessDenied`, naming the RBAC rule to grant, unless the server answered it to
+`system:anonymous`: then the kubeconfig has no credentials at all, `ClusterNoCredentials`). Every
+request is recorded in `api_calls` (verb, API group, resource, namespace) so that the deployment's
+RBAC can be checked against what the bot really does.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from bot.cluster.errors import ClusterAccessDenied, ClusterUnavailable
+from bot.cluster.errors import ClusterAccessDenied, ClusterNoCredentials, ClusterUnavailable
 from bot.cluster.models import RawObject
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 LIST_PAGE_SIZE = 500
+MAX_LIST_RESTARTS = 2
+"""Paged lists whose continue token expires (410) start again this often, then list in one piece."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,9 @@ class ClusterClient:
     ) -> list[RawObject]:
         """Every object of a kind in a namespace (None: all namespaces, or the cluster for cluster-scoped kinds).
 
-        Pages through the list; each item is a dict with `kind` and `apiVersion` set.
+        Pages through the list; each item is a dict with `kind` and `apiVersion` set. When a continue
+        token expires between pages (410 Expired, after the server compacted its history) the list
+        starts again, at most `MAX_LIST_RESTARTS` times, the last time unpaged.
         """
         api = self._api(resource)
         if not resource.namespaced:
@@ -224,14 +229,24 @@ class ClusterClient:
             method = getattr(api, f"list_namespaced_{resource.snake}")
         items: list[RawObject] = []
         token: str | None = None
+        restarts = 0
         while True:
-            kwargs: dict[str, Any] = {"limit": self.page_size, "_request_timeout": self.timeout}
+            kwargs: dict[str, Any] = {"_request_timeout": self.timeout}
+            if restarts < MAX_LIST_RESTARTS:
+                kwargs["limit"] = self.page_size
             if label_selector:
                 kwargs["label_selector"] = label_selector
             if token:
                 kwargs["_continue"] = token
             args = (namespace,) if namespace is not None else ()
-            page = self._call("list", resource, namespace, functools.partial(method, *args, **kwargs))
+            try:
+                page = self._call("list", resource, namespace, functools.partial(method, *args, **kwargs), continuing=bool(token))
+            except _ContinueExpired:
+                # The server compacted the snapshot our pages came from (410 Expired): start the list
+                # again; after MAX_LIST_RESTARTS such restarts, ask for it in one piece.
+                restarts += 1
+                items, token = [], None
+                continue
             for item in page.get("items") or []:
                 if isinstance(item, dict):
                     item.setdefault("kind", resource.kind)
@@ -292,7 +307,15 @@ class ClusterClient:
             self._apis[resource.api] = api
         return api
 
-    def _call(self, verb: str, resource: KubeResource, namespace: str | None, request: Callable[[], Any]) -> RawObject:
+    def _call(
+        self,
+        verb: str,
+        resource: KubeResource,
+        namespace: str | None,
+        request: Callable[[], Any],
+        *,
+        continuing: bool = False,
+    ) -> RawObject:
         with self._lock:
             self._calls.append(ApiCall(verb, resource.group, resource.plural, namespace))
         what = f"{verb} {resource.qualified}" + (f" in namespace {namespace}" if namespace else "")
@@ -302,6 +325,8 @@ class ClusterClient:
         except ApiException as exc:
             if exc.status == 404 and verb == "get":
                 raise _NotFound from exc
+            if exc.status == 410 and continuing:
+                raise _ContinueExpired from exc
             raise self._api_error(exc, verb, resource, namespace, what) from exc
         except urllib3.exceptions.HTTPError as exc:
             raise ClusterUnavailable(
@@ -333,6 +358,15 @@ class ClusterClient:
                 hint=f"the token or certificate in {self.source} is wrong or expired; refresh the credentials",
                 server=self.server,
             )
+        if status == 403 and _ANONYMOUS in (detail or ""):
+            return ClusterNoCredentials(
+                f"the Kubernetes API server at {self.server} refused to {what} (403 Forbidden) because the request "
+                f"carried no credentials: the server treated it as {_ANONYMOUS}",
+                hint=f"no credentials: the kubeconfig {self.source} has no token or client certificate for this "
+                "cluster (or in-cluster: no service account token is mounted); add the bot's token or certificate "
+                "to its user entry",
+                server=self.server,
+            )
         if status == 403:
             scope = f"in namespace {namespace}" if namespace else "cluster-wide"
             group = resource.group or '""'
@@ -360,6 +394,14 @@ class ClusterClient:
             hint="the API server may be overloaded or restarting; try again, and check its health if it persists",
             server=self.server,
         )
+
+
+_ANONYMOUS = '"system:anonymous"'
+"""How kube-apiserver names a request without credentials in its 403 message."""
+
+
+class _ContinueExpired(Exception):
+    """Internal: the continue token of a paged list expired (410); the list starts again."""
 
 
 class _NotFound(Exception):

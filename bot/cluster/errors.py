@@ -2,9 +2,10 @@
 
 `ClusterUnavailable` covers everything between us and an answer (no connection, timeout, rejected
 credentials, server errors); `ClusterAccessDenied` is the 403 case and names the RBAC rule that is
-missing. `ResolutionError` means the question names something the cluster does not have (or names
-it ambiguously) and carries the verdict code and the suggestions; `NamespaceNotAllowed` means the
-asker may not look into a namespace.
+missing; `ClusterNoCredentials` is the 403 a request without credentials gets (`system:anonymous`).
+`ResolutionError` means the question names something the cluster does not have (or names it
+ambiguously) and carries the verdict code and the suggestions; `NamespaceNotAllowed` means the asker
+may not look into a namespace.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ class ClusterUnavailable(KubereachError):
     def __init__(self, message: str, *, hint: str | None = None, server: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.server = server
+
+
+class ClusterNoCredentials(ClusterUnavailable):
+    """The API server answered as to `system:anonymous`: the request carried no credentials at all."""
 
 
 class ClusterAccessDenied(ClusterUnavailable):

@@ -370,8 +370,8 @@ def endpoint_items(sweep: Sweep, namespaces: Sequence[str]) -> tuple[str, list[D
         if service.type == "ExternalName" or not service.ports or not in_scope(service.namespace, namespaces):
             continue
         checked += 1
-        ready = {e for p in service.ports for e in p.ready}
-        if ready:
+        routed = {e for p in service.ports for e in p.routed}
+        if routed:
             continue
         not_ready = {e for p in service.ports for e in p.not_ready}
         if not_ready:
@@ -415,7 +415,11 @@ def _short(endpoints: Iterable[str]) -> str:
 
 
 def kube_proxy_items(sweep: Sweep, namespaces: Sequence[str]) -> tuple[str, list[DigestItem]]:
-    """Nodes whose kube-proxy NAT rules differ from the API's ready endpoints, per service port."""
+    """Nodes whose kube-proxy NAT rules differ from the API's ready endpoints, per service port.
+
+    When a port has no ready endpoint, kube-proxy routes to its serving terminating ones: those are
+    then what the rules should hold.
+    """
     items: list[DigestItem] = []
     compared_nodes = 0
     ports = [
@@ -440,7 +444,7 @@ def kube_proxy_items(sweep: Sweep, namespaces: Sequence[str]) -> tuple[str, list
             assert service.cluster_ip is not None
             label = f"{service.key}:{port.port}/{port.protocol}"
             key = f"kube_proxy:{node.name}:{label}"
-            expected = set(port.ready)
+            expected = set(port.routed)
             found = programmed.get(_nat_key(service.cluster_ip, port.port, port.protocol))
             data: dict[str, Any] = {"node": node.name, "service": service.key, "port": port.port, "protocol": port.protocol}
             if found is None:
@@ -458,7 +462,8 @@ def kube_proxy_items(sweep: Sweep, namespaces: Sequence[str]) -> tuple[str, list
                 items.append(
                     DigestItem(
                         key,
-                        f"{node.name}: {label} sends to {_short(actual)}; the API has {_short(expected)} ready",
+                        f"{node.name}: {label} sends to {_short(actual)}; the API has {_short(expected)} "
+                        + ("ready" if port.ready or not expected else "serving (terminating)"),
                         True,
                         data={**data, "kind": "stale", "programmed": sorted(actual), "expected": sorted(expected)},
                     )
@@ -577,8 +582,8 @@ def build_digest(
 
 ServiceFacts = tuple[str, str, str | None, str, Mapping[str, str] | None, Sequence[tuple[str | None, int, str]]]
 """(namespace, name, cluster_ip, type, selector, ports as (name, port, protocol)) of one Service."""
-EndpointFacts = tuple[str, bool, Sequence[tuple[str | None, int | None, str]]]
-"""(ip, ready, ports as (name, port, protocol)) of one EndpointSlice address."""
+EndpointFacts = tuple[str, bool, Sequence[tuple[str | None, int | None, str]], bool]
+"""(ip, ready, ports as (name, port, protocol), serving and terminating) of one EndpointSlice address."""
 
 
 def service_states(
@@ -587,7 +592,8 @@ def service_states(
     """Services with their ready and not-ready ``ip:port`` per port, from plain API facts.
 
     `services`: (namespace, name, cluster_ip, type, selector, ports as (name, port, protocol));
-    `endpoints`: ``namespace/name`` → addresses as (ip, ready, ports as (name, port, protocol)).
+    `endpoints`: ``namespace/name`` → addresses as (ip, ready, ports as (name, port, protocol),
+    whether it is serving and terminating).
     An endpoint serves a service port when its slice has a port of the same name and protocol.
     """
     out = []
@@ -597,13 +603,25 @@ def service_states(
         for port_name, number, protocol in ports:
             ready: set[str] = set()
             not_ready: set[str] = set()
-            for ip, is_ready, slice_ports in addresses:
+            terminating: set[str] = set()
+            for ip, is_ready, slice_ports, serving_terminating in addresses:
                 target = next(
                     (p for n, p, proto in slice_ports if (n or None) == (port_name or None) and proto == protocol and p), None
                 )
                 if target is None:
                     continue
                 (ready if is_ready else not_ready).add(f"{ip}:{target}")
-            states.append(ServicePortState(port_name, number, protocol, tuple(sorted(ready)), tuple(sorted(not_ready - ready))))
+                if serving_terminating and not is_ready:
+                    terminating.add(f"{ip}:{target}")
+            states.append(
+                ServicePortState(
+                    port_name,
+                    number,
+                    protocol,
+                    tuple(sorted(ready)),
+                    tuple(sorted(not_ready - ready)),
+                    tuple(sorted(terminating - ready)),
+                )
+            )
         out.append(ServiceState(namespace, name, cluster_ip, kind, selector, tuple(states)))
     return tuple(out)

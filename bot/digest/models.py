@@ -106,6 +106,15 @@ class ServicePortState:
     ready: tuple[str, ...] = ()
     """``ip:port`` of the ready endpoints."""
     not_ready: tuple[str, ...] = ()
+    terminating: tuple[str, ...] = ()
+    """``ip:port`` of the endpoints that are not ready but still serving while their pod terminates
+    (also listed in `not_ready`)."""
+
+    @property
+    def routed(self) -> tuple[str, ...]:
+        """Where kube-proxy sends this port's traffic: the ready endpoints, or the serving terminating
+        ones when none is ready."""
+        return self.ready or self.terminating
 
 
 @dataclass(frozen=True)

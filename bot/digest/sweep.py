@@ -85,7 +85,9 @@ def _read_api(cluster: ClusterClient) -> _ApiView:
                 continue
             key = f"{namespace_of(obj)}/{owner}"
             for e in endpoints_of_slice(obj):
-                view.endpoints[key].append((e.ip, e.ready, [(p.name, p.port, p.protocol) for p in e.ports]))
+                view.endpoints[key].append(
+                    (e.ip, e.ready, [(p.name, p.port, p.protocol) for p in e.ports], e.serving and e.terminating)
+                )
         view.services = [
             (s.namespace, s.name, s.cluster_ip, s.type, s.selector, [(p.name, p.port, p.protocol) for p in s.ports])
             for s in services

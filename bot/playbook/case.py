@@ -6,7 +6,7 @@ hand-written cases and recorded observations.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,13 +47,32 @@ class PodRef:
 
 @dataclass(frozen=True)
 class EndpointRef:
-    """One endpoint of the target: an address and port on a node, ready or not, and its pod."""
+    """One endpoint of the target: an address and port on a node, ready or not, and its pod.
+
+    `serving` and `terminating` are the EndpointSlice conditions: a pod in its grace period is
+    `ready=False, serving=True, terminating=True`.
+    """
 
     ip: str
     port: int
     node: str | None
     ready: bool = True
     pod: PodRef | None = None
+    serving: bool = False
+    terminating: bool = False
+
+    @property
+    def serving_terminating(self) -> bool:
+        """Not ready, but still serving while its pod shuts down."""
+        return not self.ready and self.serving and self.terminating
+
+
+def routed_endpoints(endpoints: Sequence[EndpointRef]) -> list[EndpointRef]:
+    """The endpoints kube-proxy sends a service's traffic to: the ready ones, or, when none is ready,
+    the serving terminating ones (kube-proxy falls back to pods that are shutting down but still
+    serve, so that a rolling update does not drop traffic)."""
+    ready = [e for e in endpoints if e.ready]
+    return ready or [e for e in endpoints if e.serving_terminating]
 
 
 @dataclass(frozen=True)

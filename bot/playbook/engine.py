@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.playbook.case import Case, EndpointRef, PodRef
+from bot.playbook.case import Case, EndpointRef, PodRef, routed_endpoints
 from bot.playbook.models import Evidence, Finding, Hop, StepResult, StepStatus, Verdict
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import NodeFacts, Observed, Observer, PodNetwork, ProbeView
@@ -234,6 +234,7 @@ def _check_target_api(w: _Walk) -> bool:
         return True
     selector = ",".join(f"{k}={v}" for k, v in (svc.selector or {}).items())
     ready = [e for e in case.endpoints if e.ready]
+    routed = routed_endpoints(case.endpoints)
     evidence = [
         _ev(
             "service",
@@ -246,9 +247,17 @@ def _check_target_api(w: _Walk) -> bool:
         _ev(
             "endpoints",
             f"{len(case.endpoints)} endpoints, {len(ready)} ready: "
-            + ", ".join(f"{e.ip}:{e.port}{'' if e.ready else ' (not ready)'} on {e.node}" for e in case.endpoints),
+            + ", ".join(f"{e.ip}:{e.port}{_endpoint_state(e)} on {e.node}" for e in case.endpoints),
             endpoints=[
-                {"ip": e.ip, "port": e.port, "node": e.node, "ready": e.ready, "pod": e.pod.key if e.pod else None}
+                {
+                    "ip": e.ip,
+                    "port": e.port,
+                    "node": e.node,
+                    "ready": e.ready,
+                    "serving": e.ready or e.serving,
+                    "terminating": e.terminating,
+                    "pod": e.pod.key if e.pod else None,
+                }
                 for e in case.endpoints
             ],
         ),
@@ -273,6 +282,16 @@ def _check_target_api(w: _Walk) -> bool:
         )
         w.record("target: service endpoints", StepStatus.FAIL, f"{svc.key} has no endpoints", evidence, started)
         return False
+    if not ready and routed:
+        w.record(
+            "target: service endpoints",
+            StepStatus.WARN,
+            f"{svc.key} has no ready endpoint, but kube-proxy still sends its traffic to the {len(routed)} serving "
+            "endpoints of pods that are shutting down (terminating)",
+            evidence,
+            started,
+        )
+        return True
     if not ready:
         not_ready = case.endpoints[0].pod
         w.add(
@@ -290,13 +309,19 @@ def _check_target_api(w: _Walk) -> bool:
     return True
 
 
+def _endpoint_state(e: EndpointRef) -> str:
+    if e.ready:
+        return ""
+    return " (terminating, still serving)" if e.serving_terminating else " (not ready)"
+
+
 async def _check_target_port(w: _Walk) -> None:
     """Does the targetPort name a port the backing pods expose or at least listen on?"""
     case, svc = w.case, w.case.service
     if svc is None:
         return
     started = time.monotonic()
-    ready = [e for e in case.endpoints if e.ready and e.pod is not None]
+    ready = [e for e in routed_endpoints(case.endpoints) if e.pod is not None]
     undeclared = [e for e in ready if e.pod is not None and not e.pod.declares(e.port, case.protocol)]
     if not undeclared:
         w.record(
@@ -617,7 +642,7 @@ class _SourceWalk:
         w, src, case = self.w, self.src, self.case
         if not _check_source_api(w, src) or src.node is None:
             return
-        reachable = [e for e in case.endpoints if e.ready] if case.target_kind == "service" else list(case.endpoints)
+        reachable = routed_endpoints(case.endpoints) if case.target_kind == "service" else list(case.endpoints)
         denied = _check_policy(w, src, reachable) if reachable else set()
         started = time.monotonic()
         facts, located = await asyncio.gather(self.node_facts(src.node), w.obs.locate_pod(src.node, src.ip or ""))
@@ -719,7 +744,7 @@ class _SourceWalk:
         ]
         # Follow the lookup to each DNS server: a broken path to one of them is that cause, not "DNS".
         fqdn = case.dns_fqdn or case.dns_name
-        servers = [e for e in case.dns_endpoints if e.ready]
+        servers = routed_endpoints(case.dns_endpoints)
         answers = await asyncio.gather(*(w.obs.probe_dns(src.node, pod_ip=src.ip or "", name=fqdn, server=e.ip) for e in servers))
         failing = []
         for e, answer in zip(servers, answers, strict=True):
@@ -770,8 +795,10 @@ class _SourceWalk:
                 rules=list(nat.rules[:20]),
             )
         ]
-        expected = {f"{e.ip}:{e.port}" for e in case.endpoints if e.ready}
+        routed = routed_endpoints(case.endpoints)
+        expected = {f"{e.ip}:{e.port}" for e in routed}
         programmed = {f"{e.ip}:{e.port}" for e in nat.endpoints}
+        which = "ready" if any(e.ready for e in routed) else "serving terminating"
         if not expected:
             w.record(
                 f"source {src.name}: service NAT", StepStatus.PASS, "no ready endpoints to program", evidence, started, src.node
@@ -794,7 +821,7 @@ class _SourceWalk:
             gone, missing = sorted(programmed - expected), sorted(expected - programmed)
             summary = (
                 f"kube-proxy's rules for {svc.key} on {src.node} are stale: they send traffic to {', '.join(gone) or 'nothing new'}"
-                f"{' but miss ' + ', '.join(missing) if missing else ''}; the API's ready endpoints are {', '.join(sorted(expected))}"
+                f"{' but miss ' + ', '.join(missing) if missing else ''}; the API's {which} endpoints are {', '.join(sorted(expected))}"
             )
             w.add(
                 Candidate(
@@ -811,7 +838,7 @@ class _SourceWalk:
             w.record(
                 f"source {src.name}: service NAT",
                 StepStatus.PASS,
-                f"kube-proxy ({nat.mode}) on {src.node} sends {svc.cluster_ip}:{case.port} to the {len(expected)} ready endpoints",
+                f"kube-proxy ({nat.mode}) on {src.node} sends {svc.cluster_ip}:{case.port} to the {len(expected)} {which} endpoints",
                 evidence,
                 started,
                 src.node,

@@ -10,20 +10,26 @@ from typing import Any
 
 from lab.apiserver.resources import READ_VERBS, RESOURCE_TYPES, WRITE_VERBS, groups
 
-SERVED_KUBERNETES_VERSION = (1, 31, 0)
+SERVED_KUBERNETES_VERSION = (1, 36, 2)
+"""The kube-apiserver release whose answers the lab's server imitates."""
 
 
 def version_info() -> dict[str, Any]:
-    """The /version document (version.Info)."""
+    """The /version document (version.Info) in kube-apiserver v1.36's shape (emulation and
+    compatibility versions included). The build metadata says it is the lab, not a real build."""
     major, minor, patch = SERVED_KUBERNETES_VERSION
     return {
         "major": str(major),
         "minor": str(minor),
-        "gitVersion": f"v{major}.{minor}.{patch}+kubereach-lab",
+        "emulationMajor": str(major),
+        "emulationMinor": str(minor),
+        "minCompatibilityMajor": str(major),
+        "minCompatibilityMinor": str(minor - 1),
+        "gitVersion": f"v{major}.{minor}.{patch}",
         "gitCommit": "0" * 40,
         "gitTreeState": "clean",
-        "buildDate": "2026-01-01T00:00:00Z",
-        "goVersion": "go1.22.0",
+        "buildDate": "2026-12-06T00:00:00Z",
+        "goVersion": "kubereach-lab",
         "compiler": "gc",
         "platform": "linux/amd64",
     }

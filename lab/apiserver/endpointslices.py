@@ -1,12 +1,15 @@
-"""The EndpointSlice controller: keeps each selector Service's EndpointSlices equal to its ready pods.
+"""The EndpointSlice controller: keeps each selector Service's EndpointSlices equal to its selected pods.
 
 It does what kube-controller-manager's endpointslice controller does for the lab's needs: for every
 Service with a selector (not ExternalName), pods in the Service's namespace that match the selector,
-have an IPv4 podIP, are not terminating and not finished become endpoints; ready and serving follow
-the pod's Ready condition (and phase Running); ports come from the Service's ports with targetPorts
-resolved per pod (named targetPorts from the pod's container ports; a pod that lacks the name is left
-out of that port). Pods whose ports resolve differently go into separate slices. Slices are written
-only when their content changes, so resourceVersions do not churn.
+have an IPv4 podIP and are not finished become endpoints. `serving` follows the pod's Ready condition
+(and phase Running); `terminating` is set once the pod has a deletionTimestamp; `ready` is serving and
+not terminating, or always true under publishNotReadyAddresses, as the upstream controller sets them
+(a pod in its grace period stays `ready:false, serving:true, terminating:true`). Ports come from
+the Service's ports with targetPorts resolved per pod (named targetPorts from the pod's container
+ports; a pod that lacks the name is left out of that port). Pods whose ports resolve differently go
+into separate slices. A slice without endpoints or ports has them null, as upstream writes it.
+Slices are written only when their content changes, so resourceVersions do not churn.
 """
 
 from __future__ import annotations
@@ -73,8 +76,6 @@ def resolve_target_port(pod: Mapping[str, Any], service_port: Mapping[str, Any])
 def _eligible(pod: Mapping[str, Any]) -> bool:
     ip = (pod.get("status") or {}).get("podIP")
     if not ip or ":" in ip:
-        return False
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
     return (pod.get("status") or {}).get("phase") not in ("Failed", "Succeeded")
 
@@ -253,10 +254,12 @@ class EndpointSliceController:
                             service_port.get("appProtocol") or "",
                         )
                     )
-            ready = publish_not_ready or pod_is_ready(pod)
+            serving = pod_is_ready(pod)
+            terminating = bool(meta.get("deletionTimestamp"))
+            ready = publish_not_ready or (serving and not terminating)
             endpoint: dict[str, Any] = {
                 "addresses": [pod["status"]["podIP"]],
-                "conditions": {"ready": ready, "serving": ready, "terminating": False},
+                "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
                 "targetRef": {"kind": "Pod", "name": meta["name"], "namespace": namespace, "uid": meta["uid"]},
             }
             pod_spec = pod.get("spec") or {}
@@ -324,6 +327,7 @@ class EndpointSliceController:
                 ],
             },
             "addressType": "IPv4",
-            "endpoints": endpoints,
-            "ports": _ports_of_key(key),
+            # The upstream controller writes null, not [], for a slice without endpoints or ports.
+            "endpoints": endpoints or None,
+            "ports": _ports_of_key(key) or None,
         }

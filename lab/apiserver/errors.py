@@ -15,23 +15,24 @@ class ApiError(Exception):
     code = 500
     reason = "InternalError"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.metadata = metadata or {}
 
     def to_status(self) -> dict[str, Any]:
         """The metav1 Status object for this error."""
         status: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.metadata),
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
+        if self.details is not None and (self.details or self.code == 403):
             status["details"] = self.details
         return status
 
@@ -48,6 +49,13 @@ class Unauthorized(ApiError):
 
     code = 401
     reason = "Unauthorized"
+
+
+class Forbidden(ApiError):
+    """The authenticated (or anonymous) user may not do this."""
+
+    code = 403
+    reason = "Forbidden"
 
 
 class NotFound(ApiError):

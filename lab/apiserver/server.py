@@ -1,7 +1,9 @@
 """The lab's Kubernetes API server over HTTP: real paths, verbs, Status errors, chunked watches.
 
 `ApiServer(store, token)` serves a `Store` on 127.0.0.1 to the official `kubernetes` client, kubectl
-and plain HTTP clients. Every request needs `Authorization: Bearer <token>`. Each connection gets a
+and plain HTTP clients. Requests need `Authorization: Bearer <token>`: a wrong credential is 401, and
+a request without one is `system:anonymous` (403 except for /healthz, /livez, /readyz and /version),
+as kube-apiserver answers them. Each connection gets a
 thread (stdlib `ThreadingHTTPServer`), so a watch never blocks other requests; `stop()` ends open
 watches, closes idle keep-alive connections and joins every thread.
 """
@@ -22,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from lab.apiserver import discovery
+from lab.apiserver.authn import ANONYMOUS, anonymous_allowed, forbidden, request_info
 from lab.apiserver.errors import (
     ApiError,
     BadRequest,
@@ -274,11 +277,16 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                 self._send_json(exc.code, exc.to_status())
             return
         try:
-            if not self.api.token_matches(self.headers.get("Authorization")):
-                raise Unauthorized("Unauthorized: send the lab token as 'Authorization: Bearer <token>'")
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             segments = [unquote(s) for s in parts.path.split("/") if s]
+            authorization = self.headers.get("Authorization")
+            if authorization is None or not authorization.strip():
+                # No credentials: kube-apiserver's anonymous user, who may only read the public paths.
+                if not anonymous_allowed(segments):
+                    raise forbidden(ANONYMOUS, request_info(method, segments, query))
+            elif not self.api.token_matches(authorization):
+                raise Unauthorized("Unauthorized")
             self._route(method, segments, query, body)
         except ApiError as exc:
             self._send_json(exc.code, exc.to_status())
@@ -401,7 +409,15 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             preconditions = None
             if isinstance(pre, dict):
                 preconditions = Preconditions(uid=pre.get("uid"), resource_version=pre.get("resourceVersion"))
-            deleted = store.delete(rtype, name, req.namespace, preconditions=preconditions)
+            grace = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+            if query.get("gracePeriodSeconds"):
+                grace = query["gracePeriodSeconds"]
+            if grace is not None:
+                try:
+                    grace = int(grace)
+                except (TypeError, ValueError) as exc:
+                    raise BadRequest(f"gracePeriodSeconds {grace!r} is not a number") from exc
+            deleted = store.delete(rtype, name, req.namespace, preconditions=preconditions, grace_period_seconds=grace)
             if rtype in _RETURNS_DELETED_OBJECT or deleted["metadata"].get("deletionTimestamp"):
                 self._send_json(200, deleted)
             else:
@@ -451,11 +467,14 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             field_selector=fields,
             limit=limit,
             continue_token=query.get("continue") or None,
+            resource_version=query.get("resourceVersion") or None,
+            resource_version_match=query.get("resourceVersionMatch") or None,
         )
         metadata: dict[str, Any] = {"resourceVersion": listed.resource_version}
         if listed.continue_token:
             metadata["continue"] = listed.continue_token
-            metadata["remainingItemCount"] = listed.remaining_item_count
+            if listed.remaining_item_count is not None:
+                metadata["remainingItemCount"] = listed.remaining_item_count
         self._send_json(
             200, {"kind": rtype.list_kind, "apiVersion": rtype.api_version, "metadata": metadata, "items": listed.items}
         )

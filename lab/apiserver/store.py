@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lab.apiserver.errors import (
@@ -41,6 +41,8 @@ from lab.apiserver.selectors import FieldSelector, LabelSelector, parse_field_se
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DEFAULT_HISTORY_SIZE = 4096
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+DEFAULT_TERMINATION_GRACE_SECONDS = 30
+"""A pod's spec.terminationGracePeriodSeconds when it sets none (as kube-apiserver defaults it)."""
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -100,9 +102,14 @@ class Subscription:
         self._store._unsubscribe(self)
 
 
-def now_timestamp() -> str:
-    """The current time in the RFC 3339 form Kubernetes uses in metadata ("2026-01-02T03:04:05Z")."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_timestamp(after_seconds: int = 0) -> str:
+    """The current time (plus `after_seconds`) in the RFC 3339 form Kubernetes uses in metadata."""
+    return (datetime.now(UTC) + timedelta(seconds=after_seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """A metadata timestamp ("2026-01-02T03:04:05Z") as an aware datetime."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -181,34 +188,93 @@ class Store:
         field_selector: str | FieldSelector | None = None,
         limit: int | None = None,
         continue_token: str | None = None,
+        resource_version: str | None = None,
+        resource_version_match: str | None = None,
     ) -> ObjectList:
         """Objects of a type (in one namespace, or all when `namespace` is None), filtered and paged.
 
-        Items are ordered by (namespace, name). With `limit`, the result carries a continue token
-        to pass back for the next page.
+        Items are ordered as etcd orders their keys ("namespace/name", or "name"). With `limit`, the
+        result carries a continue token that encodes the list's resourceVersion: the next pages show
+        the objects as they were then (a consistent snapshot), until that version leaves the watch
+        history; then the continue is Expired (410) and carries a fresh, inconsistent token that
+        pages on over current data, as kube-apiserver does after an etcd compaction.
+
+        `resource_version` "0" serves the current state without paging (as the watch cache does);
+        with `resource_version_match="Exact"` the list is the state at that version (410 once
+        compacted).
         """
         rtype = resolve(resource)
         labels = label_selector if isinstance(label_selector, LabelSelector) else parse_label_selector(label_selector)
         fields = field_selector if isinstance(field_selector, FieldSelector) else parse_field_selector(field_selector, rtype.kind)
-        start: tuple[str, str] | None = None
+        start = ""
+        snapshot_rv: int | None = None
         if continue_token:
-            start = _decode_continue(continue_token)
+            if resource_version:
+                raise BadRequest("specifying resource version is not allowed when using continue")
+            snapshot_rv, start = _decode_continue(continue_token)
+        exact: int | None = None
+        if resource_version_match not in (None, "", "NotOlderThan", "Exact"):
+            raise BadRequest(f'resourceVersionMatch "{resource_version_match}" is not one of Exact, NotOlderThan')
+        if resource_version_match and not resource_version:
+            raise BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if resource_version:
+            try:
+                asked = int(resource_version)
+            except ValueError as exc:
+                raise BadRequest(f'resourceVersion "{resource_version}" is not a valid resourceVersion') from exc
+            if resource_version_match == "Exact":
+                exact = asked
+            elif asked == 0:
+                limit = None  # served from the watch cache: the whole list, no pages
         with self._cond:
-            rv = self._rv
-            candidates = sorted(self._objects.get(rtype, {}).items())
+            if snapshot_rv is not None and snapshot_rv > 0:
+                if snapshot_rv < self._compacted_rv:
+                    raise Expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start "
+                        "a new list without the continue parameter, or use the continue token in this response to "
+                        "retrieve the remainder of the results. Continuing with the provided token results in an "
+                        "inconsistent list - objects that were created, modified, or deleted between the time the first "
+                        "chunk was returned and now may show up in the list.",
+                        metadata={"continue": _encode_continue(-1, start)},
+                    )
+                table, rv = self._state_at(rtype, snapshot_rv), snapshot_rv
+            elif exact is not None:
+                if exact < self._compacted_rv:
+                    raise Expired(f"too old resource version: {exact} ({self._compacted_rv})")
+                if exact > self._rv:
+                    raise Expired(f"Too large resource version: {exact}, current: {self._rv}")
+                table, rv = self._state_at(rtype, exact), exact
+            else:
+                table, rv = self._objects.get(rtype, {}), self._rv
             selected = [
                 obj
-                for key, obj in candidates
-                if (start is None or key > start)
-                and (namespace is None or not rtype.namespaced or key[0] == namespace)
+                for key_text, obj in sorted((_etcd_key(rtype, key), obj) for key, obj in table.items())
+                if (not start or key_text >= start)
+                and (namespace is None or not rtype.namespaced or obj["metadata"].get("namespace") == namespace)
                 and labels.matches(obj["metadata"].get("labels"))
                 and fields.matches(obj)
             ]
             if limit is not None and limit > 0 and len(selected) > limit:
                 page = selected[:limit]
-                token = _encode_continue(rv, _key(page[-1]))
-                return ObjectList(copy.deepcopy(page), str(rv), token, len(selected) - limit)
+                token = _encode_continue(rv, _etcd_key(rtype, _key(page[-1])) + "\x00")
+                remaining = None if (labels.requirements or fields.requirements) else len(selected) - limit
+                return ObjectList(copy.deepcopy(page), str(rv), token, remaining)
             return ObjectList(copy.deepcopy(selected), str(rv))
+
+    def _state_at(self, rtype: ResourceType, resource_version: int) -> dict[tuple[str, str], dict[str, Any]]:
+        """The objects of a type as they were at `resource_version` (undoing newer history events)."""
+        table = dict(self._objects.get(rtype, {}))
+        for event in reversed(self._history):
+            if event.resource_version <= resource_version:
+                break
+            if event.resource is not rtype:
+                continue
+            key = _key(event.object)
+            if event.type == "ADDED" or event.old_object is None:
+                table.pop(key, None)
+            else:
+                table[key] = event.old_object
+        return table
 
     # ---------------------------------------------------------------------------------- writes
 
@@ -328,20 +394,67 @@ class Store:
         namespace: str | None = None,
         *,
         preconditions: Preconditions | None = None,
+        grace_period_seconds: int | None = None,
     ) -> dict[str, Any]:
         """Delete an object and return its last state.
 
         Objects with metadata.finalizers are only marked (deletionTimestamp) until an update clears
         the finalizers. Deleting a namespace deletes every object in it.
+
+        Pods are deleted gracefully, as kube-apiserver deletes them: a pod bound to a node and not
+        finished gets `deletionTimestamp` = now + its grace period (`grace_period_seconds`, else
+        spec.terminationGracePeriodSeconds, default 30) and `deletionGracePeriodSeconds`, and stays
+        (Terminating) until its kubelet deletes it with grace 0 (`finish_graceful_deletions` in the
+        lab). Grace 0, an unscheduled pod and a Failed/Succeeded pod go at once. A second delete can
+        shorten the grace period, never lengthen it.
         """
         rtype = resolve(resource)
+        if grace_period_seconds is not None and grace_period_seconds < 0:
+            raise Invalid(f"gracePeriodSeconds must be 0 or more, not {grace_period_seconds}")
         with self._cond:
             current = self._lookup(rtype, name, namespace)
             if preconditions is not None:
                 self._check_preconditions(rtype, current, preconditions)
-            result = self._delete_locked(rtype, current)
+            grace = self._pod_grace(current, grace_period_seconds) if rtype is PODS else 0
+            if grace < 0:
+                result = current
+            elif grace > 0:
+                result = self._begin_graceful_delete_locked(rtype, current, grace)
+            else:
+                result = self._delete_locked(rtype, current, grace_ended=rtype is PODS)
         self._drain()
         return copy.deepcopy(result)
+
+    def finish_graceful_deletions(self, now: datetime | None = None) -> builtins.list[tuple[str, str]]:
+        """What a kubelet does when a terminating pod's grace period is over: delete it with grace 0.
+
+        Returns the (namespace, name) of the pods removed. Pods held by finalizers stay, marked
+        with deletionGracePeriodSeconds 0, until the finalizers are cleared.
+        """
+        moment = now or datetime.now(UTC)
+        finished: builtins.list[tuple[str, str]] = []
+        with self._cond:
+            for key, pod in sorted(self._objects.get(PODS, {}).items()):
+                meta = pod["metadata"]
+                if not meta.get("deletionTimestamp") or not meta.get("deletionGracePeriodSeconds"):
+                    continue
+                if parse_timestamp(meta["deletionTimestamp"]) > moment:
+                    continue
+                self._delete_locked(PODS, pod, grace_ended=True)
+                if key not in self._objects[PODS]:
+                    finished.append(key)
+        self._drain()
+        return finished
+
+    def next_graceful_deadline(self) -> datetime | None:
+        """When the earliest terminating pod's grace period ends (None: no pod is terminating)."""
+        with self._cond:
+            deadlines = [
+                parse_timestamp(pod["metadata"]["deletionTimestamp"])
+                for pod in self._objects.get(PODS, {}).values()
+                if pod["metadata"].get("deletionTimestamp") and pod["metadata"].get("deletionGracePeriodSeconds")
+            ]
+        return min(deadlines, default=None)
 
     # --------------------------------------------------------------------------- subscriptions
 
@@ -567,7 +680,7 @@ class Store:
         self._apply_defaults(rtype, new, current)
         if _spec_part(new) != _spec_part(current):
             meta["generation"] = int(cur_meta.get("generation", 1)) + 1
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not meta.get("deletionGracePeriodSeconds"):
             return self._remove_locked(rtype, current), True
         if _without_volatile(new) == _without_volatile(current):
             return current, False
@@ -577,7 +690,36 @@ class Store:
         self._record(WatchEvent("MODIFIED", new, rtype, rv, current))
         return new, False
 
-    def _delete_locked(self, rtype: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _pod_grace(pod: dict[str, Any], requested: int | None) -> int:
+        """The grace period a pod delete gets (0: delete at once), as the pod strategy decides it."""
+        spec, meta = pod.get("spec") or {}, pod["metadata"]
+        if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+            return 0
+        grace = requested
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds")
+        if not isinstance(grace, int) or isinstance(grace, bool):
+            grace = DEFAULT_TERMINATION_GRACE_SECONDS
+        if meta.get("deletionTimestamp"):
+            already = meta.get("deletionGracePeriodSeconds")
+            if isinstance(already, int) and (already == 0 or grace >= already):
+                return -1  # already terminating at least as fast: nothing changes
+        return max(grace, 0)
+
+    def _begin_graceful_delete_locked(self, rtype: ResourceType, current: dict[str, Any], grace: int) -> dict[str, Any]:
+        new = copy.deepcopy(current)
+        meta = new["metadata"]
+        meta["deletionTimestamp"] = now_timestamp(grace)
+        meta["deletionGracePeriodSeconds"] = grace
+        meta["generation"] = int(meta.get("generation", 1)) + 1
+        rv = self._next_rv()
+        meta["resourceVersion"] = str(rv)
+        self._objects[rtype][_key(current)] = new
+        self._record(WatchEvent("MODIFIED", new, rtype, rv, current))
+        return new
+
+    def _delete_locked(self, rtype: ResourceType, current: dict[str, Any], *, grace_ended: bool = False) -> dict[str, Any]:
         if rtype is NAMESPACES:
             ns = current["metadata"]["name"]
             for other, table in self._objects.items():
@@ -586,12 +728,13 @@ class Store:
                         self._delete_locked(other, table[key])
         meta = current["metadata"]
         if meta.get("finalizers"):
-            if meta.get("deletionTimestamp"):
+            if meta.get("deletionTimestamp") and not (grace_ended and meta.get("deletionGracePeriodSeconds")):
                 return current
             new = copy.deepcopy(current)
-            new["metadata"]["deletionTimestamp"] = now_timestamp()
+            if not meta.get("deletionTimestamp"):
+                new["metadata"]["deletionTimestamp"] = now_timestamp()
+                new["metadata"]["generation"] = int(meta.get("generation", 1)) + 1
             new["metadata"]["deletionGracePeriodSeconds"] = 0
-            new["metadata"]["generation"] = int(meta.get("generation", 1)) + 1
             rv = self._next_rv()
             new["metadata"]["resourceVersion"] = str(rv)
             self._objects[rtype][_key(current)] = new
@@ -669,16 +812,36 @@ class Store:
         raise Invalid(f"no free cluster IP left in {self._service_network}")
 
 
-def _encode_continue(rv: int, key: tuple[str, str]) -> str:
-    raw = json.dumps({"rv": rv, "start": list(key)}, separators=(",", ":")).encode()
+_BAD_CONTINUE_VERSION = (
+    "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+)
+
+
+def _etcd_key(rtype: ResourceType, key: tuple[str, str]) -> str:
+    """The object's key below its resource's etcd prefix ("namespace/name", or "name")."""
+    return f"{key[0]}/{key[1]}" if rtype.namespaced else key[1]
+
+
+def _encode_continue(rv: int, start: str) -> str:
+    """A continue token as kube-apiserver writes it: base64url JSON of {v, rv, start} (rv -1: inconsistent)."""
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_continue(token: str) -> tuple[str, str]:
+def _decode_continue(token: str) -> tuple[int, str]:
+    """(resourceVersion, start key) of a continue token; BadRequest if it is not one."""
     try:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        namespace, name = data["start"]
-        return (str(namespace), str(name))
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise BadRequest(f"continue token {token!r} is not valid; list again without it") from exc
+    except (ValueError, binascii.Error) as exc:
+        raise BadRequest(f"invalid continue token: continue key is not valid: {exc}") from exc
+    if not isinstance(data, dict) or data.get("v") != "meta.k8s.io/v1":
+        raise BadRequest(
+            "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        )
+    rv, start = data.get("rv"), data.get("start")
+    if not isinstance(rv, int) or isinstance(rv, bool) or not isinstance(start, str) or not start or rv == 0 or rv < -1:
+        raise BadRequest(
+            "invalid continue token: continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        )
+    return rv, start

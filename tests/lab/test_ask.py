@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.lab.labkit import Lab, kubereach, running_lab, unique_prefix
 
@@ -416,3 +418,23 @@ def test_unknown_names_end_with_suggestions_and_bad_questions_exit_2(flannel_lab
     assert result["verdict"]["code"] == "SOURCE_NOT_FOUND" and "frontend" in result["verdict"]["summary"]
     proc = kubereach("--config", lab.status["config"], "ask", "frontend", "--json", "--no-history", check=False)
     assert proc.returncode == 2 and "frontend → ?" in proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert error["kind"] == "bad_input" and error["exit_code"] == 2 and "frontend → ?" in error["message"]
+
+
+def test_ask_json_says_on_stdout_that_the_api_refused_a_kubeconfig_without_credentials(flannel_lab: Lab, tmp_path: Path) -> None:
+    """The lab's API answers a request without credentials 403 as system:anonymous, as the real one does."""
+    lab = flannel_lab
+    kubeconfig = json.loads(Path(lab.status["kubeconfig"]).read_text())
+    for user in kubeconfig["users"]:
+        user["user"] = {}
+    (tmp_path / "kubeconfig").write_text(json.dumps(kubeconfig))
+    config = yaml.safe_load(Path(lab.status["config"]).read_text())
+    config["kubeconfig"] = str(tmp_path / "kubeconfig")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = kubereach("--config", str(tmp_path / "config.yaml"), "ask", "frontend -> api", "--json", "--no-history", check=False)
+    assert proc.returncode == 1, proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert error["kind"] == "no_credentials" and error["server"] == lab.status["api"]
+    assert "system:anonymous" in error["message"] and error["hint"].startswith("no credentials: the kubeconfig")
+    assert "no credentials" in proc.stderr

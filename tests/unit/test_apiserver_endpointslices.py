@@ -118,7 +118,7 @@ def test_endpoints_follow_pod_readiness_and_lifecycle(store: Store) -> None:
     store.create(pod("web-1", "10.244.1.5", ready=False))
 
     def conditions() -> list[bool]:
-        return [e["conditions"]["ready"] for e in slices(store)[0]["endpoints"]]
+        return [e["conditions"]["ready"] for e in slices(store)[0]["endpoints"] or []]
 
     assert conditions() == [False]
     set_ready(store, "web-1", True)
@@ -131,21 +131,19 @@ def test_endpoints_follow_pod_readiness_and_lifecycle(store: Store) -> None:
     assert conditions() == []
     store.patch("pods", "web-2", {"status": {"podIP": "10.244.2.7"}}, "default", subresource="status")
     assert conditions() == [True]
-    store.delete("pods", "web-2", "default")
+    store.delete("pods", "web-2", "default", grace_period_seconds=0)
     assert conditions() == []
 
 
-def test_terminating_pods_and_unselected_pods_are_left_out(store: Store) -> None:
+def test_unselected_pods_are_left_out_and_finished_pods_leave(store: Store) -> None:
     store.create(service("web", {"app": "web"}, [{"port": 80}]))
-    held = pod("web-1", "10.244.1.5")
-    held["metadata"]["finalizers"] = ["lab/hold"]
-    store.create(held)
+    store.create(pod("web-1", "10.244.1.5"))
     store.create(pod("other", "10.244.1.6", labels={"app": "other"}))
-    assert [e["targetRef"]["name"] for e in slices(store)[0]["endpoints"]] == ["web-1"]
-    store.delete("pods", "web-1", "default")  # held by the finalizer: now terminating
-    assert slices(store)[0]["endpoints"] == []
+    assert [e["targetRef"]["name"] for e in slices(store)[0]["endpoints"] or []] == ["web-1"]
+    store.patch("pods", "web-1", {"status": {"phase": "Succeeded"}}, "default", subresource="status")
+    assert not slices(store)[0].get("endpoints")
     store.patch("pods", "other", {"metadata": {"labels": {"app": "web"}}}, "default")
-    assert [e["targetRef"]["name"] for e in slices(store)[0]["endpoints"]] == ["other"]
+    assert [e["targetRef"]["name"] for e in slices(store)[0]["endpoints"] or []] == ["other"]
 
 
 def test_named_target_port_resolves_per_pod_and_splits_slices(store: Store) -> None:
@@ -155,13 +153,14 @@ def test_named_target_port_resolves_per_pod_and_splits_slices(store: Store) -> N
     store.create(pod("c", "10.244.1.3", ports=[{"name": "http", "containerPort": 9090}]))
     store.create(pod("d", "10.244.1.4", ports=[{"name": "metrics", "containerPort": 9100}]))
     by_ports = {
-        tuple(p["port"] for p in s["ports"]): sorted(e["targetRef"]["name"] for e in s["endpoints"]) for s in slices(store)
+        tuple(p["port"] for p in s["ports"] or []): sorted(e["targetRef"]["name"] for e in s["endpoints"] or [])
+        for s in slices(store)
     }
     assert by_ports == {(8080,): ["a", "b"], (9090,): ["c"], (): ["d"]}
     names = [s["metadata"]["name"] for s in slices(store)]
     assert len(set(names)) == 3 and all(re.fullmatch(r"web-[a-z]{5}", n) for n in names)
-    store.delete("pods", "c", "default")
-    store.delete("pods", "d", "default")
+    store.delete("pods", "c", "default", grace_period_seconds=0)
+    store.delete("pods", "d", "default", grace_period_seconds=0)
     assert [tuple(p["port"] for p in s["ports"]) for s in slices(store)] == [(8080,)]
 
 
@@ -172,7 +171,7 @@ def test_udp_named_port_needs_matching_protocol(store: Store) -> None:
     )
     store.create(pod("dns-2", "10.244.1.11", labels={"app": "dns"}, ports=[{"name": "dns", "containerPort": 5353}]))
     groups = {
-        tuple((p["protocol"], p["port"]) for p in s["ports"]): [e["targetRef"]["name"] for e in s["endpoints"]]
+        tuple((p["protocol"], p["port"]) for p in s["ports"] or []): [e["targetRef"]["name"] for e in s["endpoints"] or []]
         for s in slices(store, "dns")
     }
     assert groups == {(("UDP", 5353),): ["dns-1"], (): ["dns-2"]}
@@ -291,7 +290,7 @@ def test_slices_follow_pods_written_through_the_official_client(store: Store) ->
 
         def endpoints() -> list[Any]:
             items = disc.list_namespaced_endpoint_slice("default", label_selector=f"{SERVICE_NAME_LABEL}=web").items
-            return [e for s in items for e in s.endpoints]
+            return [e for s in items for e in s.endpoints or []]
 
         wait_for(lambda: [e.conditions.ready for e in endpoints()] == [False], "a not-ready endpoint")
         core.patch_namespaced_pod_status("web-1", "default", {"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
@@ -299,7 +298,7 @@ def test_slices_follow_pods_written_through_the_official_client(store: Store) ->
         [endpoint_slice] = disc.list_namespaced_endpoint_slice("default").items
         assert endpoint_slice.ports[0].port == 8080 and endpoint_slice.ports[0].name == "http"
         assert endpoints()[0].node_name == "node-2" and endpoints()[0].target_ref.kind == "Pod"
-        core.delete_namespaced_pod("web-1", "default")
+        core.delete_namespaced_pod("web-1", "default", grace_period_seconds=0)
         wait_for(lambda: endpoints() == [], "the endpoint to go with its pod")
     finally:
         if api_client is not None:

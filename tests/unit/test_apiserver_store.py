@@ -165,7 +165,7 @@ def test_list_filters_by_namespace_and_selectors_and_pages_with_continue() -> No
         token = page.continue_token
         if token is None:
             break
-        assert page.remaining_item_count is not None and page.remaining_item_count > 0
+        assert page.remaining_item_count is None  # kube-apiserver does not count what a selector filters
     assert names == [f"web-{i}" for i in range(5)]
     with pytest.raises(BadRequest):
         store.list("pods", continue_token="not-a-token")

@@ -75,6 +75,43 @@ def test_long_lists_are_read_page_by_page(api_server: ApiServer, pki: LabPki, tm
         assert all(obj["kind"] == "Namespace" for obj in client.list_objects(NAMESPACES))
 
 
+@pytest.mark.parametrize("churning_pages", [1, 5])
+def test_a_list_whose_continue_token_expires_starts_again(pki: LabPki, tmp_path: Path, churning_pages: int) -> None:
+    """After the first page, the server's history moves past the list's snapshot (as etcd compaction
+    does), so the next continue is 410 Expired: the list starts again, and after two such restarts it
+    asks for the whole list in one piece."""
+    server = ApiServer(Store(history_size=4), TOKEN, tls=ServingCertificate.from_files(pki.apiserver.cert, pki.apiserver.key))
+    server.start()
+    try:
+        for index in range(5):
+            server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"krc-exp-{index}"}})
+        kubeconfig = lab_kubeconfig(tmp_path / "krc-kubeconfig", pki, server.url)
+        with ClusterClient.from_kubeconfig(kubeconfig, page_size=3) as client:
+            api = client._api(NAMESPACES)
+            real_list = api.list_namespace
+            churned = {"count": 0}
+
+            def list_then_churn(*args: Any, **kwargs: Any) -> Any:
+                page = real_list(*args, **kwargs)
+                if "limit" in kwargs and not kwargs.get("_continue") and churned["count"] < churning_pages:
+                    churned["count"] += 1
+                    for index in range(6):  # more writes than the history holds
+                        name = f"krc-churn-{churned['count']}-{index}"
+                        server.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+                return page
+
+            api.list_namespace = list_then_churn
+            listed = [o["metadata"]["name"] for o in client.list_objects(NAMESPACES)]
+        assert listed == [o["metadata"]["name"] for o in server.store.list("namespaces").items]
+        calls = [c for c in client.api_calls if c.resource == "namespaces"]
+        if churning_pages > 1:  # page, 410, page, 410, then the whole list in one request
+            assert len(calls) == 5 and churned["count"] == 2
+        else:  # page, 410, then pages to the end
+            assert len(calls) > 3 and churned["count"] == 1
+    finally:
+        server.stop()
+
+
 def test_stopped_server_is_cluster_unavailable_naming_server_and_kubeconfig(pki: LabPki, tmp_path: Path) -> None:
     server = tls_server(pki)
     url = server.start(port=0)
@@ -95,6 +132,21 @@ def test_wrong_token_is_cluster_unavailable_with_a_credentials_hint(api_server: 
         client.list_objects(PODS, "default")
     assert "401 Unauthorized" in caught.value.message and api_server.url in caught.value.message
     assert caught.value.hint is not None and "token" in caught.value.hint and str(kubeconfig) in caught.value.hint
+
+
+def test_no_credentials_is_said_so_not_an_rbac_grant(api_server: ApiServer, pki: LabPki, tmp_path: Path) -> None:
+    """The real server answers a request without credentials 403 as system:anonymous (recorded in
+    fixtures/kube-apiserver-v1.36.2/noauth-api-v1-pods.real.json); the lab's server does the same."""
+    kubeconfig = lab_kubeconfig(tmp_path / "krc-kubeconfig", pki, api_server.url)
+    document = json.loads(kubeconfig.read_text())
+    document["users"][0]["user"] = {}
+    kubeconfig.write_text(json.dumps(document))
+    with ClusterClient.from_kubeconfig(kubeconfig) as client, pytest.raises(ClusterUnavailable) as caught:
+        client.list_objects(PODS)
+    error = caught.value
+    assert not isinstance(error, ClusterAccessDenied)
+    assert "403 Forbidden" in error.message and "system:anonymous" in error.message
+    assert error.hint is not None and error.hint.startswith("no credentials: the kubeconfig") and "grant" not in error.hint
 
 
 class _ForbiddingApi(BaseHTTPRequestHandler):

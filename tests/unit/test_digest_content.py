@@ -231,8 +231,8 @@ def test_service_states_match_endpoint_ports_by_name_and_protocol() -> None:
         [("shop", "api", "10.96.0.20", "ClusterIP", {"app": "api"}, [("http", 80, "TCP"), ("grpc", 9090, "TCP")])],
         {
             "shop/api": [
-                ("10.244.1.5", True, [("http", 8080, "TCP"), ("grpc", 9000, "TCP")]),
-                ("10.244.2.5", False, [("http", 8080, "TCP"), ("grpc", 9000, "TCP")]),
+                ("10.244.1.5", True, [("http", 8080, "TCP"), ("grpc", 9000, "TCP")], False),
+                ("10.244.2.5", False, [("http", 8080, "TCP"), ("grpc", 9000, "TCP")], False),
             ]
         },
     )
@@ -240,3 +240,44 @@ def test_service_states_match_endpoint_ports_by_name_and_protocol() -> None:
     http, grpc = api.ports
     assert http.ready == ("10.244.1.5:8080",) and http.not_ready == ("10.244.2.5:8080",)
     assert grpc.ready == ("10.244.1.5:9000",)
+
+
+def test_serving_terminating_endpoints_count_when_no_endpoint_is_ready() -> None:
+    """A rolling update's last moment: the only endpoints are terminating but serving, and kube-proxy
+    routes to them (it falls back to serving terminating endpoints when none is ready)."""
+    (draining,) = service_states(
+        [("shop", "api", "10.96.0.20", "ClusterIP", {"app": "api"}, [("http", 80, "TCP")])],
+        {
+            "shop/api": [
+                ("10.244.1.5", False, [("http", 8080, "TCP")], True),
+                ("10.244.2.5", False, [("http", 8080, "TCP")], False),
+            ]
+        },
+    )
+    (port,) = draining.ports
+    assert port.ready == () and port.terminating == ("10.244.1.5:8080",) and port.routed == ("10.244.1.5:8080",)
+    to_terminating = ProgrammedServicePort("10.96.0.20", 80, "TCP", "shop/api:http", ("10.244.1.5:8080",))
+    digest = build_digest(sweep(node("node-1", nat=(to_terminating,)), services=(draining,)), None, None)
+    assert digest.section(SectionName.ENDPOINTS).problems == ()
+    assert digest.section(SectionName.KUBE_PROXY).problems == ()
+    to_nothing = ProgrammedServicePort("10.96.0.20", 80, "TCP", "shop/api:http", ("10.244.2.5:8080",))
+    stale = build_digest(sweep(node("node-1", nat=(to_nothing,)), services=(draining,)), None, None)
+    (item,) = stale.section(SectionName.KUBE_PROXY).problems
+    assert "the API has 10.244.1.5:8080 serving (terminating)" in item.text
+
+
+def test_terminating_endpoints_are_not_routed_while_a_ready_one_exists() -> None:
+    (mixed,) = service_states(
+        [("shop", "api", "10.96.0.20", "ClusterIP", {"app": "api"}, [("http", 80, "TCP")])],
+        {
+            "shop/api": [
+                ("10.244.1.5", False, [("http", 8080, "TCP")], True),
+                ("10.244.2.5", True, [("http", 8080, "TCP")], False),
+            ]
+        },
+    )
+    (port,) = mixed.ports
+    assert port.routed == ("10.244.2.5:8080",)
+    both = ProgrammedServicePort("10.96.0.20", 80, "TCP", "shop/api:http", ("10.244.1.5:8080", "10.244.2.5:8080"))
+    digest = build_digest(sweep(node("node-1", nat=(both,)), services=(mixed,)), None, None)
+    assert [i.data["kind"] for i in digest.section(SectionName.KUBE_PROXY).problems] == ["stale"]

@@ -251,3 +251,49 @@ def test_a_service_without_endpoints_is_decided_from_the_api_before_any_probe() 
     diagnosis = verdict_of(RecordedCluster(), case(endpoints=(), target_pods=()))
     assert (diagnosis.verdict.code, diagnosis.verdict.hop) == (VerdictCode.SERVICE_NO_ENDPOINTS, Hop.API)
     assert "matches no pod" in diagnosis.verdict.summary
+
+
+def terminating(endpoint: EndpointRef) -> EndpointRef:
+    """The endpoint of a pod in its grace period, as the EndpointSlice controller publishes it."""
+    return dataclasses.replace(endpoint, ready=False, serving=True, terminating=True)
+
+
+def test_serving_terminating_endpoints_carry_the_service_when_none_is_ready() -> None:
+    """kube-proxy routes to serving terminating endpoints when no ready one is left (a rolling
+    update's last moments): rules that hold exactly those are neither NOT_READY nor STALE."""
+    draining = case(endpoints=(terminating(EndpointRef(API.ip or "", 8080, "node-2", True, API)),))
+    diagnosis = verdict_of(RecordedCluster(), draining)
+    assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+    endpoints_step = next(s for s in diagnosis.steps if s.name == "target: service endpoints")
+    assert endpoints_step.status.value == "warn" and "terminating" in endpoints_step.summary
+    nat_step = next(s for s in diagnosis.steps if s.name.endswith("service NAT"))
+    assert nat_step.status.value == "pass" and "serving terminating" in nat_step.summary
+
+
+def test_rules_that_miss_the_serving_terminating_endpoints_are_stale() -> None:
+    cluster = RecordedCluster()
+    cluster.nat = NatView("iptables", True, (NatEndpoint("10.244.2.99", 8080),))
+    cluster.failing_probes = {"10.96.5.5": "timed_out"}
+    draining = case(endpoints=(terminating(EndpointRef(API.ip or "", 8080, "node-2", True, API)),))
+    diagnosis = verdict_of(cluster, draining)
+    assert diagnosis.verdict.code == VerdictCode.KUBE_PROXY_RULES_STALE
+    assert "serving terminating endpoints are 10.244.2.7:8080" in diagnosis.verdict.summary
+
+
+def test_terminating_endpoints_do_not_count_while_a_ready_one_exists() -> None:
+    cluster = RecordedCluster()
+    cluster.nat = NatView("iptables", True, (NatEndpoint("10.244.2.7", 8080), NatEndpoint("10.244.2.8", 8080)))
+    old = PodRef("shop", "api-0", "10.244.2.8", "node-2", container_ports=(("http", 8080, "TCP"),))
+    mixed = case(
+        endpoints=(
+            EndpointRef(API.ip or "", 8080, "node-2", True, API),
+            terminating(EndpointRef("10.244.2.8", 8080, "node-2", True, old)),
+        )
+    )
+    assert verdict_of(cluster, mixed).verdict.code == VerdictCode.KUBE_PROXY_RULES_STALE
+
+
+def test_endpoints_that_are_neither_ready_nor_serving_are_not_ready() -> None:
+    gone = dataclasses.replace(EndpointRef(API.ip or "", 8080, "node-2", True, API), ready=False, serving=False, terminating=True)
+    diagnosis = verdict_of(RecordedCluster(), case(endpoints=(gone,)))
+    assert diagnosis.verdict.code == VerdictCode.SERVICE_ENDPOINTS_NOT_READY
