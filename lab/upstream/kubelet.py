@@ -202,6 +202,7 @@ class LabKubelet:
         self.dns = Reconciler("dns", self.sync_dns)
         self.netpol = Reconciler("netpol", self.sync_netpol)
         self._applied_policy: dict[str, str] = {}
+        self._looping = False
 
         def pods_changed() -> None:
             self.pods_reconciler.trigger()
@@ -389,12 +390,14 @@ class LabKubelet:
                 raise LabError(f"listing {informer.path} did not succeed within {deadline_s:.0f} s")
         for reconciler in (self.pods_reconciler, self.dns, self.netpol):
             reconciler.start()
+        self._looping = True
 
     def shutdown(self) -> None:
         """Stop the loops and every pod process (namespaces are `lab down`'s)."""
         self.stop.set()
-        for reconciler in (self.pods_reconciler, self.dns, self.netpol):
-            reconciler.stop()
+        if self._looping:
+            for reconciler in (self.pods_reconciler, self.dns, self.netpol):
+                reconciler.stop()
         processes.stop([b.pid for b in self.built.values() if b.pid])
 
 
