@@ -36,12 +36,11 @@ from lab.dnszone import build_zone, write_zone
 from lab.errors import LabError
 from lab.lifecycle import plan_of, podserver_argv
 from lab.netpol import apply_policy_rules, render_policy_rules
-from lab.plan import LabPlan, NodePlan, PodPlan, host_veth_name, pod_netns_name, uid_for
-from lab.spec import ContainerPortSpec
+from lab.plan import LabPlan, NodePlan, PodPlan
 from lab.state import LabState
 from lab.upstream import objects
 from lab.upstream.client import ApiStatusError, UpstreamApi
-from lab.upstream.placement import owner_kind, workload_of
+from lab.upstream.placement import pod_plan
 
 log = logging.getLogger("kubereach.lab.kubelet")
 Obj = dict[str, Any]
@@ -79,41 +78,6 @@ class PodAddresses:
     def release(self, ip: str) -> None:
         """Give `ip` back."""
         self.used.discard(int(ip.rsplit(".", 1)[1]))
-
-
-def container_ports(pod: Obj) -> tuple[ContainerPortSpec, ...]:
-    """Every container port of the pod, as the lab's pod server takes them."""
-    out = []
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        for p in container.get("ports") or []:
-            out.append(ContainerPortSpec(name=p.get("name"), port=p["containerPort"], protocol=p.get("protocol", "TCP")))
-    return tuple(out)
-
-
-def pod_plan(plan: LabPlan, pod: Obj, node: NodePlan, ip: str) -> PodPlan:
-    """What the lab's CNI builds for an API pod: namespace and veth names, address, ports, role."""
-    meta = pod["metadata"]
-    ns, name = meta["namespace"], meta["name"]
-    w = workload_of(plan, pod)
-    owner: Obj = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), {})
-    mtu = 1500 if plan.options.cni == "host-gw" else 1450
-    return PodPlan(
-        namespace=ns,
-        name=name,
-        uid=meta.get("uid") or uid_for("pod", ns, name),
-        node=node.name,
-        ip=ip,
-        netns=pod_netns_name(plan.options.prefix, ns, name),
-        host_veth=host_veth_name(plan.options.cni, plan.options.prefix, ns, name),
-        labels=tuple(sorted((meta.get("labels") or {}).items())),
-        ports=container_ports(pod),
-        workload_kind=w.kind if w else (owner_kind(pod) or "Pod"),
-        workload_name=w.name if w else owner.get("name", name),
-        owner_kind=owner.get("kind", ""),
-        owner_name=owner.get("name", ""),
-        role=w.role if w else "app",
-        mtu=mtu,
-    )
 
 
 class Informer:
@@ -354,8 +318,10 @@ class LabKubelet:
 
     def teardown(self, built: BuiltPod) -> None:
         """Stop the pod's servers and remove its namespace; free its address."""
-        if built.pid:
-            processes.stop([built.pid])
+        pids = {built.pid} if built.pid else set()
+        if built.plan is not None:
+            pids |= processes.find_lab_processes([built.plan.netns], [])  # also servers a fault restarted
+        processes.stop(pids)
         if built.plan is not None:
             build.remove_pod(self.plan, built.plan)
             self.addresses[built.node].release(built.ip)

@@ -5,7 +5,7 @@ kind and labels, not by name. A DaemonSet pod goes to the node its controller pi
 StatefulSet pod to the node the plan gave that ordinal; a Deployment's pod to the node furthest below
 its planned share of that workload's pods (ties in plan order), so a deleted pod's replacement lands
 where it was and a surge during a rolling update spreads. A pod that belongs to no spec workload goes
-to the node with the fewest pods.
+to the node with the fewest pods. `pod_plan` says what the lab builds for an API pod.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lab.plan import LabPlan
-from lab.spec import WorkloadSpec
+from lab.plan import OVERLAY_MTU, UNDERLAY_MTU, LabPlan, NodePlan, PodPlan, host_veth_name, pod_netns_name, uid_for
+from lab.spec import ContainerPortSpec, WorkloadSpec
 
 Obj = Mapping[str, Any]
 _OWNER_KIND = {"ReplicaSet": "Deployment", "StatefulSet": "StatefulSet", "DaemonSet": "DaemonSet"}
@@ -78,3 +78,39 @@ def choose_node(plan: LabPlan, pod: Obj, pods: Iterable[Obj]) -> str:
     order = list(dict.fromkeys([p.node for p in plan.pods if p.namespace == w.namespace and p.workload_name == w.name]))
     order += [n for n in node_names if n not in order]
     return max(order, key=lambda n: (planned_share[n] - bound[n], -order.index(n)))
+
+
+def container_ports(pod: Obj) -> tuple[ContainerPortSpec, ...]:
+    """Every container port of the pod, as the lab's pod server takes them."""
+    out = []
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for p in container.get("ports") or []:
+            out.append(ContainerPortSpec(name=p.get("name"), port=p["containerPort"], protocol=p.get("protocol", "TCP")))
+    return tuple(out)
+
+
+def pod_plan(plan: LabPlan, pod: Obj, node: NodePlan, ip: str) -> PodPlan:
+    """What the lab's CNI builds for an API pod: namespace and veth names, address, ports, role
+    (the kubelet builds from it, and faults find the pod's namespace and veth through it)."""
+    meta = pod["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    w = workload_of(plan, pod)
+    owner: Obj = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), {})
+    mtu = UNDERLAY_MTU if plan.options.cni == "host-gw" else OVERLAY_MTU
+    return PodPlan(
+        namespace=ns,
+        name=name,
+        uid=meta.get("uid") or uid_for("pod", ns, name),
+        node=node.name,
+        ip=ip,
+        netns=pod_netns_name(plan.options.prefix, ns, name),
+        host_veth=host_veth_name(plan.options.cni, plan.options.prefix, ns, name),
+        labels=tuple(sorted((meta.get("labels") or {}).items())),
+        ports=container_ports(pod),
+        workload_kind=w.kind if w else (owner_kind(pod) or "Pod"),
+        workload_name=w.name if w else owner.get("name", name),
+        owner_kind=owner.get("kind", ""),
+        owner_name=owner.get("name", ""),
+        role=w.role if w else "app",
+        mtu=mtu,
+    )

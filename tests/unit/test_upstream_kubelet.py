@@ -11,7 +11,8 @@ from lab.errors import LabError
 from lab.plan import LabOptions, LabPlan, make_plan
 from lab.spec import load_spec
 from lab.upstream.control import pending_workloads, synced_from_metrics
-from lab.upstream.kubelet import PodAddresses, container_ports, pod_plan
+from lab.upstream.kubelet import PodAddresses
+from lab.upstream.placement import container_ports, pod_plan
 
 
 @pytest.fixture(scope="module")
