@@ -100,7 +100,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     state = require_state(ctx.obj["prefix"])
-    click.echo(f"lab {data['prefix']}: {data['cni']}, kube-proxy {data['proxy']}, API {data['api']}")
+    click.echo(
+        f"lab {data['prefix']}: {data['cni']}, kube-proxy {data['proxy']}, API {data['api']} (Kubernetes {data['kubernetes']})"
+    )
     click.echo(f"config {data['config']}")
     click.echo(f"kubeconfig {data['kubeconfig']}")
     for n in data["nodes"]:
