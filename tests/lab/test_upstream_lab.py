@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,36 @@ def test_the_bot_answers_with_the_charts_role_and_is_refused_the_rest(lab: Lab, 
     assert result["verdict"]["code"] == "NO_FAULT_FOUND", json.dumps(result["verdict"])
     denied_policy = json.loads(kubereach("--config", lab.status["config"], "ask", "frontend -> ledger:443", "--json").stdout)
     assert denied_policy["verdict"]["code"] == "NETWORK_POLICY_DENIES_INGRESS"
+
+
+def test_a_hung_kube_proxy_while_endpoints_change_is_stale_rules(lab: Lab, binaries: Path) -> None:
+    """SIGSTOP the real kube-proxy of a frontend's node, replace the api pods, ask; SIGCONT heals."""
+    state = json.loads(Path(f"/run/kubereach/{lab.prefix}/state.json").read_text())
+    frontend = lab.pods(app="frontend")[0]
+    pid = state["processes"][f"kube-proxy/{frontend['node']}"]
+    question = f"-n shop pod/{frontend['name']} -> svc/api:8080"
+    old_ips = {p["ip"] for p in lab.pods(app="api")}
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        kubectl(binaries, lab.status["kubeconfig"], "delete", "pods", "-n", "shop", "-l", "app=api", "--wait=true")
+        eventually(
+            lambda: {p["ip"] for p in lab.refresh() and lab.pods(app="api")},
+            lambda ips: len(ips) == 3 and not ips & old_ips and "" not in ips,
+            deadline_s=60,
+            what="the api pods replaced by the ReplicaSet controller",
+        )
+        result = json.loads(kubereach("--config", lab.status["config"], "ask", question, "--json").stdout)
+        assert (result["verdict"]["code"], result["verdict"]["node"]) == ("KUBE_PROXY_RULES_STALE", frontend["node"]), result[
+            "verdict"
+        ]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    eventually(
+        lambda: json.loads(kubereach("--config", lab.status["config"], "ask", question, "--json").stdout)["verdict"]["code"],
+        lambda code: code == "NO_FAULT_FOUND",
+        deadline_s=60,
+        what="kube-proxy resyncing once it runs again",
+    )
 
 
 def test_lab_down_leaves_nothing(lab: Lab) -> None:
