@@ -246,41 +246,57 @@ class LabKubelet:
         return pods
 
     def sync_pods(self) -> None:
-        """Bind, build, report and tear down pods until the API and the lab's nodes agree."""
+        """Bind, build, report and tear down pods until the API and the lab's nodes agree.
+
+        One pod's failure (logged) never holds up the others; the next pass retries it.
+        """
         pods = self.bind_pending(self.pods.items())
         mine = {p["metadata"]["uid"]: p for p in pods if (p.get("spec") or {}).get("nodeName") in self.nodes}
         for uid in [u for u in self.built if u not in mine]:
             self.teardown(self.built.pop(uid))
         starting: list[tuple[Obj, BuiltPod, processes.Started]] = []
         for uid, pod in mine.items():
-            meta, spec = pod["metadata"], pod.get("spec") or {}
-            if meta.get("deletionTimestamp"):
-                if uid in self.built:
-                    self.teardown(self.built.pop(uid))
-                self.node_apis[spec["nodeName"]].delete(
-                    f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
-                    {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
-                )
-                continue
-            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                continue
-            built = self.built.get(uid)
-            if built is None:
-                built, started = self.build(pod)
-                self.built[uid] = built
-                if started is not None:
-                    starting.append((pod, built, started))
-                    continue
-            if not built.reported:
-                self.report(pod, built)
-        if starting:
             try:
-                processes.wait_ready([s for _, _, s in starting], POD_READY_DEADLINE_S)
-            except LabError as exc:
-                log.error("a pod did not start: %s", exc)
-            for pod, built, _ in starting:
-                if processes.alive(built.pid):
-                    self.report(pod, built)
+                started = self.sync_pod(uid, pod)
+            except (LabError, OSError) as exc:
+                log.error("pod %s: %s", pod_key(pod), exc)
+                continue
+            if started is not None:
+                starting.append((pod, self.built[uid], started))
+        if not starting:
+            return
+        try:
+            processes.wait_ready([s for _, _, s in starting], POD_READY_DEADLINE_S)
+        except LabError as exc:
+            log.error("a pod did not start: %s", exc)
+        for pod, built, _ in starting:
+            if processes.alive(built.pid):
+                self.report(pod, built)
+            else:  # its servers died while starting: take it down, the next pass builds it again
+                self.teardown(self.built.pop(built.uid))
+
+    def sync_pod(self, uid: str, pod: Obj) -> processes.Started | None:
+        """One pod bound to a lab node: finish its deletion, or build and report it. Returns a starting server."""
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        if meta.get("deletionTimestamp"):
+            if uid in self.built:
+                self.teardown(self.built.pop(uid))
+            self.node_apis[spec["nodeName"]].delete(
+                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
+            )
+            return None
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return None
+        built = self.built.get(uid)
+        if built is None:
+            built, started = self.build(pod)
+            self.built[uid] = built
+            if started is not None:
+                return started
+        if not built.reported:
+            self.report(pod, built)
+        return None
 
     def build(self, pod: Obj) -> tuple[BuiltPod, processes.Started | None]:
         """Wire a pod into its node and start its servers (hostNetwork pods: nothing to build)."""

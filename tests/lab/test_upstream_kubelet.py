@@ -17,6 +17,7 @@ from lab import build, kernel, processes
 from lab.plan import LabOptions, LabPlan, make_plan
 from lab.spec import load_spec
 from lab.state import LabState
+from lab.upstream.client import ApiStatusError
 from lab.upstream.kubelet import LabKubelet
 from nodeagent.netns import netns_path, socket_in_netns
 from tests.lab.labkit import unique_prefix
@@ -30,6 +31,8 @@ class RecordingApi:
 
     who: str
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)
+    """Paths answered with 409 Conflict."""
 
     def create(self, path: str, body: dict[str, Any], *, exist_ok: bool = False) -> dict[str, Any]:
         self.calls.append(("POST", path, body))
@@ -41,16 +44,18 @@ class RecordingApi:
 
     def delete(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         self.calls.append(("DELETE", path, body))
+        if path in self.refuse:
+            raise ApiStatusError("DELETE", path, 409, "Conflict", "the object has been modified")
         return {}
 
 
-def _api_pod() -> dict[str, Any]:
+def _api_pod(name: str = "api-5b8d9c7f4-q2x7z", uid: str = "0b5f3c1e-api") -> dict[str, Any]:
     """A pod as the ReplicaSet controller creates it from the lab's Deployment template."""
     return {
         "metadata": {
             "namespace": "shop",
-            "name": "api-5b8d9c7f4-q2x7z",
-            "uid": "0b5f3c1e-api",
+            "name": name,
+            "uid": uid,
             "labels": {"app": "api", "pod-template-hash": "5b8d9c7f4"},
             "ownerReferences": [{"kind": "ReplicaSet", "name": "api-5b8d9c7f4", "uid": "rs", "controller": True}],
         },
@@ -152,3 +157,15 @@ def test_a_deleted_pod_is_torn_down_then_removed_with_grace_zero(setup: Setup) -
         "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": "0b5f3c1e-api"},
     }) in setup.node.calls  # fmt: skip
     assert not Path(f"/etc/netns/{built.plan.netns}").exists()  # type: ignore[union-attr]
+
+
+def test_one_pods_failure_does_not_hold_up_the_others(setup: Setup) -> None:
+    stuck, fresh = _api_pod("api-5b8d9c7f4-stuck", "uid-stuck"), _api_pod("api-5b8d9c7f4-fresh", "uid-fresh")
+    stuck["spec"]["nodeName"] = "node-1"
+    stuck["metadata"]["deletionTimestamp"] = "2026-12-06T07:00:00Z"
+    setup.node.refuse.add("/api/v1/namespaces/shop/pods/api-5b8d9c7f4-stuck")
+    setup.kubelet.pods._cache = {"shop/stuck": stuck, "shop/fresh": fresh}
+    setup.kubelet.sync_pods()
+    assert ("DELETE", "/api/v1/namespaces/shop/pods/api-5b8d9c7f4-stuck") in [c[:2] for c in setup.node.calls]
+    assert "uid-fresh" in setup.kubelet.built and setup.kubelet.built["uid-fresh"].reported
+    assert kernel.netns_exists(f"{setup.plan.options.prefix}-pod-shop-api-5b8d9c7f4-fresh")
