@@ -41,11 +41,6 @@ def layout_of(state: LabState) -> flags.Layout:
     return flags.Layout(state.path, state.prefix)
 
 
-def pki_of(state: LabState, plan: LabPlan) -> UpstreamPki:
-    """The instance's upstream PKI paths."""
-    return upstream_pki(state.path / "pki", [n.name for n in plan.nodes])
-
-
 def admin_api(state: LabState) -> UpstreamApi:
     """The lab's own admin client (the static token in the instance's token file)."""
     return UpstreamApi.at(state.api_url, Path(state.ca_file), token=Path(state.token_file).read_text().strip())

@@ -40,7 +40,8 @@ from lab.plan import LabPlan, NodePlan, PodPlan
 from lab.state import LabState
 from lab.upstream import objects
 from lab.upstream.client import ApiStatusError, UpstreamApi
-from lab.upstream.placement import pod_plan
+from lab.upstream.control import admin_api, node_api
+from lab.upstream.placement import choose_node, pod_plan
 
 log = logging.getLogger("kubereach.lab.kubelet")
 Obj = dict[str, Any]
@@ -226,8 +227,6 @@ class LabKubelet:
 
     def bind_pending(self, pods: list[Obj]) -> list[Obj]:
         """Bind the lab-scheduled pods that have no node yet; return the pods with those bindings applied."""
-        from lab.upstream.placement import choose_node
-
         for pod in pods:
             spec, meta = pod.get("spec") or {}, pod["metadata"]
             if spec.get("nodeName") or meta.get("deletionTimestamp") or spec.get("schedulerName") != objects.LAB_SCHEDULER:
@@ -385,8 +384,6 @@ class LabKubelet:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the lab's kubelet until SIGTERM."""
-    from lab.upstream.control import admin_api, node_api
-
     parser = argparse.ArgumentParser(prog="python -m lab.upstream.kubelet")
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--ready-fd", type=int)
