@@ -24,9 +24,10 @@ def _stand_ins(directory: Path, real: dict[str, Path] | None = None) -> Path:
         if real and name in real:
             path.symlink_to(real[name])
             continue
-        path.write_text(
-            f"#!/bin/sh\ncase \"$1\" in --version) echo 'Kubernetes v1.36.2';; *) echo '{name}: stand-in, cannot serve' >&2; exit 3;; esac\n"
+        script = (
+            f"case \"$1\" in --version) echo 'Kubernetes v1.36.2';; *) echo '{name}: stand-in, cannot serve' >&2; exit 3;; esac"
         )
+        path.write_text(f"#!/bin/sh\n{script}\n")
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return directory
 
