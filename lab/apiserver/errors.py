@@ -32,7 +32,9 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details is not None and (self.details or self.code == 403):
+        if not self.reason:
+            del status["reason"]
+        if self.details is not None:
             status["details"] = self.details
         return status
 
@@ -105,6 +107,33 @@ class Invalid(ApiError):
 
     code = 422
     reason = "Invalid"
+
+
+class InternalError(ApiError):
+    """A failure kube-apiserver reports as 500 without a reason (e.g. a watch from an unparsable resourceVersion)."""
+
+    code = 500
+    reason = ""
+
+
+class PageNotFound(ApiError):
+    """A path no API group serves: kube-apiserver answers it as plain text, not as a Status."""
+
+    code = 404
+    reason = "NotFound"
+
+
+def field_invalid(field: str, value: object, detail: str) -> dict[str, str]:
+    """One `details.causes[]` entry of a 422 (reason FieldValueInvalid), as kube-apiserver writes it."""
+    shown = f'"{value}"' if isinstance(value, str) else str(value)
+    return {"reason": "FieldValueInvalid", "message": f"Invalid value: {shown}: {detail}", "field": field}
+
+
+def invalid(kind: str, name: str, causes: list[dict[str, str]]) -> Invalid:
+    """The 422 for an object with one or more invalid fields: every cause in the message and details."""
+    listed = [f"{c['field']}: {c['message']}" for c in causes]
+    summary = listed[0] if len(listed) == 1 else "[" + ", ".join(listed) + "]"
+    return Invalid(f'{kind} "{name}" is invalid: {summary}', details={"name": name, "kind": kind, "causes": causes})
 
 
 def object_details(plural: str, group: str, name: str) -> dict[str, Any]:

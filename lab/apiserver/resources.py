@@ -114,8 +114,7 @@ def resource_at(group: str, version: str, plural: str) -> ResourceType:
     """The type served at /api(s)/<group>/<version>/<plural>; NotFound if none is."""
     found = _BY_PATH.get((group, version, plural))
     if found is None:
-        where = f"{group}/{version}" if group else version
-        raise NotFound(f"the server could not find the requested resource ({plural} in {where})")
+        raise NotFound("the server could not find the requested resource", details={})
     return found
 
 

@@ -88,13 +88,19 @@ SUPPORTED_FIELDS: dict[str, frozenset[str]] = {
         "spec.hostNetwork",
         "status.phase",
         "status.podIP",
+        "status.podIPs",
         "status.nominatedNodeName",
     },
     "Node": _COMMON_FIELDS | {"spec.unschedulable"},
     "Namespace": _COMMON_FIELDS | {"status.phase"},
     "Service": _COMMON_FIELDS | {"spec.clusterIP", "spec.type"},
-    "EndpointSlice": _COMMON_FIELDS | {"addressType"},
 }
+"""The field selectors kube-apiserver v1.36 accepts per kind (every other kind: metadata.name and
+metadata.namespace only, EndpointSlices included)."""
+_BOOLEAN_FIELDS = frozenset({"spec.hostNetwork", "spec.unschedulable"})
+"""Fields the server compares as strconv.FormatBool: an absent one is "false"."""
+_UNSELECTABLE_FIELDS = frozenset({"status.podIPs"})
+"""Accepted by the field-label conversion but not in the pod's selectable fields: never equal to a value."""
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -188,14 +194,15 @@ def parse_field_selector(text: str | None, kind: str) -> FieldSelector:
 
 
 def field_value(obj: Mapping[str, Any], path: str) -> str:
-    """The string form of a field as field selectors compare it ("" when absent)."""
+    """The string form of a field as field selectors compare it ("" when absent; "false" for an
+    absent boolean the server defaults)."""
+    if path in _UNSELECTABLE_FIELDS:
+        return ""
     current: Any = obj
     for part in path.split("."):
-        if not isinstance(current, Mapping):
-            return ""
-        current = current.get(part)
+        current = current.get(part) if isinstance(current, Mapping) else None
     if current is None:
-        return ""
+        return "false" if path in _BOOLEAN_FIELDS else ""
     if isinstance(current, bool):
         return "true" if current else "false"
     return str(current)

@@ -29,8 +29,10 @@ from lab.apiserver.errors import (
     ApiError,
     BadRequest,
     Expired,
+    InternalError,
     MethodNotAllowed,
     NotFound,
+    PageNotFound,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -288,6 +290,8 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             elif not self.api.token_matches(authorization):
                 raise Unauthorized("Unauthorized")
             self._route(method, segments, query, body)
+        except PageNotFound:
+            self._send_text(404, "404 page not found\n")
         except ApiError as exc:
             self._send_json(exc.code, exc.to_status())
         except (BrokenPipeError, ConnectionResetError):
@@ -317,16 +321,17 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             if len(segments) == 2:
                 document = discovery.api_group(segments[1])
                 if document is None:
-                    raise NotFound(f"the server could not find the requested resource (group {segments[1]})")
+                    raise PageNotFound("404 page not found")
                 self._send_json(200, document)
                 return
             group, version, rest = segments[1], segments[2], segments[3:]
         else:
-            raise NotFound(f"the server could not find the requested resource ({'/'.join(segments)})")
+            raise PageNotFound("404 page not found")
+        resources = discovery.api_resource_list(group, version)
+        if resources is None:
+            # No group/version serves this path: the real server's mux answers plain text.
+            raise PageNotFound("404 page not found")
         if not rest:
-            resources = discovery.api_resource_list(group, version)
-            if resources is None:
-                raise NotFound(f"the server could not find the requested resource ({group}/{version})")
             self._send_json(200, resources)
             return
         if rest[0] == "watch":
@@ -341,16 +346,16 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         if rest and rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
             namespace, rest = rest[1], rest[2:]
         if not rest or len(rest) > 3:
-            raise NotFound("the server could not find the requested resource")
+            raise NotFound("the server could not find the requested resource", details={})
         resource = resource_at(group, version, rest[0])
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if namespace is not None and not resource.namespaced:
-            raise NotFound(f"the server could not find the requested resource ({resource.plural} is not namespaced)")
+            raise NotFound("the server could not find the requested resource", details={})
         if name is not None and resource.namespaced and namespace is None:
-            raise NotFound(f"the server could not find the requested resource ({resource.plural} need a namespace)")
+            raise NotFound("the server could not find the requested resource", details={})
         if sub is not None and not (sub == "status" and resource.has_status):
-            raise NotFound(f"the server could not find the requested resource ({resource.plural}/{sub})")
+            raise NotFound("the server could not find the requested resource", details={})
         return _Request(resource, namespace, name, sub)
 
     # ------------------------------------------------------------------------------ verbs
@@ -491,7 +496,10 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             try:
                 start_rv = int(rv_param)
             except ValueError as exc:
-                raise BadRequest(f"resourceVersion {rv_param!r} is not a valid resourceVersion") from exc
+                # What kube-apiserver v1.36 answers (a 500 without a reason, from strconv.ParseUint).
+                raise InternalError(
+                    f'resourceVersion: Invalid value: "{rv_param}": strconv.ParseUint: parsing "{rv_param}": invalid syntax'
+                ) from exc
         timeout = DEFAULT_WATCH_TIMEOUT_SECONDS
         if query.get("timeoutSeconds"):
             try:
@@ -516,15 +524,19 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
                     self._write_event(watch.bookmark(cursor, initial_events_end=True))
             else:
                 cursor = start_rv
-            self._stream(watch, cursor, deadline, bookmarks)
+            self._stream(watch, cursor, deadline, bookmarks, timed="timeoutSeconds" in query)
             self._write_chunk(b"")
         except (BrokenPipeError, ConnectionResetError, OSError):
             log.debug("watch client went away")
 
-    def _stream(self, watch: _WatchFilter, cursor: int, deadline: float, bookmarks: bool) -> None:
+    def _stream(self, watch: _WatchFilter, cursor: int, deadline: float, bookmarks: bool, *, timed: bool = False) -> None:
         store = self.api.store
         interval = self.api.bookmark_interval
         next_bookmark = time.monotonic() + interval
+        if timed:
+            # kube-apiserver's watch cache sends a bookmark shortly before a watch's timeout, so the
+            # client can resume from the newest resourceVersion instead of its last event's.
+            next_bookmark = min(next_bookmark, max(time.monotonic(), deadline - 1.0))
         while not self.api.stopping.is_set():
             now = time.monotonic()
             if now >= deadline or self._client_gone():
@@ -611,7 +623,8 @@ class _WatchFilter:
         metadata: dict[str, Any] = {"resourceVersion": str(resource_version)}
         if initial_events_end:
             metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
-        return {
-            "type": "BOOKMARK",
-            "object": {"kind": self.resource.kind, "apiVersion": self.resource.api_version, "metadata": metadata},
-        }
+        # The real server serialises an empty object of the kind, so spec and status come as {}.
+        obj: dict[str, Any] = {"kind": self.resource.kind, "apiVersion": self.resource.api_version, "metadata": metadata}
+        if self.resource.has_status:
+            obj["spec"], obj["status"] = {}, {}
+        return {"type": "BOOKMARK", "object": obj}

@@ -32,6 +32,8 @@ from lab.apiserver.errors import (
     Expired,
     Invalid,
     NotFound,
+    field_invalid,
+    invalid,
     object_details,
 )
 from lab.apiserver.patches import PATCH_TYPES, apply_patch
@@ -48,6 +50,16 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _DNS_LABEL_KINDS = frozenset({"Namespace", "Service"})
+_RFC1123_LABEL = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end "
+    "with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+_RFC1123_SUBDOMAIN = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start "
+    "and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
 
 
 @dataclass(frozen=True)
@@ -297,7 +309,7 @@ class Store:
             if not prefix:
                 raise Invalid(f"{rtype.kind}: metadata.name or metadata.generateName is required")
             meta["name"] = prefix + "".join(secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
-        self._validate_name(rtype, meta["name"])
+        self._validate(rtype, new)
         for server_field in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "selfLink"):
             meta.pop(server_field, None)
         with self._cond:
@@ -594,18 +606,29 @@ class Store:
         return str(ns)
 
     @staticmethod
-    def _validate_name(rtype: ResourceType, name: str) -> None:
+    def _validate(rtype: ResourceType, obj: Mapping[str, Any]) -> None:
+        """Invalid (422) with every problem found, as kube-apiserver reports them (details.causes)."""
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        causes: builtins.list[dict[str, str]] = []
         if rtype.kind in _DNS_LABEL_KINDS:
-            if len(name) > 63 or not _LABEL.match(name):
-                raise Invalid(
-                    f'{rtype.kind} "{name}" is invalid: metadata.name must be a DNS label '
-                    "(lowercase letters, digits and '-', at most 63 characters)"
-                )
+            if len(name) > 63:
+                causes.append(field_invalid("metadata.name", name, "must be no more than 63 characters"))
+            if not _LABEL.match(name):
+                causes.append(field_invalid("metadata.name", name, _RFC1123_LABEL))
         elif len(name) > 253 or not _SUBDOMAIN.match(name):
-            raise Invalid(
-                f'{rtype.kind} "{name}" is invalid: metadata.name must be a DNS subdomain '
-                "(lowercase letters, digits, '-' and '.')"
-            )
+            causes.append(field_invalid("metadata.name", name, _RFC1123_SUBDOMAIN))
+        if rtype is SERVICES:
+            for index, port in enumerate((obj.get("spec") or {}).get("ports") or []):
+                for key in ("port", "targetPort", "nodePort"):
+                    value = port.get(key) if isinstance(port, Mapping) else None
+                    if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= 65535:
+                        if key == "nodePort" and value == 0:
+                            continue
+                        causes.append(
+                            field_invalid(f"spec.ports[{index}].{key}", value, "must be between 1 and 65535, inclusive")
+                        )
+        if causes:
+            raise invalid(rtype.kind, name, causes)
 
     def _check_preconditions(self, rtype: ResourceType, current: dict[str, Any], pre: Preconditions) -> None:
         meta = current["metadata"]
@@ -677,6 +700,8 @@ class Store:
         if "deletionGracePeriodSeconds" in cur_meta:
             meta["deletionGracePeriodSeconds"] = cur_meta["deletionGracePeriodSeconds"]
         meta["resourceVersion"] = cur_meta["resourceVersion"]
+        if rtype is SERVICES:
+            self._validate(rtype, new)
         self._apply_defaults(rtype, new, current)
         if _spec_part(new) != _spec_part(current):
             meta["generation"] = int(cur_meta.get("generation", 1)) + 1
@@ -722,6 +747,16 @@ class Store:
     def _delete_locked(self, rtype: ResourceType, current: dict[str, Any], *, grace_ended: bool = False) -> dict[str, Any]:
         if rtype is NAMESPACES:
             ns = current["metadata"]["name"]
+            if not current["metadata"].get("deletionTimestamp"):
+                # As in kube-apiserver: the namespace turns Terminating first (MODIFIED), then goes.
+                terminating = copy.deepcopy(current)
+                terminating["metadata"]["deletionTimestamp"] = now_timestamp()
+                terminating.setdefault("status", {})["phase"] = "Terminating"
+                rv = self._next_rv()
+                terminating["metadata"]["resourceVersion"] = str(rv)
+                self._objects[rtype][_key(current)] = terminating
+                self._record(WatchEvent("MODIFIED", terminating, rtype, rv, current))
+                current = terminating
             for other, table in self._objects.items():
                 if other.namespaced:
                     for key in sorted(k for k in table if k[0] == ns):

@@ -609,3 +609,53 @@ def test_watch_sees_every_concurrent_write_once_in_resource_version_order(lab: L
     for writer in writers:
         writer.join(timeout=30)
     assert seen == sorted(seen) and len(set(seen)) == 40
+
+
+def test_not_found_shapes_like_the_real_server(lab: Lab) -> None:
+    for name in ("err-404-unknown-group", "err-404-unknown-resource", "err-404-get-pod"):
+        real = real_answer(name)
+        if name == "err-404-get-pod":
+            lab.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+        assert raw_request(lab.url, "GET", real["request"]["path"]) == (real["status"], real["body"]), name
+
+
+def test_watch_like_the_real_server_bookmark_before_timeout_and_namespace_termination(lab: Lab) -> None:
+    recorded = real_answer("watch-from-list-rv-bookmarks")
+    real_types = [e["type"] for e in recorded["events"]]
+    assert real_types == ["MODIFIED", "DELETED", "MODIFIED", "BOOKMARK"]
+    lab.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "zz-apidiff"}})
+    start = lab.store.list("namespaces").resource_version
+    lab.store.delete("namespaces", "zz-apidiff")
+    lab.store.patch("namespaces", "default", {"metadata": {"annotations": {"apidiff/touch": "watch"}}})
+    events = list(
+        watch_lines(lab.url, f"/api/v1/namespaces?watch=1&resourceVersion={start}&allowWatchBookmarks=true&timeoutSeconds=2")
+    )
+    # (this server's periodic bookmarks come every 0.2 s, the real one's every minute: compare without them)
+    assert [e["type"] for e in events if e["type"] != "BOOKMARK"] == real_types[:-1] and events[-1]["type"] == "BOOKMARK"
+    events = [e for e in events if e["type"] != "BOOKMARK"] + [events[-1]]
+    assert events[0]["object"]["status"]["phase"] == "Terminating" and events[1]["object"]["metadata"]["deletionTimestamp"]
+    bookmark, real_bookmark = events[-1]["object"], recorded["events"][-1]["object"]
+    assert set(bookmark) == set(real_bookmark) and (bookmark["spec"], bookmark["status"]) == ({}, {})
+    assert bookmark["metadata"]["resourceVersion"] == events[2]["object"]["metadata"]["resourceVersion"]
+
+
+def test_watch_from_an_unparsable_resource_version_is_500_like_the_real_server(lab: Lab) -> None:
+    recorded = real_answer("watch-invalid-rv")
+    status, body = raw_request(lab.url, "GET", recorded["request"]["path"])
+    (real_status,) = recorded["events"]
+    assert status == recorded["status"] == 500
+    assert body == {k: v for k, v in real_status.items() if k != "_t"}
+
+
+def test_a_timed_watch_ends_with_a_bookmark_even_when_periodic_ones_are_rare(lab: Lab) -> None:
+    slow = ApiServer(lab.store, TOKEN)  # periodic bookmarks every 10 s, as in the lab daemon
+    url = slow.start()
+    try:
+        start = lab.store.resource_version
+        lab.store.patch("namespaces", "default", {"metadata": {"annotations": {"touch": "1"}}})
+        events = list(
+            watch_lines(url, f"/api/v1/namespaces?watch=1&resourceVersion={start}&allowWatchBookmarks=true&timeoutSeconds=2")
+        )
+    finally:
+        slow.stop()
+    assert [e["type"] for e in events] == ["MODIFIED", "BOOKMARK"]

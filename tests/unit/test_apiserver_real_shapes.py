@@ -249,3 +249,54 @@ def test_exact_list_of_a_compacted_version_is_410_and_bad_continue_is_400() -> N
     assert bad.value.code == recorded["status"] == 400
     assert bad.value.message.startswith("invalid continue token: continue key is not valid:")
     assert recorded["body"]["message"].startswith("invalid continue token: continue key is not valid:")
+
+
+# ---------------------------------------------------------------------------- field selectors
+
+
+def test_field_selectors_are_accepted_refused_and_compared_like_the_real_server() -> None:
+    from lab.apiserver import BadRequest
+
+    store = Store()
+    refused = real("fieldsel-endpointslices-addressType_IPv4")
+    with pytest.raises(BadRequest) as caught:
+        store.list("endpointslices", field_selector="addressType=IPv4")
+    assert (caught.value.code, caught.value.message) == (refused["status"], refused["body"]["message"])
+    for name, host_network in (("plain", None), ("agent", True), ("off", False)):
+        spec: dict[str, Any] = {"nodeName": "node-1", "containers": [{"name": "c", "image": "x"}]}
+        if host_network is not None:
+            spec["hostNetwork"] = host_network
+        store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+    store.patch(
+        "pods", "plain", {"status": {"podIP": "10.244.1.4", "podIPs": [{"ip": "10.244.1.4"}]}}, "default", subresource="status"
+    )
+    # spec.hostNetwork!=false: only pods that set it (absent compares as "false"), as the real 3 agent pods
+    assert [p["metadata"]["name"] for p in store.list("pods", field_selector="spec.hostNetwork!=false").items] == ["agent"]
+    # status.podIPs is accepted but selects nothing (the real one answered 200 with no items)
+    assert real("fieldsel-pods-status.podIPs_10.244.1.4")["body"]["items"] == []
+    assert store.list("pods", field_selector="status.podIPs=10.244.1.4").items == []
+    assert [p["metadata"]["name"] for p in store.list("pods", field_selector="status.podIP=10.244.1.4").items] == ["plain"]
+    store.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}, "spec": {}})
+    nodes = real("fieldsel-nodes-spec.unschedulable_false")["body"]["items"]
+    assert nodes and all("unschedulable" not in n["spec"] for n in nodes)
+    assert [n["metadata"]["name"] for n in store.list("nodes", field_selector="spec.unschedulable=false").items] == ["node-1"]
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+def test_an_invalid_service_is_422_with_every_cause_like_the_real_server() -> None:
+    from lab.apiserver import Invalid
+
+    recorded = real("err-422-invalid-service")
+    store = Store()
+    store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "Bad_Name", "namespace": "shop"},
+        "spec": {"ports": [{"port": 99999, "targetPort": 99999}]},
+    }
+    with pytest.raises(Invalid) as caught:
+        store.create(bad)
+    assert (caught.value.code, caught.value.to_status()) == (recorded["status"], recorded["body"])
