@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = dt.timedelta(days=30)
+CA_KEY_FILE = "ca-key.pem"
+"""The CA's private key, beside ca.pem."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,9 @@ def generate_pki(directory: Path, nodes: list[str]) -> LabPki:
     )
     ca_path = directory / "ca.pem"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    # Kept (mode 0600, in the instance's 0700 directory on tmpfs) for `lab up --kubernetes`, which
+    # issues the upstream control plane's certificates from the same CA (lab/upstream/pki.py).
+    _write_key(directory / CA_KEY_FILE, ca_key)
     agents: dict[str, CertPair] = {}
     for node in nodes:
         cert, key = _issue(

@@ -53,10 +53,25 @@ def lab(ctx: click.Context, prefix: str) -> None:
     "numgen vmap, as up to the mid 1.3x releases; single-endpoint: 1.37's plain dnat for one endpoint).",
 )
 @click.option("--spec", "spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Cluster spec YAML.")
+@click.option(
+    "--kubernetes",
+    "kubernetes_dir",
+    envvar="KUBEREACH_LAB_KUBERNETES",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run the control plane on the official release binaries in this directory "
+    "(kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, etcd).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON when up.")
 @click.pass_context
 def up(
-    ctx: click.Context, nodes: int, cni: str, proxy: str, kube_proxy_layout: str, spec_file: Path | None, as_json: bool
+    ctx: click.Context,
+    nodes: int,
+    cni: str,
+    proxy: str,
+    kube_proxy_layout: str,
+    spec_file: Path | None,
+    kubernetes_dir: Path | None,
+    as_json: bool,
 ) -> None:
     """Build the lab, start its API server, kube-proxies, pods and agents."""
     from lab import lifecycle
@@ -68,15 +83,16 @@ def up(
         proxy=proxy,  # type: ignore[arg-type]
         kube_proxy_layout=kube_proxy_layout,  # type: ignore[arg-type]
     )
-    result = lifecycle.up(options, spec_file)
+    result = lifecycle.up(options, spec_file, kubernetes=kubernetes_dir)
     if as_json:
         click.echo(json.dumps(lifecycle.status(options.prefix), indent=2))
         return
     status = lifecycle.status(options.prefix)
     layout = f" {kube_proxy_layout} layout" if proxy == "nftables" else ""
     click.echo(
-        f"lab {options.prefix} is up in {result.seconds:.1f} s: {len(status['nodes'])} nodes "
-        f"({cni}, kube-proxy {proxy}{layout}), {len(status['pods'])} pods, {len(status['services'])} services"
+        f"lab {options.prefix} is up in {result.seconds:.1f} s on Kubernetes {status['kubernetes']}: "
+        f"{len(status['nodes'])} nodes ({cni}, kube-proxy {proxy}{layout}), "
+        f"{len(status['pods'])} pods, {len(status['services'])} services"
     )
     click.echo(f"config: {status['config']}")
     click.echo(f"kubectl: kubectl --kubeconfig {status['kubeconfig']} get pods -A")
@@ -109,7 +125,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         return
     state = require_state(ctx.obj["prefix"])
     layout = f" ({data['kube_proxy_layout']} layout)" if data["proxy"] == "nftables" else ""
-    click.echo(f"lab {data['prefix']}: {data['cni']}, kube-proxy {data['proxy']}{layout}, API {data['api']}")
+    click.echo(
+        f"lab {data['prefix']}: {data['cni']}, kube-proxy {data['proxy']}{layout}, API {data['api']} "
+        f"(Kubernetes {data['kubernetes']})"
+    )
     click.echo(f"config {data['config']}")
     if data.get("slack"):
         slack = data["slack"]

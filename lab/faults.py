@@ -31,6 +31,7 @@ from lab.lifecycle import (
 )
 from lab.plan import LabPlan, NodePlan, PodPlan, host_veth_name, pod_netns_name, uid_for
 from lab.state import LabState, require_state
+from lab.upstream.placement import pod_plan as upstream_pod_plan
 
 Obj = dict[str, Any]
 
@@ -64,6 +65,8 @@ class FaultContext:
     def pod_plan(self, pod: Obj) -> PodPlan:
         """A PodPlan for a pod object (pods made by faults are not in the original plan)."""
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        if self.state.kubernetes:  # upstream controllers name the pods; the lab's kubelet built them by this mapping
+            return upstream_pod_plan(self.plan, pod, self.plan.node(pod["spec"]["nodeName"]), pod["status"].get("podIP", ""))
         for p in self.plan.pods:
             if p.namespace == ns and p.name == name:
                 return p
@@ -969,6 +972,14 @@ CATALOG: dict[str, Fault] = {
     )
 }
 
+UPSTREAM_BY_HAND = {
+    "kube-proxy-rules-missing": "delete the service's rules in the node's namespace by hand",
+    "kube-proxy-stale": "change the service's endpoints with kubectl (delete a pod, scale) and `kill -CONT PID` to heal",
+}
+"""Faults that drive the lab's own kube-proxy or replace pods behind the controllers' back, and what to do
+instead when the control plane is upstream's (`lab up --kubernetes DIR`): stop the real kube-proxy with
+`kill -STOP PID` first."""
+
 DEFAULT_POD = {"default": "shop/frontend", "not-listening": "shop/redis-0"}
 DEFAULT_SERVICE = {"default": "shop/api", "conntrack-stale": "kube-system/kube-dns"}
 
@@ -998,6 +1009,13 @@ def inject(prefix: str, name: str, *, node: str | None = None, pod: str | None =
     if fault is None:
         raise LabError(f"unknown fault {name!r}; choose one of: {', '.join(CATALOG)}", exit_code=2)
     state = require_state(prefix)
+    if state.kubernetes and fault.name in UPSTREAM_BY_HAND:
+        pids = ", ".join(f"{k}={v}" for k, v in sorted(state.processes.items()) if k.startswith("kube-proxy/"))
+        raise LabError(
+            f"fault {fault.name} drives the lab's own kube-proxy; this lab runs the real one (Kubernetes {state.kubernetes})",
+            hint=f"hang it by hand with `kill -STOP PID` ({pids}), then {UPSTREAM_BY_HAND[fault.name]}",
+            exit_code=2,
+        )
     ctx = FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file, state.ca_file))
     target = _resolve_target(ctx, fault, node, pod, service)
     description, undo = fault.inject(ctx, target)

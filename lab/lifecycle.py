@@ -3,7 +3,8 @@
 Order of `up`: kernel data plane (fabric, nodes, pods) → agents and pod servers (in parallel) → the
 API daemon (seeded with the lab's objects, running the EndpointSlice, DNS and NetworkPolicy
 controllers) → one kube-proxy per node, ready once it has programmed its rules. Each step waits on
-readiness signals, not on time.
+readiness signals, not on time. With `--kubernetes DIR` the nodes and agents come first and then the
+upstream control plane on release binaries (`lab.upstream.control`), whose kubelet builds the pods.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from lab import build, kernel, processes
 from lab.apiclient import LabApi
 from lab.certs import generate_pki
 from lab.errors import LabError
-from lab.plan import CLUSTER_CIDR, SERVICE_CIDR, LabOptions, LabPlan, PodPlan, make_plan
+from lab.plan import CLUSTER_CIDR, SERVICE_CIDR, LabOptions, LabPlan, PodPlan, make_plan, pod_netns_name
 from lab.spec import load_spec
 from lab.state import STATE_ROOT, LabState, load_state, require_state, state_dir, write_config
+from lab.upstream.binaries import UpstreamBinaries, find_binaries, kubernetes_version
+from lab.upstream.flags import Layout
+from lab.upstream.flags import process_markers as upstream_markers
 
 READY_DEADLINE_S = 30.0
 PYTHON = sys.executable
@@ -203,8 +207,14 @@ def kube_proxy_generation(state: LabState, node: str) -> int | None:
         return None
 
 
-def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_ROOT) -> UpResult:
-    """Build the lab; on any failure, take down what was built and re-raise."""
+def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_ROOT, kubernetes: Path | None = None) -> UpResult:
+    """Build the lab; on any failure, take down what was built and re-raise.
+
+    `kubernetes`: a directory of official release binaries; the control plane is then upstream's
+    (`lab.upstream`) and the lab plays only kubelet and CNI.
+    """
+    binaries = find_binaries(kubernetes) if kubernetes is not None else None
+    version = kubernetes_version(binaries) if binaries is not None else ""
     kernel.require_root()
     kernel.require_tools()
     t0 = time.monotonic()
@@ -234,44 +244,72 @@ def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_RO
         token_file=str(token_file),
         kubeconfig=str(directory / "kubeconfig"),
         ca_file=str(directory / "pki" / "ca.pem"),
+        kubernetes=version,
+        kubernetes_dir=str(binaries.directory) if binaries is not None else "",
     )
     state.save()
     try:
         pki = generate_pki(directory / "pki", [n.name for n in plan.nodes])
         build.build_fabric(plan)
-        for pod in plan.pods:
-            build.build_pod(plan, pod)
-        starting = start_pods(plan, state, list(plan.pods))
-        agents = [start_agent(plan, state, n.name) for n in plan.nodes]
         slack = start_slack(state)
-        for s in [*starting, *agents, slack]:
-            state.processes[s.name] = s.pid
+        state.processes[slack.name] = slack.pid
         state.save()
-        ready = processes.wait_ready([*starting, slack], READY_DEADLINE_S)
-        state.slack["origin"] = ready[slack.name].split()[-1]
-        state.agents = wait_agents(state, [n.name for n in plan.nodes])
+        if binaries is None:
+            start_lab_control_plane(plan, state)
+            bot_kubeconfig = None
+        else:
+            bot_kubeconfig = start_upstream_control_plane(plan, state, binaries)
+        state.slack["origin"] = processes.wait_ready([slack], READY_DEADLINE_S)[slack.name].split()[-1]
         state.save()
-        daemon = processes.spawn(
-            "api-daemon",
-            [PYTHON, "-m", "lab.daemon", "--state-dir", str(directory), "--ready-fd", "{ready_fd}"],
-            directory / "logs" / "api-daemon.log",
-            with_ready_pipe=True,
-        )
-        state.processes[daemon.name] = daemon.pid
-        state.save()
-        state.api_url = processes.wait_ready([daemon], READY_DEADLINE_S)[daemon.name].split()[-1]
-        proxies = [start_kube_proxy(plan, state, n.name) for n in plan.nodes]
-        for s in proxies:
-            state.processes[s.name] = s.pid
-        state.save()
-        wait_kube_proxies_synced(state, [n.name for n in plan.nodes])
-        state.config_file = str(write_config(state, pki.ca, pki.bot.cert, pki.bot.key))
+        state.config_file = str(write_config(state, pki.ca, pki.bot.cert, pki.bot.key, kubeconfig=bot_kubeconfig))
         state.up_seconds = round(time.monotonic() - t0, 2)
         state.save()
     except BaseException:
         down(options.prefix, root)
         raise
     return UpResult(state, state.up_seconds)
+
+
+def start_lab_control_plane(plan: LabPlan, state: LabState) -> None:
+    """The lab's own control plane: pods and agents, the API daemon, one lab kube-proxy per node."""
+    directory = state.path
+    for pod in plan.pods:
+        build.build_pod(plan, pod)
+    starting = start_pods(plan, state, list(plan.pods))
+    agents = [start_agent(plan, state, n.name) for n in plan.nodes]
+    for s in [*starting, *agents]:
+        state.processes[s.name] = s.pid
+    state.save()
+    processes.wait_ready(starting, READY_DEADLINE_S)
+    state.agents = wait_agents(state, [n.name for n in plan.nodes])
+    state.save()
+    daemon = processes.spawn(
+        "api-daemon",
+        [PYTHON, "-m", "lab.daemon", "--state-dir", str(directory), "--ready-fd", "{ready_fd}"],
+        directory / "logs" / "api-daemon.log",
+        with_ready_pipe=True,
+    )
+    state.processes[daemon.name] = daemon.pid
+    state.save()
+    state.api_url = processes.wait_ready([daemon], READY_DEADLINE_S)[daemon.name].split()[-1]
+    proxies = [start_kube_proxy(plan, state, n.name) for n in plan.nodes]
+    for s in proxies:
+        state.processes[s.name] = s.pid
+    state.save()
+    wait_kube_proxies_synced(state, [n.name for n in plan.nodes])
+
+
+def start_upstream_control_plane(plan: LabPlan, state: LabState, binaries: UpstreamBinaries) -> Path:
+    """Agents, then the upstream control plane on release binaries (`lab.upstream.control`); the bot's kubeconfig."""
+    from lab.upstream import control
+
+    agents = [start_agent(plan, state, n.name) for n in plan.nodes]
+    for s in agents:
+        state.processes[s.name] = s.pid
+    state.save()
+    state.agents = wait_agents(state, [n.name for n in plan.nodes])
+    state.save()
+    return control.start(state, plan, binaries)
 
 
 def down(prefix: str, root: Path = STATE_ROOT) -> list[str]:
@@ -288,7 +326,8 @@ def down(prefix: str, root: Path = STATE_ROOT) -> list[str]:
         state = None
     if state is not None:
         pids |= {p for p in state.processes.values() if processes.alive(p)}
-    pids |= processes.find_lab_processes(netns, [str(directory), f"--instance={prefix}"])
+    markers = [str(directory), f"--instance={prefix}", *upstream_markers(Layout(directory, prefix))]
+    pids |= processes.find_lab_processes(netns, markers)
     pids.discard(0)
     if pids:
         processes.stop(pids)
@@ -305,6 +344,15 @@ def _metrics_address(state: LabState, node: str) -> str | None:
         return f"127.0.0.1:{int((state.path / 'agents' / f'{node}.metrics').read_text())}"
     except (OSError, ValueError):
         return None
+
+
+def _pod_netns(state: LabState, pod: dict[str, Any]) -> str | None:
+    """The pod's namespace: its annotation on the lab's API; derived from its name upstream (a kubelet cannot annotate)."""
+    meta = pod["metadata"]
+    annotated: str | None = meta.get("annotations", {}).get("kubereach.io/lab-netns")
+    if annotated or not state.kubernetes:
+        return annotated
+    return pod_netns_name(state.prefix, meta["namespace"], meta["name"])
 
 
 def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
@@ -331,7 +379,7 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
         "api": state.api_url,
         "slack": slack,
         "kubeconfig": state.kubeconfig,
-        "kubernetes": "lab",
+        "kubernetes": state.kubernetes or "lab",
         "prefix": state.prefix,
         "cni": state.cni,
         "proxy": state.proxy,
@@ -353,7 +401,7 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
                 "name": p["metadata"]["name"],
                 "ip": p.get("status", {}).get("podIP", ""),
                 "node": p.get("spec", {}).get("nodeName", ""),
-                "netns": p["metadata"].get("annotations", {}).get("kubereach.io/lab-netns"),
+                "netns": _pod_netns(state, p),
                 "labels": p["metadata"].get("labels", {}),
             }
             for p in pods

@@ -53,6 +53,10 @@ class LabState:
     kubeconfig: str = ""
     ca_file: str = ""
     """The lab CA's certificate: the API server's (https) certificate is issued by it."""
+    kubernetes: str = ""
+    """The upstream version (`kube-apiserver --version`) with `--kubernetes DIR`; empty for the lab's own API."""
+    kubernetes_dir: str = ""
+    """The directory of release binaries the upstream control plane runs from."""
     config_file: str = ""
     processes: dict[str, int] = field(default_factory=dict)
     agents: dict[str, str] = field(default_factory=dict)
@@ -105,11 +109,14 @@ def require_state(prefix: str, root: Path = STATE_ROOT) -> LabState:
     return state
 
 
-def write_config(state: LabState, ca: Path, cert: Path, key: Path) -> Path:
-    """Write the config file the bot and the CLI read (`kubereach --config PATH`)."""
+def write_config(state: LabState, ca: Path, cert: Path, key: Path, kubeconfig: Path | None = None) -> Path:
+    """Write the config file the bot and the CLI read (`kubereach --config PATH`).
+
+    `kubeconfig`: the bot's own (upstream: its ServiceAccount's token); default the lab's kubeconfig.
+    """
     config = {
         "cluster": f"kubereach-lab-{state.prefix}",
-        "kubeconfig": state.kubeconfig,
+        "kubeconfig": str(kubeconfig) if kubeconfig is not None else state.kubeconfig,
         "agents": {
             "discovery": "static",
             "nodes": dict(sorted(state.agents.items())),

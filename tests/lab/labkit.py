@@ -106,8 +106,11 @@ def unique_prefix(tag: str) -> str:
 @contextlib.contextmanager
 def running_lab(prefix: str, *args: str) -> Iterator[Lab]:
     """`kubereach lab up` for the duration of the block; `lab down` in finally, whatever happened."""
+    # KUBEREACH_LAB_KUBERNETES (set for the `kubernetes` tests) would turn every lab upstream: only an
+    # explicit --kubernetes does that here.
+    env = {k: v for k, v in os.environ.items() if k != "KUBEREACH_LAB_KUBERNETES"}
     try:
-        kubereach("lab", "--prefix", prefix, "up", *args)
+        kubereach("lab", "--prefix", prefix, "up", *args, env=env)
         lab = Lab(prefix, {})
         lab.refresh()
         yield lab
