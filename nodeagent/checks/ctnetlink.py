@@ -12,6 +12,10 @@ table of production size. This module speaks NETLINK_NETFILTER directly:
 - the nf_tables ruleset generation id (NFT_MSG_GETGEN), a cheap "did any rule change?" check:
   every nf_tables transaction bumps it, including those made by iptables-nft.
 
+Requests are framed and answers received with the agent's netlink codec (`nodeagent.checks.netlink`);
+the conntrack parsers below walk the attributes of each entry inline with `unpack_from` rather than
+through the codec's `attrs` list, because they run once per entry of dumps of 262,144 entries.
+
 Sockets are opened inside a namespace by `nodeagent.netns.socket_in_netns` and used from any thread.
 """
 
@@ -23,32 +27,8 @@ import struct
 from dataclasses import dataclass
 
 from nodeagent.checks import netlink
-from nodeagent.checks.netlink import (
-    NLA_F_NESTED,
-    NLA_TYPE_MASK,
-    NLM_F_ACK,
-    NLM_F_CREATE,
-    NLM_F_DUMP,
-    NLM_F_DUMP_INTR,
-    NLM_F_EXCL,
-    NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
-)
+from nodeagent.checks.netlink import NLA_TYPE_MASK, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
 from nodeagent.netns import socket_in_netns
-
-__all__ = [
-    "NLA_F_NESTED",
-    "NLA_TYPE_MASK",
-    "NLMSG_DONE",
-    "NLMSG_ERROR",
-    "NLM_F_ACK",
-    "NLM_F_CREATE",
-    "NLM_F_DUMP",
-    "NLM_F_DUMP_INTR",
-    "NLM_F_EXCL",
-    "NLM_F_REQUEST",
-]
 
 NETLINK_NETFILTER = 12
 SO_RCVBUFFORCE = 33
@@ -95,7 +75,7 @@ FILTER_PROTO_SRC_PORT = 1 << 4
 FILTER_PROTO_DST_PORT = 1 << 5
 
 _NFGEN = struct.Struct("=BBH")
-_NLA = struct.Struct("=HH")
+_NLA = netlink.NLA_HEADER
 _BE16 = struct.Struct(">H")
 _BE32 = struct.Struct(">I")
 _PORT_PROTOCOLS = frozenset({6, 17, 33, 132, 136})
@@ -144,10 +124,6 @@ def open_netfilter_socket(netns_path: str) -> socket.socket:
     return sock
 
 
-_attr = netlink.attr
-_nest = netlink.nest
-
-
 def netlink_message(msg_type: int, flags: int, seq: int, family: int, payload: bytes, res_id: int = 0) -> bytes:
     """One nfnetlink message: nlmsghdr + nfgenmsg + attributes."""
     return netlink.message(msg_type, flags, seq, _NFGEN.pack(family, 0, socket.htons(res_id)) + payload)
@@ -162,28 +138,28 @@ def _tuple_attrs(match: TupleMatch) -> tuple[bytes, int]:
     ip_parts: list[bytes] = []
     if match.src is not None:
         fam = _ip_family(match.src)
-        ip_parts.append(_attr(CTA_IP_V4_SRC if fam == socket.AF_INET else CTA_IP_V6_SRC, socket.inet_pton(fam, match.src)))
+        ip_parts.append(netlink.attr(CTA_IP_V4_SRC if fam == socket.AF_INET else CTA_IP_V6_SRC, socket.inet_pton(fam, match.src)))
         flags |= FILTER_IP_SRC
     if match.dst is not None:
         fam = _ip_family(match.dst)
-        ip_parts.append(_attr(CTA_IP_V4_DST if fam == socket.AF_INET else CTA_IP_V6_DST, socket.inet_pton(fam, match.dst)))
+        ip_parts.append(netlink.attr(CTA_IP_V4_DST if fam == socket.AF_INET else CTA_IP_V6_DST, socket.inet_pton(fam, match.dst)))
         flags |= FILTER_IP_DST
     proto_parts: list[bytes] = []
     if match.protonum is not None:
-        proto_parts.append(_attr(CTA_PROTO_NUM, bytes([match.protonum])))
+        proto_parts.append(netlink.attr(CTA_PROTO_NUM, bytes([match.protonum])))
         flags |= FILTER_PROTO_NUM
         # The kernel parses ports only through the protocol's tuple parser, so ports need the protocol.
         if match.sport is not None:
-            proto_parts.append(_attr(CTA_PROTO_SRC_PORT, _BE16.pack(match.sport)))
+            proto_parts.append(netlink.attr(CTA_PROTO_SRC_PORT, _BE16.pack(match.sport)))
             flags |= FILTER_PROTO_SRC_PORT
         if match.dport is not None:
-            proto_parts.append(_attr(CTA_PROTO_DST_PORT, _BE16.pack(match.dport)))
+            proto_parts.append(netlink.attr(CTA_PROTO_DST_PORT, _BE16.pack(match.dport)))
             flags |= FILTER_PROTO_DST_PORT
     parts: list[bytes] = []
     if ip_parts:
-        parts.append(_nest(CTA_TUPLE_IP, *ip_parts))
+        parts.append(netlink.nest(CTA_TUPLE_IP, *ip_parts))
     if proto_parts:
-        parts.append(_nest(CTA_TUPLE_PROTO, *proto_parts))
+        parts.append(netlink.nest(CTA_TUPLE_PROTO, *proto_parts))
     return (b"".join(parts), flags)
 
 
@@ -215,10 +191,10 @@ def conntrack_dump_request(seq: int, family: int, orig: TupleMatch | None, reply
             continue
         attrs, flags = _tuple_attrs(match)
         if flags:
-            payload += _nest(kind, attrs)
-            filter_parts.append(_attr(flag_kind, struct.pack("=I", flags)))
+            payload += netlink.nest(kind, attrs)
+            filter_parts.append(netlink.attr(flag_kind, struct.pack("=I", flags)))
     if filter_parts:
-        payload += _nest(CTA_FILTER, *filter_parts)
+        payload += netlink.nest(CTA_FILTER, *filter_parts)
     return netlink_message((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family, payload)
 
 
