@@ -23,7 +23,8 @@ from typing import Any
 
 from nodeagent.checks import ctnetlink, netlink
 from nodeagent.checks.nat.model import ServiceNat
-from nodeagent.checks.nat.nftables import NftMapElement, NftRuleset, _targets, _verdict, nft_service_nat
+from nodeagent.checks.nat.nft_json import verdict_of
+from nodeagent.checks.nat.nftables import NftMapElement, NftRuleset, nft_service_nat, rule_targets
 
 log = logging.getLogger("kubereach.agent.nat")
 
@@ -378,11 +379,11 @@ def chain_targets(rules: tuple[tuple[Any, ...], ...]) -> list[str]:
     """Chains a chain's rules jump or go to, directly or through a verdict map, in order."""
     found: list[str] = []
     for rule in rules:
-        found += [target for _kind, target in _targets(rule)]
+        found += [target for _kind, target in rule_targets(rule)]
         for expr in rule:
             if isinstance(expr, dict) and "vmap" in expr and isinstance(expr["vmap"].get("data"), dict):
                 for _key, verdict in expr["vmap"]["data"].get("set", ()):
-                    target = _verdict(verdict)[1]
+                    target = verdict_of(verdict)[1]
                     if target:
                         found.append(target)
     return found

@@ -33,6 +33,7 @@ from functools import cached_property
 from typing import Any
 
 from nodeagent.checks.nat.model import MAX_EVIDENCE_RULES, NatEndpoint, ServiceNat
+from nodeagent.checks.nat.nft_json import render_rule, verdict_of
 
 
 class NftRulesetError(ValueError):
@@ -111,17 +112,6 @@ def _key_parts(key_raw: Any) -> tuple[str, ...]:
     return tuple(_key_part(p) for p in parts)
 
 
-def _verdict(data: Any) -> tuple[str, str | None]:
-    if isinstance(data, dict):
-        for kind in ("goto", "jump"):
-            if kind in data:
-                return (kind, data[kind].get("target"))
-        for kind in ("drop", "accept", "return", "continue"):
-            if kind in data:
-                return (kind, None)
-    return (str(data), None)
-
-
 def _element(raw: Any) -> NftMapElement:
     key_raw, data = raw if isinstance(raw, list) and len(raw) == 2 else (raw, None)
     comment = None
@@ -129,7 +119,7 @@ def _element(raw: Any) -> NftMapElement:
         comment = key_raw["elem"].get("comment")
         key_raw = key_raw["elem"].get("val")
     parts = key_raw["concat"] if isinstance(key_raw, dict) and "concat" in key_raw else [key_raw]
-    verdict, target = _verdict(data) if data is not None else ("", None)
+    verdict, target = verdict_of(data) if data is not None else ("", None)
     return NftMapElement(tuple(_key_part(p) for p in parts), comment, verdict, target)
 
 
@@ -165,74 +155,6 @@ def parse_nft_ruleset(data: Mapping[str, Any]) -> NftRuleset:
 
 
 # ----------------------------------------------------------------------------------------------
-# rendering expressions back to nft's language, for evidence
-# ----------------------------------------------------------------------------------------------
-
-
-def _render_value(value: Any) -> str:
-    if isinstance(value, dict):
-        if "payload" in value:
-            return f"{value['payload'].get('protocol', '')} {value['payload'].get('field', '')}".strip()
-        if "meta" in value:
-            return f"meta {value['meta']['key']}"
-        if "concat" in value:
-            return " . ".join(_render_value(v) for v in value["concat"])
-        if "prefix" in value:
-            return f"{value['prefix']['addr']}/{value['prefix']['len']}"
-        if "set" in value:
-            return "{ " + ", ".join(_render_value(v) for v in value["set"]) + " }"
-        if "numgen" in value:
-            return f"numgen {value['numgen']['mode']} mod {value['numgen']['mod']}"
-        if "ct" in value:
-            return f"ct {value['ct']['key']}"
-        for op in ("&", "|", "^"):
-            if op in value:
-                return f" {op} ".join(_render_value(v) for v in value[op])
-        if "map" in value:
-            return f"{_render_value(value['map'].get('key'))} map {_render_value(value['map'].get('data'))}"
-    if isinstance(value, list):
-        return " : ".join(_render_value(v) for v in value) if len(value) == 2 else str(value)
-    return str(value)
-
-
-def render_expr(expr: Any) -> str:
-    """One nft JSON statement in nft's own syntax (close enough to read as evidence)."""
-    if not isinstance(expr, dict) or len(expr) != 1:
-        return json.dumps(expr, separators=(",", ":"))
-    kind, body = next(iter(expr.items()))
-    if kind == "match":
-        op = body.get("op", "==")
-        return f"{_render_value(body['left'])} {'' if op in ('==', 'in') else op + ' '}{_render_value(body['right'])}"
-    if kind in ("jump", "goto"):
-        return f"{kind} {body['target']}"
-    if kind == "vmap":
-        entries = (
-            ", ".join(
-                f"{_render_value(k)} : {' '.join(str(x) for x in _verdict(v) if x)}" for k, v in body["data"].get("set", ())
-            )
-            if isinstance(body["data"], dict)
-            else str(body["data"])
-        )
-        return f"{_render_value(body['key'])} vmap {{ {entries} }}"
-    if kind in ("dnat", "snat") and isinstance(body, dict):
-        port = f":{body['port']}" if "port" in body else ""
-        family = f" {body['family']}" if "family" in body else ""
-        return f"{kind}{family} to {_render_value(body.get('addr', ''))}{port}"
-    if kind == "mangle" and isinstance(body, dict):
-        return f"{_render_value(body.get('key'))} set {_render_value(body.get('value'))}"
-    if kind in ("reject", "drop", "accept", "return", "masquerade", "counter"):
-        return str(kind)
-    if kind == "set":
-        return f"{body.get('op', '')} {body.get('set', '')} {{ {_render_value(body.get('elem'))} }}"
-    return json.dumps(expr, separators=(",", ":"))
-
-
-def render_rule(chain: str, rule: tuple[Any, ...]) -> str:
-    """A rule as `chain: stmt; stmt`."""
-    return f"{chain}: " + " ".join(render_expr(e) for e in rule)
-
-
-# ----------------------------------------------------------------------------------------------
 # the walk
 # ----------------------------------------------------------------------------------------------
 
@@ -249,7 +171,8 @@ def _name_from_chain(chain: str) -> str | None:
     return f"{namespace}/{name}:{port}" if port else f"{namespace}/{name}"
 
 
-def _targets(rule: tuple[Any, ...]) -> list[tuple[str, str]]:
+def rule_targets(rule: tuple[Any, ...]) -> list[tuple[str, str]]:
+    """(jump or goto, chain) of every jump and goto statement of a rule, in order."""
     found: list[tuple[str, str]] = []
     for expr in rule:
         if isinstance(expr, dict):
@@ -448,7 +371,7 @@ def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) ->
         if not _applies(rule, walk.proto):
             continue
         text = render_rule(chain, rule)
-        targets = _targets(rule)
+        targets = rule_targets(rule)
         if any(t == "mark-for-masquerade" for _, t in targets):
             walk.note(text)
             continue
@@ -470,7 +393,7 @@ def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) ->
                 return
             walk.seen(LAYOUT_ENDPOINT_CHAINS)
             for _index, verdict in sorted(vmap["data"].get("set", ()), key=lambda kv: int(kv[0])):
-                _kind, target = _verdict(verdict)
+                _kind, target = verdict_of(verdict)
                 if target is None:
                     continue
                 found = _endpoint(ruleset, target, walk)
