@@ -28,7 +28,8 @@ def status():
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     return {k: int(fields[k].split()[0]) // 1024 for k in ("VmRSS", "VmHWM")}
 
-from nodeagent.checks import conntrack, ctnetlink, filter, iptables_save, nat, nft
+from nodeagent.checks import conntrack, ctnetlink, filter, iptables_save, nat, netlink
+from nodeagent.checks.nat import ipvs, nft_netlink, nftables
 from nodeagent.netns import netns_path
 path = netns_path(sys.argv[1])
 report = {"idle": status()}

@@ -25,26 +25,29 @@ import time
 from benchkit import bench_netns, median_time, report, run_tool, timed
 from kubeproxy_scale import iptables_restore, nft_script, service_vip
 
-from nodeagent.checks import nat
+from nodeagent.checks.nat import KubeProxyTables
 from nodeagent.netns import netns_path
+
+TABLES = KubeProxyTables()
+"""The agent's kube-proxy tables with their snapshot cache (one per agent, as in `KernelChecks`)."""
 
 
 def _cold(path: str, vip: str) -> None:
-    nat.clear_cache()
-    result = nat.service_nat(path, None, vip, 80, "TCP")
+    TABLES.clear_cache()
+    result = TABLES.service_nat(path, None, vip, 80, "TCP")
     assert result.programmed and result.endpoints, result
 
 
 def _warm(path: str, services: int, lookups: int) -> float:
     rng = random.Random(7)
-    nat.service_nat(path, None, service_vip(0), 80, "TCP")
-    before = nat.tool_invocations()
+    TABLES.service_nat(path, None, service_vip(0), 80, "TCP")
+    before = TABLES.tool_invocations()
     start = time.perf_counter()
     for _ in range(lookups):
-        result = nat.service_nat(path, None, service_vip(rng.randrange(services)), 80, "TCP")
+        result = TABLES.service_nat(path, None, service_vip(rng.randrange(services)), 80, "TCP")
         assert result.programmed
     elapsed = (time.perf_counter() - start) / lookups
-    assert nat.tool_invocations() == before, "warm lookups re-ran a tool"
+    assert TABLES.tool_invocations() == before, "warm lookups re-ran a tool"
     return elapsed
 
 
@@ -79,7 +82,7 @@ def bench_mode(mode: str, services: int, endpoints: int, runs: int, warm: int) -
             ref_name,
         )
         report(f"{mode}: service_nat warm (cached, mean of {warm})", _warm(path, services, warm), ref, ref_name)
-        listed, found = timed(lambda: nat.list_service_nat(path, None))
+        listed, found = timed(lambda: TABLES.list_service_nat(path, None))
         report(f"{mode}: list_service_nat ({len(found):,} services, warm)", listed, ref, ref_name)
 
 

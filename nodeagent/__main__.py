@@ -55,6 +55,8 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the agent until SIGTERM; return the process exit code."""
+    # deferred: the server pulls in grpc and the generated stubs (heavy); `--help` and the settings
+    # helpers the deploy tests import do not need them
     from nodeagent.server import ServerConfigError, serve
 
     args = parse_args(sys.argv[1:] if argv is None else argv)

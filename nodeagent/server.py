@@ -26,6 +26,7 @@ from typing import Any, TypeVar, cast
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
 from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
@@ -442,8 +443,6 @@ def write_port_file(path: Path, port: int) -> None:
 
 def start_metrics_server(settings: AgentSettings, metrics: AgentMetrics) -> int:
     """Serve `/metrics` on `settings.metrics_port` from a daemon thread; return the bound port."""
-    from prometheus_client import start_http_server
-
     server, _thread = start_http_server(settings.metrics_port or 0, addr=settings.ops_host, registry=metrics.registry)
     return int(server.server_address[1])
 

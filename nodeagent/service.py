@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from nodeagent.checks import conntrack, dns, locate, nat, nodeinfo, probe, routes, sockets
+from nodeagent.checks import conntrack, dns, locate, nodeinfo, probe, routes, sockets
 from nodeagent.checks import filter as packet_filter
 from nodeagent.checks.conntrack import ConntrackFilter, ConntrackQueryError, ConntrackQueryResult, ConntrackStats
 from nodeagent.checks.filter import FilterState
-from nodeagent.checks.nat import NatStateError, ServiceNat
+from nodeagent.checks.nat import KubeProxyTables, NatStateError, ServiceNat
 from nodeagent.errors import (
     AgentError,
     InvalidRequest,
@@ -109,6 +109,8 @@ class KernelChecks:
     def __init__(self, node_name: str, host_netns: str | None) -> None:
         self.node_name = node_name
         self.host_netns = host_netns
+        self.kube_proxy = KubeProxyTables()
+        """kube-proxy's rules, with the snapshots read so far (reused while the ruleset is unchanged)."""
 
     @property
     def node_netns(self) -> str:
@@ -156,7 +158,7 @@ class KernelChecks:
         )
 
     def _detect_proxy_mode(self, path: str) -> str:
-        return str(_foreign("detecting kube-proxy's mode", lambda: nat.detect_proxy_mode(path, self.host_netns)))
+        return str(_foreign("detecting kube-proxy's mode", lambda: self.kube_proxy.detect_proxy_mode(path, self.host_netns)))
 
     def locate_pod(self, pod_ip: str) -> locate.PodLocation:
         """Where the pod with this IP lives on this node."""
@@ -170,12 +172,14 @@ class KernelChecks:
     def service_nat(self, vip: str, port: int, protocol: str) -> ServiceNat:
         """kube-proxy's NAT for one service port on this node."""
         path = self.node_netns
-        return _foreign("reading kube-proxy's rules", lambda: nat.service_nat(path, self.host_netns, vip, port, protocol))
+        return _foreign(
+            "reading kube-proxy's rules", lambda: self.kube_proxy.service_nat(path, self.host_netns, vip, port, protocol)
+        )
 
     def list_service_nat(self) -> tuple[ServiceNat, ...]:
         """Every service port kube-proxy programmed on this node."""
         path = self.node_netns
-        return _foreign("reading kube-proxy's rules", lambda: nat.list_service_nat(path, self.host_netns))
+        return _foreign("reading kube-proxy's rules", lambda: self.kube_proxy.list_service_nat(path, self.host_netns))
 
     def query_conntrack(self, flt: ConntrackFilter, limit: int) -> ConntrackQueryResult:
         """Matching conntrack entries of the node's namespace."""
@@ -192,7 +196,7 @@ class KernelChecks:
         path = self.node_netns
         return _foreign(
             "reading the filter table",
-            lambda: packet_filter.filter_state(path, self.host_netns, src, dst, protocol, dport, interfaces),
+            lambda: packet_filter.filter_state(self.kube_proxy, path, self.host_netns, src, dst, protocol, dport, interfaces),
         )
 
     def list_sockets(self, where: NamespaceTarget, port: int | None, protocol: str | None) -> tuple[sockets.ListeningSocket, ...]:

@@ -13,14 +13,13 @@ checked in user space as well.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from nodeagent.checks import ctnetlink
+from nodeagent.checks import ctnetlink, netlink
 from nodeagent.checks.ctnetlink import NetfilterNetlinkError, TupleMatch
 from nodeagent.netns import run_in_netns
 
@@ -66,7 +65,6 @@ def _kernel_release() -> tuple[int, int]:
 
 
 _KERNEL_FILTERS = _kernel_release() >= _CTA_FILTER_SINCE
-_seq = itertools.count(1)
 
 
 class ConntrackQueryError(RuntimeError):
@@ -246,9 +244,9 @@ def query_conntrack(netns: str, flt: ConntrackFilter, limit: int) -> ConntrackQu
         raise ConntrackQueryError(f"cannot open conntrack netlink in the namespace: {exc}") from exc
     try:
         for family in ctnetlink.dump_families(orig, reply):
-            seq = next(_seq)
+            seq = netlink.next_seq()
             sock.send(ctnetlink.conntrack_dump_request(seq, family, orig, reply))
-            for buf, off, end, msg_type in ctnetlink.receive_messages(sock, seq):
+            for buf, off, end, msg_type in netlink.receive(sock, seq):
                 if msg_type & 0xFF != ctnetlink.IPCTNL_MSG_CT_NEW:
                     continue
                 seen += 1

@@ -12,35 +12,27 @@ table of production size. This module speaks NETLINK_NETFILTER directly:
 - the nf_tables ruleset generation id (NFT_MSG_GETGEN), a cheap "did any rule change?" check:
   every nf_tables transaction bumps it, including those made by iptables-nft.
 
+Requests are framed and answers received with the agent's netlink codec (`nodeagent.checks.netlink`);
+the conntrack parsers below walk the attributes of each entry inline with `unpack_from` rather than
+through the codec's `attrs` list, because they run once per entry of dumps of 262,144 entries.
+
 Sockets are opened inside a namespace by `nodeagent.netns.socket_in_netns` and used from any thread.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
+from nodeagent.checks import netlink
+from nodeagent.checks.netlink import NLA_TYPE_MASK, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
 from nodeagent.netns import socket_in_netns
 
 NETLINK_NETFILTER = 12
 SO_RCVBUFFORCE = 33
 RECEIVE_BUFFER_BYTES = 16 * 1024 * 1024
-_RECV_CHUNK = 256 * 1024
-
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_DUMP = 0x300
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
-NLM_F_DUMP_INTR = 0x10
-NLA_F_NESTED = 0x8000
-NLA_TYPE_MASK = 0x3FFF
 
 NFNL_SUBSYS_CTNETLINK = 1
 NFNL_SUBSYS_NFTABLES = 10
@@ -82,20 +74,15 @@ FILTER_PROTO_NUM = 1 << 3
 FILTER_PROTO_SRC_PORT = 1 << 4
 FILTER_PROTO_DST_PORT = 1 << 5
 
-_NLMSG = struct.Struct("=IHHII")
 _NFGEN = struct.Struct("=BBH")
-_NLA = struct.Struct("=HH")
+_NLA = netlink.NLA_HEADER
 _BE16 = struct.Struct(">H")
 _BE32 = struct.Struct(">I")
 _PORT_PROTOCOLS = frozenset({6, 17, 33, 132, 136})
 
 
-class NetfilterNetlinkError(RuntimeError):
-    """The kernel refused or failed a netfilter netlink request."""
-
-    def __init__(self, message: str, error_number: int = 0) -> None:
-        super().__init__(message)
-        self.errno = error_number
+NetfilterNetlinkError = netlink.NetlinkError
+"""The kernel refused or failed a netfilter netlink request (the codec's `NetlinkError`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,19 +124,9 @@ def open_netfilter_socket(netns_path: str) -> socket.socket:
     return sock
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return _NLA.pack(length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
-
-
-def _nest(kind: int, *parts: bytes) -> bytes:
-    return _attr(kind | NLA_F_NESTED, b"".join(parts))
-
-
 def netlink_message(msg_type: int, flags: int, seq: int, family: int, payload: bytes, res_id: int = 0) -> bytes:
     """One nfnetlink message: nlmsghdr + nfgenmsg + attributes."""
-    body = _NFGEN.pack(family, 0, socket.htons(res_id)) + payload
-    return _NLMSG.pack(16 + len(body), msg_type, flags, seq, 0) + body
+    return netlink.message(msg_type, flags, seq, _NFGEN.pack(family, 0, socket.htons(res_id)) + payload)
 
 
 def _ip_family(ip: str) -> int:
@@ -161,28 +138,28 @@ def _tuple_attrs(match: TupleMatch) -> tuple[bytes, int]:
     ip_parts: list[bytes] = []
     if match.src is not None:
         fam = _ip_family(match.src)
-        ip_parts.append(_attr(CTA_IP_V4_SRC if fam == socket.AF_INET else CTA_IP_V6_SRC, socket.inet_pton(fam, match.src)))
+        ip_parts.append(netlink.attr(CTA_IP_V4_SRC if fam == socket.AF_INET else CTA_IP_V6_SRC, socket.inet_pton(fam, match.src)))
         flags |= FILTER_IP_SRC
     if match.dst is not None:
         fam = _ip_family(match.dst)
-        ip_parts.append(_attr(CTA_IP_V4_DST if fam == socket.AF_INET else CTA_IP_V6_DST, socket.inet_pton(fam, match.dst)))
+        ip_parts.append(netlink.attr(CTA_IP_V4_DST if fam == socket.AF_INET else CTA_IP_V6_DST, socket.inet_pton(fam, match.dst)))
         flags |= FILTER_IP_DST
     proto_parts: list[bytes] = []
     if match.protonum is not None:
-        proto_parts.append(_attr(CTA_PROTO_NUM, bytes([match.protonum])))
+        proto_parts.append(netlink.attr(CTA_PROTO_NUM, bytes([match.protonum])))
         flags |= FILTER_PROTO_NUM
         # The kernel parses ports only through the protocol's tuple parser, so ports need the protocol.
         if match.sport is not None:
-            proto_parts.append(_attr(CTA_PROTO_SRC_PORT, _BE16.pack(match.sport)))
+            proto_parts.append(netlink.attr(CTA_PROTO_SRC_PORT, _BE16.pack(match.sport)))
             flags |= FILTER_PROTO_SRC_PORT
         if match.dport is not None:
-            proto_parts.append(_attr(CTA_PROTO_DST_PORT, _BE16.pack(match.dport)))
+            proto_parts.append(netlink.attr(CTA_PROTO_DST_PORT, _BE16.pack(match.dport)))
             flags |= FILTER_PROTO_DST_PORT
     parts: list[bytes] = []
     if ip_parts:
-        parts.append(_nest(CTA_TUPLE_IP, *ip_parts))
+        parts.append(netlink.nest(CTA_TUPLE_IP, *ip_parts))
     if proto_parts:
-        parts.append(_nest(CTA_TUPLE_PROTO, *proto_parts))
+        parts.append(netlink.nest(CTA_TUPLE_PROTO, *proto_parts))
     return (b"".join(parts), flags)
 
 
@@ -214,51 +191,15 @@ def conntrack_dump_request(seq: int, family: int, orig: TupleMatch | None, reply
             continue
         attrs, flags = _tuple_attrs(match)
         if flags:
-            payload += _nest(kind, attrs)
-            filter_parts.append(_attr(flag_kind, struct.pack("=I", flags)))
+            payload += netlink.nest(kind, attrs)
+            filter_parts.append(netlink.attr(flag_kind, struct.pack("=I", flags)))
     if filter_parts:
-        payload += _nest(CTA_FILTER, *filter_parts)
+        payload += netlink.nest(CTA_FILTER, *filter_parts)
     return netlink_message((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family, payload)
 
 
-def receive_messages(sock: socket.socket, seq: int) -> Iterator[tuple[memoryview, int, int, int]]:
-    """Yield (buffer, offset, end, msg_type) for each message of the reply to `seq` until NLMSG_DONE.
-
-    The buffer is reused between receives: a consumer must finish with a message before the next one.
-    Raises NetfilterNetlinkError when the kernel answers with an error, or when a dump was
-    interrupted by concurrent changes (NLM_F_DUMP_INTR) so that its result would be inconsistent.
-    """
-    buf = bytearray(_RECV_CHUNK)
-    view = memoryview(buf)
-    unpack = _NLMSG.unpack_from
-    interrupted = False
-    while True:
-        try:
-            size = sock.recv_into(buf)
-        except OSError as exc:
-            raise NetfilterNetlinkError(f"netlink receive failed: {exc.strerror}", exc.errno or 0) from exc
-        off = 0
-        while off + 16 <= size:
-            length, msg_type, flags, msg_seq, _pid = unpack(buf, off)
-            if length < 16:
-                raise NetfilterNetlinkError("malformed netlink message from the kernel", errno.EPROTO)
-            end = off + length
-            if msg_seq != seq:
-                off = (end + 3) & ~3
-                continue
-            if flags & NLM_F_DUMP_INTR:
-                interrupted = True
-            if msg_type == NLMSG_DONE:
-                if interrupted:
-                    raise NetfilterNetlinkError("conntrack dump interrupted by concurrent changes; retry", errno.EINTR)
-                return
-            if msg_type == NLMSG_ERROR:
-                code = -struct.unpack_from("=i", buf, off + 16)[0]
-                if code == 0:
-                    return
-                raise NetfilterNetlinkError(f"kernel answered: {os.strerror(code)}", code)
-            yield (view, off, end, msg_type)
-            off = (end + 3) & ~3
+receive_messages = netlink.receive
+"""(buffer, offset, end, msg_type) of each message answering one request: the codec's `receive`."""
 
 
 def _parse_tuple(buf: memoryview, off: int, end: int) -> tuple[str, str, int | None, int | None, int]:
@@ -387,20 +328,11 @@ def parse_conntrack_tuples(
 def nftables_generation(sock: socket.socket, seq: int) -> int:
     """The nf_tables ruleset generation id of the socket's namespace (NFT_MSG_GETGEN)."""
     request = netlink_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST, seq, socket.AF_UNSPEC, b"")
-    try:
-        sock.send(request)
-    except OSError as exc:
-        raise NetfilterNetlinkError(f"netlink send failed: {exc.strerror}", exc.errno or 0) from exc
-    for buf, off, end, _msg_type in receive_messages(sock, seq):
-        pos = off + 20
-        while pos + 4 <= end:
-            length, kind = _NLA.unpack_from(buf, pos)
-            if length < 4:
-                break
-            if kind & NLA_TYPE_MASK == NFTA_GEN_ID:
-                gen: int = _BE32.unpack_from(buf, pos + 4)[0]
+    for buf, off, end, _msg_type in netlink.dump(sock, request, seq):
+        for kind, value in netlink.attrs(buf, off + 20, end):
+            if kind == NFTA_GEN_ID:
+                gen: int = _BE32.unpack_from(value)[0]
                 return gen
-            pos += (length + 3) & ~3
     raise NetfilterNetlinkError("the kernel's generation reply had no id", errno.EPROTO)
 
 
@@ -412,10 +344,6 @@ NFTA_CHAIN_NAME = 3
 NFPROTO_IPV4 = 2
 
 
-def _string_attr(kind: int, text: str) -> bytes:
-    return _attr(kind, text.encode() + b"\0")
-
-
 def nftables_tables(sock: socket.socket, seq: int) -> list[tuple[int, str]]:
     """(family, name) of every nf_tables table in the socket's namespace (NFT_MSG_GETTABLE dump).
 
@@ -424,34 +352,21 @@ def nftables_tables(sock: socket.socket, seq: int) -> list[tuple[int, str]]:
     request = netlink_message(
         (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_DUMP, seq, socket.AF_UNSPEC, b""
     )
-    try:
-        sock.send(request)
-    except OSError as exc:
-        raise NetfilterNetlinkError(f"netlink send failed: {exc.strerror}", exc.errno or 0) from exc
     tables: list[tuple[int, str]] = []
-    for buf, off, end, _msg_type in receive_messages(sock, seq):
+    for buf, off, end, _msg_type in netlink.dump(sock, request, seq):
         family = buf[off + 16]
-        pos = off + 20
-        while pos + 4 <= end:
-            length, kind = _NLA.unpack_from(buf, pos)
-            if length < 4:
-                break
-            if kind & NLA_TYPE_MASK == NFTA_TABLE_NAME:
-                tables.append((family, bytes(buf[pos + 4 : pos + length]).rstrip(b"\0").decode()))
-            pos += (length + 3) & ~3
+        for kind, value in netlink.attrs(buf, off + 20, end):
+            if kind == NFTA_TABLE_NAME:
+                tables.append((family, bytes(value).rstrip(b"\0").decode()))
     return tables
 
 
 def nftables_chain_exists(sock: socket.socket, seq: int, family: int, table: str, chain: str) -> bool:
     """Whether `chain` exists in nf_tables table `table` of `family` (NFT_MSG_GETCHAIN)."""
-    payload = _string_attr(NFTA_CHAIN_TABLE, table) + _string_attr(NFTA_CHAIN_NAME, chain)
+    payload = netlink.string_attr(NFTA_CHAIN_TABLE, table) + netlink.string_attr(NFTA_CHAIN_NAME, chain)
     request = netlink_message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_ACK, seq, family, payload)
     try:
-        sock.send(request)
-    except OSError as exc:
-        raise NetfilterNetlinkError(f"netlink send failed: {exc.strerror}", exc.errno or 0) from exc
-    try:
-        for _ in receive_messages(sock, seq):
+        for _ in netlink.dump(sock, request, seq):
             return True
     except NetfilterNetlinkError as exc:
         if exc.errno == errno.ENOENT:

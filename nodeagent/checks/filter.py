@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nodeagent.checks import nat
 from nodeagent.checks.iptables_save import IptablesRule, IptablesSave
+from nodeagent.checks.nat import KubeProxyTables, RulesetVersion, ruleset_version
 from nodeagent.netns import run_in_netns
 
 _IFACE = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
@@ -183,10 +183,10 @@ def _read_sysctls(interfaces: Sequence[str]) -> tuple[str, dict[str, int]]:
     return (ip_forward, found)
 
 
-def _kube_proxy_nft_hits(netns: str, version: nat.RulesetVersion, flow: Flow) -> list[FilterRuleHit]:
+def _kube_proxy_nft_hits(tables: KubeProxyTables, netns: str, version: RulesetVersion, flow: Flow) -> list[FilterRuleHit]:
     if flow.dport is None or flow.protocol.lower() not in ("tcp", "udp", "sctp"):
         return []
-    ruleset = nat.nft_kube_proxy_ruleset(netns, version)
+    ruleset = tables.nft_kube_proxy_ruleset(netns, version)
     if ruleset is None:
         return []
     key = (flow.dst, flow.protocol.lower(), str(flow.dport))
@@ -205,7 +205,14 @@ def _kube_proxy_nft_hits(netns: str, version: nat.RulesetVersion, flow: Flow) ->
 
 
 def filter_state(
-    netns: str, netns_name: str | None, src: str, dst: str, protocol: str, dport: int | None, interfaces: Sequence[str]
+    tables: KubeProxyTables,
+    netns: str,
+    netns_name: str | None,
+    src: str,
+    dst: str,
+    protocol: str,
+    dport: int | None,
+    interfaces: Sequence[str],
 ) -> FilterState:
     """Forwarding state on the node in `netns` for the flow src -> dst:dport/protocol.
 
@@ -218,9 +225,9 @@ def filter_state(
     if bad:
         raise ValueError(f"not an interface name: {bad[0][:32]!r}")
     flow = Flow(src, dst, protocol, dport)
-    version = nat.ruleset_version(netns)
-    save = nat.iptables_snapshot(netns, version)
+    version = ruleset_version(netns)
+    save = tables.iptables_snapshot(netns, version)
     policy, drops, possible = forward_verdict(save, flow)
-    drops = (*drops, *_kube_proxy_nft_hits(netns, version, flow))
+    drops = (*drops, *_kube_proxy_nft_hits(tables, netns, version, flow))
     ip_forward, rp_filter = run_in_netns(netns, lambda: _read_sysctls(list(interfaces)))
     return FilterState(forward_policy=policy, drops=drops, ip_forward=ip_forward == "1", rp_filter=rp_filter, possible=possible)

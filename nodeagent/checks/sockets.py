@@ -16,19 +16,16 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodeagent.checks import netlink
+from nodeagent.checks.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_HEADER
 from nodeagent.errors import KernelQueryFailed
 from nodeagent.netns import socket_in_netns
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
 TCP_ESTABLISHED = 1
 TCP_CLOSE = 7
 TCP_LISTEN = 10
-NLMSG_HEADER = struct.Struct("=IHHII")
 DIAG_REQUEST = struct.Struct("=BBBBI HH16s16sI II")  # inet_diag_req_v2 with inet_diag_sockid
 DIAG_MESSAGE = struct.Struct("=BBBB HH16s16sI II IIIII")  # inet_diag_msg
 MAX_FDS_SCANNED = 200_000
@@ -49,8 +46,7 @@ class ListeningSocket:
 
 def _request(family: int, protocol: int, states: int, seq: int) -> bytes:
     body = DIAG_REQUEST.pack(family, protocol, 0, 0, states, 0, 0, b"\0" * 16, b"\0" * 16, 0, 0, 0)
-    header = NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
-    return header + body
+    return netlink.message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 
 def parse_diag_messages(data: bytes) -> tuple[list[tuple[int, int, bytes, int, int]], bool]:
@@ -59,27 +55,25 @@ def parse_diag_messages(data: bytes) -> tuple[list[tuple[int, int, bytes, int, i
     Returns the records and whether NLMSG_DONE was seen. An NLMSG_ERROR raises `KernelQueryFailed`.
     """
     records = []
-    offset = 0
     done = False
-    while offset + NLMSG_HEADER.size <= len(data):
-        length, kind, _flags, _seq, _pid = NLMSG_HEADER.unpack_from(data, offset)
-        if length < NLMSG_HEADER.size:
-            break
-        payload = offset + NLMSG_HEADER.size
-        if kind == NLMSG_DONE:
-            done = True
-        elif kind == NLMSG_ERROR:
-            (code,) = struct.unpack_from("=i", data, payload)
-            if code != 0:
-                raise KernelQueryFailed("sock_diag dump", -code)
-        elif kind == SOCK_DIAG_BY_FAMILY and length - NLMSG_HEADER.size >= DIAG_MESSAGE.size:
-            fields = DIAG_MESSAGE.unpack_from(data, payload)
-            family, state = fields[0], fields[1]
-            sport = fields[4]
-            src = fields[6]
-            inode = fields[15]
-            records.append((family, state, src, socket.ntohs(sport), inode))
-        offset += (length + 3) & ~3
+    try:
+        for off, end, kind, _flags, _seq in netlink.messages(data, len(data)):
+            payload = off + NLMSG_HEADER.size
+            if kind == NLMSG_DONE:
+                done = True
+            elif kind == NLMSG_ERROR:
+                code = netlink.error_code(data, off)
+                if code != 0:
+                    raise KernelQueryFailed("sock_diag dump", code)
+            elif kind == SOCK_DIAG_BY_FAMILY and end - payload >= DIAG_MESSAGE.size:
+                fields = DIAG_MESSAGE.unpack_from(data, payload)
+                family, state = fields[0], fields[1]
+                sport = fields[4]
+                src = fields[6]
+                inode = fields[15]
+                records.append((family, state, src, socket.ntohs(sport), inode))
+    except netlink.NetlinkError:
+        pass  # a malformed message ends the buffer, as a short header does
     return records, done
 
 

@@ -25,7 +25,7 @@ import pytest
 from bot.settings import load_settings
 from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
-from nodeagent.checks import nat
+from nodeagent.checks.nat import KubeProxyTables
 from nodeagent.netns import netns_path
 from tests.lab.labkit import Lab, eventually, running_lab, unique_prefix
 
@@ -386,10 +386,10 @@ def check_service_nat(m: Mode, node: str, vip: str, port: int, protocol: str) ->
 def check_cold_lookup_matches_snapshot(m: Mode, node: str, vip: str, port: int, protocol: str) -> None:
     """A cold lookup (chains read one by one / over netlink) answers what the full snapshot answers."""
     path = netns_path(m.netns(node))
-    nat.clear_cache()
-    cold = nat.service_nat(path, None, vip, port, protocol)
-    from_snapshot = nat.service_nat(path, None, vip, port, protocol)  # waits for the background dump
-    nat.clear_cache()
+    tables = KubeProxyTables()  # an empty snapshot cache: the first lookup is cold
+    cold = tables.service_nat(path, None, vip, port, protocol)
+    from_snapshot = tables.service_nat(path, None, vip, port, protocol)  # waits for the background dump
+    tables.clear_cache()
     assert cold == from_snapshot, (cold, from_snapshot)
 
 

@@ -18,11 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.checks import nat, nft
+from nodeagent.checks.nat import KubeProxyTables, NatStateError, ServiceNat
+from nodeagent.checks.nat import nftables as nft
+from nodeagent.checks.nat.nft_netlink import service_nat_on_demand
 from nodeagent.netns import netns_path
 from tests.unit.test_nat_recorded_kube_proxy import SERVICES
 
 pytestmark = pytest.mark.lab
+
+TABLES = KubeProxyTables()
 
 FIXTURES = Path(__file__).parents[1] / "unit" / "fixtures"
 RULESETS = {
@@ -42,15 +46,15 @@ def run(netns: str, *argv: str, stdin: str | None = None) -> str:
 def netns() -> Iterator[str]:
     name = f"kt-layout-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
-    nat.clear_cache()
+    TABLES.clear_cache()
     try:
         yield name
     finally:
-        nat.clear_cache()
+        TABLES.clear_cache()
         subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def _view(found: nat.ServiceNat) -> tuple[object, ...]:
+def _view(found: ServiceNat) -> tuple[object, ...]:
     return (
         found.programmed,
         found.layout,
@@ -68,14 +72,14 @@ def test_netlink_reading_equals_the_dump_reading_for_every_service(netns: str, l
     listed = nft.nft_list_service_nat(dump)
     assert {(s.vip, s.port, s.protocol) for s in listed} >= set(SERVICES)
     for service in listed:
-        cold = nat._nft_service_nat_on_demand(path, service.vip, service.port, service.protocol)
+        cold = service_nat_on_demand(path, service.vip, service.port, service.protocol)
         if layout in READ_OVER_NETLINK:
             assert cold is not None, (layout, service.vip, service.port)
             assert _view(cold) == _view(service)
             assert cold.rules == service.rules  # the decoded rules print as nft prints them
         else:
             assert cold is None  # the full dump decides
-        public = nat.service_nat(path, None, service.vip, service.port, service.protocol)
+        public = TABLES.service_nat(path, None, service.vip, service.port, service.protocol)
         assert _view(public) == _view(service)
         if layout == "unknown":
             assert public.unreadable and not public.endpoints
@@ -91,18 +95,18 @@ def test_list_service_nat_fails_with_the_reason_when_the_table_has_no_dispatch_m
         "vmap @no-endpoint-services", "vmap @svc-none"
     )
     run(netns, "nft", "-f", "-", stdin=renamed)
-    with pytest.raises(nat.NatStateError, match="a layout kubereach does not read yet"):
-        nat.list_service_nat(netns_path(netns), None)
-    answer = nat.service_nat(netns_path(netns), None, "10.107.25.64", 8080, "TCP")
+    with pytest.raises(NatStateError, match="a layout kubereach does not read yet"):
+        TABLES.list_service_nat(netns_path(netns), None)
+    answer = TABLES.service_nat(netns_path(netns), None, "10.107.25.64", 8080, "TCP")
     assert answer.unreadable and answer.layout == nft.LAYOUT_UNKNOWN
 
 
 def test_the_real_iptables_rules_read_the_same_in_a_kernel(netns: str) -> None:
     run(netns, "iptables-restore", stdin=(FIXTURES / "kube-proxy-v1.36.2" / "node-1.nat.iptables-save.txt").read_text())
     path = netns_path(netns)
-    assert nat.detect_proxy_mode(path, None) == "iptables"
+    assert TABLES.detect_proxy_mode(path, None) == "iptables"
     for (vip, port, protocol), (name, endpoints) in SERVICES.items():
-        found = nat.service_nat(path, None, vip, port, protocol)
+        found = TABLES.service_nat(path, None, vip, port, protocol)
         assert (found.programmed, found.service_name) == (True, name)
         assert tuple(f"{e.ip}:{e.port}" for e in found.endpoints) == endpoints
-    assert {(s.vip, s.port, s.protocol) for s in nat.list_service_nat(path, None)} == set(SERVICES)
+    assert {(s.vip, s.port, s.protocol) for s in TABLES.list_service_nat(path, None)} == set(SERVICES)

@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.checks import nat
+from nodeagent.checks.nat import KubeProxyTables
+from nodeagent.checks.nat.ipvs import ipvs_active, ipvs_service_nat
 from nodeagent.netns import netns_path
 
 pytestmark = pytest.mark.lab
+
+TABLES = KubeProxyTables()
+"""One agent's kube-proxy tables (and snapshot cache), shared by this module's tests as an agent shares them."""
 
 FIXTURES = Path(__file__).parents[1] / "unit" / "fixtures"
 
@@ -63,11 +67,11 @@ def dnat_targets_from_text(save_text: str, vip: str, port: int, proto: str) -> l
 
 
 def test_iptables_mode_is_detected(iptables_node: str) -> None:
-    assert nat.detect_proxy_mode(netns_path(iptables_node), iptables_node) == "iptables"
+    assert TABLES.detect_proxy_mode(netns_path(iptables_node), iptables_node) == "iptables"
 
 
 def test_empty_namespace_has_no_proxy_mode(netns: str) -> None:
-    assert nat.detect_proxy_mode(netns_path(netns), netns) == "none"
+    assert TABLES.detect_proxy_mode(netns_path(netns), netns) == "none"
 
 
 @pytest.mark.parametrize(
@@ -75,32 +79,32 @@ def test_empty_namespace_has_no_proxy_mode(netns: str) -> None:
     [("10.96.10.20", 80, "tcp"), ("10.96.0.10", 53, "udp"), ("10.96.7.7", 9090, "tcp"), ("10.96.0.1", 443, "tcp")],
 )
 def test_service_nat_endpoints_match_the_live_rules(iptables_node: str, vip: str, port: int, proto: str) -> None:
-    result = nat.service_nat(netns_path(iptables_node), iptables_node, vip, port, proto.upper())
+    result = TABLES.service_nat(netns_path(iptables_node), iptables_node, vip, port, proto.upper())
     text = run(iptables_node, "iptables-save", "-t", "nat")
     assert result.programmed
     assert [f"{e.ip}:{e.port}" for e in result.endpoints] == dnat_targets_from_text(text, vip, port, proto)
 
 
 def test_no_endpoints_service_is_rejected(iptables_node: str) -> None:
-    result = nat.service_nat(netns_path(iptables_node), iptables_node, "10.96.5.5", 80, "TCP")
+    result = TABLES.service_nat(netns_path(iptables_node), iptables_node, "10.96.5.5", 80, "TCP")
     assert result.no_endpoints_action == "REJECT"
     assert result.endpoints == ()
 
 
 def test_cache_is_reused_while_rules_are_unchanged(iptables_node: str) -> None:
     path = netns_path(iptables_node)
-    nat.service_nat(path, iptables_node, "10.96.10.20", 80, "TCP")
-    before = nat.tool_invocations()
+    TABLES.service_nat(path, iptables_node, "10.96.10.20", 80, "TCP")
+    before = TABLES.tool_invocations()
     for _ in range(5):
-        nat.service_nat(path, iptables_node, "10.96.10.20", 80, "TCP")
-        nat.service_nat(path, iptables_node, "10.96.0.10", 53, "UDP")
-    assert nat.tool_invocations() == before
+        TABLES.service_nat(path, iptables_node, "10.96.10.20", 80, "TCP")
+        TABLES.service_nat(path, iptables_node, "10.96.0.10", 53, "UDP")
+    assert TABLES.tool_invocations() == before
 
 
 def test_rule_change_invalidates_the_cache(iptables_node: str) -> None:
     path = netns_path(iptables_node)
-    assert nat.service_nat(path, iptables_node, "10.96.10.20", 80, "TCP").programmed
-    before = nat.tool_invocations()
+    assert TABLES.service_nat(path, iptables_node, "10.96.10.20", 80, "TCP").programmed
+    before = TABLES.tool_invocations()
     run(
         iptables_node,
         "iptables",
@@ -123,15 +127,15 @@ def test_rule_change_invalidates_the_cache(iptables_node: str) -> None:
         "-j",
         "KUBE-SVC-67NZLRHBNDSAWJRO",
     )
-    after = nat.service_nat(path, iptables_node, "10.96.10.20", 80, "TCP")
+    after = TABLES.service_nat(path, iptables_node, "10.96.10.20", 80, "TCP")
     assert not after.programmed
     assert after.service_chain == "KUBE-SVC-67NZLRHBNDSAWJRO"
-    assert nat.tool_invocations() > before
+    assert TABLES.tool_invocations() > before
 
 
 def test_cache_is_per_namespace(iptables_node: str, nft_node_second: str) -> None:
-    first = nat.service_nat(netns_path(iptables_node), iptables_node, "10.96.10.20", 80, "TCP")
-    second = nat.service_nat(netns_path(nft_node_second), nft_node_second, "10.96.10.20", 80, "TCP")
+    first = TABLES.service_nat(netns_path(iptables_node), iptables_node, "10.96.10.20", 80, "TCP")
+    second = TABLES.service_nat(netns_path(nft_node_second), nft_node_second, "10.96.10.20", 80, "TCP")
     assert (first.mode, second.mode) == ("iptables", "nftables")
 
 
@@ -147,11 +151,11 @@ def nft_node_second() -> Iterator[str]:
 
 
 def test_nftables_mode_is_detected(nft_node: str) -> None:
-    assert nat.detect_proxy_mode(netns_path(nft_node), nft_node) == "nftables"
+    assert TABLES.detect_proxy_mode(netns_path(nft_node), nft_node) == "nftables"
 
 
 def test_nftables_service_endpoints_match_the_live_table(nft_node: str) -> None:
-    result = nat.service_nat(netns_path(nft_node), nft_node, "10.96.10.20", 80, "TCP")
+    result = TABLES.service_nat(netns_path(nft_node), nft_node, "10.96.10.20", 80, "TCP")
     assert result.mode == "nftables" and result.programmed
     text = run(nft_node, "nft", "list", "table", "ip", "kube-proxy")
     chain = re.search(r"10\.96\.10\.20 \. tcp \. 80 .*: goto (service-[^\s,}]+)", text)
@@ -167,19 +171,19 @@ def test_nftables_service_endpoints_match_the_live_table(nft_node: str) -> None:
 
 def test_nftables_element_removal_invalidates_the_cache(nft_node: str) -> None:
     path = netns_path(nft_node)
-    assert nat.service_nat(path, nft_node, "10.96.10.20", 80, "TCP").programmed
-    before = nat.tool_invocations()
-    assert nat.service_nat(path, nft_node, "10.96.10.20", 80, "TCP").programmed
-    assert nat.tool_invocations() == before
+    assert TABLES.service_nat(path, nft_node, "10.96.10.20", 80, "TCP").programmed
+    before = TABLES.tool_invocations()
+    assert TABLES.service_nat(path, nft_node, "10.96.10.20", 80, "TCP").programmed
+    assert TABLES.tool_invocations() == before
     run(nft_node, "nft", "delete", "element", "ip", "kube-proxy", "service-ips", "{ 10.96.10.20 . tcp . 80 }")
-    after = nat.service_nat(path, nft_node, "10.96.10.20", 80, "TCP")
+    after = TABLES.service_nat(path, nft_node, "10.96.10.20", 80, "TCP")
     assert not after.programmed
-    assert nat.tool_invocations() > before
+    assert TABLES.tool_invocations() > before
 
 
 def test_list_service_nat_in_both_modes(iptables_node: str, nft_node_second: str) -> None:
-    ipt = {(s.vip, s.port, s.protocol) for s in nat.list_service_nat(netns_path(iptables_node), iptables_node)}
-    nft = {(s.vip, s.port, s.protocol) for s in nat.list_service_nat(netns_path(nft_node_second), nft_node_second)}
+    ipt = {(s.vip, s.port, s.protocol) for s in TABLES.list_service_nat(netns_path(iptables_node), iptables_node)}
+    nft = {(s.vip, s.port, s.protocol) for s in TABLES.list_service_nat(netns_path(nft_node_second), nft_node_second)}
     assert ipt == nft
     assert ("10.96.5.5", 80, "TCP") in ipt
 
@@ -188,8 +192,8 @@ def test_a_kube_ipvs0_link_without_kernel_ipvs_is_not_ipvs_mode(netns: str) -> N
     """This kernel has no IPVS: the genetlink family is missing, so the check must answer "not ipvs"."""
     run(netns, "ip", "link", "add", "kube-ipvs0", "type", "veth", "peer", "name", "kt-ipvs-peer")
     path = netns_path(netns)
-    assert not nat.ipvs_active(path)
-    assert nat.detect_proxy_mode(path, netns) == "none"
-    result = nat.ipvs_service_nat(path, "10.96.0.1", 443, "TCP")
+    assert not ipvs_active(path)
+    assert TABLES.detect_proxy_mode(path, netns) == "none"
+    result = ipvs_service_nat(path, "10.96.0.1", 443, "TCP")
     assert result.mode == "ipvs" and not result.programmed
     assert "no IPVS netlink family" in result.rules[0]

@@ -6,7 +6,7 @@ import socket
 import struct
 from pathlib import Path
 
-from nodeagent.checks import ctnetlink
+from nodeagent.checks import ctnetlink, netlink
 from nodeagent.checks.conntrack import (
     ConntrackEntry,
     ConntrackTuple,
@@ -25,7 +25,7 @@ def _entries() -> list[ConntrackEntry]:
     off = 0
     while off + 16 <= len(data):
         length, msg_type, _flags, _seq, _pid = struct.unpack_from("=IHHII", data, off)
-        if msg_type == ctnetlink.NLMSG_DONE:
+        if msg_type == netlink.NLMSG_DONE:
             break
         entries.append(entry_from_record(ctnetlink.parse_conntrack_message(view, off, off + length)))
         off += (length + 3) & ~3
@@ -63,7 +63,7 @@ def test_dump_request_carries_the_filter_flags_for_orig_destination() -> None:
     length, msg_type, flags, seq, _pid = struct.unpack_from("=IHHII", request)
     assert length == len(request) and seq == 9
     assert msg_type == (ctnetlink.NFNL_SUBSYS_CTNETLINK << 8) | ctnetlink.IPCTNL_MSG_CT_GET
-    assert flags & ctnetlink.NLM_F_DUMP == ctnetlink.NLM_F_DUMP
+    assert flags & netlink.NLM_F_DUMP == netlink.NLM_F_DUMP
     assert socket.inet_aton("10.96.0.10") in request
     orig_flags = struct.pack("=HHI", 8, ctnetlink.CTA_FILTER_ORIG_FLAGS, ctnetlink.FILTER_IP_DST)
     assert orig_flags in request

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from nodeagent.checks.nat import ServiceNat
-from nodeagent.checks.nft import (
+from nodeagent.checks.nat.nftables import (
     LAYOUT_ENDPOINT_CHAINS,
     LAYOUT_NUMGEN_MAP,
     LAYOUT_SHARED_MAP,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.checks.nft import NftRuleset, NftRulesetError, nft_list_service_nat, nft_service_nat, parse_nft_ruleset
+from nodeagent.checks.nat.nftables import NftRuleset, NftRulesetError, nft_list_service_nat, nft_service_nat, parse_nft_ruleset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -88,16 +88,36 @@ def test_json_without_nftables_list_is_rejected() -> None:
 
 
 def test_element_without_comment_uses_the_chain_name() -> None:
-    data = {"nftables": [
-        {"map": {"name": "service-ips", "elem": [[{"concat": ["10.96.1.1", "tcp", 80]},
-                                                 {"goto": {"target": "service-AAAAAAAA-ns/svc/tcp/web"}}]]}},
-        {"chain": {"name": "service-AAAAAAAA-ns/svc/tcp/web"}},
-        {"rule": {"chain": "service-AAAAAAAA-ns/svc/tcp/web", "expr": [
-            {"vmap": {"key": {"numgen": {"mode": "random", "mod": 1, "offset": 0}},
-                      "data": {"set": [[0, {"goto": {"target": "endpoint-BBBBBBBB-ns/svc/tcp/web__10.1.1.1/80"}}]]}}}]}},
-        {"rule": {"chain": "endpoint-BBBBBBBB-ns/svc/tcp/web__10.1.1.1/80", "expr": [
-            {"dnat": {"addr": "10.1.1.1", "port": 80}}]}},
-    ]}
+    data = {
+        "nftables": [
+            {
+                "map": {
+                    "name": "service-ips",
+                    "elem": [[{"concat": ["10.96.1.1", "tcp", 80]}, {"goto": {"target": "service-AAAAAAAA-ns/svc/tcp/web"}}]],
+                }
+            },
+            {"chain": {"name": "service-AAAAAAAA-ns/svc/tcp/web"}},
+            {
+                "rule": {
+                    "chain": "service-AAAAAAAA-ns/svc/tcp/web",
+                    "expr": [
+                        {
+                            "vmap": {
+                                "key": {"numgen": {"mode": "random", "mod": 1, "offset": 0}},
+                                "data": {"set": [[0, {"goto": {"target": "endpoint-BBBBBBBB-ns/svc/tcp/web__10.1.1.1/80"}}]]},
+                            }
+                        }
+                    ],
+                }
+            },
+            {
+                "rule": {
+                    "chain": "endpoint-BBBBBBBB-ns/svc/tcp/web__10.1.1.1/80",
+                    "expr": [{"dnat": {"addr": "10.1.1.1", "port": 80}}],
+                }
+            },
+        ]
+    }
     nat = nft_service_nat(parse_nft_ruleset(data), "10.96.1.1", 80, "TCP")
     assert nat.service_name == "ns/svc:web"
     assert [(e.ip, e.port, e.probability) for e in nat.endpoints] == [("10.1.1.1", 80, 1.0)]

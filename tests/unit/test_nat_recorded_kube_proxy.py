@@ -16,7 +16,7 @@ import pytest
 
 from nodeagent.checks.iptables_save import IptablesSave, parse_iptables_save
 from nodeagent.checks.nat import ServiceNat, iptables_list_service_nat, iptables_service_nat
-from nodeagent.checks.nft import LAYOUT_NUMGEN_MAP, NftRuleset, nft_list_service_nat, nft_service_nat, parse_nft_ruleset
+from nodeagent.checks.nat.nftables import LAYOUT_NUMGEN_MAP, NftRuleset, nft_list_service_nat, nft_service_nat, parse_nft_ruleset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED = FIXTURES / "kube-proxy-v1.36.2"

@@ -32,7 +32,7 @@ from bot.playbook.observations import (
     RouteInfo,
     RouteLookup,
 )
-from nodeagent.checks.nft import nft_service_nat, parse_nft_ruleset
+from nodeagent.checks.nat.nftables import nft_service_nat, parse_nft_ruleset
 
 NODES = {"node-1": NodeRef("node-1", "10.240.0.11", "10.244.1.0/24"), "node-2": NodeRef("node-2", "10.240.0.12", "10.244.2.0/24")}
 WEB = PodRef("shop", "web-1", "10.244.1.5", "node-1", container_ports=(("http", 8080, "TCP"),))

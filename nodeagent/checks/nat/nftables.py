@@ -1,5 +1,7 @@
 """kube-proxy's nftables mode: parse `nft -j list table ip kube-proxy` and walk one service (pure).
 
+The same walk runs over the parts of the table `nft_netlink` reads straight from the kernel.
+
 The table as pkg/proxy/nftables/proxier.go writes it: the `service-ips` verdict map
 (`VIP . proto . port : goto service-…`), `no-endpoint-services` (`… : goto reject-chain` or drop),
 `service-nodeports` / `no-endpoint-nodeports` for NodePorts (`nodeport-ips` says which addresses take
@@ -25,15 +27,13 @@ the rule that was not understood: an unread layout is never "not programmed" or 
 from __future__ import annotations
 
 import json
-import socket
-import struct
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from nodeagent.checks.nat import MAX_EVIDENCE_RULES, NatEndpoint, ServiceNat
+from nodeagent.checks.nat.model import MAX_EVIDENCE_RULES, NatEndpoint, ServiceNat
+from nodeagent.checks.nat.nft_json import render_rule, verdict_of
 
 
 class NftRulesetError(ValueError):
@@ -112,17 +112,6 @@ def _key_parts(key_raw: Any) -> tuple[str, ...]:
     return tuple(_key_part(p) for p in parts)
 
 
-def _verdict(data: Any) -> tuple[str, str | None]:
-    if isinstance(data, dict):
-        for kind in ("goto", "jump"):
-            if kind in data:
-                return (kind, data[kind].get("target"))
-        for kind in ("drop", "accept", "return", "continue"):
-            if kind in data:
-                return (kind, None)
-    return (str(data), None)
-
-
 def _element(raw: Any) -> NftMapElement:
     key_raw, data = raw if isinstance(raw, list) and len(raw) == 2 else (raw, None)
     comment = None
@@ -130,7 +119,7 @@ def _element(raw: Any) -> NftMapElement:
         comment = key_raw["elem"].get("comment")
         key_raw = key_raw["elem"].get("val")
     parts = key_raw["concat"] if isinstance(key_raw, dict) and "concat" in key_raw else [key_raw]
-    verdict, target = _verdict(data) if data is not None else ("", None)
+    verdict, target = verdict_of(data) if data is not None else ("", None)
     return NftMapElement(tuple(_key_part(p) for p in parts), comment, verdict, target)
 
 
@@ -166,74 +155,6 @@ def parse_nft_ruleset(data: Mapping[str, Any]) -> NftRuleset:
 
 
 # ----------------------------------------------------------------------------------------------
-# rendering expressions back to nft's language, for evidence
-# ----------------------------------------------------------------------------------------------
-
-
-def _render_value(value: Any) -> str:
-    if isinstance(value, dict):
-        if "payload" in value:
-            return f"{value['payload'].get('protocol', '')} {value['payload'].get('field', '')}".strip()
-        if "meta" in value:
-            return f"meta {value['meta']['key']}"
-        if "concat" in value:
-            return " . ".join(_render_value(v) for v in value["concat"])
-        if "prefix" in value:
-            return f"{value['prefix']['addr']}/{value['prefix']['len']}"
-        if "set" in value:
-            return "{ " + ", ".join(_render_value(v) for v in value["set"]) + " }"
-        if "numgen" in value:
-            return f"numgen {value['numgen']['mode']} mod {value['numgen']['mod']}"
-        if "ct" in value:
-            return f"ct {value['ct']['key']}"
-        for op in ("&", "|", "^"):
-            if op in value:
-                return f" {op} ".join(_render_value(v) for v in value[op])
-        if "map" in value:
-            return f"{_render_value(value['map'].get('key'))} map {_render_value(value['map'].get('data'))}"
-    if isinstance(value, list):
-        return " : ".join(_render_value(v) for v in value) if len(value) == 2 else str(value)
-    return str(value)
-
-
-def render_expr(expr: Any) -> str:
-    """One nft JSON statement in nft's own syntax (close enough to read as evidence)."""
-    if not isinstance(expr, dict) or len(expr) != 1:
-        return json.dumps(expr, separators=(",", ":"))
-    kind, body = next(iter(expr.items()))
-    if kind == "match":
-        op = body.get("op", "==")
-        return f"{_render_value(body['left'])} {'' if op in ('==', 'in') else op + ' '}{_render_value(body['right'])}"
-    if kind in ("jump", "goto"):
-        return f"{kind} {body['target']}"
-    if kind == "vmap":
-        entries = (
-            ", ".join(
-                f"{_render_value(k)} : {' '.join(str(x) for x in _verdict(v) if x)}" for k, v in body["data"].get("set", ())
-            )
-            if isinstance(body["data"], dict)
-            else str(body["data"])
-        )
-        return f"{_render_value(body['key'])} vmap {{ {entries} }}"
-    if kind in ("dnat", "snat") and isinstance(body, dict):
-        port = f":{body['port']}" if "port" in body else ""
-        family = f" {body['family']}" if "family" in body else ""
-        return f"{kind}{family} to {_render_value(body.get('addr', ''))}{port}"
-    if kind == "mangle" and isinstance(body, dict):
-        return f"{_render_value(body.get('key'))} set {_render_value(body.get('value'))}"
-    if kind in ("reject", "drop", "accept", "return", "masquerade", "counter"):
-        return str(kind)
-    if kind == "set":
-        return f"{body.get('op', '')} {body.get('set', '')} {{ {_render_value(body.get('elem'))} }}"
-    return json.dumps(expr, separators=(",", ":"))
-
-
-def render_rule(chain: str, rule: tuple[Any, ...]) -> str:
-    """A rule as `chain: stmt; stmt`."""
-    return f"{chain}: " + " ".join(render_expr(e) for e in rule)
-
-
-# ----------------------------------------------------------------------------------------------
 # the walk
 # ----------------------------------------------------------------------------------------------
 
@@ -250,7 +171,8 @@ def _name_from_chain(chain: str) -> str | None:
     return f"{namespace}/{name}:{port}" if port else f"{namespace}/{name}"
 
 
-def _targets(rule: tuple[Any, ...]) -> list[tuple[str, str]]:
+def rule_targets(rule: tuple[Any, ...]) -> list[tuple[str, str]]:
+    """(jump or goto, chain) of every jump and goto statement of a rule, in order."""
     found: list[tuple[str, str]] = []
     for expr in rule:
         if isinstance(expr, dict):
@@ -449,7 +371,7 @@ def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) ->
         if not _applies(rule, walk.proto):
             continue
         text = render_rule(chain, rule)
-        targets = _targets(rule)
+        targets = rule_targets(rule)
         if any(t == "mark-for-masquerade" for _, t in targets):
             walk.note(text)
             continue
@@ -471,7 +393,7 @@ def _walk_chain(ruleset: NftRuleset, chain: str, walk: _Walk, depth: int = 0) ->
                 return
             walk.seen(LAYOUT_ENDPOINT_CHAINS)
             for _index, verdict in sorted(vmap["data"].get("set", ()), key=lambda kv: int(kv[0])):
-                _kind, target = _verdict(verdict)
+                _kind, target = verdict_of(verdict)
                 if target is None:
                     continue
                 found = _endpoint(ruleset, target, walk)
@@ -609,387 +531,3 @@ def nft_list_service_nat(ruleset: NftRuleset) -> tuple[ServiceNat, ...]:
             vip, proto, port = element.key
             found[element.key] = nft_service_nat(ruleset, vip, int(port), proto.upper(), vip_is_local=False)
     return tuple(found.values())
-
-
-# ----------------------------------------------------------------------------------------------
-# nf_tables netlink messages → the same JSON shapes `nft -j` prints (pure)
-#
-# A cold lookup reads only what one service needs straight from the kernel (the service-ips element,
-# the service chain, its anonymous vmap or dnat map, its endpoint chains, a shared @endpoints map)
-# instead of having `nft` dump the whole table. These decoders turn the kernel's rule expressions back
-# into the JSON statements `nft -j` prints for the expressions kube-proxy writes, so that the walk
-# above runs unchanged; anything else becomes a statement the walk does not know, rendered as JSON in
-# the evidence (and, if the service is not read otherwise, an unknown layout that the dump decides).
-# ----------------------------------------------------------------------------------------------
-
-NFTA_LIST_ELEM = 1
-NFTA_RULE_EXPRESSIONS = 4
-NFTA_EXPR_NAME, NFTA_EXPR_DATA = 1, 2
-NFTA_DATA_VALUE, NFTA_DATA_VERDICT = 1, 2
-NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN = 1, 2
-NFTA_SET_ELEM_LIST_ELEMENTS = 3
-NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_USERDATA = 1, 2, 6
-NFTNL_UDATA_SET_ELEM_COMMENT = 0
-_VERDICTS = {0: "drop", 1: "accept", -1: "continue", -2: "break", -3: "jump", -4: "goto", -5: "return"}
-_CMP_OPS = {0: "==", 1: "!=", 2: "<", 3: "<=", 4: ">", 5: ">="}
-_L4_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp"}
-NFT_REG_VERDICT = 0
-_CT_KEYS = {0: "state", 1: "direction", 2: "status", 3: "mark"}
-_META_KEYS = {3: "mark", 15: "nfproto", 16: "l4proto", 2: "protocol", 4: "iif", 5: "oif"}
-# (base, offset, length) → nft's name for the header field; base 1 is the network header, 2 transport.
-_PAYLOAD_FIELDS = {
-    (1, 12, 4): ("ip", "saddr"),
-    (1, 16, 4): ("ip", "daddr"),
-    (1, 9, 1): ("ip", "protocol"),
-    (2, 0, 2): ("th", "sport"),
-    (2, 2, 2): ("th", "dport"),
-}
-
-
-def netlink_attrs(buf: bytes | memoryview, pos: int, end: int) -> list[tuple[int, memoryview]]:
-    """The attributes between `pos` and `end`, in order, as (type without flags, payload)."""
-    view = memoryview(buf)
-    found: list[tuple[int, memoryview]] = []
-    while pos + 4 <= end:
-        length, kind = struct.unpack_from("=HH", view, pos)
-        if length < 4:
-            break
-        found.append((kind & 0x3FFF, view[pos + 4 : pos + length]))
-        pos += (length + 3) & ~3
-    return found
-
-
-def _attr_map(payload: memoryview) -> dict[int, memoryview]:
-    return dict(netlink_attrs(payload, 0, len(payload)))
-
-
-def _string(payload: memoryview) -> str:
-    return bytes(payload).split(b"\0", 1)[0].decode(errors="replace")
-
-
-def _be32(payload: memoryview) -> int:
-    return int(struct.unpack(">I", payload[:4])[0])
-
-
-def decode_data(payload: memoryview) -> bytes | tuple[str, str | None]:
-    """NFTA_DATA_*: raw bytes for a value, (verdict, chain) for a verdict."""
-    attrs = _attr_map(payload)
-    if NFTA_DATA_VERDICT in attrs:
-        verdict = _attr_map(attrs[NFTA_DATA_VERDICT])
-        code = struct.unpack(">i", verdict[NFTA_VERDICT_CODE][:4])[0] if NFTA_VERDICT_CODE in verdict else 0
-        chain = _string(verdict[NFTA_VERDICT_CHAIN]) if NFTA_VERDICT_CHAIN in verdict else None
-        return (_VERDICTS.get(code, str(code)), chain)
-    return bytes(attrs.get(NFTA_DATA_VALUE, b""))
-
-
-def verdict_json(verdict: str, chain: str | None) -> dict[str, Any]:
-    """A verdict as nft -j prints it: {"goto": {"target": C}}, {"drop": null}, …"""
-    return {verdict: {"target": chain}} if chain else {verdict: None}
-
-
-def _value_for(left: Any, raw: bytes) -> Any:
-    """A register value shown the way nft shows the field it was compared with."""
-    if isinstance(left, dict) and "payload" in left:
-        field = left["payload"].get("field")
-        if field in ("saddr", "daddr") and len(raw) == 4:
-            return socket.inet_ntop(socket.AF_INET, raw)
-        if field in ("sport", "dport") and len(raw) >= 2:
-            return int.from_bytes(raw[:2], "big")
-        if field == "protocol" and raw:
-            return _L4_NAMES.get(raw[0], raw[0])
-    if isinstance(left, dict) and left.get("meta", {}).get("key") == "l4proto" and raw:
-        return _L4_NAMES.get(raw[0], raw[0])
-    return int.from_bytes(raw, sys.byteorder) if len(raw) <= 8 else raw.hex()
-
-
-def left_prefix(load: Any) -> int:
-    """The prefix length a register load compares (32 for a whole IPv4 address)."""
-    return int(load["_prefix"]) if isinstance(load, dict) and "_prefix" in load else 32
-
-
-def _prefix_len(mask: bytes) -> int | None:
-    bits = int.from_bytes(mask, "big")
-    width = len(mask) * 8
-    length = bin(bits).count("1")
-    return length if bits == ((1 << length) - 1) << (width - length) else None
-
-
-@dataclass
-class _Registers:
-    """What each register holds while one rule's expressions are replayed."""
-
-    loads: dict[int, Any]
-    values: dict[int, bytes]
-
-
-def decode_rule(expressions: memoryview, anonymous_map: Callable[[str], list[list[Any]]]) -> tuple[Any, ...]:
-    """One rule's NFTA_RULE_EXPRESSIONS as nft -j statements.
-
-    `anonymous_map(name)` returns the elements of an anonymous verdict map (`__map%d`) as
-    [[key, verdict], …]; it is called for `… vmap { … }` statements.
-    """
-    regs = _Registers({}, {})
-    statements: list[Any] = []
-    for kind, elem in netlink_attrs(expressions, 0, len(expressions)):
-        if kind != NFTA_LIST_ELEM:
-            continue
-        attrs = _attr_map(elem)
-        name = _string(attrs.get(NFTA_EXPR_NAME, memoryview(b"")))
-        data = _attr_map(attrs[NFTA_EXPR_DATA]) if NFTA_EXPR_DATA in attrs else {}
-        statement = _decode_expression(name, data, regs, anonymous_map)
-        if statement is not None:
-            statements.append(statement)
-    return tuple(_fold_l4_dependencies(statements))
-
-
-def _fold_l4_dependencies(statements: list[Any]) -> list[Any]:
-    """`meta l4proto tcp` followed by a `th dport` match is how the kernel holds `tcp dport`: fold it
-    the way nft prints it."""
-    folded: list[Any] = []
-    for statement in statements:
-        match = statement.get("match") if isinstance(statement, dict) else None
-        left = match.get("left") if isinstance(match, dict) else None
-        previous = folded[-1].get("match") if folded and isinstance(folded[-1], dict) else None
-        if (
-            isinstance(match, dict)
-            and isinstance(left, dict)
-            and left.get("payload", {}).get("protocol") == "th"
-            and isinstance(previous, dict)
-            and previous.get("op") == "=="
-            and previous.get("left") == {"meta": {"key": "l4proto"}}
-            and previous.get("right") in ("tcp", "udp", "sctp")
-        ):
-            folded[-1] = {"match": {**match, "left": {"payload": {**left["payload"], "protocol": previous["right"]}}}}
-            continue
-        folded.append(statement)
-    return folded
-
-
-def _decode_expression(
-    name: str, data: dict[int, memoryview], regs: _Registers, anonymous_map: Callable[[str], list[list[Any]]]
-) -> Any:
-    def u32(kind: int, default: int = 0) -> int:
-        return _be32(data[kind]) if kind in data else default
-
-    if name == "payload" and 1 in data:
-        key = (u32(2), u32(3), u32(4))
-        field = _PAYLOAD_FIELDS.get(key)
-        if field is None and key[0] == 1 and key[1] in (12, 16) and 0 < key[2] < 4:
-            # nft loads only the bytes a byte-aligned prefix needs (`ip saddr 10.244.0.0/16` → 2 bytes)
-            address = {"payload": {"protocol": "ip", "field": "saddr" if key[1] == 12 else "daddr"}}
-            regs.loads[u32(1)] = {"_prefix": key[2] * 8, "left": address}
-            return None
-        regs.loads[u32(1)] = (
-            {"payload": {"protocol": field[0], "field": field[1]}}
-            if field
-            else {"payload": {"base": ("ll", "nh", "th")[key[0]] if key[0] < 3 else key[0], "offset": key[1], "len": key[2]}}
-        )
-        return None
-    if name == "meta":
-        key_name = _META_KEYS.get(u32(2), str(u32(2)))
-        if 1 in data:
-            regs.loads[u32(1)] = {"meta": {"key": key_name}}
-            return None
-        return {"mangle": {"key": {"meta": {"key": key_name}}, "value": regs.loads.get(u32(3))}}
-    if name == "numgen":
-        regs.loads[u32(1)] = {"numgen": {"mode": "random" if u32(3) == 1 else "inc", "mod": u32(2), "offset": u32(4)}}
-        return None
-    if name == "bitwise":
-        left = regs.loads.get(u32(1))
-        mask = decode_data(data[4]) if 4 in data else b""
-        xor = decode_data(data[5]) if 5 in data else b""
-        plen = _prefix_len(mask) if isinstance(mask, bytes) and mask else None
-        if plen is not None and isinstance(xor, bytes) and not any(xor):
-            loaded = left["left"] if isinstance(left, dict) and "_prefix" in left else left
-            regs.loads[u32(2)] = {"_prefix": plen, "left": loaded}
-        else:
-            regs.loads[u32(2)] = {"&": [left, mask.hex() if isinstance(mask, bytes) else mask]}
-        return None
-    if name == "cmp":
-        left = regs.loads.get(u32(1))
-        raw = decode_data(data[3]) if 3 in data else b""
-        op = _CMP_OPS.get(u32(2), "==")
-        if not isinstance(raw, bytes):
-            return None
-        if isinstance(left, dict) and "_prefix" in left:
-            address = _value_for(left["left"], raw.ljust(4, b"\0")[:4])
-            left, right = left["left"], address
-            if left_prefix(regs.loads.get(u32(1))) < 32:
-                right = {"prefix": {"addr": address, "len": left_prefix(regs.loads.get(u32(1)))}}
-        else:
-            right = _value_for(left, raw)
-        return {"match": {"op": op, "left": left, "right": right}}
-    if name == "immediate":
-        value = decode_data(data[2]) if 2 in data else b""
-        if isinstance(value, tuple):
-            return verdict_json(*value)
-        regs.values[u32(1)] = value
-        return None
-    if name == "lookup":
-        set_name = _string(data[1]) if 1 in data else ""
-        looked_up = regs.loads.get(u32(2))
-        if 3 in data and u32(3) != NFT_REG_VERDICT:
-            # a data map (`dnat ip to numgen random mod N map { 0 : IP . PORT }`): the value lands in
-            # the destination register (the address) and the 32-bit register after it (the port)
-            entries: Any = {"set": anonymous_map(set_name)} if set_name.startswith("__") else f"@{set_name}"
-            if not set_name.startswith("__"):
-                looked_up = _concatenation(regs, u32(2))
-            regs.loads[u32(3)] = {"map": {"key": looked_up, "data": entries}}
-            return None
-        if 3 in data and set_name.startswith("__"):
-            return {"vmap": {"key": looked_up, "data": {"set": anonymous_map(set_name)}}}
-        if 3 in data:
-            return {"vmap": {"key": looked_up, "data": f"@{set_name}"}}
-        inverted = bool(u32(5) & 1)
-        return {"match": {"op": "!=" if inverted else "==", "left": looked_up, "right": f"@{set_name}"}}
-    if name == "dynset":
-        return {"set": {"op": "update", "elem": regs.loads.get(u32(2)), "set": "@" + (_string(data[1]) if 1 in data else "")}}
-    if name == "nat":
-        addr = regs.values.get(u32(3), b"")
-        port = regs.values.get(u32(5), b"")
-        body: dict[str, Any] = {}
-        mapped = regs.loads.get(u32(3))
-        if isinstance(mapped, dict) and "map" in mapped:
-            body["family"] = "ip"
-            body["addr"] = mapped
-        elif len(addr) == 4:
-            body["addr"] = socket.inet_ntop(socket.AF_INET, addr)
-        if len(port) >= 2:
-            body["port"] = int.from_bytes(port[:2], "big")
-        return {"dnat" if u32(1) == 1 else "snat": body}
-    if name == "counter":
-        return {
-            "counter": {
-                "packets": int.from_bytes(bytes(data.get(2, b"")), "big"),
-                "bytes": int.from_bytes(bytes(data.get(1, b"")), "big"),
-            }
-        }
-    if name == "ct":
-        key_name = _CT_KEYS.get(u32(2), str(u32(2)))
-        if 1 in data:
-            regs.loads[u32(1)] = {"ct": {"key": key_name}}
-            return None
-        return {"mangle": {"key": {"ct": {"key": key_name}}, "value": regs.loads.get(u32(4))}}
-    if name in ("reject", "masq"):
-        return {"reject" if name == "reject" else "masquerade": None}
-    return {name: None}
-
-
-def _register32(reg: int) -> int:
-    """A register number as a 32-bit register (NFT_REG_1..4 are 128 bits wide: NFT_REG32_00 is 8)."""
-    return 8 + (reg - 1) * 4 if 1 <= reg <= 4 else reg
-
-
-def _concatenation(regs: _Registers, first: int) -> Any:
-    """The key a lookup reads from `first` on: the loads in consecutive 32-bit registers (`ip daddr .
-    meta l4proto . th dport . ct mark` is four of them), as {"concat": […]} when there is more than one."""
-    parts = [regs.loads.get(first)]
-    reg = _register32(first) + 1
-    while reg in regs.loads:
-        parts.append(regs.loads[reg])
-        reg += 1
-    return parts[0] if len(parts) == 1 else {"concat": parts}
-
-
-def key_decoder(key: Any) -> Callable[[bytes], tuple[str, ...] | None]:
-    """Decode a named map's element keys laid out as `key` (the lookup's concatenation), one 32-bit
-    register per part, into the strings nft -j prints (address, protocol name, port, integer)."""
-    parts = key["concat"] if isinstance(key, dict) and "concat" in key else [key]
-
-    def part(spec: Any, raw: bytes) -> str | None:
-        payload = spec.get("payload", {}) if isinstance(spec, dict) else {}
-        if payload.get("field") in ("daddr", "saddr"):
-            return socket.inet_ntop(socket.AF_INET, raw)
-        if payload.get("field") in ("dport", "sport"):
-            return str(int.from_bytes(raw[:2], "big"))
-        if spec == {"meta": {"key": "l4proto"}} or payload == {"protocol": "ip", "field": "protocol"}:
-            return str(_L4_NAMES.get(raw[0], raw[0]))
-        if isinstance(spec, dict) and ("numgen" in spec or spec.get("ct") == {"key": "mark"}):
-            return str(int.from_bytes(raw, sys.byteorder))
-        return None
-
-    def decode(raw: bytes) -> tuple[str, ...] | None:
-        if len(raw) != 4 * len(parts):
-            return None
-        decoded = tuple(part(spec, raw[4 * i : 4 * i + 4]) for i, spec in enumerate(parts))
-        return None if any(d is None for d in decoded) else tuple(d for d in decoded if d is not None)
-
-    return decode
-
-
-def named_data_maps(rules: tuple[tuple[Any, ...], ...]) -> dict[str, Any]:
-    """Named maps a chain's dnat statements look up (`… map @endpoints`), with the key each uses."""
-    found: dict[str, Any] = {}
-    for rule in rules:
-        for expr in rule:
-            addr = expr["dnat"].get("addr") if isinstance(expr, dict) and isinstance(expr.get("dnat"), dict) else None
-            lookup = addr.get("map") if isinstance(addr, dict) else None
-            if isinstance(lookup, dict) and isinstance(lookup.get("data"), str) and lookup["data"].startswith("@"):
-                found[lookup["data"][1:]] = lookup.get("key")
-    return found
-
-
-def decode_set_elements(
-    elements: memoryview, key_of: Callable[[bytes], Any]
-) -> list[tuple[Any, bytes | tuple[str, str | None] | None, str | None]]:
-    """NFTA_SET_ELEM_LIST_ELEMENTS as (key, data, comment) with keys decoded by `key_of`."""
-    found: list[tuple[Any, bytes | tuple[str, str | None] | None, str | None]] = []
-    for kind, elem in netlink_attrs(elements, 0, len(elements)):
-        if kind != NFTA_LIST_ELEM:
-            continue
-        attrs = _attr_map(elem)
-        if NFTA_SET_ELEM_KEY not in attrs:
-            continue
-        key = decode_data(attrs[NFTA_SET_ELEM_KEY])
-        if not isinstance(key, bytes):
-            continue
-        value = decode_data(attrs[NFTA_SET_ELEM_DATA]) if NFTA_SET_ELEM_DATA in attrs else None
-        found.append((key_of(key), value, _element_comment(attrs.get(NFTA_SET_ELEM_USERDATA))))
-    return found
-
-
-def _element_comment(userdata: memoryview | None) -> str | None:
-    pos = 0
-    raw = bytes(userdata or b"")
-    while pos + 2 <= len(raw):
-        kind, length = raw[pos], raw[pos + 1]
-        if kind == NFTNL_UDATA_SET_ELEM_COMMENT:
-            return raw[pos + 2 : pos + 2 + length].split(b"\0", 1)[0].decode(errors="replace")
-        pos += 2 + length
-    return None
-
-
-def service_key(raw: bytes) -> tuple[str, ...] | None:
-    """A `ipv4_addr . inet_proto . inet_service` key (each part padded to 4 bytes) as nft prints it."""
-    if len(raw) != 12:
-        return None
-    return (socket.inet_ntop(socket.AF_INET, raw[0:4]), _L4_NAMES.get(raw[4], str(raw[4])), str(int.from_bytes(raw[8:10], "big")))
-
-
-def data_json(raw: bytes) -> Any:
-    """A data-map value as nft -j prints it: `IP . PORT` ({"concat": [ip, port]}) or an address."""
-    if len(raw) == 8:  # ipv4_addr . inet_service, each padded to 4 bytes
-        return {"concat": [socket.inet_ntop(socket.AF_INET, raw[:4]), int.from_bytes(raw[4:6], "big")]}
-    if len(raw) == 4:
-        return socket.inet_ntop(socket.AF_INET, raw)
-    return raw.hex()
-
-
-def map_element(key: tuple[str, ...], data: bytes | tuple[str, str | None] | None, comment: str | None) -> NftMapElement:
-    """A decoded verdict-map element as the walk's `NftMapElement`."""
-    verdict, target = data if isinstance(data, tuple) else ("", None)
-    return NftMapElement(key, comment, verdict, target)
-
-
-def chain_targets(rules: tuple[tuple[Any, ...], ...]) -> list[str]:
-    """Chains a chain's rules jump or go to, directly or through a verdict map, in order."""
-    found: list[str] = []
-    for rule in rules:
-        found += [target for _kind, target in _targets(rule)]
-        for expr in rule:
-            if isinstance(expr, dict) and "vmap" in expr and isinstance(expr["vmap"].get("data"), dict):
-                for _key, verdict in expr["vmap"]["data"].get("set", ()):
-                    target = _verdict(verdict)[1]
-                    if target:
-                        found.append(target)
-    return found

@@ -1,0 +1,268 @@
+"""`KubeProxyTables`: kube-proxy's rules of a namespace, read on demand and cached in its own snapshot cache.
+
+It detects the mode (nf_tables netlink first, then `iptables-save` for iptables-legacy, then IPVS),
+reads the rules with fixed argument vectors (`nsenter --net=PATH iptables-save -c`, `nft -j list
+table ip kube-proxy`) and walks them (`iptables`, `nftables`, `ipvs`).
+
+Cold lookups read only what one service needs. A whole-table dump of 10,000 services costs seconds;
+the first lookup under a new ruleset generation reads only the chains its walk visits (`iptables -t
+T -S CHAIN` per chain; the service-ips element, the service chain, its vmap and its endpoint chains
+over nf_tables netlink, see `nft_netlink`), answers, and then starts the full dump on a thread; the
+lookups that follow are served from that dump (iptables mode waits for it while it runs; nftables
+mode keeps using the netlink reads, which run no tool, until it has landed). Chains read one by one
+are used only when the ruleset generation did not change while they were read.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import re
+import socket
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from nodeagent.checks import ctnetlink, netlink
+from nodeagent.checks.iptables_save import IptablesChain, IptablesSave, IptablesSaveError, IptablesTable, parse_iptables_save
+from nodeagent.checks.nat.cache import Loading, RulesetVersion, SnapshotCache, ruleset_version, unchanged_since
+from nodeagent.checks.nat.iptables import iptables_list_service_nat, iptables_service_nat
+from nodeagent.checks.nat.ipvs import ipvs_active, ipvs_service_nat
+from nodeagent.checks.nat.model import NatStateError, ServiceNat, not_programmed, validate
+from nodeagent.checks.nat.nft_netlink import service_nat_on_demand
+from nodeagent.checks.nat.nftables import (
+    NftRuleset,
+    NftRulesetError,
+    nft_list_service_nat,
+    nft_service_nat,
+    parse_nft_ruleset,
+    table_unreadable,
+)
+from nodeagent.netns import run_in_netns
+
+log = logging.getLogger("kubereach.agent.nat")
+
+_CHAIN_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,256}$")
+
+
+class _OnDemandUnavailable(Exception):
+    """A chain could not be read on its own (`iptables -S` refused); the full snapshot decides."""
+
+
+class _ChainsOnDemand(Mapping[str, IptablesChain]):
+    """One iptables table's chains, each read with `iptables -t TABLE -S CHAIN` when first asked for.
+
+    Iterating needs every chain: that reads the whole snapshot (the walk does so only for rare cases,
+    such as a VIP that is not in KUBE-SERVICES at all).
+    """
+
+    def __init__(self, tables: KubeProxyTables, netns: str, table: str, version: RulesetVersion) -> None:
+        self._tables, self._netns, self._table, self._version = tables, netns, table, version
+        self._read: dict[str, IptablesChain | None] = {}
+
+    def __getitem__(self, name: str) -> IptablesChain:
+        if name not in self._read:
+            self._read[name] = self._tables.iptables_chain(self._netns, self._table, name)
+        chain = self._read[name]
+        if chain is None:
+            raise KeyError(name)
+        return chain
+
+    def _all(self) -> Mapping[str, IptablesChain]:
+        table = self._tables.iptables_snapshot(self._netns, self._version).table(self._table)
+        return table.chains if table is not None else {}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def _vip_is_local(netns: str, vip: str) -> bool:
+    family = socket.AF_INET6 if ":" in vip else socket.AF_INET
+
+    def try_bind() -> bool:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((vip, 0))
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    return False
+                raise
+        return True
+
+    try:
+        return run_in_netns(netns, try_bind)
+    except OSError:
+        return False
+
+
+def _probe_nftables(netns: str) -> tuple[str | None, bool]:
+    """ "nftables" when table ip kube-proxy exists, "iptables" when iptables-nft's nat table has
+    KUBE-SERVICES, else None; asked over netlink, without running a tool."""
+    try:
+        sock = ctnetlink.open_netfilter_socket(netns)
+    except ctnetlink.NetfilterNetlinkError:
+        return (None, False)
+    try:
+        tables = ctnetlink.nftables_tables(sock, netlink.next_seq())
+        if (ctnetlink.NFPROTO_IPV4, "kube-proxy") in tables:
+            return ("nftables", False)
+        if (ctnetlink.NFPROTO_IPV4, "nat") in tables and ctnetlink.nftables_chain_exists(
+            sock, netlink.next_seq(), ctnetlink.NFPROTO_IPV4, "nat", "KUBE-SERVICES"
+        ):
+            return ("iptables", False)
+        return (None, False)
+    except ctnetlink.NetfilterNetlinkError:
+        return (None, False)
+    finally:
+        sock.close()
+
+
+class KubeProxyTables:
+    """kube-proxy's NAT of any namespace, with the snapshots it read kept in `cache`."""
+
+    def __init__(self, cache: SnapshotCache | None = None) -> None:
+        self.cache = cache if cache is not None else SnapshotCache()
+
+    def tool_invocations(self) -> int:
+        """How many times these tables ran iptables-save / nft / iptables (for tests and metrics)."""
+        return self.cache.tool_invocations()
+
+    def clear_cache(self) -> None:
+        """Forget every cached snapshot and cancel the full loads still running in the background."""
+        self.cache.clear()
+
+    # ---- loading ------------------------------------------------------------------------------
+
+    def _load_iptables(self, netns: str, loading: Loading | None = None) -> tuple[IptablesSave, bool]:
+        # One `iptables-save -c` for every table: iptables-nft reads the whole ruleset whatever `-t`
+        # says, so a second run for the filter table would cost as much as the first. Counters show
+        # whether a DROP rule is being hit.
+        done = self.cache.run_tool(netns, ["iptables-save", "-c"], loading, count=loading is None)
+        if done.returncode != 0:
+            raise NatStateError(f"iptables-save failed: {done.stderr.strip()[:200]}")
+        try:
+            parsed = parse_iptables_save(done.stdout)
+        except IptablesSaveError as exc:
+            raise NatStateError(f"cannot read iptables-save output: {exc}") from exc
+        return (parsed, parsed.backend == "legacy")
+
+    def iptables_snapshot(self, netns: str, version: RulesetVersion | None = None) -> IptablesSave:
+        """All iptables tables of the namespace (`iptables-save -c`), cached while the rules are unchanged."""
+        if version is None:
+            version = ruleset_version(netns)
+        return self.cache.cached(version, "iptables", lambda: self._load_iptables(netns))
+
+    def _load_nft_kube_proxy(self, netns: str, loading: Loading | None = None) -> tuple[Any, bool]:
+        done = self.cache.run_tool(netns, ["nft", "-j", "list", "table", "ip", "kube-proxy"], loading, count=loading is None)
+        if done.returncode != 0:
+            raise NatStateError(f"nft list table ip kube-proxy failed: {done.stderr.strip()[:200]}")
+        try:
+            return (parse_nft_ruleset(json.loads(done.stdout)), False)
+        except (json.JSONDecodeError, NftRulesetError) as exc:
+            raise NatStateError(f"cannot read nft's kube-proxy table: {exc}") from exc
+
+    def nft_kube_proxy_ruleset(self, netns: str, version: RulesetVersion) -> NftRuleset | None:
+        """The parsed `ip kube-proxy` nftables table of the namespace, None when there is none (cached)."""
+        if self.cache.cached(version, "nft-probe", lambda: _probe_nftables(netns)) != "nftables":
+            return None
+        ruleset: NftRuleset = self.cache.cached(version, "nft:kube-proxy", lambda: self._load_nft_kube_proxy(netns))
+        return ruleset
+
+    def iptables_chain(self, netns: str, table: str, chain: str) -> IptablesChain | None:
+        """One chain as `iptables -t TABLE -S CHAIN` prints it; None when the chain does not exist."""
+        if not _CHAIN_NAME.match(chain) or chain.startswith("-"):
+            return None
+        done = self.cache.run_tool(netns, ["iptables", "-w", "5", "-t", table, "-S", chain])
+        if done.returncode != 0:
+            if "No chain" in done.stderr or "does not exist" in done.stderr:
+                return None
+            raise _OnDemandUnavailable(f"iptables -S {chain} failed: {done.stderr.strip()[:200]}")
+        policy = None
+        rules = []
+        for line in done.stdout.splitlines():
+            if line.startswith("-A "):
+                rules.append(line)
+            elif line.startswith("-P "):
+                parts = line.split()
+                policy = parts[2] if len(parts) > 2 else None
+        return IptablesChain(chain, policy, None, None, tuple(rules))
+
+    def _iptables_on_demand(self, netns: str, version: RulesetVersion) -> IptablesSave:
+        tables = {name: IptablesTable(name, _ChainsOnDemand(self, netns, name, version)) for name in ("nat", "filter")}
+        return IptablesSave(tables=tables, backend="nf_tables")
+
+    # ---- the questions ------------------------------------------------------------------------
+
+    def _detect(self, netns: str, version: RulesetVersion) -> str:
+        found = self.cache.cached(version, "nft-probe", lambda: _probe_nftables(netns))
+        if found is not None:
+            return found
+        # iptables-legacy rules are invisible to nf_tables: ask iptables-save (cached, with a short TTL).
+        nat = self.iptables_snapshot(netns, version).table("nat")
+        if nat is not None and "KUBE-SERVICES" in nat.chains:
+            return "iptables"
+        if ipvs_active(netns):
+            return "ipvs"
+        return "none"
+
+    def detect_proxy_mode(self, netns: str, netns_name: str | None) -> str:
+        """kube-proxy's mode on the node: "nftables", "iptables", "ipvs" or "none".
+
+        `netns_name` is accepted for symmetry with the other checks; the tools are run with
+        `nsenter --net=PATH`, which needs only the path.
+        """
+        del netns_name
+        return self._detect(netns, ruleset_version(netns))
+
+    def service_nat(self, netns: str, netns_name: str | None, vip: str, port: int, protocol: str) -> ServiceNat:
+        """How kube-proxy on the node in `netns` handles VIP:port/protocol (cached while rules are unchanged)."""
+        del netns_name
+        validate(vip, port, protocol)
+        version = ruleset_version(netns)
+        mode = self._detect(netns, version)
+        if mode == "nftables":
+            # Netlink reads run no tool and cost milliseconds: use them until the full dump has
+            # landed, also while it is still loading, rather than wait seconds for it.
+            if self.cache.peek(version, "nft:kube-proxy") is None:
+                found = service_nat_on_demand(netns, vip, port, protocol)
+                if found is not None and unchanged_since(netns, version):
+                    self.cache.load_in_background(
+                        version, "nft:kube-proxy", lambda loading: self._load_nft_kube_proxy(netns, loading)
+                    )
+                    return found
+            ruleset = self.cache.cached(version, "nft:kube-proxy", lambda: self._load_nft_kube_proxy(netns))
+            return nft_service_nat(ruleset, vip, port, protocol, vip_is_local=_vip_is_local(netns, vip))
+        if mode == "iptables":
+            if self.cache.peek(version, "iptables") is None and not self.cache.loading_now(version, "iptables"):
+                on_demand = self._iptables_on_demand(netns, version)
+                try:
+                    found = iptables_service_nat(on_demand, vip, port, protocol, vip_is_local=_vip_is_local(netns, vip))
+                except (_OnDemandUnavailable, NatStateError) as exc:
+                    log.debug("reading chains one by one failed, using iptables-save: %s", exc)
+                else:
+                    if unchanged_since(netns, version):
+                        self.cache.load_in_background(version, "iptables", lambda loading: self._load_iptables(netns, loading))
+                        return found
+            save = self.iptables_snapshot(netns, version)
+            return iptables_service_nat(save, vip, port, protocol, vip_is_local=_vip_is_local(netns, vip))
+        if mode == "ipvs":
+            return ipvs_service_nat(netns, vip, port, protocol)
+        return not_programmed(mode, vip, port, protocol, "# no kube-proxy rules found (no nftables table, KUBE-SERVICES or IPVS)")
+
+    def list_service_nat(self, netns: str, netns_name: str | None) -> tuple[ServiceNat, ...]:
+        """Every service port kube-proxy has programmed on the node (for digests)."""
+        del netns_name
+        version = ruleset_version(netns)
+        mode = self._detect(netns, version)
+        if mode == "nftables":
+            ruleset = self.cache.cached(version, "nft:kube-proxy", lambda: self._load_nft_kube_proxy(netns))
+            problem = table_unreadable(ruleset)
+            if problem:
+                raise NatStateError(problem)  # not "nothing programmed": the table is laid out otherwise
+            return nft_list_service_nat(ruleset)
+        if mode == "iptables":
+            return iptables_list_service_nat(self.iptables_snapshot(netns, version))
+        return ()
