@@ -7,13 +7,17 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.live import Live
 
 from bot.playbook.models import InvestigationResult, StepResult
-from bot.settings import load_settings
+from bot.settings import BotSettings, load_settings
+
+if TYPE_CHECKING:
+    from bot.history.recorder import HistoryRecorder
 
 
 @click.command()
@@ -30,14 +34,10 @@ def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None,
 
     config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
     settings = load_settings(config)
-    history = None
-    if not no_history:
-        from bot.history.recorder import HistoryRecorder
-
-        history = HistoryRecorder.from_settings(settings)
+    err = Console(stderr=True)
+    history = None if no_history else open_history(settings, err)
     investigator = Investigator(settings, history)
     steps: list[StepResult] = []
-    err = Console(stderr=True)
 
     async def run_once(on_step: Callable[[StepResult], None] | None) -> InvestigationResult:
         try:
@@ -59,3 +59,21 @@ def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None,
         click.echo(json.dumps(investigation_document(result), indent=2))
     else:
         Console().print(investigation_view(result))
+    if history is not None and history.problem is not None:
+        err.print(f"history unavailable: {history.problem} (the verdict above stands; it was not recorded)", markup=False)
+
+
+def open_history(settings: BotSettings, err: Console) -> HistoryRecorder | None:
+    """The history, after closing investigations left running by processes that are gone; None (with
+    one line on stderr) when it cannot be opened — the question is answered all the same."""
+    from bot.history.errors import HistoryUnavailable
+    from bot.history.recorder import HistoryRecorder
+
+    try:
+        history = HistoryRecorder.from_settings(settings)
+    except HistoryUnavailable as exc:
+        err.print(f"history unavailable: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), markup=False)
+        return None
+    if history.available:
+        history.close_stranded()
+    return history

@@ -154,6 +154,8 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
         if not socket_mode and settings.slack_signing_secret is None:
             raise BadInput("HTTP mode needs the signing secret", hint="set SLACK_SIGNING_SECRET, or use --socket-mode")
         history = HistoryRecorder.from_settings(settings)
+        if not history.available:
+            click.echo(f"kubereach: history unavailable: {history.problem}; answering without recording until it answers")
         digest_parts: tuple[DigestHandler, Any] | None = digest(settings, history) if digest is not None else None
         metrics = BotMetrics()
         ops = None
