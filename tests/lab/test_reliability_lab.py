@@ -142,7 +142,7 @@ def test_a_saturated_agent_gives_no_fault_verdict_on_the_healthy_lab(lab: Lab) -
 
 def history_rows(path: Path) -> dict[str, str]:
     with sqlite3.connect(path) as db:
-        return dict(db.execute("SELECT id, status FROM investigations").fetchall())
+        return dict(db.execute("SELECT public_id, status FROM investigations").fetchall())
 
 
 def test_concurrent_asks_all_land_in_the_sqlite_history(lab: Lab, tmp_path: Path) -> None:
