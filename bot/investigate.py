@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bot.cluster import ClusterClient
-from bot.cluster.errors import ResolutionError
+from bot.cluster.errors import ClusterUnavailable, ResolutionError
 from bot.cluster.models import EndpointInfo, PodInfo
 from bot.cluster.resolve import Resolved
 from bot.errors import BadInput
@@ -251,9 +251,16 @@ class Investigator:
                 started_at,
                 parsed=question,
             )
-        addresses, dns_endpoints = await asyncio.gather(
-            asyncio.to_thread(self.agent_addresses), asyncio.to_thread(self.dns_endpoints)
-        )
+        except ClusterUnavailable as exc:
+            self._record_failure(text, asker, f"the Kubernetes API could not be asked: {exc.message}")
+            raise
+        try:
+            addresses, dns_endpoints = await asyncio.gather(
+                asyncio.to_thread(self.agent_addresses), asyncio.to_thread(self.dns_endpoints)
+            )
+        except ClusterUnavailable as exc:
+            self._record_failure(text, asker, f"the Kubernetes API could not be asked: {exc.message}")
+            raise
         case = build_case(resolved, frozenset(addresses), dns_endpoints)
         source_ref, target_ref = workload_refs(resolved)
         namespaces = tuple(
@@ -317,6 +324,11 @@ class Investigator:
             seen = self.history.seen_before(recorded, source_ref, target_ref, result.verdict)
             result = dataclasses.replace(result, seen_before=seen_before_line(seen))
         return result
+
+    def _record_failure(self, text: str, asker: Asker | None, error: str) -> None:
+        """An investigation that could not run (the API did not answer) is recorded as failed, not lost."""
+        if self.history is not None:
+            self.history.fail(self.history.start(text, asker or CLI_ASKER, None, None, ()), error)
 
     def _fleet_for(self, addresses: dict[str, str]) -> Fleet:
         """The fleet of this event loop, kept open across investigations (channels are per loop)."""
