@@ -23,6 +23,7 @@ import json
 import os
 import random
 import secrets
+import shlex
 import signal
 import socket
 import string
@@ -778,11 +779,12 @@ def database_faults(config: str, prefix: str, stub: SlackStub, channel: str, use
     )
     # SQLite on a disk that is full: ask answers, writes nothing, crashes nothing.
     with tempfile.TemporaryDirectory(prefix="krel-full-") as tmp:
+        url = f"sqlite:///{tmp}/h.db"
         script = (
-            f"set -e; mount -t tmpfs -o size=1m krel-full {tmp}; "
-            f"KUBEREACH_DATABASE_URL=sqlite:///{tmp}/h.db {KUBEREACH} search x >/dev/null 2>&1 || true; "
+            f"mount -t tmpfs -o size=1m krel-full {tmp}; "
+            f"{sys.executable} -c {shlex.quote(f'from bot.history.recorder import HistoryRecorder as H; H.from_url({url!r})')}; "
             f"dd if=/dev/zero of={tmp}/fill bs=64k >/dev/null 2>&1 || true; "
-            f"KUBEREACH_DATABASE_URL=sqlite:///{tmp}/h.db {KUBEREACH} --config {config} ask '{HEALTHY_QUESTION}' --json; "
+            f"KUBEREACH_DATABASE_URL={url} {KUBEREACH} --config {config} ask {shlex.quote(HEALTHY_QUESTION)} --json; "
             f"echo rc=$?"
         )
         proc = subprocess.run(
@@ -793,12 +795,14 @@ def database_faults(config: str, prefix: str, stub: SlackStub, channel: str, use
             check=False,
         )
     answered = '"verdict"' in proc.stdout and "rc=0" in proc.stdout
+    crashed = "rc=0" not in proc.stdout or "Traceback" in proc.stderr or "Bus error" in proc.stderr
     row(
         "fault: database full (SQLite on a full disk, ask)",
         tried=1,
-        crashed=0 if "rc=" in proc.stdout and "rc=1" not in proc.stdout[-10:] and "Bus error" not in proc.stderr else 1,
+        crashed=1 if crashed else 0,
         lost=0 if answered else 1,
-        note=f"answered: {answered}; says 'history unavailable': {'history unavailable' in proc.stderr}",
+        note=f"answered: {answered}; says 'history unavailable': {'history unavailable' in proc.stderr}"
+        + ("" if answered else f"; stdout {proc.stdout[-300:]!r} stderr {proc.stderr[-500:]!r}"),
     )
 
 
@@ -888,6 +892,9 @@ def print_table() -> None:
 
 @contextlib.contextmanager
 def lab(prefix: str, keep: bool) -> Iterator[dict[str, Any]]:
+    if load_state(prefix) is not None:  # a lab already up under this prefix: use it, leave it up
+        yield json.loads(lab_cli(prefix, "status", "--json").stdout)
+        return
     try:
         lab_cli(prefix, "up")
         yield json.loads(lab_cli(prefix, "status", "--json").stdout)
