@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 
+from bot.logs import configure_logging
 from bot.playbook.models import InvestigationResult, StepResult
 from bot.settings import BotSettings, load_settings
 
@@ -34,6 +35,9 @@ def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None,
 
     config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
     settings = load_settings(config)
+    # Problems (warnings and errors) on stderr, one JSON object a line when KUBEREACH_LOG_FORMAT=json;
+    # stdout stays the answer.
+    configure_logging(settings.log_format, level="WARNING")
     err = Console(stderr=True)
     history = None if no_history else open_history(settings, err)
     investigator = Investigator(settings, history)

@@ -84,6 +84,16 @@ class BotSettings(BaseSettings):
     """Channel id → namespaces that channel may ask about ("*" for all)."""
     log_format: Literal["text", "json"] = "text"
     """Log output format."""
+    slack_investigation_workers: int = Field(default=8, ge=1, le=256)
+    """Investigations `serve` runs at once; more wait in a queue (and say so in their thread)."""
+    slack_http_threads: int = Field(default=8, ge=1, le=256)
+    """Worker threads of `serve`'s HTTP endpoint (they only verify, acknowledge and hand work over)."""
+    slack_http_timeout_s: int = Field(default=10, ge=1, le=3600)
+    """Seconds an HTTP connection may send nothing (a stalled upload) before `serve` closes it."""
+    slack_http_max_body_bytes: int = Field(default=524288, ge=1024, le=16 * 1024 * 1024)
+    """Largest request body `serve` accepts (Slack's largest event is about 330 KB); larger ones get 413."""
+    slack_http_connection_limit: int = Field(default=1000, ge=1, le=100000)
+    """Open HTTP connections `serve` holds at once (a stalled one costs a socket, not a thread)."""
 
     def history_url(self) -> str | None:
         """The history database URL, when one is set (None: KUBEREACH_DATABASE_URL/DATABASE_URL or the default file)."""

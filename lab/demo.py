@@ -98,7 +98,7 @@ class LocalSlack:
                 channel_namespaces=channel_namespaces or {},
             )
             deps = build_deps(settings, Investigator)
-            server = SlackHttpServer(build_app(settings, deps), "127.0.0.1", 0)
+            server = SlackHttpServer(build_app(settings, deps), "127.0.0.1", 0, signing_secret=secret)
             url = server.start()
         except BaseException:
             stub.stop()

@@ -45,4 +45,6 @@ class AuditAction(StrEnum):
     DIGEST = "digest"
     SUBSCRIBE = "subscribe"
     RESOLVE = "resolve"
+    RERUN = "rerun"
+    EVIDENCE = "evidence"
     OTHER = "other"

@@ -275,3 +275,12 @@ class AuditEntry(Base):
     allowed: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(Text)
     investigation_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class SlackSeenRequest(Base):
+    """A Slack delivery already taken (its event id, trigger id or signature), shared by restarts and replicas."""
+
+    __tablename__ = "slack_seen_requests"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[utc_time] = mapped_column(index=True)

@@ -176,7 +176,13 @@ class HistoryRecorder:
                     continue
                 self.lost_writes += 1
                 self.problem = f"could not record {what}: {describe(exc)}"
-                log.error("history: cannot record %s: %s", what, describe(exc))
+                # The first loss is an error; the ones after it (the same cause, as a rule) only debug.
+                log.log(
+                    logging.ERROR if self.lost_writes == 1 else logging.DEBUG,
+                    "history: cannot record %s: %s",
+                    what,
+                    describe(exc),
+                )
                 return None
         return None  # unreachable: the last attempt returns or records the failure
 

@@ -38,6 +38,8 @@ from bot.history.models import (
 from bot.playbook.models import Evidence, Finding, StepResult, Verdict, VerdictCode
 
 SEEN_BEFORE_WINDOW = timedelta(days=30)
+AUDIT_TEXT_MAX = 2000
+"""The audit log keeps this many characters of a request's text."""
 
 
 @dataclass(frozen=True)
@@ -490,6 +492,14 @@ def _same_ref(side: str, ref: WorkloadRef) -> list[Any]:
     return [name == ref.name, namespace.is_(None) if ref.namespace is None else namespace == ref.namespace]
 
 
+def audit_excerpt(text: str, limit: int | None = None) -> str:
+    """At most `limit` (default `AUDIT_TEXT_MAX`) characters of `text`, saying how long it was when cut."""
+    limit = AUDIT_TEXT_MAX if limit is None else limit
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
 def audit(
     session: Session,
     *,
@@ -502,18 +512,22 @@ def audit(
     investigation_id: str | None = None,
     at: datetime | None = None,
 ) -> None:
-    """Record one request to the bot and whether it was allowed (with the reason when denied)."""
+    """Record one request to the bot and whether it was allowed (with the reason when denied).
+
+    The request's text is kept as an excerpt of `AUDIT_TEXT_MAX` characters (saying how long it was),
+    so no request can make the audit log store a whole body.
+    """
     session.add(
         AuditEntry(
             at=at or _now(),
-            user_id=who.id,
-            user_name=who.name,
-            channel=channel,
-            text=text,
+            user_id=who.id[:64],
+            user_name=who.name[:255],
+            channel=channel[:64] if channel else channel,
+            text=audit_excerpt(text),
             action=action,
             allowed=allowed,
-            reason=reason,
-            investigation_id=investigation_id,
+            reason=audit_excerpt(reason) if reason else reason,
+            investigation_id=investigation_id[:40] if investigation_id else investigation_id,
         )
     )
     session.flush()

@@ -4,11 +4,31 @@ Slack sends mentions as ``<@U123>``, channels as ``<#C1|name>``, specials as ``<
 ``<http://host|label>``, escapes ``& < >`` as entities, and people paste backticks, bold markers,
 smart quotes, non-breaking spaces, emoji shortcodes and typographic arrows. All of that is removed or
 mapped to ASCII here, before any grammar is applied.
+
+The input is bounded first (`MAX_TEXT_LENGTH`, a `TextTooLong` beyond it) and every pattern is linear
+in its input: no nested or overlapping quantifiers, so no text can make the cleaner backtrack.
 """
 
 from __future__ import annotations
 
 import re
+
+from bot.errors import BadInput
+
+MAX_TEXT_LENGTH = 8000
+"""The longest message the cleaner takes (Slack markup included); a question is far shorter."""
+
+
+class TextTooLong(BadInput):
+    """A message longer than `MAX_TEXT_LENGTH`: refused before any pattern runs."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(
+            f"The message is {length} characters long; kubereach reads at most {MAX_TEXT_LENGTH}.",
+            hint="ask about one source and one target, e.g. `why can't frontend reach api`",
+        )
+        self.length = length
+
 
 _MENTION = re.compile(r"<[@#!][^<>]*>")
 _LINK = re.compile(r"<([a-zA-Z][a-zA-Z0-9+.-]*:[^<>|]*)(?:\|([^<>]*))?>")
@@ -17,7 +37,10 @@ _MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
 
 _ARROW_SHORTCODES = re.compile(r":(?:arrow_right|right_arrow|point_right|arrow_forward|heavy_right_arrow|long_arrow_right):")
 _BACK_ARROW_SHORTCODES = re.compile(r":(?:arrow_left|left_arrow|point_left|long_arrow_left):")
-_EMOJI_SHORTCODE = re.compile(r"(?:(?<=\s)|^):(?:[a-z0-9_+'-]*[a-z][a-z0-9_+'-]*|[+-]1):(?::skin-tone-\d:)?(?=\s|$|[?!.,])")
+_EMOJI_SHORTCODE = re.compile(r"(?:(?<=\s)|^):([a-z0-9_+'-]+):(?::skin-tone-\d:)?(?=\s|$|[?!.,])")
+"""``:name:`` between spaces; the name must hold a letter or be ``+1``/``-1`` (checked in `_emoji`, so
+the pattern needs no overlapping quantifiers)."""
+_LETTER = re.compile(r"[a-z]")
 
 _CHARACTER_MAP = str.maketrans(
     {
@@ -104,17 +127,27 @@ def _link_text(match: re.Match[str]) -> str:
     return f" {url_host(target)} "
 
 
+def _emoji(match: re.Match[str]) -> str:
+    name = match.group(1)
+    if name in ("+1", "-1") or _LETTER.search(name):
+        return " "
+    return match.group(0)
+
+
 def clean_slack_text(text: str) -> str:
     """Strip Slack markup and typography from a message, leaving plain ASCII-ish words.
 
     Mentions, channel references and ``<!here>`` are removed; a link becomes its label (or its host
     when it has none); entities are unescaped; code markers, bold and strike markers, invisible
     characters and emoji shortcodes go; smart quotes, dashes, arrows and exotic spaces become ASCII.
+    Raises `TextTooLong` (before any pattern runs) for text over `MAX_TEXT_LENGTH` characters.
     """
+    if len(text) > MAX_TEXT_LENGTH:
+        raise TextTooLong(len(text))
     text = _MENTION.sub(" ", text)
     text = _LINK.sub(_link_text, text)
     text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     text = text.translate(_CHARACTER_MAP)
     text = _ARROW_SHORTCODES.sub(" -> ", text)
     text = _BACK_ARROW_SHORTCODES.sub(" <- ", text)
-    return _EMOJI_SHORTCODE.sub(" ", text)
+    return _EMOJI_SHORTCODE.sub(_emoji, text)

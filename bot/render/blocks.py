@@ -96,6 +96,11 @@ def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def escape(text: str) -> str:
+    """Escape what Slack's mrkdwn treats as markup (&, <, >): for text from people or the cluster."""
+    return _esc(text)
+
+
 def checklist_lines(steps: Sequence[StepResult], *, running: bool) -> list[str]:
     """One line per step, ``:white_check_mark: *name* — summary``, and an hourglass while running."""
     lines = [f"{STATUS_EMOJI[s.status]} *{_esc(s.name)}* — {_esc(s.summary)}" for s in steps]

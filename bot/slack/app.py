@@ -4,14 +4,17 @@
     app = build_app(settings, deps)          # calls register(app, deps)
     SlackHttpServer(app, "127.0.0.1", 3000)  # or Socket Mode, see bot.slack.serve
 
-Requests are checked for Slack's signature (5-minute replay window) before anything else runs;
-Slack's retries of a delivery are acknowledged and dropped; one error handler turns anything
-unexpected into a sentence for the person and a log line for the operator.
+Over HTTP, `bot.slack.http.VerifiedFront` checks Slack's signature on the raw body before bolt parses
+anything; the app checks it again (`SignedRequests`) for callers that dispatch to it directly.
+Slack's retries and replays of a delivery are acknowledged and dropped (kept in the history database,
+so restarts and replicas see them too); one error handler turns anything unexpected into a sentence
+for the person and a log line for the operator.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,7 +23,7 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
-from slack_sdk.signature import Clock, SignatureVerifier
+from slack_sdk.signature import Clock
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import BadInput
@@ -34,8 +37,10 @@ from bot.slack import handlers
 from bot.slack.access import ChannelAccess
 from bot.slack.dedupe import DeliveryDedupe, delivery_key
 from bot.slack.flows import DigestHandler, InvestigationLoop, NewInvestigator, SlackDeps
+from bot.slack.http import signature_problem
 from bot.slack.ids import ActionId, Command
 from bot.slack.messaging import SlackPoster, build_client
+from bot.slack.pools import WorkPools
 
 log = logging.getLogger("kubereach.slack")
 
@@ -47,7 +52,8 @@ class SignedRequests(Middleware):
 
     def __init__(self, signing_secret: str, clock: Clock | None = None) -> None:
         """Check against `signing_secret`; `clock` is injectable for tests."""
-        self.verifier = SignatureVerifier(signing_secret, clock or Clock())
+        self._secret = signing_secret.encode()
+        self._now: Callable[[], float] = clock.now if clock is not None else time.time
 
     def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:
         """Pass a signed request on; answer anything else 401 (Socket Mode is authenticated by its connection)."""
@@ -55,9 +61,10 @@ class SignedRequests(Middleware):
             return next()
         timestamp = (req.headers.get("x-slack-request-timestamp") or [""])[0]
         signature = (req.headers.get("x-slack-signature") or [""])[0]
-        if timestamp and signature and self.verifier.is_valid(req.raw_body, timestamp, signature):
+        problem = signature_problem(self._secret, timestamp, signature, req.raw_body.encode("utf-8"), self._now())
+        if problem is None:
             return next()
-        log.warning("slack: rejected a request without a valid signature")
+        log.warning("slack: rejected a request: %s", problem)
         return BoltResponse(status=401, body={"error": "invalid request"})
 
 
@@ -88,7 +95,8 @@ def build_deps(
         poster=SlackPoster(client or build_client(settings), metrics=metrics),
         access=ChannelAccess(settings.channel_namespaces),
         loop=InvestigationLoop(),
-        dedupe=DeliveryDedupe(),
+        dedupe=DeliveryDedupe(sessions=history.sessions if history is not None else None),
+        pools=WorkPools(settings.slack_investigation_workers),
     )
 
 
@@ -116,11 +124,17 @@ def register(app: App, deps: SlackDeps) -> None:
     """Wire the middleware, the command, the mention, the three buttons and the error handler."""
 
     @app.middleware
-    def drop_repeated_deliveries(body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
-        key = delivery_key(body)
+    def drop_repeated_deliveries(req: BoltRequest, body: dict[str, Any], next: Callable[[], None]) -> BoltResponse | None:
+        signature = (req.headers.get("x-slack-signature") or [""])[0]
+        timestamp = (req.headers.get("x-slack-request-timestamp") or [""])[0]
+        key = delivery_key(body, signature, timestamp)
         if key is not None and not deps.dedupe.first_delivery(key):
             log.info("slack: dropped a repeated delivery (%s)", key)
             return BoltResponse(status=200, body="")
+        if (body.get("event") or {}).get("type") == "app_mention":
+            # Bolt acknowledges events before their listener runs: count the work now, so whoever got
+            # the ack can wait for the answer (the mention listener takes this count over).
+            deps.in_flight.begin()
         next()
         return None
 
@@ -130,7 +144,7 @@ def register(app: App, deps: SlackDeps) -> None:
 
     @app.event("app_mention")
     def mention(ack: handlers.Ack, event: dict[str, Any]) -> None:
-        handlers.on_app_mention(ack, event, deps)
+        handlers.on_app_mention(ack, event, deps, counted=True)
 
     @app.event("message")
     def ignore_messages(ack: handlers.Ack) -> None:
@@ -172,7 +186,12 @@ def announce_interrupted(deps: SlackDeps) -> int:
 def drain(deps: SlackDeps, grace_seconds: float) -> int:
     """On shutdown: let in-flight work finish for up to `grace_seconds`; then close this process's
     investigations that are still running as interrupted and say so in their threads. Returns how many."""
-    if deps.in_flight.wait_idle(grace_seconds) or deps.history is None:
+    if deps.in_flight.wait_idle(grace_seconds):
+        return 0
+    queued = deps.pools.drop_waiting()
+    if queued:
+        log.warning("slack: %d queued question(s) were not started; their threads were told", queued)
+    if deps.history is None:
         return 0
     me = deps.history.owner
     return _close_stranded(

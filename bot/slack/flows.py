@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import queue
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +27,7 @@ from bot.cluster.errors import ClusterUnavailable, NamespaceNotAllowed
 from bot.errors import BadInput, KubereachError
 from bot.history import service
 from bot.history.enums import AuditAction, Origin
-from bot.history.errors import HistoryError
+from bot.history.errors import HistoryError, HistoryUnavailable, InvestigationNotFound
 from bot.history.recorder import Asker, HistoryRecorder
 from bot.history.search import SearchFilters, search_investigations
 from bot.history.service import Person
@@ -35,7 +37,9 @@ from bot.render import blocks as render
 from bot.settings import BotSettings
 from bot.slack.access import ChannelAccess, refusal_text
 from bot.slack.dedupe import DeliveryDedupe
+from bot.slack.ids import ActionId
 from bot.slack.messaging import EVIDENCE_INLINE_MAX, SlackPoster
+from bot.slack.pools import WorkPools
 
 log = logging.getLogger("kubereach.slack")
 T = TypeVar("T")
@@ -43,6 +47,8 @@ T = TypeVar("T")
 PROGRESS_UPDATE_EVERY_S = 0.5
 """Least time between two updates of the progress message (Slack allows about one chat.update a second)."""
 KEPT_RESULTS = 500
+UNRECORDED_NOTE = ":warning: The history database did not record this investigation, so it cannot be marked resolved."
+INVESTIGATION_ID = re.compile(r"inv_[A-Za-z0-9_-]{1,40}")
 
 HELP_TEXT = (
     "*kubereach* finds why one workload cannot reach another, from the nodes' kernel state.\n"
@@ -137,6 +143,8 @@ class PastRun:
     steps: tuple[StepResult, ...]
     channel: str | None
     thread_ts: str | None
+    namespaces: tuple[str, ...] = ()
+    """The namespaces the investigation involved: who may act on it (see `visible_run`)."""
 
 
 @dataclass
@@ -151,6 +159,7 @@ class SlackDeps:
     loop: InvestigationLoop
     dedupe: DeliveryDedupe = field(default_factory=DeliveryDedupe)
     in_flight: WorkInFlight = field(default_factory=WorkInFlight)
+    pools: WorkPools = field(default_factory=WorkPools)
     digest_handler: DigestHandler | None = None
     """Serves `/reach digest …` when digests are set up (see `app.build_deps`)."""
     digest: Any = None
@@ -161,12 +170,17 @@ class SlackDeps:
     def remember(self, result: InvestigationResult, channel: str, thread_ts: str | None) -> None:
         """Keep a finished run in memory for its buttons (the history has it too)."""
         with self._recent_lock:
-            self.recent[result.id] = PastRun(result.question, result.verdict, result.steps, channel, thread_ts)
+            self.recent[result.id] = PastRun(
+                result.question, result.verdict, result.steps, channel, thread_ts, tuple(result.namespaces)
+            )
             while len(self.recent) > KEPT_RESULTS:
                 self.recent.popitem(last=False)
 
     def past_run(self, investigation_id: str) -> PastRun | None:
-        """A run by id: from memory, else from the history."""
+        """A run by id: from memory, else from the history; None when neither has it.
+
+        Raises `HistoryUnavailable` when the history database does not answer (that is not "not found").
+        """
         with self._recent_lock:
             kept = self.recent.get(investigation_id)
         if kept is not None or self.history is None:
@@ -174,12 +188,28 @@ class SlackDeps:
         try:
             with self.history.sessions() as session:
                 view = service.get_investigation(session, investigation_id)
-        except (SQLAlchemyError, HistoryError):
+        except InvestigationNotFound:
             return None
-        return PastRun(view.question, view.verdict, view.steps, view.channel, view.thread_ts)
+        except SQLAlchemyError as exc:
+            log.error("history: cannot read investigation %s: %s", investigation_id, type(exc).__name__)
+            raise HistoryUnavailable("the history database did not answer", hint="try again shortly") from exc
+        return PastRun(view.question, view.verdict, view.steps, view.channel, view.thread_ts, tuple(view.namespaces))
+
+    def recorded(self, investigation_id: str) -> bool:
+        """Whether the history holds `investigation_id` (so its Resolved button can work)."""
+        if self.history is None:
+            return False
+        try:
+            with self.history.sessions() as session:
+                service.get_investigation(session, investigation_id)
+        except (InvestigationNotFound, SQLAlchemyError):
+            return False
+        return True
 
     def close(self) -> None:
-        """Release the investigator (its agent channels close on the loop), then stop the loop."""
+        """Stop the pools, release the investigator (its agent channels close on the loop), then stop the loop."""
+        self.pools.close()
+        self.dedupe.close()
         self.investigator.close()
         self.loop.close()
 
@@ -209,7 +239,7 @@ def audit(
     reason: str | None = None,
     investigation_id: str | None = None,
 ) -> None:
-    """Write one request to the audit log; a database problem is logged, never shown."""
+    """Write one request to the audit log (an excerpt, see `service.audit`); a database problem is logged, never shown."""
     if deps.history is None:
         return
     try:
@@ -228,23 +258,29 @@ def audit(
         log.error("audit: cannot record a %s request: %s", action.value, exc)
 
 
+def esc(text: str) -> str:
+    """Text from a person or the cluster, safe inside a Slack message: no mention, broadcast or link can ride on it."""
+    return render.escape(text)
+
+
 def _set_thread(deps: SlackDeps, investigation_id: str, channel: str, thread_ts: str) -> None:
     if deps.history is None:
         return
     try:
         with deps.history.sessions.begin() as session:
             service.set_thread(session, investigation_id, channel, thread_ts)
-    except (SQLAlchemyError, HistoryError) as exc:
-        log.error("history: cannot attach the thread of %s: %s", investigation_id, exc)
+    except (SQLAlchemyError, HistoryError, InvestigationNotFound) as exc:
+        log.error("history: cannot attach the thread of %s: %s", investigation_id, type(exc).__name__)
 
 
 def _problem_text(exc: KubereachError) -> str:
-    """A failure in words a person can act on (our errors carry a hint; never a traceback)."""
+    """A failure in words a person can act on (our errors carry a hint; never a traceback); their text escaped."""
     if isinstance(exc, ParseError):
-        return f":thinking_face: {exc.message}\nTry: `{exc.closest_form}` — for example `{exc.example}`"
+        return f":thinking_face: {esc(exc.message)}\nTry: `{esc(exc.closest_form)}` — for example `{esc(exc.example)}`"
+    hint = f"\n{esc(exc.hint)}" if exc.hint else ""
     if isinstance(exc, ClusterUnavailable):
-        return f":warning: I could not ask the cluster: {exc.message}" + (f"\n{exc.hint}" if exc.hint else "")
-    return f":warning: {exc.message}" + (f"\n{exc.hint}" if exc.hint else "")
+        return f":warning: I could not ask the cluster: {esc(exc.message)}{hint}"
+    return f":warning: {esc(exc.message)}{hint}"
 
 
 @dataclass
@@ -265,8 +301,8 @@ class _Thread:
         if self.thread_ts is None and ask.echo:
             self.thread_ts = poster.post(
                 ask.channel,
-                render.message_text(f"<@{ask.user_id}> asked: {ask.text}"),
-                render.notice_blocks(f":speech_balloon: <@{ask.user_id}> asked: *{render.clip(ask.text, 2500, '')}*"),
+                render.message_text(f"<@{esc(ask.user_id)}> asked: {esc(ask.text)}"),
+                render.notice_blocks(f":speech_balloon: <@{esc(ask.user_id)}> asked: *{esc(render.clip(ask.text, 2500, ''))}*"),
             )
 
     def show(self, text: str, blocks: list[render.Block], *, final: bool = False) -> None:
@@ -314,11 +350,11 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
             break
         assert isinstance(item, StepResult)
         steps.append(item)
-        thread.show(render.progress_text(ask.text, steps), render.progress_blocks(ask.text, steps, note=note))
+        thread.show(esc(render.progress_text(ask.text, steps)), render.progress_blocks(ask.text, steps, note=note))
     try:
         result = future.result()
     except NamespaceNotAllowed as exc:
-        reason = f"The question involves namespace `{exc.namespace}`"
+        reason = f"The question involves namespace `{esc(exc.namespace)}`"
         deps.poster.ephemeral(ask.channel, ask.user_id, refusal_text(exc.allowed, reason), thread_ts=ask.thread_ts)
         audit(deps, who, AuditAction.ASK, ask.text, allowed=False, channel=ask.channel, reason=exc.message)
         return None
@@ -328,48 +364,153 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
             deps.poster.ephemeral(ask.channel, ask.user_id, _problem_text(exc))
         else:
             deps.poster.post(
-                ask.channel, render.message_text(exc.message), render.notice_blocks(_problem_text(exc)), thread_ts=ask.thread_ts
+                ask.channel,
+                render.message_text(esc(exc.message)),
+                render.notice_blocks(_problem_text(exc)),
+                thread_ts=ask.thread_ts,
             )
         audit(deps, who, AuditAction.ASK, ask.text, allowed=True, channel=ask.channel, reason=f"unreadable: {exc.message}")
         return None
     except KubereachError as exc:
-        thread.show(render.message_text(exc.message), render.notice_blocks(_problem_text(exc)), final=True)
+        thread.show(render.message_text(esc(exc.message)), render.notice_blocks(_problem_text(exc)), final=True)
         audit(deps, who, AuditAction.ASK, ask.text, allowed=True, channel=ask.channel, reason=f"failed: {exc.message}")
         return None
     changes = None
     if previous is not None:
         changes = render.changes_since(previous.verdict, previous.steps, result.verdict, result.steps)
-    thread.show(
-        render.verdict_text(result), render.verdict_blocks(result, changes=changes, asked_by=f"<@{ask.user_id}>"), final=True
-    )
-    if thread.thread_ts is not None:
+    blocks = render.verdict_blocks(result, changes=changes, asked_by=f"<@{esc(ask.user_id)}>")
+    recorded = deps.recorded(result.id)
+    if not recorded:
+        blocks = _unrecorded(blocks)
+    thread.show(esc(render.verdict_text(result)), blocks, final=True)
+    if recorded and thread.thread_ts is not None:
         _set_thread(deps, result.id, ask.channel, thread.thread_ts)
     deps.remember(result, ask.channel, thread.thread_ts)
     audit(deps, who, AuditAction.ASK, ask.text, allowed=True, channel=ask.channel, investigation_id=result.id)
     return result
 
 
-def rerun(
-    deps: SlackDeps, investigation_id: str, channel: str, user_id: str, user_name: str, thread_ts: str | None
-) -> InvestigationResult | None:
-    """Ask the same question again in the same thread, and say what changed since that run."""
-    past = deps.past_run(investigation_id)
-    if past is None:
-        gone = f":warning: I no longer have investigation `{investigation_id}`; ask the question again."
-        deps.poster.ephemeral(channel, user_id, gone)
+def _denied_text(investigation_id: str) -> str:
+    shown = investigation_id if INVESTIGATION_ID.fullmatch(investigation_id) else "inv_…"
+    return f":warning: There is no investigation `{esc(shown)}` in this channel."
+
+
+def _unrecorded(blocks: list[render.Block]) -> list[render.Block]:
+    """A verdict the history did not take: no Resolved button (it could not work), and say why."""
+    kept: list[render.Block] = []
+    for block in blocks:
+        if block.get("type") != "actions":
+            kept.append(block)
+            continue
+        elements = [e for e in block.get("elements", []) if e.get("action_id") != ActionId.RESOLVED.value]
+        kept.append(render.context(UNRECORDED_NOTE))
+        kept.append({**block, "elements": elements})
+    return render.fit_blocks(kept)
+
+
+def may_see(access: ChannelAccess, channel: str, past: PastRun) -> str | None:
+    """Why `channel` may not act on `past` (None when it may): every namespace it involved must be
+    one the channel may ask about; one that involved none belongs to its own channel only."""
+    allowed = access.namespaces_for(channel)
+    if allowed is None:
         return None
-    ask = SlackAsk(past.question, channel, user_id, user_name, thread_ts or past.thread_ts, echo=False)
-    return run_investigation(deps, ask, previous=past)
+    if past.namespaces:
+        hidden = sorted(set(past.namespaces) - allowed)
+        return f"involves namespace {', '.join(hidden)} not allowed here" if hidden else None
+    return None if past.channel == channel else "from another channel and involves no namespace"
 
 
-def show_evidence(deps: SlackDeps, investigation_id: str, channel: str, user_id: str, thread_ts: str | None) -> None:
-    """Post the evidence of every step in the thread; long evidence as a file."""
-    past = deps.past_run(investigation_id)
+def visible_run(
+    deps: SlackDeps, action: AuditAction, investigation_id: str, channel: str, user_id: str, user_name: str, text: str
+) -> PastRun | None:
+    """The investigation `investigation_id` if this channel may act on it; otherwise tell the person
+    privately and at once (unknown and not-allowed read the same, so no other channel's ids leak), and
+    audit the refusal. Allowed actions are audited by the caller once done."""
+    who = Person(user_id, user_name)
+    past: PastRun | None = None
+    reason = "not an investigation id"
+    if INVESTIGATION_ID.fullmatch(investigation_id):
+        try:
+            past = deps.past_run(investigation_id)
+        except HistoryUnavailable:
+            deps.poster.ephemeral(channel, user_id, ":warning: The history database did not answer; try again shortly.")
+            audit(deps, who, action, text, allowed=False, channel=channel, reason="history unavailable")
+            return None
+        reason = "no such investigation"
+    if past is not None:
+        refused = may_see(deps.access, channel, past)
+        if refused is None:
+            return past
+        reason = refused
+    deps.poster.ephemeral(channel, user_id, _denied_text(investigation_id))
+    known = investigation_id if past is not None else None
+    audit(deps, who, action, text, allowed=False, channel=channel, reason=reason, investigation_id=known)
+    return None
+
+
+def _thread_here(channel: str, thread_ts: str | None, past: PastRun) -> str | None:
+    """Where to answer: the clicked thread, else the investigation's own thread when it is in this channel."""
+    return thread_ts or (past.thread_ts if past.channel == channel else None)
+
+
+def investigate_later(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | None = None) -> None:
+    """Hand `ask` to the investigation pool; when the pool is full, say "queued" in its thread first."""
+    allowed = deps.access.namespaces_for(ask.channel)
+    ahead = deps.pools.reserve()
+    if ahead and (allowed is None or allowed):
+        thread = _Thread(deps, ask)
+        thread.ensure()
+        ask = dataclasses.replace(ask, thread_ts=thread.thread_ts)
+        plural = "s" if ahead != 1 else ""
+        text = f":hourglass_flowing_sand: Queued: {ahead} investigation{plural} ahead; this one starts when a place frees up."
+        deps.poster.post(ask.channel, render.message_text(text), render.notice_blocks(text), thread_ts=ask.thread_ts)
+    deps.in_flight.begin()
+
+    def job() -> None:
+        try:
+            run_investigation(deps, ask, previous=previous)
+        except Exception:  # the pool's boundary: logged with its traceback through the structured logger
+            log.exception("slack: an investigation failed unexpectedly")
+            deps.poster.ephemeral(ask.channel, ask.user_id, ":warning: kubereach hit an unexpected problem; it is logged.")
+        finally:
+            deps.in_flight.end()
+
+    def dropped() -> None:
+        try:
+            text = ":warning: The bot was stopped before this question's turn came. Ask again to get a verdict."
+            if ask.thread_ts:
+                deps.poster.post(ask.channel, render.message_text(text), render.notice_blocks(text), thread_ts=ask.thread_ts)
+            else:
+                deps.poster.ephemeral(ask.channel, ask.user_id, text)
+        finally:
+            deps.in_flight.end()
+
+    deps.pools.run_reserved(job, dropped)
+
+
+def rerun(deps: SlackDeps, investigation_id: str, channel: str, user_id: str, user_name: str, thread_ts: str | None) -> None:
+    """Ask the same question again in the same thread (queued on the investigation pool), and say what changed."""
+    past = visible_run(deps, AuditAction.RERUN, investigation_id, channel, user_id, user_name, investigation_id)
     if past is None:
-        deps.poster.ephemeral(channel, user_id, f":warning: I no longer have the evidence of `{investigation_id}`.")
         return
+    who = Person(user_id, user_name)
+    audit(deps, who, AuditAction.RERUN, investigation_id, allowed=True, channel=channel, investigation_id=investigation_id)
+    ask = SlackAsk(past.question, channel, user_id, user_name, _thread_here(channel, thread_ts, past), echo=False)
+    investigate_later(deps, ask, previous=past)
+
+
+def show_evidence(
+    deps: SlackDeps, investigation_id: str, channel: str, user_id: str, thread_ts: str | None, user_name: str = ""
+) -> None:
+    """Post the evidence of every step in the thread; long evidence as a file."""
+    name = user_name or user_id
+    past = visible_run(deps, AuditAction.EVIDENCE, investigation_id, channel, user_id, name, investigation_id)
+    if past is None:
+        return
+    who = Person(user_id, name)
+    audit(deps, who, AuditAction.EVIDENCE, investigation_id, allowed=True, channel=channel, investigation_id=investigation_id)
     text = render.evidence_text(investigation_id, past.question, past.steps)
-    where = thread_ts or past.thread_ts
+    where = _thread_here(channel, thread_ts, past)
     if len(text) <= EVIDENCE_INLINE_MAX:
         deps.poster.post(
             channel,
@@ -398,38 +539,36 @@ def resolve(
 ) -> bool:
     """Record that `user` resolved the problem (with `note`) and say so in the thread."""
     who = Person(user_id, user_name)
+    said_text = f"{investigation_id} {note}"
     if deps.history is None:
         deps.poster.ephemeral(channel, user_id, ":warning: No history database is configured, so resolutions cannot be kept.")
+        return False
+    past = visible_run(deps, AuditAction.RESOLVE, investigation_id, channel, user_id, user_name, said_text)
+    if past is None:
         return False
     try:
         with deps.history.sessions.begin() as session:
             service.resolve(session, investigation_id, who, note)
+    except InvestigationNotFound:
+        deps.poster.ephemeral(channel, user_id, _denied_text(investigation_id))
+        audit(deps, who, AuditAction.RESOLVE, said_text, allowed=False, channel=channel, reason="not in the history")
+        return False
     except HistoryError as exc:
-        deps.poster.ephemeral(channel, user_id, f":warning: {exc.message}")
-        audit(deps, who, AuditAction.RESOLVE, f"{investigation_id} {note}", allowed=True, channel=channel, reason=exc.message)
+        deps.poster.ephemeral(channel, user_id, f":warning: {esc(exc.message)}")
+        audit(deps, who, AuditAction.RESOLVE, said_text, allowed=True, channel=channel, reason=exc.message)
         return False
     except SQLAlchemyError as exc:
         log.error("history: cannot record the resolution of %s: %s", investigation_id, exc)
         deps.poster.ephemeral(channel, user_id, ":warning: The history database did not take the resolution; try again shortly.")
         return False
-    audit(
-        deps,
-        who,
-        AuditAction.RESOLVE,
-        f"{investigation_id} {note}",
-        allowed=True,
-        channel=channel,
-        investigation_id=investigation_id,
-    )
-    past = deps.past_run(investigation_id)
-    where = thread_ts or (past.thread_ts if past else None)
-    said = f" — “{render.clip(note, 1500, '')}”" if note else ""
+    audit(deps, who, AuditAction.RESOLVE, said_text, allowed=True, channel=channel, investigation_id=investigation_id)
+    said = f" — “{esc(render.clip(note, 1500, ''))}”" if note else ""
     hint = "" if note else f"\nAdd what fixed it: `/reach resolve {investigation_id} <what fixed it>`"
     deps.poster.post(
         channel,
-        render.message_text(f"Resolved by {user_name}"),
-        render.notice_blocks(f":white_check_mark: Resolved by <@{user_id}>{said}{hint}"),
-        thread_ts=where,
+        render.message_text(f"Resolved by {esc(user_name)}"),
+        render.notice_blocks(f":white_check_mark: Resolved by <@{esc(user_id)}>{said}{hint}"),
+        thread_ts=_thread_here(channel, thread_ts, past),
     )
     return True
 
@@ -450,17 +589,18 @@ def search(deps: SlackDeps, words: str, channel: str, user_id: str, user_name: s
         return
     audit(deps, who, AuditAction.SEARCH, words, allowed=True, channel=channel)
     if not hits:
-        deps.poster.ephemeral(channel, user_id, f"No past investigation matches `{render.clip(words, 200, '')}`.")
+        deps.poster.ephemeral(channel, user_id, f"No past investigation matches `{esc(render.clip(words, 200, ''))}`.")
         return
     lines = []
     for hit in hits:
         verdict = hit.verdict_code.value if hit.verdict_code else hit.status
-        node = f" on `{hit.node}`" if hit.node else ""
+        node = f" on `{esc(hit.node)}`" if hit.node else ""
+        question = esc(render.clip(hit.question, 200, ""))
         lines.append(
-            f"• `{hit.id}` {hit.started_at:%Y-%m-%d %H:%M} *{verdict}*{node} — {render.clip(hit.question, 200, '')}"
-            f" (asked by {hit.asked_by_name})"
+            f"• `{esc(hit.id)}` {hit.started_at:%Y-%m-%d %H:%M} *{esc(str(verdict))}*{node} — {question}"
+            f" (asked by {esc(hit.asked_by_name)})"
         )
-    title = f"*{len(hits)} past investigation{'s' if len(hits) != 1 else ''}* for `{render.clip(words, 200, '')}`"
+    title = f"*{len(hits)} past investigation{'s' if len(hits) != 1 else ''}* for `{esc(render.clip(words, 200, ''))}`"
     text = title + "\n" + "\n".join(lines)
     deps.poster.ephemeral(channel, user_id, render.message_text(text), [render.section(text)])
 

@@ -1,8 +1,9 @@
 """Bolt listeners: read the request, `ack()` at once (Slack waits at most 3 s), then hand over to a flow.
 
-Bolt runs each listener on its executor thread and answers Slack's HTTP request as soon as `ack()`
-is called, so the work after `ack()` happens in the background of the delivery. Every listener
-counts itself in `deps.in_flight` before its ack, so a caller that got the ack can wait for the answer.
+A listener only acks and hands its work to `deps.pools` (a small pool for quick requests, a bounded
+pool for investigations, see `flows.WorkPools`), so no investigation can hold the thread an ack
+needs. Every listener counts itself in `deps.in_flight` before its ack, so a caller that got the ack
+can wait for the answer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from bot.errors import KubereachError
 from bot.history.enums import AuditAction
 from bot.history.service import Person
-from bot.parse.slack_text import clean_slack_text
+from bot.parse.slack_text import MAX_TEXT_LENGTH, clean_slack_text
 from bot.render import blocks as render
 from bot.slack import flows
 from bot.slack.flows import SlackAsk, SlackDeps
@@ -22,6 +23,10 @@ from bot.slack.flows import SlackAsk, SlackDeps
 log = logging.getLogger("kubereach.slack")
 
 Ack = Callable[..., None]
+UNEXPECTED = (
+    ":warning: kubereach hit an unexpected problem answering that; it is logged — please try again, "
+    "and tell the bot's admins if it persists."
+)
 
 
 def _subcommand(text: str) -> tuple[str, str]:
@@ -38,9 +43,12 @@ def _subcommand(text: str) -> tuple[str, str]:
 def _route(
     deps: SlackDeps, text: str, channel: str, user_id: str, user_name: str, thread_ts: str | None, *, from_command: bool
 ) -> None:
-    """Serve one request (after the ack): a subcommand or a question."""
-    sub, rest = _subcommand(text)
+    """Serve one request (after the ack): a subcommand or a question (handed to the investigation pool)."""
     poster = deps.poster
+    if len(text) > MAX_TEXT_LENGTH:
+        _too_long(deps, text, channel, user_id, user_name, thread_ts)
+        return
+    sub, rest = _subcommand(text)
     if sub == "help":
         poster.ephemeral(channel, user_id, flows.help_text(), thread_ts=thread_ts)
         flows.audit(deps, Person(user_id, user_name), AuditAction.OTHER, text, allowed=True, channel=channel)
@@ -50,12 +58,24 @@ def _route(
         investigation_id, _, note = rest.partition(" ")
         if not investigation_id.startswith("inv_"):
             poster.ephemeral(channel, user_id, "Say which investigation: `/reach resolve inv_… <what fixed it>`.")
+            who = Person(user_id, user_name)
+            flows.audit(deps, who, AuditAction.RESOLVE, text, allowed=False, channel=channel, reason="no id")
             return
         flows.resolve(deps, investigation_id, channel, user_id, user_name, note.strip(), thread_ts)
     elif sub == "digest":
         _digest(deps, rest, channel, user_id, user_name)
     else:
-        flows.run_investigation(deps, SlackAsk(rest, channel, user_id, user_name, thread_ts, echo=from_command))
+        flows.investigate_later(deps, SlackAsk(rest, channel, user_id, user_name, thread_ts, echo=from_command))
+
+
+def _too_long(deps: SlackDeps, text: str, channel: str, user_id: str, user_name: str, thread_ts: str | None) -> None:
+    """A message too long to be a question: one clear answer, without running any pattern over it."""
+    said = (
+        f":warning: That message is {len(text)} characters long; kubereach reads at most {MAX_TEXT_LENGTH}. "
+        "Ask about one source and one target, e.g. `why can't frontend reach api`."
+    )
+    deps.poster.ephemeral(channel, user_id, said, thread_ts=thread_ts)
+    flows.audit(deps, Person(user_id, user_name), AuditAction.ASK, text, allowed=False, channel=channel, reason="too long")
 
 
 def _digest(deps: SlackDeps, text: str, channel: str, user_id: str, user_name: str) -> None:
@@ -75,7 +95,8 @@ def _digest(deps: SlackDeps, text: str, channel: str, user_id: str, user_name: s
     try:
         reply = handle(text, channel, Person(user_id, user_name), deps.digest)
     except KubereachError as exc:
-        deps.poster.ephemeral(channel, user_id, f":warning: {exc.message}" + (f"\n{exc.hint}" if exc.hint else ""))
+        hint = f"\n{flows.esc(exc.hint)}" if exc.hint else ""
+        deps.poster.ephemeral(channel, user_id, f":warning: {flows.esc(exc.message)}{hint}")
         return
     reply_text = render.message_text(str(getattr(reply, "text", reply)))
     blocks = getattr(reply, "blocks", None)
@@ -85,13 +106,33 @@ def _digest(deps: SlackDeps, text: str, channel: str, user_id: str, user_name: s
         deps.poster.post(channel, reply_text, blocks)
 
 
-def _work(deps: SlackDeps, ack: Ack, job: Callable[[], Any]) -> None:
-    """Ack, then do `job`, counted in `in_flight`; a failure the flows did not expect is logged, not shown raw."""
-    deps.in_flight.begin()
+def _work(deps: SlackDeps, ack: Ack, job: Callable[[], Any], channel: str, user_id: str, *, counted: bool = False) -> None:
+    """Ack, then hand `job` to the quick pool, counted in `in_flight`; the listener thread is free at once.
+
+    A failure the flows did not expect is logged with its traceback (through the structured logger)
+    and the person is told in a sentence, never shown it raw. `counted`: the request is already
+    counted in `in_flight` (mentions, see `app.register`).
+    """
+    if not counted:
+        deps.in_flight.begin()
     try:
         ack()
-        job()
-    finally:
+    except BaseException:
+        deps.in_flight.end()
+        raise
+
+    def run() -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("slack: a request failed after its ack")
+            deps.poster.ephemeral(channel, user_id, UNEXPECTED)
+        finally:
+            deps.in_flight.end()
+
+    try:
+        deps.pools.quick.submit(run)
+    except RuntimeError:  # the pools are shut down: the process is stopping
         deps.in_flight.end()
 
 
@@ -100,20 +141,23 @@ def on_reach_command(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     channel, user_id = str(body.get("channel_id", "")), str(body.get("user_id", ""))
     user_name = str(body.get("user_name") or user_id)
     text = str(body.get("text", ""))
-    _work(deps, ack, lambda: _route(deps, text, channel, user_id, user_name, None, from_command=True))
+    _work(deps, ack, lambda: _route(deps, text, channel, user_id, user_name, None, from_command=True), channel, user_id)
 
 
-def on_app_mention(ack: Ack, event: dict[str, Any], deps: SlackDeps) -> None:
+def on_app_mention(ack: Ack, event: dict[str, Any], deps: SlackDeps, *, counted: bool = False) -> None:
     """`@kubereach …` in a channel or thread: answer in the mention's thread."""
     channel, user_id = str(event.get("channel", "")), str(event.get("user", ""))
     thread_ts = str(event.get("thread_ts") or event.get("ts") or "") or None
-    text = clean_slack_text(str(event.get("text", "")))
+    raw = str(event.get("text", ""))
 
     def job() -> None:
         user_name = deps.poster.user_name(user_id)
-        _route(deps, text, channel, user_id, user_name, thread_ts, from_command=False)
+        if len(raw) > MAX_TEXT_LENGTH:  # bounded before any pattern runs over it
+            _too_long(deps, raw, channel, user_id, user_name, thread_ts)
+            return
+        _route(deps, clean_slack_text(raw), channel, user_id, user_name, thread_ts, from_command=False)
 
-    _work(deps, ack, job)
+    _work(deps, ack, job, channel, user_id, counted=counted)
 
 
 def _click(body: dict[str, Any]) -> tuple[str, str, str, str, str | None]:
@@ -136,16 +180,20 @@ def _click(body: dict[str, Any]) -> tuple[str, str, str, str, str | None]:
 def on_rerun(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     """Re-run: the same question again in the thread, with what changed."""
     investigation_id, channel, user_id, user_name, thread_ts = _click(body)
-    _work(deps, ack, lambda: flows.rerun(deps, investigation_id, channel, user_id, user_name, thread_ts))
+    _work(deps, ack, lambda: flows.rerun(deps, investigation_id, channel, user_id, user_name, thread_ts), channel, user_id)
 
 
 def on_show_evidence(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     """Show evidence: every step's evidence in the thread (a file when long)."""
-    investigation_id, channel, user_id, _, thread_ts = _click(body)
-    _work(deps, ack, lambda: flows.show_evidence(deps, investigation_id, channel, user_id, thread_ts))
+    investigation_id, channel, user_id, user_name, thread_ts = _click(body)
+
+    def job() -> None:
+        flows.show_evidence(deps, investigation_id, channel, user_id, thread_ts, user_name)
+
+    _work(deps, ack, job, channel, user_id)
 
 
 def on_resolved(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     """Resolved: record who resolved it (a note can follow with `/reach resolve ID NOTE`)."""
     investigation_id, channel, user_id, user_name, thread_ts = _click(body)
-    _work(deps, ack, lambda: flows.resolve(deps, investigation_id, channel, user_id, user_name, "", thread_ts))
+    _work(deps, ack, lambda: flows.resolve(deps, investigation_id, channel, user_id, user_name, "", thread_ts), channel, user_id)

@@ -1,7 +1,8 @@
 """`kubereach serve`: run the Slack app over HTTP (signing secret + bot token) or Socket Mode (app token).
 
 HTTP mode listens on ``--host``/``--port`` at ``/slack/events`` (commands, events and interactivity
-all go there, as the manifest says) with a small threaded WSGI server; Socket Mode opens an outbound
+all go there, as the manifest says) on waitress behind a front that verifies Slack's signature before
+anything is parsed (`bot.slack.http`, with timeouts, a body limit and bounded threads); Socket Mode opens an outbound
 WebSocket and needs no public URL. Tokens come from the settings (``KUBEREACH_SLACK_…``) or the
 plain ``SLACK_BOT_TOKEN`` / ``SLACK_SIGNING_SECRET`` / ``SLACK_APP_TOKEN`` names.
 """
@@ -10,17 +11,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import click
 from pydantic import SecretStr
-from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.errors import BadInput
 from bot.history.recorder import HistoryRecorder
@@ -29,61 +25,13 @@ from bot.metrics import BotMetrics
 from bot.ops import OpsServer
 from bot.settings import BotSettings, load_settings
 from bot.slack.flows import DigestHandler, Investigates, NewInvestigator
+from bot.slack.http import EVENTS_PATH, HttpLimits, SlackHttpServer
+
+__all__ = ["EVENTS_PATH", "SlackHttpServer", "http_limits", "make_serve_command", "with_metrics"]
 
 log = logging.getLogger("kubereach.slack")
-EVENTS_PATH = "/slack/events"
 DigestSetup = Callable[[BotSettings, HistoryRecorder], "tuple[DigestHandler, Any] | None"]
 """Builds `(bot.digest.slack.handle, its DigestDeps)` for a process, or None when digests are off."""
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    request_queue_size = 64
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http: " + format, *args)
-
-
-class SlackHttpServer:
-    """The app's HTTP endpoint (``POST /slack/events``) on a threaded WSGI server; port 0 = the kernel picks."""
-
-    def __init__(self, app: App, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Bind now (so `url` is known); serve with `serve_forever()` or `start()` (background thread)."""
-        handler = SlackRequestHandler(app)
-
-        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
-            if environ.get("PATH_INFO") != EVENTS_PATH:
-                start_response("404 Not Found", [("Content-Type", "text/plain")])
-                return [b"kubereach: Slack requests go to /slack/events\n"]
-            return handler(environ, start_response)
-
-        self._server = make_server(host, port, wsgi, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://HOST:PORT/slack/events``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{EVENTS_PATH}"
-
-    def serve_forever(self) -> None:
-        """Serve until `stop()` (or Ctrl-C)."""
-        self._server.serve_forever(poll_interval=0.2)
-
-    def start(self) -> str:
-        """Serve on a background thread; returns `url`."""
-        self._thread = threading.Thread(target=self.serve_forever, name="kubereach-slack-http", daemon=True)
-        self._thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
 
 MeasuredInvestigator = Callable[[BotSettings, HistoryRecorder | None, BotMetrics | None], Investigates]
@@ -178,7 +126,14 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
                 click.echo("kubereach: Slack app running in Socket Mode (Ctrl-C stops)")
                 SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
             else:
-                server = SlackHttpServer(app, host, port)
+                assert settings.slack_signing_secret is not None
+                server = SlackHttpServer(
+                    app,
+                    host,
+                    port,
+                    signing_secret=settings.slack_signing_secret.get_secret_value(),
+                    limits=http_limits(settings),
+                )
                 click.echo(f"kubereach: Slack app listening on {server.url} (Ctrl-C stops)")
                 try:
                     server.serve_forever()
@@ -195,6 +150,16 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
                 ops.stop()
 
     return serve
+
+
+def http_limits(settings: BotSettings) -> HttpLimits:
+    """The HTTP endpoint's limits from the settings (``KUBEREACH_SLACK_HTTP_…``)."""
+    return HttpLimits(
+        max_body_bytes=settings.slack_http_max_body_bytes,
+        idle_timeout_s=settings.slack_http_timeout_s,
+        threads=settings.slack_http_threads,
+        connection_limit=settings.slack_http_connection_limit,
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -99,7 +99,7 @@ def served(tmp_path: Path) -> Iterator[tuple[SlackStub, SlackSender, object]]:
         stub.state.add_user("ana", user_id="U1")
         settings = _settings(stub, tmp_path)
         deps = build_deps(settings, Investigator)
-        server = SlackHttpServer(build_app(settings, deps))
+        server = SlackHttpServer(build_app(settings, deps), signing_secret=SECRET)
         try:
             yield stub, SlackSender(server.start(), SECRET, stub), deps
         finally:
