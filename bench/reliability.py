@@ -48,6 +48,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from kubereach.agent.v1 import agent_pb2 as pb  # noqa: E402
 from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc  # noqa: E402
+from lab.errors import LabError  # noqa: E402
 from lab.slackstub import SlackStub  # noqa: E402
 from lab.slackstub.sender import SlackSender  # noqa: E402
 from lab.slackstub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign  # noqa: E402
@@ -261,18 +262,27 @@ def settle(stub: SlackStub, url: str, deadline_s: float = 30.0) -> None:
         time.sleep(0.25)
 
 
+def attempt_once(attempt: Callable[[], int]) -> int:
+    """The HTTP status of one attempt; 0 when the app closed the connection without answering."""
+    try:
+        return attempt()
+    except (LabError, OSError):
+        return 0
+
+
 def slack_attacks(serve: Serve, stub: SlackStub, channel: str, user: str, n: int, db_url: str) -> None:
     sender = serve.sender
     now = int(time.time())
 
     def measure(name: str, attempts: list[Callable[[], int]]) -> None:
         calls, rows = len(stub.calls()), len(history_rows(db_url))
-        statuses = [attempt() for attempt in attempts]
+        statuses = [attempt_once(attempt) for attempt in attempts]
         settle(stub, db_url)
         started = len(history_rows(db_url)) - rows
         posted = len(stub.calls()) - calls
-        rejected = sum(1 for s in statuses if 400 <= s < 500)
-        crashed = sum(1 for s in statuses if s >= 500 or s == 0) + (0 if serve.alive else 1)
+        # 0: the app closed the connection without an answer — a refusal while it keeps running.
+        rejected = sum(1 for s in statuses if 400 <= s < 500 or (s == 0 and serve.alive))
+        crashed = sum(1 for s in statuses if s >= 500) + (0 if serve.alive else 1)
         row(
             f"Slack: {name}",
             tried=len(statuses),
