@@ -79,5 +79,9 @@ def open_history(settings: BotSettings, err: Console) -> HistoryRecorder | None:
         err.print(f"history unavailable: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), markup=False)
         return None
     if history.available:
-        history.close_stranded()
+        from bot.history.db import owner_is_alive
+        from bot.investigate import bot_pod_check
+
+        pods = bot_pod_check(settings)
+        history.close_stranded(lambda owner: owner_is_alive(owner, pods))
     return history

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bot.cluster import ClusterClient
 from bot.cluster.errors import ClusterUnavailable, ResolutionError
@@ -23,6 +24,7 @@ from bot.cluster.resolve import Resolved
 from bot.errors import BadInput
 from bot.fleet.client import Fleet
 from bot.fleet.observer import FleetObserver
+from bot.history.db import HostCheck
 from bot.history.enums import Origin
 from bot.history.ids import new_investigation_id
 from bot.history.recorder import Asker, HistoryRecorder
@@ -360,6 +362,34 @@ class Investigator:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def bot_pod_check(settings: BotSettings) -> HostCheck | None:
+    """In a cluster (in-cluster configuration), a check whether a bot pod of a given name still exists
+    in this bot's namespace — how investigations of a replica that is gone are found. None elsewhere."""
+    if settings.kubeconfig is not None:
+        return None
+    try:
+        namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        return None
+    if not namespace:
+        return None
+
+    def exists(pod_name: str) -> bool | None:
+        from bot.cluster.client import PODS
+        from bot.cluster.errors import ClusterUnavailable
+
+        try:
+            with ClusterClient.in_cluster() as client:
+                return client.get_object(PODS, pod_name, namespace) is not None
+        except ClusterUnavailable:
+            return None
+
+    return exists
 
 
 def _ms(t0: float) -> float:

@@ -256,3 +256,22 @@ def local_owner_is_alive(owner: str) -> bool:
     if current is None:
         return False
     return not start_ticks or not current or current == start_ticks
+
+
+HostCheck = Callable[[str], "bool | None"]
+"""host name → whether that host (in a cluster: the bot pod of that name) still exists; None: cannot tell."""
+
+
+def owner_is_alive(owner: str, host_exists: HostCheck | None = None) -> bool:
+    """Whether the owner ``hostname:pid[:start-ticks]`` may still be running.
+
+    On this host: its process must exist with the same start time (`local_owner_is_alive`). On
+    another host: `host_exists` is asked — in a cluster, whether a bot pod of that name still exists
+    (a Deployment's pods do not come back under the same name) — and an owner it cannot tell about
+    is assumed alive.
+    """
+    hostname = owner.partition(":")[0]
+    if hostname == socket.gethostname() or host_exists is None:
+        return local_owner_is_alive(owner)
+    answer = host_exists(hostname)
+    return True if answer is None else answer

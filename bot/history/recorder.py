@@ -198,7 +198,11 @@ class HistoryRecorder:
             return False
 
     def close_stranded(self, owner_is_alive: Callable[[str], bool] = local_owner_is_alive) -> list[InterruptedInvestigation]:
-        """Mark investigations whose owning process is gone as interrupted; returns them (for their threads)."""
+        """Mark investigations whose owning process is gone as interrupted; returns them (for their threads).
+
+        `owner_is_alive` decides per owner (default: this host's processes; in a cluster pass
+        ``lambda o: db.owner_is_alive(o, investigate.bot_pod_check(settings))``).
+        """
         closed = self._write("interrupted investigations", lambda session: service.mark_interrupted(session, owner_is_alive))
         return closed or []
 

@@ -19,6 +19,7 @@ import click
 from pydantic import SecretStr
 
 from bot.errors import BadInput
+from bot.history.db import HostCheck, owner_is_alive
 from bot.history.recorder import HistoryRecorder
 from bot.logs import configure_logging
 from bot.metrics import BotMetrics
@@ -38,11 +39,17 @@ MeasuredInvestigator = Callable[[BotSettings, HistoryRecorder | None, BotMetrics
 """Builds the investigator from settings, history and metrics (`bot.investigate.Investigator`)."""
 
 
-def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSetup | None = None) -> click.Command:
+def make_serve_command(
+    new_investigator: MeasuredInvestigator,
+    digest: DigestSetup | None = None,
+    host_check: Callable[[BotSettings], HostCheck | None] | None = None,
+) -> click.Command:
     """The `kubereach serve` command, given how to build the investigator (and, optionally, digests).
 
     The composition root passes `bot.investigate.Investigator` (bot.slack never imports the cluster
-    client), and for digests a function returning ``(bot.digest.slack.handle, DigestDeps)``.
+    client), for digests a function returning ``(bot.digest.slack.handle, DigestDeps)``, and as
+    `host_check` `bot.investigate.bot_pod_check` (in a cluster: does a bot pod of that name exist),
+    so investigations of a replica that is gone are closed on start.
     """
 
     @click.command("serve")
@@ -114,7 +121,8 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
             settings, with_metrics(new_investigator, metrics), history=history, digest=digest_parts, metrics=metrics
         )
         app = build_app(settings, deps)
-        stranded = announce_interrupted(deps)
+        pods = host_check(settings) if host_check is not None else None
+        stranded = announce_interrupted(deps, lambda owner: owner_is_alive(owner, pods))
         if stranded:
             click.echo(f"closed {stranded} investigation(s) left running by a stopped bot")
         signal.signal(signal.SIGTERM, _interrupt)

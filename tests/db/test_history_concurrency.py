@@ -106,3 +106,30 @@ def test_a_live_writer_is_not_interrupted_by_another(fresh_url: str, tmp_path: P
         release.touch()
         holder.communicate(timeout=120)
     assert statuses(fresh_url)[held] == "done"
+
+
+def test_in_a_cluster_an_owner_on_another_host_is_interrupted_only_when_its_pod_is_gone(tmp_path: Path) -> None:
+    from bot.history import service
+    from bot.history.db import owner_is_alive
+    from bot.history.enums import Origin
+    from bot.history.recorder import HistoryRecorder
+    from bot.history.service import Person
+
+    history = HistoryRecorder.from_url(f"sqlite:///{tmp_path / 'history.db'}")
+    owners = {
+        "kubereach-bot-7d9-gone:1:4242": False,
+        "kubereach-bot-7d9-live:1:4242": True,
+        "kubereach-bot-7d9-unknown:1:4242": None,
+    }
+    with history.sessions.begin() as session:
+        ids = {
+            owner: service.start_investigation(
+                session, question="q", asked_by=Person("U1", "ana"), origin=Origin.SLACK, owner=owner
+            )
+            for owner in owners
+        }
+    pods = {owner.partition(":")[0]: exists for owner, exists in owners.items()}
+    closed = history.close_stranded(lambda owner: owner_is_alive(owner, pods.get))
+    assert [c.id for c in closed] == [ids["kubereach-bot-7d9-gone:1:4242"]]
+    rows = statuses(f"sqlite:///{tmp_path / 'history.db'}")
+    assert rows[ids["kubereach-bot-7d9-live:1:4242"]] == rows[ids["kubereach-bot-7d9-unknown:1:4242"]] == "running"
