@@ -639,7 +639,8 @@ class _SourceWalk:
                 Candidate(
                     C.AGENT_UNREACHABLE,
                     Hop.SOURCE_NODE,
-                    f"the kubereach agent on {src.node} did not answer: nothing on {src.node} could be checked, "
+                    f"the kubereach agent on {src.node} {CallFailure(located.error_kind or CallFailure.UNREACHABLE).words}: "
+                    f"nothing on {src.node} could be checked, "
                     f"including probes from {src.key}",
                     src.node,
                     remediation(C.AGENT_UNREACHABLE, node=src.node),
