@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,7 @@ from nodeagent.errors import (
 )
 from nodeagent.logconfig import REQUEST_ID
 from nodeagent.metrics import AgentMetrics
+from nodeagent.netns import NETNS_RUN_DIR
 from nodeagent.service import KernelChecks, NamespaceTarget, NodeChecks
 from nodeagent.settings import AgentSettings
 from nodeagent.tls import load_server_tls, server_credentials
@@ -58,6 +60,8 @@ log = logging.getLogger("nodeagent.server")
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["NodeAgentService"].full_name
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+HEALTH_WATCH_INTERVAL_S = 1.0
+"""How often the health status is re-evaluated (`AgentServer.can_serve`)."""
 MAX_STREAMS_PER_CONNECTION = 256
 """HTTP/2 streams one client connection may open at once (a bound on what a flood can hold)."""
 
@@ -97,6 +101,29 @@ class CheckRunner:
         self.name = name
         self.max_in_flight = max_in_flight if max_in_flight is not None else max_workers * 8
         self.in_flight = 0
+        self.max_workers = max_workers
+        self._busy_threads = 0
+        self._last_finished = time.monotonic()
+        self._threads_lock = threading.Lock()
+
+    def _tracked(self, work: Callable[[], R]) -> Callable[[], R]:
+        def run() -> R:
+            with self._threads_lock:
+                self._busy_threads += 1
+            try:
+                return work()
+            finally:
+                with self._threads_lock:
+                    self._busy_threads -= 1
+                    self._last_finished = time.monotonic()
+
+        return run
+
+    def wedged(self) -> bool:
+        """Every thread is busy and none has finished a check for twice the longest a check may take:
+        the kernel work is hung, and this pool truly cannot answer."""
+        with self._threads_lock:
+            return self._busy_threads >= self.max_workers and time.monotonic() - self._last_finished > 2 * self._limit
 
     async def run(self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], R]) -> R:
         """Run `work` off the event loop; DEADLINE_EXCEEDED when it outlives the time allowed."""
@@ -110,7 +137,7 @@ class CheckRunner:
         loop = asyncio.get_running_loop()
         self.in_flight += 1
         try:
-            future = loop.run_in_executor(self._pool, contextvars.copy_context().run, work)
+            future = loop.run_in_executor(self._pool, contextvars.copy_context().run, self._tracked(work))
             try:
                 return await asyncio.wait_for(future, limit)
             except TimeoutError:
@@ -447,17 +474,47 @@ class AgentServer:
     reads: CheckRunner | None = None
     health_server: grpc.aio.Server | None = None
     health_port: int | None = None
+    host_netns: str | None = None
+    watch: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 
     async def start(self) -> None:
-        """Start serving and report SERVING on the health service."""
+        """Start serving, report SERVING, and keep the health status honest from then on (`can_serve`)."""
         await self.server.start()
         if self.health_server is not None:
             await self.health_server.start()
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self._report(True)
+        self.watch.append(asyncio.ensure_future(self._watch()))
+
+    def can_serve(self) -> tuple[bool, str]:
+        """Whether the agent can answer at all, and why not: the node's namespace (--host-netns) is
+        gone, or the quick-read pool is hung in the kernel. Busy is not "cannot serve": a full probe
+        pool refuses more probes, and reads and health still answer."""
+        if self.host_netns is not None and not (NETNS_RUN_DIR / self.host_netns).exists():
+            return False, f"the node's namespace {self.host_netns} is gone"
+        reads = self.reads or self.runner
+        if reads.wedged():
+            return False, f"all {reads.max_workers} {reads.name} threads have been stuck in checks"
+        return True, ""
+
+    async def _report(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set("", status)
+        await self.health.set(SERVICE_NAME, status)
+
+    async def _watch(self) -> None:
+        serving = True
+        while True:
+            await asyncio.sleep(HEALTH_WATCH_INTERVAL_S)
+            now, why = self.can_serve()
+            if now != serving:
+                log.warning("health: %s", "serving again" if now else f"NOT_SERVING: {why}")
+                await self._report(now)
+                serving = now
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, let in-flight calls finish for up to `grace` seconds, then stop."""
+        for task in self.watch:
+            task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         if self.health_server is not None:
@@ -495,7 +552,9 @@ async def build_server(
         port = server.add_secure_port(settings.listen, server_credentials(material))
     if port == 0:
         raise ServerConfigError(f"cannot listen on {settings.listen}; check the address and that the port is free")
-    agent = AgentServer(server=server, port=port, health=health_servicer, runner=runner, reads=reads)
+    agent = AgentServer(
+        server=server, port=port, health=health_servicer, runner=runner, reads=reads, host_netns=settings.host_netns
+    )
     if settings.health_port is not None:
         # Health only, in plaintext: the kubelet's gRPC probe cannot present a client certificate.
         # The same servicer object answers, so this port reports exactly the main server's status.

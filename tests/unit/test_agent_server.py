@@ -353,3 +353,43 @@ def test_a_probe_that_cannot_finish_within_the_callers_deadline_is_not_started(
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "retry later" in caught.value.details()
     assert checks.calls == []
+
+
+def _health(channel: grpc.Channel) -> Any:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10).status
+
+
+def test_health_turns_not_serving_when_the_nodes_namespace_is_gone(pki: Pki, checks: RecordingChecks) -> None:
+    settings = tls_settings(pki, node="ka-node", host_netns="ka-no-such-namespace")
+    with running_agent(settings, checks) as agent, client_channel(pki, agent.port) as channel:  # type: ignore[arg-type]
+        _poll(lambda: _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING, "NOT_SERVING")
+        assert agent.can_serve() == (False, "the node's namespace ka-no-such-namespace is gone")
+
+
+class HungReads:
+    """Conntrack stats hang in the kernel until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def conntrack_stats(self) -> ConntrackStats:
+        self.release.wait(60)
+        return ConntrackStats(
+            count=1, max=2, found=0, invalid=0, insert=0, insert_failed=0, drop=0, early_drop=0, search_restart=0
+        )
+
+
+def test_health_turns_not_serving_only_while_every_read_thread_is_hung(pki: Pki) -> None:
+    hung = HungReads()
+    settings = tls_settings(pki, node="ka-node", read_workers=1, check_timeout_seconds=0.2)
+    with running_agent(settings, hung) as agent, client_channel(pki, agent.port) as channel:  # type: ignore[arg-type]
+        try:
+            assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as caught:
+                pb_grpc.NodeAgentServiceStub(channel).GetConntrackStats(pb.GetConntrackStatsRequest(), timeout=10)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            _poll(lambda: _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING, "NOT_SERVING while hung")
+        finally:
+            hung.release.set()
+        _poll(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING, "SERVING once the thread is back")
+        assert agent.can_serve() == (True, "")
