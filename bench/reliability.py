@@ -75,6 +75,8 @@ class Row:
 
 
 ROWS: list[Row] = []
+SERVE_LOGS: list[Path] = []
+"""Logs of the serve processes, removed at the end unless --keep-logs."""
 
 
 def row(name: str, **counts: Any) -> Row:
@@ -170,6 +172,7 @@ class Serve:
         self.url = f"http://127.0.0.1:{self.port}/slack/events"
         self.sender = SlackSender(self.url, self.secret, stub, timeout=30)
         self.log = tempfile.NamedTemporaryFile(prefix="krel-serve-", suffix=".log", delete=False)  # noqa: SIM115
+        SERVE_LOGS.append(Path(self.log.name))
 
     def start(self, secret: str | None = None) -> Serve:
         if secret is not None:
@@ -933,6 +936,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=900, help="seconds for the fuzzed questions at most")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--keep-lab", action="store_true")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the serve processes' logs (printed at the end)")
     parser.add_argument("--skip", action="append", default=[], choices=["slack", "questions", "rpcs", "faults", "db", "load"])
     args = parser.parse_args(argv)
     if args.quick:
@@ -983,6 +987,11 @@ def main(argv: list[str] | None = None) -> int:
         row("serve's history at the end", tried=len(history_rows(db_url)), stuck=stuck, note="investigations left running")
     print_table()
     print(f"\n{time.monotonic() - t0:.0f} s in all", flush=True)
+    for log in SERVE_LOGS:
+        if args.keep_logs:
+            print(f"serve log: {log}")
+        else:
+            log.unlink(missing_ok=True)
     return 0
 
 
