@@ -77,7 +77,7 @@ async def main(args: argparse.Namespace) -> None:
         outcomes = await fleet.fan_out(calls)
         durations.append((time.monotonic() - t0) * 1000)
         answered.append(sum(o.ok for o in outcomes))
-        unreachable.append(sum(o.error_kind == "unreachable" for o in outcomes))
+        unreachable.append(sum(o.error_kind in ("unreachable", "timed_out") for o in outcomes))
     t0 = time.monotonic()
     for c in calls:  # the naive loop: one agent after another, each with the same per-call deadline
         await fleet.call(c.node, c.method, c.request)

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -16,7 +16,10 @@ from rich.live import Live
 from bot.errors import BadInput, KubereachError
 from bot.logs import configure_logging
 from bot.playbook.models import InvestigationResult, StepResult
-from bot.settings import load_settings
+from bot.settings import BotSettings, load_settings
+
+if TYPE_CHECKING:
+    from bot.history.recorder import HistoryRecorder
 
 
 @click.command()
@@ -69,14 +72,10 @@ def _ask(
     # Problems (warnings and errors) on stderr, one JSON object a line when KUBEREACH_LOG_FORMAT=json;
     # stdout stays the answer.
     configure_logging(settings.log_format, level="WARNING")
-    history = None
-    if not no_history:
-        from bot.history.recorder import HistoryRecorder
-
-        history = HistoryRecorder.from_settings(settings)
+    err = Console(stderr=True)
+    history = None if no_history else open_history(settings, err)
     investigator = Investigator(settings, history)
     steps: list[StepResult] = []
-    err = Console(stderr=True)
 
     async def run_once(on_step: Callable[[StepResult], None] | None) -> InvestigationResult:
         try:
@@ -98,3 +97,25 @@ def _ask(
         click.echo(json.dumps(investigation_document(result), indent=2))
     else:
         Console().print(investigation_view(result, all_steps=all_steps))
+    if history is not None and history.problem is not None:
+        err.print(f"history unavailable: {history.problem} (the verdict above stands; it was not recorded)", markup=False)
+
+
+def open_history(settings: BotSettings, err: Console) -> HistoryRecorder | None:
+    """The history, after closing investigations left running by processes that are gone; None (with
+    one line on stderr) when it cannot be opened — the question is answered all the same."""
+    from bot.history.errors import HistoryUnavailable
+    from bot.history.recorder import HistoryRecorder
+
+    try:
+        history = HistoryRecorder.from_settings(settings)
+    except HistoryUnavailable as exc:
+        err.print(f"history unavailable: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), markup=False)
+        return None
+    if history.available:
+        from bot.history.db import owner_is_alive
+        from bot.investigate import bot_pod_check
+
+        pods = bot_pod_check(settings)
+        history.close_stranded(lambda owner: owner_is_alive(owner, pods))
+    return history

@@ -44,12 +44,20 @@ def _register() -> None:
     from bot.ask import ask
     from bot.digest.cli import digest
     from bot.history.cli import search
-    from bot.investigate import Investigator
+    from bot.investigate import Investigator, bot_pod_check
     from bot.policy.cli import policy
     from bot.slack.serve import make_serve_command
     from lab.cli import demo, lab
 
-    for command in (lab, demo, ask, search, policy, digest, make_serve_command(Investigator, digest=_digest_for_slack)):
+    for command in (
+        lab,
+        demo,
+        ask,
+        search,
+        policy,
+        digest,
+        make_serve_command(Investigator, digest=_digest_for_slack, host_check=bot_pod_check),
+    ):
         cli.add_command(command)
 
 

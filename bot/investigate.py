@@ -15,14 +15,16 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bot.cluster import ClusterClient
-from bot.cluster.errors import ResolutionError
+from bot.cluster.errors import ClusterUnavailable, ResolutionError
 from bot.cluster.models import EndpointInfo, PodInfo
 from bot.cluster.resolve import Resolved
 from bot.errors import BadInput
 from bot.fleet.client import Fleet
 from bot.fleet.observer import FleetObserver
+from bot.history.db import HostCheck
 from bot.history.enums import Origin
 from bot.history.ids import new_investigation_id
 from bot.history.recorder import Asker, HistoryRecorder
@@ -275,9 +277,16 @@ class Investigator:
                 parsed=question,
                 choices=choices,
             )
-        addresses, dns_endpoints = await asyncio.gather(
-            asyncio.to_thread(self.agent_addresses), asyncio.to_thread(self.dns_endpoints)
-        )
+        except ClusterUnavailable as exc:
+            self._record_failure(text, asker, f"the Kubernetes API could not be asked: {exc.message}")
+            raise
+        try:
+            addresses, dns_endpoints = await asyncio.gather(
+                asyncio.to_thread(self.agent_addresses), asyncio.to_thread(self.dns_endpoints)
+            )
+        except ClusterUnavailable as exc:
+            self._record_failure(text, asker, f"the Kubernetes API could not be asked: {exc.message}")
+            raise
         case = build_case(resolved, frozenset(addresses), dns_endpoints)
         source_ref, target_ref = workload_refs(resolved)
         namespaces = tuple(
@@ -344,6 +353,11 @@ class Investigator:
             result = dataclasses.replace(result, seen_before=seen_before_line(seen))
         return result
 
+    def _record_failure(self, text: str, asker: Asker | None, error: str) -> None:
+        """An investigation that could not run (the API did not answer) is recorded as failed, not lost."""
+        if self.history is not None:
+            self.history.fail(self.history.start(text, asker or CLI_ASKER, None, None, ()), error)
+
     def _fleet_for(self, addresses: dict[str, str]) -> Fleet:
         """The fleet of this event loop, kept open across investigations (channels are per loop)."""
         loop = asyncio.get_running_loop()
@@ -374,6 +388,34 @@ class Investigator:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def bot_pod_check(settings: BotSettings) -> HostCheck | None:
+    """In a cluster (in-cluster configuration), a check whether a bot pod of a given name still exists
+    in this bot's namespace — how investigations of a replica that is gone are found. None elsewhere."""
+    if settings.kubeconfig is not None:
+        return None
+    try:
+        namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        return None
+    if not namespace:
+        return None
+
+    def exists(pod_name: str) -> bool | None:
+        from bot.cluster.client import PODS
+        from bot.cluster.errors import ClusterUnavailable
+
+        try:
+            with ClusterClient.in_cluster() as client:
+                return client.get_object(PODS, pod_name, namespace) is not None
+        except ClusterUnavailable:
+            return None
+
+    return exists
 
 
 def _ms(t0: float) -> float:

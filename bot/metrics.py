@@ -72,7 +72,7 @@ class BotMetrics:
         )
         self.agent_call_errors = Counter(
             "kubereach_agent_call_errors",
-            "RPCs to node agents that failed, by node, method and kind (unreachable, not_found, invalid, failed).",
+            "RPCs to node agents that failed, by node, method and kind (unreachable, busy, timed_out, cancelled, not_found, …).",
             ["node", "method", "kind"],
             registry=self.registry,
         )

@@ -52,7 +52,7 @@ class AgentSettings(BaseModel):
     call_timeout_s: float = 4.0
     """Deadline of one RPC."""
     overall_timeout_s: float = 20.0
-    """Deadline of one fan-out round."""
+    """Deadline of one fan-out round; also how long one investigation retries checks an agent refused or missed."""
     concurrency: int = 64
     """Calls in flight at once."""
 

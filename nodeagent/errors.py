@@ -47,3 +47,7 @@ class KernelQueryFailed(AgentError):
 
 class CheckUnavailable(AgentError):
     """A check this agent build does not provide (a module missing): answered UNIMPLEMENTED."""
+
+
+class NoTimeLeft(AgentError):
+    """A probe would start too late to finish within the caller's deadline: answered DEADLINE_EXCEEDED."""

@@ -2,7 +2,9 @@
 
 Each RPC validates its request on the event loop (answering INVALID_ARGUMENT before any kernel
 work), then runs the blocking check on a bounded thread pool with a timeout (the smaller of the
-client's deadline and the agent's own limit), so a slow check never holds the server. Errors are the
+client's deadline and the agent's own limit), so a slow check never holds the server. Probes and
+quick reads have pools and admission limits of their own, so slow probes never starve a quick read;
+health is outside both. A malformed message answers INVALID_ARGUMENT like any other bad input. Errors are the
 agent's own (`nodeagent.errors`) and map to one status code each.
 """
 
@@ -15,6 +17,7 @@ import logging
 import os
 import re
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -40,10 +44,12 @@ from nodeagent.errors import (
     KernelQueryFailed,
     NamespaceUnknown,
     NodeNamespaceMissing,
+    NoTimeLeft,
     PodNotFound,
 )
 from nodeagent.logconfig import REQUEST_ID
 from nodeagent.metrics import AgentMetrics
+from nodeagent.netns import NETNS_RUN_DIR
 from nodeagent.service import KernelChecks, NamespaceTarget, NodeChecks
 from nodeagent.settings import AgentSettings
 from nodeagent.tls import load_server_tls, server_credentials
@@ -55,6 +61,10 @@ log = logging.getLogger("nodeagent.server")
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["NodeAgentService"].full_name
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+HEALTH_WATCH_INTERVAL_S = 1.0
+"""How often the health status is re-evaluated (`AgentServer.can_serve`)."""
+MAX_STREAMS_PER_CONNECTION = 256
+"""HTTP/2 streams one client connection may open at once (a bound on what a flood can hold)."""
 
 
 class ServerConfigError(ValueError):
@@ -71,36 +81,98 @@ def status_for(error: AgentError) -> grpc.StatusCode:
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(error, CheckUnavailable):
         return grpc.StatusCode.UNIMPLEMENTED
+    if isinstance(error, NoTimeLeft):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     if isinstance(error, KernelQueryFailed) and not error.transient and error.errno is not None:
         return grpc.StatusCode.INTERNAL
     return grpc.StatusCode.UNAVAILABLE
 
 
 class CheckRunner:
-    """Runs blocking checks on a bounded pool, never longer than the deadline or the agent's limit."""
+    """Runs blocking checks on a bounded pool, never longer than the deadline or the agent's limit.
 
-    def __init__(self, max_workers: int, limit_seconds: float) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="check")
+    At most `max_in_flight` calls are admitted at once (running or queued for a thread); beyond that a
+    call is refused at once with RESOURCE_EXHAUSTED, so a flood queues nothing. A call whose client
+    has gone (cancelled, deadline passed) before a thread took it up never runs.
+    """
+
+    def __init__(self, max_workers: int, limit_seconds: float, *, name: str = "check", max_in_flight: int | None = None) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
         self._limit = limit_seconds
+        self.name = name
+        self.max_in_flight = max_in_flight if max_in_flight is not None else max_workers * 8
+        self.in_flight = 0
+        self.max_workers = max_workers
+        self._busy_threads = 0
+        self._last_finished = time.monotonic()
+        self._threads_lock = threading.Lock()
+
+    def _tracked(self, work: Callable[[], R]) -> Callable[[], R]:
+        def run() -> R:
+            with self._threads_lock:
+                self._busy_threads += 1
+            try:
+                return work()
+            finally:
+                with self._threads_lock:
+                    self._busy_threads -= 1
+                    self._last_finished = time.monotonic()
+
+        return run
+
+    def wedged(self) -> bool:
+        """Every thread is busy and none has finished a check for twice the longest a check may take:
+        the kernel work is hung, and this pool truly cannot answer."""
+        with self._threads_lock:
+            return self._busy_threads >= self.max_workers and time.monotonic() - self._last_finished > 2 * self._limit
 
     async def run(self, context: grpc.aio.ServicerContext[Any, Any], work: Callable[[], R]) -> R:
         """Run `work` off the event loop; DEADLINE_EXCEEDED when it outlives the time allowed."""
+        if self.in_flight >= self.max_in_flight:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the agent is busy: {self.in_flight} {self.name} calls in flight (limit {self.max_in_flight}); retry later",
+            )
         remaining = context.time_remaining()
         limit = self._limit if remaining is None else max(0.0, min(self._limit, remaining))
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, contextvars.copy_context().run, work)
+        self.in_flight += 1
         try:
-            return await asyncio.wait_for(future, limit)
-        except TimeoutError:
-            await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"the check did not finish within {limit:.1f} s; the node may be overloaded, retry later",
-            )
-            raise  # unreachable: abort raises
+            future = loop.run_in_executor(self._pool, contextvars.copy_context().run, self._tracked(work))
+            try:
+                return await asyncio.wait_for(future, limit)
+            except TimeoutError:
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"the check did not finish within {limit:.1f} s; the node may be overloaded, retry later",
+                )
+                raise  # unreachable: abort raises
+        finally:
+            self.in_flight -= 1
 
     def shutdown(self) -> None:
         """Stop accepting work; running checks finish on their own."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _fits_deadline(context: grpc.aio.ServicerContext[Any, Any], timeout: float, work: Callable[[], R]) -> Callable[[], R]:
+    """`work` (a probe with its own `timeout`), refused when it starts too late to finish before the
+    caller's deadline: a probe cut short would report "timed out", which is not what the network did."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return work
+    deadline = time.monotonic() + remaining
+
+    def started() -> R:
+        left = deadline - time.monotonic()
+        if left < timeout:
+            raise NoTimeLeft(
+                f"the probe needs {timeout:.1f} s but only {max(left, 0.0):.1f} s of the caller's deadline are left; "
+                "the agent may be busy, retry later"
+            )
+        return work()
+
+    return started
 
 
 def _target(pod_ip: str, netns_name: str) -> NamespaceTarget:
@@ -122,14 +194,18 @@ def _protocol(value: pb.Protocol.ValueType, field: str, allowed: dict[pb.Protoco
 class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
     """Validates each request, runs the matching check, maps the result to the response message."""
 
-    def __init__(self, checks: NodeChecks, runner: CheckRunner) -> None:
+    def __init__(self, checks: NodeChecks, probes: CheckRunner, reads: CheckRunner | None = None) -> None:
         self._checks = checks
-        self._runner = runner
+        self._probes = probes
+        self._reads = reads or probes
 
-    async def _answer(self, context: grpc.aio.ServicerContext[Any, Any], prepare: Callable[[], Callable[[], R]]) -> R:
+    async def _answer(
+        self, context: grpc.aio.ServicerContext[Any, Any], prepare: Callable[[], Callable[[], R]], *, probe: bool = False
+    ) -> R:
+        """Validate (`prepare`), then run the work on the probe pool or, for quick reads, the read pool."""
         try:
             work = prepare()  # validation only: no kernel work happens before it passes
-            return await self._runner.run(context, work)
+            return await (self._probes if probe else self._reads).run(context, work)
         except AgentError as exc:
             code = status_for(exc)
             if code in {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE}:
@@ -162,6 +238,7 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
             where = _target(request.pod_ip, request.netns_name)
             destination = v.ip_literal(request.destination, "destination")
             source = v.optional_ip(request.source, "source")
+            v.same_family(destination, source, "destination and source")
             iif = v.interface_name(request.input_interface, "input_interface") if request.input_interface else None
             if iif is not None and source is None:
                 raise InvalidRequest("input_interface needs source (as `ip route get ... from SRC iif DEV`)")
@@ -190,6 +267,7 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
         return await self._answer(
             context,
             lambda: lambda: pb.ListServiceNatResponse(services=[wire.service_nat(s) for s in checks.list_service_nat()]),
+            probe=True,  # a dump of every service: slow work, kept off the quick-read pool
         )
 
     async def QueryConntrack(
@@ -234,6 +312,7 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
         def prepare() -> Callable[[], pb.GetFilterStateResponse]:
             src = v.ip_literal(request.src, "src")
             dst = v.ip_literal(request.dst, "dst")
+            v.same_family(src, dst, "src and dst")
             protocol = _protocol(request.protocol, "protocol", wire.PROTOCOL_NAMES)
             dport = v.optional_port(request.dport, "dport")
             interfaces = v.interface_names(list(request.interfaces), "interfaces")
@@ -269,9 +348,13 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
             target = v.ip_literal(request.target_ip, "target_ip")
             port = v.port(request.port, "port")
             timeout = v.timeout_seconds(request.timeout_ms)
-            return lambda: pb.ProbeTcpResponse(result=wire.probe_result(self._checks.probe_tcp(where, target, port, timeout)))
+            return _fits_deadline(
+                context,
+                timeout,
+                lambda: pb.ProbeTcpResponse(result=wire.probe_result(self._checks.probe_tcp(where, target, port, timeout))),
+            )
 
-        return await self._answer(context, prepare)
+        return await self._answer(context, prepare, probe=True)
 
     async def ProbeUdp(self, request: pb.ProbeUdpRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ProbeUdpResponse:
         """One UDP datagram and a wait for a reply."""
@@ -287,9 +370,9 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
                 result = self._checks.probe_udp(where, target, port, timeout, payload)
                 return pb.ProbeUdpResponse(result=wire.probe_result(result), reply_bytes=result.reply_bytes)
 
-            return work
+            return _fits_deadline(context, timeout, work)
 
-        return await self._answer(context, prepare)
+        return await self._answer(context, prepare, probe=True)
 
     async def ProbeDns(self, request: pb.ProbeDnsRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ProbeDnsResponse:
         """One DNS resolution."""
@@ -300,9 +383,11 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
             kind = v.record_type(request.record_type)
             server = v.optional_ip(request.server, "server")
             timeout = v.timeout_seconds(request.timeout_ms)
-            return lambda: wire.dns_probe(self._checks.probe_dns(where, name, kind, server, timeout))
+            return _fits_deadline(
+                context, timeout, lambda: wire.dns_probe(self._checks.probe_dns(where, name, kind, server, timeout))
+            )
 
-        return await self._answer(context, prepare)
+        return await self._answer(context, prepare, probe=True)
 
 
 def request_id_from(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
@@ -332,12 +417,19 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
         method = handler_call_details.method
         request_id = request_id_from(handler_call_details.invocation_metadata)
         inner = handler.unary_unary
+        parse = handler.request_deserializer
 
-        async def logged(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def logged(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             token = REQUEST_ID.set(request_id)
             start = time.monotonic()
             try:
                 await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+                request = _decoded(raw, parse, method)
+                if request is None:
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"the request to {method.rsplit('/', 1)[-1]} is not a valid protobuf message of its type",
+                    )
                 return await inner(request, cast(grpc.ServicerContext, context))
             finally:
                 code = context.code() or grpc.StatusCode.OK
@@ -352,11 +444,24 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
                 )
                 REQUEST_ID.reset(token)
 
+        # The request arrives as bytes and is decoded inside the handler, so a malformed message
+        # answers INVALID_ARGUMENT with a reason instead of gRPC's bare UNKNOWN/INTERNAL.
         return grpc.unary_unary_rpc_method_handler(
             logged,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=None,
             response_serializer=handler.response_serializer,
         )
+
+
+def _decoded(raw: Any, parse: Callable[[bytes], Any] | None, method: str) -> Any:
+    """The request message decoded from `raw` bytes, or None when they are not a valid message."""
+    if parse is None or not isinstance(raw, bytes | bytearray | memoryview):
+        return raw
+    try:
+        return parse(bytes(raw))
+    except DecodeError:
+        log.info("malformed request to %s (%d bytes)", method, len(raw))
+        return None
 
 
 @dataclass(frozen=True)
@@ -367,38 +472,73 @@ class AgentServer:
     port: int
     health: Any  # grpc_health.v1.health.aio.HealthServicer (untyped in grpc-stubs)
     runner: CheckRunner
+    reads: CheckRunner | None = None
     health_server: grpc.aio.Server | None = None
     health_port: int | None = None
+    host_netns: str | None = None
+    watch: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 
     async def start(self) -> None:
-        """Start serving and report SERVING on the health service."""
+        """Start serving, report SERVING, and keep the health status honest from then on (`can_serve`)."""
         await self.server.start()
         if self.health_server is not None:
             await self.health_server.start()
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self._report(True)
+        self.watch.append(asyncio.ensure_future(self._watch()))
+
+    def can_serve(self) -> tuple[bool, str]:
+        """Whether the agent can answer at all, and why not: the node's namespace (--host-netns) is
+        gone, or the quick-read pool is hung in the kernel. Busy is not "cannot serve": a full probe
+        pool refuses more probes, and reads and health still answer."""
+        if self.host_netns is not None and not (NETNS_RUN_DIR / self.host_netns).exists():
+            return False, f"the node's namespace {self.host_netns} is gone"
+        reads = self.reads or self.runner
+        if reads.wedged():
+            return False, f"all {reads.max_workers} {reads.name} threads have been stuck in checks"
+        return True, ""
+
+    async def _report(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set("", status)
+        await self.health.set(SERVICE_NAME, status)
+
+    async def _watch(self) -> None:
+        serving = True
+        while True:
+            await asyncio.sleep(HEALTH_WATCH_INTERVAL_S)
+            now, why = self.can_serve()
+            if now != serving:
+                log.warning("health: %s", "serving again" if now else f"NOT_SERVING: {why}")
+                await self._report(now)
+                serving = now
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, let in-flight calls finish for up to `grace` seconds, then stop."""
+        for task in self.watch:
+            task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         if self.health_server is not None:
             await self.health_server.stop(0)
         self.runner.shutdown()
+        if self.reads is not None:
+            self.reads.shutdown()
 
 
 async def build_server(
     settings: AgentSettings, checks: NodeChecks | None = None, metrics: AgentMetrics | None = None
 ) -> AgentServer:
     """Build the server on `settings.listen` with mTLS (or plain TCP with --insecure) and bind it."""
-    runner = CheckRunner(settings.max_workers, settings.check_timeout_seconds)
+    runner = CheckRunner(settings.max_workers, settings.check_timeout_seconds, name="probe")
+    reads = CheckRunner(settings.read_workers, settings.check_timeout_seconds, name="read")
+    # Admission is per pool (CheckRunner.max_in_flight), not gRPC's server-wide maximum_concurrent_rpcs:
+    # that one would also refuse health checks and quick reads once probes fill it.
     server = grpc.aio.server(
         interceptors=[RequestIdInterceptor(metrics)],
-        maximum_concurrent_rpcs=settings.max_workers * 8,
-        options=[("grpc.so_reuseport", 0)],
+        options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION)],
     )
     pb_grpc.add_NodeAgentServiceServicer_to_server(
-        NodeAgentServicer(checks or KernelChecks(settings.node, settings.host_netns), runner), server
+        NodeAgentServicer(checks or KernelChecks(settings.node, settings.host_netns), runner, reads), server
     )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -413,7 +553,9 @@ async def build_server(
         port = server.add_secure_port(settings.listen, server_credentials(material))
     if port == 0:
         raise ServerConfigError(f"cannot listen on {settings.listen}; check the address and that the port is free")
-    agent = AgentServer(server=server, port=port, health=health_servicer, runner=runner)
+    agent = AgentServer(
+        server=server, port=port, health=health_servicer, runner=runner, reads=reads, host_netns=settings.host_netns
+    )
     if settings.health_port is not None:
         # Health only, in plaintext: the kubelet's gRPC probe cannot present a client certificate.
         # The same servicer object answers, so this port reports exactly the main server's status.

@@ -45,7 +45,12 @@ class AgentSettings(BaseSettings):
     """Python logging level name."""
 
     max_workers: int = Field(default=8, ge=1, le=64)
-    """Threads that run kernel work; a bounded pool so a burst cannot exhaust the host."""
+    """Threads that run probes (TCP/UDP/DNS), the slow kernel work; a bounded pool so a burst cannot
+    exhaust the host. At most 8 probes per thread are admitted at once; more are refused as busy."""
+
+    read_workers: int = Field(default=4, ge=1, le=64)
+    """Threads that run quick reads (node info, conntrack, routes, filter, sockets, NAT), apart from
+    the probes, so a flood of slow probes never starves them. At most 8 per thread are admitted at once."""
 
     check_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     """Longest a single check may run, also when the client's deadline is longer or absent."""

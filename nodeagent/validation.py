@@ -37,10 +37,20 @@ def ip_literal(value: str, field: str) -> str:
     bounded(value, field, 64)
     if not value:
         raise InvalidRequest(f"{field} is required (an IPv4 or IPv6 address)")
+    if "%" in value:
+        raise InvalidRequest(f"{field} {value[:64]!r} has a zone (%...): scoped IPv6 addresses are not supported")
     try:
         return str(ipaddress.ip_address(value))
     except ValueError as exc:
         raise InvalidRequest(f"{field} {value[:64]!r} is not an IP address") from exc
+
+
+def same_family(first: str | None, second: str | None, fields: str) -> None:
+    """Both addresses (when given) are IPv4, or both IPv6: the kernel cannot mix them in one lookup."""
+    if first is None or second is None:
+        return
+    if ipaddress.ip_address(first).version != ipaddress.ip_address(second).version:
+        raise InvalidRequest(f"{fields} mix IPv4 and IPv6; give both in the same address family")
 
 
 def optional_ip(value: str, field: str) -> str | None:

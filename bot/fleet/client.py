@@ -25,20 +25,28 @@ from grpc import aio
 from bot.errors import KubereachError
 from bot.logs import INVESTIGATION_ID
 from bot.metrics import BotMetrics
+from bot.playbook.observations import CallFailure
 from bot.settings import AgentSettings
 from kubereach.agent.v1 import agent_pb2_grpc
 
 log = logging.getLogger("kubereach.fleet")
 
 _ERROR_KINDS = {
-    grpc.StatusCode.DEADLINE_EXCEEDED: "unreachable",
-    grpc.StatusCode.UNAVAILABLE: "unreachable",
-    grpc.StatusCode.CANCELLED: "unreachable",
-    grpc.StatusCode.UNAUTHENTICATED: "unreachable",
-    grpc.StatusCode.NOT_FOUND: "not_found",
-    grpc.StatusCode.INVALID_ARGUMENT: "invalid",
-    grpc.StatusCode.FAILED_PRECONDITION: "invalid",
+    grpc.StatusCode.DEADLINE_EXCEEDED: CallFailure.TIMED_OUT,
+    grpc.StatusCode.UNAVAILABLE: CallFailure.UNREACHABLE,
+    grpc.StatusCode.CANCELLED: CallFailure.CANCELLED,
+    grpc.StatusCode.UNAUTHENTICATED: CallFailure.UNREACHABLE,
+    grpc.StatusCode.PERMISSION_DENIED: CallFailure.UNREACHABLE,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: CallFailure.BUSY,
+    grpc.StatusCode.NOT_FOUND: CallFailure.NOT_FOUND,
+    grpc.StatusCode.INVALID_ARGUMENT: CallFailure.INVALID,
+    grpc.StatusCode.FAILED_PRECONDITION: CallFailure.INVALID,
 }
+
+
+def failure_kind(code: grpc.StatusCode) -> CallFailure:
+    """The kind of failure a gRPC status code means (anything unlisted: FAILED)."""
+    return _ERROR_KINDS.get(code, CallFailure.FAILED)
 
 
 class AgentUnknown(KubereachError):
@@ -54,8 +62,7 @@ class AgentOutcome:
     ok: bool
     payload: Any = None
     error: str | None = None
-    error_kind: str | None = None
-    """"unreachable", "not_found", "invalid", "failed"."""
+    error_kind: CallFailure | None = None
     latency_ms: float = 0.0
 
 
@@ -126,7 +133,7 @@ class Fleet:
         try:
             stub = self._stub(node)
         except AgentUnknown as exc:
-            return AgentOutcome(node, method, False, error=exc.message, error_kind="unreachable")
+            return AgentOutcome(node, method, False, error=exc.message, error_kind=CallFailure.UNREACHABLE)
         rpc = getattr(stub, method)
         investigation = INVESTIGATION_ID.get()
         request_id = f"{investigation}.{uuid.uuid4().hex[:6]}" if investigation != "-" else uuid.uuid4().hex[:16]
@@ -136,10 +143,10 @@ class Fleet:
                 reply = await rpc(request, timeout=timeout_s or self.settings.call_timeout_s, metadata=metadata)
         except aio.AioRpcError as exc:
             code = exc.code()
-            kind = _ERROR_KINDS.get(code, "failed")
+            kind = failure_kind(code)
             detail = exc.details() or code.name
-            if kind == "unreachable":
-                detail = f"the agent on {node} did not answer ({code.name.lower()}: {detail})"
+            if kind not in (CallFailure.NOT_FOUND, CallFailure.INVALID):
+                detail = f"the agent on {node} {kind.words} ({code.name.lower()}: {detail})"
             return AgentOutcome(node, method, False, error=detail, error_kind=kind, latency_ms=_ms(started))
         return AgentOutcome(node, method, True, payload=reply, latency_ms=_ms(started))
 
@@ -163,7 +170,7 @@ class Fleet:
                         c.method,
                         False,
                         error=f"no answer from {c.node} within {deadline:.1f} s",
-                        error_kind="unreachable",
+                        error_kind=CallFailure.TIMED_OUT,
                     )
                 )
         return outcomes

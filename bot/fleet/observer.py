@@ -2,12 +2,17 @@
 
 Protobuf stays here: every reply is parsed once into the playbook's plain observation types.
 Identical questions within one investigation are asked once (a small memo), so steps that need the
-same fact do not multiply RPCs.
+same fact do not multiply RPCs. A call the agent refused as busy, or that timed out or found the
+agent briefly gone, is tried again with backoff while the investigation's deadline allows; if it
+still has no answer, the observation says so (`Observed.unreachable`) and the playbook treats it as
+"not checked", never as evidence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -58,6 +63,11 @@ PROBE_RPC_TIMEOUT_S = 6.0
 """A probe may take its own timeout per attempt; the RPC deadline leaves room for that, so a probe
 that times out comes back as the outcome "timed out", not as an agent that did not answer."""
 DNS_RPC_TIMEOUT_S = 12.0
+MAX_ATTEMPTS = 4
+"""Tries of one call whose failure may pass (busy, timed out, briefly unreachable)."""
+FIRST_BACKOFF_S = 0.2
+MIN_ATTEMPT_S = 0.5
+"""No new attempt starts with less than this left of the investigation's deadline."""
 
 
 def _link(msg: Any) -> Link:
@@ -90,10 +100,12 @@ def _probe(msg: Any, **extra: Any) -> ProbeView:
 class FleetObserver:
     """`bot.playbook.observations.Observer` over a `Fleet`, memoising identical questions."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, budget_s: float | None = None) -> None:
+        """`budget_s`: how long this investigation may spend asking (default: the fleet's overall deadline)."""
         self.fleet = fleet
         self._memo: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
         self.calls: list[AgentOutcome] = []
+        self.deadline = time.monotonic() + (budget_s if budget_s is not None else fleet.settings.overall_timeout_s)
 
     async def _ask(
         self,
@@ -114,11 +126,24 @@ class FleetObserver:
     async def _call(
         self, node: str, method: str, request: Any, parse: Callable[[Any], T], timeout_s: float | None
     ) -> Observed[T]:
-        outcome = await self.fleet.call(node, method, request, timeout_s)
-        self.calls.append(outcome)
-        if not outcome.ok:
-            return Observed(node, error=outcome.error, error_kind=outcome.error_kind)
-        return Observed(node, value=parse(outcome.payload))
+        wanted = timeout_s or self.fleet.settings.call_timeout_s
+        backoff = FIRST_BACKOFF_S
+        attempt = 1
+        while True:
+            left = self.deadline - time.monotonic()
+            outcome = await self.fleet.call(node, method, request, max(min(wanted, left), MIN_ATTEMPT_S))
+            self.calls.append(outcome)
+            if outcome.ok:
+                return Observed(node, value=parse(outcome.payload))
+            kind = outcome.error_kind
+            pause = backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+            left = self.deadline - time.monotonic()
+            if kind is None or not kind.retryable or attempt >= MAX_ATTEMPTS or left - pause < MIN_ATTEMPT_S:
+                tried = f" (tried {attempt} times)" if attempt > 1 else ""
+                return Observed(node, error=f"{outcome.error}{tried}", error_kind=kind)
+            await asyncio.sleep(pause)
+            backoff *= 2
+            attempt += 1
 
     async def node_facts(self, node: str) -> Observed[NodeFacts]:
         """GetNodeInfo."""

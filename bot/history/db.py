@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.history.errors import HistoryUnavailable
@@ -25,7 +25,13 @@ from bot.history.errors import HistoryUnavailable
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 """The Alembic environment (``migrations/`` at the repository root)."""
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long SQLite itself waits for another writer's lock before answering SQLITE_BUSY."""
+WRITE_BEGIN = "BEGIN IMMEDIATE"
+"""How a transaction starts on SQLite (unless a read-only session asks for a deferred BEGIN): taking
+the write lock up front, so a transaction that read first never has to upgrade its lock — which in
+WAL mode fails at once, without waiting, when another process committed in between (the cause of
+lost records under concurrency). Writers then queue on the busy timeout instead."""
 
 
 def default_database_path(environ: Mapping[str, str]) -> Path:
@@ -51,12 +57,22 @@ def resolve_database_url(explicit: str | None, environ: Mapping[str, str] | None
 def _parse(url: str | URL) -> URL:
     try:
         return make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise HistoryUnavailable(
-            f"the history database URL {str(url)!r} cannot be read: {exc}",
+            f"the history database URL {safe_url(url)!r} cannot be read",
             hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB",
             exit_code=2,
         ) from exc
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        text = str(url)
+        scheme, sep, rest = text.partition("://")
+        return f"{scheme}{sep}…" if sep and "@" in rest else text[:80]
 
 
 def _prepare_sqlite(engine: Engine) -> None:
@@ -72,35 +88,66 @@ def _prepare_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
+            # The busy timeout first: switching to WAL needs a lock another process may hold.
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # No memory-mapped I/O of the database file: a file that shrinks or turns unwritable under
+            # a mapping answers SIGBUS (a crash), where read()/write() answer an error we can handle.
+            cursor.execute("PRAGMA mmap_size=0")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         finally:
             cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql(connection.get_execution_options().get("sqlite_begin", WRITE_BEGIN))
 
 
 def create_history_engine(url: str | URL, **engine_options: Any) -> Engine:
-    """An engine for the history database at `url` (creating the SQLite file's directory)."""
+    """An engine for the history database at `url` (creating the SQLite file's directory).
+
+    A URL that cannot be read, a database kind without its driver installed, or a directory that
+    cannot be made raise `HistoryUnavailable` with one line saying which and what to do.
+    """
     parsed = _parse(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, **engine_options)
-        _prepare_sqlite(engine)
-        return engine
-    engine_options.setdefault("pool_pre_ping", True)
-    return create_engine(parsed, **engine_options)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, **engine_options)
+            _prepare_sqlite(engine)
+            return engine
+        engine_options.setdefault("pool_pre_ping", True)
+        return create_engine(parsed, **engine_options)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise HistoryUnavailable(
+            f"no database driver for {parsed.drivername!r} is installed ({first_line(exc)})",
+            hint="for PostgreSQL install kubereach[postgres] (psycopg 3); or use sqlite:///PATH",
+            exit_code=2,
+        ) from exc
+    except ArgumentError as exc:
+        raise HistoryUnavailable(
+            f"the history database URL {safe_url(parsed)!r} cannot be used: {first_line(exc)}",
+            hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB",
+            exit_code=2,
+        ) from exc
+    except OSError as exc:
+        raise HistoryUnavailable(
+            f"cannot create the history directory for {parsed.database}: {exc.strerror}",
+            hint="set KUBEREACH_DATABASE_URL to a writable place",
+        ) from exc
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions whose objects stay readable after commit (views are built after the transaction)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that only read: on SQLite they begin deferred, so they never wait for a writer."""
+    return sessionmaker(engine.execution_options(sqlite_begin="BEGIN"), expire_on_commit=False)
 
 
 def alembic_config(url: str | URL | None = None) -> Config:
@@ -122,12 +169,31 @@ def downgrade(target: str | URL | Engine, revision: str = "base") -> None:
     _run_migration(target, lambda config: command.downgrade(config, revision))
 
 
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database is already at the newest revision (read without taking a write lock)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    try:
+        with engine.execution_options(sqlite_begin="BEGIN").connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+    except (OperationalError, InterfaceError) as exc:
+        raise HistoryUnavailable(
+            f"could not read the history database's schema version: {first_line(exc.orig)}",
+            hint="check that the database is reachable and DATABASE_URL (or --db) is right",
+        ) from exc
+    return current == heads
+
+
 MIGRATION_LOCK_KEY = 0x6B75_6265  # "kube": one PostgreSQL advisory lock for schema upgrades
 
 
 def _run_migration(target: str | URL | Engine, run: Callable[[Config], None]) -> None:
     engine = target if isinstance(target, Engine) else create_history_engine(target)
     try:
+        # Processes starting together migrate one after the other (the write lock on SQLite, an
+        # advisory lock on PostgreSQL); the later ones find the schema at head.
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # Replicas starting together upgrade one after the other; the later ones find head.
@@ -135,14 +201,20 @@ def _run_migration(target: str | URL | Engine, run: Callable[[Config], None]) ->
             config = alembic_config()
             config.attributes["connection"] = connection
             run(config)
-    except OperationalError as exc:
+    except (OperationalError, InterfaceError) as exc:
         raise HistoryUnavailable(
-            f"could not migrate the history database: {exc.orig}",
+            f"could not migrate the history database: {first_line(exc.orig)}",
             hint="check that the database is reachable and DATABASE_URL (or --db) is right",
         ) from exc
     finally:
         if engine is not target:
             engine.dispose()
+
+
+def first_line(error: BaseException | None) -> str:
+    """The first line of a driver's error text (PostgreSQL adds context lines; SQL is never included)."""
+    text = str(error) if error is not None else "unknown error"
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _process_start_ticks(pid: int) -> str | None:
@@ -184,3 +256,22 @@ def local_owner_is_alive(owner: str) -> bool:
     if current is None:
         return False
     return not start_ticks or not current or current == start_ticks
+
+
+HostCheck = Callable[[str], "bool | None"]
+"""host name → whether that host (in a cluster: the bot pod of that name) still exists; None: cannot tell."""
+
+
+def owner_is_alive(owner: str, host_exists: HostCheck | None = None) -> bool:
+    """Whether the owner ``hostname:pid[:start-ticks]`` may still be running.
+
+    On this host: its process must exist with the same start time (`local_owner_is_alive`). On
+    another host: `host_exists` is asked — in a cluster, whether a bot pod of that name still exists
+    (a Deployment's pods do not come back under the same name) — and an owner it cannot tell about
+    is assumed alive.
+    """
+    hostname = owner.partition(":")[0]
+    if hostname == socket.gethostname() or host_exists is None:
+        return local_owner_is_alive(owner)
+    answer = host_exists(hostname)
+    return True if answer is None else answer

@@ -23,7 +23,7 @@ from typing import Any
 from bot.playbook.case import Case, EndpointRef, PodRef, routed_endpoints
 from bot.playbook.models import Evidence, Finding, Hop, StepResult, StepStatus, Verdict
 from bot.playbook.models import VerdictCode as C
-from bot.playbook.observations import NodeFacts, Observed, Observer, PodNetwork, ProbeView
+from bot.playbook.observations import CallFailure, NodeFacts, Observed, Observer, PodNetwork, ProbeView
 from bot.playbook.remedies import remediation
 from bot.policy import evaluate, explain
 
@@ -115,6 +115,10 @@ class _Walk:
         self.unchecked: list[str] = []
         self.notes: list[Finding] = []
         """Observations that explain nothing but must be said (rules that could not be read as expected)."""
+        self.why_unchecked: dict[str, set[str]] = {}
+        """node → how its agent failed ("was too busy to answer", "did not answer", …)."""
+        self.unprobed = False
+        """A probe the verdict depends on could not be run: success cannot be claimed."""
 
     def record(
         self,
@@ -137,8 +141,14 @@ class _Walk:
         return candidate
 
     def unreachable(self, observed: Observed[Any], what: str) -> None:
-        """Note an agent that did not answer; it becomes a candidate only if nothing else explains the failure."""
+        """Note a check that could not be made (the agent did not answer, was busy, timed out, failed).
+
+        It is never evidence: it becomes the verdict (AGENT_UNREACHABLE, naming what was not checked)
+        only when nothing observed explains the failure, or when success cannot be claimed without it.
+        """
         self.unchecked.append(f"{what} on {observed.node}")
+        kind = CallFailure(observed.error_kind) if observed.error_kind is not None else CallFailure.UNREACHABLE
+        self.why_unchecked.setdefault(observed.node, set()).add(kind.words)
 
 
 def _carries_traffic(entry: Any) -> bool:
@@ -340,6 +350,8 @@ async def _check_target_port(w: _Walk) -> None:
         if e.node is None:
             continue
         sockets = await w.obs.sockets(e.node, e.ip, e.port, case.protocol)
+        if sockets.unreachable:
+            w.unreachable(sockets, f"the listening sockets of {e.pod.key if e.pod else e.ip}")
         if sockets.ok and sockets.value is not None:
             listening.append(bool(sockets.value))
             evidence.append(
@@ -667,7 +679,8 @@ class _SourceWalk:
                 Candidate(
                     C.AGENT_UNREACHABLE,
                     Hop.SOURCE_NODE,
-                    f"the kubereach agent on {src.node} did not answer: nothing on {src.node} could be checked, "
+                    f"the kubereach agent on {src.node} {CallFailure(located.error_kind or CallFailure.UNREACHABLE).words}: "
+                    f"nothing on {src.node} could be checked, "
                     f"including probes from {src.key}",
                     src.node,
                     remediation(C.AGENT_UNREACHABLE, node=src.node),
@@ -736,11 +749,21 @@ class _SourceWalk:
             return
         started = time.monotonic()
         observed = await w.obs.probe_dns(src.node, pod_ip=src.ip or "", name=case.dns_name)
-        if observed.unreachable:
-            w.unreachable(observed, "the DNS probe")
+        if observed.value is None:
+            # No answer is not "does not resolve": the lookup was never made.
+            if observed.unreachable:
+                w.unreachable(observed, f"the DNS lookup of {case.dns_name} from {src.key}")
+            w.record(
+                f"source {src.name}: DNS",
+                StepStatus.WARN,
+                f"{case.dns_name} could not be looked up from {src.key}: {observed.error}",
+                (),
+                started,
+                src.node,
+            )
             return
         probe = observed.value
-        if probe is not None and probe.ok:
+        if probe.ok:
             text = f"{case.dns_name} → {', '.join(probe.answers)} via {probe.server} in {probe.latency_ms:.1f} ms"
             evidence = [_ev("dns-probe", text, src.node, answers=list(probe.answers))]
             w.record(
@@ -752,18 +775,18 @@ class _SourceWalk:
                 src.node,
             )
             return
-        rcode = f", {probe.rcode}" if probe and probe.rcode and probe.rcode != "NOERROR" else ""
-        detail = f"{probe.outcome}{rcode}" if probe else observed.error or "error"
+        rcode = f", {probe.rcode}" if probe.rcode and probe.rcode != "NOERROR" else ""
+        detail = f"{probe.outcome}{rcode}"
         summary = f"{case.dns_name} does not resolve from {src.key} ({detail})"
-        evidence = [
-            _ev("dns-probe", summary, src.node, outcome=probe.outcome if probe else None, rcode=probe.rcode if probe else None)
-        ]
+        evidence = [_ev("dns-probe", summary, src.node, outcome=probe.outcome, rcode=probe.rcode)]
         # Follow the lookup to each DNS server: a broken path to one of them is that cause, not "DNS".
         fqdn = case.dns_fqdn or case.dns_name
         servers = routed_endpoints(case.dns_endpoints)
         answers = await asyncio.gather(*(w.obs.probe_dns(src.node, pod_ip=src.ip or "", name=fqdn, server=e.ip) for e in servers))
         failing = []
         for e, answer in zip(servers, answers, strict=True):
+            if answer.unreachable:
+                w.unreachable(answer, f"the DNS query to {e.ip}")
             seen = answer.value.outcome if answer.value else answer.error
             evidence.append(
                 _ev(
@@ -989,9 +1012,12 @@ class _SourceWalk:
         )
         outcome: dict[str, ProbeView | None] = self.probe_outcome
         evidence = []
+        unprobed = []
         for (label, target, port), observed in zip(probes, results, strict=True):
+            if observed.value is None:
+                unprobed.append(f"{target}:{port}")
             if observed.unreachable:
-                w.unreachable(observed, "probes")
+                w.unreachable(observed, f"the probe {src.key} → {target}:{port}")
             outcome[label] = observed.value
             text = observed.value.outcome if observed.value else f"not probed ({observed.error})"
             evidence.append(
@@ -1007,6 +1033,17 @@ class _SourceWalk:
         failed = [e for e in endpoints if (seen := outcome.get(e.ip)) is not None and not seen.ok]
         vip = outcome.get("vip")
         ok_count = len([e for e in endpoints if (seen := outcome.get(e.ip)) is not None and seen.ok])
+        if not failed and (vip is None or vip.ok) and unprobed:
+            w.unprobed = True
+            w.record(
+                f"source {src.name}: probes",
+                StepStatus.WARN,
+                f"{src.key} could not be probed to {', '.join(unprobed)}: not checked",
+                evidence,
+                started,
+                src.node,
+            )
+            return
         if not failed and (vip is None or vip.ok):
             w.record(
                 f"source {src.name}: probes",
@@ -1094,6 +1131,8 @@ class _SourceWalk:
             if remote:
                 await self._filter_checks(e.node, Hop.DESTINATION_NODE, e, (incoming or "eth0",), found, evidence, proto)
                 back = await w.obs.route(e.node, src.ip)
+                if back.unreachable:
+                    w.unreachable(back, "the route back on the destination node")
                 if back.value is not None:
                     route = back.value.route
                     evidence.append(
@@ -1113,6 +1152,8 @@ class _SourceWalk:
                         rp = await w.obs.filter_state(
                             e.node, src=src.ip, dst=e.ip, protocol=proto, dport=e.port, interfaces=(incoming,)
                         )
+                        if rp.unreachable:
+                            w.unreachable(rp, "rp_filter")
                         level = rp.value.rp_filter.get(incoming, 0) if rp.value else 0
                         if level == 1:
                             found.append(
@@ -1403,19 +1444,21 @@ class _SourceWalk:
 # ------------------------------------------------------------------------------ the verdict
 
 
-def _choose(
-    case: Case, candidates: Sequence[Candidate], unchecked: Sequence[str], steps: Sequence[StepResult]
-) -> tuple[Verdict, list[Finding]]:
+def _choose(w: _Walk) -> tuple[Verdict, list[Finding]]:
+    case, candidates, unchecked, steps = w.case, w.candidates, w.unchecked, w.steps
     ordered = sorted(candidates, key=lambda c: c.rank)
     findings = []
     seen: set[tuple[C, str | None, str]] = set()
     if not ordered:
         probes_failed = any(s.status == StepStatus.FAIL for s in steps)
-        if unchecked and probes_failed:
-            nodes = sorted({u.rsplit(" on ", 1)[1] for u in unchecked})
+        if unchecked and (probes_failed or w.unprobed):
+            # A failure nothing observed explains, or a success that could not be checked: say what
+            # could not be checked and where — a busy or silent agent is never evidence of a fault.
+            nodes = sorted(w.why_unchecked)
+            how = "; ".join(f"the kubereach agent on {n} {' / '.join(sorted(w.why_unchecked[n]))}" for n in nodes)
             verdict = Verdict(
                 C.AGENT_UNREACHABLE,
-                f"the kubereach agent on {', '.join(nodes)} did not answer; not checked: {'; '.join(dict.fromkeys(unchecked))}",
+                f"{how}; not checked: {'; '.join(dict.fromkeys(unchecked))}",
                 nodes[0] if len(nodes) == 1 else None,
                 Hop.DESTINATION_NODE,
                 remediation(C.AGENT_UNREACHABLE, node=nodes[0]),
@@ -1461,7 +1504,7 @@ async def run_playbook(case: Case, observer: Observer, on_step: StepCallback | N
     for src in case.sources:
         mine = [c for c in w.candidates if c.source in (src.key, None)]
         per_source[src.key] = min(mine, key=lambda c: c.rank).code.value if mine else C.NO_FAULT_FOUND.value
-    verdict, findings = _choose(case, w.candidates, w.unchecked, w.steps)
+    verdict, findings = _choose(w)
     findings += [n for i, n in enumerate(w.notes) if n not in w.notes[:i]]
     failing = [k for k, code in per_source.items() if code != C.NO_FAULT_FOUND.value]
     if verdict.code != C.NO_FAULT_FOUND and failing and len(failing) < len(per_source):

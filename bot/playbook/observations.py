@@ -10,9 +10,48 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class CallFailure(StrEnum):
+    """Why a question to an agent has no answer. Only NOT_FOUND says something about the node;
+    every other kind means the check could not be made — it is never evidence of a fault."""
+
+    UNREACHABLE = "unreachable"
+    """No connection, the agent went away, or it failed authentication."""
+    BUSY = "busy"
+    """The agent refused the call as over its concurrency limit (RESOURCE_EXHAUSTED)."""
+    TIMED_OUT = "timed_out"
+    """No answer within the call's deadline."""
+    CANCELLED = "cancelled"
+    """The call was cancelled (the investigation's deadline passed, or shutdown)."""
+    NOT_FOUND = "not_found"
+    """The agent looked and the thing is not there (a pod IP not on the node): a fact."""
+    INVALID = "invalid"
+    """The agent rejected the request as malformed."""
+    FAILED = "failed"
+    """The agent answered with an internal error."""
+
+    @property
+    def retryable(self) -> bool:
+        """A later attempt may get an answer (the agent was busy, slow or briefly gone)."""
+        return self in (CallFailure.BUSY, CallFailure.TIMED_OUT, CallFailure.UNREACHABLE)
+
+    @property
+    def words(self) -> str:
+        """How a person reads this kind of failure."""
+        return {
+            CallFailure.UNREACHABLE: "did not answer",
+            CallFailure.BUSY: "was too busy to answer",
+            CallFailure.TIMED_OUT: "did not answer in time",
+            CallFailure.CANCELLED: "was not asked in time",
+            CallFailure.NOT_FOUND: "found nothing",
+            CallFailure.INVALID: "rejected the request",
+            CallFailure.FAILED: "failed to check",
+        }[self]
 
 
 @dataclass(frozen=True)
@@ -22,8 +61,7 @@ class Observed(Generic[T]):
     node: str
     value: T | None = None
     error: str | None = None
-    error_kind: str | None = None
-    """"unreachable" (agent did not answer), "not_found", "invalid", "failed"."""
+    error_kind: CallFailure | None = None
 
     @property
     def ok(self) -> bool:
@@ -32,8 +70,9 @@ class Observed(Generic[T]):
 
     @property
     def unreachable(self) -> bool:
-        """True when the node's agent could not be reached."""
-        return self.error_kind == "unreachable"
+        """True when the check could not be made: the agent did not answer, was busy, timed out, was
+        cancelled or failed. Such an observation is "not checked", never evidence of a fault."""
+        return self.error is not None and self.error_kind != CallFailure.NOT_FOUND
 
 
 @dataclass(frozen=True)

@@ -188,9 +188,12 @@ def register(app: App, deps: SlackDeps) -> None:
             )
 
 
-def announce_interrupted(deps: SlackDeps) -> int:
-    """On start: close investigations a dead process left running and say so in their threads; returns how many."""
-    return _close_stranded(deps, local_owner_is_alive, "The bot restarted before `{id}` finished.")
+def announce_interrupted(deps: SlackDeps, owner_is_alive: Callable[[str], bool] = local_owner_is_alive) -> int:
+    """On start: close investigations a dead process left running and say so in their threads; returns how many.
+
+    `owner_is_alive` tells a live owner from a dead one (default: this host's processes; in a cluster
+    also whether the owner's bot pod still exists, see `bot.history.db.owner_is_alive`)."""
+    return _close_stranded(deps, owner_is_alive, "The bot restarted before `{id}` finished.")
 
 
 def drain(deps: SlackDeps, grace_seconds: float) -> int:

@@ -20,6 +20,7 @@ import click
 from pydantic import SecretStr
 
 from bot.errors import BadInput
+from bot.history.db import HostCheck, owner_is_alive
 from bot.history.recorder import HistoryRecorder
 from bot.logs import configure_logging
 from bot.metrics import BotMetrics
@@ -39,11 +40,17 @@ MeasuredInvestigator = Callable[[BotSettings, HistoryRecorder | None, BotMetrics
 """Builds the investigator from settings, history and metrics (`bot.investigate.Investigator`)."""
 
 
-def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSetup | None = None) -> click.Command:
+def make_serve_command(
+    new_investigator: MeasuredInvestigator,
+    digest: DigestSetup | None = None,
+    host_check: Callable[[BotSettings], HostCheck | None] | None = None,
+) -> click.Command:
     """The `kubereach serve` command, given how to build the investigator (and, optionally, digests).
 
     The composition root passes `bot.investigate.Investigator` (bot.slack never imports the cluster
-    client), and for digests a function returning ``(bot.digest.slack.handle, DigestDeps)``.
+    client), for digests a function returning ``(bot.digest.slack.handle, DigestDeps)``, and as
+    `host_check` `bot.investigate.bot_pod_check` (in a cluster: does a bot pod of that name exist),
+    so investigations of a replica that is gone are closed on start.
     """
 
     @click.command("serve")
@@ -104,6 +111,8 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
         if not socket_mode and settings.slack_signing_secret is None:
             raise BadInput("HTTP mode needs the signing secret", hint="set SLACK_SIGNING_SECRET, or use --socket-mode")
         history = HistoryRecorder.from_settings(settings)
+        if not history.available:
+            click.echo(f"kubereach: history unavailable: {history.problem}; answering without recording until it answers")
         digest_parts: tuple[DigestHandler, Any] | None = digest(settings, history) if digest is not None else None
         metrics = BotMetrics()
         ops = None
@@ -114,7 +123,8 @@ def make_serve_command(new_investigator: MeasuredInvestigator, digest: DigestSet
             settings, with_metrics(new_investigator, metrics), history=history, digest=digest_parts, metrics=metrics
         )
         app = build_app(settings, deps)
-        stranded = announce_interrupted(deps)
+        pods = host_check(settings) if host_check is not None else None
+        stranded = announce_interrupted(deps, lambda owner: owner_is_alive(owner, pods))
         if stranded:
             click.echo(f"closed {stranded} investigation(s) left running by a stopped bot")
         digests = start_digests(deps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
 from nodeagent.__main__ import parse_args, settings_from
+from nodeagent.checks.conntrack import ConntrackStats
 from nodeagent.checks.probe import ProbeOutcome, ProbeResult
 from nodeagent.errors import KernelQueryFailed, PodNotFound
 from nodeagent.server import SERVICE_NAME, ServerConfigError, build_server, write_port_file
@@ -113,6 +115,16 @@ INVALID: list[tuple[str, Any, str]] = [
     ),
     ("ListSockets", pb.ListSocketsRequest(port=65_536), "port 65536"),
     ("ListSockets", pb.ListSocketsRequest(protocol=pb.PROTOCOL_SCTP), "protocol must be one of"),
+    ("LookupRoute", pb.LookupRouteRequest(destination="fe80::1%eth0"), "scoped IPv6"),
+    ("LookupRoute", pb.LookupRouteRequest(destination="fe80::1", source="fe80::2%1"), "scoped IPv6"),
+    ("LookupRoute", pb.LookupRouteRequest(destination="10.0.0.1", source="fd00::1"), "mix IPv4 and IPv6"),
+    ("LookupRoute", pb.LookupRouteRequest(destination="fd00::1", source="10.0.0.1"), "mix IPv4 and IPv6"),
+    ("ProbeTcp", pb.ProbeTcpRequest(target_ip="fe80::1%lo", port=80), "scoped IPv6"),
+    (
+        "GetFilterState",
+        pb.GetFilterStateRequest(src="10.0.0.1", dst="fd00::2", protocol=pb.PROTOCOL_TCP),
+        "mix IPv4 and IPv6",
+    ),
 ]
 
 
@@ -164,7 +176,7 @@ def test_slow_check_hits_the_deadline_and_the_server_keeps_answering(
     checks.release.clear()
     try:
         with pytest.raises(grpc.RpcError) as caught:
-            stub.ProbeTcp(pb.ProbeTcpRequest(target_ip="10.0.0.1", port=80), timeout=0.5)
+            stub.ProbeTcp(pb.ProbeTcpRequest(target_ip="10.0.0.1", port=80, timeout_ms=100), timeout=0.5)
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert checks.calls, "the check had started"
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=5)
@@ -262,3 +274,122 @@ def test_port_file_holds_the_port(tmp_path: Path) -> None:
     write_port_file(target, 43123)
     assert target.read_text() == "43123\n"
     assert [p.name for p in tmp_path.iterdir()] == ["ka-port"]
+
+
+MALFORMED = [b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x08" + b"\xff" * 11]
+
+
+@pytest.mark.parametrize("body", MALFORMED, ids=["garbage", "truncated-field", "overlong-varint"])
+def test_malformed_message_answers_invalid_argument_before_any_check(
+    channel: grpc.Channel, checks: RecordingChecks, body: bytes
+) -> None:
+    raw = channel.unary_unary(f"/{SERVICE_NAME}/LookupRoute", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    with pytest.raises(grpc.RpcError) as caught:
+        raw(body, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid protobuf message" in caught.value.details()
+    assert checks.calls == []
+
+
+class SlowProbes:
+    """Probes block until released; quick reads answer at once."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.probes_started = 0
+
+    def probe_tcp(self, *args: Any) -> ProbeResult:
+        self.probes_started += 1
+        self.release.wait(60)
+        return ProbeResult(ProbeOutcome.CONNECTED, 1.0, "", 4026531840)
+
+    def conntrack_stats(self) -> ConntrackStats:
+        return ConntrackStats(
+            count=7, max=262144, found=0, invalid=0, insert=0, insert_failed=0, drop=0, early_drop=0, search_restart=0
+        )
+
+
+def _poll(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_probes_filling_their_pool_leave_quick_reads_and_health_answering(pki: Pki) -> None:
+    """Slow probes fill their own pool and admission limit; the next probe is refused as busy at
+    once, while conntrack stats and health still answer (they do not queue behind the probes)."""
+    slow = SlowProbes()
+    settings = tls_settings(pki, node="ka-busy", max_workers=1, read_workers=1)
+    with running_agent(settings, slow) as agent, client_channel(pki, agent.port) as channel:  # type: ignore[arg-type]
+        stub = pb_grpc.NodeAgentServiceStub(channel)
+        limit = agent.runner.max_in_flight
+        pending = [
+            stub.ProbeTcp.future(pb.ProbeTcpRequest(target_ip="10.0.0.1", port=80, timeout_ms=10_000), timeout=60)
+            for _ in range(limit)
+        ]
+        try:
+            _poll(lambda: agent.runner.in_flight == limit, f"{limit} probes in flight")
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ProbeTcp(pb.ProbeTcpRequest(target_ip="10.0.0.1", port=80), timeout=30)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "busy" in caught.value.details()
+            stats = stub.GetConntrackStats(pb.GetConntrackStatsRequest(), timeout=30)
+            assert stats.stats.count == 7
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=30)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            assert slow.probes_started == 1, "one probe thread, the rest queued"
+        finally:
+            slow.release.set()
+        assert all(f.result(timeout=60).result.outcome == pb.PROBE_OUTCOME_CONNECTED for f in pending)
+
+
+def test_a_probe_that_cannot_finish_within_the_callers_deadline_is_not_started(
+    stub: pb_grpc.NodeAgentServiceStub, checks: RecordingChecks
+) -> None:
+    """Cut short, it would report "timed out" — a fault the network did not show."""
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ProbeTcp(pb.ProbeTcpRequest(target_ip="10.0.0.1", port=80, timeout_ms=10_000), timeout=3)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "retry later" in caught.value.details()
+    assert checks.calls == []
+
+
+def _health(channel: grpc.Channel) -> Any:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10).status
+
+
+def test_health_turns_not_serving_when_the_nodes_namespace_is_gone(pki: Pki, checks: RecordingChecks) -> None:
+    settings = tls_settings(pki, node="ka-node", host_netns="ka-no-such-namespace")
+    with running_agent(settings, checks) as agent, client_channel(pki, agent.port) as channel:  # type: ignore[arg-type]
+        _poll(lambda: _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING, "NOT_SERVING")
+        assert agent.can_serve() == (False, "the node's namespace ka-no-such-namespace is gone")
+
+
+class HungReads:
+    """Conntrack stats hang in the kernel until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def conntrack_stats(self) -> ConntrackStats:
+        self.release.wait(60)
+        return ConntrackStats(
+            count=1, max=2, found=0, invalid=0, insert=0, insert_failed=0, drop=0, early_drop=0, search_restart=0
+        )
+
+
+def test_health_turns_not_serving_only_while_every_read_thread_is_hung(pki: Pki) -> None:
+    hung = HungReads()
+    settings = tls_settings(pki, node="ka-node", read_workers=1, check_timeout_seconds=0.2)
+    with running_agent(settings, hung) as agent, client_channel(pki, agent.port) as channel:  # type: ignore[arg-type]
+        try:
+            assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as caught:
+                pb_grpc.NodeAgentServiceStub(channel).GetConntrackStats(pb.GetConntrackStatsRequest(), timeout=10)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            _poll(lambda: _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING, "NOT_SERVING while hung")
+        finally:
+            hung.release.set()
+        _poll(lambda: _health(channel) == health_pb2.HealthCheckResponse.SERVING, "SERVING once the thread is back")
+        assert agent.can_serve() == (True, "")
