@@ -1,0 +1,158 @@
+"""The destination node hop: its own state, the overlay device packets arrive on, its filter table,
+its route back to the source and strict reverse-path filtering on the arriving device.
+
+`filter_checks` is used for the source node's FORWARD chain too (same observation, the source hop).
+"""
+
+from __future__ import annotations
+
+from bot.playbook.case import EndpointRef
+from bot.playbook.models import Evidence, Hop
+from bot.playbook.models import VerdictCode as C
+from bot.playbook.observations import NodeFacts, RouteInfo
+from bot.playbook.remedies import remediation
+from bot.playbook.steps.base import Candidate, SourceWalk
+from bot.playbook.steps.evidence import ev, route_data
+from bot.playbook.steps.node_state import facts_evidence, node_checks
+from bot.playbook.steps.underlay import cidr_of, node_ip
+
+
+def arrival_checks(sw: SourceWalk, e: EndpointRef, facts: NodeFacts, incoming: str, evidence: list[Evidence]) -> list[Candidate]:
+    """The destination node's own state, and the overlay device traffic from other nodes arrives on."""
+    evidence.append(facts_evidence(facts))
+    found = node_checks(facts, Hop.DESTINATION_NODE, forwards=True)
+    if not incoming or incoming == "eth0":
+        return found
+    for o in facts.overlays:
+        if o.link.name == incoming and not o.link.up:
+            found.append(
+                Candidate(
+                    C.OVERLAY_DEVICE_DOWN,
+                    Hop.UNDERLAY,
+                    f"{o.link.name} on {e.node} is down: traffic from other nodes' pods cannot arrive",
+                    e.node,
+                    remediation(C.OVERLAY_DEVICE_DOWN, node=e.node or "NODE", device=o.link.name),
+                )
+            )
+    return found
+
+
+async def filter_checks(
+    sw: SourceWalk,
+    node: str,
+    hop: Hop,
+    e: EndpointRef,
+    interfaces: tuple[str, ...],
+    evidence: list[Evidence],
+    protocol: str,
+) -> list[Candidate]:
+    """Does the filter table's FORWARD chain on `node` drop this flow."""
+    src = sw.src
+    observed = await sw.w.obs.filter_state(
+        node, src=src.ip or "", dst=e.ip, protocol=protocol, dport=e.port, interfaces=interfaces
+    )
+    if observed.unreachable:
+        sw.w.unreachable(observed, "the filter table")
+        return []
+    view = observed.value
+    if view is None:
+        return []
+    evidence.append(
+        ev(
+            "filter",
+            f"{node}: FORWARD policy {view.forward_policy}; "
+            + (f"dropping: {'; '.join(view.drops[:3])}" if view.drops else "no rule drops this flow"),
+            node,
+            forward_policy=view.forward_policy,
+            drops=list(view.drops),
+            rp_filter=dict(view.rp_filter),
+        )
+    )
+    if not view.drops:
+        return []
+    rule = view.drops[0]
+    return [
+        Candidate(
+            C.FORWARD_CHAIN_DROPS,
+            hop,
+            f"the filter FORWARD chain on {node} drops {src.ip} → {e.ip}:{e.port}/{protocol} ({rule})",
+            node,
+            remediation(C.FORWARD_CHAIN_DROPS, node=node, rule=rule.split(": ", 1)[-1]),
+        )
+    ]
+
+
+async def route_back(
+    sw: SourceWalk, e: EndpointRef, facts: NodeFacts | None, incoming: str, evidence: list[Evidence], protocol: str
+) -> list[Candidate]:
+    """The destination node's route back to the source pod, and rp_filter on the device packets arrive on."""
+    w, src = sw.w, sw.src
+    assert e.node is not None and src.ip is not None
+    back = await w.obs.route(e.node, src.ip)
+    if back.unreachable:
+        w.unreachable(back, "the route back on the destination node")
+    if back.value is None:
+        return []
+    route = back.value.route
+    evidence.append(
+        ev(
+            "route-lookup",
+            f"{e.node}: route back to {src.ip}: "
+            + (f"{route.type} via {route.gateway or '-'} dev {route.device or '-'}" if route else back.value.error or "none"),
+            e.node,
+            route=route_data(route) if route else None,
+        )
+    )
+    found: list[Candidate] = []
+    if incoming and route is not None and route.usable and route.device and route.device != incoming:
+        found += await _rp_filter(sw, e, route, incoming, protocol)
+    if route is None or not route.usable:
+        found.append(_no_route_back(sw, e, facts))
+    return found
+
+
+async def _rp_filter(sw: SourceWalk, e: EndpointRef, route: RouteInfo, incoming: str, protocol: str) -> list[Candidate]:
+    w, src = sw.w, sw.src
+    assert e.node is not None and src.ip is not None
+    rp = await w.obs.filter_state(e.node, src=src.ip, dst=e.ip, protocol=protocol, dport=e.port, interfaces=(incoming,))
+    if rp.unreachable:
+        w.unreachable(rp, "rp_filter")
+    level = rp.value.rp_filter.get(incoming, 0) if rp.value else 0
+    if level != 1:
+        return []
+    return [
+        Candidate(
+            C.RP_FILTER_DROPS,
+            Hop.DESTINATION_NODE,
+            f"strict rp_filter on {e.node}'s {incoming} drops packets from {src.ip}: they arrive on {incoming} but the route back leaves via {route.device}",
+            e.node,
+            remediation(C.RP_FILTER_DROPS, node=e.node, device=incoming),
+        )
+    ]
+
+
+def _no_route_back(sw: SourceWalk, e: EndpointRef, facts: NodeFacts | None) -> Candidate:
+    src = sw.src
+    assert e.node is not None
+    down = [o.link.name for o in (facts.overlays if facts else ()) if not o.link.up]
+    if down:
+        return Candidate(
+            C.OVERLAY_DEVICE_DOWN,
+            Hop.UNDERLAY,
+            f"{down[0]} on {e.node} is down, so it has no route back to {src.ip}",
+            e.node,
+            remediation(C.OVERLAY_DEVICE_DOWN, node=e.node, device=down[0]),
+        )
+    return Candidate(
+        C.NODE_ROUTE_MISSING,
+        Hop.DESTINATION_NODE,
+        f"{e.node} has no route back to {src.ip}: replies cannot return",
+        e.node,
+        remediation(
+            C.NODE_ROUTE_MISSING,
+            node=e.node,
+            cidr=cidr_of(sw.case, src.node),
+            via=node_ip(sw.case, src.node),
+            device="eth0",
+        ),
+    )

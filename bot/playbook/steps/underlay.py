@@ -1,0 +1,163 @@
+"""The underlay hop: does the source node route the endpoint's pod CIDR to the endpoint's node.
+
+For an overlay (VXLAN) route: is the device up, are its neighbour and FDB entries there, and do
+they point at the right node. For a plain route: does its gateway, or its device, lead there.
+"""
+
+from __future__ import annotations
+
+from bot.playbook.case import Case, EndpointRef
+from bot.playbook.models import Evidence, Hop
+from bot.playbook.models import VerdictCode as C
+from bot.playbook.observations import NodeFacts, OverlayHop, RouteInfo
+from bot.playbook.remedies import remediation
+from bot.playbook.steps.base import Candidate, SourceWalk
+from bot.playbook.steps.evidence import ev, overlay_hop_data, route_data
+
+CNI_DEVICE_PREFIXES = ("cali", "cni", "vxlan", "flannel")
+
+
+def node_ip(case: Case, node: str | None) -> str:
+    ref = case.nodes.get(node or "")
+    return ref.ip if ref else "NODE_IP"
+
+
+def cidr_of(case: Case, node: str | None) -> str:
+    ref = case.nodes.get(node or "")
+    return ref.pod_cidr if ref and ref.pod_cidr else "POD_CIDR"
+
+
+async def forward_route(
+    sw: SourceWalk, e: EndpointRef, facts: NodeFacts | None, evidence: list[Evidence]
+) -> tuple[list[Candidate], str]:
+    """The source node's route to a remote endpoint: its causes, and the device it arrives on ("" unknown)."""
+    w, src = sw.w, sw.src
+    assert src.node is not None
+    lookup = await w.obs.route(src.node, e.ip)
+    if lookup.unreachable:
+        w.unreachable(lookup, "the route on the source node")
+        return [], ""
+    if lookup.value is None:
+        return [], ""
+    route = lookup.value.route
+    overlay = lookup.value.overlay
+    evidence.append(
+        ev(
+            "route-lookup",
+            f"{src.node}: route to {e.ip}: "
+            + (
+                f"{route.type} {route.destination} via {route.gateway or '-'} dev {route.device or '-'}"
+                if route
+                else lookup.value.error or "none"
+            ),
+            src.node,
+            route=route_data(route) if route else None,
+            error=lookup.value.error,
+            overlay=overlay_hop_data(overlay) if overlay else None,
+        )
+    )
+    found = route_candidates(sw, e, route, overlay, lookup.value.error, facts)
+    return found, overlay.device if overlay else "eth0"
+
+
+def route_candidates(
+    sw: SourceWalk, e: EndpointRef, route: RouteInfo | None, overlay: OverlayHop | None, error: str, facts: NodeFacts | None
+) -> list[Candidate]:
+    """What is wrong with the source node's route to `e` (empty: nothing)."""
+    if route is None or not route.usable:
+        return _no_route(sw, e, route, error, facts)
+    if overlay is not None:
+        return _overlay_candidates(sw, e, overlay)
+    return _direct_route_candidates(sw, e, route)
+
+
+def _no_route(sw: SourceWalk, e: EndpointRef, route: RouteInfo | None, error: str, facts: NodeFacts | None) -> list[Candidate]:
+    node = sw.src.node or ""
+    down = [o.link.name for o in (facts.overlays if facts else ()) if not o.link.up]
+    if down:
+        return [
+            Candidate(
+                C.OVERLAY_DEVICE_DOWN,
+                Hop.UNDERLAY,
+                f"{down[0]} on {node} is down: it has no route to {e.node}'s pods",
+                node,
+                remediation(C.OVERLAY_DEVICE_DOWN, node=node, device=down[0]),
+            )
+        ]
+    why = route.type if route is not None and route.type not in ("none", "") else (error or "no route")
+    return [
+        Candidate(
+            C.NODE_ROUTE_MISSING,
+            Hop.UNDERLAY,
+            f"{node} has no route to {e.ip} ({e.node}'s pod CIDR {cidr_of(sw.case, e.node)}): {why}",
+            node,
+            remediation(C.NODE_ROUTE_MISSING, **_fix(sw, e)),
+        )
+    ]
+
+
+def _fix(sw: SourceWalk, e: EndpointRef) -> dict[str, str]:
+    return {"node": sw.src.node or "", "cidr": cidr_of(sw.case, e.node), "via": node_ip(sw.case, e.node), "device": "eth0"}
+
+
+def _overlay_candidates(sw: SourceWalk, e: EndpointRef, overlay: OverlayHop) -> list[Candidate]:
+    node = sw.src.node or ""
+    dst_ip = node_ip(sw.case, e.node)
+    if not overlay.device_up:
+        return [
+            Candidate(
+                C.OVERLAY_DEVICE_DOWN,
+                Hop.UNDERLAY,
+                f"{overlay.device} on {node} is down",
+                node,
+                remediation(C.OVERLAY_DEVICE_DOWN, node=node, device=overlay.device),
+            )
+        ]
+    if not overlay.neighbour_mac or not overlay.fdb_remote:
+        missing = "neighbour entry" if not overlay.neighbour_mac else "FDB entry"
+        return [
+            Candidate(
+                C.OVERLAY_DEVICE_DOWN,
+                Hop.UNDERLAY,
+                f"{overlay.device} on {node} has no {missing} for next hop {overlay.next_hop} ({e.node}): it cannot encapsulate to {e.node}",
+                node,
+                remediation(C.OVERLAY_DEVICE_DOWN, node=node, device=overlay.device, mac=overlay.neighbour_mac, remote=dst_ip),
+            )
+        ]
+    if dst_ip not in ("NODE_IP", overlay.fdb_remote):
+        return [
+            Candidate(
+                C.NODE_ROUTE_MISSING,
+                Hop.UNDERLAY,
+                f"{node} tunnels traffic for {e.node}'s pods to {overlay.fdb_remote}, not to {e.node} ({dst_ip})",
+                node,
+                remediation(C.NODE_ROUTE_MISSING, **_fix(sw, e), overlay="1"),
+            )
+        ]
+    return []
+
+
+def _direct_route_candidates(sw: SourceWalk, e: EndpointRef, route: RouteInfo) -> list[Candidate]:
+    node = sw.src.node or ""
+    dst_ip = node_ip(sw.case, e.node)
+    if route.gateway and dst_ip not in ("NODE_IP", route.gateway):
+        return [
+            Candidate(
+                C.NODE_ROUTE_MISSING,
+                Hop.UNDERLAY,
+                f"{node} routes {e.ip} via {route.gateway}, which is not {e.node} ({dst_ip}): the route points to the wrong place",
+                node,
+                remediation(C.NODE_ROUTE_MISSING, **_fix(sw, e)),
+            )
+        ]
+    if not route.gateway and route.type == "unicast" and dst_ip != "NODE_IP" and not route.device.startswith(CNI_DEVICE_PREFIXES):
+        return [
+            Candidate(
+                C.NODE_ROUTE_MISSING,
+                Hop.UNDERLAY,
+                f"{node} sends {e.ip} straight out of {route.device} instead of to {e.node} ({dst_ip})",
+                node,
+                remediation(C.NODE_ROUTE_MISSING, **_fix(sw, e)),
+            )
+        ]
+    return []
