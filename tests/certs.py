@@ -55,9 +55,7 @@ def make_ca(
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     )
     if key_usage:
-        builder = builder.add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
-        )
+        builder = builder.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
     cert = builder.sign(key, hashes.SHA256())
     return Pem(cert.public_bytes(serialization.Encoding.PEM), key_pem(key)), key, cert
 

@@ -16,10 +16,10 @@ T = TypeVar("T")
 def eventually(
     check: Callable[[], T],
     accept: Callable[[T], object] = bool,
-    *,
-    deadline_s: float = 10.0,
+    deadline_s: float = 20.0,
     what: str = "condition",
-    interval_s: float = 0.02,
+    *,
+    interval_s: float = 0.05,
 ) -> T:
     """Re-run `check` until `accept(result)` is true (by default: the result is truthy); return that result.
 
