@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 
 import pytest
 from slack_sdk import WebClient
@@ -11,26 +10,6 @@ from slack_sdk.errors import SlackApiError
 
 from lab.slackstub import SlackStub
 from lab.slackstub.state import Channel
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    stand_in = SlackStub()
-    stand_in.start()
-    try:
-        yield stand_in
-    finally:
-        stand_in.stop()
-
-
-@pytest.fixture
-def client(stub: SlackStub) -> WebClient:
-    return WebClient(token=stub.state.bot_token, base_url=stub.base_url)
-
-
-@pytest.fixture
-def channel(stub: SlackStub) -> Channel:
-    return stub.state.add_channel("incidents")
 
 
 def test_files_upload_v2_stores_the_bytes_and_shares_them_in_the_thread(

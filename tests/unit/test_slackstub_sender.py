@@ -44,26 +44,6 @@ class BoltUnderTest:
 
 
 @pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    stand_in = SlackStub()
-    stand_in.start()
-    try:
-        yield stand_in
-    finally:
-        stand_in.stop()
-
-
-@pytest.fixture
-def channel(stub: SlackStub) -> Channel:
-    return stub.state.add_channel("incidents")
-
-
-@pytest.fixture
-def alice(stub: SlackStub) -> User:
-    return stub.state.add_user("alice")
-
-
-@pytest.fixture
 def bolt(stub: SlackStub) -> Iterator[BoltUnderTest]:
     # Bolt ignores `token=` when a client is given: the token goes into the client.
     app = App(signing_secret=SECRET, client=WebClient(token=stub.state.bot_token, base_url=stub.base_url))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,31 +14,6 @@ from slack_sdk.errors import SlackApiError
 
 from lab.slackstub import SlackStub
 from lab.slackstub.state import Channel, User
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    stand_in = SlackStub()
-    stand_in.start()
-    try:
-        yield stand_in
-    finally:
-        stand_in.stop()
-
-
-@pytest.fixture
-def client(stub: SlackStub) -> WebClient:
-    return WebClient(token=stub.state.bot_token, base_url=stub.base_url)
-
-
-@pytest.fixture
-def channel(stub: SlackStub) -> Channel:
-    return stub.state.add_channel("incidents")
-
-
-@pytest.fixture
-def alice(stub: SlackStub) -> User:
-    return stub.state.add_user("alice", real_name="Alice Ops")
 
 
 def test_auth_test_answers_with_the_bot_identity(stub: SlackStub, client: WebClient) -> None:
