@@ -1,6 +1,6 @@
 """`python -m lab.kubeproxy` as a real process: watches a (stand-in) API server and rewrites the rules.
 
-The API server here is the list/watch stand-in from tests/unit/test_kubeproxy_fakeapi.py on
+The API server here is the list/watch stand-in from tests/unit/lab/kubeproxy_fakeapi.py on
 127.0.0.1; the rules go into a throwaway `kp-…` node namespace built by the `node` fixture.
 """
 
@@ -32,7 +32,7 @@ from tests.lab.test_kubeproxy_rules import (
     web_slice,
 )
 from tests.polling import eventually
-from tests.unit.test_kubeproxy_fakeapi import FakeApi, serve_fake_api
+from tests.unit.lab.kubeproxy_fakeapi import FakeApi, serve_fake_api
 
 pytestmark = pytest.mark.lab
 

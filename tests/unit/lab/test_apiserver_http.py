@@ -25,7 +25,7 @@ from kubernetes import client, config, watch
 from lab.apiserver import ApiServer, ServingCertificate, Store, write_kubeconfig
 from tests.polling import eventually
 
-REAL_FIXTURES = Path(__file__).parent / "fixtures" / "kube-apiserver-v1.36.2"
+REAL_FIXTURES = Path(__file__).parents[1] / "fixtures" / "kube-apiserver-v1.36.2"
 TOKEN = "lab-token-for-tests"
 
 

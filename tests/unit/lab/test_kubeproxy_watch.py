@@ -14,8 +14,8 @@ import pytest
 from lab.kubeproxy.watch import ENDPOINT_SLICES_PATH, SERVICES_PATH, KubeApi, NodeProxy, Object, ProxySettings
 from tests.polling import eventually
 
-from .test_kubeproxy_fakeapi import FakeApi, serve_fake_api
-from .test_kubeproxy_objects import endpoint, endpoint_slice, service
+from .kubeproxy_fakeapi import FakeApi, serve_fake_api
+from .kubeproxy_objects import endpoint, endpoint_slice, service
 
 TOKEN = "kp-test-token"
 

@@ -19,7 +19,7 @@ from lab.apiserver import EndpointSliceController, Expired, Store
 from lab.apiserver.endpointslices import SERVICE_NAME_LABEL
 from tests.polling import eventually
 
-FIXTURES = Path(__file__).parent / "fixtures" / "kube-apiserver-v1.36.2"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "kube-apiserver-v1.36.2"
 SERVER_ALLOCATED = ("clusterIP", "clusterIPs", "healthCheckNodePort")
 
 
