@@ -1,6 +1,6 @@
 """The lab's Kubernetes API server: a store of objects, its HTTP API, and the EndpointSlice controller.
 
-It answers like kube-apiserver v1.36.2 where clients can tell (see tests/unit/test_apiserver_real_shapes.py).
+It answers like kube-apiserver v1.36.2 where clients can tell (see tests/unit/lab/test_apiserver_real_shapes.py).
 Typical wiring in the lab daemon::
 
     store = Store()

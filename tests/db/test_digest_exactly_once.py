@@ -6,10 +6,8 @@ Two engines on the same database stand for two bot replicas; each gets its own `
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -24,20 +22,9 @@ from bot.history.db import create_history_engine, session_factory
 from bot.history.enums import DigestCadence, DigestRunStatus
 from bot.history.models import DigestRun
 from bot.history.service import Person
+from tests.polling import eventually
 
 ANA = Person("U01ANA", "ana")
-T = TypeVar("T")
-
-
-def eventually(check: Callable[[], T], accept: Callable[[T], bool], deadline_s: float = 30.0, what: str = "condition") -> T:
-    end = time.monotonic() + deadline_s
-    last = check()
-    while not accept(last):
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} not reached within {deadline_s:.0f} s; last: {last!r}")
-        time.sleep(0.05)
-        last = check()
-    return last
 
 
 async def one_node_sweep(namespaces: Sequence[str]) -> Sweep:
@@ -128,7 +115,7 @@ def test_two_schedulers_starting_after_a_missed_slot_post_it_once(
     try:
         for scheduler in schedulers:
             scheduler.start()
-        eventually(lambda: len(_runs(sessions, subscription_id)), lambda n: n >= 1, what="a claimed run")
+        eventually(lambda: len(_runs(sessions, subscription_id)), lambda n: n >= 1, deadline_s=30, what="a claimed run")
         eventually(
             lambda: [r.status for r in _runs(sessions, subscription_id)],
             lambda s: s == [DigestRunStatus.POSTED],
@@ -152,7 +139,9 @@ def test_a_restart_after_the_slot_ran_does_not_run_it_again(sessions: sessionmak
     first = DigestScheduler(DigestDeps(sessions, one_node_sweep, owner="bot-a:1:1"), post)
     try:
         first.start()
-        eventually(lambda: [o for _, _, o in first.outcomes], lambda o: o == [SlotOutcome.POSTED], what="the catch-up run")
+        eventually(
+            lambda: [o for _, _, o in first.outcomes], lambda o: o == [SlotOutcome.POSTED], deadline_s=30, what="the catch-up run"
+        )
     finally:
         first.stop()
     again = DigestScheduler(DigestDeps(sessions, one_node_sweep, owner="bot-a:2:2"), post)
@@ -220,7 +209,7 @@ def test_on_postgresql_the_claim_waits_for_the_subscriptions_advisory_lock(
                 )
                 return int(probe.execute(text(query), {"c": lock_class, "o": lock_object}).scalar_one())
 
-        eventually(waiting, lambda n: n == 1, what="the claim waiting on the advisory lock")
+        eventually(waiting, lambda n: n == 1, deadline_s=30, what="the claim waiting on the advisory lock")
         assert claimed == [] and _runs(sessions, subscription_id) == []
         holder.rollback()
     claimer.join(timeout=30)

@@ -18,7 +18,8 @@ from bot.digest.schedule import DigestScheduler
 from bot.history.db import create_history_engine, session_factory
 from bot.history.enums import DigestRunStatus
 from bot.history.models import DigestRun
-from tests.db.test_digest_exactly_once import PostRecorder, _subscribe, eventually, one_node_sweep
+from tests.db.test_digest_exactly_once import PostRecorder, _subscribe, one_node_sweep
+from tests.polling import eventually
 
 
 class GatedSweep:
@@ -78,7 +79,10 @@ def test_a_digest_unfinished_at_the_end_of_the_grace_is_released_and_the_next_pr
     assert _runs(sessions, subscription_id) == [], "the claim was given back"
     sweep.release.set()  # the stopped process's sweep ends late: it must not post any more
     eventually(
-        lambda: [o for s, _, o in first.outcomes if s == subscription_id], lambda o: o == [SlotOutcome.RELEASED], what="released"
+        lambda: [o for s, _, o in first.outcomes if s == subscription_id],
+        lambda o: o == [SlotOutcome.RELEASED],
+        deadline_s=30,
+        what="released",
     )
     assert first_posts.posts == []
 
@@ -86,10 +90,11 @@ def test_a_digest_unfinished_at_the_end_of_the_grace_is_released_and_the_next_pr
     second = DigestScheduler(DigestDeps(replica, one_node_sweep, owner="bot-b:1:1"), second_posts)
     try:
         second.start()
-        eventually(lambda: len(second_posts.posts), lambda n: n == 1, what="the next process posting the slot")
+        eventually(lambda: len(second_posts.posts), lambda n: n == 1, deadline_s=30, what="the next process posting the slot")
         eventually(
             lambda: [r.status for r in _runs(sessions, subscription_id)],
             lambda s: s == [DigestRunStatus.POSTED],
+            deadline_s=30,
             what="one posted run",
         )
     finally:
@@ -113,7 +118,7 @@ def test_a_claim_left_by_a_killed_process_is_released_on_start(sessions: session
     scheduler = DigestScheduler(DigestDeps(sessions, one_node_sweep, owner="bot-c:1:1"), post)
     try:
         scheduler.start()
-        eventually(lambda: len(post.posts), lambda n: n == 1, what="the stranded slot posted")
+        eventually(lambda: len(post.posts), lambda n: n == 1, deadline_s=30, what="the stranded slot posted")
     finally:
         scheduler.stop()
     runs = _runs(sessions, subscription_id)

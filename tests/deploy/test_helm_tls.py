@@ -23,15 +23,16 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bot.fleet.client import AgentOutcome, Fleet
 from bot.settings import AgentSettings as BotAgentSettings
 from bot.settings import AgentTls
 from kubereach.agent.v1 import agent_pb2 as pb
 from nodeagent.__main__ import parse_args, settings_from
+from tests.certs import dns_names, ip_names, key_pem, load_cert, make_ca, usages
 from tests.deploy.chart import FULLNAME, REPO, containers, find, render
 from tests.unit.agent_support import running_agent
 
@@ -192,40 +193,25 @@ def test_minted_certificate_names_only_the_node_and_serves_only(install: Install
     done = mint_as_the_init_container_does(install, "ip-10-0-1-7.eu-west-1.compute.internal")
     assert done.returncode == 0, done.stderr
     out = install.mounted("/run/kubereach/tls")
-    cert = x509.load_pem_x509_certificate((out / "tls.crt").read_bytes())
-    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert names.get_values_for_type(x509.DNSName) == ["kubereach-agent.ip-10-0-1-7.eu-west-1.compute.internal"]
-    assert names.get_values_for_type(x509.IPAddress) == []
-    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(usages) == [ExtendedKeyUsageOID.SERVER_AUTH]
-    ca = x509.load_pem_x509_certificate(install.mounted("/etc/kubereach/agent-ca/tls.crt").read_bytes())
+    cert = load_cert(out / "tls.crt")
+    assert dns_names(cert) == ["kubereach-agent.ip-10-0-1-7.eu-west-1.compute.internal"]
+    assert ip_names(cert) == []
+    assert usages(cert) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    ca = load_cert(install.mounted("/etc/kubereach/agent-ca/tls.crt"))
     cert.verify_directly_issued_by(ca)
     assert (out / "tls.key").stat().st_mode & 0o777 == 0o600
 
 
 def _ec_ca(days: float) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A self-signed EC CA as cert-manager makes them (PKCS#8 key)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "krd test agent CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    _, key, cert = make_ca("krd test agent CA", days=days, backdate=dt.timedelta(hours=1), key_usage=False)
     return cert, key
 
 
 def test_minted_certificate_never_outlives_the_ca() -> None:
     ca, key = _ec_ca(days=3)
     minted = identity.mint("node-1", ca, key, days=90)
-    cert = x509.load_pem_x509_certificate(minted.certificate)
+    cert = load_cert(minted.certificate)
     assert cert.not_valid_after_utc == ca.not_valid_after_utc
 
 
@@ -271,6 +257,5 @@ def test_a_certificate_that_is_not_a_ca_is_refused_at_the_command_line(install: 
 def test_a_key_that_does_not_belong_to_the_ca_is_refused() -> None:
     ca, _key = _ec_ca(days=3)
     _other, other_key = _ec_ca(days=3)
-    key_pem = other_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     with pytest.raises(identity.IdentityError, match="does not belong"):
-        identity.load_ca(ca.public_bytes(serialization.Encoding.PEM), key_pem)
+        identity.load_ca(ca.public_bytes(serialization.Encoding.PEM), key_pem(other_key))

@@ -11,15 +11,17 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from tests.polling import eventually
+
+__all__ = ["Lab", "eventually", "kubereach", "running_lab", "unique_prefix"]
 
 REPO = Path(__file__).resolve().parents[2]
 KUBEREACH = [sys.executable, "-m", "bot.cli"]
-T = TypeVar("T")
 
 
 def kubereach(
@@ -80,22 +82,6 @@ class Lab:
     def node(self, name: str) -> dict[str, Any]:
         """A node from the status."""
         return next(n for n in self.status["nodes"] if n["name"] == name)
-
-
-def eventually(check: Callable[[], T], accept: Callable[[T], bool], deadline_s: float = 20.0, what: str = "condition") -> T:
-    """Re-run `check` until `accept(result)` or the deadline; return the accepted result.
-
-    Used where the lab's controllers (kube-proxy, the EndpointSlice controller) react to a change:
-    the test waits for the observable condition itself, never for a fixed time.
-    """
-    end = time.monotonic() + deadline_s
-    last: T = check()
-    while not accept(last):
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} not reached within {deadline_s:.0f} s; last observation: {last!r}")
-        time.sleep(0.2)
-        last = check()
-    return last
 
 
 def unique_prefix(tag: str) -> str:

@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import pytest
 
 from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
+from tests.polling import eventually
 from tests.unit.agent_support import Pki, client_channel, make_pki, running_agent, tls_settings
 
 pytestmark = pytest.mark.lab
@@ -452,9 +452,7 @@ def test_agent_subprocess_serves_mtls_writes_port_file_and_drains_on_sigterm(lab
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not port_file.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: port_file.exists() or proc.poll() is not None, deadline_s=30, what="the agent's port file")
         assert port_file.exists(), proc.stderr.read() if proc.poll() is not None and proc.stderr else "no port file"
         port = int(port_file.read_text())
         with client_channel(lab.pki, port) as channel:

@@ -1,6 +1,6 @@
 """`python -m lab.kubeproxy` as a real process: watches a (stand-in) API server and rewrites the rules.
 
-The API server here is the list/watch stand-in from tests/unit/test_kubeproxy_fakeapi.py on
+The API server here is the list/watch stand-in from tests/unit/lab/kubeproxy_fakeapi.py on
 127.0.0.1; the rules go into a throwaway `kp-…` node namespace built by the `node` fixture.
 """
 
@@ -10,8 +10,7 @@ import json
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,8 @@ from tests.lab.test_kubeproxy_rules import (
     web_service,
     web_slice,
 )
-from tests.unit.test_kubeproxy_fakeapi import FakeApi, serve_fake_api
+from tests.polling import eventually
+from tests.unit.lab.kubeproxy_fakeapi import FakeApi, serve_fake_api
 
 pytestmark = pytest.mark.lab
 
@@ -44,14 +44,6 @@ REPO = Path(__file__).resolve().parents[2]
 def node() -> Iterator[Node]:
     with lab_node() as built:
         yield built
-
-
-def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 15.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def status(path: Path) -> dict[str, Any]:
@@ -112,17 +104,17 @@ def seed(api: FakeApi, *pods: str) -> None:
 def test_iptables_process_follows_endpoint_changes_resumes_after_sigstop_and_exits_on_sigterm(node: Node, tmp_path: Path) -> None:
     with serve_fake_api(TOKEN) as (api, url), kube_proxy(node, url, "iptables", tmp_path) as (proc, status_file):
         seed(api, "a")
-        wait_for(lambda: sep("a") in iptables_save(node.node), "first sync")
+        eventually(lambda: sep("a") in iptables_save(node.node), what="first sync")
         assert node.connect("a", VIP, 80) == "pod-a"
         # The rules are in place a moment before the status file says so.
-        wait_for(lambda: status(status_file).get("generation", 0) >= 1, "status after the first sync")
+        eventually(lambda: status(status_file).get("generation", 0) >= 1, what="status after the first sync")
         doc = status(status_file)
         assert doc["mode"] == "iptables" and doc["services"] == 1 and doc["generation"] >= 1
 
         api.put(ENDPOINT_SLICES_PATH, web_slice("b"))
-        wait_for(
+        eventually(
             lambda: sep("a") not in iptables_save(node.node) and sep("b") in iptables_save(node.node),
-            "resync after the endpoint moved",
+            what="resync after the endpoint moved",
         )
         assert node.connect("a", VIP, 80) == "pod-b"
 
@@ -130,8 +122,8 @@ def test_iptables_process_follows_endpoint_changes_resumes_after_sigstop_and_exi
         generation = status(status_file)["generation"]
         api.put(ENDPOINT_SLICES_PATH, web_slice("a"))
         proc.send_signal(signal.SIGCONT)
-        wait_for(lambda: status(status_file).get("generation", 0) > generation, "sync after SIGCONT")
-        wait_for(lambda: sep("a") in iptables_save(node.node), "rules catch up after SIGCONT")
+        eventually(lambda: status(status_file).get("generation", 0) > generation, what="sync after SIGCONT")
+        eventually(lambda: sep("a") in iptables_save(node.node), what="rules catch up after SIGCONT")
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
@@ -143,11 +135,11 @@ def test_nftables_process_syncs_and_replaces_endpoint_chains(node: Node, tmp_pat
     layout = ("--nft-layout", "endpoint-chains")
     with serve_fake_api(TOKEN) as (api, url), kube_proxy(node, url, "nftables", tmp_path, *layout) as (proc, status_file):
         seed(api, "a")
-        wait_for(lambda: status(status_file).get("generation", 0) >= 1, "first sync")
-        wait_for(lambda: nft_endpoint_chain("a") in nft_chain_names(node.node), "endpoint chain for pod a")
+        eventually(lambda: status(status_file).get("generation", 0) >= 1, what="first sync")
+        eventually(lambda: nft_endpoint_chain("a") in nft_chain_names(node.node), what="endpoint chain for pod a")
         assert node.connect("a", VIP, 80) == "pod-a"
         api.put(ENDPOINT_SLICES_PATH, web_slice("b"))
-        wait_for(lambda: nft_endpoint_chain("a") not in nft_chain_names(node.node), "old endpoint chain removed")
+        eventually(lambda: nft_endpoint_chain("a") not in nft_chain_names(node.node), what="old endpoint chain removed")
         assert nft_endpoint_chain("b") in nft_chain_names(node.node)
         assert node.connect("a", VIP, 80) == "pod-b"
         proc.send_signal(signal.SIGTERM)
@@ -157,12 +149,12 @@ def test_nftables_process_syncs_and_replaces_endpoint_chains(node: Node, tmp_pat
 def test_nftables_process_writes_the_136_layout_by_default(node: Node, tmp_path: Path) -> None:
     with serve_fake_api(TOKEN) as (api, url), kube_proxy(node, url, "nftables", tmp_path) as (proc, status_file):
         seed(api, "a")
-        wait_for(lambda: status(status_file).get("generation", 0) >= 1, "first sync")
+        eventually(lambda: status(status_file).get("generation", 0) >= 1, what="first sync")
         assert f"map {{ 0 : {POD_IPS['a']} . 8080 }}" in nft_service_chain(node.node)
         assert status(status_file)["nft_layout"] == "1.36"
         assert nft_endpoint_chain("a") not in nft_chain_names(node.node)
         api.put(ENDPOINT_SLICES_PATH, web_slice("b"))
-        wait_for(lambda: f"map {{ 0 : {POD_IPS['b']} . 8080 }}" in nft_service_chain(node.node), "map rewritten for pod b")
+        eventually(lambda: f"map {{ 0 : {POD_IPS['b']} . 8080 }}" in nft_service_chain(node.node), what="map rewritten for pod b")
         assert node.connect("a", VIP, 80) == "pod-b"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -1,7 +1,7 @@
 """The kernel takes the lab's kube-proxy rules and lists back what upstream kube-proxy v1.36.2 left.
 
 One throwaway namespace (`kp…-rec`) per module; the lab's kube-proxy syncs the recorded spec into it
-(tests/unit/kubeproxy_recording.py rebuilds the inputs from the lab's default plan) and the kernel's
+(tests/unit/lab/kubeproxy_recording.py rebuilds the inputs from the lab's default plan) and the kernel's
 own listing (`nft list table`, `iptables-save`, `ip6tables-save`) is compared structurally with the
 recordings in tests/unit/fixtures/kube-proxy-v1.36.2/. Every nftables layout must load with `nft -f`.
 """
@@ -17,7 +17,7 @@ import pytest
 
 from lab.kubeproxy.apply import ensure_nfacct_counter, sync_iptables, sync_nftables
 from lab.kubeproxy.model import NFT_LAYOUTS
-from tests.unit.kubeproxy_recording import (
+from tests.unit.lab.kubeproxy_recording import (
     RECORDINGS,
     diff_iptables,
     parse_iptables,

@@ -28,7 +28,7 @@ from lab.kubeproxy.apply import RuleApplyError, apply_nftables, sync_iptables, s
 from lab.kubeproxy.model import NFT_LAYOUTS, NodeContext
 from lab.kubeproxy.nftables import NftablesRuleset
 from nodeagent.netns import netns_path, socket_in_netns
-from tests.unit.test_kubeproxy_objects import endpoint, endpoint_slice, service
+from tests.unit.lab.kubeproxy_objects import endpoint, endpoint_slice, service
 
 pytestmark = pytest.mark.lab
 

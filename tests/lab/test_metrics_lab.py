@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.investigate import Investigator
 from bot.metrics import BotMetrics
@@ -20,6 +21,16 @@ pytestmark = pytest.mark.lab
 def scrape(address: str, path: str = "/metrics") -> tuple[int, str]:
     with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as response:
         return response.status, response.read().decode()
+
+
+def conntrack_samples(text: str) -> dict[str, float]:
+    """The agent's conntrack samples in a scrape, by sample name, read with Prometheus' own text parser."""
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("kubereach_agent_conntrack_")
+    }
 
 
 def test_bot_and_agent_metrics_show_investigations_steps_fan_out_rpcs_and_conntrack() -> None:
@@ -47,4 +58,11 @@ def test_bot_and_agent_metrics_show_investigations_steps_fan_out_rpcs_and_conntr
             status, text = scrape(node["metrics"])
             assert status == 200
             assert 'kubereach_agent_rpc_duration_seconds_count{method="GetNodeInfo"}' in text
-            assert "kubereach_agent_conntrack_entries" in text or "kubereach_agent_conntrack" in text
+            conntrack = conntrack_samples(text)
+            # The table was read at this scrape: count, limit and ratio are there and agree; no read failed.
+            assert conntrack["kubereach_agent_conntrack_max"] > 0, node["name"]
+            assert 0 <= conntrack["kubereach_agent_conntrack_entries"] <= conntrack["kubereach_agent_conntrack_max"]
+            assert conntrack["kubereach_agent_conntrack_fill_ratio"] == pytest.approx(
+                conntrack["kubereach_agent_conntrack_entries"] / conntrack["kubereach_agent_conntrack_max"]
+            )
+            assert conntrack["kubereach_agent_conntrack_read_errors_total"] == 0

@@ -14,8 +14,7 @@ import os
 import re
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,24 +27,13 @@ from bot.playbook.models import VerdictCode
 from lab.slackstub.control import RemoteWorkspace
 from tests.db.conftest import _postgres_database
 from tests.lab.labkit import KUBEREACH, REPO, Lab, running_lab, unique_prefix
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.lab, pytest.mark.postgres]
 T = TypeVar("T")
 ANSWER_S = 120.0
 SLACK_TS = re.compile(r"^\d{10}\.\d{6}$")
 CODES = sorted((c.value for c in VerdictCode), key=len, reverse=True)
-
-
-def wait_for(check: Callable[[], T | None], deadline_s: float, what: str) -> T:
-    """Poll `check` until it returns something truthy, or fail naming `what`."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not seen within {deadline_s:.0f} s")
-        time.sleep(0.25)
 
 
 class Serve:
@@ -61,7 +49,9 @@ class Serve:
         )  # fmt: skip
         self.url = ""
         if "--socket-mode" not in extra:
-            found = wait_for(lambda: re.search(r"listening on (http://\S+/slack/events)", self.text()), 60, "serve listening")
+            found = eventually(
+                lambda: re.search(r"listening on (http://\S+/slack/events)", self.text()), deadline_s=60, what="serve listening"
+            )
             self.url = found.group(1)
 
     def text(self) -> str:
@@ -158,9 +148,11 @@ def ask(lab: Lab, serve: Serve, slack: RemoteWorkspace, question: str) -> tuple[
     before = roots(slack, channel)
     answer = send(lab, serve, f"/reach {question}")
     assert answer["body"] == ""
-    root = wait_for(lambda: newest_root(slack, channel, before, question), ANSWER_S, "the question's thread")
-    verdict = wait_for(
-        lambda: next((m for m in thread_of(slack, channel, root) if verdict_of(m)), None), ANSWER_S, "a verdict in the thread"
+    root = eventually(lambda: newest_root(slack, channel, before, question), deadline_s=ANSWER_S, what="the question's thread")
+    verdict = eventually(
+        lambda: next((m for m in thread_of(slack, channel, root) if verdict_of(m)), None),
+        deadline_s=ANSWER_S,
+        what="a verdict in the thread",
     )
     return root, verdict
 
@@ -199,8 +191,10 @@ def test_a_mention_in_a_thread_is_answered_in_that_thread(lab: Lab, serve: Serve
     root = slack.post_user_message(channel, user, "checkout is timing out for some users")
     answer = send(lab, serve, "why can't frontend reach api", "--thread", root)
     assert SLACK_TS.match(answer["ts"])
-    verdict = wait_for(
-        lambda: next((m for m in thread_of(slack, channel, root) if verdict_of(m)), None), ANSWER_S, "a verdict in the thread"
+    verdict = eventually(
+        lambda: next((m for m in thread_of(slack, channel, root) if verdict_of(m)), None),
+        deadline_s=ANSWER_S,
+        what="a verdict in the thread",
     )
     assert verdict_of(verdict) == "NO_FAULT_FOUND"
 
@@ -212,28 +206,28 @@ def test_show_evidence_rerun_and_resolved_buttons(
     root, verdict = policy_answer
     count = len(thread_of(slack, channel, root))
     lab_slack(lab, "click", "--to", serve.url, "--ts", verdict["ts"], "Show evidence")
-    wait_for(
+    eventually(
         lambda: any(m.get("files") or "Evidence of" in m["text"] for m in thread_of(slack, channel, root)[count:]),
-        ANSWER_S,
-        "the evidence in the thread",
+        deadline_s=ANSWER_S,
+        what="the evidence in the thread",
     )
     lab_slack(lab, "click", "--to", serve.url, "--ts", verdict["ts"], "Re-run")
-    rerun = wait_for(
+    rerun = eventually(
         lambda: [m for m in thread_of(slack, channel, root) if verdict_of(m) and m["ts"] != verdict["ts"]],
-        ANSWER_S,
-        "a second verdict in the same thread",
+        deadline_s=ANSWER_S,
+        what="a second verdict in the same thread",
     )
     assert verdict_of(rerun[-1]) == "NETWORK_POLICY_DENIES_INGRESS"
     opened = len(slack.views()["opened"])
     lab_slack(lab, "click", "--to", serve.url, "--ts", verdict["ts"], "Resolved")
-    modal = wait_for(lambda: slack.views()["opened"][opened:], ANSWER_S, "the Resolved modal")[-1]["view"]
+    modal = eventually(lambda: slack.views()["opened"][opened:], deadline_s=ANSWER_S, what="the Resolved modal")[-1]["view"]
     assert modal["callback_id"] == "kubereach_resolve"
     submitted = lab_slack(lab, "submit", "--to", serve.url, "allowed shop/frontend in ledger-ingress <b>")
     assert submitted["status"] == 200
-    note = wait_for(
+    note = eventually(
         lambda: [m for m in thread_of(slack, channel, root) if "Resolved by" in m["text"]],
-        ANSWER_S,
-        "the resolution in the thread",
+        deadline_s=ANSWER_S,
+        what="the resolution in the thread",
     )
     assert "allowed shop/frontend in ledger-ingress" in json.dumps(note[-1]["blocks"])
 
@@ -245,7 +239,7 @@ def test_the_home_tab_lists_recent_investigations_and_digest_subscriptions(
     investigation = _button_value(policy_answer[1], "kubereach_rerun")
     published = len(slack.views()["home"])
     assert lab_slack(lab, "home", "--to", serve.url)["status"] == 200
-    home = wait_for(lambda: slack.views()["home"][published:], ANSWER_S, "the Home tab published")[-1]
+    home = eventually(lambda: slack.views()["home"][published:], deadline_s=ANSWER_S, what="the Home tab published")[-1]
     assert home["user_id"] == user
     shown = json.dumps(home["view"]["blocks"])
     assert investigation is not None and investigation in shown
@@ -259,17 +253,19 @@ def test_a_user_group_widens_what_a_person_may_ask_in_a_restricted_channel(
     question = "why can't frontend reach ledger"
     before = roots(slack, team_channel)
     send(lab, serve, f"/reach {question}", "--channel", team_channel, "--user", developer)
-    refusal = wait_for(
+    refusal = eventually(
         lambda: [m for m in slack.messages(team_channel) if m.get("ephemeral") and m["user"] == developer],
-        ANSWER_S,
-        "the refusal shown to the developer",
+        deadline_s=ANSWER_S,
+        what="the refusal shown to the developer",
     )
     assert "`shop`" in refusal[-1]["text"] and "payments" in refusal[-1]["text"]
     assert roots(slack, team_channel) - {m["ts"] for m in slack.messages(team_channel) if m.get("ephemeral")} == before
     send(lab, serve, f"/reach {question}", "--channel", team_channel, "--user", member)
-    root = wait_for(lambda: newest_root(slack, team_channel, before, question), ANSWER_S, "the member's thread")
-    verdict = wait_for(
-        lambda: next((m for m in thread_of(slack, team_channel, root) if verdict_of(m)), None), ANSWER_S, "the verdict"
+    root = eventually(lambda: newest_root(slack, team_channel, before, question), deadline_s=ANSWER_S, what="the member's thread")
+    verdict = eventually(
+        lambda: next((m for m in thread_of(slack, team_channel, root) if verdict_of(m)), None),
+        deadline_s=ANSWER_S,
+        what="the verdict",
     )
     assert verdict_of(verdict) == "NETWORK_POLICY_DENIES_INGRESS"
 
@@ -281,10 +277,10 @@ def test_search_finds_the_investigation_just_made(
     investigation = _button_value(policy_answer[1], "kubereach_rerun")
     assert investigation and investigation.startswith("inv_")
     send(lab, serve, "/reach search ledger")
-    found = wait_for(
+    found = eventually(
         lambda: [m for m in slack.messages(channel) if m.get("ephemeral") and investigation in m["text"]],
-        ANSWER_S,
-        "the search answer",
+        deadline_s=ANSWER_S,
+        what="the search answer",
     )
     assert found[-1]["user"] == user and "NETWORK_POLICY_DENIES_INGRESS" in found[-1]["text"]
 
@@ -303,20 +299,26 @@ def test_a_digest_subscribed_for_the_next_minute_is_posted_once_by_two_replicas_
     # The next minute, unless it is too close for a second replica to start before it.
     slot = (now + timedelta(minutes=1 if now.second < 40 else 2)).replace(second=0, microsecond=0)
     send(lab, serve, f"/reach digest daily {slot:%H:%M} UTC")
-    wait_for(lambda: any(f"{slot:%H:%M} UTC" in m["text"] for m in slack.messages(channel)), 30, "the subscription confirmed")
+    eventually(
+        lambda: any(f"{slot:%H:%M} UTC" in m["text"] for m in slack.messages(channel)),
+        deadline_s=30,
+        what="the subscription confirmed",
+    )
     second = Serve(lab.status["config"], database_url, tmp_path / "replica.log")
     try:
         assert "1 digest subscription(s) scheduled" in second.text()
         assert datetime.now(UTC) < slot, "the second replica started before the slot"
-        digests = wait_for(
-            lambda: [m for m in slack.messages(channel) if m["text"].startswith("Network health")], 100, "the digest posted"
+        digests = eventually(
+            lambda: [m for m in slack.messages(channel) if m["text"].startswith("Network health")],
+            deadline_s=100,
+            what="the digest posted",
         )
         posted_at = float(digests[0]["ts"])
         assert slot.timestamp() <= posted_at < slot.timestamp() + 60, "posted at the subscribed minute"
         assert not digests[0].get("thread_ts")
         marker = f"hour='{slot.hour}', minute='{slot.minute}'"
         for replica in (serve, second):
-            wait_for(lambda r=replica: _ran_slot(r, marker), 60, "both replicas running the slot")
+            eventually(lambda r=replica: _ran_slot(r, marker), deadline_s=60, what="both replicas running the slot")
         assert len([m for m in slack.messages(channel) if m["text"].startswith("Network health")]) == 1
     finally:
         send(lab, serve, "/reach digest off")
@@ -329,35 +331,41 @@ def test_socket_mode_with_the_real_client_commands_events_interactions_and_a_rec
     channel = lab.status["slack"]["channel"]
     socket_serve = Serve(lab.status["config"], database_url, tmp_path / "socket.log", "--socket-mode")
     try:
-        wait_for(lambda: slack.socket_status()["connected"] >= 1, 60, "the app's Socket Mode connection")
+        eventually(lambda: slack.socket_status()["connected"] >= 1, deadline_s=60, what="the app's Socket Mode connection")
         before = roots(slack, channel)
         question = "why can't api reach ledger"
         command = lab_slack(lab, "send", "--socket-mode", f"/reach {question}")
         assert command["status"] == 200 and command["ack_ms"] >= 0
-        root = wait_for(lambda: newest_root(slack, channel, before, question), ANSWER_S, "the command's thread")
-        verdict = wait_for(
-            lambda: next((m for m in thread_of(slack, channel, root) if verdict_of(m)), None), ANSWER_S, "the verdict"
+        root = eventually(lambda: newest_root(slack, channel, before, question), deadline_s=ANSWER_S, what="the command's thread")
+        verdict = eventually(
+            lambda: next((m for m in thread_of(slack, channel, root) if verdict_of(m)), None),
+            deadline_s=ANSWER_S,
+            what="the verdict",
         )
         assert verdict_of(verdict) == "NO_FAULT_FOUND"
 
         mention = lab_slack(lab, "send", "--socket-mode", "--thread", root, "why can't frontend reach ledger")
         assert mention["status"] == 200
-        wait_for(
+        eventually(
             lambda: any(verdict_of(m) == "NETWORK_POLICY_DENIES_INGRESS" for m in thread_of(slack, channel, root)),
-            ANSWER_S,
-            "the mention's verdict in the thread",
+            deadline_s=ANSWER_S,
+            what="the mention's verdict in the thread",
         )
 
         connects = slack.socket_status()["connects"]
         assert slack.socket_disconnect()["asked"] >= 1
-        wait_for(lambda: (s := slack.socket_status())["connects"] > connects and s["connected"] >= 1, 60, "the app reconnecting")
+        eventually(
+            lambda: (s := slack.socket_status())["connects"] > connects and s["connected"] >= 1,
+            deadline_s=60,
+            what="the app reconnecting",
+        )
         count = len(thread_of(slack, channel, root))
         click = lab_slack(lab, "click", "--socket-mode", "--ts", verdict["ts"], "Show evidence")
         assert click["status"] == 200
-        wait_for(
+        eventually(
             lambda: any(m.get("files") or "Evidence of" in m["text"] for m in thread_of(slack, channel, root)[count:]),
-            ANSWER_S,
-            "the evidence after the reconnect",
+            deadline_s=ANSWER_S,
+            what="the evidence after the reconnect",
         )
     finally:
         socket_serve.stop()
@@ -380,8 +388,10 @@ def test_sigterm_mid_investigation_says_so_in_the_slash_command_thread(
         os.kill(pid, signal.SIGSTOP)
     try:
         send(lab, serve, f"/reach {question}")
-        root = wait_for(lambda: newest_root(slack, channel, before, question), ANSWER_S, "the question's thread")
-        wait_for(lambda: len(thread_of(slack, channel, root)) >= 2, ANSWER_S, "the progress message")
+        root = eventually(
+            lambda: newest_root(slack, channel, before, question), deadline_s=ANSWER_S, what="the question's thread"
+        )
+        eventually(lambda: len(thread_of(slack, channel, root)) >= 2, deadline_s=ANSWER_S, what="the progress message")
         assert not any(verdict_of(m) for m in thread_of(slack, channel, root))
         serve.proc.send_signal(signal.SIGTERM)
         assert serve.proc.wait(timeout=60) == 0

@@ -8,8 +8,7 @@ The lab's default cluster (shop, payments, monitoring, kube-system; three nodes)
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from lab.apiserver import ApiServer, EndpointSliceController, Store, write_kubec
 from lab.objects import seed_objects
 from lab.plan import LabOptions, make_plan
 from lab.spec import load_spec
+from tests.polling import eventually
 
 TOKEN = "krc-test-token"
 AGENT_ON_NODE_1 = "127.0.0.1:17443"
@@ -113,14 +113,6 @@ def refused(client: ClusterClient, text: str, **kwargs: Any) -> ResolutionError:
     with pytest.raises(ResolutionError) as caught:
         ask(client, text, **kwargs)
     return caught.value
-
-
-def wait_for(condition: Callable[[], bool], what: str, deadline_seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def names(pods: Any) -> list[str]:
@@ -407,7 +399,7 @@ def test_pods_not_ready_show_in_pods_and_endpoints(lab: Lab, client: ClusterClie
     with lab.changed("pods", "redis-0", "shop", not_ready):
         resolved = ask(client, "frontend -> redis:6379")
         assert [p.ready for p in resolved.target_pods] == [False]
-        wait_for(lambda: not ask(client, "frontend -> redis:6379").endpoints[0].ready, "the endpoint to turn not ready")
+        eventually(lambda: not ask(client, "frontend -> redis:6379").endpoints[0].ready, what="the endpoint to turn not ready")
     assert ask(client, "frontend -> redis:6379").endpoints[0].ready
 
 

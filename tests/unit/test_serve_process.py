@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from lab.slackstub import SlackSender, SlackStub, sign
+from tests.polling import eventually
 
 SECRET = "serve-process-signing-secret"
 KUBECONFIG = """apiVersion: v1
@@ -169,9 +170,7 @@ def test_serve_refuses_what_slack_did_not_sign_and_answers_what_it_did(served: S
     assert [c.method for c in served.stub.calls() if c.method.startswith(("chat.", "files."))] == []
     # Slack's own request is answered.
     assert served.sender.slash_command("/reach", "help", channel="C1", user="U1").status == 200
-    deadline = time.monotonic() + 60
-    while not served.stub.state.ephemeral_messages("C1", "U1") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: served.stub.state.ephemeral_messages("C1", "U1"), deadline_s=60, what="the help answer")
     [answer] = served.stub.state.ephemeral_messages("C1", "U1")
     assert "/reach search" in answer.text
     # Stop it and read its log: one JSON object a line, the refusals among them.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from slack_sdk import WebClient
@@ -14,12 +13,6 @@ from bot.slack.home import home_view
 from bot.slack.messaging import SlackPoster
 from bot.slack.modals import ResolveTarget, resolve_modal, submitted
 from lab.slackstub import SlackSender, SlackStub
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    with SlackStub() as running:
-        yield running
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from bot.slack.app import build_app
 from bot.slack.http import HttpLimits
 from bot.slack.ids import ActionId
 from lab.slackstub import SlackStub, sign
+from tests.polling import eventually
 from tests.unit.slack_support import SECRET, Rig, all_text, app_rig, sqlite_url
 
 STALLED_HEAD = b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
@@ -59,16 +60,6 @@ def _raw(rig: Rig, body: bytes, headers: dict[str, str], *, method: str = "POST"
         return response.status, response.read().decode("utf-8", "replace")
     finally:
         connection.close()
-
-
-def _eventually(condition: Callable[[], object], deadline_s: float = 30) -> bool:
-    """Poll `condition` until it holds or the deadline passes (a deadline for failing, not a threshold)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
 
 
 def _posted(stub: SlackStub) -> list[str]:
@@ -215,10 +206,14 @@ def test_acks_never_wait_for_investigations_and_the_one_beyond_the_pool_is_queue
             assert [d.status for d in deliveries] == [200] * (pool + 1)  # every one acknowledged while all are held
             # /reach help is answered while the investigation pool is full.
             assert rig.sender.slash_command("/reach", "help", channel="C1", user="U1").status == 200
-            assert _eventually(lambda: rig.stub.state.ephemeral_messages("C1", "U1")), (
-                "help not answered while investigations ran"
+            eventually(
+                lambda: rig.stub.state.ephemeral_messages("C1", "U1"),
+                deadline_s=30,
+                what="help answered while investigations ran",
             )
-            assert _eventually(lambda: [m for m in rig.stub.messages("C1") if "Queued" in m.text])
+            eventually(
+                lambda: [m for m in rig.stub.messages("C1") if "Queued" in m.text], deadline_s=30, what="the queued notice"
+            )
             queued = [m for m in rig.stub.messages("C1") if "Queued" in m.text]
             assert len(queued) == 1 and queued[0].thread_ts is not None
             assert len(rig.investigator.started) <= pool
@@ -381,7 +376,9 @@ def test_on_shutdown_a_queued_question_that_never_started_is_told_so_in_its_thre
         try:
             rig.sender.slash_command("/reach", "why can't frontend reach api", channel="C1", user="U1")
             rig.sender.slash_command("/reach", "why can't web reach db", channel="C1", user="U1")
-            assert _eventually(lambda: [m for m in rig.stub.messages("C1") if "Queued" in m.text])
+            eventually(
+                lambda: [m for m in rig.stub.messages("C1") if "Queued" in m.text], deadline_s=30, what="the queued notice"
+            )
             drain(rig.deps, grace_seconds=0.05)
             [queued] = [m for m in rig.stub.messages("C1") if "Queued" in m.text]
             told = [m.text for m in rig.stub.thread("C1", str(queued.thread_ts))]

@@ -7,7 +7,6 @@ import socket
 import ssl
 import stat
 import threading
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -17,6 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab.certs import CertPair, generate_pki
 from lab.upstream.pki import UpstreamPki, generate_upstream_pki, upstream_pki
+from tests.certs import dns_names, ip_names, load_cert, usages
 
 NODES = ["node-1", "node-2"]
 
@@ -28,17 +28,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> UpstreamPki:
     return generate_upstream_pki(directory, NODES)
 
 
-def _cert(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(path.read_bytes())
-
-
 def _sans(cert: x509.Certificate) -> set[str]:
-    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return {str(v) for v in ext.get_values_for_type(x509.DNSName)} | {str(v) for v in ext.get_values_for_type(x509.IPAddress)}
+    return set(dns_names(cert)) | set(ip_names(cert))
 
 
 def _usages(cert: x509.Certificate) -> set[x509.ObjectIdentifier]:
-    return set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    return set(usages(cert))
 
 
 def _subject(cert: x509.Certificate) -> tuple[str, list[str]]:
@@ -55,9 +50,9 @@ def _all_pairs(pki: UpstreamPki) -> list[CertPair]:
 
 
 def test_every_certificate_is_signed_by_the_lab_ca(pki: UpstreamPki) -> None:
-    ca = _cert(pki.ca)
+    ca = load_cert(pki.ca)
     for pair in _all_pairs(pki):
-        cert = _cert(pair.cert)
+        cert = load_cert(pair.cert)
         cert.verify_directly_issued_by(ca)
         key = serialization.load_pem_private_key(pair.key.read_bytes(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -70,7 +65,7 @@ def test_private_keys_are_readable_by_root_only(pki: UpstreamPki) -> None:
 
 
 def test_the_apiserver_certificate_names_loopback_and_the_kubernetes_service(pki: UpstreamPki) -> None:
-    cert = _cert(pki.apiserver.cert)
+    cert = load_cert(pki.apiserver.cert)
     assert _sans(cert) == {
         "127.0.0.1", "10.96.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
@@ -79,17 +74,17 @@ def test_the_apiserver_certificate_names_loopback_and_the_kubernetes_service(pki
 
 
 def test_etcd_serves_loopback_only_and_can_be_its_own_peer(pki: UpstreamPki) -> None:
-    cert = _cert(pki.etcd_server.cert)
+    cert = load_cert(pki.etcd_server.cert)
     assert _sans(cert) == {"127.0.0.1", "localhost"}
     assert _usages(cert) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
 
 
 def test_client_identities_are_the_users_upstreams_bootstrap_policy_binds(pki: UpstreamPki) -> None:
-    assert _subject(_cert(pki.controller_manager.cert)) == ("system:kube-controller-manager", [])
-    assert _subject(_cert(pki.scheduler.cert)) == ("system:kube-scheduler", [])
-    assert _subject(_cert(pki.kube_proxy.cert)) == ("system:kube-proxy", [])
+    assert _subject(load_cert(pki.controller_manager.cert)) == ("system:kube-controller-manager", [])
+    assert _subject(load_cert(pki.scheduler.cert)) == ("system:kube-scheduler", [])
+    assert _subject(load_cert(pki.kube_proxy.cert)) == ("system:kube-proxy", [])
     for node in NODES:
-        cert = _cert(pki.nodes[node].cert)
+        cert = load_cert(pki.nodes[node].cert)
         assert _subject(cert) == (f"system:node:{node}", ["system:nodes"])
         assert _usages(cert) == {ExtendedKeyUsageOID.CLIENT_AUTH}
         with pytest.raises(x509.ExtensionNotFound):
@@ -98,7 +93,7 @@ def test_client_identities_are_the_users_upstreams_bootstrap_policy_binds(pki: U
 
 def test_no_certificate_is_a_ca(pki: UpstreamPki) -> None:
     for pair in _all_pairs(pki):
-        assert _cert(pair.cert).extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+        assert load_cert(pair.cert).extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
 
 
 def test_service_account_keys_are_a_matching_rsa_pair(pki: UpstreamPki) -> None:

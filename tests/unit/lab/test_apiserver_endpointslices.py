@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from kubernetes import client, config
 
 from lab.apiserver import ApiServer, EndpointSliceController, NotFound, Store, write_kubeconfig
 from lab.apiserver.endpointslices import CONTROLLER_NAME, MANAGED_BY_LABEL, SERVICE_NAME_LABEL
+from tests.polling import eventually
 
 TOKEN = "lab-token-for-slice-tests"
 
@@ -241,15 +241,6 @@ def test_controller_started_late_reconciles_existing_services() -> None:
         controller.stop()
 
 
-def wait_for(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def test_slices_follow_pods_written_through_the_official_client(store: Store) -> None:
     server = ApiServer(store, TOKEN)
     workdir = Path(tempfile.mkdtemp(prefix="kr-apiserver-slices-"))
@@ -292,14 +283,14 @@ def test_slices_follow_pods_written_through_the_official_client(store: Store) ->
             items = disc.list_namespaced_endpoint_slice("default", label_selector=f"{SERVICE_NAME_LABEL}=web").items
             return [e for s in items for e in s.endpoints or []]
 
-        wait_for(lambda: [e.conditions.ready for e in endpoints()] == [False], "a not-ready endpoint")
+        eventually(lambda: [e.conditions.ready for e in endpoints()] == [False], what="a not-ready endpoint")
         core.patch_namespaced_pod_status("web-1", "default", {"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
-        wait_for(lambda: [e.conditions.ready for e in endpoints()] == [True], "the endpoint to become ready")
+        eventually(lambda: [e.conditions.ready for e in endpoints()] == [True], what="the endpoint to become ready")
         [endpoint_slice] = disc.list_namespaced_endpoint_slice("default").items
         assert endpoint_slice.ports[0].port == 8080 and endpoint_slice.ports[0].name == "http"
         assert endpoints()[0].node_name == "node-2" and endpoints()[0].target_ref.kind == "Pod"
         core.delete_namespaced_pod("web-1", "default", grace_period_seconds=0)
-        wait_for(lambda: endpoints() == [], "the endpoint to go with its pod")
+        eventually(lambda: endpoints() == [], what="the endpoint to go with its pod")
     finally:
         if api_client is not None:
             api_client.close()

@@ -1,6 +1,6 @@
 """Compare the lab's kube-proxy with what upstream kube-proxy v1.36.2 wrote (the recordings).
 
-The recordings in fixtures/kube-proxy-v1.36.2/ were taken on node-1 of a lab built from the default
+The recordings in tests/unit/fixtures/kube-proxy-v1.36.2/ were taken on node-1 of a lab built from the default
 spec with 3 nodes and flannel-vxlan. `recorded_inputs()` rebuilds exactly the Services and
 EndpointSlices that real kube-proxy saw there: the lab's own plan (addresses are a pure function of
 spec and options), seeded into the lab's API store with its EndpointSlice controller.
@@ -34,7 +34,7 @@ from lab.objects import seed_objects
 from lab.plan import CLUSTER_CIDR, LabOptions, make_plan
 from lab.spec import load_spec
 
-RECORDINGS = Path(__file__).parent / "fixtures" / "kube-proxy-v1.36.2"
+RECORDINGS = Path(__file__).parents[1] / "fixtures" / "kube-proxy-v1.36.2"
 NODE = "node-1"
 
 # ------------------------------------------------------------------------------ the inputs

@@ -12,7 +12,7 @@ import dataclasses
 from lab.kubeproxy.model import NodeContext
 from lab.kubeproxy.nftables import render_nftables
 
-from .test_kubeproxy_objects import endpoint, endpoint_slice, service
+from .kubeproxy_objects import endpoint, endpoint_slice, service
 
 UPSTREAM_NODE = NodeContext(
     node_name="test-node", node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8", service_cidrs=("172.30.0.0/16",)

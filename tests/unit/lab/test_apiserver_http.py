@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,9 @@ import pytest
 from kubernetes import client, config, watch
 
 from lab.apiserver import ApiServer, ServingCertificate, Store, write_kubeconfig
+from tests.polling import eventually
 
-REAL_FIXTURES = Path(__file__).parent / "fixtures" / "kube-apiserver-v1.36.2"
+REAL_FIXTURES = Path(__file__).parents[1] / "fixtures" / "kube-apiserver-v1.36.2"
 TOKEN = "lab-token-for-tests"
 
 
@@ -509,11 +509,12 @@ def test_watches_do_not_block_other_requests_and_stop_ends_them() -> None:
             thread = threading.Thread(target=lambda: list(watch_lines(url, "/api/v1/pods?watch=1")))
             thread.start()
             threads.append(thread)
-        deadline = time.monotonic() + 30
-        status = 0
-        while time.monotonic() < deadline and status != 200:
-            status, _ = raw_request(url, "GET", "/api/v1/namespaces")
-        assert status == 200
+        eventually(
+            lambda: raw_request(url, "GET", "/api/v1/namespaces")[0],
+            lambda status: status == 200,
+            deadline_s=30,
+            what="a 200 while three watches are open",
+        )
     finally:
         server.stop()
     for thread in threads:

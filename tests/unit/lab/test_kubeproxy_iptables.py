@@ -11,7 +11,7 @@ import dataclasses
 from lab.kubeproxy.iptables import JUMPS, nat_chains_from_save, probability, render_iptables
 from lab.kubeproxy.model import NodeContext
 
-from .test_kubeproxy_objects import endpoint, endpoint_slice, service
+from .kubeproxy_objects import endpoint, endpoint_slice, service
 
 UPSTREAM_NODE = NodeContext(node_name="test-node", node_ip="192.168.0.2", cluster_cidr="10.0.0.0/8")
 

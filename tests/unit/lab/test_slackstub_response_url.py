@@ -7,7 +7,6 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,26 +15,6 @@ from slack_sdk.webhook import WebhookClient
 
 from lab.slackstub import SlackStub
 from lab.slackstub.state import Channel, User, ts_key
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    stand_in = SlackStub()
-    stand_in.start()
-    try:
-        yield stand_in
-    finally:
-        stand_in.stop()
-
-
-@pytest.fixture
-def channel(stub: SlackStub) -> Channel:
-    return stub.state.add_channel("incidents")
-
-
-@pytest.fixture
-def alice(stub: SlackStub) -> User:
-    return stub.state.add_user("alice")
 
 
 def test_response_without_type_is_ephemeral_to_the_user_who_asked(stub: SlackStub, channel: Channel, alice: User) -> None:

@@ -1,6 +1,6 @@
 """The lab's kube-proxy writes, structurally, what upstream kube-proxy v1.36.2 wrote for the same inputs.
 
-The recordings (fixtures/kube-proxy-v1.36.2/, see its README) come from the real kube-proxy on node-1
+The recordings (tests/unit/fixtures/kube-proxy-v1.36.2/, see its README) come from the real kube-proxy on node-1
 of a lab built from the default spec; `recorded_inputs()` rebuilds the Services and EndpointSlices
 it saw from the lab's own plan. The comparison is on structure (tables, sets and maps with their
 types, comments and elements, chains with their hooks and rules in order), not on text; where the

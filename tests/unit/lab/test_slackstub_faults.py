@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from slack_sdk import WebClient
@@ -13,21 +12,6 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from lab.slackstub import SlackStub
 from lab.slackstub.state import Channel
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    stand_in = SlackStub()
-    stand_in.start()
-    try:
-        yield stand_in
-    finally:
-        stand_in.stop()
-
-
-@pytest.fixture
-def channel(stub: SlackStub) -> Channel:
-    return stub.state.add_channel("incidents")
 
 
 def test_rate_limit_answers_429_with_retry_after_and_ratelimited(stub: SlackStub, channel: Channel) -> None:

@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
 from lab.apiclient import LabApi
 from lab.apiserver import ApiServer, ServingCertificate, Store
 from lab.certs import APISERVER_DNS_NAMES, APISERVER_SERVICE_IP, LabPki, generate_pki
 from lab.errors import LabError
 from lab.kubeproxy.watch import SERVICES_PATH, ApiUnavailable, KubeApi
+from tests.certs import dns_names, ip_names, load_cert
 
 TOKEN = "krt-token"
 
@@ -33,13 +33,12 @@ def server(pki: LabPki) -> Iterator[ApiServer]:
 
 
 def test_the_api_server_certificate_is_issued_by_the_lab_ca_for_the_kubernetes_names(pki: LabPki) -> None:
-    cert = x509.load_pem_x509_certificate(pki.apiserver.cert.read_bytes())
-    ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    cert = load_cert(pki.apiserver.cert)
+    ca = load_cert(pki.ca)
     assert cert.issuer == ca.subject
     cert.verify_directly_issued_by(ca)
-    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert set(APISERVER_DNS_NAMES) <= set(sans.get_values_for_type(x509.DNSName))
-    assert {"127.0.0.1", APISERVER_SERVICE_IP} <= {str(a) for a in sans.get_values_for_type(x509.IPAddress)}
+    assert set(APISERVER_DNS_NAMES) <= set(dns_names(cert))
+    assert {"127.0.0.1", APISERVER_SERVICE_IP} <= set(ip_names(cert))
 
 
 def test_kube_proxy_watcher_lists_over_https_verified_by_the_lab_ca(server: ApiServer, pki: LabPki, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from lab.slackstub import SlackStub
+from tests.polling import eventually
 
 APP_TOKEN = "xapp-1-test-socket-mode"
 
@@ -51,14 +51,6 @@ def app(stub: SlackStub) -> Iterator[tuple[App, list[tuple[str, Any]]]]:
         handler.close()  # type: ignore[no-untyped-call]
 
 
-def _wait(predicate: Any, what: str, deadline_s: float = 10.0) -> None:
-    end = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} not seen within {deadline_s:.0f} s")
-        time.sleep(0.02)
-
-
 def test_apps_connections_open_takes_only_the_app_token(stub: SlackStub) -> None:
     bot = WebClient(token=stub.state.bot_token, base_url=stub.base_url)
     with pytest.raises(SlackApiError) as refused:
@@ -76,13 +68,13 @@ def test_envelopes_reach_the_real_client_and_are_acked_also_after_a_reconnect(
     connects = hub.wait_connected()
     ack = hub.deliver("slash_commands", {"command": "/reach", "text": "why can't a reach b", "user_id": "U1", "channel_id": "C1"})
     assert ack.envelope_id and ack.seconds >= 0
-    _wait(lambda: ("command", "why can't a reach b") in seen, "the command")
+    eventually(lambda: ("command", "why can't a reach b") in seen, what="the command")
     hub.deliver("events_api", {"type": "event_callback", "event": {"type": "app_mention", "text": "hi", "user": "U1"}})
-    _wait(lambda: ("mention", "hi") in seen, "the mention")
+    eventually(lambda: ("mention", "hi") in seen, what="the mention")
 
     assert hub.disconnect() == 1
     hub.wait_connected(more_than=connects)
-    _wait(lambda: hub.connected() == 1, "one connection after the reconnect")
+    eventually(lambda: hub.connected() == 1, what="one connection after the reconnect")
     payload = {
         "type": "block_actions",
         "user": {"id": "U1"},
@@ -91,7 +83,7 @@ def test_envelopes_reach_the_real_client_and_are_acked_also_after_a_reconnect(
         "container": {"type": "message", "message_ts": "1.2"},
     }
     hub.deliver("interactive", payload)
-    _wait(lambda: ("click", "inv_01X") in seen, "the click after the reconnect")
+    eventually(lambda: ("click", "inv_01X") in seen, what="the click after the reconnect")
 
 
 def test_a_url_is_good_for_one_connection(stub: SlackStub) -> None:

@@ -5,27 +5,19 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lab.kubeproxy.watch import ENDPOINT_SLICES_PATH, SERVICES_PATH, KubeApi, NodeProxy, Object, ProxySettings
+from tests.polling import eventually
 
-from .test_kubeproxy_fakeapi import FakeApi, serve_fake_api
-from .test_kubeproxy_objects import endpoint, endpoint_slice, service
+from .kubeproxy_fakeapi import FakeApi, serve_fake_api
+from .kubeproxy_objects import endpoint, endpoint_slice, service
 
 TOKEN = "kp-test-token"
-
-
-def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 10.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class RecordingSync:
@@ -55,9 +47,16 @@ def settings(tmp_path: Path, api_url: str, min_sync: float = 0.1, sync_period: f
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     return ProxySettings(
-        node_name="kp-node", node_ip="10.240.0.11", netns="kp-unused", api_url=api_url,
-        token_file=token_file, mode="iptables", cluster_cidr="10.244.0.0/16",
-        status_file=tmp_path / "status" / "kp.json", min_sync_period=min_sync, sync_period=sync_period,
+        node_name="kp-node",
+        node_ip="10.240.0.11",
+        netns="kp-unused",
+        api_url=api_url,
+        token_file=token_file,
+        mode="iptables",
+        cluster_cidr="10.244.0.0/16",
+        status_file=tmp_path / "status" / "kp.json",
+        min_sync_period=min_sync,
+        sync_period=sync_period,
     )
 
 
@@ -94,7 +93,7 @@ def test_first_sync_waits_for_both_lists_then_writes_status(tmp_path: Path, fake
     cfg = settings(tmp_path, url)
     sync = RecordingSync()
     for _ in run_proxy(cfg, sync):
-        wait_for(lambda: status(cfg).get("generation") == 1, "first status")
+        eventually(lambda: status(cfg).get("generation") == 1, what="first status")
         assert sync.last_names() == ({"web"}, {"web-abcde"})
         doc = status(cfg)
         assert doc["services"] == 1 and doc["mode"] == "iptables" and "synced_at" in doc
@@ -107,28 +106,27 @@ def test_watch_events_trigger_resync_with_current_objects(tmp_path: Path, fake_a
     cfg = settings(tmp_path, url)
     sync = RecordingSync()
     for _ in run_proxy(cfg, sync):
-        wait_for(lambda: status(cfg).get("generation", 0) >= 1, "initial sync of an empty cluster")
+        eventually(lambda: status(cfg).get("generation", 0) >= 1, what="initial sync of an empty cluster")
         api.put(SERVICES_PATH, service("default", "api", "10.96.0.30"))
         api.put(ENDPOINT_SLICES_PATH, endpoint_slice("default", "api", [endpoint("10.244.1.5")]))
-        wait_for(lambda: sync.last_names() == ({"api"}, {"api-abcde"}), "added objects")
+        eventually(lambda: sync.last_names() == ({"api"}, {"api-abcde"}), what="added objects")
         api.delete(SERVICES_PATH, "default", "api")
-        wait_for(lambda: sync.last_names() == (set(), {"api-abcde"}), "deleted service")
-        wait_for(lambda: status(cfg).get("services") == 0, "status after delete")
+        eventually(lambda: sync.last_names() == (set(), {"api-abcde"}), what="deleted service")
+        eventually(lambda: status(cfg).get("services") == 0, what="status after delete")
 
 
-def test_gone_resource_version_relists_and_sees_silent_changes(tmp_path: Path,
-                                                               fake_api: tuple[FakeApi, str]) -> None:
+def test_gone_resource_version_relists_and_sees_silent_changes(tmp_path: Path, fake_api: tuple[FakeApi, str]) -> None:
     api, url = fake_api
     api.put(SERVICES_PATH, service("default", "old", "10.96.0.40"))
     cfg = settings(tmp_path, url)
     sync = RecordingSync()
     for _ in run_proxy(cfg, sync):
-        wait_for(lambda: sync.last_names()[0] == {"old"}, "initial list")
+        eventually(lambda: sync.last_names()[0] == {"old"}, what="initial list")
         # Changes that produce no watch event, then a compaction: only a relist can see them.
         api.delete(SERVICES_PATH, "default", "old", event=False)
         api.put(SERVICES_PATH, service("default", "new", "10.96.0.41"), event=False)
         api.compact()
-        wait_for(lambda: sync.last_names()[0] == {"new"}, "relist after 410 Gone")
+        eventually(lambda: sync.last_names()[0] == {"new"}, what="relist after 410 Gone")
 
 
 def test_bursts_of_changes_are_coalesced_into_one_sync(tmp_path: Path, fake_api: tuple[FakeApi, str]) -> None:
@@ -136,10 +134,10 @@ def test_bursts_of_changes_are_coalesced_into_one_sync(tmp_path: Path, fake_api:
     cfg = settings(tmp_path, url, min_sync=3.0)
     sync = RecordingSync()
     for _ in run_proxy(cfg, sync):
-        wait_for(lambda: sync.count() == 1, "initial sync")
+        eventually(lambda: sync.count() == 1, what="initial sync")
         for i in range(20):
             api.put(SERVICES_PATH, service("default", f"s{i}", f"10.96.1.{i}"))
-        wait_for(lambda: status(cfg).get("services") == 20, "all 20 services synced")
+        eventually(lambda: status(cfg).get("services") == 20, what="all 20 services synced")
         # The whole burst arrived inside one min-sync period: one more sync carried all of it.
         assert sync.count() == 2
         assert status(cfg)["generation"] == 2
@@ -164,7 +162,7 @@ def test_retries_until_the_api_server_comes_up(tmp_path: Path) -> None:
         assert sync.count() == 0
         with serve_fake_api(TOKEN, port=port) as (api, _url):
             api.put(SERVICES_PATH, service("default", "late", "10.96.0.50"))
-            wait_for(lambda: sync.last_names()[0] == {"late"}, "sync once the API is up")
+            eventually(lambda: sync.last_names()[0] == {"late"}, what="sync once the API is up")
     finally:
         next(proxy_run, None)
 
@@ -175,7 +173,7 @@ def test_a_wrong_token_never_syncs(tmp_path: Path, fake_api: tuple[FakeApi, str]
     cfg.token_file.write_text("wrong\n")
     sync = RecordingSync()
     for _ in run_proxy(cfg, sync):
-        wait_for(lambda: len(api.requests) >= 4, "repeated attempts")
+        eventually(lambda: len(api.requests) >= 4, what="repeated attempts")
         assert sync.count() == 0
 
 
@@ -184,4 +182,4 @@ def test_sync_period_resyncs_without_changes(tmp_path: Path, fake_api: tuple[Fak
     cfg = settings(tmp_path, url, sync_period=0.2)
     sync = RecordingSync()
     for _ in run_proxy(cfg, sync):
-        wait_for(lambda: status(cfg).get("generation", 0) >= 3, "periodic re-syncs of an unchanged cluster")
+        eventually(lambda: status(cfg).get("generation", 0) >= 3, what="periodic re-syncs of an unchanged cluster")

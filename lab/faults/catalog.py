@@ -1,0 +1,116 @@
+"""The catalog in the order `kubereach lab faults` lists it, and `inject`/`heal` on a running lab."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab import kernel
+from lab.apiclient import LabApi
+from lab.errors import LabError
+from lab.faults import conntrack, dns, kubeproxy, node, pod, policy, service
+from lab.faults.common import find, other_node, pod_key, svc_key
+from lab.faults.model import Fault, FaultContext, FaultTarget, Needs, Obj
+from lab.lifecycle import plan_of
+from lab.state import LabState, require_state
+
+CATALOG: dict[str, Fault[Any]] = {
+    f.name: f
+    for f in (
+        node.ROUTE_MISSING,
+        node.ROUTE_WRONG,
+        node.IP_FORWARD_OFF,
+        node.FORWARD_DROP,
+        conntrack.TABLE_FULL,
+        node.OVERLAY_DOWN,
+        node.OVERLAY_FDB_MISSING,
+        node.RP_FILTER_STRICT,
+        node.AGENT_DOWN,
+        pod.VETH_DOWN,
+        pod.VETH_OFF_BRIDGE,
+        pod.POD_ROUTE_MISSING,
+        pod.MTU_MISMATCH,
+        pod.NOT_LISTENING,
+        pod.CRASHLOOP,
+        pod.NO_IP,
+        service.SELECTOR_MISMATCH,
+        service.ENDPOINTS_NOT_READY,
+        service.TARGET_PORT_MISMATCH,
+        policy.DENY_INGRESS,
+        policy.DENY_EGRESS,
+        dns.DNS_DOWN,
+        kubeproxy.RULES_MISSING,
+        kubeproxy.RULES_STALE,
+        conntrack.STALE_ENTRY,
+    )
+}
+
+UPSTREAM_BY_HAND = {
+    "kube-proxy-rules-missing": "delete the service's rules in the node's namespace by hand",
+    "kube-proxy-stale": "change the service's endpoints with kubectl (delete a pod, scale) and `kill -CONT PID` to heal",
+}
+"""Faults that drive the lab's own kube-proxy or replace pods behind the controllers' back, and what to do
+instead when the control plane is upstream's (`lab up --kubernetes DIR`): stop the real kube-proxy with
+`kill -STOP PID` first."""
+
+DEFAULT_POD = {"default": "shop/frontend", "not-listening": "shop/redis-0"}
+DEFAULT_SERVICE = {"default": "shop/api", "conntrack-stale": "kube-system/kube-dns"}
+
+
+def _resolve_target(ctx: FaultContext, fault: Fault[Any], node: str | None, pod: str | None, service: str | None) -> FaultTarget:
+    node_plan = ctx.plan.node(node) if node else None
+    pods = ctx.pods()
+    pod_obj = find(pods, pod, "pod", pod_key) if pod else None
+    svc_obj = find(ctx.services(), service, "service", svc_key) if service else None
+    if fault.needs.wants("pod") and pod_obj is None:
+        wanted = DEFAULT_POD.get(fault.name, DEFAULT_POD["default"])
+        pod_obj = next((p for p in pods if pod_key(p).startswith(wanted)), pods[0])
+    if fault.needs.wants("service") and svc_obj is None:
+        wanted = DEFAULT_SERVICE.get(fault.name, DEFAULT_SERVICE["default"])
+        svc_obj = next((s for s in ctx.services() if svc_key(s) == wanted), ctx.services()[0])
+    if fault.needs.wants("node") and node_plan is None:
+        node_plan = ctx.plan.node(pod_obj["spec"]["nodeName"]) if pod_obj and fault.needs is Needs.NODE else ctx.plan.nodes[0]
+        if fault.name == "rp-filter-strict" and pod_obj is not None:
+            node_plan = other_node(ctx, ctx.plan.node(pod_obj["spec"]["nodeName"]))
+    return FaultTarget(node_plan, pod_obj, svc_obj)
+
+
+def _context(state: LabState) -> FaultContext:
+    return FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file, state.ca_file))
+
+
+def inject(prefix: str, name: str, *, node: str | None = None, pod: str | None = None, service: str | None = None) -> Obj:
+    """Inject fault `name`; record it for `heal`. Bad names fail before anything changes."""
+    kernel.require_root()
+    fault = CATALOG.get(name)
+    if fault is None:
+        raise LabError(f"unknown fault {name!r}; choose one of: {', '.join(CATALOG)}", exit_code=2)
+    state = require_state(prefix)
+    if state.kubernetes and fault.name in UPSTREAM_BY_HAND:
+        pids = ", ".join(f"{k}={v}" for k, v in sorted(state.processes.items()) if k.startswith("kube-proxy/"))
+        raise LabError(
+            f"fault {fault.name} drives the lab's own kube-proxy; this lab runs the real one (Kubernetes {state.kubernetes})",
+            hint=f"hang it by hand with `kill -STOP PID` ({pids}), then {UPSTREAM_BY_HAND[fault.name]}",
+            exit_code=2,
+        )
+    ctx = _context(state)
+    target = _resolve_target(ctx, fault, node, pod, service)
+    description, undo = fault.inject(ctx, target)
+    record = {"name": fault.name, "verdict": fault.verdict.value, "description": description, "undo": undo.to_json()}
+    state.faults.append(record)
+    state.save()
+    return record
+
+
+def heal(prefix: str) -> list[str]:
+    """Undo every recorded fault, newest first; returns the names healed."""
+    kernel.require_root()
+    state = require_state(prefix)
+    ctx = _context(state)
+    healed = []
+    while state.faults:
+        record = state.faults[-1]
+        CATALOG[record["name"]].heal_record(ctx, record["undo"])
+        state.faults.pop()
+        state.save()
+        healed.append(record["name"])
+    return healed
