@@ -60,9 +60,7 @@ def error_document(exc: KubereachError) -> dict[str, Any]:
     return {"kind": kind, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code, **extra}
 
 
-def _ask(
-    ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool
-) -> None:
+def _ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool) -> None:
     from bot.investigate import Investigator
     from bot.render.document import investigation_document
     from bot.render.terminal import investigation_view, steps_table
