@@ -61,7 +61,8 @@ def error_document(exc: KubereachError) -> dict[str, Any]:
 
 
 def _ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool) -> None:
-    from bot.investigate import Investigator
+    # Deferred: bot.investigation loads the kubernetes and gRPC clients, heavy for `--help`.
+    from bot.investigation import Investigator
     from bot.render.document import investigation_document
     from bot.render.terminal import investigation_view, steps_table
 
@@ -112,7 +113,7 @@ def open_history(settings: BotSettings, err: Console) -> HistoryRecorder | None:
         return None
     if history.available:
         from bot.history.db import owner_is_alive
-        from bot.investigate import bot_pod_check
+        from bot.investigation import bot_pod_check
 
         pods = bot_pod_check(settings)
         history.close_stranded(lambda owner: owner_is_alive(owner, pods))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.digest import store
+from bot.digest import service as digests
 from bot.digest.content import build_digest, previous_time
 from bot.digest.lock import claim_slot
 from bot.digest.models import Digest, Sweep
@@ -53,16 +53,16 @@ class DigestDeps:
     """Called after a subscription changed (the scheduler's `refresh`), if set."""
 
     @classmethod
-    def from_settings(cls, settings: BotSettings, *, migrate: bool = True, sweep: SweepFunction | None = None) -> DigestDeps:
-        """Open the history database of `settings` (migrating it); sweep with `sweep`, else a new `Investigator`."""
-        from bot.digest.sweep import investigator_sweep
+    def from_settings(cls, settings: BotSettings, *, sweep: SweepFunction, migrate: bool = True) -> DigestDeps:
+        """Open the history database of `settings` (migrating it); sweep with `sweep`
+        (`bot.investigation.investigator_sweep` in the bot)."""
         from bot.history.db import create_history_engine, resolve_database_url, session_factory, upgrade
 
         url = resolve_database_url(settings.history_url())
         engine = create_history_engine(url)
         if migrate:
             upgrade(engine)
-        return cls(session_factory(engine), sweep or investigator_sweep(settings))
+        return cls(session_factory(engine), sweep)
 
 
 class SlotOutcome(StrEnum):
@@ -102,10 +102,10 @@ def make_digest(
     until = now or datetime.now(UTC)
     try:
         with deps.sessions() as session:
-            previous = store.previous_digest(session, channel, exclude_run_id=exclude_run_id)
+            previous = digests.previous_digest(session, channel, exclude_run_id=exclude_run_id)
             content = previous.content if previous else None
             since = previous_time(content) or (previous.slot_at if previous else None) or until - period
-            history = store.history_summary(session, since=since, until=until, namespaces=namespaces)
+            history = digests.history_summary(session, since=since, until=until, namespaces=namespaces)
     except SQLAlchemyError as exc:
         raise _history_error(exc) from exc
     sweep = asyncio.run(deps.sweep(namespaces))
@@ -128,7 +128,7 @@ def run_slot(deps: DigestDeps, subscription_id: int, slot_at: datetime, post: Po
     """
     try:
         with deps.sessions() as session:
-            subscription = store.get_subscription(session, subscription_id)
+            subscription = digests.get_subscription(session, subscription_id)
     except SQLAlchemyError as exc:
         raise _history_error(exc) from exc
     if subscription is None or not subscription.enabled:
@@ -174,8 +174,8 @@ def run_on_demand(
     at = now or datetime.now(UTC)
     try:
         with deps.sessions.begin() as session:
-            subscription_id = store.on_demand_subscription(session, channel, who, at=at)
-            subscription = store.get_subscription(session, subscription_id)
+            subscription_id = digests.on_demand_subscription(session, channel, who, at=at)
+            subscription = digests.get_subscription(session, subscription_id)
     except SQLAlchemyError as exc:
         raise _history_error(exc) from exc
     assert subscription is not None

@@ -27,6 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.signature import Clock
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.digest.flows import DigestDeps
 from bot.errors import BadInput
 from bot.history import service
 from bot.history.db import local_owner_is_alive
@@ -77,13 +78,13 @@ def build_deps(
     client: WebClient | None = None,
     history: HistoryRecorder | None = None,
     with_history: bool = True,
-    digest: tuple[DigestHandler, Any] | None = None,
+    digest: tuple[DigestHandler, DigestDeps] | None = None,
     metrics: BotMetrics | None = None,
 ) -> SlackDeps:
     """Everything the handlers need: the investigator, the history, a Slack client, the access map.
 
-    `new_investigator` is `bot.investigate.Investigator` (passed in by the composition root, so
-    bot.slack never imports the cluster client); `digest` is ``(bot.digest.slack.handle, DigestDeps)``
+    `new_investigator` is `bot.investigation.Investigator` (passed in by the composition root, so
+    bot.slack never imports the cluster client); `digest` is ``(bot.slack.digest_command.handle, DigestDeps)``
     when digests are set up.
     """
     if history is None and with_history:

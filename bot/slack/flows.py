@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.cluster.errors import ClusterUnavailable, NamespaceNotAllowed
+from bot.digest.flows import DigestDeps
 from bot.errors import BadInput, KubereachError
 from bot.history import service
 from bot.history.enums import AuditAction, Origin
@@ -39,6 +40,7 @@ from bot.render import blocks as render
 from bot.settings import BotSettings
 from bot.slack.access import ChannelAccess, refusal_text
 from bot.slack.dedupe import DeliveryDedupe
+from bot.slack.digest_command import DigestReply
 from bot.slack.groups import GroupAccess, allowed_namespaces
 from bot.slack.ids import ActionId
 from bot.slack.messaging import EVIDENCE_INLINE_MAX, SlackPoster
@@ -65,7 +67,7 @@ HELP_TEXT = (
 
 
 class Investigates(Protocol):
-    """What the app needs of `bot.investigate.Investigator` (injected by the composition root, so bot.slack
+    """What the app needs of `bot.investigation.Investigator` (injected by the composition root, so bot.slack
     never imports the cluster client)."""
 
     async def investigate(
@@ -85,9 +87,9 @@ class Investigates(Protocol):
 
 
 NewInvestigator = Callable[[BotSettings, HistoryRecorder | None], Investigates]
-"""Builds the investigator of a process from its settings and history (`bot.investigate.Investigator`)."""
-DigestHandler = Callable[[str, str, Person, Any], Any]
-"""`bot.digest.slack.handle(text, channel, person, digest_deps)`."""
+"""Builds the investigator of a process from its settings and history (`bot.investigation.Investigator`)."""
+DigestHandler = Callable[[str, str, Person, DigestDeps], DigestReply]
+"""`bot.slack.digest_command.handle(text, channel, person, digest_deps)`."""
 
 
 class InvestigationLoop:
@@ -184,7 +186,7 @@ class SlackDeps:
     pools: WorkPools = field(default_factory=WorkPools)
     digest_handler: DigestHandler | None = None
     """Serves `/reach digest …` when digests are set up (see `app.build_deps`)."""
-    digest: Any = None
+    digest: DigestDeps | None = None
     """What `digest_handler` needs (`bot.digest.flows.DigestDeps`)."""
     groups: GroupAccess | None = None
     """Access granted by user group (`usergroup_namespaces`), when set."""

@@ -59,11 +59,11 @@ def publish_home(deps: SlackDeps, user_id: str) -> bool:
 
 
 def _subscriptions(session: Any) -> list[str]:
-    from bot.digest import store
+    from bot.digest import service as digests
     from bot.digest.command import describe
 
     lines = []
-    for sub in store.enabled_subscriptions(session):
+    for sub in digests.enabled_subscriptions(session):
         when = describe(sub.cadence, sub.time_of_day, sub.timezone, sub.weekday, sub.namespaces)
         lines.append(f"• <#{sub.channel}> {when}")
     return lines

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.investigate import Investigator
+from bot.investigation import Investigator
 from bot.metrics import BotMetrics
 from bot.ops import OpsServer
 from bot.settings import load_settings

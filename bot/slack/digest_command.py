@@ -1,9 +1,9 @@
 """`/reach digest …` for the Slack app: one function, `handle`, that returns the reply to post.
 
     from bot.digest.flows import DigestDeps
-    from bot.digest.slack import handle
+    from bot.slack.digest_command import handle
 
-    deps = DigestDeps.from_settings(settings)                  # or DigestDeps(sessions, sweep, ...)
+    deps = DigestDeps.from_settings(settings, sweep=investigator_sweep(settings))  # or DigestDeps(sessions, sweep)
     reply = handle("daily 09:00 Europe/Berlin shop", channel_id, Person(user_id, user_name), deps)
     client.chat_postMessage(channel=channel_id, text=reply.text, blocks=reply.blocks)
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.digest import store
+from bot.digest import service as digests
 from bot.digest.command import (
     DigestCommandError,
     DigestNow,
@@ -85,7 +85,7 @@ def _carry_out(
 ) -> DigestReply:
     if isinstance(command, Subscribe):
         with deps.sessions.begin() as session:
-            store.replace_subscription(
+            digests.replace_subscription(
                 session,
                 channel=channel,
                 cadence=command.cadence,
@@ -109,7 +109,7 @@ def _carry_out(
         return DigestReply(f"This channel will get a network health digest {when}. `/reach digest off` stops it.")
     if isinstance(command, Unsubscribe):
         with deps.sessions.begin() as session:
-            stopped = store.disable_subscriptions(session, channel)
+            stopped = digests.disable_subscriptions(session, channel)
             service.audit(
                 session,
                 who=who,
@@ -125,7 +125,7 @@ def _carry_out(
         return DigestReply("Digests for this channel are off. `/reach digest daily 09:00 UTC` turns them back on.")
     if isinstance(command, ShowSubscription):
         with deps.sessions() as session:
-            current = store.channel_subscription(session, channel)
+            current = digests.channel_subscription(session, channel)
         if current is None:
             return DigestReply("This channel gets no digest. Try `/reach digest daily 09:00 Europe/Berlin`.", ephemeral=True)
         when = describe(current.cadence, current.time_of_day, current.timezone, current.weekday, current.namespaces)
