@@ -25,7 +25,7 @@ from bot.digest.lock import claim_slot
 from bot.digest.models import Digest, Sweep
 from bot.errors import KubereachError
 from bot.history import service
-from bot.history.db import process_owner
+from bot.history.db import create_history_engine, process_owner, resolve_database_url, session_factory, upgrade
 from bot.history.enums import DigestRunStatus
 from bot.history.errors import HistoryUnavailable
 from bot.history.service import Person
@@ -56,8 +56,6 @@ class DigestDeps:
     def from_settings(cls, settings: BotSettings, *, sweep: SweepFunction, migrate: bool = True) -> DigestDeps:
         """Open the history database of `settings` (migrating it); sweep with `sweep`
         (`bot.investigation.investigator_sweep` in the bot)."""
-        from bot.history.db import create_history_engine, resolve_database_url, session_factory, upgrade
-
         url = resolve_database_url(settings.history_url())
         engine = create_history_engine(url)
         if migrate:

@@ -15,6 +15,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
@@ -171,9 +173,6 @@ def downgrade(target: str | URL | Engine, revision: str = "base") -> None:
 
 def schema_is_current(engine: Engine) -> bool:
     """Whether the database is already at the newest revision (read without taking a write lock)."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
     try:
         with engine.execution_options(sqlite_begin="BEGIN").connect() as connection:

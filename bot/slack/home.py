@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.digest import service as digests
+from bot.digest.command import describe
 from bot.history.search import SearchFilters, SearchHit, search_investigations
 from bot.render import blocks as render
 from bot.slack.flows import SlackDeps
@@ -59,9 +61,6 @@ def publish_home(deps: SlackDeps, user_id: str) -> bool:
 
 
 def _subscriptions(session: Any) -> list[str]:
-    from bot.digest import service as digests
-    from bot.digest.command import describe
-
     lines = []
     for sub in digests.enabled_subscriptions(session):
         when = describe(sub.cadence, sub.time_of_day, sub.timezone, sub.weekday, sub.namespaces)

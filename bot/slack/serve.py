@@ -88,6 +88,7 @@ def make_serve_command(
         grace: float,
     ) -> None:
         """Run the Slack app: /reach, @kubereach and the buttons, with the agents, the cluster and the history."""
+        # Deferred: the app loads slack_bolt and slack_sdk, heavy for every other `kubereach` command.
         from bot.slack.app import announce_interrupted, build_app, build_deps, drain
         from bot.slack.digests import start_digests, stop_digests
 
@@ -134,6 +135,7 @@ def make_serve_command(
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             if socket_mode:
+                # Deferred: Socket Mode's WebSocket client is needed only in that mode.
                 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
                 assert settings.slack_app_token is not None
