@@ -15,6 +15,9 @@ Names are looked up the way an on-call engineer means them:
 
 Not found raises `ResolutionError` (SOURCE_NOT_FOUND / TARGET_NOT_FOUND) with near names; a
 namespace outside `allowed_namespaces` raises `NamespaceNotAllowed`.
+
+This module is longer than the project's ~600 lines: the lookup rules for sources, targets, IPs and
+ports share one `_Lookup` cache and one set of error messages, and read best as one piece.
 """
 
 from __future__ import annotations

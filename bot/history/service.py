@@ -3,6 +3,8 @@
 The caller owns the transaction: nothing here commits. The bot commits after each recorded step so a
 crash loses at most the step in flight, and `mark_interrupted` later closes investigations whose
 process died. Reads return plain frozen views built from the domain types of `bot.playbook.models`.
+
+This module is about the project's ~600 lines: every read and write of the history given a session.
 """
 
 from __future__ import annotations

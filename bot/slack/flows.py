@@ -4,6 +4,9 @@
 finish, end with the verdict. The others serve the buttons (re-run, evidence, resolved) and the
 `/reach search|resolve|digest|help` commands. All Slack calls go through `SlackPoster`, so a Slack
 outage never stops an investigation, and every request is written to the audit log.
+
+This module is longer than the project's ~600 lines: it still holds the thread plumbing and the
+`SlackDeps` container beside the flows (splitting them out is the next step, not done yet).
 """
 
 from __future__ import annotations
