@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.digest import service as digests
 from bot.digest.command import WEEKDAYS
@@ -35,8 +34,9 @@ from bot.digest.flows import DigestDeps, PostDigest, SlotOutcome, SlotReleased, 
 from bot.digest.models import Digest
 from bot.digest.service import SubscriptionView
 from bot.errors import KubereachError
-from bot.history.db import local_owner_is_alive
+from bot.history.db import history_errors, local_owner_is_alive
 from bot.history.enums import DigestCadence
+from bot.history.errors import HistoryUnavailable
 
 log = logging.getLogger("kubereach.digest")
 
@@ -126,9 +126,9 @@ class DigestScheduler:
 
     def _release_stale(self) -> None:
         try:
-            with self.deps.sessions.begin() as session:
+            with history_errors(), self.deps.sessions.begin() as session:
                 released = digests.release_stale_claims(session, local_owner_is_alive)
-        except SQLAlchemyError as exc:
+        except HistoryUnavailable as exc:
             log.error("digest: cannot release the claims of stopped processes: %s", exc)
             return
         if released:
@@ -142,9 +142,9 @@ class DigestScheduler:
             if slot is None:
                 continue
             try:
-                with self.deps.sessions() as session:
+                with history_errors(), self.deps.sessions() as session:
                     done = digests.slot_run_exists(session, subscription.id, slot)
-            except SQLAlchemyError as exc:
+            except HistoryUnavailable as exc:
                 log.error("digest: cannot check missed slots: %s", exc)
                 continue
             if not done:
@@ -173,9 +173,9 @@ class DigestScheduler:
                 self._released.update(leftover)
             for subscription_id, slot in leftover:
                 try:
-                    with self.deps.sessions.begin() as session:
+                    with history_errors(), self.deps.sessions.begin() as session:
                         digests.release_claim(session, subscription_id, slot, self.deps.owner)
-                except SQLAlchemyError as exc:
+                except HistoryUnavailable as exc:
                     log.error("digest: cannot release slot %s of subscription %s: %s", slot.isoformat(), subscription_id, exc)
                     continue
                 log.warning(
@@ -206,9 +206,9 @@ class DigestScheduler:
 
     def _enabled(self) -> list[SubscriptionView]:
         try:
-            with self.deps.sessions() as session:
+            with history_errors(), self.deps.sessions() as session:
                 return digests.enabled_subscriptions(session)
-        except SQLAlchemyError as exc:
+        except HistoryUnavailable as exc:
             log.error("digest: cannot read the subscriptions: %s", exc)
             return []
 
@@ -239,9 +239,9 @@ class DigestScheduler:
         if planned is None:
             return
         try:
-            with self.deps.sessions() as session:
+            with history_errors(), self.deps.sessions() as session:
                 subscription = digests.get_subscription(session, subscription_id)
-        except SQLAlchemyError as exc:
+        except HistoryUnavailable as exc:
             log.error("digest: cannot read subscription %s: %s", subscription_id, exc)
             return
         if subscription is None:

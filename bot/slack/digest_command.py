@@ -19,8 +19,6 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from bot.digest import service as digests
 from bot.digest.command import (
     DigestCommandError,
@@ -33,6 +31,7 @@ from bot.digest.command import (
 )
 from bot.digest.flows import DigestDeps, run_on_demand
 from bot.history import service
+from bot.history.db import history_errors
 from bot.history.enums import AuditAction
 from bot.history.errors import HistoryUnavailable
 from bot.history.service import Person
@@ -68,16 +67,13 @@ def handle(text: str, channel: str, user: Person | str, deps: DigestDeps) -> Dig
     try:
         command = parse_digest_command(text)
     except DigestCommandError as exc:
-        with contextlib.suppress(SQLAlchemyError):
+        with contextlib.suppress(HistoryUnavailable), history_errors():
             _audit(deps, who, channel, text, AuditAction.SUBSCRIBE, False, exc.message)
         return DigestReply(f"{exc.message}\n{exc.hint}" if exc.hint else exc.message, ephemeral=True)
-    try:
+    with history_errors(
+        message="the digest settings could not be read or saved", hint="check the bot's database (DATABASE_URL) and try again"
+    ):
         return _carry_out(command, text, channel, who, deps)
-    except SQLAlchemyError as exc:
-        raise HistoryUnavailable(
-            f"the digest settings could not be read or saved: {getattr(exc, 'orig', None) or exc}",
-            hint="check the bot's database (DATABASE_URL) and try again",
-        ) from exc
 
 
 def _carry_out(

@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from bot.cluster.errors import ClusterUnavailable, NamespaceNotAllowed
 from bot.digest.flows import DigestDeps
 from bot.errors import BadInput, KubereachError
 from bot.history import service
+from bot.history.db import history_errors
 from bot.history.enums import AuditAction, Origin
 from bot.history.errors import HistoryError, HistoryUnavailable, InvestigationNotFound
 from bot.history.ids import new_investigation_id
@@ -215,12 +214,12 @@ class SlackDeps:
         if kept is not None or self.history is None:
             return kept
         try:
-            with self.history.sessions() as session:
+            with history_errors(), self.history.sessions() as session:
                 view = service.get_investigation(session, investigation_id)
         except InvestigationNotFound:
             return None
-        except SQLAlchemyError as exc:
-            log.error("history: cannot read investigation %s: %s", investigation_id, type(exc).__name__)
+        except HistoryUnavailable as exc:
+            log.error("history: cannot read investigation %s: %s", investigation_id, type(exc.__cause__ or exc).__name__)
             raise HistoryUnavailable("the history database did not answer", hint="try again shortly") from exc
         return PastRun(view.question, view.verdict, view.steps, view.channel, view.thread_ts, tuple(view.namespaces))
 
@@ -229,9 +228,9 @@ class SlackDeps:
         if self.history is None:
             return False
         try:
-            with self.history.sessions() as session:
+            with history_errors(), self.history.sessions() as session:
                 service.get_investigation(session, investigation_id)
-        except (InvestigationNotFound, SQLAlchemyError):
+        except (HistoryUnavailable, InvestigationNotFound):
             return False
         return True
 
@@ -274,7 +273,7 @@ def audit(
     if deps.history is None:
         return
     try:
-        with deps.history.sessions.begin() as session:
+        with history_errors(), deps.history.sessions.begin() as session:
             service.audit(
                 session,
                 who=who,
@@ -285,7 +284,7 @@ def audit(
                 reason=reason,
                 investigation_id=investigation_id,
             )
-    except SQLAlchemyError as exc:
+    except HistoryUnavailable as exc:
         log.error("audit: cannot record a %s request: %s", action.value, exc)
 
 
@@ -298,10 +297,10 @@ def _set_thread(deps: SlackDeps, investigation_id: str, channel: str, thread_ts:
     if deps.history is None:
         return
     try:
-        with deps.history.sessions.begin() as session:
+        with history_errors(), deps.history.sessions.begin() as session:
             service.set_thread(session, investigation_id, channel, thread_ts)
-    except (SQLAlchemyError, HistoryError, InvestigationNotFound) as exc:
-        log.error("history: cannot attach the thread of %s: %s", investigation_id, type(exc).__name__)
+    except (HistoryError, InvestigationNotFound) as exc:
+        log.error("history: cannot attach the thread of %s: %s", investigation_id, type(exc.__cause__ or exc).__name__)
 
 
 def _problem_text(exc: KubereachError) -> str:
@@ -591,7 +590,7 @@ def resolve(
     if past is None:
         return False
     try:
-        with deps.history.sessions.begin() as session:
+        with history_errors(), deps.history.sessions.begin() as session:
             service.resolve(session, investigation_id, who, note)
     except InvestigationNotFound:
         deps.poster.ephemeral(channel, user_id, _denied_text(investigation_id))
@@ -601,7 +600,7 @@ def resolve(
         deps.poster.ephemeral(channel, user_id, f":warning: {esc(exc.message)}")
         audit(deps, who, AuditAction.RESOLVE, said_text, allowed=True, channel=channel, reason=exc.message)
         return False
-    except SQLAlchemyError as exc:
+    except HistoryUnavailable as exc:
         log.error("history: cannot record the resolution of %s: %s", investigation_id, exc)
         deps.poster.ephemeral(channel, user_id, ":warning: The history database did not take the resolution; try again shortly.")
         return False
@@ -625,9 +624,9 @@ def search(deps: SlackDeps, words: str, channel: str, user_id: str, user_name: s
         return
     filters = SearchFilters(channel=channel) if deps.access.namespaces_for(channel) is not None else SearchFilters()
     try:
-        with deps.history.sessions() as session:
+        with history_errors(), deps.history.sessions() as session:
             hits = search_investigations(session, words, filters, limit=10)
-    except SQLAlchemyError as exc:
+    except HistoryUnavailable as exc:
         log.error("history: search failed: %s", exc)
         deps.poster.ephemeral(channel, user_id, ":warning: The history database could not be searched; try again shortly.")
         return

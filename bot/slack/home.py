@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from bot.digest import service as digests
 from bot.digest.command import describe
+from bot.history.db import history_errors
+from bot.history.errors import HistoryUnavailable
 from bot.history.search import SearchFilters, SearchHit, search_investigations
 from bot.render import blocks as render
 from bot.slack.flows import SlackDeps
@@ -51,10 +51,10 @@ def publish_home(deps: SlackDeps, user_id: str) -> bool:
     own_only = bool(deps.access.channel_namespaces)
     filters = SearchFilters(asked_by=user_id) if own_only else SearchFilters()
     try:
-        with deps.history.sessions() as session:
+        with history_errors(), deps.history.sessions() as session:
             hits = search_investigations(session, "", filters, limit=RECENT)
             subscriptions = _subscriptions(session)
-    except SQLAlchemyError as exc:
+    except HistoryUnavailable as exc:
         log.error("history: cannot build the Home tab: %s", exc)
         return False
     return bool(deps.poster.publish_home(user_id, home_view(hits, subscriptions, own_only=own_only)))
