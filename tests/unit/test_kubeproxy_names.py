@@ -82,7 +82,9 @@ def test_nft_service_chain_base_matches_upstream(namespace: str, service: str, e
         ("ns5", "svc5", "10.180.0.3:80", "GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80"),
     ],
 )
-def test_nft_endpoint_chain_base_matches_upstream(namespace: str, service: str, endpoint: str, expected: str) -> None:
+def test_nft_endpoint_chain_base_matches_upstream(
+    namespace: str, service: str, endpoint: str, expected: str
+) -> None:
     assert names.nft_endpoint_chain_base(namespace, service, "tcp", "p80", endpoint) == expected
 
 

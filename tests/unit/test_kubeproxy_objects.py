@@ -28,12 +28,12 @@ def service(
     if affinity_seconds is not None:
         body["sessionAffinity"] = "ClientIP"
         body["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": affinity_seconds}}
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": namespace, "name": name}, "spec": body}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": namespace, "name": name},
+            "spec": body}
 
 
-def endpoint(
-    ip: str, *, ready: bool | None = True, serving: bool | None = None, terminating: bool | None = None, node: str | None = None
-) -> dict[str, Any]:
+def endpoint(ip: str, *, ready: bool | None = True, serving: bool | None = None,
+             terminating: bool | None = None, node: str | None = None) -> dict[str, Any]:
     """One entry of EndpointSlice.endpoints."""
     conditions: dict[str, Any] = {}
     if ready is not None:
@@ -48,20 +48,14 @@ def endpoint(
     return entry
 
 
-def endpoint_slice(
-    namespace: str,
-    service_name: str,
-    endpoints: list[dict[str, Any]],
-    port: int = 80,
-    port_name: str = "p80",
-    protocol: str = "TCP",
-    suffix: str = "abcde",
-) -> dict[str, Any]:
+def endpoint_slice(namespace: str, service_name: str, endpoints: list[dict[str, Any]], port: int = 80,
+                   port_name: str = "p80", protocol: str = "TCP", suffix: str = "abcde") -> dict[str, Any]:
     """A discovery.k8s.io/v1 EndpointSlice with one port."""
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
-        "metadata": {"namespace": namespace, "name": f"{service_name}-{suffix}", "labels": {SERVICE_NAME_LABEL: service_name}},
+        "metadata": {"namespace": namespace, "name": f"{service_name}-{suffix}",
+                     "labels": {SERVICE_NAME_LABEL: service_name}},
         "addressType": "IPv4",
         "endpoints": endpoints,
         "ports": [{"name": port_name, "port": port, "protocol": protocol}],

@@ -55,16 +55,9 @@ def settings(tmp_path: Path, api_url: str, min_sync: float = 0.1, sync_period: f
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     return ProxySettings(
-        node_name="kp-node",
-        node_ip="10.240.0.11",
-        netns="kp-unused",
-        api_url=api_url,
-        token_file=token_file,
-        mode="iptables",
-        cluster_cidr="10.244.0.0/16",
-        status_file=tmp_path / "status" / "kp.json",
-        min_sync_period=min_sync,
-        sync_period=sync_period,
+        node_name="kp-node", node_ip="10.240.0.11", netns="kp-unused", api_url=api_url,
+        token_file=token_file, mode="iptables", cluster_cidr="10.244.0.0/16",
+        status_file=tmp_path / "status" / "kp.json", min_sync_period=min_sync, sync_period=sync_period,
     )
 
 
@@ -123,7 +116,8 @@ def test_watch_events_trigger_resync_with_current_objects(tmp_path: Path, fake_a
         wait_for(lambda: status(cfg).get("services") == 0, "status after delete")
 
 
-def test_gone_resource_version_relists_and_sees_silent_changes(tmp_path: Path, fake_api: tuple[FakeApi, str]) -> None:
+def test_gone_resource_version_relists_and_sees_silent_changes(tmp_path: Path,
+                                                               fake_api: tuple[FakeApi, str]) -> None:
     api, url = fake_api
     api.put(SERVICES_PATH, service("default", "old", "10.96.0.40"))
     cfg = settings(tmp_path, url)

@@ -38,14 +38,8 @@ def test_files_upload_v2_stores_the_bytes_and_shares_them_in_the_thread(
 ) -> None:
     parent = client.chat_postMessage(channel=channel.id, text="investigation")["ts"]
     evidence = b"-A KUBE-SERVICES -d 10.96.0.20/32 -j REJECT\n" * 100
-    answer = client.files_upload_v2(
-        channel=channel.id,
-        thread_ts=parent,
-        filename="iptables.txt",
-        content=evidence,
-        title="iptables-save",
-        initial_comment="full rules",
-    )
+    answer = client.files_upload_v2(channel=channel.id, thread_ts=parent, filename="iptables.txt",
+                                    content=evidence, title="iptables-save", initial_comment="full rules")
 
     assert answer["file"]["name"] == "iptables.txt"
     assert answer["file"]["title"] == "iptables-save"
@@ -61,14 +55,13 @@ def test_files_upload_v2_stores_the_bytes_and_shares_them_in_the_thread(
     assert replies[1]["files"][0]["id"] == stored.id
 
 
-def test_files_upload_v2_with_several_files_completes_them_together(stub: SlackStub, client: WebClient, channel: Channel) -> None:
-    answer = client.files_upload_v2(
-        channel=channel.id,
-        file_uploads=[
-            {"filename": "a.json", "content": '{"a": 1}'},
-            {"filename": "b.txt", "content": "b", "title": "B"},
-        ],
-    )
+def test_files_upload_v2_with_several_files_completes_them_together(
+    stub: SlackStub, client: WebClient, channel: Channel
+) -> None:
+    answer = client.files_upload_v2(channel=channel.id, file_uploads=[
+        {"filename": "a.json", "content": '{"a": 1}'},
+        {"filename": "b.txt", "content": "b", "title": "B"},
+    ])
     assert [f["name"] for f in answer["files"]] == ["a.json", "b.txt"]
     assert [f.content for f in stub.state.files()] == [b'{"a": 1}', b"b"]
     [message] = stub.messages(channel.id)
@@ -96,9 +89,8 @@ def test_legacy_files_upload_accepts_multipart_and_content(stub: SlackStub, clie
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         multipart = client.files_upload(file=b"\x00binary\xff", filename="dump.bin", channels=channel.id)
-        text = client.files_upload(
-            content="plain", filename="note.txt", title="Note", channels=[channel.id], initial_comment="see note"
-        )
+        text = client.files_upload(content="plain", filename="note.txt", title="Note", channels=[channel.id],
+                                   initial_comment="see note")
     assert multipart["file"]["name"] == "dump.bin" and multipart["file"]["size"] == 8
     assert text["file"]["title"] == "Note"
     assert [f.content for f in stub.state.files()] == [b"\x00binary\xff", b"plain"]

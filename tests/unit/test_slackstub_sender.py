@@ -67,7 +67,8 @@ def alice(stub: SlackStub) -> User:
 def bolt(stub: SlackStub) -> Iterator[BoltUnderTest]:
     # Bolt ignores `token=` when a client is given: the token goes into the client.
     app = App(signing_secret=SECRET, client=WebClient(token=stub.state.bot_token, base_url=stub.base_url))
-    server = make_server("127.0.0.1", 0, SlackRequestHandler(app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    server = make_server("127.0.0.1", 0, SlackRequestHandler(app), server_class=_ThreadingWSGIServer,
+                         handler_class=_QuietHandler)
     under_test = BoltUnderTest(app=app, url=f"http://127.0.0.1:{server.server_port}/slack/events")
 
     @app.command("/reach")
@@ -127,9 +128,8 @@ def test_forged_stale_and_unsigned_requests_get_401_and_reach_no_listener(
 ) -> None:
     forged = sender.slash_command("/reach", "x", channel=channel.id, user=alice.id, forge=True)
     stale = sender.slash_command("/reach", "x", channel=channel.id, user=alice.id, timestamp=int(time.time()) - 600)
-    unsigned = sender.slash_command(
-        "/reach", "x", channel=channel.id, user=alice.id, omit_headers={"X-Slack-Signature", "X-Slack-Request-Timestamp"}
-    )
+    unsigned = sender.slash_command("/reach", "x", channel=channel.id, user=alice.id,
+                                    omit_headers={"X-Slack-Signature", "X-Slack-Request-Timestamp"})
     assert (forged.status, stale.status, unsigned.status) == (401, 401, 401)
     assert bolt.commands == []
 
@@ -171,16 +171,10 @@ def test_block_action_carries_the_message_and_replace_original_updates_it(
 ) -> None:
     client = WebClient(token=stub.state.bot_token, base_url=stub.base_url)
     parent = stub.post_user_message(channel.id, alice.id, "question")
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": "verdict"}, "block_id": "verdict"},
-        {
-            "type": "actions",
-            "block_id": "controls",
-            "elements": [
-                {"type": "button", "action_id": "rerun", "value": "inv-42", "text": {"type": "plain_text", "text": "Re-run"}}
-            ],
-        },
-    ]
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": "verdict"}, "block_id": "verdict"},
+              {"type": "actions", "block_id": "controls", "elements": [
+                  {"type": "button", "action_id": "rerun", "value": "inv-42",
+                   "text": {"type": "plain_text", "text": "Re-run"}}]}]
     ts = client.chat_postMessage(channel=channel.id, thread_ts=parent, text="verdict", blocks=blocks)["ts"]
 
     delivery = sender.block_action(channel.id, alice.id, ts, "rerun")
@@ -188,16 +182,10 @@ def test_block_action_carries_the_message_and_replace_original_updates_it(
     stub.wait_for(stub.state.response_posts)
     payload = json.loads(urllib.parse.parse_qs(delivery.request.body.decode())["payload"][0])
     assert payload["type"] == "block_actions"
-    assert payload["container"] == {
-        "type": "message",
-        "message_ts": ts,
-        "channel_id": channel.id,
-        "is_ephemeral": False,
-        "thread_ts": parent,
-    }
+    assert payload["container"] == {"type": "message", "message_ts": ts, "channel_id": channel.id,
+                                    "is_ephemeral": False, "thread_ts": parent}
     assert payload["actions"][0]["block_id"] == "controls" and payload["actions"][0]["value"] == "inv-42"
     assert bolt.actions[0]["message"]["ts"] == ts
-
     def edited() -> Message | None:
         found = stub.state.message(channel.id, ts)
         return found if found is not None and found.edits else None

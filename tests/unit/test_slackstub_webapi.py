@@ -70,12 +70,8 @@ def test_post_message_in_a_thread_is_recorded_as_a_reply_under_the_parent(
 ) -> None:
     question_ts = stub.post_user_message(channel.id, alice.id, "why can't web reach api?")
     first = client.chat_postMessage(channel=channel.id, thread_ts=question_ts, text="looking…")
-    second = client.chat_postMessage(
-        channel=channel.id,
-        thread_ts=question_ts,
-        text="verdict: NO_ENDPOINTS",
-        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "*NO_ENDPOINTS*"}}],
-    )
+    second = client.chat_postMessage(channel=channel.id, thread_ts=question_ts, text="verdict: NO_ENDPOINTS",
+                                     blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "*NO_ENDPOINTS*"}}])
 
     assert first["channel"] == channel.id
     assert first["message"]["thread_ts"] == question_ts
@@ -105,7 +101,8 @@ def test_replies_and_history_read_back_threads_as_slack_orders_them(
 
     page = client.conversations_replies(channel=channel.id, ts=parent, limit=2)
     assert page["has_more"] is True
-    rest = client.conversations_replies(channel=channel.id, ts=parent, limit=2, cursor=page["response_metadata"]["next_cursor"])
+    rest = client.conversations_replies(channel=channel.id, ts=parent, limit=2,
+                                        cursor=page["response_metadata"]["next_cursor"])
     assert [m["text"] for m in rest["messages"]] == ["reply 2"]
     with pytest.raises(SlackApiError) as missing:
         client.conversations_replies(channel=channel.id, ts="1.000001")
@@ -118,18 +115,10 @@ def test_post_message_errors_are_slacks(stub: SlackStub, client: WebClient, chan
         ({"channel": channel.id, "text": ""}, "no_text"),
         ({"channel": channel.id, "text": "x" * 40_001}, "msg_too_long"),
         ({"channel": channel.id, "text": "t", "blocks": [{"type": "divider"}] * 51}, "invalid_blocks"),
-        (
-            {"channel": channel.id, "text": "t", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "y" * 3001}}]},
-            "invalid_blocks",
-        ),
-        (
-            {
-                "channel": channel.id,
-                "text": "t",
-                "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}],
-            },
-            "invalid_blocks",
-        ),
+        ({"channel": channel.id, "text": "t", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "y" * 3001}}]},
+         "invalid_blocks"),
+        ({"channel": channel.id, "text": "t", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]},
+         "invalid_blocks"),
         ({"channel": channel.id, "text": "t", "blocks": [{"type": "no_such_block"}]}, "invalid_blocks"),
         ({"channel": channel.id, "text": "t", "blocks": [{"type": "section"}]}, "invalid_blocks"),
     ]
@@ -148,11 +137,8 @@ def test_post_message_errors_are_slacks(stub: SlackStub, client: WebClient, chan
 
 def test_invalid_blocks_names_the_offending_field(client: WebClient, channel: Channel) -> None:
     with pytest.raises(SlackApiError) as error:
-        client.chat_postMessage(
-            channel=channel.id,
-            text="t",
-            blocks=[{"type": "divider"}, {"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}],
-        )
+        client.chat_postMessage(channel=channel.id, text="t", blocks=[
+            {"type": "divider"}, {"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}])
     assert error.value.response["errors"] == ["must be less than 151 characters [json-pointer:/blocks/1/text/text]"]
     assert error.value.response["response_metadata"]["messages"][0].startswith("[ERROR] must be less than 151")
 
@@ -167,9 +153,8 @@ def test_posting_where_the_bot_is_not_a_member_is_not_in_channel(stub: SlackStub
 def test_chat_update_keeps_the_edit_history(stub: SlackStub, client: WebClient, channel: Channel) -> None:
     ts = client.chat_postMessage(channel=channel.id, text="step 1/3")["ts"]
     client.chat_update(channel=channel.id, ts=ts, text="step 2/3")
-    answer = client.chat_update(
-        channel=channel.id, ts=ts, text="done", blocks=[{"type": "section", "text": {"type": "plain_text", "text": "done"}}]
-    )
+    answer = client.chat_update(channel=channel.id, ts=ts, text="done",
+                                blocks=[{"type": "section", "text": {"type": "plain_text", "text": "done"}}])
     assert answer["ts"] == ts and answer["text"] == "done" and "edited" in answer["message"]
     message = stub.state.message(channel.id, ts)
     assert message is not None
@@ -212,9 +197,8 @@ def test_permalink_and_delete(stub: SlackStub, client: WebClient, channel: Chann
     parent = client.chat_postMessage(channel=channel.id, text="p")["ts"]
     reply = client.chat_postMessage(channel=channel.id, text="r", thread_ts=parent)["ts"]
     link = client.chat_getPermalink(channel=channel.id, message_ts=reply)["permalink"]
-    assert link == (
-        f"https://kubereach-lab.slack.com/archives/{channel.id}/p{reply.replace('.', '')}?thread_ts={parent}&cid={channel.id}"
-    )
+    assert link == (f"https://kubereach-lab.slack.com/archives/{channel.id}/p{reply.replace('.', '')}"
+                    f"?thread_ts={parent}&cid={channel.id}")
     assert client.chat_delete(channel=channel.id, ts=reply)["ts"] == reply
     assert [m.ts for m in stub.thread(channel.id, parent)] == [parent]
     with pytest.raises(SlackApiError) as gone:
@@ -222,7 +206,8 @@ def test_permalink_and_delete(stub: SlackStub, client: WebClient, channel: Chann
     assert gone.value.response["error"] == "message_not_found"
 
 
-def test_conversations_info_users_info_and_usergroups(stub: SlackStub, client: WebClient, channel: Channel, alice: User) -> None:
+def test_conversations_info_users_info_and_usergroups(stub: SlackStub, client: WebClient, channel: Channel,
+                                                       alice: User) -> None:
     info = client.conversations_info(channel=channel.id)["channel"]
     assert (info["id"], info["name"], info["is_member"], info["is_private"]) == (channel.id, "incidents", True, False)
     user = client.users_info(user=alice.id)["user"]
@@ -264,12 +249,8 @@ def test_every_call_is_recorded_with_its_arguments(stub: SlackStub, client: WebC
 
 def test_form_encoded_calls_are_understood_like_json_ones(stub: SlackStub, channel: Channel) -> None:
     data = f"channel={channel.id}&text=form+body&token={stub.state.bot_token}".encode()
-    request = urllib.request.Request(
-        stub.base_url + "chat.postMessage",
-        data=data,
-        method="POST",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
+    request = urllib.request.Request(stub.base_url + "chat.postMessage", data=data, method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
     with urllib.request.urlopen(request, timeout=5) as response:
         body = json.loads(response.read())
     assert body["ok"] is True and body["message"]["text"] == "form body"
@@ -278,11 +259,8 @@ def test_form_encoded_calls_are_understood_like_json_ones(stub: SlackStub, chann
 
 def test_json_without_charset_gets_slacks_missing_charset_warning(stub: SlackStub, channel: Channel) -> None:
     request = urllib.request.Request(
-        stub.base_url + "chat.postMessage",
-        data=json.dumps({"channel": channel.id, "text": "x"}).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {stub.state.bot_token}"},
-    )
+        stub.base_url + "chat.postMessage", data=json.dumps({"channel": channel.id, "text": "x"}).encode(),
+        method="POST", headers={"Content-Type": "application/json", "Authorization": f"Bearer {stub.state.bot_token}"})
     with urllib.request.urlopen(request, timeout=5) as response:
         body = json.loads(response.read())
     assert body["warning"] == "missing_charset"
