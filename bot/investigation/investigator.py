@@ -10,7 +10,6 @@ text, "seen before", is rendered by `bot.render.seen`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -23,7 +22,7 @@ from bot.cluster.errors import ClusterUnavailable, ResolutionError
 from bot.cluster.lookups import dns_endpoints
 from bot.digest.models import Sweep
 from bot.digest.sweep import sweep_cluster
-from bot.fleet.client import Fleet
+from bot.fleet.loop import LoopFleet
 from bot.fleet.observer import FleetObserver
 from bot.history.enums import Origin
 from bot.history.ids import new_investigation_id
@@ -52,8 +51,8 @@ class Investigator:
     """Holds the cluster client and the fleet for a process; runs investigations.
 
     Its collaborators are passed in: the settings, the history recorder and the metrics (each may be
-    None), and the cluster client (built from the settings on first use when not given). The fleet of
-    agent channels is per event loop (gRPC channels are bound to one) and kept across investigations.
+    None), and the cluster client (built from the settings on first use when not given). The agent
+    channels are kept per event loop across investigations (`bot.fleet.loop.LoopFleet`).
     """
 
     def __init__(
@@ -68,8 +67,7 @@ class Investigator:
         self.history = history
         self.metrics = metrics
         self._cluster: ClusterClient | None = cluster
-        self._fleet: Fleet | None = None
-        self._fleet_loop: asyncio.AbstractEventLoop | None = None
+        self._fleets = LoopFleet(settings.agents, metrics)
 
     @property
     def cluster(self) -> ClusterClient:
@@ -175,7 +173,7 @@ class Investigator:
             if on_step is not None:
                 on_step(step)
 
-        fleet = self._fleet_for(addresses)
+        fleet = self._fleets.current(addresses)
         try:
             diagnosis: Diagnosis = await run_playbook(case, FleetObserver(fleet), step_done)
         except BaseException as exc:
@@ -217,33 +215,14 @@ class Investigator:
         if self.history is not None:
             self.history.fail(self.history.start(text, asker or cli_asker(), None, None, ()), error)
 
-    def _fleet_for(self, addresses: dict[str, str]) -> Fleet:
-        """The fleet of this event loop, kept open across investigations (channels are per loop)."""
-        loop = asyncio.get_running_loop()
-        if self._fleet is None or self._fleet_loop is not loop:
-            self._fleet = Fleet(addresses, self.settings.agents, self.metrics)
-            self._fleet_loop = loop
-        elif self._fleet.addresses != addresses:
-            self._fleet.retarget(addresses)
-        return self._fleet
-
     async def aclose(self) -> None:
         """Close the agent channels (on the loop that opened them) and the cluster client."""
-        if self._fleet is not None and self._fleet_loop is asyncio.get_running_loop():
-            await self._fleet.close()
-        self._fleet = None
+        await self._fleets.aclose()
         self.close()
 
     def close(self) -> None:
         """Release the cluster client, and the agent channels when their loop runs in another thread."""
-        fleet, loop = self._fleet, self._fleet_loop
-        self._fleet = self._fleet_loop = None
-        if fleet is not None and loop is not None and loop.is_running() and not loop.is_closed():
-            running = None
-            with contextlib.suppress(RuntimeError):  # no loop runs in this thread
-                running = asyncio.get_running_loop()
-            if running is not loop:
-                asyncio.run_coroutine_threadsafe(fleet.close(), loop).result(timeout=10)
+        self._fleets.close()
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
