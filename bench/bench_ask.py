@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bot.investigate import Investigator
+from bot.investigation import Investigator
 from bot.settings import load_settings
 from lab import lifecycle
 from lab.plan import LabOptions

@@ -7,19 +7,23 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.live import Live
 
+from bot import investigation
+from bot.cluster.errors import ClusterAccessDenied, ClusterNoCredentials, ClusterUnavailable
 from bot.errors import BadInput, KubereachError
+from bot.history.db import owner_is_alive
+from bot.history.errors import HistoryUnavailable
+from bot.history.recorder import HistoryRecorder
 from bot.logs import configure_logging
 from bot.playbook.models import InvestigationResult, StepResult
+from bot.render.document import investigation_document
+from bot.render.terminal import investigation_view, steps_table
 from bot.settings import BotSettings, load_settings
-
-if TYPE_CHECKING:
-    from bot.history.recorder import HistoryRecorder
 
 
 @click.command()
@@ -42,8 +46,6 @@ def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None,
 
 def error_document(exc: KubereachError) -> dict[str, Any]:
     """The `error` object `ask --json` prints when it could not investigate."""
-    from bot.cluster.errors import ClusterAccessDenied, ClusterNoCredentials, ClusterUnavailable
-
     kind = "error"
     extra: dict[str, Any] = {}
     if isinstance(exc, ClusterNoCredentials):
@@ -60,13 +62,7 @@ def error_document(exc: KubereachError) -> dict[str, Any]:
     return {"kind": kind, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code, **extra}
 
 
-def _ask(
-    ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool
-) -> None:
-    from bot.investigate import Investigator
-    from bot.render.document import investigation_document
-    from bot.render.terminal import investigation_view, steps_table
-
+def _ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool) -> None:
     config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
     settings = load_settings(config)
     # Problems (warnings and errors) on stderr, one JSON object a line when KUBEREACH_LOG_FORMAT=json;
@@ -74,7 +70,7 @@ def _ask(
     configure_logging(settings.log_format, level="WARNING")
     err = Console(stderr=True)
     history = None if no_history else open_history(settings, err)
-    investigator = Investigator(settings, history)
+    investigator = investigation.Investigator(settings, history)
     steps: list[StepResult] = []
 
     async def run_once(on_step: Callable[[StepResult], None] | None) -> InvestigationResult:
@@ -104,18 +100,12 @@ def _ask(
 def open_history(settings: BotSettings, err: Console) -> HistoryRecorder | None:
     """The history, after closing investigations left running by processes that are gone; None (with
     one line on stderr) when it cannot be opened — the question is answered all the same."""
-    from bot.history.errors import HistoryUnavailable
-    from bot.history.recorder import HistoryRecorder
-
     try:
         history = HistoryRecorder.from_settings(settings)
     except HistoryUnavailable as exc:
         err.print(f"history unavailable: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), markup=False)
         return None
     if history.available:
-        from bot.history.db import owner_is_alive
-        from bot.investigate import bot_pod_check
-
-        pods = bot_pod_check(settings)
+        pods = investigation.bot_pod_check(settings)
         history.close_stranded(lambda owner: owner_is_alive(owner, pods))
     return history

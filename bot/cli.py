@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
+from bot.ask import ask
+from bot.digest.flows import DigestDeps
+from bot.digest_cli import digest
 from bot.errors import KubereachError
+from bot.history.cli import search
+from bot.history.recorder import HistoryRecorder
+from bot.investigation import Investigator, bot_pod_check, investigator_sweep
+from bot.policy.cli import policy
+from bot.settings import BotSettings
+from bot.slack.digest_command import handle
+from bot.slack.flows import DigestHandler
+from bot.slack.serve import make_serve_command
+from lab.cli import demo, lab
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,24 +42,12 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj["config_path"] = config_path
 
 
-def _digest_for_slack(settings: Any, history: Any) -> tuple[Any, Any]:
+def _digest_for_slack(settings: BotSettings, history: HistoryRecorder) -> tuple[DigestHandler, DigestDeps]:
     """The `/reach digest …` handler and its dependencies, for the Slack app."""
-    from bot.digest.flows import DigestDeps
-    from bot.digest.slack import handle
-    from bot.digest.sweep import investigator_sweep
-
     return handle, DigestDeps(history.sessions, investigator_sweep(settings))
 
 
 def _register() -> None:
-    from bot.ask import ask
-    from bot.digest.cli import digest
-    from bot.history.cli import search
-    from bot.investigate import Investigator, bot_pod_check
-    from bot.policy.cli import policy
-    from bot.slack.serve import make_serve_command
-    from lab.cli import demo, lab
-
     for command in (
         lab,
         demo,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from bot.playbook.models import VerdictCode
+from bot.verdicts import VerdictCode
 
 if TYPE_CHECKING:
     from bot.fleet.client import AgentOutcome
@@ -29,7 +29,9 @@ AGENT_CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 
 
 def step_kind(name: str) -> str:
-    """A step's name without the pods and nodes in it, so the label set stays bounded.
+    """A step's name without the pods and nodes in it, for a step that carries no `kind` yet.
+
+    Only a fallback: a step names its own kind (`StepResult.kind`), which `step_finished` uses.
 
     "source web-7d9: probes" → "source: probes", "path web-7d9 → api-1 (DNS)" → "path (DNS)",
     "source node node-2" → "source node".
@@ -92,7 +94,9 @@ class BotMetrics:
 
     def step_finished(self, step: StepResult) -> None:
         """Record one playbook step's duration under its kind (pod and node names stripped) and status."""
-        self.step_seconds.labels(step=step_kind(step.name), status=str(step.status)).observe(max(step.duration_ms, 0.0) / 1000)
+        self.step_seconds.labels(step=step.kind or step_kind(step.name), status=str(step.status)).observe(
+            max(step.duration_ms, 0.0) / 1000
+        )
 
     def agent_call_finished(self, outcome: AgentOutcome) -> None:
         """Record one fan-out call's latency, and its error kind when it failed."""

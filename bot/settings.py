@@ -7,6 +7,7 @@ variables override the file; nothing reads `os.environ` outside this module. Sec
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,3 +126,8 @@ def load_settings(config_path: Path | None, **overrides: Any) -> BotSettings:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise BadInput(f"invalid setting {where}: {first['msg']}") from exc
+
+
+def local_user() -> str:
+    """Who runs the command-line tool ($USER, else "cli"): how `kubereach ask` and `digest` name the asker."""
+    return os.environ.get("USER", "cli")

@@ -80,7 +80,7 @@ class LocalSlack:
         user_name: str = "you",
     ) -> LocalSlack:
         """Start the stand-in, the app (settings from the lab's `config`) and its HTTP endpoint."""
-        from bot.investigate import Investigator
+        from bot.investigation import Investigator
         from bot.settings import load_settings
         from bot.slack.app import build_app, build_deps
         from bot.slack.serve import SlackHttpServer

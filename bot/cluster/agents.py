@@ -8,12 +8,10 @@ runs every agent on 127.0.0.1 with its own port); the annotation wins when prese
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.cluster.models import metadata_of
-
-if TYPE_CHECKING:
-    from bot.cluster.client import ClusterClient
+from bot.cluster.resources import PODS, ObjectReader
 
 AGENT_NAMESPACE = "kube-system"
 AGENT_LABEL_SELECTOR = "app.kubernetes.io/name=kubereach-agent"
@@ -51,13 +49,11 @@ def addresses_from_pods(pods: Iterable[Mapping[str, Any]], port: int = AGENT_POR
 
 
 def agent_addresses(
-    client: ClusterClient,
+    client: ObjectReader,
     *,
     namespace: str = AGENT_NAMESPACE,
     label_selector: str = AGENT_LABEL_SELECTOR,
     port: int = AGENT_PORT,
 ) -> dict[str, str]:
     """Node name -> "ip:port" of the agent on that node, from the agent DaemonSet's pods."""
-    from bot.cluster.client import PODS
-
     return addresses_from_pods(client.list_objects(PODS, namespace, label_selector=label_selector), port)

@@ -26,72 +26,49 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from bot.cluster.agents import agent_addresses
 from bot.cluster.errors import ClusterAccessDenied, ClusterNoCredentials, ClusterUnavailable
 from bot.cluster.models import RawObject
+from bot.cluster.resolve import Resolved, resolve
+from bot.cluster.resources import (
+    DAEMON_SETS,
+    DEPLOYMENTS,
+    ENDPOINT_SLICES,
+    NAMESPACES,
+    NETWORK_POLICIES,
+    NODES,
+    PODS,
+    REPLICA_SETS,
+    RESOURCES,
+    SERVICES,
+    STATEFUL_SETS,
+    KubeResource,
+)
 
 if TYPE_CHECKING:
-    from bot.cluster.resolve import Resolved
     from bot.parse.models import Question
+
+__all__ = [
+    "DAEMON_SETS",
+    "DEPLOYMENTS",
+    "ENDPOINT_SLICES",
+    "NAMESPACES",
+    "NETWORK_POLICIES",
+    "NODES",
+    "PODS",
+    "REPLICA_SETS",
+    "RESOURCES",
+    "SERVICES",
+    "STATEFUL_SETS",
+    "ApiCall",
+    "ClusterClient",
+    "KubeResource",
+]
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 LIST_PAGE_SIZE = 500
 MAX_LIST_RESTARTS = 2
 """Paged lists whose continue token expires (410) start again this often, then list in one piece."""
-
-
-@dataclass(frozen=True)
-class KubeResource:
-    """A kind the bot reads: where it lives in the API and which client methods read it."""
-
-    kind: str
-    plural: str
-    group: str
-    version: str
-    namespaced: bool
-    api: str
-    """Name of the `kubernetes.client` API class (CoreV1Api, AppsV1Api ...)."""
-    snake: str
-    """The kind in the client's method names (``pod``, ``endpoint_slice``)."""
-
-    @property
-    def api_version(self) -> str:
-        """The objects' apiVersion (``v1``, ``apps/v1``)."""
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def qualified(self) -> str:
-        """``pods``, ``deployments.apps``: the name kubectl and RBAC messages use."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-
-PODS = KubeResource("Pod", "pods", "", "v1", True, "CoreV1Api", "pod")
-SERVICES = KubeResource("Service", "services", "", "v1", True, "CoreV1Api", "service")
-NODES = KubeResource("Node", "nodes", "", "v1", False, "CoreV1Api", "node")
-NAMESPACES = KubeResource("Namespace", "namespaces", "", "v1", False, "CoreV1Api", "namespace")
-ENDPOINT_SLICES = KubeResource(
-    "EndpointSlice", "endpointslices", "discovery.k8s.io", "v1", True, "DiscoveryV1Api", "endpoint_slice"
-)
-DEPLOYMENTS = KubeResource("Deployment", "deployments", "apps", "v1", True, "AppsV1Api", "deployment")
-STATEFUL_SETS = KubeResource("StatefulSet", "statefulsets", "apps", "v1", True, "AppsV1Api", "stateful_set")
-DAEMON_SETS = KubeResource("DaemonSet", "daemonsets", "apps", "v1", True, "AppsV1Api", "daemon_set")
-REPLICA_SETS = KubeResource("ReplicaSet", "replicasets", "apps", "v1", True, "AppsV1Api", "replica_set")
-NETWORK_POLICIES = KubeResource(
-    "NetworkPolicy", "networkpolicies", "networking.k8s.io", "v1", True, "NetworkingV1Api", "network_policy"
-)
-
-RESOURCES: tuple[KubeResource, ...] = (
-    PODS,
-    SERVICES,
-    NODES,
-    NAMESPACES,
-    ENDPOINT_SLICES,
-    DEPLOYMENTS,
-    STATEFUL_SETS,
-    DAEMON_SETS,
-    REPLICA_SETS,
-    NETWORK_POLICIES,
-)
-"""Everything the bot reads; the deployment's ClusterRole grants get and list on exactly these."""
 
 
 @dataclass(frozen=True)
@@ -283,8 +260,6 @@ class ClusterClient:
         allowed_namespaces: frozenset[str] | None = None,
     ) -> Resolved:
         """Resolve a parsed question into cluster objects (see `bot.cluster.resolve.resolve`)."""
-        from bot.cluster.resolve import resolve
-
         return resolve(self, question, default_namespace=default_namespace, allowed_namespaces=allowed_namespaces)
 
     def agent_addresses(
@@ -294,8 +269,6 @@ class ClusterClient:
         port: int = 7443,
     ) -> dict[str, str]:
         """Node name -> "ip:port" of the kubereach agent on it (see `bot.cluster.agents`)."""
-        from bot.cluster.agents import agent_addresses
-
         return agent_addresses(self, namespace=namespace, label_selector=label_selector, port=port)
 
     # ------------------------------------------------------------------------------ plumbing

@@ -14,7 +14,7 @@ from typing import Literal
 
 from bot.errors import BadInput, KubereachError
 from bot.parse.models import Ref
-from bot.playbook.models import VerdictCode
+from bot.verdicts import VerdictCode
 
 
 class ClusterUnavailable(KubereachError):

@@ -15,6 +15,9 @@ Names are looked up the way an on-call engineer means them:
 
 Not found raises `ResolutionError` (SOURCE_NOT_FOUND / TARGET_NOT_FOUND) with near names; a
 namespace outside `allowed_namespaces` raises `NamespaceNotAllowed`.
+
+This module is longer than the project's ~600 lines: the lookup rules for sources, targets, IPs and
+ports share one `_Lookup` cache and one set of error messages, and read best as one piece.
 """
 
 from __future__ import annotations
@@ -24,20 +27,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bot.cluster.client import (
-    DAEMON_SETS,
-    DEPLOYMENTS,
-    ENDPOINT_SLICES,
-    NAMESPACES,
-    NETWORK_POLICIES,
-    NODES,
-    PODS,
-    REPLICA_SETS,
-    SERVICES,
-    STATEFUL_SETS,
-    ClusterClient,
-    KubeResource,
-)
 from bot.cluster.errors import NamespaceNotAllowed, ResolutionError
 from bot.cluster.models import (
     EndpointInfo,
@@ -54,9 +43,23 @@ from bot.cluster.models import (
     pod_info,
     service_info,
 )
+from bot.cluster.resources import (
+    DAEMON_SETS,
+    DEPLOYMENTS,
+    ENDPOINT_SLICES,
+    NAMESPACES,
+    NETWORK_POLICIES,
+    NODES,
+    PODS,
+    REPLICA_SETS,
+    SERVICES,
+    STATEFUL_SETS,
+    KubeResource,
+    ObjectReader,
+)
 from bot.cluster.suggest import NamedObject, describe, did_you_mean, suggest
 from bot.parse.models import Protocol, Question, Ref, RefKind
-from bot.playbook.models import VerdictCode
+from bot.verdicts import VerdictCode
 
 TargetKind = Literal["service", "pod", "node", "ip", "external"]
 Role = Literal["source", "target"]
@@ -159,7 +162,7 @@ class _Candidate:
 class _ClusterView:
     """One resolution's reads: every list is fetched at most once, narrower scopes reuse wider ones."""
 
-    def __init__(self, client: ClusterClient, allowed: frozenset[str] | None) -> None:
+    def __init__(self, client: ObjectReader, allowed: frozenset[str] | None) -> None:
         self.client = client
         self.allowed = allowed
         self._lists: dict[tuple[str, str | None], list[RawObject]] = {}
@@ -215,7 +218,7 @@ class _ClusterView:
 
 
 def resolve(
-    client: ClusterClient,
+    client: ObjectReader,
     question: Question,
     *,
     default_namespace: str | None,

@@ -16,16 +16,15 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.digest import store
+from bot.digest import service as digests
 from bot.digest.content import build_digest, previous_time
 from bot.digest.lock import claim_slot
 from bot.digest.models import Digest, Sweep
 from bot.errors import KubereachError
 from bot.history import service
-from bot.history.db import process_owner
+from bot.history.db import create_history_engine, history_errors, process_owner, resolve_database_url, session_factory, upgrade
 from bot.history.enums import DigestRunStatus
 from bot.history.errors import HistoryUnavailable
 from bot.history.service import Person
@@ -53,16 +52,14 @@ class DigestDeps:
     """Called after a subscription changed (the scheduler's `refresh`), if set."""
 
     @classmethod
-    def from_settings(cls, settings: BotSettings, *, migrate: bool = True, sweep: SweepFunction | None = None) -> DigestDeps:
-        """Open the history database of `settings` (migrating it); sweep with `sweep`, else a new `Investigator`."""
-        from bot.digest.sweep import investigator_sweep
-        from bot.history.db import create_history_engine, resolve_database_url, session_factory, upgrade
-
+    def from_settings(cls, settings: BotSettings, *, sweep: SweepFunction, migrate: bool = True) -> DigestDeps:
+        """Open the history database of `settings` (migrating it); sweep with `sweep`
+        (`bot.investigation.investigator_sweep` in the bot)."""
         url = resolve_database_url(settings.history_url())
         engine = create_history_engine(url)
         if migrate:
             upgrade(engine)
-        return cls(session_factory(engine), sweep or investigator_sweep(settings))
+        return cls(session_factory(engine), sweep)
 
 
 class SlotOutcome(StrEnum):
@@ -82,11 +79,8 @@ class SlotReleased(Exception):
     """Raised by a post function when the slot's claim was given back while the digest was being made."""
 
 
-def _history_error(exc: SQLAlchemyError) -> HistoryUnavailable:
-    return HistoryUnavailable(
-        f"the history database failed while making a digest: {getattr(exc, 'orig', None) or exc}",
-        hint="check that the database is reachable (DATABASE_URL); the digest will run at its next slot",
-    )
+MAKING_A_DIGEST = "making a digest"
+DIGEST_HINT = "check that the database is reachable (DATABASE_URL); the digest will run at its next slot"
 
 
 def make_digest(
@@ -100,23 +94,20 @@ def make_digest(
 ) -> Digest:
     """Sweep the cluster and build the channel's digest, diffed with its previous digest."""
     until = now or datetime.now(UTC)
-    try:
-        with deps.sessions() as session:
-            previous = store.previous_digest(session, channel, exclude_run_id=exclude_run_id)
-            content = previous.content if previous else None
-            since = previous_time(content) or (previous.slot_at if previous else None) or until - period
-            history = store.history_summary(session, since=since, until=until, namespaces=namespaces)
-    except SQLAlchemyError as exc:
-        raise _history_error(exc) from exc
+    with history_errors(MAKING_A_DIGEST, hint=DIGEST_HINT), deps.sessions() as session:
+        previous = digests.previous_digest(session, channel, exclude_run_id=exclude_run_id)
+        content = previous.content if previous else None
+        since = previous_time(content) or (previous.slot_at if previous else None) or until - period
+        history = digests.history_summary(session, since=since, until=until, namespaces=namespaces)
     sweep = asyncio.run(deps.sweep(namespaces))
     return build_digest(sweep, history, content, namespaces=namespaces)
 
 
 def _finish(deps: DigestDeps, run_id: int, status: DigestRunStatus, digest: Digest | None) -> None:
     try:
-        with deps.sessions.begin() as session:
+        with history_errors(), deps.sessions.begin() as session:
             service.finish_digest_run(session, run_id, status, digest.as_json() if digest else None)
-    except SQLAlchemyError as exc:
+    except HistoryUnavailable as exc:
         log.error("digest: cannot record the end of run %s: %s", run_id, exc)
 
 
@@ -126,17 +117,12 @@ def run_slot(deps: DigestDeps, subscription_id: int, slot_at: datetime, post: Po
     The claim is committed before any work, so a second process (or a second call) gets `TAKEN`; a
     failure after the claim records the run as failed and the slot is not retried.
     """
-    try:
-        with deps.sessions() as session:
-            subscription = store.get_subscription(session, subscription_id)
-    except SQLAlchemyError as exc:
-        raise _history_error(exc) from exc
+    with history_errors(MAKING_A_DIGEST, hint=DIGEST_HINT), deps.sessions() as session:
+        subscription = digests.get_subscription(session, subscription_id)
     if subscription is None or not subscription.enabled:
         return SlotOutcome.DISABLED
-    try:
+    with history_errors(MAKING_A_DIGEST, hint=DIGEST_HINT):
         claimed = claim_slot(deps.sessions, subscription_id, slot_at, deps.owner)
-    except SQLAlchemyError as exc:
-        raise _history_error(exc) from exc
     if claimed is None:
         log.info("digest: slot %s of subscription %s is taken by another process", slot_at.isoformat(), subscription_id)
         return SlotOutcome.TAKEN
@@ -172,12 +158,9 @@ def run_on_demand(
 ) -> Digest:
     """One digest now for `channel` (recorded as a run, so the next digest can say what changed)."""
     at = now or datetime.now(UTC)
-    try:
-        with deps.sessions.begin() as session:
-            subscription_id = store.on_demand_subscription(session, channel, who, at=at)
-            subscription = store.get_subscription(session, subscription_id)
-    except SQLAlchemyError as exc:
-        raise _history_error(exc) from exc
+    with history_errors(MAKING_A_DIGEST, hint=DIGEST_HINT), deps.sessions.begin() as session:
+        subscription_id = digests.on_demand_subscription(session, channel, who, at=at)
+        subscription = digests.get_subscription(session, subscription_id)
     assert subscription is not None
     scope = tuple(namespaces) or subscription.namespaces
     claimed = claim_slot(deps.sessions, subscription_id, at, deps.owner)

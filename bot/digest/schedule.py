@@ -27,17 +27,16 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.digest import store
+from bot.digest import service as digests
 from bot.digest.command import WEEKDAYS
 from bot.digest.flows import DigestDeps, PostDigest, SlotOutcome, SlotReleased, run_slot
 from bot.digest.models import Digest
-from bot.digest.store import SubscriptionView
+from bot.digest.service import SubscriptionView
 from bot.errors import KubereachError
-from bot.history.db import local_owner_is_alive
+from bot.history.db import history_errors, local_owner_is_alive
 from bot.history.enums import DigestCadence
-from bot.settings import BotSettings
+from bot.history.errors import HistoryUnavailable
 
 log = logging.getLogger("kubereach.digest")
 
@@ -114,11 +113,6 @@ class DigestScheduler:
         self.outcomes: list[tuple[int, datetime, SlotOutcome]] = []
         """(subscription, slot, outcome) of every slot this process attempted, in order."""
 
-    @classmethod
-    def from_settings(cls, settings: BotSettings, post: PostDigest, *, resync_s: float = RESYNC_SECONDS) -> DigestScheduler:
-        """A scheduler over the history database and the agents of `settings` (see `DigestDeps.from_settings`)."""
-        return cls(DigestDeps.from_settings(settings), post, resync_s=resync_s)
-
     # ------------------------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
@@ -132,9 +126,9 @@ class DigestScheduler:
 
     def _release_stale(self) -> None:
         try:
-            with self.deps.sessions.begin() as session:
-                released = store.release_stale_claims(session, local_owner_is_alive)
-        except SQLAlchemyError as exc:
+            with history_errors(), self.deps.sessions.begin() as session:
+                released = digests.release_stale_claims(session, local_owner_is_alive)
+        except HistoryUnavailable as exc:
             log.error("digest: cannot release the claims of stopped processes: %s", exc)
             return
         if released:
@@ -148,9 +142,9 @@ class DigestScheduler:
             if slot is None:
                 continue
             try:
-                with self.deps.sessions() as session:
-                    done = store.slot_run_exists(session, subscription.id, slot)
-            except SQLAlchemyError as exc:
+                with history_errors(), self.deps.sessions() as session:
+                    done = digests.slot_run_exists(session, subscription.id, slot)
+            except HistoryUnavailable as exc:
                 log.error("digest: cannot check missed slots: %s", exc)
                 continue
             if not done:
@@ -179,9 +173,9 @@ class DigestScheduler:
                 self._released.update(leftover)
             for subscription_id, slot in leftover:
                 try:
-                    with self.deps.sessions.begin() as session:
-                        store.release_claim(session, subscription_id, slot, self.deps.owner)
-                except SQLAlchemyError as exc:
+                    with history_errors(), self.deps.sessions.begin() as session:
+                        digests.release_claim(session, subscription_id, slot, self.deps.owner)
+                except HistoryUnavailable as exc:
                     log.error("digest: cannot release slot %s of subscription %s: %s", slot.isoformat(), subscription_id, exc)
                     continue
                 log.warning(
@@ -212,9 +206,9 @@ class DigestScheduler:
 
     def _enabled(self) -> list[SubscriptionView]:
         try:
-            with self.deps.sessions() as session:
-                return store.enabled_subscriptions(session)
-        except SQLAlchemyError as exc:
+            with history_errors(), self.deps.sessions() as session:
+                return digests.enabled_subscriptions(session)
+        except HistoryUnavailable as exc:
             log.error("digest: cannot read the subscriptions: %s", exc)
             return []
 
@@ -245,9 +239,9 @@ class DigestScheduler:
         if planned is None:
             return
         try:
-            with self.deps.sessions() as session:
-                subscription = store.get_subscription(session, subscription_id)
-        except SQLAlchemyError as exc:
+            with history_errors(), self.deps.sessions() as session:
+                subscription = digests.get_subscription(session, subscription_id)
+        except HistoryUnavailable as exc:
             log.error("digest: cannot read subscription %s: %s", subscription_id, exc)
             return
         if subscription is None:

@@ -14,7 +14,7 @@ import asyncio
 import ipaddress
 import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -300,18 +300,6 @@ async def sweep_cluster(
         api_error=api.error,
         duration_ms=round((time.monotonic() - started) * 1000, 1),
     )
-
-
-def investigator_sweep(settings: BotSettings) -> Callable[[Sequence[str]], Coroutine[Any, Any, Sweep]]:
-    """A sweep function over a new `Investigator` of `settings` (its cluster client and agents)."""
-    from bot.investigate import Investigator
-
-    investigator = Investigator(settings)
-
-    def sweep(namespaces: Sequence[str]) -> Coroutine[Any, Any, Sweep]:
-        return sweep_cluster(investigator, namespaces)
-
-    return sweep
 
 
 def _agents(source: SweepSource) -> dict[str, str]:

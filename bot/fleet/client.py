@@ -17,14 +17,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc import aio
 
 from bot.errors import KubereachError
 from bot.logs import INVESTIGATION_ID
-from bot.metrics import BotMetrics
 from bot.playbook.observations import CallFailure
 from bot.settings import AgentSettings
 from kubereach.agent.v1 import agent_pb2_grpc
@@ -93,10 +92,18 @@ def _credentials(settings: AgentSettings) -> grpc.ChannelCredentials | None:
         ) from exc
 
 
+class CallMetrics(Protocol):
+    """What the fleet reports each finished call to (`bot.metrics.BotMetrics`, passed in: the fleet
+    does not import the metrics, the metrics import the fleet's outcome type)."""
+
+    def agent_call_finished(self, outcome: AgentOutcome) -> None:
+        """Count one finished agent call."""
+
+
 class Fleet:
     """Channels to every known agent and the calls over them."""
 
-    def __init__(self, addresses: Mapping[str, str], settings: AgentSettings, metrics: BotMetrics | None = None) -> None:
+    def __init__(self, addresses: Mapping[str, str], settings: AgentSettings, metrics: CallMetrics | None = None) -> None:
         self.addresses = dict(addresses)
         self.settings = settings
         self.metrics = metrics

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.history.errors import HistoryUnavailable
@@ -171,9 +174,6 @@ def downgrade(target: str | URL | Engine, revision: str = "base") -> None:
 
 def schema_is_current(engine: Engine) -> bool:
     """Whether the database is already at the newest revision (read without taking a write lock)."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
     try:
         with engine.execution_options(sqlite_begin="BEGIN").connect() as connection:
@@ -275,3 +275,20 @@ def owner_is_alive(owner: str, host_exists: HostCheck | None = None) -> bool:
         return local_owner_is_alive(owner)
     answer = host_exists(hostname)
     return True if answer is None else answer
+
+
+@contextmanager
+def history_errors(doing: str | None = None, *, hint: str | None = None, message: str | None = None) -> Iterator[None]:
+    """Turn an SQL error raised inside into `HistoryUnavailable`, the error callers of the history catch.
+
+    Code outside `bot.history` that opens a session on the history wraps its work in this, so that
+    SQLAlchemy's errors are mapped here, where they enter, and nowhere else.
+    """
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        said = message or ("the history database failed" + (f" while {doing}" if doing else ""))
+        raise HistoryUnavailable(
+            f"{said}: {getattr(exc, 'orig', None) or exc}",
+            hint=hint or "check that the database is reachable (DATABASE_URL)",
+        ) from exc

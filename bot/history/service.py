@@ -3,6 +3,8 @@
 The caller owns the transaction: nothing here commits. The bot commits after each recorded step so a
 crash loses at most the step in flight, and `mark_interrupted` later closes investigations whose
 process died. Reads return plain frozen views built from the domain types of `bot.playbook.models`.
+
+This module is about the project's ~600 lines: every read and write of the history given a session.
 """
 
 from __future__ import annotations
@@ -35,101 +37,49 @@ from bot.history.models import (
     Resolution,
     Step,
 )
+from bot.history.views import (
+    DigestSlot,
+    InterruptedInvestigation,
+    InvestigationView,
+    Person,
+    ResolutionView,
+    SeenBefore,
+    WorkloadRef,
+)
 from bot.playbook.models import Evidence, Finding, StepResult, Verdict, VerdictCode
+
+__all__ = [
+    "AUDIT_TEXT_MAX",
+    "SEEN_BEFORE_WINDOW",
+    "AuditRecord",
+    "DigestSlot",
+    "InterruptedInvestigation",
+    "InvestigationView",
+    "Person",
+    "ResolutionView",
+    "SeenBefore",
+    "WorkloadRef",
+    "audit",
+    "audit_excerpt",
+    "audit_trail",
+    "claim_digest_slot",
+    "fail_investigation",
+    "finish_digest_run",
+    "finish_investigation",
+    "get_investigation",
+    "mark_interrupted",
+    "record_finding",
+    "record_step",
+    "resolve",
+    "seen_before",
+    "set_thread",
+    "start_investigation",
+    "subscribe_digest",
+]
 
 SEEN_BEFORE_WINDOW = timedelta(days=30)
 AUDIT_TEXT_MAX = 2000
 """The audit log keeps this many characters of a request's text."""
-
-
-@dataclass(frozen=True)
-class WorkloadRef:
-    """A source or target as the question named it after resolution."""
-
-    kind: str | None
-    namespace: str | None
-    name: str | None
-    display: str
-    """How people read it, e.g. ``deployment shop/web`` or ``10.244.1.5``."""
-
-
-@dataclass(frozen=True)
-class Person:
-    """Someone who asked, resolved or subscribed (Slack user id or local user, and a display name)."""
-
-    id: str
-    name: str
-
-
-@dataclass(frozen=True)
-class ResolutionView:
-    """What someone said fixed an investigation's problem."""
-
-    by: Person
-    at: datetime
-    note: str
-
-
-@dataclass(frozen=True)
-class InvestigationView:
-    """One investigation as stored, with its steps, findings and resolutions in order."""
-
-    id: str
-    question: str
-    asked_by: Person
-    origin: Origin
-    channel: str | None
-    thread_ts: str | None
-    cluster: str | None
-    source: WorkloadRef | None
-    target: WorkloadRef | None
-    namespaces: tuple[str, ...]
-    status: InvestigationStatus
-    verdict: Verdict | None
-    error: str | None
-    started_at: datetime
-    finished_at: datetime | None
-    duration_ms: float | None
-    owner: str
-    steps: tuple[StepResult, ...]
-    findings: tuple[Finding, ...]
-    resolutions: tuple[ResolutionView, ...]
-
-
-@dataclass(frozen=True)
-class InterruptedInvestigation:
-    """An investigation closed because its process died, and where to tell people."""
-
-    id: str
-    question: str
-    owner: str
-    channel: str | None
-    thread_ts: str | None
-
-
-@dataclass(frozen=True)
-class SeenBefore:
-    """How often the same verdict was reached for the same source and target recently."""
-
-    count: int
-    within: timedelta
-    first_at: datetime | None
-    last_at: datetime | None
-    last_id: str | None
-    last_asked_by: Person | None
-    last_channel: str | None
-    last_thread_ts: str | None
-    last_resolution: ResolutionView | None
-    """The newest resolution among those investigations, if anyone recorded one."""
-
-
-@dataclass(frozen=True)
-class DigestSlot:
-    """A digest slot this process claimed and must now post."""
-
-    run_id: int
-    subscription_id: int
-    slot_at: datetime
 
 
 def _now() -> datetime:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.playbook.models import InvestigationResult, NameChoice, StepResult, StepStatus, Verdict, VerdictCode
+from bot.render.ids import ActionId, BlockId, numbered
 from bot.render.summary import compact_view, passed_line
-from bot.slack.ids import ActionId, BlockId, numbered
 
 Block = dict[str, Any]
 

@@ -25,11 +25,12 @@ from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.signature import Clock
-from sqlalchemy.exc import SQLAlchemyError
 
+from bot.digest.flows import DigestDeps
 from bot.errors import BadInput
 from bot.history import service
-from bot.history.db import local_owner_is_alive
+from bot.history.db import history_errors, local_owner_is_alive
+from bot.history.errors import HistoryUnavailable
 from bot.history.recorder import HistoryRecorder
 from bot.metrics import BotMetrics
 from bot.render import blocks as render
@@ -77,13 +78,13 @@ def build_deps(
     client: WebClient | None = None,
     history: HistoryRecorder | None = None,
     with_history: bool = True,
-    digest: tuple[DigestHandler, Any] | None = None,
+    digest: tuple[DigestHandler, DigestDeps] | None = None,
     metrics: BotMetrics | None = None,
 ) -> SlackDeps:
     """Everything the handlers need: the investigator, the history, a Slack client, the access map.
 
-    `new_investigator` is `bot.investigate.Investigator` (passed in by the composition root, so
-    bot.slack never imports the cluster client); `digest` is ``(bot.digest.slack.handle, DigestDeps)``
+    `new_investigator` is `bot.investigation.Investigator` (passed in by the composition root, so
+    bot.slack never imports the cluster client); `digest` is ``(bot.slack.digest_command.handle, DigestDeps)``
     when digests are set up.
     """
     if history is None and with_history:
@@ -216,9 +217,9 @@ def _close_stranded(deps: SlackDeps, owner_is_alive: Callable[[str], bool], what
     if deps.history is None:
         return 0
     try:
-        with deps.history.sessions.begin() as session:
+        with history_errors(), deps.history.sessions.begin() as session:
             stranded = service.mark_interrupted(session, owner_is_alive)
-    except SQLAlchemyError as exc:
+    except HistoryUnavailable as exc:
         log.error("history: cannot close interrupted investigations: %s", exc)
         return 0
     for item in stranded:

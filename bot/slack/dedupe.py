@@ -23,10 +23,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.history import seen
+from bot.history.db import history_errors
+from bot.history.errors import HistoryUnavailable
 
 log = logging.getLogger("kubereach.slack")
 
@@ -94,13 +95,17 @@ class DeliveryDedupe:
         if self._db is None:
             return True
         try:
-            return self._db.submit(self._take, key, now).result(timeout=DB_WAIT_S)
+            with history_errors():
+                return self._db.submit(self._take, key, now).result(timeout=DB_WAIT_S)
         except FutureTimeout:
             log.warning("slack: the history database was slow to check a delivery; checked in memory only")
         except RuntimeError:  # closed: the process is stopping
             pass
-        except SQLAlchemyError as exc:
-            log.error("slack: the history database could not check a delivery (%s); checked in memory only", type(exc).__name__)
+        except HistoryUnavailable as exc:
+            log.error(
+                "slack: the history database could not check a delivery (%s); checked in memory only",
+                type(exc.__cause__ or exc).__name__,
+            )
         return True
 
     def _take(self, key: str, now: float) -> bool:

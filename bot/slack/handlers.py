@@ -80,8 +80,8 @@ def _too_long(deps: SlackDeps, text: str, channel: str, user_id: str, user_name:
 
 
 def _digest(deps: SlackDeps, text: str, channel: str, user_id: str, user_name: str) -> None:
-    handle = deps.digest_handler
-    if handle is None:
+    handle, digest_deps = deps.digest_handler, deps.digest
+    if handle is None or digest_deps is None:
         deps.poster.ephemeral(channel, user_id, "Digests are not set up yet in this kubereach; ask its admin to enable them.")
         flows.audit(
             deps,
@@ -94,7 +94,7 @@ def _digest(deps: SlackDeps, text: str, channel: str, user_id: str, user_name: s
         )
         return
     try:
-        reply = handle(text, channel, Person(user_id, user_name), deps.digest)
+        reply = handle(text, channel, Person(user_id, user_name), digest_deps)
     except KubereachError as exc:
         hint = f"\n{flows.esc(exc.hint)}" if exc.hint else ""
         deps.poster.ephemeral(channel, user_id, f":warning: {flows.esc(exc.message)}{hint}")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from bot.digest import service as digests
+from bot.digest.command import describe
+from bot.history.db import history_errors
+from bot.history.errors import HistoryUnavailable
 from bot.history.search import SearchFilters, SearchHit, search_investigations
 from bot.render import blocks as render
 from bot.slack.flows import SlackDeps
@@ -49,21 +51,18 @@ def publish_home(deps: SlackDeps, user_id: str) -> bool:
     own_only = bool(deps.access.channel_namespaces)
     filters = SearchFilters(asked_by=user_id) if own_only else SearchFilters()
     try:
-        with deps.history.sessions() as session:
+        with history_errors(), deps.history.sessions() as session:
             hits = search_investigations(session, "", filters, limit=RECENT)
             subscriptions = _subscriptions(session)
-    except SQLAlchemyError as exc:
+    except HistoryUnavailable as exc:
         log.error("history: cannot build the Home tab: %s", exc)
         return False
     return bool(deps.poster.publish_home(user_id, home_view(hits, subscriptions, own_only=own_only)))
 
 
 def _subscriptions(session: Any) -> list[str]:
-    from bot.digest import store
-    from bot.digest.command import describe
-
     lines = []
-    for sub in store.enabled_subscriptions(session):
+    for sub in digests.enabled_subscriptions(session):
         when = describe(sub.cadence, sub.time_of_day, sub.timezone, sub.weekday, sub.namespaces)
         lines.append(f"• <#{sub.channel}> {when}")
     return lines

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from pydantic import SecretStr
 
+from bot.digest.flows import DigestDeps
 from bot.errors import BadInput
 from bot.history.db import HostCheck, owner_is_alive
 from bot.history.recorder import HistoryRecorder
@@ -32,12 +33,12 @@ from bot.slack.http import EVENTS_PATH, HttpLimits, SlackHttpServer
 __all__ = ["EVENTS_PATH", "SlackHttpServer", "http_limits", "make_serve_command", "with_metrics"]
 
 log = logging.getLogger("kubereach.slack")
-DigestSetup = Callable[[BotSettings, HistoryRecorder], "tuple[DigestHandler, Any] | None"]
-"""Builds `(bot.digest.slack.handle, its DigestDeps)` for a process, or None when digests are off."""
+DigestSetup = Callable[[BotSettings, HistoryRecorder], "tuple[DigestHandler, DigestDeps] | None"]
+"""Builds `(bot.slack.digest_command.handle, its DigestDeps)` for a process, or None when digests are off."""
 
 
 MeasuredInvestigator = Callable[[BotSettings, HistoryRecorder | None, BotMetrics | None], Investigates]
-"""Builds the investigator from settings, history and metrics (`bot.investigate.Investigator`)."""
+"""Builds the investigator from settings, history and metrics (`bot.investigation.Investigator`)."""
 
 
 def make_serve_command(
@@ -47,9 +48,9 @@ def make_serve_command(
 ) -> click.Command:
     """The `kubereach serve` command, given how to build the investigator (and, optionally, digests).
 
-    The composition root passes `bot.investigate.Investigator` (bot.slack never imports the cluster
-    client), for digests a function returning ``(bot.digest.slack.handle, DigestDeps)``, and as
-    `host_check` `bot.investigate.bot_pod_check` (in a cluster: does a bot pod of that name exist),
+    The composition root passes `bot.investigation.Investigator` (bot.slack never imports the cluster
+    client), for digests a function returning ``(bot.slack.digest_command.handle, DigestDeps)``, and as
+    `host_check` `bot.investigation.bot_pod_check` (in a cluster: does a bot pod of that name exist),
     so investigations of a replica that is gone are closed on start.
     """
 
@@ -87,6 +88,7 @@ def make_serve_command(
         grace: float,
     ) -> None:
         """Run the Slack app: /reach, @kubereach and the buttons, with the agents, the cluster and the history."""
+        # Deferred: the app loads slack_bolt and slack_sdk, heavy for every other `kubereach` command.
         from bot.slack.app import announce_interrupted, build_app, build_deps, drain
         from bot.slack.digests import start_digests, stop_digests
 
@@ -113,7 +115,7 @@ def make_serve_command(
         history = HistoryRecorder.from_settings(settings)
         if not history.available:
             click.echo(f"kubereach: history unavailable: {history.problem}; answering without recording until it answers")
-        digest_parts: tuple[DigestHandler, Any] | None = digest(settings, history) if digest is not None else None
+        digest_parts: tuple[DigestHandler, DigestDeps] | None = digest(settings, history) if digest is not None else None
         metrics = BotMetrics()
         ops = None
         if ops_port is not None:
@@ -133,6 +135,7 @@ def make_serve_command(
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             if socket_mode:
+                # Deferred: Socket Mode's WebSocket client is needed only in that mode.
                 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
                 assert settings.slack_app_token is not None

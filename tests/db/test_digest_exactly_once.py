@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.digest import store
+from bot.digest import service as store
 from bot.digest.flows import DigestDeps, SlotOutcome, run_slot
 from bot.digest.models import ConntrackUsage, Digest, NodeSweep, Sweep
 from bot.digest.schedule import DigestScheduler, latest_slot, slot_trigger

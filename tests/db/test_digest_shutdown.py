@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.digest import store
+from bot.digest import service as store
 from bot.digest.flows import DigestDeps, SlotOutcome
 from bot.digest.models import Sweep
 from bot.digest.schedule import DigestScheduler
@@ -129,11 +129,11 @@ def test_a_subscription_made_changed_or_turned_off_in_slack_is_planned_at_once(s
     from pydantic import SecretStr
     from slack_sdk import WebClient
 
-    from bot.digest.slack import handle
     from bot.history.recorder import HistoryRecorder
-    from bot.investigate import Investigator
+    from bot.investigation import Investigator
     from bot.settings import BotSettings
     from bot.slack.app import build_deps
+    from bot.slack.digest_command import handle
     from bot.slack.digests import start_digests, stop_digests
     from bot.slack.handlers import _digest
     from lab.slackstub import SlackStub

@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.digest import store
+from bot.digest import service as store
 from bot.digest.flows import DigestDeps
 from bot.digest.models import ConntrackUsage, NodeSweep, SectionName, Sweep
-from bot.digest.slack import handle
 from bot.history import service
 from bot.history.enums import AuditAction, DigestCadence, DigestRunStatus, Origin
 from bot.history.models import DigestRun, DigestSubscription
 from bot.history.service import Person, WorkloadRef
 from bot.playbook.models import Verdict, VerdictCode
+from bot.slack.digest_command import handle
 
 ANA = Person("U01ANA", "ana")
 WEB = WorkloadRef("deployment", "shop", "web", "deployment shop/web")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot.cluster.errors import ClusterUnavailable
 from bot.history.models import Investigation
 from bot.history.recorder import HistoryRecorder
-from bot.investigate import Investigator
+from bot.investigation import Investigator
 from bot.settings import AgentSettings, BotSettings
 
 

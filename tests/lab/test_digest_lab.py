@@ -15,14 +15,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.digest import store
-from bot.digest.cli import digest as digest_command
+from bot.digest import service as store
 from bot.digest.flows import DigestDeps, SlotOutcome, run_slot
 from bot.digest.models import Digest, SectionName
-from bot.digest.sweep import investigator_sweep
+from bot.digest_cli import digest as digest_command
 from bot.history.db import create_history_engine, session_factory, upgrade
 from bot.history.enums import DigestCadence
 from bot.history.service import Person
+from bot.investigation import investigator_sweep
 from bot.settings import load_settings
 from tests.lab.labkit import Lab, eventually, running_lab, unique_prefix
 

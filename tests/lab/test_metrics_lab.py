@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.investigate import Investigator
+from bot.investigation import Investigator
 from bot.metrics import BotMetrics
 from bot.ops import OpsServer
 from bot.settings import load_settings

@@ -2,7 +2,7 @@
 investigator: the Slack side is what these tests exercise, so no cluster is needed.
 
 `StandInInvestigator` answers every question NO_FAULT_FOUND for the namespaces it is given, records
-the investigation in the history the way `bot.investigate.Investigator` does, and can be held at a
+the investigation in the history the way `bot.investigation.Investigator` does, and can be held at a
 gate (to keep investigations running while a test looks at acks and queues).
 """
 

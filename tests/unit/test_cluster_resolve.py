@@ -22,7 +22,7 @@ from bot.cluster import (
     ResolutionError,
     Resolved,
 )
-from bot.investigate import name_choices
+from bot.investigation import name_choices
 from bot.parse import Protocol, Ref, RefKind, parse_question
 from bot.playbook.models import VerdictCode
 from bot.policy import cluster_from_objects, evaluate

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.digest.schedule import latest_slot, missed_slot, slot_trigger
-from bot.digest.store import SubscriptionView
+from bot.digest.service import SubscriptionView
 from bot.history.enums import DigestCadence
 from bot.history.service import Person
 

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from slack_bolt.request import BoltRequest
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from bot.investigate import Investigator
+from bot.investigation import Investigator
 from bot.playbook.models import (
     Evidence,
     Finding,

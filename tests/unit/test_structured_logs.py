@@ -17,7 +17,7 @@ from tests.unit.slack_support import StandInInvestigator
 
 
 class _WarningInvestigator(StandInInvestigator):
-    """The stand-in investigator, built like `bot.investigate.Investigator`, that logs one warning."""
+    """The stand-in investigator, built like `bot.investigation.Investigator`, that logs one warning."""
 
     def __init__(self, settings: BotSettings, history: Any = None, metrics: Any = None) -> None:
         super().__init__(None)
@@ -42,7 +42,7 @@ def root_handlers() -> Iterator[None]:
 
 
 def test_ask_writes_json_log_lines_when_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, root_handlers: None) -> None:
-    monkeypatch.setattr("bot.investigate.Investigator", _WarningInvestigator)
+    monkeypatch.setattr("bot.investigation.Investigator", _WarningInvestigator)
     monkeypatch.setenv("KUBEREACH_LOG_FORMAT", "json")
     result = CliRunner().invoke(ask, ["--json", "--no-history", "why can't frontend reach api"], obj={})
     assert result.exit_code == 0, result.output

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,8 +16,11 @@ import click
 from sqlalchemy import Engine
 
 from bot.digest.content import build_digest
+from bot.digest.flows import DigestDeps, run_on_demand
 from bot.history.service import Person
-from bot.settings import load_settings
+from bot.investigation import investigator_sweep
+from bot.render.digest import digest_text
+from bot.settings import load_settings, local_user
 
 CLI_CHANNEL_PREFIX = "cli:"
 
@@ -38,10 +40,6 @@ def cli_channel(cluster: str) -> str:
 @click.pass_context
 def digest(ctx: click.Context, as_json: bool, namespaces: Sequence[str], no_history: bool, db_url: str | None) -> None:
     """Sweep every node agent and the API and print one network health digest."""
-    from bot.digest.flows import DigestDeps, run_on_demand
-    from bot.digest.sweep import investigator_sweep
-    from bot.render.digest import digest_text
-
     config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
     settings = load_settings(config, **({"database_url": db_url} if db_url else {}))
     sweep = investigator_sweep(settings)
@@ -49,7 +47,7 @@ def digest(ctx: click.Context, as_json: bool, namespaces: Sequence[str], no_hist
         result = build_digest(asyncio.run(sweep(tuple(namespaces))), None, None, namespaces=tuple(namespaces))
     else:
         deps = DigestDeps.from_settings(settings, sweep=sweep)
-        who = Person("cli", os.environ.get("USER", "cli"))
+        who = Person("cli", local_user())
         try:
             result = run_on_demand(deps, cli_channel(settings.cluster), who, tuple(namespaces))
         finally:

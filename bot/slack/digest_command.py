@@ -1,9 +1,9 @@
 """`/reach digest …` for the Slack app: one function, `handle`, that returns the reply to post.
 
     from bot.digest.flows import DigestDeps
-    from bot.digest.slack import handle
+    from bot.slack.digest_command import handle
 
-    deps = DigestDeps.from_settings(settings)                  # or DigestDeps(sessions, sweep, ...)
+    deps = DigestDeps.from_settings(settings, sweep=investigator_sweep(settings))  # or DigestDeps(sessions, sweep)
     reply = handle("daily 09:00 Europe/Berlin shop", channel_id, Person(user_id, user_name), deps)
     client.chat_postMessage(channel=channel_id, text=reply.text, blocks=reply.blocks)
 
@@ -19,9 +19,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from bot.digest import store
+from bot.digest import service as digests
 from bot.digest.command import (
     DigestCommandError,
     DigestNow,
@@ -33,6 +31,7 @@ from bot.digest.command import (
 )
 from bot.digest.flows import DigestDeps, run_on_demand
 from bot.history import service
+from bot.history.db import history_errors
 from bot.history.enums import AuditAction
 from bot.history.errors import HistoryUnavailable
 from bot.history.service import Person
@@ -68,16 +67,13 @@ def handle(text: str, channel: str, user: Person | str, deps: DigestDeps) -> Dig
     try:
         command = parse_digest_command(text)
     except DigestCommandError as exc:
-        with contextlib.suppress(SQLAlchemyError):
+        with contextlib.suppress(HistoryUnavailable), history_errors():
             _audit(deps, who, channel, text, AuditAction.SUBSCRIBE, False, exc.message)
         return DigestReply(f"{exc.message}\n{exc.hint}" if exc.hint else exc.message, ephemeral=True)
-    try:
+    with history_errors(
+        message="the digest settings could not be read or saved", hint="check the bot's database (DATABASE_URL) and try again"
+    ):
         return _carry_out(command, text, channel, who, deps)
-    except SQLAlchemyError as exc:
-        raise HistoryUnavailable(
-            f"the digest settings could not be read or saved: {getattr(exc, 'orig', None) or exc}",
-            hint="check the bot's database (DATABASE_URL) and try again",
-        ) from exc
 
 
 def _carry_out(
@@ -85,7 +81,7 @@ def _carry_out(
 ) -> DigestReply:
     if isinstance(command, Subscribe):
         with deps.sessions.begin() as session:
-            store.replace_subscription(
+            digests.replace_subscription(
                 session,
                 channel=channel,
                 cadence=command.cadence,
@@ -109,7 +105,7 @@ def _carry_out(
         return DigestReply(f"This channel will get a network health digest {when}. `/reach digest off` stops it.")
     if isinstance(command, Unsubscribe):
         with deps.sessions.begin() as session:
-            stopped = store.disable_subscriptions(session, channel)
+            stopped = digests.disable_subscriptions(session, channel)
             service.audit(
                 session,
                 who=who,
@@ -125,7 +121,7 @@ def _carry_out(
         return DigestReply("Digests for this channel are off. `/reach digest daily 09:00 UTC` turns them back on.")
     if isinstance(command, ShowSubscription):
         with deps.sessions() as session:
-            current = store.channel_subscription(session, channel)
+            current = digests.channel_subscription(session, channel)
         if current is None:
             return DigestReply("This channel gets no digest. Try `/reach digest daily 09:00 Europe/Berlin`.", ephemeral=True)
         when = describe(current.cadence, current.time_of_day, current.timezone, current.weekday, current.namespaces)
