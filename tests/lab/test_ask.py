@@ -418,6 +418,8 @@ def test_unknown_names_end_with_suggestions_and_bad_questions_exit_2(flannel_lab
     assert result["verdict"]["code"] == "SOURCE_NOT_FOUND" and "frontend" in result["verdict"]["summary"]
     proc = kubereach("--config", lab.status["config"], "ask", "frontend", "--json", "--no-history", check=False)
     assert proc.returncode == 2 and "frontend → ?" in proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert error["kind"] == "bad_input" and error["exit_code"] == 2 and "frontend → ?" in f"{error['message']} {error['hint']}"
 
 
 def test_questions_as_people_phrase_them_bind_each_namespace_to_its_name(flannel_lab: Lab) -> None:
@@ -465,9 +467,6 @@ def test_the_text_answer_leads_with_verdict_why_and_fix_and_lists_only_failing_s
         "--config", lab.status["config"], "ask", "frontend in shop can't reach ledger in payments", "--no-history", "--steps"
     ).stdout
     assert "✔" in every and "checks passed" not in every
-
-    error = json.loads(proc.stdout)["error"]
-    assert error["kind"] == "bad_input" and error["exit_code"] == 2 and "frontend → ?" in f"{error['message']} {error['hint']}"
 
 
 def test_ask_json_says_on_stdout_that_the_api_refused_a_kubeconfig_without_credentials(flannel_lab: Lab, tmp_path: Path) -> None:
