@@ -25,7 +25,7 @@ from tests.unit.lab.kubeproxy_recording import (
     parse_nft_script,
     recorded_inputs,
 )
-from tests.unit.test_kubeproxy_recorded import nft_differences, recorded_nft
+from tests.unit.lab.test_kubeproxy_recorded import nft_differences, recorded_nft
 
 pytestmark = pytest.mark.lab
 
