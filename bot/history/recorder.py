@@ -201,7 +201,7 @@ class HistoryRecorder:
         """Mark investigations whose owning process is gone as interrupted; returns them (for their threads).
 
         `owner_is_alive` decides per owner (default: this host's processes; in a cluster pass
-        ``lambda o: db.owner_is_alive(o, investigate.bot_pod_check(settings))``).
+        ``lambda o: db.owner_is_alive(o, lookups.bot_pod_check(settings))``, from `bot.cluster.lookups`).
         """
         closed = self._write("interrupted investigations", lambda session: service.mark_interrupted(session, owner_is_alive))
         return closed or []
