@@ -1577,6 +1577,7 @@ class ProbeTcpRequest(_message.Message):
     PORT_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     NETNS_NAME_FIELD_NUMBER: _builtins.int
+    SOURCE_PORT_FIELD_NUMBER: _builtins.int
     pod_ip: _builtins.str
     """pod_ip selects the pod's namespace to probe from; empty for the node's namespace."""
     target_ip: _builtins.str
@@ -1589,6 +1590,10 @@ class ProbeTcpRequest(_message.Message):
     """netns_name selects a named namespace under /var/run/netns instead (no '/', no '..'); at most one
     of pod_ip and netns_name may be set.
     """
+    source_port: _builtins.int
+    """source_port binds the probe's source port (1024-65535) so a capture can recognise it; 0 lets the
+    kernel choose.
+    """
     def __init__(
         self,
         *,
@@ -1597,10 +1602,11 @@ class ProbeTcpRequest(_message.Message):
         port: _builtins.int = ...,
         timeout_ms: _builtins.int = ...,
         netns_name: _builtins.str = ...,
+        source_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["netns_name", b"netns_name", "pod_ip", b"pod_ip", "port", b"port", "target_ip", b"target_ip", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["netns_name", b"netns_name", "pod_ip", b"pod_ip", "port", b"port", "source_port", b"source_port", "target_ip", b"target_ip", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1613,6 +1619,14 @@ class ProbeTcpResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULT_FIELD_NUMBER: _builtins.int
+    RETRANSMITS_FIELD_NUMBER: _builtins.int
+    SOURCE_PORT_FIELD_NUMBER: _builtins.int
+    retransmits: _builtins.int
+    """retransmits is the kernel's count of SYN and data retransmissions on the probe's socket
+    (tcp_info.tcpi_total_retrans), read before the socket closes.
+    """
+    source_port: _builtins.int
+    """source_port is the source port the probe used."""
     @_builtins.property
     def result(self) -> Global___ProbeResult:
         """result is the probe's outcome."""
@@ -1621,10 +1635,12 @@ class ProbeTcpResponse(_message.Message):
         self,
         *,
         result: Global___ProbeResult | None = ...,
+        retransmits: _builtins.int = ...,
+        source_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "retransmits", b"retransmits", "source_port", b"source_port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1642,6 +1658,8 @@ class ProbeUdpRequest(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     NETNS_NAME_FIELD_NUMBER: _builtins.int
+    SOURCE_PORT_FIELD_NUMBER: _builtins.int
+    DATAGRAM_SIZE_FIELD_NUMBER: _builtins.int
     pod_ip: _builtins.str
     """pod_ip selects the pod's namespace to probe from; empty for the node's namespace."""
     target_ip: _builtins.str
@@ -1656,6 +1674,15 @@ class ProbeUdpRequest(_message.Message):
     """netns_name selects a named namespace under /var/run/netns instead (no '/', no '..'); at most one
     of pod_ip and netns_name may be set.
     """
+    source_port: _builtins.int
+    """source_port binds the probe's source port (1024-65535) so a capture can recognise it; 0 lets the
+    kernel choose.
+    """
+    datagram_size: _builtins.int
+    """datagram_size, when not 0, pads the datagram to this many bytes of UDP payload (at most 8972) and
+    sets don't-fragment, to test the path MTU; an ICMP frag-needed or a local EMSGSIZE is reported
+    as UNREACHABLE with the MTU in error and path_mtu.
+    """
     def __init__(
         self,
         *,
@@ -1665,10 +1692,12 @@ class ProbeUdpRequest(_message.Message):
         timeout_ms: _builtins.int = ...,
         payload: _builtins.bytes = ...,
         netns_name: _builtins.str = ...,
+        source_port: _builtins.int = ...,
+        datagram_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["netns_name", b"netns_name", "payload", b"payload", "pod_ip", b"pod_ip", "port", b"port", "target_ip", b"target_ip", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datagram_size", b"datagram_size", "netns_name", b"netns_name", "payload", b"payload", "pod_ip", b"pod_ip", "port", b"port", "source_port", b"source_port", "target_ip", b"target_ip", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1682,8 +1711,14 @@ class ProbeUdpResponse(_message.Message):
 
     RESULT_FIELD_NUMBER: _builtins.int
     REPLY_BYTES_FIELD_NUMBER: _builtins.int
+    SOURCE_PORT_FIELD_NUMBER: _builtins.int
+    PATH_MTU_FIELD_NUMBER: _builtins.int
     reply_bytes: _builtins.int
     """reply_bytes is the size of the reply datagram; 0 when none came."""
+    source_port: _builtins.int
+    """source_port is the source port the probe used."""
+    path_mtu: _builtins.int
+    """path_mtu is the MTU the kernel learned for the target when a DF datagram was too big; 0 otherwise."""
     @_builtins.property
     def result(self) -> Global___ProbeResult:
         """result is the probe's outcome; TIMED_OUT means no reply (the port may be open and silent)."""
@@ -1693,10 +1728,12 @@ class ProbeUdpResponse(_message.Message):
         *,
         result: Global___ProbeResult | None = ...,
         reply_bytes: _builtins.int = ...,
+        source_port: _builtins.int = ...,
+        path_mtu: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reply_bytes", b"reply_bytes", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path_mtu", b"path_mtu", "reply_bytes", b"reply_bytes", "result", b"result", "source_port", b"source_port"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1809,3 +1846,403 @@ class ProbeDnsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProbeDnsResponse: _TypeAlias = ProbeDnsResponse  # noqa: Y015
+
+@_typing.final
+class CaptureMatch(_message.Message):
+    """CaptureMatch says which packets belong to the probe. The agent turns it into a classic BPF filter:
+    the probe's protocol with `port` as source or destination port and an address from `addresses` on
+    either side; the same inside VXLAN when overlay_udp_port is set; ICMP errors that quote such a
+    packet when icmp is set.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROTOCOL_FIELD_NUMBER: _builtins.int
+    ADDRESSES_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    OVERLAY_UDP_PORT_FIELD_NUMBER: _builtins.int
+    VNI_FIELD_NUMBER: _builtins.int
+    ICMP_FIELD_NUMBER: _builtins.int
+    protocol: Global___Protocol.ValueType
+    """protocol is the probe's protocol: PROTOCOL_TCP or PROTOCOL_UDP."""
+    port: _builtins.int
+    """port is the probe's marked source port (1024-65535); a packet matches when it is the source or
+    the destination port (the request and its reply).
+    """
+    overlay_udp_port: _builtins.int
+    """overlay_udp_port is the overlay's UDP port (for example 8472 or 4789); when set, VXLAN packets to
+    or from it whose inner packet matches are captured too, with inner and outer headers. 0: none.
+    """
+    vni: _builtins.int
+    """vni restricts encapsulated packets to one VXLAN network identifier; 0: any."""
+    icmp: _builtins.bool
+    """icmp also captures ICMP errors (unreachable, frag-needed, time exceeded) quoting a matching packet."""
+    @_builtins.property
+    def addresses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """addresses are the IPv4 addresses of interest (source pod, VIP, endpoints, nodes); 1-32."""
+
+    def __init__(
+        self,
+        *,
+        protocol: Global___Protocol.ValueType = ...,
+        addresses: _abc.Iterable[_builtins.str] | None = ...,
+        port: _builtins.int = ...,
+        overlay_udp_port: _builtins.int = ...,
+        vni: _builtins.int = ...,
+        icmp: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["addresses", b"addresses", "icmp", b"icmp", "overlay_udp_port", b"overlay_udp_port", "port", b"port", "protocol", b"protocol", "vni", b"vni"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaptureMatch: _TypeAlias = CaptureMatch  # noqa: Y015
+
+@_typing.final
+class CapturePoint(_message.Message):
+    """CapturePoint is one interface to watch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERFACE_FIELD_NUMBER: _builtins.int
+    POD_IP_FIELD_NUMBER: _builtins.int
+    NETNS_NAME_FIELD_NUMBER: _builtins.int
+    interface: _builtins.str
+    """interface is the interface name in the selected namespace (1-15 characters, no '/')."""
+    pod_ip: _builtins.str
+    """pod_ip selects the namespace of the pod with this IP on this node; empty for the node's namespace."""
+    netns_name: _builtins.str
+    """netns_name selects a named namespace under /var/run/netns instead (no '/', no '..'); at most one
+    of pod_ip and netns_name may be set.
+    """
+    def __init__(
+        self,
+        *,
+        interface: _builtins.str = ...,
+        pod_ip: _builtins.str = ...,
+        netns_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interface", b"interface", "netns_name", b"netns_name", "pod_ip", b"pod_ip"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapturePoint: _TypeAlias = CapturePoint  # noqa: Y015
+
+@_typing.final
+class CaptureStart(_message.Message):
+    """CaptureStart opens one capture set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
+    MAX_DURATION_MS_FIELD_NUMBER: _builtins.int
+    MAX_PACKETS_FIELD_NUMBER: _builtins.int
+    MAX_BYTES_FIELD_NUMBER: _builtins.int
+    max_duration_ms: _builtins.int
+    """max_duration_ms ends the capture at the latest this long after it is armed (100-5000); 0 means 3000."""
+    max_packets: _builtins.int
+    """max_packets caps the packets kept per point (1-1000); 0 means 200."""
+    max_bytes: _builtins.int
+    """max_bytes caps the header bytes kept per point (1024-1048576); 0 means 262144."""
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapturePoint]:
+        """points are the interfaces to watch; 1-16, no duplicates."""
+
+    @_builtins.property
+    def match(self) -> Global___CaptureMatch:
+        """match says which packets to keep."""
+
+    def __init__(
+        self,
+        *,
+        points: _abc.Iterable[Global___CapturePoint] | None = ...,
+        match: Global___CaptureMatch | None = ...,
+        max_duration_ms: _builtins.int = ...,
+        max_packets: _builtins.int = ...,
+        max_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["match", b"match"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["match", b"match", "max_bytes", b"max_bytes", "max_duration_ms", b"max_duration_ms", "max_packets", b"max_packets", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaptureStart: _TypeAlias = CaptureStart  # noqa: Y015
+
+@_typing.final
+class CapturePacketsRequest(_message.Message):
+    """CapturePacketsRequest is what the caller sends on the CapturePackets stream: start first, then stop."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    STOP_FIELD_NUMBER: _builtins.int
+    stop: _builtins.bool
+    """stop ends the capture early; the agent answers with the result."""
+    @_builtins.property
+    def start(self) -> Global___CaptureStart:
+        """start opens the capture set; it must be the first message, and only one is allowed."""
+
+    def __init__(
+        self,
+        *,
+        start: Global___CaptureStart | None = ...,
+        stop: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "start", b"start", "stop", b"stop"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "start", b"start", "stop", b"stop"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["start", "stop"]  # noqa: Y015
+    _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_action) -> _WhichOneofReturnType_action | None: ...
+
+Global___CapturePacketsRequest: _TypeAlias = CapturePacketsRequest  # noqa: Y015
+
+@_typing.final
+class CapturedPacket(_message.Message):
+    """CapturedPacket is the headers of one captured packet (never its payload)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TS_MS_FIELD_NUMBER: _builtins.int
+    OUTGOING_FIELD_NUMBER: _builtins.int
+    PROTOCOL_FIELD_NUMBER: _builtins.int
+    SRC_IP_FIELD_NUMBER: _builtins.int
+    DST_IP_FIELD_NUMBER: _builtins.int
+    SRC_PORT_FIELD_NUMBER: _builtins.int
+    DST_PORT_FIELD_NUMBER: _builtins.int
+    TCP_FLAGS_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    ENCAPSULATED_FIELD_NUMBER: _builtins.int
+    OUTER_SRC_IP_FIELD_NUMBER: _builtins.int
+    OUTER_DST_IP_FIELD_NUMBER: _builtins.int
+    VNI_FIELD_NUMBER: _builtins.int
+    ICMP_FIELD_NUMBER: _builtins.int
+    ICMP_TYPE_FIELD_NUMBER: _builtins.int
+    ICMP_CODE_FIELD_NUMBER: _builtins.int
+    ICMP_MTU_FIELD_NUMBER: _builtins.int
+    DONT_FRAGMENT_FIELD_NUMBER: _builtins.int
+    ts_ms: _builtins.float
+    """ts_ms is when the kernel saw the packet, in milliseconds after the capture was armed."""
+    outgoing: _builtins.bool
+    """outgoing is true when the packet left through the interface, false when it arrived."""
+    protocol: Global___Protocol.ValueType
+    """protocol is the (inner) packet's protocol; PROTOCOL_UNSPECIFIED for ICMP."""
+    src_ip: _builtins.str
+    """src_ip, dst_ip, src_port and dst_port are the (inner) packet's addresses and ports."""
+    dst_ip: _builtins.str
+    """dst_ip is the (inner) destination address."""
+    src_port: _builtins.int
+    """src_port is the (inner) source port; 0 for ICMP."""
+    dst_port: _builtins.int
+    """dst_port is the (inner) destination port; 0 for ICMP."""
+    tcp_flags: _builtins.str
+    """tcp_flags are the TCP flags as letters in tcpdump's order ("S", "S.", "R.", "F.", "P."), empty for UDP."""
+    ttl: _builtins.int
+    """ttl is the (inner) IP TTL."""
+    length: _builtins.int
+    """length is the (outer) packet's length on the wire, in bytes."""
+    encapsulated: _builtins.bool
+    """encapsulated is true for a VXLAN packet; outer_* and vni then describe the outer packet."""
+    outer_src_ip: _builtins.str
+    """outer_src_ip is the outer (underlay) source address of a VXLAN packet."""
+    outer_dst_ip: _builtins.str
+    """outer_dst_ip is the outer (underlay) destination address of a VXLAN packet."""
+    vni: _builtins.int
+    """vni is the VXLAN network identifier of an encapsulated packet."""
+    icmp: _builtins.bool
+    """icmp_type and icmp_code are set for an ICMP error (then src/dst/ports are the quoted packet's);
+    icmp_mtu is the next-hop MTU of a frag-needed.
+    """
+    icmp_type: _builtins.int
+    """icmp_type is the ICMP error's type (3 unreachable, 11 time exceeded)."""
+    icmp_code: _builtins.int
+    """icmp_code is the ICMP error's code."""
+    icmp_mtu: _builtins.int
+    """icmp_mtu is the next-hop MTU of an ICMP frag-needed; 0 otherwise."""
+    dont_fragment: _builtins.bool
+    """dont_fragment is the (inner) IP header's DF bit."""
+    def __init__(
+        self,
+        *,
+        ts_ms: _builtins.float = ...,
+        outgoing: _builtins.bool = ...,
+        protocol: Global___Protocol.ValueType = ...,
+        src_ip: _builtins.str = ...,
+        dst_ip: _builtins.str = ...,
+        src_port: _builtins.int = ...,
+        dst_port: _builtins.int = ...,
+        tcp_flags: _builtins.str = ...,
+        ttl: _builtins.int = ...,
+        length: _builtins.int = ...,
+        encapsulated: _builtins.bool = ...,
+        outer_src_ip: _builtins.str = ...,
+        outer_dst_ip: _builtins.str = ...,
+        vni: _builtins.int = ...,
+        icmp: _builtins.bool = ...,
+        icmp_type: _builtins.int = ...,
+        icmp_code: _builtins.int = ...,
+        icmp_mtu: _builtins.int = ...,
+        dont_fragment: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dont_fragment", b"dont_fragment", "dst_ip", b"dst_ip", "dst_port", b"dst_port", "encapsulated", b"encapsulated", "icmp", b"icmp", "icmp_code", b"icmp_code", "icmp_mtu", b"icmp_mtu", "icmp_type", b"icmp_type", "length", b"length", "outer_dst_ip", b"outer_dst_ip", "outer_src_ip", b"outer_src_ip", "outgoing", b"outgoing", "protocol", b"protocol", "src_ip", b"src_ip", "src_port", b"src_port", "tcp_flags", b"tcp_flags", "ts_ms", b"ts_ms", "ttl", b"ttl", "vni", b"vni"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapturedPacket: _TypeAlias = CapturedPacket  # noqa: Y015
+
+@_typing.final
+class PointCapture(_message.Message):
+    """PointCapture is what one point saw."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINT_FIELD_NUMBER: _builtins.int
+    NETNS_INODE_FIELD_NUMBER: _builtins.int
+    IFINDEX_FIELD_NUMBER: _builtins.int
+    PACKETS_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_MS_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_MS_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    KERNEL_DROPS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    netns_inode: _builtins.int
+    """netns_inode and ifindex identify the interface that was watched."""
+    ifindex: _builtins.int
+    """ifindex is the watched interface's index in that namespace."""
+    packets: _builtins.int
+    """packets is the number of matching packets seen (also those beyond max_packets)."""
+    first_seen_ms: _builtins.float
+    """first_seen_ms and last_seen_ms are the first and last matching packet, after arming; 0 when none."""
+    last_seen_ms: _builtins.float
+    """last_seen_ms is the last matching packet's time after arming; 0 when none."""
+    kernel_drops: _builtins.int
+    """kernel_drops is the socket's drop count (packets the kernel could not queue to the capture)."""
+    error: _builtins.str
+    """error is why the point could not be watched (no such interface or namespace); empty otherwise."""
+    truncated: _builtins.bool
+    """truncated is true when a packet or byte cap was reached."""
+    @_builtins.property
+    def point(self) -> Global___CapturePoint:
+        """point is the point as requested."""
+
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapturedPacket]:
+        """samples are the kept packets' headers, in arrival order, at most max_packets."""
+
+    def __init__(
+        self,
+        *,
+        point: Global___CapturePoint | None = ...,
+        netns_inode: _builtins.int = ...,
+        ifindex: _builtins.int = ...,
+        packets: _builtins.int = ...,
+        first_seen_ms: _builtins.float = ...,
+        last_seen_ms: _builtins.float = ...,
+        samples: _abc.Iterable[Global___CapturedPacket] | None = ...,
+        kernel_drops: _builtins.int = ...,
+        error: _builtins.str = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["point", b"point"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "first_seen_ms", b"first_seen_ms", "ifindex", b"ifindex", "kernel_drops", b"kernel_drops", "last_seen_ms", b"last_seen_ms", "netns_inode", b"netns_inode", "packets", b"packets", "point", b"point", "samples", b"samples", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointCapture: _TypeAlias = PointCapture  # noqa: Y015
+
+@_typing.final
+class CaptureArmed(_message.Message):
+    """CaptureArmed says the sockets are open and filtering: the probe may be sent now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_OPEN_FIELD_NUMBER: _builtins.int
+    points_open: _builtins.int
+    """points_open is the number of points being watched; points that failed report in the result."""
+    def __init__(
+        self,
+        *,
+        points_open: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["points_open", b"points_open"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaptureArmed: _TypeAlias = CaptureArmed  # noqa: Y015
+
+@_typing.final
+class CaptureResult(_message.Message):
+    """CaptureResult is the end of a capture set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    duration_ms: _builtins.float
+    """duration_ms is how long the capture ran after it was armed."""
+    reason: _builtins.str
+    """reason is why it ended: "stopped", "deadline", "cap"."""
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___PointCapture]:
+        """points are the points in request order."""
+
+    def __init__(
+        self,
+        *,
+        points: _abc.Iterable[Global___PointCapture] | None = ...,
+        duration_ms: _builtins.float = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "points", b"points", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaptureResult: _TypeAlias = CaptureResult  # noqa: Y015
+
+@_typing.final
+class CapturePacketsResponse(_message.Message):
+    """CapturePacketsResponse is what the agent sends on the CapturePackets stream: armed, then result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARMED_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def armed(self) -> Global___CaptureArmed:
+        """armed: every point that could be opened is filtering."""
+
+    @_builtins.property
+    def result(self) -> Global___CaptureResult:
+        """result: the capture ended."""
+
+    def __init__(
+        self,
+        *,
+        armed: Global___CaptureArmed | None = ...,
+        result: Global___CaptureResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["armed", b"armed", "event", b"event", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["armed", b"armed", "event", b"event", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["armed", "result"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___CapturePacketsResponse: _TypeAlias = CapturePacketsResponse  # noqa: Y015

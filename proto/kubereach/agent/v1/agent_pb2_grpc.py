@@ -96,6 +96,11 @@ class NodeAgentServiceStub:
                 request_serializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.ProbeDnsRequest.SerializeToString,
                 response_deserializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.ProbeDnsResponse.FromString,
                 _registered_method=True)
+        self.CapturePackets = channel.stream_stream(
+                '/kubereach.agent.v1.NodeAgentService/CapturePackets',
+                request_serializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsRequest.SerializeToString,
+                response_deserializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServiceServicer:
@@ -191,6 +196,19 @@ class NodeAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CapturePackets(self, request_iterator, context):
+        """CapturePackets watches named interfaces in the node's or pods' namespaces for the packets of one
+        marked probe, with AF_PACKET sockets and a kernel filter the agent builds from validated fields
+        (never from request text; no tcpdump, no rule, no sysctl, no promiscuous mode). The caller sends
+        one CapturePacketsRequest with start; the agent answers CapturePacketsResponse.armed once every socket is open,
+        then CapturePacketsResponse.result when the caller sends stop, max_duration_ms passes or a cap is hit, and
+        closes the stream. Headers only, never payloads. One capture set per caller at a time
+        (RESOURCE_EXHAUSTED otherwise); anything out of bounds is INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -253,6 +271,11 @@ def add_NodeAgentServiceServicer_to_server(servicer, server):
                     servicer.ProbeDns,
                     request_deserializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.ProbeDnsRequest.FromString,
                     response_serializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.ProbeDnsResponse.SerializeToString,
+            ),
+            'CapturePackets': grpc.stream_stream_rpc_method_handler(
+                    servicer.CapturePackets,
+                    request_deserializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsRequest.FromString,
+                    response_serializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -581,6 +604,33 @@ class NodeAgentService:
             '/kubereach.agent.v1.NodeAgentService/ProbeDns',
             kubereach_dot_agent_dot_v1_dot_agent__pb2.ProbeDnsRequest.SerializeToString,
             kubereach_dot_agent_dot_v1_dot_agent__pb2.ProbeDnsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CapturePackets(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/kubereach.agent.v1.NodeAgentService/CapturePackets',
+            kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsRequest.SerializeToString,
+            kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsResponse.FromString,
             options,
             channel_credentials,
             insecure,

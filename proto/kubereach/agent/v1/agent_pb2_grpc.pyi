@@ -75,6 +75,15 @@ class NodeAgentServiceStub:
     """ProbeDns resolves a name from the node's or a pod's namespace, by default through the pod's
     own resolv.conf (nameserver, search list and ndots).
     """
+    CapturePackets: _grpc.StreamStreamMultiCallable[_agent_pb2.CapturePacketsRequest, _agent_pb2.CapturePacketsResponse]
+    """CapturePackets watches named interfaces in the node's or pods' namespaces for the packets of one
+    marked probe, with AF_PACKET sockets and a kernel filter the agent builds from validated fields
+    (never from request text; no tcpdump, no rule, no sysctl, no promiscuous mode). The caller sends
+    one CapturePacketsRequest with start; the agent answers CapturePacketsResponse.armed once every socket is open,
+    then CapturePacketsResponse.result when the caller sends stop, max_duration_ms passes or a cap is hit, and
+    closes the stream. Headers only, never payloads. One capture set per caller at a time
+    (RESOURCE_EXHAUSTED otherwise); anything out of bounds is INVALID_ARGUMENT.
+    """
 
 @_typing.type_check_only
 class NodeAgentServiceAsyncStub(NodeAgentServiceStub):
@@ -114,6 +123,15 @@ class NodeAgentServiceAsyncStub(NodeAgentServiceStub):
     ProbeDns: _aio.UnaryUnaryMultiCallable[_agent_pb2.ProbeDnsRequest, _agent_pb2.ProbeDnsResponse]  # type: ignore[assignment]
     """ProbeDns resolves a name from the node's or a pod's namespace, by default through the pod's
     own resolv.conf (nameserver, search list and ndots).
+    """
+    CapturePackets: _aio.StreamStreamMultiCallable[_agent_pb2.CapturePacketsRequest, _agent_pb2.CapturePacketsResponse]  # type: ignore[assignment]
+    """CapturePackets watches named interfaces in the node's or pods' namespaces for the packets of one
+    marked probe, with AF_PACKET sockets and a kernel filter the agent builds from validated fields
+    (never from request text; no tcpdump, no rule, no sysctl, no promiscuous mode). The caller sends
+    one CapturePacketsRequest with start; the agent answers CapturePacketsResponse.armed once every socket is open,
+    then CapturePacketsResponse.result when the caller sends stop, max_duration_ms passes or a cap is hit, and
+    closes the stream. Headers only, never payloads. One capture set per caller at a time
+    (RESOURCE_EXHAUSTED otherwise); anything out of bounds is INVALID_ARGUMENT.
     """
 
 class NodeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -223,6 +241,21 @@ class NodeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agent_pb2.ProbeDnsResponse, _abc.Awaitable[_agent_pb2.ProbeDnsResponse]]:
         """ProbeDns resolves a name from the node's or a pod's namespace, by default through the pod's
         own resolv.conf (nameserver, search list and ndots).
+        """
+
+    @_abc_1.abstractmethod
+    def CapturePackets(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agent_pb2.CapturePacketsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.CapturePacketsResponse], _abc.AsyncIterator[_agent_pb2.CapturePacketsResponse]]:
+        """CapturePackets watches named interfaces in the node's or pods' namespaces for the packets of one
+        marked probe, with AF_PACKET sockets and a kernel filter the agent builds from validated fields
+        (never from request text; no tcpdump, no rule, no sysctl, no promiscuous mode). The caller sends
+        one CapturePacketsRequest with start; the agent answers CapturePacketsResponse.armed once every socket is open,
+        then CapturePacketsResponse.result when the caller sends stop, max_duration_ms passes or a cap is hit, and
+        closes the stream. Headers only, never payloads. One capture set per caller at a time
+        (RESOURCE_EXHAUSTED otherwise); anything out of bounds is INVALID_ARGUMENT.
         """
 
 def add_NodeAgentServiceServicer_to_server(servicer: NodeAgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
