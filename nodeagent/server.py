@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,6 +388,15 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
             )
 
         return await self._answer(context, prepare, probe=True)
+
+    async def CapturePackets(
+        self,
+        request_iterator: AsyncIterator[pb.CapturePacketsRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.CapturePacketsResponse]:
+        """Packet capture is not served by this agent yet."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "CapturePackets is not available on this agent")
+        yield pb.CapturePacketsResponse()  # pragma: no cover - abort raises
 
 
 def request_id_from(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
