@@ -141,7 +141,7 @@ def test_invalid_request_is_rejected_before_any_check_runs(
 
 def test_valid_probe_reaches_the_check_with_parsed_arguments(stub: pb_grpc.NodeAgentServiceStub, checks: RecordingChecks) -> None:
     answer = stub.ProbeTcp(pb.ProbeTcpRequest(pod_ip="10.244.1.5", target_ip="10.96.0.1", port=8080), timeout=10)
-    assert checks.calls == [("probe_tcp", (NamespaceTarget(pod_ip="10.244.1.5"), "10.96.0.1", 8080, 2.0))]
+    assert checks.calls == [("probe_tcp", (NamespaceTarget(pod_ip="10.244.1.5"), "10.96.0.1", 8080, 2.0, None))]
     assert answer.result.outcome == pb.PROBE_OUTCOME_REFUSED
     assert answer.result.error == "Connection refused (ECONNREFUSED)"
     assert answer.result.latency_ms == 1.5
