@@ -160,13 +160,16 @@ def compile_filter(spec: CaptureMatchSpec, link_header: int) -> list[Instruction
     interfaces without a link header)."""
     asm = _Assembler()
     reject = "reject"
+    is_ipv4 = asm.new_label("ipv4")
     if link_header == ETH_HLEN:
         asm.op(LD_H_ABS, 12)
-        asm.jump(JMP_JEQ_K, ETHERTYPE_IPV4, None, reject)
+        asm.jump(JMP_JEQ_K, ETHERTYPE_IPV4, is_ipv4, None)
     else:
         asm.op(LD_B_ABS, link_header)
         asm.op(ALU_AND_K, 0xF0)
-        asm.jump(JMP_JEQ_K, 0x40, None, reject)
+        asm.jump(JMP_JEQ_K, 0x40, is_ipv4, None)
+    asm.op(RET_K, 0)  # here, not at the end: the end may be further than a jump reaches
+    asm.mark(is_ipv4)
     alternatives = ["direct"]
     if spec.icmp:
         alternatives.append("icmp")

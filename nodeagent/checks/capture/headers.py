@@ -61,7 +61,7 @@ def _ipv4(data: bytes, at: int) -> _Ipv4 | None:
     if len(data) < at + 20 or data[at] >> 4 != 4:
         return None
     header_length = (data[at] & 0x0F) * 4
-    if header_length < 20:
+    if header_length < 20 or len(data) < at + header_length:
         return None
     frag = struct.unpack_from("!H", data, at + 6)[0]
     return _Ipv4(
