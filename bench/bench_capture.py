@@ -34,9 +34,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchkit import REPO, bench_netns
-
 import grpc
+from benchkit import REPO, bench_netns
 
 from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
