@@ -41,6 +41,8 @@ PACKET_AUXDATA = 8
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
 SIOCGIFINDEX = 0x8933
+SO_RCVBUFFORCE = 33
+RECEIVE_BUFFER = 1 << 20
 LINK_HEADERS = {1: ETH_HLEN, 772: ETH_HLEN, 768: 0, 776: 0, 778: 0, 65534: 0}
 """Link-layer header length by ARPHRD type: Ethernet and loopback carry 14 bytes, tunnels
 (ipip, sit, gre) and ARPHRD_NONE (tun, wireguard) none."""
@@ -117,6 +119,7 @@ def _open_point(path: str, point: PointRequest, spec: CaptureMatchSpec, programs
             programs[link_header] = compile_filter(spec, link_header)
         attach_filter(sock, programs[link_header])
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        _queue_room(sock)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind((point.interface, ETH_P_ALL))
         sock.setblocking(False)
@@ -124,6 +127,15 @@ def _open_point(path: str, point: PointRequest, spec: CaptureMatchSpec, programs
     except BaseException:
         sock.close()
         raise
+
+
+def _queue_room(sock: socket.socket) -> None:
+    """Room for a burst of kept packets while the reader catches up (the socket's own buffer; a
+    kept packet's buffer is charged whole, not its 256 bytes). Beyond it, drops are counted."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 def _kernel_drops(sock: socket.socket) -> int:
