@@ -17,7 +17,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from nodeagent.checks.capture import CaptureLimits, CaptureMatchSpec, CaptureSession, PointRequest, compile_filter, run_capture
+from nodeagent.checks.capture import (
+    CaptureLimits,
+    CaptureMatchSpec,
+    CaptureOutcome,
+    CaptureSession,
+    PointRequest,
+    compile_filter,
+    run_capture,
+)
 from nodeagent.checks.capture.bpf import attach_filter
 from nodeagent.netns import netns_path, socket_in_netns
 from tests.unit.capture_packets import ACK, ICMP, RST, SYN, TCP, UDP, ethernet, icmp_error, ipv4, tcp, udp, vxlan
@@ -163,3 +171,35 @@ def test_a_capture_set_reports_direction_headers_and_a_point_that_does_not_exist
     assert 0 <= b.first_seen_ms <= b.last_seen_ms <= result.duration_ms  # type: ignore[attr-defined]
     assert a.truncated and b.truncated and a.ifindex and b.ifindex and a.netns_inode == b.netns_inode
     assert "nosuch0" in missing.error and missing.packets == 0
+
+
+def test_an_interface_deleted_during_the_capture_reports_why_and_the_others_go_on(netns: str) -> None:
+    ip("link", "add", "kcfc", "type", "veth", "peer", "name", "kcfd")
+    ip("link", "set", "kcfc", "up")
+    ip("link", "set", "kcfd", "up")
+    session = CaptureSession()
+    armed = threading.Event()
+    outcome: list[CaptureOutcome] = []
+    points = [PointRequest("kcfc", netns_name=NS), PointRequest("kcfb", netns_name=NS)]
+    limits = CaptureLimits(max_duration_s=5.0, max_packets=1, max_bytes=65536)
+    thread = threading.Thread(
+        target=lambda: outcome.append(
+            run_capture(points, lambda p: netns_path(p.netns_name), SPEC, limits, session, lambda n: armed.set())
+        )
+    )
+    thread.start()
+    try:
+        assert armed.wait(10)
+        ip("link", "del", "kcfc")
+        syn = ethernet(ipv4(POD, VIP, TCP, tcp(MARK, 8080)))
+        with sender(netns) as out:
+            out.send(syn)
+            out.send(syn)
+        thread.join(10)  # kcfb keeps one packet and is capped at the second; kcfc failed: nothing left to watch
+    finally:
+        session.stop()
+        thread.join(10)
+    gone, alive = outcome[0].points
+    assert outcome[0].reason == "cap"
+    assert "stopped during the capture" in gone.error, gone
+    assert alive.packets == 2 and alive.truncated and not alive.error

@@ -155,13 +155,19 @@ class _Reader:
         self.limits = limits
         self.armed_at = armed_at
 
-    def drain(self, point: _OpenPoint) -> None:
+    def drain(self, point: _OpenPoint) -> bool:
+        """Read what is queued; False when the socket failed (its interface went away), said in the
+        point's error."""
         for _ in range(READS_PER_WAKE):
             try:
                 data, ancillary, _flags, address = point.sock.recvmsg(SNAPLEN, ANCILLARY)
             except (BlockingIOError, InterruptedError):
-                return
+                return True
+            except OSError as exc:
+                point.result.error = f"the interface stopped during the capture: {_reason(exc)}"
+                return False
             self._record(point, data, ancillary, address)
+        return True
 
     def _record(
         self, point: _OpenPoint, data: bytes, ancillary: list[tuple[int, int, bytes]], address: tuple[object, ...]
@@ -245,15 +251,16 @@ def _watch(opened: list[_OpenPoint], session: CaptureSession, reader: _Reader, d
     while True:
         if session.stop_requested:
             return "stopped"
-        if opened and all(point.result.truncated for point in opened):
+        watching = [point for point in opened if not point.result.error]
+        if watching and all(point.result.truncated for point in watching):
             return "cap"
         left = deadline - time.monotonic()
         if left <= 0:
             return "deadline"
         for fd, _events in poller.poll(max(1, int(left * 1000))):
             point = by_fd.get(fd)
-            if point is not None:
-                reader.drain(point)
+            if point is not None and not reader.drain(point):
+                poller.unregister(fd)
 
 
 def _reason(exc: BaseException) -> str:
