@@ -119,6 +119,7 @@ def test_vxlan_matches_on_the_inner_packet_and_the_vni(netns: str) -> None:
 
 def test_icmp_errors_quoting_the_probe_pass_bare_and_encapsulated(netns: str) -> None:
     probe = ipv4(POD, VIP, UDP, udp(MARK, 53))
+    carried = vxlan(NODE_A, NODE_B, ethernet(probe))  # the probe in the VXLAN packet an underlay hop refused
     spec = CaptureMatchSpec(UDP, SPEC.addresses, MARK, overlay_udp_port=8472, icmp=True)
     frames = [
         ethernet(ipv4(NODE_A, POD, ICMP, icmp_error(3, 4, probe, mtu=1400))),  # 0 frag-needed
@@ -126,8 +127,9 @@ def test_icmp_errors_quoting_the_probe_pass_bare_and_encapsulated(netns: str) ->
         ethernet(ipv4(NODE_A, POD, ICMP, icmp_error(3, 3, ipv4(POD, VIP, UDP, udp(MARK + 1, 53))))),  # 2 another probe
         ethernet(ipv4(NODE_A, POD, ICMP, b"\x08\x00" + b"\x00" * 30)),  # 3 an echo request
         ethernet(vxlan(NODE_B, NODE_A, ethernet(ipv4(VIP, POD, ICMP, icmp_error(3, 3, probe))))),  # 4 inside VXLAN
+        ethernet(ipv4("10.240.0.1", NODE_A, ICMP, icmp_error(3, 4, carried, mtu=1400, quote=len(carried)))),  # 5 underlay
     ]
-    assert kept_by_filter(netns, spec, frames) == [0, 1, 4]
+    assert kept_by_filter(netns, spec, frames) == [0, 1, 4, 5]
     assert kept_by_filter(netns, CaptureMatchSpec(UDP, SPEC.addresses, MARK, overlay_udp_port=8472), frames) == []
 
 
