@@ -46,6 +46,10 @@ SQLITE_COLUMN_WEIGHTS = (10.0, 4.0, 2.0, 1.0)
 """bm25 weights of the FTS5 columns names, question, verdict, evidence (ts_rank's A, B, C, D)."""
 
 MAX_LIMIT = 1000
+RANK_WINDOW = 20_000
+"""A text search first ranks the matches among this many most recently recorded investigations."""
+RANK_CANDIDATES = 200
+"""A text search ranks at most this many matches: the most recently recorded ones that pass the filters."""
 _WORD = re.compile(r"[^\W_]")
 _NOT_A_WORD = re.compile(r"[\W_]+")
 
@@ -122,6 +126,8 @@ def search_investigations(
     filters: SearchFilters | None = None,
     *,
     limit: int = 20,
+    rank_window: int = RANK_WINDOW,
+    rank_candidates: int = RANK_CANDIDATES,
 ) -> list[SearchHit]:
     """Investigations matching `query_text` and `filters`, best match first (newest first without text)."""
     filters = filters or SearchFilters()
@@ -137,54 +143,86 @@ def search_investigations(
             select(*columns, literal_column("0.0").label("rank"))
             .where(*conditions)
             .order_by(Investigation.started_at.desc(), Investigation.id.desc())
+            .limit(limit)
         )
-    elif dialect == "sqlite":
+        rows = session.execute(statement).all()
+        return [_hit(row) for row in rows]
+    if dialect not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"full-text search is not built for {dialect}")
+    rank_candidates = max(limit, rank_candidates)
+    newest = session.execute(select(func.max(Investigation.id))).scalar_one_or_none() or 0
+    rows = []
+    if newest > rank_window:
+        rows = session.execute(_ranked(dialect, words, conditions, limit, rank_candidates, newest - rank_window)).all()
+    if len(rows) < limit:
+        rows = session.execute(_ranked(dialect, words, conditions, limit, rank_candidates, None)).all()
+    return [_hit(row) for row in rows]
+
+
+def _ranked(
+    dialect: str, words: list[str], conditions: list[ColumnElement[bool]], limit: int, candidates: int, floor: int | None
+) -> Select[Any]:
+    """The best `limit` of the newest `candidates` matches (above row id `floor` when given), best first.
+
+    The candidates are found newest first along the primary key (recording order), so a common word
+    stops after `candidates` matches instead of reading all of them; only those are ranked.
+    """
+    matched: Select[Any]
+    if dialect == "sqlite":
         fts = table(SQLITE_FTS_TABLE, column("rowid"))
-        score = func.bm25(literal_column(SQLITE_FTS_TABLE), *SQLITE_COLUMN_WEIGHTS)
-        statement = (
-            select(*columns, (-score).label("rank"))
+        score = -func.bm25(literal_column(SQLITE_FTS_TABLE), *SQLITE_COLUMN_WEIGHTS)
+        matched = (
+            select(Investigation.id.label("row_id"), score.label("rank"))
             .select_from(fts)
             .join(Investigation, Investigation.id == fts.c.rowid)
-            .where(
-                literal_column(SQLITE_FTS_TABLE).op("MATCH")(bindparam("fts_query", _fts5_query(words))),
-                *conditions,
-            )
-            .order_by(score, Investigation.started_at.desc())
+            .where(literal_column(SQLITE_FTS_TABLE).op("MATCH")(bindparam("fts_query", _fts5_query(words))), *conditions)
+            .order_by(fts.c.rowid.desc())
         )
-    elif dialect == "postgresql":
+        if floor is not None:
+            matched = matched.where(fts.c.rowid > floor)
+        bounded = matched.limit(candidates).subquery("candidates")
+        rank: ColumnElement[Any] = bounded.c.rank
+    else:
         search_table = table(POSTGRES_SEARCH_TABLE, column("investigation_id"), column("document"))
         tsquery = _postgres_tsquery(words)
-        score = func.ts_rank(search_table.c.document, tsquery)
-        statement = (
-            select(*columns, score.label("rank"))
+        matched = (
+            select(Investigation.id.label("row_id"), search_table.c.document)
             .select_from(search_table)
             .join(Investigation, Investigation.id == search_table.c.investigation_id)
             .where(search_table.c.document.op("@@")(tsquery), *conditions)
-            .order_by(score.desc(), Investigation.started_at.desc())
+            .order_by(search_table.c.investigation_id.desc())
         )
-    else:
-        raise NotImplementedError(f"full-text search is not built for {dialect}")
+        if floor is not None:
+            matched = matched.where(search_table.c.investigation_id > floor, Investigation.id > floor)
+        bounded = matched.limit(candidates).subquery("candidates")
+        # Ranked outside the bounded subquery, so only the candidates pay for ts_rank.
+        rank = func.ts_rank(bounded.c.document, _postgres_tsquery(words))
+    return (
+        select(*_hit_columns(), rank.label("rank"))
+        .select_from(bounded)
+        .join(Investigation, Investigation.id == bounded.c.row_id)
+        .order_by(rank.desc(), Investigation.started_at.desc(), Investigation.id.desc())
+        .limit(limit)
+    )
 
-    rows = session.execute(statement.limit(limit)).all()
-    return [
-        SearchHit(
-            id=row.public_id,
-            question=row.question,
-            verdict_code=row.verdict_code,
-            node=row.node,
-            summary=row.summary,
-            started_at=row.started_at,
-            asked_by_id=row.asked_by_id,
-            asked_by_name=row.asked_by_name,
-            channel=row.channel,
-            thread_ts=row.thread_ts,
-            source=row.source_display,
-            target=row.target_display,
-            status=str(row.status),
-            rank=float(row.rank),
-        )
-        for row in rows
-    ]
+
+def _hit(row: Any) -> SearchHit:
+    return SearchHit(
+        id=row.public_id,
+        question=row.question,
+        verdict_code=row.verdict_code,
+        node=row.node,
+        summary=row.summary,
+        started_at=row.started_at,
+        asked_by_id=row.asked_by_id,
+        asked_by_name=row.asked_by_name,
+        channel=row.channel,
+        thread_ts=row.thread_ts,
+        source=row.source_display,
+        target=row.target_display,
+        status=str(row.status),
+        rank=float(row.rank),
+    )
 
 
 def _hit_columns() -> list[Any]:
