@@ -77,7 +77,7 @@ def test_within_the_bounds_the_best_match_comes_first_then_equals_newest_first(s
 
 
 def test_a_window_holding_enough_matches_ranks_only_the_newest_investigations(session: Session, zebras: Zebras) -> None:
-    w0, w1, w2, w3 = zebras.weak
+    _, w1, w2, _ = zebras.weak
     # The newest 4 recorded investigations hold 4 matches, enough for 2 results: the older best match is out.
     assert _ids(session, 2, rank_window=4) == [w2, w1]
     # One more investigation in the window brings the best match back in.
