@@ -83,7 +83,7 @@ def test_upgrade_downgrade_upgrade_round_trip(empty_engine: Engine) -> None:
     assert _search_objects(empty_engine)
 
 
-def test_the_name_index_revision_upgrades_a_populated_database(empty_engine: Engine) -> None:
+def test_the_index_revisions_upgrade_a_populated_database(empty_engine: Engine) -> None:
     upgrade(empty_engine, "0002_slack_seen_requests")
     sessions = session_factory(empty_engine)
     at = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -110,7 +110,12 @@ def test_the_name_index_revision_upgrades_a_populated_database(empty_engine: Eng
     with sessions() as session:
         assert [hit.id for hit in search_investigations(session, filters=SearchFilters(name="web"))] == [ids[3], ids[2], ids[0]]
         assert [hit.id for hit in search_investigations(session, "redis")] == [ids[1]]
+        # Filtered text search (on SQLite through the facets the upgrade indexed for the existing rows).
+        shop_web = search_investigations(session, "web", SearchFilters(namespace="shop"))
+        assert {hit.id for hit in shop_web} == {ids[0], ids[2], ids[3]}
+        assert search_investigations(session, "web", SearchFilters(namespace="payments")) == []
 
     downgrade(empty_engine, "0002_slack_seen_requests")
     with sessions() as session:
         assert [hit.id for hit in search_investigations(session, filters=SearchFilters(name="api"))] == [ids[1], ids[0]]
+        assert [hit.id for hit in search_investigations(session, "redis")] == [ids[1]]
