@@ -291,7 +291,9 @@ def _create_postgresql_search() -> None:
         " CONSTRAINT fk_investigation_search_investigation_id_investigations FOREIGN KEY (investigation_id)"
         "  REFERENCES investigations (id) ON DELETE CASCADE)"
     )
-    op.execute("CREATE INDEX ix_investigation_search_document ON investigation_search USING gin (document)")
+    op.execute(
+        "CREATE INDEX ix_investigation_search_document ON investigation_search USING gin (document)"
+    )
     # Words are the runs of letters and digits, as SQLite's unicode61 tokenizer sees them: without this,
     # PostgreSQL's parser keeps "web.shop.svc" or "shop/web" whole and a search for "web" misses them.
     op.execute(
