@@ -73,6 +73,7 @@ STEP_TEMPLATES = [
     ("probe", "tcp-probe", "connect to 10.96.{n}.{m}:8080 {errno}", {"errno": "{errno}", "port": 8080}),
     ("sockets", "sock-diag", "nothing listens on :{port} in {w}", {"listening": [], "port": "{port}"}),
 ]
+RECORD_SHAPE = "record 1 investigation"
 REFERENCE_REPEAT = 10
 """The LIKE scans are slow by nature; a few runs show their cost."""
 FREE_TEXT_WORDS = ["ENETUNREACH", "ECONNREFUSED", "NXDOMAIN", "vxlan.calico", "flannel.1", "SERVFAIL", "ETIMEDOUT"]
@@ -369,7 +370,7 @@ def time_recording(engine: Engine, backend: str, rows: int, repeat: int, steps: 
         return 1
 
     samples, _ = _time(record, repeat)
-    return Timing(backend, rows, f"record 1 investigation ({steps} steps, {steps + 2} commits)",
+    return Timing(backend, rows, f"{RECORD_SHAPE} ({steps} steps, {steps + 2} commits)",
                   _percentile(samples, 0.5), _percentile(samples, 0.99), 1.0)  # fmt: skip
 
 
@@ -419,6 +420,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100, help="timed queries per shape")
     parser.add_argument("--record-repeat", type=int, default=50, help="timed investigations recorded")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON object, last")
     args = parser.parse_args()
 
     timings: list[Timing] = []
@@ -435,6 +437,20 @@ def main() -> None:
             f"{timing.backend:<11} {timing.rows:>9}  {timing.shape:<48} "
             f"{timing.p50_ms:>9.2f} {timing.p99_ms:>9.2f} {timing.mean_hits:>6.1f}"
         )
+    if args.json:
+        print(json.dumps(figures(timings)))
+
+
+def figures(timings: list[Timing]) -> dict[str, dict[str, Any]]:
+    """``{backend: {shape: {p50_ms, p99_ms}}, "record_ms": {backend: {p50_ms, p99_ms}}}``."""
+    result: dict[str, dict[str, Any]] = {"postgresql": {}, "sqlite": {}, "record_ms": {}}
+    for timing in timings:
+        figure = {"p50_ms": round(timing.p50_ms, 3), "p99_ms": round(timing.p99_ms, 3)}
+        if timing.shape.startswith(RECORD_SHAPE):
+            result["record_ms"][timing.backend] = figure
+        else:
+            result[timing.backend][timing.shape] = figure
+    return result
 
 
 if __name__ == "__main__":

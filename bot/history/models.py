@@ -160,8 +160,8 @@ class Investigation(Base):
     __table_args__ = (
         Index(None, "started_at"),
         Index(None, "verdict_code", "started_at"),
-        Index(None, "source_name"),
-        Index(None, "target_name"),
+        Index(None, "source_name", "started_at"),
+        Index(None, "target_name", "started_at"),
         Index(None, "node"),
         Index(None, "channel", "thread_ts"),
         Index(None, "status", "owner"),

@@ -219,6 +219,15 @@ def test_filters_narrow_text_results(session: Session, corpus: Corpus) -> None:
     assert _ids(session, asked_by=BOB.id) == [corpus.old_conntrack]
     assert corpus.old_conntrack not in _ids(session, "api", since=NOW - timedelta(days=7))
     assert _ids(session, "api", until=NOW - timedelta(days=7)) == [corpus.old_conntrack]
+    assert _ids(session, "api", node="node-1") == [corpus.old_conntrack]
+    assert _ids(session, "redis", node="node-2") == []
+    assert set(_ids(session, "web", namespace="cache")) == {corpus.web_dns}
+
+
+def test_filter_values_are_not_searchable_words(session: Session, corpus: Corpus) -> None:
+    # SQLite indexes filter values as hex tokens in a column of their own; typing one finds nothing.
+    assert _ids(session, "s" + b"batch".hex()) == []
+    assert _ids(session, "n" + b"node-1".hex()) == []
 
 
 def test_empty_text_lists_newest_first(session: Session, corpus: Corpus) -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, Engine, MetaData, String, inspect, text
 
-from bot.history.db import create_history_engine, downgrade, upgrade
+from bot.history import service
+from bot.history.db import create_history_engine, downgrade, session_factory, upgrade
+from bot.history.enums import Origin
 from bot.history.models import Base
-from bot.history.search import include_in_autogenerate
+from bot.history.search import SearchFilters, include_in_autogenerate, search_investigations
+from bot.history.service import Person, WorkloadRef
 
 
 @pytest.fixture
@@ -77,3 +81,41 @@ def test_upgrade_downgrade_upgrade_round_trip(empty_engine: Engine) -> None:
     upgrade(empty_engine)
     assert _schema_differences(empty_engine, Base.metadata) == []
     assert _search_objects(empty_engine)
+
+
+def test_the_index_revisions_upgrade_a_populated_database(empty_engine: Engine) -> None:
+    upgrade(empty_engine, "0002_slack_seen_requests")
+    sessions = session_factory(empty_engine)
+    at = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    with sessions.begin() as session:
+        ids = [
+            service.start_investigation(
+                session,
+                question=f"why can't {source} reach {target}?",
+                asked_by=Person("U01ANA", "ana"),
+                origin=Origin.CLI,
+                owner="bot-0:1",
+                source=WorkloadRef("deployment", "shop", source, f"deployment shop/{source}"),
+                target=WorkloadRef("service", "shop", target, f"service shop/{target}"),
+                started_at=at + timedelta(minutes=minute),
+            )
+            for minute, (source, target) in enumerate([("web", "api"), ("api", "redis"), ("batch", "web"), ("web", "web")])
+        ]
+
+    upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        indexes = {index["name"] for index in inspect(connection).get_indexes("investigations")}
+    assert {"ix_investigations_source_name_started_at", "ix_investigations_target_name_started_at"} <= indexes
+    assert "ix_investigations_source_name" not in indexes
+    with sessions() as session:
+        assert [hit.id for hit in search_investigations(session, filters=SearchFilters(name="web"))] == [ids[3], ids[2], ids[0]]
+        assert [hit.id for hit in search_investigations(session, "redis")] == [ids[1]]
+        # Filtered text search (on SQLite through the facets the upgrade indexed for the existing rows).
+        shop_web = search_investigations(session, "web", SearchFilters(namespace="shop"))
+        assert {hit.id for hit in shop_web} == {ids[0], ids[2], ids[3]}
+        assert search_investigations(session, "web", SearchFilters(namespace="payments")) == []
+
+    downgrade(empty_engine, "0002_slack_seen_requests")
+    with sessions() as session:
+        assert [hit.id for hit in search_investigations(session, filters=SearchFilters(name="api"))] == [ids[1], ids[0]]
+        assert [hit.id for hit in search_investigations(session, "redis")] == [ids[1]]
