@@ -20,6 +20,7 @@ import secrets
 import shlex
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,8 +315,32 @@ class TerminalChannel:
         return ("🤖 " if user and user.is_bot else "") + (user.name if user else user_id)
 
     def show_thread(self, root: str) -> None:
-        """Print the thread under `root`."""
+        """Print the thread under `root`, and save the path picture it carries (saying where)."""
         self.console.print(thread_view(self.slack.stub.thread(self.slack.channel, root), self._name))
+        self.save_picture(root)
+
+    def save_picture(self, root: str, wait_s: float = 5.0) -> Path | None:
+        """Write the thread's path picture (posted just after the verdict) to a file; its path, or None."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            state = self.slack.stub.state
+            found = [
+                f
+                for m in self.slack.stub.thread(self.slack.channel, root)
+                for f in (state.file(i) for i in m.files)
+                if f is not None and f.name.endswith("-path.png") and f.content
+            ]
+            if found or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        if not found:
+            return None
+        folder = Path(tempfile.gettempdir()) / f"kubereach-demo-{self.prefix}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / found[-1].name
+        path.write_bytes(found[-1].content or b"")
+        self.console.print(Text(f"🖼  path picture saved: {path}", style="cyan"))
+        return path
 
     def _new_ephemerals(self, before: int) -> None:
         for message in self.slack.ephemerals()[before:]:

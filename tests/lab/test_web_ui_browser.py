@@ -214,8 +214,9 @@ def _headers(url: str) -> dict[str, str]:
 
 def test_ask_picture_writes_the_png_and_prints_its_path(lab: Lab, tmp_path: Path) -> None:
     target = tmp_path / "path.png"
+    asking = [*KUBEREACH, "--config", lab.status["config"], "ask", "--no-history"]
     proc = subprocess.run(
-        [*KUBEREACH, "--config", lab.status["config"], "ask", "--no-history", "--picture", str(target), "why can't frontend reach api"],
+        [*asking, "--picture", str(target), "why can't frontend reach api"],
         capture_output=True, text=True, cwd=REPO, timeout=180, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -223,7 +224,7 @@ def test_ask_picture_writes_the_png_and_prints_its_path(lab: Lab, tmp_path: Path
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = tmp_path / "path.svg"
     proc = subprocess.run(
-        [*KUBEREACH, "--config", lab.status["config"], "ask", "--json", "--no-history", "--picture", str(svg), "why can't frontend reach api"],
+        [*asking, "--json", "--picture", str(svg), "why can't frontend reach api"],
         capture_output=True, text=True, cwd=REPO, timeout=180, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
