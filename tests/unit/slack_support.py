@@ -28,6 +28,8 @@ from bot.settings import BotSettings
 from bot.slack.app import build_app, build_deps
 from bot.slack.flows import SlackDeps
 from bot.slack.http import HttpLimits, SlackHttpServer
+from bot.slack.pictures import WebLinks
+from bot.slack.serve import web_ui_for
 from lab.slackstub import SlackSender, SlackStub
 
 SECRET = "unit-test-signing-secret"
@@ -135,9 +137,10 @@ def app_rig(
     namespaces: tuple[str, ...] = ("shop",),
     gate: threading.Event | None = None,
     record: bool = True,
+    web: bool = False,
     **settings_extra: Any,
 ) -> Iterator[Rig]:
-    """The app served on 127.0.0.1 (port 0) with the stand-in investigator."""
+    """The app served on 127.0.0.1 (port 0) with the stand-in investigator (and the web UI, when `web`)."""
     settings = settings_for(stub, database_url, **settings_extra)
     made: list[StandInInvestigator] = []
 
@@ -146,7 +149,10 @@ def app_rig(
         return made[-1]
 
     deps = build_deps(settings, new_investigator)
-    server = SlackHttpServer(build_app(settings, deps), signing_secret=SECRET, limits=limits)
+    web_ui = web_ui_for(settings, deps.history, SECRET) if web and deps.history is not None else None
+    server = SlackHttpServer(build_app(settings, deps), signing_secret=SECRET, limits=limits, web=web_ui)
+    if web_ui is not None:
+        deps.web_links = WebLinks(server.origin, web_ui.signer)
     url = server.start()
     try:
         yield Rig(stub, deps, server, SlackSender(url, SECRET, stub), made[0])
