@@ -21,7 +21,7 @@ main{padding:16px 24px;max-width:1700px}h1{font-size:22px;margin:8px 0}h2{font-s
 .verdict{font-size:20px;font-weight:bold;padding:10px 14px;border-radius:6px;margin:8px 0}
 .fail{background:#fde2e1;color:#a50e0e;border:2px solid #d93025}
 .pass{background:#e6f4ea;color:#137333;border:2px solid #1e8e3e}
-.picture{overflow-x:auto;background:#fff;border:1px solid #dadce0;padding:6px}
+.picture{overflow-x:auto;background:#fff;border:1px solid #dadce0;padding:6px}.picture svg{max-width:100%;height:auto}
 table{border-collapse:collapse;background:#fff}
 td,th{border:1px solid #dadce0;padding:4px 8px;text-align:left;vertical-align:top;font-size:13px}
 .s-pass{color:#137333}.s-fail{color:#a50e0e;font-weight:bold}.s-warn{color:#b06000}.s-skip{color:#5f6368}

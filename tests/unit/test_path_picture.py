@@ -98,6 +98,10 @@ def test_overlay_down_marks_the_overlay_of_the_node_the_verdict_names_and_greys_
     after = keys[keys.index("overlay") + 1 :]
     assert after == ["underlay", "dest-node", "dest-pod"]
     assert all(p.attrib["data-state"] == "not-reached" for p in by_node["node-1"] if p.attrib["data-key"] in after)
+    # node-3's pods break where their packets arrive at node-1, not on node-3's own overlay.
+    assert sorted(marked(svg)) == [("node-1", "overlay"), ("node-3", "dest-node")]
+    arrival = next(p for p in by_node["node-3"] if p.attrib["data-key"] == "dest-node")
+    assert "cause on node-1" in texts(arrival)
     assert ET.fromstring(svg).attrib["data-verdict"] == "OVERLAY_DEVICE_DOWN"
     assert "OVERLAY_DEVICE_DOWN at underlay · node-1" in svg
 

@@ -333,15 +333,22 @@ def _mark(
     """Mark the lane's cause and grey out the points after it: the packet never got there."""
     if code in ("", VerdictCode.NO_FAULT_FOUND.value):
         return points
-    hop, _ = _hop_of(code, verdict, findings, node)
+    hop, hop_node = _hop_of(code, verdict, findings, node)
     key = _HOP_POINT.get(hop) if hop is not None else None
+    if key in ("veth", "bridge", "node", "nat", "overlay") and hop_node and node and hop_node != node:
+        # The cause sits on another node this lane's packets go to (its overlay device, its forwarding):
+        # from this source the path breaks where it arrives there.
+        key = "dest-node"
     if key is None or key not in {p.key for p in points}:
         return points
     out: list[PathPoint] = []
     after = False
     for point in points:
         if point.key == key:
-            out.append(PathPoint(point.key, point.hop, point.title, point.lines, PointState.FAIL, True, point.trace))
+            lines = point.lines
+            if hop_node and hop_node != node and hop_node in lines:
+                lines = (f"cause on {hop_node}", *(x for x in lines if x != hop_node))
+            out.append(PathPoint(point.key, point.hop, point.title, lines, PointState.FAIL, True, point.trace))
             after = True
         elif after:
             out.append(PathPoint(point.key, point.hop, point.title, point.lines, PointState.NOT_REACHED, False, point.trace))
