@@ -148,6 +148,8 @@ def make_serve_command(
                 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
                 assert settings.slack_app_token is not None
+                if settings.web_ui if web_ui is None else web_ui:
+                    click.echo("kubereach: the web UI needs HTTP mode; it is not served in Socket Mode")
                 click.echo("kubereach: Slack app running in Socket Mode (Ctrl-C stops)")
                 SocketModeHandler(app, settings.slack_app_token.get_secret_value(), web_client=deps.poster.client).start()  # type: ignore[no-untyped-call]
             else:

@@ -73,11 +73,7 @@ class WebUi:
             status, content_type, body = self._answer(environ, path)
         except HistoryUnavailable as exc:
             log.warning("web: the history did not answer: %s", type(exc.__cause__ or exc).__name__)
-            status, content_type, body = (
-                "503 Service Unavailable",
-                HTML,
-                pages.nothing_page().replace("Nothing to show.", "The history database did not answer; try again shortly."),
-            )
+            status, content_type, body = "503 Service Unavailable", HTML, pages.unavailable_page()
         data = body.encode("utf-8")
         log.info("web: %s %s %s", environ.get("REQUEST_METHOD"), _route_name(path), status.split(" ", 1)[0])
         start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data))), *SECURITY_HEADERS])

@@ -56,6 +56,12 @@ def nothing_page() -> str:
     return _page("no access", body, None)
 
 
+def unavailable_page() -> str:
+    """The history did not answer: say so, and what to do (nothing else is shown)."""
+    body = '<p class="nothing" id="unavailable">The history database did not answer; try again in a minute.</p>'
+    return _page("history unavailable", body, None)
+
+
 def _link(path: str, token: str, **params: str) -> str:
     return escape(f"{path}?{urlencode({**params, 't': token})}")
 

@@ -202,7 +202,6 @@ def _endpoints(steps: Sequence[StepResult]) -> dict[str, _Endpoint]:
 def _lane(
     pod: str,
     steps: Sequence[StepResult],
-    all_steps: Sequence[StepResult],
     code: str,
     verdict: Verdict,
     findings: Sequence[Finding],
@@ -212,7 +211,7 @@ def _lane(
     paths = [s for s in steps if (m := _PATH_STEP.match(s.name)) and m.group(1) == pod]
     status = _data(_evidence(mine, "pod-status"))
     node = next((s.node for s in mine if s.node), "") or ""
-    node_steps = [s for s in all_steps if (m := _SOURCE_NODE_STEP.match(s.name)) and m.group(1) == node]
+    node_steps = [s for s in steps if (m := _SOURCE_NODE_STEP.match(s.name)) and m.group(1) == node]
     network_steps = [s for s in mine if s.name.endswith(": pod network")]
     network = _data(_evidence(network_steps, "pod-network"))
     node_data = _data(_evidence(node_steps, "node"))
@@ -281,7 +280,7 @@ def _lane(
             trace=_trace_marks(trace, node, None, ["eth0"]),
         )
     )
-    dest_nodes, dest_pods = _destinations(probes, _endpoints(all_steps), paths)
+    dest_nodes, dest_pods = _destinations(probes, _endpoints(steps), paths)
     points.append(PathPoint("dest-node", Hop.DESTINATION_NODE, "destination node", dest_nodes, path_state))
     points.append(PathPoint("dest-pod", Hop.DESTINATION_POD, "destination", dest_pods, path_state))
     return Lane(pod, node, code, _mark(tuple(points), code, verdict, findings, node))
@@ -399,7 +398,7 @@ def path_picture(
     pods = _source_pods(steps, outcomes)
     code_of = {key.rsplit("/", 1)[-1]: code for key, code in outcomes.items()}
     lanes = [
-        _lane(pod, steps, steps, code_of.get(pod) or _derived_code(pod, steps, verdict), verdict, findings, trace or ())
+        _lane(pod, steps, code_of.get(pod) or _derived_code(pod, steps, verdict), verdict, findings, trace or ())
         for pod in pods[:MAX_LANES]
     ]
     notes = []
