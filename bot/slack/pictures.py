@@ -40,9 +40,13 @@ def link_block(url: str) -> dict[str, Any]:
 
 
 def share_picture(poster: SlackPoster, result: InvestigationResult, channel: str, thread_ts: str | None) -> bool:
-    """Upload the path picture into the thread; False (logged) when it could not be drawn or uploaded."""
+    """Upload the path picture into the thread; False when no path was probed, or (logged) when it could not
+    be drawn or uploaded."""
+    drawn = picture_of(result)
+    if not drawn.lanes:
+        return False  # no path was probed (a name that resolved to nothing, or to several things)
     try:
-        png = picture_png(picture_of(result))
+        png = picture_png(drawn)
     except (ValueError, TypeError, OSError, MemoryError, RecursionError) as exc:
         log.warning("slack: the path picture of %s could not be drawn: %s", result.id, type(exc).__name__)
         return False
