@@ -309,6 +309,8 @@ class TerminalChannel:
         """Root ts of each thread a question started, in order."""
         self.interactive = False
         """True once a person types (a modal then asks them for its text)."""
+        self.saved_pictures: set[str] = set()
+        """Ids of the path pictures already written to files."""
 
     def _name(self, user_id: str) -> str:
         user = self.slack.stub.state.user(user_id)
@@ -319,28 +321,30 @@ class TerminalChannel:
         self.console.print(thread_view(self.slack.stub.thread(self.slack.channel, root), self._name))
         self.save_picture(root)
 
-    def save_picture(self, root: str, wait_s: float = 5.0) -> Path | None:
-        """Write the thread's path picture (posted just after the verdict) to a file; its path, or None."""
+    def save_picture(self, root: str, wait_s: float = 5.0) -> list[Path]:
+        """Write the thread's new path pictures (each posted just after its verdict) to files, saying where."""
         deadline = time.monotonic() + wait_s
         while True:
-            state = self.slack.stub.state
-            found = [
-                f
-                for m in self.slack.stub.thread(self.slack.channel, root)
-                for f in (state.file(i) for i in m.files)
-                if f is not None and f.name.endswith("-path.png") and f.content
-            ]
-            if found or time.monotonic() >= deadline:
+            thread = self.slack.stub.thread(self.slack.channel, root)
+            files = [self.slack.stub.state.file(i) for m in thread for i in m.files]
+            pictures = [f for f in files if f is not None and f.name.endswith("-path.png") and f.content]
+            verdicts = sum(1 for m in thread if verdict_of(m))
+            # A verdict about names (nothing resolved, or several things) has no path and no picture.
+            if len(pictures) >= verdicts or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
-        if not found:
-            return None
+        saved = []
         folder = Path(tempfile.gettempdir()) / f"kubereach-demo-{self.prefix}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / found[-1].name
-        path.write_bytes(found[-1].content or b"")
-        self.console.print(Text(f"🖼  path picture saved: {path}", style="cyan"))
-        return path
+        for picture in pictures:
+            if picture.id in self.saved_pictures:
+                continue
+            self.saved_pictures.add(picture.id)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / picture.name
+            path.write_bytes(picture.content or b"")
+            self.console.print(Text(f"🖼  path picture saved: {path}", style="cyan"), soft_wrap=True)
+            saved.append(path)
+        return saved
 
     def _new_ephemerals(self, before: int) -> None:
         for message in self.slack.ephemerals()[before:]:
