@@ -94,7 +94,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def screenshot(browser: webdriver.Chrome, shots: Path, name: str) -> Path:
     """Save the whole page (as tall as it is) under `shots` and, when set, $KUBEREACH_ARTIFACTS."""
     browser.set_window_size(1600, 600)
-    height = int(browser.execute_script("return document.body.scrollHeight"))  # type: ignore[no-untyped-call]
+    height = int(browser.execute_script("return document.documentElement.scrollHeight"))  # type: ignore[no-untyped-call]
     browser.set_window_size(1600, min(max(height, 600), 4000))
     path = shots / f"{name}.png"
     browser.save_screenshot(str(path))
