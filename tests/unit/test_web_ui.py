@@ -19,6 +19,7 @@ import pytest
 
 from lab.slackstub import SlackStub
 from tests.unit.slack_support import Rig, app_rig, sqlite_url
+from tests.unit.test_path_picture import recorded
 
 CHANNELS = {"CSHOP": ["shop"], "CPAY": ["payments"]}
 
@@ -34,7 +35,9 @@ def stub() -> Iterator[SlackStub]:
 
 @pytest.fixture
 def rig(stub: SlackStub, tmp_path: Path) -> Iterator[Rig]:
-    with app_rig(stub, sqlite_url(tmp_path), web=True, channel_namespaces=CHANNELS) as rig:
+    # The steps of a recorded lab investigation with no fault, so the answer has a path to draw.
+    steps = recorded("ok").steps
+    with app_rig(stub, sqlite_url(tmp_path), web=True, steps=steps, channel_namespaces=CHANNELS) as rig:
         yield rig
 
 
@@ -72,7 +75,7 @@ def test_the_verdict_thread_gets_the_picture_through_files_v2_and_a_signed_link(
     shared = [m for m in rig.stub.messages("CSHOP") if picture.id in m.files]
     assert len(shared) == 1 and shared[0].thread_ts is not None  # in the verdict's thread
     status, headers, page = _get(link)
-    assert status == 200 and "NO_FAULT_FOUND" in page and 'id="picture"' in page
+    assert status == 200 and "NO_FAULT_FOUND" in page and 'id="picture"' in page and 'data-key="nat"' in page
     assert (
         "frame-ancestors 'none'" in headers["content-security-policy"] and "script-src" not in headers["content-security-policy"]
     )
@@ -112,3 +115,10 @@ def test_without_a_valid_token_for_its_namespaces_a_page_shows_nothing(rig: Rig,
     assert status == 200 and "0 investigation(s)" in page
     assert token not in caplog.text and payments not in caplog.text
     assert "web: GET /ui/search 200" in caplog.text
+
+
+def test_a_verdict_without_a_probed_path_gets_the_link_but_no_picture(stub: SlackStub, tmp_path: Path) -> None:
+    with app_rig(stub, sqlite_url(tmp_path), web=True, channel_namespaces=CHANNELS) as rig:
+        link = _ask(rig, "why can't frontend reach api")
+        assert "/ui/i/" in link
+        assert [c.method for c in rig.stub.calls() if c.method.startswith("files.")] == []
