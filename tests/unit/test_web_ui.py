@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.history import service
+from bot.history.service import Person
 from lab.slackstub import SlackStub
 from tests.unit.slack_support import Rig, app_rig, sqlite_url
 from tests.unit.test_path_picture import recorded
@@ -122,3 +124,16 @@ def test_a_verdict_without_a_probed_path_gets_the_link_but_no_picture(stub: Slac
         link = _ask(rig, "why can't frontend reach api")
         assert "/ui/i/" in link
         assert [c.method for c in rig.stub.calls() if c.method.startswith("files.")] == []
+
+
+def test_the_page_says_who_resolved_it_and_how_and_lists_the_runs(rig: Rig) -> None:
+    link = _ask(rig, "why can't frontend reach api")
+    again = _ask(rig, "why can't frontend reach api")
+    investigation_id = urllib.parse.urlsplit(link).path.rsplit("/", 1)[-1]
+    assert rig.deps.history is not None
+    with rig.deps.history.sessions.begin() as session:
+        service.resolve(session, investigation_id, Person("U1", "ana"), "restarted <the> api pods")
+    status, _, page = _get(link)
+    assert status == 200 and "ana" in page and "restarted &lt;the&gt; api pods" in page
+    runs = page.split('id="runs"', 1)[1].split("</table>", 1)[0]
+    assert investigation_id in runs and urllib.parse.urlsplit(again).path.rsplit("/", 1)[-1] in runs
