@@ -87,8 +87,6 @@ class SearchHit:
     status: str
     rank: float
     """Relevance, higher is better; 0.0 for a listing without text."""
-    namespaces: tuple[str, ...] = ()
-    """The namespaces the investigation involved (who may see it: the web UI's scope check)."""
 
     def as_json(self) -> dict[str, Any]:
         """The hit as JSON-compatible data (the CLI's ``--json`` shape)."""
@@ -184,7 +182,6 @@ def search_investigations(
             target=row.target_display,
             status=str(row.status),
             rank=float(row.rank),
-            namespaces=tuple(str(n) for n in row.namespaces or ()),
         )
         for row in rows
     ]
@@ -205,7 +202,6 @@ def _hit_columns() -> list[Any]:
         Investigation.source_display,
         Investigation.target_display,
         Investigation.status,
-        Investigation.namespaces,
     ]
 
 

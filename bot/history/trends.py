@@ -5,7 +5,7 @@ and the other runs of the same question. Reads only, given a session; never comm
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -139,3 +139,13 @@ def other_runs(session: Session, view: InvestigationView, visible: Visible, *, l
         for r in rows
         if visible(tuple(r.namespaces or ()), r.channel)
     ]
+
+
+def visible_ids(session: Session, ids: Sequence[str], visible: Visible) -> set[str]:
+    """Which of the investigations `ids` the caller may see (by their namespaces and channel)."""
+    if not ids:
+        return set()
+    rows = session.execute(
+        select(Investigation.public_id, Investigation.namespaces, Investigation.channel).where(Investigation.public_id.in_(ids))
+    ).all()
+    return {public_id for public_id, namespaces, channel in rows if visible(tuple(namespaces or ()), channel)}

@@ -25,7 +25,7 @@ from bot.history.cli import parse_since, parse_verdict
 from bot.history.db import history_errors
 from bot.history.errors import HistoryUnavailable, InvestigationNotFound
 from bot.history.search import SearchFilters, search_investigations
-from bot.history.trends import conntrack_fill, other_runs, recurring_problems, verdicts_per_week
+from bot.history.trends import conntrack_fill, other_runs, recurring_problems, verdicts_per_week, visible_ids
 from bot.render.picture import path_picture, picture_svg
 from bot.web import pages
 from bot.web.tokens import LinkSigner, Scope
@@ -141,7 +141,8 @@ class WebUi:
             return "400 Bad Request", HTML, pages.search_page(query, [], f"{exc.message} ({exc.hint})", token)
         with history_errors("searching"), self._sessions() as session:
             hits = search_investigations(session, query.get("q", ""), filters, limit=SEARCH_SCAN)
-        shown = [h for h in hits if scope.covers(h.namespaces, h.channel)][:SEARCH_SHOWN]
+            visible = visible_ids(session, [h.id for h in hits], scope.covers)
+        shown = [h for h in hits if h.id in visible][:SEARCH_SHOWN]
         return "200 OK", HTML, pages.search_page(query, shown, None, token)
 
     def _digest(self, scope: Scope, token: str) -> tuple[str, str, str]:

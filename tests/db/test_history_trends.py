@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.history import service
 from bot.history.enums import Origin
 from bot.history.service import Person, WorkloadRef
-from bot.history.trends import conntrack_fill, other_runs, recurring_problems, verdicts_per_week
+from bot.history.trends import conntrack_fill, other_runs, recurring_problems, verdicts_per_week, visible_ids
 from bot.playbook.models import Evidence, Hop, StepResult, StepStatus, Verdict, VerdictCode
 from tests.db.conftest import empty_all_tables
 
@@ -43,7 +43,7 @@ def test_trends_count_what_the_scope_covers(engine: Engine, sessions: sessionmak
         first = _record(session, "shop", MONDAY, VerdictCode.CONNTRACK_TABLE_FULL, 900)
         second = _record(session, "shop", MONDAY + timedelta(days=2), VerdictCode.CONNTRACK_TABLE_FULL, 950)
         last = _record(session, "shop", MONDAY + timedelta(days=8), VerdictCode.NO_FAULT_FOUND, 100)
-        _record(session, "payments", MONDAY + timedelta(days=1), VerdictCode.CONNTRACK_TABLE_FULL, 999)
+        payments = _record(session, "payments", MONDAY + timedelta(days=1), VerdictCode.CONNTRACK_TABLE_FULL, 999)
 
     def shop_only(namespaces: tuple[str, ...], channel: str | None) -> bool:
         return set(namespaces) <= {"shop"}
@@ -63,3 +63,4 @@ def test_trends_count_what_the_scope_covers(engine: Engine, sessions: sessionmak
         runs = other_runs(session, view, shop_only)
         assert [r.id for r in runs] == [last, second, first]  # newest first; the payments run is another pair
         assert other_runs(session, view, lambda namespaces, channel: False) == []
+        assert visible_ids(session, [first, payments, "inv_unknown"], shop_only) == {first}
