@@ -22,6 +22,7 @@ from bot.history.recorder import HistoryRecorder
 from bot.logs import configure_logging
 from bot.playbook.models import InvestigationResult, StepResult
 from bot.render.document import investigation_document
+from bot.render.picture import picture_of, picture_png, picture_svg
 from bot.render.terminal import investigation_view, steps_table
 from bot.settings import BotSettings, load_settings
 
@@ -32,11 +33,27 @@ from bot.settings import BotSettings, load_settings
 @click.option("--namespace", "-n", help="Namespace to assume when the question names none.")
 @click.option("--no-history", is_flag=True, help="Do not record this investigation in the history database.")
 @click.option("--steps", "all_steps", is_flag=True, help="List every step (by default: failing and warning ones).")
+@click.option(
+    "--picture",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Draw the path to this file: PNG, or SVG when the name ends in .svg.",
+)
 @click.pass_context
-def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool) -> None:
+def ask(
+    ctx: click.Context,
+    question: str,
+    as_json: bool,
+    namespace: str | None,
+    no_history: bool,
+    all_steps: bool,
+    picture: Path | None,
+) -> None:
     """Ask why one workload cannot reach another, e.g. "why can't frontend reach api"."""
+    if picture is not None and picture.suffix.lower() not in (".png", ".svg"):
+        raise BadInput(f"--picture {picture}: the name must end in .png or .svg", hint="e.g. --picture path.png")
     try:
-        _ask(ctx, question, as_json, namespace, no_history, all_steps)
+        _ask(ctx, question, as_json, namespace, no_history, all_steps, picture)
     except KubereachError as exc:
         if as_json:
             # Scripts read stdout: say what went wrong there too (the exit code and stderr stay as they are).
@@ -62,7 +79,15 @@ def error_document(exc: KubereachError) -> dict[str, Any]:
     return {"kind": kind, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code, **extra}
 
 
-def _ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool) -> None:
+def _ask(
+    ctx: click.Context,
+    question: str,
+    as_json: bool,
+    namespace: str | None,
+    no_history: bool,
+    all_steps: bool,
+    picture: Path | None,
+) -> None:
     config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
     settings = load_settings(config)
     # Problems (warnings and errors) on stderr, one JSON object a line when KUBEREACH_LOG_FORMAT=json;
@@ -93,8 +118,25 @@ def _ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None
         click.echo(json.dumps(investigation_document(result), indent=2))
     else:
         Console().print(investigation_view(result, all_steps=all_steps))
+    if picture is not None:
+        written = save_picture(result, picture)
+        # With --json, stdout stays one JSON document: the path goes to stderr.
+        click.echo(f"picture: {written}", err=as_json)
     if history is not None and history.problem is not None:
         err.print(f"history unavailable: {history.problem} (the verdict above stands; it was not recorded)", markup=False)
+
+
+def save_picture(result: InvestigationResult, path: Path) -> Path:
+    """Draw `result` into `path` (SVG when it ends in .svg, else PNG); the absolute path written."""
+    drawn = picture_of(result)
+    try:
+        if path.suffix.lower() == ".svg":
+            path.write_text(picture_svg(drawn), encoding="utf-8")
+        else:
+            path.write_bytes(picture_png(drawn))
+    except OSError as exc:
+        raise BadInput(f"cannot write the picture to {path}: {exc.strerror}", hint="choose a writable path") from exc
+    return path.resolve()
 
 
 def open_history(settings: BotSettings, err: Console) -> HistoryRecorder | None:

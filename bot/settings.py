@@ -97,6 +97,16 @@ class BotSettings(BaseSettings):
     """Largest request body `serve` accepts (Slack's largest event is about 330 KB); larger ones get 413."""
     slack_http_connection_limit: int = Field(default=1000, ge=1, le=100000)
     """Open HTTP connections `serve` holds at once (a stalled one costs a socket, not a thread)."""
+    slack_pictures: bool = True
+    """Post the path picture (PNG) in the thread with each verdict (Slack's files v2 upload)."""
+    web_ui: bool = False
+    """Serve the read-only web UI at /ui/ on `serve`'s HTTP port; Slack replies then link to it."""
+    web_url: str | None = None
+    """The web UI's base URL as browsers reach it (e.g. https://kubereach.example.com); default: where `serve` listens."""
+    web_link_secret: SecretStr | None = None
+    """Key that signs web UI links (at least 16 characters); default: derived from the Slack signing secret."""
+    web_link_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+    """How long a web UI link from Slack stays valid (seconds)."""
 
     def history_url(self) -> str | None:
         """The history database URL, when one is set (None: KUBEREACH_DATABASE_URL/DATABASE_URL or the default file)."""

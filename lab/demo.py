@@ -20,6 +20,7 @@ import secrets
 import shlex
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,14 +309,42 @@ class TerminalChannel:
         """Root ts of each thread a question started, in order."""
         self.interactive = False
         """True once a person types (a modal then asks them for its text)."""
+        self.saved_pictures: set[str] = set()
+        """Ids of the path pictures already written to files."""
 
     def _name(self, user_id: str) -> str:
         user = self.slack.stub.state.user(user_id)
         return ("🤖 " if user and user.is_bot else "") + (user.name if user else user_id)
 
     def show_thread(self, root: str) -> None:
-        """Print the thread under `root`."""
+        """Print the thread under `root`, and save the path picture it carries (saying where)."""
         self.console.print(thread_view(self.slack.stub.thread(self.slack.channel, root), self._name))
+        self.save_picture(root)
+
+    def save_picture(self, root: str, wait_s: float = 5.0) -> list[Path]:
+        """Write the thread's new path pictures (each posted just after its verdict) to files, saying where."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            thread = self.slack.stub.thread(self.slack.channel, root)
+            files = [self.slack.stub.state.file(i) for m in thread for i in m.files]
+            pictures = [f for f in files if f is not None and f.name.endswith("-path.png") and f.content]
+            verdicts = sum(1 for m in thread if verdict_of(m))
+            # A verdict about names (nothing resolved, or several things) has no path and no picture.
+            if len(pictures) >= verdicts or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        saved = []
+        folder = Path(tempfile.gettempdir()) / f"kubereach-demo-{self.prefix}"
+        for picture in pictures:
+            if picture.id in self.saved_pictures:
+                continue
+            self.saved_pictures.add(picture.id)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / picture.name
+            path.write_bytes(picture.content or b"")
+            self.console.print(Text(f"🖼  path picture saved: {path}", style="cyan"), soft_wrap=True)
+            saved.append(path)
+        return saved
 
     def _new_ephemerals(self, before: int) -> None:
         for message in self.slack.ephemerals()[before:]:

@@ -2,7 +2,8 @@
 # kubereach set-up on a fresh Debian machine, as root.
 #   bash scripts/setup.sh demo [ARGS...]   bring up the lab and run `kubereach demo`
 #   bash scripts/setup.sh test [PYTEST ARGS...]   run the whole test suite (lint, types, layers, proto, tests)
-# Installs what is missing: Debian's python3-venv, iproute2, iptables, nftables, conntrack;
+# Installs what is missing: Debian's python3-venv, iproute2, iptables, nftables, conntrack, libcairo2,
+# fonts-dejavu-core (and for tests chromium, chromium-driver);
 # a virtualenv in .venv with the package and its dev tools.
 set -euo pipefail
 
@@ -32,6 +33,14 @@ if [ -z "$python_bin" ]; then
   missing+=(python3)
 elif ! "$python_bin" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   missing+=(python3-venv)
+fi
+# Cairo and DejaVu draw the path picture (cairosvg); the browser tests drive Debian's Chromium.
+for pkg in libcairo2 fonts-dejavu-core; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "$mode" = test ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "kubereach: installing Debian packages: ${missing[*]}"

@@ -39,7 +39,7 @@ def parse_since(value: str, now: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _verdict(value: str | None) -> VerdictCode | None:
+def parse_verdict(value: str | None) -> VerdictCode | None:
     if value is None:
         return None
     try:
@@ -104,7 +104,7 @@ def search(
         namespace=namespace,
         name=name,
         node=node,
-        verdict_code=_verdict(verdict),
+        verdict_code=parse_verdict(verdict),
         channel=channel,
         asked_by=asked_by,
         since=parse_since(since, now) if since else None,

@@ -46,6 +46,7 @@ from bot.slack.digest_command import DigestReply
 from bot.slack.groups import GroupAccess, allowed_namespaces
 from bot.slack.ids import ActionId
 from bot.slack.messaging import EVIDENCE_INLINE_MAX, SlackPoster
+from bot.slack.pictures import WebLinks, link_block, share_picture
 from bot.slack.pools import WorkPools
 
 log = logging.getLogger("kubereach.slack")
@@ -192,6 +193,8 @@ class SlackDeps:
     """What `digest_handler` needs (`bot.digest.flows.DigestDeps`)."""
     groups: GroupAccess | None = None
     """Access granted by user group (`usergroup_namespaces`), when set."""
+    web_links: WebLinks | None = None
+    """Signed links to the web UI, when `serve` serves it (set once the server is bound)."""
     recent: OrderedDict[str, PastRun] = field(default_factory=OrderedDict)
     _recent_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -425,7 +428,11 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
     recorded = deps.recorded(result.id)
     if not recorded:
         blocks = _unrecorded(blocks)
+    elif deps.web_links is not None and len(blocks) < render.MAX_BLOCKS:
+        blocks.append(link_block(deps.web_links.investigation(result.id, ask.channel, deps.access.namespaces_for(ask.channel))))
     thread.show(esc(render.verdict_text(result)), blocks, final=True)
+    if deps.settings.slack_pictures and thread.thread_ts is not None and (result.steps or result.verdict.hop):
+        share_picture(deps.poster, result, ask.channel, thread.thread_ts)
     if recorded and thread.thread_ts is not None:
         _set_thread(deps, result.id, ask.channel, thread.thread_ts)
     deps.remember(result, ask.channel, thread.thread_ts)

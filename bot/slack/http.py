@@ -36,6 +36,7 @@ from waitress.server import create_server
 log = logging.getLogger("kubereach.slack.http")
 
 EVENTS_PATH = "/slack/events"
+WEB_PATH = "/ui"
 MAX_BODY_BYTES = 512 * 1024
 """Slack's payloads are small: a command's text is at most 4,000 characters, and the largest event, a
 40,000-character message, carries its text twice (text and blocks) — under 330 KB even at four UTF-8
@@ -105,14 +106,17 @@ class VerifiedFront:
         *,
         max_body_bytes: int = MAX_BODY_BYTES,
         clock: Callable[[], float] = time.time,
+        web: Callable[[dict[str, Any], StartResponse], Iterable[bytes]] | None = None,
     ) -> None:
-        """Serve `app` for requests signed with `signing_secret`; `clock` is injectable for tests."""
+        """Serve `app` for requests signed with `signing_secret`; `clock` is injectable for tests; `web`
+        (the read-only web UI, `bot.web.app.WebUi`) answers ``/ui/…`` when given."""
         if not signing_secret:
             raise ValueError("the HTTP front needs the signing secret")
         self.app = app
         self._secret = signing_secret.encode()
         self.max_body_bytes = max_body_bytes
         self._clock = clock
+        self.web = web
         self.rejected = 0
         """Requests answered 401 (unverified) or 4xx (malformed) so far."""
 
@@ -142,7 +146,10 @@ class VerifiedFront:
         return body if len(body) == length else None
 
     def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != EVENTS_PATH:
+        path = str(environ.get("PATH_INFO") or "")
+        if self.web is not None and (path == WEB_PATH or path.startswith(WEB_PATH + "/")):
+            return self.web(environ, start_response)
+        if path != EVENTS_PATH:
             return _answer(start_response, "404 Not Found", b"kubereach: Slack requests go to /slack/events\n")
         if environ.get("REQUEST_METHOD") != "POST":
             return _answer(start_response, "405 Method Not Allowed", b"kubereach: POST only\n")
@@ -203,11 +210,12 @@ class SlackHttpServer:
         *,
         signing_secret: str,
         limits: HttpLimits | None = None,
+        web: Callable[[dict[str, Any], StartResponse], Iterable[bytes]] | None = None,
     ) -> None:
         """Bind now (so `url` is known); serve with `serve_forever()` or `start()` (background thread)."""
         self.limits = limits or HttpLimits()
         _room_for(self.limits.connection_limit)
-        self.front = VerifiedFront(app, signing_secret, max_body_bytes=self.limits.max_body_bytes)
+        self.front = VerifiedFront(app, signing_secret, max_body_bytes=self.limits.max_body_bytes, web=web)
         self._server: Any = create_server(
             self.front,
             host=host,
@@ -229,6 +237,11 @@ class SlackHttpServer:
     def port(self) -> int:
         """The port listened on."""
         return int(self._server.effective_port)
+
+    @property
+    def origin(self) -> str:
+        """``http://HOST:PORT``."""
+        return f"http://{self._server.effective_host}:{self.port}"
 
     @property
     def url(self) -> str:

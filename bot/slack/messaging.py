@@ -120,6 +120,13 @@ class SlackPoster:
             args["thread_ts"] = thread_ts
         return self._call("files_upload_v2", **args) is not None
 
+    def upload_bytes(self, channel: str, thread_ts: str | None, filename: str, data: bytes, *, title: str, alt_text: str) -> bool:
+        """Share binary `data` (a picture) as a file in the thread (files v2: get URL, upload, complete)."""
+        args: dict[str, Any] = {"channel": channel, "filename": filename, "file": data, "title": title, "alt_txt": alt_text}
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+        return self._call("files_upload_v2", **args) is not None
+
     def group_members(self, group_id: str) -> list[str] | None:
         """The member ids of a user group (usergroups.users.list), or None when Slack cannot tell."""
         answer = self._call("usergroups_users_list", usergroup=group_id)

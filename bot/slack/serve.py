@@ -29,6 +29,9 @@ from bot.ops import OpsServer
 from bot.settings import BotSettings, load_settings
 from bot.slack.flows import DigestHandler, Investigates, NewInvestigator
 from bot.slack.http import EVENTS_PATH, HttpLimits, SlackHttpServer
+from bot.slack.pictures import WebLinks
+from bot.web.app import WebUi
+from bot.web.tokens import LinkSigner, derived_key
 
 __all__ = ["EVENTS_PATH", "SlackHttpServer", "http_limits", "make_serve_command", "with_metrics"]
 
@@ -68,6 +71,11 @@ def make_serve_command(
     )
     @click.option("--ops-host", default="0.0.0.0", show_default=True, help="Address of the ops port.")
     @click.option(
+        "--web-ui/--no-web-ui",
+        default=None,
+        help="Serve the read-only web UI at /ui/ on the HTTP port and link to it from Slack (default: KUBEREACH_WEB_UI).",
+    )
+    @click.option(
         "--grace",
         default=20.0,
         show_default=True,
@@ -85,6 +93,7 @@ def make_serve_command(
         app_token: str | None,
         ops_port: int | None,
         ops_host: str,
+        web_ui: bool | None,
         grace: float,
     ) -> None:
         """Run the Slack app: /reach, @kubereach and the buttons, with the agents, the cluster and the history."""
@@ -139,17 +148,19 @@ def make_serve_command(
                 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
                 assert settings.slack_app_token is not None
+                if settings.web_ui if web_ui is None else web_ui:
+                    click.echo("kubereach: the web UI needs HTTP mode; it is not served in Socket Mode")
                 click.echo("kubereach: Slack app running in Socket Mode (Ctrl-C stops)")
                 SocketModeHandler(app, settings.slack_app_token.get_secret_value(), web_client=deps.poster.client).start()  # type: ignore[no-untyped-call]
             else:
                 assert settings.slack_signing_secret is not None
-                server = SlackHttpServer(
-                    app,
-                    host,
-                    port,
-                    signing_secret=settings.slack_signing_secret.get_secret_value(),
-                    limits=http_limits(settings),
-                )
+                signing_secret = settings.slack_signing_secret.get_secret_value()
+                web = web_ui_for(settings, history, signing_secret) if (settings.web_ui if web_ui is None else web_ui) else None
+                server = SlackHttpServer(app, host, port, signing_secret=signing_secret, limits=http_limits(settings), web=web)
+                if web is not None:
+                    web_base = (settings.web_url or server.origin).rstrip("/")
+                    deps.web_links = WebLinks(web_base, web.signer)
+                    click.echo(f"kubereach: web UI at {web_base}/ui/ (reached through signed links from Slack)")
                 click.echo(f"kubereach: Slack app listening on {server.url} (Ctrl-C stops)")
                 try:
                     server.serve_forever()
@@ -171,6 +182,15 @@ def make_serve_command(
                 ops.stop()
 
     return serve
+
+
+def web_ui_for(settings: BotSettings, history: HistoryRecorder, signing_secret: str) -> WebUi:
+    """The web UI over the history, signing links with `web_link_secret` or a key derived from the signing secret."""
+    secret = settings.web_link_secret.get_secret_value() if settings.web_link_secret else None
+    if secret is not None and len(secret) < 16:
+        raise BadInput("KUBEREACH_WEB_LINK_SECRET is too short", hint="use at least 16 random characters, or unset it")
+    key = secret.encode("utf-8") if secret is not None else derived_key(signing_secret)
+    return WebUi(history.sessions, LinkSigner(key, settings.web_link_ttl_s))
 
 
 def http_limits(settings: BotSettings) -> HttpLimits:

@@ -17,13 +17,14 @@ that tests use in-process signs and delivers requests about the stand-in process
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
-from lab.slackstub.state import JsonObject, Message, Team
+from lab.slackstub.state import JsonObject, Message, StoredFile, Team
 
 if TYPE_CHECKING:
     from lab.slackstub.server import SlackStub
@@ -45,11 +46,21 @@ def message_record(stub: SlackStub, message: Message) -> JsonObject:
     if message.edits:
         record["edited"] = len(message.edits)
     if message.files:
-        record["files"] = [
-            {"id": f.id, "name": f.name, "title": f.title, "content": (f.content or b"").decode("utf-8", "replace")}
-            for f in (stub.state.file(fid) for fid in message.files)
-            if f is not None
-        ]
+        record["files"] = [file_record(f) for f in (stub.state.file(fid) for fid in message.files) if f is not None]
+    return record
+
+
+def file_record(stored: StoredFile) -> JsonObject:
+    """A shared file: text content as text; binary content (a picture) base64-encoded, with its size."""
+    data = stored.content or b""
+    record: JsonObject = {"id": stored.id, "name": stored.name, "title": stored.title, "size": len(data)}
+    try:
+        record["content"] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        record["content"] = ""
+        record["content_base64"] = base64.b64encode(data).decode("ascii")
+    if stored.alt_txt:
+        record["alt_txt"] = stored.alt_txt
     return record
 
 

@@ -129,6 +129,11 @@ def _button_value(message: dict[str, Any], action_id: str) -> str | None:
     return None
 
 
+def _evidence_files(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files of a message other than the path picture (posted with every verdict)."""
+    return [f for f in message.get("files") or [] if not str(f.get("name", "")).endswith("-path.png")]
+
+
 def thread_of(slack: RemoteWorkspace, channel: str, ts: str) -> list[dict[str, Any]]:
     return [m for m in slack.messages(channel, ts) if not m.get("ephemeral")]
 
@@ -207,7 +212,7 @@ def test_show_evidence_rerun_and_resolved_buttons(
     count = len(thread_of(slack, channel, root))
     lab_slack(lab, "click", "--to", serve.url, "--ts", verdict["ts"], "Show evidence")
     eventually(
-        lambda: any(m.get("files") or "Evidence of" in m["text"] for m in thread_of(slack, channel, root)[count:]),
+        lambda: any(_evidence_files(m) or "Evidence of" in m["text"] for m in thread_of(slack, channel, root)[count:]),
         deadline_s=ANSWER_S,
         what="the evidence in the thread",
     )
@@ -363,7 +368,7 @@ def test_socket_mode_with_the_real_client_commands_events_interactions_and_a_rec
         click = lab_slack(lab, "click", "--socket-mode", "--ts", verdict["ts"], "Show evidence")
         assert click["status"] == 200
         eventually(
-            lambda: any(m.get("files") or "Evidence of" in m["text"] for m in thread_of(slack, channel, root)[count:]),
+            lambda: any(_evidence_files(m) or "Evidence of" in m["text"] for m in thread_of(slack, channel, root)[count:]),
             deadline_s=ANSWER_S,
             what="the evidence after the reconnect",
         )

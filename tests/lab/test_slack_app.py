@@ -51,7 +51,13 @@ def slack(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS
 
 
 def _newest_thread(slack: LocalSlack, channel: str | None = None) -> list[Message]:
-    return slack.threads(channel)[-1]
+    return _without_pictures(slack, slack.threads(channel)[-1])
+
+
+def _without_pictures(slack: LocalSlack, thread: list[Message]) -> list[Message]:
+    """The thread without the path picture's message (posted just after each verdict, so it may or may
+    not be there yet when a test reads the thread)."""
+    return [m for m in thread if not (m.files and all(_is_picture(slack, i) for i in m.files))]
 
 
 def _investigations(slack: LocalSlack) -> list[Investigation]:
@@ -110,7 +116,10 @@ def test_the_verdict_is_compact_and_the_full_checklist_is_behind_show_evidence(s
     thread = _newest_thread(slack)
     files = {f.id: f for f in slack.stub.state.files()}
     shown = json.dumps([m.blocks for m in thread]) + "".join(
-        (files[file_id].content or b"").decode() for m in thread for file_id in m.files if file_id in files
+        (files[file_id].content or b"").decode()
+        for m in thread
+        for file_id in m.files
+        if file_id in files and not files[file_id].name.endswith("-path.png")  # the path picture is no evidence
     )
     assert "[pass]" in shown, "the passing steps are in the evidence"
 
@@ -150,7 +159,7 @@ def test_an_ambiguous_name_offers_its_candidates_as_buttons_and_pressing_one_ans
         assert all(e["action_id"].startswith(ActionId.ASK_INSTEAD.value) for e in buttons.values())
 
         slack.click("svc/cache in shop")
-        thread = slack.stub.thread(slack.channel, thread[0].ts)
+        thread = _without_pictures(slack, slack.stub.thread(slack.channel, thread[0].ts))
         answer = thread[-1]
         assert answer.ts != asked_back.ts and final_verdict([answer]) == "NO_FAULT_FOUND"
         [where] = _blocks(answer, BlockId.WHERE)
@@ -193,7 +202,8 @@ def test_show_evidence_and_resolved_post_in_the_thread_and_record_the_resolver(s
     assert modal.view["callback_id"] == "kubereach_resolve"
     slack.submit_modal("restarted the api pods")
     thread = _newest_thread(slack)
-    assert any(m.files for m in thread) or any("Evidence of" in m.text for m in thread)
+    evidence_files = [i for m in thread for i in m.files if not _is_picture(slack, i)]
+    assert evidence_files or any("Evidence of" in m.text for m in thread)
     assert "Resolved by" in thread[-1].text and "restarted the api pods" in json.dumps(thread[-1].blocks)
     assert slack.deps.history is not None
     with slack.deps.history.sessions() as session:
@@ -265,3 +275,9 @@ def test_no_secret_or_token_appears_in_any_message(slack: LocalSlack) -> None:
     everything += [(f.content or b"").decode(errors="replace") for f in slack.stub.state.files()]
     assert any(QUESTION in text for text in everything) and any("payments" in text for text in everything)
     assert not [text for text in everything for secret in secrets if secret in text]
+
+
+def _is_picture(slack: Any, file_id: str) -> bool:
+    """Whether a shared file is the path picture (posted with every verdict), not evidence."""
+    stored = slack.stub.state.file(file_id)
+    return stored is not None and stored.name.endswith("-path.png")

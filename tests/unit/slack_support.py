@@ -28,6 +28,8 @@ from bot.settings import BotSettings
 from bot.slack.app import build_app, build_deps
 from bot.slack.flows import SlackDeps
 from bot.slack.http import HttpLimits, SlackHttpServer
+from bot.slack.pictures import WebLinks
+from bot.slack.serve import web_ui_for
 from lab.slackstub import SlackSender, SlackStub
 
 SECRET = "unit-test-signing-secret"
@@ -43,8 +45,11 @@ class StandInInvestigator:
         namespaces: tuple[str, ...] = ("shop",),
         gate: threading.Event | None = None,
         record: bool = True,
+        steps: tuple[StepResult, ...] | None = None,
     ) -> None:
         self.history = history
+        self.steps = steps
+        """The steps every answer carries (default: one passing "resolve names" step)."""
         self.namespaces = namespaces
         self.gate = gate
         self.record = record
@@ -76,22 +81,25 @@ class StandInInvestigator:
             recorded = self.history.start(text, who, ref, ref, self.namespaces)
             inv_id = recorded or inv_id
         step = StepResult("resolve names", StepStatus.PASS, f"checked {text[:40]}")
-        if on_step is not None:
-            on_step(step)
+        steps = self.steps or (step,)
+        for each in steps:
+            if on_step is not None:
+                on_step(each)
         result = InvestigationResult(
             id=inv_id,
             question=text,
             source="deploy/frontend",
             target="svc/api",
             verdict=Verdict(VerdictCode.NO_FAULT_FOUND, "nothing wrong found"),
-            steps=(step,),
+            steps=steps,
             findings=(),
             duration_ms=1.0,
             started_at=started,
             namespaces=self.namespaces,
         )
         if self.history is not None and self.record:
-            self.history.step(recorded, step, 0)
+            for order, each in enumerate(steps):
+                self.history.step(recorded, each, order)
             self.history.finish(recorded, result)
         with self._lock:
             self.finished.append(text)
@@ -135,18 +143,23 @@ def app_rig(
     namespaces: tuple[str, ...] = ("shop",),
     gate: threading.Event | None = None,
     record: bool = True,
+    web: bool = False,
+    steps: tuple[StepResult, ...] | None = None,
     **settings_extra: Any,
 ) -> Iterator[Rig]:
-    """The app served on 127.0.0.1 (port 0) with the stand-in investigator."""
+    """The app served on 127.0.0.1 (port 0) with the stand-in investigator (and the web UI, when `web`)."""
     settings = settings_for(stub, database_url, **settings_extra)
     made: list[StandInInvestigator] = []
 
     def new_investigator(s: BotSettings, history: HistoryRecorder | None) -> StandInInvestigator:
-        made.append(StandInInvestigator(history, namespaces=namespaces, gate=gate, record=record))
+        made.append(StandInInvestigator(history, namespaces=namespaces, gate=gate, record=record, steps=steps))
         return made[-1]
 
     deps = build_deps(settings, new_investigator)
-    server = SlackHttpServer(build_app(settings, deps), signing_secret=SECRET, limits=limits)
+    web_ui = web_ui_for(settings, deps.history, SECRET) if web and deps.history is not None else None
+    server = SlackHttpServer(build_app(settings, deps), signing_secret=SECRET, limits=limits, web=web_ui)
+    if web_ui is not None:
+        deps.web_links = WebLinks(server.origin, web_ui.signer)
     url = server.start()
     try:
         yield Rig(stub, deps, server, SlackSender(url, SECRET, stub), made[0])

@@ -282,6 +282,7 @@ def test_a_button_carrying_another_channels_investigation_is_refused_privately_a
     inv_id, _ = _payments_investigation(rig)
     started = len(rig.investigator.started)
     public_before = {c: len(rig.stub.messages(c)) for c in ("CSHOP", "CPAY")}
+    files_before = [c for c in rig.stub.calls() if c.method.startswith("files.")]  # the verdict's path picture
     anchor = rig.stub.post_user_message("CSHOP", "U1", "something in shop")
     assert rig.sender.block_action("CSHOP", "U1", anchor, action.value, value=inv_id, block_id="forged").status == 200
     rig.idle()
@@ -289,7 +290,7 @@ def test_a_button_carrying_another_channels_investigation_is_refused_privately_a
     assert f"no investigation `{inv_id}` in this channel" in refusal.text
     assert len(rig.stub.messages("CSHOP")) == public_before["CSHOP"] + 1  # only the anchor message
     assert len(rig.stub.messages("CPAY")) == public_before["CPAY"]
-    assert [c for c in rig.stub.calls() if c.method.startswith("files.")] == []
+    assert [c for c in rig.stub.calls() if c.method.startswith("files.")] == files_before
     assert len(rig.investigator.started) == started
     denied = [e for e in _audit(rig) if not e.allowed and e.channel == "CSHOP"]
     assert len(denied) == 1 and denied[0].investigation_id == inv_id and "payments" in (denied[0].reason or "")
