@@ -144,10 +144,14 @@ def agent_swarm(
     kernel.require_root()
     directory = state_dir(prefix, root)
     if directory.exists() or kernel.list_netns(prefix):
-        raise LabError(f"prefix {prefix!r} is in use (a lab or a swarm): pick another or run `kubereach lab --prefix {prefix} down`")
+        raise LabError(
+            f"prefix {prefix!r} is in use (a lab or a swarm): pick another or run `kubereach lab --prefix {prefix} down`"
+        )
     nodes = [f"swarm-{i}" for i in range(count)]
     namespaces = [f"{prefix}-swarm-{i}" for i in range((count + per_netns - 1) // per_netns)]
-    swarm = Swarm(directory, BotIdentity(directory / "pki" / "ca.pem", directory / "pki" / "bot.pem", directory / "pki" / "bot-key.pem"))
+    swarm = Swarm(
+        directory, BotIdentity(directory / "pki" / "ca.pem", directory / "pki" / "bot.pem", directory / "pki" / "bot-key.pem")
+    )
     try:
         directory.mkdir(parents=True, mode=0o700)
         (directory / "agents").mkdir()
@@ -169,4 +173,3 @@ def agent_swarm(
             if kernel.netns_exists(name):
                 kernel.run(["ip", "netns", "del", name], check=False)
         shutil.rmtree(directory, ignore_errors=True)
-

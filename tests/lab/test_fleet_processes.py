@@ -39,9 +39,7 @@ class FirstAnswer:
 
 def fleet_for(swarm: Swarm, metrics: FirstAnswer, call_timeout_s: float, overall_timeout_s: float) -> Fleet:
     tls = AgentTls(ca=swarm.bot.ca, cert=swarm.bot.cert, key=swarm.bot.key)
-    settings = AgentSettings(
-        discovery="static", tls=tls, call_timeout_s=call_timeout_s, overall_timeout_s=overall_timeout_s
-    )
+    settings = AgentSettings(discovery="static", tls=tls, call_timeout_s=call_timeout_s, overall_timeout_s=overall_timeout_s)
     return Fleet(swarm.addresses(), settings, metrics=metrics)
 
 
