@@ -93,6 +93,21 @@ def test_quoted_comment_with_escaped_quote_and_spaces() -> None:
     assert words == ["-A", "X", "-m", "comment", "--comment", 'say "hi" to  me', "-j", "ACCEPT"]
 
 
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('-A X -m comment --comment "a  b" -j Y', ["-A", "X", "-m", "comment", "--comment", "a  b", "-j", "Y"]),
+        ('-A X -m comment --comment "" -j Y', ["-A", "X", "-m", "comment", "--comment", "", "-j", "Y"]),
+        ('-A X --comment "one" --comment "two words"', ["-A", "X", "--comment", "one", "--comment", "two words"]),
+        ('"quoted first" -A', ["quoted first", "-A"]),
+        ('-A X x"y z"', ["-A", "X", 'x"y', 'z"']),  # quotes inside a word are not quoting (as the regex reads them)
+        ('-A X "a"b c', ["-A", "X", "a", "b", "c"]),
+    ],
+)
+def test_quotes_split_words_only_where_iptables_save_puts_them(line: str, words: list[str]) -> None:
+    assert tokenize(line) == words
+
+
 def test_counters_given_with_dash_c_after_the_chain() -> None:
     rule = parse_rule("-A FORWARD -c 12 3400 -j DROP")
     assert (rule.packets, rule.bytes) == (12, 3400)

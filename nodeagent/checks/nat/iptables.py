@@ -55,7 +55,7 @@ def _endpoint_from_sep(save: IptablesSave, sep: str) -> tuple[str, int, Iptables
     chain = nat.chains.get(sep) if nat else None
     if chain is None:
         return None
-    for rule in chain.rules():
+    for rule in (parse_rule(line) for line in chain.rule_lines if "DNAT" in line):  # (skips the masquerade rule unparsed)
         if rule.target == "DNAT":
             dest = rule.target_option("--to-destination")
             if dest is None:
