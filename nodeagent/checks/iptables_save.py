@@ -23,6 +23,8 @@ _QUOTED_TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
 _UNESCAPE = re.compile(r"\\(.)")
 _COUNTERS = re.compile(r"^\[(\d+):(\d+)\]$")
 _TARGET_WORDS = frozenset({"-j", "-g", "--jump", "--goto"})
+_new = tuple.__new__
+"""Builds a named tuple from its fields in order without the Python-level `__new__` (the parser's hot path)."""
 
 
 class IptablesSaveError(ValueError):
@@ -202,26 +204,17 @@ def parse_rule(line: str) -> IptablesRule:
             module = None
             continue
         if target is not None:
-            target_options.append(RuleOption(word, values, negate, target))
+            target_options.append(_new(RuleOption, (word, values, negate, target)))
         elif word in ("-m", "--match"):
             module = values[0] if values else None
             if module:
                 modules.append(module)
         else:
-            matches.append(RuleOption(word, values, negate, module))
+            matches.append(_new(RuleOption, (word, values, negate, module)))
         negate = False
     text = line if packets is None or not line.startswith("[") else line.split(" ", 1)[1]
-    return IptablesRule(
-        chain=chain,
-        text=text,
-        matches=tuple(matches),
-        modules=tuple(modules),
-        target=target,
-        goto=goto,
-        target_options=tuple(target_options),
-        packets=packets,
-        bytes=byte_count,
-    )
+    fields = (chain, text, tuple(matches), tuple(modules), target, goto, tuple(target_options), packets, byte_count)
+    return _new(IptablesRule, fields)
 
 
 def parse_iptables_save(text: str) -> IptablesSave:
