@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
 from typing import NamedTuple
 
 _QUOTED_TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
@@ -189,7 +190,7 @@ def parse_rule(line: str) -> IptablesRule:
     # the next option): the values of an option are the words up to the next of either
     stops = [k for k in range(2, len(words)) if (w := words[k]) == "!" or (len(w) > 1 and w[0] == "-" and not w[1].isdigit())]
     stops.append(len(words))
-    for at, until in zip(stops, stops[1:]):  # (words before the first stop are stray values: ignored)
+    for at, until in pairwise(stops):  # (words before the first stop are stray values: ignored)
         word = words[at]
         if word == "!":
             negate = True
