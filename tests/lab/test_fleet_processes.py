@@ -87,7 +87,7 @@ def test_a_hung_agent_process_is_named_by_the_rounds_overall_deadline(swarm: Swa
     victim = "swarm-7"
 
     async def scenario() -> list[AgentOutcome]:
-        fleet = fleet_for(swarm, FirstAnswer(), call_timeout_s=60.0, overall_timeout_s=3.0)
+        fleet = fleet_for(swarm, FirstAnswer(), call_timeout_s=60.0, overall_timeout_s=5.0)
         try:
             await fleet.fan_out(calls(swarm))
             swarm.pause(victim)
@@ -101,5 +101,5 @@ def test_a_hung_agent_process_is_named_by_the_rounds_overall_deadline(swarm: Swa
         swarm.resume(victim)
     (hung,) = [o for o in outcomes if o.node == victim]
     assert not hung.ok and hung.error_kind is CallFailure.TIMED_OUT
-    assert hung.error == f"no answer from {victim} within 3.0 s"
+    assert hung.error == f"no answer from {victim} within 5.0 s"
     assert_the_others_answered_as_themselves(outcomes, victim)
