@@ -6,23 +6,33 @@ a hung agent does. Each round calls GetNodeInfo on every node through `bot.fleet
 per-call and overall deadlines. Reference, measured in the same run: the same calls one after another
 (a naive loop with the same per-call deadline).
 
+`--processes N` (root) runs the round over N real agent processes instead (`lab.swarm`: each a
+`python -m nodeagent` with its own mTLS identity and port, several to a throwaway namespace), with
+`--kill-share` of them SIGKILLed during every round (stopped just before the round, killed once the
+round's first answer is in, so that each dies with its call in flight) and started again between
+rounds; the in-process fan-out to as many agents (the same share silent) is measured in
+the same run as the reference.
+
     .venv/bin/python bench/bench_fanout.py [--agents 1000] [--silent-share 0.02] [--rounds 15]
+    sudo .venv/bin/python bench/bench_fanout.py --processes 100 [--kill-share 0.02] [--rounds 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import socket
 import statistics
 import time
 
 from grpc import aio
 
-from bot.fleet.client import Fleet, FleetCall
-from bot.settings import AgentSettings
+from bot.fleet.client import AgentOutcome, CallFailure, Fleet, FleetCall
+from bot.settings import AgentSettings, AgentTls
 from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
+from lab.swarm import Swarm, agent_swarm
 
 
 class CannedAgent(pb_grpc.NodeAgentServiceServicer):
@@ -39,7 +49,8 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def main(args: argparse.Namespace) -> None:
+async def in_process(args: argparse.Namespace, agents: int, silent_share: float) -> tuple[list[float], int, float]:
+    """Rounds over in-process agents: (round durations ms, silent agents, sequential reference ms)."""
     servers = []
     ports = []
     for _ in range(args.servers):
@@ -54,9 +65,9 @@ async def main(args: argparse.Namespace) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen(1024)
         silent.append(s)
-    n_silent = round(args.agents * args.silent_share)
+    n_silent = round(agents * silent_share)
     addresses = {}
-    for i in range(args.agents):
+    for i in range(agents):
         if i < n_silent:
             addresses[f"node-{i}"] = f"127.0.0.1:{silent[i % len(silent)].getsockname()[1]}"
         else:
@@ -87,20 +98,125 @@ async def main(args: argparse.Namespace) -> None:
         await server.stop(None)
     for s in silent:
         s.close()
+    print(f"  answered per round {min(answered)}..{max(answered)}, unreachable per round {min(unreachable)}..{max(unreachable)}")
+    return durations, n_silent, sequential
+
+
+def summary(label: str, durations: list[float]) -> str:
+    return (
+        f"{label:<34} p50 {statistics.median(durations):8.1f} ms  p99 {pct(durations, 99):8.1f} ms  max {max(durations):8.1f} ms"
+    )
+
+
+def deadline_line(args: argparse.Namespace, durations: list[float]) -> str:
+    holds = max(durations) <= args.overall_timeout * 1000 + 250
+    return (
+        f"  overall deadline {'holds' if holds else 'EXCEEDED'}: slowest round {max(durations):.0f} ms vs"
+        f" {args.overall_timeout * 1000:.0f} ms (+250 ms scheduling slack)"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    durations, n_silent, sequential = await in_process(args, args.agents, args.silent_share)
     print(
         f"fan-out to {args.agents} agents ({n_silent} silent), per-call deadline {args.call_timeout}s, overall deadline {args.overall_timeout}s, {args.rounds} rounds"
     )
+    print("  " + summary("whole fan-out    kubereach", durations))
+    print(deadline_line(args, durations))
     print(
-        f"  whole fan-out    kubereach p50 {statistics.median(durations):8.1f} ms  p99 {pct(durations, 99):8.1f} ms  max {max(durations):8.1f} ms"
+        f"  reference: the same {args.agents} calls one after another      {sequential:8.1f} ms  ({sequential / statistics.median(durations):.1f}x the fan-out)"
     )
-    print(f"  answered per round {min(answered)}..{max(answered)}, unreachable per round {min(unreachable)}..{max(unreachable)}")
-    holds = max(durations) <= args.overall_timeout * 1000 + 250
+
+
+class FirstAnswer:
+    """Fleet metrics sink marking the moment a round's first call has finished (the round is under way)."""
+
+    def __init__(self) -> None:
+        self.seen = asyncio.Event()
+
+    def agent_call_finished(self, outcome: AgentOutcome) -> None:
+        self.seen.set()
+
+
+async def process_rounds(args: argparse.Namespace, swarm: Swarm) -> tuple[list[float], list[str]]:
+    """Rounds over real agent processes, `--kill-share` SIGKILLed during each: (durations ms, problems)."""
+    tls = AgentTls(ca=swarm.bot.ca, cert=swarm.bot.cert, key=swarm.bot.key)
+    settings = AgentSettings(
+        discovery="static",
+        tls=tls,
+        call_timeout_s=args.call_timeout,
+        overall_timeout_s=args.overall_timeout,
+        concurrency=args.concurrency,
+    )
+    first = FirstAnswer()
+    fleet = Fleet(swarm.addresses(), settings, metrics=first)
+    nodes = sorted(swarm.agents, key=lambda n: int(n.rsplit("-", 1)[1]))
+    n_kill = max(1, round(len(nodes) * args.kill_share))
+    rng = random.Random(args.seed)
+    calls = [FleetCall(node, "GetNodeInfo", pb.GetNodeInfoRequest()) for node in nodes]
+    slow_calls = [FleetCall(c.node, c.method, c.request, timeout_s=60.0) for c in calls]
+    warm = await fleet.fan_out(slow_calls, overall_timeout_s=60.0)  # channels and TLS sessions up
+    problems = [f"warm-up: {o.node} {o.error}" for o in warm if not o.ok]
+    durations: list[float] = []
+    answered_before_death = named = 0
+    for _ in range(args.rounds):
+        victims = rng.sample(nodes, n_kill)
+        for node in victims:  # stopped first, so that the kill lands while their call is in flight
+            swarm.pause(node)
+        first.seen.clear()
+        t0 = time.monotonic()
+        round_ = asyncio.ensure_future(fleet.fan_out(calls))
+        await first.seen.wait()
+        for node in victims:
+            swarm.kill(node)
+        outcomes = await round_
+        durations.append((time.monotonic() - t0) * 1000)
+        for o in outcomes:
+            if o.node in victims:
+                if o.ok:
+                    answered_before_death += 1
+                elif o.node in (o.error or "") and o.error_kind in (CallFailure.UNREACHABLE, CallFailure.TIMED_OUT):
+                    named += 1
+                else:
+                    problems.append(f"{o.node} killed, outcome not naming it: {o.error}")
+            elif not o.ok:
+                problems.append(f"{o.node} alive but failed: {o.error}")
+        swarm.restart(victims)
+        fleet.retarget(swarm.addresses())
+        back = await fleet.fan_out([c for c in slow_calls if c.node in victims], overall_timeout_s=60.0)
+        problems += [f"restarted {o.node} did not answer: {o.error}" for o in back if not o.ok]
+    await fleet.close()
     print(
-        f"  overall deadline {'holds' if holds else 'EXCEEDED'}: slowest round {max(durations):.0f} ms vs {args.overall_timeout * 1000:.0f} ms (+250 ms scheduling slack)"
+        f"  killed {n_kill} per round ({args.rounds * n_kill} in all): named unreachable {named},"
+        f" answered before dying {answered_before_death}"
     )
+    return durations, problems
+
+
+def processes_main(args: argparse.Namespace) -> None:
     print(
-        f"  reference: the same {len(calls)} calls one after another      {sequential:8.1f} ms  ({sequential / statistics.median(durations):.1f}x the fan-out)"
+        f"fan-out to {args.processes} agent processes (mTLS), {args.kill_share:.0%} SIGKILLed during each round,"
+        f" per-call deadline {args.call_timeout}s, overall deadline {args.overall_timeout}s, {args.rounds} rounds",
+        flush=True,
     )
+    t0 = time.monotonic()
+    with agent_swarm(args.prefix, args.processes, per_netns=args.per_netns) as swarm:
+        print(
+            f"  {args.processes} agents listening after {time.monotonic() - t0:.1f} s, resident {swarm.rss_mib():.0f} MiB in all",
+            flush=True,
+        )
+        durations, problems = asyncio.run(process_rounds(args, swarm))
+        print(f"  resident after the rounds {swarm.rss_mib():.0f} MiB in all")
+    reference, n_silent, _ = asyncio.run(in_process(args, args.processes, args.kill_share))
+    all_answer, _, _ = asyncio.run(in_process(args, args.processes, 0.0))
+    print("  " + summary("whole fan-out, agent processes", durations))
+    print(deadline_line(args, durations))
+    print("  " + summary(f"in-process, {n_silent} silent (hung)", reference))
+    print("  " + summary("in-process, all answering", all_answer))
+    for p in problems[:10]:
+        print(f"  PROBLEM: {p}")
+    if not problems:
+        print("  every killed agent was named (or had answered before it died); every live agent answered")
 
 
 if __name__ == "__main__":
@@ -112,4 +228,13 @@ if __name__ == "__main__":
     parser.add_argument("--call-timeout", type=float, default=1.0)
     parser.add_argument("--overall-timeout", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=256)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--processes", type=int, default=0, help="real agent processes instead (root); 0: in-process only")
+    parser.add_argument("--kill-share", type=float, default=0.02)
+    parser.add_argument("--per-netns", type=int, default=25)
+    parser.add_argument("--prefix", default="kbfo", help="lab prefix of the swarm's namespaces and files")
+    parser.add_argument("--seed", type=int, default=16)
+    parsed = parser.parse_args()
+    if parsed.processes:
+        processes_main(parsed)
+    else:
+        asyncio.run(main(parsed))

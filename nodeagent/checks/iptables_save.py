@@ -17,19 +17,27 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
+from typing import NamedTuple
 
 _QUOTED_TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
 _UNESCAPE = re.compile(r"\\(.)")
 _COUNTERS = re.compile(r"^\[(\d+):(\d+)\]$")
+_TARGET_WORDS = frozenset({"-j", "-g", "--jump", "--goto"})
+_new = tuple.__new__
+"""Builds a named tuple from its fields in order without the Python-level `__new__` (the parser's hot path)."""
 
 
 class IptablesSaveError(ValueError):
     """The text is not iptables-save output (the message gives the line)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RuleOption:
-    """One option of a rule: `--dport 53`, `! -s 10.244.0.0/16`, `--rsource` (no values)."""
+class RuleOption(NamedTuple):
+    """One option of a rule: `--dport 53`, `! -s 10.244.0.0/16`, `--rsource` (no values).
+
+    (A named tuple rather than a frozen dataclass: a listing of 10,000 services builds over a million
+    of these, and a frozen dataclass costs several times more to construct.)
+    """
 
     name: str
     values: tuple[str, ...]
@@ -42,9 +50,8 @@ class RuleOption:
         return self.values[0] if self.values else ""
 
 
-@dataclass(frozen=True, slots=True)
-class IptablesRule:
-    """One parsed rule of a chain."""
+class IptablesRule(NamedTuple):
+    """One parsed rule of a chain (immutable; a named tuple for the same reason as `RuleOption`)."""
 
     chain: str
     text: str
@@ -137,10 +144,22 @@ def tokenize(text: str) -> list[str]:
     """Split a rule into words, honouring iptables-save's double quotes and backslash escapes."""
     if '"' not in text:
         return text.split()
-    words: list[str] = []
-    for quoted, plain in _QUOTED_TOKEN.findall(text):
-        words.append(_UNESCAPE.sub(r"\1", quoted) if plain == "" else plain)
-    return words
+    if "\\" not in text:
+        # The common case (a `--comment "…"` without escapes): split at the quotes. Each quoted
+        # part must stand alone between spaces, as iptables-save prints it; otherwise the regex decides.
+        parts = text.split('"')
+        if len(parts) % 2 == 1:
+            words: list[str] = []
+            for index, part in enumerate(parts):
+                if index % 2:
+                    words.append(part)
+                elif (index > 0 and part and part[0] != " ") or (index < len(parts) - 1 and part and part[-1] != " "):
+                    break
+                else:
+                    words += part.split()
+            else:
+                return words
+    return [_UNESCAPE.sub(r"\1", quoted) if plain == "" else plain for quoted, plain in _QUOTED_TOKEN.findall(text)]
 
 
 def _is_option(word: str) -> bool:
@@ -167,50 +186,36 @@ def parse_rule(line: str) -> IptablesRule:
     goto = False
     module: str | None = None
     negate = False
-    i = 2
-    n = len(words)
-    while i < n:
-        word = words[i]
-        i += 1
+    # where each option starts (`-d`, `--dport`; not a value such as `-1`), and `!` (a negation of
+    # the next option): the values of an option are the words up to the next of either
+    stops = [k for k in range(2, len(words)) if (w := words[k]) == "!" or (len(w) > 1 and w[0] == "-" and not w[1].isdigit())]
+    stops.append(len(words))
+    for at, until in pairwise(stops):  # (words before the first stop are stray values: ignored)
+        word = words[at]
         if word == "!":
             negate = True
             continue
-        if word == "-c" and i + 1 < n:  # `iptables-save -c` style counters after the chain
-            packets, byte_count = int(words[i]), int(words[i + 1])
-            i += 2
+        if word == "-c" and until - at >= 3:  # `iptables-save -c` style counters after the chain
+            packets, byte_count = int(words[at + 1]), int(words[at + 2])
             continue
-        if not _is_option(word):
-            continue  # a stray value; iptables-save does not print these
-        values_start = i
-        while i < n and not _is_option(words[i]) and words[i] != "!":
-            i += 1
-        values = tuple(words[values_start:i])
-        if word in ("-j", "-g", "--jump", "--goto"):
+        values = tuple(words[at + 1 : until])
+        if word in _TARGET_WORDS:
             target = values[0] if values else None
             goto = word in ("-g", "--goto")
             module = None
             continue
         if target is not None:
-            target_options.append(RuleOption(word, values, negate, target))
+            target_options.append(_new(RuleOption, (word, values, negate, target)))
         elif word in ("-m", "--match"):
             module = values[0] if values else None
             if module:
                 modules.append(module)
         else:
-            matches.append(RuleOption(word, values, negate, module))
+            matches.append(_new(RuleOption, (word, values, negate, module)))
         negate = False
     text = line if packets is None or not line.startswith("[") else line.split(" ", 1)[1]
-    return IptablesRule(
-        chain=chain,
-        text=text,
-        matches=tuple(matches),
-        modules=tuple(modules),
-        target=target,
-        goto=goto,
-        target_options=tuple(target_options),
-        packets=packets,
-        bytes=byte_count,
-    )
+    fields = (chain, text, tuple(matches), tuple(modules), target, goto, tuple(target_options), packets, byte_count)
+    return _new(IptablesRule, fields)
 
 
 def parse_iptables_save(text: str) -> IptablesSave:

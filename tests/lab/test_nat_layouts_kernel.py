@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from nodeagent.checks.iptables_save import parse_iptables_save
 from nodeagent.checks.nat import KubeProxyTables, NatStateError, ServiceNat
 from nodeagent.checks.nat import nftables as nft
+from nodeagent.checks.nat.iptables import iptables_service_nat
+from nodeagent.checks.nat.iptables_netlink import rules_for_destination
 from nodeagent.checks.nat.nft_netlink import service_nat_on_demand
 from nodeagent.netns import netns_path
 from tests.unit.test_nat_recorded_kube_proxy import SERVICES
@@ -110,3 +113,60 @@ def test_the_real_iptables_rules_read_the_same_in_a_kernel(netns: str) -> None:
         assert (found.programmed, found.service_name) == (True, name)
         assert tuple(f"{e.ip}:{e.port}" for e in found.endpoints) == endpoints
     assert {(s.vip, s.port, s.protocol) for s in TABLES.list_service_nat(path, None)} == set(SERVICES)
+
+
+def _restore_recorded_iptables(netns: str) -> None:
+    run(netns, "iptables-restore", stdin=(FIXTURES / "kube-proxy-v1.36.2" / "node-1.nat.iptables-save.txt").read_text())
+
+
+def test_kube_services_rules_read_over_netlink_print_as_iptables_prints_them(netns: str) -> None:
+    _restore_recorded_iptables(netns)
+    path = netns_path(netns)
+    listed = run(netns, "iptables", "-t", "nat", "-S", "KUBE-SERVICES").splitlines()
+    for vip in {vip for vip, _port, _protocol in SERVICES}:
+        by_tool = tuple(line for line in listed if f" -d {vip}/" in line)
+        assert by_tool, vip
+        assert rules_for_destination(path, "nat", "KUBE-SERVICES", vip) == by_tool
+    assert rules_for_destination(path, "nat", "KUBE-SERVICES", "10.99.99.99") == ()
+    assert rules_for_destination(path, "nat", "KUBE-NO-SUCH-CHAIN", "10.96.0.10") is None
+
+
+def test_a_rule_for_the_vip_in_a_shape_netlink_does_not_print_leaves_the_chain_to_iptables(netns: str) -> None:
+    _restore_recorded_iptables(netns)
+    # a mark match (an xt match other than comment) and a negated source, ahead of the real dispatch
+    run(netns, "iptables", "-t", "nat", "-I", "KUBE-SERVICES", "1", "-d", "10.107.25.64/32", "-p", "tcp", "-m", "mark",
+        "--mark", "0x1", "-j", "RETURN")  # fmt: skip
+    run(
+        netns, "iptables", "-t", "nat", "-I", "KUBE-SERVICES", "1", "!", "-s", "10.0.0.0/8", "-d", "10.96.0.10/32", "-j", "RETURN"
+    )
+    path = netns_path(netns)
+    # an xt target (kube-proxy's REJECT for a service without endpoints) in the filter table
+    run(netns, "iptables", "-t", "filter", "-N", "KUBE-SERVICES")
+    run(netns, "iptables", "-t", "filter", "-A", "KUBE-SERVICES", "-d", "10.111.113.82/32", "-p", "tcp", "-m", "tcp",
+        "--dport", "6379", "-j", "REJECT", "--reject-with", "icmp-port-unreachable")  # fmt: skip
+    path = netns_path(netns)
+    assert rules_for_destination(path, "nat", "KUBE-SERVICES", "10.107.25.64") is None
+    assert rules_for_destination(path, "nat", "KUBE-SERVICES", "10.96.0.10") is None
+    assert rules_for_destination(path, "filter", "KUBE-SERVICES", "10.111.113.82") is None
+    assert rules_for_destination(path, "filter", "KUBE-SERVICES", "10.107.25.64") == ()
+    save = parse_iptables_save(run(netns, "iptables-save"))
+    for vip, port, protocol in [("10.107.25.64", 8080, "TCP"), ("10.96.0.10", 53, "UDP")]:
+        TABLES.clear_cache()
+        cold = TABLES.service_nat(path, None, vip, port, protocol)
+        assert cold == iptables_service_nat(save, vip, port, protocol, vip_is_local=False)
+        assert tuple(f"{e.ip}:{e.port}" for e in cold.endpoints) == SERVICES[(vip, port, protocol)][1]
+
+
+def test_every_cold_iptables_lookup_answers_what_the_whole_dump_answers(netns: str) -> None:
+    _restore_recorded_iptables(netns)
+    path = netns_path(netns)
+    save = parse_iptables_save(run(netns, "iptables-save"))
+    for vip, port, protocol in [*SERVICES, ("10.107.25.64", 7777, "TCP"), ("10.99.99.99", 80, "TCP")]:
+        TABLES.clear_cache()  # every lookup cold: KUBE-SERVICES over netlink, the other chains one by one
+        before = TABLES.tool_invocations()
+        cold = TABLES.service_nat(path, None, vip, port, protocol)
+        assert cold == iptables_service_nat(save, vip, port, protocol, vip_is_local=False), (vip, port, protocol)
+        if (vip, port, protocol) in SERVICES:
+            sep_chains = len(SERVICES[(vip, port, protocol)][1])
+            # the service chain and its endpoint chains (+ the background dump); KUBE-SERVICES ran no tool
+            assert TABLES.tool_invocations() - before == 1 + sep_chains + 1

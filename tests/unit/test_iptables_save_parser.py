@@ -67,8 +67,7 @@ def test_probability_keeps_all_eleven_decimals() -> None:
 
 def test_recent_flags_without_values_are_kept() -> None:
     rule = parse_rule(
-        "-A KUBE-SVC-X -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-Y "
-        "--mask 255.255.255.255 --rsource -j KUBE-SEP-Y"
+        "-A KUBE-SVC-X -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-Y --mask 255.255.255.255 --rsource -j KUBE-SEP-Y"
     )
     assert rule.match("--rcheck").values == ()
     assert rule.match("--seconds").value == "10800"
@@ -91,6 +90,21 @@ def test_goto_is_recognised() -> None:
 def test_quoted_comment_with_escaped_quote_and_spaces() -> None:
     words = tokenize(r'-A X -m comment --comment "say \"hi\" to  me" -j ACCEPT')
     assert words == ["-A", "X", "-m", "comment", "--comment", 'say "hi" to  me', "-j", "ACCEPT"]
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('-A X -m comment --comment "a  b" -j Y', ["-A", "X", "-m", "comment", "--comment", "a  b", "-j", "Y"]),
+        ('-A X -m comment --comment "" -j Y', ["-A", "X", "-m", "comment", "--comment", "", "-j", "Y"]),
+        ('-A X --comment "one" --comment "two words"', ["-A", "X", "--comment", "one", "--comment", "two words"]),
+        ('"quoted first" -A', ["quoted first", "-A"]),
+        ('-A X x"y z"', ["-A", "X", 'x"y', 'z"']),  # quotes inside a word are not quoting (as the regex reads them)
+        ('-A X "a"b c', ["-A", "X", "a", "b", "c"]),
+    ],
+)
+def test_quotes_split_words_only_where_iptables_save_puts_them(line: str, words: list[str]) -> None:
+    assert tokenize(line) == words
 
 
 def test_counters_given_with_dash_c_after_the_chain() -> None:

@@ -37,6 +37,12 @@ def _l4_matches(rule: IptablesRule, port: int, proto: str) -> bool:
     return p is not None and not p.negated and p.value == proto and d is not None and not d.negated and d.value == str(port)
 
 
+def dispatches(rule: IptablesRule, vip: str, port: int, proto: str) -> bool:
+    """Whether a KUBE-SERVICES rule sends VIP:port/proto (protocol in lower case) to a service chain:
+    the first such rule is the one the walk follows."""
+    return _dst_matches(rule, vip) and _l4_matches(rule, port, proto) and (rule.target or "").startswith(SERVICE_CHAIN_PREFIXES)
+
+
 def _candidate_lines(lines: Iterable[str], vip: str) -> Iterator[IptablesRule]:
     needle = f" {vip}/"
     for line in lines:
@@ -49,7 +55,7 @@ def _endpoint_from_sep(save: IptablesSave, sep: str) -> tuple[str, int, Iptables
     chain = nat.chains.get(sep) if nat else None
     if chain is None:
         return None
-    for rule in chain.rules():
+    for rule in (parse_rule(line) for line in chain.rule_lines if "DNAT" in line):  # (skips the masquerade rule unparsed)
         if rule.target == "DNAT":
             dest = rule.target_option("--to-destination")
             if dest is None:
@@ -171,11 +177,7 @@ def iptables_service_nat(save: IptablesSave, vip: str, port: int, protocol: str,
     dispatch: IptablesRule | None = None
     if services is not None:
         for rule in (parse_rule(line) for line in services.lines_by_destination.get(vip, ())):
-            if (
-                _dst_matches(rule, vip)
-                and _l4_matches(rule, port, proto)
-                and (rule.target or "").startswith(SERVICE_CHAIN_PREFIXES)
-            ):
+            if dispatches(rule, vip, port, proto):
                 dispatch = rule
                 break
     if dispatch is not None:

@@ -21,12 +21,21 @@ import logging
 import re
 import socket
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nodeagent.checks import ctnetlink, netlink
-from nodeagent.checks.iptables_save import IptablesChain, IptablesSave, IptablesSaveError, IptablesTable, parse_iptables_save
+from nodeagent.checks.iptables_save import (
+    IptablesChain,
+    IptablesSave,
+    IptablesSaveError,
+    IptablesTable,
+    parse_iptables_save,
+    parse_rule,
+)
 from nodeagent.checks.nat.cache import Loading, RulesetVersion, SnapshotCache, ruleset_version, unchanged_since
-from nodeagent.checks.nat.iptables import iptables_list_service_nat, iptables_service_nat
+from nodeagent.checks.nat.iptables import SERVICE_CHAIN_PREFIXES, dispatches, iptables_list_service_nat, iptables_service_nat
+from nodeagent.checks.nat.iptables_netlink import rules_for_destination
 from nodeagent.checks.nat.ipvs import ipvs_active, ipvs_service_nat
 from nodeagent.checks.nat.model import NatStateError, ServiceNat, not_programmed, validate
 from nodeagent.checks.nat.nft_netlink import service_nat_on_demand
@@ -43,6 +52,8 @@ from nodeagent.netns import run_in_netns
 log = logging.getLogger("kubereach.agent.nat")
 
 _CHAIN_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,256}$")
+MAX_PARALLEL_CHAIN_READS = 16
+"""Most endpoint chains of one service read side by side (more are read one by one as the walk goes)."""
 
 
 class _OnDemandUnavailable(Exception):
@@ -52,21 +63,56 @@ class _OnDemandUnavailable(Exception):
 class _ChainsOnDemand(Mapping[str, IptablesChain]):
     """One iptables table's chains, each read with `iptables -t TABLE -S CHAIN` when first asked for.
 
+    With a `destination` (VIP, port, protocol), nat KUBE-SERVICES is read over nf_tables netlink
+    instead and holds only the rules for that VIP up to the first that dispatches it (all the walk
+    looks at: it indexes KUBE-SERVICES by destination and follows the first dispatching rule); a rule
+    the netlink reader does not print exactly sends it back to `iptables -S`. When a service chain is
+    read, the endpoint chains it jumps to are read at once, side by side.
     Iterating needs every chain: that reads the whole snapshot (the walk does so only for rare cases,
     such as a VIP that is not in KUBE-SERVICES at all).
     """
 
-    def __init__(self, tables: KubeProxyTables, netns: str, table: str, version: RulesetVersion) -> None:
+    def __init__(
+        self,
+        tables: KubeProxyTables,
+        netns: str,
+        table: str,
+        version: RulesetVersion,
+        destination: tuple[str, int, str] | None = None,
+    ) -> None:
         self._tables, self._netns, self._table, self._version = tables, netns, table, version
+        self._destination = destination
         self._read: dict[str, IptablesChain | None] = {}
+
+    def _read_chain(self, name: str) -> IptablesChain | None:
+        if self._table == "nat" and name == "KUBE-SERVICES" and self._destination is not None:
+            vip, port, proto = self._destination
+            lines = rules_for_destination(
+                self._netns, "nat", name, vip, enough=lambda line: dispatches(parse_rule(line), vip, port, proto)
+            )
+            if lines is not None:
+                return IptablesChain(name, None, None, None, lines)
+        return self._tables.iptables_chain(self._netns, self._table, name)
 
     def __getitem__(self, name: str) -> IptablesChain:
         if name not in self._read:
-            self._read[name] = self._tables.iptables_chain(self._netns, self._table, name)
+            self._read[name] = self._read_chain(name)
+            self._read_endpoint_chains(self._read[name])
         chain = self._read[name]
         if chain is None:
             raise KeyError(name)
         return chain
+
+    def _read_endpoint_chains(self, chain: IptablesChain | None) -> None:
+        if chain is None or not chain.name.startswith(SERVICE_CHAIN_PREFIXES):
+            return
+        targets = {line.rsplit(" -j ", 1)[-1].split(" ", 1)[0] for line in chain.rule_lines if " -j KUBE-SEP-" in line}
+        wanted = sorted(t for t in targets if t.startswith("KUBE-SEP-") and t not in self._read)[:MAX_PARALLEL_CHAIN_READS]
+        if len(wanted) < 2:
+            return
+        with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="iptables-chain") as pool:
+            for name, read in zip(wanted, pool.map(self._read_chain, wanted), strict=True):
+                self._read[name] = read
 
     def _all(self) -> Mapping[str, IptablesChain]:
         table = self._tables.iptables_snapshot(self._netns, self._version).table(self._table)
@@ -190,8 +236,10 @@ class KubeProxyTables:
                 policy = parts[2] if len(parts) > 2 else None
         return IptablesChain(chain, policy, None, None, tuple(rules))
 
-    def _iptables_on_demand(self, netns: str, version: RulesetVersion) -> IptablesSave:
-        tables = {name: IptablesTable(name, _ChainsOnDemand(self, netns, name, version)) for name in ("nat", "filter")}
+    def _iptables_on_demand(self, netns: str, version: RulesetVersion, destination: tuple[str, int, str]) -> IptablesSave:
+        tables = {
+            name: IptablesTable(name, _ChainsOnDemand(self, netns, name, version, destination)) for name in ("nat", "filter")
+        }
         return IptablesSave(tables=tables, backend="nf_tables")
 
     # ---- the questions ------------------------------------------------------------------------
@@ -237,7 +285,7 @@ class KubeProxyTables:
             return nft_service_nat(ruleset, vip, port, protocol, vip_is_local=_vip_is_local(netns, vip))
         if mode == "iptables":
             if self.cache.peek(version, "iptables") is None and not self.cache.loading_now(version, "iptables"):
-                on_demand = self._iptables_on_demand(netns, version)
+                on_demand = self._iptables_on_demand(netns, version, (vip, port, protocol.lower()))
                 try:
                     found = iptables_service_nat(on_demand, vip, port, protocol, vip_is_local=_vip_is_local(netns, vip))
                 except (_OnDemandUnavailable, NatStateError) as exc:
