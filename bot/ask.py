@@ -32,11 +32,14 @@ from bot.settings import BotSettings, load_settings
 @click.option("--namespace", "-n", help="Namespace to assume when the question names none.")
 @click.option("--no-history", is_flag=True, help="Do not record this investigation in the history database.")
 @click.option("--steps", "all_steps", is_flag=True, help="List every step (by default: failing and warning ones).")
+@click.option("--trace", is_flag=True, help="Follow a marked probe hop by hop with captures on every point of its path.")
 @click.pass_context
-def ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool) -> None:
+def ask(
+    ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool, trace: bool
+) -> None:
     """Ask why one workload cannot reach another, e.g. "why can't frontend reach api"."""
     try:
-        _ask(ctx, question, as_json, namespace, no_history, all_steps)
+        _ask(ctx, question, as_json, namespace, no_history, all_steps, trace)
     except KubereachError as exc:
         if as_json:
             # Scripts read stdout: say what went wrong there too (the exit code and stderr stay as they are).
@@ -62,7 +65,9 @@ def error_document(exc: KubereachError) -> dict[str, Any]:
     return {"kind": kind, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code, **extra}
 
 
-def _ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool) -> None:
+def _ask(
+    ctx: click.Context, question: str, as_json: bool, namespace: str | None, no_history: bool, all_steps: bool, trace: bool
+) -> None:
     config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
     settings = load_settings(config)
     # Problems (warnings and errors) on stderr, one JSON object a line when KUBEREACH_LOG_FORMAT=json;
@@ -75,7 +80,7 @@ def _ask(ctx: click.Context, question: str, as_json: bool, namespace: str | None
 
     async def run_once(on_step: Callable[[StepResult], None] | None) -> InvestigationResult:
         try:
-            return await investigator.investigate(question, on_step=on_step, default_namespace=namespace)
+            return await investigator.investigate(question, on_step=on_step, default_namespace=namespace, trace=trace)
         finally:
             await investigator.aclose()
 

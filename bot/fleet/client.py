@@ -30,6 +30,7 @@ from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc
 
 T = TypeVar("T")
+_EOF: Any = aio.EOF  # type: ignore[attr-defined]  # the end-of-stream marker a streaming read returns
 ARM_TIMEOUT_S = 2.0
 """How long every node gets to open its capture sockets before the probe is sent without it."""
 
@@ -218,7 +219,8 @@ class Fleet:
             return None, AgentOutcome(node, method, False, error=exc.message, error_kind=CallFailure.UNREACHABLE)
         investigation = INVESTIGATION_ID.get()
         request_id = f"{investigation}.{uuid.uuid4().hex[:6]}" if investigation != "-" else uuid.uuid4().hex[:16]
-        call = stub.CapturePackets(timeout=timeout_s, metadata=(("x-request-id", request_id),))
+        open_stream: Any = stub.CapturePackets  # a bidirectional stream: written and read, not iterated
+        call = open_stream(timeout=timeout_s, metadata=(("x-request-id", request_id),))
         try:
             await call.write(pb.CapturePacketsRequest(start=start))
             first = await asyncio.wait_for(call.read(), ARM_TIMEOUT_S)
@@ -234,7 +236,7 @@ class Fleet:
             )
         except aio.AioRpcError as exc:
             return None, self._failure(node, method, exc, started)
-        if first is aio.EOF or not first.HasField("armed"):
+        if first is _EOF or not first.HasField("armed"):
             call.cancel()
             return None, AgentOutcome(
                 node, method, False, error=f"the agent on {node} did not arm its capture", error_kind=CallFailure.FAILED
@@ -254,7 +256,7 @@ class Fleet:
             reply = await call.read()
         except aio.AioRpcError as exc:
             return self._failure(node, method, exc, started)
-        if reply is aio.EOF or not reply.HasField("result"):
+        if reply is _EOF or not reply.HasField("result"):
             return AgentOutcome(
                 node, method, False, error=f"the agent on {node} sent no capture result", error_kind=CallFailure.FAILED
             )

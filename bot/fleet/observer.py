@@ -19,15 +19,12 @@ from typing import Any, TypeVar
 from bot.fleet.client import AgentOutcome, Fleet
 from bot.playbook.observations import (
     CapturedHeader,
-    MarkedProbe,
-    PointCapture,
-    TracePlan,
-    TraceRun,
     ConntrackEntry,
     ConntrackView,
     FilterView,
     Link,
     ListeningSocket,
+    MarkedProbe,
     NatEndpoint,
     NatView,
     NodeFacts,
@@ -35,9 +32,12 @@ from bot.playbook.observations import (
     OverlayDevice,
     OverlayHop,
     PodNetwork,
+    PointCapture,
     ProbeView,
     RouteInfo,
     RouteLookup,
+    TracePlan,
+    TraceRun,
 )
 from kubereach.agent.v1 import agent_pb2 as pb
 

@@ -14,9 +14,8 @@ import random
 import struct
 import time
 
-from bot.playbook.case import EndpointRef
 from bot.playbook.models import Evidence, Hop, StepStatus
-from bot.playbook.observations import MarkedProbe, NodeFacts, Observed, PodNetwork, RouteLookup, TracePlan
+from bot.playbook.observations import MarkedProbe, Observed, RouteLookup, TracePlan
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Candidate, Need, SourceStep, SourceWalk, Unexplained
 from bot.playbook.steps.evidence import ev
@@ -65,11 +64,10 @@ async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
     src_node_ip = case.nodes[src.node].ip if src.node in case.nodes else ""
     dst_node_ip = case.nodes[e.node].ip if e.node in case.nodes else ""
     remote = e.node != src.node
-    src_pod, dst_pod, src_facts, dst_facts, route, out_nic, back_nic = await asyncio.gather(
-        obs.locate_pod(src.node, src.ip),
-        obs.locate_pod(e.node, e.ip),
-        obs.node_facts(src.node),
-        obs.node_facts(e.node),
+    src_pod, dst_pod, src_facts, dst_facts = await asyncio.gather(
+        obs.locate_pod(src.node, src.ip), obs.locate_pod(e.node, e.ip), obs.node_facts(src.node), obs.node_facts(e.node)
+    )
+    route, out_nic, back_nic = await asyncio.gather(
         obs.route(src.node, e.ip),
         obs.route(src.node, dst_node_ip) if remote and dst_node_ip else _nothing(src.node),
         obs.route(e.node, src_node_ip) if remote and src_node_ip else _nothing(e.node),

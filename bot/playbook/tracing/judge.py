@@ -8,6 +8,7 @@ agent did not capture is "not checked": it is skipped, never read as "not seen".
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -176,7 +177,7 @@ def _nat(rows: Sequence[TraceRow], path: TracePath, captures: Sequence[PointCapt
         if first is not None:
             seen.append((r.point, first))
     found = []
-    for (a, ha), (b, hb) in zip(seen, seen[1:], strict=False):
+    for (a, ha), (b, hb) in itertools.pairwise(seen):
         if (ha.dst_ip, ha.dst_port) != (hb.dst_ip, hb.dst_port):
             found.append(f"DNAT {ha.dst_ip}:{ha.dst_port} → {hb.dst_ip}:{hb.dst_port} between {a.label} and {b.label}")
         if ha.src_ip != hb.src_ip:
@@ -216,7 +217,7 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
 def _loss_at(rows: Sequence[TraceRow]) -> tuple[TraceRow, TraceRow] | None:
     """The first pair of watched points where the count of packets falls."""
     watched = [r for r in rows if r.seen is not None]
-    for a, b in zip(watched, watched[1:], strict=False):
+    for a, b in itertools.pairwise(watched):
         if b.packets < a.packets:
             return a, b
     return None
