@@ -134,7 +134,7 @@ async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
         if u.guess is not None and u.guess in w.candidates:
             w.candidates.remove(u.guess)  # the trace named the cause the DNS failure stood in for
     status = StepStatus.FAIL if cause is not None or reading.stop is not None else StepStatus.PASS
-    if reading.unchecked and status == StepStatus.PASS:
+    if status == StepStatus.PASS and (reading.unchecked or all(r.seen is None for r in reading.rows)):
         status = StepStatus.WARN
     w.record(f"trace {src.name} → {e.pod.name if e.pod else e.ip}:{e.port}", status, _summary(reading), evidence, started, e.node)
     return reading
