@@ -36,6 +36,7 @@ from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
 from nodeagent import validation as v
 from nodeagent import wire
+from nodeagent.capture_rpc import CaptureService
 from nodeagent.checks.conntrack import ConntrackFilter
 from nodeagent.errors import (
     AgentError,
@@ -198,6 +199,7 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
         self._checks = checks
         self._probes = probes
         self._reads = reads or probes
+        self._captures = CaptureService(checks)
 
     async def _answer(
         self, context: grpc.aio.ServicerContext[Any, Any], prepare: Callable[[], Callable[[], R]], *, probe: bool = False
@@ -348,10 +350,9 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
             target = v.ip_literal(request.target_ip, "target_ip")
             port = v.port(request.port, "port")
             timeout = v.timeout_seconds(request.timeout_ms)
+            source_port = v.optional_marked_port(request.source_port, "source_port")
             return _fits_deadline(
-                context,
-                timeout,
-                lambda: pb.ProbeTcpResponse(result=wire.probe_result(self._checks.probe_tcp(where, target, port, timeout))),
+                context, timeout, lambda: wire.tcp_probe(self._checks.probe_tcp(where, target, port, timeout, source_port))
             )
 
         return await self._answer(context, prepare, probe=True)
@@ -365,10 +366,11 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
             port = v.port(request.port, "port")
             timeout = v.timeout_seconds(request.timeout_ms)
             payload = v.udp_payload(request.payload)
+            source_port = v.optional_marked_port(request.source_port, "source_port")
+            size = v.datagram_size(request.datagram_size)
 
             def work() -> pb.ProbeUdpResponse:
-                result = self._checks.probe_udp(where, target, port, timeout, payload)
-                return pb.ProbeUdpResponse(result=wire.probe_result(result), reply_bytes=result.reply_bytes)
+                return wire.udp_probe(self._checks.probe_udp(where, target, port, timeout, payload, source_port, size))
 
             return _fits_deadline(context, timeout, work)
 
@@ -394,9 +396,9 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
         request_iterator: AsyncIterator[pb.CapturePacketsRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.CapturePacketsResponse]:
-        """Packet capture is not served by this agent yet."""
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "CapturePackets is not available on this agent")
-        yield pb.CapturePacketsResponse()  # pragma: no cover - abort raises
+        """A bounded capture set for a marked probe (`nodeagent.capture_rpc`)."""
+        async for response in self._captures.serve(request_iterator, context):
+            yield response
 
 
 def request_id_from(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:

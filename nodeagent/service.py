@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from nodeagent.checks import capture as packet_capture
 from nodeagent.checks import conntrack, dns, locate, nodeinfo, probe, routes, sockets
 from nodeagent.checks import filter as packet_filter
 from nodeagent.checks.conntrack import ConntrackFilter, ConntrackQueryError, ConntrackQueryResult, ConntrackStats
@@ -80,13 +81,30 @@ class NodeChecks(Protocol):
     def list_sockets(
         self, where: NamespaceTarget, port: int | None, protocol: str | None
     ) -> tuple[sockets.ListeningSocket, ...]: ...
-    def probe_tcp(self, where: NamespaceTarget, target_ip: str, port: int, timeout: float) -> probe.ProbeResult: ...
+    def probe_tcp(
+        self, where: NamespaceTarget, target_ip: str, port: int, timeout: float, source_port: int | None
+    ) -> probe.ProbeResult: ...
     def probe_udp(
-        self, where: NamespaceTarget, target_ip: str, port: int, timeout: float, payload: bytes
+        self,
+        where: NamespaceTarget,
+        target_ip: str,
+        port: int,
+        timeout: float,
+        payload: bytes,
+        source_port: int | None,
+        datagram_size: int | None,
     ) -> probe.ProbeResult: ...
     def probe_dns(
         self, where: NamespaceTarget, name: str, record_type: str, server: str | None, timeout: float
     ) -> dns.DnsProbeResult: ...
+    def capture(
+        self,
+        points: Sequence[packet_capture.PointRequest],
+        spec: packet_capture.CaptureMatchSpec,
+        limits: packet_capture.CaptureLimits,
+        session: packet_capture.CaptureSession,
+        on_armed: Callable[[int], None],
+    ) -> packet_capture.CaptureOutcome: ...
 
 
 def _foreign(what: str, call: Callable[[], T]) -> T:
@@ -204,15 +222,42 @@ class KernelChecks:
         path, _ = self._namespace_of(where)
         return sockets.list_listening_sockets(path, port, protocol)
 
-    def probe_tcp(self, where: NamespaceTarget, target_ip: str, port: int, timeout: float) -> probe.ProbeResult:
-        """One TCP connect from the node's or the pod's namespace."""
+    def probe_tcp(
+        self, where: NamespaceTarget, target_ip: str, port: int, timeout: float, source_port: int | None
+    ) -> probe.ProbeResult:
+        """One TCP connect from the node's or the pod's namespace (from `source_port` when given)."""
         path, _ = self._namespace_of(where)
-        return probe.probe_tcp(path, target_ip, port, timeout)
+        return probe.probe_tcp(path, target_ip, port, timeout, source_port)
 
-    def probe_udp(self, where: NamespaceTarget, target_ip: str, port: int, timeout: float, payload: bytes) -> probe.ProbeResult:
-        """One UDP datagram and a wait for a reply, from the node's or the pod's namespace."""
+    def probe_udp(
+        self,
+        where: NamespaceTarget,
+        target_ip: str,
+        port: int,
+        timeout: float,
+        payload: bytes,
+        source_port: int | None,
+        datagram_size: int | None,
+    ) -> probe.ProbeResult:
+        """One UDP datagram (padded with don't-fragment to `datagram_size`) and a wait for a reply,
+        from the node's or the pod's namespace."""
         path, _ = self._namespace_of(where)
-        return probe.probe_udp(path, target_ip, port, timeout, payload)
+        return probe.probe_udp(path, target_ip, port, timeout, payload, source_port, datagram_size)
+
+    def capture(
+        self,
+        points: Sequence[packet_capture.PointRequest],
+        spec: packet_capture.CaptureMatchSpec,
+        limits: packet_capture.CaptureLimits,
+        session: packet_capture.CaptureSession,
+        on_armed: Callable[[int], None],
+    ) -> packet_capture.CaptureOutcome:
+        """Watch interfaces of the node's and pods' namespaces for a marked probe's packets."""
+
+        def resolve(point: packet_capture.PointRequest) -> str:
+            return self._namespace_of(NamespaceTarget(pod_ip=point.pod_ip, netns_name=point.netns_name))[0]
+
+        return packet_capture.run_capture(points, resolve, spec, limits, session, on_armed)
 
     def probe_dns(
         self, where: NamespaceTarget, name: str, record_type: str, server: str | None, timeout: float

@@ -136,3 +136,73 @@ def udp_payload(value: bytes) -> bytes:
     if len(value) > MAX_UDP_PAYLOAD:
         raise InvalidRequest(f"payload is {len(value)} bytes; at most {MAX_UDP_PAYLOAD} are allowed")
     return value
+
+
+MIN_MARKED_PORT = 1024
+MAX_DATAGRAM_SIZE = 8972
+CAPTURE_DURATION_MS = (100, 5_000, 3_000)
+CAPTURE_PACKETS = (1, 1_000, 200)
+CAPTURE_BYTES = (1_024, 1_048_576, 262_144)
+MAX_CAPTURE_POINTS = 16
+MAX_CAPTURE_ADDRESSES = 32
+MAX_VNI = (1 << 24) - 1
+
+
+def marked_port(value: int, field: str) -> int:
+    """A probe's marked source port: 1024-65535 (a port a capture can tell apart from services)."""
+    if not MIN_MARKED_PORT <= value <= 65535:
+        raise InvalidRequest(f"{field} {value} is out of range; use {MIN_MARKED_PORT}-65535")
+    return value
+
+
+def optional_marked_port(value: int, field: str) -> int | None:
+    """A marked source port, or None when 0 (the kernel chooses)."""
+    return None if value == 0 else marked_port(value, field)
+
+
+def datagram_size(value: int) -> int | None:
+    """A DF probe's UDP payload size: 1-8972 bytes, or None when 0 (no padding, no DF)."""
+    if value == 0:
+        return None
+    if not 1 <= value <= MAX_DATAGRAM_SIZE:
+        raise InvalidRequest(f"datagram_size {value} is out of range; use 1-{MAX_DATAGRAM_SIZE} (0 for a plain datagram)")
+    return value
+
+
+def bounded_count(value: int, field: str, bounds: tuple[int, int, int]) -> int:
+    """A capture bound: `bounds` is (lowest, highest, default for 0)."""
+    low, high, default = bounds
+    if value == 0:
+        return default
+    if not low <= value <= high:
+        raise InvalidRequest(f"{field} {value} is out of range; use {low}-{high} (0 for {default})")
+    return value
+
+
+def ipv4_addresses(values: list[str], field: str) -> tuple[str, ...]:
+    """1-32 distinct IPv4 literals (the capture's filter compares 32-bit addresses)."""
+    if not 1 <= len(values) <= MAX_CAPTURE_ADDRESSES:
+        raise InvalidRequest(f"{field} has {len(values)} entries; give 1-{MAX_CAPTURE_ADDRESSES} IPv4 addresses")
+    out: list[str] = []
+    for value in values:
+        address = ip_literal(value, field)
+        if ipaddress.ip_address(address).version != 4:
+            raise InvalidRequest(f"{field} {value[:64]!r} is IPv6; capture matches IPv4 only")
+        if address not in out:
+            out.append(address)
+    return tuple(out)
+
+
+def vni(value: int) -> int | None:
+    """A VXLAN network identifier (1-16777215), or None when 0 (any)."""
+    if value == 0:
+        return None
+    if not 1 <= value <= MAX_VNI:
+        raise InvalidRequest(f"vni {value} is out of range; use 1-{MAX_VNI} (0 for any)")
+    return value
+
+
+def capture_point_count(count: int) -> None:
+    """A capture set watches 1-16 points."""
+    if not 1 <= count <= MAX_CAPTURE_POINTS:
+        raise InvalidRequest(f"points has {count} entries; give 1-{MAX_CAPTURE_POINTS} points")

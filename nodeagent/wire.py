@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kubereach.agent.v1 import agent_pb2 as pb
+from nodeagent.checks.capture import CapturedPacket, CaptureOutcome
 from nodeagent.checks.conntrack import ConntrackEntry, ConntrackQueryResult, ConntrackStats, ConntrackTuple
 from nodeagent.checks.dns import DnsProbeResult
 from nodeagent.checks.filter import FilterState
@@ -279,4 +280,71 @@ def dns_probe(result: DnsProbeResult) -> pb.ProbeDnsResponse:
         resolv_conf=result.resolv_conf or "",
         search=list(result.search),
         ndots=result.ndots,
+    )
+
+
+def tcp_probe(result: ProbeResult) -> pb.ProbeTcpResponse:
+    """The ProbeTcp answer: the outcome, the kernel's retransmissions and the source port used."""
+    return pb.ProbeTcpResponse(result=probe_result(result), retransmits=result.retransmits, source_port=result.source_port)
+
+
+def udp_probe(result: ProbeResult) -> pb.ProbeUdpResponse:
+    """The ProbeUdp answer: the outcome, the reply's size, the source port and a learned path MTU."""
+    return pb.ProbeUdpResponse(
+        result=probe_result(result), reply_bytes=result.reply_bytes, source_port=result.source_port, path_mtu=result.path_mtu
+    )
+
+
+CAPTURED_PROTOCOLS: dict[int, pb.Protocol.ValueType] = {6: pb.PROTOCOL_TCP, 17: pb.PROTOCOL_UDP}
+
+
+def captured_packet(packet: CapturedPacket) -> pb.CapturedPacket:
+    """One captured packet's headers (ICMP errors have PROTOCOL_UNSPECIFIED and the quoted tuple)."""
+    return pb.CapturedPacket(
+        ts_ms=packet.ts_ms,
+        outgoing=packet.outgoing,
+        protocol=CAPTURED_PROTOCOLS.get(packet.protocol, pb.PROTOCOL_UNSPECIFIED),
+        src_ip=packet.src_ip,
+        dst_ip=packet.dst_ip,
+        src_port=packet.src_port,
+        dst_port=packet.dst_port,
+        tcp_flags=packet.tcp_flags,
+        ttl=packet.ttl,
+        length=packet.length,
+        encapsulated=packet.encapsulated,
+        outer_src_ip=packet.outer_src_ip,
+        outer_dst_ip=packet.outer_dst_ip,
+        vni=packet.vni,
+        icmp=packet.icmp,
+        icmp_type=packet.icmp_type,
+        icmp_code=packet.icmp_code,
+        icmp_mtu=packet.icmp_mtu,
+        dont_fragment=packet.dont_fragment,
+    )
+
+
+def capture_result(outcome: CaptureOutcome) -> pb.CapturePacketsResponse:
+    """The CapturePackets result message: every point in request order."""
+    return pb.CapturePacketsResponse(
+        result=pb.CaptureResult(
+            points=[
+                pb.PointCapture(
+                    point=pb.CapturePoint(
+                        interface=p.point.interface, pod_ip=p.point.pod_ip or "", netns_name=p.point.netns_name or ""
+                    ),
+                    netns_inode=p.netns_inode,
+                    ifindex=p.ifindex,
+                    packets=p.packets,
+                    first_seen_ms=p.first_seen_ms,
+                    last_seen_ms=p.last_seen_ms,
+                    samples=[captured_packet(s) for s in p.samples],
+                    kernel_drops=p.kernel_drops,
+                    error=p.error,
+                    truncated=p.truncated,
+                )
+                for p in outcome.points
+            ],
+            duration_ms=outcome.duration_ms,
+            reason=outcome.reason,
+        )
     )

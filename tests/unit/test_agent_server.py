@@ -97,6 +97,9 @@ INVALID: list[tuple[str, Any, str]] = [
     ("ProbeTcp", pb.ProbeTcpRequest(target_ip="::zz", port=80), "target_ip"),
     ("ProbeTcp", pb.ProbeTcpRequest(target_ip="10.0.0.1", port=80, netns_name=".."), "netns_name"),
     ("ProbeUdp", pb.ProbeUdpRequest(target_ip="10.0.0.1", port=53, payload=b"x" * 513), "payload"),
+    ("ProbeTcp", pb.ProbeTcpRequest(target_ip="10.0.0.1", port=80, source_port=80), "source_port 80"),
+    ("ProbeUdp", pb.ProbeUdpRequest(target_ip="10.0.0.1", port=53, source_port=70_000), "source_port 70000"),
+    ("ProbeUdp", pb.ProbeUdpRequest(target_ip="10.0.0.1", port=53, datagram_size=8973), "datagram_size 8973"),
     ("ProbeDns", pb.ProbeDnsRequest(name="a..b"), "not a DNS name"),
     ("ProbeDns", pb.ProbeDnsRequest(name="x" * 300), "at most 256"),
     ("ProbeDns", pb.ProbeDnsRequest(name="web", record_type="ANY"), "record_type"),
@@ -141,7 +144,7 @@ def test_invalid_request_is_rejected_before_any_check_runs(
 
 def test_valid_probe_reaches_the_check_with_parsed_arguments(stub: pb_grpc.NodeAgentServiceStub, checks: RecordingChecks) -> None:
     answer = stub.ProbeTcp(pb.ProbeTcpRequest(pod_ip="10.244.1.5", target_ip="10.96.0.1", port=8080), timeout=10)
-    assert checks.calls == [("probe_tcp", (NamespaceTarget(pod_ip="10.244.1.5"), "10.96.0.1", 8080, 2.0))]
+    assert checks.calls == [("probe_tcp", (NamespaceTarget(pod_ip="10.244.1.5"), "10.96.0.1", 8080, 2.0, None))]
     assert answer.result.outcome == pb.PROBE_OUTCOME_REFUSED
     assert answer.result.error == "Connection refused (ECONNREFUSED)"
     assert answer.result.latency_ms == 1.5
