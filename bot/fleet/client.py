@@ -119,6 +119,8 @@ class Fleet:
         self._channels: dict[str, aio.Channel] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._semaphore = asyncio.Semaphore(settings.concurrency)
+        self._capturing = asyncio.Lock()
+        """An agent holds one capture set per caller: this fleet runs one trace at a time."""
 
     def _stub(self, node: str) -> agent_pb2_grpc.NodeAgentServiceStub:
         address = self.addresses.get(node)
@@ -195,15 +197,16 @@ class Fleet:
         failed, or `ARM_TIMEOUT_S` passed), run `during` (the probe), then stop every capture and
         collect the results. A node that fails or is slow comes back as a failed outcome: its points
         are not checked, and the others are read all the same."""
-        started = time.monotonic()
-        nodes = list(starts)
-        streams = await asyncio.gather(*(self._arm(n, starts[n], timeout_s) for n in nodes))
-        try:
-            probed = await during()
-        finally:
-            finished = await asyncio.gather(
-                *(self._collect(n, call, failure, started) for n, (call, failure) in zip(nodes, streams, strict=True))
-            )
+        async with self._capturing:
+            started = time.monotonic()
+            nodes = list(starts)
+            streams = await asyncio.gather(*(self._arm(n, starts[n], timeout_s) for n in nodes))
+            try:
+                probed = await during()
+            finally:
+                finished = await asyncio.gather(
+                    *(self._collect(n, call, failure, started) for n, (call, failure) in zip(nodes, streams, strict=True))
+                )
         outcomes = {o.node: o for o in finished}
         if self.metrics is not None:
             for o in finished:

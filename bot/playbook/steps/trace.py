@@ -116,7 +116,7 @@ async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
         protocol=protocol,
         node_ips=node_ips,
         retransmits=run.retransmits,
-        unchecked=tuple(f"{n}: {why}" for n, why in run.unchecked.items()),
+        unchecked=run.unchecked,
     )
     for node, why in run.unchecked.items():
         w.unchecked.append(f"the capture on {node}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.playbook.models import Hop
@@ -117,14 +117,21 @@ def _direction(h: CapturedHeader, marked_port: int) -> str | None:
     return None
 
 
-def _rows(path: TracePath, captures: Sequence[PointCapture | None], marked_port: int, direction: str) -> list[TraceRow]:
+def _rows(
+    path: TracePath,
+    captures: Sequence[PointCapture | None],
+    marked_port: int,
+    direction: str,
+    unchecked: Mapping[str, str],
+) -> list[TraceRow]:
     order = list(zip(path.points, captures, strict=True))
     if direction == REPLY:
         order.reverse()
     rows = []
     for point, capture in order:
         if capture is None or capture.error:
-            note = capture.error if capture is not None else "not checked: the node's agent did not capture"
+            why = unchecked.get(point.node, "the node's agent did not capture")
+            note = f"not checked: {capture.error}" if capture is not None else f"not checked: {why}"
             rows.append(TraceRow(point, direction, None, note=note))
             continue
         mine = [h for h in capture.samples if _direction(h, marked_port) == direction]
@@ -240,11 +247,13 @@ def judge(
     protocol: str,
     node_ips: dict[str, str],
     retransmits: int = 0,
-    unchecked: Sequence[str] = (),
+    unchecked: Mapping[str, str] | None = None,
 ) -> TraceReading:
-    """Read the captures of one trace (`captures` in the order of `path.points`)."""
-    request = _rows(path, captures, marked_port, REQUEST)
-    reply = _rows(path, captures, marked_port, REPLY)
+    """Read the captures of one trace (`captures` in the order of `path.points`); `unchecked` says
+    why a node's agent did not capture."""
+    failed = dict(unchecked or {})
+    request = _rows(path, captures, marked_port, REQUEST, failed)
+    reply = _rows(path, captures, marked_port, REPLY, failed)
     replied_at_destination = bool(reply) and reply[0].seen is True
     rows = request + (reply if replied_at_destination or any(r.seen for r in reply) else _unanswered(reply))
     stop = find_stop(request)
@@ -265,7 +274,7 @@ def judge(
             retransmits,
         )
     cause = _cause(path, stop, loss, protocol, marked_port)
-    return TraceReading(tuple(rows), stop, tuple(nat), asymmetric, loss, cause, tuple(unchecked))
+    return TraceReading(tuple(rows), stop, tuple(nat), asymmetric, loss, cause, tuple(f"{n}: {why}" for n, why in failed.items()))
 
 
 def _unanswered(reply: Sequence[TraceRow]) -> list[TraceRow]:
