@@ -456,9 +456,9 @@ def test_trace_and_intermittent_phrasings_ask_for_a_trace() -> None:
     assert parse_question("frontend to api").trace_mode == ""
 
 
-def test_an_intermittent_question_repeats_a_udp_probe_and_counts_retransmissions_with_tcp() -> None:
+def test_an_intermittent_question_repeats_the_marked_probe_and_counts_retransmissions_with_tcp() -> None:
     cluster = RecordedCluster()
     cluster.wire = recorded_wire()
     asyncio.run(run_playbook(case(trace="loss"), cluster))
     plan = cluster.traces[0]
-    assert (plan.probe.protocol, plan.probe.count, plan.retransmit_probes) == ("UDP", 20, 3)
+    assert (plan.probe.protocol, plan.probe.count, plan.retransmit_probes) == ("TCP", 20, 3)

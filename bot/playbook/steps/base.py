@@ -140,6 +140,8 @@ class SourceWalk:
         self.nat_pending: NatReading | None = None
         self.probe_outcome: dict[str, ProbeView | None] = {}
         self.unexplained: list[Unexplained] = []
+        self.lookup_timed_out: Candidate | None = None
+        """The DNS failure of a lookup that timed out though no server's path showed a cause."""
         """Endpoints this source could not reach with no cause found on their path (for the trace)."""
 
     async def node_facts(self, node: str | None) -> NodeFacts | None:

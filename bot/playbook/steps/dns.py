@@ -82,6 +82,8 @@ async def check_dns(sw: SourceWalk) -> None:
         # The paths to the silent servers showed nothing wrong: the trace follows them, and a cause it
         # names on the wire replaces this one.
         sw.unexplained[:] = [replace(u, guess=guess) if u.purpose == "dns" else u for u in sw.unexplained]
+        if probe.outcome == "timed_out":
+            sw.lookup_timed_out = guess
     w.record(f"source {src.name}: DNS", StepStatus.FAIL, summary, evidence, started, src.node)
 
 

@@ -15,6 +15,7 @@ import struct
 import time
 
 from bot.playbook.models import Evidence, Hop, StepStatus
+from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import MarkedProbe, Observed, RouteLookup, TracePlan
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Candidate, Need, SourceStep, SourceWalk, Unexplained
@@ -25,7 +26,7 @@ from bot.playbook.tracing.points import PathEnd, plan_path
 MAX_TRACES = 2
 """Traces per source pod at most (each one is a capture set on every node of its path)."""
 LOSS_PROBES = 20
-LOSS_TIMEOUT_MS = 200
+LOSS_TIMEOUT_MS = 300
 PATH_TIMEOUT_MS = 1000
 DNS_NAME = "kube-dns.kube-system.svc.cluster.local"
 
@@ -50,7 +51,7 @@ def _wanted(sw: SourceWalk) -> list[Unexplained]:
         candidates.sort(key=lambda e: e.node == sw.src.node)
         if candidates:
             wanted.append(Unexplained(candidates[0], case.protocol))
-    return wanted[:MAX_TRACES]
+    return wanted[: 1 if case.trace == "loss" else MAX_TRACES]
 
 
 async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
@@ -84,7 +85,7 @@ async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
     )
     port = marked_port()
     loss = case.trace == "loss"
-    protocol = "UDP" if loss else u.protocol
+    protocol = u.protocol
     payload = dns_query(DNS_NAME, port) if protocol == "UDP" and e.port == 53 else b""
     probe = MarkedProbe(
         src.node,
@@ -131,8 +132,11 @@ async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
                 )
             ]
         )
-        if u.guess is not None and u.guess in w.candidates:
-            w.candidates.remove(u.guess)  # the trace named the cause the DNS failure stood in for
+        guess = u.guess or (sw.lookup_timed_out if cause.code == C.PACKET_LOSS else None)
+        if guess is not None and guess in w.candidates:
+            # The trace named the cause the DNS failure stood in for (a lookup that timed out while
+            # every server answered directly is the loss the trace measured).
+            w.candidates.remove(guess)
     status = StepStatus.FAIL if cause is not None or reading.stop is not None else StepStatus.PASS
     if status == StepStatus.PASS and (reading.unchecked or all(r.seen is None for r in reading.rows)):
         status = StepStatus.WARN
