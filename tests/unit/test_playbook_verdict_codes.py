@@ -209,17 +209,10 @@ def test_failing_probes_with_every_check_clean_are_undetermined() -> None:
     assert "found no cause" in diagnosis.verdict.summary
 
 
-# Codes only the packet trace (issue 14) produces: the lab's faults for them came first, the trace step
-# brings their tests. Take a code out when its test lands (the test below says so).
-AWAITING_THE_TRACE = ("UNDERLAY_DROPS", "NODE_FIREWALL_DROPS", "PACKET_LOSS")
-
-
 def test_every_verdict_code_is_asserted_by_a_unit_test() -> None:
     """A new code needs a test from recorded observations (or from resolution) before it ships."""
     here = Path(__file__).parent
     files = [*here.glob("test_playbook_*.py"), here / "test_cluster_resolve.py"]
     text = "\n".join(f.read_text() for f in files)
-    untested = [c.value for c in VerdictCode if f"VerdictCode.{c.name}" not in text and c.value not in AWAITING_THE_TRACE]
+    untested = [c.value for c in VerdictCode if f"VerdictCode.{c.name}" not in text]
     assert untested == []
-    tested_now = [code for code in AWAITING_THE_TRACE if f"VerdictCode.{code}" in text]
-    assert tested_now == [], f"{tested_now} are asserted by a test now: take them out of AWAITING_THE_TRACE"
