@@ -314,6 +314,15 @@ def test_repeated_probes_with_some_lost_between_the_nodes_are_packet_loss_with_r
     assert "5 of 20 probes lost (25%)" in reading.cause.summary and "node-1 eth0 and node-2 eth0" in reading.cause.summary
 
 
+def test_probes_that_timed_out_while_every_point_saw_their_replies_are_slow_not_lost() -> None:
+    path = flannel_path()
+    counts = {(p.node, p.interface): 20 for p in path.points}
+    captures, _ = wire(path.points, src="10.244.1.5", dst="10.244.2.7", dport=8080, counts=counts)
+    probes = [ProbeView("refused", 1.0)] * 15 + [ProbeView("timed_out")] * 5
+    reading = judge(path, captures, PORT, probes, protocol="UDP", node_ips=NODE_IP)
+    assert reading.cause is None and reading.loss is not None and reading.loss.where is None
+
+
 def test_repeated_probes_all_answered_are_no_loss() -> None:
     path = flannel_path()
     counts = {(p.node, p.interface): 20 for p in path.points}

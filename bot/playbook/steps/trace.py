@@ -43,14 +43,17 @@ def marked_port() -> int:
 
 
 def _wanted(sw: SourceWalk) -> list[Unexplained]:
+    """What to trace from this source: the unexplained failures (the question's target first), or,
+    when a trace was asked for, one endpoint of the target (on another node when there is one)."""
     case = sw.case
-    wanted = list(sw.unexplained)
-    if case.trace and not wanted and case.target_kind in ("service", "pod"):
+    wanted = sorted(sw.unexplained, key=lambda u: u.purpose != "target")
+    if case.trace and not any(u.purpose == "target" for u in wanted) and case.target_kind in ("service", "pod"):
         candidates = [e for e in sw.reachable if e.ip not in sw.denied and e.node]
         # Prefer an endpoint on another node: that path crosses the underlay.
         candidates.sort(key=lambda e: e.node == sw.src.node)
         if candidates:
-            wanted.append(Unexplained(candidates[0], case.protocol))
+            wanted.insert(0, Unexplained(candidates[0], case.protocol))
+    # Loss is measured on one path (the question's own), the repeated probe takes its time.
     return wanted[: 1 if case.trace == "loss" else MAX_TRACES]
 
 

@@ -284,13 +284,11 @@ def _unanswered(reply: Sequence[TraceRow]) -> list[TraceRow]:
 
 def _cause(path: TracePath, stop: Stop | None, loss: Loss | None, protocol: str, port: int) -> Cause | None:
     carried = f"UDP {path.overlay_port}" if path.overlay_port else f"{protocol} between the pod subnets"
-    if loss is not None and 0 < loss.answered < loss.sent:
-        hop, node = _between(loss.where[0].point, loss.where[1].point, path) if loss.where else (Hop.UNDERLAY, path.source_node)
-        where = (
-            f"between {loss.where[0].point.label} and {loss.where[1].point.label}"
-            if loss.where
-            else "somewhere on the path (every point saw what it was sent)"
-        )
+    if loss is not None and 0 < loss.answered < loss.sent and loss.where is not None:
+        # Only when the wire shows packets going missing: probes that timed out while every point saw
+        # their replies were slow answers, not loss.
+        hop, node = _between(loss.where[0].point, loss.where[1].point, path)
+        where = f"between {loss.where[0].point.label} and {loss.where[1].point.label}"
         latency = f"latency p50 {loss.p50_ms} ms, p99 {loss.p99_ms} ms" if loss.p50_ms is not None else "no latency measured"
         return Cause(
             C.PACKET_LOSS,
