@@ -406,6 +406,7 @@ class FleetObserver:
                 timeout_ms=probe.timeout_ms,
                 payload=probe.payload or b"kubereach\n",
                 source_port=probe.source_port,
+                datagram_size=probe.size,
             )
             outcome = await self.fleet.call(probe.node, "ProbeUdp", udp, rpc_timeout)
         else:

@@ -296,6 +296,8 @@ class MarkedProbe:
     count: int = 1
     timeout_ms: int = 1000
     payload: bytes = b""
+    size: int = 0
+    """UDP: pad the datagram to this many payload bytes with don't-fragment set (0: a small datagram)."""
 
 
 @dataclass(frozen=True)

@@ -121,3 +121,14 @@ def test_intermittent_loss_on_the_fabric_is_packet_loss_with_its_rate_and_place(
     at = underlay_index([(r["node"], r["interface"], r["seen"]) for r in request], "node-2")
     assert request[at]["packets"] < request[at - 1]["packets"]
     assert all(r["packets"] == request[0]["packets"] for r in request[:at])
+
+
+def test_a_node_network_that_carries_less_than_the_nodes_send_is_mtu_mismatch_found_by_the_large_probe(lab: Lab) -> None:
+    lab.cli("fault", "underlay-mtu")
+    try:
+        data = ask(lab, f"why can't pod {frontend_on(lab, 'node-3')} reach redis", "--trace")
+    finally:
+        lab.cli("heal")
+    assert where(data) == ("MTU_MISMATCH", "node-3", "underlay")
+    request = seen(data, "request")
+    assert flips_at(request) == underlay_index(request, "node-2")

@@ -28,7 +28,7 @@ from bot.playbook.observations import (
     TraceRun,
 )
 from bot.playbook.steps.trace import dns_query
-from bot.playbook.tracing.judge import judge, path_line
+from bot.playbook.tracing.judge import judge, mtu_cause, path_line
 from bot.playbook.tracing.points import PathEnd, PathPoint, Role, TracePath, plan_path
 from bot.render.document import investigation_document
 from tests.unit.test_playbook_engine import NODES, RecordedCluster, case, link, verdict_of
@@ -416,7 +416,7 @@ def test_a_trace_asked_for_on_a_healthy_path_stays_no_fault_found_with_every_poi
     diagnosis = verdict_of(cluster, case(trace="path"))
     assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
     traced = [e for s in diagnosis.steps for e in s.evidence if e.kind == "trace"]
-    assert len(traced) == 1
+    assert len(traced) == 2  # the marked SYN, then the large don't-fragment datagram
     rows = traced[0].data["rows"]
     assert [r["interface"] for r in rows[:10]] == [
         "eth0",
@@ -471,3 +471,36 @@ def test_an_intermittent_question_repeats_the_marked_probe_and_counts_retransmis
     asyncio.run(run_playbook(case(trace="loss"), cluster))
     plan = cluster.traces[0]
     assert (plan.probe.protocol, plan.probe.count, plan.retransmit_probes) == ("TCP", 20, 3)
+
+
+def test_a_large_df_datagram_lost_between_the_nodes_after_a_small_probe_passed_is_mtu_mismatch_on_the_underlay() -> None:
+    path = flannel_path()
+    captures, _ = wire(path.points, src="10.244.1.5", dst="10.244.2.7", dport=8080, stop_before=("node-2", "eth0", "request"))
+    big = read(path, captures)
+    cause = mtu_cause(path, big, 1450)
+    assert cause is not None
+    assert (cause.code, cause.hop, cause.node) == (VerdictCode.MTU_MISMATCH, Hop.UNDERLAY, "node-1")
+    assert "1450-byte packets (1500 with the VXLAN header)" in cause.summary
+
+
+def test_an_icmp_frag_needed_quoting_the_large_probe_names_the_path_mtu() -> None:
+    path = flannel_path()
+    captures, _ = wire(path.points, src="10.244.1.5", dst="10.244.2.7", dport=8080)
+    first = captures[0]
+    assert first is not None
+    frag = CapturedHeader(1.0, False, "10.244.1.5", "10.244.2.7", PORT, 8080, icmp=True, icmp_type=3, icmp_code=4, icmp_mtu=1400)
+    captures[0] = dataclasses.replace(first, samples=(*first.samples, frag))
+    cause = mtu_cause(path, read(path, captures), 1450)
+    assert cause is not None and cause.code == VerdictCode.MTU_MISMATCH and "1400 bytes" in cause.summary
+    healthy, _ = wire(path.points, src="10.244.1.5", dst="10.244.2.7", dport=8080)
+    assert mtu_cause(path, read(path, healthy), 1450) is None
+
+
+def test_a_trace_asked_for_sends_a_large_df_datagram_after_the_small_probe_passed() -> None:
+    cluster = RecordedCluster()
+    cluster.wire = recorded_wire()
+    verdict_of(cluster, case(trace="path"))
+    small, big = cluster.traces
+    assert (small.probe.protocol, small.probe.size) == ("TCP", 0)
+    assert (big.probe.protocol, big.probe.size, big.probe.port) == ("UDP", 1450 - 28, 8080)
+    assert big.probe.source_port != 0 and big.points == small.points

@@ -13,6 +13,7 @@ import asyncio
 import random
 import struct
 import time
+from dataclasses import replace
 
 from bot.playbook.models import Evidence, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
@@ -20,8 +21,8 @@ from bot.playbook.observations import MarkedProbe, Observed, RouteLookup, TraceP
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Candidate, Need, SourceStep, SourceWalk, Unexplained
 from bot.playbook.steps.evidence import ev
-from bot.playbook.tracing.judge import TraceReading, judge, path_line
-from bot.playbook.tracing.points import PathEnd, plan_path
+from bot.playbook.tracing.judge import TraceReading, judge, mtu_cause, path_line
+from bot.playbook.tracing.points import PathEnd, TracePath, plan_path
 
 MAX_TRACES = 2
 """Traces per source pod at most (each one is a capture set on every node of its path)."""
@@ -144,7 +145,36 @@ async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
     if status == StepStatus.PASS and (reading.unchecked or all(r.seen is None for r in reading.rows)):
         status = StepStatus.WARN
     w.record(f"trace {src.name} → {e.pod.name if e.pod else e.ip}:{e.port}", status, _summary(reading), evidence, started, e.node)
+    mtu = src_pod.value.eth0.mtu if src_pod.value is not None and src_pod.value.eth0 is not None else 0
+    if case.trace == "path" and path.remote and reading.reached and cause is None and mtu > 576:
+        await _large_probe(sw, u, path, plan, mtu)
     return reading
+
+
+async def _large_probe(sw: SourceWalk, u: Unexplained, path: TracePath, small: TracePlan, mtu: int) -> None:
+    """The same path again with one don't-fragment UDP datagram as large as the source pod's MTU: a
+    node network that carries less than the overlay needs lets small packets through, not this one."""
+    w, src, e = sw.w, sw.src, u.endpoint
+    started = time.monotonic()
+    port = marked_port()
+    size = mtu - 28  # the IP and UDP headers
+    probe = replace(small.probe, protocol="UDP", source_port=port, count=1, timeout_ms=500, payload=b"", size=size)
+    plan = replace(small, probe=probe, max_duration_ms=1500, retransmit_probes=0)
+    run = await w.obs.trace(plan)
+    node_ips = {name: ref.ip for name, ref in sw.case.nodes.items()}
+    big = judge(path, run.captures, port, run.probes, protocol="UDP", node_ips=node_ips, unchecked=run.unchecked)
+    cause = mtu_cause(path, big, mtu)
+    if cause is not None:
+        sw.add([Candidate(cause.code, cause.hop, cause.summary, cause.node, remediation(cause.code, **cause.facts))])
+    summary = cause.summary if cause is not None else f"a {mtu}-byte datagram with don't-fragment crosses the path"
+    w.record(
+        f"trace {src.name} → {e.pod.name if e.pod else e.ip}:{e.port} ({mtu} bytes, DF)",
+        StepStatus.FAIL if cause is not None else StepStatus.PASS,
+        summary,
+        [_evidence(big, src.node)],
+        started,
+        e.node,
+    )
 
 
 async def _nothing(node: str) -> Observed[RouteLookup]:

@@ -99,6 +99,8 @@ class TraceReading:
     loss: Loss | None = None
     cause: Cause | None = None
     unchecked: tuple[str, ...] = ()
+    frag_needed_mtu: int = 0
+    """The MTU an ICMP frag-needed quoting the probe announced (0: none seen)."""
 
     @property
     def reached(self) -> bool:
@@ -274,7 +276,13 @@ def judge(
             retransmits,
         )
     cause = _cause(path, stop, loss, protocol, marked_port)
-    return TraceReading(tuple(rows), stop, tuple(nat), asymmetric, loss, cause, tuple(f"{n}: {why}" for n, why in failed.items()))
+    frag_needed = next(
+        (h.icmp_mtu for c in captures if c is not None for h in c.samples if h.icmp and h.icmp_type == 3 and h.icmp_code == 4),
+        0,
+    )
+    return TraceReading(
+        tuple(rows), stop, tuple(nat), asymmetric, loss, cause, tuple(f"{n}: {why}" for n, why in failed.items()), frag_needed
+    )
 
 
 def _unanswered(reply: Sequence[TraceRow]) -> list[TraceRow]:
@@ -319,6 +327,36 @@ def _cause(path: TracePath, stop: Stop | None, loss: Loss | None, protocol: str,
             f"the {stop.direction} reached {a.node}'s {a.interface} and died in the node before {b.interface}: "
             f"a host firewall rule (INPUT or raw) drops {carried}",
             {"node": a.node, "carried": carried, "device": a.interface},
+        )
+    return None
+
+
+def mtu_cause(path: TracePath, big: TraceReading, size: int) -> Cause | None:
+    """A large don't-fragment probe, sent after a small one went through: where it dies says MTU.
+
+    Lost between two nodes' NICs: the node network carries less than the nodes send. An ICMP
+    frag-needed quoting it: the path's MTU, announced."""
+    stop = big.stop
+    if stop is not None and stop.direction == REQUEST and stop.last_seen is not None:
+        a, b = stop.last_seen.point, stop.first_unseen.point
+        if a.role == Role.UNDERLAY and b.role == Role.UNDERLAY and a.node != b.node:
+            extra = f" ({size + 50} with the VXLAN header)" if path.overlay_port else ""
+            return Cause(
+                C.MTU_MISMATCH,
+                Hop.UNDERLAY,
+                a.node,
+                f"{size}-byte packets{extra} with don't-fragment leave {a.node}'s {a.interface} and never reach "
+                f"{b.node}'s {b.interface}, while the small probe passed: the node network between them carries "
+                "less than the nodes send",
+                {"node": a.node, "pod_mtu": str(size), "path_mtu": "the node network's"},
+            )
+    if big.frag_needed_mtu and big.frag_needed_mtu < size:
+        return Cause(
+            C.MTU_MISMATCH,
+            Hop.UNDERLAY,
+            path.source_node,
+            f"an ICMP frag-needed says the path carries {big.frag_needed_mtu} bytes, less than the {size} the pod sends",
+            {"node": path.source_node, "pod_mtu": str(size), "path_mtu": str(big.frag_needed_mtu)},
         )
     return None
 
