@@ -11,13 +11,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
 
 from bot.parse import parse_question
 from bot.playbook.engine import run_playbook
 from bot.playbook.models import Hop, InvestigationResult, VerdictCode
 from bot.playbook.observations import (
     CapturedHeader,
+    FilterView,
     NodeFacts,
+    Observed,
     OverlayDevice,
     PodNetwork,
     PointCapture,
@@ -30,7 +36,10 @@ from bot.playbook.observations import (
 from bot.playbook.steps.trace import dns_query
 from bot.playbook.tracing.judge import judge, mtu_cause, path_line
 from bot.playbook.tracing.points import PathEnd, PathPoint, Role, TracePath, plan_path
+from bot.render.blocks import verdict_blocks
 from bot.render.document import investigation_document
+from bot.render.ids import BlockId
+from bot.render.terminal import investigation_view
 from tests.unit.test_playbook_engine import NODES, RecordedCluster, case, link, verdict_of
 
 NODE_IP = {name: ref.ip for name, ref in NODES.items()}
@@ -444,8 +453,6 @@ def test_ask_json_carries_the_trace_rows_in_path_order() -> None:
     cluster.failing_probes = {"10.96.5.5": "timed_out", "10.244.2.7": "timed_out"}
     cluster.wire = recorded_wire(stop_before=("node-2", "eth0", "request"))
     diagnosis = verdict_of(cluster)
-    from datetime import UTC, datetime
-
     result = InvestigationResult(
         "inv_1", "web → api", "web", "api", diagnosis.verdict, diagnosis.steps, (), 1.0, datetime.now(UTC)
     )
@@ -504,3 +511,40 @@ def test_a_trace_asked_for_sends_a_large_df_datagram_after_the_small_probe_passe
     assert (small.probe.protocol, small.probe.size) == ("TCP", 0)
     assert (big.probe.protocol, big.probe.size, big.probe.port) == ("UDP", 1450 - 28, 8080)
     assert big.probe.source_port != 0 and big.points == small.points
+
+
+def test_a_node_firewall_rule_the_filter_view_shows_for_the_overlay_port_is_quoted() -> None:
+    cluster = RecordedCluster()
+    cluster.failing_probes = {"10.96.5.5": "timed_out", "10.244.2.7": "timed_out"}
+    cluster.wire = recorded_wire(stop_before=("node-2", "flannel.1", "request"))
+    plain = cluster.filter_state
+
+    async def input_rule(node: str, **flow: Any) -> Observed[FilterView]:
+        observed = await plain(node, **flow)
+        if node == "node-2" and flow["protocol"] == "UDP" and flow["dport"] == 8472 and observed.value is not None:
+            rule = "filter/INPUT: -A INPUT -i eth0 -p udp --dport 8472 -j DROP"
+            return dataclasses.replace(observed, value=dataclasses.replace(observed.value, drops=(rule,)))
+        return observed
+
+    cluster.filter_state = input_rule  # type: ignore[method-assign]
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.node) == (VerdictCode.NODE_FIREWALL_DROPS, "node-2")
+    assert "--dport 8472 -j DROP" in diagnosis.verdict.summary
+    assert any("--dport 8472 -j DROP" in line for line in diagnosis.verdict.remediation)
+
+
+def test_the_terminal_and_slack_replies_show_the_path_line_with_the_stop_marked() -> None:
+    cluster = RecordedCluster()
+    cluster.failing_probes = {"10.96.5.5": "timed_out", "10.244.2.7": "timed_out"}
+    cluster.wire = recorded_wire(stop_before=("node-2", "eth0", "request"))
+    diagnosis = verdict_of(cluster)
+    result = InvestigationResult(
+        "inv_1", "web → api", "web", "api", diagnosis.verdict, diagnosis.steps, (), 1.0, datetime.now(UTC)
+    )
+    console = Console(width=400, record=True)
+    console.print(investigation_view(result))
+    text = console.export_text()
+    assert "path:" in text and "⛔ node-2 eth0 ✗" in text
+    blocks = verdict_blocks(result)
+    [path] = [b for b in blocks if b.get("block_id") == BlockId.TRACE.value]
+    assert "⛔ node-2 eth0 ✗" in path["text"]["text"]

@@ -21,7 +21,7 @@ from bot.playbook.observations import MarkedProbe, Observed, RouteLookup, TraceP
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Candidate, Need, SourceStep, SourceWalk, Unexplained
 from bot.playbook.steps.evidence import ev
-from bot.playbook.tracing.judge import TraceReading, judge, mtu_cause, path_line
+from bot.playbook.tracing.judge import Cause, TraceReading, judge, mtu_cause, path_line
 from bot.playbook.tracing.points import PathEnd, TracePath, plan_path
 
 MAX_TRACES = 2
@@ -128,6 +128,8 @@ async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
         w.why_unchecked.setdefault(node, set()).add(why)
     evidence = [_evidence(reading, src.node)]
     cause = reading.cause
+    if cause is not None and cause.code == C.NODE_FIREWALL_DROPS:
+        cause = await _quote_rule(sw, cause, path, protocol, e.port, evidence)
     if cause is not None:
         sw.add(
             [
@@ -175,6 +177,30 @@ async def _large_probe(sw: SourceWalk, u: Unexplained, path: TracePath, small: T
         started,
         e.node,
     )
+
+
+async def _quote_rule(sw: SourceWalk, cause: Cause, path: TracePath, protocol: str, port: int, evidence: list[Evidence]) -> Cause:
+    """The node's filter view of what the trace saw dropped: the rule is quoted when the agent shows it."""
+    nodes = sw.case.nodes
+    other = path.source_node if cause.node == path.destination_node else path.destination_node
+    src_ip, dst_ip = (nodes[n].ip if n in nodes else "" for n in (other, cause.node))
+    if not src_ip or not dst_ip:
+        return cause
+    overlay = path.overlay_port
+    device = cause.facts.get("device", "eth0")
+    view = await sw.w.obs.filter_state(
+        cause.node,
+        src=src_ip,
+        dst=dst_ip,
+        protocol="UDP" if overlay else protocol,
+        dport=overlay or port,
+        interfaces=(device,),
+    )
+    if view.value is None or not view.value.drops:
+        return cause
+    rule = view.value.drops[0]
+    evidence.append(ev("filter", f"{cause.node}: {rule}", cause.node, drops=list(view.value.drops)))
+    return replace(cause, summary=f"{cause.summary} ({rule})", facts={**cause.facts, "rule": rule})
 
 
 async def _nothing(node: str) -> Observed[RouteLookup]:
