@@ -40,7 +40,12 @@ from lab.slackstub.state import ts_key
 
 TOUR_FILE = Path(__file__).with_name("demo_tour.txt")
 ANSWER_TIMEOUT_S = 120.0
-BUTTONS = {"re-run": "kubereach_rerun", "show evidence": "kubereach_show_evidence", "resolved": "kubereach_resolved"}
+BUTTONS = {
+    "re-run": "kubereach_rerun",
+    "show evidence": "kubereach_show_evidence",
+    "trace the packet": "kubereach_trace",
+    "resolved": "kubereach_resolved",
+}
 EMOJI = {
     ":white_check_mark:": "✅",
     ":x:": "❌",

@@ -265,3 +265,29 @@ def test_no_secret_or_token_appears_in_any_message(slack: LocalSlack) -> None:
     everything += [(f.content or b"").decode(errors="replace") for f in slack.stub.state.files()]
     assert any(QUESTION in text for text in everything) and any("payments" in text for text in everything)
     assert not [text for text in everything for secret in secrets if secret in text]
+
+
+def test_a_fabric_firewall_is_named_from_the_trace_and_trace_the_packet_follows_the_healed_path(
+    lab: Lab, slack: LocalSlack
+) -> None:
+    lab.refresh()
+    source = next(p["name"] for p in lab.pods(app="frontend") if p["node"] == "node-3")
+    lab.cli("fault", "underlay-drop", "--from", "node-3", "--to", "node-2")
+    try:
+        slack.command(f"why can't pod {source} reach redis")
+        thread = _newest_thread(slack)
+        assert final_verdict(thread) == "UNDERLAY_DROPS"
+        path = [b for b in thread[-1].blocks if b.get("block_id") == BlockId.TRACE.value]
+        assert path and "⛔ node-2 eth0 ✗" in path[0]["text"]["text"]
+    finally:
+        lab.cli("heal")
+    slack.click("Trace the packet")
+    thread = _newest_thread(slack)
+    assert final_verdict(thread) == "NO_FAULT_FOUND"
+    [path] = [b for b in thread[-1].blocks if b.get("block_id") == BlockId.TRACE.value]
+    assert "✗" not in path["text"]["text"] and "⛔" not in path["text"]["text"]
+    newest = _investigations(slack)[-1]
+    assert slack.deps.history is not None
+    with slack.deps.history.sessions() as session:
+        kinds = [e.get("kind") for step in session.get(Investigation, newest.id).steps for e in step.evidence]  # type: ignore[union-attr]
+    assert "trace" in kinds
