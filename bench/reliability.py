@@ -135,6 +135,13 @@ def node_snapshot(prefix: str, nodes: list[str]) -> dict[str, str]:
         ):
             proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
             parts.append(f"$ {' '.join(argv[-3:])}\n{proc.stdout}")
+        links = subprocess.run(["ip", "-n", ns, "-d", "-j", "link"], capture_output=True, text=True, check=False, timeout=60)
+        promiscuous = sorted(f"{link['ifname']} {link.get('promiscuity', 0)}" for link in json.loads(links.stdout or "[]"))
+        parts.append("$ promiscuity (capture never sets it)\n" + "\n".join(promiscuous))
+        packet = subprocess.run(
+            ["ip", "netns", "exec", ns, "cat", "/proc/net/packet"], capture_output=True, text=True, check=False, timeout=60
+        )
+        parts.append(f"$ packet sockets open (a capture closes its own)\n{len(packet.stdout.splitlines()[1:])}")
         out[node] = "\n".join(parts)
     return out
 
@@ -587,6 +594,61 @@ def random_request(rng: random.Random) -> tuple[str, Any]:
         return method, message()
 
 
+def random_capture(rng: random.Random) -> list[pb.CapturePacketsRequest]:
+    """A CapturePackets stream: a start of random points, match and bounds (sometimes sane), then maybe stop."""
+    sane = rng.random() < 0.3
+    points = [
+        pb.CapturePoint(
+            interface=rng.choice(["eth0", "cni0", "flannel.1", random_text(rng)]) if not sane else "eth0",
+            pod_ip=rng.choice(["", "10.244.1.5", random_text(rng)]) if not sane else "",
+            netns_name=rng.choice(["", "", random_text(rng)]) if not sane else "",
+        )
+        for _ in range(rng.choice([0, 1, 2, 16, 17]) if not sane else 1)
+    ]
+    match = pb.CaptureMatch(
+        protocol=rng.randint(0, 4) if not sane else pb.PROTOCOL_TCP,
+        addresses=[random_text(rng) for _ in range(rng.choice([0, 1, 3, 33]))] if not sane else ["10.244.1.5"],
+        port=random_int(rng, 16) if not sane else rng.randint(1024, 65535),
+        overlay_udp_port=rng.choice([0, 8472, random_int(rng, 16)]) if not sane else 8472,
+        vni=rng.choice([0, 1, random_int(rng, 32)]) if not sane else 1,
+        icmp=rng.random() < 0.5,
+    )
+    start = pb.CaptureStart(
+        points=points,
+        match=match,
+        max_duration_ms=rng.choice([0, 99, 100, 300, 5001, random_int(rng)]) if not sane else 300,
+        max_packets=rng.choice([0, 1, 1000, 1001, random_int(rng)]) if not sane else 0,
+        max_bytes=rng.choice([0, 1023, 1024, 1048577, random_int(rng)]) if not sane else 0,
+    )
+    messages = [pb.CapturePacketsRequest(start=start)]
+    if rng.random() < 0.5:
+        messages.append(pb.CapturePacketsRequest(stop=True))
+    if rng.random() < 0.1:
+        messages.insert(0, pb.CapturePacketsRequest(stop=True))  # stop before start
+    return messages
+
+
+def fuzz_captures(stub: pb_grpc.NodeAgentServiceStub, pid: int, node: str, count: int, rng: random.Random) -> None:
+    """Fuzzed CapturePackets streams, one at a time (one capture set per caller): each ends with a result
+    or a refusal, and the agent keeps no packet socket open afterwards."""
+    codes: Counter[str] = Counter()
+    for _ in range(count):
+        try:
+            for response in stub.CapturePackets(iter(random_capture(rng)), timeout=15):
+                if response.WhichOneof("event") == "result":
+                    codes["OK"] += 1
+        except grpc.RpcError as exc:
+            codes[exc.code().name] += 1  # type: ignore[attr-defined]
+    alive = Path(f"/proc/{pid}").exists()
+    row(
+        f"fuzzed CapturePackets streams to the {node} agent",
+        tried=count,
+        rejected=codes["INVALID_ARGUMENT"],
+        crashed=codes["UNKNOWN"] + (0 if alive else 1),
+        note=f"codes {dict(codes)}",
+    )
+
+
 def fuzz_rpcs(config: str, prefix: str, node: str, count: int, concurrent: int, seed: int) -> None:
     state = load_state(prefix)
     assert state is not None
@@ -624,6 +686,8 @@ def fuzz_rpcs(config: str, prefix: str, node: str, count: int, concurrent: int, 
         crashed=codes["UNKNOWN"] + (0 if alive else 1),
         note=f"codes {dict(codes)}; RSS {rss_before // 1024} → {rss_after // 1024} MiB; health {'SERVING' if serving else 'NOT SERVING'}",
     )
+
+    fuzz_captures(stub, pid, node, max(10, count // 20), rng)
 
     # Concurrent: slow probes (dropped by policy) mixed with quick reads, all at once.
     status = json.loads(lab_cli(prefix, "status", "--json").stdout)
@@ -979,7 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
         after = node_snapshot(args.prefix, nodes)
         changed = [n for n in nodes if before[n] != after[n]]
         row(
-            "the agents' read-only promise (addresses, routes, rules, nft ruleset, sysctls per node)",
+            "the agents' read-only promise (addresses, routes, rules, nft ruleset, sysctls, promiscuity, packet sockets per node)",
             tried=len(nodes),
             lost=len(changed),
             note=f"changed: {changed or 'none'}",

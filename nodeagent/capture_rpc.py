@@ -174,6 +174,12 @@ class CaptureService:
             outcome = await job  # the capture's own exception (none expected) surfaces as UNKNOWN
             if not armed.done():
                 armed.cancel()
+            log.info(
+                "capture set ended: %s after %.0f ms",
+                outcome.reason,
+                outcome.duration_ms,
+                extra={"points": len(outcome.points), "packets": sum(p.packets for p in outcome.points)},
+            )
             yield wire.capture_result(outcome)
         finally:
             session.stop()

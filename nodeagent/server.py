@@ -53,6 +53,7 @@ from nodeagent.metrics import AgentMetrics
 from nodeagent.netns import NETNS_RUN_DIR
 from nodeagent.service import KernelChecks, NamespaceTarget, NodeChecks
 from nodeagent.settings import AgentSettings
+from nodeagent.stream_logging import REQUEST_ID_HEADER, logged_stream
 from nodeagent.tls import load_server_tls, server_credentials
 
 R = TypeVar("R")
@@ -60,7 +61,6 @@ HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
 log = logging.getLogger("nodeagent.server")
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["NodeAgentService"].full_name
-REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 HEALTH_WATCH_INTERVAL_S = 1.0
 """How often the health status is re-evaluated (`AgentServer.can_serve`)."""
@@ -421,11 +421,13 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        """Wrap unary-unary handlers; streaming ones (health Watch, reflection) pass through."""
+        """Wrap unary-unary handlers and the agent's own streams; others (health Watch, reflection) pass through."""
         handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is not None and handler.stream_stream is not None and method.startswith(f"/{SERVICE_NAME}/"):
+            return logged_stream(handler, method, request_id_from(handler_call_details.invocation_metadata), self.metrics)
         if handler is None or handler.unary_unary is None:
             return handler
-        method = handler_call_details.method
         request_id = request_id_from(handler_call_details.invocation_metadata)
         inner = handler.unary_unary
         parse = handler.request_deserializer

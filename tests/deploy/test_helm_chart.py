@@ -114,13 +114,13 @@ def test_agent_daemonset_runs_on_every_node_in_the_host_namespaces() -> None:
     assert labels["app.kubernetes.io/name"] == "kubereach-agent"
 
 
-def test_agent_has_only_the_three_capabilities_read_only_root_and_no_privilege() -> None:
+def test_agent_has_only_the_four_capabilities_read_only_root_and_no_privilege() -> None:
     agent = find(render(), "DaemonSet", f"{FULLNAME}-agent")
     (main,) = containers(agent)
     security = main["securityContext"]
     assert security["privileged"] is False
     assert security["readOnlyRootFilesystem"] is True
-    assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]}
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "NET_RAW"]}
     assert main["resources"]["requests"] and main["resources"]["limits"]
     (init,) = containers(agent, init=True)
     assert init["securityContext"]["capabilities"] == {"drop": ["ALL"]}

@@ -141,6 +141,7 @@ def test_a_marked_tcp_probe_is_seen_at_every_point_of_its_path_in_order(cluster:
         pb.CapturePoint(interface=UNDERLAY),
         pb.CapturePoint(interface="eth0", pod_ip=bystander["ip"]),
         pb.CapturePoint(interface="nosuch0"),
+        pb.CapturePoint(interface="eth0", pod_ip=dst["ip"]),  # a pod of node-2: not on this node
     ]
     there = [
         pb.CapturePoint(interface=UNDERLAY, netns_name=node2["netns"]),
@@ -156,7 +157,7 @@ def test_a_marked_tcp_probe_is_seen_at_every_point_of_its_path_in_order(cluster:
     assert (answer.source_port, answer.retransmits) == (mark, 0)
     seen_here, seen_there = first.stop(), second.stop()
     assert seen_here.reason == seen_there.reason == "stopped"
-    src_eth0, src_veth, underlay1, quiet, missing = seen_here.points
+    src_eth0, src_veth, underlay1, quiet, missing, elsewhere = seen_here.points
     underlay2, dst_veth, dst_eth0 = seen_there.points
 
     def syn(point: pb.PointCapture) -> pb.CapturedPacket:
@@ -171,11 +172,14 @@ def test_a_marked_tcp_probe_is_seen_at_every_point_of_its_path_in_order(cluster:
         assert packet.length > syn(src_eth0).length  # the outer headers on top
     assert syn(dst_veth).outgoing and not syn(dst_eth0).outgoing
     assert syn(dst_eth0).ttl == syn(src_eth0).ttl - 2  # routed by node-1 and by node-2
+    for seen in (seen_here, seen_there):  # the kernel's times, after arming and before the end, on every point
+        assert all(0 < s.ts_ms <= seen.duration_ms for p in seen.points for s in p.samples), seen
     assert syn(src_eth0).ts_ms <= syn(src_veth).ts_ms <= syn(underlay1).ts_ms
     assert syn(underlay2).ts_ms <= syn(dst_veth).ts_ms <= syn(dst_eth0).ts_ms
     assert all(p.packets >= 1 and p.first_seen_ms <= p.last_seen_ms for p in (src_eth0, src_veth, underlay1, *seen_there.points))
     assert quiet.packets == 0 and not quiet.samples and not quiet.error
     assert "nosuch0" in missing.error and missing.packets == 0
+    assert dst["ip"] in elsewhere.error and elsewhere.packets == 0, elsewhere.error
     assert src_eth0.netns_inode != src_veth.netns_inode == underlay1.netns_inode and src_eth0.ifindex
 
 

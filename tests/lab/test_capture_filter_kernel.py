@@ -17,7 +17,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from nodeagent.checks.capture import CaptureLimits, CaptureMatchSpec, CaptureSession, PointRequest, compile_filter, run_capture
+from nodeagent.checks.capture import (
+    CaptureLimits,
+    CaptureMatchSpec,
+    CaptureOutcome,
+    CaptureSession,
+    PointRequest,
+    compile_filter,
+    run_capture,
+)
 from nodeagent.checks.capture.bpf import attach_filter
 from nodeagent.netns import netns_path, socket_in_netns
 from tests.unit.capture_packets import ACK, ICMP, RST, SYN, TCP, UDP, ethernet, icmp_error, ipv4, tcp, udp, vxlan
@@ -111,6 +119,7 @@ def test_vxlan_matches_on_the_inner_packet_and_the_vni(netns: str) -> None:
 
 def test_icmp_errors_quoting_the_probe_pass_bare_and_encapsulated(netns: str) -> None:
     probe = ipv4(POD, VIP, UDP, udp(MARK, 53))
+    carried = vxlan(NODE_A, NODE_B, ethernet(probe))  # the probe in the VXLAN packet an underlay hop refused
     spec = CaptureMatchSpec(UDP, SPEC.addresses, MARK, overlay_udp_port=8472, icmp=True)
     frames = [
         ethernet(ipv4(NODE_A, POD, ICMP, icmp_error(3, 4, probe, mtu=1400))),  # 0 frag-needed
@@ -118,8 +127,9 @@ def test_icmp_errors_quoting_the_probe_pass_bare_and_encapsulated(netns: str) ->
         ethernet(ipv4(NODE_A, POD, ICMP, icmp_error(3, 3, ipv4(POD, VIP, UDP, udp(MARK + 1, 53))))),  # 2 another probe
         ethernet(ipv4(NODE_A, POD, ICMP, b"\x08\x00" + b"\x00" * 30)),  # 3 an echo request
         ethernet(vxlan(NODE_B, NODE_A, ethernet(ipv4(VIP, POD, ICMP, icmp_error(3, 3, probe))))),  # 4 inside VXLAN
+        ethernet(ipv4("10.240.0.1", NODE_A, ICMP, icmp_error(3, 4, carried, mtu=1400, quote=len(carried)))),  # 5 underlay
     ]
-    assert kept_by_filter(netns, spec, frames) == [0, 1, 4]
+    assert kept_by_filter(netns, spec, frames) == [0, 1, 4, 5]
     assert kept_by_filter(netns, CaptureMatchSpec(UDP, SPEC.addresses, MARK, overlay_udp_port=8472), frames) == []
 
 
@@ -163,3 +173,35 @@ def test_a_capture_set_reports_direction_headers_and_a_point_that_does_not_exist
     assert 0 <= b.first_seen_ms <= b.last_seen_ms <= result.duration_ms  # type: ignore[attr-defined]
     assert a.truncated and b.truncated and a.ifindex and b.ifindex and a.netns_inode == b.netns_inode
     assert "nosuch0" in missing.error and missing.packets == 0
+
+
+def test_an_interface_deleted_during_the_capture_reports_why_and_the_others_go_on(netns: str) -> None:
+    ip("link", "add", "kcfc", "type", "veth", "peer", "name", "kcfd")
+    ip("link", "set", "kcfc", "up")
+    ip("link", "set", "kcfd", "up")
+    session = CaptureSession()
+    armed = threading.Event()
+    outcome: list[CaptureOutcome] = []
+    points = [PointRequest("kcfc", netns_name=NS), PointRequest("kcfb", netns_name=NS)]
+    limits = CaptureLimits(max_duration_s=5.0, max_packets=1, max_bytes=65536)
+    thread = threading.Thread(
+        target=lambda: outcome.append(
+            run_capture(points, lambda p: netns_path(p.netns_name), SPEC, limits, session, lambda n: armed.set())
+        )
+    )
+    thread.start()
+    try:
+        assert armed.wait(10)
+        ip("link", "del", "kcfc")
+        syn = ethernet(ipv4(POD, VIP, TCP, tcp(MARK, 8080)))
+        with sender(netns) as out:
+            out.send(syn)
+            out.send(syn)
+        thread.join(10)  # kcfb keeps one packet and is capped at the second; kcfc failed: nothing left to watch
+    finally:
+        session.stop()
+        thread.join(10)
+    gone, alive = outcome[0].points
+    assert outcome[0].reason == "cap"
+    assert "stopped during the capture" in gone.error, gone
+    assert alive.packets == 2 and alive.truncated and not alive.error

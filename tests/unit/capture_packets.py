@@ -49,6 +49,8 @@ def vxlan(outer_src: str, outer_dst: str, inner_frame: bytes, *, vni: int = 1, p
     return ipv4(outer_src, outer_dst, UDP, udp(sport, port, header + inner_frame), df=False)
 
 
-def icmp_error(kind: int, code: int, quoted: bytes, *, mtu: int = 0) -> bytes:
-    """An ICMP error (type, code; the next-hop MTU for frag-needed) quoting an IP packet's first bytes."""
-    return struct.pack("!BBHHH", kind, code, 0, 0, mtu) + quoted[: 28 + max(0, (quoted[0] & 0x0F) * 4 - 20)]
+def icmp_error(kind: int, code: int, quoted: bytes, *, mtu: int = 0, quote: int = 0) -> bytes:
+    """An ICMP error (type, code; the next-hop MTU for frag-needed) quoting an IP packet's header and
+    8 bytes more, or its first `quote` bytes (Linux quotes up to 576 bytes in all)."""
+    length = quote or (quoted[0] & 0x0F) * 4 + 8
+    return struct.pack("!BBHHH", kind, code, 0, 0, mtu) + quoted[:length]

@@ -4,6 +4,7 @@ capture set per caller identity (another certificate may capture at the same tim
 
 from __future__ import annotations
 
+import logging
 import select
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -131,6 +132,20 @@ def test_a_second_capture_from_the_same_caller_is_refused_another_caller_may_cap
     assert next(after).WhichOneof("event") == "armed"
     stop_after.set()
     assert next(after).result.reason == "stopped"
+
+
+def test_the_callers_request_id_is_echoed_and_the_end_is_logged(
+    agent: Any, identities: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, stub = agent
+    short = pb.CaptureStart(points=START.points, match=START.match, max_duration_ms=100)
+    with caplog.at_level(logging.INFO, logger="nodeagent"):
+        call = stub(identities[1]).CapturePackets(
+            iter([pb.CapturePacketsRequest(start=short)]), timeout=10, metadata=(("x-request-id", "ka-cap-7"),)
+        )
+        assert [r.WhichOneof("event") for r in call] == ["armed", "result"]
+    assert ("x-request-id", "ka-cap-7") in call.initial_metadata()
+    assert any("CapturePackets OK" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 def test_the_deadline_ends_a_capture_nobody_stops(agent: Any, identities: Any) -> None:

@@ -105,6 +105,23 @@ def test_icmp_errors_quoting_the_probe_are_kept_only_when_asked() -> None:
     assert not kept(spec(UDP, icmp=True), ethernet(ipv4(NODE_A, POD, ICMP, b"\x08\x00" + b"\x00" * 30)))
 
 
+def test_an_underlay_icmp_error_quoting_the_vxlan_packet_of_the_probe_is_kept_and_parsed() -> None:
+    inner = ethernet(ipv4(POD, VIP, TCP, tcp(MARK, 8080)))
+    outer = vxlan(NODE_A, NODE_B, inner, vni=1)
+    error = ethernet(ipv4("10.240.0.1", NODE_A, ICMP, icmp_error(3, 4, outer, mtu=1400, quote=len(outer))))
+    match = spec(overlay_udp_port=8472, vni=1, icmp=True)
+    assert kept(match, error)
+    assert not kept(spec(overlay_udp_port=8472, vni=1), error)  # ICMP not asked for
+    assert not kept(spec(overlay_udp_port=4789, icmp=True), error)  # another overlay port
+    other = vxlan(NODE_A, NODE_B, ethernet(ipv4(POD, VIP, TCP, tcp(MARK + 1, 8080))))
+    assert not kept(match, ethernet(ipv4("10.240.0.1", NODE_A, ICMP, icmp_error(3, 4, other, mtu=1400, quote=len(other)))))
+    headers = parse_headers(error, 14, 8472)
+    assert headers is not None and headers.icmp and headers.encapsulated
+    assert (headers.icmp_type, headers.icmp_code, headers.icmp_mtu, headers.vni) == (3, 4, 1400, 1)
+    assert (headers.outer_src_ip, headers.outer_dst_ip) == (NODE_A, NODE_B)  # the quoted VXLAN packet's
+    assert (headers.src_ip, headers.dst_ip, headers.src_port, headers.dst_port) == (POD, VIP, MARK, 8080)
+
+
 def test_an_interface_without_a_link_header_gets_a_program_reading_from_the_ip_header() -> None:
     assert kept(spec(), ipv4(POD, VIP, TCP, tcp(MARK, 8080)), link_header=0)
     assert not kept(spec(), ipv4(POD, VIP, TCP, tcp(MARK, 8080)), link_header=14)

@@ -3,7 +3,9 @@
 The program runs in the kernel on every packet of the watched interface and keeps the probe's:
 its protocol with the marked port as source or destination port and an address of the set on either
 side; the same packet inside VXLAN (outer UDP to or from the overlay port, optionally one VNI);
-and ICMP errors (unreachable, time exceeded) quoting such a packet, bare or inside VXLAN. A kept
+and ICMP errors (unreachable, time exceeded) quoting such a packet, bare or inside VXLAN, or quoting
+the VXLAN packet that carried it (an error from the underlay, such as a frag-needed for the outer
+packet: Linux quotes up to 576 bytes, enough for the inner headers). A kept
 packet is cut to `SNAPLEN` bytes (headers only); every other packet costs the kernel a few loads
 and never reaches the agent.
 
@@ -35,7 +37,7 @@ MAX_JUMP = 255
 # classic BPF opcodes (linux/filter.h)
 LD_W_ABS, LD_H_ABS, LD_B_ABS = 0x20, 0x28, 0x30
 LD_W_IND, LD_H_IND, LD_B_IND = 0x40, 0x48, 0x50
-LDX_IMM, LDX_B_MSH = 0x01, 0xB1
+LDX_IMM = 0x01
 ALU_AND_K, ALU_LSH_K, ALU_RSH_K, ALU_ADD_X = 0x54, 0x64, 0x74, 0x0C
 JMP_JEQ_K, JMP_JSET_K = 0x15, 0x45
 RET_K = 0x06
@@ -131,27 +133,30 @@ def _icmp_error(asm: _Assembler, base: int, fail: str) -> None:
     asm.mark(is_error)
 
 
-def _vxlan(asm: _Assembler, spec: CaptureMatchSpec, link: int, fail: str) -> None:
-    """The outer packet is VXLAN to or from the overlay port (and the VNI) carrying IPv4: X holds the
-    outer IP header's length after it, the inner IP header is at link + VXLAN_INNER_IP + X."""
+def _vxlan(asm: _Assembler, spec: CaptureMatchSpec, base: int, fail: str) -> None:
+    """The IPv4 header at `base + X` is VXLAN to or from the overlay port (and the VNI) carrying IPv4:
+    X moves past it, so the inner IP header is at base + VXLAN_INNER_IP + X; else jump to `fail`."""
     assert spec.overlay_udp_port is not None
-    asm.op(LDX_IMM, 0)
-    asm.op(LD_B_ABS, link + 9)
+    asm.op(LD_B_IND, base + 9)
     asm.jump(JMP_JEQ_K, IPPROTO_UDP, None, fail)
-    asm.op(LD_H_ABS, link + 6)
+    asm.op(LD_H_IND, base + 6)
     asm.jump(JMP_JSET_K, 0x1FFF, fail, None)
-    asm.op(LDX_B_MSH, link)
+    asm.op(LD_B_IND, base)
+    asm.op(ALU_AND_K, 0x0F)
+    asm.op(ALU_LSH_K, 2)
+    asm.op(ALU_ADD_X)
+    asm.op(MISC_TAX)
     overlay = asm.new_label("overlay")
-    asm.op(LD_H_IND, link)
+    asm.op(LD_H_IND, base)
     asm.jump(JMP_JEQ_K, spec.overlay_udp_port, overlay, None)
-    asm.op(LD_H_IND, link + 2)
+    asm.op(LD_H_IND, base + 2)
     asm.jump(JMP_JEQ_K, spec.overlay_udp_port, overlay, fail)
     asm.mark(overlay)
     if spec.vni is not None:
-        asm.op(LD_W_IND, link + 8 + 4)  # VNI (24 bits) and a reserved byte
+        asm.op(LD_W_IND, base + 8 + 4)  # VNI (24 bits) and a reserved byte
         asm.op(ALU_RSH_K, 8)
         asm.jump(JMP_JEQ_K, spec.vni, None, fail)
-    asm.op(LD_H_IND, link + 8 + 8 + 12)  # the inner Ethernet type
+    asm.op(LD_H_IND, base + 8 + 8 + 12)  # the inner Ethernet type
     asm.jump(JMP_JEQ_K, ETHERTYPE_IPV4, None, fail)
 
 
@@ -176,28 +181,37 @@ def compile_filter(spec: CaptureMatchSpec, link_header: int) -> list[Instruction
     if spec.overlay_udp_port is not None:
         alternatives.append("vxlan")
         if spec.icmp:
-            alternatives.append("vxlan-icmp")
+            alternatives += ["vxlan-icmp", "icmp-vxlan"]
     for i, kind in enumerate(alternatives):
         fail = reject if i == len(alternatives) - 1 else f"alt{i + 1}"
         if i:
             asm.mark(f"alt{i}")
-        if kind == "direct":
-            asm.op(LDX_IMM, 0)
-            _tuple_match(asm, spec, link_header, fail)
-        elif kind == "icmp":
-            asm.op(LDX_IMM, 0)
-            _icmp_error(asm, link_header, fail)
-            _tuple_match(asm, spec, link_header + ICMP_QUOTE, fail)
-        elif kind == "vxlan":
-            _vxlan(asm, spec, link_header, fail)
-            _tuple_match(asm, spec, link_header + VXLAN_INNER_IP, fail)
-        else:
-            _vxlan(asm, spec, link_header, fail)
-            _icmp_error(asm, link_header + VXLAN_INNER_IP, fail)
-            _tuple_match(asm, spec, link_header + VXLAN_INNER_IP + ICMP_QUOTE, fail)
+        asm.op(LDX_IMM, 0)
+        _alternative(asm, spec, kind, link_header, fail)
     asm.mark(reject)
     asm.op(RET_K, 0)
     return asm.assemble()
+
+
+def _alternative(asm: _Assembler, spec: CaptureMatchSpec, kind: str, link: int, fail: str) -> None:
+    """One way a packet can carry the probe: bare, an ICMP error quoting it, inside VXLAN, an ICMP error
+    inside VXLAN, or an ICMP error quoting the VXLAN packet that carried it (an underlay error)."""
+    if kind == "direct":
+        _tuple_match(asm, spec, link, fail)
+    elif kind == "icmp":
+        _icmp_error(asm, link, fail)
+        _tuple_match(asm, spec, link + ICMP_QUOTE, fail)
+    elif kind == "vxlan":
+        _vxlan(asm, spec, link, fail)
+        _tuple_match(asm, spec, link + VXLAN_INNER_IP, fail)
+    elif kind == "vxlan-icmp":
+        _vxlan(asm, spec, link, fail)
+        _icmp_error(asm, link + VXLAN_INNER_IP, fail)
+        _tuple_match(asm, spec, link + VXLAN_INNER_IP + ICMP_QUOTE, fail)
+    else:
+        _icmp_error(asm, link, fail)
+        _vxlan(asm, spec, link + ICMP_QUOTE, fail)
+        _tuple_match(asm, spec, link + ICMP_QUOTE + VXLAN_INNER_IP, fail)
 
 
 def attach_filter(sock: socket.socket, program: list[Instruction]) -> None:

@@ -92,23 +92,21 @@ def _transport(data: bytes, ip: _Ipv4, at: int) -> Headers:
     return Headers(ip.protocol, ip.src, ip.dst, ports[0], ports[1], flags, ip.ttl, ip.dont_fragment)
 
 
-def _icmp_error(data: bytes, ip: _Ipv4, at: int) -> Headers | None:
-    """An ICMP error (type, code, frag-needed MTU) with the quoted packet's tuple; None for other ICMP."""
+def _icmp_error(data: bytes, ip: _Ipv4, at: int, overlay_udp_port: int | None, depth: int) -> Headers | None:
+    """An ICMP error (type, code, frag-needed MTU) with the quoted packet's tuple (the inner one when
+    it quotes a VXLAN packet); None for other ICMP."""
     icmp = at + ip.header_length
     if len(data) < icmp + 8 or data[icmp] not in ICMP_ERROR_TYPES:
         return None
     kind, code = data[icmp], data[icmp + 1]
     mtu = struct.unpack_from("!H", data, icmp + 6)[0] if (kind, code) == (ICMP_UNREACHABLE, ICMP_FRAG_NEEDED) else 0
-    quoted = _ipv4(data, icmp + 8)
-    if quoted is None:
-        return None
-    inner = _transport(data, quoted, icmp + 8)
-    return Headers(
+    quoted = _describe(data, icmp + 8, overlay_udp_port, depth + 1)
+    if quoted is None or quoted.icmp:
+        return None  # no error about an error
+    return replace(
+        quoted,
         protocol=IPPROTO_ICMP,
-        src_ip=inner.src_ip,
-        dst_ip=inner.dst_ip,
-        src_port=inner.src_port,
-        dst_port=inner.dst_port,
+        tcp_flags="",
         ttl=ip.ttl,
         dont_fragment=ip.dont_fragment,
         icmp=True,
@@ -118,31 +116,47 @@ def _icmp_error(data: bytes, ip: _Ipv4, at: int) -> Headers | None:
     )
 
 
-def _packet(data: bytes, at: int) -> Headers | None:
+def _vxlan_inner(data: bytes, outer: _Ipv4, at: int, overlay_udp_port: int | None, depth: int) -> Headers | None:
+    """The inner packet of a VXLAN packet whose outer IPv4 header starts at `at`, or None when it is not one."""
+    if overlay_udp_port is None or outer.protocol != IPPROTO_UDP or not outer.first_fragment:
+        return None
+    udp = at + outer.header_length
+    if overlay_udp_port not in _ports(data, udp):
+        return None
+    inner_eth = udp + 16
+    if len(data) < inner_eth + ETH_HLEN or struct.unpack_from("!H", data, inner_eth + 12)[0] != ETHERTYPE_IPV4:
+        return None
+    inner = _describe(data, at + outer.header_length + VXLAN_INNER_IP, overlay_udp_port, depth + 1)
+    if inner is None or inner.encapsulated:
+        return None
+    vni = struct.unpack_from("!I", data, udp + 12)[0] >> 8
+    return replace(inner, encapsulated=True, outer_src_ip=outer.src, outer_dst_ip=outer.dst, vni=vni)
+
+
+MAX_NESTING = 3
+"""VXLAN in an ICMP error in VXLAN at most: deeper is no packet of a probe."""
+
+
+def _describe(data: bytes, at: int, overlay_udp_port: int | None, depth: int = 0) -> Headers | None:
+    if depth >= MAX_NESTING:
+        return None
     ip = _ipv4(data, at)
     if ip is None:
         return None
+    encapsulated = _vxlan_inner(data, ip, at, overlay_udp_port, depth)
+    if encapsulated is not None:
+        return encapsulated
     if ip.protocol == IPPROTO_ICMP:
-        return _icmp_error(data, ip, at)
+        return _icmp_error(data, ip, at, overlay_udp_port, depth)
     return _transport(data, ip, at)
 
 
 def parse_headers(data: bytes, link_header: int, overlay_udp_port: int | None) -> Headers | None:
     """The headers of a packet whose IPv4 header starts `link_header` bytes in; None when it is not
     IPv4 or too short. A UDP packet to or from `overlay_udp_port` carrying IPv4 in Ethernet is
-    VXLAN: the inner packet's headers with the outer addresses and the VNI."""
+    VXLAN: the inner packet's headers with the outer addresses and the VNI. An ICMP error gives the
+    quoted packet's tuple; when it quotes a VXLAN packet, the inner tuple with the quoted outer
+    addresses (`encapsulated`)."""
     if link_header == ETH_HLEN and (len(data) < ETH_HLEN or struct.unpack_from("!H", data, 12)[0] != ETHERTYPE_IPV4):
         return None
-    outer = _ipv4(data, link_header)
-    if outer is None:
-        return None
-    if overlay_udp_port is not None and outer.protocol == IPPROTO_UDP and outer.first_fragment:
-        udp = link_header + outer.header_length
-        if overlay_udp_port in _ports(data, udp):
-            inner_eth = udp + 16
-            if len(data) >= inner_eth + ETH_HLEN and struct.unpack_from("!H", data, inner_eth + 12)[0] == ETHERTYPE_IPV4:
-                inner = _packet(data, link_header + outer.header_length + VXLAN_INNER_IP)
-                if inner is not None:
-                    vni = struct.unpack_from("!I", data, udp + 12)[0] >> 8
-                    return replace(inner, encapsulated=True, outer_src_ip=outer.src, outer_dst_ip=outer.dst, vni=vni)
-    return _packet(data, link_header)
+    return _describe(data, link_header, overlay_udp_port)

@@ -41,6 +41,8 @@ PACKET_AUXDATA = 8
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
 SIOCGIFINDEX = 0x8933
+SO_RCVBUFFORCE = 33
+RECEIVE_BUFFER = 1 << 20
 LINK_HEADERS = {1: ETH_HLEN, 772: ETH_HLEN, 768: 0, 776: 0, 778: 0, 65534: 0}
 """Link-layer header length by ARPHRD type: Ethernet and loopback carry 14 bytes, tunnels
 (ipip, sit, gre) and ARPHRD_NONE (tun, wireguard) none."""
@@ -117,6 +119,7 @@ def _open_point(path: str, point: PointRequest, spec: CaptureMatchSpec, programs
             programs[link_header] = compile_filter(spec, link_header)
         attach_filter(sock, programs[link_header])
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        _queue_room(sock)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind((point.interface, ETH_P_ALL))
         sock.setblocking(False)
@@ -124,6 +127,15 @@ def _open_point(path: str, point: PointRequest, spec: CaptureMatchSpec, programs
     except BaseException:
         sock.close()
         raise
+
+
+def _queue_room(sock: socket.socket) -> None:
+    """Room for a burst of kept packets while the reader catches up (the socket's own buffer; a
+    kept packet's buffer is charged whole, not its 256 bytes). Beyond it, drops are counted."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 def _kernel_drops(sock: socket.socket) -> int:
@@ -143,13 +155,19 @@ class _Reader:
         self.limits = limits
         self.armed_at = armed_at
 
-    def drain(self, point: _OpenPoint) -> None:
+    def drain(self, point: _OpenPoint) -> bool:
+        """Read what is queued; False when the socket failed (its interface went away), said in the
+        point's error."""
         for _ in range(READS_PER_WAKE):
             try:
                 data, ancillary, _flags, address = point.sock.recvmsg(SNAPLEN, ANCILLARY)
             except (BlockingIOError, InterruptedError):
-                return
+                return True
+            except OSError as exc:
+                point.result.error = f"the interface stopped during the capture: {_reason(exc)}"
+                return False
             self._record(point, data, ancillary, address)
+        return True
 
     def _record(
         self, point: _OpenPoint, data: bytes, ancillary: list[tuple[int, int, bytes]], address: tuple[object, ...]
@@ -233,15 +251,16 @@ def _watch(opened: list[_OpenPoint], session: CaptureSession, reader: _Reader, d
     while True:
         if session.stop_requested:
             return "stopped"
-        if opened and all(point.result.truncated for point in opened):
+        watching = [point for point in opened if not point.result.error]
+        if watching and all(point.result.truncated for point in watching):
             return "cap"
         left = deadline - time.monotonic()
         if left <= 0:
             return "deadline"
         for fd, _events in poller.poll(max(1, int(left * 1000))):
             point = by_fd.get(fd)
-            if point is not None:
-                reader.drain(point)
+            if point is not None and not reader.drain(point):
+                poller.unregister(fd)
 
 
 def _reason(exc: BaseException) -> str:
