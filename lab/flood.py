@@ -3,6 +3,7 @@ interface carrying traffic (a capture's cost next to tcpdump's on the same packe
 
     with udp_flood(src_netns, dst_netns, dst_ip, pps=20_000, seconds=10) as flood:
         ...                       # the traffic flows (both ends are up when the block starts)
+        flood.wait()              # optional: until the sender's `seconds` are over
     flood.result                  # FloodResult(sent=…, received=…, seconds=…) once the block has ended
 
 The sender and the sink are separate processes (`python -m lab.flood send|sink …` under `ip netns
@@ -30,6 +31,7 @@ MAX_PPS = 200_000
 MAX_SECONDS = 120.0
 MAX_SIZE = 1400
 READY = "ready"
+SO_RCVBUFFORCE = 33
 
 
 @dataclass
@@ -51,7 +53,15 @@ class Flood:
     port: int
     pps: int
     size: int
+    seconds: float
     result: FloodResult = field(default_factory=FloodResult)
+    sender: subprocess.Popen[str] | None = None
+
+    def wait(self) -> None:
+        """Block until the sender has sent for its `seconds` (and a little grace)."""
+        if self.sender is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.sender.wait(timeout=self.seconds + 5)
 
 
 def _argv(netns: str, *args: str) -> list[str]:
@@ -86,7 +96,7 @@ def udp_flood(
             f"a lab flood is bounded: 1-{MAX_PPS} pps, up to {MAX_SECONDS:.0f} s, 1-{MAX_SIZE} bytes, a port 1-65535",
             exit_code=2,
         )
-    flood = Flood(src_netns, dst_netns, dst_ip, port, pps, size)
+    flood = Flood(src_netns, dst_netns, dst_ip, port, pps, size, seconds)
     sink = subprocess.Popen(_argv(dst_netns, "sink", str(port), str(seconds + 2)), stdout=subprocess.PIPE, text=True)
     sender: subprocess.Popen[str] | None = None
     try:
@@ -94,7 +104,7 @@ def udp_flood(
         if sink.stdout.readline().strip() != READY:
             raise LabError(f"the flood's sink in {dst_netns} did not start")
         argv = _argv(src_netns, "send", dst_ip, str(port), str(pps), str(size), str(seconds))
-        sender = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        sender = flood.sender = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         assert sender.stdout is not None
         if sender.stdout.readline().strip() != READY:
             raise LabError(f"the flood's sender in {src_netns} did not start")
@@ -126,7 +136,7 @@ def _send(dst_ip: str, port: int, pps: int, size: int, seconds: float) -> None:
             elapsed = time.monotonic() - start
             if elapsed >= seconds:
                 break
-            due = int(elapsed * pps) + 1
+            due = min(int(elapsed * pps) + 1, sent + max(1, pps // 200))  # behind: catch up in steps, keep the deadline
             while sent < due:
                 try:
                     s.send(payload)
@@ -147,6 +157,7 @@ def _sink(port: int, seconds: float) -> None:
     signal.signal(signal.SIGTERM, _stop)
     received = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)  # a busy machine must not be counted as loss
         s.bind(("0.0.0.0", port))
         s.settimeout(0.1)
         print(READY, flush=True)
