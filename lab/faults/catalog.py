@@ -86,7 +86,7 @@ def accepted_flags(fault: Fault[Any]) -> list[str]:
     return [flag for part, flag in FLAGS.items() if fault.needs.wants(part) or part in fault.takes]
 
 
-def _check_options(fault: Fault[Any], options: FaultOptions) -> None:
+def check_options(fault: Fault[Any], options: FaultOptions) -> None:
     """One clear error for an option the fault does not take.
 
     --node, --pod and --service stay open to the faults pointed only with them, as before (node
@@ -123,7 +123,7 @@ def _resolve_target(ctx: FaultContext, fault: Fault[Any], options: FaultOptions)
     src = ctx.plan.node(options.from_node) if options.from_node else None
     dst = ctx.plan.node(options.to_node) if options.to_node else None
     if fault.needs is Needs.NODE_PAIR:
-        src, dst = resolve_pair(ctx, src, dst)
+        src, dst = resolve_pair(ctx.plan, src, dst)
     elif src is not None and dst is not None and src.name == dst.name:
         raise LabError(f"--from and --to both name {src.name}; name two different nodes", exit_code=2)
     if src is not None:
@@ -144,7 +144,7 @@ def inject(prefix: str, name: str, options: FaultOptions | None = None, **given:
     fault = CATALOG.get(name)
     if fault is None:
         raise LabError(f"unknown fault {name!r}; choose one of: {', '.join(CATALOG)}", exit_code=2)
-    _check_options(fault, options)
+    check_options(fault, options)
     state = require_state(prefix)
     if state.kubernetes and fault.name in UPSTREAM_BY_HAND:
         pids = ", ".join(f"{k}={v}" for k, v in sorted(state.processes.items()) if k.startswith("kube-proxy/"))

@@ -166,9 +166,9 @@ def _heal_node_firewall(ctx: FaultContext, undo: NodeRuleUndo) -> None:
     kernel.exec_in(netns, ["iptables", "-t", undo.table, "-D", undo.chain, *undo.rule], check=False)
 
 
-def resolve_pair(ctx: FaultContext, src: NodePlan | None, dst: NodePlan | None) -> tuple[NodePlan, NodePlan]:
+def resolve_pair(plan: LabPlan, src: NodePlan | None, dst: NodePlan | None) -> tuple[NodePlan, NodePlan]:
     """The two ends of a node pair, the missing one(s) filled in; one clear error when they are the same."""
-    nodes = list(ctx.plan.nodes)
+    nodes = list(plan.nodes)
     if len(nodes) < 2:
         raise LabError("this fault needs at least two nodes", exit_code=2)
     src = src or next(n for n in nodes if dst is None or n.name != dst.name)
