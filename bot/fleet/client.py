@@ -254,8 +254,8 @@ class Fleet:
             try:
                 await call.write(pb.CapturePacketsRequest(stop=True))
                 await call.done_writing()
-            except asyncio.InvalidStateError:
-                pass  # the capture already ended (its deadline or a cap): the result is waiting to be read
+            except (asyncio.InvalidStateError, aio.AioRpcError):
+                pass  # the capture already ended (its deadline or a cap): its result is waiting to be read
             reply = await call.read()
         except aio.AioRpcError as exc:
             return self._failure(node, method, exc, started)

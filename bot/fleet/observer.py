@@ -388,7 +388,8 @@ class FleetObserver:
         probe = plan.probe
         extra = [asyncio.ensure_future(self._retransmit_probe(probe)) for _ in range(plan.retransmit_probes)]
         views: list[ProbeView] = []
-        budget = time.monotonic() + plan.max_duration_ms / 1000
+        # Probes stop a second before the captures' own deadline, so every one of them is seen.
+        budget = time.monotonic() + plan.max_duration_ms / 1000 - 1.0
         for _ in range(probe.count):
             if time.monotonic() > budget:
                 break

@@ -108,7 +108,7 @@ async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
         probe,
         addresses,
         path.overlay_port,
-        max_duration_ms=min(5000, probe.count * probe.timeout_ms + 1000),
+        max_duration_ms=min(5000, probe.count * probe.timeout_ms + 1500),
         retransmit_probes=3 if loss and u.protocol == "TCP" else 0,
     )
     run = await obs.trace(plan)
