@@ -33,6 +33,7 @@ from bot.settings import BotSettings, load_settings
 @click.option("--namespace", "-n", help="Namespace to assume when the question names none.")
 @click.option("--no-history", is_flag=True, help="Do not record this investigation in the history database.")
 @click.option("--steps", "all_steps", is_flag=True, help="List every step (by default: failing and warning ones).")
+@click.option("--trace", is_flag=True, help="Follow a marked probe hop by hop with captures on every point of its path.")
 @click.option(
     "--picture",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
@@ -47,13 +48,14 @@ def ask(
     namespace: str | None,
     no_history: bool,
     all_steps: bool,
+    trace: bool,
     picture: Path | None,
 ) -> None:
     """Ask why one workload cannot reach another, e.g. "why can't frontend reach api"."""
     if picture is not None and picture.suffix.lower() not in (".png", ".svg"):
         raise BadInput(f"--picture {picture}: the name must end in .png or .svg", hint="e.g. --picture path.png")
     try:
-        _ask(ctx, question, as_json, namespace, no_history, all_steps, picture)
+        _ask(ctx, question, as_json, namespace, no_history, all_steps, trace, picture)
     except KubereachError as exc:
         if as_json:
             # Scripts read stdout: say what went wrong there too (the exit code and stderr stay as they are).
@@ -86,6 +88,7 @@ def _ask(
     namespace: str | None,
     no_history: bool,
     all_steps: bool,
+    trace: bool,
     picture: Path | None,
 ) -> None:
     config: Path | None = ctx.obj.get("config_path") if ctx.obj else None
@@ -100,7 +103,7 @@ def _ask(
 
     async def run_once(on_step: Callable[[StepResult], None] | None) -> InvestigationResult:
         try:
-            return await investigator.investigate(question, on_step=on_step, default_namespace=namespace)
+            return await investigator.investigate(question, on_step=on_step, default_namespace=namespace, trace=trace)
         finally:
             await investigator.aclose()
 

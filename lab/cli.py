@@ -161,7 +161,8 @@ def faults() -> None:
     from lab.faults import CATALOG
 
     for fault in CATALOG.values():
-        click.echo(f"{fault.name:24} {fault.verdict:30} {fault.summary}")
+        trace = " (found by the packet trace)" if fault.needs_trace else ""
+        click.echo(f"{fault.name:24} {fault.verdict:30} {fault.summary}{trace}")
 
 
 @lab.command()
@@ -169,12 +170,27 @@ def faults() -> None:
 @click.option("--node", help="Node to break (default: a sensible one for the fault).")
 @click.option("--pod", help="Pod (namespace/name or name) to break.")
 @click.option("--service", help="Service (namespace/name or name) to break.")
+@click.option("--from", "from_node", metavar="NODE", help="Node-network faults: the node the traffic leaves.")
+@click.option("--to", "to_node", metavar="NODE", help="Node-network faults: the node the traffic goes to.")
+@click.option("--percent", type=click.IntRange(1, 100), help="underlay-loss: the share of packets lost (default 30).")
+@click.option("--mtu", type=click.IntRange(576, 1499), help="underlay-mtu: what the node network carries (default 1400).")
 @click.pass_context
-def fault(ctx: click.Context, name: str, node: str | None, pod: str | None, service: str | None) -> None:
+def fault(
+    ctx: click.Context,
+    name: str,
+    node: str | None,
+    pod: str | None,
+    service: str | None,
+    from_node: str | None,
+    to_node: str | None,
+    percent: int | None,
+    mtu: int | None,
+) -> None:
     """Break one thing the way it breaks in real clusters."""
-    from lab.faults import inject
+    from lab.faults import FaultOptions, inject
 
-    applied = inject(ctx.obj["prefix"], name, node=node, pod=pod, service=service)
+    options = FaultOptions(node, pod, service, from_node, to_node, percent, mtu)
+    applied = inject(ctx.obj["prefix"], name, options)
     click.echo(f"fault {applied['name']}: {applied['description']}")
 
 

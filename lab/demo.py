@@ -41,7 +41,12 @@ from lab.slackstub.state import ts_key
 
 TOUR_FILE = Path(__file__).with_name("demo_tour.txt")
 ANSWER_TIMEOUT_S = 120.0
-BUTTONS = {"re-run": "kubereach_rerun", "show evidence": "kubereach_show_evidence", "resolved": "kubereach_resolved"}
+BUTTONS = {
+    "re-run": "kubereach_rerun",
+    "show evidence": "kubereach_show_evidence",
+    "trace the packet": "kubereach_trace",
+    "resolved": "kubereach_resolved",
+}
 EMOJI = {
     ":white_check_mark:": "✅",
     ":x:": "❌",
@@ -405,14 +410,20 @@ class TerminalChannel:
             self.console.print(Text(f"healed: {', '.join(healed) or 'nothing was broken'}", style="green"))
             return
         if words[0] != "fault" or len(words) < 2:
-            self.console.print("Use !fault NAME [--node N] [--pod NS/NAME] [--service NS/NAME], or !heal.")
+            self.console.print("Use !fault NAME [--node N] [--pod NS/NAME] [--service NS/NAME] [--from N --to N], or !heal.")
             return
-        options: dict[str, str] = {}
-        rest = words[2:]
-        for flag, value in zip(rest[::2], rest[1::2], strict=False):
-            if flag in ("--node", "--pod", "--service"):
-                options[flag[2:]] = value
-        record = faults.inject(self.prefix, words[1], **options)
+        given: dict[str, str] = dict(zip(words[2::2], words[3::2], strict=False))
+        numbers = {k: int(given[k]) for k in ("--percent", "--mtu") if given.get(k, "").isdigit()}
+        options = faults.FaultOptions(
+            given.get("--node"),
+            given.get("--pod"),
+            given.get("--service"),
+            given.get("--from"),
+            given.get("--to"),
+            numbers.get("--percent"),
+            numbers.get("--mtu"),
+        )
+        record = faults.inject(self.prefix, words[1], options)
         self.console.print(Text(f"broke: {record['description']} (expect {record['verdict']})", style="red"))
 
 

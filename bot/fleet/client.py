@@ -14,10 +14,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from grpc import aio
@@ -26,7 +26,13 @@ from bot.errors import KubereachError
 from bot.logs import INVESTIGATION_ID
 from bot.playbook.observations import CallFailure
 from bot.settings import AgentSettings
+from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc
+
+T = TypeVar("T")
+_EOF: Any = aio.EOF  # type: ignore[attr-defined]  # the end-of-stream marker a streaming read returns
+ARM_TIMEOUT_S = 2.0
+"""How long every node gets to open its capture sockets before the probe is sent without it."""
 
 log = logging.getLogger("kubereach.fleet")
 
@@ -113,6 +119,8 @@ class Fleet:
         self._channels: dict[str, aio.Channel] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._semaphore = asyncio.Semaphore(settings.concurrency)
+        self._capturing = asyncio.Lock()
+        """An agent holds one capture set per caller: this fleet runs one trace at a time."""
 
     def _stub(self, node: str) -> agent_pb2_grpc.NodeAgentServiceStub:
         address = self.addresses.get(node)
@@ -181,6 +189,87 @@ class Fleet:
                     )
                 )
         return outcomes
+
+    async def capture(
+        self, starts: Mapping[str, Any], during: Callable[[], Awaitable[T]], timeout_s: float
+    ) -> tuple[dict[str, AgentOutcome], T]:
+        """Open a capture set (`CaptureStart`) on every node at once, wait until each is armed (or has
+        failed, or `ARM_TIMEOUT_S` passed), run `during` (the probe), then stop every capture and
+        collect the results. A node that fails or is slow comes back as a failed outcome: its points
+        are not checked, and the others are read all the same."""
+        async with self._capturing:
+            started = time.monotonic()
+            nodes = list(starts)
+            streams = await asyncio.gather(*(self._arm(n, starts[n], timeout_s) for n in nodes))
+            try:
+                probed = await during()
+            finally:
+                finished = await asyncio.gather(
+                    *(self._collect(n, call, failure, started) for n, (call, failure) in zip(nodes, streams, strict=True))
+                )
+        outcomes = {o.node: o for o in finished}
+        if self.metrics is not None:
+            for o in finished:
+                self.metrics.agent_call_finished(o)
+        return outcomes, probed
+
+    async def _arm(self, node: str, start: Any, timeout_s: float) -> tuple[Any, AgentOutcome | None]:
+        method = "CapturePackets"
+        started = time.monotonic()
+        try:
+            stub = self._stub(node)
+        except AgentUnknown as exc:
+            return None, AgentOutcome(node, method, False, error=exc.message, error_kind=CallFailure.UNREACHABLE)
+        investigation = INVESTIGATION_ID.get()
+        request_id = f"{investigation}.{uuid.uuid4().hex[:6]}" if investigation != "-" else uuid.uuid4().hex[:16]
+        open_stream: Any = stub.CapturePackets  # a bidirectional stream: written and read, not iterated
+        call = open_stream(timeout=timeout_s, metadata=(("x-request-id", request_id),))
+        try:
+            await call.write(pb.CapturePacketsRequest(start=start))
+            first = await asyncio.wait_for(call.read(), ARM_TIMEOUT_S)
+        except TimeoutError:
+            call.cancel()
+            return None, AgentOutcome(
+                node,
+                method,
+                False,
+                error=f"the agent on {node} did not arm its capture in time",
+                error_kind=CallFailure.TIMED_OUT,
+                latency_ms=_ms(started),
+            )
+        except aio.AioRpcError as exc:
+            return None, self._failure(node, method, exc, started)
+        if first is _EOF or not first.HasField("armed"):
+            call.cancel()
+            return None, AgentOutcome(
+                node, method, False, error=f"the agent on {node} did not arm its capture", error_kind=CallFailure.FAILED
+            )
+        return call, None
+
+    async def _collect(self, node: str, call: Any, failure: AgentOutcome | None, started: float) -> AgentOutcome:
+        method = "CapturePackets"
+        if failure is not None:
+            return failure
+        try:
+            try:
+                await call.write(pb.CapturePacketsRequest(stop=True))
+                await call.done_writing()
+            except (asyncio.InvalidStateError, aio.AioRpcError):
+                pass  # the capture already ended (its deadline or a cap): its result is waiting to be read
+            reply = await call.read()
+        except aio.AioRpcError as exc:
+            return self._failure(node, method, exc, started)
+        if reply is _EOF or not reply.HasField("result"):
+            return AgentOutcome(
+                node, method, False, error=f"the agent on {node} sent no capture result", error_kind=CallFailure.FAILED
+            )
+        return AgentOutcome(node, method, True, payload=reply.result, latency_ms=_ms(started))
+
+    def _failure(self, node: str, method: str, exc: aio.AioRpcError, started: float) -> AgentOutcome:
+        code = exc.code()
+        kind = failure_kind(code)
+        detail = f"the agent on {node} {kind.words} ({code.name.lower()}: {exc.details() or code.name})"
+        return AgentOutcome(node, method, False, error=detail, error_kind=kind, latency_ms=_ms(started))
 
     def retarget(self, addresses: Mapping[str, str], grace_s: float = 5.0) -> None:
         """Follow agents that moved: channels to nodes whose address changed or that are gone are

@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 
 from bot.fleet.client import AgentOutcome, Fleet
 from bot.playbook.observations import (
+    CapturedHeader,
     ConntrackEntry,
     ConntrackView,
     FilterView,
     Link,
     ListeningSocket,
+    MarkedProbe,
     NatEndpoint,
     NatView,
     NodeFacts,
@@ -30,9 +32,12 @@ from bot.playbook.observations import (
     OverlayDevice,
     OverlayHop,
     PodNetwork,
+    PointCapture,
     ProbeView,
     RouteInfo,
     RouteLookup,
+    TracePlan,
+    TraceRun,
 )
 from kubereach.agent.v1 import agent_pb2 as pb
 
@@ -90,6 +95,35 @@ def _route(msg: Any) -> RouteInfo:
         device=msg.device,
         source=msg.source,
         type=_ROUTE_TYPES.get(msg.type, "unicast"),
+    )
+
+
+def _header(h: Any) -> CapturedHeader:
+    return CapturedHeader(
+        ts_ms=h.ts_ms,
+        outgoing=h.outgoing,
+        src_ip=h.src_ip,
+        dst_ip=h.dst_ip,
+        src_port=h.src_port,
+        dst_port=h.dst_port,
+        tcp_flags=h.tcp_flags,
+        encapsulated=h.encapsulated,
+        outer_src_ip=h.outer_src_ip,
+        outer_dst_ip=h.outer_dst_ip,
+        icmp=h.icmp,
+        icmp_type=h.icmp_type,
+        icmp_code=h.icmp_code,
+        icmp_mtu=h.icmp_mtu,
+        length=h.length,
+    )
+
+
+def _point(p: Any) -> PointCapture:
+    return PointCapture(
+        packets=p.packets,
+        first_seen_ms=p.first_seen_ms,
+        samples=tuple(_header(h) for h in p.samples),
+        error=p.error,
     )
 
 
@@ -163,6 +197,7 @@ class FleetObserver:
                 bridge_ports={b.link.name: tuple(p.name for p in b.ports) for b in r.cni.bridges},
                 overlays=tuple(OverlayDevice(_link(o.link), o.vni, o.udp_port, o.local_ip) for o in r.cni.overlays),
                 calico_interfaces=tuple(_link(c) for c in r.cni.calico_interfaces),
+                netns=r.netns_name,
             )
 
         return await self._ask(("facts", node), node, "GetNodeInfo", pb.GetNodeInfoRequest(), parse)
@@ -312,3 +347,86 @@ class FleetObserver:
 
         request = pb.ProbeDnsRequest(pod_ip=pod_ip, name=name, record_type="A", server=server, timeout_ms=PROBE_TIMEOUT_MS)
         return await self._ask(("dns", node, pod_ip, name, server), node, "ProbeDns", request, parse, DNS_RPC_TIMEOUT_S)
+
+    async def trace(self, plan: TracePlan) -> TraceRun:
+        """CapturePackets on every node of the plan while the marked probe runs from the source pod."""
+        by_node: dict[str, list[int]] = {}
+        for i, p in enumerate(plan.points):
+            by_node.setdefault(p.node, []).append(i)
+        probe = plan.probe
+        match = pb.CaptureMatch(
+            protocol=_PROTOCOLS.get(probe.protocol, pb.PROTOCOL_TCP),
+            addresses=list(plan.addresses),
+            port=probe.source_port,
+            overlay_udp_port=plan.overlay_udp_port,
+            icmp=True,
+        )
+        starts = {
+            node: pb.CaptureStart(
+                points=[pb.CapturePoint(interface=plan.points[i].interface, pod_ip=plan.points[i].pod_ip) for i in indexes],
+                match=match,
+                max_duration_ms=plan.max_duration_ms,
+            )
+            for node, indexes in by_node.items()
+        }
+        timeout_s = plan.max_duration_ms / 1000 + 3.0
+        outcomes, (probes, retransmits) = await self.fleet.capture(starts, lambda: self._marked(plan), timeout_s)
+        captures: list[PointCapture | None] = [None] * len(plan.points)
+        unchecked: dict[str, str] = {}
+        for node, indexes in by_node.items():
+            outcome = outcomes[node]
+            self.calls.append(outcome)
+            if not outcome.ok:
+                unchecked[node] = outcome.error or "did not capture"
+                continue
+            for i, point in zip(indexes, outcome.payload.points, strict=False):
+                captures[i] = _point(point)
+        return TraceRun(tuple(captures), tuple(probes), unchecked, retransmits)
+
+    async def _marked(self, plan: TracePlan) -> tuple[list[ProbeView], int]:
+        """The marked probe, `count` times one after the other; TCP probes for retransmissions beside them."""
+        probe = plan.probe
+        extra = [asyncio.ensure_future(self._retransmit_probe(probe)) for _ in range(plan.retransmit_probes)]
+        views: list[ProbeView] = []
+        # Probes stop a second before the captures' own deadline, so every one of them is seen.
+        budget = time.monotonic() + plan.max_duration_ms / 1000 - 1.0
+        for _ in range(probe.count):
+            if time.monotonic() > budget:
+                break
+            views.append(await self._marked_once(probe))
+        retransmits = sum(await asyncio.gather(*extra)) if extra else sum(v.retransmits for v in views)
+        return views, retransmits
+
+    async def _marked_once(self, probe: MarkedProbe) -> ProbeView:
+        rpc_timeout = probe.timeout_ms / 1000 + 2.0
+        if probe.protocol == "UDP":
+            udp = pb.ProbeUdpRequest(
+                pod_ip=probe.pod_ip,
+                target_ip=probe.target,
+                port=probe.port,
+                timeout_ms=probe.timeout_ms,
+                payload=probe.payload or b"kubereach\n",
+                source_port=probe.source_port,
+                datagram_size=probe.size,
+            )
+            outcome = await self.fleet.call(probe.node, "ProbeUdp", udp, rpc_timeout)
+        else:
+            tcp = pb.ProbeTcpRequest(
+                pod_ip=probe.pod_ip,
+                target_ip=probe.target,
+                port=probe.port,
+                timeout_ms=probe.timeout_ms,
+                source_port=probe.source_port,
+            )
+            outcome = await self.fleet.call(probe.node, "ProbeTcp", tcp, rpc_timeout)
+        self.calls.append(outcome)
+        if not outcome.ok:
+            return ProbeView(outcome="error", error=outcome.error or "")
+        retransmits = getattr(outcome.payload, "retransmits", 0)
+        return _probe(outcome.payload.result, retransmits=retransmits)
+
+    async def _retransmit_probe(self, probe: MarkedProbe) -> int:
+        tcp = pb.ProbeTcpRequest(pod_ip=probe.pod_ip, target_ip=probe.target, port=probe.port, timeout_ms=PROBE_TIMEOUT_MS)
+        outcome = await self.fleet.call(probe.node, "ProbeTcp", tcp, PROBE_RPC_TIMEOUT_S)
+        self.calls.append(outcome)
+        return int(outcome.payload.retransmits) if outcome.ok else 0

@@ -97,8 +97,12 @@ class Investigator:
         allowed_namespaces: frozenset[str] | None = None,
         investigation_id: str | None = None,
         asker: Asker | None = None,
+        trace: bool = False,
     ) -> InvestigationResult:
-        """Run one investigation. Bad questions raise BadInput; unresolvable names end with a verdict."""
+        """Run one investigation. Bad questions raise BadInput; unresolvable names end with a verdict.
+
+        `trace` follows a marked probe hop by hop even when the probes succeed (the question's own
+        "trace …" or "intermittent …" does the same)."""
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
         inv_id = investigation_id or new_investigation_id(started_at)
@@ -145,6 +149,9 @@ class Investigator:
             self._record_failure(text, asker, f"the Kubernetes API could not be asked: {exc.message}")
             raise
         case = build_case(resolved, frozenset(addresses), dns_endpoints)
+        mode = question.trace_mode or ("path" if trace else "")
+        if mode:
+            case = dataclasses.replace(case, trace=mode)
         source_ref, target_ref = workload_refs(resolved)
         namespaces = tuple(
             sorted(

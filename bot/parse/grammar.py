@@ -51,6 +51,7 @@ from bot.parse.vocabulary import (
     BACKWARD_WORDS,
     COMMAND_WORDS,
     FORWARD_WORDS,
+    INTERMITTENT_WORDS,
     KEEPS_DIRECTION,
     KIND_WORDS,
     NAMESPACE_FLAGS,
@@ -61,6 +62,7 @@ from bot.parse.vocabulary import (
     TARGET_STATE_WORDS,
     TIME_PREPOSITIONS,
     TIME_UNITS,
+    TRACE_WORDS,
     Direction,
 )
 
@@ -149,6 +151,8 @@ class _QuestionReader:
         self.command_form = False
         self.ignored: list[str] = []
         self.target_state = False
+        self.trace = False
+        self.intermittent = False
 
     # -- the whole question -------------------------------------------------------------------------
 
@@ -180,6 +184,10 @@ class _QuestionReader:
             protocol=self.protocol,
             namespace=self.namespace,
         )
+        if self.trace:
+            normalized = f"trace {normalized}"
+        if self.intermittent:
+            normalized = f"{normalized} intermittent"
         return Question(
             source=source,
             target=target,
@@ -190,6 +198,8 @@ class _QuestionReader:
             raw=self.raw,
             normalized=normalized,
             ignored=tuple(self.ignored),
+            trace=self.trace,
+            intermittent=self.intermittent,
         )
 
     def _error(self, problem: Unreadable, source: Ref | str | None, target: Ref | str | None) -> ParseError:
@@ -243,6 +253,12 @@ class _QuestionReader:
             if word.isdigit() and following in TIME_UNITS:
                 index += 2
                 continue
+            if word in TRACE_WORDS:
+                self.trace = True
+                index += 1
+                continue
+            if word in INTERMITTENT_WORDS:
+                self.intermittent = True
             if word in TARGET_STATE_WORDS:
                 self.target_state = True
             assigned = _PORT_ASSIGNMENT.fullmatch(word)

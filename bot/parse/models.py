@@ -119,6 +119,15 @@ class Question:
     normalized: str
     ignored: tuple[str, ...] = ()
     """Unknown words skipped because a marked reference stood beside them (``svc/api lately``)."""
+    trace: bool = False
+    """The question asks to follow the packet (``trace frontend → api:8080``)."""
+    intermittent: bool = False
+    """The question describes a failure that comes and goes (``flaky``, ``sometimes times out``)."""
+
+    @property
+    def trace_mode(self) -> str:
+        """The trace the question asks for: "loss" (repeated probes), "path", or "" (none)."""
+        return "loss" if self.intermittent else ("path" if self.trace else "")
 
 
 PLACEHOLDER = "?"

@@ -105,6 +105,17 @@ PORT_PREPOSITIONS: frozenset[str] = frozenset({"on", "at"})
 NAMESPACE_FLAGS: frozenset[str] = frozenset({"-n", "--namespace", "--ns", "namespace", "ns"})
 """Words that take a namespace after them (``-n shop``, ``namespace shop``)."""
 
+TRACE_WORDS: frozenset[str] = frozenset({"trace", "traceflow", "follow"})
+"""Words that ask for a path trace (``trace frontend → api:8080``); they are never names."""
+
+INTERMITTENT_WORDS: frozenset[str] = frozenset(
+    {
+        "intermittent", "intermittently", "flaky", "flakey", "flaking", "flapping", "sometimes",
+        "occasionally", "sporadic", "sporadically", "randomly", "unreliable", "lossy",
+    }
+)  # fmt: skip
+"""Words that describe a failure that comes and goes: the trace repeats its probe to measure loss."""
+
 COMMAND_WORDS: frozenset[str] = frozenset({"/reach", "/kubereach"})
 """A leading slash command: after it, two bare names read as ``SOURCE TARGET``."""
 
@@ -121,7 +132,7 @@ NOISE: frozenset[str] = frozenset(
         "were", "werent", "be", "been", "being", "does", "doesnt", "do", "dont", "did", "didnt",
         "can", "cant", "cannot", "cannt", "cnat", "cna", "canot", "could", "couldnt", "would", "wouldnt",
         "will", "wont", "should", "shouldnt", "might", "may", "must", "not", "no", "unable", "able",
-        "fail", "fails", "failing", "failed", "anyone", "anybody", "someone", "somebody",
+        "fail", "fails", "failing", "failed", "failure", "failures", "anyone", "anybody", "someone", "somebody",
         # pronouns, articles, fillers
         "i", "we", "me", "us", "you", "my", "our", "your", "it", "its", "this", "that", "these", "those",
         "there", "here", "the", "a", "an", "any", "some", "just", "really", "also", "even", "only", "all",

@@ -140,3 +140,6 @@ class Case:
     agents_known: frozenset[str] = frozenset()
     """Nodes with a known agent."""
     notes: tuple[str, ...] = ()
+    trace: str = ""
+    """A path trace asked for: "path" (one marked probe), "loss" (repeated probes); "" traces only
+    a failure the state checks leave unexplained."""

@@ -25,7 +25,7 @@ from bot.playbook.models import Finding, Hop, StepResult, StepStatus, Verdict
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import Observer
 from bot.playbook.remedies import remediation
-from bot.playbook.steps import api, conntrack, dns, policy, probes, service_nat, source_node, source_pod
+from bot.playbook.steps import api, conntrack, dns, policy, probes, service_nat, source_node, source_pod, trace
 from bot.playbook.steps.base import Candidate, SourceStep, SourceWalk, StepCallback, TargetStep, Walk
 
 __all__ = ["PRECEDENCE", "SOURCE_ORDER", "TARGET_ORDER", "Candidate", "Diagnosis", "StepCallback", "run_playbook"]
@@ -55,6 +55,9 @@ PRECEDENCE: tuple[tuple[C, Hop], ...] = (
     (C.CONNTRACK_STALE_ENTRY, Hop.SERVICE_NAT),
     (C.OVERLAY_DEVICE_DOWN, Hop.UNDERLAY),
     (C.NODE_ROUTE_MISSING, Hop.UNDERLAY),
+    (C.NODE_FIREWALL_DROPS, Hop.SOURCE_NODE),
+    (C.UNDERLAY_DROPS, Hop.UNDERLAY),
+    (C.MTU_MISMATCH, Hop.UNDERLAY),
     (C.CONNTRACK_TABLE_FULL, Hop.DESTINATION_NODE),
     (C.IP_FORWARDING_DISABLED, Hop.DESTINATION_NODE),
     (C.FORWARD_CHAIN_DROPS, Hop.DESTINATION_NODE),
@@ -64,7 +67,11 @@ PRECEDENCE: tuple[tuple[C, Hop], ...] = (
     (C.VETH_NOT_ON_BRIDGE, Hop.DESTINATION_POD),
     (C.POD_ROUTE_MISSING, Hop.DESTINATION_POD),
     (C.MTU_MISMATCH, Hop.DESTINATION_POD),
+    (C.NODE_FIREWALL_DROPS, Hop.DESTINATION_NODE),
     (C.DESTINATION_NOT_LISTENING, Hop.DESTINATION_POD),
+    (C.PACKET_LOSS, Hop.SOURCE_NODE),
+    (C.PACKET_LOSS, Hop.UNDERLAY),
+    (C.PACKET_LOSS, Hop.DESTINATION_NODE),
     (C.AGENT_UNREACHABLE, Hop.SOURCE_NODE),
     (C.AGENT_UNREACHABLE, Hop.DESTINATION_NODE),
 )
@@ -82,6 +89,7 @@ SOURCE_ORDER: tuple[tuple[SourceStep, ...], ...] = (
     (source_node.STEP,),
     (dns.STEP, service_nat.STEP, conntrack.STEP),
     (probes.STEP,),  # and, for each endpoint not reached, the path: underlay, destination node and pod
+    (trace.STEP,),  # the marked probe followed hop by hop: failures nothing explained, or when asked
     (service_nat.SETTLE,),
 )
 

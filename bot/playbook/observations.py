@@ -138,6 +138,8 @@ class NodeFacts:
     bridge_ports: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     overlays: tuple[OverlayDevice, ...] = ()
     calico_interfaces: tuple[Link, ...] = ()
+    netns: str = ""
+    """The node's namespace name as the agent uses it (empty: the agent's own)."""
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,8 @@ class ProbeView:
     rcode: str = ""
     answers: tuple[str, ...] = ()
     server: str = ""
+    retransmits: int = 0
+    """TCP: the kernel's retransmission count on the probe's socket (tcp_info)."""
 
     @property
     def ok(self) -> bool:
@@ -266,6 +270,90 @@ class ProbeView:
         if self.rcode:
             return self.outcome == "connected" and self.rcode == "NOERROR" and bool(self.answers)
         return self.outcome == "connected"
+
+
+@dataclass(frozen=True)
+class CapturePointSpec:
+    """One interface to watch: on `node`, in the node's namespace or the pod's with `pod_ip`."""
+
+    node: str
+    interface: str
+    pod_ip: str = ""
+
+
+@dataclass(frozen=True)
+class MarkedProbe:
+    """The probe a trace sends from the source pod, `count` times, from the marked source port.
+
+    `payload` is for UDP (a DNS query to port 53, say); `timeout_ms` bounds each attempt."""
+
+    node: str
+    pod_ip: str
+    target: str
+    port: int
+    protocol: str
+    source_port: int
+    count: int = 1
+    timeout_ms: int = 1000
+    payload: bytes = b""
+    size: int = 0
+    """UDP: pad the datagram to this many payload bytes with don't-fragment set (0: a small datagram)."""
+
+
+@dataclass(frozen=True)
+class TracePlan:
+    """A capture set on every point, and the probe to send once every node is armed."""
+
+    points: tuple[CapturePointSpec, ...]
+    probe: MarkedProbe
+    addresses: tuple[str, ...]
+    """The addresses a matching packet carries (source pod, target, nodes)."""
+    overlay_udp_port: int = 0
+    max_duration_ms: int = 3000
+    retransmit_probes: int = 0
+    """TCP probes (kernel-chosen ports) sent beside the marked ones, for tcp_info retransmissions."""
+
+
+@dataclass(frozen=True)
+class CapturedHeader:
+    """The headers of one captured packet (inner ones for VXLAN, outer addresses beside them)."""
+
+    ts_ms: float
+    outgoing: bool
+    src_ip: str
+    dst_ip: str
+    src_port: int = 0
+    dst_port: int = 0
+    tcp_flags: str = ""
+    encapsulated: bool = False
+    outer_src_ip: str = ""
+    outer_dst_ip: str = ""
+    icmp: bool = False
+    icmp_type: int = 0
+    icmp_code: int = 0
+    icmp_mtu: int = 0
+    length: int = 0
+
+
+@dataclass(frozen=True)
+class PointCapture:
+    """What one point saw: the matching packets, or why it could not be watched (`error`)."""
+
+    packets: int = 0
+    first_seen_ms: float = 0.0
+    samples: tuple[CapturedHeader, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class TraceRun:
+    """A trace's raw result: per point (in plan order) what it saw, or None when its node's agent
+    did not capture (not checked); the marked probes' outcomes; the nodes that failed and why."""
+
+    captures: tuple[PointCapture | None, ...]
+    probes: tuple[ProbeView, ...] = ()
+    unchecked: Mapping[str, str] = field(default_factory=dict)
+    retransmits: int = 0
 
 
 class Observer(Protocol):
@@ -301,3 +389,6 @@ class Observer(Protocol):
 
     async def probe_dns(self, node: str, *, pod_ip: str, name: str, server: str = "") -> Observed[ProbeView]:
         """Resolve `name` from inside a pod with its own resolv.conf (or `server`)."""
+
+    async def trace(self, plan: TracePlan) -> TraceRun:
+        """Capture on every point of `plan` while its marked probe runs (never raises for agent failures)."""

@@ -131,6 +131,30 @@ def remediation(code: C, **facts: str) -> tuple[str, ...]:
                 f"kubectl -n {ns} describe pod {pod}   # CNI / IPAM events",
                 f"kubectl -n kube-system logs -l k8s-app=flannel --field-selector spec.nodeName={node} --tail=50",
             )
+        case C.UNDERLAY_DROPS:
+            src, dst, carried = facts.get("from", "NODE_A"), facts.get("to", "NODE_B"), facts.get("carried", "UDP 8472")
+            return (
+                f"# allow {carried} from {src} to {dst} (and back) in the firewall / security group / router between the nodes",
+                "# e.g. AWS: an inbound rule on the nodes' security group for that protocol and port from the nodes' group",
+                f"# check from {src}: tcpdump -ni <underlay NIC> host <{dst} IP> — the packets leave and never arrive",
+            )
+        case C.NODE_FIREWALL_DROPS:
+            carried, dev = facts.get("carried", "UDP 8472"), facts.get("device", "eth0")
+            rule = facts.get("rule", "")
+            return (
+                node_shell(node),
+                f"iptables -S INPUT; iptables -t raw -S PREROUTING; nft list ruleset   # the rule that drops {carried} arriving on {dev}"
+                + (f" (seen: {rule})" if rule else ""),
+                f"# allow {carried} from the other nodes in the host firewall (firewalld, ufw, a cloud-init rule)",
+            )
+        case C.PACKET_LOSS:
+            src, dst = facts.get("from", "NODE_A"), facts.get("to", "NODE_B")
+            return (
+                f"# loss between {src} and {dst}: check the underlay NICs' error and drop counters",
+                node_shell(node),
+                "ip -s link; ethtool -S <underlay NIC> | grep -iE 'drop|err|discard'",
+                "# then the network between the nodes (switch, router, cloud network limits)",
+            )
         case C.AGENT_UNREACHABLE:
             return (
                 f"kubectl -n kube-system get pods -l app.kubernetes.io/name=kubereach-agent -o wide --field-selector spec.nodeName={node}",

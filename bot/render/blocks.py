@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.playbook.models import InvestigationResult, NameChoice, StepResult, StepStatus, Verdict, VerdictCode
 from bot.render.ids import ActionId, BlockId, numbered
-from bot.render.summary import compact_view, passed_line
+from bot.render.summary import compact_view, passed_line, trace_line
 
 Block = dict[str, Any]
 
@@ -200,6 +200,7 @@ def verdict_actions(investigation_id: str) -> Block:
         "elements": [
             button("Re-run", ActionId.RERUN, investigation_id, style="primary"),
             button("Show evidence", ActionId.SHOW_EVIDENCE, investigation_id),
+            button("Trace the packet", ActionId.TRACE, investigation_id),
             button("Resolved", ActionId.RESOLVED, investigation_id),
         ],
     }
@@ -235,6 +236,8 @@ def verdict_blocks(
     if view.why:
         lines = [f"• {_esc(clip(line, WHY_LINE_MAX, ''))}" for line in view.why]
         blocks.append(section("*Why*\n" + "\n".join(lines), BlockId.WHY))
+    if path := trace_line(result):
+        blocks.append(section(f"*Path*\n{_esc(clip(path, SECTION_TEXT_MAX - 10))}", BlockId.TRACE))
     if result.choices:
         blocks.append(section("*Which one did you mean?* Each button asks again naming it.", BlockId.REMEDIATION))
         blocks.append(choice_actions(result.choices))

@@ -45,8 +45,27 @@ def finding_document(finding: Finding) -> dict[str, Any]:
     }
 
 
+def trace_rows(result: InvestigationResult) -> list[dict[str, Any]] | None:
+    """The rows of the investigation's path trace, in path order; None when no trace ran. With
+    several traces (one per endpoint followed), the first that found where packets stop, else the first."""
+    traces = [e for s in result.steps for e in s.evidence if e.kind == "trace"]
+    if not traces:
+        return None
+    chosen = next((e for e in traces if e.data.get("stop")), traces[0])
+    rows: list[dict[str, Any]] = list(chosen.data.get("rows", []))
+    return rows
+
+
 def investigation_document(result: InvestigationResult) -> dict[str, Any]:
-    """The whole investigation."""
+    """The whole investigation (with "trace" when a path trace ran)."""
+    document = _document(result)
+    rows = trace_rows(result)
+    if rows is not None:
+        document["trace"] = rows
+    return document
+
+
+def _document(result: InvestigationResult) -> dict[str, Any]:
     return {
         "id": result.id,
         "question": result.question,

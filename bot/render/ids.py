@@ -11,6 +11,8 @@ class ActionId(StrEnum):
     RERUN = "kubereach_rerun"
     SHOW_EVIDENCE = "kubereach_show_evidence"
     RESOLVED = "kubereach_resolved"
+    TRACE = "kubereach_trace"
+    """Ask the same question again with a path trace (the marked probe followed hop by hop)."""
     ASK_INSTEAD = "kubereach_ask_instead"
     """One candidate of an ambiguous name: its value is the question naming that candidate. Slack wants
     action ids unique within a block, so each button's id is this with ``_N`` appended (`numbered`)."""
@@ -28,6 +30,7 @@ class BlockId(StrEnum):
     WHERE = "kubereach_where"
     SUMMARY = "kubereach_summary"
     WHY = "kubereach_why"
+    TRACE = "kubereach_trace"
     REMEDIATION = "kubereach_remediation"
     CHOICES = "kubereach_choices"
     FINDINGS = "kubereach_findings"

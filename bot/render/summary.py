@@ -29,6 +29,15 @@ class CompactView:
     skipped: int
 
 
+def trace_line(result: InvestigationResult) -> str:
+    """The path trace as one line of hops with the stop marked ("" when no trace ran): the trace that
+    found where packets stop, else the first."""
+    traces = [e for s in result.steps for e in s.evidence if e.kind == "trace"]
+    if not traces:
+        return ""
+    return next((e for e in traces if e.data.get("stop")), traces[0]).summary
+
+
 def compact_view(result: InvestigationResult) -> CompactView:
     """Choose the evidence and the steps a compact reply of `result` shows."""
     steps = result.steps

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.playbook.models import InvestigationResult, StepResult, StepStatus, VerdictCode
-from bot.render.summary import compact_view, passed_line
+from bot.render.summary import compact_view, passed_line, trace_line
 
 STATUS_MARK = {
     StepStatus.PASS: ("✔", "green"),
@@ -56,6 +56,9 @@ def investigation_view(result: InvestigationResult, *, all_steps: bool = False) 
     if view.why:
         parts.append(Text("\nwhy:", style="bold"))
         parts.extend(Text(f"  • {line}") for line in view.why)
+    if path := trace_line(result):
+        parts.append(Text("\npath:", style="bold"))
+        parts.append(Text(f"  {path}"))
     if result.verdict.remediation:
         parts.append(Text("\nask one of these instead:" if result.choices else "\nfix:", style="bold"))
         parts.extend(Text("  " + line, style="yellow") for line in result.verdict.remediation)

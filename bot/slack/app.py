@@ -159,6 +159,10 @@ def register(app: App, deps: SlackDeps) -> None:
     def rerun(ack: handlers.Ack, body: dict[str, Any]) -> None:
         handlers.on_rerun(ack, body, deps)
 
+    @app.action(ActionId.TRACE.value)
+    def trace(ack: handlers.Ack, body: dict[str, Any]) -> None:
+        handlers.on_trace(ack, body, deps)
+
     @app.action(ActionId.SHOW_EVIDENCE.value)
     def show_evidence(ack: handlers.Ack, body: dict[str, Any]) -> None:
         handlers.on_show_evidence(ack, body, deps)

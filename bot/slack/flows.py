@@ -82,6 +82,7 @@ class Investigates(Protocol):
         allowed_namespaces: frozenset[str] | None = None,
         investigation_id: str | None = None,
         asker: Asker | None = None,
+        trace: bool = False,
     ) -> InvestigationResult:
         """Run one investigation (see `Investigator.investigate`)."""
 
@@ -259,6 +260,8 @@ class SlackAsk:
     """The mention's thread (or the mention itself); None for a slash command (a new thread is made)."""
     echo: bool
     """Post a message echoing the question as the new thread's parent (slash commands)."""
+    trace: bool = False
+    """Follow a marked probe hop by hop (the Trace the packet button)."""
 
 
 def audit(
@@ -373,6 +376,7 @@ def run_investigation(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
             allowed_namespaces=allowed,
             investigation_id=investigation_id,
             asker=asker,
+            trace=ask.trace,
         )
     )
     future.add_done_callback(lambda _: events.put(_DONE))
@@ -538,14 +542,24 @@ def investigate_later(deps: SlackDeps, ask: SlackAsk, *, previous: PastRun | Non
     deps.pools.run_reserved(job, dropped)
 
 
-def rerun(deps: SlackDeps, investigation_id: str, channel: str, user_id: str, user_name: str, thread_ts: str | None) -> None:
-    """Ask the same question again in the same thread (queued on the investigation pool), and say what changed."""
+def rerun(
+    deps: SlackDeps,
+    investigation_id: str,
+    channel: str,
+    user_id: str,
+    user_name: str,
+    thread_ts: str | None,
+    *,
+    trace: bool = False,
+) -> None:
+    """Ask the same question again in the same thread (queued on the investigation pool), and say what
+    changed; with `trace` (the Trace the packet button) the probe is followed hop by hop."""
     past = visible_run(deps, AuditAction.RERUN, investigation_id, channel, user_id, user_name, investigation_id)
     if past is None:
         return
     who = Person(user_id, user_name)
     audit(deps, who, AuditAction.RERUN, investigation_id, allowed=True, channel=channel, investigation_id=investigation_id)
-    ask = SlackAsk(past.question, channel, user_id, user_name, _thread_here(channel, thread_ts, past), echo=False)
+    ask = SlackAsk(past.question, channel, user_id, user_name, _thread_here(channel, thread_ts, past), echo=False, trace=trace)
     investigate_later(deps, ask, previous=past)
 
 

@@ -184,6 +184,18 @@ def on_rerun(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     _work(deps, ack, lambda: flows.rerun(deps, investigation_id, channel, user_id, user_name, thread_ts), channel, user_id)
 
 
+def on_trace(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
+    """Trace the packet: the same question again in the thread, with the probe followed hop by hop."""
+    investigation_id, channel, user_id, user_name, thread_ts = _click(body)
+    _work(
+        deps,
+        ack,
+        lambda: flows.rerun(deps, investigation_id, channel, user_id, user_name, thread_ts, trace=True),
+        channel,
+        user_id,
+    )
+
+
 def on_show_evidence(ack: Ack, body: dict[str, Any], deps: SlackDeps) -> None:
     """Show evidence: every step's evidence in the thread (a file when long)."""
     investigation_id, channel, user_id, user_name, thread_ts = _click(body)

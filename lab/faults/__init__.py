@@ -7,11 +7,12 @@ to restore it; `heal` undoes the recorded faults newest first.
 
 Layout: `model` (the vocabulary: `Fault`, `Verdict`, `Needs`, the undo record base, the context),
 `common` (shared helpers), one module per area with each fault's inject and heal beside its catalog
-entry (`node`, `pod`, `service`, `policy`, `dns`, `kubeproxy`, `conntrack`), and `catalog` (the order
-`lab faults` lists, `inject`, `heal`).
+entry (`node`, `pod`, `service`, `policy`, `dns`, `kubeproxy`, `conntrack`, and `underlay`: the node
+network and the nodes' host firewalls, faults only packets reveal), and `catalog` (the order `lab
+faults` lists, `inject`, `heal`).
 """
 
-from lab.faults.catalog import CATALOG, DEFAULT_POD, DEFAULT_SERVICE, UPSTREAM_BY_HAND, heal, inject
+from lab.faults.catalog import CATALOG, DEFAULT_POD, DEFAULT_SERVICE, UPSTREAM_BY_HAND, FaultOptions, heal, inject
 from lab.faults.model import Fault, FaultContext, FaultTarget, Needs, Undo, Verdict
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "UPSTREAM_BY_HAND",
     "Fault",
     "FaultContext",
+    "FaultOptions",
     "FaultTarget",
     "Needs",
     "Undo",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from lab import kernel
 from lab.apiclient import LabApi
 from lab.errors import LabError
-from lab.faults import conntrack, dns, kubeproxy, node, pod, policy, service
+from lab.faults import conntrack, dns, kubeproxy, node, pod, policy, service, underlay
 from lab.faults.common import find, other_node, pod_key, svc_key
 from lab.faults.model import Fault, FaultContext, FaultTarget, Needs, Obj
+from lab.faults.underlay import resolve_pair
 from lab.lifecycle import plan_of
 from lab.state import LabState, require_state
 
@@ -25,6 +27,10 @@ CATALOG: dict[str, Fault[Any]] = {
         node.OVERLAY_FDB_MISSING,
         node.RP_FILTER_STRICT,
         node.AGENT_DOWN,
+        underlay.UNDERLAY_DROP,
+        underlay.UNDERLAY_LOSS,
+        underlay.NODE_FIREWALL_OVERLAY,
+        underlay.UNDERLAY_MTU_LOW,
         pod.VETH_DOWN,
         pod.VETH_OFF_BRIDGE,
         pod.POD_ROUTE_MISSING,
@@ -56,7 +62,50 @@ DEFAULT_POD = {"default": "shop/frontend", "not-listening": "shop/redis-0"}
 DEFAULT_SERVICE = {"default": "shop/api", "conntrack-stale": "kube-system/kube-dns"}
 
 
-def _resolve_target(ctx: FaultContext, fault: Fault[Any], node: str | None, pod: str | None, service: str | None) -> FaultTarget:
+@dataclass(frozen=True)
+class FaultOptions:
+    """What `lab fault` was told beyond the fault's name (None: not given)."""
+
+    node: str | None = None
+    pod: str | None = None
+    service: str | None = None
+    from_node: str | None = None
+    to_node: str | None = None
+    percent: int | None = None
+    mtu: int | None = None
+
+
+FLAGS = {"node": "--node", "pod": "--pod", "service": "--service", "from": "--from", "to": "--to",
+         "percent": "--percent", "mtu": "--mtu"}  # fmt: skip
+"""The parts a fault can be pointed at or tuned with, and the `lab fault` option of each."""
+_FIELDS = {"from": "from_node", "to": "to_node"}
+
+
+def accepted_flags(fault: Fault[Any]) -> list[str]:
+    """The `lab fault` options `fault` takes."""
+    return [flag for part, flag in FLAGS.items() if fault.needs.wants(part) or part in fault.takes]
+
+
+def check_options(fault: Fault[Any], options: FaultOptions) -> None:
+    """One clear error for an option the fault does not take.
+
+    --node, --pod and --service stay open to the faults pointed only with them, as before (node
+    faults read --pod to pick the remote node); faults with more options say what they take."""
+    accepted = accepted_flags(fault)
+    lenient = fault.needs is not Needs.NODE_PAIR and not fault.takes
+    for part, flag in FLAGS.items():
+        if lenient and part in ("node", "pod", "service"):
+            continue
+        if getattr(options, _FIELDS.get(part, part)) is not None and flag not in accepted:
+            raise LabError(
+                f"fault {fault.name} does not take {flag}",
+                hint=f"it takes {', '.join(accepted)}" if accepted else f"run `kubereach lab fault {fault.name}` alone",
+                exit_code=2,
+            )
+
+
+def _resolve_target(ctx: FaultContext, fault: Fault[Any], options: FaultOptions) -> FaultTarget:
+    node, pod, service = options.node, options.pod, options.service
     node_plan = ctx.plan.node(node) if node else None
     pods = ctx.pods()
     pod_obj = find(pods, pod, "pod", pod_key) if pod else None
@@ -71,19 +120,31 @@ def _resolve_target(ctx: FaultContext, fault: Fault[Any], node: str | None, pod:
         node_plan = ctx.plan.node(pod_obj["spec"]["nodeName"]) if pod_obj and fault.needs is Needs.NODE else ctx.plan.nodes[0]
         if fault.name == "rp-filter-strict" and pod_obj is not None:
             node_plan = other_node(ctx, ctx.plan.node(pod_obj["spec"]["nodeName"]))
-    return FaultTarget(node_plan, pod_obj, svc_obj)
+    src = ctx.plan.node(options.from_node) if options.from_node else None
+    dst = ctx.plan.node(options.to_node) if options.to_node else None
+    if fault.needs is Needs.NODE_PAIR:
+        src, dst = resolve_pair(ctx.plan, src, dst)
+    elif src is not None and dst is not None and src.name == dst.name:
+        raise LabError(f"--from and --to both name {src.name}; name two different nodes", exit_code=2)
+    if src is not None:
+        node_plan = src
+    return FaultTarget(node_plan, pod_obj, svc_obj, to=dst, percent=options.percent, mtu=options.mtu)
 
 
 def _context(state: LabState) -> FaultContext:
     return FaultContext(state, plan_of(state), LabApi.from_files(state.api_url, state.token_file, state.ca_file))
 
 
-def inject(prefix: str, name: str, *, node: str | None = None, pod: str | None = None, service: str | None = None) -> Obj:
-    """Inject fault `name`; record it for `heal`. Bad names fail before anything changes."""
+def inject(prefix: str, name: str, options: FaultOptions | None = None, **given: Any) -> Obj:
+    """Inject fault `name` pointed as `options` (or the same fields as keywords: node=, pod=,
+    service=, from_node=, to_node=, percent=, mtu=); record it for `heal`. Bad names and options the
+    fault does not take fail before anything changes."""
     kernel.require_root()
+    options = options or FaultOptions(**given)
     fault = CATALOG.get(name)
     if fault is None:
         raise LabError(f"unknown fault {name!r}; choose one of: {', '.join(CATALOG)}", exit_code=2)
+    check_options(fault, options)
     state = require_state(prefix)
     if state.kubernetes and fault.name in UPSTREAM_BY_HAND:
         pids = ", ".join(f"{k}={v}" for k, v in sorted(state.processes.items()) if k.startswith("kube-proxy/"))
@@ -93,7 +154,7 @@ def inject(prefix: str, name: str, *, node: str | None = None, pod: str | None =
             exit_code=2,
         )
     ctx = _context(state)
-    target = _resolve_target(ctx, fault, node, pod, service)
+    target = _resolve_target(ctx, fault, options)
     description, undo = fault.inject(ctx, target)
     record = {"name": fault.name, "verdict": fault.verdict.value, "description": description, "undo": undo.to_json()}
     state.faults.append(record)

@@ -51,6 +51,9 @@ class Verdict(StrEnum):
     DNS_RESOLUTION_FAILED = "DNS_RESOLUTION_FAILED"
     KUBE_PROXY_RULES_MISSING = "KUBE_PROXY_RULES_MISSING"
     KUBE_PROXY_RULES_STALE = "KUBE_PROXY_RULES_STALE"
+    UNDERLAY_DROPS = "UNDERLAY_DROPS"
+    NODE_FIREWALL_DROPS = "NODE_FIREWALL_DROPS"
+    PACKET_LOSS = "PACKET_LOSS"
 
 
 class Needs(StrEnum):
@@ -63,9 +66,11 @@ class Needs(StrEnum):
     NODE_POD = "node+pod"
     NODE_SERVICE = "node+service"
     POD_SERVICE = "pod+service"
+    NODE_PAIR = "from+to"
+    """`--from NODE --to NODE`: traffic leaving one node for another (on the fabric between them)."""
 
     def wants(self, part: str) -> bool:
-        """Whether this fault is pointed at a `part` ("node", "pod" or "service")."""
+        """Whether this fault is pointed at a `part` ("node", "pod", "service", "from" or "to")."""
         return part in self.value.split("+")
 
 
@@ -98,6 +103,12 @@ class FaultTarget:
     node: NodePlan | None
     pod: Obj | None
     service: Obj | None
+    to: NodePlan | None = None
+    """With `--to`: the node traffic is going to (`node` is then where it comes from, `--from`)."""
+    percent: int | None = None
+    """`--percent`: how much of the traffic a lossy fault drops."""
+    mtu: int | None = None
+    """`--mtu`: what a link carries after an MTU fault."""
 
 
 @dataclass
@@ -154,6 +165,12 @@ class Fault(Generic[U]):
     inject: Callable[[FaultContext, FaultTarget], tuple[str, U]]
     heal: Callable[[FaultContext, U], None]
     undo: type[U]
+    takes: frozenset[str] = frozenset()
+    """Options beyond its `Needs` it accepts: "from", "to" (optional there), "percent", "mtu"."""
+    needs_trace: bool = False
+    """Only packets reveal it: what it changes lies outside what the state checks read (the fabric
+    between the nodes) or says nothing until packets meet it, so its verdict comes from the bot's
+    packet trace (captures at each probe point) rather than from the state checks."""
 
     def heal_record(self, ctx: FaultContext, undo: Obj) -> None:
         """Heal from the undo record as the lab state stored it."""

@@ -281,3 +281,29 @@ def _is_picture(slack: Any, file_id: str) -> bool:
     """Whether a shared file is the path picture (posted with every verdict), not evidence."""
     stored = slack.stub.state.file(file_id)
     return stored is not None and stored.name.endswith("-path.png")
+
+
+def test_a_fabric_firewall_is_named_from_the_trace_and_trace_the_packet_follows_the_healed_path(
+    lab: Lab, slack: LocalSlack
+) -> None:
+    lab.refresh()
+    source = next(p["name"] for p in lab.pods(app="frontend") if p["node"] == "node-3")
+    lab.cli("fault", "underlay-drop", "--from", "node-3", "--to", "node-2")
+    try:
+        slack.command(f"why can't pod {source} reach redis")
+        thread = _newest_thread(slack)
+        assert final_verdict(thread) == "UNDERLAY_DROPS"
+        path = [b for b in thread[-1].blocks if b.get("block_id") == BlockId.TRACE.value]
+        assert path and "⛔ node-2 eth0 ✗" in path[0]["text"]["text"]
+    finally:
+        lab.cli("heal")
+    slack.click("Trace the packet")
+    thread = _newest_thread(slack)
+    assert final_verdict(thread) == "NO_FAULT_FOUND"
+    [path] = [b for b in thread[-1].blocks if b.get("block_id") == BlockId.TRACE.value]
+    assert "✗" not in path["text"]["text"] and "⛔" not in path["text"]["text"]
+    newest = _investigations(slack)[-1]
+    assert slack.deps.history is not None
+    with slack.deps.history.sessions() as session:
+        kinds = [e.get("kind") for step in session.get(Investigation, newest.id).steps for e in step.evidence]  # type: ignore[union-attr]
+    assert "trace" in kinds

@@ -54,6 +54,7 @@ class StandInInvestigator:
         self.gate = gate
         self.record = record
         self.started: list[str] = []
+        self.traced: list[bool] = []
         self.finished: list[str] = []
         self._lock = threading.Lock()
 
@@ -66,9 +67,11 @@ class StandInInvestigator:
         allowed_namespaces: frozenset[str] | None = None,
         investigation_id: str | None = None,
         asker: Asker | None = None,
+        trace: bool = False,
     ) -> InvestigationResult:
         with self._lock:
             self.started.append(text)
+            self.traced.append(trace)
         if self.gate is not None:
             opened = await asyncio.to_thread(self.gate.wait, 60)
             assert opened, "the test never opened the gate"

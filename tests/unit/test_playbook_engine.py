@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from bot.playbook.observations import (
     ProbeView,
     RouteInfo,
     RouteLookup,
+    TracePlan,
+    TraceRun,
 )
 from nodeagent.checks.nat.nftables import nft_service_nat, parse_nft_ruleset
 
@@ -100,6 +103,9 @@ class RecordedCluster:
         self.forward_drops: dict[str, tuple[str, ...]] = {}
         self.down: set[str] = set()
         self.routes: dict[tuple[str, str], RouteLookup] = {}
+        self.wire: Callable[[TracePlan], TraceRun] = lambda plan: TraceRun(tuple(None for _ in plan.points))
+        """What the captures of a trace see (default: nothing recorded, every point not checked)."""
+        self.traces: list[TracePlan] = []
 
     def _gone(self, node: str) -> Observed[Any] | None:
         return (
@@ -117,6 +123,8 @@ class RecordedCluster:
             return gone
         if (node, destination) in self.routes:
             return Observed(node, self.routes[(node, destination)])
+        if any(n.ip == destination for n in NODES.values()):
+            return Observed(node, RouteLookup(RouteInfo("10.240.0.0/24", "", "eth0")))
         other = "node-2" if node == "node-1" else "node-1"
         hop = OverlayHop(
             "flannel.1", True, NODES[other].pod_cidr.replace(".0/24", ".0"), "0e:00:00:00:00:02", ("PERMANENT",), NODES[other].ip
@@ -154,6 +162,10 @@ class RecordedCluster:
                 answers=("10.96.5.5",) if outcome == "connected" else (),
             ),
         )
+
+    async def trace(self, plan: TracePlan) -> TraceRun:
+        self.traces.append(plan)
+        return self.wire(plan)
 
 
 def verdict_of(cluster: RecordedCluster, c: Case | None = None) -> Any:

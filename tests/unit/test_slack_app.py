@@ -219,14 +219,19 @@ def _block(blocks: list[dict[str, object]], block_id: BlockId) -> dict[str, Any]
     return found
 
 
-def test_verdict_blocks_carry_headline_fix_history_and_the_three_buttons() -> None:
+def test_verdict_blocks_carry_headline_fix_history_and_the_four_buttons() -> None:
     blocks = render.verdict_blocks(_result())
     assert validate_blocks(blocks) == []
     assert blocks[0]["text"]["text"].endswith("NODE_ROUTE_MISSING")
     assert "```" in _block(blocks, BlockId.REMEDIATION)["text"]["text"]
     assert any("seen 2 times" in json.dumps(b) for b in blocks if b["type"] == "context")
     actions = blocks[-1]
-    assert [e["action_id"] for e in actions["elements"]] == [ActionId.RERUN, ActionId.SHOW_EVIDENCE, ActionId.RESOLVED]
+    assert [e["action_id"] for e in actions["elements"]] == [
+        ActionId.RERUN,
+        ActionId.SHOW_EVIDENCE,
+        ActionId.TRACE,
+        ActionId.RESOLVED,
+    ]
     assert {e["value"] for e in actions["elements"]} == {"inv_test"}
 
 

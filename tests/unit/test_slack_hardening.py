@@ -274,7 +274,7 @@ def _audit(rig: Rig) -> list[AuditEntry]:
         return list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
 
 
-@pytest.mark.parametrize("action", [ActionId.SHOW_EVIDENCE, ActionId.RERUN, ActionId.RESOLVED])
+@pytest.mark.parametrize("action", [ActionId.SHOW_EVIDENCE, ActionId.RERUN, ActionId.TRACE, ActionId.RESOLVED])
 def test_a_button_carrying_another_channels_investigation_is_refused_privately_and_audited(
     restricted: Rig, action: ActionId
 ) -> None:
@@ -309,6 +309,16 @@ def test_reach_resolve_of_another_channels_investigation_is_refused_and_nothing_
     with rig.deps.history.sessions() as session:
         assert list(session.scalars(select(Resolution))) == []
     assert any(e.action == AuditAction.RESOLVE and not e.allowed for e in _audit(rig))
+
+
+def test_trace_the_packet_asks_the_same_question_again_with_a_trace_in_its_thread(restricted: Rig) -> None:
+    rig = restricted
+    inv_id, thread = _payments_investigation(rig)
+    assert rig.investigator.traced == [False]
+    assert rig.sender.block_action("CPAY", "U1", thread, ActionId.TRACE.value, value=inv_id, block_id="b").status == 200
+    rig.idle()
+    assert rig.investigator.started == ["why can't checkout reach ledger"] * 2
+    assert rig.investigator.traced == [False, True]
 
 
 def test_the_owning_channel_may_act_on_its_investigation_and_it_is_audited(restricted: Rig) -> None:

@@ -46,6 +46,7 @@ class Need(StrEnum):
     SOCKETS = "sockets"
     PROBE = "probe"
     PROBE_DNS = "probe_dns"
+    TRACE = "trace"
 
 
 class Walk:
@@ -107,6 +108,19 @@ class NatReading:
     expected: frozenset[str]
 
 
+@dataclass(frozen=True)
+class Unexplained:
+    """An endpoint the source could not reach and no state check explained: the trace follows it.
+
+    `guess` is the candidate standing in for the cause meanwhile (DNS_RESOLUTION_FAILED for a DNS
+    server), withdrawn when the trace names the real one."""
+
+    endpoint: EndpointRef
+    protocol: str
+    purpose: str = "target"
+    guess: Candidate | None = None
+
+
 class SourceWalk:
     """The state of the walk from one source pod, shared by the steps that run for it."""
 
@@ -125,6 +139,10 @@ class SourceWalk:
         """Endpoint IPs NetworkPolicy denies (their path is not walked: policy explains them)."""
         self.nat_pending: NatReading | None = None
         self.probe_outcome: dict[str, ProbeView | None] = {}
+        self.unexplained: list[Unexplained] = []
+        self.lookup_timed_out: Candidate | None = None
+        """The DNS failure of a lookup that timed out though no server's path showed a cause."""
+        """Endpoints this source could not reach with no cause found on their path (for the trace)."""
 
     async def node_facts(self, node: str | None) -> NodeFacts | None:
         if node is None:

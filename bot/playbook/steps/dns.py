@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 from bot.playbook.case import routed_endpoints
 from bot.playbook.models import Hop, StepStatus
@@ -77,7 +78,12 @@ async def check_dns(sw: SourceWalk) -> None:
         w.record(f"source {src.name}: DNS", StepStatus.FAIL, why, evidence, started, src.node)
         return
     if not causes:
-        w.add(Candidate(C.DNS_RESOLUTION_FAILED, Hop.DNS, summary, None, remediation(C.DNS_RESOLUTION_FAILED), src.key))
+        guess = w.add(Candidate(C.DNS_RESOLUTION_FAILED, Hop.DNS, summary, None, remediation(C.DNS_RESOLUTION_FAILED), src.key))
+        # The paths to the silent servers showed nothing wrong: the trace follows them, and a cause it
+        # names on the wire replaces this one.
+        sw.unexplained[:] = [replace(u, guess=guess) if u.purpose == "dns" else u for u in sw.unexplained]
+        if probe.outcome == "timed_out":
+            sw.lookup_timed_out = guess
     w.record(f"source {src.name}: DNS", StepStatus.FAIL, summary, evidence, started, src.node)
 
 

@@ -11,7 +11,7 @@ from bot.playbook.case import EndpointRef
 from bot.playbook.models import Evidence, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.remedies import remediation
-from bot.playbook.steps.base import Candidate, SourceWalk
+from bot.playbook.steps.base import Candidate, SourceWalk, Unexplained
 from bot.playbook.steps.destination_node import arrival_checks, filter_checks, route_back
 from bot.playbook.steps.destination_pod import destination_pod
 from bot.playbook.steps.evidence import ev
@@ -38,6 +38,7 @@ async def endpoint_path(
     sw.add(found)
     if not found:
         await _probe_from_node(sw, e, evidence, proto)
+        sw.unexplained.append(Unexplained(e, proto, purpose))
     w.record(
         name,
         StepStatus.FAIL if found else StepStatus.WARN,

@@ -57,7 +57,8 @@ def test_every_verdict_is_some_faults_verdict() -> None:
 def test_catalog_order_and_names_are_the_listing() -> None:
     assert list(CATALOG)[:3] == ["node-route-missing", "node-route-wrong", "ip-forward-off"]
     assert list(CATALOG)[-1] == "conntrack-stale"
-    assert len(CATALOG) == 25
+    assert list(CATALOG)[9:13] == ["underlay-drop", "underlay-loss", "node-firewall-overlay", "underlay-mtu"]
+    assert len(CATALOG) == 29
     assert all(name == fault.name for name, fault in CATALOG.items())
 
 
