@@ -4,6 +4,7 @@ lanes side by side, trace counts, escaping, PNG of sane size, and the same bytes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import struct
@@ -240,3 +241,22 @@ def test_a_verdict_before_any_probe_draws_no_lane_and_marks_the_api_badge() -> N
     badge = [g for g in points(svg) if g.attrib.get("class") == "badge" and g.attrib.get("data-marked")]
     assert [b.attrib["data-hop"] for b in badge] == ["api"]
     assert re.search(r"no path was probed", svg)
+
+
+def test_a_result_that_carries_a_trace_is_drawn_with_its_counts() -> None:
+    result = recorded("overlay")
+    rows = [
+        {"node": "node-1", "netns": "", "interface": "cni0", "direction": "in", "seen": True, "packets": 3},
+        {"node": "node-1", "netns": "", "interface": "flannel.1", "direction": "out", "seen": False, "packets": 0},
+    ]
+    traced = StepResult(
+        "trace the packet",
+        StepStatus.FAIL,
+        "packets stop at flannel.1",
+        evidence=(Evidence("trace", "packet trace", "node-1", {"rows": rows, "stop": "flannel.1"}),),
+        node="node-1",
+    )
+    with_trace = dataclasses.replace(result, steps=(*result.steps, traced))
+    node1 = {p.attrib["data-key"]: p for p in lanes(picture_svg(picture_of(with_trace)))["node-1"]}
+    assert "cni0: 3 pkt" in texts(node1["bridge"])
+    assert "flannel.1: not seen" in texts(node1["overlay"])

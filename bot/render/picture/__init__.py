@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.playbook.models import InvestigationResult
+from bot.render.document import trace_rows
 from bot.render.picture.model import PathPicture, PointState, path_picture
 from bot.render.picture.png import svg_to_png
 from bot.render.picture.svg import picture_svg
@@ -15,7 +16,8 @@ __all__ = ["PathPicture", "PointState", "path_picture", "picture_of", "picture_p
 
 
 def picture_of(result: InvestigationResult, trace: Sequence[Mapping[str, Any]] | None = None) -> PathPicture:
-    """The picture of a finished investigation (with trace counts when `trace` is given)."""
+    """The picture of a finished investigation, with the trace's counts on its points when a trace ran
+    (the result's own trace rows unless `trace` is given)."""
     return path_picture(
         source=result.source,
         target=result.target,
@@ -23,7 +25,7 @@ def picture_of(result: InvestigationResult, trace: Sequence[Mapping[str, Any]] |
         steps=result.steps,
         findings=result.findings,
         per_source=result.per_source,
-        trace=trace,
+        trace=trace if trace is not None else trace_rows(result),
     )
 
 
