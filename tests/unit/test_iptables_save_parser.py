@@ -67,8 +67,7 @@ def test_probability_keeps_all_eleven_decimals() -> None:
 
 def test_recent_flags_without_values_are_kept() -> None:
     rule = parse_rule(
-        "-A KUBE-SVC-X -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-Y "
-        "--mask 255.255.255.255 --rsource -j KUBE-SEP-Y"
+        "-A KUBE-SVC-X -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-Y --mask 255.255.255.255 --rsource -j KUBE-SEP-Y"
     )
     assert rule.match("--rcheck").values == ()
     assert rule.match("--seconds").value == "10800"

@@ -123,7 +123,11 @@ def test_no_endpoints_without_comments(bare: IptablesSave) -> None:
 def test_list_gives_every_service_port_once(save: IptablesSave) -> None:
     listed = {(s.vip, s.port, s.protocol): s for s in iptables_list_service_nat(save)}
     assert set(listed) == {
-        ("10.96.0.10", 53, "UDP"), ("10.96.0.10", 53, "TCP"), ("10.96.0.1", 443, "TCP"),
-        ("10.96.10.20", 80, "TCP"), ("10.96.5.5", 80, "TCP"), ("10.96.7.7", 9090, "TCP"),
+        ("10.96.0.10", 53, "UDP"),
+        ("10.96.0.10", 53, "TCP"),
+        ("10.96.0.1", 443, "TCP"),
+        ("10.96.10.20", 80, "TCP"),
+        ("10.96.5.5", 80, "TCP"),
+        ("10.96.7.7", 9090, "TCP"),
     }
     assert listed[("10.96.5.5", 80, "TCP")].no_endpoints_action == "REJECT"
