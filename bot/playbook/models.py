@@ -65,8 +65,8 @@ class StepResult:
     duration_ms: float = 0.0
     node: str | None = None
     kind: str = ""
-    """What the step checks, without the pods and nodes in its name ("source: policy", "service_nat"):
-    a bounded label for metrics, set by the step that produced the result ("" when it set none)."""
+    """What the step checks, without the pods and nodes in its name ("source: policy", "path (DNS)"):
+    the bounded label metrics count it under, set by every playbook step (`steps.base.result`)."""
 
 
 @dataclass(frozen=True)
