@@ -78,9 +78,7 @@ class BotMetrics:
 
     def step_finished(self, step: StepResult) -> None:
         """Record one playbook step's duration under the kind its step set (no pod or node names) and status."""
-        self.step_seconds.labels(step=step.kind, status=str(step.status)).observe(
-            max(step.duration_ms, 0.0) / 1000
-        )
+        self.step_seconds.labels(step=step.kind, status=str(step.status)).observe(max(step.duration_ms, 0.0) / 1000)
 
     def agent_call_finished(self, outcome: AgentOutcome) -> None:
         """Record one fan-out call's latency, and its error kind when it failed."""
