@@ -9,7 +9,6 @@ RPC method names, Slack method names and Slack error codes.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -26,21 +25,6 @@ INVESTIGATION_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 6
 """Seconds: a whole investigation, question to verdict."""
 AGENT_CALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Seconds: one RPC to one agent (deadline 4 s by default)."""
-
-
-def step_kind(name: str) -> str:
-    """A step's name without the pods and nodes in it, for a step that carries no `kind` yet.
-
-    Only a fallback: a step names its own kind (`StepResult.kind`), which `step_finished` uses.
-
-    "source web-7d9: probes" → "source: probes", "path web-7d9 → api-1 (DNS)" → "path (DNS)",
-    "source node node-2" → "source node".
-    """
-    if name.startswith("path "):
-        return "path (DNS)" if name.endswith("(DNS)") else "path"
-    if name.startswith("source node "):
-        return "source node"
-    return re.sub(r"^source [^:]+:", "source:", name)
 
 
 class BotMetrics:
@@ -93,10 +77,8 @@ class BotMetrics:
         self.investigation_seconds.observe(max(seconds, 0.0))
 
     def step_finished(self, step: StepResult) -> None:
-        """Record one playbook step's duration under its kind (pod and node names stripped) and status."""
-        self.step_seconds.labels(step=step.kind or step_kind(step.name), status=str(step.status)).observe(
-            max(step.duration_ms, 0.0) / 1000
-        )
+        """Record one playbook step's duration under the kind its step set (no pod or node names) and status."""
+        self.step_seconds.labels(step=step.kind, status=str(step.status)).observe(max(step.duration_ms, 0.0) / 1000)
 
     def agent_call_finished(self, outcome: AgentOutcome) -> None:
         """Record one fan-out call's latency, and its error kind when it failed."""

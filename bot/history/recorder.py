@@ -203,7 +203,19 @@ class HistoryRecorder:
         `owner_is_alive` decides per owner (default: this host's processes; in a cluster pass
         ``lambda o: db.owner_is_alive(o, lookups.bot_pod_check(settings))``, from `bot.cluster.lookups`).
         """
-        closed = self._write("interrupted investigations", lambda session: service.mark_interrupted(session, owner_is_alive))
+        if not self._ensure_schema():
+            return []
+        try:
+            with self._reads() as session:
+                owners = service.running_owners(session)
+        except SQLAlchemyError as exc:
+            log.error("history: cannot look up running investigations: %s", describe(exc))
+            return []
+        # Liveness is decided outside any transaction: it may ask the Kubernetes API.
+        dead = [owner for owner in owners if not owner_is_alive(owner)]
+        if not dead:
+            return []
+        closed = self._write("interrupted investigations", lambda session: service.mark_interrupted(session, dead))
         return closed or []
 
     def start(

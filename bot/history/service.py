@@ -10,7 +10,7 @@ This module is about the project's ~600 lines: every read and write of the histo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,6 +71,7 @@ __all__ = [
     "record_finding",
     "record_step",
     "resolve",
+    "running_owners",
     "seen_before",
     "set_thread",
     "start_investigation",
@@ -252,23 +253,27 @@ def fail_investigation(session: Session, investigation_id: str, error: str, *, f
     session.flush()
 
 
-def mark_interrupted(
-    session: Session, owner_is_alive: Callable[[str], bool], *, at: datetime | None = None
-) -> list[InterruptedInvestigation]:
-    """Close the running investigations whose owning process is gone; returns them for their threads.
-
-    `owner_is_alive` is asked once per distinct owner (``db.local_owner_is_alive`` checks this host).
-    """
-    now = at or _now()
+def running_owners(session: Session) -> list[str]:
+    """The owners (``hostname:pid:start-ticks``) of the investigations still running, each once."""
     owners = session.scalars(
         select(Investigation.owner).where(Investigation.status == InvestigationStatus.RUNNING).distinct()
     ).all()
-    dead = sorted(owner for owner in owners if not owner_is_alive(owner))
+    return sorted(owners)
+
+
+def mark_interrupted(session: Session, dead: Collection[str], *, at: datetime | None = None) -> list[InterruptedInvestigation]:
+    """Close the running investigations of the `dead` owners; returns them for their threads.
+
+    Which owners are dead is decided before the write transaction (`running_owners` in a read, then
+    ``db.owner_is_alive`` per owner, which may ask the Kubernetes API): no transaction stays open
+    while another system is asked.
+    """
+    now = at or _now()
     if not dead:
         return []
     stranded = session.scalars(
         select(Investigation)
-        .where(Investigation.status == InvestigationStatus.RUNNING, Investigation.owner.in_(dead))
+        .where(Investigation.status == InvestigationStatus.RUNNING, Investigation.owner.in_(sorted(dead)))
         .order_by(Investigation.started_at)
     ).all()
     interrupted = []

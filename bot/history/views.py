@@ -4,10 +4,20 @@ investigation), with no SQL in it, so renderers can take it. `bot.history.servic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from bot.history.enums import InvestigationStatus, Origin
-from bot.playbook.models import Finding, StepResult, Verdict
+from bot.playbook.models import Finding, Person, ResolutionView, SeenBefore, StepResult, Verdict
+
+__all__ = [
+    "DigestSlot",
+    "InterruptedInvestigation",
+    "InvestigationView",
+    "Person",
+    "ResolutionView",
+    "SeenBefore",
+    "WorkloadRef",
+]
 
 
 @dataclass(frozen=True)
@@ -19,23 +29,6 @@ class WorkloadRef:
     name: str | None
     display: str
     """How people read it, e.g. ``deployment shop/web`` or ``10.244.1.5``."""
-
-
-@dataclass(frozen=True)
-class Person:
-    """Someone who asked, resolved or subscribed (Slack user id or local user, and a display name)."""
-
-    id: str
-    name: str
-
-
-@dataclass(frozen=True)
-class ResolutionView:
-    """What someone said fixed an investigation's problem."""
-
-    by: Person
-    at: datetime
-    note: str
 
 
 @dataclass(frozen=True)
@@ -73,22 +66,6 @@ class InterruptedInvestigation:
     owner: str
     channel: str | None
     thread_ts: str | None
-
-
-@dataclass(frozen=True)
-class SeenBefore:
-    """How often the same verdict was reached for the same source and target recently."""
-
-    count: int
-    within: timedelta
-    first_at: datetime | None
-    last_at: datetime | None
-    last_id: str | None
-    last_asked_by: Person | None
-    last_channel: str | None
-    last_thread_ts: str | None
-    last_resolution: ResolutionView | None
-    """The newest resolution among those investigations, if anyone recorded one."""
 
 
 @dataclass(frozen=True)

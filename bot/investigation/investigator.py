@@ -35,7 +35,6 @@ from bot.parse import parse_question
 from bot.playbook.case import EndpointRef
 from bot.playbook.engine import Diagnosis, run_playbook
 from bot.playbook.models import InvestigationResult, StepResult
-from bot.render.seen import seen_before_line
 from bot.settings import BotSettings, local_user
 
 log = logging.getLogger("kubereach.investigate")
@@ -214,7 +213,7 @@ class Investigator:
         if self.history is not None:
             self.history.finish(recorded, result)
             seen = self.history.seen_before(recorded, source_ref, target_ref, result.verdict)
-            result = dataclasses.replace(result, seen_before=seen_before_line(seen))  # the JSON contract's text
+            result = dataclasses.replace(result, seen_before=seen)
         return result
 
     def _record_failure(self, text: str, asker: Asker | None, error: str) -> None:

@@ -6,10 +6,13 @@ DNS, the source node (conntrack, forwarding, FORWARD filter), kube-proxy's NAT a
 VIP, and — for every endpoint the source cannot reach — the underlay route and overlay entries, the
 destination node and the destination pod down to its listening socket.
 
-The checks live in `bot.playbook.steps`, one module per hop. This module holds what is data: the
-order the steps run in (`TARGET_ORDER`, then `SOURCE_ORDER` for every sampled source pod; steps on
-one line run together) and the precedence of causes (`PRECEDENCE`). Every check turns an observation
-into a `Candidate` (a possible cause with its code, hop and node). The verdict is the first candidate
+The checks live in `bot.playbook.steps`, one module per hop, each a `Step` with a pure decision.
+This module holds what is data: the order the steps run in (`TARGET_ORDER`, then `SOURCE_ORDER` for
+every sampled source pod; steps on one line run together) and the precedence of causes
+(`PRECEDENCE`); and the walk: for each step it asks the nodes what the step asks (concurrently, an
+equal ask once per walk), calls the step's decision with a read-only view of the answers, folds the
+outcome into the walk, and runs the follow-up step the outcome names, if any. Every decision turns
+observations into `Candidate`s (a possible cause with its code, hop and node). The verdict is the first candidate
 in path order; the others are findings. Nothing here knows which fault was injected: the same
 observation gives the same verdict wherever it is.
 """
@@ -17,16 +20,19 @@ observation gives the same verdict wherever it is.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from bot.playbook.case import Case
 from bot.playbook.models import Finding, Hop, StepResult, StepStatus, Verdict
 from bot.playbook.models import VerdictCode as C
-from bot.playbook.observations import Observer
+from bot.playbook.observations import Observed, Observer
 from bot.playbook.remedies import remediation
 from bot.playbook.steps import api, conntrack, dns, policy, probes, service_nat, source_node, source_pod, trace
-from bot.playbook.steps.base import Candidate, SourceStep, SourceWalk, StepCallback, TargetStep, Walk
+from bot.playbook.steps.base import Ask, At, Candidate, Outcome, Seen, Step, Unchecked, UndeclaredObservation
+
+StepCallback = Callable[[StepResult], None]
 
 __all__ = ["PRECEDENCE", "SOURCE_ORDER", "TARGET_ORDER", "Candidate", "Diagnosis", "StepCallback", "run_playbook"]
 
@@ -78,11 +84,11 @@ PRECEDENCE: tuple[tuple[C, Hop], ...] = (
 _RANK = {key: i for i, key in enumerate(PRECEDENCE)}
 
 # The order of the walk. A step that returns False ends its sequence (the target's, or one source's).
-TARGET_ORDER: tuple[TargetStep, ...] = (
+TARGET_ORDER: tuple[Step, ...] = (
     api.TARGET,
     api.TARGET_PORT,
 )
-SOURCE_ORDER: tuple[tuple[SourceStep, ...], ...] = (
+SOURCE_ORDER: tuple[tuple[Step, ...], ...] = (
     (api.SOURCE,),
     (policy.STEP,),
     (source_pod.STEP,),
@@ -110,16 +116,91 @@ class Diagnosis:
     """source pod → verdict code."""
 
 
-async def _walk_target(w: Walk) -> None:
-    for step in TARGET_ORDER:
-        if not await step.check(w):
-            return
+class Walk:
+    """The state of one walk: step results, candidates, notes, what could not be checked."""
+
+    def __init__(self, case: Case, on_step: StepCallback | None) -> None:
+        self.case = case
+        self.on_step = on_step
+        self.steps: list[StepResult] = []
+        self.candidates: list[Candidate] = []
+        self.unchecked: list[Unchecked] = []
+        self.notes: list[Finding] = []
+        self.unprobed = False
+
+    def fold(self, outcome: Outcome, source: str | None, started: float) -> None:
+        """Add one step's outcome; its results last from `started` (the step's first ask) to now."""
+        elapsed = round((time.monotonic() - started) * 1000, 1)
+        for step in outcome.steps:
+            timed = replace(step, duration_ms=elapsed)
+            self.steps.append(timed)
+            if self.on_step is not None:
+                self.on_step(timed)
+        self.candidates += [c.seen_from(source) if source is not None else c for c in outcome.candidates]
+        for c in outcome.withdrawn:
+            if (mine := c.seen_from(source) if source is not None else c) in self.candidates:
+                self.candidates.remove(mine)
+        self.unchecked += outcome.unchecked
+        self.notes += outcome.notes
+        self.unprobed = self.unprobed or outcome.unprobed
 
 
-async def _walk_source(sw: SourceWalk) -> None:
-    for together in SOURCE_ORDER:
-        results = await asyncio.gather(*(step.check(sw) for step in together))
-        if not all(results):
+class Asker:
+    """Asks the nodes for one walk (the target's, or one source's): an equal ask is asked once."""
+
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
+        self._asked: dict[Ask[object], asyncio.Task[Observed[object]]] = {}
+
+    async def seen(self, step: Step, at: At) -> Seen:
+        """What `step` asks at this point of the walk, answered."""
+        asks = tuple(dict.fromkeys(step.asks(at)))
+        for ask in asks:
+            if ask.need not in step.needs:
+                raise UndeclaredObservation(f"step {step.kind!r} asks {ask.need.value}, which it does not declare in its needs")
+            if ask not in self._asked:
+                self._asked[ask] = asyncio.ensure_future(ask.call(self.observer))
+        answers = await asyncio.gather(*(self._asked[ask] for ask in asks))
+        return Seen(step.kind, step.needs, dict(zip(asks, answers, strict=True)))
+
+
+def advance(at: At, outcome: Outcome) -> At:
+    """The walk after `outcome`: what it established goes on the trail."""
+    trail = at.trail
+    trail = replace(
+        trail,
+        denied=outcome.denied if outcome.denied is not None else trail.denied,
+        nat_held=None if outcome.settled else (outcome.nat_held or trail.nat_held),
+        probes=outcome.probes if outcome.probes is not None else trail.probes,
+        unexplained=trail.unexplained + outcome.unexplained,
+        dns_guess=outcome.dns_guess or trail.dns_guess,
+        lookup_timed_out=trail.lookup_timed_out or outcome.lookup_timed_out,
+    )
+    return replace(at, trail=trail)
+
+
+async def run_step(step: Step, at: At, walk: Walk, asker: Asker) -> Outcome:
+    """Run one step and the follow-ups it names; returns everything they concluded (folded already)."""
+    started = time.monotonic()
+    source = at.src.key if at.src is not None else None
+    total = Outcome()
+    current: Step | None = step
+    while current is not None:
+        outcome = current.decide(at, await asker.seen(current, at))
+        walk.fold(outcome, source, started)
+        at = advance(at, outcome)
+        total += replace(outcome, then=None)
+        current = outcome.then
+    return total
+
+
+async def _walk(walk: Walk, at: At, order: tuple[tuple[Step, ...], ...], observer: Observer) -> None:
+    asker = Asker(observer)
+    for together in order:
+        outcomes = await asyncio.gather(*(run_step(step, at, walk, asker) for step in together))
+        for outcome in outcomes:
+            at = advance(at, outcome)
+        if not all(outcome.go_on for outcome in outcomes):
             return
 
 
@@ -127,7 +208,11 @@ async def _walk_source(sw: SourceWalk) -> None:
 
 
 def _choose(w: Walk) -> tuple[Verdict, list[Finding]]:
-    case, candidates, unchecked, steps = w.case, w.candidates, w.unchecked, w.steps
+    case, candidates, steps = w.case, w.candidates, w.steps
+    unchecked = [f"{u.what} on {u.node}" for u in w.unchecked]
+    why_unchecked: dict[str, set[str]] = {}
+    for u in w.unchecked:
+        why_unchecked.setdefault(u.node, set()).add(u.words)
     ordered = sorted(candidates, key=rank)
     findings = []
     seen: set[tuple[C, str | None, str]] = set()
@@ -136,8 +221,8 @@ def _choose(w: Walk) -> tuple[Verdict, list[Finding]]:
         if unchecked and (probes_failed or w.unprobed):
             # A failure nothing observed explains, or a success that could not be checked: say what
             # could not be checked and where — a busy or silent agent is never evidence of a fault.
-            nodes = sorted(w.why_unchecked)
-            how = "; ".join(f"the kubereach agent on {n} {' / '.join(sorted(w.why_unchecked[n]))}" for n in nodes)
+            nodes = sorted(why_unchecked)
+            how = "; ".join(f"the kubereach agent on {n} {' / '.join(sorted(why_unchecked[n]))}" for n in nodes)
             verdict = Verdict(
                 C.AGENT_UNREACHABLE,
                 f"{how}; not checked: {'; '.join(dict.fromkeys(unchecked))}",
@@ -175,11 +260,11 @@ def _choose(w: Walk) -> tuple[Verdict, list[Finding]]:
 
 async def run_playbook(case: Case, observer: Observer, on_step: StepCallback | None = None) -> Diagnosis:
     """Walk the path from every sampled source pod and return one verdict with steps and findings."""
-    w = Walk(case, observer, on_step)
+    w = Walk(case, on_step)
     if not case.sources:
         return Diagnosis(Verdict(C.SOURCE_NOT_FOUND, f"{case.source_display} has no pods"), tuple(w.steps), ())
-    await _walk_target(w)
-    await asyncio.gather(*(_walk_source(SourceWalk(w, src)) for src in case.sources))
+    await _walk(w, At.starting(case, None), tuple((step,) for step in TARGET_ORDER), observer)
+    await asyncio.gather(*(_walk(w, At.starting(case, src), SOURCE_ORDER, observer) for src in case.sources))
     per_source: dict[str, str] = {}
     for src in case.sources:
         mine = [c for c in w.candidates if c.source in (src.key, None)]

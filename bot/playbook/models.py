@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +22,9 @@ __all__ = [
     "InvestigationResult",
     "JSONValue",
     "NameChoice",
+    "Person",
+    "ResolutionView",
+    "SeenBefore",
     "StepResult",
     "StepStatus",
     "Verdict",
@@ -62,8 +65,8 @@ class StepResult:
     duration_ms: float = 0.0
     node: str | None = None
     kind: str = ""
-    """What the step checks, without the pods and nodes in its name ("source: policy", "service_nat"):
-    a bounded label for metrics, set by the step that produced the result ("" when it set none)."""
+    """What the step checks, without the pods and nodes in its name ("source: policy", "path (DNS)"):
+    the bounded label metrics count it under, set by every playbook step (`steps.base.result`)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,39 @@ class NameChoice:
 
 
 @dataclass(frozen=True)
+class Person:
+    """Someone who asked, resolved or subscribed (Slack user id or local user, and a display name)."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ResolutionView:
+    """What someone said fixed an investigation's problem."""
+
+    by: Person
+    at: datetime
+    note: str
+
+
+@dataclass(frozen=True)
+class SeenBefore:
+    """How often the same verdict was reached for the same source and target recently."""
+
+    count: int
+    within: timedelta
+    first_at: datetime | None
+    last_at: datetime | None
+    last_id: str | None
+    last_asked_by: Person | None
+    last_channel: str | None
+    last_thread_ts: str | None
+    last_resolution: ResolutionView | None
+    """The newest resolution among those investigations, if anyone recorded one."""
+
+
+@dataclass(frozen=True)
 class InvestigationResult:
     """A finished investigation, as stored and rendered."""
 
@@ -112,7 +148,7 @@ class InvestigationResult:
     notes: tuple[str, ...] = ()
     per_source: dict[str, str] = field(default_factory=dict)
     parsed: Question | None = None
-    seen_before: str | None = None
-    """When the same source → target reached the same verdict before: "seen 3 times in 30 days, …"."""
+    seen_before: SeenBefore | None = None
+    """When the same source → target reached the same verdict before (worded by `bot.render.seen`)."""
     choices: tuple[NameChoice, ...] = ()
     """For an AMBIGUOUS_NAME verdict: each object the name matched, with the question to ask instead."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.playbook.models import InvestigationResult, NameChoice, StepResult, StepStatus, Verdict, VerdictCode
 from bot.render.ids import ActionId, BlockId, numbered
+from bot.render.seen import seen_before_line
 from bot.render.summary import compact_view, passed_line, trace_line
 
 Block = dict[str, Any]
@@ -253,8 +254,8 @@ def verdict_blocks(
     if changes is not None:
         said = "\n".join(f"• {_esc(c)}" for c in changes) if changes else "• nothing: same verdict, same steps"
         blocks.append(section(f"*Since the last run*\n{said}", BlockId.CHANGES))
-    if result.seen_before:
-        blocks.append(context(f":repeat: {_esc(result.seen_before)}", BlockId.SEEN_BEFORE))
+    if (seen := seen_before_line(result.seen_before)) is not None:
+        blocks.append(context(f":repeat: {_esc(seen)}", BlockId.SEEN_BEFORE))
     if result.steps:
         blocks.append(_checklist_section(result.steps, running=False))
     footer = f"`{result.id}` · {result.duration_ms:.0f} ms"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.playbook.models import Evidence, Finding, InvestigationResult, StepResult, Verdict
+from bot.render.seen import seen_before_line
 
 
 def verdict_document(verdict: Verdict) -> dict[str, Any]:
@@ -76,7 +77,7 @@ def _document(result: InvestigationResult) -> dict[str, Any]:
         "findings": [finding_document(f) for f in result.findings],
         "notes": list(result.notes),
         "per_source": dict(result.per_source),
-        "seen_before": result.seen_before,
+        "seen_before": seen_before_line(result.seen_before),
         "started_at": result.started_at.isoformat(),
         "duration_ms": result.duration_ms,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.history.views import SeenBefore
+from bot.playbook.models import SeenBefore
 
 
 def seen_before_line(seen: SeenBefore | None) -> str | None:

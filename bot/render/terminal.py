@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.playbook.models import InvestigationResult, StepResult, StepStatus, VerdictCode
+from bot.render.seen import seen_before_line
 from bot.render.summary import compact_view, passed_line, trace_line
 
 STATUS_MARK = {
@@ -65,8 +66,8 @@ def investigation_view(result: InvestigationResult, *, all_steps: bool = False) 
     if result.findings:
         parts.append(Text("\nalso seen:", style="bold"))
         parts.extend(Text(f"  {f.code.value}{' on ' + f.node if f.node else ''}: {f.summary}") for f in result.findings)
-    if result.seen_before:
-        parts.append(Text(f"\n{result.seen_before}", style="magenta"))
+    if (seen := seen_before_line(result.seen_before)) is not None:
+        parts.append(Text(f"\n{seen}", style="magenta"))
     if result.notes:
         parts.extend(Text(f"note: {n}", style="dim") for n in result.notes)
     if result.steps:

@@ -221,8 +221,12 @@ def _close_stranded(deps: SlackDeps, owner_is_alive: Callable[[str], bool], what
     if deps.history is None:
         return 0
     try:
+        with history_errors(), deps.history.sessions() as session:
+            owners = service.running_owners(session)
+        # Liveness is decided outside any transaction: it may ask the Kubernetes API.
+        dead = [owner for owner in owners if not owner_is_alive(owner)]
         with history_errors(), deps.history.sessions.begin() as session:
-            stranded = service.mark_interrupted(session, owner_is_alive)
+            stranded = service.mark_interrupted(session, dead)
     except HistoryUnavailable as exc:
         log.error("history: cannot close interrupted investigations: %s", exc)
         return 0

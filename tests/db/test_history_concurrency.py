@@ -16,8 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
+from bot.history import service
+from bot.history.enums import Origin
+from bot.history.recorder import HistoryRecorder
+from bot.history.service import Person
 from tests.db.conftest import BACKENDS, _postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,3 +137,27 @@ def test_in_a_cluster_an_owner_on_another_host_is_interrupted_only_when_its_pod_
     assert [c.id for c in closed] == [ids["kubereach-bot-7d9-gone:1:4242"]]
     rows = statuses(f"sqlite:///{tmp_path / 'history.db'}")
     assert rows[ids["kubereach-bot-7d9-live:1:4242"]] == rows[ids["kubereach-bot-7d9-unknown:1:4242"]] == "running"
+
+
+def test_whether_an_owner_is_alive_is_decided_while_no_transaction_is_open(fresh_url: str) -> None:
+    """The liveness check may ask the Kubernetes API: it must not run inside the write transaction."""
+    history = HistoryRecorder.from_url(fresh_url)
+    with history.sessions.begin() as session:
+        gone = service.start_investigation(
+            session, question="q", asked_by=Person("U1", "ana"), origin=Origin.SLACK, owner="kubereach-bot-gone:1:1"
+        )
+    engine = history.sessions.kw["bind"]
+    open_transactions: list[int] = [0]
+    event.listen(engine, "begin", lambda conn: open_transactions.__setitem__(0, open_transactions[0] + 1))
+    event.listen(engine, "commit", lambda conn: open_transactions.__setitem__(0, open_transactions[0] - 1))
+    event.listen(engine, "rollback", lambda conn: open_transactions.__setitem__(0, open_transactions[0] - 1))
+    seen_open: list[int] = []
+
+    def pod_exists(owner: str) -> bool:
+        seen_open.append(open_transactions[0])
+        return False
+
+    closed = history.close_stranded(pod_exists)
+    assert [c.id for c in closed] == [gone]
+    assert seen_open == [0]
+    assert statuses(fresh_url)[gone] == "interrupted"

@@ -140,8 +140,10 @@ def test_mark_interrupted_closes_only_running_investigations_of_dead_owners(sess
         asked.append(owner)
         return owner == "bot-1:222"
 
+    with sessions() as session:
+        dead = [owner for owner in service.running_owners(session) if not owner_is_alive(owner)]
     with sessions.begin() as session:
-        interrupted = service.mark_interrupted(session, owner_is_alive, at=NOW + timedelta(minutes=5))
+        interrupted = service.mark_interrupted(session, dead, at=NOW + timedelta(minutes=5))
     assert sorted(asked) == ["bot-0:111", "bot-1:222"]
     assert [(i.id, i.channel, i.thread_ts, i.owner) for i in interrupted] == [(dead_running, "C0INCIDENT", "1.1", "bot-0:111")]
     with sessions() as session:
@@ -149,8 +151,10 @@ def test_mark_interrupted_closes_only_running_investigations_of_dead_owners(sess
         assert service.get_investigation(session, dead_running).finished_at == NOW + timedelta(minutes=5)
         assert service.get_investigation(session, dead_finished).status is InvestigationStatus.DONE
         assert service.get_investigation(session, alive_running).status is InvestigationStatus.RUNNING
+    with sessions() as session:
+        assert service.running_owners(session) == ["bot-1:222"]
     with sessions.begin() as session:
-        assert service.mark_interrupted(session, owner_is_alive) == []
+        assert service.mark_interrupted(session, ["bot-0:111"]) == []
 
 
 def test_local_owner_is_alive_tells_this_process_from_an_exited_one() -> None:

@@ -49,7 +49,8 @@ def test_a_finished_investigation_counts_under_its_verdict_with_its_duration() -
 
 def test_step_durations_are_kept_per_step_and_status_in_seconds() -> None:
     metrics = BotMetrics()
-    metrics.step_finished(StepResult("service_nat", StepStatus.FAIL, "no endpoints", duration_ms=250.0))
+    step = StepResult("source web-1: service NAT", StepStatus.FAIL, "no endpoints", duration_ms=250.0, kind="service_nat")
+    metrics.step_finished(step)
     samples = scrape(metrics.exposition())
     labels = (("status", "fail"), ("step", "service_nat"))
     assert samples[("kubereach_step_duration_seconds_count", labels)] == 1

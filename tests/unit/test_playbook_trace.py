@@ -419,6 +419,23 @@ def test_a_trace_whose_agents_did_not_capture_is_never_evidence() -> None:
     assert diagnosis.verdict.code not in (VerdictCode.UNDERLAY_DROPS, VerdictCode.NODE_FIREWALL_DROPS)
 
 
+def test_a_trace_whose_agent_did_not_capture_names_that_capture_as_not_checked() -> None:
+    cluster = RecordedCluster()
+    cluster.failing_probes = {"10.96.5.5": "timed_out", "10.244.2.7": "timed_out"}
+    cluster.wire = recorded_wire(unchecked=frozenset({"node-2"}))
+    diagnosis = verdict_of(cluster)
+    said = diagnosis.verdict.summary + " ".join(f.summary for f in diagnosis.findings)
+    assert "the capture on node-2" in said
+
+
+def test_every_trace_result_carries_the_bounded_kind_trace() -> None:
+    cluster = RecordedCluster()
+    cluster.wire = recorded_wire()
+    diagnosis = verdict_of(cluster, case(trace="path"))
+    traced = [s for s in diagnosis.steps if s.name.startswith("trace ")]
+    assert len(traced) == 2 and {s.kind for s in traced} == {"trace"}
+
+
 def test_a_trace_asked_for_on_a_healthy_path_stays_no_fault_found_with_every_point_seen() -> None:
     cluster = RecordedCluster()
     cluster.wire = recorded_wire()

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.playbook.case import EndpointRef, PodRef
 from bot.playbook.models import Hop, VerdictCode
-from bot.playbook.observations import OverlayDevice, RouteInfo, RouteLookup
+from bot.playbook.observations import CallFailure, Observed, OverlayDevice, RouteInfo, RouteLookup
 from bot.policy import cluster_from_objects
 from tests.unit.test_playbook_engine import API, SVC, WEB, RecordedCluster, case, link, verdict_of
 
@@ -199,6 +199,76 @@ def test_strict_rp_filter_on_the_arriving_device_drops_asymmetric_traffic() -> N
         Hop.DESTINATION_NODE,
         "node-2",
     )
+
+
+def test_a_drop_rule_in_the_destination_nodes_forward_chain_is_the_verdict() -> None:
+    cluster = RecordedCluster()
+    cluster.forward_drops = {"node-2": ("-A FORWARD: -d 10.244.2.7/32 -p tcp --dport 8080 -j DROP",)}
+    cluster.failing_probes = {"10.96.5.5": "timed_out", "10.244.2.7": "timed_out"}
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.hop, diagnosis.verdict.node) == (
+        VerdictCode.FORWARD_CHAIN_DROPS,
+        Hop.DESTINATION_NODE,
+        "node-2",
+    )
+    assert "-j DROP" in diagnosis.verdict.summary
+
+
+def test_a_source_node_route_to_the_wrong_gateway_is_a_missing_node_route_on_the_underlay() -> None:
+    cluster = RecordedCluster()
+    cluster.routes[("node-1", "10.244.2.7")] = RouteLookup(RouteInfo("10.244.2.0/24", "10.240.0.99", "eth0"))
+    cluster.failing_probes = {"10.96.5.5": "timed_out", "10.244.2.7": "timed_out"}
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.hop, diagnosis.verdict.node) == (
+        VerdictCode.NODE_ROUTE_MISSING,
+        Hop.UNDERLAY,
+        "node-1",
+    )
+    assert "10.240.0.99" in diagnosis.verdict.summary
+
+
+def test_a_destination_node_without_a_route_back_is_a_missing_node_route_there() -> None:
+    cluster = RecordedCluster()
+    cluster.routes[("node-2", "10.244.1.5")] = RouteLookup(RouteInfo(type="unreachable"), error="No route to host")
+    cluster.failing_probes = {"10.96.5.5": "timed_out", "10.244.2.7": "timed_out"}
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.hop, diagnosis.verdict.node) == (
+        VerdictCode.NODE_ROUTE_MISSING,
+        Hop.DESTINATION_NODE,
+        "node-2",
+    )
+    assert "route back" in diagnosis.verdict.summary
+
+
+def test_an_endpoint_ip_no_pod_on_its_node_holds_is_a_destination_pod_without_ip() -> None:
+    cluster = RecordedCluster()
+    original = cluster.locate_pod
+
+    async def locate(node: str, pod_ip: str) -> Any:
+        if pod_ip == "10.244.2.7":
+            return Observed(node, error=f"no pod holds {pod_ip}", error_kind=CallFailure.NOT_FOUND)
+        return await original(node, pod_ip)
+
+    cluster.locate_pod = locate  # type: ignore[method-assign]
+    cluster.failing_probes = {"10.96.5.5": "refused", "10.244.2.7": "refused"}
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.hop, diagnosis.verdict.node) == (
+        VerdictCode.POD_HAS_NO_IP,
+        Hop.DESTINATION_POD,
+        "node-2",
+    )
+
+
+def test_an_agent_that_answers_nothing_on_the_source_node_ends_the_walk_from_that_pod() -> None:
+    cluster = RecordedCluster()
+    cluster.down = {"node-1"}
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.hop, diagnosis.verdict.node) == (
+        VerdictCode.AGENT_UNREACHABLE,
+        Hop.SOURCE_NODE,
+        "node-1",
+    )
+    assert not any(step.kind == "source: probes" for step in diagnosis.steps)
 
 
 def test_failing_probes_with_every_check_clean_are_undetermined() -> None:

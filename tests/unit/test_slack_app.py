@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from rich.console import Console
 from slack_bolt.request import BoltRequest
 from slack_sdk.signature import Clock, SignatureVerifier
 
@@ -21,12 +22,17 @@ from bot.playbook.models import (
     Hop,
     InvestigationResult,
     NameChoice,
+    Person,
+    ResolutionView,
+    SeenBefore,
     StepResult,
     StepStatus,
     Verdict,
     VerdictCode,
 )
 from bot.render import blocks as render
+from bot.render.document import investigation_document
+from bot.render.terminal import investigation_view
 from bot.settings import BotSettings
 from bot.slack.access import ChannelAccess, refusal_text
 from bot.slack.app import build_app, build_deps
@@ -210,8 +216,22 @@ def _result(
         findings=tuple(Finding(VerdictCode.MTU_MISMATCH, "mtu " * 50, "node-2") for _ in range(findings)),
         duration_ms=12.0,
         started_at=datetime.now(UTC),
-        seen_before="seen 2 times in 30 days",
+        seen_before=SEEN_TWICE,
     )
+
+
+SEEN_TWICE = SeenBefore(
+    count=2,
+    within=timedelta(days=30),
+    first_at=datetime(2026, 10, 30, 9, 0, tzinfo=UTC),
+    last_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC),
+    last_id="inv_earlier",
+    last_asked_by=Person("U1", "ana"),
+    last_channel="C0INCIDENT",
+    last_thread_ts="1.1",
+    last_resolution=ResolutionView(Person("U2", "bo"), datetime(2026, 11, 2, 10, 0, tzinfo=UTC), "restarted kube-proxy"),
+)
+SEEN_TWICE_LINE = "seen 2 times in 30 days, last on 2026-11-02 by @ana, resolved: restarted kube-proxy (@bo)"
 
 
 def _block(blocks: list[dict[str, object]], block_id: BlockId) -> dict[str, Any]:
@@ -224,7 +244,7 @@ def test_verdict_blocks_carry_headline_fix_history_and_the_four_buttons() -> Non
     assert validate_blocks(blocks) == []
     assert blocks[0]["text"]["text"].endswith("NODE_ROUTE_MISSING")
     assert "```" in _block(blocks, BlockId.REMEDIATION)["text"]["text"]
-    assert any("seen 2 times" in json.dumps(b) for b in blocks if b["type"] == "context")
+    assert _block(blocks, BlockId.SEEN_BEFORE)["elements"][0]["text"] == f":repeat: {SEEN_TWICE_LINE}"
     actions = blocks[-1]
     assert [e["action_id"] for e in actions["elements"]] == [
         ActionId.RERUN,
@@ -375,3 +395,14 @@ def test_on_shutdown_work_that_does_not_finish_in_time_is_marked_interrupted_and
             assert drain(deps, grace_seconds=0.05) == 0  # nothing in flight: nothing to close
         finally:
             deps.close()
+
+
+def test_the_structured_seen_before_is_worded_the_same_in_the_terminal_and_the_json_document() -> None:
+    result = _result()
+    console = Console(width=400, record=True)
+    console.print(investigation_view(result))
+    assert SEEN_TWICE_LINE in console.export_text()
+    assert investigation_document(result)["seen_before"] == SEEN_TWICE_LINE
+    never = dataclasses.replace(result, seen_before=dataclasses.replace(SEEN_TWICE, count=0))
+    assert investigation_document(never)["seen_before"] is None
+    assert not any(b.get("block_id") == BlockId.SEEN_BEFORE.value for b in render.verdict_blocks(never))

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
-import time
-
-from bot.playbook.case import EndpointRef, PodRef, routed_endpoints
-from bot.playbook.models import Hop, StepStatus
+from bot.playbook.case import EndpointRef, routed_endpoints
+from bot.playbook.models import Hop, StepResult, StepStatus
 from bot.playbook.models import VerdictCode as C
+from bot.playbook.observations import ListeningSocket, Observed
 from bot.playbook.remedies import remediation
-from bot.playbook.steps.base import Candidate, Need, SourceStep, SourceWalk, TargetStep, Walk
+from bot.playbook.steps.base import (
+    Ask,
+    At,
+    Candidate,
+    Need,
+    Outcome,
+    Seen,
+    Step,
+    Unchecked,
+    no_asks,
+    result,
+    unchecked,
+)
 from bot.playbook.steps.evidence import ev, socket_data
+from bot.playbook.steps.observe import SocketsAsk
 
 NOT_RUNNING_REASONS = frozenset(
     {"CrashLoopBackOff", "Error", "ImagePullBackOff", "ErrImagePull", "ContainerCreating", "CreateContainerError"}
 )
+SOURCE_LABEL = "source: API"
 
 
-def check_source_api(w: Walk, src: PodRef) -> bool:
-    """Is the source pod running with an IP? False ends the walk for this source."""
-    started = time.monotonic()
+def _decide_source(at: At, seen: Seen) -> Outcome:
+    """Is the source pod running with an IP (and on a node)? If not, the walk from it ends."""
+    src = at.source
+    name = f"source {src.name}: API"
     evidence = [
         ev(
             "pod-status",
@@ -30,71 +44,64 @@ def check_source_api(w: Walk, src: PodRef) -> bool:
         )
     ]
     if src.host_network:
-        w.record(f"source {src.name}: API", StepStatus.PASS, f"{src.key} uses the host network of {src.node}", evidence, started)
-        return True
+        return Outcome(
+            (result(SOURCE_LABEL, name, StepStatus.PASS, f"{src.key} uses the host network of {src.node}", evidence),),
+            go_on=src.node is not None,
+        )
     if src.phase != "Running" or src.reason in NOT_RUNNING_REASONS:
         state = src.reason or src.phase
-        w.add(
-            Candidate(
-                C.SOURCE_POD_NOT_RUNNING,
-                Hop.SOURCE_POD,
-                f"{src.key} is not running ({state}): it cannot send anything",
-                src.node,
-                remediation(C.SOURCE_POD_NOT_RUNNING, namespace=src.namespace, pod=src.name),
-                src.key,
-            )
+        found = Candidate(
+            C.SOURCE_POD_NOT_RUNNING,
+            Hop.SOURCE_POD,
+            f"{src.key} is not running ({state}): it cannot send anything",
+            src.node,
+            remediation(C.SOURCE_POD_NOT_RUNNING, namespace=src.namespace, pod=src.name),
+            src.key,
         )
-        w.record(f"source {src.name}: API", StepStatus.FAIL, f"{src.key} is {state}", evidence, started, src.node)
-        return False
+        return Outcome(
+            (result(SOURCE_LABEL, name, StepStatus.FAIL, f"{src.key} is {state}", evidence, src.node),),
+            (found,),
+            go_on=False,
+        )
     if not src.ip:
-        w.add(
-            Candidate(
-                C.POD_HAS_NO_IP,
-                Hop.SOURCE_POD,
-                f"{src.key} is Running without an IP address: the CNI did not set up its network",
-                src.node,
-                remediation(C.POD_HAS_NO_IP, namespace=src.namespace, pod=src.name, node=src.node or "NODE"),
-                src.key,
-            )
+        found = Candidate(
+            C.POD_HAS_NO_IP,
+            Hop.SOURCE_POD,
+            f"{src.key} is Running without an IP address: the CNI did not set up its network",
+            src.node,
+            remediation(C.POD_HAS_NO_IP, namespace=src.namespace, pod=src.name, node=src.node or "NODE"),
+            src.key,
         )
-        w.record(f"source {src.name}: API", StepStatus.FAIL, f"{src.key} has no IP", evidence, started, src.node)
-        return False
-    w.record(
-        f"source {src.name}: API", StepStatus.PASS, f"{src.key} is Running at {src.ip} on {src.node}", evidence, started, src.node
-    )
-    return True
+        return Outcome(
+            (result(SOURCE_LABEL, name, StepStatus.FAIL, f"{src.key} has no IP", evidence, src.node),),
+            (found,),
+            go_on=False,
+        )
+    passed = result(SOURCE_LABEL, name, StepStatus.PASS, f"{src.key} is Running at {src.ip} on {src.node}", evidence, src.node)
+    return Outcome((passed,), go_on=src.node is not None)
 
 
-def check_target_api(w: Walk) -> bool:
-    """Service endpoints and ports, or the target pod's state. False: no endpoint to reach at all."""
-    case = w.case
-    started = time.monotonic()
+def _decide_target(at: At, seen: Seen) -> Outcome:
+    """Service endpoints and ports, or the target pod's state. The target's walk ends when there is
+    no endpoint to reach at all."""
+    case = at.case
     svc = case.service
     if case.target_kind == "pod":
         pod = case.target_pods[0] if case.target_pods else None
         if pod is not None and not pod.ip:
-            w.add(
-                Candidate(
-                    C.POD_HAS_NO_IP,
-                    Hop.DESTINATION_POD,
-                    f"{pod.key} has no IP address: the CNI did not set up its network",
-                    pod.node,
-                    remediation(C.POD_HAS_NO_IP, namespace=pod.namespace, pod=pod.name, node=pod.node or "NODE"),
-                )
+            found = Candidate(
+                C.POD_HAS_NO_IP,
+                Hop.DESTINATION_POD,
+                f"{pod.key} has no IP address: the CNI did not set up its network",
+                pod.node,
+                remediation(C.POD_HAS_NO_IP, namespace=pod.namespace, pod=pod.name, node=pod.node or "NODE"),
             )
-            w.record("target: API", StepStatus.FAIL, f"{pod.key} has no IP", (), started, pod.node)
-            return False
-        w.record("target: API", StepStatus.PASS, f"target {case.target_display}", (), started)
-        return True
+            failed = result("target: API", "target: API", StepStatus.FAIL, f"{pod.key} has no IP", (), pod.node)
+            return Outcome((failed,), (found,), go_on=False)
+        return Outcome((result("target: API", "target: API", StepStatus.PASS, f"target {case.target_display}"),))
     if svc is None:
-        w.record(
-            "target: API",
-            StepStatus.PASS,
-            f"target {case.target_display} is an address outside the cluster's objects",
-            (),
-            started,
-        )
-        return True
+        summary = f"target {case.target_display} is an address outside the cluster's objects"
+        return Outcome((result("target: API", "target: API", StepStatus.PASS, summary),))
     selector = ",".join(f"{k}={v}" for k, v in (svc.selector or {}).items())
     ready = [e for e in case.endpoints if e.ready]
     routed = routed_endpoints(case.endpoints)
@@ -126,6 +133,10 @@ def check_target_api(w: Walk) -> bool:
         ),
     ]
     facts = {"namespace": svc.namespace, "service": svc.name, "selector": selector or "SELECTOR"}
+
+    def step(status: StepStatus, summary: str) -> StepResult:
+        return result(ENDPOINTS_LABEL, ENDPOINTS_LABEL, status, summary, evidence)
+
     if not case.endpoints:
         why = (
             f"its selector {selector} matches no pod"
@@ -134,42 +145,31 @@ def check_target_api(w: Walk) -> bool:
             if not selector
             else "no endpoint was published for its pods"
         )
-        w.add(
-            Candidate(
-                C.SERVICE_NO_ENDPOINTS,
-                Hop.API,
-                f"service {svc.key} has no endpoints: {why}",
-                None,
-                remediation(C.SERVICE_NO_ENDPOINTS, **facts),
-            )
+        found = Candidate(
+            C.SERVICE_NO_ENDPOINTS,
+            Hop.API,
+            f"service {svc.key} has no endpoints: {why}",
+            None,
+            remediation(C.SERVICE_NO_ENDPOINTS, **facts),
         )
-        w.record("target: service endpoints", StepStatus.FAIL, f"{svc.key} has no endpoints", evidence, started)
-        return False
+        return Outcome((step(StepStatus.FAIL, f"{svc.key} has no endpoints"),), (found,), go_on=False)
     if not ready and routed:
-        w.record(
-            "target: service endpoints",
-            StepStatus.WARN,
+        summary = (
             f"{svc.key} has no ready endpoint, but kube-proxy still sends its traffic to the {len(routed)} serving "
-            "endpoints of pods that are shutting down (terminating)",
-            evidence,
-            started,
+            "endpoints of pods that are shutting down (terminating)"
         )
-        return True
+        return Outcome((step(StepStatus.WARN, summary),))
     if not ready:
         not_ready = case.endpoints[0].pod
-        w.add(
-            Candidate(
-                C.SERVICE_ENDPOINTS_NOT_READY,
-                Hop.API,
-                f"all {len(case.endpoints)} endpoints of {svc.key} are not ready: kube-proxy sends its traffic nowhere",
-                None,
-                remediation(C.SERVICE_ENDPOINTS_NOT_READY, **facts, pod=not_ready.name if not_ready else "POD"),
-            )
+        found = Candidate(
+            C.SERVICE_ENDPOINTS_NOT_READY,
+            Hop.API,
+            f"all {len(case.endpoints)} endpoints of {svc.key} are not ready: kube-proxy sends its traffic nowhere",
+            None,
+            remediation(C.SERVICE_ENDPOINTS_NOT_READY, **facts, pod=not_ready.name if not_ready else "POD"),
         )
-        w.record("target: service endpoints", StepStatus.FAIL, f"no ready endpoint for {svc.key}", evidence, started)
-        return False
-    w.record("target: service endpoints", StepStatus.PASS, f"{svc.key} has {len(ready)} ready endpoints", evidence, started)
-    return True
+        return Outcome((step(StepStatus.FAIL, f"no ready endpoint for {svc.key}"),), (found,), go_on=False)
+    return Outcome((step(StepStatus.PASS, f"{svc.key} has {len(ready)} ready endpoints"),))
 
 
 def _endpoint_state(e: EndpointRef) -> str:
@@ -178,31 +178,40 @@ def _endpoint_state(e: EndpointRef) -> str:
     return " (terminating, still serving)" if e.serving_terminating else " (not ready)"
 
 
-async def check_target_port(w: Walk) -> None:
+def _undeclared(at: At) -> list[EndpointRef]:
+    """The endpoints traffic goes to whose pod does not declare the endpoint's port."""
+    ready = [e for e in routed_endpoints(at.case.endpoints) if e.pod is not None]
+    return [e for e in ready if e.pod is not None and not e.pod.declares(e.port, at.case.protocol)]
+
+
+def _sockets_ask(at: At, e: EndpointRef) -> SocketsAsk | None:
+    return SocketsAsk(e.node, e.ip, e.port, at.case.protocol) if e.node is not None else None
+
+
+def _asks_port(at: At) -> tuple[Ask[object], ...]:
+    if at.case.service is None:
+        return ()
+    return tuple(ask for e in _undeclared(at) if (ask := _sockets_ask(at, e)) is not None)
+
+
+def _decide_port(at: At, seen: Seen) -> Outcome:
     """Does the targetPort name a port the backing pods expose or at least listen on?"""
-    case, svc = w.case, w.case.service
+    case, svc = at.case, at.case.service
     if svc is None:
-        return
-    started = time.monotonic()
-    ready = [e for e in routed_endpoints(case.endpoints) if e.pod is not None]
-    undeclared = [e for e in ready if e.pod is not None and not e.pod.declares(e.port, case.protocol)]
+        return Outcome()
+    undeclared = _undeclared(at)
     if not undeclared:
-        w.record(
-            "target: port mapping",
-            StepStatus.PASS,
-            f"targetPort {svc.target_port} is a declared container port of every ready endpoint",
-            (),
-            started,
-        )
-        return
+        summary = f"targetPort {svc.target_port} is a declared container port of every ready endpoint"
+        return Outcome((result(PORT_LABEL, PORT_LABEL, StepStatus.PASS, summary),))
     listening: list[bool] = []
     evidence = []
+    missed: list[Unchecked] = []
     for e in undeclared:
-        if e.node is None:
+        ask = _sockets_ask(at, e)
+        if ask is None:
             continue
-        sockets = await w.obs.sockets(e.node, e.ip, e.port, case.protocol)
-        if sockets.unreachable:
-            w.unreachable(sockets, f"the listening sockets of {e.pod.key if e.pod else e.ip}")
+        sockets: Observed[tuple[ListeningSocket, ...]] = seen[ask]
+        missed += unchecked(sockets, f"the listening sockets of {e.pod.key if e.pod else e.ip}")
         if sockets.ok and sockets.value is not None:
             listening.append(bool(sockets.value))
             evidence.append(
@@ -217,45 +226,23 @@ async def check_target_port(w: Walk) -> None:
         pod = undeclared[0].pod
         declared = sorted({f"{n or '-'}:{p}/{pr}" for n, p, pr in (pod.container_ports if pod else ())})
         suggest = next((str(p) for _, p, pr in (pod.container_ports if pod else ()) if pr == case.protocol), "PORT")
-        w.add(
-            Candidate(
-                C.SERVICE_PORT_MISMATCH,
-                Hop.API,
-                f"service {svc.key} sends port {svc.port} to targetPort {svc.target_port}, which its pods neither declare ({', '.join(declared) or 'no ports'}) nor listen on",
-                None,
-                remediation(C.SERVICE_PORT_MISMATCH, namespace=svc.namespace, service=svc.name, suggest=suggest),
-            )
+        found = Candidate(
+            C.SERVICE_PORT_MISMATCH,
+            Hop.API,
+            f"service {svc.key} sends port {svc.port} to targetPort {svc.target_port}, which its pods neither declare ({', '.join(declared) or 'no ports'}) nor listen on",
+            None,
+            remediation(C.SERVICE_PORT_MISMATCH, namespace=svc.namespace, service=svc.name, suggest=suggest),
         )
-        w.record(
-            "target: port mapping",
-            StepStatus.FAIL,
-            f"targetPort {svc.target_port} is not a port of the backing pods",
-            evidence,
-            started,
-        )
-    else:
-        w.record(
-            "target: port mapping",
-            StepStatus.WARN if undeclared else StepStatus.PASS,
-            f"targetPort {svc.target_port} is not declared by {len(undeclared)} pod(s), but they listen on it",
-            evidence,
-            started,
-        )
+        summary = f"targetPort {svc.target_port} is not a port of the backing pods"
+        return Outcome((result(PORT_LABEL, PORT_LABEL, StepStatus.FAIL, summary, evidence),), (found,), unchecked=tuple(missed))
+    summary = f"targetPort {svc.target_port} is not declared by {len(undeclared)} pod(s), but they listen on it"
+    status = StepStatus.WARN if undeclared else StepStatus.PASS
+    return Outcome((result(PORT_LABEL, PORT_LABEL, status, summary, evidence),), unchecked=tuple(missed))
 
 
-async def _source(sw: SourceWalk) -> bool:
-    return check_source_api(sw.w, sw.src) and sw.src.node is not None
+ENDPOINTS_LABEL = "target: service endpoints"
+PORT_LABEL = "target: port mapping"
 
-
-async def _target(w: Walk) -> bool:
-    return check_target_api(w)
-
-
-async def _port(w: Walk) -> bool:
-    await check_target_port(w)
-    return True
-
-
-SOURCE = SourceStep("source API", Hop.SOURCE_POD, frozenset(), _source)
-TARGET = TargetStep("target API", Hop.API, frozenset(), _target)
-TARGET_PORT = TargetStep("target port mapping", Hop.API, frozenset({Need.SOCKETS}), _port)
+SOURCE = Step("source_api", Hop.SOURCE_POD, frozenset(), no_asks, _decide_source)
+TARGET = Step("target_api", Hop.API, frozenset(), no_asks, _decide_target)
+TARGET_PORT = Step("target_port", Hop.API, frozenset({Need.SOCKETS}), _asks_port, _decide_port)

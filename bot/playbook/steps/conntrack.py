@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 from bot.playbook.models import Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import ConntrackEntry
 from bot.playbook.remedies import remediation
-from bot.playbook.steps.base import Candidate, Need, SourceStep, SourceWalk
+from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
 from bot.playbook.steps.evidence import ev
+from bot.playbook.steps.observe import ConntrackAsk
+
+LABEL = "source: conntrack"
 
 
 def _carries_traffic(entry: ConntrackEntry) -> bool:
@@ -19,18 +20,25 @@ def _carries_traffic(entry: ConntrackEntry) -> bool:
     return entry.protocol.lower() != "tcp" or entry.state.upper() in ("ESTABLISHED", "SYN_RECV")
 
 
-async def check_conntrack(sw: SourceWalk) -> None:
-    w, src, case, svc = sw.w, sw.src, sw.case, sw.case.service
+def _ask(at: At) -> ConntrackAsk | None:
+    src, case, svc = at.source, at.case, at.case.service
     if svc is None or src.node is None or case.port is None or not src.ip:
-        return
-    started = time.monotonic()
-    observed = await w.obs.conntrack(
-        src.node, protocol=case.protocol, orig_src=src.ip, orig_dst=svc.cluster_ip, orig_dport=case.port
-    )
+        return None
+    return ConntrackAsk(src.node, case.protocol, src.ip, svc.cluster_ip, case.port)
+
+
+def _asks(at: At) -> tuple[Ask[object], ...]:
+    ask = _ask(at)
+    return (ask,) if ask is not None else ()
+
+
+def _decide(at: At, seen: Seen) -> Outcome:
+    ask, src, case, svc = _ask(at), at.source, at.case, at.case.service
+    if ask is None or svc is None:
+        return Outcome()
+    observed = seen[ask]
     if observed.value is None:
-        if observed.unreachable:
-            w.unreachable(observed, "conntrack")
-        return
+        return Outcome(unchecked=unchecked(observed, "conntrack"))
     current = {e.ip for e in case.endpoints} | {svc.cluster_ip}
     stale = [e for e in observed.value.entries if _carries_traffic(e) and e.reply_src not in current]
     evidence = [
@@ -50,37 +58,24 @@ async def check_conntrack(sw: SourceWalk) -> None:
             ],
         )
     ]
+    name = f"source {src.name}: conntrack"
     if not stale:
-        w.record(
-            f"source {src.name}: conntrack",
-            StepStatus.PASS,
-            "no conntrack entry maps this flow to a vanished endpoint",
-            evidence,
-            started,
-            src.node,
-        )
-        return
+        summary = "no conntrack entry maps this flow to a vanished endpoint"
+        return Outcome((result(LABEL, name, StepStatus.PASS, summary, evidence, src.node),))
     e = stale[0]
     summary = (
         f"a conntrack entry on {src.node} still maps {e.orig_src}:{e.orig_sport} → {e.orig_dst}:{e.orig_dport}/{case.protocol} to {e.reply_src}, "
         f"which is no endpoint of {svc.key} any more ({e.timeout}s left)"
     )
-    w.add(
-        Candidate(
-            C.CONNTRACK_STALE_ENTRY,
-            Hop.SERVICE_NAT,
-            summary,
-            src.node,
-            remediation(C.CONNTRACK_STALE_ENTRY, node=src.node, protocol=case.protocol, vip=svc.cluster_ip, stale=e.reply_src),
-            src.key,
-        )
+    found = Candidate(
+        C.CONNTRACK_STALE_ENTRY,
+        Hop.SERVICE_NAT,
+        summary,
+        src.node,
+        remediation(C.CONNTRACK_STALE_ENTRY, node=ask.node, protocol=case.protocol, vip=svc.cluster_ip, stale=e.reply_src),
+        src.key,
     )
-    w.record(f"source {src.name}: conntrack", StepStatus.FAIL, summary, evidence, started, src.node)
+    return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, src.node),), (found,))
 
 
-async def _conntrack(sw: SourceWalk) -> bool:
-    await check_conntrack(sw)
-    return True
-
-
-STEP = SourceStep("conntrack", Hop.SERVICE_NAT, frozenset({Need.CONNTRACK}), _conntrack)
+STEP = Step("conntrack", Hop.SERVICE_NAT, frozenset({Need.CONNTRACK}), _asks, _decide)

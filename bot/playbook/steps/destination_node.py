@@ -11,13 +11,14 @@ from bot.playbook.models import Evidence, Hop
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import NodeFacts, RouteInfo
 from bot.playbook.remedies import remediation
-from bot.playbook.steps.base import Candidate, SourceWalk
+from bot.playbook.steps.base import At, Candidate, Seen, Unchecked, unchecked
 from bot.playbook.steps.evidence import ev, route_data
 from bot.playbook.steps.node_state import facts_evidence, node_checks
+from bot.playbook.steps.observe import FilterAsk, RouteAsk
 from bot.playbook.steps.underlay import cidr_of, node_ip
 
 
-def arrival_checks(sw: SourceWalk, e: EndpointRef, facts: NodeFacts, incoming: str, evidence: list[Evidence]) -> list[Candidate]:
+def arrival_checks(e: EndpointRef, facts: NodeFacts, incoming: str, evidence: list[Evidence]) -> list[Candidate]:
     """The destination node's own state, and the overlay device traffic from other nodes arrives on."""
     evidence.append(facts_evidence(facts))
     found = node_checks(facts, Hop.DESTINATION_NODE, forwards=True)
@@ -37,22 +38,30 @@ def arrival_checks(sw: SourceWalk, e: EndpointRef, facts: NodeFacts, incoming: s
     return found
 
 
-async def filter_checks(
-    sw: SourceWalk,
-    node: str,
+def filter_ask(at: At, node: str, e: EndpointRef, interfaces: tuple[str, ...], protocol: str) -> FilterAsk:
+    """The filter table's verdict on the flow from the source pod to `e`, read on `node`."""
+    return FilterAsk(node, at.source.ip or "", e.ip, protocol, e.port, interfaces)
+
+
+def route_back_ask(at: At, e: EndpointRef) -> RouteAsk:
+    """The destination node's route back to the source pod."""
+    return RouteAsk(e.node or "", at.source.ip or "")
+
+
+def filter_checks(
+    at: At,
+    seen: Seen,
+    ask: FilterAsk,
     hop: Hop,
     e: EndpointRef,
-    interfaces: tuple[str, ...],
     evidence: list[Evidence],
-    protocol: str,
+    missed: list[Unchecked],
 ) -> list[Candidate]:
-    """Does the filter table's FORWARD chain on `node` drop this flow."""
-    src = sw.src
-    observed = await sw.w.obs.filter_state(
-        node, src=src.ip or "", dst=e.ip, protocol=protocol, dport=e.port, interfaces=interfaces
-    )
+    """Does the filter table's FORWARD chain on the asked node drop this flow."""
+    src, node, protocol = at.source, ask.node, ask.protocol
+    observed = seen[ask]
     if observed.unreachable:
-        sw.w.unreachable(observed, "the filter table")
+        missed += unchecked(observed, "the filter table")
         return []
     view = observed.value
     if view is None:
@@ -82,15 +91,20 @@ async def filter_checks(
     ]
 
 
-async def route_back(
-    sw: SourceWalk, e: EndpointRef, facts: NodeFacts | None, incoming: str, evidence: list[Evidence], protocol: str
+def route_back(
+    at: At,
+    seen: Seen,
+    e: EndpointRef,
+    facts: NodeFacts | None,
+    incoming: str,
+    evidence: list[Evidence],
+    missed: list[Unchecked],
+    protocol: str,
 ) -> list[Candidate]:
     """The destination node's route back to the source pod, and rp_filter on the device packets arrive on."""
-    w, src = sw.w, sw.src
-    assert e.node is not None and src.ip is not None
-    back = await w.obs.route(e.node, src.ip)
-    if back.unreachable:
-        w.unreachable(back, "the route back on the destination node")
+    src = at.source
+    back = seen[route_back_ask(at, e)]
+    missed += unchecked(back, "the route back on the destination node")
     if back.value is None:
         return []
     route = back.value.route
@@ -105,18 +119,18 @@ async def route_back(
     )
     found: list[Candidate] = []
     if incoming and route is not None and route.usable and route.device and route.device != incoming:
-        found += await _rp_filter(sw, e, route, incoming, protocol)
+        found += _rp_filter(at, seen, e, route, incoming, missed, protocol)
     if route is None or not route.usable:
-        found.append(_no_route_back(sw, e, facts))
+        found.append(_no_route_back(at, e, facts))
     return found
 
 
-async def _rp_filter(sw: SourceWalk, e: EndpointRef, route: RouteInfo, incoming: str, protocol: str) -> list[Candidate]:
-    w, src = sw.w, sw.src
-    assert e.node is not None and src.ip is not None
-    rp = await w.obs.filter_state(e.node, src=src.ip, dst=e.ip, protocol=protocol, dport=e.port, interfaces=(incoming,))
-    if rp.unreachable:
-        w.unreachable(rp, "rp_filter")
+def _rp_filter(
+    at: At, seen: Seen, e: EndpointRef, route: RouteInfo, incoming: str, missed: list[Unchecked], protocol: str
+) -> list[Candidate]:
+    src = at.source
+    rp = seen[filter_ask(at, e.node or "", e, (incoming,), protocol)]
+    missed += unchecked(rp, "rp_filter")
     level = rp.value.rp_filter.get(incoming, 0) if rp.value else 0
     if level != 1:
         return []
@@ -126,14 +140,14 @@ async def _rp_filter(sw: SourceWalk, e: EndpointRef, route: RouteInfo, incoming:
             Hop.DESTINATION_NODE,
             f"strict rp_filter on {e.node}'s {incoming} drops packets from {src.ip}: they arrive on {incoming} but the route back leaves via {route.device}",
             e.node,
-            remediation(C.RP_FILTER_DROPS, node=e.node, device=incoming),
+            remediation(C.RP_FILTER_DROPS, node=e.node or "NODE", device=incoming),
         )
     ]
 
 
-def _no_route_back(sw: SourceWalk, e: EndpointRef, facts: NodeFacts | None) -> Candidate:
-    src = sw.src
-    assert e.node is not None
+def _no_route_back(at: At, e: EndpointRef, facts: NodeFacts | None) -> Candidate:
+    src = at.source
+    node = e.node or "NODE"
     down = [o.link.name for o in (facts.overlays if facts else ()) if not o.link.up]
     if down:
         return Candidate(
@@ -141,7 +155,7 @@ def _no_route_back(sw: SourceWalk, e: EndpointRef, facts: NodeFacts | None) -> C
             Hop.UNDERLAY,
             f"{down[0]} on {e.node} is down, so it has no route back to {src.ip}",
             e.node,
-            remediation(C.OVERLAY_DEVICE_DOWN, node=e.node, device=down[0]),
+            remediation(C.OVERLAY_DEVICE_DOWN, node=node, device=down[0]),
         )
     return Candidate(
         C.NODE_ROUTE_MISSING,
@@ -150,9 +164,9 @@ def _no_route_back(sw: SourceWalk, e: EndpointRef, facts: NodeFacts | None) -> C
         e.node,
         remediation(
             C.NODE_ROUTE_MISSING,
-            node=e.node,
-            cidr=cidr_of(sw.case, src.node),
-            via=node_ip(sw.case, src.node),
+            node=node,
+            cidr=cidr_of(at.case, src.node),
+            via=node_ip(at.case, src.node),
             device="eth0",
         ),
     )

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from bot.playbook.case import EndpointRef, PodRef
 from bot.playbook.models import Evidence, Hop
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import NodeFacts
 from bot.playbook.remedies import remediation
-from bot.playbook.steps.base import Candidate, SourceWalk
+from bot.playbook.steps.base import At, Candidate, Seen, Unchecked, unchecked
 from bot.playbook.steps.evidence import ev, socket_data
+from bot.playbook.steps.observe import LocatePodAsk, SocketsAsk
 from bot.playbook.steps.pod_network import net_evidence, overlay_mtu, pod_interface_checks
 
 
-async def destination_pod(
-    sw: SourceWalk, e: EndpointRef, facts: NodeFacts | None, evidence: list[Evidence], protocol: str
+def pod_asks(e: EndpointRef, protocol: str) -> tuple[LocatePodAsk, SocketsAsk]:
+    """The endpoint's pod as its node sees it, and what listens on the endpoint's port inside it."""
+    return LocatePodAsk(e.node or "", e.ip), SocketsAsk(e.node or "", e.ip, e.port, protocol)
+
+
+def destination_pod(
+    at: At, seen: Seen, e: EndpointRef, facts: NodeFacts | None, evidence: list[Evidence], missed: list[Unchecked], protocol: str
 ) -> list[Candidate]:
-    w, src = sw.w, sw.src
-    assert e.node is not None
+    src = at.source
+    node = e.node or "NODE"
     found: list[Candidate] = []
     pod = e.pod or PodRef(namespace="", name=e.ip, ip=e.ip, node=e.node)
-    located, sockets = await asyncio.gather(w.obs.locate_pod(e.node, e.ip), w.obs.sockets(e.node, e.ip, e.port, protocol))
+    located_ask, sockets_ask = pod_asks(e, protocol)
+    located, sockets = seen[located_ask], seen[sockets_ask]
     if located.value is not None:
         net = located.value
         evidence.append(net_evidence(pod, net))
@@ -37,7 +42,7 @@ async def destination_pod(
                     e.node,
                     remediation(
                         C.NODE_ROUTE_MISSING,
-                        node=e.node,
+                        node=node,
                         cidr=f"{e.ip}/32",
                         via="",
                         device=net.host_peer.name if net.host_peer else "VETH",
@@ -45,7 +50,7 @@ async def destination_pod(
                 )
             )
     elif located.unreachable:
-        w.unreachable(located, f"the destination pod {pod.key}")
+        missed += unchecked(located, f"the destination pod {pod.key}")
     elif located.error_kind == "not_found":
         found.append(
             Candidate(
@@ -53,7 +58,7 @@ async def destination_pod(
                 Hop.DESTINATION_POD,
                 f"no pod on {e.node} holds {e.ip} any more, though the API lists it for {pod.key}",
                 e.node,
-                remediation(C.POD_HAS_NO_IP, namespace=pod.namespace, pod=pod.name, node=e.node),
+                remediation(C.POD_HAS_NO_IP, namespace=pod.namespace, pod=pod.name, node=node),
             )
         )
     if sockets.value is not None:
@@ -80,5 +85,5 @@ async def destination_pod(
                 )
             )
     elif sockets.unreachable:
-        w.unreachable(sockets, "the listening sockets")
+        missed += unchecked(sockets, "the listening sockets")
     return found

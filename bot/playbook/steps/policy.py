@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-
-from bot.playbook.case import EndpointRef, PodRef
 from bot.playbook.models import Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.remedies import remediation
-from bot.playbook.steps.base import Candidate, SourceStep, SourceWalk, Walk
+from bot.playbook.steps.base import At, Candidate, Outcome, Seen, Step, no_asks, result
 from bot.playbook.steps.evidence import ev
 from bot.policy import Cluster, Pod, PolicyDecision, evaluate, explain
 
+LABEL = "source: policy"
 
-def check_policy(w: Walk, src: PodRef, endpoints: Sequence[EndpointRef]) -> set[str]:
-    """Evaluate NetworkPolicy for src → each endpoint pod; return endpoint IPs that policy denies."""
-    cluster: Cluster | None = w.case.policy_cluster
-    started = time.monotonic()
+
+def _decide(at: At, seen: Seen) -> Outcome:
+    """Evaluate NetworkPolicy for src → each endpoint pod; the endpoint IPs policy denies go on the trail."""
+    src, endpoints = at.source, at.trail.reachable
+    if not endpoints:
+        return Outcome()
+    name = f"source {src.name}: policy"
+    cluster: Cluster | None = at.case.policy_cluster
     if cluster is None:
-        w.record(f"source {src.name}: policy", StepStatus.SKIP, "NetworkPolicies were not available", (), started)
-        return set()
+        return Outcome((result(LABEL, name, StepStatus.SKIP, "NetworkPolicies were not available"),), denied=frozenset())
     src_pod = cluster.pod(src.namespace, src.name)
     denied: dict[str, PolicyDecision] = {}
     evidence = []
@@ -30,7 +30,7 @@ def check_policy(w: Walk, src: PodRef, endpoints: Sequence[EndpointRef]) -> set[
         dst: Pod | str | None = cluster.pod(e.pod.namespace, e.pod.name) if e.pod is not None else e.ip
         if src_pod is None or dst is None:
             continue
-        decision = evaluate(cluster, src_pod, dst, e.port, w.case.protocol)
+        decision = evaluate(cluster, src_pod, dst, e.port, at.case.protocol)
         if not decision.allowed:
             denied[e.ip] = decision
             evidence.append(
@@ -42,8 +42,8 @@ def check_policy(w: Walk, src: PodRef, endpoints: Sequence[EndpointRef]) -> set[
                 )
             )
     if not denied:
-        w.record(f"source {src.name}: policy", StepStatus.PASS, "no NetworkPolicy denies this flow", evidence, started, src.node)
-        return set()
+        passed = result(LABEL, name, StepStatus.PASS, "no NetworkPolicy denies this flow", evidence, src.node)
+        return Outcome((passed,), denied=frozenset())
     first = next(iter(denied.values()))
     egress = first.denying[0].direction.value == "Egress"
     side = first.egress if egress else first.ingress
@@ -52,16 +52,9 @@ def check_policy(w: Walk, src: PodRef, endpoints: Sequence[EndpointRef]) -> set[
     node = src.node if egress else (nodes.pop() if len(nodes) == 1 else None)
     code = C.NETWORK_POLICY_DENIES_EGRESS if egress else C.NETWORK_POLICY_DENIES_INGRESS
     share = "" if len(denied) == len(endpoints) else f" (for {len(denied)} of {len(endpoints)} endpoints)"
-    w.add(Candidate(code, Hop.POLICY, decision_reason(first) + share, node, remediation(code, policies=policies), src.key))
-    w.record(
-        f"source {src.name}: policy",
-        StepStatus.FAIL,
-        f"NetworkPolicy denies {'egress' if egress else 'ingress'}{share}",
-        evidence,
-        started,
-        node,
-    )
-    return set(denied)
+    found = Candidate(code, Hop.POLICY, decision_reason(first) + share, node, remediation(code, policies=policies), src.key)
+    summary = f"NetworkPolicy denies {'egress' if egress else 'ingress'}{share}"
+    return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, node),), (found,), denied=frozenset(denied))
 
 
 def decision_reason(decision: PolicyDecision) -> str:
@@ -69,10 +62,4 @@ def decision_reason(decision: PolicyDecision) -> str:
     return str(explain(decision))
 
 
-async def _policy(sw: SourceWalk) -> bool:
-    if sw.reachable:
-        sw.denied = check_policy(sw.w, sw.src, sw.reachable)
-    return True
-
-
-STEP = SourceStep("policy", Hop.POLICY, frozenset(), _policy)
+STEP = Step("policy", Hop.POLICY, frozenset(), no_asks, _decide)

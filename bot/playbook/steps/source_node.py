@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import time
-
 from bot.playbook.models import Hop, StepStatus
-from bot.playbook.steps.base import Need, SourceStep, SourceWalk
+from bot.playbook.steps.base import Ask, At, Need, Outcome, Seen, Step, result
 from bot.playbook.steps.node_state import facts_evidence, node_checks
+from bot.playbook.steps.observe import NodeFactsAsk
 
 
-async def check_source_node(sw: SourceWalk) -> bool:
-    w, src = sw.w, sw.src
-    facts = await sw.node_facts(src.node)
-    if facts is None or src.node is None:
-        return True
+def _asks(at: At) -> tuple[Ask[object], ...]:
+    return (NodeFactsAsk(at.source.node),) if at.source.node is not None else ()
+
+
+def _decide(at: At, seen: Seen) -> Outcome:
+    src = at.source
+    if src.node is None:
+        return Outcome()
+    facts = seen[NodeFactsAsk(src.node)].value
+    if facts is None:
+        return Outcome()  # the source pod step says the node state could not be checked
     found = node_checks(facts, Hop.SOURCE_NODE, forwards=True)
-    sw.add(found)
-    w.record(
-        f"source node {src.node}",
-        StepStatus.FAIL if found else StepStatus.PASS,
-        found[0].summary if found else "forwarding on, conntrack has room",
-        [facts_evidence(facts)],
-        sw.facts_started.get(src.node, time.monotonic()),
-        src.node,
-    )
-    return True
+    summary = found[0].summary if found else "forwarding on, conntrack has room"
+    status = StepStatus.FAIL if found else StepStatus.PASS
+    step = result("source node", f"source node {src.node}", status, summary, [facts_evidence(facts)], src.node)
+    return Outcome((step,), tuple(found))
 
 
-STEP = SourceStep("source node", Hop.SOURCE_NODE, frozenset({Need.NODE_FACTS}), check_source_node)
+STEP = Step("source_node", Hop.SOURCE_NODE, frozenset({Need.NODE_FACTS}), _asks, _decide)

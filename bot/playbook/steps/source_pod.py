@@ -6,77 +6,76 @@ without it no probe can be sent from the pod.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from bot.playbook.models import Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import CallFailure
 from bot.playbook.remedies import remediation
-from bot.playbook.steps.base import Candidate, Need, SourceStep, SourceWalk
+from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
+from bot.playbook.steps.observe import LocatePodAsk, NodeFactsAsk
 from bot.playbook.steps.pod_network import net_evidence, overlay_mtu, pod_interface_checks
 
+LABEL = "source: pod network"
 
-def targets_of(sw: SourceWalk) -> list[str]:
+
+def targets_of(at: At) -> list[str]:
     """The addresses the source pod sends to: the VIP, else the first endpoint, else the target IP."""
-    case = sw.case
+    case = at.case
     if case.service:
         return [case.service.cluster_ip]
-    return [e.ip for e in sw.reachable][:1] or ([case.target_ip] if case.target_ip else [])
+    return [e.ip for e in at.trail.reachable][:1] or ([case.target_ip] if case.target_ip else [])
 
 
-async def check_source_pod(sw: SourceWalk) -> bool:
-    w, src = sw.w, sw.src
-    assert src.node is not None
-    started = time.monotonic()
-    facts, located = await asyncio.gather(sw.node_facts(src.node), w.obs.locate_pod(src.node, src.ip or ""))
+def _asks(at: At) -> tuple[Ask[object], ...]:
+    src = at.source
+    if src.node is None:
+        return ()
+    return (NodeFactsAsk(src.node), LocatePodAsk(src.node, src.ip or ""))
+
+
+def _decide(at: At, seen: Seen) -> Outcome:
+    src = at.source
+    if src.node is None:
+        return Outcome()
+    facts_seen, located = seen[NodeFactsAsk(src.node)], seen[LocatePodAsk(src.node, src.ip or "")]
+    facts = facts_seen.value
+    missed = unchecked(facts_seen, "node state")
     if located.unreachable and facts is None:
-        w.unreachable(located, "everything on the source node")
-        w.add(
-            Candidate(
-                C.AGENT_UNREACHABLE,
-                Hop.SOURCE_NODE,
-                f"the kubereach agent on {src.node} {CallFailure(located.error_kind or CallFailure.UNREACHABLE).words}: "
-                f"nothing on {src.node} could be checked, "
-                f"including probes from {src.key}",
-                src.node,
-                remediation(C.AGENT_UNREACHABLE, node=src.node),
-                src.key,
-            )
+        found = Candidate(
+            C.AGENT_UNREACHABLE,
+            Hop.SOURCE_NODE,
+            f"the kubereach agent on {src.node} {CallFailure(located.error_kind or CallFailure.UNREACHABLE).words}: "
+            f"nothing on {src.node} could be checked, "
+            f"including probes from {src.key}",
+            src.node,
+            remediation(C.AGENT_UNREACHABLE, node=src.node),
+            src.key,
         )
-        w.record(
+        failed = result(
+            "source node",
             f"source {src.name}: node {src.node}",
             StepStatus.FAIL,
             f"agent on {src.node} unreachable ({located.error})",
             (),
-            started,
             src.node,
         )
-        return False
-    targets = targets_of(sw)
-    remote = any(e.node != src.node for e in sw.reachable)
+        return Outcome((failed,), (found,), unchecked=missed + unchecked(located, "everything on the source node"), go_on=False)
+    targets = targets_of(at)
+    remote = any(e.node != src.node for e in at.trail.reachable)
+    name = f"source {src.name}: pod network"
     if located.ok and located.value is not None:
         net = located.value
-        found = pod_interface_checks(src, net, facts, Hop.SOURCE_POD, overlay_mtu(facts) if remote else None, targets)
-        sw.add(found)
-        w.record(
-            f"source {src.name}: pod network",
-            StepStatus.FAIL if found else StepStatus.PASS,
-            found[0].summary if found else f"eth0 and its veth are up, routes cover {', '.join(targets) or 'the target'}",
-            [net_evidence(src, net)],
-            started,
-            src.node,
+        found_all = pod_interface_checks(src, net, facts, Hop.SOURCE_POD, overlay_mtu(facts) if remote else None, targets)
+        summary = (
+            found_all[0].summary if found_all else f"eth0 and its veth are up, routes cover {', '.join(targets) or 'the target'}"
         )
-    elif not located.unreachable:
-        w.record(
-            f"source {src.name}: pod network",
-            StepStatus.WARN,
-            f"the agent could not find {src.ip} on {src.node}: {located.error}",
-            (),
-            started,
-            src.node,
+        status = StepStatus.FAIL if found_all else StepStatus.PASS
+        return Outcome(
+            (result(LABEL, name, status, summary, [net_evidence(src, net)], src.node),), tuple(found_all), unchecked=missed
         )
-    return True
+    if not located.unreachable:
+        summary = f"the agent could not find {src.ip} on {src.node}: {located.error}"
+        return Outcome((result(LABEL, name, StepStatus.WARN, summary, (), src.node),), unchecked=missed)
+    return Outcome(unchecked=missed)
 
 
-STEP = SourceStep("source pod", Hop.SOURCE_POD, frozenset({Need.NODE_FACTS, Need.LOCATE_POD}), check_source_pod)
+STEP = Step("source_pod", Hop.SOURCE_POD, frozenset({Need.NODE_FACTS, Need.LOCATE_POD}), _asks, _decide)

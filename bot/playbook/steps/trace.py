@@ -1,29 +1,54 @@
 """The trace: follow a marked probe hop by hop with captures on every probe point of its path.
 
-It runs for the endpoints the source could not reach when the state checks found no cause, and for
-the first endpoint when the question asks for a trace ("trace …", `ask --trace`, the Slack button)
-or describes intermittent failures (then the probe is repeated to measure loss). The points come
-from `bot.playbook.tracing.points`, the reading from `bot.playbook.tracing.judge`; this step only
-gathers what they need and records the result.
+It runs for the endpoints the source could not reach when the state checks found no cause (the
+trail's `unexplained`), and for the first endpoint when the question asks for a trace ("trace …",
+`ask --trace`, the Slack button) or describes intermittent failures (then the probe is repeated to
+measure loss). The points come from `bot.playbook.tracing.points`, the reading from
+`bot.playbook.tracing.judge`; this step only asks for what they need and turns the reading into an
+outcome. What to ask depends on what was seen, so each trace is a chain of follow-ups:
+
+1. both pods' interfaces, both nodes' state and the routes between them (`STEP`);
+2. the capture set on every point of the planned path with the marked probe (`TraceAsk`);
+3. only when the trace saw a node's firewall drop it: that node's filter view, to quote the rule;
+   only when a path trace asked for reached the far end with no cause: the same path again with a
+   don't-fragment datagram as large as the source pod's MTU;
+
+then the next endpoint to trace. A cause named on the wire withdraws the DNS_RESOLUTION_FAILED that
+stood in for it (`Outcome.withdrawn`). The marked source port is drawn when the plan is made (a port
+to recognise packets by); every decision is otherwise a function of the case, the trail and the
+answers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import struct
-import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from bot.playbook.models import Evidence, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
-from bot.playbook.observations import MarkedProbe, Observed, RouteLookup, TracePlan
+from bot.playbook.observations import CallFailure, MarkedProbe, RouteLookup, TracePlan, TraceRun
 from bot.playbook.remedies import remediation
-from bot.playbook.steps.base import Candidate, Need, SourceStep, SourceWalk, Unexplained
+from bot.playbook.steps.base import (
+    Ask,
+    At,
+    Candidate,
+    Need,
+    Outcome,
+    Seen,
+    Step,
+    Unchecked,
+    Unexplained,
+    result,
+    unchecked,
+)
 from bot.playbook.steps.evidence import ev
+from bot.playbook.steps.observe import FilterAsk, LocatePodAsk, NodeFactsAsk, RouteAsk, TraceAsk
 from bot.playbook.tracing.judge import Cause, TraceReading, judge, mtu_cause, path_line
 from bot.playbook.tracing.points import PathEnd, TracePath, plan_path
 
+KIND = "trace"
+NEEDS = frozenset({Need.TRACE, Need.LOCATE_POD, Need.NODE_FACTS, Need.ROUTE, Need.FILTER_STATE})
 MAX_TRACES = 2
 """Traces per source pod at most (each one is a capture set on every node of its path)."""
 LOSS_PROBES = 20
@@ -43,66 +68,126 @@ def marked_port() -> int:
     return random.randint(20000, 29999)  # noqa: S311 - a port to recognise packets by, not a secret
 
 
-def _wanted(sw: SourceWalk) -> list[Unexplained]:
+def _wanted(at: At) -> tuple[Unexplained, ...]:
     """What to trace from this source: the unexplained failures (the question's target first), or,
-    when a trace was asked for, one endpoint of the target (on another node when there is one)."""
-    case = sw.case
-    wanted = sorted(sw.unexplained, key=lambda u: u.purpose != "target")
+    when a trace was asked for, one endpoint of the target (on another node when there is one).
+    Only endpoints with a known node are traced, from a source pod with a node and an address."""
+    case, trail, src = at.case, at.trail, at.source
+    wanted = sorted(trail.unexplained, key=lambda u: u.purpose != "target")
     if case.trace and not any(u.purpose == "target" for u in wanted) and case.target_kind in ("service", "pod"):
-        candidates = [e for e in sw.reachable if e.ip not in sw.denied and e.node]
+        candidates = [e for e in trail.reachable if e.ip not in trail.denied and e.node]
         # Prefer an endpoint on another node: that path crosses the underlay.
-        candidates.sort(key=lambda e: e.node == sw.src.node)
+        candidates.sort(key=lambda e: e.node == src.node)
         if candidates:
             wanted.insert(0, Unexplained(candidates[0], case.protocol))
     # Loss is measured on one path (the question's own), the repeated probe takes its time.
-    return wanted[: 1 if case.trace == "loss" else MAX_TRACES]
+    wanted = wanted[: 1 if case.trace == "loss" else MAX_TRACES]
+    if src.node is None or not src.ip:
+        return ()
+    return tuple(u for u in wanted if u.endpoint.node is not None)
 
 
-async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
-    """Plan, run and read one trace from the source pod to `u.endpoint`; record it as a step."""
-    w, src, case = sw.w, sw.src, sw.case
-    e = u.endpoint
-    if src.node is None or not src.ip or e.node is None:
+@dataclass(frozen=True)
+class _Ends:
+    """One trace's two ends: the nodes, their addresses, and whether the path crosses the underlay."""
+
+    src_node: str
+    src_ip: str
+    dst_node: str
+    src_node_ip: str
+    dst_node_ip: str
+
+    @property
+    def remote(self) -> bool:
+        return self.dst_node != self.src_node
+
+
+def _ends(at: At, u: Unexplained) -> _Ends:
+    nodes, src_node, dst_node = at.case.nodes, at.source.node or "", u.endpoint.node or ""
+    return _Ends(
+        src_node,
+        at.source.ip or "",
+        dst_node,
+        nodes[src_node].ip if src_node in nodes else "",
+        nodes[dst_node].ip if dst_node in nodes else "",
+    )
+
+
+def _plan_asks(at: At, u: Unexplained) -> tuple[Ask[object], ...]:
+    x, e = _ends(at, u), u.endpoint
+    asks: list[Ask[object]] = [
+        LocatePodAsk(x.src_node, x.src_ip),
+        LocatePodAsk(x.dst_node, e.ip),
+        NodeFactsAsk(x.src_node),
+        NodeFactsAsk(x.dst_node),
+        RouteAsk(x.src_node, e.ip),
+    ]
+    if x.remote and x.dst_node_ip:
+        asks.append(RouteAsk(x.src_node, x.dst_node_ip))
+    if x.remote and x.src_node_ip:
+        asks.append(RouteAsk(x.dst_node, x.src_node_ip))
+    return tuple(asks)
+
+
+def _asks(at: At) -> tuple[Ask[object], ...]:
+    todo = _wanted(at)
+    return _plan_asks(at, todo[0]) if todo else ()
+
+
+def _decide(at: At, seen: Seen) -> Outcome:
+    return _planned(at, seen, _wanted(at))
+
+
+def _next(todo: tuple[Unexplained, ...]) -> Step | None:
+    """The step tracing the next endpoint, if any is left."""
+    if not todo:
         return None
-    started = time.monotonic()
-    obs = w.obs
-    src_node_ip = case.nodes[src.node].ip if src.node in case.nodes else ""
-    dst_node_ip = case.nodes[e.node].ip if e.node in case.nodes else ""
-    remote = e.node != src.node
-    src_pod, dst_pod, src_facts, dst_facts = await asyncio.gather(
-        obs.locate_pod(src.node, src.ip), obs.locate_pod(e.node, e.ip), obs.node_facts(src.node), obs.node_facts(e.node)
+
+    def asks(at: At) -> tuple[Ask[object], ...]:
+        return _plan_asks(at, todo[0])
+
+    def decide(at: At, seen: Seen) -> Outcome:
+        return _planned(at, seen, todo)
+
+    return Step(KIND, Hop.UNDERLAY, NEEDS, asks, decide)
+
+
+def _planned(at: At, seen: Seen, todo: tuple[Unexplained, ...]) -> Outcome:
+    """Plan the trace to `todo[0]` from both ends' interfaces, state and routes; run it next."""
+    if not todo:
+        return Outcome()
+    u, case = todo[0], at.case
+    x, e = _ends(at, u), u.endpoint
+    src_pod, dst_pod = seen[LocatePodAsk(x.src_node, x.src_ip)], seen[LocatePodAsk(x.dst_node, e.ip)]
+    src_facts, dst_facts = seen[NodeFactsAsk(x.src_node)], seen[NodeFactsAsk(x.dst_node)]
+    route = seen[RouteAsk(x.src_node, e.ip)]
+    out_nic = seen[RouteAsk(x.src_node, x.dst_node_ip)].value if x.remote and x.dst_node_ip else None
+    back_nic = seen[RouteAsk(x.dst_node, x.src_node_ip)].value if x.remote and x.src_node_ip else None
+    missed = unchecked(src_pod, "the source pod's interfaces (trace)") + unchecked(
+        dst_pod, "the destination pod's interfaces (trace)"
     )
-    route, out_nic, back_nic = await asyncio.gather(
-        obs.route(src.node, e.ip),
-        obs.route(src.node, dst_node_ip) if remote and dst_node_ip else _nothing(src.node),
-        obs.route(e.node, src_node_ip) if remote and src_node_ip else _nothing(e.node),
-    )
-    for observed, what in ((src_pod, "the source pod"), (dst_pod, "the destination pod")):
-        if observed.unreachable:
-            w.unreachable(observed, f"{what}'s interfaces (trace)")
     path = plan_path(
-        PathEnd(src.node, src_pod.value, src_facts.value, _device(out_nic.value)),
-        src.ip,
-        PathEnd(e.node, dst_pod.value, dst_facts.value, _device(back_nic.value)),
+        PathEnd(x.src_node, src_pod.value, src_facts.value, _device(out_nic)),
+        x.src_ip,
+        PathEnd(x.dst_node, dst_pod.value, dst_facts.value, _device(back_nic)),
         e.ip,
         route.value,
     )
     port = marked_port()
     loss = case.trace == "loss"
-    protocol = u.protocol
-    payload = dns_query(DNS_NAME, port) if protocol == "UDP" and e.port == 53 else b""
+    payload = dns_query(DNS_NAME, port) if u.protocol == "UDP" and e.port == 53 else b""
     probe = MarkedProbe(
-        src.node,
-        src.ip,
+        x.src_node,
+        x.src_ip,
         e.ip,
         e.port,
-        protocol,
+        u.protocol,
         port,
         count=LOSS_PROBES if loss else 1,
         timeout_ms=LOSS_TIMEOUT_MS if loss else PATH_TIMEOUT_MS,
         payload=payload,
     )
-    addresses = tuple(dict.fromkeys(a for a in (src.ip, e.ip, src_node_ip, dst_node_ip) if a))
+    addresses = tuple(dict.fromkeys(a for a in (x.src_ip, e.ip, x.src_node_ip, x.dst_node_ip) if a))
     plan = TracePlan(
         tuple(p.spec for p in path.points),
         probe,
@@ -111,100 +196,164 @@ async def trace_endpoint(sw: SourceWalk, u: Unexplained) -> TraceReading | None:
         max_duration_ms=min(5000, probe.count * probe.timeout_ms + 1500),
         retransmit_probes=3 if loss and u.protocol == "TCP" else 0,
     )
-    run = await obs.trace(plan)
-    node_ips = {name: ref.ip for name, ref in case.nodes.items()}
-    reading = judge(
-        path,
-        run.captures,
-        port,
-        run.probes,
-        protocol=protocol,
-        node_ips=node_ips,
-        retransmits=run.retransmits,
-        unchecked=run.unchecked,
-    )
-    for node, why in run.unchecked.items():
-        w.unchecked.append(f"the capture on {node}")
-        w.why_unchecked.setdefault(node, set()).add(why)
-    evidence = [_evidence(reading, src.node)]
-    cause = reading.cause
-    if cause is not None and cause.code == C.NODE_FIREWALL_DROPS:
-        cause = await _quote_rule(sw, cause, path, protocol, e.port, evidence)
-    if cause is not None:
-        sw.add(
-            [
-                Candidate(
-                    cause.code, cause.hop, cause.summary, cause.node, remediation(cause.code, **cause.facts, port=str(e.port))
-                )
-            ]
+    pod = src_pod.value
+    mtu = pod.eth0.mtu if pod is not None and pod.eth0 is not None else 0
+    return Outcome(unchecked=missed, then=_run_step(todo, path, plan, mtu))
+
+
+def _run_step(todo: tuple[Unexplained, ...], path: TracePath, plan: TracePlan, mtu: int) -> Step:
+    """Capture on every point while the marked probe runs; read where it went."""
+    u = todo[0]
+
+    def asks(at: At) -> tuple[Ask[object], ...]:
+        return (TraceAsk(plan.probe.node, plan),)
+
+    def decide(at: At, seen: Seen) -> Outcome:
+        run = _run(seen[TraceAsk(plan.probe.node, plan)].value, plan)
+        node_ips = {name: ref.ip for name, ref in at.case.nodes.items()}
+        reading = judge(
+            path,
+            run.captures,
+            plan.probe.source_port,
+            run.probes,
+            protocol=u.protocol,
+            node_ips=node_ips,
+            retransmits=run.retransmits,
+            unchecked=run.unchecked,
         )
-        guess = u.guess or (sw.lookup_timed_out if cause.code == C.PACKET_LOSS else None)
-        if guess is not None and guess in w.candidates:
-            # The trace named the cause the DNS failure stood in for (a lookup that timed out while
-            # every server answered directly is the loss the trace measured).
-            w.candidates.remove(guess)
+        missed = tuple(Unchecked("the capture", node, CallFailure.UNREACHABLE, why) for node, why in run.unchecked.items())
+        evidence = (_evidence(reading, at.source.node),)
+        cause = reading.cause
+        if cause is not None and cause.code == C.NODE_FIREWALL_DROPS and (ask := _filter_ask(at, cause, path, u)) is not None:
+            return Outcome(unchecked=missed, then=_quote_step(todo, path, plan, mtu, reading, evidence, ask))
+        return Outcome(unchecked=missed) + _concluded(at, todo, path, plan, mtu, reading, cause, evidence)
+
+    return Step(KIND, Hop.UNDERLAY, NEEDS, asks, decide)
+
+
+def _run(run: TraceRun | None, plan: TracePlan) -> TraceRun:
+    """A trace with no answer saw nothing anywhere: every point not checked."""
+    return run if run is not None else TraceRun(tuple(None for _ in plan.points))
+
+
+def _filter_ask(at: At, cause: Cause, path: TracePath, u: Unexplained) -> FilterAsk | None:
+    """The node's filter view of what the trace saw dropped (None: an end's address is not known)."""
+    nodes = at.case.nodes
+    other = path.source_node if cause.node == path.destination_node else path.destination_node
+    src_ip, dst_ip = (nodes[n].ip if n in nodes else "" for n in (other, cause.node))
+    if not src_ip or not dst_ip:
+        return None
+    overlay = path.overlay_port
+    device = cause.facts.get("device", "eth0")
+    return FilterAsk(
+        cause.node,
+        src_ip,
+        dst_ip,
+        "UDP" if overlay else u.protocol,
+        overlay or u.endpoint.port,
+        (device,),
+    )
+
+
+def _quote_step(
+    todo: tuple[Unexplained, ...],
+    path: TracePath,
+    plan: TracePlan,
+    mtu: int,
+    reading: TraceReading,
+    evidence: tuple[Evidence, ...],
+    ask: FilterAsk,
+) -> Step:
+    """Quote the rule that drops what the trace saw dropped, when the agent shows it."""
+
+    def asks(at: At) -> tuple[Ask[object], ...]:
+        return (ask,)
+
+    def decide(at: At, seen: Seen) -> Outcome:
+        cause = reading.cause
+        assert cause is not None
+        view = seen[ask].value
+        quoted = evidence
+        if view is not None and view.drops:
+            rule = view.drops[0]
+            quoted = (*evidence, ev("filter", f"{cause.node}: {rule}", cause.node, drops=list(view.drops)))
+            cause = replace(cause, summary=f"{cause.summary} ({rule})", facts={**cause.facts, "rule": rule})
+        return _concluded(at, todo, path, plan, mtu, reading, cause, quoted)
+
+    return Step(KIND, Hop.UNDERLAY, NEEDS, asks, decide)
+
+
+def _concluded(
+    at: At,
+    todo: tuple[Unexplained, ...],
+    path: TracePath,
+    plan: TracePlan,
+    mtu: int,
+    reading: TraceReading,
+    cause: Cause | None,
+    evidence: tuple[Evidence, ...],
+) -> Outcome:
+    """The trace's step result and cause; then the large probe (a healthy path traced on request)
+    or the next endpoint."""
+    u, case, trail, src = todo[0], at.case, at.trail, at.source
+    e = u.endpoint
+    found: tuple[Candidate, ...] = ()
+    withdrawn: tuple[Candidate, ...] = ()
+    if cause is not None:
+        found = (
+            Candidate(cause.code, cause.hop, cause.summary, cause.node, remediation(cause.code, **cause.facts, port=str(e.port))),
+        )
+        # The trace named the cause the DNS failure stood in for (a lookup that timed out while
+        # every server answered directly is the loss the trace measured).
+        guess = trail.dns_guess if u.purpose == "dns" else None
+        if guess is None and cause.code == C.PACKET_LOSS and trail.lookup_timed_out:
+            guess = trail.dns_guess
+        withdrawn = (guess,) if guess is not None else ()
     status = StepStatus.FAIL if cause is not None or reading.stop is not None else StepStatus.PASS
     if status == StepStatus.PASS and (reading.unchecked or all(r.seen is None for r in reading.rows)):
         status = StepStatus.WARN
-    w.record(f"trace {src.name} → {e.pod.name if e.pod else e.ip}:{e.port}", status, _summary(reading), evidence, started, e.node)
-    mtu = src_pod.value.eth0.mtu if src_pod.value is not None and src_pod.value.eth0 is not None else 0
-    if case.trace == "path" and path.remote and reading.reached and cause is None and mtu > 576:
-        await _large_probe(sw, u, path, plan, mtu)
-    return reading
+    name = f"trace {src.name} → {e.pod.name if e.pod else e.ip}:{e.port}"
+    step = result(KIND, name, status, _summary(reading), evidence, e.node)
+    large = case.trace == "path" and path.remote and reading.reached and cause is None and mtu > 576
+    then = _large_step(todo, path, plan, mtu) if large else _next(todo[1:])
+    return Outcome((step,), found, withdrawn=withdrawn, then=then)
 
 
-async def _large_probe(sw: SourceWalk, u: Unexplained, path: TracePath, small: TracePlan, mtu: int) -> None:
+def _large_step(todo: tuple[Unexplained, ...], path: TracePath, small: TracePlan, mtu: int) -> Step:
     """The same path again with one don't-fragment UDP datagram as large as the source pod's MTU: a
     node network that carries less than the overlay needs lets small packets through, not this one."""
-    w, src, e = sw.w, sw.src, u.endpoint
-    started = time.monotonic()
     port = marked_port()
     size = mtu - 28  # the IP and UDP headers
     probe = replace(small.probe, protocol="UDP", source_port=port, count=1, timeout_ms=500, payload=b"", size=size)
     plan = replace(small, probe=probe, max_duration_ms=1500, retransmit_probes=0)
-    run = await w.obs.trace(plan)
-    node_ips = {name: ref.ip for name, ref in sw.case.nodes.items()}
-    big = judge(path, run.captures, port, run.probes, protocol="UDP", node_ips=node_ips, unchecked=run.unchecked)
-    cause = mtu_cause(path, big, mtu)
-    if cause is not None:
-        sw.add([Candidate(cause.code, cause.hop, cause.summary, cause.node, remediation(cause.code, **cause.facts))])
-    summary = cause.summary if cause is not None else f"a {mtu}-byte datagram with don't-fragment crosses the path"
-    w.record(
-        f"trace {src.name} → {e.pod.name if e.pod else e.ip}:{e.port} ({mtu} bytes, DF)",
-        StepStatus.FAIL if cause is not None else StepStatus.PASS,
-        summary,
-        [_evidence(big, src.node)],
-        started,
-        e.node,
-    )
+    ask = TraceAsk(probe.node, plan)
+    e = todo[0].endpoint
 
+    def asks(at: At) -> tuple[Ask[object], ...]:
+        return (ask,)
 
-async def _quote_rule(sw: SourceWalk, cause: Cause, path: TracePath, protocol: str, port: int, evidence: list[Evidence]) -> Cause:
-    """The node's filter view of what the trace saw dropped: the rule is quoted when the agent shows it."""
-    nodes = sw.case.nodes
-    other = path.source_node if cause.node == path.destination_node else path.destination_node
-    src_ip, dst_ip = (nodes[n].ip if n in nodes else "" for n in (other, cause.node))
-    if not src_ip or not dst_ip:
-        return cause
-    overlay = path.overlay_port
-    device = cause.facts.get("device", "eth0")
-    view = await sw.w.obs.filter_state(
-        cause.node,
-        src=src_ip,
-        dst=dst_ip,
-        protocol="UDP" if overlay else protocol,
-        dport=overlay or port,
-        interfaces=(device,),
-    )
-    if view.value is None or not view.value.drops:
-        return cause
-    rule = view.value.drops[0]
-    evidence.append(ev("filter", f"{cause.node}: {rule}", cause.node, drops=list(view.value.drops)))
-    return replace(cause, summary=f"{cause.summary} ({rule})", facts={**cause.facts, "rule": rule})
+    def decide(at: At, seen: Seen) -> Outcome:
+        run = _run(seen[ask].value, plan)
+        node_ips = {name: ref.ip for name, ref in at.case.nodes.items()}
+        big = judge(path, run.captures, port, run.probes, protocol="UDP", node_ips=node_ips, unchecked=run.unchecked)
+        cause = mtu_cause(path, big, mtu)
+        found = (
+            (Candidate(cause.code, cause.hop, cause.summary, cause.node, remediation(cause.code, **cause.facts)),)
+            if cause is not None
+            else ()
+        )
+        summary = cause.summary if cause is not None else f"a {mtu}-byte datagram with don't-fragment crosses the path"
+        step = result(
+            KIND,
+            f"trace {at.source.name} → {e.pod.name if e.pod else e.ip}:{e.port} ({mtu} bytes, DF)",
+            StepStatus.FAIL if cause is not None else StepStatus.PASS,
+            summary,
+            (_evidence(big, at.source.node),),
+            e.node,
+        )
+        return Outcome((step,), found, then=_next(todo[1:]))
 
-
-async def _nothing(node: str) -> Observed[RouteLookup]:
-    return Observed(node)
+    return Step(KIND, Hop.UNDERLAY, NEEDS, asks, decide)
 
 
 def _device(lookup: RouteLookup | None) -> str:
@@ -259,15 +408,4 @@ def _evidence(reading: TraceReading, node: str | None) -> Evidence:
     )
 
 
-async def _trace(sw: SourceWalk) -> bool:
-    for u in _wanted(sw):
-        await trace_endpoint(sw, u)
-    return True
-
-
-STEP = SourceStep(
-    "trace",
-    Hop.UNDERLAY,
-    frozenset({Need.TRACE, Need.LOCATE_POD, Need.NODE_FACTS, Need.ROUTE}),
-    _trace,
-)
+STEP = Step(KIND, Hop.UNDERLAY, NEEDS, _asks, _decide)

@@ -11,8 +11,9 @@ from bot.playbook.models import Evidence, Hop
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import NodeFacts, OverlayHop, RouteInfo
 from bot.playbook.remedies import remediation
-from bot.playbook.steps.base import Candidate, SourceWalk
+from bot.playbook.steps.base import At, Candidate, Seen, Unchecked, unchecked
 from bot.playbook.steps.evidence import ev, overlay_hop_data, route_data
+from bot.playbook.steps.observe import RouteAsk
 
 CNI_DEVICE_PREFIXES = ("cali", "cni", "vxlan", "flannel")
 
@@ -27,18 +28,30 @@ def cidr_of(case: Case, node: str | None) -> str:
     return ref.pod_cidr if ref and ref.pod_cidr else "POD_CIDR"
 
 
-async def forward_route(
-    sw: SourceWalk, e: EndpointRef, facts: NodeFacts | None, evidence: list[Evidence]
-) -> tuple[list[Candidate], str]:
-    """The source node's route to a remote endpoint: its causes, and the device it arrives on ("" unknown)."""
-    w, src = sw.w, sw.src
-    assert src.node is not None
-    lookup = await w.obs.route(src.node, e.ip)
+def forward_route_ask(at: At, e: EndpointRef) -> RouteAsk:
+    """The source node's route lookup toward a remote endpoint."""
+    return RouteAsk(at.source.node or "", e.ip)
+
+
+def arriving_device(at: At, seen: Seen, e: EndpointRef) -> str:
+    """The device traffic to `e` arrives on at its node: the overlay device, "eth0", or "" (unknown)."""
+    lookup = seen[forward_route_ask(at, e)]
+    if lookup.unreachable or lookup.value is None:
+        return ""
+    return lookup.value.overlay.device if lookup.value.overlay else "eth0"
+
+
+def forward_route(
+    at: At, seen: Seen, e: EndpointRef, facts: NodeFacts | None, evidence: list[Evidence], missed: list[Unchecked]
+) -> list[Candidate]:
+    """The source node's route to a remote endpoint: its causes."""
+    src = at.source
+    lookup = seen[forward_route_ask(at, e)]
     if lookup.unreachable:
-        w.unreachable(lookup, "the route on the source node")
-        return [], ""
+        missed += unchecked(lookup, "the route on the source node")
+        return []
     if lookup.value is None:
-        return [], ""
+        return []
     route = lookup.value.route
     overlay = lookup.value.overlay
     evidence.append(
@@ -56,23 +69,22 @@ async def forward_route(
             overlay=overlay_hop_data(overlay) if overlay else None,
         )
     )
-    found = route_candidates(sw, e, route, overlay, lookup.value.error, facts)
-    return found, overlay.device if overlay else "eth0"
+    return route_candidates(at, e, route, overlay, lookup.value.error, facts)
 
 
 def route_candidates(
-    sw: SourceWalk, e: EndpointRef, route: RouteInfo | None, overlay: OverlayHop | None, error: str, facts: NodeFacts | None
+    at: At, e: EndpointRef, route: RouteInfo | None, overlay: OverlayHop | None, error: str, facts: NodeFacts | None
 ) -> list[Candidate]:
     """What is wrong with the source node's route to `e` (empty: nothing)."""
     if route is None or not route.usable:
-        return _no_route(sw, e, route, error, facts)
+        return _no_route(at, e, route, error, facts)
     if overlay is not None:
-        return _overlay_candidates(sw, e, overlay)
-    return _direct_route_candidates(sw, e, route)
+        return _overlay_candidates(at, e, overlay)
+    return _direct_route_candidates(at, e, route)
 
 
-def _no_route(sw: SourceWalk, e: EndpointRef, route: RouteInfo | None, error: str, facts: NodeFacts | None) -> list[Candidate]:
-    node = sw.src.node or ""
+def _no_route(at: At, e: EndpointRef, route: RouteInfo | None, error: str, facts: NodeFacts | None) -> list[Candidate]:
+    node = at.source.node or ""
     down = [o.link.name for o in (facts.overlays if facts else ()) if not o.link.up]
     if down:
         return [
@@ -89,20 +101,20 @@ def _no_route(sw: SourceWalk, e: EndpointRef, route: RouteInfo | None, error: st
         Candidate(
             C.NODE_ROUTE_MISSING,
             Hop.UNDERLAY,
-            f"{node} has no route to {e.ip} ({e.node}'s pod CIDR {cidr_of(sw.case, e.node)}): {why}",
+            f"{node} has no route to {e.ip} ({e.node}'s pod CIDR {cidr_of(at.case, e.node)}): {why}",
             node,
-            remediation(C.NODE_ROUTE_MISSING, **_fix(sw, e)),
+            remediation(C.NODE_ROUTE_MISSING, **_fix(at, e)),
         )
     ]
 
 
-def _fix(sw: SourceWalk, e: EndpointRef) -> dict[str, str]:
-    return {"node": sw.src.node or "", "cidr": cidr_of(sw.case, e.node), "via": node_ip(sw.case, e.node), "device": "eth0"}
+def _fix(at: At, e: EndpointRef) -> dict[str, str]:
+    return {"node": at.source.node or "", "cidr": cidr_of(at.case, e.node), "via": node_ip(at.case, e.node), "device": "eth0"}
 
 
-def _overlay_candidates(sw: SourceWalk, e: EndpointRef, overlay: OverlayHop) -> list[Candidate]:
-    node = sw.src.node or ""
-    dst_ip = node_ip(sw.case, e.node)
+def _overlay_candidates(at: At, e: EndpointRef, overlay: OverlayHop) -> list[Candidate]:
+    node = at.source.node or ""
+    dst_ip = node_ip(at.case, e.node)
     if not overlay.device_up:
         return [
             Candidate(
@@ -131,15 +143,15 @@ def _overlay_candidates(sw: SourceWalk, e: EndpointRef, overlay: OverlayHop) -> 
                 Hop.UNDERLAY,
                 f"{node} tunnels traffic for {e.node}'s pods to {overlay.fdb_remote}, not to {e.node} ({dst_ip})",
                 node,
-                remediation(C.NODE_ROUTE_MISSING, **_fix(sw, e), overlay="1"),
+                remediation(C.NODE_ROUTE_MISSING, **_fix(at, e), overlay="1"),
             )
         ]
     return []
 
 
-def _direct_route_candidates(sw: SourceWalk, e: EndpointRef, route: RouteInfo) -> list[Candidate]:
-    node = sw.src.node or ""
-    dst_ip = node_ip(sw.case, e.node)
+def _direct_route_candidates(at: At, e: EndpointRef, route: RouteInfo) -> list[Candidate]:
+    node = at.source.node or ""
+    dst_ip = node_ip(at.case, e.node)
     if route.gateway and dst_ip not in ("NODE_IP", route.gateway):
         return [
             Candidate(
@@ -147,7 +159,7 @@ def _direct_route_candidates(sw: SourceWalk, e: EndpointRef, route: RouteInfo) -
                 Hop.UNDERLAY,
                 f"{node} routes {e.ip} via {route.gateway}, which is not {e.node} ({dst_ip}): the route points to the wrong place",
                 node,
-                remediation(C.NODE_ROUTE_MISSING, **_fix(sw, e)),
+                remediation(C.NODE_ROUTE_MISSING, **_fix(at, e)),
             )
         ]
     if not route.gateway and route.type == "unicast" and dst_ip != "NODE_IP" and not route.device.startswith(CNI_DEVICE_PREFIXES):
@@ -157,7 +169,7 @@ def _direct_route_candidates(sw: SourceWalk, e: EndpointRef, route: RouteInfo) -
                 Hop.UNDERLAY,
                 f"{node} sends {e.ip} straight out of {route.device} instead of to {e.node} ({dst_ip})",
                 node,
-                remediation(C.NODE_ROUTE_MISSING, **_fix(sw, e)),
+                remediation(C.NODE_ROUTE_MISSING, **_fix(at, e)),
             )
         ]
     return []
