@@ -21,6 +21,8 @@ CNI_MODES: tuple[CniMode, ...] = ("flannel-vxlan", "host-gw", "calico")
 PROXY_MODES: tuple[ProxyMode, ...] = ("iptables", "nftables")
 
 FABRIC_CIDR = ipaddress.IPv4Network("10.240.0.0/24")
+LB_CIDR = ipaddress.IPv4Network("198.51.100.0/24")
+"""Load-balancer ingress IPs the lab hands out as the cloud would (a documentation range)."""
 CLUSTER_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/12")
 CLUSTER_DOMAIN = "cluster.local"
@@ -111,6 +113,11 @@ class ServicePlan:
     selector: tuple[tuple[str, str], ...] | None
     ports: tuple[ServicePortSpec, ...]
     session_affinity: str
+    external_ips: tuple[str, ...] = ()
+    external_traffic_policy: str = "Cluster"
+    internal_traffic_policy: str = "Cluster"
+    load_balancer_ip: str | None = None
+    """type LoadBalancer: the ingress IP the lab, playing the cloud, assigns (LB_CIDR)."""
 
     @property
     def key(self) -> str:
@@ -262,7 +269,12 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
             )
     taken = {s.cluster_ip for s in spec.services if s.cluster_ip}
     services = []
+    lb_index = 0
     for s in spec.services:
+        lb_ip = None
+        if s.type == "LoadBalancer":
+            lb_ip = str(LB_CIDR.network_address + 10 + lb_index)
+            lb_index += 1
         ip = s.cluster_ip or allocate_cluster_ip(s.namespace, s.name, taken)
         taken.add(ip)
         services.append(
@@ -275,6 +287,10 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
                 selector=tuple(sorted(s.selector.items())) if s.selector is not None else None,
                 ports=s.ports,
                 session_affinity=s.session_affinity,
+                external_ips=s.external_ips,
+                external_traffic_policy=s.external_traffic_policy,
+                internal_traffic_policy=s.internal_traffic_policy,
+                load_balancer_ip=lb_ip,
             )
         )
     return LabPlan(

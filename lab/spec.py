@@ -79,10 +79,13 @@ class ServiceSpec(_Frozen):
     namespace: str
     name: str
     cluster_ip: str | None = Field(default=None, alias="clusterIP")
-    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     selector: dict[str, str] | None = None
     ports: tuple[ServicePortSpec, ...]
     session_affinity: Literal["None", "ClientIP"] = Field(default="None", alias="sessionAffinity")
+    external_ips: tuple[str, ...] = Field(default=(), alias="externalIPs")
+    external_traffic_policy: Literal["Cluster", "Local"] = Field(default="Cluster", alias="externalTrafficPolicy")
+    internal_traffic_policy: Literal["Cluster", "Local"] = Field(default="Cluster", alias="internalTrafficPolicy")
 
     _name = field_validator("name", "namespace")(_dns_label)
 
@@ -91,6 +94,13 @@ class ServiceSpec(_Frozen):
     def _ip(cls, value: str | None) -> str | None:
         if value is not None:
             ipaddress.IPv4Address(value)
+        return value
+
+    @field_validator("external_ips")
+    @classmethod
+    def _ips(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ip in value:
+            ipaddress.IPv4Address(ip)
         return value
 
 

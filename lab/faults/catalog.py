@@ -7,7 +7,7 @@ from typing import Any
 from lab import kernel
 from lab.apiclient import LabApi
 from lab.errors import LabError
-from lab.faults import conntrack, dns, kubeproxy, node, pod, policy, service
+from lab.faults import conntrack, dns, kubeproxy, node, outside, pod, policy, service
 from lab.faults.common import find, other_node, pod_key, svc_key
 from lab.faults.model import Fault, FaultContext, FaultTarget, Needs, Obj
 from lab.lifecycle import plan_of
@@ -41,6 +41,12 @@ CATALOG: dict[str, Fault[Any]] = {
         kubeproxy.RULES_MISSING,
         kubeproxy.RULES_STALE,
         conntrack.STALE_ENTRY,
+        outside.NODEPORT_NO_LOCAL_ENDPOINTS,
+        outside.EGRESS_MASQUERADE_MISSING,
+        outside.NODE_NO_ROUTE_OUT,
+        outside.UPSTREAM_DNS_UNREACHABLE,
+        outside.EGRESS_IPBLOCK_EXCLUDES,
+        outside.HAIRPIN_OFF,
     )
 }
 
@@ -52,8 +58,12 @@ UPSTREAM_BY_HAND = {
 instead when the control plane is upstream's (`lab up --kubernetes DIR`): stop the real kube-proxy with
 `kill -STOP PID` first."""
 
-DEFAULT_POD = {"default": "shop/frontend", "not-listening": "shop/redis-0"}
-DEFAULT_SERVICE = {"default": "shop/api", "conntrack-stale": "kube-system/kube-dns"}
+DEFAULT_POD = {"default": "shop/frontend", "not-listening": "shop/redis-0", "hairpin-off": "shop/redis-0"}
+DEFAULT_SERVICE = {
+    "default": "shop/api",
+    "conntrack-stale": "kube-system/kube-dns",
+    "nodeport-no-local-endpoints": "shop/frontend-nodeport",
+}
 
 
 def _resolve_target(ctx: FaultContext, fault: Fault[Any], node: str | None, pod: str | None, service: str | None) -> FaultTarget:
@@ -71,6 +81,9 @@ def _resolve_target(ctx: FaultContext, fault: Fault[Any], node: str | None, pod:
         node_plan = ctx.plan.node(pod_obj["spec"]["nodeName"]) if pod_obj and fault.needs is Needs.NODE else ctx.plan.nodes[0]
         if fault.name == "rp-filter-strict" and pod_obj is not None:
             node_plan = other_node(ctx, ctx.plan.node(pod_obj["spec"]["nodeName"]))
+        if fault.name == "nodeport-no-local-endpoints" and svc_obj is not None:
+            empty = outside.nodes_without_local_endpoints(ctx, svc_obj)
+            node_plan = ctx.plan.node(empty[0]) if empty else node_plan
     return FaultTarget(node_plan, pod_obj, svc_obj)
 
 

@@ -1,0 +1,91 @@
+"""The world outside the cluster, driven through `kubereach lab up` and checked with plain probes:
+pods reach the outside host (masqueraded by their node as the CNI does), cluster DNS forwards
+external names to the outside resolver, and the outside host reaches services through NodePorts,
+external IPs and the load-balancer IP the lab assigns — in both kube-proxy modes and two CNI modes."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.lab.labkit import Lab, running_lab, unique_prefix
+
+pytestmark = pytest.mark.lab
+
+MODES = {
+    "flannel-iptables": ("--cni", "flannel-vxlan", "--proxy", "iptables"),
+    "calico-nftables": ("--cni", "calico", "--proxy", "nftables"),
+}
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    with running_lab(unique_prefix("o"), "--nodes", "2", *MODES[request.param]) as running:
+        yield running
+
+
+def outside(lab: Lab) -> dict[str, Any]:
+    return dict(lab.status["outside"])
+
+
+def from_outside(lab: Lab, host: str, port: int) -> dict[str, Any]:
+    return lab.probe(outside(lab)["netns"], [{"kind": "tcp", "host": host, "port": port, "timeout": 1.5}])[0]
+
+
+def test_status_describes_the_outside_world(lab: Lab) -> None:
+    world = outside(lab)
+    assert world["running"] is True
+    assert world["host"] == "203.0.113.10" and world["resolver"] == "203.0.113.53" and world["domain"] == "example.com"
+    web = lab.service("shop", "web")
+    assert web["type"] == "LoadBalancer" and web["load_balancer_ips"] == ["198.51.100.10"]
+    assert lab.service("shop", "frontend-nodeport")["ports"][0]["node_port"] == 30080
+
+
+def test_pods_on_every_node_reach_the_outside_host(lab: Lab) -> None:
+    for node in ("node-1", "node-2"):
+        src = next(p for p in lab.status["pods"] if p["node"] == node and p["labels"].get("app") in {"frontend", "api"})
+        result = lab.tcp(src, outside(lab)["host"], 80)
+        assert result["ok"], (node, result)
+        assert result["banner"].startswith("kubereach-lab outside/www 80/TCP")
+
+
+def test_outside_host_only_knows_the_node_network(lab: Lab) -> None:
+    """The outside host has no route to pod addresses: pod egress works only because nodes masquerade it."""
+    routes = subprocess.run(
+        ["ip", "-n", outside(lab)["netns"], "route", "get", "10.244.1.2"], capture_output=True, text=True, check=False
+    )
+    assert routes.returncode != 0
+    for node in lab.status["nodes"]:
+        rules = subprocess.run(["ip", "netns", "exec", node["netns"], "iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=True).stdout
+        assert "MASQUERADE" in rules and "10.244.0.0/16" in rules
+
+
+def test_cluster_dns_forwards_external_names_upstream(lab: Lab) -> None:
+    src = lab.pod(app="frontend")
+    external = lab.dns(src, "www.example.com.")
+    assert external["ok"] and external["answers"] == ["203.0.113.10"]
+    missing = lab.dns(src, "nothing-here.example.com.")
+    assert missing["outcome"] == "NXDOMAIN"
+    internal = lab.dns(src, "api.shop.svc.cluster.local.")
+    assert internal["ok"] and internal["answers"] == [lab.service("shop", "api")["cluster_ip"]]
+
+
+@pytest.mark.parametrize("node", ["node-1", "node-2"])
+def test_outside_reaches_the_nodeport_on_each_node(lab: Lab, node: str) -> None:
+    result = from_outside(lab, lab.node(node)["ip"], 30080)
+    assert result["ok"], result
+    assert result["banner"].startswith("kubereach-lab shop/frontend-")
+
+
+def test_outside_reaches_the_external_ip_and_the_load_balancer(lab: Lab) -> None:
+    external_ip = lab.service("shop", "frontend-nodeport")["external_ips"][0]
+    lb_ip = lab.service("shop", "web")["load_balancer_ips"][0]
+    for host in (external_ip, lb_ip):
+        result = from_outside(lab, host, 80)
+        assert result["ok"], (host, result)
+        assert result["banner"].startswith("kubereach-lab shop/frontend-")
+    closed = from_outside(lab, lb_ip, 81)
+    assert not closed["ok"]
