@@ -433,7 +433,9 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
                 "cluster_ip": s["spec"].get("clusterIP"),
                 "type": s["spec"].get("type", "ClusterIP"),
                 "external_ips": s["spec"].get("externalIPs", []),
-                "load_balancer_ips": [i["ip"] for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress", []) if i.get("ip")],
+                "load_balancer_ips": [
+                    i["ip"] for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress", []) if i.get("ip")
+                ],
                 "ports": [
                     {
                         "name": p.get("name", ""),

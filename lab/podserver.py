@@ -233,7 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the pod's servers until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m lab.podserver")
     parser.add_argument("--pod", required=True, help="namespace/name, for the greeting")
-    parser.add_argument("--listen", action="append", default=[], help="[ADDRESS:]PORT/PROTO, repeatable (ADDRESS: answer from that address only)")
+    parser.add_argument(
+        "--listen", action="append", default=[], help="[ADDRESS:]PORT/PROTO, repeatable (ADDRESS: answer from that address only)"
+    )
     parser.add_argument("--dns-zone", help="serve DNS on port 53 from this zone file")
     parser.add_argument("--upstream", help="forward names outside the zone to this resolver (IPv4)")
     parser.add_argument("--ready-fd", type=int, help="write 'ready' to this fd once listening")

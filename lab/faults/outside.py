@@ -60,7 +60,10 @@ def _inject_etp_local(ctx: FaultContext, t: FaultTarget) -> tuple[str, TrafficPo
     assert t.node is not None and t.service is not None
     svc = t.service
     if svc["spec"].get("type") not in ("NodePort", "LoadBalancer"):
-        raise LabError(f"service {svc_key(svc)} is {svc['spec'].get('type')}; this fault needs a NodePort or LoadBalancer service", exit_code=2)
+        raise LabError(
+            f"service {svc_key(svc)} is {svc['spec'].get('type')}; this fault needs a NodePort or LoadBalancer service",
+            exit_code=2,
+        )
     empty = nodes_without_local_endpoints(ctx, svc)
     if t.node.name not in empty:
         hint = ", ".join(empty) or "none in this lab"
@@ -87,13 +90,17 @@ def _inject_masq_missing(ctx: FaultContext, t: FaultTarget) -> tuple[str, NodeUn
     assert t.node is not None
     chain = _masq_chain(ctx)
     kernel.exec_in(t.node.netns, ["iptables", "-w", "-t", "nat", "-F", chain])
-    return f"the CNI's egress masquerade ({chain}) on {t.node.name} is gone: its pods leave with their pod IPs", NodeUndo(t.node.name)
+    return f"the CNI's egress masquerade ({chain}) on {t.node.name} is gone: its pods leave with their pod IPs", NodeUndo(
+        t.node.name
+    )
 
 
 def _heal_masq_missing(ctx: FaultContext, undo: NodeUndo) -> None:
     node = ctx.plan.node(undo.node)
     kernel.exec_in(node.netns, ["iptables", "-w", "-t", "nat", "-F", _masq_chain(ctx)])
-    kernel.exec_in(node.netns, ["iptables-restore", "--noflush", "-w"], stdin=outside.masquerade_rules(ctx.plan, node, jump=False))
+    kernel.exec_in(
+        node.netns, ["iptables-restore", "--noflush", "-w"], stdin=outside.masquerade_rules(ctx.plan, node, jump=False)
+    )
 
 
 def _inject_no_route_out(ctx: FaultContext, t: FaultTarget) -> tuple[str, RoutesOutUndo]:
@@ -103,7 +110,9 @@ def _inject_no_route_out(ctx: FaultContext, t: FaultTarget) -> tuple[str, Routes
         raise LabError(f"{t.node.name} has no route out to remove", exit_code=2)
     for cidr in outside.OUTSIDE_ROUTES:
         kernel.exec_in(t.node.netns, ["ip", "route", "del", cidr], check=False)
-    return f"{t.node.name} lost its route out ({', '.join(outside.OUTSIDE_ROUTES)} via the router)", RoutesOutUndo(t.node.name, routes)
+    return f"{t.node.name} lost its route out ({', '.join(outside.OUTSIDE_ROUTES)} via the router)", RoutesOutUndo(
+        t.node.name, routes
+    )
 
 
 def _heal_no_route_out(ctx: FaultContext, undo: RoutesOutUndo) -> None:
@@ -115,7 +124,9 @@ def _heal_no_route_out(ctx: FaultContext, undo: RoutesOutUndo) -> None:
 def _inject_upstream_dns(ctx: FaultContext, t: FaultTarget) -> tuple[str, RouterRouteUndo]:
     route = f"{outside.UPSTREAM_DNS_IP}/32"
     kernel.exec_in(outside.router_netns(ctx.state.prefix), ["ip", "route", "replace", "blackhole", route])
-    return f"the upstream resolver {outside.UPSTREAM_DNS_IP} is unreachable (blackholed at the edge router)", RouterRouteUndo(route)
+    return f"the upstream resolver {outside.UPSTREAM_DNS_IP} is unreachable (blackholed at the edge router)", RouterRouteUndo(
+        route
+    )
 
 
 def _heal_upstream_dns(ctx: FaultContext, undo: RouterRouteUndo) -> None:
@@ -150,11 +161,15 @@ def _inject_ipblock_egress(ctx: FaultContext, t: FaultTarget) -> tuple[str, Poli
 def _inject_hairpin_off(ctx: FaultContext, t: FaultTarget) -> tuple[str, HairpinUndo]:
     assert t.pod is not None
     if not ctx.plan.bridge_cni:
-        raise LabError(f"hairpin mode is a bridge port setting; the lab runs {ctx.plan.options.cni}, which has no bridge", exit_code=2)
+        raise LabError(
+            f"hairpin mode is a bridge port setting; the lab runs {ctx.plan.options.cni}, which has no bridge", exit_code=2
+        )
     plan = ctx.pod_plan(t.pod)
     node = ctx.plan.node(plan.node)
     kernel.exec_in(node.netns, ["ip", "link", "set", plan.host_veth, "type", "bridge_slave", "hairpin", "off"])
-    return f"{plan.host_veth} (pod {pod_key(t.pod)}) on {node.name}'s cni0 has hairpin mode off", HairpinUndo(node.name, plan.host_veth)
+    return f"{plan.host_veth} (pod {pod_key(t.pod)}) on {node.name}'s cni0 has hairpin mode off", HairpinUndo(
+        node.name, plan.host_veth
+    )
 
 
 def _heal_hairpin_off(ctx: FaultContext, undo: HairpinUndo) -> None:

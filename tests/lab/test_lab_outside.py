@@ -1,17 +1,20 @@
 """The world outside the cluster, driven through `kubereach lab up` and checked with plain probes:
 pods reach the outside host (masqueraded by their node as the CNI does), cluster DNS forwards
 external names to the outside resolver, and the outside host reaches services through NodePorts,
-external IPs and the load-balancer IP the lab assigns — in both kube-proxy modes and two CNI modes."""
+external IPs and the load-balancer IP the lab assigns — in both kube-proxy modes and two CNI modes.
+Each fault on these paths (`kubereach lab fault …`) breaks its path, leaves a neighbouring one
+working, and `lab heal` restores it."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.lab.labkit import Lab, running_lab, unique_prefix
+from tests.lab.labkit import Lab, eventually, running_lab, unique_prefix
 
 pytestmark = pytest.mark.lab
 
@@ -23,7 +26,7 @@ MODES = {
 
 @pytest.fixture(scope="module", params=list(MODES))
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    with running_lab(unique_prefix("o"), "--nodes", "2", *MODES[request.param]) as running:
+    with running_lab(unique_prefix("o"), "--nodes", "3", *MODES[request.param]) as running:
         yield running
 
 
@@ -59,7 +62,9 @@ def test_outside_host_only_knows_the_node_network(lab: Lab) -> None:
     )
     assert routes.returncode != 0
     for node in lab.status["nodes"]:
-        rules = subprocess.run(["ip", "netns", "exec", node["netns"], "iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=True).stdout
+        rules = subprocess.run(
+            ["ip", "netns", "exec", node["netns"], "iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=True
+        ).stdout
         assert "MASQUERADE" in rules and "10.244.0.0/16" in rules
 
 
@@ -89,3 +94,86 @@ def test_outside_reaches_the_external_ip_and_the_load_balancer(lab: Lab) -> None
         assert result["banner"].startswith("kubereach-lab shop/frontend-")
     closed = from_outside(lab, lb_ip, 81)
     assert not closed["ok"]
+
+
+def app_on(lab: Lab, app: str, node: str) -> dict[str, Any]:
+    return next(p for p in lab.status["pods"] if p["labels"].get("app") == app and p["node"] == node)
+
+
+def node_without(lab: Lab, app: str) -> str:
+    busy = {p["node"] for p in lab.pods(app=app)}
+    return next(n["name"] for n in lab.status["nodes"] if n["name"] not in busy)
+
+
+def node_with(lab: Lab, app: str) -> str:
+    return str(lab.pods(app=app)[0]["node"])
+
+
+Probe = Callable[[Lab], bool]
+
+
+def nodeport_from_outside(pick: Callable[[Lab], str]) -> Probe:
+    return lambda lab: bool(from_outside(lab, lab.node(pick(lab))["ip"], 30080)["ok"])
+
+
+def pod_to_outside(node: str) -> Probe:
+    return lambda lab: bool(lab.tcp(app_on(lab, "api", node), outside(lab)["host"], 80, timeout=1.0)["ok"])
+
+
+def resolves(name: str) -> Probe:
+    return lambda lab: bool(lab.dns(lab.pod(app="api"), name, timeout=3.0)["ok"])
+
+
+def to_service(app: str, namespace: str, service: str, port: int) -> Probe:
+    return lambda lab: bool(lab.tcp(lab.pod(app=app), lab.service(namespace, service)["cluster_ip"], port, timeout=1.0)["ok"])
+
+
+def frontend_to_outside(lab: Lab) -> bool:
+    return bool(lab.tcp(lab.pod(app="frontend"), outside(lab)["host"], 80, timeout=1.0)["ok"])
+
+
+@dataclass(frozen=True)
+class Case:
+    fault: str
+    args: tuple[str, ...]
+    works: Probe
+    """The path the fault breaks."""
+    unaffected: Probe
+    """A neighbouring path the fault must leave working."""
+
+
+CASES = [
+    Case(
+        "nodeport-no-local-endpoints",
+        ("--service", "shop/frontend-nodeport"),
+        nodeport_from_outside(lambda lab: node_without(lab, "frontend")),
+        nodeport_from_outside(lambda lab: node_with(lab, "frontend")),
+    ),
+    Case("egress-masquerade-missing", ("--node", "node-1"), pod_to_outside("node-1"), pod_to_outside("node-2")),
+    Case("node-no-route-out", ("--node", "node-2"), pod_to_outside("node-2"), pod_to_outside("node-3")),
+    Case("upstream-dns-unreachable", (), resolves("www.example.com."), resolves("api.shop.svc.cluster.local.")),
+    Case("policy-egress-ipblock", ("--pod", "shop/frontend"), frontend_to_outside, to_service("frontend", "shop", "api", 8080)),
+    Case(
+        "hairpin-off",
+        ("--pod", "shop/redis-0"),
+        to_service("redis", "shop", "redis", 6379),
+        to_service("redis", "shop", "api", 8080),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.fault for c in CASES])
+def test_fault_breaks_its_path_only_and_heal_restores_it(lab: Lab, case: Case) -> None:
+    if case.fault == "hairpin-off" and lab.status["cni"] == "calico":
+        refused = lab.cli("fault", case.fault, *case.args, check=False)
+        assert refused.returncode == 2 and "no bridge" in refused.stderr
+        return
+    lab.refresh()
+    assert eventually(lambda: case.works(lab), bool, what=f"healthy path before {case.fault}")
+    lab.cli("fault", case.fault, *case.args)
+    try:
+        eventually(lambda: case.works(lab), lambda ok: not ok, what=f"{case.fault} breaking the path")
+        assert case.unaffected(lab), f"{case.fault} broke more than it should"
+    finally:
+        lab.cli("heal")
+    eventually(lambda: case.works(lab), bool, what=f"the path after healing {case.fault}")
