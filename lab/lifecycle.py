@@ -432,6 +432,7 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
                 "name": s["metadata"]["name"],
                 "cluster_ip": s["spec"].get("clusterIP"),
                 "type": s["spec"].get("type", "ClusterIP"),
+                "selector": s["spec"].get("selector") or {},
                 "external_ips": s["spec"].get("externalIPs", []),
                 "load_balancer_ips": [
                     i["ip"] for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress", []) if i.get("ip")

@@ -75,13 +75,13 @@ def _in_zone(name: str, data: dict[str, Any]) -> bool:
     return name == domain or name.endswith("." + domain) or name.endswith(".in-addr.arpa.")
 
 
-def forward_dns(wire: bytes, upstream: str, timeout: float = UPSTREAM_TIMEOUT_S) -> bytes:
+def forward_dns(wire: bytes, upstream: str, timeout: float = UPSTREAM_TIMEOUT_S, port: int = 53) -> bytes:
     """Relay a query to the upstream resolver over UDP; SERVFAIL when it does not answer in time."""
     query = dns.message.from_wire(wire)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
         try:
-            sock.sendto(wire, (upstream, 53))
+            sock.sendto(wire, (upstream, port))
             while True:
                 reply, _ = sock.recvfrom(65535)
                 if reply[:2] == wire[:2]:

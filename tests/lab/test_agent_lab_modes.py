@@ -459,9 +459,10 @@ def check_every_rpc(m: Mode) -> None:
                 check_cold_lookup_matches_snapshot(m, node, svc["cluster_ip"], port["port"], port["protocol"])
                 answers.append(service)
                 assert service.programmed
+                selected = svc["selector"].items()
                 assert {e.ip for e in service.endpoints} == {
-                    p["ip"] for p in pods if p["namespace"] == svc["namespace"] and p["labels"].get("app") == svc["name"]
-                } or svc["name"] == "kube-dns"
+                    p["ip"] for p in pods if p["namespace"] == svc["namespace"] and selected <= p["labels"].items()
+                }
         listed = m.agents(node).ListServiceNat(pb.ListServiceNatRequest(), timeout=20).services
         # kube-proxy also programs default/kubernetes (10.96.0.1:443), which `lab status` leaves out
         # because nothing in the lab answers at its endpoint.

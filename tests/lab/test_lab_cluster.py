@@ -56,8 +56,7 @@ def _expected_allowed(src: dict[str, Any], svc: dict[str, Any]) -> bool:
 
 
 def _backs(pod: dict[str, Any], svc: dict[str, Any]) -> bool:
-    selector = {"kube-dns": ("k8s-app", "kube-dns")}.get(svc["name"], ("app", svc["name"]))
-    return pod["namespace"] == svc["namespace"] and pod["labels"].get(selector[0]) == selector[1]
+    return pod["namespace"] == svc["namespace"] and bool(svc["selector"]) and svc["selector"].items() <= pod["labels"].items()
 
 
 def _walk_matrix(lab: Lab) -> list[str]:

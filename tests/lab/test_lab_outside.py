@@ -152,7 +152,7 @@ CASES = [
     Case("egress-masquerade-missing", ("--node", "node-1"), pod_to_outside("node-1"), pod_to_outside("node-2")),
     Case("node-no-route-out", ("--node", "node-2"), pod_to_outside("node-2"), pod_to_outside("node-3")),
     Case("upstream-dns-unreachable", (), resolves("www.example.com."), resolves("api.shop.svc.cluster.local.")),
-    Case("policy-egress-ipblock", ("--pod", "shop/frontend"), frontend_to_outside, to_service("frontend", "shop", "api", 8080)),
+    Case("policy-egress-ipblock", (), frontend_to_outside, to_service("frontend", "shop", "api", 8080)),
     Case(
         "hairpin-off",
         ("--pod", "shop/redis-0"),
