@@ -433,6 +433,7 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
                 "cluster_ip": s["spec"].get("clusterIP"),
                 "type": s["spec"].get("type", "ClusterIP"),
                 "selector": s["spec"].get("selector") or {},
+                "external_name": s["spec"].get("externalName"),
                 "external_ips": s["spec"].get("externalIPs", []),
                 "load_balancer_ips": [
                     i["ip"] for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress", []) if i.get("ip")

@@ -361,6 +361,10 @@ def service_object(svc: ServicePlan) -> Obj:
         spec["externalIPs"] = list(svc.external_ips)
     if svc.selector is not None:
         spec["selector"] = dict(svc.selector)
+    if svc.external_name is not None:
+        spec = {"type": "ExternalName", "externalName": svc.external_name, "ports": ports, "sessionAffinity": "None"}
+    elif svc.cluster_ip == "None":
+        spec["clusterIPs"] = ["None"]
     # The lab plays the cloud's load-balancer controller: the ingress IP is assigned up front and
     # routed to the nodes by the lab's router (lab.outside).
     lb = {"ingress": [{"ip": svc.load_balancer_ip, "ipMode": "VIP"}]} if svc.load_balancer_ip else {}

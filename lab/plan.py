@@ -118,6 +118,8 @@ class ServicePlan:
     internal_traffic_policy: str = "Cluster"
     load_balancer_ip: str | None = None
     """type LoadBalancer: the ingress IP the lab, playing the cloud, assigns (LB_CIDR)."""
+    external_name: str | None = None
+    """type ExternalName: the DNS name the service is an alias for (its cluster_ip is "")."""
 
     @property
     def key(self) -> str:
@@ -267,7 +269,7 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
                     mtu=mtu,
                 )
             )
-    taken = {s.cluster_ip for s in spec.services if s.cluster_ip}
+    taken = {s.cluster_ip for s in spec.services if s.cluster_ip and s.cluster_ip != "None"}
     services = []
     lb_index = 0
     for s in spec.services:
@@ -275,8 +277,11 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
         if s.type == "LoadBalancer":
             lb_ip = str(LB_CIDR.network_address + 10 + lb_index)
             lb_index += 1
-        ip = s.cluster_ip or allocate_cluster_ip(s.namespace, s.name, taken)
-        taken.add(ip)
+        if s.type == "ExternalName":
+            ip = ""
+        else:
+            ip = s.cluster_ip or allocate_cluster_ip(s.namespace, s.name, taken)
+            taken.add(ip)
         services.append(
             ServicePlan(
                 namespace=s.namespace,
@@ -291,6 +296,7 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
                 external_traffic_policy=s.external_traffic_policy,
                 internal_traffic_policy=s.internal_traffic_policy,
                 load_balancer_ip=lb_ip,
+                external_name=s.external_name,
             )
         )
     return LabPlan(

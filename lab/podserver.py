@@ -113,8 +113,11 @@ def answer_dns(zone: Zone, wire: bytes) -> bytes | None:
         # there is no upstream to ask.
         response.set_rcode(dns.rcode.NXDOMAIN if data.get("authoritative") else dns.rcode.SERVFAIL)
         return response.to_wire()
-    known = name in data["a"] or name in data["srv"] or name in data["ptr"]
-    if question.rdtype == dns.rdatatype.A and data["a"].get(name):
+    cnames = data.get("cname", {})
+    known = name in data["a"] or name in data["srv"] or name in data["ptr"] or name in cnames
+    if name in cnames:
+        response.answer.append(dns.rrset.from_text_list(name, DNS_TTL, "IN", "CNAME", [cnames[name]]))
+    elif question.rdtype == dns.rdatatype.A and data["a"].get(name):
         response.answer.append(dns.rrset.from_text_list(name, DNS_TTL, "IN", "A", data["a"][name]))
     elif question.rdtype == dns.rdatatype.SRV and name in data["srv"]:
         texts = [f"{p} {w} {port} {target}" for p, w, port, target in data["srv"][name]]
@@ -129,14 +132,30 @@ def answer_dns(zone: Zone, wire: bytes) -> bytes | None:
 def _is_branch(name: str, data: dict[str, Any]) -> bool:
     """Names like `shop.svc.cluster.local.` exist as branches: NOERROR with no data, not NXDOMAIN."""
     suffix = "." + name
-    return any(key.endswith(suffix) for table in ("a", "srv") for key in data[table])
+    return any(key.endswith(suffix) for table in ("a", "srv", "cname") for key in data.get(table, {}))
 
 
 async def resolve(zone: Zone, wire: bytes, upstream: str | None) -> bytes | None:
-    """The reply to one query: from the zone, or relayed to the upstream resolver (in a thread)."""
+    """The reply to one query: from the zone, or relayed to the upstream resolver (in a thread). A
+    CNAME of the zone to a name outside it is followed upstream and the target's records appended."""
+    loop = asyncio.get_running_loop()
     if upstream and needs_upstream(zone, wire):
-        return await asyncio.get_running_loop().run_in_executor(None, forward_dns, wire, upstream)
-    return answer_dns(zone, wire)
+        return await loop.run_in_executor(None, forward_dns, wire, upstream)
+    reply = answer_dns(zone, wire)
+    if reply is None or not upstream:
+        return reply
+    response = dns.message.from_wire(reply)
+    chased = [rrset for rrset in response.answer if rrset.rdtype == dns.rdatatype.CNAME]
+    if not chased or not response.question or response.question[0].rdtype == dns.rdatatype.CNAME:
+        return reply
+    target = chased[-1][0].target
+    follow = dns.message.make_query(target, response.question[0].rdtype)
+    if not needs_upstream(zone, follow.to_wire()):
+        return reply
+    answer = dns.message.from_wire(await loop.run_in_executor(None, forward_dns, follow.to_wire(), upstream))
+    response.answer.extend(answer.answer)
+    response.set_rcode(answer.rcode())
+    return response.to_wire()
 
 
 class _Datagram(asyncio.DatagramProtocol):

@@ -196,6 +196,8 @@ def service(svc: ServicePlan) -> Obj:
         spec["externalIPs"] = list(svc.external_ips)
     if svc.selector is not None:
         spec["selector"] = dict(svc.selector)
+    if svc.external_name is not None:
+        spec = {"type": "ExternalName", "externalName": svc.external_name, "ports": ports}
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc.name, "namespace": svc.namespace}, "spec": spec}
 
 

@@ -454,6 +454,8 @@ def check_every_rpc(m: Mode) -> None:
             assert answer.HasField("overlay") == (m.cni in OVERLAY and pod["node"] != node)
         answers: list[pb.ServiceNat] = []
         for svc in m.lab.status["services"]:
+            if svc["cluster_ip"] in (None, "None"):
+                continue  # headless or ExternalName: nothing for kube-proxy to program
             for port in svc["ports"]:
                 service = check_service_nat(m, node, svc["cluster_ip"], port["port"], port["protocol"])
                 check_cold_lookup_matches_snapshot(m, node, svc["cluster_ip"], port["port"], port["protocol"])

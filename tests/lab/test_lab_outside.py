@@ -78,6 +78,16 @@ def test_cluster_dns_forwards_external_names_upstream(lab: Lab) -> None:
     assert internal["ok"] and internal["answers"] == [lab.service("shop", "api")["cluster_ip"]]
 
 
+def test_headless_and_external_name_services_resolve(lab: Lab) -> None:
+    src = lab.pod(app="frontend")
+    headless = lab.dns(src, "redis-headless.shop.svc.cluster.local.")
+    assert headless["ok"] and headless["answers"] == [lab.pod(app="redis")["ip"]]
+    assert lab.service("shop", "redis-headless")["cluster_ip"] == "None"
+    alias = lab.dns(src, "payments-gateway.shop.svc.cluster.local.", timeout=3.0)
+    assert alias["ok"] and alias["answers"] == ["api.example.com.", "203.0.113.10"]
+    assert lab.service("shop", "payments-gateway")["external_name"] == "api.example.com"
+
+
 @pytest.mark.parametrize("node", ["node-1", "node-2"])
 def test_outside_reaches_the_nodeport_on_each_node(lab: Lab, node: str) -> None:
     result = from_outside(lab, lab.node(node)["ip"], 30080)
