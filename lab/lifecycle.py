@@ -435,6 +435,7 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
                 "selector": s["spec"].get("selector") or {},
                 "external_name": s["spec"].get("externalName"),
                 "external_ips": s["spec"].get("externalIPs", []),
+                "health_check_node_port": s["spec"].get("healthCheckNodePort"),
                 "load_balancer_ips": [
                     i["ip"] for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress", []) if i.get("ip")
                 ],

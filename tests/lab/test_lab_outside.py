@@ -7,6 +7,7 @@ working, and `lab heal` restores it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -187,3 +188,30 @@ def test_fault_breaks_its_path_only_and_heal_restores_it(lab: Lab, case: Case) -
     finally:
         lab.cli("heal")
     eventually(lambda: case.works(lab), bool, what=f"the path after healing {case.fault}")
+
+
+def test_a_local_load_balancer_is_health_checked_per_node(lab: Lab) -> None:
+    """externalTrafficPolicy Local on the LoadBalancer: each node's kube-proxy answers its health check
+    node port with 200 where a frontend pod runs and 503 where none does, as a cloud LB probes it."""
+    busy, idle = node_with(lab, "frontend"), node_without(lab, "frontend")
+    local = sum(1 for p in lab.pods(app="frontend") if p["node"] == busy)
+    ports: list[int] = []
+
+    def health(node: str) -> dict[str, Any]:
+        probe = {"kind": "http", "host": lab.node(node)["ip"], "port": ports[0], "timeout": 1.5}
+        return lab.probe(outside(lab)["netns"], [probe])[0]
+
+    lab.cli("fault", "nodeport-no-local-endpoints", "--service", "shop/web")
+    try:
+        ports.append(eventually(lambda: lab.refresh() and lab.service("shop", "web")["health_check_node_port"], what="a port"))
+        answered = eventually(lambda: health(busy), lambda r: r.get("status") == 200, what=f"200 from {busy}")
+        assert json.loads(answered["body"]) == {
+            "service": {"namespace": "shop", "name": "web"},
+            "localEndpoints": local,
+            "serviceProxyHealthy": True,
+        }
+        refused = eventually(lambda: health(idle), lambda r: r.get("status") == 503, what=f"503 from {idle}")
+        assert json.loads(refused["body"])["localEndpoints"] == 0
+    finally:
+        lab.cli("heal")
+    eventually(lambda: health(busy), lambda r: not r["ok"], what="the health check listener closed after heal")
