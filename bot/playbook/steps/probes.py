@@ -13,28 +13,42 @@ from bot.playbook.steps.base import Need, SourceStep, SourceWalk
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.path import endpoint_path
 
+DENIED_PROBE_TIMEOUT_MS = 300
+"""How long a probe waits when the NetworkPolicies read from the API already deny the flow.
+
+The probe then confirms the deny rather than discovers it: an enforced deny is silence (Calico,
+Cilium and the lab drop; a REJECT answers even sooner), so waiting for the full `PROBE_TIMEOUT_MS`
+adds nothing but time, while a flow the CNI does not enforce still connects within a round trip
+and contradicts the policy verdict (its probe says "connected")."""
+
 
 async def check_reachability(sw: SourceWalk, endpoints: Sequence[EndpointRef], denied: set[str]) -> None:
     w, src, case = sw.w, sw.src, sw.case
     if src.node is None or not src.ip:
         return
     started = time.monotonic()
-    probes: list[tuple[str, str, int]] = []
+    # (label, target, port, wait): a probe to an endpoint the policies deny (or to the VIP when they
+    # deny every endpoint) only confirms the deny, so it waits DENIED_PROBE_TIMEOUT_MS.
+    every_denied = bool(endpoints) and all(e.ip in denied for e in endpoints)
+    probes: list[tuple[str, str, int, int | None]] = []
     if case.service is not None and case.port is not None:
-        probes.append(("vip", case.service.cluster_ip, case.port))
+        probes.append(("vip", case.service.cluster_ip, case.port, DENIED_PROBE_TIMEOUT_MS if every_denied else None))
     for e in endpoints:
-        probes.append((e.ip, e.ip, e.port))
+        probes.append((e.ip, e.ip, e.port, DENIED_PROBE_TIMEOUT_MS if e.ip in denied else None))
     if case.target_kind in ("ip", "external") and case.target_ip and case.port:
-        probes.append((case.target_ip, case.target_ip, case.port))
+        probes.append((case.target_ip, case.target_ip, case.port, None))
     if not probes:
         return
     results = await asyncio.gather(
-        *(w.obs.probe(src.node, pod_ip=src.ip, target=t, port=p, protocol=case.protocol) for _, t, p in probes)
+        *(
+            w.obs.probe(src.node, pod_ip=src.ip, target=t, port=p, protocol=case.protocol, timeout_ms=wait)
+            for _, t, p, wait in probes
+        )
     )
     outcome: dict[str, ProbeView | None] = sw.probe_outcome
     evidence = []
     unprobed = []
-    for (label, target, port), observed in zip(probes, results, strict=True):
+    for (label, target, port, _wait), observed in zip(probes, results, strict=True):
         if observed.value is None:
             unprobed.append(f"{target}:{port}")
         if observed.unreachable:
