@@ -104,7 +104,7 @@ def test_a_watch_from_a_compacted_resource_version_relists(pki: LabPki, tmp_path
         assert {f"kwc-while-down-{i}" for i in range(20)} <= set(listed)
         stats = cached.stats()["namespaces"]
         assert stats.expired >= 1 and stats.lists == 2
-        assert server.requests.total("LIST", "namespaces") == 1  # the relist, on the restarted server
+        eventually(lambda: server.requests.total("LIST", "namespaces"), lambda n: n == 1, 5, "the relist counted")
     finally:
         cached.close()
         client.close()
@@ -121,7 +121,8 @@ def test_a_cache_not_confirmed_within_the_bound_reads_through(api_server: ApiSer
         eventually(lambda: not cached.cache(NAMESPACES).fresh(), what="the cache going stale")
         assert "kwc-later" in names(cached.list_objects(NAMESPACES))
         assert cached.stats()["namespaces"].read_through >= 1
-        assert api_server.requests.total("LIST", "namespaces") == 2
+        # The server counts a request once its answer is sent, as kube-apiserver does: wait for it.
+        eventually(lambda: api_server.requests.total("LIST", "namespaces"), lambda n: n == 2, 5, "the second LIST counted")
         assert "watch" in cached.cache(NAMESPACES).describe()  # the refused watch is named
     finally:
         cached.close()
@@ -152,7 +153,8 @@ def test_a_kind_larger_than_the_bound_is_not_cached(api_server: ApiServer, pki: 
             api_server.store.create(namespace(f"kwc-big-{index}"))
         assert "kwc-big-3" in names(cached.list_objects(NAMESPACES))
         assert "kwc-big-3" in names(cached.list_objects(NAMESPACES))
-        assert api_server.requests.total("LIST", "namespaces") == 3  # the cache's list, then two reads through
+        # the cache's list, then two reads through
+        eventually(lambda: api_server.requests.total("LIST", "namespaces"), lambda n: n == 3, 5, "three LISTs counted")
         assert "too large" in cached.cache(NAMESPACES).describe()
         assert cached.list_objects(PODS, "default") == []  # another kind is still cached
     finally:
@@ -168,11 +170,16 @@ def test_metrics_count_requests_as_kube_apiserver_does(api_server: ApiServer, pk
     finally:
         client.close()
     context = ssl.create_default_context(cafile=str(pki.ca))
-    request = urllib.request.Request(f"{api_server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-    with urllib.request.urlopen(request, context=context, timeout=5) as answer:  # as `kubectl get --raw /metrics`
-        text = answer.read().decode()
+
+    def metrics() -> str:  # as `kubectl get --raw /metrics` asks it
+        request = urllib.request.Request(f"{api_server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, context=context, timeout=5) as answer:
+            return str(answer.read().decode())
+
+    text = eventually(metrics, lambda t: 'code="404"' in t, 5, "the GET counted")
     assert 'resource="pods",scope="namespace",subresource="",verb="LIST",version="v1"} 1' in text
     assert 'apiserver_request_total{code="404",component="apiserver",dry_run="",group="",resource="pods",scope="resource"' in text
+    assert text.startswith("# HELP apiserver_request_total")
 
 
 @pytest.mark.parametrize(
