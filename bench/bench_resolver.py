@@ -62,7 +62,9 @@ def load(store: Store) -> None:
             }
         )
     for ns in range(NAMESPACES):
-        store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"ns-{ns}", "labels": {"team": f"t{ns % 7}"}}})
+        store.create(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"ns-{ns}", "labels": {"team": f"t{ns % 7}"}}}
+        )
     for s in range(SERVICES):
         ns, app = f"ns-{s % NAMESPACES}", f"app-{s}"
         labels = {"app": app}
@@ -71,7 +73,11 @@ def load(store: Store) -> None:
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
                 "metadata": {"name": app, "namespace": ns, "uid": f"d-{s}", "labels": labels},
-                "spec": {"replicas": PODS_PER_SERVICE, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}}},
+                "spec": {
+                    "replicas": PODS_PER_SERVICE,
+                    "selector": {"matchLabels": labels},
+                    "template": {"metadata": {"labels": labels}},
+                },
             }
         )
         rs = f"{app}-5d8f7c6b9"
@@ -84,9 +90,15 @@ def load(store: Store) -> None:
                     "namespace": ns,
                     "uid": f"rs-{s}",
                     "labels": labels,
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": app, "uid": f"d-{s}", "controller": True}],
+                    "ownerReferences": [
+                        {"apiVersion": "apps/v1", "kind": "Deployment", "name": app, "uid": f"d-{s}", "controller": True}
+                    ],
                 },
-                "spec": {"replicas": PODS_PER_SERVICE, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}}},
+                "spec": {
+                    "replicas": PODS_PER_SERVICE,
+                    "selector": {"matchLabels": labels},
+                    "template": {"metadata": {"labels": labels}},
+                },
             }
         )
         for p in range(PODS_PER_SERVICE):
@@ -99,7 +111,9 @@ def load(store: Store) -> None:
                         "name": f"{rs}-{p:05x}",
                         "namespace": ns,
                         "labels": labels,
-                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": f"rs-{s}", "controller": True}],
+                        "ownerReferences": [
+                            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": f"rs-{s}", "controller": True}
+                        ],
                     },
                     "spec": {
                         "nodeName": f"node-{index % NODES}",
@@ -183,10 +197,14 @@ def main() -> None:
         slices = EndpointSliceController(store)
         slices.start()  # one reconcile of every Service: the slices kube-controller-manager would write
         slices.stop()
-        print(f"loaded {NODES} nodes, {SERVICES * PODS_PER_SERVICE} pods, {SERVICES} services (and their EndpointSlices), {POLICIES} policies in {time.monotonic() - t0:.0f} s")
+        print(
+            f"loaded {NODES} nodes, {SERVICES * PODS_PER_SERVICE} pods, {SERVICES} services (and their EndpointSlices), {POLICIES} policies in {time.monotonic() - t0:.0f} s"
+        )
         server = ApiServer(store, TOKEN, tls=ServingCertificate.from_files(pki.apiserver.cert, pki.apiserver.key))
         server.start(port=0)
-        kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", server.url, TOKEN, namespace="default", ca_pem=pki.ca.read_bytes())
+        kubeconfig = write_kubeconfig(
+            Path(tmp) / "kubeconfig", server.url, TOKEN, namespace="default", ca_pem=pki.ca.read_bytes()
+        )
         warm_texts, cold_texts = questions(args.questions), questions(args.cold, seed=61)
         rows = []
         try:
@@ -218,7 +236,9 @@ def main() -> None:
                 client.close()
         finally:
             server.stop()
-    print(f"resolving a question on a cluster of {SERVICES * PODS_PER_SERVICE} pods, {SERVICES} services, {NODES} nodes, {POLICIES} policies")
+    print(
+        f"resolving a question on a cluster of {SERVICES * PODS_PER_SERVICE} pods, {SERVICES} services, {NODES} nodes, {POLICIES} policies"
+    )
     print(f"  ({args.questions} warm questions, {args.cold} cold; half with namespaces, half bare names searched cluster-wide)")
     for label, times, requests in rows:
         print(line(label, times, requests))

@@ -74,7 +74,7 @@ class BotSettings(BaseSettings):
     default_namespace: str | None = None
     """Namespace assumed when a question names none (channels can override)."""
     cluster_cache_max_staleness_s: float = Field(default=30.0, ge=0, le=3600)
-    """`serve` answers from watch caches of the cluster's objects while the API server confirmed them within this many seconds; older, a question lists (0: no caches)."""
+    """Seconds `serve`'s watch caches stay evidence after the API server last confirmed them; then questions list (0: off)."""
     cluster_cache_max_objects: int = Field(default=200000, ge=1, le=10_000_000)
     """A kind with more objects than this is not cached (its reads go to the API): bounds `serve`'s memory."""
     slack_bot_token: SecretStr | None = None

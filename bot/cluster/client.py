@@ -262,7 +262,8 @@ class ClusterClient:
         except ApiException as exc:
             if exc.status == 410:
                 # Some servers refuse a too old resourceVersion up front: the same as its ERROR event.
-                yield {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": _status_message(exc) or ""}}
+                status = {"kind": "Status", "code": 410, "reason": "Expired", "message": _status_message(exc) or ""}
+                yield {"type": "ERROR", "object": status}
                 return
             raise self._api_error(exc, "watch", resource, None, what) from exc
         except urllib3.exceptions.HTTPError as exc:

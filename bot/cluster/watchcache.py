@@ -162,10 +162,12 @@ class ResourceCache:
     def describe(self) -> str:
         """One line for logs and errors: size, resourceVersion, freshness, last failure."""
         with self._lock:
-            age = "never confirmed" if self._confirmed_at is None else f"confirmed {time.monotonic() - self._confirmed_at:.1f} s ago"
+            confirmed = self._confirmed_at
+            age = "never confirmed" if confirmed is None else f"confirmed {time.monotonic() - confirmed:.1f} s ago"
             state = "too large to cache" if self._too_large else age
             failure = f"; last failure: {self._failure}" if self._failure else ""
-            return f"{self.resource.qualified}: {len(self._objects)} objects at resourceVersion {self._version or '-'}, {state}{failure}"
+            size = f"{len(self._objects)} objects at resourceVersion {self._version or '-'}"
+            return f"{self.resource.qualified}: {size}, {state}{failure}"
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -237,9 +239,8 @@ class ResourceCache:
             code = obj.get("code")
             if code == 410:
                 raise _Expired
-            raise ClusterUnavailable(
-                f"the watch of {self.resource.qualified} ended with an error: {obj.get('code')} {obj.get('reason')}: {obj.get('message')}"
-            )
+            why = f"{obj.get('code')} {obj.get('reason')}: {obj.get('message')}"
+            raise ClusterUnavailable(f"the watch of {self.resource.qualified} ended with an error: {why}")
         version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
         with self._lock:
             self.stats.events += 1

@@ -300,9 +300,7 @@ class FleetObserver:
         if protocol == "UDP" and port == 53:
             return await self.probe_dns(node, pod_ip=pod_ip, name="kube-dns.kube-system.svc.cluster.local", server=target)
         if protocol == "UDP":
-            udp = pb.ProbeUdpRequest(
-                pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=wait_ms, payload=b"kubereach\n"
-            )
+            udp = pb.ProbeUdpRequest(pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=wait_ms, payload=b"kubereach\n")
             return await self._ask(key, node, "ProbeUdp", udp, lambda r: _probe(r.result), PROBE_RPC_TIMEOUT_S)
         tcp = pb.ProbeTcpRequest(pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=wait_ms)
         return await self._ask(key, node, "ProbeTcp", tcp, lambda r: _probe(r.result), PROBE_RPC_TIMEOUT_S)

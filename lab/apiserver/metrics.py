@@ -53,9 +53,7 @@ class RequestCounter:
     def total(self, verb: str | None = None, resource: str | None = None) -> int:
         """Requests so far, of one verb and/or resource (None: any)."""
         with self._lock:
-            return sum(
-                n for key, n in self._counts.items() if (verb is None or key[0] == verb) and (resource is None or key[3] == resource)
-            )
+            return sum(n for key, n in self._counts.items() if verb in (None, key[0]) and resource in (None, key[3]))
 
     def exposition(self) -> str:
         """The counter in Prometheus' text format."""

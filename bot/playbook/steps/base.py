@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -125,6 +126,8 @@ class SourceWalk:
         """Endpoint IPs NetworkPolicy denies (their path is not walked: policy explains them)."""
         self.nat_pending: NatReading | None = None
         self.probe_outcome: dict[str, ProbeView | None] = {}
+        self.early_probes: list[asyncio.Future[object]] = []
+        """Probes sent ahead of the probes step (`bot.playbook.steps.probes.send_probes_early`)."""
 
     async def node_facts(self, node: str | None) -> NodeFacts | None:
         if node is None:
