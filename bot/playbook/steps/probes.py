@@ -19,7 +19,7 @@ DENIED_PROBE_TIMEOUT_MS = 300
 The probe then confirms the deny rather than discovers it: an enforced deny is silence (Calico,
 Cilium and the lab drop; a REJECT answers even sooner), so waiting for the full `PROBE_TIMEOUT_MS`
 adds nothing but time, while a flow the CNI does not enforce still connects within a round trip
-and contradicts the policy verdict (its probe says "connected")."""
+(its probe's outcome, "connected", is in the evidence)."""
 
 
 Planned = tuple[str, str, int, int | None]
