@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 FIRST_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 10.0
+FIRST_LIST_WAIT_S = 120.0
+"""A read waits this long at most for its kind's first list (which ends sooner: each of its requests
+has the client's timeout), so that the first question does not list twice."""
 MAX_WATCH_TIMEOUT_S = 300
 """A watch never asks the server to hold it open longer than this (kube-apiserver's default range)."""
 DROPPED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
@@ -177,6 +180,12 @@ class ResourceCache:
         return time.monotonic() - self._confirmed_at <= self.max_staleness_s
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._attempted.set()  # never leave a reader waiting for a list that will not come
+
+    def _loop(self) -> None:
         backoff = FIRST_BACKOFF_S
         listed = False
         while not self._stop.is_set():
@@ -301,7 +310,7 @@ class CachedCluster:
         if labels is None:
             return self.client.list_objects(resource, namespace, label_selector=label_selector)
         cache = self.cache(resource)
-        cache.wait_listed(self.client.timeout)
+        cache.wait_listed(FIRST_LIST_WAIT_S)
         found = cache.objects(namespace if resource.namespaced else None, labels)
         if found is not None:
             return found
