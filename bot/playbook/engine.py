@@ -121,6 +121,10 @@ async def _walk_source(sw: SourceWalk) -> None:
         results = await asyncio.gather(*(step.check(sw) for step in together))
         if not all(results):
             return
+        if policy.STEP in together:
+            # The deny is known: send the probes now (those that only confirm it wait briefly), so
+            # they overlap the node steps; the probes step awaits the same calls.
+            probes.send_probes_early(sw)
 
 
 # ------------------------------------------------------------------------------ the verdict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -140,9 +141,11 @@ class SourceWalk:
         self.nat_pending: NatReading | None = None
         self.probe_outcome: dict[str, ProbeView | None] = {}
         self.unexplained: list[Unexplained] = []
+        """Endpoints this source could not reach with no cause found on their path (for the trace)."""
         self.lookup_timed_out: Candidate | None = None
         """The DNS failure of a lookup that timed out though no server's path showed a cause."""
-        """Endpoints this source could not reach with no cause found on their path (for the trace)."""
+        self.early_probes: list[asyncio.Future[object]] = []
+        """Probes sent ahead of the probes step (`bot.playbook.steps.probes.send_probes_early`)."""
 
     async def node_facts(self, node: str | None) -> NodeFacts | None:
         if node is None:

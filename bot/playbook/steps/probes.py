@@ -4,37 +4,78 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from bot.playbook.case import EndpointRef
 from bot.playbook.models import Hop, StepStatus
-from bot.playbook.observations import ProbeView
+from bot.playbook.observations import Observed, ProbeView
 from bot.playbook.steps.base import Need, SourceStep, SourceWalk
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.path import endpoint_path
 
+DENIED_PROBE_TIMEOUT_MS = 300
+"""How long a probe waits when the NetworkPolicies read from the API already deny the flow.
+
+The probe then confirms the deny rather than discovers it: an enforced deny is silence (Calico,
+Cilium and the lab drop; a REJECT answers even sooner), so waiting for the full `PROBE_TIMEOUT_MS`
+adds nothing but time, while a flow the CNI does not enforce still connects within a round trip
+(its probe's outcome, "connected", is in the evidence)."""
+
+
+Planned = tuple[str, str, int, int | None]
+"""A probe: (label, target, port, how long it waits in ms; None: the observer's default)."""
+
+
+def _plan(sw: SourceWalk, endpoints: Sequence[EndpointRef], denied: set[str]) -> list[Planned]:
+    src, case = sw.src, sw.case
+    if src.node is None or not src.ip:
+        return []
+    # A probe to an endpoint the policies deny (or to the VIP when they deny every endpoint) only
+    # confirms the deny, so it waits DENIED_PROBE_TIMEOUT_MS.
+    every_denied = bool(endpoints) and all(e.ip in denied for e in endpoints)
+    probes: list[Planned] = []
+    if case.service is not None and case.port is not None:
+        probes.append(("vip", case.service.cluster_ip, case.port, DENIED_PROBE_TIMEOUT_MS if every_denied else None))
+    for e in endpoints:
+        probes.append((e.ip, e.ip, e.port, DENIED_PROBE_TIMEOUT_MS if e.ip in denied else None))
+    if case.target_kind in ("ip", "external") and case.target_ip and case.port:
+        probes.append((case.target_ip, case.target_ip, case.port, None))
+    return probes
+
+
+def _send(sw: SourceWalk, probes: Sequence[Planned]) -> list[Awaitable[Observed[ProbeView]]]:
+    src, obs, protocol = sw.src, sw.w.obs, sw.case.protocol
+    assert src.node is not None and src.ip is not None
+    return [obs.probe(src.node, pod_ip=src.ip, target=t, port=p, protocol=protocol, timeout_ms=wait) for _, t, p, wait in probes]
+
+
+def send_probes_early(sw: SourceWalk) -> None:
+    """Send this source's probes now, while the node steps run: the probes step then awaits the same
+    calls (the observer answers identical calls once), so the probes' round trips and timeouts
+    overlap the other checks instead of following them. Probes only read; an answer no step needs
+    (a walk that ended earlier) is dropped."""
+    sw.early_probes = [asyncio.ensure_future(call) for call in _send(sw, _plan(sw, sw.reachable, sw.denied))]
+    for future in sw.early_probes:
+        future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future[object]) -> None:
+    # The probes step awaits the same call and reports its failure; here it is only marked as seen.
+    if not future.cancelled():
+        future.exception()
+
 
 async def check_reachability(sw: SourceWalk, endpoints: Sequence[EndpointRef], denied: set[str]) -> None:
     w, src, case = sw.w, sw.src, sw.case
-    if src.node is None or not src.ip:
-        return
-    started = time.monotonic()
-    probes: list[tuple[str, str, int]] = []
-    if case.service is not None and case.port is not None:
-        probes.append(("vip", case.service.cluster_ip, case.port))
-    for e in endpoints:
-        probes.append((e.ip, e.ip, e.port))
-    if case.target_kind in ("ip", "external") and case.target_ip and case.port:
-        probes.append((case.target_ip, case.target_ip, case.port))
+    probes = _plan(sw, endpoints, denied)
     if not probes:
         return
-    results = await asyncio.gather(
-        *(w.obs.probe(src.node, pod_ip=src.ip, target=t, port=p, protocol=case.protocol) for _, t, p in probes)
-    )
+    started = time.monotonic()
+    results = await asyncio.gather(*_send(sw, probes))
     outcome: dict[str, ProbeView | None] = sw.probe_outcome
     evidence = []
     unprobed = []
-    for (label, target, port), observed in zip(probes, results, strict=True):
+    for (label, target, port, _wait), observed in zip(probes, results, strict=True):
         if observed.value is None:
             unprobed.append(f"{target}:{port}")
         if observed.unreachable:
