@@ -17,7 +17,7 @@ from bot.digest_cli import digest
 from bot.errors import KubereachError
 from bot.history.cli import search
 from bot.history.recorder import HistoryRecorder
-from bot.investigation import Investigator, bot_pod_check, investigator_sweep
+from bot.investigation import bot_pod_check, investigator_sweep, serving_investigator
 from bot.policy.cli import policy
 from bot.settings import BotSettings
 from bot.slack.digest_command import handle
@@ -55,7 +55,7 @@ def _register() -> None:
         search,
         policy,
         digest,
-        make_serve_command(Investigator, digest=_digest_for_slack, host_check=bot_pod_check),
+        make_serve_command(serving_investigator, digest=_digest_for_slack, host_check=bot_pod_check),
     ):
         cli.add_command(command)
 

@@ -73,6 +73,10 @@ class BotSettings(BaseSettings):
     """SQLAlchemy URL of the history database; default: SQLite under the user's data directory."""
     default_namespace: str | None = None
     """Namespace assumed when a question names none (channels can override)."""
+    cluster_cache_max_staleness_s: float = Field(default=30.0, ge=0, le=3600)
+    """Seconds `serve`'s watch caches stay evidence after the API server last confirmed them; then questions list (0: off)."""
+    cluster_cache_max_objects: int = Field(default=200000, ge=1, le=10_000_000)
+    """A kind with more objects than this is not cached (its reads go to the API): bounds `serve`'s memory."""
     slack_bot_token: SecretStr | None = None
     """Slack bot token (xoxb-…)."""
     slack_signing_secret: SecretStr | None = None

@@ -1,7 +1,8 @@
 """The cluster DNS zone the lab's CoreDNS pods answer from, computed from the API's objects.
 
 Records (as CoreDNS's kubernetes plugin serves them):
-- `svc.ns.svc.cluster.local` A → ClusterIP (headless: the ready endpoint IPs)
+- `svc.ns.svc.cluster.local` A → ClusterIP (headless: the ready endpoint IPs); for an ExternalName
+  service a CNAME → its externalName (the DNS server follows it, as CoreDNS does)
 - `_port._proto.svc.ns.svc.cluster.local` SRV → the service name, for named ports
 - `a-b-c-d.ns.pod.cluster.local` A → the pod IP
 - PTR for ClusterIPs and pod IPs.
@@ -23,8 +24,10 @@ Obj = Mapping[str, Any]
 
 
 def build_zone(services: Iterable[Obj], slices: Iterable[Obj], pods: Iterable[Obj]) -> dict[str, Any]:
-    """The zone as JSON-ready dicts: {"a": {name: [ip]}, "srv": {name: [[prio, weight, port, target]]}, "ptr": {name: target}}."""
+    """The zone as JSON-ready dicts: {"a": {name: [ip]}, "srv": {name: [[prio, weight, port, target]]},
+    "ptr": {name: target}, "cname": {name: target}}."""
     a: dict[str, list[str]] = {}
+    cname: dict[str, str] = {}
     srv: dict[str, list[list[Any]]] = {}
     ptr: dict[str, str] = {}
     ready_ips: dict[tuple[str, str], list[str]] = {}
@@ -40,6 +43,10 @@ def build_zone(services: Iterable[Obj], slices: Iterable[Obj], pods: Iterable[Ob
         meta, spec = svc["metadata"], svc.get("spec", {})
         fqdn = f"{meta['name']}.{meta['namespace']}.svc.{CLUSTER_DOMAIN}."
         cluster_ip = spec.get("clusterIP")
+        if spec.get("type") == "ExternalName":
+            if spec.get("externalName"):
+                cname[fqdn] = spec["externalName"].rstrip(".") + "."
+            continue
         if cluster_ip and cluster_ip != "None":
             a[fqdn] = [cluster_ip]
             ptr[ipaddress.ip_address(cluster_ip).reverse_pointer + "."] = fqdn
@@ -56,7 +63,7 @@ def build_zone(services: Iterable[Obj], slices: Iterable[Obj], pods: Iterable[Ob
         name = f"{ip.replace('.', '-')}.{pod['metadata']['namespace']}.pod.{CLUSTER_DOMAIN}."
         a[name] = [ip]
         ptr.setdefault(ipaddress.ip_address(ip).reverse_pointer + ".", name)
-    return {"domain": CLUSTER_DOMAIN + ".", "a": a, "srv": srv, "ptr": ptr}
+    return {"domain": CLUSTER_DOMAIN + ".", "a": a, "srv": srv, "ptr": ptr, "cname": cname}
 
 
 def write_zone(path: Path, zone: Mapping[str, Any]) -> None:

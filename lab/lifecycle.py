@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import build, kernel, processes
+from lab import build, kernel, outside, processes
 from lab.apiclient import LabApi
 from lab.certs import generate_pki
 from lab.errors import LabError
@@ -53,7 +53,7 @@ def podserver_argv(plan: LabPlan, pod: PodPlan, state: LabState) -> list[str]:
     for port in pod.ports:
         argv += ["--listen", f"{port.port}/{port.protocol}"]
     if pod.role == "dns":
-        argv += ["--dns-zone", str(state.path / "dns-zone.json")]
+        argv += ["--dns-zone", str(state.path / "dns-zone.json"), "--upstream", outside.UPSTREAM_DNS_IP]
     return argv
 
 
@@ -251,9 +251,18 @@ def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_RO
     try:
         pki = generate_pki(directory / "pki", [n.name for n in plan.nodes])
         build.build_fabric(plan)
+        outside.build_outside(plan)
         slack = start_slack(state)
+        world = processes.spawn(
+            "outside",
+            outside.server_argv(options.prefix, PYTHON, outside.write_outside_zone(directory)),
+            directory / "logs" / "outside.log",
+            with_ready_pipe=True,
+        )
         state.processes[slack.name] = slack.pid
+        state.processes[world.name] = world.pid
         state.save()
+        processes.wait_ready([world], READY_DEADLINE_S)
         if binaries is None:
             start_lab_control_plane(plan, state)
             bot_kubeconfig = None
@@ -384,6 +393,16 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
         "cni": state.cni,
         "proxy": state.proxy,
         "kube_proxy_layout": state.kube_proxy_layout,
+        "outside": {
+            "netns": outside.outside_netns(state.prefix),
+            "router_netns": outside.router_netns(state.prefix),
+            "router": outside.ROUTER_FABRIC_IP,
+            "host": outside.OUTSIDE_HOST_IP,
+            "resolver": outside.UPSTREAM_DNS_IP,
+            "domain": outside.OUTSIDE_DOMAIN.rstrip("."),
+            "ports": list(outside.OUTSIDE_PORTS),
+            "running": processes.alive(state.processes.get("outside", -1)),
+        },
         "nodes": [
             {
                 "name": n.name,
@@ -412,12 +431,21 @@ def status(prefix: str, root: Path = STATE_ROOT) -> dict[str, Any]:
                 "namespace": s["metadata"]["namespace"],
                 "name": s["metadata"]["name"],
                 "cluster_ip": s["spec"].get("clusterIP"),
+                "type": s["spec"].get("type", "ClusterIP"),
+                "selector": s["spec"].get("selector") or {},
+                "external_name": s["spec"].get("externalName"),
+                "external_ips": s["spec"].get("externalIPs", []),
+                "health_check_node_port": s["spec"].get("healthCheckNodePort"),
+                "load_balancer_ips": [
+                    i["ip"] for i in (s.get("status") or {}).get("loadBalancer", {}).get("ingress", []) if i.get("ip")
+                ],
                 "ports": [
                     {
                         "name": p.get("name", ""),
                         "port": p["port"],
                         "target_port": p.get("targetPort", p["port"]),
                         "protocol": p.get("protocol", "TCP"),
+                        **({"node_port": p["nodePort"]} if p.get("nodePort") else {}),
                     }
                     for p in s["spec"].get("ports", [])
                 ],

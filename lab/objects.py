@@ -337,7 +337,7 @@ def service_object(svc: ServicePlan) -> Obj:
         port: Obj = {"port": p.port, "protocol": p.protocol, "targetPort": p.target_port if p.target_port is not None else p.port}
         if p.name:
             port["name"] = p.name
-        if svc.type == "NodePort":
+        if svc.type in ("NodePort", "LoadBalancer"):
             port["nodePort"] = p.node_port or 30000 + (int(hashlib.sha256(f"{svc.key}{i}".encode()).hexdigest(), 16) % 2768)
         ports.append(port)
     spec: Obj = {
@@ -348,18 +348,32 @@ def service_object(svc: ServicePlan) -> Obj:
         "sessionAffinity": svc.session_affinity,
         "ipFamilies": ["IPv4"],
         "ipFamilyPolicy": "SingleStack",
-        "internalTrafficPolicy": "Cluster",
+        "internalTrafficPolicy": svc.internal_traffic_policy,
     }
-    if svc.type == "NodePort":
-        spec["externalTrafficPolicy"] = "Cluster"
+    if svc.type in ("NodePort", "LoadBalancer"):
+        spec["externalTrafficPolicy"] = svc.external_traffic_policy
+    if svc.type == "LoadBalancer":
+        spec["allocateLoadBalancerNodePorts"] = True
+        if svc.external_traffic_policy == "Local":
+            digest = hashlib.sha256(f"{svc.key}/healthcheck".encode()).hexdigest()
+            spec["healthCheckNodePort"] = 30000 + int(digest, 16) % 2768
+    if svc.external_ips:
+        spec["externalIPs"] = list(svc.external_ips)
     if svc.selector is not None:
         spec["selector"] = dict(svc.selector)
+    if svc.external_name is not None:
+        spec = {"type": "ExternalName", "externalName": svc.external_name, "ports": ports, "sessionAffinity": "None"}
+    elif svc.cluster_ip == "None":
+        spec["clusterIPs"] = ["None"]
+    # The lab plays the cloud's load-balancer controller: the ingress IP is assigned up front and
+    # routed to the nodes by the lab's router (lab.outside).
+    lb = {"ingress": [{"ip": svc.load_balancer_ip, "ipMode": "VIP"}]} if svc.load_balancer_ip else {}
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(svc.name, svc.namespace, svc.uid),
         "spec": spec,
-        "status": {"loadBalancer": {}},
+        "status": {"loadBalancer": lb},
     }
 
 

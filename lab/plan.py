@@ -21,6 +21,8 @@ CNI_MODES: tuple[CniMode, ...] = ("flannel-vxlan", "host-gw", "calico")
 PROXY_MODES: tuple[ProxyMode, ...] = ("iptables", "nftables")
 
 FABRIC_CIDR = ipaddress.IPv4Network("10.240.0.0/24")
+LB_CIDR = ipaddress.IPv4Network("198.51.100.0/24")
+"""Load-balancer ingress IPs the lab hands out as the cloud would (a documentation range)."""
 CLUSTER_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/12")
 CLUSTER_DOMAIN = "cluster.local"
@@ -111,6 +113,13 @@ class ServicePlan:
     selector: tuple[tuple[str, str], ...] | None
     ports: tuple[ServicePortSpec, ...]
     session_affinity: str
+    external_ips: tuple[str, ...] = ()
+    external_traffic_policy: str = "Cluster"
+    internal_traffic_policy: str = "Cluster"
+    load_balancer_ip: str | None = None
+    """type LoadBalancer: the ingress IP the lab, playing the cloud, assigns (LB_CIDR)."""
+    external_name: str | None = None
+    """type ExternalName: the DNS name the service is an alias for (its cluster_ip is "")."""
 
     @property
     def key(self) -> str:
@@ -260,11 +269,19 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
                     mtu=mtu,
                 )
             )
-    taken = {s.cluster_ip for s in spec.services if s.cluster_ip}
+    taken = {s.cluster_ip for s in spec.services if s.cluster_ip and s.cluster_ip != "None"}
     services = []
+    lb_index = 0
     for s in spec.services:
-        ip = s.cluster_ip or allocate_cluster_ip(s.namespace, s.name, taken)
-        taken.add(ip)
+        lb_ip = None
+        if s.type == "LoadBalancer":
+            lb_ip = str(LB_CIDR.network_address + 10 + lb_index)
+            lb_index += 1
+        if s.type == "ExternalName":
+            ip = ""
+        else:
+            ip = s.cluster_ip or allocate_cluster_ip(s.namespace, s.name, taken)
+            taken.add(ip)
         services.append(
             ServicePlan(
                 namespace=s.namespace,
@@ -275,6 +292,11 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
                 selector=tuple(sorted(s.selector.items())) if s.selector is not None else None,
                 ports=s.ports,
                 session_affinity=s.session_affinity,
+                external_ips=s.external_ips,
+                external_traffic_policy=s.external_traffic_policy,
+                internal_traffic_policy=s.internal_traffic_policy,
+                load_balancer_ip=lb_ip,
+                external_name=s.external_name,
             )
         )
     return LabPlan(

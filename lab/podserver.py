@@ -3,7 +3,10 @@
 Started by the lab as `ip netns exec POD-NETNS python -m lab.podserver …`, so it lives in the pod's
 network namespace and sees the pod's resolv.conf. TCP ports greet with one line naming the pod and
 then echo; UDP ports answer each datagram with the same line. Pods with the `dns` role answer DNS on
-port 53 (UDP and TCP) from the zone file the lab keeps current.
+port 53 (UDP and TCP) from the zone file the lab keeps current and, like CoreDNS's `forward .`
+plugin, pass every name outside their zone to the upstream resolver (`--upstream`): its answer is
+relayed, and SERVFAIL is answered when it does not answer in time. The outside world's resolver runs
+the same server with an authoritative zone: names it does not hold are NXDOMAIN.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import functools
 import json
 import os
 import signal
+import socket
 import struct
 import sys
 from pathlib import Path
@@ -28,6 +32,7 @@ import dns.rdatatype
 import dns.rrset
 
 DNS_TTL = 5
+UPSTREAM_TIMEOUT_S = 2.0
 
 
 class Zone:
@@ -53,6 +58,41 @@ class Zone:
         return self._data
 
 
+def needs_upstream(zone: Zone, wire: bytes) -> bool:
+    """True when the query's name lies outside the zone and the zone is not authoritative for all."""
+    try:
+        query = dns.message.from_wire(wire)
+    except dns.exception.DNSException:
+        return False
+    if not query.question:
+        return False
+    data = zone.data()
+    return not data.get("authoritative") and not _in_zone(query.question[0].name.to_text().lower(), data)
+
+
+def _in_zone(name: str, data: dict[str, Any]) -> bool:
+    domain = data["domain"]
+    return name == domain or name.endswith("." + domain) or name.endswith(".in-addr.arpa.")
+
+
+def forward_dns(wire: bytes, upstream: str, timeout: float = UPSTREAM_TIMEOUT_S, port: int = 53) -> bytes:
+    """Relay a query to the upstream resolver over UDP; SERVFAIL when it does not answer in time."""
+    query = dns.message.from_wire(wire)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(wire, (upstream, port))
+            while True:
+                reply, _ = sock.recvfrom(65535)
+                if reply[:2] == wire[:2]:
+                    return reply
+        except OSError:
+            pass
+    response = dns.message.make_response(query)
+    response.set_rcode(dns.rcode.SERVFAIL)
+    return response.to_wire()
+
+
 def answer_dns(zone: Zone, wire: bytes) -> bytes | None:
     """Answer one DNS query in wire format; None when it cannot be parsed at all."""
     try:
@@ -67,13 +107,17 @@ def answer_dns(zone: Zone, wire: bytes) -> bytes | None:
     question = query.question[0]
     name = question.name.to_text().lower()
     data = zone.data()
-    in_zone = name.endswith("." + data["domain"]) or name.endswith(".in-addr.arpa.")
-    if not in_zone:
+    if not _in_zone(name, data):
         response.flags &= ~dns.flags.AA
-        response.set_rcode(dns.rcode.SERVFAIL)  # no upstream in the lab
+        # Authoritative for everything (the outside resolver): the name does not exist. Otherwise
+        # there is no upstream to ask.
+        response.set_rcode(dns.rcode.NXDOMAIN if data.get("authoritative") else dns.rcode.SERVFAIL)
         return response.to_wire()
-    known = name in data["a"] or name in data["srv"] or name in data["ptr"]
-    if question.rdtype == dns.rdatatype.A and data["a"].get(name):
+    cnames = data.get("cname", {})
+    known = name in data["a"] or name in data["srv"] or name in data["ptr"] or name in cnames
+    if name in cnames:
+        response.answer.append(dns.rrset.from_text_list(name, DNS_TTL, "IN", "CNAME", [cnames[name]]))
+    elif question.rdtype == dns.rdatatype.A and data["a"].get(name):
         response.answer.append(dns.rrset.from_text_list(name, DNS_TTL, "IN", "A", data["a"][name]))
     elif question.rdtype == dns.rdatatype.SRV and name in data["srv"]:
         texts = [f"{p} {w} {port} {target}" for p, w, port, target in data["srv"][name]]
@@ -88,13 +132,37 @@ def answer_dns(zone: Zone, wire: bytes) -> bytes | None:
 def _is_branch(name: str, data: dict[str, Any]) -> bool:
     """Names like `shop.svc.cluster.local.` exist as branches: NOERROR with no data, not NXDOMAIN."""
     suffix = "." + name
-    return any(key.endswith(suffix) for table in ("a", "srv") for key in data[table])
+    return any(key.endswith(suffix) for table in ("a", "srv", "cname") for key in data.get(table, {}))
+
+
+async def resolve(zone: Zone, wire: bytes, upstream: str | None) -> bytes | None:
+    """The reply to one query: from the zone, or relayed to the upstream resolver (in a thread). A
+    CNAME of the zone to a name outside it is followed upstream and the target's records appended."""
+    loop = asyncio.get_running_loop()
+    if upstream and needs_upstream(zone, wire):
+        return await loop.run_in_executor(None, forward_dns, wire, upstream)
+    reply = answer_dns(zone, wire)
+    if reply is None or not upstream:
+        return reply
+    response = dns.message.from_wire(reply)
+    chased = [rrset for rrset in response.answer if rrset.rdtype == dns.rdatatype.CNAME]
+    if not chased or not response.question or response.question[0].rdtype == dns.rdatatype.CNAME:
+        return reply
+    target = chased[-1][0].target
+    follow = dns.message.make_query(target, response.question[0].rdtype)
+    if not needs_upstream(zone, follow.to_wire()):
+        return reply
+    answer = dns.message.from_wire(await loop.run_in_executor(None, forward_dns, follow.to_wire(), upstream))
+    response.answer.extend(answer.answer)
+    response.set_rcode(answer.rcode())
+    return response.to_wire()
 
 
 class _Datagram(asyncio.DatagramProtocol):
-    def __init__(self, banner: bytes, zone: Zone | None) -> None:
-        self.banner, self.zone = banner, zone
+    def __init__(self, banner: bytes, zone: Zone | None, upstream: str | None = None) -> None:
+        self.banner, self.zone, self.upstream = banner, zone, upstream
         self.transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -102,8 +170,16 @@ class _Datagram(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.transport is None:
             return
-        reply = answer_dns(self.zone, data) if self.zone is not None else self.banner
-        if reply is not None:
+        if self.zone is None:
+            self.transport.sendto(self.banner, addr)
+            return
+        task = asyncio.ensure_future(self._answer(self.zone, data, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, zone: Zone, data: bytes, addr: tuple[str, int]) -> None:
+        reply = await resolve(zone, data, self.upstream)
+        if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 
 
@@ -120,12 +196,12 @@ async def _serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         writer.close()
 
 
-async def _serve_dns_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, zone: Zone) -> None:
+async def _serve_dns_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, zone: Zone, upstream: str | None) -> None:
     try:
         while True:
             header = await asyncio.wait_for(reader.readexactly(2), timeout=10)
             wire = await reader.readexactly(struct.unpack("!H", header)[0])
-            reply = answer_dns(zone, wire)
+            reply = await resolve(zone, wire, upstream)
             if reply is None:
                 break
             writer.write(struct.pack("!H", len(reply)) + reply)
@@ -141,23 +217,25 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     closers: list[Any] = []
     for spec in args.listen:
-        port_text, _, proto = spec.partition("/")
+        where, _, proto = spec.partition("/")
+        host, _, port_text = where.rpartition(":")
+        host = host or "0.0.0.0"
         port = int(port_text)
         banner = f"kubereach-lab {args.pod} {port}/{proto}\n".encode()
         dns_port = zone is not None and port == 53
         if proto == "UDP":
             transport, _ = await loop.create_datagram_endpoint(
-                functools.partial(_Datagram, banner, zone if dns_port else None), local_addr=("0.0.0.0", port)
+                functools.partial(_Datagram, banner, zone if dns_port else None, args.upstream), local_addr=(host, port)
             )
             closers.append(transport)
         elif dns_port and zone is not None:
             dns_zone = zone
             server = await asyncio.start_server(
-                functools.partial(_serve_dns_tcp, zone=dns_zone), "0.0.0.0", port, reuse_address=True
+                functools.partial(_serve_dns_tcp, zone=dns_zone, upstream=args.upstream), host, port, reuse_address=True
             )
             closers.append(server)
         else:
-            server = await asyncio.start_server(functools.partial(_serve_tcp, banner=banner), "0.0.0.0", port, reuse_address=True)
+            server = await asyncio.start_server(functools.partial(_serve_tcp, banner=banner), host, port, reuse_address=True)
             closers.append(server)
     if args.ready_fd is not None:
         os.write(args.ready_fd, b"ready\n")
@@ -174,8 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     """Run the pod's servers until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m lab.podserver")
     parser.add_argument("--pod", required=True, help="namespace/name, for the greeting")
-    parser.add_argument("--listen", action="append", default=[], help="PORT/PROTO, repeatable")
+    parser.add_argument(
+        "--listen", action="append", default=[], help="[ADDRESS:]PORT/PROTO, repeatable (ADDRESS: answer from that address only)"
+    )
     parser.add_argument("--dns-zone", help="serve DNS on port 53 from this zone file")
+    parser.add_argument("--upstream", help="forward names outside the zone to this resolver (IPv4)")
     parser.add_argument("--ready-fd", type=int, help="write 'ready' to this fd once listening")
     args = parser.parse_args(argv)
     try:

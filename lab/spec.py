@@ -74,23 +74,45 @@ class ServicePortSpec(_Frozen):
 
 
 class ServiceSpec(_Frozen):
-    """A Service; clusterIP is allocated from the service CIDR when not given."""
+    """A Service; clusterIP is allocated from the service CIDR when not given ("None": headless).
+    An ExternalName service has `externalName` and no clusterIP."""
 
     namespace: str
     name: str
     cluster_ip: str | None = Field(default=None, alias="clusterIP")
-    type: Literal["ClusterIP", "NodePort"] = "ClusterIP"
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"
     selector: dict[str, str] | None = None
-    ports: tuple[ServicePortSpec, ...]
+    ports: tuple[ServicePortSpec, ...] = ()
+    external_name: str | None = Field(default=None, alias="externalName")
     session_affinity: Literal["None", "ClientIP"] = Field(default="None", alias="sessionAffinity")
+    external_ips: tuple[str, ...] = Field(default=(), alias="externalIPs")
+    external_traffic_policy: Literal["Cluster", "Local"] = Field(default="Cluster", alias="externalTrafficPolicy")
+    internal_traffic_policy: Literal["Cluster", "Local"] = Field(default="Cluster", alias="internalTrafficPolicy")
 
     _name = field_validator("name", "namespace")(_dns_label)
 
     @field_validator("cluster_ip")
     @classmethod
     def _ip(cls, value: str | None) -> str | None:
-        if value is not None:
+        if value is not None and value != "None":
             ipaddress.IPv4Address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _kind(self) -> ServiceSpec:
+        if (self.type == "ExternalName") != (self.external_name is not None):
+            raise ValueError(f"{self.namespace}/{self.name}: externalName goes with type ExternalName, and only with it")
+        if self.type == "ExternalName" and self.cluster_ip is not None:
+            raise ValueError(f"{self.namespace}/{self.name}: an ExternalName service has no clusterIP")
+        if self.type != "ExternalName" and not self.ports:
+            raise ValueError(f"{self.namespace}/{self.name}: a {self.type} service needs ports")
+        return self
+
+    @field_validator("external_ips")
+    @classmethod
+    def _ips(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ip in value:
+            ipaddress.IPv4Address(ip)
         return value
 
 

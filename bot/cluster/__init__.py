@@ -28,11 +28,13 @@ from bot.cluster.models import (
 )
 from bot.cluster.resolve import Resolved, TargetKind, TargetPort, resolve, sample_pods
 from bot.cluster.suggest import NamedObject, suggest
+from bot.cluster.watchcache import CachedCluster
 
 __all__ = [
     "AGENT_ADDRESS_ANNOTATION",
     "RESOURCES",
     "ApiCall",
+    "CachedCluster",
     "ClusterAccessDenied",
     "ClusterClient",
     "ClusterNoCredentials",

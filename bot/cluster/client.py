@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,15 +196,15 @@ class ClusterClient:
         token expires between pages (410 Expired, after the server compacted its history) the list
         starts again, at most `MAX_LIST_RESTARTS` times, the last time unpaged.
         """
-        api = self._api(resource)
-        if not resource.namespaced:
-            method = getattr(api, f"list_{resource.snake}")
-            namespace = None
-        elif namespace is None:
-            method = getattr(api, f"list_{resource.snake}_for_all_namespaces")
-        else:
-            method = getattr(api, f"list_namespaced_{resource.snake}")
+        return self.list_snapshot(resource, namespace, label_selector=label_selector)[0]
+
+    def list_snapshot(
+        self, resource: KubeResource, namespace: str | None = None, *, label_selector: str | None = None
+    ) -> tuple[list[RawObject], str]:
+        """`list_objects`, with the list's resourceVersion (where a watch of the same scope starts)."""
+        method, namespace = self._list_method(resource, namespace)
         items: list[RawObject] = []
+        version = ""
         token: str | None = None
         restarts = 0
         while True:
@@ -229,9 +229,59 @@ class ClusterClient:
                     item.setdefault("kind", resource.kind)
                     item.setdefault("apiVersion", resource.api_version)
                     items.append(item)
-            token = (page.get("metadata") or {}).get("continue") or None
+            meta = page.get("metadata") or {}
+            token = meta.get("continue") or None
+            version = str(meta.get("resourceVersion") or version)
             if not token:
-                return items
+                return items, version
+
+    def watch_events(
+        self, resource: KubeResource, resource_version: str, *, timeout_seconds: int, read_timeout: float
+    ) -> Iterator[RawObject]:
+        """Watch every object of a kind (all namespaces) from `resource_version`: yields each event as
+        sent (``{"type": ..., "object": {...}}``, BOOKMARKs included), until the server ends the watch.
+
+        The server ends it after `timeout_seconds`; a connection silent for `read_timeout` seconds, a
+        transport error or an error answer raise `ClusterUnavailable`; a resourceVersion the server no
+        longer has comes as an ERROR event whose Status code is 410 (kube-apiserver answers such a
+        watch 200 and then that event), which the caller relists on.
+        """
+        method, _ = self._list_method(resource, None)
+        with self._lock:
+            self._calls.append(ApiCall("watch", resource.group, resource.plural, None))
+        what = f"watch {resource.qualified}"
+        try:
+            response = method(
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                _request_timeout=(self.timeout, read_timeout),
+            )
+        except ApiException as exc:
+            if exc.status == 410:
+                # Some servers refuse a too old resourceVersion up front: the same as its ERROR event.
+                status = {"kind": "Status", "code": 410, "reason": "Expired", "message": _status_message(exc) or ""}
+                yield {"type": "ERROR", "object": status}
+                return
+            raise self._api_error(exc, "watch", resource, None, what) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._unreachable(exc, what) from exc
+        try:
+            pending = b""
+            for chunk in response.stream(64 * 1024, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield _event(line, self.server, what)
+            if pending.strip():
+                yield _event(pending, self.server, what)
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._unreachable(exc, what) from exc
+        finally:
+            response.release_conn()
 
     def get_object(self, resource: KubeResource, name: str, namespace: str | None = None) -> RawObject | None:
         """One object by name, or None when it does not exist."""
@@ -273,6 +323,21 @@ class ClusterClient:
 
     # ------------------------------------------------------------------------------ plumbing
 
+    def _list_method(self, resource: KubeResource, namespace: str | None) -> tuple[Any, str | None]:
+        api = self._api(resource)
+        if not resource.namespaced:
+            return getattr(api, f"list_{resource.snake}"), None
+        if namespace is None:
+            return getattr(api, f"list_{resource.snake}_for_all_namespaces"), None
+        return getattr(api, f"list_namespaced_{resource.snake}"), namespace
+
+    def _unreachable(self, exc: urllib3.exceptions.HTTPError, what: str) -> ClusterUnavailable:
+        return ClusterUnavailable(
+            f"cannot reach the Kubernetes API server at {self.server} ({_transport_reason(exc)}) while trying to {what}",
+            hint=f"check that the cluster is up and that {self.source} points at it (server address, network, proxy)",
+            server=self.server,
+        )
+
     def _api(self, resource: KubeResource) -> Any:
         api = self._apis.get(resource.api)
         if api is None:
@@ -302,11 +367,7 @@ class ClusterClient:
                 raise _ContinueExpired from exc
             raise self._api_error(exc, verb, resource, namespace, what) from exc
         except urllib3.exceptions.HTTPError as exc:
-            raise ClusterUnavailable(
-                f"cannot reach the Kubernetes API server at {self.server} ({_transport_reason(exc)}) while trying to {what}",
-                hint=f"check that the cluster is up and that {self.source} points at it (server address, network, proxy)",
-                server=self.server,
-            ) from exc
+            raise self._unreachable(exc, what) from exc
         except (ValueError, TypeError) as exc:
             raise ClusterUnavailable(
                 f"the Kubernetes API server at {self.server} sent an answer to {what} that the client cannot read: {exc}",
@@ -391,6 +452,16 @@ def _status_message(exc: ApiException) -> str | None:
         return None
     message = status.get("message") if isinstance(status, dict) else None
     return message if isinstance(message, str) and message else None
+
+
+def _event(line: bytes, server: str, what: str) -> RawObject:
+    try:
+        event = json.loads(line)
+    except ValueError as exc:
+        raise ClusterUnavailable(f"the Kubernetes API server at {server} sent a watch event that is not JSON to {what}") from exc
+    if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+        raise ClusterUnavailable(f"the Kubernetes API server at {server} sent a watch event without an object to {what}")
+    return event
 
 
 def _transport_reason(exc: urllib3.exceptions.HTTPError) -> str:

@@ -326,17 +326,18 @@ class FleetObserver:
         request = pb.ListSocketsRequest(pod_ip=pod_ip, port=port, protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP))
         return await self._ask(("sockets", node, pod_ip, port, protocol), node, "ListSockets", request, parse)
 
-    async def probe(self, node: str, *, pod_ip: str, target: str, port: int, protocol: str) -> Observed[ProbeView]:
-        """ProbeTcp, or ProbeDns for UDP port 53, or ProbeUdp."""
-        key = ("probe", node, pod_ip, target, port, protocol)
+    async def probe(
+        self, node: str, *, pod_ip: str, target: str, port: int, protocol: str, timeout_ms: int | None = None
+    ) -> Observed[ProbeView]:
+        """ProbeTcp, or ProbeDns for UDP port 53, or ProbeUdp; `timeout_ms` (None: `PROBE_TIMEOUT_MS`) per attempt."""
+        wait_ms = timeout_ms or PROBE_TIMEOUT_MS
+        key = ("probe", node, pod_ip, target, port, protocol, wait_ms)
         if protocol == "UDP" and port == 53:
             return await self.probe_dns(node, pod_ip=pod_ip, name="kube-dns.kube-system.svc.cluster.local", server=target)
         if protocol == "UDP":
-            udp = pb.ProbeUdpRequest(
-                pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=PROBE_TIMEOUT_MS, payload=b"kubereach\n"
-            )
+            udp = pb.ProbeUdpRequest(pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=wait_ms, payload=b"kubereach\n")
             return await self._ask(key, node, "ProbeUdp", udp, lambda r: _probe(r.result), PROBE_RPC_TIMEOUT_S)
-        tcp = pb.ProbeTcpRequest(pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=PROBE_TIMEOUT_MS)
+        tcp = pb.ProbeTcpRequest(pod_ip=pod_ip, target_ip=target, port=port, timeout_ms=wait_ms)
         return await self._ask(key, node, "ProbeTcp", tcp, lambda r: _probe(r.result), PROBE_RPC_TIMEOUT_S)
 
     async def probe_dns(self, node: str, *, pod_ip: str, name: str, server: str = "") -> Observed[ProbeView]:

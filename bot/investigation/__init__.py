@@ -3,7 +3,13 @@ mapping from a resolved question to the playbook's `Case` (`bot.investigation.ca
 
 from bot.cluster.lookups import bot_pod_check
 from bot.investigation.case import build_case, name_choices, resolution_verdict, workload_refs
-from bot.investigation.investigator import Investigator, StepCallback, cli_asker, investigator_sweep
+from bot.investigation.investigator import (
+    Investigator,
+    StepCallback,
+    cli_asker,
+    investigator_sweep,
+    serving_investigator,
+)
 
 __all__ = [
     "Investigator",
@@ -14,5 +20,6 @@ __all__ = [
     "investigator_sweep",
     "name_choices",
     "resolution_verdict",
+    "serving_investigator",
     "workload_refs",
 ]

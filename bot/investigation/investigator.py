@@ -20,6 +20,7 @@ from typing import Any
 from bot.cluster.client import ClusterClient
 from bot.cluster.errors import ClusterUnavailable, ResolutionError
 from bot.cluster.lookups import dns_endpoints
+from bot.cluster.watchcache import CachedCluster
 from bot.digest.models import Sweep
 from bot.digest.sweep import sweep_cluster
 from bot.fleet.loop import LoopFleet
@@ -61,11 +62,16 @@ class Investigator:
         metrics: BotMetrics | None = None,
         *,
         cluster: ClusterClient | None = None,
+        watch_cluster: bool = False,
     ) -> None:
+        """`watch_cluster`: read the cluster through watch caches shared by this process's
+        investigations (`bot.cluster.watchcache`; for `serve`), unless the settings turn them off."""
         self.settings = settings
         self.history = history
         self.metrics = metrics
         self._cluster: ClusterClient | None = cluster
+        self._watch_cluster = watch_cluster and settings.cluster_cache_max_staleness_s > 0
+        self._cached: CachedCluster | None = None
         self._fleets = LoopFleet(settings.agents, metrics)
 
     @property
@@ -76,16 +82,29 @@ class Investigator:
             self._cluster = ClusterClient.from_kubeconfig(kubeconfig) if kubeconfig else ClusterClient.in_cluster()
         return self._cluster
 
+    @property
+    def reader(self) -> ClusterClient | CachedCluster:
+        """What questions read the cluster through: the watch caches (serve), else the client."""
+        if not self._watch_cluster:
+            return self.cluster
+        if self._cached is None:
+            self._cached = CachedCluster(
+                self.cluster,
+                max_staleness_s=self.settings.cluster_cache_max_staleness_s,
+                max_objects=self.settings.cluster_cache_max_objects,
+            )
+        return self._cached
+
     def agent_addresses(self) -> dict[str, str]:
         """node → address of its agent."""
         agents = self.settings.agents
         if agents.discovery == "static":
             return dict(agents.nodes)
-        return self.cluster.agent_addresses(agents.namespace, agents.label_selector, agents.port)
+        return self.reader.agent_addresses(agents.namespace, agents.label_selector, agents.port)
 
     def dns_endpoints(self) -> tuple[EndpointRef, ...]:
         """The cluster DNS service's endpoints (kube-system/kube-dns, UDP 53)."""
-        return dns_endpoint_refs(dns_endpoints(self.cluster))
+        return dns_endpoint_refs(dns_endpoints(self.reader))
 
     async def investigate(
         self,
@@ -109,7 +128,7 @@ class Investigator:
         question = parse_question(text)
         try:
             resolved = await asyncio.to_thread(
-                self.cluster.resolve,
+                self.reader.resolve,
                 question,
                 default_namespace=default_namespace or self.settings.default_namespace,
                 allowed_namespaces=allowed_namespaces,
@@ -229,6 +248,9 @@ class Investigator:
     def close(self) -> None:
         """Release the cluster client, and the agent channels when their loop runs in another thread."""
         self._fleets.close()
+        if self._cached is not None:
+            self._cached.close()
+            self._cached = None
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
@@ -236,6 +258,11 @@ class Investigator:
 
 def _ms(t0: float) -> float:
     return round((time.monotonic() - t0) * 1000, 1)
+
+
+def serving_investigator(settings: BotSettings, history: HistoryRecorder | None, metrics: BotMetrics | None) -> Investigator:
+    """The investigator of `kubereach serve`: its questions share the process's watch caches."""
+    return Investigator(settings, history, metrics, watch_cluster=True)
 
 
 def investigator_sweep(settings: BotSettings) -> Callable[[Sequence[str]], Coroutine[Any, Any, Sweep]]:

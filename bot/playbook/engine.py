@@ -98,6 +98,11 @@ SOURCE_ORDER: tuple[tuple[Step, ...], ...] = (
     (trace.STEP,),  # the marked probe followed hop by hop: failures nothing explained, or when asked
     (service_nat.SETTLE,),
 )
+# A step whose asks go out as soon as the step named here has decided, so that their answers come
+# while the steps in between run (the later step then awaits the same memoised asks). The probes'
+# targets are known once NetworkPolicy has decided which endpoints are denied, and their round trips
+# and timeouts are the longest of the walk.
+PREFETCH: Mapping[str, Step] = {policy.STEP.kind: probes.STEP}
 
 
 def rank(candidate: Candidate) -> int:
@@ -152,6 +157,14 @@ class Asker:
         self.observer = observer
         self._asked: dict[Ask[object], asyncio.Task[Observed[object]]] = {}
 
+    def prefetch(self, step: Step, at: At) -> None:
+        """Send what `step` will ask at this point of the walk now, without waiting for the answers."""
+        for ask in dict.fromkeys(step.asks(at)):
+            if ask.need in step.needs and ask not in self._asked:
+                self._asked[ask] = asyncio.ensure_future(ask.call(self.observer))
+                # A walk that ends before `step` runs never awaits it: mark its outcome as seen.
+                self._asked[ask].add_done_callback(_retrieve)
+
     async def seen(self, step: Step, at: At) -> Seen:
         """What `step` asks at this point of the walk, answered."""
         asks = tuple(dict.fromkeys(step.asks(at)))
@@ -162,6 +175,11 @@ class Asker:
                 self._asked[ask] = asyncio.ensure_future(ask.call(self.observer))
         answers = await asyncio.gather(*(self._asked[ask] for ask in asks))
         return Seen(step.kind, step.needs, dict(zip(asks, answers, strict=True)))
+
+
+def _retrieve(task: asyncio.Task[Observed[object]]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def advance(at: At, outcome: Outcome) -> At:
@@ -202,6 +220,9 @@ async def _walk(walk: Walk, at: At, order: tuple[tuple[Step, ...], ...], observe
             at = advance(at, outcome)
         if not all(outcome.go_on for outcome in outcomes):
             return
+        for step in together:
+            if (later := PREFETCH.get(step.kind)) is not None:
+                asker.prefetch(later, at)
 
 
 # ------------------------------------------------------------------------------ the verdict

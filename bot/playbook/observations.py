@@ -384,8 +384,13 @@ class Observer(Protocol):
     async def sockets(self, node: str, pod_ip: str, port: int, protocol: str) -> Observed[tuple[ListeningSocket, ...]]:
         """Listening sockets for one port inside a pod's namespace."""
 
-    async def probe(self, node: str, *, pod_ip: str, target: str, port: int, protocol: str) -> Observed[ProbeView]:
-        """Connect (TCP) or send/receive (UDP; DNS query on port 53) from inside a pod's namespace ('' = node)."""
+    async def probe(
+        self, node: str, *, pod_ip: str, target: str, port: int, protocol: str, timeout_ms: int | None = None
+    ) -> Observed[ProbeView]:
+        """Connect (TCP) or send/receive (UDP; DNS query on port 53) from inside a pod's namespace ('' = node).
+
+        `timeout_ms`: how long the probe waits for an answer (None: the observer's default).
+        """
 
     async def probe_dns(self, node: str, *, pod_ip: str, name: str, server: str = "") -> Observed[ProbeView]:
         """Resolve `name` from inside a pod with its own resolv.conf (or `server`)."""

@@ -37,6 +37,7 @@ from lab.apiserver.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from lab.apiserver.metrics import RequestCounter, request_scope, request_verb
 from lab.apiserver.resources import PODS, SERVICES, ResourceType, resource_at
 from lab.apiserver.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 from lab.apiserver.store import Preconditions, Store, WatchEvent
@@ -76,6 +77,8 @@ class ApiServer:
         self._token = token.encode()
         self._users = [(t.encode(), u) for t, u in (users or {}).items() if t]
         self.bookmark_interval = bookmark_interval
+        self.requests = RequestCounter()
+        """``apiserver_request_total``: every resource request served (also at ``/metrics``)."""
         self.tls = tls
         self.stopping = threading.Event()
         self._httpd: _LabHTTPServer | None = None
@@ -330,6 +333,9 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
         if len(segments) == 1 and head in ("healthz", "readyz", "livez"):
             self._send_text(200, "ok")
             return
+        if segments == ["metrics"]:
+            self._send_text(200, self.api.requests.exposition())
+            return
         if segments == ["version"]:
             self._send_json(200, discovery.version_info())
             return
@@ -381,7 +387,22 @@ class _ApiRequestHandler(BaseHTTPRequestHandler):
             query["watch"] = "true"
             rest = rest[1:]
         request = self._parse_resource_path(group, version, rest)
-        self._serve(method, request, query, body)
+        code = 201 if method == "POST" else 200
+        try:
+            self._serve(method, request, query, body)
+        except ApiError as exc:
+            code = exc.code
+            raise
+        finally:
+            self.api.requests.count(
+                request_verb(method, request.name, query.get("watch") in TRUE_VALUES),
+                group,
+                version,
+                request.resource.plural,
+                request.subresource or "",
+                request_scope(request.namespace, request.name),
+                code,
+            )
 
     @staticmethod
     def _parse_resource_path(group: str, version: str, rest: list[str]) -> _Request:

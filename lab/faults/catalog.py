@@ -8,7 +8,7 @@ from typing import Any
 from lab import kernel
 from lab.apiclient import LabApi
 from lab.errors import LabError
-from lab.faults import conntrack, dns, kubeproxy, node, pod, policy, service, underlay
+from lab.faults import conntrack, dns, kubeproxy, node, outside, pod, policy, service, underlay
 from lab.faults.common import find, other_node, pod_key, svc_key
 from lab.faults.model import Fault, FaultContext, FaultTarget, Needs, Obj
 from lab.faults.underlay import resolve_pair
@@ -47,6 +47,12 @@ CATALOG: dict[str, Fault[Any]] = {
         kubeproxy.RULES_MISSING,
         kubeproxy.RULES_STALE,
         conntrack.STALE_ENTRY,
+        outside.NODEPORT_NO_LOCAL_ENDPOINTS,
+        outside.EGRESS_MASQUERADE_MISSING,
+        outside.NODE_NO_ROUTE_OUT,
+        outside.UPSTREAM_DNS_UNREACHABLE,
+        outside.EGRESS_IPBLOCK_EXCLUDES,
+        outside.HAIRPIN_OFF,
     )
 }
 
@@ -58,8 +64,12 @@ UPSTREAM_BY_HAND = {
 instead when the control plane is upstream's (`lab up --kubernetes DIR`): stop the real kube-proxy with
 `kill -STOP PID` first."""
 
-DEFAULT_POD = {"default": "shop/frontend", "not-listening": "shop/redis-0"}
-DEFAULT_SERVICE = {"default": "shop/api", "conntrack-stale": "kube-system/kube-dns"}
+DEFAULT_POD = {"default": "shop/frontend", "not-listening": "shop/redis-0", "hairpin-off": "shop/redis-0"}
+DEFAULT_SERVICE = {
+    "default": "shop/api",
+    "conntrack-stale": "kube-system/kube-dns",
+    "nodeport-no-local-endpoints": "shop/frontend-nodeport",
+}
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,9 @@ def _resolve_target(ctx: FaultContext, fault: Fault[Any], options: FaultOptions)
         node_plan = ctx.plan.node(pod_obj["spec"]["nodeName"]) if pod_obj and fault.needs is Needs.NODE else ctx.plan.nodes[0]
         if fault.name == "rp-filter-strict" and pod_obj is not None:
             node_plan = other_node(ctx, ctx.plan.node(pod_obj["spec"]["nodeName"]))
+        if fault.name == "nodeport-no-local-endpoints" and svc_obj is not None:
+            empty = outside.nodes_without_local_endpoints(ctx, svc_obj)
+            node_plan = ctx.plan.node(empty[0]) if empty else node_plan
     src = ctx.plan.node(options.from_node) if options.from_node else None
     dst = ctx.plan.node(options.to_node) if options.to_node else None
     if fault.needs is Needs.NODE_PAIR:

@@ -17,7 +17,7 @@ class PolicyUndo(Undo):
     name: str
 
 
-def _policy_path(ns: str, name: str = "") -> str:
+def policy_path(ns: str, name: str = "") -> str:
     return f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies" + (f"/{name}" if name else "")
 
 
@@ -32,7 +32,7 @@ def _inject_policy_ingress(ctx: FaultContext, t: FaultTarget) -> tuple[str, Poli
         "metadata": {"name": name, "namespace": ns},
         "spec": {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress"], "ingress": []},
     }
-    ctx.api.request("POST", _policy_path(ns), policy)
+    ctx.api.request("POST", policy_path(ns), policy)
     return f"NetworkPolicy {ns}/{name} denies all ingress to the pods of {svc_key(t.service)}", PolicyUndo(ns, name)
 
 
@@ -57,13 +57,13 @@ def _inject_policy_egress(ctx: FaultContext, t: FaultTarget) -> tuple[str, Polic
             ],
         },
     }
-    ctx.api.request("POST", _policy_path(ns), policy)
+    ctx.api.request("POST", policy_path(ns), policy)
     return f"NetworkPolicy {ns}/{name} lets pods with {labels} reach only cluster DNS", PolicyUndo(ns, name)
 
 
-def _heal_policy(ctx: FaultContext, undo: PolicyUndo) -> None:
+def heal_policy(ctx: FaultContext, undo: PolicyUndo) -> None:
     try:
-        ctx.api.request("DELETE", _policy_path(undo.namespace, undo.name))
+        ctx.api.request("DELETE", policy_path(undo.namespace, undo.name))
     except LabError as exc:
         if " 404 " not in str(exc):
             raise
@@ -75,7 +75,7 @@ DENY_INGRESS = Fault(
     "add a NetworkPolicy denying all ingress to a service's pods",
     Needs.SERVICE,
     _inject_policy_ingress,
-    _heal_policy,
+    heal_policy,
     PolicyUndo,
 )
 DENY_EGRESS = Fault(
@@ -84,6 +84,6 @@ DENY_EGRESS = Fault(
     "add a NetworkPolicy letting a pod's workload reach only DNS",
     Needs.POD,
     _inject_policy_egress,
-    _heal_policy,
+    heal_policy,
     PolicyUndo,
 )

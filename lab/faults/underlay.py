@@ -137,9 +137,8 @@ def _inject_underlay_mtu(ctx: FaultContext, t: FaultTarget) -> tuple[str, Fabric
     # without a word (no ICMP at layer 2), as a mismatched switch port or tunnel in the path does.
     kernel.ip_batch(netns, [f"link set {node.fabric_port} mtu {mtu}" for node in nodes])
     where = f"{t.node.name}'s link" if t.node else "every node's link"
-    need = UNDERLAY_MTU
     return (
-        f"the node network carries {mtu}-byte packets on {where}, below the {need} the nodes (and the overlay) send",
+        f"the node network carries {mtu}-byte packets on {where}, below the {UNDERLAY_MTU} the nodes (and the overlay) send",
         FabricMtuUndo(before),
     )
 

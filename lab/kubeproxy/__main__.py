@@ -23,6 +23,7 @@ from types import FrameType
 
 from lab.errors import LabError
 from lab.kubeproxy.apply import sync_iptables, sync_nftables
+from lab.kubeproxy.healthcheck import HealthChecks
 from lab.kubeproxy.model import DEFAULT_NFT_LAYOUT, NFT_LAYOUTS, NodeContext
 from lab.kubeproxy.watch import KubeApi, NodeProxy, Object, ProxySettings, log
 
@@ -101,11 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ipv6=os.path.exists("/proc/sys/net/ipv6"),  # dual-stack kube-proxy writes the IPv6 side wherever IPv6 exists
     )
 
+    health = HealthChecks(settings.netns, settings.node_name)
+
     def sync_rules(services: Sequence[Object], slices: Sequence[Object]) -> None:
         if settings.mode == "iptables":
             sync_iptables(settings.netns, services, slices, node)
         else:
             sync_nftables(settings.netns, services, slices, node)
+        health.sync(services, slices)
 
     stop = threading.Event()
 
@@ -128,7 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.netns,
         settings.api_url,
     )
-    NodeProxy(settings, api, sync_rules).run(stop)
+    try:
+        NodeProxy(settings, api, sync_rules).run(stop)
+    finally:
+        health.close()
     log.info("stopped")
     return 0
 

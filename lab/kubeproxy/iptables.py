@@ -23,7 +23,8 @@ it; and the IPv6 side (`restore_input6` for ip6tables: the same skeleton with no
 NodePorts never on ::1). The order of the service rules in KUBE-SERVICES is sorted here; kube-proxy
 follows Go map iteration, which changes between syncs.
 
-Not rendered: loadBalancerSourceRanges (KUBE-FW chains), health-check node ports, topology hints,
+Not rendered: loadBalancerSourceRanges (KUBE-FW chains), the health-check node ports' ACCEPT rules (their
+listeners are served by `lab.kubeproxy.healthcheck`; the lab filters nothing on INPUT), topology hints,
 IPv6 services.
 """
 

@@ -40,7 +40,8 @@ table; add table" idiom, so it also works when a table is absent). kube-proxy it
 tables incrementally and deletes stale chains a second later; the resulting ruleset is the same,
 and here a stale chain can never survive a sync.
 
-Not rendered: loadBalancerSourceRanges (firewall chains), health-check node ports, topology hints,
+Not rendered: loadBalancerSourceRanges (firewall chains), the health-check node ports' accept rules (their
+listeners are served by `lab.kubeproxy.healthcheck`), topology hints,
 IPv6 services.
 """
 

@@ -220,6 +220,8 @@ def start(state: LabState, plan: LabPlan, binaries: UpstreamBinaries, deadline_s
 
     rbac_objects, bot_account = rbac.bot_rbac(rbac.render_chart())
     _create_all(admin, [objects.namespace(rbac.NAMESPACE), *rbac_objects, *objects.cluster_objects(plan)], deadline_s=30.0)
+    for path, patch in objects.load_balancer_statuses(plan):
+        admin.merge_patch(path, patch)
 
     relay = _spawn(
         state,

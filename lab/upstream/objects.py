@@ -185,13 +185,33 @@ def service(svc: ServicePlan) -> Obj:
         port: Obj = {"port": p.port, "protocol": p.protocol, "targetPort": p.target_port if p.target_port is not None else p.port}
         if p.name:
             port["name"] = p.name
-        if svc.type == "NodePort" and p.node_port:
+        if svc.type in ("NodePort", "LoadBalancer") and p.node_port:
             port["nodePort"] = p.node_port
         ports.append(port)
     spec: Obj = {"type": svc.type, "clusterIP": svc.cluster_ip, "ports": ports, "sessionAffinity": svc.session_affinity}
+    spec["internalTrafficPolicy"] = svc.internal_traffic_policy
+    if svc.type in ("NodePort", "LoadBalancer"):
+        spec["externalTrafficPolicy"] = svc.external_traffic_policy
+    if svc.external_ips:
+        spec["externalIPs"] = list(svc.external_ips)
     if svc.selector is not None:
         spec["selector"] = dict(svc.selector)
+    if svc.external_name is not None:
+        spec = {"type": "ExternalName", "externalName": svc.external_name, "ports": ports}
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc.name, "namespace": svc.namespace}, "spec": spec}
+
+
+def load_balancer_statuses(plan: LabPlan) -> list[tuple[str, Obj]]:
+    """(services/status path, merge patch) giving each LoadBalancer service its ingress IP: the lab
+    plays the cloud's service controller, which a control plane without a cloud provider lacks."""
+    return [
+        (
+            f"/api/v1/namespaces/{s.namespace}/services/{s.name}/status",
+            {"status": {"loadBalancer": {"ingress": [{"ip": s.load_balancer_ip, "ipMode": "VIP"}]}}},
+        )
+        for s in plan.services
+        if s.load_balancer_ip
+    ]
 
 
 def network_policies(plan: LabPlan) -> list[Obj]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from nodeagent.checks.links import (
     LinkInfo,
@@ -108,6 +109,12 @@ def _nsids(ipr: IPRoute, namespaces: tuple[NamespaceRef, ...]) -> dict[int, list
             continue
         try:
             answer = ipr.get_netnsid(fd=fd)
+        except NetlinkError as exc:
+            if exc.code == errno.EINVAL:
+                # Not a namespace (any more, or yet): `ip netns add` creates the file before it
+                # bind-mounts the namespace on it, `ip netns del` unmounts before it unlinks.
+                continue
+            raise
         finally:
             os.close(fd)
         nsid = answer.get("nsid") if answer else None

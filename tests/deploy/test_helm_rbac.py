@@ -2,8 +2,9 @@
 
 The resolver runs against the lab's in-process API server (the official Kubernetes client over real
 HTTP) for questions that reach every kind of object; `ClusterClient.api_calls` records each request
-(verb, API group, resource). Every call must be allowed by the rendered ClusterRole, and the role
-must allow nothing beyond RESOURCES x {get, list}.
+(verb, API group, resource), once as `ask` reads (lists per question) and once as `serve` reads (watch
+caches: list + watch). Every call must be allowed by the rendered ClusterRole, and the role must allow
+nothing beyond RESOURCES x {get, list, watch}.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ import pytest
 
 from bot.cluster import RESOURCES, ClusterClient, ResolutionError
 from bot.cluster.client import ApiCall
+from bot.cluster.watchcache import CachedCluster
 from bot.parse import parse_question
 from lab.apiserver import ApiServer, EndpointSliceController, Store, User, rules_of, write_kubeconfig
 from lab.objects import seed_objects, seed_store
 from lab.plan import LabOptions, make_plan
 from lab.spec import load_spec
 from tests.deploy.chart import FULLNAME, NAMESPACE, find, render
+from tests.polling import eventually
 
 TOKEN = "krd-rbac-token"
 ADMIN_TOKEN = "krd-rbac-admin-token"
-READ_VERBS = frozenset({"get", "list"})
+READ_VERBS = frozenset({"get", "list", "watch"})
 
 QUESTIONS = (
     "can frontend talk to api?",
@@ -61,13 +64,19 @@ def api_calls(tmp_path_factory: pytest.TempPathFactory, cluster_role: dict[str, 
         url = server.start(port=0)
         kubeconfig = write_kubeconfig(Path(tmp_path_factory.mktemp("krd-rbac")) / "kubeconfig", url, TOKEN)
         client = ClusterClient.from_kubeconfig(kubeconfig, timeout=5.0)
+        cached = CachedCluster(client, max_staleness_s=30.0, max_objects=100_000)
         try:
-            for text in QUESTIONS:
-                with contextlib.suppress(ResolutionError):  # a refusal with suggestions still made its API calls
-                    client.resolve(parse_question(text), default_namespace="shop")
-            client.agent_addresses(namespace="kube-system")
+            for reader in (client, cached):
+                for text in QUESTIONS:
+                    with contextlib.suppress(ResolutionError):  # a refusal with suggestions still made its API calls
+                        reader.resolve(parse_question(text), default_namespace="shop")
+                reader.agent_addresses(namespace="kube-system")
+            # Every cache watches (and a watch the role refused would be a recorded failure).
+            eventually(lambda: len({c.resource for c in client.api_calls if c.verb == "watch"}), lambda n: n == len(RESOURCES))
+            assert all("last failure" not in cached.cache(r).describe() for r in RESOURCES)
             yield client.api_calls
         finally:
+            cached.close()
             client.close()
     finally:
         server.stop()

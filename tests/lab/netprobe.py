@@ -1,6 +1,6 @@
 """Plain probes run inside a lab namespace: `ip netns exec NS python -m tests.lab.netprobe JSON`.
 
-Each probe is a TCP connect, a UDP DNS query (optionally from a fixed source port, optionally padded
+Each probe is a TCP connect, an HTTP GET, a UDP DNS query (optionally from a fixed source port, optionally padded
 to a size) or a TCP DNS query; they run concurrently and print one JSON list of results. This is
 the test suite's own "plain kernel tool": it uses sockets only, nothing of kubereach.
 """
@@ -8,6 +8,7 @@ the test suite's own "plain kernel tool": it uses sockets only, nothing of kuber
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import socket
 import sys
@@ -59,9 +60,24 @@ def dns_udp(server: str, name: str, timeout: float, sport: int = 0, pad: int = 0
     }
 
 
+def http_get(host: str, port: int, timeout: float) -> dict[str, Any]:
+    """One HTTP GET /; the status and the body as text."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        return {"ok": True, "status": response.status, "body": response.read(4096).decode(errors="replace")}
+    except OSError as exc:
+        return {"ok": False, "outcome": "error", "error": str(exc)}
+    finally:
+        conn.close()
+
+
 def run(probe: dict[str, Any]) -> dict[str, Any]:
     timeout = float(probe.get("timeout", 1.5))
-    if probe["kind"] == "tcp":
+    if probe["kind"] == "http":
+        result = http_get(probe["host"], int(probe["port"]), timeout)
+    elif probe["kind"] == "tcp":
         result = tcp(probe["host"], int(probe["port"]), timeout)
     else:
         result = dns_udp(probe["server"], probe["name"], timeout, int(probe.get("sport", 0)), int(probe.get("pad", 0)))

@@ -453,21 +453,27 @@ def check_every_rpc(m: Mode) -> None:
             assert answer.route.type == pb.ROUTE_TYPE_UNICAST
             assert answer.HasField("overlay") == (m.cni in OVERLAY and pod["node"] != node)
         answers: list[pb.ServiceNat] = []
+        outside_vips: set[tuple[str, int, int]] = set()
         for svc in m.lab.status["services"]:
+            if svc["cluster_ip"] in (None, "None"):
+                continue  # headless or ExternalName: nothing for kube-proxy to program
             for port in svc["ports"]:
                 service = check_service_nat(m, node, svc["cluster_ip"], port["port"], port["protocol"])
                 check_cold_lookup_matches_snapshot(m, node, svc["cluster_ip"], port["port"], port["protocol"])
                 answers.append(service)
+                # External IPs and load-balancer ingress IPs are programmed (and listed) like the VIP.
+                outside_vips |= {(ip, service.port, service.protocol) for ip in svc["external_ips"] + svc["load_balancer_ips"]}
                 assert service.programmed
+                selected = svc["selector"].items()
                 assert {e.ip for e in service.endpoints} == {
-                    p["ip"] for p in pods if p["namespace"] == svc["namespace"] and p["labels"].get("app") == svc["name"]
-                } or svc["name"] == "kube-dns"
+                    p["ip"] for p in pods if p["namespace"] == svc["namespace"] and selected <= p["labels"].items()
+                }
         listed = m.agents(node).ListServiceNat(pb.ListServiceNatRequest(), timeout=20).services
         # kube-proxy also programs default/kubernetes (10.96.0.1:443), which `lab status` leaves out
         # because nothing in the lab answers at its endpoint.
         api_service = next(s for s in listed if (s.vip, s.port) == ("10.96.0.1", 443))
         assert api_service.programmed
-        expected = {(a.vip, a.port, a.protocol) for a in answers} | {(api_service.vip, 443, api_service.protocol)}
+        expected = {(a.vip, a.port, a.protocol) for a in answers} | {(api_service.vip, 443, api_service.protocol)} | outside_vips
         assert {(s.vip, s.port, s.protocol) for s in listed} == expected
     for pod in pods:
         located = check_locate_pod(m, pod)

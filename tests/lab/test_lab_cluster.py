@@ -55,9 +55,13 @@ def _expected_allowed(src: dict[str, Any], svc: dict[str, Any]) -> bool:
     return True
 
 
+def _has_vip(svc: dict[str, Any]) -> bool:
+    """Headless and ExternalName services have no ClusterIP for kube-proxy to program."""
+    return svc["cluster_ip"] not in (None, "None")
+
+
 def _backs(pod: dict[str, Any], svc: dict[str, Any]) -> bool:
-    selector = {"kube-dns": ("k8s-app", "kube-dns")}.get(svc["name"], ("app", svc["name"]))
-    return pod["namespace"] == svc["namespace"] and pod["labels"].get(selector[0]) == selector[1]
+    return pod["namespace"] == svc["namespace"] and bool(svc["selector"]) and svc["selector"].items() <= pod["labels"].items()
 
 
 def _walk_matrix(lab: Lab) -> list[str]:
@@ -74,7 +78,7 @@ def _walk_matrix(lab: Lab) -> list[str]:
             (svc, port)
             for svc in lab.status["services"]
             for port in svc["ports"]
-            if port["protocol"] == "TCP" and not _backs(src, svc)
+            if port["protocol"] == "TCP" and not _backs(src, svc) and _has_vip(svc)
         ]
         results = lab.probe(
             src["netns"],
@@ -177,7 +181,7 @@ def test_node_rules_carry_the_chain_names_kube_proxy_would_write() -> None:
         save = subprocess.run(["ip", "netns", "exec", lab.node("node-2")["netns"], "iptables-save", "-t", "nat"],
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
         chains = {line[1:].split()[0] for line in save.splitlines() if line.startswith(":KUBE-")}
-        for svc in lab.status["services"]:
+        for svc in filter(_has_vip, lab.status["services"]):
             for port in svc["ports"]:
                 name = f"{svc['namespace']}/{svc['name']}:{port['name']}"
                 proto = port["protocol"].lower()

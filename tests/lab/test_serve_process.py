@@ -9,17 +9,21 @@ server with SIGTERM in the middle of an investigation.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import signal
+import ssl
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from sqlalchemy import create_engine, select
 
 from bot.history.models import Investigation
@@ -189,6 +193,33 @@ def test_a_slash_command_in_the_incident_channel_is_answered_in_its_thread(
         assert set(message) >= {"ts", "thread_ts", "user", "text", "blocks"}
         assert SLACK_TS.match(message["ts"])
     assert all(m["thread_ts"] == root for m in listed[1:])
+
+
+def api_lists(lab: Lab, tmp: Path) -> int:
+    """LIST requests the lab's API server has served so far: its ``apiserver_request_total`` at /metrics."""
+    kubeconfig = yaml.safe_load(Path(lab.status["kubeconfig"]).read_text())
+    cluster, user = kubeconfig["clusters"][0]["cluster"], kubeconfig["users"][0]["user"]
+    context = None
+    if "certificate-authority-data" in cluster:
+        ca = tmp / "ca.pem"
+        ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+        context = ssl.create_default_context(cafile=str(ca))
+    request = urllib.request.Request(f"{cluster['server']}/metrics", headers={"Authorization": f"Bearer {user['token']}"})
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+        text = answer.read().decode()
+    counters = [line for line in text.splitlines() if line.startswith("apiserver_request_total{") and 'verb="LIST"' in line]
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in counters)
+
+
+def test_serve_answers_a_second_question_from_its_watch_caches_without_listing(
+    lab: Lab, serve: Serve, slack: RemoteWorkspace, tmp_path: Path
+) -> None:
+    _root, first = ask(lab, serve, slack, "why can't frontend reach api")
+    assert verdict_of(first) == "NO_FAULT_FOUND"
+    before = api_lists(lab, tmp_path)
+    _root, second = ask(lab, serve, slack, "why can't frontend reach ledger")
+    assert verdict_of(second) == "NETWORK_POLICY_DENIES_INGRESS"
+    assert api_lists(lab, tmp_path) == before, "the second question listed objects instead of reading the caches"
 
 
 def test_a_mention_in_a_thread_is_answered_in_that_thread(lab: Lab, serve: Serve, slack: RemoteWorkspace) -> None:

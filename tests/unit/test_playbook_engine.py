@@ -149,7 +149,9 @@ class RecordedCluster:
     async def sockets(self, node: str, pod_ip: str, port: int, protocol: str) -> Observed[tuple[ListeningSocket, ...]]:
         return self._gone(node) or Observed(node, (ListeningSocket("TCP", "0.0.0.0", port),) if self.listening else ())
 
-    async def probe(self, node: str, *, pod_ip: str, target: str, port: int, protocol: str) -> Observed[ProbeView]:
+    async def probe(
+        self, node: str, *, pod_ip: str, target: str, port: int, protocol: str, timeout_ms: int | None = None
+    ) -> Observed[ProbeView]:
         return self._gone(node) or Observed(node, ProbeView(self.failing_probes.get(target, "connected")))
 
     async def probe_dns(self, node: str, *, pod_ip: str, name: str, server: str = "") -> Observed[ProbeView]:

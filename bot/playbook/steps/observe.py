@@ -142,9 +142,13 @@ class ProbeAsk(Ask[ProbeView]):
     target: str
     port: int
     protocol: str
+    timeout_ms: int | None = None
+    """How long the probe waits for an answer (None: the observer's default)."""
 
     async def call(self, observer: Observer) -> Observed[ProbeView]:
-        return await observer.probe(self.node, pod_ip=self.pod_ip, target=self.target, port=self.port, protocol=self.protocol)
+        return await observer.probe(
+            self.node, pod_ip=self.pod_ip, target=self.target, port=self.port, protocol=self.protocol, timeout_ms=self.timeout_ms
+        )
 
 
 @dataclass(frozen=True)

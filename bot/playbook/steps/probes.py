@@ -1,5 +1,6 @@
 """The probes: can the source pod reach the VIP and every endpoint; for each it cannot, walk the path
-(a follow-up step: `bot.playbook.steps.path`)."""
+(a follow-up step: `bot.playbook.steps.path`). The engine sends them as soon as the policy step has
+decided (`PREFETCH`), so they run beside the node steps."""
 
 from __future__ import annotations
 
@@ -12,6 +13,14 @@ from bot.playbook.steps.path import path_step
 
 LABEL = "source: probes"
 
+DENIED_PROBE_TIMEOUT_MS = 300
+"""How long a probe waits when the NetworkPolicies read from the API already deny the flow.
+
+The probe then confirms the deny rather than discovers it: an enforced deny is silence (Calico,
+Cilium and the lab drop; a REJECT answers even sooner), so waiting for the full `PROBE_TIMEOUT_MS`
+adds nothing but time, while a flow the CNI does not enforce still connects within a round trip
+(its probe's outcome, "connected", is in the evidence)."""
+
 
 def _probes(at: At) -> list[tuple[str, ProbeAsk]]:
     """(label, ask): the VIP ("vip"), each endpoint (its IP), or the target address."""
@@ -19,14 +28,19 @@ def _probes(at: At) -> list[tuple[str, ProbeAsk]]:
     if src.node is None or not src.ip:
         return []
 
-    def probe(target: str, port: int) -> ProbeAsk:
-        return ProbeAsk(src.node or "", src.ip or "", target, port, case.protocol)
+    def probe(target: str, port: int, denied: bool = False) -> ProbeAsk:
+        wait = DENIED_PROBE_TIMEOUT_MS if denied else None
+        return ProbeAsk(src.node or "", src.ip or "", target, port, case.protocol, wait)
 
+    # A probe to an endpoint the policies deny (or to the VIP when they deny every endpoint) only
+    # confirms the deny, so it waits DENIED_PROBE_TIMEOUT_MS.
+    endpoints, denied = at.trail.reachable, at.trail.denied
+    every_denied = bool(endpoints) and all(e.ip in denied for e in endpoints)
     probes: list[tuple[str, ProbeAsk]] = []
     if case.service is not None and case.port is not None:
-        probes.append(("vip", probe(case.service.cluster_ip, case.port)))
-    for e in at.trail.reachable:
-        probes.append((e.ip, probe(e.ip, e.port)))
+        probes.append(("vip", probe(case.service.cluster_ip, case.port, every_denied)))
+    for e in endpoints:
+        probes.append((e.ip, probe(e.ip, e.port, e.ip in denied)))
     if case.target_kind in ("ip", "external") and case.target_ip and case.port:
         probes.append((case.target_ip, probe(case.target_ip, case.port)))
     return probes

@@ -41,12 +41,16 @@ NODE = "node-1"
 
 
 def recorded_inputs() -> tuple[list[dict[str, Any]], list[dict[str, Any]], NodeContext]:
-    """Services, EndpointSlices and node-1's context as in the recording (default spec, 3 nodes).
+    """Services, EndpointSlices and node-1's context as in the recording (default spec's ClusterIP services, 3 nodes).
 
     The lab's API served no ServiceCIDRs when the recording was made, so the context has none
     (kube-proxy then writes no drop for unallocated ClusterIPs).
     """
-    plan = make_plan(load_spec(), LabOptions(prefix="kr", nodes=3, cni="flannel-vxlan", proxy="nftables"))
+    spec = load_spec()
+    # The recording predates the services reached from outside and the headless/ExternalName ones (issue 15).
+    recorded = tuple(s for s in spec.services if s.type == "ClusterIP" and s.cluster_ip != "None")
+    spec = spec.model_copy(update={"services": recorded})
+    plan = make_plan(spec, LabOptions(prefix="kr", nodes=3, cni="flannel-vxlan", proxy="nftables"))
     declared = {ns.name for ns in plan.spec.namespaces}
     store = Store(namespaces=[n for n in ("default", "kube-system", "kube-public", "kube-node-lease") if n not in declared])
     controller = EndpointSliceController(store)

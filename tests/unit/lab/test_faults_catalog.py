@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -46,8 +47,19 @@ OLD_RECORDS = [
 
 
 def test_every_fault_verdict_is_a_bot_verdict_code() -> None:
-    assert {v.value for v in Verdict} <= {c.value for c in VerdictCode}
+    reached = {f.verdict.value for f in CATALOG.values() if not f.awaits_bot_steps}
+    assert reached <= {c.value for c in VerdictCode}
     assert all(isinstance(f.verdict, Verdict) for f in CATALOG.values())
+
+
+def test_verdicts_awaiting_bot_steps_are_documented_and_not_yet_the_bots() -> None:
+    """Faults whose paths the bot does not walk yet name codes documented in docs/verdicts.md; once a
+    code becomes the bot's, its faults must drop the mark (so the catalog-wide tests expect it)."""
+    documented = (Path(__file__).resolve().parents[3] / "docs" / "verdicts.md").read_text()
+    pending = {f.verdict.value for f in CATALOG.values() if f.awaits_bot_steps}
+    assert pending, "no fault awaits the bot's steps; drop the mark and this test"
+    assert not pending & {c.value for c in VerdictCode}
+    assert all(f"`{code}`" in documented for code in pending)
 
 
 def test_every_verdict_is_some_faults_verdict() -> None:
@@ -56,9 +68,17 @@ def test_every_verdict_is_some_faults_verdict() -> None:
 
 def test_catalog_order_and_names_are_the_listing() -> None:
     assert list(CATALOG)[:3] == ["node-route-missing", "node-route-wrong", "ip-forward-off"]
-    assert list(CATALOG)[-1] == "conntrack-stale"
     assert list(CATALOG)[9:13] == ["underlay-drop", "underlay-loss", "node-firewall-overlay", "underlay-mtu"]
-    assert len(CATALOG) == 29
+    assert list(CATALOG)[-7:] == [
+        "conntrack-stale",
+        "nodeport-no-local-endpoints",
+        "egress-masquerade-missing",
+        "node-no-route-out",
+        "upstream-dns-unreachable",
+        "policy-egress-ipblock",
+        "hairpin-off",
+    ]
+    assert len(CATALOG) == 35
     assert all(name == fault.name for name, fault in CATALOG.items())
 
 

@@ -78,6 +78,9 @@ def test_workloads_carry_the_specs_replicas_selectors_and_ports(created: list[di
 def test_services_keep_the_plans_cluster_ips(created: list[dict[str, Any]], plan: LabPlan) -> None:
     for svc in plan.services:
         obj = _find(created, "Service", svc.namespace, svc.name)
+        if svc.external_name is not None:
+            assert obj["spec"] == {"type": "ExternalName", "externalName": svc.external_name, "ports": []}
+            continue
         assert obj["spec"]["clusterIP"] == svc.cluster_ip
         assert obj["spec"]["selector"] == dict(svc.selector or ())
     assert _find(created, "Service", "kube-system", "kube-dns")["spec"]["clusterIP"] == "10.96.0.10"
@@ -143,3 +146,17 @@ def test_a_built_pods_status_is_running_and_ready_with_its_address() -> None:
         "10.244.1.7", "10.240.0.11", [("api", "registry.local/api:lab")], ready=False, started_at="2026-12-06T07:00:00Z"
     )
     assert {c["type"]: c["status"] for c in not_ready["status"]["conditions"]}["Ready"] == "False"
+
+
+def test_the_lab_plays_the_cloud_for_load_balancer_services(created: list[dict[str, Any]], plan: LabPlan) -> None:
+    """Without a cloud provider nothing fills status.loadBalancer: the lab patches each LB's ingress IP."""
+    web = _find(created, "Service", "shop", "web")["spec"]
+    assert web["type"] == "LoadBalancer" and web["ports"][0]["nodePort"] == 30081
+    assert objects.load_balancer_statuses(plan) == [
+        (
+            "/api/v1/namespaces/shop/services/web/status",
+            {"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.10", "ipMode": "VIP"}]}}},
+        )
+    ]
+    nodeport = _find(created, "Service", "shop", "frontend-nodeport")["spec"]
+    assert nodeport["externalIPs"] == ["198.51.100.100"] and nodeport["externalTrafficPolicy"] == "Cluster"

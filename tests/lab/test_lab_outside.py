@@ -1,0 +1,217 @@
+"""The world outside the cluster, driven through `kubereach lab up` and checked with plain probes:
+pods reach the outside host (masqueraded by their node as the CNI does), cluster DNS forwards
+external names to the outside resolver, and the outside host reaches services through NodePorts,
+external IPs and the load-balancer IP the lab assigns — in both kube-proxy modes and two CNI modes.
+Each fault on these paths (`kubereach lab fault …`) breaks its path, leaves a neighbouring one
+working, and `lab heal` restores it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.lab.labkit import Lab, eventually, running_lab, unique_prefix
+
+pytestmark = pytest.mark.lab
+
+MODES = {
+    "flannel-iptables": ("--cni", "flannel-vxlan", "--proxy", "iptables"),
+    "calico-nftables": ("--cni", "calico", "--proxy", "nftables"),
+}
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    with running_lab(unique_prefix("o"), "--nodes", "3", *MODES[request.param]) as running:
+        yield running
+
+
+def outside(lab: Lab) -> dict[str, Any]:
+    return dict(lab.status["outside"])
+
+
+def from_outside(lab: Lab, host: str, port: int) -> dict[str, Any]:
+    return lab.probe(outside(lab)["netns"], [{"kind": "tcp", "host": host, "port": port, "timeout": 1.5}])[0]
+
+
+def test_status_describes_the_outside_world(lab: Lab) -> None:
+    world = outside(lab)
+    assert world["running"] is True
+    assert world["host"] == "203.0.113.10" and world["resolver"] == "203.0.113.53" and world["domain"] == "example.com"
+    web = lab.service("shop", "web")
+    assert web["type"] == "LoadBalancer" and web["load_balancer_ips"] == ["198.51.100.10"]
+    assert lab.service("shop", "frontend-nodeport")["ports"][0]["node_port"] == 30080
+
+
+def test_pods_on_every_node_reach_the_outside_host(lab: Lab) -> None:
+    for node in ("node-1", "node-2"):
+        src = next(p for p in lab.status["pods"] if p["node"] == node and p["labels"].get("app") in {"frontend", "api"})
+        result = lab.tcp(src, outside(lab)["host"], 80)
+        assert result["ok"], (node, result)
+        assert result["banner"].startswith("kubereach-lab outside/www 80/TCP")
+
+
+def test_outside_host_only_knows_the_node_network(lab: Lab) -> None:
+    """The outside host has no route to pod addresses: pod egress works only because nodes masquerade it."""
+    routes = subprocess.run(
+        ["ip", "-n", outside(lab)["netns"], "route", "get", "10.244.1.2"], capture_output=True, text=True, check=False
+    )
+    assert routes.returncode != 0
+    for node in lab.status["nodes"]:
+        rules = subprocess.run(
+            ["ip", "netns", "exec", node["netns"], "iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "MASQUERADE" in rules and "10.244.0.0/16" in rules
+
+
+def test_cluster_dns_forwards_external_names_upstream(lab: Lab) -> None:
+    src = lab.pod(app="frontend")
+    external = lab.dns(src, "www.example.com.")
+    assert external["ok"] and external["answers"] == ["203.0.113.10"]
+    missing = lab.dns(src, "nothing-here.example.com.")
+    assert missing["outcome"] == "NXDOMAIN"
+    internal = lab.dns(src, "api.shop.svc.cluster.local.")
+    assert internal["ok"] and internal["answers"] == [lab.service("shop", "api")["cluster_ip"]]
+
+
+def test_headless_and_external_name_services_resolve(lab: Lab) -> None:
+    src = lab.pod(app="frontend")
+    headless = lab.dns(src, "redis-headless.shop.svc.cluster.local.")
+    assert headless["ok"] and headless["answers"] == [lab.pod(app="redis")["ip"]]
+    assert lab.service("shop", "redis-headless")["cluster_ip"] == "None"
+    alias = lab.dns(src, "payments-gateway.shop.svc.cluster.local.", timeout=3.0)
+    assert alias["ok"] and alias["answers"] == ["api.example.com.", "203.0.113.10"]
+    assert lab.service("shop", "payments-gateway")["external_name"] == "api.example.com"
+
+
+@pytest.mark.parametrize("node", ["node-1", "node-2"])
+def test_outside_reaches_the_nodeport_on_each_node(lab: Lab, node: str) -> None:
+    result = from_outside(lab, lab.node(node)["ip"], 30080)
+    assert result["ok"], result
+    assert result["banner"].startswith("kubereach-lab shop/frontend-")
+
+
+def test_outside_reaches_the_external_ip_and_the_load_balancer(lab: Lab) -> None:
+    external_ip = lab.service("shop", "frontend-nodeport")["external_ips"][0]
+    lb_ip = lab.service("shop", "web")["load_balancer_ips"][0]
+    for host in (external_ip, lb_ip):
+        result = from_outside(lab, host, 80)
+        assert result["ok"], (host, result)
+        assert result["banner"].startswith("kubereach-lab shop/frontend-")
+    closed = from_outside(lab, lb_ip, 81)
+    assert not closed["ok"]
+
+
+def app_on(lab: Lab, app: str, node: str) -> dict[str, Any]:
+    return next(p for p in lab.status["pods"] if p["labels"].get("app") == app and p["node"] == node)
+
+
+def node_without(lab: Lab, app: str) -> str:
+    busy = {p["node"] for p in lab.pods(app=app)}
+    return next(n["name"] for n in lab.status["nodes"] if n["name"] not in busy)
+
+
+def node_with(lab: Lab, app: str) -> str:
+    return str(lab.pods(app=app)[0]["node"])
+
+
+Probe = Callable[[Lab], bool]
+
+
+def nodeport_from_outside(pick: Callable[[Lab], str]) -> Probe:
+    return lambda lab: bool(from_outside(lab, lab.node(pick(lab))["ip"], 30080)["ok"])
+
+
+def pod_to_outside(node: str) -> Probe:
+    return lambda lab: bool(lab.tcp(app_on(lab, "api", node), outside(lab)["host"], 80, timeout=1.0)["ok"])
+
+
+def resolves(name: str) -> Probe:
+    return lambda lab: bool(lab.dns(lab.pod(app="api"), name, timeout=3.0)["ok"])
+
+
+def to_service(app: str, namespace: str, service: str, port: int) -> Probe:
+    return lambda lab: bool(lab.tcp(lab.pod(app=app), lab.service(namespace, service)["cluster_ip"], port, timeout=1.0)["ok"])
+
+
+def frontend_to_outside(lab: Lab) -> bool:
+    return bool(lab.tcp(lab.pod(app="frontend"), outside(lab)["host"], 80, timeout=1.0)["ok"])
+
+
+@dataclass(frozen=True)
+class Case:
+    fault: str
+    args: tuple[str, ...]
+    works: Probe
+    """The path the fault breaks."""
+    unaffected: Probe
+    """A neighbouring path the fault must leave working."""
+
+
+CASES = [
+    Case(
+        "nodeport-no-local-endpoints",
+        ("--service", "shop/frontend-nodeport"),
+        nodeport_from_outside(lambda lab: node_without(lab, "frontend")),
+        nodeport_from_outside(lambda lab: node_with(lab, "frontend")),
+    ),
+    Case("egress-masquerade-missing", ("--node", "node-1"), pod_to_outside("node-1"), pod_to_outside("node-2")),
+    Case("node-no-route-out", ("--node", "node-2"), pod_to_outside("node-2"), pod_to_outside("node-3")),
+    Case("upstream-dns-unreachable", (), resolves("www.example.com."), resolves("api.shop.svc.cluster.local.")),
+    Case("policy-egress-ipblock", (), frontend_to_outside, to_service("frontend", "shop", "api", 8080)),
+    Case(
+        "hairpin-off",
+        ("--pod", "shop/redis-0"),
+        to_service("redis", "shop", "redis", 6379),
+        to_service("redis", "shop", "api", 8080),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.fault for c in CASES])
+def test_fault_breaks_its_path_only_and_heal_restores_it(lab: Lab, case: Case) -> None:
+    if case.fault == "hairpin-off" and lab.status["cni"] == "calico":
+        refused = lab.cli("fault", case.fault, *case.args, check=False)
+        assert refused.returncode == 2 and "no bridge" in refused.stderr
+        return
+    lab.refresh()
+    assert eventually(lambda: case.works(lab), bool, what=f"healthy path before {case.fault}")
+    lab.cli("fault", case.fault, *case.args)
+    try:
+        eventually(lambda: case.works(lab), lambda ok: not ok, what=f"{case.fault} breaking the path")
+        assert case.unaffected(lab), f"{case.fault} broke more than it should"
+    finally:
+        lab.cli("heal")
+    eventually(lambda: case.works(lab), bool, what=f"the path after healing {case.fault}")
+
+
+def test_a_local_load_balancer_is_health_checked_per_node(lab: Lab) -> None:
+    """externalTrafficPolicy Local on the LoadBalancer: each node's kube-proxy answers its health check
+    node port with 200 where a frontend pod runs and 503 where none does, as a cloud LB probes it."""
+    busy, idle = node_with(lab, "frontend"), node_without(lab, "frontend")
+    local = sum(1 for p in lab.pods(app="frontend") if p["node"] == busy)
+    ports: list[int] = []
+
+    def health(node: str) -> dict[str, Any]:
+        probe = {"kind": "http", "host": lab.node(node)["ip"], "port": ports[0], "timeout": 1.5}
+        return lab.probe(outside(lab)["netns"], [probe])[0]
+
+    lab.cli("fault", "nodeport-no-local-endpoints", "--service", "shop/web")
+    try:
+        ports.append(eventually(lambda: lab.refresh() and lab.service("shop", "web")["health_check_node_port"], what="a port"))
+        answered = eventually(lambda: health(busy), lambda r: r.get("status") == 200, what=f"200 from {busy}")
+        assert json.loads(answered["body"]) == {
+            "service": {"namespace": "shop", "name": "web"},
+            "localEndpoints": local,
+            "serviceProxyHealthy": True,
+        }
+        refused = eventually(lambda: health(idle), lambda r: r.get("status") == 503, what=f"503 from {idle}")
+        assert json.loads(refused["body"])["localEndpoints"] == 0
+    finally:
+        lab.cli("heal")
+    eventually(lambda: health(busy), lambda r: not r["ok"], what="the health check listener closed after heal")
