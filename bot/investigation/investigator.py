@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -166,7 +167,8 @@ class Investigator:
         except ClusterUnavailable as exc:
             self._record_failure(text, asker, f"the Kubernetes API could not be asked: {exc.message}")
             raise
-        case = build_case(resolved, frozenset(addresses), dns_endpoints)
+        # The seed the trace step derives its marked probe ports from: chosen here, so the playbook stays pure.
+        case = dataclasses.replace(build_case(resolved, frozenset(addresses), dns_endpoints), marker_seed=secrets.randbits(32))
         mode = question.trace_mode or ("path" if trace else "")
         if mode:
             case = dataclasses.replace(case, trace=mode)

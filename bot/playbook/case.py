@@ -143,3 +143,6 @@ class Case:
     trace: str = ""
     """A path trace asked for: "path" (one marked probe), "loss" (repeated probes); "" traces only
     a failure the state checks leave unexplained."""
+    marker_seed: int = 0
+    """Chosen once per investigation by the use case: the pure trace step derives its probes' marked
+    source ports from it (`bot.playbook.steps.trace.marked_port`), so deciding draws no randomness."""

@@ -565,3 +565,17 @@ def test_the_terminal_and_slack_replies_show_the_path_line_with_the_stop_marked(
     blocks = verdict_blocks(result)
     [path] = [b for b in blocks if b.get("block_id") == BlockId.TRACE.value]
     assert "⛔ node-2 eth0 ✗" in path["text"]["text"]
+
+
+def test_the_trace_step_draws_no_randomness_its_marked_ports_come_from_the_investigations_seed() -> None:
+    def ports(seed: int) -> list[int]:
+        cluster = RecordedCluster()
+        cluster.wire = recorded_wire()
+        asyncio.run(run_playbook(dataclasses.replace(case(trace="path"), marker_seed=seed), cluster))
+        return [plan.probe.source_port for plan in cluster.traces]
+
+    first = ports(7)
+    assert len(first) == 2 and first[0] != first[1]  # the marked SYN, then the large datagram, each its own port
+    assert all(20000 <= p <= 29999 for p in first)
+    assert ports(7) == first  # the same case decides the same plans
+    assert ports(8) != first  # another investigation marks its probes with other ports

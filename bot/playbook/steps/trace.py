@@ -21,7 +21,7 @@ answers.
 
 from __future__ import annotations
 
-import random
+import hashlib
 import struct
 from dataclasses import dataclass, replace
 
@@ -63,9 +63,12 @@ def dns_query(name: str, query_id: int) -> bytes:
     return struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + labels + b"\x00" + struct.pack("!HH", 1, 1)
 
 
-def marked_port() -> int:
-    """A source port to mark the probe with (outside the usual ephemeral range's start)."""
-    return random.randint(20000, 29999)  # noqa: S311 - a port to recognise packets by, not a secret
+def marked_port(seed: int, *probe: str) -> int:
+    """A source port to mark the probe with (20000-29999, below the usual ephemeral range), derived
+    from the investigation's `Case.marker_seed` and what the probe is, so that every probe of one
+    investigation gets its own port and another investigation other ports, without randomness here."""
+    digest = hashlib.sha256(repr((seed, probe)).encode()).digest()
+    return 20000 + int.from_bytes(digest[:4], "big") % 10000
 
 
 def _wanted(at: At) -> tuple[Unexplained, ...]:
@@ -173,7 +176,7 @@ def _planned(at: At, seen: Seen, todo: tuple[Unexplained, ...]) -> Outcome:
         e.ip,
         route.value,
     )
-    port = marked_port()
+    port = marked_port(case.marker_seed, x.src_ip, e.ip, str(e.port), u.protocol)
     loss = case.trace == "loss"
     payload = dns_query(DNS_NAME, port) if u.protocol == "UDP" and e.port == 53 else b""
     probe = MarkedProbe(
@@ -322,7 +325,7 @@ def _concluded(
 def _large_step(todo: tuple[Unexplained, ...], path: TracePath, small: TracePlan, mtu: int) -> Step:
     """The same path again with one don't-fragment UDP datagram as large as the source pod's MTU: a
     node network that carries less than the overlay needs lets small packets through, not this one."""
-    port = marked_port()
+    port = marked_port(small.probe.source_port, "large", small.probe.pod_ip, small.probe.target)
     size = mtu - 28  # the IP and UDP headers
     probe = replace(small.probe, protocol="UDP", source_port=port, count=1, timeout_ms=500, payload=b"", size=size)
     plan = replace(small, probe=probe, max_duration_ms=1500, retransmit_probes=0)
