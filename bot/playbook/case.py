@@ -93,11 +93,48 @@ class ServiceRef:
     """The service port asked about."""
     target_port: int | str
     port_name: str = ""
+    type: str = "ClusterIP"
+    """ClusterIP, NodePort, LoadBalancer or ExternalName."""
+    node_port: int | None = None
+    """The NodePort of the port asked about, when the service has one."""
+    external_traffic_policy: str = "Cluster"
+    internal_traffic_policy: str = "Cluster"
+    health_check_node_port: int | None = None
+    """Set for a LoadBalancer (or NodePort) service with `externalTrafficPolicy: Local`."""
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ips: tuple[str, ...] = ()
+    """`status.loadBalancer.ingress[].ip`."""
+    session_affinity: str = "None"
+    external_name: str | None = None
+    """The CNAME of an ExternalName service."""
 
     @property
     def key(self) -> str:
         """namespace/name."""
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def headless(self) -> bool:
+        """A service without a cluster IP: DNS answers its pods' IPs and nothing is NATed."""
+        return self.cluster_ip in ("", "None")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Where traffic from outside the cluster comes in, for a question about a NodePort, an external IP
+    or a load balancer's IP: what the client connects to, and on which nodes it arrives.
+
+    `kind` is "nodeport" (the client connects to a node's own IP and `port`, the NodePort),
+    "external-ip" or "load-balancer" (it connects to `address`, one of the service's external IPs or
+    load balancer ingress IPs, and `port`, the service port; the lab and the clouds route that IP to
+    the nodes). `nodes` are the receiving nodes asked about: the node the question named, or empty for
+    every node with an agent.
+    """
+
+    kind: str
+    port: int
+    address: str | None = None
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,7 +156,7 @@ class Case:
     source_total: int
     target_display: str
     target_kind: str
-    """"service", "pod", "ip", "external"."""
+    """"service", "pod", "node", "ip", "external" (a name or address outside the cluster)."""
     protocol: str
     port: int | None
     """The port the client connects to (service port, or the pod port)."""
@@ -143,6 +180,18 @@ class Case:
     trace: str = ""
     """A path trace asked for: "path" (one marked probe), "loss" (repeated probes); "" traces only
     a failure the state checks leave unexplained."""
+    source_kind: str = "pod"
+    """"pod" (the sources are the source's pods); "node" (one source: the node itself, as a host-network
+    PodRef named after the node, with its IP); "external" (a client outside the cluster: one host-network
+    PodRef named "outside" on a vantage node whose own namespace stands in for the client, its IP the
+    node's — a NodePort or external IP is then probed from off the receiving node, as a client would)."""
+    entry: Entry | None = None
+    """How traffic enters the cluster, for questions about NodePorts, external IPs and load balancers."""
+    external_name: str | None = None
+    """A DNS name outside the cluster domain the source resolves before it connects (the target of
+    ``frontend → example.com``, a URL's host, an ExternalName service's CNAME); `target_ip` is then
+    what it resolves to, when the bot could resolve it, else None (the DNS step resolves it from the
+    source)."""
     marker_seed: int = 0
     """Chosen once per investigation by the use case: the pure trace step derives its probes' marked
     source ports from it (`bot.playbook.steps.trace.marked_port`), so deciding draws no randomness."""

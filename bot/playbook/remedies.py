@@ -155,6 +155,47 @@ def remediation(code: C, **facts: str) -> tuple[str, ...]:
                 "ip -s link; ethtool -S <underlay NIC> | grep -iE 'drop|err|discard'",
                 "# then the network between the nodes (switch, router, cloud network limits)",
             )
+        case C.NODEPORT_NO_LOCAL_ENDPOINTS:
+            svc = facts.get("service", "SVC")
+            return (
+                f"kubectl -n {ns} get endpointslices -l kubernetes.io/service-name={svc} -o wide   # which nodes run a ready endpoint",
+                f"# send clients only to nodes with an endpoint (a load balancer health-checks port {facts.get('health_port', 'HEALTH_CHECK_NODE_PORT')}), or:",
+                f'kubectl -n {ns} patch svc {svc} -p \'{{"spec":{{"externalTrafficPolicy":"Cluster"}}}}\'   # any node forwards; the client IP is lost',
+            )
+        case C.EGRESS_NOT_MASQUERADED:
+            return (
+                node_shell(node),
+                "iptables -t nat -S POSTROUTING; nft list chain ip nat POSTROUTING   # the CNI's masquerade jump and chain",
+                "# restart the CNI agent on the node (flanneld / calico-node) so it rewrites its masquerade rules",
+            )
+        case C.NODE_HAS_NO_ROUTE_OUT:
+            return (
+                node_shell(node),
+                f"ip route get {facts.get('destination', 'DESTINATION')}   # no route",
+                f"ip route replace default via {facts.get('gateway', 'GATEWAY')} dev {facts.get('device', 'DEV')}   # and fix the node's network configuration",
+            )
+        case C.UPSTREAM_DNS_FAILED:
+            upstream = facts.get("upstream", "UPSTREAM")
+            return (
+                "kubectl -n kube-system get configmap coredns -o jsonpath='{.data.Corefile}'   # the forward line",
+                node_shell(node),
+                f"dig @{upstream} {facts.get('name', 'example.com')}   # from the DNS pod's node",
+                "kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50 | grep -i -e timeout -e SERVFAIL",
+            )
+        case C.HAIRPIN_BROKEN:
+            dev = facts.get("device", "VETH")
+            return (
+                node_shell(node),
+                f"ip link set {dev} type bridge_slave hairpin on",
+                '# make it last: kubelet --hairpin-mode=hairpin-veth, or the bridge CNI\'s "hairpinMode": true',
+            )
+        case C.HOST_PORT_CONFLICT:
+            port = facts.get("port", "PORT")
+            return (
+                node_shell(node),
+                f"ss -ltnup 'sport = :{port}'   # the process that holds the port",
+                f"# stop that process or move the host-network pod {ns}/{pod} to another port or node",
+            )
         case C.AGENT_UNREACHABLE:
             return (
                 f"kubectl -n kube-system get pods -l app.kubernetes.io/name=kubereach-agent -o wide --field-selector spec.nodeName={node}",

@@ -25,8 +25,7 @@ Obj = dict[str, Any]
 class Verdict(StrEnum):
     """The verdict code a fault should make the bot reach; the values are the bot's verdict codes.
 
-    The lab does not import the bot; a unit test checks these values are among the bot's codes, except
-    for the faults marked `awaits_bot_steps`.
+    The lab does not import the bot; a unit test checks these values are among the bot's codes.
     """
 
     NODE_ROUTE_MISSING = "NODE_ROUTE_MISSING"
@@ -179,9 +178,6 @@ class Fault(Generic[U]):
     """Only packets reveal it: what it changes lies outside what the state checks read (the fabric
     between the nodes) or says nothing until packets meet it, so its verdict comes from the bot's
     packet trace (captures at each probe point) rather than from the state checks."""
-    awaits_bot_steps: bool = False
-    """True while the bot has no playbook step reaching this fault's verdict (its code is documented in
-    docs/verdicts.md but not yet one of the bot's codes); catalog-wide verdict tests leave it out."""
 
     def heal_record(self, ctx: FaultContext, undo: Obj) -> None:
         """Heal from the undo record as the lab state stored it."""

@@ -185,7 +185,6 @@ NODEPORT_NO_LOCAL_ENDPOINTS = Fault(
     _inject_etp_local,
     _heal_etp_local,
     TrafficPolicyUndo,
-    awaits_bot_steps=True,
 )
 EGRESS_MASQUERADE_MISSING = Fault(
     "egress-masquerade-missing",
@@ -195,7 +194,6 @@ EGRESS_MASQUERADE_MISSING = Fault(
     _inject_masq_missing,
     _heal_masq_missing,
     NodeUndo,
-    awaits_bot_steps=True,
 )
 NODE_NO_ROUTE_OUT = Fault(
     "node-no-route-out",
@@ -205,7 +203,6 @@ NODE_NO_ROUTE_OUT = Fault(
     _inject_no_route_out,
     _heal_no_route_out,
     RoutesOutUndo,
-    awaits_bot_steps=True,
 )
 UPSTREAM_DNS_UNREACHABLE = Fault(
     "upstream-dns-unreachable",
@@ -215,7 +212,6 @@ UPSTREAM_DNS_UNREACHABLE = Fault(
     _inject_upstream_dns,
     _heal_upstream_dns,
     RouterRouteUndo,
-    awaits_bot_steps=True,
 )
 EGRESS_IPBLOCK_EXCLUDES = Fault(
     "policy-egress-ipblock",
@@ -234,5 +230,4 @@ HAIRPIN_OFF = Fault(
     _inject_hairpin_off,
     _heal_hairpin_off,
     HairpinUndo,
-    awaits_bot_steps=True,
 )

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.labkit import Lab, eventually, running_lab, unique_prefix
+from tests.lab.labkit import Lab, eventually, kubereach, running_lab, unique_prefix
 
 pytestmark = pytest.mark.lab
 
@@ -215,3 +215,83 @@ def test_a_local_load_balancer_is_health_checked_per_node(lab: Lab) -> None:
     finally:
         lab.cli("heal")
     eventually(lambda: health(busy), lambda r: not r["ok"], what="the health check listener closed after heal")
+
+
+# ------------------------------------------------------------------ `kubereach ask` on these paths
+# Each new path asked about as an on-call engineer would phrase it: healthy → NO_FAULT_FOUND; with a
+# fault injected through `kubereach lab fault` → its verdict, node and hop, in both lab modes. The bot
+# is never told which fault is in place.
+
+
+def ask(lab: Lab, question: str) -> dict[str, Any]:
+    """One investigation through the CLI, as JSON."""
+    proc = kubereach("--config", lab.status["config"], "ask", question, "--json", "--no-history", timeout=120)
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def explain(result: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "verdict": result["verdict"],
+            "findings": result.get("findings"),
+            "steps": [(s["status"], s["name"], s["summary"]) for s in result.get("steps", [])],
+        },
+        indent=1,
+    )
+
+
+@dataclass(frozen=True)
+class AskCase:
+    """A fault (None: the healthy lab), the question asked while it is in place, and the verdict."""
+
+    name: str
+    fault: Callable[[Lab], tuple[str, ...]] | None
+    question: Callable[[Lab], str]
+    code: str
+    node: Callable[[Lab], str | None]
+    hop: str | None
+    modes: tuple[str, ...] = tuple(MODES)
+    """The lab modes the case applies to (a bridge-only fault does not apply to calico)."""
+
+
+def said(text: str) -> Callable[[Lab], str]:
+    return lambda lab: text
+
+
+def at(node: str | None) -> Callable[[Lab], str | None]:
+    return lambda lab: node
+
+
+# Healthy paths: every new kind of question answered NO_FAULT_FOUND on the healthy lab.
+HEALTHY: list[AskCase] = []
+# Faults on the new paths: each gives its verdict, node and hop.
+FAULTS: list[AskCase] = []
+
+
+def _ask_case(lab: Lab, case: AskCase) -> None:
+    mode = next(k for k, v in MODES.items() if (v[1], v[3]) == (lab.status["cni"], lab.status["proxy"]))
+    if mode not in case.modes:
+        pytest.skip(f"{case.name} does not apply to {mode}")
+    if case.fault is not None:
+        lab.cli("fault", *case.fault(lab))
+    try:
+        result = ask(lab, case.question(lab))
+    finally:
+        if case.fault is not None:
+            lab.cli("heal")
+    verdict = result["verdict"]
+    assert (verdict["code"], verdict["node"], verdict["hop"]) == (case.code, case.node(lab), case.hop), explain(result)
+    if case.fault is not None:
+        assert verdict["summary"] and verdict["remediation"], explain(result)
+        assert any(s["status"] == "fail" for s in result["steps"]), "the verdict comes from a failing step with evidence"
+
+
+@pytest.mark.parametrize("case", HEALTHY, ids=[c.name for c in HEALTHY])
+def test_ask_on_a_healthy_path_finds_no_fault(lab: Lab, case: AskCase) -> None:
+    _ask_case(lab, case)
+
+
+@pytest.mark.parametrize("case", FAULTS, ids=[c.name for c in FAULTS])
+def test_ask_names_the_fault_on_the_path_its_node_and_hop(lab: Lab, case: AskCase) -> None:
+    _ask_case(lab, case)
