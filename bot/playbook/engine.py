@@ -199,6 +199,7 @@ def advance(at: At, outcome: Outcome) -> At:
         unexplained=trail.unexplained + outcome.unexplained,
         dns_guess=outcome.dns_guess or trail.dns_guess,
         lookup_timed_out=trail.lookup_timed_out or outcome.lookup_timed_out,
+        resolved=outcome.resolved if outcome.resolved is not None else trail.resolved,
     )
     return replace(at, trail=trail)
 

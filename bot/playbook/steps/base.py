@@ -147,6 +147,9 @@ class Trail:
     showed nothing wrong: withdrawn when the trace names the real cause on the wire."""
     lookup_timed_out: bool = False
     """The lookup behind `dns_guess` timed out (a loss the trace measures explains it too)."""
+    resolved: tuple[str, ...] = ()
+    """The addresses the source's own resolver gave for `Case.external_name` (the DNS step's lookup):
+    where the steps after it send and look for the source's traffic when `Case.target_ip` is unset."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,8 @@ class Outcome:
     """Added to the trail's `unexplained`."""
     dns_guess: Candidate | None = None
     lookup_timed_out: bool = False
+    resolved: tuple[str, ...] | None = None
+    """Set: replaces the trail's `resolved`."""
 
     def __add__(self, other: Outcome) -> Outcome:
         """Both outcomes, this one first (the later one's `go_on` and `then` win)."""
@@ -217,6 +222,7 @@ class Outcome:
             self.unexplained + other.unexplained,
             other.dns_guess or self.dns_guess,
             self.lookup_timed_out or other.lookup_timed_out,
+            other.resolved if other.resolved is not None else self.resolved,
         )
 
 
