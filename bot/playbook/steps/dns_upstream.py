@@ -95,6 +95,7 @@ def upstream_step(summary: str, first: tuple[Evidence, ...], servers: Step) -> S
         outcome = Outcome()
         silent: list[EndpointRef] = []
         said: list[str] = []
+        answered_by: list[str] = []
         for e, upstream, ask in _upstream_asks(at, fqdn(at)):
             answer = seen[ask]
             outcome += Outcome(unchecked=unchecked(answer, f"the query to the upstream resolver from {e.ip}"))
@@ -109,6 +110,7 @@ def upstream_step(summary: str, first: tuple[Evidence, ...], servers: Step) -> S
                 )
                 continue
             server = upstream or answer.value.server
+            answered_by.append(server)
             words = answer_words(answer.value)
             evidence.append(
                 ev(
@@ -124,7 +126,8 @@ def upstream_step(summary: str, first: tuple[Evidence, ...], servers: Step) -> S
             said.append(failure_kind(answer.value))
             if failure_kind(answer.value) not in ("", "nxdomain", "nodata"):
                 silent.append(e)
-        return outcome + _conclude(at, summary, evidence, silent, said, fqdn(at))
+        upstreams = tuple(dict.fromkeys(answered_by))
+        return outcome + _conclude(at, summary, evidence, silent, said, fqdn(at).rstrip("."), upstreams)
 
     return Step("dns_upstream", Hop.DNS, frozenset({Need.PROBE_DNS}), asks, decide)
 
@@ -138,9 +141,18 @@ def _pod(e: EndpointRef) -> str:
     return e.pod.key if e.pod else e.ip
 
 
-def _conclude(at: At, summary: str, evidence: list[Evidence], silent: list[EndpointRef], said: list[str], name: str) -> Outcome:
+def _conclude(
+    at: At,
+    summary: str,
+    evidence: list[Evidence],
+    silent: list[EndpointRef],
+    said: list[str],
+    name: str,
+    upstreams: tuple[str, ...],
+) -> Outcome:
+    """The verdict from the upstream's answers to the DNS pods (`said`: each answer's failure kind)."""
     src, step_name = at.source, f"source {at.source.name}: DNS"
-    upstream = ", ".join(at.case.dns_upstreams) or "the DNS pods' resolv.conf nameserver"
+    upstream = ", ".join(upstreams) or "the DNS pods' resolv.conf nameserver"
     if not said:
         return Outcome((result(LABEL, step_name, StepStatus.WARN, summary, evidence, src.node),), go_on=False)
     if silent:
@@ -158,7 +170,7 @@ def _conclude(at: At, summary: str, evidence: list[Evidence], silent: list[Endpo
             remediation(
                 C.UPSTREAM_DNS_FAILED,
                 node=node or "NODE",
-                upstream=at.case.dns_upstreams[0] if at.case.dns_upstreams else "UPSTREAM",
+                upstream=upstreams[0] if upstreams else "UPSTREAM",
                 name=name,
             ),
             src.key,
