@@ -41,7 +41,8 @@ def _zone(key: str) -> str:
 def _root_blocks(corefile: str) -> list[list[str]]:
     """The directive lines (words, comments dropped) of each server block serving the root zone."""
     blocks: list[list[str]] = []
-    depth, current, in_root = 0, [], False
+    current: list[str] = []
+    depth, in_root = 0, False
     for raw in corefile[:MAX_COREFILE_CHARS].splitlines():
         line = raw.split("#", 1)[0].strip()
         if not line:
