@@ -263,10 +263,41 @@ def at(node: str | None) -> Callable[[Lab], str | None]:
     return lambda lab: node
 
 
+def dns_pods_node(lab: Lab) -> str | None:
+    """The node of the cluster DNS's pods when they all run on one (the node UPSTREAM_DNS_FAILED names)."""
+    nodes = {p["node"] for p in lab.pods(**{"k8s-app": "kube-dns"})}
+    return nodes.pop() if len(nodes) == 1 else None
+
+
+def upstream_dns_unreachable(lab: Lab) -> tuple[str, ...]:
+    return ("upstream-dns-unreachable",)
+
+
 # Healthy paths: every new kind of question answered NO_FAULT_FOUND on the healthy lab.
-HEALTHY: list[AskCase] = []
+HEALTHY: list[AskCase] = [
+    AskCase("external-name", None, said("why can't frontend reach www.example.com"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("external-name-service", None, said("why can't api reach svc payments-gateway"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("headless-service", None, said("frontend -> redis-headless:6379"), "NO_FAULT_FOUND", at(None), None),
+]
 # Faults on the new paths: each gives its verdict, node and hop.
-FAULTS: list[AskCase] = []
+FAULTS: list[AskCase] = [
+    AskCase(
+        "upstream-dns-unreachable",
+        upstream_dns_unreachable,
+        said("why can't frontend reach example.com"),
+        "UPSTREAM_DNS_FAILED",
+        dns_pods_node,
+        "dns",
+    ),
+    AskCase(
+        "upstream-dns-unreachable-with-port",
+        upstream_dns_unreachable,
+        said("why can't api reach www.example.com:80"),
+        "UPSTREAM_DNS_FAILED",
+        dns_pods_node,
+        "dns",
+    ),
+]
 
 
 def _ask_case(lab: Lab, case: AskCase) -> None:
