@@ -66,6 +66,8 @@ def build_case(resolved: Resolved, agents_known: frozenset[str], dns_endpoints: 
             port=port or 0,
             target_port=resolved.port.target_port if resolved.port.target_port is not None else port or 0,
             port_name=resolved.port.name or "",
+            type=svc.type,
+            external_name=svc.external_name,
         )
         for e in resolved.endpoints:
             pod = pods_by_key.get(f"{e.pod_namespace}/{e.pod_name}") if e.pod_name else None

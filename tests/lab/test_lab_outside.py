@@ -290,6 +290,14 @@ FAULTS: list[AskCase] = [
         "dns",
     ),
     AskCase(
+        "upstream-dns-unreachable-external-name-service",
+        upstream_dns_unreachable,
+        said("why can't api reach svc payments-gateway"),
+        "UPSTREAM_DNS_FAILED",
+        dns_pods_node,
+        "dns",
+    ),
+    AskCase(
         "upstream-dns-unreachable-with-port",
         upstream_dns_unreachable,
         said("why can't api reach www.example.com:80"),

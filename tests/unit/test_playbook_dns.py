@@ -153,7 +153,8 @@ def test_an_upstream_agent_that_does_not_answer_is_not_evidence() -> None:
     upstream_fault(cluster)
     cluster.down.add("node-2")
     d = run(cluster, external())
-    assert d.verdict.code != VerdictCode.UPSTREAM_DNS_FAILED
+    assert (d.verdict.code, d.verdict.node) == (VerdictCode.AGENT_UNREACHABLE, "node-2")
+    assert "the query to the upstream resolver from 10.244.2.2 on node-2" in d.verdict.summary
     assert VerdictCode.UPSTREAM_DNS_FAILED not in {f.code for f in d.findings}
 
 
@@ -275,3 +276,12 @@ def test_a_resent_lookup_without_insert_failures_is_not_the_race() -> None:
 
 def test_the_cases_here_run_on_the_two_recorded_nodes() -> None:
     assert set(NODES) == {"node-1", "node-2"} and DNS.node == "node-2"
+
+
+def test_an_upstream_that_answers_the_dns_pods_points_at_the_cluster_dns_forwarding() -> None:
+    cluster = DnsCluster()
+    upstream_fault(cluster, source=SERVFAIL)
+    cluster.answers[("node-2", DNS.ip, "www.example.com.", "")] = dataclasses.replace(WWW, server="203.0.113.53")
+    d = run(cluster, external())
+    assert (d.verdict.code, d.verdict.hop) == (VerdictCode.DNS_RESOLUTION_FAILED, Hop.DNS)
+    assert "answers www.example.com to the DNS pods, but the cluster DNS does not pass it on" in d.verdict.summary

@@ -77,8 +77,9 @@ def upstream_step(summary: str, first: tuple[Evidence, ...], servers: Step) -> S
         own = seen[ProbeDnsAsk(src.node or "", src.ip or "", CLUSTER_NAME)]
         name = f"source {src.name}: DNS"
         if own.value is None:
+            # The lookup failed (a fact); why could not be checked: said as not checked, never guessed.
             return Outcome(
-                (result(LABEL, name, StepStatus.WARN, summary, first, src.node),),
+                (result(LABEL, name, StepStatus.FAIL, summary, first, src.node),),
                 unchecked=unchecked(own, f"the DNS lookup of {CLUSTER_NAME} from {src.key}"),
             )
         if not own.value.ok:
@@ -154,7 +155,8 @@ def _conclude(
     src, step_name = at.source, f"source {at.source.name}: DNS"
     upstream = ", ".join(upstreams) or "the DNS pods' resolv.conf nameserver"
     if not said:
-        return Outcome((result(LABEL, step_name, StepStatus.WARN, summary, evidence, src.node),), go_on=False)
+        # No DNS pod's agent could ask the upstream: the lookup failed, the cause is not checked.
+        return Outcome((result(LABEL, step_name, StepStatus.FAIL, summary, evidence, src.node),), go_on=False)
     if silent:
         nodes = sorted({e.node or "?" for e in silent})
         node = nodes[0] if len(nodes) == 1 else None
