@@ -116,7 +116,7 @@ def test_dns_pods_on_two_nodes_name_no_single_node() -> None:
     cluster.answers[("node-1", DNS_B.ip, "www.example.com.", "")] = TIMEOUT
     d = run(cluster, external(dns_endpoints=(DNS, DNS_B)))
     assert (d.verdict.code, d.verdict.node, d.verdict.hop) == (VerdictCode.UPSTREAM_DNS_FAILED, None, Hop.DNS)
-    assert "2 of 2 DNS pod(s) on node-1, node-2" in d.verdict.summary
+    assert "does not answer the DNS pods (2 of 2, on node-1, node-2)" in d.verdict.summary
 
 
 def test_when_the_cluster_dns_fails_its_own_names_too_it_is_not_the_upstream() -> None:

@@ -162,7 +162,7 @@ def _conclude(
         node = nodes[0] if len(nodes) == 1 else None
         why = (
             f"the cluster DNS answers its own names but not {name}: its upstream {upstream} does not answer "
-            f"{len(silent)} of {len(said)} DNS pod(s) on {', '.join(nodes)} ({summary})"
+            f"the DNS pods ({len(silent)} of {len(said)}, on {', '.join(nodes)}); {summary}"
         )
         cause = Candidate(
             C.UPSTREAM_DNS_FAILED,

@@ -106,7 +106,7 @@ def expansion_evidence(name: str, namespace: str, probe: ProbeView | None, node:
     if probe is not None and probe.ndots is not None:
         search, ndots, where = probe.search, probe.ndots, "the pod's resolv.conf"
     else:
-        search, ndots, where = cluster_first_search(namespace), KUBELET_NDOTS, "ClusterFirst (as a kubelet writes it)"
+        search, ndots, where = cluster_first_search(namespace), KUBELET_NDOTS, "ClusterFirst, as a kubelet writes it"
     tried = search_expansion(name, search, ndots)
     queries = len(tried) * len(QUERY_TYPES)
     dots = name.rstrip(".").count(".")
