@@ -224,6 +224,17 @@ class _QuestionReader:
                 )
             )
             closest_source = None
+        if isinstance(target, Ref) and target.kind is RefKind.NODEPORT and (self.port or self.port_name) is not None:
+            other = self.port if self.port is not None else self.port_name
+            problems.append(
+                Unreadable(
+                    f"Two ports (NodePort {target.node_port} and {shown(other)}): the NodePort is the port asked about, "
+                    "so drop the other one.",
+                    str(other),
+                    example="outside → nodeport 30080 on node-2",
+                )
+            )
+            self.port = self.port_name = None
         if isinstance(target, Ref) and not target.kind.can_be_target:
             problems.append(
                 Unreadable(
