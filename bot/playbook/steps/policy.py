@@ -1,4 +1,10 @@
-"""The policy hop: does Kubernetes NetworkPolicy let the source reach each endpoint pod."""
+"""The policy hop: does Kubernetes NetworkPolicy let the source reach each endpoint pod, or the address
+outside the cluster it sends to (egress `ipBlock` rules judge those).
+
+A node as the source is not a pod: its traffic, like a host-network pod's, starts in the node's own
+namespace, and most CNIs (Calico without host endpoints, Cilium without host policies, flannel with
+any policy engine) apply no pod NetworkPolicy to its egress — the step says so and skips.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from bot.playbook.models import VerdictCode as C
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import At, Candidate, Outcome, Seen, Step, no_asks, result
 from bot.playbook.steps.evidence import ev
+from bot.playbook.steps.outside import outside_addresses
 from bot.policy import Cluster, Pod, PolicyDecision, evaluate, explain
 
 LABEL = "source: policy"
@@ -15,13 +22,20 @@ LABEL = "source: policy"
 def _decide(at: At, seen: Seen) -> Outcome:
     """Evaluate NetworkPolicy for src → each endpoint pod; the endpoint IPs policy denies go on the trail."""
     src, endpoints = at.source, at.trail.reachable
-    if not endpoints:
-        return Outcome()
     name = f"source {src.name}: policy"
     cluster: Cluster | None = at.case.policy_cluster
+    if not endpoints:
+        addresses = outside_addresses(at)
+        if not addresses:
+            return Outcome()
+        return egress_to_addresses(at, addresses)
     if cluster is None:
         return Outcome((result(LABEL, name, StepStatus.SKIP, "NetworkPolicies were not available"),), denied=frozenset())
     src_pod = cluster.pod(src.namespace, src.name)
+    if src_pod is None and src.host_network:
+        return Outcome(
+            (result(LABEL, name, StepStatus.SKIP, HOST_NETWORK_WORDS.format(src=src.name), (), src.node),), denied=frozenset()
+        )
     denied: dict[str, PolicyDecision] = {}
     evidence = []
     for e in endpoints:
@@ -55,6 +69,44 @@ def _decide(at: At, seen: Seen) -> Outcome:
     found = Candidate(code, Hop.POLICY, decision_reason(first) + share, node, remediation(code, policies=policies), src.key)
     summary = f"NetworkPolicy denies {'egress' if egress else 'ingress'}{share}"
     return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, node),), (found,), denied=frozenset(denied))
+
+
+HOST_NETWORK_WORDS = (
+    "{src} sends from the node's own network namespace: pod NetworkPolicy does not govern its egress in most CNIs "
+    "(host traffic needs host endpoint or host firewall policies), so no egress policy was evaluated"
+)
+
+
+def egress_to_addresses(at: At, addresses: tuple[str, ...]) -> Outcome:
+    """Egress NetworkPolicy for the source to addresses outside the cluster (their `ipBlock` rules).
+
+    Called by this step for a literal address and by the egress step for one only DNS gave; the
+    denied addresses go on the trail so that their probe only confirms the deny."""
+    src, case = at.source, at.case
+    name = f"source {src.name}: egress policy"
+    cluster: Cluster | None = case.policy_cluster
+    if cluster is None or case.port is None:
+        return Outcome((result(LABEL, name, StepStatus.SKIP, "NetworkPolicies were not available"),), denied=frozenset())
+    src_pod = cluster.pod(src.namespace, src.name)
+    if src_pod is None:
+        words = HOST_NETWORK_WORDS.format(src=src.name) if src.host_network else f"{src.key} is not in the policy view"
+        return Outcome((result(LABEL, name, StepStatus.SKIP, words, (), src.node),), denied=frozenset())
+    denied: dict[str, PolicyDecision] = {}
+    evidence = []
+    for address in addresses:
+        decision = evaluate(cluster, src_pod, address, case.port, case.protocol)
+        evidence.append(ev("network-policy", decision_reason(decision), src.node, address=address, allowed=decision.allowed))
+        if not decision.allowed:
+            denied[address] = decision
+    if not denied:
+        summary = f"no NetworkPolicy denies egress to {', '.join(addresses)}"
+        return Outcome((result(LABEL, name, StepStatus.PASS, summary, evidence, src.node),), denied=frozenset())
+    first = next(iter(denied.values()))
+    policies = ",".join(str(p) for p in first.egress.selecting_policies)
+    code = C.NETWORK_POLICY_DENIES_EGRESS
+    found = Candidate(code, Hop.POLICY, decision_reason(first), src.node, remediation(code, policies=policies), src.key)
+    summary = f"NetworkPolicy denies egress to {', '.join(denied)}"
+    return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, src.node),), (found,), denied=frozenset(denied))
 
 
 def decision_reason(decision: PolicyDecision) -> str:
