@@ -417,7 +417,7 @@ def _nft_rule_matches(expressions: Sequence[Mapping[str, Any]], flow: EgressFlow
                 verdict = MAYBE
             elif not matched:
                 return NO
-        elif not {"counter", "masquerade", "snat", "accept", "return", "jump", "goto", "log", "comment"} & set(expr):
+        elif not {"counter", "masquerade", "snat", "accept", "return", "jump", "goto", "log", "comment", "mangle"} & set(expr):
             verdict = MAYBE  # a statement or match this walk does not read (xt, lookup maps, …)
     return verdict
 

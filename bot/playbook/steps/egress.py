@@ -74,7 +74,7 @@ def _route_words(dst: str, lookup: RouteLookup) -> str:
     if not route.usable:
         return f"a {route.type} route {route.destination or dst} covers {dst}" + (f" ({lookup.error})" if lookup.error else "")
     via = f" via {route.gateway}" if route.gateway else ""
-    return f"{dst} via {route.destination or 'the route'}{via} dev {route.device or '?'}"
+    return f"{dst} by {route.destination or 'its route'}{via} dev {route.device or '?'}"
 
 
 def _route_evidence(node: str, dst: str, lookup: RouteLookup) -> Evidence:
@@ -91,8 +91,8 @@ def masquerade_of(view: EgressNatView) -> str:
         return f"{r.table} {r.chain}: {r.rule}"
     if view.verdict == "untranslated":
         walked = ", ".join(view.chains) or "POSTROUTING"
-        exempt = [r for r in view.rules if r.target in ("RETURN", "ACCEPT")]
-        why = f" ({exempt[-1].chain}: {exempt[-1].rule} returns first)" if exempt else ""
+        exempt = [r for r in view.rules if r.target == "ACCEPT"]
+        why = f" ({exempt[-1].chain}: {exempt[-1].rule} accepts it first)" if exempt else ""
         return f"no SNAT/MASQUERADE rule matches in {walked}{why}"
     maybe = "; ".join(f"{r.chain}: {r.rule}" for r in view.possible[:3])
     return f"only rules whose matches the flow cannot settle would translate it ({maybe})"
@@ -161,10 +161,8 @@ def _after_asks(at: At) -> tuple[Ask[object], ...]:
 
 
 def _entry_words(e: ConntrackEntry) -> str:
-    return (
-        f"{e.orig_src}:{e.orig_sport} → {e.orig_dst}:{e.orig_dport} {e.state or ''}, "
-        f"replies to {e.reply_dst or '?'}:{e.reply_sport if e.reply_sport is not None else '?'}"
-    )
+    state = f" {e.state}" if e.state else ""
+    return f"{e.orig_src}:{e.orig_sport} → {e.orig_dst}:{e.orig_dport}{state}, replies to {e.reply_dst or '?'}"
 
 
 def _entries(view: ConntrackView | None, src_ip: str, dst: str) -> tuple[ConntrackEntry, ...]:
@@ -225,8 +223,14 @@ def _after_decide(at: At, seen: Seen) -> Outcome:
         masq = f"the rules masquerade it ({masquerade_of(nat_view)})"
     else:
         masq = "whether it is masqueraded could not be told"
+    probe = at.trail.probes.get(dst)
+    answer = (
+        f"{dst} answered that nothing accepts {case.protocol} port {case.port} there ({probe.outcome})"
+        if probe is not None and probe.outcome in ("refused", "reset")
+        else "no answer came back"
+    )
     summary = (
-        f"{src.key}'s packets to {target} leave {node} {exit_words}; {masq}; no answer came back. "
+        f"{src.key}'s packets to {target} leave {node} {exit_words}; {masq}; {answer}. "
         f"Beyond {node} the path is outside the cluster, where no kubereach agent can look: "
         f"check the destination, and the firewalls and routers between {node} and {dst}"
     )
