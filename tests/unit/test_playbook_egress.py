@@ -112,7 +112,7 @@ def test_missing_rules_are_no_cause_while_the_outside_answers() -> None:
 
 
 def test_a_node_without_a_route_out_is_node_has_no_route_out() -> None:
-    for kind in ("no-route", "unreachable", "blackhole"):
+    for kind in ("none", "unreachable", "blackhole", "prohibit"):
         cluster = OutsideCluster()
         cluster.routes[("node-1", OUTSIDE)] = RouteLookup(
             RouteInfo("203.0.113.0/24", "", "", type=kind), "Network is unreachable"

@@ -69,7 +69,7 @@ def route_out(lookup: RouteLookup) -> bool:
 
 def _route_words(dst: str, lookup: RouteLookup) -> str:
     route = lookup.route
-    if route is None or route.type in ("none", "no-route"):
+    if route is None or route.type == "none":
         return f"no route to {dst}" + (f" ({lookup.error})" if lookup.error else "")
     if not route.usable:
         return f"a {route.type} route {route.destination or dst} covers {dst}" + (f" ({lookup.error})" if lookup.error else "")
