@@ -7,7 +7,7 @@ from __future__ import annotations
 from bot.playbook.models import Hop, StepStatus
 from bot.playbook.observations import ProbeView
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, Unchecked, result, unchecked
-from bot.playbook.steps.egress import AFTER_PROBE
+from bot.playbook.steps.egress_path import AFTER_PROBE
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.observe import ProbeAsk
 from bot.playbook.steps.outside import is_outside, outside_target
