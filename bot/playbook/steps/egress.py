@@ -24,7 +24,7 @@ from bot.playbook.steps.egress_path import (
     route_out_ask,
     route_words,
 )
-from bot.playbook.steps.outside import egress_to_addresses, outside_addresses, outside_target
+from bot.playbook.steps.outside import egress_to_addresses, outside_addresses, outside_target, who
 
 LABEL = "source: route out"
 
@@ -60,7 +60,7 @@ def _decide(at: At, seen: Seen) -> Outcome:
         summary = f"{node} routes {route_words(dst, routed.value)}{nat_words}"
         return outcome + Outcome((result(LABEL, name, StepStatus.PASS, summary, evidence, node),))
     route = routed.value.route
-    summary = f"{node} has {route_words(dst, routed.value)}: packets from {src.key} to {dst} die on {node}"
+    summary = f"{node} has {route_words(dst, routed.value)}: packets from {who(src)} to {dst} die on {node}"
     found = Candidate(
         C.NODE_HAS_NO_ROUTE_OUT,
         Hop.SOURCE_NODE,

@@ -22,7 +22,7 @@ from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, Unchecked, result, unchecked
 from bot.playbook.steps.evidence import ev, route_data
 from bot.playbook.steps.observe import ConntrackAsk, EgressNatAsk, RouteAsk
-from bot.playbook.steps.outside import outside_target
+from bot.playbook.steps.outside import outside_target, who
 
 NAT_LABEL = "source: egress masquerade"
 OUTSIDE_LABEL = "source: beyond the node"
@@ -163,7 +163,7 @@ def _after_decide(at: At, seen: Seen) -> Outcome:
     nat_view = nat.value if nat is not None else None
     name = f"source {src.name}: masquerade on {node}"
     if src.host_network:
-        masq = f"{src.key} sends from {node}'s own address"
+        masq = f"{who(src)} sends from {node}'s own address"
     elif untranslated:
         why = f"the conntrack entry of the probe, {_entry_words(untranslated[0])}, shows the source was not translated"
         if nat_view is not None and not nat_view.unreadable:
@@ -185,7 +185,7 @@ def _after_decide(at: At, seen: Seen) -> Outcome:
         else "no answer came back"
     )
     summary = (
-        f"{src.key}'s packets to {target} leave {node} {exit_words}; {masq}; {answer}. "
+        f"{who(src)}'s packets to {target} leave {node} {exit_words}; {masq}; {answer}. "
         f"Beyond {node} the path is outside the cluster, where no kubereach agent can look: "
         f"check the destination, and the firewalls and routers between {node} and {dst}"
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from bot.playbook.case import Case
+from bot.playbook.case import Case, PodRef
 from bot.playbook.models import Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.remedies import remediation
@@ -20,6 +20,11 @@ from bot.playbook.steps.evidence import ev
 from bot.policy import Cluster, PolicyDecision, evaluate, explain
 
 POLICY_LABEL = "source: policy"
+
+
+def who(src: PodRef) -> str:
+    """How a source reads in a sentence: namespace/name for a pod, the name alone for a node."""
+    return src.key if src.namespace else src.name
 
 
 def _in_cluster(case: Case, address: str) -> bool:

@@ -10,7 +10,7 @@ from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Ste
 from bot.playbook.steps.egress_path import AFTER_PROBE
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.observe import ProbeAsk
-from bot.playbook.steps.outside import is_outside, outside_target
+from bot.playbook.steps.outside import is_outside, outside_target, who
 from bot.playbook.steps.path import path_step
 
 LABEL = "source: probes"
@@ -89,7 +89,7 @@ def _decide(at: At, seen: Seen) -> Outcome:
     outside_seen = outcome.get(outside) if outside is not None else None
     if outside is not None and outside_seen is not None and not outside_seen.ok:
         # The outside cannot host an agent: follow the packet as far as the source node can see it.
-        summary = f"{src.key} cannot reach {outside}:{case.port}/{case.protocol} ({outside_seen.outcome})"
+        summary = f"{who(src)} cannot reach {outside}:{case.port}/{case.protocol} ({outside_seen.outcome})"
         step = result(LABEL, f"source {src.name}: probes", StepStatus.FAIL, summary, evidence, src.node)
         follow = None if outside in at.trail.denied else AFTER_PROBE
         return Outcome((step,), unchecked=tuple(missed), probes=outcome, then=follow)

@@ -15,6 +15,7 @@ from bot.playbook.observations import CallFailure
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
 from bot.playbook.steps.observe import LocatePodAsk, NodeFactsAsk
+from bot.playbook.steps.outside import who
 from bot.playbook.steps.pod_network import net_evidence, overlay_mtu, pod_interface_checks
 
 LABEL = "source: pod network"
@@ -54,7 +55,7 @@ def _host_network(at: At, seen: Seen) -> Outcome:
         )
         failed = result("source node", f"source {src.name}: node {node}", StepStatus.FAIL, f"agent on {node} {words}", (), node)
         return Outcome((failed,), (found,), unchecked=unchecked(facts, "everything on the source node"), go_on=False)
-    summary = f"{src.key} sends from {node}'s own network namespace: no pod interface, veth or pod route to check"
+    summary = f"{who(src)} sends from {node}'s own network namespace: no pod interface, veth or pod route to check"
     return Outcome((result(LABEL, name, StepStatus.SKIP, summary, (), node),))
 
 
