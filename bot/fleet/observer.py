@@ -22,6 +22,8 @@ from bot.playbook.observations import (
     ConntrackCounters,
     ConntrackEntry,
     ConntrackView,
+    EgressNatRule,
+    EgressNatView,
     FilterView,
     Link,
     ListeningSocket,
@@ -287,6 +289,7 @@ class FleetObserver:
                     orig_dport=e.orig.dport if e.orig.HasField("dport") else None,
                     reply_src=e.reply.src,
                     reply_sport=e.reply.sport if e.reply.HasField("sport") else None,
+                    reply_dst=e.reply.dst,
                     state=e.state,
                     timeout=e.timeout,
                     status=tuple(e.status),
@@ -322,6 +325,27 @@ class FleetObserver:
         )
         key = ("filter", node, src, dst, protocol, dport, interfaces)
         return await self._ask(key, node, "GetFilterState", request, parse)
+
+    async def egress_nat(self, node: str, *, pod_ip: str, destination: str, protocol: str, port: int) -> Observed[EgressNatView]:
+        """GetEgressNat."""
+
+        def rules(found: Any) -> tuple[EgressNatRule, ...]:
+            return tuple(EgressNatRule(r.table, r.chain, r.rule, r.target, r.certain) for r in found)
+
+        def parse(r: Any) -> EgressNatView:
+            return EgressNatView(
+                verdict=r.verdict,
+                rules=rules(r.rules),
+                possible=rules(r.possible),
+                out_interface=r.out_interface,
+                chains=tuple(r.chains),
+                unreadable=r.unreadable,
+            )
+
+        request = pb.GetEgressNatRequest(
+            pod_ip=pod_ip, destination=destination, protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP), port=port
+        )
+        return await self._ask(("egress-nat", node, pod_ip, destination, protocol, port), node, "GetEgressNat", request, parse)
 
     async def sockets(self, node: str, pod_ip: str, port: int, protocol: str) -> Observed[tuple[ListeningSocket, ...]]:
         """ListSockets in a pod's namespace."""

@@ -51,6 +51,7 @@ from bot.parse.vocabulary import (
     ARTICLES,
     BACKWARD_WORDS,
     COMMAND_WORDS,
+    ENTRY_BRIDGE,
     ENTRY_OF,
     ENTRY_PAIRS,
     ENTRY_WORDS,
@@ -537,7 +538,7 @@ class _QuestionReader:
                 index += 1
                 continue
             if isinstance(word, _Entry):
-                self._place_entry(items, word, index)
+                self._place_entry(items, word, words, index)
                 index += 1
                 continue
             direction = _direction(word)
@@ -577,6 +578,8 @@ class _QuestionReader:
                 continue
             self._add(items, _Phrase(word, None, None, word, index))
             index += 1
+        if self.pending_entry is not None and not self.pending_entry.of:
+            self._entry_to_earlier_name(items, self.pending_entry)
         if self.pending_entry is not None:
             entry = self.pending_entry
             self.problems.append(
@@ -588,9 +591,10 @@ class _QuestionReader:
             )
         return items
 
-    def _place_entry(self, items: list[_Phrase | _Connective], entry: _Entry, index: int) -> None:
-        """Tie a way in to the name before it (``web's lb``, ``svc/web nodeport``), to the name after it
-        (``the nodeport of web``), or make it a reference of its own (``nodeport 30080``)."""
+    def _place_entry(self, items: list[_Phrase | _Connective], entry: _Entry, words: list[_Word], index: int) -> None:
+        """Tie a way in to the name before it (``web's lb``, ``svc/web nodeport``, ``web via its load
+        balancer``), to the name after it (``the nodeport of web``), or make it a reference of its own
+        (``nodeport 30080``)."""
         entry = dataclasses.replace(entry, at=index)
         previous = items[-1] if items else None
         if (
@@ -598,7 +602,7 @@ class _QuestionReader:
             and isinstance(previous, _Phrase)
             and previous.kind is not RefKind.OUTSIDE
             and previous.entry is None
-            and (entry.possessive or previous.end == index - 1)
+            and (entry.possessive or all(word in ENTRY_BRIDGE for word in words[previous.end + 1 : index]))
         ):
             items[-1] = dataclasses.replace(previous, text=f"{previous.text} {entry.text}", entry=entry, end=index)
         elif entry.node_port is not None and not entry.of:
@@ -611,6 +615,17 @@ class _QuestionReader:
                     f"Two ways in ({self.pending_entry.text} and {entry.text}): ask about one.", entry.text, example=ENTRY_EXAMPLE
                 )
             )
+
+    def _entry_to_earlier_name(self, items: list[_Phrase | _Connective], entry: _Entry) -> None:
+        """A way in with no name after it belongs to the last name before it (``is web reachable through
+        its external ip from outside``)."""
+        for position in range(len(items) - 1, -1, -1):
+            phrase = items[position]
+            if isinstance(phrase, _Phrase) and phrase.end < entry.at:
+                if phrase.kind not in (RefKind.OUTSIDE, RefKind.NODEPORT) and phrase.entry is None:
+                    items[position] = dataclasses.replace(phrase, text=f"{phrase.text} {entry.text}", entry=entry)
+                    self.pending_entry = None
+                return
 
     def _add(self, items: list[_Phrase | _Connective], phrase: _Phrase) -> None:
         """Append a phrase, giving it a way in written before it (``the load balancer of web``)."""

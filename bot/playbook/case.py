@@ -33,6 +33,12 @@ class PodRef:
         """namespace/name."""
         return f"{self.namespace}/{self.name}"
 
+    @property
+    def netns_ip(self) -> str:
+        """The address an agent finds this pod's namespace by: "" for a host-network pod or a node,
+        whose traffic starts in the node's own namespace (the agents' RPCs read "" as the node)."""
+        return "" if self.host_network else (self.ip or "")
+
     def named_port(self, name: str, protocol: str) -> int | None:
         """The container port with that name and protocol."""
         for port_name, port, proto in self.container_ports:

@@ -216,6 +216,8 @@ class ConntrackEntry:
     state: str = ""
     timeout: int = 0
     status: tuple[str, ...] = ()
+    reply_dst: str = ""
+    """Where replies go: the original source, or the address a source NAT (masquerade) put in its place."""
 
     @property
     def replied(self) -> bool:
@@ -249,6 +251,40 @@ class FilterView:
     drops: tuple[str, ...] = ()
     ip_forward: bool = True
     rp_filter: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EgressNatRule:
+    """A nat POSTROUTING rule (iptables or nftables) on the way of a pod's packet out of the cluster."""
+
+    table: str
+    """"iptables nat" or the nftables table ("ip flannel", "ip calico", …)."""
+    chain: str
+    rule: str
+    target: str
+    """MASQUERADE, SNAT, RETURN, ACCEPT (what the rule does to the packet)."""
+    certain: bool = True
+    """False: the rule has matches the flow alone cannot settle (marks, ipsets, …)."""
+
+
+@dataclass(frozen=True)
+class EgressNatView:
+    """Would the node's nat POSTROUTING rules translate the source of a pod's packet to a destination.
+
+    `verdict` is "translated" (a MASQUERADE/SNAT rule surely matches), "untranslated" (the walk ends
+    without one: the packet leaves with the pod's address) or "unknown" (only rules with matches the
+    flow cannot settle would translate it). `rules` are the rules that decide, `possible` the ones
+    that might."""
+
+    verdict: str
+    rules: tuple[EgressNatRule, ...] = ()
+    possible: tuple[EgressNatRule, ...] = ()
+    out_interface: str = ""
+    """The interface the node's route sends the packet out of (what `-o` / `oifname` match)."""
+    chains: tuple[str, ...] = ()
+    """The chains walked, table/chain."""
+    unreadable: str = ""
+    """Why the rules could not be read; the other fields then say nothing."""
 
 
 @dataclass(frozen=True)
@@ -403,6 +439,9 @@ class Observer(Protocol):
 
     async def sockets(self, node: str, pod_ip: str, port: int, protocol: str) -> Observed[tuple[ListeningSocket, ...]]:
         """Listening sockets for one port inside a pod's namespace."""
+
+    async def egress_nat(self, node: str, *, pod_ip: str, destination: str, protocol: str, port: int) -> Observed[EgressNatView]:
+        """The nat POSTROUTING rules that would (or would not) masquerade the pod's packet to `destination`."""
 
     async def probe(
         self, node: str, *, pod_ip: str, target: str, port: int, protocol: str, timeout_ms: int | None = None

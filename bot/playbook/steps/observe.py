@@ -11,6 +11,7 @@ from typing import ClassVar, Generic, TypeVar, cast
 from bot.playbook.observations import (
     ConntrackCounters,
     ConntrackView,
+    EgressNatView,
     FilterView,
     ListeningSocket,
     NatView,
@@ -42,6 +43,7 @@ class Need(StrEnum):
     PROBE = "probe"
     PROBE_DNS = "probe_dns"
     TRACE = "trace"
+    EGRESS_NAT = "egress_nat"
 
 
 class UndeclaredObservation(LookupError):
@@ -173,6 +175,20 @@ class ProbeDnsAsk(Ask[ProbeView]):
 
     async def call(self, observer: Observer) -> Observed[ProbeView]:
         return await observer.probe_dns(self.node, pod_ip=self.pod_ip, name=self.name, server=self.server)
+
+
+@dataclass(frozen=True)
+class EgressNatAsk(Ask[EgressNatView]):
+    need = Need.EGRESS_NAT
+    pod_ip: str
+    destination: str
+    protocol: str
+    port: int
+
+    async def call(self, observer: Observer) -> Observed[EgressNatView]:
+        return await observer.egress_nat(
+            self.node, pod_ip=self.pod_ip, destination=self.destination, protocol=self.protocol, port=self.port
+        )
 
 
 @dataclass(frozen=True)

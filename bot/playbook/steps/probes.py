@@ -7,8 +7,10 @@ from __future__ import annotations
 from bot.playbook.models import Hop, StepStatus
 from bot.playbook.observations import ProbeView
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, Unchecked, result, unchecked
+from bot.playbook.steps.egress_path import AFTER_PROBE
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.observe import ProbeAsk
+from bot.playbook.steps.outside import is_outside, outside_target, who
 from bot.playbook.steps.path import path_step
 
 LABEL = "source: probes"
@@ -23,14 +25,16 @@ adds nothing but time, while a flow the CNI does not enforce still connects with
 
 
 def _probes(at: At) -> list[tuple[str, ProbeAsk]]:
-    """(label, ask): the VIP ("vip"), each endpoint (its IP), or the target address."""
+    """(label, ask): the VIP ("vip"), each endpoint (its IP), or the target address (for one outside
+    the cluster: the literal one, or the first its resolver gave). A host-network source probes from
+    its node's own namespace."""
     src, case = at.source, at.case
     if src.node is None or not src.ip:
         return []
 
     def probe(target: str, port: int, denied: bool = False) -> ProbeAsk:
         wait = DENIED_PROBE_TIMEOUT_MS if denied else None
-        return ProbeAsk(src.node or "", src.ip or "", target, port, case.protocol, wait)
+        return ProbeAsk(src.node or "", src.netns_ip, target, port, case.protocol, wait)
 
     # A probe to an endpoint the policies deny (or to the VIP when they deny every endpoint) only
     # confirms the deny, so it waits DENIED_PROBE_TIMEOUT_MS.
@@ -41,7 +45,10 @@ def _probes(at: At) -> list[tuple[str, ProbeAsk]]:
         probes.append(("vip", probe(case.service.cluster_ip, case.port, every_denied)))
     for e in endpoints:
         probes.append((e.ip, probe(e.ip, e.port, e.ip in denied)))
-    if case.target_kind in ("ip", "external") and case.target_ip and case.port:
+    outside = outside_target(at)
+    if outside is not None and case.port:
+        probes.append((outside, probe(outside, case.port, outside in denied)))
+    elif case.target_kind == "ip" and not is_outside(case) and case.target_ip and case.port:
         probes.append((case.target_ip, probe(case.target_ip, case.port)))
     return probes
 
@@ -78,6 +85,14 @@ def _decide(at: At, seen: Seen) -> Outcome:
             )
         )
     failed = [e for e in endpoints if (seen_e := outcome.get(e.ip)) is not None and not seen_e.ok]
+    outside = outside_target(at)
+    outside_seen = outcome.get(outside) if outside is not None else None
+    if outside is not None and outside_seen is not None and not outside_seen.ok:
+        # The outside cannot host an agent: follow the packet as far as the source node can see it.
+        summary = f"{who(src)} cannot reach {outside}:{case.port}/{case.protocol} ({outside_seen.outcome})"
+        step = result(LABEL, f"source {src.name}: probes", StepStatus.FAIL, summary, evidence, src.node)
+        follow = None if outside in at.trail.denied else AFTER_PROBE
+        return Outcome((step,), unchecked=tuple(missed), probes=outcome, then=follow)
     vip = outcome.get("vip")
     ok_count = len([e for e in endpoints if (seen_e := outcome.get(e.ip)) is not None and seen_e.ok])
     name = f"source {src.name}: probes"

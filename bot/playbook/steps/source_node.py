@@ -1,4 +1,7 @@
-"""The source node hop: conntrack room and IP forwarding where the packet leaves the pod."""
+"""The source node hop: conntrack room and IP forwarding where the packet leaves the pod.
+
+A host-network source (a node, or a host-network pod) originates its packets on the node rather than
+forwarding them, so IP forwarding is not on its path; conntrack room still is."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ def _decide(at: At, seen: Seen) -> Outcome:
     facts = seen[NodeFactsAsk(src.node)].value
     if facts is None:
         return Outcome()  # the source pod step says the node state could not be checked
-    found = node_checks(facts, Hop.SOURCE_NODE, forwards=True)
+    found = node_checks(facts, Hop.SOURCE_NODE, forwards=not src.host_network)
     summary = found[0].summary if found else "forwarding on, conntrack has room"
     status = StepStatus.FAIL if found else StepStatus.PASS
     step = result("source node", f"source node {src.node}", status, summary, [facts_evidence(facts)], src.node)

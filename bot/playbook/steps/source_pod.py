@@ -2,6 +2,9 @@
 
 This is also where an agent that answers nothing on the source node ends the walk from that source:
 without it no probe can be sent from the pod.
+
+A node as the source, or a host-network pod, has no pod interface, veth or pod routes: its packets
+start in the node's own namespace. The step only makes sure the node's agent answers, and says so.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from bot.playbook.observations import CallFailure
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
 from bot.playbook.steps.observe import LocatePodAsk, NodeFactsAsk
+from bot.playbook.steps.outside import who
 from bot.playbook.steps.pod_network import net_evidence, overlay_mtu, pod_interface_checks
 
 LABEL = "source: pod network"
@@ -29,13 +33,38 @@ def _asks(at: At) -> tuple[Ask[object], ...]:
     src = at.source
     if src.node is None:
         return ()
+    if src.host_network:
+        return (NodeFactsAsk(src.node),)
     return (NodeFactsAsk(src.node), LocatePodAsk(src.node, src.ip or ""))
+
+
+def _host_network(at: At, seen: Seen) -> Outcome:
+    """A source in the node's namespace: no pod network to check; the walk needs the node's agent."""
+    src, node = at.source, at.source.node or ""
+    facts = seen[NodeFactsAsk(node)]
+    name = f"source {src.name}: pod network"
+    if facts.value is None and facts.unreachable:
+        words = CallFailure(facts.error_kind or CallFailure.UNREACHABLE).words
+        found = Candidate(
+            C.AGENT_UNREACHABLE,
+            Hop.SOURCE_NODE,
+            f"the kubereach agent on {node} {words}: nothing on {node} could be checked, including probes from it",
+            node,
+            remediation(C.AGENT_UNREACHABLE, node=node),
+            src.key,
+        )
+        failed = result("source node", f"source {src.name}: node {node}", StepStatus.FAIL, f"agent on {node} {words}", (), node)
+        return Outcome((failed,), (found,), unchecked=unchecked(facts, "everything on the source node"), go_on=False)
+    summary = f"{who(src)} sends from {node}'s own network namespace: no pod interface, veth or pod route to check"
+    return Outcome((result(LABEL, name, StepStatus.SKIP, summary, (), node),))
 
 
 def _decide(at: At, seen: Seen) -> Outcome:
     src = at.source
     if src.node is None:
         return Outcome()
+    if src.host_network:
+        return _host_network(at, seen)
     facts_seen, located = seen[NodeFactsAsk(src.node)], seen[LocatePodAsk(src.node, src.ip or "")]
     facts = facts_seen.value
     missed = unchecked(facts_seen, "node state")
