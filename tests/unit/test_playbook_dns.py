@@ -18,7 +18,8 @@ from bot.playbook.steps.base import At
 from bot.playbook.steps.dns_upstream import CLUSTER_NAME
 from bot.playbook.steps.dns_words import answer_words, expansion_evidence, search_expansion
 from bot.playbook.steps.observe import ProbeDnsAsk, Seen
-from tests.unit.test_playbook_engine import API, DNS, NODES, SVC, WEB, RecordedCluster, case
+from tests.unit.test_playbook_egress import OutsideCluster
+from tests.unit.test_playbook_engine import API, DNS, NODES, SVC, WEB, case
 
 WWW = ProbeView("connected", 3.2, rcode="NOERROR", answers=("203.0.113.10",), server="10.96.0.10")
 TIMEOUT = ProbeView("timed_out", 1500.0, error="timed out", rcode="NOERROR", server="10.96.0.10")
@@ -29,8 +30,8 @@ SEARCH = ("shop.svc.cluster.local", "svc.cluster.local", "cluster.local")
 DNS_B = EndpointRef("10.244.1.3", 53, "node-1", True, PodRef("kube-system", "coredns-2", "10.244.1.3", "node-1"))
 
 
-class DnsCluster(RecordedCluster):
-    """The recorded cluster, with DNS answers per (node, pod, name, server) and conntrack readings."""
+class DnsCluster(OutsideCluster):
+    """The recorded cluster with its way out, DNS answers per (node, pod, name, server) and conntrack readings."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -201,8 +202,9 @@ def test_an_external_name_that_resolves_puts_its_addresses_on_the_trail_with_the
 def test_a_healthy_external_name_is_no_fault_found() -> None:
     cluster = DnsCluster()
     cluster.answers[("node-1", WEB.ip or "", "www.example.com", "")] = WWW
-    d = run(cluster, external(target_ip=None))
+    d = run(cluster, external(target_ip=None, port=80))
     assert d.verdict.code == VerdictCode.NO_FAULT_FOUND
+    assert cluster.egress_asked == [("node-1", WEB.ip, "203.0.113.10")]  # the steps after DNS went where it pointed
 
 
 def test_a_headless_service_answers_its_pods_ips_and_nothing_is_natted() -> None:
