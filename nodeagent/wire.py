@@ -300,6 +300,7 @@ def dns_probe(result: DnsProbeResult) -> pb.ProbeDnsResponse:
         resolv_conf=result.resolv_conf or "",
         search=list(result.search),
         ndots=result.ndots,
+        retries=result.retries,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from bot.fleet.client import AgentOutcome, Fleet
 from bot.playbook.observations import (
     CapturedHeader,
+    ConntrackCounters,
     ConntrackEntry,
     ConntrackView,
     EgressNatRule,
@@ -180,6 +181,14 @@ class FleetObserver:
             await asyncio.sleep(pause)
             backoff *= 2
             attempt += 1
+
+    async def conntrack_stats(self, node: str, *, after: str) -> Observed[ConntrackCounters]:
+        """GetConntrackStats, read once per `after` (the lookup it follows), not shared with node_facts."""
+
+        def parse(r: Any) -> ConntrackCounters:
+            return ConntrackCounters(r.stats.count, r.stats.max, r.stats.insert_failed, r.stats.drop)
+
+        return await self._ask(("conntrack-stats", node, after), node, "GetConntrackStats", pb.GetConntrackStatsRequest(), parse)
 
     async def node_facts(self, node: str) -> Observed[NodeFacts]:
         """GetNodeInfo."""
@@ -368,7 +377,16 @@ class FleetObserver:
         """ProbeDns with the pod's own resolver (or `server`)."""
 
         def parse(r: Any) -> ProbeView:
-            return _probe(r.result, rcode=r.rcode or "NOERROR", answers=tuple(r.answers), server=r.server)
+            return _probe(
+                r.result,
+                rcode=r.rcode or "NOERROR",
+                answers=tuple(r.answers),
+                server=r.server,
+                retransmits=r.retries,
+                queried_names=tuple(r.queried_names),
+                search=tuple(r.search),
+                ndots=r.ndots if r.resolv_conf else None,
+            )
 
         request = pb.ProbeDnsRequest(pod_ip=pod_ip, name=name, record_type="A", server=server, timeout_ms=PROBE_TIMEOUT_MS)
         return await self._ask(("dns", node, pod_ip, name, server), node, "ProbeDns", request, parse, DNS_RPC_TIMEOUT_S)

@@ -198,6 +198,11 @@ class Case:
     ``frontend → example.com``, a URL's host, an ExternalName service's CNAME); `target_ip` is then
     what it resolves to, when the bot could resolve it, else None (the DNS step resolves it from the
     source)."""
+    dns_upstreams: tuple[str, ...] = ()
+    """The resolvers the cluster DNS forwards names outside the cluster to (the `forward .` line of the
+    kube-system/coredns Corefile, `bot.cluster.corefile`); empty when unknown or when it forwards to
+    `/etc/resolv.conf`: the DNS pods' own resolv.conf (kubelet's --resolv-conf, `dnsPolicy: Default`)
+    is then asked, as CoreDNS would."""
     marker_seed: int = 0
     """Chosen once per investigation by the use case: the pure trace step derives its probes' marked
     source ports from it (`bot.playbook.steps.trace.marked_port`), so deciding draws no randomness."""

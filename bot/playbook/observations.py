@@ -234,6 +234,16 @@ class ConntrackView:
 
 
 @dataclass(frozen=True)
+class ConntrackCounters:
+    """A node's conntrack statistics at one moment (GetConntrackStats), to compare two readings."""
+
+    count: int = 0
+    max: int = 0
+    insert_failed: int = 0
+    drop: int = 0
+
+
+@dataclass(frozen=True)
 class FilterView:
     """The filter table's verdict on a flow: FORWARD policy, drop rules matching it, sysctls."""
 
@@ -298,7 +308,14 @@ class ProbeView:
     answers: tuple[str, ...] = ()
     server: str = ""
     retransmits: int = 0
-    """TCP: the kernel's retransmission count on the probe's socket (tcp_info)."""
+    """TCP: the kernel's retransmission count on the probe's socket (tcp_info). DNS: the queries sent
+    again because the first send went unanswered (the agent's resolver tries twice, as glibc does)."""
+    queried_names: tuple[str, ...] = ()
+    """DNS: the fully qualified names the lookup tried, in order (search list and ndots applied)."""
+    search: tuple[str, ...] = ()
+    """DNS: the search domains of the resolv.conf the lookup used (empty when a server was given)."""
+    ndots: int | None = None
+    """DNS: the ndots of that resolv.conf (None: not reported)."""
 
     @property
     def ok(self) -> bool:
@@ -411,6 +428,9 @@ class Observer(Protocol):
         self, node: str, *, protocol: str, orig_src: str, orig_dst: str, orig_dport: int
     ) -> Observed[ConntrackView]:
         """Conntrack entries of one flow shape."""
+
+    async def conntrack_stats(self, node: str, *, after: str) -> Observed[ConntrackCounters]:
+        """The node's conntrack counters read now, after what `after` names (a fresh reading per label)."""
 
     async def filter_state(
         self, node: str, *, src: str, dst: str, protocol: str, dport: int, interfaces: tuple[str, ...]

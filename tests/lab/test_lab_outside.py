@@ -312,6 +312,16 @@ def at(node: str | None) -> Callable[[Lab], str | None]:
     return lambda lab: node
 
 
+def dns_pods_node(lab: Lab) -> str | None:
+    """The node of the cluster DNS's pods when they all run on one (the node UPSTREAM_DNS_FAILED names)."""
+    nodes = {p["node"] for p in lab.pods(**{"k8s-app": "kube-dns"})}
+    return nodes.pop() if len(nodes) == 1 else None
+
+
+def upstream_dns_unreachable(lab: Lab) -> tuple[str, ...]:
+    return ("upstream-dns-unreachable",)
+
+
 def pod_asks(app: str, node: str, target: str) -> Callable[[Lab], str]:
     """A question from the one pod of `app` on `node` (so that the verdict's node is that pod's)."""
     return lambda lab: f"why can't pod {app_on(lab, app, node)['name']} reach {target}"
@@ -331,12 +341,39 @@ def pod_fault(fault: str, app: str, node: str) -> Callable[[Lab], tuple[str, ...
 
 # Healthy paths: every new kind of question answered NO_FAULT_FOUND on the healthy lab.
 HEALTHY: list[AskCase] = [
+    AskCase("external-name", None, said("why can't frontend reach www.example.com"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("external-name-service", None, said("why can't api reach svc payments-gateway"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("headless-service", None, said("frontend -> redis-headless:6379"), "NO_FAULT_FOUND", at(None), None),
     AskCase("pod-to-outside-ip", None, said("why can't frontend reach 203.0.113.10:80"), "NO_FAULT_FOUND", at(None), None),
     AskCase("node-to-service", None, said("why can't node-1 reach api"), "NO_FAULT_FOUND", at(None), None),
     AskCase("node-to-service-port", None, said("node-3 -> svc/redis:6379"), "NO_FAULT_FOUND", at(None), None),
 ]
 # Faults on the new paths: each gives its verdict, node and hop.
 FAULTS: list[AskCase] = [
+    AskCase(
+        "upstream-dns-unreachable",
+        upstream_dns_unreachable,
+        said("why can't frontend reach example.com"),
+        "UPSTREAM_DNS_FAILED",
+        dns_pods_node,
+        "dns",
+    ),
+    AskCase(
+        "upstream-dns-unreachable-external-name-service",
+        upstream_dns_unreachable,
+        said("why can't api reach svc payments-gateway"),
+        "UPSTREAM_DNS_FAILED",
+        dns_pods_node,
+        "dns",
+    ),
+    AskCase(
+        "upstream-dns-unreachable-with-port",
+        upstream_dns_unreachable,
+        said("why can't api reach www.example.com:80"),
+        "UPSTREAM_DNS_FAILED",
+        dns_pods_node,
+        "dns",
+    ),
     AskCase(
         "egress-masquerade-missing",
         on("egress-masquerade-missing", "--node", "node-2"),

@@ -22,8 +22,8 @@ def _carries_traffic(entry: ConntrackEntry) -> bool:
 
 def _ask(at: At) -> ConntrackAsk | None:
     src, case, svc = at.source, at.case, at.case.service
-    if svc is None or src.node is None or case.port is None or not src.ip:
-        return None
+    if svc is None or src.node is None or case.port is None or not src.ip or svc.headless:
+        return None  # no VIP, no NAT entries to go stale
     return ConntrackAsk(src.node, case.protocol, src.ip, svc.cluster_ip, case.port)
 
 

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import ClassVar, Generic, TypeVar, cast
 
 from bot.playbook.observations import (
+    ConntrackCounters,
     ConntrackView,
     EgressNatView,
     FilterView,
@@ -36,6 +37,7 @@ class Need(StrEnum):
     ROUTE = "route"
     SERVICE_NAT = "service_nat"
     CONNTRACK = "conntrack"
+    CONNTRACK_STATS = "conntrack_stats"
     FILTER_STATE = "filter_state"
     SOCKETS = "sockets"
     PROBE = "probe"
@@ -109,6 +111,17 @@ class ConntrackAsk(Ask[ConntrackView]):
         return await observer.conntrack(
             self.node, protocol=self.protocol, orig_src=self.orig_src, orig_dst=self.orig_dst, orig_dport=self.orig_dport
         )
+
+
+@dataclass(frozen=True)
+class ConntrackStatsAsk(Ask[ConntrackCounters]):
+    """The node's conntrack counters, read after what `after` names (NodeFactsAsk holds the earlier read)."""
+
+    need = Need.CONNTRACK_STATS
+    after: str
+
+    async def call(self, observer: Observer) -> Observed[ConntrackCounters]:
+        return await observer.conntrack_stats(self.node, after=self.after)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def _probes(at: At) -> list[tuple[str, ProbeAsk]]:
     endpoints, denied = at.trail.reachable, at.trail.denied
     every_denied = bool(endpoints) and all(e.ip in denied for e in endpoints)
     probes: list[tuple[str, ProbeAsk]] = []
-    if case.service is not None and case.port is not None:
+    if case.service is not None and case.port is not None and not case.service.headless:
         probes.append(("vip", probe(case.service.cluster_ip, case.port, every_denied)))
     for e in endpoints:
         probes.append((e.ip, probe(e.ip, e.port, e.ip in denied)))

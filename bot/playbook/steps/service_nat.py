@@ -19,8 +19,8 @@ LABEL = "source: service NAT"
 
 def _ask(at: At) -> ServiceNatAsk | None:
     src, case, svc = at.source, at.case, at.case.service
-    if svc is None or src.node is None or case.port is None:
-        return None
+    if svc is None or src.node is None or case.port is None or svc.headless:
+        return None  # a headless or ExternalName service has no VIP: nothing is NATed for it
     return ServiceNatAsk(src.node, svc.cluster_ip, case.port, case.protocol)
 
 

@@ -1800,6 +1800,7 @@ class ProbeDnsResponse(_message.Message):
     RESOLV_CONF_FIELD_NUMBER: _builtins.int
     SEARCH_FIELD_NUMBER: _builtins.int
     NDOTS_FIELD_NUMBER: _builtins.int
+    RETRIES_FIELD_NUMBER: _builtins.int
     rcode: _builtins.str
     """rcode is the final response code ("NOERROR", "NXDOMAIN", "SERVFAIL", ...); empty without a reply."""
     server: _builtins.str
@@ -1810,6 +1811,10 @@ class ProbeDnsResponse(_message.Message):
     """resolv_conf is the resolv.conf path used; empty when server was given."""
     ndots: _builtins.int
     """ndots is the ndots value applied."""
+    retries: _builtins.int
+    """retries counts queries sent again because no answer came within the per-try timeout (half of
+    timeout_ms; glibc's `attempts:2`): a lookup answered with retries > 0 lost a datagram on its way.
+    """
     @_builtins.property
     def result(self) -> Global___ProbeResult:
         """result is the probe's outcome: CONNECTED when the server answered (any rcode)."""
@@ -1838,10 +1843,11 @@ class ProbeDnsResponse(_message.Message):
         resolv_conf: _builtins.str = ...,
         search: _abc.Iterable[_builtins.str] | None = ...,
         ndots: _builtins.int = ...,
+        retries: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_name", b"answered_name", "answers", b"answers", "ndots", b"ndots", "queried_names", b"queried_names", "rcode", b"rcode", "resolv_conf", b"resolv_conf", "result", b"result", "search", b"search", "server", b"server"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_name", b"answered_name", "answers", b"answers", "ndots", b"ndots", "queried_names", b"queried_names", "rcode", b"rcode", "resolv_conf", b"resolv_conf", "result", b"result", "retries", b"retries", "search", b"search", "server", b"server"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
