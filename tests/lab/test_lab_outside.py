@@ -345,6 +345,7 @@ HEALTHY: list[AskCase] = [
     AskCase("external-name-service", None, said("why can't api reach svc payments-gateway"), "NO_FAULT_FOUND", at(None), None),
     AskCase("headless-service", None, said("frontend -> redis-headless:6379"), "NO_FAULT_FOUND", at(None), None),
     AskCase("pod-to-outside-ip", None, said("why can't frontend reach 203.0.113.10:80"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("pod-to-url", None, said("why can't api reach https://www.example.com"), "NO_FAULT_FOUND", at(None), None),
     AskCase("node-to-service", None, said("why can't node-1 reach api"), "NO_FAULT_FOUND", at(None), None),
     AskCase("node-to-service-port", None, said("node-3 -> svc/redis:6379"), "NO_FAULT_FOUND", at(None), None),
 ]
@@ -383,6 +384,22 @@ FAULTS: list[AskCase] = [
         "source-node",
     ),
     AskCase(
+        "egress-masquerade-missing-url",
+        on("egress-masquerade-missing", "--node", "node-3"),
+        pod_asks("api", "node-3", "https://www.example.com"),
+        "EGRESS_NOT_MASQUERADED",
+        at("node-3"),
+        "source-node",
+    ),
+    AskCase(
+        "node-no-route-out-from-the-node",
+        on("node-no-route-out", "--node", "node-2"),
+        said("why can't node-2 reach 203.0.113.10:80"),
+        "NODE_HAS_NO_ROUTE_OUT",
+        at("node-2"),
+        "source-node",
+    ),
+    AskCase(
         "node-no-route-out",
         on("node-no-route-out", "--node", "node-3"),
         pod_asks("frontend", "node-3", "203.0.113.10:80"),
@@ -396,6 +413,14 @@ FAULTS: list[AskCase] = [
         pod_asks("frontend", "node-1", "203.0.113.10:80"),
         "NETWORK_POLICY_DENIES_EGRESS",
         at("node-1"),
+        "policy",
+    ),
+    AskCase(
+        "policy-egress-ipblock-url",
+        pod_fault("policy-egress-ipblock", "api", "node-2"),
+        pod_asks("api", "node-2", "https://www.example.com"),
+        "NETWORK_POLICY_DENIES_EGRESS",
+        at("node-2"),
         "policy",
     ),
 ]
