@@ -3,7 +3,7 @@
 Pods reach the outside world because their node rewrites the source address to its own on the way
 out (the CNI's masquerade: flannel's FLANNEL-POSTRTG chain, Calico's cali-nat-outgoing with its
 IPAM-pool ipsets, kube-proxy's KUBE-POSTROUTING for marked service traffic, or native nftables
-chains such as flannel's `ip flannel` table). `egress_nat` walks the nat table's POSTROUTING for the
+chains such as flannel's `ip flannel-ipv4` table). `egress_nat` walks the nat table's POSTROUTING for the
 first packet of such a flow, the way the kernel does:
 
 - iptables (legacy or nft-backed, read with `iptables-save`): POSTROUTING and the chains it jumps to;
@@ -13,28 +13,38 @@ first packet of such a flow, the way the kernel does:
 The flow is what the packet carries: its source (the pod), destination, protocol and port, the
 interface the node's route sends it out of (what `-o` / `oifname` match), no packet mark (kube-proxy
 marks only service traffic it must masquerade; a pod's packet to an outside address is not service
-traffic) and not destination-NATed. Matches the flow cannot settle (ipsets, connmarks, …) make a
-rule "possible": such a MASQUERADE/SNAT is listed in `possible`, and such a RETURN makes the rest of
-its chain uncertain. Nothing here changes a rule; the tools run with fixed argument vectors.
+traffic) and not destination-NATed. The members of the hash:net / hash:ip ipsets the rules match on
+(Calico's `cali40masq-ipam-pools`) are read over netlink. Matches the flow cannot settle (a set of
+another type, connmarks, …) make a rule "possible": such a MASQUERADE/SNAT is listed in `possible`,
+and such a RETURN makes the rest of its chain uncertain. Nothing here changes a rule or a set; the
+tools run with fixed argument vectors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nodeagent.checks.iptables_save import IptablesRule, IptablesSave, RuleOption
+from pyroute2.ipset import IPSet
+from pyroute2.netlink.exceptions import NetlinkError
+
+from nodeagent.checks.iptables_save import IptablesRule, IptablesSave, RuleOption, parse_rule
 from nodeagent.checks.nat import KubeProxyTables, ruleset_version
 from nodeagent.checks.nat.model import NatStateError
+from nodeagent.netns import run_in_netns
 
 YES, NO, MAYBE = "yes", "no", "maybe"
 TRANSLATED, UNTRANSLATED, UNKNOWN = "translated", "untranslated", "unknown"
 _TRANSLATING = frozenset({"MASQUERADE", "SNAT"})
 _PROTOCOLS = {"tcp": "6", "udp": "17", "icmp": "1", "sctp": "132"}
 _MAX_DEPTH = 16
+_SET_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,31}$")
+_MAX_SETS = 16
 _IPTABLES_NFT_TABLES = frozenset({"nat", "filter", "mangle", "raw", "security"})
 
 
@@ -48,6 +58,9 @@ class EgressFlow:
     dport: int | None
     out_interface: str | None
     """The interface the node's route chose; None when the node has no route (then `-o` is unknown)."""
+    sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Members (CIDRs) of the hash:net / hash:ip ipsets the nat rules match on, read from the kernel;
+    a set not here makes its `-m set` match unsettled."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,12 @@ def _option_matches(option: RuleOption, flow: EgressFlow) -> bool | None:
         return _addrtype(value, local=False)
     if name == "--dst-type":
         return _addrtype(value, local=False)
+    if name == "--match-set" and len(option.values) >= 2 and option.values[0] in flow.sets:
+        direction = option.values[1].split(",")
+        if len(direction) != 1 or direction[0] not in ("src", "dst"):
+            return None
+        address = flow.src if direction[0] == "src" else flow.dst
+        return any(_in_net(address, member) for member in flow.sets[option.values[0]])
     if name in ("--ctstate", "--state"):
         return "NEW" in value.upper().split(",")
     return None
@@ -500,6 +519,53 @@ def walk_iptables(save: IptablesSave, flow: EgressFlow) -> tuple[_Walk, str | No
     return walk, _walk_iptables(walk, save, "POSTROUTING", True, 0)
 
 
+def sets_matched(save: IptablesSave) -> tuple[str, ...]:
+    """The ipsets the nat table's rules match on (`-m set --match-set NAME …`), at most `_MAX_SETS`."""
+    table = save.table("nat")
+    names: dict[str, None] = {}
+    for chain in table.chains.values() if table is not None else ():
+        for line in chain.rule_lines:
+            if "--match-set" not in line:
+                continue
+            for option in parse_rule(line).matches:
+                if option.name == "--match-set" and option.values and _SET_NAME.fullmatch(option.values[0]):
+                    names[option.values[0]] = None
+    return tuple(names)[:_MAX_SETS]
+
+
+def read_ipsets(netns: str, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The members of the named hash:net / hash:ip sets in `netns`, over netlink (read-only: `list`).
+    A set that does not exist, or of another type, is left out (its matches stay unsettled)."""
+    if not names:
+        return {}
+
+    def read() -> dict[str, tuple[str, ...]]:
+        found: dict[str, tuple[str, ...]] = {}
+        ipset = IPSet()
+        try:
+            for name in names:
+                try:
+                    messages = tuple(ipset.list(name))
+                except NetlinkError:
+                    continue
+                kind, members = "", []
+                for message in messages:
+                    kind = message.get_attr("IPSET_ATTR_TYPENAME") or kind
+                    adt = message.get_attr("IPSET_ATTR_ADT")
+                    for entry in adt.get_attrs("IPSET_ATTR_DATA") if adt is not None else ():
+                        ip = entry.get_attr("IPSET_ATTR_IP_FROM")
+                        address = ip.get_attr("IPSET_ATTR_IPADDR_IPV4") if ip is not None else None
+                        if address:
+                            members.append(f"{address}/{entry.get_attr('IPSET_ATTR_CIDR') or 32}")
+                if kind in ("hash:net", "hash:ip"):
+                    found[name] = tuple(members)
+        finally:
+            ipset.close()
+        return found
+
+    return run_in_netns(netns, read)
+
+
 def egress_nat(tables: KubeProxyTables, netns: str, flow: EgressFlow) -> EgressNat:
     """Read the node's iptables and nftables rules in `netns` and walk nat POSTROUTING for `flow`."""
     for address in (flow.src, flow.dst):
@@ -510,6 +576,8 @@ def egress_nat(tables: KubeProxyTables, netns: str, flow: EgressFlow) -> EgressN
         save = tables.iptables_snapshot(netns, version)
     except NatStateError as exc:
         return EgressNat(UNKNOWN, out_interface=out, unreadable=str(exc))
+    with contextlib.suppress(OSError, NetlinkError):  # no ipset support: the set matches stay unsettled
+        flow = replace(flow, sets=read_ipsets(netns, sets_matched(save)))
     ipt_walk, ipt_decided = walk_iptables(save, flow)
     skip = frozenset(n for n in save.tables if n in _IPTABLES_NFT_TABLES) if save.backend == "nf_tables" else frozenset()
 

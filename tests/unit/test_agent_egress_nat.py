@@ -20,6 +20,7 @@ from nodeagent.checks.egress import (
     combine,
     nft_egress,
     parse_nft_ruleset,
+    sets_matched,
     walk_iptables,
 )
 from nodeagent.checks.iptables_save import parse_iptables_save
@@ -108,6 +109,19 @@ def test_calico_ipset_masquerade_cannot_be_settled_from_the_flow() -> None:
     verdict, found = iptables(CALICO_IPSETS)
     assert verdict == UNKNOWN
     assert [r.chain for r in found.possible] == ["cali-nat-outgoing"], "the vxlan.calico rule needs -o vxlan.calico"
+
+
+def test_calico_ipset_masquerade_decides_once_the_sets_members_are_known() -> None:
+    pools = {"cali40masq-ipam-pools": ("10.244.0.0/16",), "cali40all-ipam-pools": ("10.244.0.0/16",)}
+    verdict, found = iptables(CALICO_IPSETS, EgressFlow(POD, OUTSIDE, "TCP", 80, "eth0", pools))
+    assert verdict == TRANSLATED and found.rules[-1].chain == "cali-nat-outgoing"
+    assert iptables(CALICO_IPSETS, EgressFlow(POD, "10.244.2.7", "TCP", 80, "vxlan.calico", pools))[0] == UNTRANSLATED
+    no_nat_pool = {**pools, "cali40masq-ipam-pools": ()}  # an IP pool with natOutgoing: false
+    assert iptables(CALICO_IPSETS, EgressFlow(POD, OUTSIDE, "TCP", 80, "eth0", no_nat_pool))[0] == UNTRANSLATED
+
+
+def test_the_sets_the_nat_rules_match_on_are_named_for_reading() -> None:
+    assert sets_matched(parse_iptables_save(kube_proxy_nat(CALICO_IPSETS))) == ("cali40masq-ipam-pools", "cali40all-ipam-pools")
 
 
 def test_calico_lab_layout_masquerades() -> None:
