@@ -9,15 +9,25 @@ Names are looked up the way an on-call engineer means them:
   for it precisely.
 - A bare name as source is a pod, else a Deployment/StatefulSet/DaemonSet (its pods), else a Service
   (its pods); as target it is a Service (what clients connect to), else a pod, else a workload.
-- IPs are the pod with that podIP, the Service with that clusterIP or the node with that InternalIP,
-  else an address outside the cluster; DNS names outside the cluster are external targets.
+- IPs are the pod with that podIP, the Service with that clusterIP, external IP or load balancer IP
+  (the latter two with that way in), or the node with that InternalIP (with a port some Service has as
+  NodePort: that NodePort on that node); else, outside the cluster's pod, service and node ranges
+  (`bot.cluster.entries`), an address outside the cluster: a client as source, an external target.
+- DNS names outside the cluster are external targets; ``example.com`` (the NAME.NAMESPACE form) is
+  one only when the cluster has no namespace ``com``. An ExternalName service is an external target
+  with its CNAME; a headless service's endpoints are its pods.
+- A bare name that is no pod, workload or service but a node is that node (``node-1 → api``).
+- A way in (``nodeport 30080 on node-2``, ``svc web's load balancer``) is checked against the Service
+  (it has that NodePort, external IP or load balancer address) and becomes `Resolved.entry`.
 - The port is matched against the target (Service port by number or name, else container port).
 
 Not found raises `ResolutionError` (SOURCE_NOT_FOUND / TARGET_NOT_FOUND) with near names; a
 namespace outside `allowed_namespaces` raises `NamespaceNotAllowed`.
 
-This module is longer than the project's ~600 lines: the lookup rules for sources, targets, IPs and
-ports share one `_Lookup` cache and one set of error messages, and read best as one piece.
+This module is longer than the project's ~600 lines: the lookup rules for sources, targets, IPs, nodes,
+ways in and ports share one `_ClusterView` cache and one set of error messages, and read best as one
+piece; what needs no cluster reads (which Service owns a NodePort or an address, the cluster's
+ranges) is in `bot.cluster.entries`.
 """
 
 from __future__ import annotations
@@ -560,6 +570,10 @@ def _not_found(view: _ClusterView, ref: Ref, namespace: str | None, role: Role) 
                 objects.append(NamedObject(resource.kind, namespace_of(obj), name_of(obj)))
     if ref.kind is RefKind.WORKLOAD:
         kinds = ["Service"] if role == "target" else ["Pod", *(r.kind for r in WORKLOAD_RESOURCES)]
+        if namespace is None:
+            # A bare name may also be a node ("why can't node-1 reach api"): near node names help too.
+            objects.extend(NamedObject("Node", "", name) for name in view.nodes())
+            kinds.append("Node")
     else:
         kinds = [r.kind for r in _RESOURCES_FOR[ref.kind]]
     suggestions = suggest(ref.name, objects, kinds=kinds)

@@ -9,7 +9,10 @@ The grammar, in the order it is applied::
                 | ["/"]PROTO | CLOCK | NUMBER UNIT | STATUS          (times and HTTP status classes are dropped)
     connective := (FORWARD word | BACKWARD word)+        the last word decides the direction
     phrase     := KIND REFERENCE | REFERENCE [KIND] | KIND          (a kind alone is an error)
-    REFERENCE  := [[NS "/"] KIND "/"] NAME[.NS[.svc[.DOMAIN]]] [":" PORT] ["/" PROTO] | IP | "[" IPv6 "]:" PORT
+                | OUTSIDE+                                         (outside, internet, clients, …: one client)
+                | phrase ["'s"] [BRIDGE*] ENTRY | ENTRY ("of"|"for") phrase | "nodeport" NUMBER
+    ENTRY      := ("nodeport" | "node port" | "load balancer" | "lb" | "external ip" | …) [NUMBER] [("on"|"at") ["node"] NODE]
+    REFERENCE  := [[NS "/"] KIND "/"] NAME[.NS[.svc[.DOMAIN]]] [":" PORT] ["/" PROTO] | IP | "[" IPv6 "]:" PORT | URL
 
 Exactly two phrases must remain, a source and a target. The connective between them decides which is
 which: a forward one (``to``, ``->``, ``reach``, ``talk to``) puts the source first, a backward one
@@ -19,6 +22,12 @@ or DNS name is a target). After a leading ``/reach`` two phrases with nothing be
 ``SOURCE TARGET``. Where several phrases stand on one side, one marked reference (with a kind, a
 namespace, a port, a dot or an address) wins and the bare unknown words beside it are skipped;
 several bare words on one side are ambiguous and an error.
+
+A way into the cluster (``ENTRY``: a NodePort, a load balancer, an external IP) belongs to the service
+written before it (``web's lb``, ``svc/web nodeport``, ``web via its load balancer``) or after it (``the
+nodeport of web``); a NodePort with its number stands alone (``nodeport 30080 on node-2``). A question
+about a way in that names no source is asked from outside (``why is web's lb down``), and a client
+outside is never the target. A URL's scheme gives the port when the URL has none (https: 443).
 
 Namespaces bind to the name they follow: ``frontend in shop can't reach ledger in payments`` names
 one namespace per name, as ``shop/frontend → payments/ledger`` does; a trailing ``in NS`` belongs to
@@ -31,7 +40,7 @@ Words are reserved: a noise word is never a name on its own (``deploy/test`` nam
 not ports).
 
 This module is longer than the project's ~600 lines: it is the one grammar, applied in the order
-written above, and splitting it would scatter that order.
+written above (ways in and clients outside included), and splitting it would scatter that order.
 """
 
 from __future__ import annotations

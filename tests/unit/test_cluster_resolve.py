@@ -721,3 +721,9 @@ def test_the_case_of_a_headless_service(lab: Lab, client: ClusterClient) -> None
     case = build_case(ask(client, "frontend → redis-headless:6379"), AGENTS)
     assert case.service is not None and case.service.cluster_ip == "None" and case.service.headless
     assert sorted(e.pod.name for e in case.endpoints if e.pod) == redis_pods(lab) and case.target_ip is None
+
+
+def test_a_bare_name_like_a_node_suggests_the_nodes(client: ClusterClient) -> None:
+    error = refused(client, "why can't node-9 reach api")
+    assert error.code is VerdictCode.SOURCE_NOT_FOUND and "node/node-" in error.message
+    assert any(s.startswith("node/node-") for s in error.suggestions)
