@@ -61,6 +61,7 @@ from bot.parse.vocabulary import (
     BACKWARD_WORDS,
     COMMAND_WORDS,
     ENTRY_BRIDGE,
+    ENTRY_NODE_PREPOSITIONS,
     ENTRY_OF,
     ENTRY_PAIRS,
     ENTRY_WORDS,
@@ -203,6 +204,8 @@ class _QuestionReader:
         self.intermittent = False
         self.outside_by_default = False
         self.pending_entry: _Entry | None = None
+        self.pending_at = 0
+        """Where in the phrases the pending way in was written."""
 
     # -- the whole question -------------------------------------------------------------------------
 
@@ -342,7 +345,7 @@ class _QuestionReader:
                 rest.append(_Outside(word))
                 index += 1
                 continue
-            if word in PORT_PREPOSITIONS and _last_entry(rest) is not None:
+            if word in ENTRY_NODE_PREPOSITIONS and _last_entry(rest) is not None:
                 taken = self._take_entry_node(words, index, rest)
                 if taken != index:
                     index = taken
@@ -419,7 +422,7 @@ class _QuestionReader:
                     self._set_protocol(spec.protocol)
             index += 1
         rest.append(_Entry(kind, text, len(rest), node_port, possessive=possessive))
-        if _at(words, index) in PORT_PREPOSITIONS:
+        if _at(words, index) in ENTRY_NODE_PREPOSITIONS:
             index = self._take_entry_node(words, index, rest)
         if _at(words, index) in ENTRY_OF:
             entry = _last_entry(rest)
@@ -587,6 +590,13 @@ class _QuestionReader:
                 continue
             self._add(items, _Phrase(word, None, None, word, index))
             index += 1
+        pending = self.pending_entry
+        if pending is not None and pending.kind is EntryKind.NODEPORT and not pending.of and self.port is not None:
+            # "30080 nodeport on node-2": the number written before the word is the NodePort.
+            pending = dataclasses.replace(pending, node_port=self.port)
+            phrase = _Phrase(f"{pending.text} {self.port}", RefKind.NODEPORT, None, None, pending.at, entry=pending)
+            items.insert(self.pending_at, phrase)
+            self.port, self.pending_entry = None, None
         if self.pending_entry is not None and not self.pending_entry.of:
             self._entry_to_earlier_name(items, self.pending_entry)
         if self.pending_entry is not None:
@@ -617,7 +627,7 @@ class _QuestionReader:
         elif entry.node_port is not None and not entry.of:
             items.append(_Phrase(f"{entry.text} {entry.node_port}", RefKind.NODEPORT, None, None, index, entry=entry))
         elif self.pending_entry is None:
-            self.pending_entry = entry
+            self.pending_entry, self.pending_at = entry, len(items)
         else:
             self.problems.append(
                 Unreadable(

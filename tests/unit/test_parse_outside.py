@@ -42,6 +42,11 @@ OUTSIDE = Ref(RefKind.OUTSIDE, OUTSIDE_NAME)
         "why does external traffic time out on nodeport 30080 on node-2",
         "outside → nodeport 30080 on node-2",
         "hey, nodeport 30080 on node-2 down?",
+        "30080 nodeport on node-2 from outside",
+        "from outside, 30080 nodeport on node-2",
+        "can't reach nodeport 30080 via node-2 from outside",
+        "why can't traffic from outside reach nodeport 30080 on node-2",
+        "external → nodeport 30080 on node-2",
     ],
 )
 def test_a_nodeport_on_a_node_from_outside(text: str) -> None:
@@ -62,6 +67,9 @@ def test_a_nodeport_on_a_node_from_outside(text: str) -> None:
         ("outside to svc web nodeport", EntryKind.NODEPORT, "web"),
         ("svc web's nodeport", EntryKind.NODEPORT, "web"),
         ("the nodeport of frontend-nodeport", EntryKind.NODEPORT, "frontend-nodeport"),
+        ("why can't clients reach web via its load balancer", EntryKind.LOAD_BALANCER, "web"),
+        ("is web reachable through its external ip from outside", EntryKind.EXTERNAL_IP, "web"),
+        ("LB for web not reachable from outside", EntryKind.LOAD_BALANCER, "web"),
     ],
 )
 def test_a_services_way_in_by_name(text: str, entry: EntryKind, name: str) -> None:
@@ -141,6 +149,12 @@ def test_a_name_before_a_nodeport_is_left_to_the_resolver() -> None:
     question = read("why does external traffic time out on node-2's nodeport 30080")
     assert question.target == Ref(RefKind.SERVICE, "node-2", entry=EntryKind.NODEPORT, node_port=30080)
     assert read("node node-2's nodeport 30080 from outside").target.entry_node == "node-2"
+
+
+def test_a_port_on_a_node_from_outside_is_left_to_the_resolver() -> None:
+    """``port 30080 on node-2``: the resolver finds whether some service has 30080 as NodePort."""
+    question = read("port 30080 on node-2 from outside")
+    assert (question.source, question.target, question.port) == (OUTSIDE, Ref(RefKind.WORKLOAD, "node-2"), 30080)
 
 
 def test_nodes_as_sources() -> None:
