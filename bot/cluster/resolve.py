@@ -270,6 +270,8 @@ def resolve(
     target = _resolve_target(view, question, default_namespace, nodes, notes)
     port = _resolve_port(question, target, notes)
     entry = _entry(target, port)
+    if entry is not None and target.service is not None:
+        target = dataclasses.replace(target, text=_entry_text(entry, target.service))
     namespaces = [ns for ns in (source.namespace, target.namespace) if ns]
     return Resolved(
         question=question,
@@ -727,8 +729,7 @@ def _target_by_ip(view: _ClusterView, question: Question, nodes: Mapping[str, No
         service, kind, written = owner
         _check_visible(view, service.namespace, describe("Service", service.namespace, service.name))
         end = _service_end(view, service, [])
-        end = dataclasses.replace(end, text=f"{ref.name} ({kind.value} of {end.text})", entry=kind, entry_address=written)
-        return dataclasses.replace(end, entry_nodes=_entry_nodes(ref, nodes))
+        return dataclasses.replace(end, entry=kind, entry_address=written, entry_nodes=_entry_nodes(ref, nodes))
     for node in nodes.values():
         if _same_ip(node.internal_ip, address):
             return _node_target(view, question, node, nodes, written=ref.name)
@@ -763,10 +764,8 @@ def _node_target(
     service, port = owners[0]
     _check_visible(view, service.namespace, f"NodePort {question.port} ({describe('Service', service.namespace, service.name)})")
     end = _service_end(view, service, [])
-    label = f"{written or node.name}:{question.port}"
     return dataclasses.replace(
         end,
-        text=f"{label} (NodePort of {end.text} on node/{node.name})",
         entry=EntryKind.NODEPORT,
         entry_nodes=(node.name,),
         port_hint=port,
@@ -812,10 +811,8 @@ def _node_port_target(view: _ClusterView, question: Question, nodes: Mapping[str
     service, port = owners[0]
     _check_visible(view, service.namespace, describe("Service", service.namespace, service.name))
     end = _service_end(view, service, notes)
-    where = f" on node/{ref.entry_node}" if ref.entry_node else ""
     return dataclasses.replace(
         end,
-        text=f"NodePort {number}{where} ({end.text})",
         entry=EntryKind.NODEPORT,
         entry_nodes=_entry_nodes(ref, nodes),
         port_hint=port,
@@ -867,12 +864,28 @@ def _with_entry(end: _End, ref: Ref, nodes: Mapping[str, NodeInfo]) -> _End:
             )
     return dataclasses.replace(
         end,
-        text=f"{end.text} {ref.entry.value}",
         entry=ref.entry,
         entry_nodes=_entry_nodes(ref, nodes),
         entry_address=entry_address(service, ref.entry),
         port_hint=hint,
     )
+
+
+_ENTRY_WORDS: dict[EntryKind, str] = {
+    EntryKind.NODEPORT: "NodePort",
+    EntryKind.EXTERNAL_IP: "external IP",
+    EntryKind.LOAD_BALANCER: "load balancer",
+}
+
+
+def _entry_text(entry: EntryInfo, service: ServiceInfo) -> str:
+    """The target as people read it: ``NodePort 30080 of svc/web in shop on node/node-2``,
+    ``load balancer 198.51.100.10:80 of svc/web in shop``."""
+    owner = describe("Service", service.namespace, service.name)
+    if entry.kind is EntryKind.NODEPORT:
+        where = f" on node/{entry.nodes[0]}" if len(entry.nodes) == 1 else ""
+        return f"NodePort {entry.port} of {owner}{where}"
+    return f"{_ENTRY_WORDS[entry.kind]} {entry.address}:{entry.port} of {owner}"
 
 
 def _entry(target: _End, port: TargetPort) -> EntryInfo | None:

@@ -727,3 +727,14 @@ def test_a_bare_name_like_a_node_suggests_the_nodes(client: ClusterClient) -> No
     error = refused(client, "why can't node-9 reach api")
     assert error.code is VerdictCode.SOURCE_NOT_FOUND and "node/node-" in error.message
     assert any(s.startswith("node/node-") for s in error.suggestions)
+
+
+def test_a_way_in_is_written_back_with_its_port_address_and_service(lab: Lab, client: ClusterClient) -> None:
+    lb_ip = lab.store.get("services", "web", "shop")["status"]["loadBalancer"]["ingress"][0]["ip"]
+    assert (
+        ask(client, "outside → nodeport 30080 on node-2").target
+        == "NodePort 30080 of svc/frontend-nodeport in shop on node/node-2"
+    )
+    assert ask(client, "outside → node-3:30081").target == "NodePort 30081 of svc/web in shop on node/node-3"
+    assert ask(client, "clients → web's lb").target == f"load balancer {lb_ip}:80 of svc/web in shop"
+    assert ask(client, "outside → 198.51.100.100:80").target == "external IP 198.51.100.100:80 of svc/frontend-nodeport in shop"
