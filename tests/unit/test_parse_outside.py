@@ -173,6 +173,8 @@ def test_nodes_as_sources() -> None:
         ("frontend → https://www.example.com:99999/", "out of range"),
         ("web's load balancer → api", "is a target"),
         ("outside → nodeport 99999", "out of range"),
+        ("outside → nodeport 30080 port 80", "Two ports (NodePort 30080 and 80)"),
+        ("outside → nodeport 30080 on node-2 and nodeport 30081", "a question has one source and one target"),
     ],
 )
 def test_bad_ways_in_and_out_say_what_is_wrong(text: str, says: str) -> None:
