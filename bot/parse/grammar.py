@@ -682,8 +682,11 @@ class _QuestionReader:
         try:
             reading = read_reference(phrase.word, kind=phrase.kind)
         except Unreadable as problem:
-            self.problems.append(problem)
-            return placeholder
+            outside = _name_outside(phrase)
+            if outside is None:
+                self.problems.append(problem)
+                return placeholder
+            reading = outside
         if phrase.entry is not None:
             with_entry = self._with_entry(reading, phrase.entry)
             if with_entry is None:
@@ -751,7 +754,10 @@ class _QuestionReader:
             source_group, target_group = before, after
             if connective is not None and connective.direction is Direction.BACKWARD:
                 source_group, target_group = after, before
-            source_group, target_group = self._narrow(source_group), self._narrow(target_group)
+            source_group, target_group = (
+                self._narrow(self._drop_outside(source_group)),
+                self._narrow(self._drop_outside(target_group)),
+            )
             if len(source_group) == 1 and len(target_group) == 1:
                 return _Roles(source_group[0], target_group[0])
             side, group = ("source", source_group) if len(source_group) > 1 else ("target", target_group)
@@ -792,6 +798,15 @@ class _QuestionReader:
                 names,
             ),
         )
+
+    def _drop_outside(self, group: list[_Phrase]) -> list[_Phrase]:
+        """``external`` beside a name is an adjective (``the external service api.stripe.com``,
+        ``external client 203.0.113.7``): the name is the reference, the word is skipped."""
+        named = [phrase for phrase in group if phrase.kind is not RefKind.OUTSIDE]
+        if len(named) == len(group) or not any(_is_marked(phrase) for phrase in named):
+            return group  # "external users": the bare word beside it is what is skipped
+        self.ignored.extend(phrase.text for phrase in group if phrase.kind is RefKind.OUTSIDE)
+        return named
 
     def _narrow(self, group: list[_Phrase]) -> list[_Phrase]:
         """Keep the one marked reference of a group (``svc/api lately`` → ``svc/api``), if there is one.
@@ -868,6 +883,18 @@ class _QuestionReader:
             written,
             example=SOURCE_EXAMPLE,
         )
+
+
+def _name_outside(phrase: _Phrase) -> ReferenceText | None:
+    """``service api.stripe.com``: "service" said of a name outside the cluster is a plain word; the
+    reading of the name alone when it is such a name (None otherwise)."""
+    if phrase.kind_word is None or phrase.word is None or "." not in phrase.word:
+        return None
+    try:
+        reading = read_reference(phrase.word)
+    except Unreadable:
+        return None
+    return reading if reading.shape is Shape.EXTERNAL_DNS else None
 
 
 def _takes_namespace(reading: ReferenceText) -> bool:

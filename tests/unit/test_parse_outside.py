@@ -186,3 +186,13 @@ def test_bad_ways_in_and_out_say_what_is_wrong(text: str, says: str) -> None:
 def test_possessives_and_contractions() -> None:
     assert read("it's web's lb that clients can't reach").target.entry is EntryKind.LOAD_BALANCER
     assert read("what's up, frontend can't reach api").source == Ref(RefKind.WORKLOAD, "frontend")
+
+
+def test_external_as_an_adjective_beside_a_name_is_skipped() -> None:
+    service = read("why can't frontend reach the external service api.stripe.com:443")
+    assert (service.target.kind, service.target.name, service.port) == (RefKind.DNS, "api.stripe.com", 443)
+    client = read("external client 203.0.113.7 can't reach web's lb")
+    assert client.source == Ref(RefKind.IP, "203.0.113.7", address=client.source.address)
+    assert "external client" in client.ignored
+    users = read("web's LB is down for external users")
+    assert (users.source, users.ignored) == (OUTSIDE, ("users",))
