@@ -744,7 +744,7 @@ def _target_by_ip(view: _ClusterView, question: Question, nodes: Mapping[str, No
 def _node_named(ref: Ref, question: Question, nodes: Mapping[str, NodeInfo], error: ResolutionError) -> NodeInfo:
     """The node a bare name that matched no pod, workload or service names (``node-1 → api``); else `error`."""
     node = nodes.get(ref.name)
-    bare = ref.kind is RefKind.WORKLOAD and not ref.namespace and not question.namespace and ref.dns_name is None
+    bare = ref.kind is RefKind.WORKLOAD and not ref.namespace and ref.dns_name is None  # nodes have no namespace
     if node is None or not bare or error.code is VerdictCode.AMBIGUOUS_NAME:
         raise error
     return node

@@ -582,7 +582,13 @@ def test_namespace_scoping_holds_for_ways_in(lab: Lab, client: ClusterClient) ->
 
 
 def test_nodes_as_sources_by_bare_name_or_kind(client: ClusterClient) -> None:
-    for text in ("why can't node-1 reach api", "from node node-1 to api:8080", "is api reachable from node/node-1"):
+    for text in (
+        "why can't node-1 reach api",
+        "from node node-1 to api:8080",
+        "is api reachable from node/node-1",
+        "node-1 → api -n shop",
+        "10.240.0.11 → api",
+    ):
         resolved = ask(client, text)
         assert resolved.source_kind == "node" and resolved.source_node is not None, text
         assert resolved.source_node.name == "node-1" and resolved.source_pods == ()
