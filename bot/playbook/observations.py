@@ -140,6 +140,11 @@ class NodeFacts:
     calico_interfaces: tuple[Link, ...] = ()
     netns: str = ""
     """The node's namespace name as the agent uses it (empty: the agent's own)."""
+    dataplane: str = ""
+    """What does service NAT on the node as the agent named it ("kube-proxy-iptables",
+    "kube-proxy-nftables", "ipvs", "cilium-ebpf", "ebpf", "none"); "" when it did not say."""
+    dataplane_evidence: tuple[str, ...] = ()
+    """The observations that name `dataplane` (links, tables, pinned maps)."""
 
 
 @dataclass(frozen=True)
