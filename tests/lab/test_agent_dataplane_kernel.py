@@ -1,7 +1,8 @@
 """The agent's dataplane detection on the real kernel, in throwaway namespaces (prefix kt, deleted in
-finally): Cilium-shaped links (the cilium_host/cilium_net veth pair and a cilium_vxlan device in external mode, as Cilium makes it) with no
-kube-proxy tables are Cilium's eBPF load balancer; no kube-proxy tables and nothing else is "none";
-kube-proxy's nftables table is kube-proxy's; a kube-ipvs0 link is IPVS. GetNodeInfo carries it."""
+finally): Cilium-shaped links (the cilium_host/cilium_net veth pair and a cilium_vxlan device in
+external mode, as Cilium makes it) with no kube-proxy tables are Cilium's eBPF load balancer; no
+kube-proxy tables and nothing else is "none"; kube-proxy's nftables table is kube-proxy's; a
+kube-ipvs0 link is IPVS. GetNodeInfo carries it."""
 
 from __future__ import annotations
 
