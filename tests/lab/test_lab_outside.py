@@ -324,3 +324,23 @@ def test_a_node_whose_service_nat_is_done_outside_kube_proxy_is_said_not_inspect
     assert "link cilium_host" in " ".join(notes), explain(result)
     assert not {"KUBE_PROXY_RULES_MISSING", "KUBE_PROXY_RULES_STALE"} & {f["code"] for f in result.get("findings") or []}
     assert eventually(lambda: api(lab), bool, what="service traffic after heal")
+
+
+# ------------------------------------------------------------------ the digest on the outside paths
+
+
+def test_the_digest_lists_the_nodes_where_a_local_nodeport_drops(lab: Lab) -> None:
+    """`kubereach digest --json` while shop/frontend-nodeport has externalTrafficPolicy Local: the
+    nodes without a frontend pod are listed (their NodePort drops), the nodes with one are not."""
+    idle, busy = node_without(lab, "frontend"), node_with(lab, "frontend")
+    lab.cli("fault", "nodeport-no-local-endpoints", "--service", "shop/frontend-nodeport")
+    try:
+        proc = kubereach("--config", lab.status["config"], "digest", "--json", "--no-history", timeout=120)
+    finally:
+        lab.cli("heal")
+    printed = json.loads(proc.stdout)
+    (section,) = [s for s in printed["sections"] if s["name"] == "nodeports"]
+    listed = {i["data"]["node"] for i in section["items"] if i["data"]["service"] == "shop/frontend-nodeport"}
+    assert idle in listed and busy not in listed, section
+    item = next(i for i in section["items"] if i["data"]["node"] == idle)
+    assert f"no ready endpoint on {idle}; clients sent to {idle}:30080 are dropped" in item["text"]

@@ -14,21 +14,13 @@ from __future__ import annotations
 from bot.playbook.case import routed_endpoints
 from bot.playbook.models import Finding, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
-from bot.playbook.observations import NodeFacts
+from bot.playbook.observations import NodeFacts, not_inspected
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, NatReading, Need, Outcome, Seen, Step, no_asks, result, unchecked
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.observe import NodeFactsAsk, ServiceNatAsk
 
 LABEL = "source: service NAT"
-INSPECTED = frozenset({"kube-proxy-iptables", "kube-proxy-nftables"})
-"""Dataplanes whose rules this step reads; "" (an agent that did not say) is read as before."""
-DATAPLANE_WORDS = {
-    "ipvs": "kube-proxy's IPVS mode",
-    "cilium-ebpf": "Cilium's eBPF service load balancer",
-    "ebpf": "eBPF programs attached to the node's interfaces",
-    "none": "something kubereach does not recognise",
-}
 
 
 def _ask(at: At) -> ServiceNatAsk | None:
@@ -43,16 +35,10 @@ def _asks(at: At) -> tuple[Ask[object], ...]:
     return (ask, NodeFactsAsk(ask.node)) if ask is not None else ()
 
 
-def not_inspected(facts: NodeFacts) -> str:
-    """ "service NAT on NODE is done by …; not inspected" for a dataplane this step does not read."""
-    what = DATAPLANE_WORDS.get(facts.dataplane, facts.dataplane[:64])
-    return f"service NAT on {facts.node} is done by {what}; not inspected"
-
-
 def _foreign_dataplane(at: At, facts: NodeFacts) -> Outcome:
     src, case, svc = at.source, at.case, at.case.service
     assert svc is not None
-    what = not_inspected(facts)
+    what = not_inspected(facts.node, facts.dataplane) or ""
     evidence = [
         ev(
             "dataplane",
@@ -73,7 +59,7 @@ def _decide(at: At, seen: Seen) -> Outcome:
     if ask is None or svc is None:
         return Outcome()
     facts = seen[NodeFactsAsk(ask.node)].value
-    if facts is not None and facts.dataplane and facts.dataplane not in INSPECTED:
+    if facts is not None and not_inspected(facts.node, facts.dataplane):
         return _foreign_dataplane(at, facts)
     observed = seen[ask]
     if observed.unreachable or observed.value is None:
