@@ -137,14 +137,15 @@ def _bpf_filter_names(ipr: IPRoute, index: int, parent: int) -> list[str]:
         if msg.get_attr("TCA_KIND") != "bpf":
             continue
         options = msg.get_attr("TCA_OPTIONS")
-        name = options.get_attr("TCA_BPF_NAME") if options is not None else None
-        if name or options is not None:
-            names.append(str(name or "bpf"))
+        if options is None:
+            continue  # the dump's header for the priority, not a filter
+        name = options.get_attr("TCA_BPF_NAME")
+        names.append(str(name) if name else "(unnamed)")
     return sorted(set(names))
 
 
-def _programs(ipr: IPRoute) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(link names, programs attached to them) of the namespace."""
+def _programs(ipr: IPRoute, with_filters: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(link names, programs attached to them) of the namespace; tc filters only `with_filters`."""
     links: list[str] = []
     programs: list[str] = []
     for msg in ipr.get_links():
@@ -156,7 +157,7 @@ def _programs(ipr: IPRoute) -> tuple[tuple[str, ...], tuple[str, ...]]:
             programs.append(f"{name}: xdp prog {int(prog)}")
         info = msg.get_attr("IFLA_LINKINFO")
         kind = str(info.get_attr("IFLA_INFO_KIND") or "") if info is not None else ""
-        if name == "lo" or kind in _SKIPPED_KINDS or len(links) > MAX_LINKS_WITH_FILTERS:
+        if not with_filters or name == "lo" or kind in _SKIPPED_KINDS or len(links) > MAX_LINKS_WITH_FILTERS:
             continue
         for hook, parent in (("ingress", TC_H_CLSACT_INGRESS), ("egress", TC_H_CLSACT_EGRESS)):
             programs += [f"{name}: tc {hook} bpf {n}" for n in _bpf_filter_names(ipr, int(msg["index"]), parent)]
@@ -164,8 +165,14 @@ def _programs(ipr: IPRoute) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def read_signs(netns: str, proxy_mode: str | None, bpffs: Path | None) -> DataplaneSigns:
-    """Read the node namespace's dataplane signs (links, attached programs, IPVS, pinned maps)."""
-    links, programs = netlink_reader(netns, "reading the node's links and tc filters", _programs)
+    """Read the node namespace's dataplane signs (links, attached programs, IPVS, pinned maps).
+
+    With kube-proxy's iptables or nftables rules present the tc filters decide nothing (`classify`
+    reads those rules first), so the two netlink dumps per link are skipped: GetNodeInfo stays cheap
+    on nodes with hundreds of pod veths.
+    """
+    with_filters = proxy_mode not in ("iptables", "nftables")
+    links, programs = netlink_reader(netns, "reading the node's links and tc filters", lambda ipr: _programs(ipr, with_filters))
     return DataplaneSigns(
         proxy_mode=proxy_mode,
         links=links,

@@ -2,7 +2,7 @@
 finally): Cilium-shaped links (the cilium_host/cilium_net veth pair and a cilium_vxlan device in
 external mode, as Cilium makes it) with no kube-proxy tables are Cilium's eBPF load balancer; no
 kube-proxy tables and nothing else is "none"; kube-proxy's nftables table is kube-proxy's; a
-kube-ipvs0 link is IPVS. GetNodeInfo carries it."""
+kube-ipvs0 link is IPVS; a BPF filter on a link is other eBPF. GetNodeInfo carries it."""
 
 from __future__ import annotations
 
@@ -84,3 +84,14 @@ def test_a_kube_ipvs0_link_is_ipvs(netns: str) -> None:
     found = _detected(netns)
     assert found.name == dataplane.IPVS
     assert "link kube-ipvs0" in found.evidence
+
+
+def test_a_bpf_filter_on_a_link_without_kube_proxy_tables_is_other_ebpf(netns: str) -> None:
+    run(netns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+    subprocess.run(["ip", "netns", "exec", netns, "tc", "qdisc", "add", "dev", "eth0", "clsact"], check=True)
+    # a classic-BPF classifier (accept everything): what tc can attach without an object file
+    tc = ["tc", "filter", "add", "dev", "eth0", "ingress", "bpf", "bytecode", "1,6 0 0 4294967295,"]
+    subprocess.run(["ip", "netns", "exec", netns, *tc], check=True)
+    found = _detected(netns)
+    assert found.name == dataplane.EBPF
+    assert found.evidence[0] == "eth0: tc ingress bpf (unnamed)"
