@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nodeagent.checks.links import netlink_reader
+from nodeagent.errors import KernelQueryFailed
 from nodeagent.netns import run_in_netns
 
 KUBE_PROXY_IPTABLES = "kube-proxy-iptables"
@@ -41,8 +43,9 @@ CILIUM_MAP_PREFIX = "cilium_lb"
 """Cilium's service load-balancer maps (cilium_lb4_services_v2, cilium_lb4_backends_v3, …)."""
 CILIUM_MAP_DIR = ("tc", "globals")
 """Where Cilium pins its maps under bpffs."""
-MAX_LINKS_WITH_FILTERS = 256
-"""Links whose tc hooks are read at most (a node with more pods reads the first ones only)."""
+MAX_LINKS_WITH_FILTERS = 64
+"""Links whose tc hooks are read at most: the node's NICs come first in the dump (lowest ifindex);
+a node with more pod veths reads the first ones only."""
 MAX_EVIDENCE = 12
 TC_H_CLSACT_INGRESS = 0xFFFFFFF2
 TC_H_CLSACT_EGRESS = 0xFFFFFFF3
@@ -144,8 +147,8 @@ def _bpf_filter_names(ipr: IPRoute, index: int, parent: int) -> list[str]:
     return sorted(set(names))
 
 
-def _programs(ipr: IPRoute, with_filters: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(link names, programs attached to them) of the namespace; tc filters only `with_filters`."""
+def _programs(ipr: IPRoute) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(link names, programs attached to them: XDP and tc BPF filters) of the namespace."""
     links: list[str] = []
     programs: list[str] = []
     for msg in ipr.get_links():
@@ -157,7 +160,7 @@ def _programs(ipr: IPRoute, with_filters: bool) -> tuple[tuple[str, ...], tuple[
             programs.append(f"{name}: xdp prog {int(prog)}")
         info = msg.get_attr("IFLA_LINKINFO")
         kind = str(info.get_attr("IFLA_INFO_KIND") or "") if info is not None else ""
-        if not with_filters or name == "lo" or kind in _SKIPPED_KINDS or len(links) > MAX_LINKS_WITH_FILTERS:
+        if name == "lo" or kind in _SKIPPED_KINDS or len(links) > MAX_LINKS_WITH_FILTERS:
             continue
         for hook, parent in (("ingress", TC_H_CLSACT_INGRESS), ("egress", TC_H_CLSACT_EGRESS)):
             programs += [f"{name}: tc {hook} bpf {n}" for n in _bpf_filter_names(ipr, int(msg["index"]), parent)]
@@ -167,17 +170,28 @@ def _programs(ipr: IPRoute, with_filters: bool) -> tuple[tuple[str, ...], tuple[
 def read_signs(netns: str, proxy_mode: str | None, bpffs: Path | None) -> DataplaneSigns:
     """Read the node namespace's dataplane signs (links, attached programs, IPVS, pinned maps).
 
-    With kube-proxy's iptables or nftables rules present the tc filters decide nothing (`classify`
-    reads those rules first), so the two netlink dumps per link are skipped: GetNodeInfo stays cheap
-    on nodes with hundreds of pod veths.
+    Attached programs (XDP, tc BPF filters: two netlink dumps per link) are read only when nothing
+    `classify` ranks above them is there (kube-proxy's rules, IPVS, Cilium's links or maps), so
+    GetNodeInfo stays cheap on nodes with hundreds of pod veths.
     """
-    with_filters = proxy_mode not in ("iptables", "nftables")
-    links, programs = netlink_reader(netns, "reading the node's links and tc filters", lambda ipr: _programs(ipr, with_filters))
+    programs: tuple[str, ...] = ()
+    maps = pinned_lb_maps(bpffs)
+    try:
+        # Link names are read with if_nameindex, well under a millisecond where a parsed netlink
+        # dump of hundreds of veths takes hundreds (pyroute2's per-attribute objects).
+        links = run_in_netns(netns, lambda: tuple(name for _, name in socket.if_nameindex()))
+        ipvs_services = run_in_netns(netns, _read_ip_vs)
+        decided = proxy_mode is None or proxy_mode in ("iptables", "nftables") or ipvs_services or maps
+        if not decided and not set(links) & {"kube-ipvs0", *CILIUM_LINKS}:
+            # Only now can attached programs change the answer: read them (the slow dump).
+            links, programs = netlink_reader(netns, "reading the node's links and tc filters", _programs)
+    except OSError as exc:
+        raise KernelQueryFailed("reading the node's links", exc.errno, exc.strerror) from exc
     return DataplaneSigns(
         proxy_mode=proxy_mode,
         links=links,
-        ipvs_services=run_in_netns(netns, _read_ip_vs),
-        pinned_maps=pinned_lb_maps(bpffs),
+        ipvs_services=ipvs_services,
+        pinned_maps=maps,
         bpf_programs=programs,
     )
 
