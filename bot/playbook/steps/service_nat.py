@@ -35,23 +35,24 @@ def _asks(at: At) -> tuple[Ask[object], ...]:
     return (ask, NodeFactsAsk(ask.node)) if ask is not None else ()
 
 
-def _foreign_dataplane(at: At, facts: NodeFacts) -> Outcome:
+def _foreign_dataplane(at: At, node: str, facts: NodeFacts) -> Outcome:
+    """The source node's service NAT is done by a dataplane this step does not read: say so, decide nothing."""
     src, case, svc = at.source, at.case, at.case.service
     assert svc is not None
-    what = not_inspected(facts.node, facts.dataplane) or ""
+    what = not_inspected(node, facts.dataplane) or ""
     evidence = [
         ev(
             "dataplane",
-            f"{facts.node} ({facts.dataplane}): {'; '.join(facts.dataplane_evidence) or 'no evidence given'}",
-            facts.node,
+            f"{node} ({facts.dataplane}): {'; '.join(facts.dataplane_evidence) or 'no evidence given'}",
+            node,
             dataplane=facts.dataplane,
             evidence=list(facts.dataplane_evidence[:20]),
             vip=f"{svc.cluster_ip}:{case.port}/{case.protocol}",
         )
     ]
-    note = Finding(C.UNDETERMINED, f"{what} ({'; '.join(facts.dataplane_evidence[:4])})", facts.node, Hop.SERVICE_NAT)
+    note = Finding(C.UNDETERMINED, f"{what} ({'; '.join(facts.dataplane_evidence[:4])})", node, Hop.SERVICE_NAT)
     name = f"source {src.name}: service NAT"
-    return Outcome((result(LABEL, name, StepStatus.WARN, what, evidence, facts.node),), notes=(note,))
+    return Outcome((result(LABEL, name, StepStatus.WARN, what, evidence, node),), notes=(note,))
 
 
 def _decide(at: At, seen: Seen) -> Outcome:
@@ -59,8 +60,8 @@ def _decide(at: At, seen: Seen) -> Outcome:
     if ask is None or svc is None:
         return Outcome()
     facts = seen[NodeFactsAsk(ask.node)].value
-    if facts is not None and not_inspected(facts.node, facts.dataplane):
-        return _foreign_dataplane(at, facts)
+    if facts is not None and not_inspected(ask.node, facts.dataplane):
+        return _foreign_dataplane(at, ask.node, facts)
     observed = seen[ask]
     if observed.unreachable or observed.value is None:
         return Outcome(unchecked=unchecked(observed, "kube-proxy's rules"))
