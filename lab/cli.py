@@ -195,6 +195,23 @@ def fault(
 
 
 @lab.command()
+@click.argument("name", required=False)
+@click.option("--node", help="Node to set it up on (default: the first node).")
+@click.pass_context
+def scenario(ctx: click.Context, name: str | None, node: str | None) -> None:
+    """Set up a real-world scenario that is not a fault (`lab heal` undoes it); without NAME, list them."""
+    from lab.faults.catalog import start_scenario
+    from lab.faults.scenarios import SCENARIOS
+
+    if name is None:
+        for entry in SCENARIOS.values():
+            click.echo(f"{entry.name:24} {entry.summary}")
+        return
+    started = start_scenario(ctx.obj["prefix"], name, node)
+    click.echo(f"scenario {started['name']}: {started['description']}")
+
+
+@lab.command()
 @click.pass_context
 def heal(ctx: click.Context) -> None:
     """Undo every injected fault."""
