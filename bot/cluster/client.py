@@ -1,8 +1,11 @@
 """The bot's door to the Kubernetes API: the official client, a timeout on every call, our own errors.
 
 `ClusterClient` is built from a kubeconfig (`from_kubeconfig`) or from the pod's service account
-(`in_cluster`). It reads objects as plain camelCase dicts (converted once, here, with
-`ApiClient.sanitize_for_serialization`), pages through long lists, and converts every foreign error
+(`in_cluster`). It reads objects as plain camelCase dicts, the server's JSON as sent, through the
+official client's `ApiClient` (configuration, authentication, TLS, connection pool) but not its
+generated API classes and models (`bot.cluster.rest`: they cost seconds to import on a process's
+first request and ~0.1 ms per object to build; `serve`'s caches mix list items with watch events,
+which were raw JSON already), pages through long lists, and converts every foreign error
 at this boundary: `ApiException` and urllib3 errors become `ClusterUnavailable` (a 403 becomes
 `ClusterAccessDenied`, naming the RBAC rule to grant, unless the server answered it to
 `system:anonymous`: then the kubeconfig has no credentials at all, `ClusterNoCredentials`). Every
@@ -30,6 +33,7 @@ from bot.cluster.agents import agent_addresses
 from bot.cluster.errors import ClusterAccessDenied, ClusterNoCredentials, ClusterUnavailable
 from bot.cluster.models import RawObject
 from bot.cluster.resolve import Resolved, resolve
+from bot.cluster.rest import KindApi
 from bot.cluster.resources import (
     DAEMON_SETS,
     DEPLOYMENTS,
@@ -216,6 +220,7 @@ class ClusterClient:
             if token:
                 kwargs["_continue"] = token
             args = (namespace,) if namespace is not None else ()
+            kwargs["_preload_content"] = False
             try:
                 page = self._call("list", resource, namespace, functools.partial(method, *args, **kwargs), continuing=bool(token))
             except _ContinueExpired:
@@ -295,7 +300,9 @@ class ClusterClient:
             method = getattr(api, f"read_{resource.snake}")
             args = (name,)
         try:
-            obj = self._call("get", resource, namespace, lambda: method(*args, _request_timeout=self.timeout))
+            obj = self._call(
+                "get", resource, namespace, lambda: method(*args, _request_timeout=self.timeout, _preload_content=False)
+            )
         except _NotFound:
             return None
         obj.setdefault("kind", resource.kind)
@@ -339,10 +346,10 @@ class ClusterClient:
         )
 
     def _api(self, resource: KubeResource) -> Any:
-        api = self._apis.get(resource.api)
+        api = self._apis.get(resource.plural)
         if api is None:
-            api = getattr(k8s, resource.api)(self._api_client)
-            self._apis[resource.api] = api
+            api = KindApi(self._api_client, resource)
+            self._apis[resource.plural] = api
         return api
 
     def _call(
@@ -358,8 +365,7 @@ class ClusterClient:
             self._calls.append(ApiCall(verb, resource.group, resource.plural, namespace))
         what = f"{verb} {resource.qualified}" + (f" in namespace {namespace}" if namespace else "")
         try:
-            answer = request()
-            plain = self._api_client.sanitize_for_serialization(answer)
+            plain = _json_body(request())
         except ApiException as exc:
             if exc.status == 404 and verb == "get":
                 raise _NotFound from exc
@@ -440,6 +446,15 @@ class _ContinueExpired(Exception):
 
 class _NotFound(Exception):
     """Internal: a get found nothing (turned into None by `get_object`)."""
+
+
+def _json_body(response: Any) -> Any:
+    """The decoded JSON of a response read without the client's models (`_preload_content=False`)."""
+    try:
+        body = response.data
+    finally:
+        response.release_conn()
+    return json.loads(body)
 
 
 def _status_message(exc: ApiException) -> str | None:
