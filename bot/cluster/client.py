@@ -33,7 +33,6 @@ from bot.cluster.agents import agent_addresses
 from bot.cluster.errors import ClusterAccessDenied, ClusterNoCredentials, ClusterUnavailable
 from bot.cluster.models import RawObject
 from bot.cluster.resolve import Resolved, resolve
-from bot.cluster.rest import KindApi
 from bot.cluster.resources import (
     DAEMON_SETS,
     DEPLOYMENTS,
@@ -48,6 +47,7 @@ from bot.cluster.resources import (
     STATEFUL_SETS,
     KubeResource,
 )
+from bot.cluster.rest import KindApi
 
 if TYPE_CHECKING:
     from bot.parse.models import Question
