@@ -203,9 +203,20 @@ class ClusterClient:
         return self.list_snapshot(resource, namespace, label_selector=label_selector)[0]
 
     def list_snapshot(
-        self, resource: KubeResource, namespace: str | None = None, *, label_selector: str | None = None
+        self,
+        resource: KubeResource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        any_version: bool = False,
     ) -> tuple[list[RawObject], str]:
-        """`list_objects`, with the list's resourceVersion (where a watch of the same scope starts)."""
+        """`list_objects`, with the list's resourceVersion (where a watch of the same scope starts).
+
+        `any_version` asks for resourceVersion "0", as client-go's informers do for their first list:
+        kube-apiserver may answer from its watch cache, in one piece, instead of paging through etcd
+        (the lab's server does the same). The state may be a little older than a quorum read; a watch
+        from the list's resourceVersion brings it up to date.
+        """
         method, namespace = self._list_method(resource, namespace)
         items: list[RawObject] = []
         version = ""
@@ -219,6 +230,8 @@ class ClusterClient:
                 kwargs["label_selector"] = label_selector
             if token:
                 kwargs["_continue"] = token
+            elif any_version:
+                kwargs["resource_version"] = "0"
             args = (namespace,) if namespace is not None else ()
             kwargs["_preload_content"] = False
             try:
