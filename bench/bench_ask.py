@@ -26,6 +26,7 @@ import asyncio
 import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -212,9 +213,15 @@ async def warm(config: Path, rounds: int, history: HistoryRecorder) -> tuple[dic
     return times, phases
 
 
+def child_cpu_ms() -> float:
+    """CPU time (user + system) of the finished child processes so far: the cost the load does not stretch."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
 def cli_runs(config: Path, rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """`kubereach ask --json --no-history` as fresh processes, and the process start and imports alone."""
-    env = dict(os.environ)
+    """`kubereach ask --json --no-history` as fresh processes, and the process start and imports alone
+    (wall time, and the processes' own CPU time)."""
     times: dict[str, list[float]] = {q: [] for q in QUESTIONS}
     start: dict[str, list[float]] = defaultdict(list)
     for _ in range(rounds):
@@ -222,18 +229,19 @@ def cli_runs(config: Path, rounds: int) -> tuple[dict[str, list[float]], dict[st
             ("interpreter start (python -c pass)", "pass"),
             ("interpreter start + the imports of `ask`", "import bot.cli as c; c._register(); c.cli.get_command(None, 'ask')"),
         ):
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, env=env)
+            t0, cpu0 = time.perf_counter(), child_cpu_ms()
+            subprocess.run([sys.executable, "-c", code], check=True)
             start[label].append((time.perf_counter() - t0) * 1000)
+            start[f"{label}, CPU"].append(child_cpu_ms() - cpu0)
         for q in QUESTIONS:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), child_cpu_ms()
             done = subprocess.run(
                 [sys.executable, "-m", "bot.cli", "--config", str(config), "ask", "--json", "--no-history", q],
                 capture_output=True,
                 check=False,
-                env=env,
             )
             times[q].append((time.perf_counter() - t0) * 1000)
+            start["a whole `kubereach ask --json --no-history`, CPU"].append(child_cpu_ms() - cpu0)
             verdict = json.loads(done.stdout)["verdict"]["code"]
             assert verdict in EXPECTED, (q, verdict, done.stderr[-500:])
     return times, start
