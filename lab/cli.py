@@ -141,7 +141,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  pod {p['namespace']}/{p['name']:40} {p['ip']:13} {p['node']}")
     for s in data["services"]:
         ports = ", ".join(f"{p['port']}/{p['protocol']}" for p in s["ports"])
-        click.echo(f"  svc {s['namespace']}/{s['name']:20} {s['cluster_ip']:15} {ports}")
+        # An ExternalName service has no cluster IP; a headless one has "None".
+        address = s["cluster_ip"] or (f"-> {s['external_name']}" if s.get("external_name") else "-")
+        click.echo(f"  svc {s['namespace']}/{s['name']:20} {address:15} {ports}")
     for f in state.faults:
         click.echo(f"  fault {f['name']}: {f['description']}")
 

@@ -46,6 +46,9 @@ def test_status_describes_the_outside_world(lab: Lab) -> None:
     web = lab.service("shop", "web")
     assert web["type"] == "LoadBalancer" and web["load_balancer_ips"] == ["198.51.100.10"]
     assert lab.service("shop", "frontend-nodeport")["ports"][0]["node_port"] == 30080
+    text = lab.cli("status").stdout
+    assert "shop/payments-gateway" in text and "-> api.example.com" in text
+    assert any("shop/redis-headless" in line and " None " in line for line in text.splitlines())
 
 
 def test_pods_on_every_node_reach_the_outside_host(lab: Lab) -> None:
