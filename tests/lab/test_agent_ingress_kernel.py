@@ -12,7 +12,6 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -45,7 +44,9 @@ def stub(request: pytest.FixtureRequest, pki: Pki) -> Iterator[tuple[str, pb_grp
         in_ns(netns, "ip", "addr", "add", f"{NODE_IPS['node-2']}/24", "dev", "eth0")
         in_ns(netns, "ip", "link", "set", "eth0", "up")
         if request.param == "iptables":
-            in_ns(netns, "iptables-restore", "--noflush", stdin=render_iptables(services(), slices(), node("node-2")).restore_input)
+            in_ns(
+                netns, "iptables-restore", "--noflush", stdin=render_iptables(services(), slices(), node("node-2")).restore_input
+            )
         else:
             in_ns(netns, "nft", "-f", "-", stdin=render_nftables(services(), slices(), node("node-2")).script)
         with (

@@ -31,9 +31,7 @@ def node(name: str) -> NodeContext:
 
 def services() -> list[dict[str, Any]]:
     """The three services, as the API serves them."""
-    frontend = service(
-        "shop", "frontend-nodeport", "10.106.200.1", 80, "http", node_port=30080, externalIPs=[EXTERNAL_IP]
-    )
+    frontend = service("shop", "frontend-nodeport", "10.106.200.1", 80, "http", node_port=30080, externalIPs=[EXTERNAL_IP])
     frontend["spec"]["externalTrafficPolicy"] = "Local"
     web = service("shop", "web", "10.106.200.2", 80, "http", node_port=30081)
     web["spec"].update(type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=HEALTH_PORT)

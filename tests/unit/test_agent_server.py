@@ -112,7 +112,11 @@ INVALID: list[tuple[str, Any, str]] = [
         pb.GetServiceNatRequest(vip="10.240.0.11", port=30080, protocol=pb.PROTOCOL_TCP, entry=9),  # type: ignore[arg-type]
         "entry must be one of",
     ),
-    ("GetServiceNat", pb.GetServiceNatRequest(vip="node-1", port=30080, protocol=pb.PROTOCOL_TCP, entry=pb.ENTRY_NODE_PORT), "vip"),
+    (
+        "GetServiceNat",
+        pb.GetServiceNatRequest(vip="node-1", port=30080, protocol=pb.PROTOCOL_TCP, entry=pb.ENTRY_NODE_PORT),
+        "vip",
+    ),
     ("QueryConntrack", pb.QueryConntrackRequest(limit=10_001), "limit"),
     ("QueryConntrack", pb.QueryConntrackRequest(orig_src="10.0.0"), "orig_src"),
     ("QueryConntrack", pb.QueryConntrackRequest(orig_dport=70_000), "orig_dport"),

@@ -30,7 +30,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from nodeagent.checks.iptables_save import IptablesRule, IptablesSave
+from nodeagent.checks.iptables_save import IptablesRule, IptablesSave, parse_rule
 from nodeagent.checks.nat import iptables as ipt
 from nodeagent.checks.nat import nftables as nft
 from nodeagent.checks.nat.model import ServiceNat, not_programmed
@@ -111,7 +111,7 @@ def _iptables_dispatch(save: IptablesSave, entry: str, address: str, port: int, 
         return None
     services = nat.chains.get("KUBE-SERVICES")
     for line in services.lines_by_destination.get(address, ()) if services else ():
-        rule = ipt.parse_rule(line)
+        rule = parse_rule(line)
         if ipt.dispatches(rule, address, port, proto):
             return rule
     return None
@@ -236,6 +236,7 @@ def nft_entry_nat(
     the service or local chain, and `no-endpoint-nodeports` / `no-endpoint-services` for the drop."""
     proto = protocol.lower()
     walk = nft._Walk(evidence=[], endpoints=[], vip=address, proto=proto, port=port)
+    key: tuple[str, ...]
     if entry == NODEPORT:
         takes = address in ruleset.sets[NODEPORT_IPS] if NODEPORT_IPS in ruleset.sets else address_is_local
         if takes is False:
