@@ -81,7 +81,7 @@ def _no_local_endpoints(at: At, node: str, nat: NatView, all_ready: list[Endpoin
     where = ", ".join(sorted({e.node or "?" for e in all_ready})) or "no node"
     health = svc.health_check_node_port or nat.health_check_node_port or None
     dropped = (
-        f'kube-proxy on {node} drops it ("{svc.key}:{svc.port_name or svc.port} has no local endpoints")'
+        f"kube-proxy on {node} drops it (its drop rule for a service with no local endpoint)"
         if nat.no_endpoints_action == "DROP"
         else f"kube-proxy on {node} sends it nowhere"
     )
