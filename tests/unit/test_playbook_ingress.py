@@ -181,3 +181,26 @@ def test_a_pod_asking_about_a_nodeport_is_not_judged_as_outside_traffic() -> Non
     diagnosis = diagnose(cluster, pod_case)
     assert cluster.entries_asked == []
     assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+
+
+def test_a_vantage_node_that_is_the_receiving_node_does_not_contradict_the_drop() -> None:
+    """With one agent only, the client is stood in for by the receiving node itself: its probe is local
+    traffic there (kube-proxy routes it to every endpoint), so it does not clear the node's drop."""
+    verdict = diagnose(Cluster(), from_outside("node-1", vantage="node-1")).verdict
+    assert (verdict.code, verdict.node) == (VerdictCode.NODEPORT_NO_LOCAL_ENDPOINTS, "node-1")
+
+
+def test_a_node_asking_about_its_own_nodeport_is_not_read_as_outside_traffic() -> None:
+    cluster = Cluster()
+    node_case = dataclasses.replace(from_outside("node-1", vantage="node-1"), source_kind="node")
+    diagnosis = diagnose(cluster, node_case)
+    assert cluster.entries_asked == []
+    assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+
+
+def test_a_node_asking_about_another_nodes_nodeport_meets_its_drop_as_a_client_would() -> None:
+    cluster = Cluster()
+    cluster.failing_probes = {NODES["node-1"].ip: "timed_out"}
+    node_case = dataclasses.replace(from_outside("node-1", vantage="node-2"), source_kind="node")
+    verdict = diagnose(cluster, node_case).verdict
+    assert (verdict.code, verdict.node) == (VerdictCode.NODEPORT_NO_LOCAL_ENDPOINTS, "node-1")

@@ -10,9 +10,19 @@ from bot.playbook.steps.observe import ProbeAsk
 
 
 def applies(at: At) -> bool:
-    """An entry asked about from outside the cluster (or from a node, which reaches another node's
-    NodePort as an outside client does)."""
-    return at.case.entry is not None and at.case.source_kind != "pod" and at.src is not None
+    """An entry asked about from outside the cluster, or a NodePort asked about from a node (which
+    reaches another node's NodePort as an outside client does). A pod's traffic, and a node's to an
+    address its own kube-proxy takes, are short-circuited to the service's cluster-wide endpoints."""
+    entry, case = at.case.entry, at.case
+    if entry is None or at.src is None:
+        return False
+    return case.source_kind == "external" or (case.source_kind == "node" and entry.kind == "nodeport")
+
+
+def own_traffic(at: At, node: str) -> bool:
+    """`node` is the source's own node: its packets to the entry leave from there, so kube-proxy there
+    treats them as local traffic (`--src-type LOCAL` / `fib saddr type local`), not as a client's."""
+    return at.src is not None and at.src.node == node
 
 
 def receiving_nodes(case: Case) -> tuple[str, ...]:

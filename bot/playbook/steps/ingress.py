@@ -23,7 +23,7 @@ from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import NatView, ProbeView
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
-from bot.playbook.steps.entry import applies, entry_address, probe_label, receiving_nodes
+from bot.playbook.steps.entry import applies, entry_address, own_traffic, probe_label, receiving_nodes
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.node_state import carries_traffic
 from bot.playbook.steps.observe import ConntrackAsk, EntryNatAsk
@@ -40,7 +40,7 @@ def _asks(at: At) -> tuple[Ask[object], ...]:
     asks: list[Ask[object]] = []
     for node in receiving_nodes(case):
         address = entry_address(case, node)
-        if address is None:
+        if address is None or (case.source_kind == "node" and own_traffic(at, node)):
             continue
         asks.append(EntryNatAsk(node, entry.kind, address, entry.port, case.protocol))
         if src.ip:
@@ -115,7 +115,8 @@ def _node_reading(at: At, seen: Seen, node: str) -> Outcome:
     probe: ProbeView | None = at.trail.probes.get(probe_label(case, node))
     # Whether the question (and the probe) aims at this node itself, not at an address routed to all.
     aimed = entry.kind == "nodeport" or node in entry.nodes
-    reached = aimed and probe is not None and probe.ok
+    # A probe from the node itself is local traffic there: it says nothing about an outside client.
+    reached = aimed and probe is not None and probe.ok and not own_traffic(at, node)
 
     def warn(summary: str, code: C) -> Outcome:
         note = Finding(code, summary, node, Hop.DESTINATION_NODE if code != C.UNDETERMINED else Hop.SERVICE_NAT)
@@ -204,6 +205,10 @@ def _decide(at: At, seen: Seen) -> Outcome:
         return Outcome()
     total = Outcome()
     for node in receiving_nodes(at.case):
+        if at.case.source_kind == "node" and own_traffic(at, node):
+            summary = f"{at.source.key} connects to its own node's NodePort: kube-proxy routes local traffic to every endpoint"
+            total += Outcome((result(LABEL, f"ingress {node}: local traffic", StepStatus.SKIP, summary, (), node),))
+            continue
         total += _node_reading(at, seen, node) + _conntrack_reading(at, seen, node)
     return total
 
