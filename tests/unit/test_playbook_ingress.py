@@ -17,6 +17,7 @@ from bot.playbook.engine import run_playbook
 from bot.playbook.models import Hop, StepStatus, VerdictCode
 from bot.playbook.observations import ConntrackEntry, NatEndpoint, NatView, Observed
 from tests.unit.test_playbook_engine import NODES, RecordedCluster, case
+from tests.unit.test_playbook_verdict_codes import _policies
 
 FRONTEND = ServiceRef(
     "shop",
@@ -204,3 +205,28 @@ def test_a_node_asking_about_another_nodes_nodeport_meets_its_drop_as_a_client_w
     node_case = dataclasses.replace(from_outside("node-1", vantage="node-2"), source_kind="node")
     verdict = diagnose(cluster, node_case).verdict
     assert (verdict.code, verdict.node) == (VerdictCode.NODEPORT_NO_LOCAL_ENDPOINTS, "node-1")
+
+
+def _ingress_from(peers: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"namespace": "shop", "name": "api-ingress"},
+        "spec": {"podSelector": {"matchLabels": {"app": "api"}}, "policyTypes": ["Ingress"], "ingress": [{"from": peers}]},
+    }
+
+
+def test_the_endpoints_ingress_policy_judges_the_outside_clients_address() -> None:
+    """externalTrafficPolicy Local keeps the client's address: an ingress policy admitting only pods denies it."""
+    cluster = Cluster()
+    cluster.failing_probes = {NODES["node-2"].ip: "timed_out", "10.244.2.7": "timed_out"}
+    pods_only = _policies(_ingress_from([{"podSelector": {}}]))
+    verdict = diagnose(cluster, from_outside("node-2", vantage="node-1", policy_cluster=pods_only)).verdict
+    assert (verdict.code, verdict.hop, verdict.node) == (VerdictCode.NETWORK_POLICY_DENIES_INGRESS, Hop.POLICY, "node-2")
+
+
+def test_an_ip_block_admitting_the_client_lets_it_in() -> None:
+    node_network = _policies(_ingress_from([{"ipBlock": {"cidr": "10.240.0.0/24"}}]))
+    diagnosis = diagnose(Cluster(), from_outside("node-2", vantage="node-1", policy_cluster=node_network))
+    assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+    assert next(s for s in diagnosis.steps if s.name == "source outside: policy").status == StepStatus.PASS
