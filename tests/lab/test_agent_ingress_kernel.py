@@ -20,6 +20,8 @@ from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
 from lab.kubeproxy.iptables import render_iptables
 from lab.kubeproxy.nftables import render_nftables
+from nodeagent.checks.nat import KubeProxyTables
+from nodeagent.netns import netns_path
 from tests.unit.agent_support import Pki, client_channel, make_pki, running_agent, tls_settings
 from tests.unit.ingress_objects import EXTERNAL_IP, HEALTH_PORT, LB_IP, NODE_IPS, node, services, slices
 
@@ -105,3 +107,32 @@ def test_an_unknown_entry_kind_is_refused_before_any_rule_is_read(stub: tuple[st
     with pytest.raises(grpc.RpcError) as refused:
         ask(agent, 9, NODE_IPS["node-2"], 30080)  # type: ignore[arg-type]
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "entry must be one of" in (refused.value.details() or "")
+
+
+def test_a_cold_lookup_read_chain_by_chain_answers_as_the_full_dump() -> None:
+    """iptables mode: the first lookup reads only the chains its walk visits; once the dump is cached the
+    same question is answered from it, the same way."""
+    netns = f"kx-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        in_ns(netns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+        in_ns(netns, "ip", "addr", "add", f"{NODE_IPS['node-2']}/24", "dev", "eth0")
+        in_ns(netns, "iptables-restore", "--noflush", stdin=render_iptables(services(), slices(), node("node-2")).restore_input)
+        tables, path = KubeProxyTables(), netns_path(netns)
+        asked = [
+            ("nodeport", NODE_IPS["node-2"], 30080),
+            ("external-ip", EXTERNAL_IP, 80),
+            ("nodeport", NODE_IPS["node-2"], 30090),
+        ]
+        cold = []
+        for entry, address, port in asked:
+            tables.clear_cache()
+            cold.append(tables.entry_nat(path, netns, entry, address, port, "TCP"))
+        tables.iptables_snapshot(path)
+        warm = [tables.entry_nat(path, netns, entry, address, port, "TCP") for entry, address, port in asked]
+        assert [(n.endpoints, n.no_endpoints_action, n.external_policy) for n in cold] == [
+            (n.endpoints, n.no_endpoints_action, n.external_policy) for n in warm
+        ]
+        assert cold[0].no_endpoints_action == "DROP" and cold[2].endpoints
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)

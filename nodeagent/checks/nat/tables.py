@@ -238,7 +238,9 @@ class KubeProxyTables:
                 policy = parts[2] if len(parts) > 2 else None
         return IptablesChain(chain, policy, None, None, tuple(rules))
 
-    def _iptables_on_demand(self, netns: str, version: RulesetVersion, destination: tuple[str, int, str]) -> IptablesSave:
+    def _iptables_on_demand(
+        self, netns: str, version: RulesetVersion, destination: tuple[str, int, str] | None
+    ) -> IptablesSave:
         tables = {
             name: IptablesTable(name, _ChainsOnDemand(self, netns, name, version, destination)) for name in ("nat", "filter")
         }
@@ -304,7 +306,8 @@ class KubeProxyTables:
 
     def entry_nat(self, netns: str, netns_name: str | None, entry: str, address: str, port: int, protocol: str) -> ServiceNat:
         """How kube-proxy on the node in `netns` dispatches a client outside the cluster connecting to
-        `address`:`port` through `entry` (`ingress.ENTRY_KINDS`), read from the full, cached snapshot."""
+        `address`:`port` through `entry` (`ingress.ENTRY_KINDS`). iptables mode reads cold lookups chain
+        by chain as `service_nat` does; nftables mode reads the table's JSON (cached while unchanged)."""
         del netns_name
         validate(address, port, protocol)
         if entry not in ENTRY_KINDS:
@@ -316,6 +319,18 @@ class KubeProxyTables:
             ruleset = self.cache.cached(version, "nft:kube-proxy", lambda: self._load_nft_kube_proxy(netns))
             return nft_entry_nat(ruleset, entry, address, port, protocol, address_is_local=local)
         if mode == "iptables":
+            if self.cache.peek(version, "iptables") is None and not self.cache.loading_now(version, "iptables"):
+                # Cold: read only the chains the walk visits (KUBE-SERVICES for an address over netlink).
+                destination = None if entry == "nodeport" else (address, port, protocol.lower())
+                on_demand = self._iptables_on_demand(netns, version, destination)
+                try:
+                    found = iptables_entry_nat(on_demand, entry, address, port, protocol, address_is_local=local)
+                except (_OnDemandUnavailable, NatStateError) as exc:
+                    log.debug("reading chains one by one failed, using iptables-save: %s", exc)
+                else:
+                    if unchanged_since(netns, version):
+                        self.cache.load_in_background(version, "iptables", lambda loading: self._load_iptables(netns, loading))
+                        return found
             save = self.iptables_snapshot(netns, version)
             return iptables_entry_nat(save, entry, address, port, protocol, address_is_local=local)
         note = f"# {address}:{port} is not read in kube-proxy mode {mode!r} (only iptables and nftables rules are walked)"
