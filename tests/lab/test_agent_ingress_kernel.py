@@ -21,6 +21,7 @@ from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
 from lab.kubeproxy.iptables import render_iptables
 from lab.kubeproxy.nftables import render_nftables
 from nodeagent.checks.nat import KubeProxyTables
+from nodeagent.checks.nat.nft_netlink import entry_nat_on_demand
 from nodeagent.netns import netns_path
 from tests.unit.agent_support import Pki, client_channel, make_pki, running_agent, tls_settings
 from tests.unit.ingress_objects import EXTERNAL_IP, HEALTH_PORT, LB_IP, NODE_IPS, node, services, slices
@@ -109,15 +110,22 @@ def test_an_unknown_entry_kind_is_refused_before_any_rule_is_read(stub: tuple[st
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "entry must be one of" in (refused.value.details() or "")
 
 
-def test_a_cold_lookup_read_chain_by_chain_answers_as_the_full_dump() -> None:
-    """iptables mode: the first lookup reads only the chains its walk visits; once the dump is cached the
-    same question is answered from it, the same way."""
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_a_cold_lookup_read_chain_by_chain_answers_as_the_full_dump(mode: str) -> None:
+    """The first lookup reads only what its walk visits (iptables chains with `iptables -S`, nftables
+    elements and chains over netlink); once the dump is cached the same question is answered from it,
+    the same way."""
     netns = f"kx-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", netns], check=True)
     try:
         in_ns(netns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
         in_ns(netns, "ip", "addr", "add", f"{NODE_IPS['node-2']}/24", "dev", "eth0")
-        in_ns(netns, "iptables-restore", "--noflush", stdin=render_iptables(services(), slices(), node("node-2")).restore_input)
+        if mode == "iptables":
+            in_ns(
+                netns, "iptables-restore", "--noflush", stdin=render_iptables(services(), slices(), node("node-2")).restore_input
+            )
+        else:
+            in_ns(netns, "nft", "-f", "-", stdin=render_nftables(services(), slices(), node("node-2")).script)
         tables, path = KubeProxyTables(), netns_path(netns)
         asked = [
             ("nodeport", NODE_IPS["node-2"], 30080),
@@ -127,11 +135,20 @@ def test_a_cold_lookup_read_chain_by_chain_answers_as_the_full_dump() -> None:
         cold = []
         for entry, address, port in asked:
             tables.clear_cache()
-            cold.append(tables.entry_nat(path, netns, entry, address, port, "TCP"))
-        tables.iptables_snapshot(path)
+            if mode == "iptables":
+                cold.append(tables.entry_nat(path, netns, entry, address, port, "TCP"))
+            else:  # what a cold lookup answers with, read over netlink without running nft
+                read = entry_nat_on_demand(path, entry, address, port, "TCP", address == NODE_IPS["node-2"])
+                assert read is not None, (entry, address)
+                cold.append(read)
+        if mode == "iptables":
+            tables.iptables_snapshot(path)
+        else:
+            tables.clear_cache()
+            tables.list_service_nat(path, netns)  # loads the whole table into the cache
         warm = [tables.entry_nat(path, netns, entry, address, port, "TCP") for entry, address, port in asked]
-        assert [(n.endpoints, n.no_endpoints_action, n.external_policy) for n in cold] == [
-            (n.endpoints, n.no_endpoints_action, n.external_policy) for n in warm
+        assert [(n.mode, n.endpoints, n.no_endpoints_action, n.external_policy) for n in cold] == [
+            (mode, n.endpoints, n.no_endpoints_action, n.external_policy) for n in warm
         ]
         assert cold[0].no_endpoints_action == "DROP" and cold[2].endpoints
     finally:

@@ -27,6 +27,7 @@ The answer is a `ServiceNat` with `entry` set, the endpoints external traffic re
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -105,7 +106,7 @@ def _iptables_dispatch(save: IptablesSave, entry: str, address: str, port: int, 
         return None
     if entry == NODEPORT:
         chain = nat.chains.get("KUBE-NODEPORTS")
-        for rule in chain.rules() if chain else ():
+        for rule in _rules_for_port(chain.rule_lines if chain else (), port):
             if ipt._l4_matches(rule, port, proto) and (rule.target or "").startswith(ipt.SERVICE_CHAIN_PREFIXES):
                 return rule
         return None
@@ -117,6 +118,36 @@ def _iptables_dispatch(save: IptablesSave, entry: str, address: str, port: int, 
     return None
 
 
+def _rules_for_port(lines: Iterable[str], port: int) -> Iterator[IptablesRule]:
+    """The rules among `lines` that name `port` (`--dport PORT`), parsed; the others are not (a chain of
+    a node with thousands of NodePorts is scanned as text)."""
+    needle = f"--dport {port}"
+    for line in lines:
+        at = line.find(needle)
+        if at >= 0 and line[at + len(needle) : at + len(needle) + 1] in ("", " "):
+            yield parse_rule(line)
+
+
+def _nodeport_drop(save: IptablesSave, port: int, proto: str) -> IptablesRule | None:
+    """filter KUBE-EXTERNAL-SERVICES's REJECT/DROP of a NodePort (`--dst-type LOCAL --dport PORT`)."""
+    filt = save.table("filter")
+    chain = filt.chains.get("KUBE-EXTERNAL-SERVICES") if filt else None
+    for rule in _rules_for_port(chain.rule_lines if chain else (), port):
+        if rule.target in ("REJECT", "DROP") and ipt._l4_matches(rule, port, proto) and rule.match("--dst-type") is not None:
+            return rule
+    return None
+
+
+def _nodeports_tail(save: IptablesSave) -> str | None:
+    """The KUBE-SERVICES rule that hands local destinations to KUBE-NODEPORTS (kube-proxy writes it last)."""
+    nat = save.table("nat")
+    services = nat.chains.get("KUBE-SERVICES") if nat else None
+    for line in reversed(services.rule_lines if services else ()):
+        if line.endswith("-j KUBE-NODEPORTS"):
+            return parse_rule(line).text
+    return None
+
+
 def _iptables_health_port(save: IptablesSave, service_name: str | None) -> int | None:
     """The health check node port filter KUBE-NODEPORTS accepts for this service port, if any."""
     filt = save.table("filter")
@@ -124,7 +155,7 @@ def _iptables_health_port(save: IptablesSave, service_name: str | None) -> int |
     if chain is None or not service_name:
         return None
     wanted = f"{service_name} health check node port"
-    for rule in chain.rules():
+    for rule in (parse_rule(line) for line in chain.rule_lines if wanted in line):
         dport = rule.match("--dport")
         if rule.target == "ACCEPT" and rule.comment == wanted and dport is not None and dport.value.isdigit():
             return int(dport.value)
@@ -146,15 +177,12 @@ def iptables_entry_nat(
         if address_is_local is False:
             note = f"# {address} is not an address of this node: the NodePort rules (-m addrtype --dst-type LOCAL) do not take it"
             return _entry_result(not_programmed("iptables", address, port, protocol, note), entry, "")
-        nat = save.table("nat")
-        services = nat.chains.get("KUBE-SERVICES") if nat else None
-        tail = next((r for r in services.rules() if r.target == "KUBE-NODEPORTS"), None) if services else None
-        walk.note(tail.text if tail else "# KUBE-SERVICES has no jump to KUBE-NODEPORTS")
+        walk.note(_nodeports_tail(save) or "# KUBE-SERVICES has no jump to KUBE-NODEPORTS")
     dispatch = _iptables_dispatch(save, entry, address, port, proto)
-    where = "KUBE-EXTERNAL-SERVICES"
-    drop = ipt._reject_rule(save, where, None if entry == NODEPORT else address, port, proto)
-    if drop is not None and entry == NODEPORT and drop.match("--dst-type") is None:
-        drop = None
+    if entry == NODEPORT:
+        drop = _nodeport_drop(save, port, proto)
+    else:
+        drop = ipt._reject_rule(save, "KUBE-EXTERNAL-SERVICES", address, port, proto)
     if dispatch is None and drop is None:
         walk.note(f"# no {'KUBE-NODEPORTS' if entry == NODEPORT else 'KUBE-SERVICES'} rule for {address}:{port}/{proto}")
         return _entry_result(ipt._result("iptables", address, port, protocol, False, walk), entry, "")

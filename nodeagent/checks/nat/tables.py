@@ -40,7 +40,7 @@ from nodeagent.checks.nat.iptables import SERVICE_CHAIN_PREFIXES, dispatches, ip
 from nodeagent.checks.nat.iptables_netlink import rules_for_destination
 from nodeagent.checks.nat.ipvs import ipvs_active, ipvs_service_nat
 from nodeagent.checks.nat.model import NatStateError, ServiceNat, not_programmed, validate
-from nodeagent.checks.nat.nft_netlink import service_nat_on_demand
+from nodeagent.checks.nat.nft_netlink import entry_nat_on_demand, service_nat_on_demand
 from nodeagent.checks.nat.nftables import (
     NftRuleset,
     NftRulesetError,
@@ -238,9 +238,7 @@ class KubeProxyTables:
                 policy = parts[2] if len(parts) > 2 else None
         return IptablesChain(chain, policy, None, None, tuple(rules))
 
-    def _iptables_on_demand(
-        self, netns: str, version: RulesetVersion, destination: tuple[str, int, str] | None
-    ) -> IptablesSave:
+    def _iptables_on_demand(self, netns: str, version: RulesetVersion, destination: tuple[str, int, str] | None) -> IptablesSave:
         tables = {
             name: IptablesTable(name, _ChainsOnDemand(self, netns, name, version, destination)) for name in ("nat", "filter")
         }
@@ -306,8 +304,8 @@ class KubeProxyTables:
 
     def entry_nat(self, netns: str, netns_name: str | None, entry: str, address: str, port: int, protocol: str) -> ServiceNat:
         """How kube-proxy on the node in `netns` dispatches a client outside the cluster connecting to
-        `address`:`port` through `entry` (`ingress.ENTRY_KINDS`). iptables mode reads cold lookups chain
-        by chain as `service_nat` does; nftables mode reads the table's JSON (cached while unchanged)."""
+        `address`:`port` through `entry` (`ingress.ENTRY_KINDS`). A cold lookup reads only what its walk
+        needs (iptables chain by chain, nftables over netlink), as `service_nat` does."""
         del netns_name
         validate(address, port, protocol)
         if entry not in ENTRY_KINDS:
@@ -316,6 +314,13 @@ class KubeProxyTables:
         mode = self._detect(netns, version)
         local = _vip_is_local(netns, address)
         if mode == "nftables":
+            if self.cache.peek(version, "nft:kube-proxy") is None:
+                found = entry_nat_on_demand(netns, entry, address, port, protocol, local)
+                if found is not None and unchanged_since(netns, version):
+                    self.cache.load_in_background(
+                        version, "nft:kube-proxy", lambda loading: self._load_nft_kube_proxy(netns, loading)
+                    )
+                    return found
             ruleset = self.cache.cached(version, "nft:kube-proxy", lambda: self._load_nft_kube_proxy(netns))
             return nft_entry_nat(ruleset, entry, address, port, protocol, address_is_local=local)
         if mode == "iptables":
