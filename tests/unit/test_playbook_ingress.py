@@ -230,3 +230,17 @@ def test_an_ip_block_admitting_the_client_lets_it_in() -> None:
     diagnosis = diagnose(Cluster(), from_outside("node-2", vantage="node-1", policy_cluster=node_network))
     assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
     assert next(s for s in diagnosis.steps if s.name == "source outside: policy").status == StepStatus.PASS
+
+
+def test_an_external_ip_on_a_node_without_endpoints_is_a_finding_when_no_node_was_named() -> None:
+    """Which node an external IP reaches is the network's choice: the nodes' rules cannot say it is node-1."""
+    diagnosis = diagnose(Cluster(), from_outside("", vantage="node-2", kind="external-ip"))
+    assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+    finding = next(f for f in diagnosis.findings if f.code == VerdictCode.NODEPORT_NO_LOCAL_ENDPOINTS)
+    assert finding.node == "node-1" and "sends the address to node-1" in finding.summary
+
+
+def test_an_external_ip_asked_about_on_a_named_node_without_endpoints_is_the_verdict() -> None:
+    cluster = Cluster()
+    verdict = diagnose(cluster, from_outside("node-1", vantage="node-2", kind="external-ip")).verdict
+    assert (verdict.code, verdict.node) == (VerdictCode.NODEPORT_NO_LOCAL_ENDPOINTS, "node-1")

@@ -113,10 +113,12 @@ def _node_reading(at: At, seen: Seen, node: str) -> Outcome:
     local = [e for e in all_ready if e.node == node]
     evidence = [_nat_evidence(node, nat, what, local)]
     probe: ProbeView | None = at.trail.probes.get(probe_label(case, node))
-    # Whether the question (and the probe) aims at this node itself, not at an address routed to all.
+    # Whether the question aims at this node itself, not at an address routed to all of them.
     aimed = entry.kind == "nodeport" or node in entry.nodes
-    # A probe from the node itself is local traffic there: it says nothing about an outside client.
-    reached = aimed and probe is not None and probe.ok and not own_traffic(at, node)
+    # Only a probe to this node's own IP and NodePort tests its rules (one to an external or load
+    # balancer IP is taken by the vantage node's own kube-proxy), and not when sent from the node itself
+    # (local traffic there).
+    reached = entry.kind == "nodeport" and probe is not None and probe.ok and not own_traffic(at, node)
 
     def warn(summary: str, code: C) -> Outcome:
         note = Finding(code, summary, node, Hop.DESTINATION_NODE if code != C.UNDETERMINED else Hop.SERVICE_NAT)
@@ -142,8 +144,15 @@ def _node_reading(at: At, seen: Seen, node: str) -> Outcome:
         return cause(C.KUBE_PROXY_RULES_MISSING, Hop.SERVICE_NAT, summary)
     if policy == "Local" and not nat.endpoints:
         summary = _no_local_endpoints(at, node, nat, all_ready)
-        if not aimed and entry.kind == "load-balancer":
-            return warn(summary, C.NODEPORT_NO_LOCAL_ENDPOINTS)
+        if not aimed:
+            # An address routed to the nodes: which of them it reaches is the router's (or the load
+            # balancer's, by its health checks) choice, which the nodes do not show. Said, not the verdict.
+            routed = (
+                "its health check takes the node out of a load balancer"
+                if entry.kind == "load-balancer"
+                else (f"clients are dropped only if the network sends the address to {node}")
+            )
+            return warn(f"{summary} ({routed})", C.NODEPORT_NO_LOCAL_ENDPOINTS)
         health = svc.health_check_node_port or nat.health_check_node_port
         return cause(
             C.NODEPORT_NO_LOCAL_ENDPOINTS,

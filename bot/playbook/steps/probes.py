@@ -114,7 +114,7 @@ def _decide(at: At, seen: Seen) -> Outcome:
         return Outcome(
             (result(LABEL, name, StepStatus.PASS, summary, evidence, src.node),), unchecked=tuple(missed), probes=outcome
         )
-    summary = f"{src.key} cannot reach {len(failed)} of {len(endpoints)} endpoints" + (
+    summary = (f"{src.key} cannot reach {len(failed)} of {len(endpoints)} endpoints" if endpoints else f"{src.key}") + (
         f"; {front} {vip.outcome}" if vip and not vip.ok else ""
     )
     step = result(LABEL, name, StepStatus.FAIL, summary, evidence, src.node)
