@@ -244,3 +244,12 @@ def test_an_external_ip_asked_about_on_a_named_node_without_endpoints_is_the_ver
     cluster = Cluster()
     verdict = diagnose(cluster, from_outside("node-1", vantage="node-2", kind="external-ip")).verdict
     assert (verdict.code, verdict.node) == (VerdictCode.NODEPORT_NO_LOCAL_ENDPOINTS, "node-1")
+
+
+def test_a_trace_asked_for_from_outside_is_not_started_from_a_pod_that_is_not_there() -> None:
+    """The marked probe of a trace starts at a pod's eth0; the vantage node has none, so none is traced
+    (rather than a trace that "stops after the source pod" and an UNDETERMINED for a healthy path)."""
+    cluster = Cluster()
+    diagnosis = diagnose(cluster, from_outside("node-2", vantage="node-1", trace="path"))
+    assert diagnosis.verdict.code == VerdictCode.NO_FAULT_FOUND
+    assert cluster.traces == []
