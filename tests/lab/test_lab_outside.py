@@ -355,13 +355,13 @@ READINGS = [
         "why can't external traffic reach nodeport 30080 on node-2",
         "outside → nodeport 30080 on node-2",
         "outside the cluster",
-        "NodePort 30080 on node/node-2 (svc/frontend-nodeport in shop)",
+        "NodePort 30080 of svc/frontend-nodeport in shop on node/node-2",
     ),
     Reading(
         "why can't clients reach svc web's load balancer",
         "outside → svc/web load-balancer",
         "outside the cluster",
-        "svc/web in shop load-balancer",
+        "load balancer 198.51.100.10:80 of svc/web in shop",
     ),
     Reading("why can't node-1 reach api", "node-1 → api", "node/node-1", "svc/api in shop"),
 ]
