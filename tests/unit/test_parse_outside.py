@@ -8,6 +8,7 @@ import pytest
 
 from bot.parse import ParseError, Question, RefKind, parse_question
 from bot.parse.models import OUTSIDE_NAME, EntryKind, Ref
+from bot.parse.slack_text import clean_slack_text
 
 
 def read(text: str) -> Question:
@@ -196,3 +197,17 @@ def test_external_as_an_adjective_beside_a_name_is_skipped() -> None:
     assert "external client" in client.ignored
     users = read("web's LB is down for external users")
     assert (users.source, users.ignored) == (OUTSIDE, ("users",))
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("<https://www.example.com/path>", "www.example.com:443"),
+        ("<http://x.example.org:8080/>", "x.example.org:8080"),
+        ("<https://api.stripe.com/v1|https://api.stripe.com/v1>", "api.stripe.com:443"),
+        ("<http://example.com|example.com>", "example.com"),
+        ("<https://[fd00::1]/x>", "[fd00::1]:443"),
+    ],
+)
+def test_a_url_slack_links_keeps_the_port_its_scheme_means(text: str, address: str) -> None:
+    assert clean_slack_text(text).strip() == address
