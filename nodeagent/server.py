@@ -257,7 +257,12 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
             vip = v.ip_literal(request.vip, "vip")
             port = v.port(request.port, "port")
             protocol = _protocol(request.protocol, "protocol", wire.PROTOCOL_NAMES)
-            return lambda: pb.GetServiceNatResponse(service=wire.service_nat(self._checks.service_nat(vip, port, protocol)))
+            if request.entry == pb.ENTRY_UNSPECIFIED:
+                return lambda: pb.GetServiceNatResponse(service=wire.service_nat(self._checks.service_nat(vip, port, protocol)))
+            if request.entry not in wire.ENTRY_NAMES:
+                raise InvalidRequest(f"entry must be one of {', '.join(pb.Entry.Name(k) for k in wire.ENTRY_NAMES)}")
+            entry = wire.ENTRY_NAMES[request.entry]
+            return lambda: pb.GetServiceNatResponse(service=wire.service_nat(self._checks.entry_nat(entry, vip, port, protocol)))
 
         return await self._answer(context, prepare)
 

@@ -77,6 +77,7 @@ class NodeChecks(Protocol):
         self, where: NamespaceTarget, destination: str, source: str | None, iif: str | None
     ) -> routes.RouteLookup: ...
     def service_nat(self, vip: str, port: int, protocol: str) -> ServiceNat: ...
+    def entry_nat(self, entry: str, address: str, port: int, protocol: str) -> ServiceNat: ...
     def list_service_nat(self) -> tuple[ServiceNat, ...]: ...
     def query_conntrack(self, flt: ConntrackFilter, limit: int) -> ConntrackQueryResult: ...
     def conntrack_stats(self) -> ConntrackStats: ...
@@ -202,6 +203,15 @@ class KernelChecks:
         path = self.node_netns
         return _foreign(
             "reading kube-proxy's rules", lambda: self.kube_proxy.service_nat(path, self.host_netns, vip, port, protocol)
+        )
+
+    def entry_nat(self, entry: str, address: str, port: int, protocol: str) -> ServiceNat:
+        """How kube-proxy on this node dispatches a client outside the cluster through a NodePort on
+        `address`, an external IP or a load balancer IP."""
+        path = self.node_netns
+        return _foreign(
+            "reading kube-proxy's rules",
+            lambda: self.kube_proxy.entry_nat(path, self.host_netns, entry, address, port, protocol),
         )
 
     def list_service_nat(self) -> tuple[ServiceNat, ...]:

@@ -29,7 +29,7 @@ from bot.playbook.models import Finding, Hop, StepResult, StepStatus, Verdict
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import Observed, Observer
 from bot.playbook.remedies import remediation
-from bot.playbook.steps import api, conntrack, dns, policy, probes, service_nat, source_node, source_pod, trace
+from bot.playbook.steps import api, conntrack, dns, ingress, policy, probes, service_nat, source_node, source_pod, trace
 from bot.playbook.steps.base import Ask, At, Candidate, Outcome, Seen, Step, Unchecked, UndeclaredObservation
 
 StepCallback = Callable[[StepResult], None]
@@ -101,6 +101,7 @@ SOURCE_ORDER: tuple[tuple[Step, ...], ...] = (
     (source_node.STEP,),
     (dns.STEP, service_nat.STEP, conntrack.STEP),
     (probes.STEP,),  # and, for each endpoint not reached, the path: underlay, destination node and pod
+    (ingress.STEP,),  # from outside: each receiving node's dispatch of the entry, read beside what the probes saw
     (trace.STEP,),  # the marked probe followed hop by hop: failures nothing explained, or when asked
     (service_nat.SETTLE,),
 )

@@ -223,6 +223,14 @@ class NatView:
     """How the rules are laid out (the agent's `layout`); "unknown" for a layout it does not read."""
     unreadable: str = ""
     """Why the agent could not read the rules; when set the other fields say nothing."""
+    entry: str = ""
+    """For traffic from outside the cluster: "nodeport", "external-ip" or "load-balancer"; `endpoints`
+    are then those such traffic reaches from the node. Empty for a cluster IP."""
+    external_policy: str = ""
+    """For an entry: "Local" (the rules reach only the node's own endpoints) or "Cluster"; empty when
+    the rules do not say."""
+    health_check_node_port: int = 0
+    """For an entry: the health check node port the node's filter table accepts (0: none programmed)."""
 
 
 @dataclass(frozen=True)
@@ -393,6 +401,10 @@ class Observer(Protocol):
 
     async def service_nat(self, node: str, vip: str, port: int, protocol: str) -> Observed[NatView]:
         """kube-proxy's rules for one service port on the node."""
+
+    async def entry_nat(self, node: str, kind: str, address: str, port: int, protocol: str) -> Observed[NatView]:
+        """How kube-proxy on the node dispatches a client outside the cluster through an entry (`kind`
+        "nodeport" on the node's `address`, "external-ip" or "load-balancer" `address`) and `port`."""
 
     async def conntrack(
         self, node: str, *, protocol: str, orig_src: str, orig_dst: str, orig_dport: int

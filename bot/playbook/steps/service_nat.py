@@ -25,6 +25,8 @@ LABEL = "source: service NAT"
 
 def _ask(at: At) -> ServiceNatAsk | None:
     src, case, svc = at.source, at.case, at.case.service
+    if case.entry is not None and case.source_kind != "pod":
+        return None  # traffic from outside meets the receiving nodes' rules (the ingress step), not the source's
     if svc is None or src.node is None or case.port is None:
         return None
     return ServiceNatAsk(src.node, svc.cluster_ip, case.port, case.protocol)

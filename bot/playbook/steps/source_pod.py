@@ -29,6 +29,8 @@ def _asks(at: At) -> tuple[Ask[object], ...]:
     src = at.source
     if src.node is None:
         return ()
+    if src.host_network:
+        return (NodeFactsAsk(src.node),)  # no pod namespace of its own: only whether the node's agent answers
     return (NodeFactsAsk(src.node), LocatePodAsk(src.node, src.ip or ""))
 
 
@@ -36,6 +38,8 @@ def _decide(at: At, seen: Seen) -> Outcome:
     src = at.source
     if src.node is None:
         return Outcome()
+    if src.host_network:
+        return _host_network(at, seen)
     facts_seen, located = seen[NodeFactsAsk(src.node)], seen[LocatePodAsk(src.node, src.ip or "")]
     facts = facts_seen.value
     missed = unchecked(facts_seen, "node state")
@@ -76,6 +80,26 @@ def _decide(at: At, seen: Seen) -> Outcome:
         summary = f"the agent could not find {src.ip} on {src.node}: {located.error}"
         return Outcome((result(LABEL, name, StepStatus.WARN, summary, (), src.node),), unchecked=missed)
     return Outcome(unchecked=missed)
+
+
+def _host_network(at: At, seen: Seen) -> Outcome:
+    """A node, a host-network pod or the vantage node standing in for a client outside the cluster: it
+    has no eth0/veth pair of its own to check; its walk ends only when its node's agent is gone."""
+    src = at.source
+    node = src.node or ""
+    facts = seen[NodeFactsAsk(node)]
+    if facts.unreachable:
+        summary = (
+            f"the kubereach agent on {node} {CallFailure(facts.error_kind or CallFailure.UNREACHABLE).words}: "
+            f"nothing on {node} could be checked, including probes from {src.key}"
+        )
+        found = Candidate(
+            C.AGENT_UNREACHABLE, Hop.SOURCE_NODE, summary, node, remediation(C.AGENT_UNREACHABLE, node=node), src.key
+        )
+        failed = result("source node", f"source {src.name}: node {node}", StepStatus.FAIL, summary, (), node)
+        return Outcome((failed,), (found,), unchecked=unchecked(facts, "everything on the source node"), go_on=False)
+    summary = f"{src.key} sends from {node}'s own network namespace: no pod interface to check"
+    return Outcome((result(LABEL, f"source {src.name}: pod network", StepStatus.SKIP, summary, (), node),))
 
 
 STEP = Step("source_pod", Hop.SOURCE_POD, frozenset({Need.NODE_FACTS, Need.LOCATE_POD}), _asks, _decide)
