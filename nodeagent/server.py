@@ -257,7 +257,12 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
             vip = v.ip_literal(request.vip, "vip")
             port = v.port(request.port, "port")
             protocol = _protocol(request.protocol, "protocol", wire.PROTOCOL_NAMES)
-            return lambda: pb.GetServiceNatResponse(service=wire.service_nat(self._checks.service_nat(vip, port, protocol)))
+            if request.entry == pb.ENTRY_UNSPECIFIED:
+                return lambda: pb.GetServiceNatResponse(service=wire.service_nat(self._checks.service_nat(vip, port, protocol)))
+            if request.entry not in wire.ENTRY_NAMES:
+                raise InvalidRequest(f"entry must be one of {', '.join(pb.Entry.Name(k) for k in wire.ENTRY_NAMES)}")
+            entry = wire.ENTRY_NAMES[request.entry]
+            return lambda: pb.GetServiceNatResponse(service=wire.service_nat(self._checks.entry_nat(entry, vip, port, protocol)))
 
         return await self._answer(context, prepare)
 
@@ -566,7 +571,7 @@ async def build_server(
         options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION)],
     )
     pb_grpc.add_NodeAgentServiceServicer_to_server(
-        NodeAgentServicer(checks or KernelChecks(settings.node, settings.host_netns), runner, reads), server
+        NodeAgentServicer(checks or KernelChecks(settings.node, settings.host_netns, settings.bpffs), runner, reads), server
     )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -619,7 +624,7 @@ def start_metrics_server(settings: AgentSettings, metrics: AgentMetrics) -> int:
 
 async def serve(settings: AgentSettings, checks: NodeChecks | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, finish in-flight calls, stop."""
-    node_checks = checks or KernelChecks(settings.node, settings.host_netns)
+    node_checks = checks or KernelChecks(settings.node, settings.host_netns, settings.bpffs)
     metrics = None
     if settings.metrics_port is not None:
         metrics = AgentMetrics(conntrack_stats=node_checks.conntrack_stats)

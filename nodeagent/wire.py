@@ -37,6 +37,12 @@ PROBE_OUTCOMES = {
     ProbeOutcome.ERROR: pb.PROBE_OUTCOME_ERROR,
 }
 PROTOCOL_NAMES: dict[pb.Protocol.ValueType, str] = {pb.PROTOCOL_TCP: "TCP", pb.PROTOCOL_UDP: "UDP", pb.PROTOCOL_SCTP: "SCTP"}
+ENTRY_NAMES: dict[pb.Entry.ValueType, str] = {
+    pb.ENTRY_NODE_PORT: "nodeport",
+    pb.ENTRY_EXTERNAL_IP: "external-ip",
+    pb.ENTRY_LOAD_BALANCER: "load-balancer",
+}
+"""The entries from outside the cluster, as `nodeagent.checks.nat.ingress` names them."""
 SOCKET_PROTOCOL_NAMES: dict[pb.Protocol.ValueType, str] = {pb.PROTOCOL_TCP: "tcp", pb.PROTOCOL_UDP: "udp"}
 SOCKET_PROTOCOLS = {name: value for value, name in SOCKET_PROTOCOL_NAMES.items()}
 
@@ -129,6 +135,8 @@ def node_info(info: NodeInfo) -> pb.GetNodeInfoResponse:
         cni=cni(info.cni),
         proxy_mode=info.proxy_mode or "",
         ip_forward=info.ip_forward,
+        dataplane=info.dataplane.name,
+        dataplane_evidence=list(info.dataplane.evidence),
     )
     if info.conntrack is not None:
         response.conntrack.CopyFrom(conntrack_stats(info.conntrack))
@@ -193,6 +201,9 @@ def service_nat(nat: ServiceNat) -> pb.ServiceNat:
         rules=list(nat.rules),
         layout=nat.layout,
         unreadable=nat.unreadable,
+        entry=nat.entry,
+        external_policy=nat.external_policy,
+        health_check_node_port=nat.health_check_node_port or 0,
     )
     for endpoint in nat.endpoints:
         item = message.endpoints.add(ip=endpoint.ip, port=endpoint.port, chain=endpoint.chain or "")

@@ -19,9 +19,10 @@ from bot.parse.models import EntryKind
 
 Address = IPv4Address | IPv6Address
 
-SERVICE_RANGE_PREFIX = {4: 16, 6: 112}
+SERVICE_RANGE_PREFIX = {4: 12, 6: 108}
 """How wide a service range is guessed around the cluster IPs seen, per IP version: the API does not
-publish `--service-cluster-ip-range`, and these are the widths clusters are usually given."""
+publish `--service-cluster-ip-range`; these are the widths kubeadm and most clusters give it
+(10.96.0.0/12, and the largest IPv6 range the API server accepts)."""
 
 NODE_RANGE_PREFIX = {4: 24, 6: 64}
 """How wide the node network is guessed around the nodes' InternalIPs, per IP version."""

@@ -9,15 +9,25 @@ Names are looked up the way an on-call engineer means them:
   for it precisely.
 - A bare name as source is a pod, else a Deployment/StatefulSet/DaemonSet (its pods), else a Service
   (its pods); as target it is a Service (what clients connect to), else a pod, else a workload.
-- IPs are the pod with that podIP, the Service with that clusterIP or the node with that InternalIP,
-  else an address outside the cluster; DNS names outside the cluster are external targets.
+- IPs are the pod with that podIP, the Service with that clusterIP, external IP or load balancer IP
+  (the latter two with that way in), or the node with that InternalIP (with a port some Service has as
+  NodePort: that NodePort on that node); else, outside the cluster's pod, service and node ranges
+  (`bot.cluster.entries`), an address outside the cluster: a client as source, an external target.
+- DNS names outside the cluster are external targets; ``example.com`` (the NAME.NAMESPACE form) is
+  one only when the cluster has no namespace ``com``. An ExternalName service is an external target
+  with its CNAME; a headless service's endpoints are its pods.
+- A bare name that is no pod, workload or service but a node is that node (``node-1 → api``).
+- A way in (``nodeport 30080 on node-2``, ``svc web's load balancer``) is checked against the Service
+  (it has that NodePort, external IP or load balancer address) and becomes `Resolved.entry`.
 - The port is matched against the target (Service port by number or name, else container port).
 
 Not found raises `ResolutionError` (SOURCE_NOT_FOUND / TARGET_NOT_FOUND) with near names; a
 namespace outside `allowed_namespaces` raises `NamespaceNotAllowed`.
 
-This module is longer than the project's ~600 lines: the lookup rules for sources, targets, IPs and
-ports share one `_Lookup` cache and one set of error messages, and read best as one piece.
+This module is longer than the project's ~600 lines: the lookup rules for sources, targets, IPs, nodes,
+ways in and ports share one `_ClusterView` cache and one set of error messages, and read best as one
+piece; what needs no cluster reads (which Service owns a NodePort or an address, the cluster's
+ranges) is in `bot.cluster.entries`.
 """
 
 from __future__ import annotations
@@ -260,6 +270,8 @@ def resolve(
     target = _resolve_target(view, question, default_namespace, nodes, notes)
     port = _resolve_port(question, target, notes)
     entry = _entry(target, port)
+    if entry is not None and target.service is not None:
+        target = dataclasses.replace(target, text=_entry_text(entry, target.service))
     namespaces = [ns for ns in (source.namespace, target.namespace) if ns]
     return Resolved(
         question=question,
@@ -560,6 +572,10 @@ def _not_found(view: _ClusterView, ref: Ref, namespace: str | None, role: Role) 
                 objects.append(NamedObject(resource.kind, namespace_of(obj), name_of(obj)))
     if ref.kind is RefKind.WORKLOAD:
         kinds = ["Service"] if role == "target" else ["Pod", *(r.kind for r in WORKLOAD_RESOURCES)]
+        if namespace is None:
+            # A bare name may also be a node ("why can't node-1 reach api"): near node names help too.
+            objects.extend(NamedObject("Node", "", name) for name in view.nodes())
+            kinds.append("Node")
     else:
         kinds = [r.kind for r in _RESOURCES_FOR[ref.kind]]
     suggestions = suggest(ref.name, objects, kinds=kinds)
@@ -713,8 +729,7 @@ def _target_by_ip(view: _ClusterView, question: Question, nodes: Mapping[str, No
         service, kind, written = owner
         _check_visible(view, service.namespace, describe("Service", service.namespace, service.name))
         end = _service_end(view, service, [])
-        end = dataclasses.replace(end, text=f"{ref.name} ({kind.value} of {end.text})", entry=kind, entry_address=written)
-        return dataclasses.replace(end, entry_nodes=_entry_nodes(ref, nodes))
+        return dataclasses.replace(end, entry=kind, entry_address=written, entry_nodes=_entry_nodes(ref, nodes))
     for node in nodes.values():
         if _same_ip(node.internal_ip, address):
             return _node_target(view, question, node, nodes, written=ref.name)
@@ -729,7 +744,7 @@ def _target_by_ip(view: _ClusterView, question: Question, nodes: Mapping[str, No
 def _node_named(ref: Ref, question: Question, nodes: Mapping[str, NodeInfo], error: ResolutionError) -> NodeInfo:
     """The node a bare name that matched no pod, workload or service names (``node-1 → api``); else `error`."""
     node = nodes.get(ref.name)
-    bare = ref.kind is RefKind.WORKLOAD and not ref.namespace and not question.namespace and ref.dns_name is None
+    bare = ref.kind is RefKind.WORKLOAD and not ref.namespace and ref.dns_name is None  # nodes have no namespace
     if node is None or not bare or error.code is VerdictCode.AMBIGUOUS_NAME:
         raise error
     return node
@@ -749,10 +764,8 @@ def _node_target(
     service, port = owners[0]
     _check_visible(view, service.namespace, f"NodePort {question.port} ({describe('Service', service.namespace, service.name)})")
     end = _service_end(view, service, [])
-    label = f"{written or node.name}:{question.port}"
     return dataclasses.replace(
         end,
-        text=f"{label} (NodePort of {end.text} on node/{node.name})",
         entry=EntryKind.NODEPORT,
         entry_nodes=(node.name,),
         port_hint=port,
@@ -798,10 +811,8 @@ def _node_port_target(view: _ClusterView, question: Question, nodes: Mapping[str
     service, port = owners[0]
     _check_visible(view, service.namespace, describe("Service", service.namespace, service.name))
     end = _service_end(view, service, notes)
-    where = f" on node/{ref.entry_node}" if ref.entry_node else ""
     return dataclasses.replace(
         end,
-        text=f"NodePort {number}{where} ({end.text})",
         entry=EntryKind.NODEPORT,
         entry_nodes=_entry_nodes(ref, nodes),
         port_hint=port,
@@ -853,12 +864,28 @@ def _with_entry(end: _End, ref: Ref, nodes: Mapping[str, NodeInfo]) -> _End:
             )
     return dataclasses.replace(
         end,
-        text=f"{end.text} {ref.entry.value}",
         entry=ref.entry,
         entry_nodes=_entry_nodes(ref, nodes),
         entry_address=entry_address(service, ref.entry),
         port_hint=hint,
     )
+
+
+_ENTRY_WORDS: dict[EntryKind, str] = {
+    EntryKind.NODEPORT: "NodePort",
+    EntryKind.EXTERNAL_IP: "external IP",
+    EntryKind.LOAD_BALANCER: "load balancer",
+}
+
+
+def _entry_text(entry: EntryInfo, service: ServiceInfo) -> str:
+    """The target as people read it: ``NodePort 30080 of svc/web in shop on node/node-2``,
+    ``load balancer 198.51.100.10:80 of svc/web in shop``."""
+    owner = describe("Service", service.namespace, service.name)
+    if entry.kind is EntryKind.NODEPORT:
+        where = f" on node/{entry.nodes[0]}" if len(entry.nodes) == 1 else ""
+        return f"NodePort {entry.port} of {owner}{where}"
+    return f"{_ENTRY_WORDS[entry.kind]} {entry.address}:{entry.port} of {owner}"
 
 
 def _entry(target: _End, port: TargetPort) -> EntryInfo | None:

@@ -47,6 +47,28 @@ from kubereach.agent.v1 import agent_pb2 as pb
 T = TypeVar("T")
 
 _PROTOCOLS = {"TCP": pb.PROTOCOL_TCP, "UDP": pb.PROTOCOL_UDP, "SCTP": pb.PROTOCOL_SCTP}
+_ENTRIES = {"nodeport": pb.ENTRY_NODE_PORT, "external-ip": pb.ENTRY_EXTERNAL_IP, "load-balancer": pb.ENTRY_LOAD_BALANCER}
+
+
+def _nat_view(r: Any) -> NatView:
+    """A GetServiceNatResponse as the playbook reads it."""
+    s = r.service
+    return NatView(
+        mode=s.mode,
+        programmed=s.programmed,
+        endpoints=tuple(NatEndpoint(e.ip, e.port, e.probability if e.HasField("probability") else None) for e in s.endpoints),
+        no_endpoints_action=s.no_endpoints_action,
+        service_name=s.service_name,
+        service_chain=s.service_chain,
+        rules=tuple(s.rules),
+        layout=s.layout,
+        unreadable=s.unreadable,
+        entry=s.entry,
+        external_policy=s.external_policy,
+        health_check_node_port=s.health_check_node_port,
+    )
+
+
 _ROUTE_TYPES = {
     pb.ROUTE_TYPE_UNICAST: "unicast",
     pb.ROUTE_TYPE_LOCAL: "local",
@@ -209,6 +231,8 @@ class FleetObserver:
                 overlays=tuple(OverlayDevice(_link(o.link), o.vni, o.udp_port, o.local_ip) for o in r.cni.overlays),
                 calico_interfaces=tuple(_link(c) for c in r.cni.calico_interfaces),
                 netns=r.netns_name,
+                dataplane=r.dataplane,
+                dataplane_evidence=tuple(r.dataplane_evidence),
             )
 
         return await self._ask(("facts", node), node, "GetNodeInfo", pb.GetNodeInfoRequest(), parse)
@@ -254,25 +278,18 @@ class FleetObserver:
 
     async def service_nat(self, node: str, vip: str, port: int, protocol: str) -> Observed[NatView]:
         """GetServiceNat."""
-
-        def parse(r: Any) -> NatView:
-            s = r.service
-            return NatView(
-                mode=s.mode,
-                programmed=s.programmed,
-                endpoints=tuple(
-                    NatEndpoint(e.ip, e.port, e.probability if e.HasField("probability") else None) for e in s.endpoints
-                ),
-                no_endpoints_action=s.no_endpoints_action,
-                service_name=s.service_name,
-                service_chain=s.service_chain,
-                rules=tuple(s.rules),
-                layout=s.layout,
-                unreadable=s.unreadable,
-            )
-
         request = pb.GetServiceNatRequest(vip=vip, port=port, protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP))
-        return await self._ask(("nat", node, vip, port, protocol), node, "GetServiceNat", request, parse)
+        return await self._ask(("nat", node, vip, port, protocol), node, "GetServiceNat", request, _nat_view)
+
+    async def entry_nat(self, node: str, kind: str, address: str, port: int, protocol: str) -> Observed[NatView]:
+        """GetServiceNat with an entry from outside the cluster."""
+        request = pb.GetServiceNatRequest(
+            vip=address,
+            port=port,
+            protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP),
+            entry=_ENTRIES.get(kind, pb.ENTRY_NODE_PORT),
+        )
+        return await self._ask(("entry-nat", node, kind, address, port, protocol), node, "GetServiceNat", request, _nat_view)
 
     async def conntrack(
         self, node: str, *, protocol: str, orig_src: str, orig_dst: str, orig_dport: int

@@ -9,7 +9,10 @@ The grammar, in the order it is applied::
                 | ["/"]PROTO | CLOCK | NUMBER UNIT | STATUS          (times and HTTP status classes are dropped)
     connective := (FORWARD word | BACKWARD word)+        the last word decides the direction
     phrase     := KIND REFERENCE | REFERENCE [KIND] | KIND          (a kind alone is an error)
-    REFERENCE  := [[NS "/"] KIND "/"] NAME[.NS[.svc[.DOMAIN]]] [":" PORT] ["/" PROTO] | IP | "[" IPv6 "]:" PORT
+                | OUTSIDE+                                         (outside, internet, clients, …: one client)
+                | phrase ["'s"] [BRIDGE*] ENTRY | ENTRY ("of"|"for") phrase | "nodeport" NUMBER
+    ENTRY      := ("nodeport" | "node port" | "load balancer" | "lb" | "external ip" | …) [NUMBER] [("on"|"at") ["node"] NODE]
+    REFERENCE  := [[NS "/"] KIND "/"] NAME[.NS[.svc[.DOMAIN]]] [":" PORT] ["/" PROTO] | IP | "[" IPv6 "]:" PORT | URL
 
 Exactly two phrases must remain, a source and a target. The connective between them decides which is
 which: a forward one (``to``, ``->``, ``reach``, ``talk to``) puts the source first, a backward one
@@ -19,6 +22,12 @@ or DNS name is a target). After a leading ``/reach`` two phrases with nothing be
 ``SOURCE TARGET``. Where several phrases stand on one side, one marked reference (with a kind, a
 namespace, a port, a dot or an address) wins and the bare unknown words beside it are skipped;
 several bare words on one side are ambiguous and an error.
+
+A way into the cluster (``ENTRY``: a NodePort, a load balancer, an external IP) belongs to the service
+written before it (``web's lb``, ``svc/web nodeport``, ``web via its load balancer``) or after it (``the
+nodeport of web``); a NodePort with its number stands alone (``nodeport 30080 on node-2``). A question
+about a way in that names no source is asked from outside (``why is web's lb down``), and a client
+outside is never the target. A URL's scheme gives the port when the URL has none (https: 443).
 
 Namespaces bind to the name they follow: ``frontend in shop can't reach ledger in payments`` names
 one namespace per name, as ``shop/frontend → payments/ledger`` does; a trailing ``in NS`` belongs to
@@ -31,7 +40,7 @@ Words are reserved: a noise word is never a name on its own (``deploy/test`` nam
 not ports).
 
 This module is longer than the project's ~600 lines: it is the one grammar, applied in the order
-written above, and splitting it would scatter that order.
+written above (ways in and clients outside included), and splitting it would scatter that order.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from bot.parse.vocabulary import (
     BACKWARD_WORDS,
     COMMAND_WORDS,
     ENTRY_BRIDGE,
+    ENTRY_NODE_PREPOSITIONS,
     ENTRY_OF,
     ENTRY_PAIRS,
     ENTRY_WORDS,
@@ -194,6 +204,8 @@ class _QuestionReader:
         self.intermittent = False
         self.outside_by_default = False
         self.pending_entry: _Entry | None = None
+        self.pending_at = 0
+        """Where in the phrases the pending way in was written."""
 
     # -- the whole question -------------------------------------------------------------------------
 
@@ -333,7 +345,7 @@ class _QuestionReader:
                 rest.append(_Outside(word))
                 index += 1
                 continue
-            if word in PORT_PREPOSITIONS and _last_entry(rest) is not None:
+            if word in ENTRY_NODE_PREPOSITIONS and _last_entry(rest) is not None:
                 taken = self._take_entry_node(words, index, rest)
                 if taken != index:
                     index = taken
@@ -410,7 +422,7 @@ class _QuestionReader:
                     self._set_protocol(spec.protocol)
             index += 1
         rest.append(_Entry(kind, text, len(rest), node_port, possessive=possessive))
-        if _at(words, index) in PORT_PREPOSITIONS:
+        if _at(words, index) in ENTRY_NODE_PREPOSITIONS:
             index = self._take_entry_node(words, index, rest)
         if _at(words, index) in ENTRY_OF:
             entry = _last_entry(rest)
@@ -578,6 +590,13 @@ class _QuestionReader:
                 continue
             self._add(items, _Phrase(word, None, None, word, index))
             index += 1
+        pending = self.pending_entry
+        if pending is not None and pending.kind is EntryKind.NODEPORT and not pending.of and self.port is not None:
+            # "30080 nodeport on node-2": the number written before the word is the NodePort.
+            pending = dataclasses.replace(pending, node_port=self.port)
+            phrase = _Phrase(f"{pending.text} {self.port}", RefKind.NODEPORT, None, None, pending.at, entry=pending)
+            items.insert(self.pending_at, phrase)
+            self.port, self.pending_entry = None, None
         if self.pending_entry is not None and not self.pending_entry.of:
             self._entry_to_earlier_name(items, self.pending_entry)
         if self.pending_entry is not None:
@@ -608,7 +627,7 @@ class _QuestionReader:
         elif entry.node_port is not None and not entry.of:
             items.append(_Phrase(f"{entry.text} {entry.node_port}", RefKind.NODEPORT, None, None, index, entry=entry))
         elif self.pending_entry is None:
-            self.pending_entry = entry
+            self.pending_entry, self.pending_at = entry, len(items)
         else:
             self.problems.append(
                 Unreadable(
@@ -663,8 +682,11 @@ class _QuestionReader:
         try:
             reading = read_reference(phrase.word, kind=phrase.kind)
         except Unreadable as problem:
-            self.problems.append(problem)
-            return placeholder
+            outside = _name_outside(phrase)
+            if outside is None:
+                self.problems.append(problem)
+                return placeholder
+            reading = outside
         if phrase.entry is not None:
             with_entry = self._with_entry(reading, phrase.entry)
             if with_entry is None:
@@ -732,7 +754,10 @@ class _QuestionReader:
             source_group, target_group = before, after
             if connective is not None and connective.direction is Direction.BACKWARD:
                 source_group, target_group = after, before
-            source_group, target_group = self._narrow(source_group), self._narrow(target_group)
+            source_group, target_group = (
+                self._narrow(self._drop_outside(source_group)),
+                self._narrow(self._drop_outside(target_group)),
+            )
             if len(source_group) == 1 and len(target_group) == 1:
                 return _Roles(source_group[0], target_group[0])
             side, group = ("source", source_group) if len(source_group) > 1 else ("target", target_group)
@@ -773,6 +798,15 @@ class _QuestionReader:
                 names,
             ),
         )
+
+    def _drop_outside(self, group: list[_Phrase]) -> list[_Phrase]:
+        """``external`` beside a name is an adjective (``the external service api.stripe.com``,
+        ``external client 203.0.113.7``): the name is the reference, the word is skipped."""
+        named = [phrase for phrase in group if phrase.kind is not RefKind.OUTSIDE]
+        if len(named) == len(group) or not any(_is_marked(phrase) for phrase in named):
+            return group  # "external users": the bare word beside it is what is skipped
+        self.ignored.extend(phrase.text for phrase in group if phrase.kind is RefKind.OUTSIDE)
+        return named
 
     def _narrow(self, group: list[_Phrase]) -> list[_Phrase]:
         """Keep the one marked reference of a group (``svc/api lately`` → ``svc/api``), if there is one.
@@ -849,6 +883,18 @@ class _QuestionReader:
             written,
             example=SOURCE_EXAMPLE,
         )
+
+
+def _name_outside(phrase: _Phrase) -> ReferenceText | None:
+    """``service api.stripe.com``: "service" said of a name outside the cluster is a plain word; the
+    reading of the name alone when it is such a name (None otherwise)."""
+    if phrase.kind_word is None or phrase.word is None or "." not in phrase.word:
+        return None
+    try:
+        reading = read_reference(phrase.word)
+    except Unreadable:
+        return None
+    return reading if reading.shape is Shape.EXTERNAL_DNS else None
 
 
 def _takes_namespace(reading: ReferenceText) -> bool:

@@ -17,7 +17,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from bot.parse.errors import Unreadable, shown
 from bot.parse.models import OUTSIDE_NAME, EntryKind, Protocol, Ref, RefKind
-from bot.parse.slack_text import url_host
+from bot.parse.slack_text import url_address
 from bot.parse.vocabulary import KIND_PREFIXES, PROTOCOL_WORDS
 
 MIN_PORT = 1
@@ -37,9 +37,6 @@ MAX_LABEL = 63
 MAX_DNS_NAME = 253
 MAX_PORT_NAME = 15
 CLUSTER_DOMAIN = "cluster.local"
-
-SCHEME_PORTS: dict[str, int] = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-"""The port a URL without one means, by scheme (``https://www.example.com/path`` → 443)."""
 
 
 class Shape(Enum):
@@ -188,15 +185,12 @@ def read_reference(word: str, *, kind: RefKind | None = None) -> ReferenceText:
     `kind` is a kind given by a separate word (``pod web``, ``the api service``); it must agree with a
     kind written in the reference itself.
     """
-    text = url_host(word) if "://" in word else word
+    text = url_address(word) if "://" in word else word
     protocol: Protocol | None = None
     suffix = _PROTOCOL_SUFFIX.fullmatch(text)
     if suffix is not None:
         text, protocol = suffix.group(1), PROTOCOL_WORDS[suffix.group(2)]
     host, port_text = _split_port(text, word)
-    if port_text is None and "://" in word:
-        default = SCHEME_PORTS.get(word.partition("://")[0])
-        port_text = str(default) if default is not None else None
     port: PortSpec | None = PortSpec(protocol=protocol) if protocol is not None else None
     port_problem: Unreadable | None = None
     reference = _read_host(host, word, kind)

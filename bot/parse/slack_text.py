@@ -109,6 +109,10 @@ _CHARACTER_MAP = str.maketrans(
 )
 
 
+SCHEME_PORTS: dict[str, int] = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+"""The port a URL without one means, by scheme (``https://www.example.com/path`` → 443)."""
+
+
 def url_host(url: str) -> str:
     """The ``host[:port]`` of a URL (``http://api.shop:8080/x`` → ``api.shop:8080``); other text as is."""
     match = _URL_HOST.match(url)
@@ -117,14 +121,28 @@ def url_host(url: str) -> str:
     return match.group(1)
 
 
+def url_address(url: str) -> str:
+    """The ``host:port`` a URL connects to: its own port, else its scheme's (``https://x/path`` →
+    ``x:443``); text that is not a URL of a known scheme as `url_host` gives it."""
+    host = url_host(url)
+    scheme, separator, _ = url.partition("://")
+    default = SCHEME_PORTS.get(scheme.lower()) if separator else None
+    if default is None or not host:
+        return host
+    after_address = host.rpartition("]")[2] if host.startswith("[") else host
+    return host if ":" in after_address else f"{host}:{default}"
+
+
 def _link_text(match: re.Match[str]) -> str:
+    """A link as the person typed it: the label when there is one (Slack labels a bare domain with
+    itself), else the URL's host and port (a URL typed with its scheme means that scheme's port)."""
     target, label = match.group(1), match.group(2)
     if label:
         text = label.strip()
-        return f" {url_host(text)} "
+        return f" {url_address(text)} "
     if _MAILTO.match(target):
         return f" {_MAILTO.sub('', target)} "
-    return f" {url_host(target)} "
+    return f" {url_address(target)} "
 
 
 def _emoji(match: re.Match[str]) -> str:

@@ -159,6 +159,9 @@ ENTRY_BRIDGE: frozenset[str] = frozenset({"on", "at", "via", "through", "using",
 """Words that may stand between a service and its way in (``web via its load balancer``, ``svc web
 on nodeport 30081``)."""
 
+ENTRY_NODE_PREPOSITIONS: frozenset[str] = frozenset({"on", "at", "via", "through"})
+"""Words after a way in that take the node it is asked on (``nodeport 30080 on node-2``, ``via node-3``)."""
+
 ENTRY_OF: frozenset[str] = frozenset({"of", "for"})
 """Words after an entry that tie it to the name after them (``the nodeport of web``)."""
 

@@ -29,7 +29,7 @@ from bot.playbook.models import Finding, Hop, StepResult, StepStatus, Verdict
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import Observed, Observer
 from bot.playbook.remedies import remediation
-from bot.playbook.steps import api, conntrack, dns, egress, policy, probes, service_nat, source_node, source_pod, trace
+from bot.playbook.steps import api, conntrack, dns, egress, ingress, policy, probes, service_nat, source_node, source_pod, trace
 from bot.playbook.steps.base import Ask, At, Candidate, Outcome, Seen, Step, Unchecked, UndeclaredObservation
 
 StepCallback = Callable[[StepResult], None]
@@ -102,6 +102,7 @@ SOURCE_ORDER: tuple[tuple[Step, ...], ...] = (
     (dns.STEP, service_nat.STEP, conntrack.STEP),
     (egress.STEP,),  # a target outside the cluster: the route out, the masquerade, ipBlock for what DNS gave
     (probes.STEP,),  # and, for each endpoint not reached, the path: underlay, destination node and pod
+    (ingress.STEP,),  # from outside: each receiving node's dispatch of the entry, read beside what the probes saw
     (trace.STEP,),  # the marked probe followed hop by hop: failures nothing explained, or when asked
     (service_nat.SETTLE,),
 )
@@ -261,9 +262,13 @@ def _choose(w: Walk) -> tuple[Verdict, list[Finding]]:
             )
             return verdict, []
         if probes_failed:
+            # What the walk could not read (a dataplane it does not inspect, rules read otherwise
+            # than expected) is where the cause may be: say it in the verdict, not only in a note.
+            blind = "; ".join(dict.fromkeys(n.summary for n in w.notes if n.code == C.UNDETERMINED))
             return Verdict(
                 C.UNDETERMINED,
-                f"{case.source_display} cannot reach {case.target_display}, and the checks found no cause: see the steps for what was ruled out",
+                f"{case.source_display} cannot reach {case.target_display}, and the checks found no cause: see the steps for what was ruled out"
+                + (f"; {blind}" if blind else ""),
                 None,
                 None,
                 (

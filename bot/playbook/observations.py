@@ -121,6 +121,24 @@ class OverlayDevice:
     local_ip: str = ""
 
 
+INSPECTED_DATAPLANES = frozenset({"kube-proxy-iptables", "kube-proxy-nftables"})
+"""Dataplanes whose service NAT kubereach reads; "" (an agent that did not say) is read as before."""
+DATAPLANE_WORDS = {
+    "ipvs": "kube-proxy's IPVS mode",
+    "cilium-ebpf": "Cilium's eBPF service load balancer",
+    "ebpf": "eBPF programs attached to the node's interfaces",
+    "none": "something kubereach does not recognise",
+}
+"""How a reply names each dataplane kubereach recognises but does not inspect (docs/verdicts.md)."""
+
+
+def not_inspected(node: str, dataplane: str) -> str | None:
+    """ "service NAT on NODE is done by …; not inspected", or None for a dataplane that is read."""
+    if not dataplane or dataplane in INSPECTED_DATAPLANES:
+        return None
+    return f"service NAT on {node} is done by {DATAPLANE_WORDS.get(dataplane, dataplane[:64])}; not inspected"
+
+
 @dataclass(frozen=True)
 class NodeFacts:
     """One node's forwarding, conntrack, CNI shape and kube-proxy mode."""
@@ -140,6 +158,11 @@ class NodeFacts:
     calico_interfaces: tuple[Link, ...] = ()
     netns: str = ""
     """The node's namespace name as the agent uses it (empty: the agent's own)."""
+    dataplane: str = ""
+    """What does service NAT on the node as the agent named it ("kube-proxy-iptables",
+    "kube-proxy-nftables", "ipvs", "cilium-ebpf", "ebpf", "none"); "" when it did not say."""
+    dataplane_evidence: tuple[str, ...] = ()
+    """The observations that name `dataplane` (links, tables, pinned maps)."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +223,14 @@ class NatView:
     """How the rules are laid out (the agent's `layout`); "unknown" for a layout it does not read."""
     unreadable: str = ""
     """Why the agent could not read the rules; when set the other fields say nothing."""
+    entry: str = ""
+    """For traffic from outside the cluster: "nodeport", "external-ip" or "load-balancer"; `endpoints`
+    are then those such traffic reaches from the node. Empty for a cluster IP."""
+    external_policy: str = ""
+    """For an entry: "Local" (the rules reach only the node's own endpoints) or "Cluster"; empty when
+    the rules do not say."""
+    health_check_node_port: int = 0
+    """For an entry: the health check node port the node's filter table accepts (0: none programmed)."""
 
 
 @dataclass(frozen=True)
@@ -423,6 +454,10 @@ class Observer(Protocol):
 
     async def service_nat(self, node: str, vip: str, port: int, protocol: str) -> Observed[NatView]:
         """kube-proxy's rules for one service port on the node."""
+
+    async def entry_nat(self, node: str, kind: str, address: str, port: int, protocol: str) -> Observed[NatView]:
+        """How kube-proxy on the node dispatches a client outside the cluster through an entry (`kind`
+        "nodeport" on the node's `address`, "external-ip" or "load-balancer" `address`) and `port`."""
 
     async def conntrack(
         self, node: str, *, protocol: str, orig_src: str, orig_dst: str, orig_dport: int

@@ -23,9 +23,11 @@ it; and the IPv6 side (`restore_input6` for ip6tables: the same skeleton with no
 NodePorts never on ::1). The order of the service rules in KUBE-SERVICES is sorted here; kube-proxy
 follows Go map iteration, which changes between syncs.
 
-Not rendered: loadBalancerSourceRanges (KUBE-FW chains), the health-check node ports' ACCEPT rules (their
-listeners are served by `lab.kubeproxy.healthcheck`; the lab filters nothing on INPUT), topology hints,
-IPv6 services.
+A LoadBalancer with `externalTrafficPolicy: Local` gets kube-proxy's filter-table ACCEPT for its health
+check node port in KUBE-NODEPORTS (jumped to from INPUT), whether or not the node has a local endpoint;
+the listener behind it is `lab.kubeproxy.healthcheck`.
+
+Not rendered: loadBalancerSourceRanges (KUBE-FW chains), topology hints, IPv6 services.
 """
 
 from __future__ import annotations
@@ -343,6 +345,28 @@ def _write_service(out: _Tables, plan: ServicePlan, node: NodeContext, active: l
                     external_target,
                 )
             )
+
+    if svc.health_check_node_port:
+        # Whether or not this node has a local endpoint: the load balancer's health checks must reach
+        # kube-proxy's listener, which answers 503 where there is none.
+        out.filter_rules.append(
+            line(
+                "-A",
+                NODEPORTS,
+                "-m",
+                "comment",
+                "--comment",
+                f'"{pname} health check node port"',
+                "-m",
+                "tcp",
+                "-p",
+                "tcp",
+                "--dport",
+                str(svc.health_check_node_port),
+                "-j",
+                "ACCEPT",
+            )
+        )
 
     if has_internal:
         # Masquerade off-cluster traffic to the service VIP (the LocalTrafficDetector by cluster CIDR).

@@ -98,6 +98,8 @@ class ServicePort:
     """Session affinity ClientIP timeout, or None without affinity."""
     internal_policy_local: bool
     external_policy_local: bool
+    health_check_node_port: int = 0
+    """`spec.healthCheckNodePort` (a LoadBalancer with `externalTrafficPolicy: Local`); 0 when none."""
 
     @property
     def port_name_string(self) -> str:
@@ -156,6 +158,7 @@ def service_ports(service: Mapping[str, Any]) -> list[ServicePort]:
         ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
         lb_ips = tuple(str(i["ip"]) for i in ingress if i.get("ip") and _is_ipv4(str(i["ip"])))
     external_local = svc_type in {"NodePort", "LoadBalancer"} and spec.get("externalTrafficPolicy") == "Local"
+    health_port = int(spec.get("healthCheckNodePort") or 0) if svc_type == "LoadBalancer" and external_local else 0
     ports = []
     for port in spec.get("ports") or ():
         ports.append(
@@ -172,6 +175,7 @@ def service_ports(service: Mapping[str, Any]) -> list[ServicePort]:
                 sticky_seconds=sticky,
                 internal_policy_local=spec.get("internalTrafficPolicy") == "Local",
                 external_policy_local=external_local,
+                health_check_node_port=health_port,
             )
         )
     return ports

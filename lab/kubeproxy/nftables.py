@@ -40,9 +40,11 @@ table; add table" idiom, so it also works when a table is absent). kube-proxy it
 tables incrementally and deletes stale chains a second later; the resulting ruleset is the same,
 and here a stale chain can never survive a sync.
 
-Not rendered: loadBalancerSourceRanges (firewall chains), the health-check node ports' accept rules (their
-listeners are served by `lab.kubeproxy.healthcheck`), topology hints,
-IPv6 services.
+Health check node ports get no rule here, as in upstream's nftables mode: its syncProxyRules writes
+nothing for `healthCheckNodePort` (only iptables mode adds an ACCEPT in the filter table, whose INPUT
+hook it shares with host firewalls); the listener is `lab.kubeproxy.healthcheck` in both modes.
+
+Not rendered: loadBalancerSourceRanges (firewall chains), topology hints, IPv6 services.
 """
 
 from __future__ import annotations

@@ -49,6 +49,9 @@ def test_status_describes_the_outside_world(lab: Lab) -> None:
     web = lab.service("shop", "web")
     assert web["type"] == "LoadBalancer" and web["load_balancer_ips"] == ["198.51.100.10"]
     assert lab.service("shop", "frontend-nodeport")["ports"][0]["node_port"] == 30080
+    text = lab.cli("status").stdout
+    assert "shop/payments-gateway" in text and "-> api.example.com" in text
+    assert any("shop/redis-headless" in line and " None " in line for line in text.splitlines())
 
 
 def test_pods_on_every_node_reach_the_outside_host(lab: Lab) -> None:
@@ -339,6 +342,10 @@ def pod_fault(fault: str, app: str, node: str) -> Callable[[Lab], tuple[str, ...
     return args
 
 
+def etp_local(service: str) -> Callable[[Lab], tuple[str, ...]]:
+    return lambda lab: ("nodeport-no-local-endpoints", "--service", service)
+
+
 # Healthy paths: every new kind of question answered NO_FAULT_FOUND on the healthy lab.
 HEALTHY: list[AskCase] = [
     AskCase("external-name", None, said("why can't frontend reach www.example.com"), "NO_FAULT_FOUND", at(None), None),
@@ -348,6 +355,18 @@ HEALTHY: list[AskCase] = [
     AskCase("pod-to-url", None, said("why can't api reach https://www.example.com"), "NO_FAULT_FOUND", at(None), None),
     AskCase("node-to-service", None, said("why can't node-1 reach api"), "NO_FAULT_FOUND", at(None), None),
     AskCase("node-to-service-port", None, said("node-3 -> svc/redis:6379"), "NO_FAULT_FOUND", at(None), None),
+    AskCase(
+        "nodeport-on-a-node",
+        None,
+        said("why can't external traffic reach nodeport 30080 on node-2"),
+        "NO_FAULT_FOUND",
+        at(None),
+        None,
+    ),
+    AskCase(
+        "load-balancer-by-service", None, said("can clients reach svc web's load balancer?"), "NO_FAULT_FOUND", at(None), None
+    ),
+    AskCase("outside-to-external-ip", None, said("outside → 198.51.100.100:80"), "NO_FAULT_FOUND", at(None), None),
 ]
 # Faults on the new paths: each gives its verdict, node and hop.
 FAULTS: list[AskCase] = [
@@ -423,6 +442,22 @@ FAULTS: list[AskCase] = [
         at("node-2"),
         "policy",
     ),
+    AskCase(
+        "nodeport-no-local-endpoints",
+        etp_local("shop/frontend-nodeport"),
+        lambda lab: f"why can't external traffic reach nodeport 30080 on {node_without(lab, 'frontend')}",
+        "NODEPORT_NO_LOCAL_ENDPOINTS",
+        lambda lab: node_without(lab, "frontend"),
+        "destination-node",
+    ),
+    AskCase(
+        "nodeport-local-endpoint-on-the-node-asked-about",
+        etp_local("shop/frontend-nodeport"),
+        lambda lab: f"why can't external traffic reach nodeport 30080 on {node_with(lab, 'frontend')}",
+        "NO_FAULT_FOUND",
+        at(None),
+        None,
+    ),
 ]
 
 
@@ -439,7 +474,7 @@ def _ask_case(lab: Lab, case: AskCase) -> None:
             lab.cli("heal")
     verdict = result["verdict"]
     assert (verdict["code"], verdict["node"], verdict["hop"]) == (case.code, case.node(lab), case.hop), explain(result)
-    if case.fault is not None:
+    if case.fault is not None and case.code != "NO_FAULT_FOUND":  # (a fault that leaves the asked path working)
         assert verdict["summary"] and verdict["remediation"], explain(result)
         assert any(s["status"] == "fail" for s in result["steps"]), "the verdict comes from a failing step with evidence"
 
@@ -452,6 +487,55 @@ def test_ask_on_a_healthy_path_finds_no_fault(lab: Lab, case: AskCase) -> None:
 @pytest.mark.parametrize("case", FAULTS, ids=[c.name for c in FAULTS])
 def test_ask_names_the_fault_on_the_path_its_node_and_hop(lab: Lab, case: AskCase) -> None:
     _ask_case(lab, case)
+
+
+# ------------------------------------------------- a node whose service NAT kube-proxy does not do
+
+
+def test_a_node_whose_service_nat_is_done_outside_kube_proxy_is_said_not_inspected(lab: Lab) -> None:
+    """`lab scenario foreign-service-proxy` on the node of a frontend pod: its kube-proxy stops, its
+    rules move to tables of another name beside Cilium-shaped links, and service traffic still works.
+    Asked about a service from that pod, the bot finds no fault and says, from the links the agent
+    saw, that service NAT there is done by Cilium's eBPF load balancer and was not inspected; never
+    that kube-proxy's rules are missing. `lab heal` gives the node back to kube-proxy."""
+    pod = lab.pod(app="frontend")
+    node = str(pod["node"])
+    api = to_service("frontend", "shop", "api", 8080)
+    try:
+        lab.cli("scenario", "foreign-service-proxy", "--node", node)
+        assert eventually(lambda: api(lab), bool, what="service traffic through the renamed rules")
+        result = ask(lab, f"why can't pod {pod['name']} in shop reach svc api:8080")
+    finally:
+        lab.cli("heal")
+    verdict = result["verdict"]
+    assert verdict["code"] == "NO_FAULT_FOUND", explain(result)
+    notes = [f["summary"] for f in result.get("findings") or [] if f.get("hop") == "service-nat"]
+    assert any(
+        n.startswith(f"service NAT on {node} is done by Cilium's eBPF service load balancer; not inspected") for n in notes
+    ), explain(result)
+    assert "link cilium_host" in " ".join(notes), explain(result)
+    assert not {"KUBE_PROXY_RULES_MISSING", "KUBE_PROXY_RULES_STALE"} & {f["code"] for f in result.get("findings") or []}
+    assert eventually(lambda: api(lab), bool, what="service traffic after heal")
+
+
+# ------------------------------------------------------------------ the digest on the outside paths
+
+
+def test_the_digest_lists_the_nodes_where_a_local_nodeport_drops(lab: Lab) -> None:
+    """`kubereach digest --json` while shop/frontend-nodeport has externalTrafficPolicy Local: the
+    nodes without a frontend pod are listed (their NodePort drops), the nodes with one are not."""
+    idle, busy = node_without(lab, "frontend"), node_with(lab, "frontend")
+    lab.cli("fault", "nodeport-no-local-endpoints", "--service", "shop/frontend-nodeport")
+    try:
+        proc = kubereach("--config", lab.status["config"], "digest", "--json", "--no-history", timeout=120)
+    finally:
+        lab.cli("heal")
+    printed = json.loads(proc.stdout)
+    (section,) = [s for s in printed["sections"] if s["name"] == "nodeports"]
+    listed = {i["data"]["node"] for i in section["items"] if i["data"]["service"] == "shop/frontend-nodeport"}
+    assert idle in listed and busy not in listed, section
+    item = next(i for i in section["items"] if i["data"]["node"] == idle)
+    assert f"no ready endpoint on {idle}; clients sent to {idle}:30080 are dropped" in item["text"]
 
 
 # ------------------------------------------------------------------ how `kubereach ask` reads these questions
@@ -478,13 +562,13 @@ READINGS = [
         "why can't external traffic reach nodeport 30080 on node-2",
         "outside → nodeport 30080 on node-2",
         "outside the cluster",
-        "NodePort 30080 on node/node-2 (svc/frontend-nodeport in shop)",
+        "NodePort 30080 of svc/frontend-nodeport in shop on node/node-2",
     ),
     Reading(
         "why can't clients reach svc web's load balancer",
         "outside → svc/web load-balancer",
         "outside the cluster",
-        "svc/web in shop load-balancer",
+        "load balancer 198.51.100.10:80 of svc/web in shop",
     ),
     Reading("why can't node-1 reach api", "node-1 → api", "node/node-1", "svc/api in shop"),
 ]

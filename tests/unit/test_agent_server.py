@@ -107,6 +107,16 @@ INVALID: list[tuple[str, Any, str]] = [
     ("ProbeDns", pb.ProbeDnsRequest(name="web", netns_name="../etc"), "netns_name"),
     ("GetServiceNat", pb.GetServiceNatRequest(vip="10.96.0.1", port=443), "protocol must be one of"),
     ("GetServiceNat", pb.GetServiceNatRequest(vip="10.96.0.1", port=0, protocol=pb.PROTOCOL_TCP), "port 0"),
+    (
+        "GetServiceNat",
+        pb.GetServiceNatRequest(vip="10.240.0.11", port=30080, protocol=pb.PROTOCOL_TCP, entry=9),  # type: ignore[arg-type]
+        "entry must be one of",
+    ),
+    (
+        "GetServiceNat",
+        pb.GetServiceNatRequest(vip="node-1", port=30080, protocol=pb.PROTOCOL_TCP, entry=pb.ENTRY_NODE_PORT),
+        "vip",
+    ),
     ("QueryConntrack", pb.QueryConntrackRequest(limit=10_001), "limit"),
     ("QueryConntrack", pb.QueryConntrackRequest(orig_src="10.0.0"), "orig_src"),
     ("QueryConntrack", pb.QueryConntrackRequest(orig_dport=70_000), "orig_dport"),

@@ -582,7 +582,13 @@ def test_namespace_scoping_holds_for_ways_in(lab: Lab, client: ClusterClient) ->
 
 
 def test_nodes_as_sources_by_bare_name_or_kind(client: ClusterClient) -> None:
-    for text in ("why can't node-1 reach api", "from node node-1 to api:8080", "is api reachable from node/node-1"):
+    for text in (
+        "why can't node-1 reach api",
+        "from node node-1 to api:8080",
+        "is api reachable from node/node-1",
+        "node-1 → api -n shop",
+        "10.240.0.11 → api",
+    ):
         resolved = ask(client, text)
         assert resolved.source_kind == "node" and resolved.source_node is not None, text
         assert resolved.source_node.name == "node-1" and resolved.source_pods == ()
@@ -721,3 +727,20 @@ def test_the_case_of_a_headless_service(lab: Lab, client: ClusterClient) -> None
     case = build_case(ask(client, "frontend → redis-headless:6379"), AGENTS)
     assert case.service is not None and case.service.cluster_ip == "None" and case.service.headless
     assert sorted(e.pod.name for e in case.endpoints if e.pod) == redis_pods(lab) and case.target_ip is None
+
+
+def test_a_bare_name_like_a_node_suggests_the_nodes(client: ClusterClient) -> None:
+    error = refused(client, "why can't node-9 reach api")
+    assert error.code is VerdictCode.SOURCE_NOT_FOUND and "node/node-" in error.message
+    assert any(s.startswith("node/node-") for s in error.suggestions)
+
+
+def test_a_way_in_is_written_back_with_its_port_address_and_service(lab: Lab, client: ClusterClient) -> None:
+    lb_ip = lab.store.get("services", "web", "shop")["status"]["loadBalancer"]["ingress"][0]["ip"]
+    assert (
+        ask(client, "outside → nodeport 30080 on node-2").target
+        == "NodePort 30080 of svc/frontend-nodeport in shop on node/node-2"
+    )
+    assert ask(client, "outside → node-3:30081").target == "NodePort 30081 of svc/web in shop on node/node-3"
+    assert ask(client, "clients → web's lb").target == f"load balancer {lb_ip}:80 of svc/web in shop"
+    assert ask(client, "outside → 198.51.100.100:80").target == "external IP 198.51.100.100:80 of svc/frontend-nodeport in shop"

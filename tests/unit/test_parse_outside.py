@@ -8,6 +8,7 @@ import pytest
 
 from bot.parse import ParseError, Question, RefKind, parse_question
 from bot.parse.models import OUTSIDE_NAME, EntryKind, Ref
+from bot.parse.slack_text import clean_slack_text
 
 
 def read(text: str) -> Question:
@@ -42,6 +43,11 @@ OUTSIDE = Ref(RefKind.OUTSIDE, OUTSIDE_NAME)
         "why does external traffic time out on nodeport 30080 on node-2",
         "outside → nodeport 30080 on node-2",
         "hey, nodeport 30080 on node-2 down?",
+        "30080 nodeport on node-2 from outside",
+        "from outside, 30080 nodeport on node-2",
+        "can't reach nodeport 30080 via node-2 from outside",
+        "why can't traffic from outside reach nodeport 30080 on node-2",
+        "external → nodeport 30080 on node-2",
     ],
 )
 def test_a_nodeport_on_a_node_from_outside(text: str) -> None:
@@ -62,6 +68,9 @@ def test_a_nodeport_on_a_node_from_outside(text: str) -> None:
         ("outside to svc web nodeport", EntryKind.NODEPORT, "web"),
         ("svc web's nodeport", EntryKind.NODEPORT, "web"),
         ("the nodeport of frontend-nodeport", EntryKind.NODEPORT, "frontend-nodeport"),
+        ("why can't clients reach web via its load balancer", EntryKind.LOAD_BALANCER, "web"),
+        ("is web reachable through its external ip from outside", EntryKind.EXTERNAL_IP, "web"),
+        ("LB for web not reachable from outside", EntryKind.LOAD_BALANCER, "web"),
     ],
 )
 def test_a_services_way_in_by_name(text: str, entry: EntryKind, name: str) -> None:
@@ -143,6 +152,12 @@ def test_a_name_before_a_nodeport_is_left_to_the_resolver() -> None:
     assert read("node node-2's nodeport 30080 from outside").target.entry_node == "node-2"
 
 
+def test_a_port_on_a_node_from_outside_is_left_to_the_resolver() -> None:
+    """``port 30080 on node-2``: the resolver finds whether some service has 30080 as NodePort."""
+    question = read("port 30080 on node-2 from outside")
+    assert (question.source, question.target, question.port) == (OUTSIDE, Ref(RefKind.WORKLOAD, "node-2"), 30080)
+
+
 def test_nodes_as_sources() -> None:
     assert read("why can't node-1 reach api").source == Ref(RefKind.WORKLOAD, "node-1")
     assert read("from node node-1 to api:8080").source == Ref(RefKind.NODE, "node-1")
@@ -159,6 +174,8 @@ def test_nodes_as_sources() -> None:
         ("frontend → https://www.example.com:99999/", "out of range"),
         ("web's load balancer → api", "is a target"),
         ("outside → nodeport 99999", "out of range"),
+        ("outside → nodeport 30080 port 80", "Two ports (NodePort 30080 and 80)"),
+        ("outside → nodeport 30080 on node-2 and nodeport 30081", "a question has one source and one target"),
     ],
 )
 def test_bad_ways_in_and_out_say_what_is_wrong(text: str, says: str) -> None:
@@ -170,3 +187,27 @@ def test_bad_ways_in_and_out_say_what_is_wrong(text: str, says: str) -> None:
 def test_possessives_and_contractions() -> None:
     assert read("it's web's lb that clients can't reach").target.entry is EntryKind.LOAD_BALANCER
     assert read("what's up, frontend can't reach api").source == Ref(RefKind.WORKLOAD, "frontend")
+
+
+def test_external_as_an_adjective_beside_a_name_is_skipped() -> None:
+    service = read("why can't frontend reach the external service api.stripe.com:443")
+    assert (service.target.kind, service.target.name, service.port) == (RefKind.DNS, "api.stripe.com", 443)
+    client = read("external client 203.0.113.7 can't reach web's lb")
+    assert client.source == Ref(RefKind.IP, "203.0.113.7", address=client.source.address)
+    assert "external client" in client.ignored
+    users = read("web's LB is down for external users")
+    assert (users.source, users.ignored) == (OUTSIDE, ("users",))
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("<https://www.example.com/path>", "www.example.com:443"),
+        ("<http://x.example.org:8080/>", "x.example.org:8080"),
+        ("<https://api.stripe.com/v1|https://api.stripe.com/v1>", "api.stripe.com:443"),
+        ("<http://example.com|example.com>", "example.com"),
+        ("<https://[fd00::1]/x>", "[fd00::1]:443"),
+    ],
+)
+def test_a_url_slack_links_keeps_the_port_its_scheme_means(text: str, address: str) -> None:
+    assert clean_slack_text(text).strip() == address

@@ -107,6 +107,8 @@ class RecordedCluster:
         self.wire: Callable[[TracePlan], TraceRun] = lambda plan: TraceRun(tuple(None for _ in plan.points))
         """What the captures of a trace see (default: nothing recorded, every point not checked)."""
         self.traces: list[TracePlan] = []
+        self.entry_nats: dict[str, NatView] = {}
+        """What each node's rules say about an entry from outside (default: dispatched like `nat`)."""
 
     def _gone(self, node: str) -> Observed[Any] | None:
         return (
@@ -134,6 +136,10 @@ class RecordedCluster:
 
     async def service_nat(self, node: str, vip: str, port: int, protocol: str) -> Observed[NatView]:
         return self._gone(node) or Observed(node, self.nat)
+
+    async def entry_nat(self, node: str, kind: str, address: str, port: int, protocol: str) -> Observed[NatView]:
+        default = dataclasses.replace(self.nat, entry=kind, external_policy="Cluster")
+        return self._gone(node) or Observed(node, self.entry_nats.get(node, default))
 
     async def conntrack(
         self, node: str, *, protocol: str, orig_src: str, orig_dst: str, orig_dport: int

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 from bot.playbook.models import Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
-from bot.playbook.observations import ConntrackEntry
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
 from bot.playbook.steps.evidence import ev
+from bot.playbook.steps.node_state import carries_traffic
 from bot.playbook.steps.observe import ConntrackAsk
 
 LABEL = "source: conntrack"
 
 
-def _carries_traffic(entry: ConntrackEntry) -> bool:
-    """An entry that still steers packets: a replied UDP flow, or an established TCP connection."""
-    if not entry.replied:
-        return False
-    return entry.protocol.lower() != "tcp" or entry.state.upper() in ("ESTABLISHED", "SYN_RECV")
-
-
 def _ask(at: At) -> ConntrackAsk | None:
     src, case, svc = at.source, at.case, at.case.service
+    if case.entry is not None and case.source_kind != "pod":
+        return None  # traffic from outside meets the receiving nodes' rules (the ingress step), not the source's
     if svc is None or src.node is None or case.port is None or not src.ip or svc.headless:
         return None  # no VIP, no NAT entries to go stale
     return ConntrackAsk(src.node, case.protocol, src.ip, svc.cluster_ip, case.port)
@@ -40,7 +35,7 @@ def _decide(at: At, seen: Seen) -> Outcome:
     if observed.value is None:
         return Outcome(unchecked=unchecked(observed, "conntrack"))
     current = {e.ip for e in case.endpoints} | {svc.cluster_ip}
-    stale = [e for e in observed.value.entries if _carries_traffic(e) and e.reply_src not in current]
+    stale = [e for e in observed.value.entries if carries_traffic(e) and e.reply_src not in current]
     evidence = [
         ev(
             "conntrack",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.playbook.models import Evidence, Hop
 from bot.playbook.models import VerdictCode as C
-from bot.playbook.observations import NodeFacts
+from bot.playbook.observations import ConntrackEntry, NodeFacts
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Candidate
 from bot.playbook.steps.evidence import ev
@@ -55,3 +55,10 @@ def facts_evidence(facts: NodeFacts) -> Evidence:
         proxy_mode=facts.proxy_mode,
         overlays=[{"name": o.link.name, "up": o.link.up, "mtu": o.link.mtu, "vni": o.vni} for o in facts.overlays],
     )
+
+
+def carries_traffic(entry: ConntrackEntry) -> bool:
+    """An entry that still steers packets: a replied UDP flow, or an established TCP connection."""
+    if not entry.replied:
+        return False
+    return entry.protocol.lower() != "tcp" or entry.state.upper() in ("ESTABLISHED", "SYN_RECV")

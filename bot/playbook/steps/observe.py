@@ -36,6 +36,7 @@ class Need(StrEnum):
     LOCATE_POD = "locate_pod"
     ROUTE = "route"
     SERVICE_NAT = "service_nat"
+    ENTRY_NAT = "entry_nat"
     CONNTRACK = "conntrack"
     CONNTRACK_STATS = "conntrack_stats"
     FILTER_STATE = "filter_state"
@@ -97,6 +98,20 @@ class ServiceNatAsk(Ask[NatView]):
 
     async def call(self, observer: Observer) -> Observed[NatView]:
         return await observer.service_nat(self.node, self.vip, self.port, self.protocol)
+
+
+@dataclass(frozen=True)
+class EntryNatAsk(Ask[NatView]):
+    """kube-proxy's dispatch on `node` of a client outside the cluster through an entry."""
+
+    need = Need.ENTRY_NAT
+    kind: str
+    address: str
+    port: int
+    protocol: str
+
+    async def call(self, observer: Observer) -> Observed[NatView]:
+        return await observer.entry_nat(self.node, self.kind, self.address, self.port, self.protocol)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,18 @@ def _decide(at: At, seen: Seen) -> Outcome:
         return egress_to_addresses(at, addresses)
     if cluster is None:
         return Outcome((result(LABEL, name, StepStatus.SKIP, "NetworkPolicies were not available"),), denied=frozenset())
-    src_pod = cluster.pod(src.namespace, src.name)
-    if src_pod is None and src.host_network:
+    source: Pod | str | None = cluster.pod(src.namespace, src.name)
+    if source is None and at.case.source_kind == "external":
+        # A client outside the cluster: no egress policy selects it; the endpoints' ingress policies
+        # judge the address the packets arrive with (ipBlock rules).
+        source = arriving_address(at)
+        if source is None:
+            summary = (
+                f"traffic from {src.key} through the entry is masqueraded to a node's address (externalTrafficPolicy "
+                "Cluster): NetworkPolicy judges that address, not the client's"
+            )
+            return Outcome((result(LABEL, name, StepStatus.SKIP, summary, (), src.node),), denied=frozenset())
+    elif source is None and src.host_network:
         return Outcome(
             (result(LABEL, name, StepStatus.SKIP, HOST_NETWORK_WORDS.format(src=src.name), (), src.node),), denied=frozenset()
         )
@@ -42,9 +52,9 @@ def _decide(at: At, seen: Seen) -> Outcome:
         if e.pod is not None and e.pod.key == src.key:
             continue  # hairpin to itself: kube-proxy masquerades it to the node, which policies admit
         dst: Pod | str | None = cluster.pod(e.pod.namespace, e.pod.name) if e.pod is not None else e.ip
-        if src_pod is None or dst is None:
+        if source is None or dst is None or (isinstance(source, str) and isinstance(dst, str)):
             continue
-        decision = evaluate(cluster, src_pod, dst, e.port, at.case.protocol)
+        decision = evaluate(cluster, source, dst, e.port, at.case.protocol)
         if not decision.allowed:
             denied[e.ip] = decision
             evidence.append(
@@ -69,6 +79,16 @@ def _decide(at: At, seen: Seen) -> Outcome:
     found = Candidate(code, Hop.POLICY, decision_reason(first) + share, node, remediation(code, policies=policies), src.key)
     summary = f"NetworkPolicy denies {'egress' if egress else 'ingress'}{share}"
     return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, node),), (found,), denied=frozenset(denied))
+
+
+def arriving_address(at: At) -> str | None:
+    """The source address an outside client's packets reach the endpoints with: its own, except
+    through an entry from outside with externalTrafficPolicy Cluster, where kube-proxy masquerades them
+    (None: not the source's)."""
+    case, src = at.case, at.source
+    if case.entry is not None and case.service is not None and case.service.external_traffic_policy != "Local":
+        return None
+    return src.ip
 
 
 def decision_reason(decision: PolicyDecision) -> str:

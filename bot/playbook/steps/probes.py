@@ -1,11 +1,13 @@
-"""The probes: can the source pod reach the VIP and every endpoint; for each it cannot, walk the path
-(a follow-up step: `bot.playbook.steps.path`). The engine sends them as soon as the policy step has
+"""The probes: can the source pod reach the VIP (or, from outside the cluster, the entry) and every
+endpoint; for each it cannot, walk the path (a follow-up step: `bot.playbook.steps.path`). The engine sends them as soon as the policy step has
 decided (`PREFETCH`), so they run beside the node steps."""
 
 from __future__ import annotations
 
+from bot.playbook.case import EndpointRef
 from bot.playbook.models import Hop, StepStatus
 from bot.playbook.observations import ProbeView
+from bot.playbook.steps import entry as ingress
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, Unchecked, result, unchecked
 from bot.playbook.steps.egress_path import AFTER_PROBE
 from bot.playbook.steps.evidence import ev
@@ -24,24 +26,37 @@ adds nothing but time, while a flow the CNI does not enforce still connects with
 (its probe's outcome, "connected", is in the evidence)."""
 
 
+def _endpoints(at: At) -> tuple[EndpointRef, ...]:
+    """The endpoints probed directly: those traffic from this source may go to (through an entry from
+    outside, with externalTrafficPolicy Local, only the receiving nodes' own)."""
+    if not ingress.applies(at):
+        return at.trail.reachable
+    reached = ingress.reached_endpoints(at.case)
+    return tuple(e for e in at.trail.reachable if e in reached)
+
+
 def _probes(at: At) -> list[tuple[str, ProbeAsk]]:
-    """(label, ask): the VIP ("vip"), each endpoint (its IP), or the target address (for one outside
-    the cluster: the literal one, or the first its resolver gave). A host-network source probes from
-    its node's own namespace."""
+    """(label, ask): the VIP ("vip") or the entry from outside ("entry …"), each endpoint (its IP), or
+    the target address (for one outside the cluster: the literal one, or the first its resolver gave).
+    A host-network source (a node, or the vantage node standing in for a client outside the cluster)
+    probes from the node's own namespace."""
     src, case = at.source, at.case
     if src.node is None or not src.ip:
         return []
+    from_pod = "" if src.host_network else src.ip
 
     def probe(target: str, port: int, denied: bool = False) -> ProbeAsk:
         wait = DENIED_PROBE_TIMEOUT_MS if denied else None
-        return ProbeAsk(src.node or "", src.netns_ip, target, port, case.protocol, wait)
+        return ProbeAsk(src.node or "", from_pod, target, port, case.protocol, wait)
 
     # A probe to an endpoint the policies deny (or to the VIP when they deny every endpoint) only
     # confirms the deny, so it waits DENIED_PROBE_TIMEOUT_MS.
-    endpoints, denied = at.trail.reachable, at.trail.denied
+    endpoints, denied = _endpoints(at), at.trail.denied
     every_denied = bool(endpoints) and all(e.ip in denied for e in endpoints)
     probes: list[tuple[str, ProbeAsk]] = []
-    if case.service is not None and case.port is not None and not case.service.headless:
+    if ingress.applies(at):
+        probes += ingress.entry_probes(at)
+    elif case.service is not None and case.port is not None and not case.service.headless:
         probes.append(("vip", probe(case.service.cluster_ip, case.port, every_denied)))
     for e in endpoints:
         probes.append((e.ip, probe(e.ip, e.port, e.ip in denied)))
@@ -53,12 +68,19 @@ def _probes(at: At) -> list[tuple[str, ProbeAsk]]:
     return probes
 
 
+def _front(outcome: dict[str, ProbeView | None]) -> ProbeView | None:
+    """What the probes to the service's front saw: the VIP's, or the first failing (else first) entry's."""
+    fronts = [view for label, view in outcome.items() if label == "vip" or label.startswith("entry")]
+    seen = [view for view in fronts if view is not None]
+    return next((v for v in seen if not v.ok), seen[0] if seen else None)
+
+
 def _asks(at: At) -> tuple[Ask[object], ...]:
     return tuple(ask for _, ask in _probes(at))
 
 
 def _decide(at: At, seen: Seen) -> Outcome:
-    src, case, endpoints = at.source, at.case, at.trail.reachable
+    src, case, endpoints = at.source, at.case, _endpoints(at)
     probes = _probes(at)
     if not probes:
         return Outcome()
@@ -93,7 +115,8 @@ def _decide(at: At, seen: Seen) -> Outcome:
         step = result(LABEL, f"source {src.name}: probes", StepStatus.FAIL, summary, evidence, src.node)
         follow = None if outside in at.trail.denied else AFTER_PROBE
         return Outcome((step,), unchecked=tuple(missed), probes=outcome, then=follow)
-    vip = outcome.get("vip")
+    vip = _front(outcome)
+    front = "the VIP" if "vip" in outcome else "the entry"
     ok_count = len([e for e in endpoints if (seen_e := outcome.get(e.ip)) is not None and seen_e.ok])
     name = f"source {src.name}: probes"
     if not failed and (vip is None or vip.ok) and unprobed:
@@ -101,18 +124,18 @@ def _decide(at: At, seen: Seen) -> Outcome:
         step = result(LABEL, name, StepStatus.WARN, summary, evidence, src.node)
         return Outcome((step,), unchecked=tuple(missed), unprobed=True, probes=outcome)
     if not failed and (vip is None or vip.ok):
-        summary = f"{src.key} reaches " + (f"the VIP and all {len(endpoints)} endpoints" if vip else "the target")
+        summary = f"{src.key} reaches " + (f"{front} and all {len(endpoints)} endpoints" if vip else "the target")
         return Outcome(
             (result(LABEL, name, StepStatus.PASS, summary, evidence, src.node),), unchecked=tuple(missed), probes=outcome
         )
-    summary = f"{src.key} cannot reach {len(failed)} of {len(endpoints)} endpoints" + (
-        f"; the VIP {vip.outcome}" if vip and not vip.ok else ""
+    summary = (f"{src.key} cannot reach {len(failed)} of {len(endpoints)} endpoints" if endpoints else f"{src.key}") + (
+        f"; {front} {vip.outcome}" if vip and not vip.ok else ""
     )
     step = result(LABEL, name, StepStatus.FAIL, summary, evidence, src.node)
 
     def vip_vs_endpoints(causes: tuple[Candidate, ...]) -> Outcome:
         if vip is not None and not vip.ok and ok_count == len(endpoints) and endpoints:
-            said = "every endpoint answers directly but the VIP does not: the service translation fails"
+            said = f"every endpoint answers directly but {front} does not: the service translation fails"
             return Outcome(
                 (result("source: VIP vs endpoints", f"source {src.name}: VIP vs endpoints", StepStatus.FAIL, said, (), src.node),)
             )

@@ -22,7 +22,7 @@ def _decide(at: At, seen: Seen) -> Outcome:
     facts = seen[NodeFactsAsk(src.node)].value
     if facts is None:
         return Outcome()  # the source pod step says the node state could not be checked
-    found = node_checks(facts, Hop.SOURCE_NODE, forwards=not src.host_network)
+    found = node_checks(facts, Hop.SOURCE_NODE, forwards=not src.host_network)  # a node's own traffic is not forwarded
     summary = found[0].summary if found else "forwarding on, conntrack has room"
     status = StepStatus.FAIL if found else StepStatus.PASS
     step = result("source node", f"source node {src.node}", status, summary, [facts_evidence(facts)], src.node)

@@ -34,29 +34,8 @@ def _asks(at: At) -> tuple[Ask[object], ...]:
     if src.node is None:
         return ()
     if src.host_network:
-        return (NodeFactsAsk(src.node),)
+        return (NodeFactsAsk(src.node),)  # no pod namespace of its own: only whether the node's agent answers
     return (NodeFactsAsk(src.node), LocatePodAsk(src.node, src.ip or ""))
-
-
-def _host_network(at: At, seen: Seen) -> Outcome:
-    """A source in the node's namespace: no pod network to check; the walk needs the node's agent."""
-    src, node = at.source, at.source.node or ""
-    facts = seen[NodeFactsAsk(node)]
-    name = f"source {src.name}: pod network"
-    if facts.value is None and facts.unreachable:
-        words = CallFailure(facts.error_kind or CallFailure.UNREACHABLE).words
-        found = Candidate(
-            C.AGENT_UNREACHABLE,
-            Hop.SOURCE_NODE,
-            f"the kubereach agent on {node} {words}: nothing on {node} could be checked, including probes from it",
-            node,
-            remediation(C.AGENT_UNREACHABLE, node=node),
-            src.key,
-        )
-        failed = result("source node", f"source {src.name}: node {node}", StepStatus.FAIL, f"agent on {node} {words}", (), node)
-        return Outcome((failed,), (found,), unchecked=unchecked(facts, "everything on the source node"), go_on=False)
-    summary = f"{who(src)} sends from {node}'s own network namespace: no pod interface, veth or pod route to check"
-    return Outcome((result(LABEL, name, StepStatus.SKIP, summary, (), node),))
 
 
 def _decide(at: At, seen: Seen) -> Outcome:
@@ -105,6 +84,26 @@ def _decide(at: At, seen: Seen) -> Outcome:
         summary = f"the agent could not find {src.ip} on {src.node}: {located.error}"
         return Outcome((result(LABEL, name, StepStatus.WARN, summary, (), src.node),), unchecked=missed)
     return Outcome(unchecked=missed)
+
+
+def _host_network(at: At, seen: Seen) -> Outcome:
+    """A node, a host-network pod or the vantage node standing in for a client outside the cluster: it
+    has no eth0/veth pair of its own to check; its walk ends only when its node's agent is gone."""
+    src = at.source
+    node = src.node or ""
+    facts = seen[NodeFactsAsk(node)]
+    if facts.unreachable:
+        summary = (
+            f"the kubereach agent on {node} {CallFailure(facts.error_kind or CallFailure.UNREACHABLE).words}: "
+            f"nothing on {node} could be checked, including probes from {src.key}"
+        )
+        found = Candidate(
+            C.AGENT_UNREACHABLE, Hop.SOURCE_NODE, summary, node, remediation(C.AGENT_UNREACHABLE, node=node), src.key
+        )
+        failed = result("source node", f"source {src.name}: node {node}", StepStatus.FAIL, summary, (), node)
+        return Outcome((failed,), (found,), unchecked=unchecked(facts, "everything on the source node"), go_on=False)
+    summary = f"{who(src)} sends from {node}'s own network namespace: no pod interface, veth or pod route to check"
+    return Outcome((result(LABEL, f"source {src.name}: pod network", StepStatus.SKIP, summary, (), node),))
 
 
 STEP = Step("source_pod", Hop.SOURCE_POD, frozenset({Need.NODE_FACTS, Need.LOCATE_POD}), _asks, _decide)

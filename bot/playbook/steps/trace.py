@@ -74,7 +74,9 @@ def marked_port(seed: int, *probe: str) -> int:
 def _wanted(at: At) -> tuple[Unexplained, ...]:
     """What to trace from this source: the unexplained failures (the question's target first), or,
     when a trace was asked for, one endpoint of the target (on another node when there is one).
-    Only endpoints with a known node are traced, from a source pod with a node and an address."""
+    Only endpoints with a known node are traced, from a source pod with a node and an address (a
+    host-network source, such as the node standing in for a client outside the cluster, has no pod
+    interface for the marked probe to start from: it is not traced)."""
     case, trail, src = at.case, at.trail, at.source
     wanted = sorted(trail.unexplained, key=lambda u: u.purpose != "target")
     if case.trace and not any(u.purpose == "target" for u in wanted) and case.target_kind in ("service", "pod"):
@@ -85,7 +87,7 @@ def _wanted(at: At) -> tuple[Unexplained, ...]:
             wanted.insert(0, Unexplained(candidates[0], case.protocol))
     # Loss is measured on one path (the question's own), the repeated probe takes its time.
     wanted = wanted[: 1 if case.trace == "loss" else MAX_TRACES]
-    if src.node is None or not src.ip:
+    if src.node is None or not src.ip or src.host_network:
         return ()
     return tuple(u for u in wanted if u.endpoint.node is not None)
 

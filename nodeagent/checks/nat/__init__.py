@@ -11,6 +11,8 @@ decided are returned as evidence.
   endpoints in whichever layout kube-proxy wrote them; a layout it does not read is answered as such
   (`layout` "unknown", `unreadable`), never as "not programmed";
 - `nft_netlink`: the same table's parts read straight over nf_tables netlink (cold lookups);
+- `ingress`: traffic from outside the cluster (a NodePort, an external IP, a load balancer IP) walked
+  as an outside client meets it, in both modes (`KubeProxyTables.entry_nat`);
 - `ipvs`: the virtual server and its real servers, through pyroute2's IPVS client;
 - `cache`: `SnapshotCache`, parsed snapshots reused while the nf_tables generation id is unchanged;
 - `tables`: `KubeProxyTables`, which detects the mode, reads and caches; the agent's checks own one.

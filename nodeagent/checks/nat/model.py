@@ -48,6 +48,16 @@ class ServiceNat:
     unreadable: str = ""
     """Why the rules could not be read (a layout kubereach does not read yet); empty when they were.
     When set, `programmed`, `endpoints` and `no_endpoints_action` say nothing about the service."""
+    entry: str = ""
+    """For traffic from outside the cluster: "nodeport", "external-ip" or "load-balancer" (the walk
+    `ingress` made); empty for a ClusterIP walk. `endpoints` are then those external traffic reaches
+    from this node."""
+    external_policy: str = ""
+    """For an entry walk: "Local" when the rules send external traffic only to this node's endpoints
+    (externalTrafficPolicy Local), "Cluster" when to every endpoint; empty when the rules do not say."""
+    health_check_node_port: int | None = None
+    """For an entry walk: the health check node port the filter table ACCEPTs for this service (iptables
+    mode; nftables mode writes no rule for it), None when none is programmed."""
 
 
 def validate(vip: str, port: int, protocol: str) -> None:

@@ -35,6 +35,8 @@ def _render_value(value: Any) -> str:
             return f"numgen {value['numgen']['mode']} mod {value['numgen']['mod']}"
         if "ct" in value:
             return f"ct {value['ct']['key']}"
+        if "fib" in value and isinstance(value["fib"], dict):
+            return f"fib {' . '.join(value['fib'].get('flags', ()))} {value['fib'].get('result', '')}".strip()
         for op in ("&", "|", "^"):
             if op in value:
                 return f" {op} ".join(_render_value(v) for v in value[op])

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeagent.checks import ctnetlink, netlink
+from nodeagent.checks.nat.ingress import NODEPORT, NODEPORT_IPS, nft_entry_nat
 from nodeagent.checks.nat.model import ServiceNat
 from nodeagent.checks.nat.nft_json import verdict_of
 from nodeagent.checks.nat.nftables import NftMapElement, NftRuleset, nft_service_nat, rule_targets
@@ -44,6 +45,10 @@ _VERDICTS = {0: "drop", 1: "accept", -1: "continue", -2: "break", -3: "jump", -4
 _CMP_OPS = {0: "==", 1: "!=", 2: "<", 3: "<=", 4: ">", 5: ">="}
 _L4_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp"}
 NFT_REG_VERDICT = 0
+_FIB_RESULTS = {1: "oif", 2: "oifname", 3: "type"}
+_FIB_FLAGS = ((1, "saddr"), (2, "daddr"), (4, "mark"), (8, "iif"), (16, "oif"), (32, "present"))
+_ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast", 6: "blackhole", 7: "unreachable"}
+"""rtnetlink route types as nft prints a `fib … type` result."""
 _CT_KEYS = {0: "state", 1: "direction", 2: "status", 3: "mark"}
 _META_KEYS = {3: "mark", 15: "nfproto", 16: "l4proto", 2: "protocol", 4: "iif", 5: "oif"}
 # (base, offset, length) → nft's name for the header field; base 1 is the network header, 2 transport.
@@ -93,6 +98,9 @@ def _value_for(left: Any, raw: bytes) -> Any:
             return _L4_NAMES.get(raw[0], raw[0])
     if isinstance(left, dict) and left.get("meta", {}).get("key") == "l4proto" and raw:
         return _L4_NAMES.get(raw[0], raw[0])
+    if isinstance(left, dict) and left.get("fib", {}).get("result") == "type" and len(raw) == 4:
+        kind = int.from_bytes(raw, sys.byteorder)
+        return _ROUTE_TYPES.get(kind, kind)
     return int.from_bytes(raw, sys.byteorder) if len(raw) <= 8 else raw.hex()
 
 
@@ -185,6 +193,11 @@ def _decode_expression(
             regs.loads[u32(1)] = {"meta": {"key": key_name}}
             return None
         return {"mangle": {"key": {"meta": {"key": key_name}}, "value": regs.loads.get(u32(3))}}
+    if name == "fib" and 1 in data:
+        # `fib saddr type local` (kube-proxy's short-circuit of the node's own traffic)
+        flags = [flag for bit, flag in _FIB_FLAGS if u32(3) & bit]
+        regs.loads[u32(1)] = {"fib": {"result": _FIB_RESULTS.get(u32(2), str(u32(2))), "flags": flags}}
+        return None
     if name == "numgen":
         regs.loads[u32(1)] = {"numgen": {"mode": "random" if u32(3) == 1 else "inc", "mod": u32(2), "offset": u32(4)}}
         return None
@@ -360,6 +373,18 @@ def service_key(raw: bytes) -> tuple[str, ...] | None:
     return (socket.inet_ntop(socket.AF_INET, raw[0:4]), _L4_NAMES.get(raw[4], str(raw[4])), str(int.from_bytes(raw[8:10], "big")))
 
 
+def port_key(raw: bytes) -> tuple[str, ...] | None:
+    """An `inet_proto . inet_service` key (a NodePort map's; each part padded to 4 bytes) as nft prints it."""
+    if len(raw) != 8:
+        return None
+    return (_L4_NAMES.get(raw[0], str(raw[0])), str(int.from_bytes(raw[4:6], "big")))
+
+
+def address_key(raw: bytes) -> str | None:
+    """An `ipv4_addr` set member (`nodeport-ips`)."""
+    return socket.inet_ntop(socket.AF_INET, raw) if len(raw) == 4 else None
+
+
 def data_json(raw: bytes) -> Any:
     """A data-map value as nft -j prints it: `IP . PORT` ({"concat": [ip, port]}) or an address."""
     if len(raw) == 8:  # ipv4_addr . inet_service, each padded to 4 bytes
@@ -425,12 +450,42 @@ class _NftReader:
         )
         return self._dump(NFT_MSG_GETSETELEM, payload, NFTA_SET_ELEM_LIST_ELEMENTS)
 
-    def service_element(self, map_name: str, key: tuple[str, ...]) -> NftMapElement | None:
+    def service_element(
+        self, map_name: str, key: tuple[str, ...], key_of: Callable[[bytes], tuple[str, ...] | None] = service_key
+    ) -> NftMapElement | None:
         for chunk in self.elements(map_name):
-            for found, data, comment in decode_set_elements(memoryview(chunk), service_key):
+            for found, data, comment in decode_set_elements(memoryview(chunk), key_of):
                 if found == key:
                     return map_element(key, data, comment)
         return None
+
+    def members(self, set_name: str) -> tuple[str, ...] | None:
+        """The addresses of an address set; None when the table has no such set."""
+        try:
+            chunks = self.elements(set_name)
+        except ctnetlink.NetfilterNetlinkError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+        found = (address_key(key) for chunk in chunks for key, _data, _comment in decode_set_elements(memoryview(chunk), bytes))
+        return tuple(a for a in found if a is not None)
+
+    def chains_from(self, starts: list[str]) -> dict[str, tuple[tuple[Any, ...], ...]] | None:
+        """The chains reached from `starts` (jumps, gotos, verdict maps), read one by one; None past
+        MAX_TARGETED_CHAINS (the full dump is cheaper then)."""
+        chains: dict[str, tuple[tuple[Any, ...], ...]] = {}
+        queue = list(starts)
+        while queue:
+            name = queue.pop(0)
+            if name in chains:
+                continue
+            if len(chains) >= MAX_TARGETED_CHAINS:
+                return None
+            rules = self.chain(name)
+            if rules is not None:
+                chains[name] = rules
+                queue += chain_targets(rules)
+        return chains
 
     def anonymous_map(self, name: str) -> list[list[Any]]:
         entries: list[list[Any]] = []
@@ -485,18 +540,9 @@ def service_nat_on_demand(netns: str, vip: str, port: int, protocol: str) -> Ser
                 break
         else:
             return None
-        chains: dict[str, tuple[tuple[Any, ...], ...]] = {}
-        queue = [element.target] if element.target else []
-        while queue:
-            name = queue.pop(0)
-            if name in chains:
-                continue
-            if len(chains) >= MAX_TARGETED_CHAINS:
-                return None
-            rules = reader.chain(name)
-            if rules is not None:
-                chains[name] = rules
-                queue += chain_targets(rules)
+        chains = reader.chains_from([element.target] if element.target else [])
+        if chains is None:
+            return None
         data_maps: dict[str, dict[tuple[str, ...], Any]] = {}
         for rules in chains.values():
             for name, key in named_data_maps(rules).items():
@@ -507,6 +553,45 @@ def service_nat_on_demand(netns: str, vip: str, port: int, protocol: str) -> Ser
         # A layout this reader does not know (or could not decode) may be one the full dump knows:
         # let the full dump decide.
         return None if found.unreadable else found
+    except ctnetlink.NetfilterNetlinkError as exc:
+        log.debug("netlink read of the kube-proxy table failed, using nft: %s", exc)
+        return None
+    finally:
+        sock.close()
+
+
+def entry_nat_on_demand(
+    netns: str, entry: str, address: str, port: int, protocol: str, address_is_local: bool | None
+) -> ServiceNat | None:
+    """`nft_entry_nat` over only the parts of the table it needs, read over netlink: the dispatch and
+    no-endpoint elements of the entry, `nodeport-ips`, and the chains from the dispatch on. None when
+    neither element is there or the table is shaped otherwise (then the full dump decides)."""
+    if ":" in address:
+        return None
+    proto = protocol.lower()
+    key: tuple[str, ...]
+    if entry == NODEPORT:
+        maps, key, key_of = ("service-nodeports", "no-endpoint-nodeports"), (proto, str(port)), port_key
+    else:
+        maps, key, key_of = ("service-ips", "no-endpoint-services"), (address, proto, str(port)), service_key
+    try:
+        sock = ctnetlink.open_netfilter_socket(netns)
+    except ctnetlink.NetfilterNetlinkError:
+        return None
+    try:
+        reader = _NftReader(sock)
+        elements = {name: reader.service_element(name, key, key_of) for name in maps}
+        found = {name: element for name, element in elements.items() if element is not None}
+        if not found:
+            return None
+        chains = reader.chains_from([e.target for e in found.values() if e.target])
+        if chains is None:
+            return None
+        members = reader.members(NODEPORT_IPS) if entry == NODEPORT else None
+        sets = {NODEPORT_IPS: members} if members is not None else {}
+        partial = NftRuleset(chains=chains, maps={name: (element,) for name, element in found.items()}, sets=sets)
+        answer = nft_entry_nat(partial, entry, address, port, protocol, address_is_local=address_is_local)
+        return None if answer.unreadable else answer
     except ctnetlink.NetfilterNetlinkError as exc:
         log.debug("netlink read of the kube-proxy table failed, using nft: %s", exc)
         return None

@@ -22,6 +22,7 @@ import re
 import socket
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from nodeagent.checks import ctnetlink, netlink
@@ -34,11 +35,12 @@ from nodeagent.checks.iptables_save import (
     parse_rule,
 )
 from nodeagent.checks.nat.cache import Loading, RulesetVersion, SnapshotCache, ruleset_version, unchanged_since
+from nodeagent.checks.nat.ingress import ENTRY_KINDS, iptables_entry_nat, nft_entry_nat
 from nodeagent.checks.nat.iptables import SERVICE_CHAIN_PREFIXES, dispatches, iptables_list_service_nat, iptables_service_nat
 from nodeagent.checks.nat.iptables_netlink import rules_for_destination
 from nodeagent.checks.nat.ipvs import ipvs_active, ipvs_service_nat
 from nodeagent.checks.nat.model import NatStateError, ServiceNat, not_programmed, validate
-from nodeagent.checks.nat.nft_netlink import service_nat_on_demand
+from nodeagent.checks.nat.nft_netlink import entry_nat_on_demand, service_nat_on_demand
 from nodeagent.checks.nat.nftables import (
     NftRuleset,
     NftRulesetError,
@@ -236,7 +238,7 @@ class KubeProxyTables:
                 policy = parts[2] if len(parts) > 2 else None
         return IptablesChain(chain, policy, None, None, tuple(rules))
 
-    def _iptables_on_demand(self, netns: str, version: RulesetVersion, destination: tuple[str, int, str]) -> IptablesSave:
+    def _iptables_on_demand(self, netns: str, version: RulesetVersion, destination: tuple[str, int, str] | None) -> IptablesSave:
         tables = {
             name: IptablesTable(name, _ChainsOnDemand(self, netns, name, version, destination)) for name in ("nat", "filter")
         }
@@ -299,6 +301,45 @@ class KubeProxyTables:
         if mode == "ipvs":
             return ipvs_service_nat(netns, vip, port, protocol)
         return not_programmed(mode, vip, port, protocol, "# no kube-proxy rules found (no nftables table, KUBE-SERVICES or IPVS)")
+
+    def entry_nat(self, netns: str, netns_name: str | None, entry: str, address: str, port: int, protocol: str) -> ServiceNat:
+        """How kube-proxy on the node in `netns` dispatches a client outside the cluster connecting to
+        `address`:`port` through `entry` (`ingress.ENTRY_KINDS`). A cold lookup reads only what its walk
+        needs (iptables chain by chain, nftables over netlink), as `service_nat` does."""
+        del netns_name
+        validate(address, port, protocol)
+        if entry not in ENTRY_KINDS:
+            raise ValueError(f"entry {entry[:32]!r} is not one of {', '.join(ENTRY_KINDS)}")
+        version = ruleset_version(netns)
+        mode = self._detect(netns, version)
+        local = _vip_is_local(netns, address)
+        if mode == "nftables":
+            if self.cache.peek(version, "nft:kube-proxy") is None:
+                found = entry_nat_on_demand(netns, entry, address, port, protocol, local)
+                if found is not None and unchanged_since(netns, version):
+                    self.cache.load_in_background(
+                        version, "nft:kube-proxy", lambda loading: self._load_nft_kube_proxy(netns, loading)
+                    )
+                    return found
+            ruleset = self.cache.cached(version, "nft:kube-proxy", lambda: self._load_nft_kube_proxy(netns))
+            return nft_entry_nat(ruleset, entry, address, port, protocol, address_is_local=local)
+        if mode == "iptables":
+            if self.cache.peek(version, "iptables") is None and not self.cache.loading_now(version, "iptables"):
+                # Cold: read only the chains the walk visits (KUBE-SERVICES for an address over netlink).
+                destination = None if entry == "nodeport" else (address, port, protocol.lower())
+                on_demand = self._iptables_on_demand(netns, version, destination)
+                try:
+                    found = iptables_entry_nat(on_demand, entry, address, port, protocol, address_is_local=local)
+                except (_OnDemandUnavailable, NatStateError) as exc:
+                    log.debug("reading chains one by one failed, using iptables-save: %s", exc)
+                else:
+                    if unchanged_since(netns, version):
+                        self.cache.load_in_background(version, "iptables", lambda loading: self._load_iptables(netns, loading))
+                        return found
+            save = self.iptables_snapshot(netns, version)
+            return iptables_entry_nat(save, entry, address, port, protocol, address_is_local=local)
+        note = f"# {address}:{port} is not read in kube-proxy mode {mode!r} (only iptables and nftables rules are walked)"
+        return replace(not_programmed(mode, address, port, protocol, note), entry=entry)
 
     def list_service_nat(self, netns: str, netns_name: str | None) -> tuple[ServiceNat, ...]:
         """Every service port kube-proxy has programmed on the node (for digests)."""

@@ -107,6 +107,34 @@ ROUTE_TYPE_NO_ROUTE: RouteType.ValueType  # 9
 """ROUTE_TYPE_NO_ROUTE means no route matches: the network is unreachable."""
 Global___RouteType: _TypeAlias = RouteType  # noqa: Y015
 
+class _Entry:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EntryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Entry.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ENTRY_UNSPECIFIED: _Entry.ValueType  # 0
+    """ENTRY_UNSPECIFIED walks a cluster IP."""
+    ENTRY_NODE_PORT: _Entry.ValueType  # 1
+    """ENTRY_NODE_PORT is a NodePort on one of the node's addresses."""
+    ENTRY_EXTERNAL_IP: _Entry.ValueType  # 2
+    """ENTRY_EXTERNAL_IP is one of the service's spec.externalIPs."""
+    ENTRY_LOAD_BALANCER: _Entry.ValueType  # 3
+    """ENTRY_LOAD_BALANCER is one of the service's load balancer ingress IPs."""
+
+class Entry(_Entry, metaclass=_EntryEnumTypeWrapper):
+    """Entry is where traffic from outside the cluster comes into a service."""
+
+ENTRY_UNSPECIFIED: Entry.ValueType  # 0
+"""ENTRY_UNSPECIFIED walks a cluster IP."""
+ENTRY_NODE_PORT: Entry.ValueType  # 1
+"""ENTRY_NODE_PORT is a NodePort on one of the node's addresses."""
+ENTRY_EXTERNAL_IP: Entry.ValueType  # 2
+"""ENTRY_EXTERNAL_IP is one of the service's spec.externalIPs."""
+ENTRY_LOAD_BALANCER: Entry.ValueType  # 3
+"""ENTRY_LOAD_BALANCER is one of the service's load balancer ingress IPs."""
+Global___Entry: _TypeAlias = Entry  # noqa: Y015
+
 class _ProbeOutcome:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -464,6 +492,8 @@ class GetNodeInfoResponse(_message.Message):
     PROXY_MODE_FIELD_NUMBER: _builtins.int
     IP_FORWARD_FIELD_NUMBER: _builtins.int
     CONNTRACK_FIELD_NUMBER: _builtins.int
+    DATAPLANE_FIELD_NUMBER: _builtins.int
+    DATAPLANE_EVIDENCE_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     """node_name is the node name the agent was started with."""
     hostname: _builtins.str
@@ -482,6 +512,11 @@ class GetNodeInfoResponse(_message.Message):
     """proxy_mode is kube-proxy's detected mode: "iptables", "nftables", "ipvs" or "none"."""
     ip_forward: _builtins.bool
     """ip_forward is net.ipv4.ip_forward in the node's namespace."""
+    dataplane: _builtins.str
+    """dataplane names what does service NAT on the node: "kube-proxy-iptables", "kube-proxy-nftables",
+    "ipvs", "cilium-ebpf", "ebpf" (programs attached to the node's links) or "none"; empty when
+    the signs could not be read (an older agent, or kube-proxy's mode unreadable).
+    """
     @_builtins.property
     def cni(self) -> Global___CniShape:
         """cni is the CNI shape detected in the node's namespace."""
@@ -489,6 +524,10 @@ class GetNodeInfoResponse(_message.Message):
     @_builtins.property
     def conntrack(self) -> Global___ConntrackStats:
         """conntrack are the node namespace's conntrack statistics."""
+
+    @_builtins.property
+    def dataplane_evidence(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """dataplane_evidence are the observations that name the dataplane (links, tables, pinned maps)."""
 
     def __init__(
         self,
@@ -503,10 +542,12 @@ class GetNodeInfoResponse(_message.Message):
         proxy_mode: _builtins.str = ...,
         ip_forward: _builtins.bool = ...,
         conntrack: Global___ConntrackStats | None = ...,
+        dataplane: _builtins.str = ...,
+        dataplane_evidence: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cni", b"cni", "conntrack", b"conntrack"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cni", b"cni", "conntrack", b"conntrack", "hostname", b"hostname", "ip_forward", b"ip_forward", "kernel_release", b"kernel_release", "netns_inode", b"netns_inode", "netns_name", b"netns_name", "node_name", b"node_name", "proxy_mode", b"proxy_mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cni", b"cni", "conntrack", b"conntrack", "dataplane", b"dataplane", "dataplane_evidence", b"dataplane_evidence", "hostname", b"hostname", "ip_forward", b"ip_forward", "kernel_release", b"kernel_release", "netns_inode", b"netns_inode", "netns_name", b"netns_name", "node_name", b"node_name", "proxy_mode", b"proxy_mode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -847,22 +888,29 @@ class GetServiceNatRequest(_message.Message):
     VIP_FIELD_NUMBER: _builtins.int
     PORT_FIELD_NUMBER: _builtins.int
     PROTOCOL_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
     vip: _builtins.str
     """vip is the service's cluster IP."""
     port: _builtins.int
     """port is the service port (1-65535)."""
     protocol: Global___Protocol.ValueType
     """protocol is the service protocol (TCP, UDP or SCTP)."""
+    entry: Global___Entry.ValueType
+    """entry, when set, asks how traffic from outside the cluster is dispatched: vip is then the address
+    the client connects to (the node's own IP for a NodePort, else the external or load balancer IP)
+    and port the NodePort or the service port. Unset: vip is a cluster IP.
+    """
     def __init__(
         self,
         *,
         vip: _builtins.str = ...,
         port: _builtins.int = ...,
         protocol: Global___Protocol.ValueType = ...,
+        entry: Global___Entry.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["port", b"port", "protocol", b"protocol", "vip", b"vip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "port", b"port", "protocol", b"protocol", "vip", b"vip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -925,6 +973,9 @@ class ServiceNat(_message.Message):
     RULES_FIELD_NUMBER: _builtins.int
     LAYOUT_FIELD_NUMBER: _builtins.int
     UNREADABLE_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
+    EXTERNAL_POLICY_FIELD_NUMBER: _builtins.int
+    HEALTH_CHECK_NODE_PORT_FIELD_NUMBER: _builtins.int
     mode: _builtins.str
     """mode is kube-proxy's mode: "iptables", "nftables", "ipvs" or "none"."""
     vip: _builtins.str
@@ -953,6 +1004,20 @@ class ServiceNat(_message.Message):
     """unreadable says why the rules could not be read (a layout the agent does not read yet); empty when
     they were. When set, programmed, endpoints and no_endpoints_action say nothing about the service.
     """
+    entry: _builtins.str
+    """entry is "nodeport", "external-ip" or "load-balancer" when the request asked about an entry from
+    outside the cluster; endpoints are then the ones such traffic reaches from this node (with
+    externalTrafficPolicy Local only this node's), and no_endpoints_action "DROP" is kube-proxy's
+    "has no local endpoints" drop. Empty for a cluster IP.
+    """
+    external_policy: _builtins.str
+    """external_policy is "Local" when the rules send external traffic only to this node's endpoints,
+    "Cluster" when to every endpoint; empty when not an entry or the rules do not say.
+    """
+    health_check_node_port: _builtins.int
+    """health_check_node_port is the service's health check node port the filter table accepts
+    (iptables mode); 0 when none is programmed (nftables mode writes no rule for it).
+    """
     @_builtins.property
     def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___NatEndpoint]:
         """endpoints are the DNAT targets in evaluation order."""
@@ -977,10 +1042,13 @@ class ServiceNat(_message.Message):
         rules: _abc.Iterable[_builtins.str] | None = ...,
         layout: _builtins.str = ...,
         unreadable: _builtins.str = ...,
+        entry: _builtins.str = ...,
+        external_policy: _builtins.str = ...,
+        health_check_node_port: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "layout", b"layout", "mode", b"mode", "no_endpoints_action", b"no_endpoints_action", "port", b"port", "programmed", b"programmed", "protocol", b"protocol", "rules", b"rules", "service_chain", b"service_chain", "service_name", b"service_name", "session_affinity", b"session_affinity", "unreadable", b"unreadable", "vip", b"vip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "entry", b"entry", "external_policy", b"external_policy", "health_check_node_port", b"health_check_node_port", "layout", b"layout", "mode", b"mode", "no_endpoints_action", b"no_endpoints_action", "port", b"port", "programmed", b"programmed", "protocol", b"protocol", "rules", b"rules", "service_chain", b"service_chain", "service_name", b"service_name", "session_affinity", b"session_affinity", "unreadable", b"unreadable", "vip", b"vip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
