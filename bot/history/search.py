@@ -17,10 +17,12 @@ investigations and, when those hold fewer than the results asked for, over the w
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +30,7 @@ from sqlalchemy import (
     Row,
     Select,
     bindparam,
+    cast,
     column,
     exists,
     func,
@@ -40,7 +43,7 @@ from sqlalchemy import (
     type_coerce,
     union,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSQUERY
 from sqlalchemy.orm import Session
 
 from bot.history.models import Investigation
@@ -54,6 +57,16 @@ SEARCH_CONFIG = "simple"
 SQLITE_TEXT_COLUMNS = ("names", "question", "verdict", "evidence")
 SQLITE_COLUMN_WEIGHTS = (10.0, 4.0, 2.0, 1.0, 0.0)
 """bm25 weights of the FTS5 columns names, question, verdict, evidence (ts_rank's A, B, C, D) and facets."""
+
+
+class Plan(StrEnum):
+    """How a text search finds its candidates on PostgreSQL (see `choose_plan`)."""
+
+    WALK = "walk"
+    """Newest first along the primary key, testing each document, until enough matches."""
+    BITMAP = "bitmap"
+    """Every match from the GIN index (within the window), then the newest of them."""
+
 
 MAX_LIMIT = 1000
 RANK_WINDOW = 20_000
@@ -138,8 +151,14 @@ def search_investigations(
     limit: int = 20,
     rank_window: int = RANK_WINDOW,
     rank_candidates: int = RANK_CANDIDATES,
+    plan: Plan | None = None,
 ) -> list[SearchHit]:
-    """Investigations matching `query_text` and `filters`, best match first (newest first without text)."""
+    """Investigations matching `query_text` and `filters`, best match first (newest first without text).
+
+    `plan` forces how PostgreSQL finds the candidates (tests compare both); by default each search
+    chooses from PostgreSQL's own estimate of how many documents match (`choose_plan`). SQLite's FTS5
+    walks its posting lists newest first whatever the words, so it has no choice to make.
+    """
     filters = filters or SearchFilters()
     limit = max(1, min(limit, MAX_LIMIT))
     words = search_words(query_text)
@@ -150,12 +169,27 @@ def search_investigations(
         raise NotImplementedError(f"full-text search is not built for {dialect}")
     rank_candidates = max(limit, rank_candidates)
     newest = session.execute(select(func.max(Investigation.id))).scalar_one_or_none() or 0
+    matches = _estimated_matches(session, words, filters) if dialect == "postgresql" and plan is None else 0.0
     rows: Sequence[Row[Any]] = ()
     if newest > rank_window:
-        rows = session.execute(_ranked(dialect, words, filters, limit, rank_candidates, newest - rank_window)).all()
+        window_plan = plan or choose_plan(matches * rank_window / newest, rank_window, rank_candidates)
+        rows = session.execute(_ranked(dialect, words, filters, limit, rank_candidates, newest - rank_window, window_plan)).all()
     if len(rows) < limit:
-        rows = session.execute(_ranked(dialect, words, filters, limit, rank_candidates, None)).all()
+        whole_plan = plan or choose_plan(matches, max(newest, 1), rank_candidates)
+        rows = session.execute(_ranked(dialect, words, filters, limit, rank_candidates, None, whole_plan)).all()
     return [_hit(row) for row in rows]
+
+
+def choose_plan(matches: float, rows: int, candidates: int) -> Plan:
+    """Walk the newest rows, or visit every match found by the index, whichever reads fewer rows.
+
+    Among `rows` investigations holding an estimated `matches`, the walk reads rows newest first until
+    it has `candidates` matches, about ``candidates * rows / matches`` of them (all `rows` at most);
+    the bitmap reads each match once. A common word is found by the walk within a few hundred rows; a
+    rare word, or words narrowed by facets, by the bitmap within a few hundred matches.
+    """
+    walk = rows if matches <= 0 else min(float(rows), candidates * rows / matches)
+    return Plan.BITMAP if matches <= walk else Plan.WALK
 
 
 def _newest(filters: SearchFilters, dialect: str, limit: int) -> Select[Any]:
@@ -180,12 +214,20 @@ def _newest(filters: SearchFilters, dialect: str, limit: int) -> Select[Any]:
 
 
 def _ranked(
-    dialect: str, words: list[str], filters: SearchFilters, limit: int, candidates: int, floor: int | None
+    dialect: str,
+    words: list[str],
+    filters: SearchFilters,
+    limit: int,
+    candidates: int,
+    floor: int | None,
+    plan: Plan = Plan.WALK,
 ) -> Select[Any]:
     """The best `limit` of the newest `candidates` matches (above row id `floor` when given), best first.
 
-    The candidates are found newest first along the primary key (recording order), so a common word
-    stops after `candidates` matches instead of reading all of them; only those are ranked.
+    The walk finds the candidates newest first along the primary key (recording order), so a common
+    word stops after `candidates` matches instead of reading all of them; the bitmap (PostgreSQL)
+    takes every match the GIN index gives, intersected with the primary key's range above `floor`,
+    and keeps the newest `candidates`. Either way only the candidates are ranked.
     """
     matched: Select[Any]
     conditions = _filter_conditions(filters, dialect)
@@ -204,19 +246,19 @@ def _ranked(
         bounded = matched.limit(candidates).subquery("candidates")
         rank: ColumnElement[Any] = bounded.c.rank
     else:
-        search_table = table(POSTGRES_SEARCH_TABLE, column("investigation_id"), column("document"))
-        tsquery = _postgres_tsquery(words)
+        documents = _postgres_documents(words, filters, floor, plan)
         matched = (
-            select(Investigation.id.label("row_id"), search_table.c.document)
-            .select_from(search_table)
-            .join(Investigation, Investigation.id == search_table.c.investigation_id)
-            .where(search_table.c.document.op("@@")(tsquery), *conditions)
-            .order_by(search_table.c.investigation_id.desc())
+            select(Investigation.id.label("row_id"), documents.c.document)
+            .select_from(documents)
+            .join(Investigation, Investigation.id == documents.c.investigation_id)
+            .where(*conditions)
+            .order_by(documents.c.investigation_id.desc())
         )
         if floor is not None:
-            matched = matched.where(search_table.c.investigation_id > floor, Investigation.id > floor)
+            matched = matched.where(Investigation.id > floor)
         bounded = matched.limit(candidates).subquery("candidates")
-        # Ranked outside the bounded subquery, so only the candidates pay for ts_rank.
+        # Ranked outside the bounded subquery, so only the candidates pay for ts_rank; by the words
+        # alone, so facets never change a rank.
         rank = func.ts_rank(bounded.c.document, _postgres_tsquery(words))
     return (
         select(*_hit_columns(), rank.label("rank"))
@@ -225,6 +267,39 @@ def _ranked(
         .order_by(rank.desc(), Investigation.started_at.desc(), Investigation.id.desc())
         .limit(limit)
     )
+
+
+def _postgres_documents(words: list[str], filters: SearchFilters, floor: int | None, plan: Plan) -> Any:
+    """The search rows matching the words and facets (above `floor`), as the plan reads them.
+
+    The walk is the search table itself with the match as a condition, read backwards along its
+    primary key. The bitmap is a materialized CTE of the matches alone, which PostgreSQL can only
+    compute from the GIN index (and the primary key's range), never by walking rows.
+    """
+    search_table = table(POSTGRES_SEARCH_TABLE, column("investigation_id"), column("document"))
+    found = select(search_table.c.investigation_id, search_table.c.document).where(
+        search_table.c.document.op("@@")(_postgres_match(words, filters))
+    )
+    if floor is not None:
+        found = found.where(search_table.c.investigation_id > floor)
+    if plan is Plan.BITMAP:
+        return found.cte("found").prefix_with("MATERIALIZED")
+    return found.subquery("found")
+
+
+def _estimated_matches(session: Session, words: list[str], filters: SearchFilters) -> float:
+    """How many documents PostgreSQL's planner expects to match the words and facets.
+
+    The planner's estimate comes from the statistics ANALYZE keeps on the document column (the most
+    common lexemes and their frequencies; a lexeme not among them counts as rarer than all of them),
+    so it costs one planning round trip and no table read.
+    """
+    search_table = table(POSTGRES_SEARCH_TABLE, column("document"))
+    probe = select(literal(1)).select_from(search_table).where(search_table.c.document.op("@@")(_postgres_match(words, filters)))
+    compiled = probe.compile(dialect=session.get_bind().dialect)
+    explained = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled.string}", compiled.params).scalar_one()
+    plan = explained[0]["Plan"] if isinstance(explained, list) else json.loads(explained)[0]["Plan"]
+    return float(plan["Plan Rows"])
 
 
 def _hit(row: Any) -> SearchHit:
@@ -262,6 +337,23 @@ def _hit_columns() -> list[Any]:
         Investigation.target_display,
         Investigation.status,
     ]
+
+
+def _postgres_match(words: list[str], filters: SearchFilters) -> ColumnElement[Any]:
+    """The words' tsquery, and the verdict, node and namespace filters' facet lexemes (migration 0005)."""
+    facets = [
+        f"'{prefix}:{value.encode().hex()}'"
+        for prefix, value in (
+            ("v", filters.verdict_code.value if filters.verdict_code is not None else None),
+            ("n", filters.node),
+            ("s", filters.namespace),
+        )
+        if value
+    ]
+    query = _postgres_tsquery(words)
+    if facets:
+        query = query.op("&&")(cast(bindparam("facets", " & ".join(facets)), TSQUERY))
+    return query
 
 
 def _postgres_tsquery(words: list[str]) -> ColumnElement[Any]:
