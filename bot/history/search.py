@@ -168,53 +168,16 @@ def search_investigations(
     if dialect not in ("sqlite", "postgresql"):
         raise NotImplementedError(f"full-text search is not built for {dialect}")
     rank_candidates = max(limit, rank_candidates)
-    if dialect == "sqlite":
-        rows = session.execute(_sqlite_candidates(words, filters, rank_candidates)).all()
-        return [_hit(row) for row in best_within_window(rows, rank_window, limit)]
-    return [_hit(row) for row in _search_postgres(session, words, filters, limit, rank_window, rank_candidates, plan)]
-
-
-def best_within_window(candidates: Sequence[Any], window: int, limit: int) -> list[Any]:
-    """The best `limit` candidates, best first, newest first among equals, ranking only the window's when enough.
-
-    `candidates` are the newest matches, each with ``row_id``, ``rank``, ``started_at`` and ``newest``
-    (the newest row id of the history). When at least `limit` of them were recorded among the newest
-    `window` investigations, only those are ranked; otherwise all are (the same answer as asking
-    the window first and the whole history second, from one read).
-    """
-    if not candidates:
-        return []
-    floor = candidates[0].newest - window
-    recent = [row for row in candidates if row.row_id > floor] if candidates[0].newest > window else []
-    ranked = recent if len(recent) >= limit else list(candidates)
-    ranked.sort(key=lambda row: (row.rank, row.started_at, row.row_id), reverse=True)
-    return ranked[:limit]
-
-
-def _search_postgres(
-    session: Session,
-    words: list[str],
-    filters: SearchFilters,
-    limit: int,
-    rank_window: int,
-    rank_candidates: int,
-    plan: Plan | None,
-) -> Sequence[Row[Any]]:
-    """The window's best, or the whole history's when the window holds fewer than `limit` matches.
-
-    Two statements rather than one: a filter the index cannot apply (a time range, a channel) can
-    leave the window's matches scarce, and the bitmap of the window then reads only the window's.
-    """
     newest = session.execute(select(func.max(Investigation.id))).scalar_one_or_none() or 0
-    matches = _estimated_matches(session, words, filters) if plan is None else 0.0
+    matches = _estimated_matches(session, words, filters) if dialect == "postgresql" and plan is None else 0.0
     rows: Sequence[Row[Any]] = ()
     if newest > rank_window:
         window_plan = plan or choose_plan(matches * rank_window / newest, rank_window, rank_candidates)
-        rows = session.execute(_postgres_ranked(words, filters, limit, rank_candidates, newest - rank_window, window_plan)).all()
+        rows = session.execute(_ranked(dialect, words, filters, limit, rank_candidates, newest - rank_window, window_plan)).all()
     if len(rows) < limit:
         whole_plan = plan or choose_plan(matches, max(newest, 1), rank_candidates)
-        rows = session.execute(_postgres_ranked(words, filters, limit, rank_candidates, None, whole_plan)).all()
-    return rows
+        rows = session.execute(_ranked(dialect, words, filters, limit, rank_candidates, None, whole_plan)).all()
+    return [_hit(row) for row in rows]
 
 
 def choose_plan(matches: float, rows: int, candidates: int) -> Plan:
@@ -250,61 +213,53 @@ def _newest(filters: SearchFilters, dialect: str, limit: int) -> Select[Any]:
     return select(*_hit_columns(), literal_column("0.0").label("rank")).where(*where).order_by(*newest_first).limit(limit)
 
 
-def _sqlite_candidates(words: list[str], filters: SearchFilters, candidates: int) -> Select[Any]:
-    """The newest `candidates` matches that pass the filters, with their bm25 rank and the newest row id.
-
-    FTS5 walks its posting lists newest first (rowid descending) and intersects the words with the
-    filters' facet tokens, so a common word stops after `candidates` matches and a rare one reads
-    only its own list; bm25 scores only the candidates (it reads each word's list once, for its
-    document frequency).
-    """
-    fts = table(SQLITE_FTS_TABLE, column("rowid"))
-    score = -func.bm25(literal_column(SQLITE_FTS_TABLE), *SQLITE_COLUMN_WEIGHTS)
-    matched = (
-        select(Investigation.id.label("row_id"), score.label("rank"))
-        .select_from(fts)
-        .join(Investigation, Investigation.id == fts.c.rowid)
-        .where(
-            literal_column(SQLITE_FTS_TABLE).op("MATCH")(bindparam("fts_query", _fts5_query(words, filters))),
-            *_filter_conditions(filters, "sqlite"),
-        )
-        .order_by(fts.c.rowid.desc())
-        .limit(candidates)
-        .subquery("candidates")
-    )
-    newest = select(func.max(Investigation.id)).scalar_subquery()
-    return (
-        select(*_hit_columns(), matched.c.rank, matched.c.row_id, newest.label("newest"))
-        .select_from(matched)
-        .join(Investigation, Investigation.id == matched.c.row_id)
-        .order_by(matched.c.row_id.desc())
-    )
-
-
-def _postgres_ranked(
-    words: list[str], filters: SearchFilters, limit: int, candidates: int, floor: int | None, plan: Plan
+def _ranked(
+    dialect: str,
+    words: list[str],
+    filters: SearchFilters,
+    limit: int,
+    candidates: int,
+    floor: int | None,
+    plan: Plan = Plan.WALK,
 ) -> Select[Any]:
     """The best `limit` of the newest `candidates` matches (above row id `floor` when given), best first.
 
     The walk finds the candidates newest first along the primary key (recording order), so a common
-    word stops after `candidates` matches instead of reading all of them; the bitmap takes every
-    match the GIN index gives, intersected with the primary key's range above `floor`, and keeps the
-    newest `candidates`. Either way only the candidates are ranked.
+    word stops after `candidates` matches instead of reading all of them; the bitmap (PostgreSQL)
+    takes every match the GIN index gives, intersected with the primary key's range above `floor`,
+    and keeps the newest `candidates`. Either way only the candidates are ranked.
     """
-    documents = _postgres_documents(words, filters, floor, plan)
-    matched = (
-        select(Investigation.id.label("row_id"), documents.c.document)
-        .select_from(documents)
-        .join(Investigation, Investigation.id == documents.c.investigation_id)
-        .where(*_filter_conditions(filters, "postgresql"))
-        .order_by(documents.c.investigation_id.desc())
-    )
-    if floor is not None:
-        matched = matched.where(Investigation.id > floor)
-    bounded = matched.limit(candidates).subquery("candidates")
-    # Ranked outside the bounded subquery, so only the candidates pay for ts_rank; by the words
-    # alone, so facets never change a rank.
-    rank = func.ts_rank(bounded.c.document, _postgres_tsquery(words))
+    matched: Select[Any]
+    conditions = _filter_conditions(filters, dialect)
+    if dialect == "sqlite":
+        fts = table(SQLITE_FTS_TABLE, column("rowid"))
+        score = -func.bm25(literal_column(SQLITE_FTS_TABLE), *SQLITE_COLUMN_WEIGHTS)
+        matched = (
+            select(Investigation.id.label("row_id"), score.label("rank"))
+            .select_from(fts)
+            .join(Investigation, Investigation.id == fts.c.rowid)
+            .where(literal_column(SQLITE_FTS_TABLE).op("MATCH")(bindparam("fts_query", _fts5_query(words, filters))), *conditions)
+            .order_by(fts.c.rowid.desc())
+        )
+        if floor is not None:
+            matched = matched.where(fts.c.rowid > floor)
+        bounded = matched.limit(candidates).subquery("candidates")
+        rank: ColumnElement[Any] = bounded.c.rank
+    else:
+        documents = _postgres_documents(words, filters, floor, plan)
+        matched = (
+            select(Investigation.id.label("row_id"), documents.c.document)
+            .select_from(documents)
+            .join(Investigation, Investigation.id == documents.c.investigation_id)
+            .where(*conditions)
+            .order_by(documents.c.investigation_id.desc())
+        )
+        if floor is not None:
+            matched = matched.where(Investigation.id > floor)
+        bounded = matched.limit(candidates).subquery("candidates")
+        # Ranked outside the bounded subquery, so only the candidates pay for ts_rank; by the words
+        # alone, so facets never change a rank.
+        rank = func.ts_rank(bounded.c.document, _postgres_tsquery(words))
     return (
         select(*_hit_columns(), rank.label("rank"))
         .select_from(bounded)
