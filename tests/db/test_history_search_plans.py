@@ -24,7 +24,7 @@ from bot.history import service
 from bot.history.db import session_factory
 from bot.history.enums import Origin
 from bot.history.models import Investigation
-from bot.history.search import MAX_LIMIT, Plan, SearchFilters, SearchHit, search_investigations
+from bot.history.search import MAX_LIMIT, Plan, SearchFilters, SearchHit, _lexeme_frequencies, search_investigations
 from bot.history.service import Person, WorkloadRef
 from bot.playbook.models import Evidence, Hop, StepResult, StepStatus, Verdict, VerdictCode
 from tests.db.conftest import empty_all_tables
@@ -94,6 +94,10 @@ def corpus(engine: Engine) -> Iterator[Corpus]:
     try:
         with sessions.begin() as session:
             records = [_record(session, rng) for _ in range(240)]
+        if engine.dialect.name == "postgresql":
+            # Statistics, so the plans run as in production: the bitmap then indexes the rarest lexeme only.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql("ANALYZE investigation_search")
         with sessions() as session:
             row_ids = {
                 public_id: row_id for public_id, row_id in session.execute(select(Investigation.public_id, Investigation.id))
@@ -133,6 +137,15 @@ def _expected(corpus: Corpus, query_text: str, filters: SearchFilters) -> set[st
         and (filters.node is None or record.node == filters.node)
         and (filters.since is None or record.started_at >= filters.since)
     }
+
+
+def test_the_plans_are_chosen_from_the_statistics_of_the_documents(session: Session, corpus: Corpus) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("SQLite's FTS5 has a single plan")
+    frequencies = _lexeme_frequencies(session, ["web", "nxdomain", "kube", "7f3a9c2e1b4d5a60", "n:" + b"node-2".hex()])
+    assert 0.2 < frequencies["web"] < 0.6  # a source or target of about a third of the corpus
+    assert frequencies["7f3a9c2e1b4d5a60"] < frequencies["nxdomain"] < frequencies["web"]
+    assert frequencies["n:" + b"node-2".hex()] > 0
 
 
 def _plans(session: Session) -> list[Plan | None]:
