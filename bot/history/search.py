@@ -199,30 +199,36 @@ def _search_postgres(
     frequencies = _lexeme_frequencies(session, [lexeme for term in terms for lexeme in term])
     density, rarest = _density_and_rarest(terms, frequencies)
     rarest_share = frequencies.get(rarest, 1.0) if rarest is not None else 1.0
+    indexed = 1.0
+    for facet in _facet_lexemes(replace(filters, namespace=None)):
+        indexed *= frequencies.get(facet, 1.0)
     rows: Sequence[Row[Any]] = ()
     if newest > rank_window:
-        window_plan = plan or choose_plan(density, rarest_share, newest, rank_window, rank_candidates)
+        window_plan = plan or choose_plan(density, rarest_share, indexed, newest, rank_window, rank_candidates)
         statement = _postgres_ranked(words, filters, limit, rank_candidates, newest - rank_window, window_plan, rarest)
         rows = session.execute(statement).all()
     if len(rows) < limit:
         whole = max(newest, 1)
-        whole_plan = plan or choose_plan(density, rarest_share, whole, whole, rank_candidates)
+        whole_plan = plan or choose_plan(density, rarest_share, indexed, whole, whole, rank_candidates)
         rows = session.execute(_postgres_ranked(words, filters, limit, rank_candidates, None, whole_plan, rarest)).all()
     return rows
 
 
-def choose_plan(density: float, rarest: float, rows: int, scope: int, candidates: int) -> Plan:
+def choose_plan(density: float, rarest: float, indexed: float, rows: int, scope: int, candidates: int) -> Plan:
     """Walk the newest rows, or take the GIN bitmap of the rarest lexeme, whichever costs less.
 
     `density` is the estimated share of the `rows` investigations that match, `rarest` the share
-    holding the query's rarest lexeme, `scope` how many of the newest rows the search may rank from
-    (the window, or the whole history). The walk reads rows newest first until it has `candidates`
-    matches: about ``candidates / density`` rows, `scope` at most. The bitmap decodes the rarest
-    lexeme's whole posting list (`GIN_ITEM_COST` per entry) and reads its entries inside the scope.
-    A common word is found by the walk within a few hundred rows; a rare word, or words narrowed by a
-    rare facet, by the bitmap within a few hundred entries.
+    holding the query's rarest lexeme, `indexed` the share passing the filters the investigations'
+    own B-tree indexes serve (node and verdict; 1.0 without them), `scope` how many of the newest
+    rows the search may rank from (the window, or the whole history). The walk reads rows newest
+    first until it has `candidates` matches, about ``candidates / density`` rows and `scope` at most,
+    or, when cheaper, PostgreSQL drives it from the filter indexes (``indexed * rows`` entries, it
+    chooses itself). The bitmap decodes the rarest lexeme's whole posting list (`GIN_ITEM_COST` per
+    entry) and reads its entries inside the scope. A common word is found by the walk within a few
+    hundred rows; a rare word by the bitmap within a few hundred entries.
     """
     walk = float(scope) if density <= 0 else min(float(scope), candidates / density)
+    walk = min(walk, indexed * rows)
     bitmap = GIN_ITEM_COST * rarest * rows + rarest * scope
     return Plan.BITMAP if bitmap < walk else Plan.WALK
 
@@ -308,16 +314,13 @@ def _postgres_ranked(
     rarest lexeme inside the primary key's range above `floor`, tests the full match on those, and
     keeps the newest `candidates`. Either way only the candidates are ranked.
     """
-    documents = _postgres_documents(words, filters, floor, plan, rarest)
-    matched = (
-        select(Investigation.id.label("row_id"), documents.c.document)
-        .select_from(documents)
-        .join(Investigation, Investigation.id == documents.c.investigation_id)
-        .where(*_filter_conditions(filters, "postgresql"))
-        .order_by(documents.c.investigation_id.desc())
-    )
+    conditions = _filter_conditions(filters, "postgresql")
     if floor is not None:
-        matched = matched.where(Investigation.id > floor)
+        conditions.append(Investigation.id > floor)
+    documents = _postgres_documents(words, filters, floor, plan, rarest, conditions)
+    matched = select(documents.c.investigation_id.label("row_id"), documents.c.document).order_by(
+        documents.c.investigation_id.desc()
+    )
     bounded = matched.limit(candidates).subquery("candidates")
     # Ranked outside the bounded subquery, so only the candidates pay for ts_rank; by the words
     # alone, so facets never change a rank.
@@ -331,27 +334,37 @@ def _postgres_ranked(
     )
 
 
-def _postgres_documents(words: list[str], filters: SearchFilters, floor: int | None, plan: Plan, rarest: str | None) -> Any:
-    """The search rows matching the words and facets (above `floor`), as the plan reads them.
+def _postgres_documents(
+    words: list[str],
+    filters: SearchFilters,
+    floor: int | None,
+    plan: Plan,
+    rarest: str | None,
+    conditions: list[ColumnElement[bool]],
+) -> Any:
+    """The search rows matching the words, facets and filter `conditions` (above `floor`), as the plan reads them.
 
     The full match is written as ``ts_match_vq`` (the function behind ``@@``), which no index
     serves: the walk reads the search table backwards along its primary key, or the investigations
-    through their own filter indexes, testing each document. The bitmap is a materialized CTE whose
-    one indexable condition is the rarest lexeme: GIN decodes that lexeme's posting list only (an
-    AND over common lexemes decodes all of theirs, ~0.1-0.2 s each at a million documents),
-    intersected with the primary key's range above `floor`, and the full match is tested on those
-    rows alone.
+    through their own filter indexes (node, verdict), testing each document. The bitmap is a
+    materialized CTE whose one indexable condition is the rarest lexeme: GIN decodes that lexeme's
+    posting list only (an AND over common lexemes decodes all of theirs, ~0.1-0.2 s each at a
+    million documents), intersected with the primary key's range above `floor`; the full match and
+    the filters are tested on those rows alone (inside the CTE, so no join walks the investigations).
     """
     search_table = table(POSTGRES_SEARCH_TABLE, column("investigation_id"), column("document"))
-    match = _postgres_match(words, filters)
-    found = select(search_table.c.investigation_id, search_table.c.document)
+    match = func.ts_match_vq(search_table.c.document, _postgres_match(words, filters))
+    found = (
+        select(search_table.c.investigation_id, search_table.c.document)
+        .join(Investigation, Investigation.id == search_table.c.investigation_id)
+        .where(match, *conditions)
+    )
     if floor is not None:
         found = found.where(search_table.c.investigation_id > floor)
     if plan is Plan.WALK:
-        return found.where(func.ts_match_vq(search_table.c.document, match)).subquery("found")
-    indexed = match if rarest is None else _postgres_lexeme(rarest)
-    found = found.where(search_table.c.document.op("@@")(indexed), func.ts_match_vq(search_table.c.document, match))
-    return found.cte("found").prefix_with("MATERIALIZED")
+        return found.subquery("found")
+    indexed = _postgres_match(words, filters) if rarest is None else _postgres_lexeme(rarest)
+    return found.where(search_table.c.document.op("@@")(indexed)).cte("found").prefix_with("MATERIALIZED")
 
 
 def _postgres_lexeme(lexeme: str) -> ColumnElement[Any]:
