@@ -64,12 +64,15 @@ class Plan(StrEnum):
     WALK = "walk"
     """Newest first along the primary key, testing each document, until enough matches."""
     BITMAP = "bitmap"
-    """Every match from the GIN index (within the window), then the newest of them."""
+    """Every document holding the rarest lexeme, from the GIN index (within the window), then the newest matches."""
+    INDEXED = "indexed"
+    """Every investigation passing the node and verdict filters, from their B-tree indexes, then the newest matches."""
 
 
-GIN_ITEM_COST = 0.3
-"""Cost of decoding one GIN posting-list entry, in rows walked (measured at 1,000,000 investigations:
-~0.7 µs per entry against ~2-3 µs per document tested along the primary key)."""
+INDEX_ENTRY_COST = 0.3
+"""Cost of decoding one index entry (GIN posting list, B-tree bitmap), in rows walked (measured at
+1,000,000 investigations: ~0.7 µs per GIN entry against ~2-3 µs per document tested along the
+primary key)."""
 MAX_LIMIT = 1000
 RANK_WINDOW = 20_000
 """A text search first ranks the matches among this many most recently recorded investigations."""
@@ -215,22 +218,24 @@ def _search_postgres(
 
 
 def choose_plan(density: float, rarest: float, indexed: float, rows: int, scope: int, candidates: int) -> Plan:
-    """Walk the newest rows, or take the GIN bitmap of the rarest lexeme, whichever costs less.
+    """Walk the newest rows, take the GIN bitmap of the rarest lexeme, or the filters' indexes: the cheapest.
 
     `density` is the estimated share of the `rows` investigations that match, `rarest` the share
     holding the query's rarest lexeme, `indexed` the share passing the filters the investigations'
     own B-tree indexes serve (node and verdict; 1.0 without them), `scope` how many of the newest
     rows the search may rank from (the window, or the whole history). The walk reads rows newest
-    first until it has `candidates` matches, about ``candidates / density`` rows and `scope` at most,
-    or, when cheaper, PostgreSQL drives it from the filter indexes (``indexed * rows`` entries, it
-    chooses itself). The bitmap decodes the rarest lexeme's whole posting list (`GIN_ITEM_COST` per
-    entry) and reads its entries inside the scope. A common word is found by the walk within a few
-    hundred rows; a rare word by the bitmap within a few hundred entries.
+    first until it has `candidates` matches: about ``candidates / density`` rows, `scope` at most.
+    The bitmap decodes the rarest lexeme's whole posting list (`INDEX_ENTRY_COST` per entry) and
+    reads its entries inside the scope; the indexed plan does the same with the filters' indexes.
+    A common word is found by the walk within a few hundred rows, a rare word by the bitmap within a
+    few hundred entries, a rare node and verdict by their indexes.
     """
-    walk = float(scope) if density <= 0 else min(float(scope), candidates / density)
-    walk = min(walk, indexed * rows)
-    bitmap = GIN_ITEM_COST * rarest * rows + rarest * scope
-    return Plan.BITMAP if bitmap < walk else Plan.WALK
+    costs = {
+        Plan.WALK: float(scope) if density <= 0 else min(float(scope), candidates / density),
+        Plan.BITMAP: INDEX_ENTRY_COST * rarest * rows + rarest * scope,
+        Plan.INDEXED: INDEX_ENTRY_COST * indexed * rows + indexed * scope,
+    }
+    return min(costs, key=costs.__getitem__)
 
 
 def _density_and_rarest(terms: list[list[str]], frequencies: dict[str, float]) -> tuple[float, str | None]:
@@ -318,9 +323,9 @@ def _postgres_ranked(
     if floor is not None:
         conditions.append(Investigation.id > floor)
     documents = _postgres_documents(words, filters, floor, plan, rarest, conditions)
-    matched = select(documents.c.investigation_id.label("row_id"), documents.c.document).order_by(
-        documents.c.investigation_id.desc()
-    )
+    # The indexed plan's order cannot come from the primary key, so PostgreSQL cannot walk it instead.
+    newest_first = (documents.c.investigation_id + 0) if plan is Plan.INDEXED else documents.c.investigation_id
+    matched = select(documents.c.investigation_id.label("row_id"), documents.c.document).order_by(newest_first.desc())
     bounded = matched.limit(candidates).subquery("candidates")
     # Ranked outside the bounded subquery, so only the candidates pay for ts_rank; by the words
     # alone, so facets never change a rank.
@@ -361,7 +366,7 @@ def _postgres_documents(
     )
     if floor is not None:
         found = found.where(search_table.c.investigation_id > floor)
-    if plan is Plan.WALK:
+    if plan is not Plan.BITMAP:
         return found.subquery("found")
     indexed = _postgres_match(words, filters) if rarest is None else _postgres_lexeme(rarest)
     return found.where(search_table.c.document.op("@@")(indexed)).cte("found").prefix_with("MATERIALIZED")

@@ -1,4 +1,4 @@
-"""PostgreSQL: the search document gains facet lexemes, so filters narrow a text search inside the GIN index.
+"""Search filters inside the indexes: facet lexemes in PostgreSQL's documents, a (node, verdict, id) index.
 
 A text search with a verdict, node or namespace filter read every investigation holding the words and
 joined each one to ``investigations`` to test the filter (on a million investigations, ~20,000 rows
@@ -10,6 +10,10 @@ and filters before a row is read, and the newest-first walk rejects a row from i
 lexemes are made with ``array_to_tsvector`` (no parser), hold a colon, and a user's word never does
 (words are the letter/digit runs of what was typed), so matching is unchanged; ranking uses the words
 only, so ranks are unchanged too.
+
+The node filter's index becomes (node, verdict_code, id) on both databases: a search filtered by node
+and verdict reads exactly its investigations, newest first, where PostgreSQL intersected the node
+index with the whole verdict index (~100,000 entries for a common verdict, 60 ms).
 
 The view every document comes from gains the facets (the triggers and `rebuild_search_index` read it),
 the investigations trigger also fires when ``node`` changes, and existing documents get their facets
@@ -60,7 +64,10 @@ _FACETS_OF = "investigation_search_facets({r}.verdict_code, {r}.node, {r}.source
 
 
 def upgrade() -> None:
-    """Add the facets function, put it in the documents' view, and append facets to existing documents."""
+    """The node and verdict index; on PostgreSQL the facets function, view, trigger and existing documents."""
+    with op.batch_alter_table("investigations") as batch:
+        batch.create_index(batch.f("ix_investigations_node_verdict_code_id"), ["node", "verdict_code", "id"])
+        batch.drop_index(batch.f("ix_investigations_node"))
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(
@@ -89,7 +96,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Strip the facet lexemes from every document and restore the view and trigger of 0001."""
+    """Back to the node index; on PostgreSQL strip the facet lexemes, restore the view and trigger of 0001."""
+    with op.batch_alter_table("investigations") as batch:
+        batch.create_index(batch.f("ix_investigations_node"), ["node"])
+        batch.drop_index(batch.f("ix_investigations_node_verdict_code_id"))
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(

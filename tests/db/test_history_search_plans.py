@@ -149,7 +149,7 @@ def test_the_plans_are_chosen_from_the_statistics_of_the_documents(session: Sess
 
 
 def _plans(session: Session) -> list[Plan | None]:
-    return [None, Plan.WALK, Plan.BITMAP] if session.get_bind().dialect.name == "postgresql" else [None]
+    return [None, *Plan] if session.get_bind().dialect.name == "postgresql" else [None]
 
 
 def _search(session: Session, shape: str, plan: Plan | None, **bounds: int) -> list[SearchHit]:
