@@ -241,14 +241,16 @@ def choose_plan(density: float, rarest: float, indexed: float, rows: int, scope:
 def _density_and_rarest(terms: list[list[str]], frequencies: dict[str, float]) -> tuple[float, str | None]:
     """The estimated share of documents matching every term, and the rarest lexeme (None without statistics).
 
-    A term is a word's lexemes (a phrase: as rare as its rarest part, since its parts come together)
-    or one facet; terms are taken as independent, as PostgreSQL's planner does.
+    Every lexeme, of a word's phrase or a facet, is taken as independent of the others, as
+    PostgreSQL's planner does (a phrase of parts that always come together is then underestimated,
+    which only makes the walk look longer than it is).
     """
     if not frequencies:
         return 1.0, None
     density = 1.0
     for term in terms:
-        density *= min(frequencies[lexeme] for lexeme in term)
+        for lexeme in term:
+            density *= frequencies[lexeme]
     return density, min((lexeme for term in terms for lexeme in term), key=frequencies.__getitem__)
 
 
@@ -325,15 +327,18 @@ def _postgres_ranked(
     documents = _postgres_documents(words, filters, floor, plan, rarest, conditions)
     # The indexed plan's order cannot come from the primary key, so PostgreSQL cannot walk it instead.
     newest_first = (documents.c.investigation_id + 0) if plan is Plan.INDEXED else documents.c.investigation_id
-    matched = select(documents.c.investigation_id.label("row_id"), documents.c.document).order_by(newest_first.desc())
-    bounded = matched.limit(candidates).subquery("candidates")
-    # Ranked outside the bounded subquery, so only the candidates pay for ts_rank; by the words
-    # alone, so facets never change a rank.
-    rank = func.ts_rank(bounded.c.document, _postgres_tsquery(words))
+    bounded = select(documents.c.investigation_id.label("row_id")).order_by(newest_first.desc()).limit(candidates)
+    candidate_ids = bounded.subquery("candidates")
+    # Ranked outside the bounded subquery, so only the candidates' documents are read again and pay
+    # for ts_rank (the sort above carries ids, not documents); by the words alone, so facets never
+    # change a rank.
+    search_table = table(POSTGRES_SEARCH_TABLE, column("investigation_id"), column("document"))
+    rank = func.ts_rank(search_table.c.document, _postgres_tsquery(words))
     return (
         select(*_hit_columns(), rank.label("rank"))
-        .select_from(bounded)
-        .join(Investigation, Investigation.id == bounded.c.row_id)
+        .select_from(candidate_ids)
+        .join(search_table, search_table.c.investigation_id == candidate_ids.c.row_id)
+        .join(Investigation, Investigation.id == candidate_ids.c.row_id)
         .order_by(rank.desc(), Investigation.started_at.desc(), Investigation.id.desc())
         .limit(limit)
     )
@@ -360,7 +365,7 @@ def _postgres_documents(
     search_table = table(POSTGRES_SEARCH_TABLE, column("investigation_id"), column("document"))
     match = func.ts_match_vq(search_table.c.document, _postgres_match(words, filters))
     found = (
-        select(search_table.c.investigation_id, search_table.c.document)
+        select(search_table.c.investigation_id)
         .join(Investigation, Investigation.id == search_table.c.investigation_id)
         .where(match, *conditions)
     )
