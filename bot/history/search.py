@@ -65,8 +65,6 @@ class Plan(StrEnum):
     """Newest first along the primary key, testing each document, until enough matches."""
     BITMAP = "bitmap"
     """Every document holding the rarest lexeme, from the GIN index (within the window), then the newest matches."""
-    INDEXED = "indexed"
-    """Every investigation passing the node and verdict filters, from their B-tree indexes, then the newest matches."""
 
 
 INDEX_ENTRY_COST = 0.3
@@ -218,24 +216,22 @@ def _search_postgres(
 
 
 def choose_plan(density: float, rarest: float, indexed: float, rows: int, scope: int, candidates: int) -> Plan:
-    """Walk the newest rows, take the GIN bitmap of the rarest lexeme, or the filters' indexes: the cheapest.
+    """Walk the newest rows, or take the GIN bitmap of the rarest lexeme, whichever costs less.
 
     `density` is the estimated share of the `rows` investigations that match, `rarest` the share
-    holding the query's rarest lexeme, `indexed` the share passing the filters the investigations'
-    own B-tree indexes serve (node and verdict; 1.0 without them), `scope` how many of the newest
-    rows the search may rank from (the window, or the whole history). The walk reads rows newest
-    first until it has `candidates` matches: about ``candidates / density`` rows, `scope` at most.
-    The bitmap decodes the rarest lexeme's whole posting list (`INDEX_ENTRY_COST` per entry) and
-    reads its entries inside the scope; the indexed plan does the same with the filters' indexes.
-    A common word is found by the walk within a few hundred rows, a rare word by the bitmap within a
-    few hundred entries, a rare node and verdict by their indexes.
+    holding the query's rarest lexeme, `indexed` the share passing the node and verdict filters
+    (1.0 without them), `scope` how many of the newest rows the search may rank from (the window, or
+    the whole history). The walk reads rows newest first until it has `candidates` matches: about
+    ``candidates / density`` rows, `scope` at most, and no more than the scope's rows of that node
+    and verdict, which PostgreSQL walks newest first along their (node, verdict_code, id) index. The
+    bitmap decodes the rarest lexeme's whole posting list (`INDEX_ENTRY_COST` per entry) and reads
+    its entries inside the scope. A common word is found by the walk within a few hundred rows, a
+    rare word by the bitmap within a few hundred entries.
     """
-    costs = {
-        Plan.WALK: float(scope) if density <= 0 else min(float(scope), candidates / density),
-        Plan.BITMAP: INDEX_ENTRY_COST * rarest * rows + rarest * scope,
-        Plan.INDEXED: INDEX_ENTRY_COST * indexed * rows + indexed * scope,
-    }
-    return min(costs, key=costs.__getitem__)
+    walk = float(scope) if density <= 0 else min(float(scope), candidates / density)
+    walk = min(walk, indexed * scope)
+    bitmap = INDEX_ENTRY_COST * rarest * rows + rarest * scope
+    return Plan.BITMAP if bitmap < walk else Plan.WALK
 
 
 def _density_and_rarest(terms: list[list[str]], frequencies: dict[str, float]) -> tuple[float, str | None]:
@@ -325,9 +321,7 @@ def _postgres_ranked(
     if floor is not None:
         conditions.append(Investigation.id > floor)
     documents = _postgres_documents(words, filters, floor, plan, rarest, conditions)
-    # The indexed plan's order cannot come from the primary key, so PostgreSQL cannot walk it instead.
-    newest_first = (documents.c.investigation_id + 0) if plan is Plan.INDEXED else documents.c.investigation_id
-    bounded = select(documents.c.investigation_id.label("row_id")).order_by(newest_first.desc()).limit(candidates)
+    bounded = select(documents.c.investigation_id.label("row_id")).order_by(documents.c.investigation_id.desc()).limit(candidates)
     candidate_ids = bounded.subquery("candidates")
     # Ranked outside the bounded subquery, so only the candidates' documents are read again and pay
     # for ts_rank (the sort above carries ids, not documents); by the words alone, so facets never
@@ -356,7 +350,7 @@ def _postgres_documents(
 
     The full match is written as ``ts_match_vq`` (the function behind ``@@``), which no index
     serves: the walk reads the search table backwards along its primary key, or the investigations
-    through their own filter indexes (node, verdict), testing each document. The bitmap is a
+    backwards along their (node, verdict_code, id) index, testing each document. The bitmap is a
     materialized CTE whose one indexable condition is the rarest lexeme: GIN decodes that lexeme's
     posting list only (an AND over common lexemes decodes all of theirs, ~0.1-0.2 s each at a
     million documents), intersected with the primary key's range above `floor`; the full match and
@@ -371,7 +365,7 @@ def _postgres_documents(
     )
     if floor is not None:
         found = found.where(search_table.c.investigation_id > floor)
-    if plan is not Plan.BITMAP:
+    if plan is Plan.WALK:
         return found.subquery("found")
     indexed = _postgres_match(words, filters) if rarest is None else _postgres_lexeme(rarest)
     return found.where(search_table.c.document.op("@@")(indexed)).cte("found").prefix_with("MATERIALIZED")
