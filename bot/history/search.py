@@ -195,9 +195,8 @@ def _search_postgres(
 
     Each of the two statements gets its own plan (`choose_plan`), from the lexemes' frequencies.
     """
-    newest = session.execute(select(func.max(Investigation.id))).scalar_one_or_none() or 0
     terms = _postgres_terms(words, filters)
-    frequencies = _lexeme_frequencies(session, [lexeme for term in terms for lexeme in term])
+    newest, frequencies = _newest_and_frequencies(session, [lexeme for term in terms for lexeme in term])
     density, rarest = _density_and_rarest(terms, frequencies)
     rarest_share = frequencies.get(rarest, 1.0) if rarest is not None else 1.0
     indexed = 1.0
@@ -386,26 +385,31 @@ def _postgres_terms(words: list[str], filters: SearchFilters) -> list[list[str]]
     return [_NOT_A_WORD.sub(" ", word).lower().split() for word in words] + [[facet] for facet in _facet_lexemes(filters)]
 
 
-def _lexeme_frequencies(session: Session, lexemes: list[str]) -> dict[str, float]:
-    """The share of documents holding each lexeme, from the statistics ANALYZE keeps on the document column.
+def _newest_and_frequencies(session: Session, lexemes: list[str]) -> tuple[int, dict[str, float]]:
+    """The newest row id, and the share of documents holding each lexeme (one round trip).
 
-    A lexeme among the most common ones has its measured share; any other is rarer than all of them
-    (half the least common one's share, as PostgreSQL's planner assumes). Empty when the column has
-    no statistics yet (a new or never analyzed history): the walk is then chosen, bounded as always.
+    The shares come from the statistics ANALYZE keeps on the document column: a lexeme among the
+    most common ones has its measured share; any other is rarer than all of them (half the least
+    common one's share, as PostgreSQL's planner assumes). No shares when the column has no
+    statistics yet (a new or never analyzed history): the walk is then chosen, bounded as always.
     """
-    row = session.execute(_FREQUENCIES, {"lexemes": lexemes}).first()
-    if row is None or row.least is None:
-        return {}
+    row = session.execute(_FREQUENCIES, {"lexemes": lexemes}).one()
+    newest = int(row.newest or 0)
+    if row.least is None:
+        return newest, {}
     common = dict(zip(row.elems or [], row.freqs or [], strict=True))
-    return {lexeme: float(common.get(lexeme, row.least / 2)) for lexeme in lexemes}
+    return newest, {lexeme: float(common.get(lexeme, row.least / 2)) for lexeme in lexemes}
 
 
 _FREQUENCIES = text(
+    "SELECT (SELECT max(id) FROM investigations) AS newest, stats.elems, stats.freqs, stats.least "
+    "FROM (SELECT 1) AS one LEFT JOIN ("
     "SELECT m.elems, m.freqs, s.most_common_elem_freqs[array_length(s.most_common_elems, 1) + 1] AS least "
     "FROM pg_stats AS s CROSS JOIN LATERAL (SELECT array_agg(e.elem) AS elems, array_agg(e.freq) AS freqs "
     "FROM unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(elem, freq) "
     "WHERE e.elem = ANY(CAST(:lexemes AS text[]))) AS m "
-    "WHERE s.schemaname = current_schema() AND s.tablename = 'investigation_search' AND s.attname = 'document'"
+    "WHERE s.schemaname = current_schema() AND s.tablename = 'investigation_search' AND s.attname = 'document' AND NOT s.inherited"
+    ") AS stats ON true"
 )
 """Per lexeme asked: its share among the column's most common elements (with their least share after them)."""
 

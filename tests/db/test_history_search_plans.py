@@ -24,7 +24,7 @@ from bot.history import service
 from bot.history.db import session_factory
 from bot.history.enums import Origin
 from bot.history.models import Investigation
-from bot.history.search import MAX_LIMIT, Plan, SearchFilters, SearchHit, _lexeme_frequencies, search_investigations
+from bot.history.search import MAX_LIMIT, Plan, SearchFilters, SearchHit, _newest_and_frequencies, search_investigations
 from bot.history.service import Person, WorkloadRef
 from bot.playbook.models import Evidence, Hop, StepResult, StepStatus, Verdict, VerdictCode
 from tests.db.conftest import empty_all_tables
@@ -142,7 +142,10 @@ def _expected(corpus: Corpus, query_text: str, filters: SearchFilters) -> set[st
 def test_the_plans_are_chosen_from_the_statistics_of_the_documents(session: Session, corpus: Corpus) -> None:
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("SQLite's FTS5 has a single plan")
-    frequencies = _lexeme_frequencies(session, ["web", "nxdomain", "kube", "7f3a9c2e1b4d5a60", "n:" + b"node-2".hex()])
+    newest, frequencies = _newest_and_frequencies(
+        session, ["web", "nxdomain", "kube", "7f3a9c2e1b4d5a60", "n:" + b"node-2".hex()]
+    )
+    assert newest == max(corpus.row_ids.values())
     assert 0.2 < frequencies["web"] < 0.6  # a source or target of about a third of the corpus
     assert frequencies["7f3a9c2e1b4d5a60"] < frequencies["nxdomain"] < frequencies["web"]
     assert frequencies["n:" + b"node-2".hex()] > 0
