@@ -408,7 +408,8 @@ _FREQUENCIES = text(
     "FROM pg_stats AS s CROSS JOIN LATERAL (SELECT array_agg(e.elem) AS elems, array_agg(e.freq) AS freqs "
     "FROM unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(elem, freq) "
     "WHERE e.elem = ANY(CAST(:lexemes AS text[]))) AS m "
-    "WHERE s.schemaname = current_schema() AND s.tablename = 'investigation_search' AND s.attname = 'document' AND NOT s.inherited"
+    "WHERE s.schemaname = current_schema() AND s.tablename = 'investigation_search' AND s.attname = 'document' "
+    "AND NOT s.inherited"
     ") AS stats ON true"
 )
 """Per lexeme asked: its share among the column's most common elements (with their least share after them)."""
