@@ -549,7 +549,7 @@ def main() -> None:
         timings += backend_timings
         compared += backend_compared
 
-    print(f"load average {' '.join(f'{value:.1f}' for value in os.getloadavg())}")
+    print(f"load average {' '.join(f'{value:.1f}' for value in os.getloadavg())}", file=sys.stderr, flush=True)
     _print_table(timings)
     if compared:
         print(f"\nthe same queries, interleaved, through search_investigations at {args.compare_ref}:")
