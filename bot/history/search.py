@@ -10,9 +10,12 @@ among equals. Without text, the filters list the newest investigations first.
 
 Ranking is bounded (measured in ``bench/bench_history.py``): ranking every match of a common word at a
 million investigations reads and scores a fifth of the history per query (0.3–3 s on PostgreSQL). A text
-search instead ranks the newest `RANK_CANDIDATES` matches that pass the filters, found by walking the
-primary key (recording order) backwards from the newest row, first among the newest `RANK_WINDOW`
-investigations and, when those hold fewer than the results asked for, over the whole history.
+search instead ranks the newest `RANK_CANDIDATES` matches that pass the filters (recording order),
+first among the newest `RANK_WINDOW` investigations and, when those hold fewer than the results asked
+for, over the whole history. SQLite's FTS5 finds them by walking its posting lists newest first. On
+PostgreSQL each statement chooses (`choose_plan`, from the lexemes' shares in ``pg_stats``) between
+walking the newest rows and the GIN posting list of the query's rarest lexeme; the verdict, node and
+namespace filters are facet lexemes in the documents on both databases (migrations 0004, 0005).
 """
 
 from __future__ import annotations
