@@ -81,6 +81,8 @@ RANK_CANDIDATES = 200
 """A text search ranks at most this many matches: the most recently recorded ones that pass the filters."""
 _WORD = re.compile(r"[^\W_]")
 _NOT_A_WORD = re.compile(r"[\W_]+")
+_PLAIN_LEXEME = re.compile(r"[a-z0-9]+|[vns]:[0-9a-f]+")
+"""ASCII letters and digits, or a facet: the lexemes whose tsquery is known without asking PostgreSQL's parser."""
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,9 @@ def _density_and_rarest(terms: list[list[str]], frequencies: dict[str, float]) -
     for term in terms:
         for lexeme in term:
             density *= frequencies[lexeme]
-    return density, min((lexeme for term in terms for lexeme in term), key=frequencies.__getitem__)
+    # Only a lexeme PostgreSQL is sure to parse into itself may stand for the query in the index.
+    plain = [lexeme for term in terms for lexeme in term if _PLAIN_LEXEME.fullmatch(lexeme)]
+    return density, min(plain, key=frequencies.__getitem__) if plain else None
 
 
 def _newest(filters: SearchFilters, dialect: str, limit: int) -> Select[Any]:

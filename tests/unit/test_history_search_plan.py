@@ -38,3 +38,10 @@ def test_every_lexeme_counts_and_the_rarest_is_named() -> None:
     density, rarest = _density_and_rarest([["kube", "svc", "dd58"], ["n:6e6f6465"]], frequencies)
     assert rarest == "dd58"
     assert abs(density - 0.38 * 0.6 * 0.0008 * 0.013) < 1e-12
+
+
+def test_only_a_lexeme_known_without_the_parser_stands_for_the_query_in_the_index() -> None:
+    # "café" could be lower-cased or split otherwise by PostgreSQL: the rarest plain lexeme is used instead.
+    frequencies = {"café": 0.0001, "web": 0.2, "s:73686f70": 0.1}
+    assert _density_and_rarest([["café"], ["web"], ["s:73686f70"]], frequencies)[1] == "s:73686f70"
+    assert _density_and_rarest([["café"]], {"café": 0.0001})[1] is None
