@@ -44,6 +44,7 @@ from sqlalchemy import (
     text,
     type_coerce,
     union,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSQUERY
 from sqlalchemy.orm import Session
@@ -207,16 +208,31 @@ def _search_postgres(
     indexed = 1.0
     for facet in _facet_lexemes(replace(filters, namespace=None)):
         indexed *= frequencies.get(facet, 1.0)
-    rows: Sequence[Row[Any]] = ()
-    if newest > rank_window:
-        window_plan = plan or choose_plan(density, rarest_share, indexed, newest, rank_window, rank_candidates)
-        statement = _postgres_ranked(words, filters, limit, rank_candidates, newest - rank_window, window_plan, rarest)
-        rows = session.execute(statement).all()
-    if len(rows) < limit:
-        whole = max(newest, 1)
-        whole_plan = plan or choose_plan(density, rarest_share, indexed, whole, whole, rank_candidates)
-        rows = session.execute(_postgres_ranked(words, filters, limit, rank_candidates, None, whole_plan, rarest)).all()
-    return rows
+    whole = max(newest, 1)
+    whole_plan = plan or choose_plan(density, rarest_share, indexed, whole, whole, rank_candidates)
+    history = _postgres_ranked(words, filters, limit, rank_candidates, None, whole_plan, rarest)
+    if newest <= rank_window:
+        return session.execute(history).all()
+    window_plan = plan or choose_plan(density, rarest_share, indexed, newest, rank_window, rank_candidates)
+    window = _postgres_ranked(words, filters, limit, rank_candidates, newest - rank_window, window_plan, rarest)
+    return session.execute(_window_or_history(window, history, limit)).all()
+
+
+def _window_or_history(window: Select[Any], history: Select[Any], limit: int) -> Select[Any]:
+    """The window's answer when it holds `limit` results, else the whole history's: one statement.
+
+    PostgreSQL reads the history's branch only when its one-time condition holds (a CTE is computed
+    on its first read), so a common word still costs only the window, and a rare one saves a round
+    trip.
+    """
+    in_window = window.cte("in_window")
+    in_history = history.cte("in_history")
+    enough = select(func.count()).select_from(in_window).scalar_subquery() >= limit
+    answer = union_all(
+        select(in_window).where(enough),
+        select(in_history).where(~enough),
+    ).subquery("answer")
+    return select(answer).order_by(answer.c.rank.desc(), answer.c.started_at.desc(), answer.c.row_id.desc())
 
 
 def choose_plan(density: float, rarest: float, indexed: float, rows: int, scope: int, candidates: int) -> Plan:
@@ -335,7 +351,7 @@ def _postgres_ranked(
     search_table = table(POSTGRES_SEARCH_TABLE, column("investigation_id"), column("document"))
     rank = func.ts_rank(search_table.c.document, _postgres_tsquery(words))
     return (
-        select(*_hit_columns(), rank.label("rank"))
+        select(*_hit_columns(), rank.label("rank"), Investigation.id.label("row_id"))
         .select_from(candidate_ids)
         .join(search_table, search_table.c.investigation_id == candidate_ids.c.row_id)
         .join(Investigation, Investigation.id == candidate_ids.c.row_id)
@@ -374,7 +390,8 @@ def _postgres_documents(
     if plan is Plan.WALK:
         return found.subquery("found")
     indexed = _postgres_match(words, filters) if rarest is None else _postgres_lexeme(rarest)
-    return found.where(search_table.c.document.op("@@")(indexed)).cte("found").prefix_with("MATERIALIZED")
+    name = "found" if floor is None else "found_in_window"
+    return found.where(search_table.c.document.op("@@")(indexed)).cte(name).prefix_with("MATERIALIZED")
 
 
 def _postgres_lexeme(lexeme: str) -> ColumnElement[Any]:
