@@ -29,7 +29,19 @@ from bot.playbook.models import Finding, Hop, StepResult, StepStatus, Verdict
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import Observed, Observer
 from bot.playbook.remedies import remediation
-from bot.playbook.steps import api, conntrack, dns, policy, probes, service_nat, source_node, source_pod, trace
+from bot.playbook.steps import (
+    api,
+    conntrack,
+    dns,
+    hairpin,
+    hostport,
+    policy,
+    probes,
+    service_nat,
+    source_node,
+    source_pod,
+    trace,
+)
 from bot.playbook.steps.base import Ask, At, Candidate, Outcome, Seen, Step, Unchecked, UndeclaredObservation
 
 StepCallback = Callable[[StepResult], None]
@@ -93,6 +105,7 @@ _RANK = {key: i for i, key in enumerate(PRECEDENCE)}
 TARGET_ORDER: tuple[Step, ...] = (
     api.TARGET,
     api.TARGET_PORT,
+    hostport.STEP,  # whose the socket on a host-network pod's port is: the probes cannot tell
 )
 SOURCE_ORDER: tuple[tuple[Step, ...], ...] = (
     (api.SOURCE,),
@@ -101,6 +114,7 @@ SOURCE_ORDER: tuple[tuple[Step, ...], ...] = (
     (source_node.STEP,),
     (dns.STEP, service_nat.STEP, conntrack.STEP),
     (probes.STEP,),  # and, for each endpoint not reached, the path: underlay, destination node and pod
+    (hairpin.STEP,),  # the source reaching itself through its own service's VIP
     (trace.STEP,),  # the marked probe followed hop by hop: failures nothing explained, or when asked
     (service_nat.SETTLE,),
 )
