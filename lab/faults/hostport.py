@@ -71,7 +71,17 @@ def host_network_pod(name: str, node: str, node_ip: str) -> Obj:
             "podIPs": [{"ip": node_ip}],
             "hostIP": node_ip,
             "conditions": ready,
-            "containerStatuses": [{"name": "node-exporter", "ready": True, "restartCount": 0, "started": True}],
+            "containerStatuses": [
+                {
+                    "name": "node-exporter",
+                    "ready": True,
+                    "restartCount": 0,
+                    "started": True,
+                    "image": "registry.local/node-exporter:lab",
+                    "imageID": "",
+                    "state": {"running": {}},
+                }
+            ],
         },
     }
 
