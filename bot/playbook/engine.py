@@ -4,7 +4,10 @@ The walk follows the packet. API facts first (is the source running, does the se
 endpoints on a port the pods expose), then NetworkPolicy, the source pod's interface and routes,
 DNS, the source node (conntrack, forwarding, FORWARD filter), kube-proxy's NAT and conntrack for the
 VIP, and — for every endpoint the source cannot reach — the underlay route and overlay entries, the
-destination node and the destination pod down to its listening socket.
+destination node and the destination pod down to its listening socket. Two checks do not wait for a
+probe to fail: whose the socket on a host-network pod's port is (a stray process answers in its place,
+so the probes connect), and, for a pod that is an endpoint of the service it asks about, its bridge
+port's hairpin mode.
 
 The checks live in `bot.playbook.steps`, one module per hop, each a `Step` with a pure decision.
 This module holds what is data: the order the steps run in (`TARGET_ORDER`, then `SOURCE_ORDER` for
