@@ -7,15 +7,20 @@ HOST_PORT_CONFLICT, told by the owning process's cgroup, whatever the probes say
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
 import pytest
 
+from bot.fleet.client import AgentOutcome
+from bot.fleet.observer import FleetObserver
 from bot.playbook.case import EndpointRef, PodRef, ServiceRef
 from bot.playbook.models import Hop, StepStatus, VerdictCode
 from bot.playbook.observations import ListeningSocket, NatEndpoint, NatView, Observed, PodNetwork
 from bot.playbook.steps.hostport import pod_uid_of
+from bot.settings import AgentSettings
+from kubereach.agent.v1 import agent_pb2 as pb
 from tests.unit.test_playbook_engine import API, NODES, SVC, WEB, RecordedCluster, case, verdict_of
 
 # ---------------------------------------------------------------------------------------- hairpin
@@ -198,3 +203,38 @@ def test_a_host_network_pod_that_never_bound_is_not_listening_in_the_nodes_names
     verdict = verdict_of(cluster, _to_exporter()).verdict
     assert (verdict.code, verdict.node, verdict.hop) == (VerdictCode.DESTINATION_NOT_LISTENING, "node-2", Hop.DESTINATION_POD)
     assert "node-2's namespace" in verdict.summary
+
+
+# ------------------------------------------------------------------ the agents' answers, as parsed
+
+
+@dataclasses.dataclass
+class AnsweringFleet:
+    """A fleet that answers each method with one protobuf message, as an agent would."""
+
+    answers: dict[str, Any]
+    settings: AgentSettings = dataclasses.field(default_factory=lambda: AgentSettings(insecure=True, overall_timeout_s=5.0))
+
+    async def call(self, node: str, method: str, request: Any, timeout_s: float | None = None) -> AgentOutcome:
+        return AgentOutcome(node, method, True, payload=self.answers[method])
+
+
+def test_the_observer_reads_the_hairpin_flag_only_where_the_agent_set_it() -> None:
+    def located(hairpin: bool | None) -> PodNetwork | None:
+        peer = pb.HostPeer(link=pb.Interface(name="veth7", master="cni0"))
+        if hairpin is not None:
+            peer.hairpin = hairpin
+        answer = pb.LocatePodResponse(pod=pb.PodNetwork(pod_ip="10.244.2.7", host_peer=peer))
+        observer = FleetObserver(AnsweringFleet({"LocatePod": answer}))  # type: ignore[arg-type]
+        return asyncio.run(observer.locate_pod("node-2", "10.244.2.7")).value
+
+    assert [getattr(located(flag), "hairpin", "?") for flag in (True, False, None)] == [True, False, None]
+
+
+def test_the_observer_reads_each_sockets_owner_pid_and_cgroup() -> None:
+    held = pb.ListeningSocket(
+        protocol=pb.PROTOCOL_TCP, local_address="0.0.0.0", local_port=9100, pid=777, process_name="metricsd", cgroup="/"
+    )
+    observer = FleetObserver(AnsweringFleet({"ListSockets": pb.ListSocketsResponse(sockets=[held])}))  # type: ignore[arg-type]
+    observed = asyncio.run(observer.sockets("node-2", "", 9100, "TCP"))
+    assert observed.value == (ListeningSocket("TCP", "0.0.0.0", 9100, "metricsd", 777, "/"),)
