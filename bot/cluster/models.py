@@ -117,11 +117,29 @@ class ServiceInfo:
     ports: tuple[ServicePortInfo, ...]
     session_affinity: str
     external_name: str | None = None
+    external_traffic_policy: str = "Cluster"
+    """`spec.externalTrafficPolicy`: "Local" keeps NodePort and LB traffic on nodes with an endpoint."""
+    internal_traffic_policy: str = "Cluster"
+    health_check_node_port: int | None = None
+    """Set for a LoadBalancer with `externalTrafficPolicy: Local`: kube-proxy answers it per node."""
+    external_ips: tuple[str, ...] = ()
+    """`spec.externalIPs`."""
+    load_balancer_ips: tuple[str, ...] = ()
+    """`status.loadBalancer.ingress[].ip` (a cloud LB known only by hostname has none)."""
+    load_balancer_hostnames: tuple[str, ...] = ()
+    """`status.loadBalancer.ingress[].hostname`."""
 
     @property
     def key(self) -> str:
         """``namespace/name``."""
         return f"{self.namespace}/{self.name}"
+
+    def port_with_node_port(self, node_port: int, protocol: str | None = None) -> ServicePortInfo | None:
+        """The service port whose NodePort is `node_port` (and protocol, when given)."""
+        return next(
+            (p for p in self.ports if p.node_port == node_port and (protocol is None or p.protocol == protocol)),
+            None,
+        )
 
     @property
     def headless(self) -> bool:
@@ -327,6 +345,8 @@ def service_info(obj: Mapping[str, Any]) -> ServiceInfo:
         )
     cluster_ip = _optional_str(spec.get("clusterIP"))
     selector = spec.get("selector")
+    ingress = [_mapping(i) for i in _list(_mapping(_mapping(obj.get("status")).get("loadBalancer")).get("ingress"))]
+    health = spec.get("healthCheckNodePort")
     return ServiceInfo(
         namespace=namespace_of(obj),
         name=name_of(obj),
@@ -336,6 +356,14 @@ def service_info(obj: Mapping[str, Any]) -> ServiceInfo:
         ports=tuple(ports),
         session_affinity=str(spec.get("sessionAffinity") or "None"),
         external_name=_optional_str(spec.get("externalName")),
+        external_traffic_policy=str(spec.get("externalTrafficPolicy") or "Cluster"),
+        internal_traffic_policy=str(spec.get("internalTrafficPolicy") or "Cluster"),
+        health_check_node_port=health if isinstance(health, int) and health > 0 else None,
+        external_ips=tuple(str(ip) for ip in _list(spec.get("externalIPs")) if isinstance(ip, str) and ip),
+        load_balancer_ips=tuple(str(i["ip"]) for i in ingress if isinstance(i.get("ip"), str) and i["ip"]),
+        load_balancer_hostnames=tuple(
+            str(i["hostname"]) for i in ingress if isinstance(i.get("hostname"), str) and i["hostname"]
+        ),
     )
 
 

@@ -9,24 +9,46 @@ Names are looked up the way an on-call engineer means them:
   for it precisely.
 - A bare name as source is a pod, else a Deployment/StatefulSet/DaemonSet (its pods), else a Service
   (its pods); as target it is a Service (what clients connect to), else a pod, else a workload.
-- IPs are the pod with that podIP, the Service with that clusterIP or the node with that InternalIP,
-  else an address outside the cluster; DNS names outside the cluster are external targets.
+- IPs are the pod with that podIP, the Service with that clusterIP, external IP or load balancer IP
+  (the latter two with that way in), or the node with that InternalIP (with a port some Service has as
+  NodePort: that NodePort on that node); else, outside the cluster's pod, service and node ranges
+  (`bot.cluster.entries`), an address outside the cluster: a client as source, an external target.
+- DNS names outside the cluster are external targets; ``example.com`` (the NAME.NAMESPACE form) is
+  one only when the cluster has no namespace ``com``. An ExternalName service is an external target
+  with its CNAME; a headless service's endpoints are its pods.
+- A bare name that is no pod, workload or service but a node is that node (``node-1 → api``).
+- A way in (``nodeport 30080 on node-2``, ``svc web's load balancer``) is checked against the Service
+  (it has that NodePort, external IP or load balancer address) and becomes `Resolved.entry`.
 - The port is matched against the target (Service port by number or name, else container port).
 
 Not found raises `ResolutionError` (SOURCE_NOT_FOUND / TARGET_NOT_FOUND) with near names; a
 namespace outside `allowed_namespaces` raises `NamespaceNotAllowed`.
 
-This module is longer than the project's ~600 lines: the lookup rules for sources, targets, IPs and
-ports share one `_Lookup` cache and one set of error messages, and read best as one piece.
+This module is longer than the project's ~600 lines: the lookup rules for sources, targets, IPs, nodes,
+ways in and ports share one `_ClusterView` cache and one set of error messages, and read best as one
+piece; what needs no cluster reads (which Service owns a NodePort or an address, the cluster's
+ranges) is in `bot.cluster.entries`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bot.cluster.entries import (
+    EntryInfo,
+    address_owner,
+    entry_address,
+    in_pod_ranges,
+    in_service_range,
+    missing_entry,
+    node_port_owners,
+    outside_cluster,
+    parse_address,
+)
 from bot.cluster.errors import NamespaceNotAllowed, ResolutionError
 from bot.cluster.models import (
     EndpointInfo,
@@ -58,10 +80,11 @@ from bot.cluster.resources import (
     ObjectReader,
 )
 from bot.cluster.suggest import NamedObject, describe, did_you_mean, suggest
-from bot.parse.models import Protocol, Question, Ref, RefKind
+from bot.parse.models import EntryKind, Protocol, Question, Ref, RefKind
 from bot.verdicts import VerdictCode
 
 TargetKind = Literal["service", "pod", "node", "ip", "external"]
+SourceKind = Literal["pod", "node", "external"]
 Role = Literal["source", "target"]
 
 SAMPLE_ALL_UP_TO = 6
@@ -143,6 +166,15 @@ class Resolved:
     target_address: str | None = None
     """What the source connects to: the clusterIP, the pod IP, the node IP, the external IP or DNS name
     (None for a headless Service or a workload with several pods)."""
+    source_kind: SourceKind = "pod"
+    """"pod" (`source_pods`), "node" (`source_node`) or "external" (a client outside the cluster:
+    ``outside``, ``the internet``, or an address outside the cluster's ranges, `source_address`)."""
+    source_address: str | None = None
+    """The address a client outside the cluster was given as (``203.0.113.7 → …``), else None."""
+    entry: EntryInfo | None = None
+    """The way in from outside the question is about (a NodePort, an external IP, a load balancer)."""
+    external_name: str | None = None
+    """The DNS name outside the cluster the source resolves: the target's own, or an ExternalName's CNAME."""
 
 
 # ------------------------------------------------------------------------------ reading
@@ -237,6 +269,9 @@ def resolve(
     source = _resolve_source(view, question, default_namespace, nodes, notes)
     target = _resolve_target(view, question, default_namespace, nodes, notes)
     port = _resolve_port(question, target, notes)
+    entry = _entry(target, port)
+    if entry is not None and target.service is not None:
+        target = dataclasses.replace(target, text=_entry_text(entry, target.service))
     namespaces = [ns for ns in (source.namespace, target.namespace) if ns]
     return Resolved(
         question=question,
@@ -255,6 +290,10 @@ def resolve(
         source_node=source.node,
         target_node=target.node,
         target_address=target.address,
+        source_kind=source.origin,
+        source_address=source.address,
+        entry=entry,
+        external_name=target.external_name,
     )
 
 
@@ -285,6 +324,14 @@ class _End:
     service: ServiceInfo | None = None
     endpoints: tuple[EndpointInfo, ...] = ()
     address: str | None = None
+    origin: SourceKind = "pod"
+    entry: EntryKind | None = None
+    """The way in asked about; its port and address are settled with the port (`_entry`)."""
+    entry_nodes: tuple[str, ...] = ()
+    entry_address: str | None = None
+    port_hint: ServicePortInfo | None = None
+    """The service port the question picked without saying it (the one owning the NodePort asked about)."""
+    external_name: str | None = None
 
 
 def _code(role: Role) -> VerdictCode:
@@ -295,8 +342,10 @@ def _resolve_source(
     view: _ClusterView, question: Question, default_namespace: str | None, nodes: Mapping[str, NodeInfo], notes: list[str]
 ) -> _End:
     ref = question.source
+    if ref.kind is RefKind.OUTSIDE:
+        return _End(text="outside the cluster", namespace=None, origin="external")
     if ref.kind is RefKind.NODE:
-        return _End(text=f"node/{ref.name}", namespace=None, node=_node(ref, nodes, "source"))
+        return _End(text=f"node/{ref.name}", namespace=None, node=_node(ref, nodes, "source"), origin="node")
     if ref.kind is RefKind.IP:
         return _source_by_ip(view, ref, nodes)
     if ref.kind is RefKind.DNS:
@@ -305,7 +354,11 @@ def _resolve_source(
             code=VerdictCode.SOURCE_NOT_FOUND,
             hint="name a pod, workload or node as the source: frontend -> api.stripe.com:443",
         )
-    found = _find(view, ref, question, default_namespace, "source", notes)
+    try:
+        found = _find(view, ref, question, default_namespace, "source", notes)
+    except ResolutionError as error:
+        node = _node_named(ref, question, nodes, error)
+        return _End(text=f"node/{node.name}", namespace=None, node=node, origin="node")
     if found.kind == "Pod":
         pods: tuple[PodInfo, ...] = (view.pod(found.namespace, found.name),)
     elif found.kind == "Service":
@@ -324,15 +377,30 @@ def _resolve_target(
 ) -> _End:
     ref = question.target
     if ref.kind is RefKind.NODE:
-        node = _node(ref, nodes, "target")
-        return _End(text=f"node/{node.name}", namespace=None, kind="node", node=node, address=node.internal_ip)
+        return _node_target(view, question, _node(ref, nodes, "target"), nodes)
     if ref.kind is RefKind.IP:
-        return _target_by_ip(view, ref, nodes)
-    if ref.kind is RefKind.DNS:
-        return _End(text=f"{ref.name} (outside the cluster)", namespace=None, kind="external", address=ref.name)
-    found = _find(view, ref, question, default_namespace, "target", notes)
+        return _target_by_ip(view, question, nodes)
+    if ref.kind is RefKind.DNS or _outside_shorthand(view, ref):
+        name = ref.dns_name or ref.name
+        return _End(text=f"{name} (outside the cluster)", namespace=None, kind="external", address=name, external_name=name)
+    if ref.kind is RefKind.NODEPORT:
+        return _node_port_target(view, question, nodes, notes)
+    try:
+        found = _find(view, ref, question, default_namespace, "target", notes)
+    except ResolutionError as error:
+        if ref.entry is None:
+            return _node_target(view, question, _node_named(ref, question, nodes, error), nodes)
+        if ref.node_port is None or ref.entry_node is not None:
+            raise
+        # "node-2's nodeport 30080": no service is called node-2, but a node is.
+        node = _node_named(dataclasses.replace(ref, kind=RefKind.WORKLOAD), question, nodes, error)
+        on_node = Ref(RefKind.NODEPORT, str(ref.node_port), entry=ref.entry, node_port=ref.node_port, entry_node=node.name)
+        return _node_port_target(view, dataclasses.replace(question, target=on_node), nodes, notes)
     if found.kind == "Service":
-        return _service_end(view, service_info(found.obj), notes)
+        end = _service_end(view, service_info(found.obj), notes)
+        return end if ref.entry is None else _with_entry(end, ref, nodes)
+    if ref.entry is not None:  # pragma: no cover - a reference with an entry names a service
+        raise ResolutionError(f"{found.display()} is not a service", code=VerdictCode.TARGET_NOT_FOUND)
     if found.kind == "Pod":
         pod = view.pod(found.namespace, found.name)
         return _End(text=found.display(), namespace=found.namespace, pods=(pod,), kind="pod", address=pod.ip)
@@ -354,16 +422,27 @@ def _resolve_target(
 def _service_end(view: _ClusterView, service: ServiceInfo, notes: list[str]) -> _End:
     endpoints = _endpoints(view, service)
     pods = _service_pods(view, service, endpoints)
+    text = describe("Service", service.namespace, service.name)
     if service.type == "ExternalName":
-        notes.append(f"svc/{service.name} in {service.namespace} is an ExternalName for {service.external_name}")
-        address = service.external_name
-    elif service.headless:
+        notes.append(
+            f"svc/{service.name} in {service.namespace} is an ExternalName service: an alias (CNAME) for "
+            f"{service.external_name}, a name outside the cluster"
+        )
+        return _End(
+            text=text,
+            namespace=service.namespace,
+            kind="external",
+            service=service,
+            address=service.external_name,
+            external_name=service.external_name,
+        )
+    if service.headless:
         notes.append(f"svc/{service.name} in {service.namespace} is headless: clients connect to the pod IPs directly")
         address = None
     else:
         address = service.cluster_ip
     return _End(
-        text=describe("Service", service.namespace, service.name),
+        text=text,
         namespace=service.namespace,
         pods=pods,
         kind="service",
@@ -493,6 +572,10 @@ def _not_found(view: _ClusterView, ref: Ref, namespace: str | None, role: Role) 
                 objects.append(NamedObject(resource.kind, namespace_of(obj), name_of(obj)))
     if ref.kind is RefKind.WORKLOAD:
         kinds = ["Service"] if role == "target" else ["Pod", *(r.kind for r in WORKLOAD_RESOURCES)]
+        if namespace is None:
+            # A bare name may also be a node ("why can't node-1 reach api"): near node names help too.
+            objects.extend(NamedObject("Node", "", name) for name in view.nodes())
+            kinds.append("Node")
     else:
         kinds = [r.kind for r in _RESOURCES_FOR[ref.kind]]
     suggestions = suggest(ref.name, objects, kinds=kinds)
@@ -607,7 +690,9 @@ def _source_by_ip(view: _ClusterView, ref: Ref, nodes: Mapping[str, NodeInfo]) -
     address = _address_of(ref)
     for node in nodes.values():
         if _same_ip(node.internal_ip, address):
-            return _End(text=f"{ref.name} (node/{node.name})", namespace=None, node=node)
+            return _End(text=f"{ref.name} (node/{node.name})", namespace=None, node=node, origin="node")
+    if not ref.namespace and outside_cluster(address, nodes.values(), view.services(None)):
+        return _End(text=f"{ref.name} (outside the cluster)", namespace=None, origin="external", address=ref.name)
     raise ResolutionError(
         f"no pod or node has the IP {ref.name}, so it cannot be checked as a source",
         code=VerdictCode.SOURCE_NOT_FOUND,
@@ -615,7 +700,8 @@ def _source_by_ip(view: _ClusterView, ref: Ref, nodes: Mapping[str, NodeInfo]) -
     )
 
 
-def _target_by_ip(view: _ClusterView, ref: Ref, nodes: Mapping[str, NodeInfo]) -> _End:
+def _target_by_ip(view: _ClusterView, question: Question, nodes: Mapping[str, NodeInfo]) -> _End:
+    ref = question.target
     pod = _one_pod_by_ip(view, ref, "target")
     if pod is not None:
         return _End(
@@ -632,23 +718,204 @@ def _target_by_ip(view: _ClusterView, ref: Ref, nodes: Mapping[str, NodeInfo]) -
             hint="the pod may have been replaced; ask about its workload or service instead",
         )
     address = _address_of(ref)
-    for service in view.services(None):
+    services = view.services(None)
+    for service in services:
         if _same_ip(service.cluster_ip, address):
             _check_visible(view, service.namespace, describe("Service", service.namespace, service.name))
             end = _service_end(view, service, [])
-            return _End(
-                text=f"{ref.name} ({end.text})",
-                namespace=end.namespace,
-                pods=end.pods,
-                kind="service",
-                service=end.service,
-                endpoints=end.endpoints,
-                address=end.address,
-            )
+            return dataclasses.replace(end, text=f"{ref.name} ({end.text})")
+    owner = address_owner(services, address)
+    if owner is not None:
+        service, kind, written = owner
+        _check_visible(view, service.namespace, describe("Service", service.namespace, service.name))
+        end = _service_end(view, service, [])
+        return dataclasses.replace(end, entry=kind, entry_address=written, entry_nodes=_entry_nodes(ref, nodes))
     for node in nodes.values():
         if _same_ip(node.internal_ip, address):
-            return _End(text=f"{ref.name} (node/{node.name})", namespace=None, kind="node", node=node, address=node.internal_ip)
-    return _End(text=f"{ref.name} (not a pod, service or node IP)", namespace=None, kind="ip", address=ref.name)
+            return _node_target(view, question, node, nodes, written=ref.name)
+    if in_pod_ranges(address, nodes.values()) or in_service_range(address, services):
+        return _End(text=f"{ref.name} (not a pod, service or node IP)", namespace=None, kind="ip", address=ref.name)
+    return _End(text=f"{ref.name} (outside the cluster)", namespace=None, kind="external", address=ref.name)
+
+
+# ------------------------------------------------------------------------------ nodes and ways in
+
+
+def _node_named(ref: Ref, question: Question, nodes: Mapping[str, NodeInfo], error: ResolutionError) -> NodeInfo:
+    """The node a bare name that matched no pod, workload or service names (``node-1 → api``); else `error`."""
+    node = nodes.get(ref.name)
+    bare = ref.kind is RefKind.WORKLOAD and not ref.namespace and ref.dns_name is None  # nodes have no namespace
+    if node is None or not bare or error.code is VerdictCode.AMBIGUOUS_NAME:
+        raise error
+    return node
+
+
+def _node_target(
+    view: _ClusterView, question: Question, node: NodeInfo, nodes: Mapping[str, NodeInfo], *, written: str | None = None
+) -> _End:
+    """A node as the target; a port on it that is a service's NodePort makes it that NodePort on that node."""
+    text = f"{written} (node/{node.name})" if written else f"node/{node.name}"
+    plain = _End(text=text, namespace=None, kind="node", node=node, address=node.internal_ip)
+    if question.port is None:
+        return plain
+    owners = node_port_owners(view.services(None), question.port, question.protocol)
+    if len(owners) != 1:
+        return plain
+    service, port = owners[0]
+    _check_visible(view, service.namespace, f"NodePort {question.port} ({describe('Service', service.namespace, service.name)})")
+    end = _service_end(view, service, [])
+    return dataclasses.replace(
+        end,
+        entry=EntryKind.NODEPORT,
+        entry_nodes=(node.name,),
+        port_hint=port,
+    )
+
+
+def _entry_nodes(ref: Ref, nodes: Mapping[str, NodeInfo]) -> tuple[str, ...]:
+    """The receiving node the question named with its way in (by name or IP), as a 1-tuple; () for all."""
+    if ref.entry_node is None:
+        return ()
+    node = nodes.get(ref.entry_node)
+    if node is None:
+        address = parse_address(ref.entry_node)
+        node = next((n for n in nodes.values() if address is not None and _same_ip(n.internal_ip, address)), None)
+    if node is None:
+        node = _node(Ref(RefKind.NODE, ref.entry_node), nodes, "target")
+    return (node.name,)
+
+
+def _node_port_target(view: _ClusterView, question: Question, nodes: Mapping[str, NodeInfo], notes: list[str]) -> _End:
+    """``nodeport 30080 [on node-2]``: the service that owns the NodePort, and its port."""
+    ref = question.target
+    number = ref.node_port
+    assert number is not None  # the grammar writes a NodePort reference with its number
+    scope = ref.namespace or question.namespace
+    if scope and not view.visible(scope):
+        assert view.allowed is not None
+        raise NamespaceNotAllowed(scope, view.allowed)
+    services = view.services(scope)
+    owners = node_port_owners(services, number, question.protocol)
+    if not owners:
+        raise _no_node_port_owner(view, services, number, scope)
+    for service, _ in owners:
+        _check_visible(view, service.namespace, f"NodePort {number} ({describe('Service', service.namespace, service.name)})")
+    if len(owners) > 1:
+        listed = tuple(f"{describe('Service', s.namespace, s.name)} ({p.port}/{p.protocol})" for s, p in owners)
+        raise ResolutionError(
+            f"NodePort {number} belongs to several services: {', '.join(listed)}",
+            code=VerdictCode.AMBIGUOUS_NAME,
+            candidates=listed,
+            hint=f"say the protocol: nodeport {number} over udp, or name the service: svc/NAME's nodeport",
+        )
+    service, port = owners[0]
+    _check_visible(view, service.namespace, describe("Service", service.namespace, service.name))
+    end = _service_end(view, service, notes)
+    return dataclasses.replace(
+        end,
+        entry=EntryKind.NODEPORT,
+        entry_nodes=_entry_nodes(ref, nodes),
+        port_hint=port,
+    )
+
+
+def _no_node_port_owner(view: _ClusterView, services: Sequence[ServiceInfo], number: int, scope: str | None) -> ResolutionError:
+    known = sorted(
+        (p.node_port, s.namespace, s.name)
+        for s in services
+        if view.visible(s.namespace)
+        for p in s.ports
+        if p.node_port is not None
+    )
+    suggestions = tuple(f"nodeport {np} (svc/{name} in {ns})" for np, ns, name in known[:5])
+    where = f" in namespace {scope}" if scope else ""
+    message = f"no service{where} has NodePort {number}"
+    if suggestions:
+        message += "; the NodePorts are: " + ", ".join(suggestions)
+    return ResolutionError(
+        message,
+        code=VerdictCode.TARGET_NOT_FOUND,
+        suggestions=suggestions,
+        hint="list them with kubectl get svc -A | grep NodePort" if not suggestions else "ask about one of those",
+    )
+
+
+def _with_entry(end: _End, ref: Ref, nodes: Mapping[str, NodeInfo]) -> _End:
+    """A service target asked about through a way in (``svc web's load balancer``): check it has one."""
+    service = end.service
+    assert service is not None and ref.entry is not None
+    why = missing_entry(service, ref.entry)
+    if why is not None:
+        raise ResolutionError(
+            why,
+            code=VerdictCode.TARGET_NOT_FOUND,
+            hint=f"ask about svc/{service.name} from a pod, or check it: kubectl -n {service.namespace} get svc {service.name}",
+        )
+    hint: ServicePortInfo | None = None
+    if ref.node_port is not None:
+        hint = service.port_with_node_port(ref.node_port)
+        if hint is None:
+            listed = ", ".join(f"{p.node_port} (port {p.port}/{p.protocol})" for p in service.ports if p.node_port)
+            raise ResolutionError(
+                f"svc/{service.name} in {service.namespace} has no NodePort {ref.node_port}; its NodePorts: {listed}",
+                code=VerdictCode.TARGET_NOT_FOUND,
+                suggestions=tuple(f"svc/{service.name}'s nodeport {p.node_port}" for p in service.ports if p.node_port),
+                hint="ask with one of those NodePorts",
+            )
+    return dataclasses.replace(
+        end,
+        entry=ref.entry,
+        entry_nodes=_entry_nodes(ref, nodes),
+        entry_address=entry_address(service, ref.entry),
+        port_hint=hint,
+    )
+
+
+_ENTRY_WORDS: dict[EntryKind, str] = {
+    EntryKind.NODEPORT: "NodePort",
+    EntryKind.EXTERNAL_IP: "external IP",
+    EntryKind.LOAD_BALANCER: "load balancer",
+}
+
+
+def _entry_text(entry: EntryInfo, service: ServiceInfo) -> str:
+    """The target as people read it: ``NodePort 30080 of svc/web in shop on node/node-2``,
+    ``load balancer 198.51.100.10:80 of svc/web in shop``."""
+    owner = describe("Service", service.namespace, service.name)
+    if entry.kind is EntryKind.NODEPORT:
+        where = f" on node/{entry.nodes[0]}" if len(entry.nodes) == 1 else ""
+        return f"NodePort {entry.port} of {owner}{where}"
+    return f"{_ENTRY_WORDS[entry.kind]} {entry.address}:{entry.port} of {owner}"
+
+
+def _entry(target: _End, port: TargetPort) -> EntryInfo | None:
+    """The way in, once the service port is known: a NodePort is that port's; other ways in take the service port."""
+    if target.entry is None or target.service is None or port.service_port is None:
+        return None
+    if target.entry is not EntryKind.NODEPORT:
+        return EntryInfo(target.entry, port.service_port, target.entry_address, target.entry_nodes)
+    chosen = next(
+        (p for p in target.service.ports if p.port == port.service_port and p.protocol == port.protocol and p.node_port),
+        None,
+    )
+    if chosen is None or chosen.node_port is None:
+        label = f"svc/{target.service.name} in {target.service.namespace}"
+        raise ResolutionError(
+            f"port {port.service_port}/{port.protocol} of {label} has no NodePort",
+            code=VerdictCode.TARGET_NOT_FOUND,
+            hint="ask about a port that has one: kubectl -n " + f"{target.service.namespace} get svc {target.service.name}",
+        )
+    return EntryInfo(EntryKind.NODEPORT, chosen.node_port, None, target.entry_nodes)
+
+
+def _outside_shorthand(view: _ClusterView, ref: Ref) -> bool:
+    """``example.com`` as a target: a NAME.NAMESPACE form whose namespace the cluster does not have is a
+    name outside the cluster (names that could be the cluster's are looked up there first)."""
+    if ref.kind is not RefKind.SERVICE or ref.dns_name is None or ref.namespace is None:
+        return False
+    if ref.dns_name != f"{ref.name}.{ref.namespace}":
+        return False
+    return all(name_of(obj) != ref.namespace for obj in view.objects(NAMESPACES, None))
 
 
 # ------------------------------------------------------------------------------ the port
@@ -670,7 +937,18 @@ def _pick_first(ports: Sequence[ServicePortInfo]) -> ServicePortInfo:
 
 
 def _resolve_port(question: Question, target: _End, notes: list[str]) -> TargetPort:
+    if target.port_hint is not None:
+        chosen = target.port_hint
+        return TargetPort(chosen.port, chosen.target_port, _protocol(question.protocol or chosen.protocol), chosen.name)
+    if target.entry is EntryKind.NODEPORT and target.service is not None and question.port is not None:
+        owning = target.service.port_with_node_port(question.port, question.protocol)
+        if owning is not None and all(p.port != question.port for p in target.service.ports):
+            # "web's nodeport on 30081": the number is the NodePort, not a service port.
+            return TargetPort(owning.port, owning.target_port, _protocol(question.protocol or owning.protocol), owning.name)
     if target.kind == "service" and target.service is not None:
+        return _service_port(question, target.service, target.pods, notes)
+    if target.service is not None and target.service.ports and question.port is None and question.port_name is None:
+        # An ExternalName's ports say what clients use; any port asked about is checked as it is.
         return _service_port(question, target.service, target.pods, notes)
     if target.kind == "pod":
         return _pod_port(question, target, notes)

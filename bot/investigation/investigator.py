@@ -175,7 +175,8 @@ class Investigator:
         source_ref, target_ref = workload_refs(resolved)
         namespaces = tuple(
             sorted(
-                {p.namespace for p in case.sources}
+                # A node or a client outside has no namespace ("" in its stand-in PodRef).
+                {p.namespace for p in case.sources if p.namespace}
                 | {p.namespace for p in case.target_pods}
                 | ({case.service.namespace} if case.service else set())
             )

@@ -9,7 +9,10 @@ The grammar, in the order it is applied::
                 | ["/"]PROTO | CLOCK | NUMBER UNIT | STATUS          (times and HTTP status classes are dropped)
     connective := (FORWARD word | BACKWARD word)+        the last word decides the direction
     phrase     := KIND REFERENCE | REFERENCE [KIND] | KIND          (a kind alone is an error)
-    REFERENCE  := [[NS "/"] KIND "/"] NAME[.NS[.svc[.DOMAIN]]] [":" PORT] ["/" PROTO] | IP | "[" IPv6 "]:" PORT
+                | OUTSIDE+                                         (outside, internet, clients, …: one client)
+                | phrase ["'s"] [BRIDGE*] ENTRY | ENTRY ("of"|"for") phrase | "nodeport" NUMBER
+    ENTRY      := ("nodeport" | "node port" | "load balancer" | "lb" | "external ip" | …) [NUMBER] [("on"|"at") ["node"] NODE]
+    REFERENCE  := [[NS "/"] KIND "/"] NAME[.NS[.svc[.DOMAIN]]] [":" PORT] ["/" PROTO] | IP | "[" IPv6 "]:" PORT | URL
 
 Exactly two phrases must remain, a source and a target. The connective between them decides which is
 which: a forward one (``to``, ``->``, ``reach``, ``talk to``) puts the source first, a backward one
@@ -19,6 +22,12 @@ or DNS name is a target). After a leading ``/reach`` two phrases with nothing be
 ``SOURCE TARGET``. Where several phrases stand on one side, one marked reference (with a kind, a
 namespace, a port, a dot or an address) wins and the bare unknown words beside it are skipped;
 several bare words on one side are ambiguous and an error.
+
+A way into the cluster (``ENTRY``: a NodePort, a load balancer, an external IP) belongs to the service
+written before it (``web's lb``, ``svc/web nodeport``, ``web via its load balancer``) or after it (``the
+nodeport of web``); a NodePort with its number stands alone (``nodeport 30080 on node-2``). A question
+about a way in that names no source is asked from outside (``why is web's lb down``), and a client
+outside is never the target. A URL's scheme gives the port when the URL has none (https: 443).
 
 Namespaces bind to the name they follow: ``frontend in shop can't reach ledger in payments`` names
 one namespace per name, as ``shop/frontend → payments/ledger`` does; a trailing ``in NS`` belongs to
@@ -31,30 +40,37 @@ Words are reserved: a noise word is never a name on its own (``deploy/test`` nam
 not ports).
 
 This module is longer than the project's ~600 lines: it is the one grammar, applied in the order
-written above, and splitting it would scatter that order.
+written above (ways in and clients outside included), and splitting it would scatter that order.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import itertools
 import re
 from dataclasses import dataclass
 
 from bot.parse.errors import ParseError, Unreadable, shown
-from bot.parse.lexer import lex
-from bot.parse.models import PLACEHOLDER, Protocol, Question, Ref, RefKind, question_text
-from bot.parse.references import PortSpec, ReferenceText, Shape, read_port, read_reference
+from bot.parse.lexer import POSSESSIVE, lex
+from bot.parse.models import OUTSIDE_NAME, PLACEHOLDER, EntryKind, Protocol, Question, Ref, RefKind, question_text
+from bot.parse.references import OUTSIDE_READING, PortSpec, ReferenceText, Shape, read_port, read_reference
 from bot.parse.slack_text import clean_slack_text
 from bot.parse.vocabulary import (
     ARTICLES,
     BACKWARD_WORDS,
     COMMAND_WORDS,
+    ENTRY_BRIDGE,
+    ENTRY_NODE_PREPOSITIONS,
+    ENTRY_OF,
+    ENTRY_PAIRS,
+    ENTRY_WORDS,
     FORWARD_WORDS,
     INTERMITTENT_WORDS,
     KEEPS_DIRECTION,
     KIND_WORDS,
     NAMESPACE_FLAGS,
+    OUTSIDE_WORDS,
     PORT_PREPOSITIONS,
     PORT_WORDS,
     PROTOCOL_WORDS,
@@ -73,6 +89,8 @@ EXAMPLE = "why can't frontend reach api:8080 in shop"
 PORT_EXAMPLE = "frontend → api:8080"
 NAMESPACE_EXAMPLE = "frontend in shop → ledger in payments"
 SOURCE_EXAMPLE = "deploy/frontend → svc/api:8080"
+ENTRY_EXAMPLE = "why can't clients reach svc/web's load balancer"
+OUTSIDE_TARGET_EXAMPLE = "frontend → www.example.com:443"
 
 _LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 _NUMBER_PORT = re.compile(r"[0-9]+(?:/(?:tcp|udp|sctp))?|(?:tcp|udp|sctp)/[0-9]+", re.ASCII)
@@ -82,15 +100,41 @@ _CLOCK = re.compile(r"(?:[01]?[0-9]|2[0-3])[:h][0-5][0-9](?::[0-5][0-9])?(?:am|p
 _DURATION = re.compile(r"[0-9]+(?:s|secs?|m|mins?|h|hrs?|d)", re.ASCII)
 _STATUS_CLASS = re.compile(r"[1-5](?:xx|[0-9]x|[0-9][0-9]s)", re.ASCII)
 _NAMESPACE_WORDS = ("namespace", "ns")
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_NODE_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?", re.ASCII)
 _SHOWN_TEXT = 80
 _LISTED_NAMES = 5
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A way into the cluster as written (``nodeport 30080 on node-2``, ``'s load balancer``, ``lb of``).
+
+    `at` is its place among the words; `possessive` when ``'s`` stood before it and `of` when ``of``
+    or ``for`` followed it: they tie it to the name before or after it.
+    """
+
+    kind: EntryKind
+    text: str
+    at: int = 0
+    node_port: int | None = None
+    node: str | None = None
+    possessive: bool = False
+    of: bool = False
+
+
+@dataclass(frozen=True)
+class _Outside:
+    """A word naming a client outside the cluster (``outside``, ``internet``, ``clients``)."""
+
+    word: str
 
 
 @dataclass(frozen=True)
 class _Phrase:
     """One reference as written: a reference word with an optional kind word, or a kind word alone.
 
-    `namespaces` are the ``in NS`` written right after it, in order.
+    `namespaces` are the ``in NS`` written right after it, in order; `entry` the way in written with it.
     """
 
     text: str
@@ -99,6 +143,7 @@ class _Phrase:
     word: str | None
     end: int
     namespaces: tuple[str, ...] = ()
+    entry: _Entry | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +151,10 @@ class _InNamespace:
     """``in NS`` where it was written: it binds to the name before it (or, before any name, to both)."""
 
     name: str
+
+
+_Word = str | _InNamespace | _Entry | _Outside
+"""A word left after the options, or what an option became."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +202,10 @@ class _QuestionReader:
         self.target_state = False
         self.trace = False
         self.intermittent = False
+        self.outside_by_default = False
+        self.pending_entry: _Entry | None = None
+        self.pending_at = 0
+        """Where in the phrases the pending way in was written."""
 
     # -- the whole question -------------------------------------------------------------------------
 
@@ -168,10 +221,43 @@ class _QuestionReader:
         problems = [*self.problems]
         if roles.problem is not None:
             problems.append(roles.problem)
+        if source is None and self.outside_by_default and isinstance(target, Ref):
+            source = Ref(RefKind.OUTSIDE, OUTSIDE_NAME)  # a way in asked about alone: from a client outside
         closest_source = source
-        if isinstance(source, Ref) and not source.kind.can_be_source:
+        if isinstance(source, Ref) and source.entry is None and not source.kind.can_be_source:
             problems.append(self._source_kind_problem(source))
             closest_source = Ref(RefKind.WORKLOAD, source.name, source.namespace) if source.kind is RefKind.SERVICE else None
+        elif isinstance(source, Ref) and source.entry is not None:
+            problems.append(
+                Unreadable(
+                    f"The {source.entry.value} of {shown(source.name)} is where traffic comes in, so it is a target: "
+                    "ask which source cannot reach it.",
+                    source.display(),
+                    example=ENTRY_EXAMPLE,
+                )
+            )
+            closest_source = None
+        if isinstance(target, Ref) and target.kind is RefKind.NODEPORT and (self.port or self.port_name) is not None:
+            other = self.port if self.port is not None else self.port_name
+            problems.append(
+                Unreadable(
+                    f"Two ports (NodePort {target.node_port} and {shown(other)}): the NodePort is the port asked about, "
+                    "so drop the other one.",
+                    str(other),
+                    example="outside → nodeport 30080 on node-2",
+                )
+            )
+            self.port = self.port_name = None
+        if isinstance(target, Ref) and not target.kind.can_be_target:
+            problems.append(
+                Unreadable(
+                    "'outside' is where traffic comes from, not where it goes: name the address or DNS name "
+                    "outside the cluster that cannot be reached.",
+                    OUTSIDE_NAME,
+                    example=OUTSIDE_TARGET_EXAMPLE,
+                )
+            )
+            target = None
         if problems:
             raise self._error(problems[0], closest_source, target)
         if not isinstance(source, Ref) or not isinstance(target, Ref):  # pragma: no cover - roles guarantee
@@ -219,8 +305,8 @@ class _QuestionReader:
 
     # -- options: namespace, port, protocol ---------------------------------------------------------
 
-    def _take_options(self, words: list[str]) -> list[str | _InNamespace]:
-        rest: list[str | _InNamespace] = []
+    def _take_options(self, words: list[str]) -> list[_Word]:
+        rest: list[_Word] = []
         index = 0
         count = len(words)
         while index < count:
@@ -247,6 +333,23 @@ class _QuestionReader:
                 if bound is not None:
                     rest.append(_InNamespace(bound))
                 continue
+            if word == POSSESSIVE:
+                index += 1
+                if index < count and (words[index] in ENTRY_WORDS or (words[index], _at(words, index + 1)) in ENTRY_PAIRS):
+                    index = self._take_entry(words, index, rest, possessive=True)
+                continue
+            if word in ENTRY_WORDS or (word, following) in ENTRY_PAIRS:
+                index = self._take_entry(words, index, rest, possessive=False)
+                continue
+            if word in OUTSIDE_WORDS:
+                rest.append(_Outside(word))
+                index += 1
+                continue
+            if word in ENTRY_NODE_PREPOSITIONS and _last_entry(rest) is not None:
+                taken = self._take_entry_node(words, index, rest)
+                if taken != index:
+                    index = taken
+                    continue
             if _CLOCK.fullmatch(word) or _DURATION.fullmatch(word) or _STATUS_CLASS.fullmatch(word):
                 index += 1
                 continue
@@ -294,6 +397,51 @@ class _QuestionReader:
             rest.append(word)
             index += 1
         return rest
+
+    def _take_entry(self, words: list[str], index: int, rest: list[_Word], *, possessive: bool) -> int:
+        """Read ``ENTRY [NODEPORT] [on NODE] [of]`` at `index` into `rest`; return the index after it."""
+        pair = ENTRY_PAIRS.get((words[index], _at(words, index + 1) or ""))
+        kind = pair if pair is not None else ENTRY_WORDS[words[index]]
+        text = " ".join(words[index : index + 2]) if pair is not None else words[index]
+        index += 2 if pair is not None else 1
+        node_port: int | None = None
+        number = _at(words, index)
+        if (
+            kind is EntryKind.NODEPORT
+            and number is not None
+            and _NUMBER_PORT.fullmatch(number)
+            and _at(words, index + 1) not in TIME_UNITS
+        ):
+            try:
+                spec = read_port(number)
+            except Unreadable as problem:
+                self.problems.append(Unreadable(problem.message, problem.part, example="outside → nodeport 30080 on node-2"))
+            else:
+                node_port = spec.number
+                if spec.protocol is not None:
+                    self._set_protocol(spec.protocol)
+            index += 1
+        rest.append(_Entry(kind, text, len(rest), node_port, possessive=possessive))
+        if _at(words, index) in ENTRY_NODE_PREPOSITIONS:
+            index = self._take_entry_node(words, index, rest)
+        if _at(words, index) in ENTRY_OF:
+            entry = _last_entry(rest)
+            if entry is not None:
+                rest[rest.index(entry)] = dataclasses.replace(entry, of=True)
+            index += 1
+        return index
+
+    def _take_entry_node(self, words: list[str], index: int, rest: list[_Word]) -> int:
+        """``on [node] NODE`` after a way in: the node it is asked about. Returns `index` when it is not one."""
+        entry = _last_entry(rest)
+        after = index + 1
+        if _at(words, after) in ("node", "nodes"):
+            after += 1
+        name = _at(words, after)
+        if entry is None or entry.node is not None or name is None or not _is_node_name(name):
+            return index
+        rest[rest.index(entry)] = dataclasses.replace(entry, node=name)
+        return after + 1
 
     def _take_in(self, words: list[str], index: int) -> tuple[int, str | None]:
         """Read ``in [the] [namespace] NAME [namespace]`` at `index`: the index after it and the namespace.
@@ -383,7 +531,7 @@ class _QuestionReader:
 
     # -- phrases and connectives --------------------------------------------------------------------
 
-    def _group(self, words: list[str | _InNamespace]) -> list[_Phrase | _Connective]:
+    def _group(self, words: list[_Word]) -> list[_Phrase | _Connective]:
         items: list[_Phrase | _Connective] = []
         index = 0
         count = len(words)
@@ -391,6 +539,18 @@ class _QuestionReader:
             word = words[index]
             if isinstance(word, _InNamespace):
                 self._bind_namespace(items, word.name)
+                index += 1
+                continue
+            if isinstance(word, _Outside):
+                previous = items[-1] if items else None
+                if isinstance(previous, _Phrase) and previous.kind is RefKind.OUTSIDE and previous.end == index - 1:
+                    items[-1] = dataclasses.replace(previous, text=f"{previous.text} {word.word}", end=index)
+                else:
+                    items.append(_Phrase(word.word, RefKind.OUTSIDE, None, OUTSIDE_NAME, index))
+                index += 1
+                continue
+            if isinstance(word, _Entry):
+                self._place_entry(items, word, words, index)
                 index += 1
                 continue
             direction = _direction(word)
@@ -410,7 +570,7 @@ class _QuestionReader:
                 kind = KIND_WORDS[word]
                 following = words[index + 1] if index + 1 < count else None
                 if isinstance(following, str) and following not in RESERVED:
-                    items.append(_Phrase(f"{word} {following}", kind, word, following, index + 1))
+                    self._add(items, _Phrase(f"{word} {following}", kind, word, following, index + 1))
                     index += 2
                     continue
                 previous = items[-1] if items else None
@@ -425,12 +585,73 @@ class _QuestionReader:
                 elif _after_time_word(words, index):
                     pass  # "since the deploy": an event, not a reference
                 else:
-                    items.append(_Phrase(word, kind, word, None, index))
+                    self._add(items, _Phrase(word, kind, word, None, index))
                 index += 1
                 continue
-            items.append(_Phrase(word, None, None, word, index))
+            self._add(items, _Phrase(word, None, None, word, index))
             index += 1
+        pending = self.pending_entry
+        if pending is not None and pending.kind is EntryKind.NODEPORT and not pending.of and self.port is not None:
+            # "30080 nodeport on node-2": the number written before the word is the NodePort.
+            pending = dataclasses.replace(pending, node_port=self.port)
+            phrase = _Phrase(f"{pending.text} {self.port}", RefKind.NODEPORT, None, None, pending.at, entry=pending)
+            items.insert(self.pending_at, phrase)
+            self.port, self.pending_entry = None, None
+        if self.pending_entry is not None and not self.pending_entry.of:
+            self._entry_to_earlier_name(items, self.pending_entry)
+        if self.pending_entry is not None:
+            entry = self.pending_entry
+            self.problems.append(
+                Unreadable(
+                    f"'{shown(entry.text)}' needs the service it belongs to: write svc/NAME's {entry.text}.",
+                    entry.text,
+                    example=ENTRY_EXAMPLE,
+                )
+            )
         return items
+
+    def _place_entry(self, items: list[_Phrase | _Connective], entry: _Entry, words: list[_Word], index: int) -> None:
+        """Tie a way in to the name before it (``web's lb``, ``svc/web nodeport``, ``web via its load
+        balancer``), to the name after it (``the nodeport of web``), or make it a reference of its own
+        (``nodeport 30080``)."""
+        entry = dataclasses.replace(entry, at=index)
+        previous = items[-1] if items else None
+        if (
+            not entry.of
+            and isinstance(previous, _Phrase)
+            and previous.kind is not RefKind.OUTSIDE
+            and previous.entry is None
+            and (entry.possessive or all(word in ENTRY_BRIDGE for word in words[previous.end + 1 : index]))
+        ):
+            items[-1] = dataclasses.replace(previous, text=f"{previous.text} {entry.text}", entry=entry, end=index)
+        elif entry.node_port is not None and not entry.of:
+            items.append(_Phrase(f"{entry.text} {entry.node_port}", RefKind.NODEPORT, None, None, index, entry=entry))
+        elif self.pending_entry is None:
+            self.pending_entry, self.pending_at = entry, len(items)
+        else:
+            self.problems.append(
+                Unreadable(
+                    f"Two ways in ({self.pending_entry.text} and {entry.text}): ask about one.", entry.text, example=ENTRY_EXAMPLE
+                )
+            )
+
+    def _entry_to_earlier_name(self, items: list[_Phrase | _Connective], entry: _Entry) -> None:
+        """A way in with no name after it belongs to the last name before it (``is web reachable through
+        its external ip from outside``)."""
+        for position in range(len(items) - 1, -1, -1):
+            phrase = items[position]
+            if isinstance(phrase, _Phrase) and phrase.end < entry.at:
+                if phrase.kind not in (RefKind.OUTSIDE, RefKind.NODEPORT) and phrase.entry is None:
+                    items[position] = dataclasses.replace(phrase, text=f"{phrase.text} {entry.text}", entry=entry)
+                    self.pending_entry = None
+                return
+
+    def _add(self, items: list[_Phrase | _Connective], phrase: _Phrase) -> None:
+        """Append a phrase, giving it a way in written before it (``the load balancer of web``)."""
+        if self.pending_entry is not None and phrase.kind is not RefKind.OUTSIDE:
+            phrase = dataclasses.replace(phrase, entry=self.pending_entry)
+            self.pending_entry = None
+        items.append(phrase)
 
     def _bind_namespace(self, items: list[_Phrase | _Connective], namespace: str) -> None:
         """``in NS``: to the name written before it; before any name, to the whole question."""
@@ -444,6 +665,16 @@ class _QuestionReader:
     def _read_phrase(self, phrase: _Phrase) -> ReferenceText | str:
         """Read a phrase into a reference, or return the placeholder to show in its place."""
         placeholder = f"{phrase.kind.prefix}/{PLACEHOLDER}" if phrase.kind is not None else PLACEHOLDER
+        if phrase.kind is RefKind.OUTSIDE:
+            for namespace in phrase.namespaces:
+                self._set_namespace(namespace)
+            return OUTSIDE_READING
+        if phrase.kind is RefKind.NODEPORT and phrase.entry is not None:
+            reading = ReferenceText(
+                written=phrase.text, shape=Shape.NODEPORT, name=str(phrase.entry.node_port),
+                entry=phrase.entry.kind, node_port=phrase.entry.node_port, entry_node=phrase.entry.node,
+            )  # fmt: skip
+            return self._with_namespaces(reading, phrase)
         if phrase.word is None:
             prefix = phrase.kind.prefix if phrase.kind is not None else "KIND"
             self.problems.append(Unreadable(f"'{shown(phrase.kind_word)}' needs a name: write {prefix}/NAME.", phrase.text))
@@ -451,8 +682,42 @@ class _QuestionReader:
         try:
             reading = read_reference(phrase.word, kind=phrase.kind)
         except Unreadable as problem:
-            self.problems.append(problem)
-            return placeholder
+            outside = _name_outside(phrase)
+            if outside is None:
+                self.problems.append(problem)
+                return placeholder
+            reading = outside
+        if phrase.entry is not None:
+            with_entry = self._with_entry(reading, phrase.entry)
+            if with_entry is None:
+                return placeholder
+            reading = with_entry
+        return self._with_namespaces(reading, phrase)
+
+    def _with_entry(self, reading: ReferenceText, entry: _Entry) -> ReferenceText | None:
+        """The reading with its way in; a node before a NodePort is the node it is asked on (``node-2 nodeport 30080``)."""
+        if reading.shape is Shape.NODEPORT:
+            return dataclasses.replace(reading, entry=entry.kind, node_port=entry.node_port, entry_node=entry.node)
+        if reading.kind is RefKind.NODE and entry.node is None and entry.node_port is not None:
+            return ReferenceText(
+                written=reading.written, shape=Shape.NODEPORT, name=str(entry.node_port), entry=entry.kind,
+                node_port=entry.node_port, entry_node=reading.name, port=reading.port, port_problem=reading.port_problem,
+            )  # fmt: skip
+        service_like = reading.shape in (Shape.NAME, Shape.SHORTHAND, Shape.SERVICE_DNS, Shape.ADDRESS)
+        if not service_like or reading.kind not in (None, RefKind.SERVICE, RefKind.WORKLOAD):
+            self.problems.append(
+                Unreadable(
+                    f"'{shown(reading.written)}' cannot have a {entry.kind.value}: only services have NodePorts, "
+                    "external IPs and load balancers.",
+                    reading.written,
+                    example=ENTRY_EXAMPLE,
+                )
+            )
+            return None
+        return dataclasses.replace(reading, entry=entry.kind, node_port=entry.node_port, entry_node=entry.node)
+
+    def _with_namespaces(self, reading: ReferenceText, phrase: _Phrase) -> ReferenceText:
+        """The reading with the ``in NS`` written after its phrase."""
         bound: str | None = None
         for namespace in phrase.namespaces:
             if bound is not None and bound != namespace:
@@ -489,7 +754,10 @@ class _QuestionReader:
             source_group, target_group = before, after
             if connective is not None and connective.direction is Direction.BACKWARD:
                 source_group, target_group = after, before
-            source_group, target_group = self._narrow(source_group), self._narrow(target_group)
+            source_group, target_group = (
+                self._narrow(self._drop_outside(source_group)),
+                self._narrow(self._drop_outside(target_group)),
+            )
             if len(source_group) == 1 and len(target_group) == 1:
                 return _Roles(source_group[0], target_group[0])
             side, group = ("source", source_group) if len(source_group) > 1 else ("target", target_group)
@@ -507,6 +775,9 @@ class _QuestionReader:
             first, second = phrases
             if self.command_form:
                 return _Roles(first, second)
+            if RefKind.OUTSIDE in (first.kind, second.kind) and first.kind is not second.kind:
+                # "external traffic times out on web's nodeport": a client outside is never the target.
+                return _Roles(first, second) if first.kind is RefKind.OUTSIDE else _Roles(second, first)
             return _Roles(
                 first,
                 second,
@@ -527,6 +798,15 @@ class _QuestionReader:
                 names,
             ),
         )
+
+    def _drop_outside(self, group: list[_Phrase]) -> list[_Phrase]:
+        """``external`` beside a name is an adjective (``the external service api.stripe.com``,
+        ``external client 203.0.113.7``): the name is the reference, the word is skipped."""
+        named = [phrase for phrase in group if phrase.kind is not RefKind.OUTSIDE]
+        if len(named) == len(group) or not any(_is_marked(phrase) for phrase in named):
+            return group  # "external users": the bare word beside it is what is skipped
+        self.ignored.extend(phrase.text for phrase in group if phrase.kind is RefKind.OUTSIDE)
+        return named
 
     def _narrow(self, group: list[_Phrase]) -> list[_Phrase]:
         """Keep the one marked reference of a group (``svc/api lately`` → ``svc/api``), if there is one.
@@ -551,6 +831,9 @@ class _QuestionReader:
         before = items[position - 1] if position > 0 else None
         after = items[position + 1] if position + 1 < len(items) else None
         reading = readings[id(phrase)]
+        if phrase.entry is not None:
+            self.outside_by_default = True  # "why can't I reach web's load balancer": from outside
+            return _Roles(None, phrase)
         is_target = (
             (isinstance(before, _Connective) and before.direction is Direction.FORWARD)
             or (isinstance(after, _Connective) and after.direction is Direction.BACKWARD)
@@ -602,12 +885,48 @@ class _QuestionReader:
         )
 
 
+def _name_outside(phrase: _Phrase) -> ReferenceText | None:
+    """``service api.stripe.com``: "service" said of a name outside the cluster is a plain word; the
+    reading of the name alone when it is such a name (None otherwise)."""
+    if phrase.kind_word is None or phrase.word is None or "." not in phrase.word:
+        return None
+    try:
+        reading = read_reference(phrase.word)
+    except Unreadable:
+        return None
+    return reading if reading.shape is Shape.EXTERNAL_DNS else None
+
+
 def _takes_namespace(reading: ReferenceText) -> bool:
-    """Whether ``in NS`` can name this reference's namespace: a plain name of a namespaced kind."""
-    return reading.shape is Shape.NAME and reading.kind is not RefKind.NODE
+    """Whether ``in NS`` can name this reference's namespace: a plain name of a namespaced kind, or a
+    NodePort by number (the namespace narrows the search for its service)."""
+    return (reading.shape is Shape.NAME and reading.kind is not RefKind.NODE) or reading.shape is Shape.NODEPORT
 
 
-def _after_time_word(words: list[str | _InNamespace], index: int) -> bool:
+def _at(words: list[str], index: int) -> str | None:
+    """The word at `index`, or None past the end."""
+    return words[index] if index < len(words) else None
+
+
+def _last_entry(rest: list[_Word]) -> _Entry | None:
+    """The last way in read so far."""
+    return next((item for item in reversed(rest) if isinstance(item, _Entry)), None)
+
+
+def _is_node_name(word: str) -> bool:
+    """Whether a word after ``on`` can name a node: a DNS name with a letter, or an IP address."""
+    if word in RESERVED or _DIGITS.fullmatch(word):
+        return False
+    if _NODE_NAME.fullmatch(word) and any(char.isalpha() for char in word):
+        return True
+    try:
+        ipaddress.ip_address(word)
+    except ValueError:
+        return False
+    return True
+
+
+def _after_time_word(words: list[_Word], index: int) -> bool:
     """Whether the word at `index` follows "since", "after" ... (articles between): ``since the deploy``."""
     before = index - 1
     while before >= 0 and words[before] in ARTICLES:

@@ -4,7 +4,9 @@ Arrows written without spaces (``web->api``, ``a=>b``, ``x<-y``) become words of
 brackets and quotes separate words; apostrophes vanish (``can't`` → ``cant``); punctuation and
 formatting at the edges of a word go (``api:8080?!`` → ``api:8080``, ``_api_`` → ``api``). What is
 left of a word that has no letter or digit is dropped. One name alone in brackets after a reference
-names its namespace, as incident channels write it (``ledger (prod)`` → ``ledger in prod``).
+names its namespace, as incident channels write it (``ledger (prod)`` → ``ledger in prod``). A
+possessive stays a word of its own (``web's nodeport`` → ``web``, ``'s``, ``nodeport``), so that the
+grammar can tie what follows to the name; contractions (``it's``, ``what's``) do not split.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ _BACKWARD_ARROW = re.compile(r"<[-=]+")
 _SEPARATORS = re.compile(r"[,;(){}\"|]")
 _BRACKETED_NAME = re.compile(r"\(\s*([a-z][-a-z0-9]*)\s*\)")
 _ARROWS = frozenset({"->", "<-", ">"})
+POSSESSIVE = "'s"
+"""The word a possessive ``'s`` becomes (``web's`` → ``web`` ``'s``)."""
+_CONTRACTIONS = frozenset({"it", "that", "what", "there", "here", "who", "let", "he", "she", "where", "how", "why", "when"})
 
 
 def _keeps_leading(char: str) -> bool:
@@ -45,7 +50,11 @@ def lex(text: str) -> list[str]:
         if chunk in _ARROWS:
             words.append("->" if chunk == ">" else chunk)
             continue
-        word = _strip_edges(chunk.replace("'", ""))
+        whole = _strip_edges(chunk)
+        possessive = whole.endswith(POSSESSIVE) and whole[: -len(POSSESSIVE)] not in _CONTRACTIONS
+        word = _strip_edges((whole[: -len(POSSESSIVE)] if possessive else chunk).replace("'", ""))
         if any(char.isalnum() for char in word):
             words.append(word)
+            if possessive:
+                words.append(POSSESSIVE)
     return words

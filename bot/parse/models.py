@@ -29,11 +29,20 @@ class RefKind(StrEnum):
     IP = "ip"
     DNS = "dns"
     """A DNS name that is not a cluster service or pod name (``api.stripe.com``)."""
+    OUTSIDE = "outside"
+    """A client outside the cluster (``from outside``, ``the internet``, ``clients``): a source only."""
+    NODEPORT = "nodeport"
+    """A NodePort given by its number alone (``nodeport 30080 on node-2``): the resolver finds its service."""
 
     @property
     def can_be_source(self) -> bool:
         """Whether traffic can start here: pods, workloads, nodes and IPs can; services and names cannot."""
-        return self not in (RefKind.SERVICE, RefKind.DNS)
+        return self not in (RefKind.SERVICE, RefKind.DNS, RefKind.NODEPORT)
+
+    @property
+    def can_be_target(self) -> bool:
+        """Whether traffic can end here: everything but a client outside the cluster, which has no address."""
+        return self is not RefKind.OUTSIDE
 
     @property
     def prefix(self) -> str:
@@ -51,7 +60,24 @@ _PREFIXES: dict[RefKind, str] = {
     RefKind.NODE: "node",
     RefKind.IP: "",
     RefKind.DNS: "",
+    RefKind.OUTSIDE: "",
+    RefKind.NODEPORT: "",
 }
+
+
+class EntryKind(StrEnum):
+    """How traffic from outside the cluster enters it, as a question names it (``web's load balancer``)."""
+
+    NODEPORT = "nodeport"
+    """A node's own IP and the service's NodePort."""
+    EXTERNAL_IP = "external-ip"
+    """One of the service's `spec.externalIPs`, on the service port."""
+    LOAD_BALANCER = "load-balancer"
+    """The service's load balancer ingress IP (`status.loadBalancer.ingress`), on the service port."""
+
+
+OUTSIDE_NAME = "outside"
+"""How a client outside the cluster is written back: ``outside → svc/web load-balancer``."""
 
 
 class Protocol(StrEnum):
@@ -80,10 +106,34 @@ class Ref:
     service: str | None = None
     cluster_domain: str | None = None
     address: IPv4Address | IPv6Address | None = None
+    entry: EntryKind | None = None
+    """The way in from outside the question names (``svc web's nodeport``, ``nodeport 30080``)."""
+    node_port: int | None = None
+    """The NodePort number written with a ``nodeport`` entry (``nodeport 30080``)."""
+    entry_node: str | None = None
+    """The receiving node written with an entry (``nodeport 30080 on node-2``): a node name or IP."""
 
     def display(self, port: str | None = None) -> str:
-        """The reference in the form the grammar reads back, with ``:port`` appended when given."""
-        if self.dns_name is not None:
+        """The reference in the form the grammar reads back, with ``:port`` appended when given.
+
+        An entry is written after the reference as words (``shop/svc/web:80 load-balancer``,
+        ``nodeport 30080 on node-2``), so that the canonical form reads as a person would say it.
+        """
+        text = EntryKind.NODEPORT.value if self.kind is RefKind.NODEPORT else self._plain(port)
+        if self.entry is not None and self.kind is not RefKind.NODEPORT:
+            text += f" {self.entry.value}"
+        if self.node_port is not None:
+            text += f" {self.node_port}"
+        if self.entry_node is not None:
+            text += f" on {self.entry_node}"
+        if self.kind is RefKind.NODEPORT and self.namespace is not None:
+            text += f" in {self.namespace}"
+        return text
+
+    def _plain(self, port: str | None) -> str:
+        if self.kind is RefKind.OUTSIDE:
+            text = OUTSIDE_NAME
+        elif self.dns_name is not None:
             text = self.dns_name
         elif self.kind is RefKind.IP:
             text = self.name
@@ -155,7 +205,8 @@ def question_text(
     target_text = _ref_text(target, port_text)
     text = f"{source_text} {ARROW} {target_text}"
     if protocol is not None:
-        text += f"/{protocol.lower()}" if port_text is not None else f" over {protocol.lower()}"
+        entry = isinstance(target, Ref) and (target.entry is not None or target.kind is RefKind.NODEPORT)
+        text += f"/{protocol.lower()}" if port_text is not None and not entry else f" over {protocol.lower()}"
     if namespace is not None:
         text += f" -n {namespace}"
     return text

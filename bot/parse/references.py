@@ -8,6 +8,7 @@ target and a workload as a source.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
 
 from bot.parse.errors import Unreadable, shown
-from bot.parse.models import Protocol, Ref, RefKind
+from bot.parse.models import OUTSIDE_NAME, EntryKind, Protocol, Ref, RefKind
 from bot.parse.slack_text import url_host
 from bot.parse.vocabulary import KIND_PREFIXES, PROTOCOL_WORDS
 
@@ -35,6 +36,10 @@ _NAME_RULE = "use lowercase letters, digits and '-', starting and ending with a 
 MAX_LABEL = 63
 MAX_DNS_NAME = 253
 MAX_PORT_NAME = 15
+CLUSTER_DOMAIN = "cluster.local"
+
+SCHEME_PORTS: dict[str, int] = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+"""The port a URL without one means, by scheme (``https://www.example.com/path`` → 443)."""
 
 
 class Shape(Enum):
@@ -54,6 +59,10 @@ class Shape(Enum):
     """``api.stripe.com``: a name outside the cluster's service and pod names."""
     ADDRESS = "address"
     """An IPv4 or IPv6 literal."""
+    OUTSIDE = "outside"
+    """``outside``, ``the internet``, ``clients``: a client outside the cluster."""
+    NODEPORT = "nodeport"
+    """``nodeport 30080``: a NodePort by its number, its service to be found."""
 
 
 @dataclass(frozen=True)
@@ -81,13 +90,24 @@ class ReferenceText:
     port: PortSpec | None = None
     port_problem: Unreadable | None = None
     """A port written on the reference that could not be read (the rest of the reference could)."""
+    entry: EntryKind | None = None
+    node_port: int | None = None
+    entry_node: str | None = None
 
     def to_ref(self, *, as_source: bool) -> Ref:
-        """The reference with its kind settled for the role it plays."""
+        """The reference with its kind settled for the role it plays.
+
+        With an entry (``web's load balancer``) a name is a service: only services have NodePorts,
+        external IPs and load balancers.
+        """
         shape_kind = _SHAPE_KINDS[self.shape]
+        if self.entry is not None and self.kind in (None, RefKind.WORKLOAD) and shape_kind in (RefKind.WORKLOAD, RefKind.SERVICE):
+            return self._entry_ref(
+                Ref(RefKind.SERVICE, self.name, self.namespace, self.dns_name, cluster_domain=self.cluster_domain)
+            )
         if self.kind is not None and self.kind is not shape_kind:
             # An explicit kind wins over what the DNS form implies; the name then stands on its own.
-            return Ref(self.kind, self.name, self.namespace)
+            return self._entry_ref(Ref(self.kind, self.name, self.namespace))
         if self.kind is None and self.shape is Shape.SHORTHAND and as_source:
             return Ref(RefKind.WORKLOAD, self.name, self.namespace)
         return Ref(
@@ -98,7 +118,13 @@ class ReferenceText:
             service=self.service,
             cluster_domain=self.cluster_domain,
             address=self.address,
+            entry=self.entry,
+            node_port=self.node_port,
+            entry_node=self.entry_node,
         )
+
+    def _entry_ref(self, ref: Ref) -> Ref:
+        return dataclasses.replace(ref, entry=self.entry, node_port=self.node_port, entry_node=self.entry_node)
 
 
 _SHAPE_KINDS: dict[Shape, RefKind] = {
@@ -109,7 +135,12 @@ _SHAPE_KINDS: dict[Shape, RefKind] = {
     Shape.POD_ADDRESS_DNS: RefKind.IP,
     Shape.EXTERNAL_DNS: RefKind.DNS,
     Shape.ADDRESS: RefKind.IP,
+    Shape.OUTSIDE: RefKind.OUTSIDE,
+    Shape.NODEPORT: RefKind.NODEPORT,
 }
+
+OUTSIDE_READING = ReferenceText(written=OUTSIDE_NAME, shape=Shape.OUTSIDE, name=OUTSIDE_NAME)
+"""The one reading of a client outside the cluster."""
 
 
 def check_label(text: str, what: str) -> str:
@@ -163,6 +194,9 @@ def read_reference(word: str, *, kind: RefKind | None = None) -> ReferenceText:
     if suffix is not None:
         text, protocol = suffix.group(1), PROTOCOL_WORDS[suffix.group(2)]
     host, port_text = _split_port(text, word)
+    if port_text is None and "://" in word:
+        default = SCHEME_PORTS.get(word.partition("://")[0])
+        port_text = str(default) if default is not None else None
     port: PortSpec | None = PortSpec(protocol=protocol) if protocol is not None else None
     port_problem: Unreadable | None = None
     reference = _read_host(host, word, kind)
@@ -324,6 +358,13 @@ def _read_dns_name(name: str, kind: RefKind | None, word: str) -> ReferenceText:
     if kind is not None:
         raise Unreadable(
             f"Could not read '{shown(word)}': after a kind, write NAME or NAME.NAMESPACE (or NAME.NAMESPACE.svc.cluster.local).",
+            word,
+        )
+    if name.endswith(f".{CLUSTER_DOMAIN}"):
+        # In the cluster domain, but neither a service nor a pod name: never a name outside the cluster.
+        hint = f"{labels[0]}.{labels[1]}.svc.{CLUSTER_DOMAIN}" if len(labels) == 4 else f"NAME.NAMESPACE.svc.{CLUSTER_DOMAIN}"
+        raise Unreadable(
+            f"'{shown(name)}' is in the cluster domain but is not a service or pod name: write {hint}.",
             word,
         )
     return ReferenceText(written=word, shape=Shape.EXTERNAL_DNS, name=name, dns_name=name)

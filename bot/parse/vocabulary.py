@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from bot.parse.models import Protocol, RefKind
+from bot.parse.models import EntryKind, Protocol, RefKind
 
 
 class Direction(Enum):
@@ -116,6 +116,55 @@ INTERMITTENT_WORDS: frozenset[str] = frozenset(
 )  # fmt: skip
 """Words that describe a failure that comes and goes: the trace repeats its probe to measure loss."""
 
+OUTSIDE_WORDS: frozenset[str] = frozenset(
+    {"outside", "internet", "external", "externally", "client", "clients", "world", "offcluster", "off-cluster"}
+)
+"""Words that name a client outside the cluster (``from outside``, ``the internet``, ``external
+traffic``, ``clients``); several in a row are one client (``the outside world``). To name a workload
+called ``clients``, write it with a kind (``deploy/clients``)."""
+
+ENTRY_WORDS: dict[str, EntryKind] = {
+    "nodeport": EntryKind.NODEPORT,
+    "nodeports": EntryKind.NODEPORT,
+    "node-port": EntryKind.NODEPORT,
+    "node-ports": EntryKind.NODEPORT,
+    "nodeprot": EntryKind.NODEPORT,
+    "loadbalancer": EntryKind.LOAD_BALANCER,
+    "load-balancer": EntryKind.LOAD_BALANCER,
+    "loadbalancers": EntryKind.LOAD_BALANCER,
+    "load-balancers": EntryKind.LOAD_BALANCER,
+    "lb": EntryKind.LOAD_BALANCER,
+    "lbs": EntryKind.LOAD_BALANCER,
+    "external-ip": EntryKind.EXTERNAL_IP,
+    "external-ips": EntryKind.EXTERNAL_IP,
+    "externalip": EntryKind.EXTERNAL_IP,
+    "externalips": EntryKind.EXTERNAL_IP,
+}
+"""One-word names of a way into the cluster (``nodeport 30080``, ``web's lb``, ``external-ip``)."""
+
+ENTRY_PAIRS: dict[tuple[str, str], EntryKind] = {
+    ("node", "port"): EntryKind.NODEPORT,
+    ("node", "ports"): EntryKind.NODEPORT,
+    ("load", "balancer"): EntryKind.LOAD_BALANCER,
+    ("load", "balancers"): EntryKind.LOAD_BALANCER,
+    ("external", "ip"): EntryKind.EXTERNAL_IP,
+    ("external", "ips"): EntryKind.EXTERNAL_IP,
+    ("external", "address"): EntryKind.EXTERNAL_IP,
+    ("external", "addresses"): EntryKind.EXTERNAL_IP,
+    ("ingress", "ip"): EntryKind.LOAD_BALANCER,
+}
+"""Two-word names of a way in (``load balancer``, ``external IP``, ``node port``)."""
+
+ENTRY_BRIDGE: frozenset[str] = frozenset({"on", "at", "via", "through", "using", "over", "its", "their", "the", "a", "an"})
+"""Words that may stand between a service and its way in (``web via its load balancer``, ``svc web
+on nodeport 30081``)."""
+
+ENTRY_NODE_PREPOSITIONS: frozenset[str] = frozenset({"on", "at", "via", "through"})
+"""Words after a way in that take the node it is asked on (``nodeport 30080 on node-2``, ``via node-3``)."""
+
+ENTRY_OF: frozenset[str] = frozenset({"of", "for"})
+"""Words after an entry that tie it to the name after them (``the nodeport of web``)."""
+
 COMMAND_WORDS: frozenset[str] = frozenset({"/reach", "/kubereach"})
 """A leading slash command: after it, two bare names read as ``SOURCE TARGET``."""
 
@@ -187,6 +236,8 @@ RESERVED: frozenset[str] = (
     | NAMESPACE_FLAGS
     | COMMAND_WORDS
     | NOISE
+    | OUTSIDE_WORDS
+    | frozenset(ENTRY_WORDS)
 )
 """Every word with a meaning in the grammar: none of them is read as a name on its own."""
 

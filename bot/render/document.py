@@ -72,6 +72,7 @@ def _document(result: InvestigationResult) -> dict[str, Any]:
         "question": result.question,
         "source": result.source,
         "target": result.target,
+        "read_as": result.parsed.normalized if result.parsed is not None else None,
         "verdict": verdict_document(result.verdict),
         "steps": [step_document(s) for s in result.steps],
         "findings": [finding_document(f) for f in result.findings],

@@ -376,3 +376,50 @@ def test_ask_on_a_healthy_path_finds_no_fault(lab: Lab, case: AskCase) -> None:
 @pytest.mark.parametrize("case", FAULTS, ids=[c.name for c in FAULTS])
 def test_ask_names_the_fault_on_the_path_its_node_and_hop(lab: Lab, case: AskCase) -> None:
     _ask_case(lab, case)
+
+
+# ------------------------------------------------------------------ how `kubereach ask` reads these questions
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A question on a new path, how `ask --json` must echo it (`read_as`), and its two ends as resolved."""
+
+    question: str
+    read_as: str
+    source: str
+    target: str
+
+
+READINGS = [
+    Reading(
+        "why can't frontend reach example.com:80",
+        "frontend → example.com:80",
+        "deploy/frontend in shop",
+        "example.com (outside the cluster)",
+    ),
+    Reading(
+        "why can't external traffic reach nodeport 30080 on node-2",
+        "outside → nodeport 30080 on node-2",
+        "outside the cluster",
+        "NodePort 30080 of svc/frontend-nodeport in shop on node/node-2",
+    ),
+    Reading(
+        "why can't clients reach svc web's load balancer",
+        "outside → svc/web load-balancer",
+        "outside the cluster",
+        "load balancer 198.51.100.10:80 of svc/web in shop",
+    ),
+    Reading("why can't node-1 reach api", "node-1 → api", "node/node-1", "svc/api in shop"),
+]
+
+
+@pytest.mark.parametrize("reading", READINGS, ids=[r.read_as for r in READINGS])
+def test_ask_reads_questions_on_the_new_paths_as_meant(lab: Lab, reading: Reading) -> None:
+    """Through the entry point: the question is read in its canonical form and both ends resolve (an
+    external name is not taken for a service in a namespace, a node is not a missing workload)."""
+    result = ask(lab, reading.question)
+    assert (result["read_as"], result["source"], result["target"]) == (reading.read_as, reading.source, reading.target), explain(
+        result
+    )
+    assert result["verdict"]["code"] not in ("SOURCE_NOT_FOUND", "TARGET_NOT_FOUND", "AMBIGUOUS_NAME"), explain(result)

@@ -22,8 +22,11 @@ from bot.cluster import (
     ResolutionError,
     Resolved,
 )
-from bot.investigation import name_choices
+from bot.cluster.entries import EntryInfo
+from bot.investigation import build_case, name_choices, workload_refs
 from bot.parse import Protocol, Ref, RefKind, parse_question
+from bot.parse.models import EntryKind
+from bot.playbook.case import Entry, PodRef
 from bot.playbook.models import VerdictCode
 from bot.policy import cluster_from_objects, evaluate
 from lab.apiserver import ApiServer, EndpointSliceController, Store, write_kubeconfig
@@ -366,12 +369,14 @@ def test_ips_resolve_to_pod_service_node_or_outside(lab: Lab, client: ClusterCli
     to_node = ask(client, "pod/redis-0 -> 10.240.0.12:10250")
     assert to_node.target_kind == "node" and to_node.target_node is not None and to_node.target_node.name == "node-2"
     outside = ask(client, "pod/redis-0 -> 192.0.2.7:443")
-    assert (outside.target_kind, outside.target_address) == ("ip", "192.0.2.7")
+    assert (outside.target_kind, outside.target_address) == ("external", "192.0.2.7")
+    gone = ask(client, "pod/redis-0 -> 10.244.1.250:443")
+    assert (gone.target_kind, gone.target_address) == ("ip", "10.244.1.250")
     pod_address = redis["status"]["podIP"].replace(".", "-")
     by_pod_dns = ask(client, f"frontend -> {pod_address}.shop.pod.cluster.local:6379")
     assert by_pod_dns.target_kind == "pod" and names(by_pod_dns.target_pods) == ["redis-0"]
-    nobody = refused(client, "192.0.2.7 -> api:8080")
-    assert nobody.code is VerdictCode.SOURCE_NOT_FOUND
+    nobody = refused(client, "10.244.1.250 -> api:8080")
+    assert nobody.code is VerdictCode.SOURCE_NOT_FOUND and "10.244.1.250" in nobody.message
 
 
 def test_node_refs_resolve_to_node_info(client: ClusterClient) -> None:
@@ -485,3 +490,257 @@ def test_api_calls_are_recorded_and_stay_within_the_declared_resources(client: C
     assert {(c.group, c.resource) for c in calls} <= declared
     assert {c.verb for c in calls} == {"list"}
     assert any(c.resource == "endpointslices" and c.namespace == "shop" for c in calls)
+
+
+# ------------------------------------------------------------------------------ from outside, nodes, external names
+
+
+def test_outside_sources_are_external_whatever_the_wording(client: ClusterClient) -> None:
+    for text in (
+        "why can't external traffic reach nodeport 30080 on node-2",
+        "nodeport 30080 on node-2 is unreachable from the internet",
+        "can clients reach node-2's nodeport 30080?",
+        "outside → nodeport 30080 on node-2",
+    ):
+        resolved = ask(client, text)
+        assert resolved.source_kind == "external" and resolved.source_pods == (), text
+        assert resolved.source_address is None
+        assert resolved.target_kind == "service" and resolved.target_service is not None, text
+        assert resolved.target_service.key == "shop/frontend-nodeport"
+        assert resolved.entry == EntryInfo(EntryKind.NODEPORT, 30080, None, ("node-2",)), text
+        assert resolved.port.service_port == 80
+
+
+def test_an_address_outside_the_cluster_ranges_is_an_outside_source(client: ClusterClient) -> None:
+    resolved = ask(client, "why can't 203.0.113.7 reach nodeport 30080")
+    assert (resolved.source_kind, resolved.source_address) == ("external", "203.0.113.7")
+    assert resolved.entry is not None and resolved.entry.nodes == ()
+    source, _ = workload_refs(resolved)
+    assert (source.kind, source.name) == ("outside", "203.0.113.7")
+
+
+def test_a_nodeport_no_service_owns_is_refused_with_the_ones_that_exist(client: ClusterClient) -> None:
+    error = refused(client, "why can't external traffic reach nodeport 31999 on node-2")
+    assert error.code is VerdictCode.TARGET_NOT_FOUND
+    assert "no service has NodePort 31999" in error.message and "nodeport 30080" in error.message
+    assert error.suggestions[0].startswith("nodeport 30080")
+
+
+def test_a_node_that_does_not_exist_is_refused_with_near_names(client: ClusterClient) -> None:
+    error = refused(client, "outside → nodeport 30080 on node-9")
+    assert error.code is VerdictCode.TARGET_NOT_FOUND and "node-9" in error.message
+    assert error.suggestions and error.suggestions[0].startswith("node/node-")
+
+
+def test_a_services_ways_in_by_name(lab: Lab, client: ClusterClient) -> None:
+    lb_ip = lab.store.get("services", "web", "shop")["status"]["loadBalancer"]["ingress"][0]["ip"]
+    balancer = ask(client, "why can't clients reach svc web's load balancer")
+    assert balancer.source_kind == "external" and balancer.target_service is not None
+    assert balancer.target_service.key == "shop/web" and balancer.target_service.load_balancer_ips == (lb_ip,)
+    assert balancer.entry == EntryInfo(EntryKind.LOAD_BALANCER, 80, lb_ip, ())
+    node_port = ask(client, "the nodeport of web from outside")
+    assert node_port.entry == EntryInfo(EntryKind.NODEPORT, 30081, None, ())
+    external_ip = ask(client, "frontend-nodeport's external IP is unreachable from outside")
+    assert external_ip.entry == EntryInfo(EntryKind.EXTERNAL_IP, 80, "198.51.100.100", ())
+    asked_port = ask(client, "outside → svc/web nodeport 30081 on node-3")
+    assert asked_port.entry == EntryInfo(EntryKind.NODEPORT, 30081, None, ("node-3",))
+
+
+def test_a_way_in_a_service_does_not_have_is_refused(client: ClusterClient) -> None:
+    cluster_ip = refused(client, "why can't clients reach svc api's nodeport")
+    assert cluster_ip.code is VerdictCode.TARGET_NOT_FOUND and "ClusterIP service: it has no NodePort" in cluster_ip.message
+    no_balancer = refused(client, "outside → frontend-nodeport's load balancer")
+    assert "not a LoadBalancer" in no_balancer.message
+    wrong_number = refused(client, "outside → svc/web nodeport 30080")
+    assert "has no NodePort 30080" in wrong_number.message and "30081" in wrong_number.message
+
+
+def test_an_address_of_a_way_in_resolves_to_its_service(lab: Lab, client: ClusterClient) -> None:
+    lb_ip = lab.store.get("services", "web", "shop")["status"]["loadBalancer"]["ingress"][0]["ip"]
+    external = ask(client, "why can't I reach 198.51.100.100:80 from the internet")
+    assert external.target_service is not None and external.target_service.key == "shop/frontend-nodeport"
+    assert external.entry == EntryInfo(EntryKind.EXTERNAL_IP, 80, "198.51.100.100", ())
+    balancer = ask(client, f"outside → {lb_ip}:80")
+    assert balancer.target_service is not None and balancer.target_service.key == "shop/web"
+    assert balancer.entry == EntryInfo(EntryKind.LOAD_BALANCER, 80, lb_ip, ())
+    on_node = ask(client, "from outside to node-2:30080")
+    assert on_node.target_service is not None and on_node.target_service.key == "shop/frontend-nodeport"
+    assert on_node.entry == EntryInfo(EntryKind.NODEPORT, 30080, None, ("node-2",))
+    by_node_ip = ask(client, "outside → 10.240.0.12:30081")
+    assert by_node_ip.entry == EntryInfo(EntryKind.NODEPORT, 30081, None, ("node-2",))
+    kubelet = ask(client, "outside → node-2:10250")
+    assert kubelet.target_kind == "node" and kubelet.entry is None and kubelet.target_node is not None
+
+
+def test_namespace_scoping_holds_for_ways_in(lab: Lab, client: ClusterClient) -> None:
+    lb_ip = lab.store.get("services", "web", "shop")["status"]["loadBalancer"]["ingress"][0]["ip"]
+    payments = frozenset({"payments"})
+    for text in ("outside → nodeport 30080", "outside → 198.51.100.100:80", f"outside → {lb_ip}:80", "outside → node-1:30080"):
+        with pytest.raises(NamespaceNotAllowed):
+            ask(client, text, allowed=payments)
+        assert ask(client, text, allowed=frozenset({"shop"})).target_service is not None
+
+
+def test_nodes_as_sources_by_bare_name_or_kind(client: ClusterClient) -> None:
+    for text in (
+        "why can't node-1 reach api",
+        "from node node-1 to api:8080",
+        "is api reachable from node/node-1",
+        "node-1 → api -n shop",
+        "10.240.0.11 → api",
+    ):
+        resolved = ask(client, text)
+        assert resolved.source_kind == "node" and resolved.source_node is not None, text
+        assert resolved.source_node.name == "node-1" and resolved.source_pods == ()
+        assert resolved.target_service is not None and resolved.target_service.key == "shop/api"
+    unknown = refused(client, "why can't node-9 reach api")
+    assert unknown.code is VerdictCode.SOURCE_NOT_FOUND
+
+
+def test_external_names_are_not_read_as_services(client: ClusterClient) -> None:
+    short = ask(client, "why can't frontend reach example.com:443")
+    assert (short.target_kind, short.external_name, short.target_service) == ("external", "example.com", None)
+    url = ask(client, "frontend → https://www.example.com/path")
+    assert (url.target_kind, url.external_name, url.port.target_port) == ("external", "www.example.com", 443)
+    plain = ask(client, "frontend to http://downloads.example.com:8080/")
+    assert (plain.external_name, plain.port.target_port) == ("downloads.example.com", 8080)
+    no_port = ask(client, "why can't frontend reach example.com")
+    assert no_port.port.target_port is None and any("no port given" in n for n in no_port.notes)
+
+
+def test_a_name_that_could_be_the_clusters_is_looked_up_in_the_cluster(client: ClusterClient) -> None:
+    service = ask(client, "frontend → api.shop:8080")
+    assert service.target_kind == "service" and service.external_name is None
+    missing = refused(client, "frontend → nothing.payments:443")
+    assert missing.code is VerdictCode.TARGET_NOT_FOUND
+    with pytest.raises(NamespaceNotAllowed):
+        ask(client, "frontend → ledger.payments:443", allowed=frozenset({"shop"}))
+
+
+def test_external_name_services_are_external_targets_with_their_alias(client: ClusterClient) -> None:
+    resolved = ask(client, "frontend → payments-gateway:443")
+    assert resolved.target_kind == "external" and resolved.target_service is not None
+    assert resolved.target_service.type == "ExternalName" and resolved.external_name == "api.example.com"
+    assert any("alias (CNAME) for api.example.com" in note for note in resolved.notes)
+    _, target = workload_refs(resolved)
+    assert (target.kind, target.namespace, target.name) == ("service", "shop", "payments-gateway")
+
+
+def redis_pods(lab: Lab) -> list[str]:
+    return sorted(
+        p["metadata"]["name"] for p in lab.store.list("pods", "shop").items if p["metadata"]["labels"].get("app") == "redis"
+    )
+
+
+def test_headless_services_have_their_pods_as_endpoints_and_no_vip(lab: Lab, client: ClusterClient) -> None:
+    resolved = ask(client, "frontend → redis-headless")
+    assert resolved.target_kind == "service" and resolved.target_service is not None
+    assert resolved.target_service.headless and resolved.target_address is None
+    assert names(resolved.target_pods) == redis_pods(lab)
+    assert sorted(e.pod_name or "" for e in resolved.endpoints) == redis_pods(lab)
+
+
+def _host_network_pod(node: str, ip: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"exporter-{node}", "namespace": "monitoring", "labels": {"app": "exporter"}},
+        "spec": {
+            "nodeName": node,
+            "hostNetwork": True,
+            "containers": [{"name": "exporter", "image": "exporter", "ports": [{"containerPort": 9100, "name": "metrics"}]}],
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "hostIP": ip,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def test_host_network_pods_are_sources_and_targets_by_name_not_by_their_nodes_ip(lab: Lab, client: ClusterClient) -> None:
+    with lab.added(_host_network_pod("node-2", "10.240.0.12")):
+        target = ask(client, "frontend → pod/exporter-node-2:9100")
+        assert target.target_kind == "pod" and target.target_pods[0].host_network
+        assert target.target_address == "10.240.0.12"
+        source = ask(client, "exporter-node-2 → api:8080")
+        assert source.source_kind == "pod" and source.source_pods[0].host_network
+        by_ip = ask(client, "frontend → 10.240.0.12:10250")
+        assert by_ip.target_kind == "node" and by_ip.target_pods == ()
+
+
+# ------------------------------------------------------------------------------ the Case
+
+
+AGENTS = frozenset({"node-1", "node-2", "node-3"})
+
+
+def test_the_case_plays_an_outside_client_from_a_node_that_does_not_receive(client: ClusterClient) -> None:
+    case = build_case(ask(client, "why can't external traffic reach nodeport 30080 on node-1"), AGENTS)
+    assert case.source_kind == "external" and case.target_kind == "service"
+    (outside,) = case.sources
+    assert (outside.namespace, outside.name, outside.node, outside.host_network) == ("", "outside", "node-2", True)
+    assert outside.ip == case.nodes["node-2"].ip
+    assert case.entry == Entry("nodeport", 30080, None, ("node-1",))
+    assert case.service is not None and case.service.node_port == 30080 and case.service.type == "NodePort"
+    assert case.service.external_ips == ("198.51.100.100",) and case.port == 80
+    only_agent = build_case(ask(client, "outside → nodeport 30080 on node-1"), frozenset({"node-1"}))
+    assert only_agent.sources[0].node == "node-1"
+
+
+def test_the_case_of_a_node_source_is_one_host_network_pod(client: ClusterClient) -> None:
+    case = build_case(ask(client, "why can't node-3 reach api"), AGENTS)
+    assert case.source_kind == "node" and case.source_total == 1
+    assert case.sources == (PodRef("", "node-3", "10.240.0.13", "node-3", host_network=True),)
+    source, _ = workload_refs(ask(client, "why can't node-3 reach api"))
+    assert (source.kind, source.namespace, source.name) == ("node", None, "node-3")
+
+
+def test_the_case_fills_every_service_field_from_the_api(lab: Lab, client: ClusterClient) -> None:
+    patch = {"spec": {"externalTrafficPolicy": "Local", "sessionAffinity": "ClientIP", "internalTrafficPolicy": "Local"}}
+    with lab.changed("services", "web", "shop", patch):
+        case = build_case(ask(client, "outside → web's lb"), AGENTS)
+    service = case.service
+    assert service is not None and service.type == "LoadBalancer"
+    assert (service.external_traffic_policy, service.internal_traffic_policy) == ("Local", "Local")
+    assert service.health_check_node_port is not None and service.session_affinity == "ClientIP"
+    assert case.entry is not None and case.entry.kind == "load-balancer" and case.entry.address == service.load_balancer_ips[0]
+    assert service.node_port == 30081 and case.port == 80
+
+
+def test_the_case_of_an_external_name(client: ClusterClient) -> None:
+    case = build_case(ask(client, "frontend → www.example.com:443"), AGENTS)
+    assert (case.target_kind, case.external_name, case.target_ip, case.port) == ("external", "www.example.com", None, 443)
+    assert case.dns_name == "www.example.com" and case.dns_fqdn == "www.example.com."
+    by_ip = build_case(ask(client, "frontend → 203.0.113.10:80"), AGENTS)
+    assert (by_ip.target_kind, by_ip.external_name, by_ip.target_ip) == ("external", None, "203.0.113.10")
+    alias = build_case(ask(client, "frontend → payments-gateway:443"), AGENTS)
+    assert alias.external_name == "api.example.com" and alias.service is not None
+    assert alias.service.external_name == "api.example.com" and alias.service.type == "ExternalName"
+    assert alias.dns_name == "payments-gateway.shop" and alias.target_ip is None
+    _, target = workload_refs(ask(client, "frontend → www.example.com:443"))
+    assert (target.kind, target.name) == ("external", "www.example.com")
+
+
+def test_the_case_of_a_headless_service(lab: Lab, client: ClusterClient) -> None:
+    case = build_case(ask(client, "frontend → redis-headless:6379"), AGENTS)
+    assert case.service is not None and case.service.cluster_ip == "None" and case.service.headless
+    assert sorted(e.pod.name for e in case.endpoints if e.pod) == redis_pods(lab) and case.target_ip is None
+
+
+def test_a_bare_name_like_a_node_suggests_the_nodes(client: ClusterClient) -> None:
+    error = refused(client, "why can't node-9 reach api")
+    assert error.code is VerdictCode.SOURCE_NOT_FOUND and "node/node-" in error.message
+    assert any(s.startswith("node/node-") for s in error.suggestions)
+
+
+def test_a_way_in_is_written_back_with_its_port_address_and_service(lab: Lab, client: ClusterClient) -> None:
+    lb_ip = lab.store.get("services", "web", "shop")["status"]["loadBalancer"]["ingress"][0]["ip"]
+    assert (
+        ask(client, "outside → nodeport 30080 on node-2").target
+        == "NodePort 30080 of svc/frontend-nodeport in shop on node/node-2"
+    )
+    assert ask(client, "outside → node-3:30081").target == "NodePort 30081 of svc/web in shop on node/node-3"
+    assert ask(client, "clients → web's lb").target == f"load balancer {lb_ip}:80 of svc/web in shop"
+    assert ask(client, "outside → 198.51.100.100:80").target == "external IP 198.51.100.100:80 of svc/frontend-nodeport in shop"

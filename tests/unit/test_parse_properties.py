@@ -30,6 +30,10 @@ _WORDS = [
     # incident-channel words: "in NS" after a name, "(prod)", times, status classes, "for", "down"
     "in shop", "in payments", "(prod)", "(shop)", "for", "down", "since", "10:00", "10am", "5xx", "503s", "10",
     "minutes", "after the deploy", "waiting", "shop/api", "shop/frontend",
+    # from outside, ways in, names outside the cluster
+    "outside", "the internet", "clients", "external", "external ip", "nodeport", "node port", "30080",
+    "on node-2", "on", "web's", "'s", "lb", "load balancer", "of", "example.com", "https://www.example.com/x",
+    "http://x.example.org:8080/", "node-2:30080", "198.51.100.100:80",
     # Slack decorations
     "<@U123>", "<@U1|bob>", "<!here>", "<#C1|ops>", "<http://api.shop|api.shop>", "<mailto:a@b.c>",
     "`", "```", "*", "_", "~", "&gt;", "&lt;", "&amp;", "\u00a0", "\u2019", "\u201c", ":pray:",
