@@ -22,7 +22,6 @@ from bot.history.recorder import HistoryRecorder
 from bot.logs import configure_logging
 from bot.playbook.models import InvestigationResult, StepResult
 from bot.render.document import investigation_document
-from bot.render.picture import picture_of, picture_png, picture_svg
 from bot.render.terminal import investigation_view, steps_table
 from bot.settings import BotSettings, load_settings
 
@@ -131,6 +130,9 @@ def _ask(
 
 def save_picture(result: InvestigationResult, path: Path) -> Path:
     """Draw `result` into `path` (SVG when it ends in .svg, else PNG); the absolute path written."""
+    # Imported here: cairosvg and cairocffi cost ~0.3 s to import, and most questions draw nothing.
+    from bot.render.picture import picture_of, picture_png, picture_svg
+
     drawn = picture_of(result)
     try:
         if path.suffix.lower() == ".svg":

@@ -141,7 +141,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  pod {p['namespace']}/{p['name']:40} {p['ip']:13} {p['node']}")
     for s in data["services"]:
         ports = ", ".join(f"{p['port']}/{p['protocol']}" for p in s["ports"])
-        click.echo(f"  svc {s['namespace']}/{s['name']:20} {s['cluster_ip']:15} {ports}")
+        # An ExternalName service has no cluster IP; a headless one has "None".
+        address = s["cluster_ip"] or (f"-> {s['external_name']}" if s.get("external_name") else "-")
+        click.echo(f"  svc {s['namespace']}/{s['name']:20} {address:15} {ports}")
     for f in state.faults:
         click.echo(f"  fault {f['name']}: {f['description']}")
 
@@ -192,6 +194,23 @@ def fault(
     options = FaultOptions(node, pod, service, from_node, to_node, percent, mtu)
     applied = inject(ctx.obj["prefix"], name, options)
     click.echo(f"fault {applied['name']}: {applied['description']}")
+
+
+@lab.command()
+@click.argument("name", required=False)
+@click.option("--node", help="Node to set it up on (default: the first node).")
+@click.pass_context
+def scenario(ctx: click.Context, name: str | None, node: str | None) -> None:
+    """Set up a real-world scenario that is not a fault (`lab heal` undoes it); without NAME, list them."""
+    from lab.faults.catalog import start_scenario
+    from lab.faults.scenarios import SCENARIOS
+
+    if name is None:
+        for entry in SCENARIOS.values():
+            click.echo(f"{entry.name:24} {entry.summary}")
+        return
+    started = start_scenario(ctx.obj["prefix"], name, node)
+    click.echo(f"scenario {started['name']}: {started['description']}")
 
 
 @lab.command()

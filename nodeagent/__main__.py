@@ -33,6 +33,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--node", help="the node name this agent speaks for")
     parser.add_argument("--listen", help="host:port to bind (port 0: the kernel picks one)")
     parser.add_argument("--host-netns", help="named namespace to treat as the node's own (the lab)")
+    parser.add_argument("--bpffs", type=Path, help="where the BPF filesystem is mounted (pinned maps are only listed)")
     parser.add_argument("--tls-cert", type=Path, help="PEM server certificate")
     parser.add_argument("--tls-key", type=Path, help="PEM server private key")
     parser.add_argument("--tls-client-ca", type=Path, help="PEM CA that signs client certificates")

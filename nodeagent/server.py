@@ -551,7 +551,7 @@ async def build_server(
         options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION)],
     )
     pb_grpc.add_NodeAgentServiceServicer_to_server(
-        NodeAgentServicer(checks or KernelChecks(settings.node, settings.host_netns), runner, reads), server
+        NodeAgentServicer(checks or KernelChecks(settings.node, settings.host_netns, settings.bpffs), runner, reads), server
     )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -604,7 +604,7 @@ def start_metrics_server(settings: AgentSettings, metrics: AgentMetrics) -> int:
 
 async def serve(settings: AgentSettings, checks: NodeChecks | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain: NOT_SERVING, finish in-flight calls, stop."""
-    node_checks = checks or KernelChecks(settings.node, settings.host_netns)
+    node_checks = checks or KernelChecks(settings.node, settings.host_netns, settings.bpffs)
     metrics = None
     if settings.metrics_port is not None:
         metrics = AgentMetrics(conntrack_stats=node_checks.conntrack_stats)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from nodeagent.checks import capture as packet_capture
-from nodeagent.checks import conntrack, dns, locate, nodeinfo, probe, routes, sockets
+from nodeagent.checks import conntrack, dataplane, dns, locate, nodeinfo, probe, routes, sockets
 from nodeagent.checks import filter as packet_filter
 from nodeagent.checks.conntrack import ConntrackFilter, ConntrackQueryError, ConntrackQueryResult, ConntrackStats
 from nodeagent.checks.filter import FilterState
@@ -52,6 +53,8 @@ class NodeInfo:
     ip_forward: bool
     proxy_mode: str | None
     conntrack: ConntrackStats | None
+    dataplane: dataplane.Dataplane
+    """Who does service NAT on the node ("" with a reason when the signs could not be read)."""
 
 
 @dataclass(frozen=True)
@@ -124,9 +127,11 @@ def _foreign(what: str, call: Callable[[], T]) -> T:
 class KernelChecks:
     """The real checks, against the node's namespace (`host_netns`, or the agent's own)."""
 
-    def __init__(self, node_name: str, host_netns: str | None) -> None:
+    def __init__(self, node_name: str, host_netns: str | None, bpffs: Path | None = None) -> None:
         self.node_name = node_name
         self.host_netns = host_netns
+        self.bpffs = bpffs
+        """Where pinned BPF maps are looked for (Cilium's load balancer); None: not looked for."""
         self.kube_proxy = KubeProxyTables()
         """kube-proxy's rules, with the snapshots read so far (reused while the ruleset is unchanged)."""
 
@@ -150,7 +155,7 @@ class KernelChecks:
         return pod.netns.path, pod
 
     def node_info(self) -> NodeInfo:
-        """The node's identity, CNI shape, kube-proxy mode, ip_forward and conntrack statistics."""
+        """The node's identity, CNI shape, kube-proxy mode, service dataplane, ip_forward and conntrack statistics."""
         path = self.node_netns
         state = nodeinfo.read_node_namespace(path)
         hostname, release = nodeinfo.host_identity()
@@ -162,6 +167,10 @@ class KernelChecks:
             stats: ConntrackStats | None = self.conntrack_stats()
         except AgentError:
             stats = None
+        try:
+            plane = dataplane.detect(path, proxy_mode, self.bpffs)
+        except AgentError as exc:
+            plane = dataplane.Dataplane("", (f"the dataplane could not be read: {exc}"[:200],))
         return NodeInfo(
             node_name=self.node_name,
             hostname=hostname,
@@ -173,6 +182,7 @@ class KernelChecks:
             ip_forward=state.ip_forward,
             proxy_mode=proxy_mode,
             conntrack=stats,
+            dataplane=plane,
         )
 
     def _detect_proxy_mode(self, path: str) -> str:

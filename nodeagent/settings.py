@@ -23,6 +23,10 @@ class AgentSettings(BaseSettings):
     host_netns: str | None = None
     """A named namespace under /var/run/netns to treat as the node's own (the lab); unset in production."""
 
+    bpffs: Path | None = Path("/sys/fs/bpf")
+    """Where the BPF filesystem is mounted: the names of pinned maps under it (Cilium's load balancer
+    maps in tc/globals) tell which dataplane does service NAT. Only listed, never opened or created."""
+
     tls_cert: Path | None = None
     """PEM server certificate presented to clients."""
 

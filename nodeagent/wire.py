@@ -128,6 +128,8 @@ def node_info(info: NodeInfo) -> pb.GetNodeInfoResponse:
         cni=cni(info.cni),
         proxy_mode=info.proxy_mode or "",
         ip_forward=info.ip_forward,
+        dataplane=info.dataplane.name,
+        dataplane_evidence=list(info.dataplane.evidence),
     )
     if info.conntrack is not None:
         response.conntrack.CopyFrom(conntrack_stats(info.conntrack))

@@ -1,8 +1,11 @@
 """The bot's door to the Kubernetes API: the official client, a timeout on every call, our own errors.
 
 `ClusterClient` is built from a kubeconfig (`from_kubeconfig`) or from the pod's service account
-(`in_cluster`). It reads objects as plain camelCase dicts (converted once, here, with
-`ApiClient.sanitize_for_serialization`), pages through long lists, and converts every foreign error
+(`in_cluster`). It reads objects as plain camelCase dicts, the server's JSON as sent, through the
+official client's `ApiClient` (configuration, authentication, TLS, connection pool) but not its
+generated API classes and models (`bot.cluster.rest`: they cost seconds to import on a process's
+first request and ~0.1 ms per object to build; `serve`'s caches mix list items with watch events,
+which were raw JSON already), pages through long lists, and converts every foreign error
 at this boundary: `ApiException` and urllib3 errors become `ClusterUnavailable` (a 403 becomes
 `ClusterAccessDenied`, naming the RBAC rule to grant, unless the server answered it to
 `system:anonymous`: then the kubeconfig has no credentials at all, `ClusterNoCredentials`). Every
@@ -44,6 +47,7 @@ from bot.cluster.resources import (
     STATEFUL_SETS,
     KubeResource,
 )
+from bot.cluster.rest import KindApi
 
 if TYPE_CHECKING:
     from bot.parse.models import Question
@@ -199,9 +203,20 @@ class ClusterClient:
         return self.list_snapshot(resource, namespace, label_selector=label_selector)[0]
 
     def list_snapshot(
-        self, resource: KubeResource, namespace: str | None = None, *, label_selector: str | None = None
+        self,
+        resource: KubeResource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        any_version: bool = False,
     ) -> tuple[list[RawObject], str]:
-        """`list_objects`, with the list's resourceVersion (where a watch of the same scope starts)."""
+        """`list_objects`, with the list's resourceVersion (where a watch of the same scope starts).
+
+        `any_version` asks for resourceVersion "0", as client-go's informers do for their first list:
+        kube-apiserver may answer from its watch cache, in one piece, instead of paging through etcd
+        (the lab's server does the same). The state may be a little older than a quorum read; a watch
+        from the list's resourceVersion brings it up to date.
+        """
         method, namespace = self._list_method(resource, namespace)
         items: list[RawObject] = []
         version = ""
@@ -215,7 +230,10 @@ class ClusterClient:
                 kwargs["label_selector"] = label_selector
             if token:
                 kwargs["_continue"] = token
+            elif any_version:
+                kwargs["resource_version"] = "0"
             args = (namespace,) if namespace is not None else ()
+            kwargs["_preload_content"] = False
             try:
                 page = self._call("list", resource, namespace, functools.partial(method, *args, **kwargs), continuing=bool(token))
             except _ContinueExpired:
@@ -295,7 +313,9 @@ class ClusterClient:
             method = getattr(api, f"read_{resource.snake}")
             args = (name,)
         try:
-            obj = self._call("get", resource, namespace, lambda: method(*args, _request_timeout=self.timeout))
+            obj = self._call(
+                "get", resource, namespace, lambda: method(*args, _request_timeout=self.timeout, _preload_content=False)
+            )
         except _NotFound:
             return None
         obj.setdefault("kind", resource.kind)
@@ -339,10 +359,10 @@ class ClusterClient:
         )
 
     def _api(self, resource: KubeResource) -> Any:
-        api = self._apis.get(resource.api)
+        api = self._apis.get(resource.plural)
         if api is None:
-            api = getattr(k8s, resource.api)(self._api_client)
-            self._apis[resource.api] = api
+            api = KindApi(self._api_client, resource)
+            self._apis[resource.plural] = api
         return api
 
     def _call(
@@ -358,8 +378,7 @@ class ClusterClient:
             self._calls.append(ApiCall(verb, resource.group, resource.plural, namespace))
         what = f"{verb} {resource.qualified}" + (f" in namespace {namespace}" if namespace else "")
         try:
-            answer = request()
-            plain = self._api_client.sanitize_for_serialization(answer)
+            plain = _json_body(request())
         except ApiException as exc:
             if exc.status == 404 and verb == "get":
                 raise _NotFound from exc
@@ -440,6 +459,15 @@ class _ContinueExpired(Exception):
 
 class _NotFound(Exception):
     """Internal: a get found nothing (turned into None by `get_object`)."""
+
+
+def _json_body(response: Any) -> Any:
+    """The decoded JSON of a response read without the client's models (`_preload_content=False`)."""
+    try:
+        body = response.data
+    finally:
+        response.release_conn()
+    return json.loads(body)
 
 
 def _status_message(exc: ApiException) -> str | None:

@@ -7,6 +7,8 @@ resourceVersion, the way client-go's informers do. Later reads of that kind are 
 
 Semantics, after the Kubernetes API:
 
+- The first list asks for resourceVersion "0" (the server's watch cache, unpaged, as client-go's
+  reflector does); relists after 410 ask for the current state, paged.
 - The watch resumes from the newest resourceVersion seen (an event's object's, or a BOOKMARK's);
   it asks for bookmarks and a server-side `timeoutSeconds` of half the staleness bound, so a quiet
   kind is re-confirmed at least that often. A watch whose resourceVersion the server no longer has
@@ -65,7 +67,12 @@ class WatchingClient(Protocol):
         ...
 
     def list_snapshot(
-        self, resource: KubeResource, namespace: str | None = None, *, label_selector: str | None = None
+        self,
+        resource: KubeResource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        any_version: bool = False,
     ) -> tuple[list[RawObject], str]:
         """Every object of a kind, with the list's resourceVersion."""
         ...
@@ -213,7 +220,9 @@ class ResourceCache:
                 return
 
     def _list(self) -> None:
-        items, version = self.client.list_snapshot(self.resource)
+        # The first list may come from the server's watch cache (resourceVersion "0", unpaged), as an
+        # informer's does; a relist after 410 Expired asks for the current state, page by page.
+        items, version = self.client.list_snapshot(self.resource, any_version=self.stats.lists == 0 and not self.stats.expired)
         with self._lock:
             self.stats.lists += 1
             if len(items) > self.max_objects:

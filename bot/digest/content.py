@@ -34,6 +34,8 @@ from bot.digest.models import (
     ServiceState,
     Sweep,
 )
+from bot.digest.nodeports import nodeport_items
+from bot.playbook.observations import not_inspected
 
 CONNTRACK_WARN_RATIO = 0.8
 """A node's conntrack table at or above this share of its limit is a problem."""
@@ -458,6 +460,9 @@ def kube_proxy_items(sweep: Sweep, namespaces: Sequence[str]) -> tuple[str, list
         if node.nat is None:
             skipped.append(f"{node.name} ({node.nat_error or 'rules unreadable'})")
             continue
+        if (foreign := not_inspected(node.name, node.dataplane)) is not None:
+            skipped.append(foreign)
+            continue
         if not node.nat and node.proxy_mode not in ("iptables", "nftables"):
             skipped.append(f"{node.name} (kube-proxy mode {node.proxy_mode or 'unknown'})")
             continue
@@ -595,6 +600,7 @@ def build_digest(
         section(SectionName.MTU, mtu_items(sweep)),
         section(SectionName.ENDPOINTS, endpoint_items(sweep, namespaces), all_unchecked=api_down),
         section(SectionName.KUBE_PROXY, kube_proxy_items(sweep, namespaces), all_unchecked=api_down),
+        section(SectionName.NODEPORTS, nodeport_items(sweep, namespaces), all_unchecked=api_down),
     ]
     if history is None:
         for name in (SectionName.INVESTIGATIONS, SectionName.RECURRING, SectionName.UNRESOLVED):

@@ -79,6 +79,8 @@ class NodeSweep:
     nat: tuple[ProgrammedServicePort, ...] | None = None
     """None when kube-proxy's rules could not be read."""
     nat_error: str | None = None
+    dataplane: str = ""
+    """What does service NAT on the node, as its agent named it (GetNodeInfo); "" when it did not say."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,24 @@ class ServiceState:
 
 
 @dataclass(frozen=True)
+class LocalTrafficService:
+    """A NodePort or LoadBalancer Service with externalTrafficPolicy Local: kube-proxy on a node
+    without a ready endpoint of it drops what arrives at that node's NodePort."""
+
+    namespace: str
+    name: str
+    type: str
+    node_ports: tuple[int, ...]
+    ready_nodes: tuple[str, ...]
+    """The nodes holding at least one ready endpoint."""
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class Sweep:
     """One look at the whole cluster: every node's agent and the API's services."""
 
@@ -151,6 +171,8 @@ class Sweep:
     api_error: str | None = None
     """Why the API could not be read (then services are empty)."""
     duration_ms: float = 0.0
+    local_traffic: tuple[LocalTrafficService, ...] = ()
+    """Services whose NodePorts answer only on nodes with a local endpoint."""
 
 
 # ----------------------------------------------------------------------------------------- history
@@ -227,6 +249,7 @@ class SectionName(StrEnum):
     MTU = "mtu"
     ENDPOINTS = "endpoints"
     KUBE_PROXY = "kube_proxy"
+    NODEPORTS = "nodeports"
     INVESTIGATIONS = "investigations"
     RECURRING = "recurring"
     UNRESOLVED = "unresolved"
@@ -239,6 +262,7 @@ SECTION_TITLES: Mapping[SectionName, str] = {
     SectionName.MTU: "MTU",
     SectionName.ENDPOINTS: "Services without ready endpoints",
     SectionName.KUBE_PROXY: "Stale kube-proxy rules",
+    SectionName.NODEPORTS: "NodePorts without a local endpoint (externalTrafficPolicy Local)",
     SectionName.INVESTIGATIONS: "Investigations since the last digest",
     SectionName.RECURRING: "Recurring",
     SectionName.UNRESOLVED: "Unresolved",

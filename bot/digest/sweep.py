@@ -30,6 +30,7 @@ from bot.digest.models import (
     ProgrammedServicePort,
     Sweep,
 )
+from bot.digest.nodeports import EndpointNode, ServiceSpec, local_traffic_services, spec_of
 from bot.fleet.client import AgentOutcome, Fleet, FleetCall
 from bot.settings import BotSettings
 from kubereach.agent.v1 import agent_pb2 as pb
@@ -67,6 +68,8 @@ class _ApiView:
         self.pods: list[PodInfo] = []
         self.services: list[ServiceFacts] = []
         self.endpoints: dict[str, list[EndpointFacts]] = defaultdict(list)
+        self.specs: list[ServiceSpec] = []
+        self.endpoint_nodes: dict[str, list[EndpointNode]] = defaultdict(list)
         self.error: str | None = None
 
 
@@ -77,7 +80,9 @@ def _read_api(cluster: ClusterClient) -> _ApiView:
             node = node_info(obj)
             view.nodes[node.name] = node.pod_cidr
         view.pods = [pod_info(obj) for obj in cluster.list_objects(PODS)]
-        services = [service_info(obj) for obj in cluster.list_objects(SERVICES)]
+        objects = cluster.list_objects(SERVICES)
+        services = [service_info(obj) for obj in objects]
+        view.specs = [spec_of(obj) for obj in objects]
         for obj in cluster.list_objects(ENDPOINT_SLICES):
             labels = (obj.get("metadata") or {}).get("labels") or {}
             owner = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, Mapping) else None
@@ -85,6 +90,7 @@ def _read_api(cluster: ClusterClient) -> _ApiView:
                 continue
             key = f"{namespace_of(obj)}/{owner}"
             for e in endpoints_of_slice(obj):
+                view.endpoint_nodes[key].append((e.node, e.ready))
                 view.endpoints[key].append(
                     (e.ip, e.ready, [(p.name, p.port, p.protocol) for p in e.ports], e.serving and e.terminating)
                 )
@@ -216,6 +222,7 @@ def node_sweep(node: str, info: AgentOutcome, nat: AgentOutcome | None, filters:
         overlays=tuple(_link(o.link) for o in r.cni.overlays),
         nat=nat_ports,
         nat_error=nat_error,
+        dataplane=r.dataplane,
     )
 
 
@@ -295,6 +302,7 @@ async def sweep_cluster(
         taken_at=taken_at,
         nodes=nodes,
         services=service_states(api.services, api.endpoints),
+        local_traffic=local_traffic_services(api.specs, api.endpoint_nodes),
         pods=pods,
         pods_total=eligible,
         api_error=api.error,

@@ -198,6 +198,8 @@ class FleetObserver:
                 overlays=tuple(OverlayDevice(_link(o.link), o.vni, o.udp_port, o.local_ip) for o in r.cni.overlays),
                 calico_interfaces=tuple(_link(c) for c in r.cni.calico_interfaces),
                 netns=r.netns_name,
+                dataplane=r.dataplane,
+                dataplane_evidence=tuple(r.dataplane_evidence),
             )
 
         return await self._ask(("facts", node), node, "GetNodeInfo", pb.GetNodeInfoRequest(), parse)

@@ -16,14 +16,12 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.cluster.client import ClusterClient
 from bot.cluster.errors import ClusterUnavailable, ResolutionError
 from bot.cluster.lookups import dns_endpoints
 from bot.cluster.watchcache import CachedCluster
-from bot.digest.models import Sweep
-from bot.digest.sweep import sweep_cluster
 from bot.fleet.loop import LoopFleet
 from bot.fleet.observer import FleetObserver
 from bot.history.enums import Origin
@@ -38,6 +36,9 @@ from bot.playbook.case import EndpointRef
 from bot.playbook.engine import Diagnosis, run_playbook
 from bot.playbook.models import InvestigationResult, StepResult
 from bot.settings import BotSettings, local_user
+
+if TYPE_CHECKING:
+    from bot.digest.models import Sweep
 
 log = logging.getLogger("kubereach.investigate")
 StepCallback = Callable[[StepResult], None]
@@ -270,6 +271,9 @@ def serving_investigator(settings: BotSettings, history: HistoryRecorder | None,
 
 def investigator_sweep(settings: BotSettings) -> Callable[[Sequence[str]], Coroutine[Any, Any, Sweep]]:
     """A digest sweep function over a new `Investigator` of `settings` (its cluster client and agents)."""
+    # Imported here: the digest's modules are not needed by `ask`, a process per question.
+    from bot.digest.sweep import sweep_cluster
+
     investigator = Investigator(settings)
 
     def sweep(namespaces: Sequence[str]) -> Coroutine[Any, Any, Sweep]:

@@ -277,9 +277,13 @@ def _choose(w: Walk) -> tuple[Verdict, list[Finding]]:
             )
             return verdict, []
         if probes_failed:
+            # What the walk could not read (a dataplane it does not inspect, rules read otherwise
+            # than expected) is where the cause may be: say it in the verdict, not only in a note.
+            blind = "; ".join(dict.fromkeys(n.summary for n in w.notes if n.code == C.UNDETERMINED))
             return Verdict(
                 C.UNDETERMINED,
-                f"{case.source_display} cannot reach {case.target_display}, and the checks found no cause: see the steps for what was ruled out",
+                f"{case.source_display} cannot reach {case.target_display}, and the checks found no cause: see the steps for what was ruled out"
+                + (f"; {blind}" if blind else ""),
                 None,
                 None,
                 (

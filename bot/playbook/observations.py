@@ -121,6 +121,24 @@ class OverlayDevice:
     local_ip: str = ""
 
 
+INSPECTED_DATAPLANES = frozenset({"kube-proxy-iptables", "kube-proxy-nftables"})
+"""Dataplanes whose service NAT kubereach reads; "" (an agent that did not say) is read as before."""
+DATAPLANE_WORDS = {
+    "ipvs": "kube-proxy's IPVS mode",
+    "cilium-ebpf": "Cilium's eBPF service load balancer",
+    "ebpf": "eBPF programs attached to the node's interfaces",
+    "none": "something kubereach does not recognise",
+}
+"""How a reply names each dataplane kubereach recognises but does not inspect (docs/verdicts.md)."""
+
+
+def not_inspected(node: str, dataplane: str) -> str | None:
+    """ "service NAT on NODE is done by …; not inspected", or None for a dataplane that is read."""
+    if not dataplane or dataplane in INSPECTED_DATAPLANES:
+        return None
+    return f"service NAT on {node} is done by {DATAPLANE_WORDS.get(dataplane, dataplane[:64])}; not inspected"
+
+
 @dataclass(frozen=True)
 class NodeFacts:
     """One node's forwarding, conntrack, CNI shape and kube-proxy mode."""
@@ -140,6 +158,11 @@ class NodeFacts:
     calico_interfaces: tuple[Link, ...] = ()
     netns: str = ""
     """The node's namespace name as the agent uses it (empty: the agent's own)."""
+    dataplane: str = ""
+    """What does service NAT on the node as the agent named it ("kube-proxy-iptables",
+    "kube-proxy-nftables", "ipvs", "cilium-ebpf", "ebpf", "none"); "" when it did not say."""
+    dataplane_evidence: tuple[str, ...] = ()
+    """The observations that name `dataplane` (links, tables, pinned maps)."""
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,36 @@ def resolve_port(text: str, destination: Endpoint, protocol: Protocol) -> int:
     return numbers[0]
 
 
+MAX_ADDRESSES = 16
+"""Most addresses one `--to NAME` is judged for (a name rarely resolves to more)."""
+
+
+def _looks_like_name(text: str) -> bool:
+    """A DNS name outside the cluster (example.com, api.github.com.), not NAMESPACE/POD or an IP."""
+    return "/" not in text and "." in text.strip(".") and not text.replace(".", "").isdigit()
+
+
+def external_addresses(
+    destination_text: str, addresses: tuple[str, ...]
+) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    """The addresses `--address` gives for `--to NAME`, parsed; one clear error for anything else."""
+    if not addresses:
+        raise BadInput(
+            f"--to {destination_text!r} is a name: policy check works on addresses; "
+            f"give the addresses it resolves to, e.g. --to {destination_text} --address 203.0.113.10 "
+            f"(`dig +short {destination_text}` lists them)"
+        )
+    if len(addresses) > MAX_ADDRESSES:
+        raise BadInput(f"--address given {len(addresses)} times; at most {MAX_ADDRESSES}")
+    parsed = []
+    for text in addresses:
+        try:
+            parsed.append(ipaddress.ip_address(text.strip()))
+        except ValueError:
+            raise BadInput(f"--address {text[:64]!r} is not an IP address; e.g. --address 203.0.113.10") from None
+    return tuple(dict.fromkeys(parsed))
+
+
 def render_text(decision: PolicyDecision) -> str:
     """The decision for a terminal: a headline and one line per direction."""
     flow = decision.flow
@@ -95,7 +125,18 @@ def policy() -> None:
     "`kubectl get ns,pods,networkpolicies -A -o yaml` writes one).",
 )
 @click.option("--from", "source_text", required=True, help="Source: NAMESPACE/POD or an IP.")
-@click.option("--to", "destination_text", required=True, help="Destination: NAMESPACE/POD or an IP.")
+@click.option(
+    "--to",
+    "destination_text",
+    required=True,
+    help="Destination: NAMESPACE/POD, an IP, or a name outside the cluster (with --address).",
+)
+@click.option(
+    "--address",
+    "addresses",
+    multiple=True,
+    help="With --to NAME: an address the name resolves to (repeatable); each is judged (egress ipBlocks).",
+)
 @click.option("--port", "port_text", required=True, help="Destination port: a number or a named container port.")
 @click.option(
     "--protocol",
@@ -109,6 +150,7 @@ def check(
     manifest_paths: tuple[Path, ...],
     source_text: str,
     destination_text: str,
+    addresses: tuple[str, ...],
     port_text: str,
     protocol: str,
     as_json: bool,
@@ -117,17 +159,44 @@ def check(
     try:
         cluster = load_cluster(manifest_paths)
         source = resolve_endpoint(cluster, source_text, "--from")
-        destination = resolve_endpoint(cluster, destination_text, "--to")
         proto = Protocol(protocol.upper())
-        port = resolve_port(port_text.strip(), destination, proto)
-        decision = evaluate(cluster, source, destination, port, proto)
+        if addresses or (_looks_like_name(destination_text) and cluster.pod("default", destination_text) is None):
+            ips = external_addresses(destination_text, addresses)
+            port = resolve_port(port_text.strip(), ips[0], proto)
+            decisions = [evaluate(cluster, source, ip, port, proto) for ip in ips]
+        else:
+            destination = resolve_endpoint(cluster, destination_text, "--to")
+            port = resolve_port(port_text.strip(), destination, proto)
+            decisions = [evaluate(cluster, source, destination, port, proto)]
     except BadInput as exc:
         # One line for people: fold the hint into the message.
         message = exc.message if not exc.hint else f"{exc.message} ({exc.hint})"
         raise BadInput(message) from None
+    if len(decisions) > 1 or addresses:
+        _echo_name(destination_text, decisions, as_json=as_json)
+        return
+    (decision,) = decisions
     if as_json:
         payload = decision_as_dict(decision)
         payload["explanation"] = explain(decision)
         click.echo(json.dumps(payload, indent=2))
     else:
+        click.echo(render_text(decision))
+
+
+def _echo_name(name: str, decisions: list[PolicyDecision], *, as_json: bool) -> None:
+    """The decisions for each address of `--to NAME`: allowed only when every address is."""
+    allowed = all(d.allowed for d in decisions)
+    if as_json:
+        judged = []
+        for decision in decisions:
+            payload = decision_as_dict(decision)
+            payload["explanation"] = explain(decision)
+            judged.append(payload)
+        click.echo(json.dumps({"name": name, "allowed": allowed, "addresses": judged}, indent=2))
+        return
+    denied = sum(1 for d in decisions if not d.allowed)
+    head = "ALLOWED" if allowed else "DENIED"
+    click.echo(f"{head}  {name}: {denied} of {len(decisions)} address(es) denied")
+    for decision in decisions:
         click.echo(render_text(decision))

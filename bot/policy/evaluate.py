@@ -18,6 +18,7 @@ from bot.policy.models import (
     DirectionDecision,
     Flow,
     IPAddress,
+    IPBlockMiss,
     NetworkPolicy,
     Peer,
     Pod,
@@ -95,6 +96,26 @@ def _near_miss(matches: tuple[RuleMatch, ...], direction: Direction, other_text:
     return f"none of its {len(matches)} rule(s) matches the peer or the port"
 
 
+def ip_block_misses(policies: tuple[NetworkPolicy, ...], direction: Direction, other: Endpoint) -> tuple[IPBlockMiss, ...]:
+    """The ipBlocks of these policies' rules whose CIDR holds `other`'s address but whose `except`
+    excludes it: what a person reads "which ipBlock excludes it" from."""
+    ips = other.ips if isinstance(other, Pod) else (other,)
+    misses = []
+    for policy in policies:
+        for index, rule in enumerate(policy.rules(direction)):
+            for peer in rule.peers:
+                block = peer.ip_block
+                if block is None:
+                    continue
+                for ip in ips:
+                    if ip.version != block.cidr.version or ip not in block.cidr:
+                        continue
+                    cut = next((e for e in block.except_ if e.version == ip.version and ip in e), None)
+                    if cut is not None:
+                        misses.append(IPBlockMiss(RuleRef(policy.ref, direction, index), block.cidr, cut, ip))
+    return tuple(dict.fromkeys(misses))
+
+
 def _judge(cluster: Cluster, flow: Flow, direction: Direction) -> DirectionDecision:
     pod = flow.source if direction is Direction.EGRESS else flow.destination
     other = flow.destination if direction is Direction.EGRESS else flow.source
@@ -154,10 +175,11 @@ def _judge(cluster: Cluster, flow: Flow, direction: Direction) -> DirectionDecis
         admitted_by = ", ".join(str(rule) for rule in allowing)
         verb = "admits" if len(allowing) == 1 else "admit"
         reason = f"pod {pod.ref} is isolated for {word} by {isolated_by}; {admitted_by} {verb} {other_text} on {flow.port_text}"
-    else:
+    misses = () if allowing else ip_block_misses(policies, direction, other)
+    if not allowing:
+        near = "; ".join(str(miss) for miss in misses) or _near_miss(matches, direction, other_text, flow.port_text)
         reason = (
-            f"pod {pod.ref} is isolated for {word} by {isolated_by}; no rule admits {other_text} "
-            f"on {flow.port_text} ({_near_miss(matches, direction, other_text, flow.port_text)})"
+            f"pod {pod.ref} is isolated for {word} by {isolated_by}; no rule admits {other_text} on {flow.port_text} ({near})"
         )
     return DirectionDecision(
         direction=direction,
@@ -169,6 +191,7 @@ def _judge(cluster: Cluster, flow: Flow, direction: Direction) -> DirectionDecis
         allowing_rules=allowing,
         rule_matches=matches,
         reason=reason,
+        excluded_by=misses,
     )
 
 

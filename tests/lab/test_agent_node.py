@@ -197,6 +197,9 @@ def test_node_info_reports_bridge_ports_overlay_and_ip_forward(lab: Lab) -> None
     max_in_node = int(in_ns(NODE, "cat", "/proc/sys/net/netfilter/nf_conntrack_max"))
     assert info.conntrack.max == max_in_node
     assert info.proxy_mode == "none"
+    # no kube-proxy table, IPVS, Cilium link or BPF program here: the service dataplane is "none"
+    assert info.dataplane == "none"
+    assert info.dataplane_evidence[0].startswith("no kube-proxy rules")
 
 
 def test_locate_pod_finds_its_namespace_eth0_and_bridge_peer(lab: Lab) -> None:

@@ -49,6 +49,9 @@ def test_status_describes_the_outside_world(lab: Lab) -> None:
     web = lab.service("shop", "web")
     assert web["type"] == "LoadBalancer" and web["load_balancer_ips"] == ["198.51.100.10"]
     assert lab.service("shop", "frontend-nodeport")["ports"][0]["node_port"] == 30080
+    text = lab.cli("status").stdout
+    assert "shop/payments-gateway" in text and "-> api.example.com" in text
+    assert any("shop/redis-headless" in line and " None " in line for line in text.splitlines())
 
 
 def test_pods_on_every_node_reach_the_outside_host(lab: Lab) -> None:
@@ -423,3 +426,52 @@ def test_ask_reads_questions_on_the_new_paths_as_meant(lab: Lab, reading: Readin
         result
     )
     assert result["verdict"]["code"] not in ("SOURCE_NOT_FOUND", "TARGET_NOT_FOUND", "AMBIGUOUS_NAME"), explain(result)
+
+
+# ------------------------------------------------- a node whose service NAT kube-proxy does not do
+
+
+def test_a_node_whose_service_nat_is_done_outside_kube_proxy_is_said_not_inspected(lab: Lab) -> None:
+    """`lab scenario foreign-service-proxy` on the node of a frontend pod: its kube-proxy stops, its
+    rules move to tables of another name beside Cilium-shaped links, and service traffic still works.
+    Asked about a service from that pod, the bot finds no fault and says, from the links the agent
+    saw, that service NAT there is done by Cilium's eBPF load balancer and was not inspected; never
+    that kube-proxy's rules are missing. `lab heal` gives the node back to kube-proxy."""
+    pod = lab.pod(app="frontend")
+    node = str(pod["node"])
+    api = to_service("frontend", "shop", "api", 8080)
+    try:
+        lab.cli("scenario", "foreign-service-proxy", "--node", node)
+        assert eventually(lambda: api(lab), bool, what="service traffic through the renamed rules")
+        result = ask(lab, f"why can't pod {pod['name']} in shop reach svc api:8080")
+    finally:
+        lab.cli("heal")
+    verdict = result["verdict"]
+    assert verdict["code"] == "NO_FAULT_FOUND", explain(result)
+    notes = [f["summary"] for f in result.get("findings") or [] if f.get("hop") == "service-nat"]
+    assert any(
+        n.startswith(f"service NAT on {node} is done by Cilium's eBPF service load balancer; not inspected") for n in notes
+    ), explain(result)
+    assert "link cilium_host" in " ".join(notes), explain(result)
+    assert not {"KUBE_PROXY_RULES_MISSING", "KUBE_PROXY_RULES_STALE"} & {f["code"] for f in result.get("findings") or []}
+    assert eventually(lambda: api(lab), bool, what="service traffic after heal")
+
+
+# ------------------------------------------------------------------ the digest on the outside paths
+
+
+def test_the_digest_lists_the_nodes_where_a_local_nodeport_drops(lab: Lab) -> None:
+    """`kubereach digest --json` while shop/frontend-nodeport has externalTrafficPolicy Local: the
+    nodes without a frontend pod are listed (their NodePort drops), the nodes with one are not."""
+    idle, busy = node_without(lab, "frontend"), node_with(lab, "frontend")
+    lab.cli("fault", "nodeport-no-local-endpoints", "--service", "shop/frontend-nodeport")
+    try:
+        proc = kubereach("--config", lab.status["config"], "digest", "--json", "--no-history", timeout=120)
+    finally:
+        lab.cli("heal")
+    printed = json.loads(proc.stdout)
+    (section,) = [s for s in printed["sections"] if s["name"] == "nodeports"]
+    listed = {i["data"]["node"] for i in section["items"] if i["data"]["service"] == "shop/frontend-nodeport"}
+    assert idle in listed and busy not in listed, section
+    item = next(i for i in section["items"] if i["data"]["node"] == idle)
+    assert f"no ready endpoint on {idle}; clients sent to {idle}:30080 are dropped" in item["text"]

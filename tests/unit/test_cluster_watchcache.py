@@ -188,3 +188,27 @@ def test_metrics_count_requests_as_kube_apiserver_does(api_server: ApiServer, pk
 )
 def test_equality_selectors_filter_the_cache_and_others_read_through(selector: str | None, expected: object) -> None:
     assert parse_equality_selector(selector) == expected
+
+
+def test_the_first_fill_is_one_request_from_the_watch_cache_and_reads_through_page(
+    api_server: ApiServer, pki: LabPki, tmp_path: Path
+) -> None:
+    """The cache's first list asks for resourceVersion 0 (unpaged, as an informer's first list);
+    a read through the client pages. Eight namespaces with pages of three: one LIST against three."""
+    for index in range(4):
+        api_server.store.create(namespace(f"kwc-fill-{index}"))
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api_server.url, TOKEN, namespace="default", ca_pem=pki.ca.read_bytes())
+    client = ClusterClient.from_kubeconfig(kubeconfig, timeout=3.0, page_size=3)
+    cached = CachedCluster(client, max_staleness_s=30.0, max_objects=1000)
+    try:
+
+        def lists() -> int:
+            return sum(call.verb == "list" and call.resource == "namespaces" for call in client.api_calls)
+
+        every = names(client.list_objects(NAMESPACES))
+        assert len(every) == 8 and lists() == 3
+        assert names(cached.list_objects(NAMESPACES)) == every
+        assert lists() == 4
+    finally:
+        cached.close()
+        client.close()

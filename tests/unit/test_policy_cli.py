@@ -71,6 +71,7 @@ def test_allowed_flow_prints_json_with_both_directions(manifests: Path) -> None:
         "allowing_rules": [],
         "rules": [],
         "reason": payload["egress"]["reason"],
+        "excluded_by": [],
     }
 
 

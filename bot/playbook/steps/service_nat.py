@@ -1,5 +1,10 @@
 """The service-NAT hop: has kube-proxy on the source node programmed the VIP to the API's endpoints.
 
+Only kube-proxy's iptables and nftables rules are read. A node whose agent says its service NAT is
+done by something else (IPVS, Cilium's eBPF load balancer, other eBPF programs, or nothing kubereach
+recognises: `NodeFacts.dataplane`) is said so, with the agent's evidence, as a note ("service NAT on
+node-2 is done by …; not inspected"), never as missing or stale rules: the probes decide.
+
 A reading that the rules are missing or stale is held on the trail (`Trail.nat_held`) until the
 probes have run: the settle step turns it into a cause unless this walk's own probes contradict it.
 """
@@ -9,10 +14,11 @@ from __future__ import annotations
 from bot.playbook.case import routed_endpoints
 from bot.playbook.models import Finding, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
+from bot.playbook.observations import NodeFacts, not_inspected
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, NatReading, Need, Outcome, Seen, Step, no_asks, result, unchecked
 from bot.playbook.steps.evidence import ev
-from bot.playbook.steps.observe import ServiceNatAsk
+from bot.playbook.steps.observe import NodeFactsAsk, ServiceNatAsk
 
 LABEL = "source: service NAT"
 
@@ -26,13 +32,36 @@ def _ask(at: At) -> ServiceNatAsk | None:
 
 def _asks(at: At) -> tuple[Ask[object], ...]:
     ask = _ask(at)
-    return (ask,) if ask is not None else ()
+    return (ask, NodeFactsAsk(ask.node)) if ask is not None else ()
+
+
+def _foreign_dataplane(at: At, node: str, facts: NodeFacts) -> Outcome:
+    """The source node's service NAT is done by a dataplane this step does not read: say so, decide nothing."""
+    src, case, svc = at.source, at.case, at.case.service
+    assert svc is not None
+    what = not_inspected(node, facts.dataplane) or ""
+    evidence = [
+        ev(
+            "dataplane",
+            f"{node} ({facts.dataplane}): {'; '.join(facts.dataplane_evidence) or 'no evidence given'}",
+            node,
+            dataplane=facts.dataplane,
+            evidence=list(facts.dataplane_evidence[:20]),
+            vip=f"{svc.cluster_ip}:{case.port}/{case.protocol}",
+        )
+    ]
+    note = Finding(C.UNDETERMINED, f"{what} ({'; '.join(facts.dataplane_evidence[:4])})", node, Hop.SERVICE_NAT)
+    name = f"source {src.name}: service NAT"
+    return Outcome((result(LABEL, name, StepStatus.WARN, what, evidence, node),), notes=(note,))
 
 
 def _decide(at: At, seen: Seen) -> Outcome:
     ask, src, case, svc = _ask(at), at.source, at.case, at.case.service
     if ask is None or svc is None:
         return Outcome()
+    facts = seen[NodeFactsAsk(ask.node)].value
+    if facts is not None and not_inspected(ask.node, facts.dataplane):
+        return _foreign_dataplane(at, ask.node, facts)
     observed = seen[ask]
     if observed.unreachable or observed.value is None:
         return Outcome(unchecked=unchecked(observed, "kube-proxy's rules"))
@@ -125,5 +154,5 @@ def _settle(at: At, seen: Seen) -> Outcome:
     return Outcome((failed,), (held.candidate,), settled=True)
 
 
-STEP = Step("service_nat", Hop.SERVICE_NAT, frozenset({Need.SERVICE_NAT}), _asks, _decide)
+STEP = Step("service_nat", Hop.SERVICE_NAT, frozenset({Need.SERVICE_NAT, Need.NODE_FACTS}), _asks, _decide)
 SETTLE = Step("service_nat_settled", Hop.SERVICE_NAT, frozenset(), no_asks, _settle)

@@ -290,3 +290,30 @@ def test_put_creates_then_replaces_unconditionally() -> None:
     second = store.put(stale)
     assert second["metadata"]["uid"] == first["metadata"]["uid"]
     assert second["metadata"]["labels"] == {"app": "api"}
+
+
+def test_reads_hand_out_copies_that_cannot_change_the_store() -> None:
+    """Lists and gets copy the stored objects (marshal's round trip, or deepcopy for what marshal
+    cannot carry): changing what a read returned, at any depth, changes nothing stored."""
+    store = Store()
+    store.create(pod("web", app="web"))
+    listed = store.list("pods", "default").items[0]
+    listed["spec"]["containers"][0]["image"] = "changed"
+    listed["metadata"]["labels"]["app"] = "changed"
+    got = store.get("pods", "web", "default")
+    assert got["spec"]["containers"][0]["image"] == "lab" and got["metadata"]["labels"] == {"app": "web"}
+    got["spec"]["containers"][0]["ports"].append({"containerPort": 81})
+    assert len(store.list("pods", "default").items[0]["spec"]["containers"][0]["ports"]) == 1
+
+
+def test_copies_of_what_marshal_cannot_carry_fall_back_to_deepcopy() -> None:
+    class Tagged(dict[str, Any]):
+        pass
+
+    store = Store()
+    given = pod("web")
+    given["metadata"]["labels"] = Tagged(app="web")
+    created = store.create(given)
+    assert isinstance(created["metadata"]["labels"], Tagged) and created["metadata"]["labels"] == {"app": "web"}
+    store.get("pods", "web", "default")["metadata"]["labels"]["app"] = "changed"
+    assert store.get("pods", "web", "default")["metadata"]["labels"] == {"app": "web"}

@@ -464,6 +464,8 @@ class GetNodeInfoResponse(_message.Message):
     PROXY_MODE_FIELD_NUMBER: _builtins.int
     IP_FORWARD_FIELD_NUMBER: _builtins.int
     CONNTRACK_FIELD_NUMBER: _builtins.int
+    DATAPLANE_FIELD_NUMBER: _builtins.int
+    DATAPLANE_EVIDENCE_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     """node_name is the node name the agent was started with."""
     hostname: _builtins.str
@@ -482,6 +484,11 @@ class GetNodeInfoResponse(_message.Message):
     """proxy_mode is kube-proxy's detected mode: "iptables", "nftables", "ipvs" or "none"."""
     ip_forward: _builtins.bool
     """ip_forward is net.ipv4.ip_forward in the node's namespace."""
+    dataplane: _builtins.str
+    """dataplane names what does service NAT on the node: "kube-proxy-iptables", "kube-proxy-nftables",
+    "ipvs", "cilium-ebpf", "ebpf" (programs attached to the node's links) or "none"; empty when
+    the signs could not be read (an older agent, or kube-proxy's mode unreadable).
+    """
     @_builtins.property
     def cni(self) -> Global___CniShape:
         """cni is the CNI shape detected in the node's namespace."""
@@ -489,6 +496,10 @@ class GetNodeInfoResponse(_message.Message):
     @_builtins.property
     def conntrack(self) -> Global___ConntrackStats:
         """conntrack are the node namespace's conntrack statistics."""
+
+    @_builtins.property
+    def dataplane_evidence(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """dataplane_evidence are the observations that name the dataplane (links, tables, pinned maps)."""
 
     def __init__(
         self,
@@ -503,10 +514,12 @@ class GetNodeInfoResponse(_message.Message):
         proxy_mode: _builtins.str = ...,
         ip_forward: _builtins.bool = ...,
         conntrack: Global___ConntrackStats | None = ...,
+        dataplane: _builtins.str = ...,
+        dataplane_evidence: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cni", b"cni", "conntrack", b"conntrack"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cni", b"cni", "conntrack", b"conntrack", "hostname", b"hostname", "ip_forward", b"ip_forward", "kernel_release", b"kernel_release", "netns_inode", b"netns_inode", "netns_name", b"netns_name", "node_name", b"node_name", "proxy_mode", b"proxy_mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cni", b"cni", "conntrack", b"conntrack", "dataplane", b"dataplane", "dataplane_evidence", b"dataplane_evidence", "hostname", b"hostname", "ip_forward", b"ip_forward", "kernel_release", b"kernel_release", "netns_inode", b"netns_inode", "netns_name", b"netns_name", "node_name", b"node_name", "proxy_mode", b"proxy_mode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
