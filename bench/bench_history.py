@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import re
+import subprocess
 import sys
 import tempfile
 import time
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,6 +78,8 @@ STEP_TEMPLATES = [
     ("sockets", "sock-diag", "nothing listens on :{port} in {w}", {"listening": [], "port": "{port}"}),
 ]
 RECORD_SHAPE = "record 1 investigation"
+BENCH_DATABASE = re.compile(r"kubereach_bench_[a-z0-9_]{1,40}")
+"""The names a benchmark database may have (``--pg-keep``, ``--pg-drop``): never anyone else's."""
 REFERENCE_REPEAT = 10
 """The LIKE scans are slow by nature; a few runs show their cost."""
 FREE_TEXT_WORDS = ["ENETUNREACH", "ECONNREFUSED", "NXDOMAIN", "vxlan.calico", "flannel.1", "SERVFAIL", "ETIMEDOUT"]
@@ -299,48 +305,108 @@ def _like_newest(session: Session, word: str) -> int:
     return len(rows)
 
 
-def time_searches(engine: Engine, backend: str, rows: int, repeat: int, seed: int) -> list[Timing]:
-    """p50/p99 of each query shape, plus the LIKE-scan reference for free text."""
-    chooser = random.Random(seed + 1)
+Search = Callable[..., list[Any]]
+"""`search_investigations`, or the same function from another revision (``--compare-ref``)."""
+
+
+def query_shapes(seed: int) -> dict[str, Callable[[random.Random], tuple[str, SearchFilters]]]:
+    """Each shape as a function drawing one query (text, filters) from a random source."""
     generator = Generator(seed)  # the loader's seed: the same names, chains and words
-    sessions = session_factory(engine)
     since = NOW - timedelta(days=30)
-    chains = sorted(
+    chains = _chains(generator)
+    return {
+        "name (text)": lambda r: (r.choice(generator.workloads)[1], SearchFilters()),
+        "name (filter)": lambda r: ("", SearchFilters(name=r.choice(generator.workloads)[1])),
+        "verdict (filter)": lambda r: ("", SearchFilters(verdict_code=r.choice(generator.verdicts))),
+        "free text (evidence word)": lambda r: (r.choice(FREE_TEXT_WORDS), SearchFilters()),
+        "free text (2 words)": lambda r: (f"{r.choice(FREE_TEXT_WORDS)} {r.choice(WORKLOAD_STEMS)}", SearchFilters()),
+        "text + namespace + 30d": lambda r: (
+            r.choice(FREE_TEXT_WORDS),
+            SearchFilters(namespace=r.choice(NAMESPACES), since=since),
+        ),
+        "text + verdict + node": lambda r: (
+            r.choice(WORKLOAD_STEMS),
+            SearchFilters(verdict_code=r.choice(generator.verdicts), node=r.choice(NODES)),
+        ),
+        "free text (rare: one KUBE-SVC chain)": lambda r: (r.choice(chains), SearchFilters()),
+    }
+
+
+def _chains(generator: Generator) -> list[str]:
+    return sorted(
         {word for _, summary, evidence in generator.evidence_pool for word in evidence.split('"') if word.startswith("KUBE-SVC-")}
     )
-    shapes: dict[str, Callable[[Session], int]] = {
-        "name (text)": lambda s: len(search_investigations(s, chooser.choice(generator.workloads)[1])),
-        "name (filter)": lambda s: len(search_investigations(s, "", SearchFilters(name=chooser.choice(generator.workloads)[1]))),
-        "verdict (filter)": lambda s: len(
-            search_investigations(s, "", SearchFilters(verdict_code=chooser.choice(generator.verdicts)))
-        ),
-        "free text (evidence word)": lambda s: len(search_investigations(s, chooser.choice(FREE_TEXT_WORDS))),
-        "free text (2 words)": lambda s: len(
-            search_investigations(s, f"{chooser.choice(FREE_TEXT_WORDS)} {chooser.choice(WORKLOAD_STEMS)}")
-        ),
-        "text + namespace + 30d": lambda s: len(
-            search_investigations(
-                s, chooser.choice(FREE_TEXT_WORDS), SearchFilters(namespace=chooser.choice(NAMESPACES), since=since)
+
+
+def time_searches(
+    engine: Engine, backend: str, rows: int, repeat: int, seed: int, compare: Search | None = None
+) -> tuple[list[Timing], list[Timing]]:
+    """p50/p99 of each query shape, plus the LIKE-scan reference for free text.
+
+    With `compare` (the search of another revision), each query is also run through it, the two
+    alternating on the same words in the same session, so machine load weighs on both alike; its
+    timings come second.
+    """
+    chooser = random.Random(seed + 1)
+    sessions = session_factory(engine)
+    timings: list[Timing] = []
+    compared: list[Timing] = []
+    for shape, draw in query_shapes(seed).items():
+        searches: list[Search] = [search_investigations] if compare is None else [search_investigations, compare]
+        samples: list[list[float]] = [[] for _ in searches]
+        hits = [0 for _ in searches]
+        with sessions() as session:
+            for search in searches:  # warm the cache and the plan once
+                search(session, *draw(chooser))
+            for turn in range(repeat):
+                query_text, filters = draw(chooser)
+                order = list(range(len(searches)))
+                if turn % 2:
+                    order.reverse()
+                for index in order:
+                    started = time.perf_counter()
+                    hits[index] += len(searches[index](session, query_text, filters))
+                    samples[index].append((time.perf_counter() - started) * 1000)
+        for index, out in enumerate((timings, compared)[: len(searches)]):
+            out.append(
+                Timing(
+                    backend,
+                    rows,
+                    shape,
+                    _percentile(samples[index], 0.5),
+                    _percentile(samples[index], 0.99),
+                    hits[index] / repeat,
+                )
             )
-        ),
-        "text + verdict + node": lambda s: len(
-            search_investigations(
-                s,
-                chooser.choice(WORKLOAD_STEMS),
-                SearchFilters(verdict_code=chooser.choice(generator.verdicts), node=chooser.choice(NODES)),
-            )
-        ),
-        "free text (rare: one KUBE-SVC chain)": lambda s: len(search_investigations(s, chooser.choice(chains))),
+    chains = _chains(Generator(seed))
+    references: dict[str, Callable[[Session], int]] = {
         "reference: LIKE newest 20 (evidence word)": lambda s: _like_newest(s, chooser.choice(FREE_TEXT_WORDS)),
         "reference: LIKE newest 20 (one chain)": lambda s: _like_newest(s, chooser.choice(chains)),
     }
-    timings = []
-    for shape, query in shapes.items():
+    for shape, query in references.items():
         with sessions() as session:
-            times = min(repeat, REFERENCE_REPEAT) if shape.startswith("reference") else repeat
-            samples, mean_hits = _time(lambda q=query, s=session: q(s), times)  # type: ignore[misc]
-        timings.append(Timing(backend, rows, shape, _percentile(samples, 0.5), _percentile(samples, 0.99), mean_hits))
-    return timings
+            reference_samples, mean_hits = _time(lambda q=query, s=session: q(s), min(repeat, REFERENCE_REPEAT))  # type: ignore[misc]
+        timings.append(
+            Timing(backend, rows, shape, _percentile(reference_samples, 0.5), _percentile(reference_samples, 0.99), mean_hits)
+        )
+    return timings, compared
+
+
+def search_at_revision(ref: str) -> Search:
+    """`search_investigations` as ``bot/history/search.py`` has it at git revision `ref` (e.g. ``main``).
+
+    Loaded as a module of its own beside today's; it must work on today's schema (the migrations
+    since `ref` only add to the search index).
+    """
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "-C", str(root), "show", f"{ref}:bot/history/search.py"], check=True, capture_output=True, text=True
+    ).stdout
+    module = types.ModuleType(f"search_at_{re.sub(r'[^A-Za-z0-9]', '_', ref)}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up by name
+    exec(compile(source, f"{ref}:bot/history/search.py", "exec"), module.__dict__)  # our own file, at another commit
+    search: Search = module.search_investigations
+    return search
 
 
 def time_recording(engine: Engine, backend: str, rows: int, repeat: int, steps: int) -> Timing:
@@ -375,38 +441,74 @@ def time_recording(engine: Engine, backend: str, rows: int, repeat: int, steps: 
 
 
 @contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    """A throwaway database on the server, dropped at the end."""
-    name = f"kubereach_bench_{uuid.uuid4().hex[:8]}"
+def postgres_database(server_url: str, keep: str | None = None) -> Iterator[str]:
+    """A throwaway database on the server, dropped at the end; or the database named `keep`, kept.
+
+    A kept database is created when it does not exist yet and left on the server afterwards, so a
+    million rows are loaded once and reused by the next runs (`run_backend` loads only an empty one).
+    """
+    name = keep or f"kubereach_bench_{uuid.uuid4().hex[:8]}"
+    if not BENCH_DATABASE.fullmatch(name):
+        raise SystemExit(f"--pg-keep {name!r}: use letters, digits and underscores, starting with kubereach_bench_")
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            exists = connection.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).first()
+            if exists is None:
+                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
         try:
             yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
         finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if keep is None:
+                with admin.connect() as connection:
+                    connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.dispose()
 
 
-def run_backend(backend: str, url: str, rows: int, args: argparse.Namespace) -> list[Timing]:
-    """Migrate, load, and time one backend."""
+def drop_kept_database(server_url: str, name: str) -> None:
+    """Drop a database kept by ``--pg-keep`` (``--pg-drop NAME``)."""
+    if not BENCH_DATABASE.fullmatch(name):
+        raise SystemExit(f"--pg-drop {name!r}: only databases named kubereach_bench_… are dropped")
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def run_backend(backend: str, url: str, rows: int, args: argparse.Namespace) -> tuple[list[Timing], list[Timing]]:
+    """Migrate (a kept database too), load unless already loaded, and time one backend (and `--compare-ref`)."""
     engine = create_history_engine(url)
     try:
-        upgrade(engine)
         started = time.perf_counter()
-        _PHASE_STARTED[0] = started
-        loader = load_sqlite if backend == "sqlite" else load_postgres
-        loader(engine, Generator(args.seed), rows, args.steps)
-        print(f"{backend}: loaded {rows} investigations x {args.steps} steps in {time.perf_counter() - started:.1f} s",
-              file=sys.stderr, flush=True)  # fmt: skip
-        timings = time_searches(engine, backend, rows, args.queries, args.seed)
+        upgrade(engine)
+        present = _investigation_count(engine)
+        if 0 < present < rows or present > rows + 1000:
+            # Each run records a few investigations of its own: a kept database grows by those only.
+            raise SystemExit(f"{backend}: the kept database holds {present} investigations, not {rows}; drop it first")
+        if present:
+            print(f"{backend}: reusing {present} investigations (migrated in {time.perf_counter() - started:.1f} s)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        else:
+            started = time.perf_counter()
+            _PHASE_STARTED[0] = started
+            loader = load_sqlite if backend == "sqlite" else load_postgres
+            loader(engine, Generator(args.seed), rows, args.steps)
+            print(f"{backend}: loaded {rows} investigations x {args.steps} steps in {time.perf_counter() - started:.1f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        compare = search_at_revision(args.compare_ref) if args.compare_ref else None
+        timings, compared = time_searches(engine, backend, rows, args.queries, args.seed, compare)
         timings.append(time_recording(engine, backend, rows, args.record_repeat, args.steps))
-        return timings
+        return timings, compared
     finally:
         engine.dispose()
+
+
+def _investigation_count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM investigations")).scalar_one())
 
 
 def main() -> None:
@@ -421,24 +523,51 @@ def main() -> None:
     parser.add_argument("--record-repeat", type=int, default=50, help="timed investigations recorded")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON object, last")
+    parser.add_argument("--sqlite-keep", metavar="PATH", help="use this SQLite file, loading it only when empty; kept")
+    parser.add_argument(
+        "--pg-keep", metavar="NAME", help="use this database (kubereach_bench_…), loading it only when empty; kept"
+    )
+    parser.add_argument("--compare-ref", metavar="REF", help="also time the search of git revision REF, interleaved")
+    parser.add_argument("--pg-drop", metavar="NAME", help="drop a database kept by --pg-keep, and do nothing else")
     args = parser.parse_args()
+    if args.pg_drop:
+        drop_kept_database(args.pg_url, args.pg_drop)
+        return
 
     timings: list[Timing] = []
-    if args.sqlite_rows > 0:
+    compared: list[Timing] = []
+    runs = []
+    if args.sqlite_rows > 0 and args.sqlite_keep:
+        runs.append(run_backend("sqlite", f"sqlite:///{Path(args.sqlite_keep).resolve()}", args.sqlite_rows, args))
+    elif args.sqlite_rows > 0:
         with tempfile.TemporaryDirectory(prefix="kubereach-bench-") as directory:
-            timings += run_backend("sqlite", f"sqlite:///{directory}/history.db", args.sqlite_rows, args)
+            runs.append(run_backend("sqlite", f"sqlite:///{directory}/history.db", args.sqlite_rows, args))
     if args.pg_rows > 0:
-        with postgres_database(args.pg_url) as url:
-            timings += run_backend("postgresql", url, args.pg_rows, args)
+        with postgres_database(args.pg_url, args.pg_keep) as url:
+            runs.append(run_backend("postgresql", url, args.pg_rows, args))
+    for backend_timings, backend_compared in runs:
+        timings += backend_timings
+        compared += backend_compared
 
+    print(f"load average {' '.join(f'{value:.1f}' for value in os.getloadavg())}", file=sys.stderr, flush=True)
+    _print_table(timings)
+    if compared:
+        print(f"\nthe same queries, interleaved, through search_investigations at {args.compare_ref}:")
+        _print_table(compared)
+    if args.json:
+        result = figures(timings)
+        if compared:
+            result["compare"] = {"ref": args.compare_ref, **figures(compared)}
+        print(json.dumps(result))
+
+
+def _print_table(timings: list[Timing]) -> None:
     print(f"{'backend':<11} {'rows':>9}  {'shape':<48} {'p50 ms':>9} {'p99 ms':>9} {'hits':>6}")
     for timing in timings:
         print(
             f"{timing.backend:<11} {timing.rows:>9}  {timing.shape:<48} "
             f"{timing.p50_ms:>9.2f} {timing.p99_ms:>9.2f} {timing.mean_hits:>6.1f}"
         )
-    if args.json:
-        print(json.dumps(figures(timings)))
 
 
 def figures(timings: list[Timing]) -> dict[str, dict[str, Any]]:

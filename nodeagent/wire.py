@@ -148,6 +148,8 @@ def pod_network(where: PodLocation) -> pb.PodNetwork:
     peer = where.host_peer
     host_peer = pb.HostPeer(link=interface(peer.link), proxy_arp=peer.proxy_arp)
     host_peer.link.master = peer.master or ""
+    if peer.hairpin is not None:
+        host_peer.hairpin = peer.hairpin
     if peer.route_to_pod is not None:
         host_peer.route_to_pod.CopyFrom(route(peer.route_to_pod))
     return pb.PodNetwork(
@@ -286,6 +288,7 @@ def listening_socket(sock: ListeningSocket) -> pb.ListeningSocket:
         inode=sock.inode,
         pid=sock.pid or 0,
         process_name=sock.process_name or "",
+        cgroup=sock.cgroup or "",
     )
 
 

@@ -63,6 +63,8 @@ class PodInfo:
     host_network: bool
     host_ip: str | None = None
     restarts: int = 0
+    uid: str = ""
+    """metadata.uid (kubelet names it in the pod's cgroups)."""
 
     @property
     def key(self) -> str:
@@ -313,6 +315,7 @@ def pod_info(obj: Mapping[str, Any], replica_set_owners: Mapping[tuple[str, str]
         host_network=bool(spec.get("hostNetwork")),
         host_ip=_optional_str(status.get("hostIP")),
         restarts=restarts,
+        uid=str(meta.get("uid") or ""),
     )
 
 

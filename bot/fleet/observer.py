@@ -251,6 +251,7 @@ class FleetObserver:
                 host_peer=_link(peer.link) if p.HasField("host_peer") and peer.HasField("link") else None,
                 route_to_pod=_route(peer.route_to_pod) if p.HasField("host_peer") and peer.HasField("route_to_pod") else None,
                 proxy_arp=peer.proxy_arp,
+                hairpin=peer.hairpin if p.HasField("host_peer") and peer.HasField("hairpin") else None,
             )
 
         return await self._ask(("locate", node, pod_ip), node, "LocatePod", pb.LocatePodRequest(pod_ip=pod_ip), parse)
@@ -365,12 +366,13 @@ class FleetObserver:
         return await self._ask(("egress-nat", node, pod_ip, destination, protocol, port), node, "GetEgressNat", request, parse)
 
     async def sockets(self, node: str, pod_ip: str, port: int, protocol: str) -> Observed[tuple[ListeningSocket, ...]]:
-        """ListSockets in a pod's namespace."""
+        """ListSockets in a pod's namespace ('' = the node's)."""
         names = {pb.PROTOCOL_TCP: "TCP", pb.PROTOCOL_UDP: "UDP", pb.PROTOCOL_SCTP: "SCTP"}
 
         def parse(r: Any) -> tuple[ListeningSocket, ...]:
             return tuple(
-                ListeningSocket(names.get(s.protocol, "?"), s.local_address, s.local_port, s.process_name) for s in r.sockets
+                ListeningSocket(names.get(s.protocol, "?"), s.local_address, s.local_port, s.process_name, s.pid, s.cgroup)
+                for s in r.sockets
             )
 
         request = pb.ListSocketsRequest(pod_ip=pod_ip, port=port, protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP))

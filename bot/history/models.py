@@ -162,7 +162,7 @@ class Investigation(Base):
         Index(None, "verdict_code", "started_at"),
         Index(None, "source_name", "started_at"),
         Index(None, "target_name", "started_at"),
-        Index(None, "node"),
+        Index(None, "node", "verdict_code", "id"),
         Index(None, "channel", "thread_ts"),
         Index(None, "status", "owner"),
     )

@@ -32,6 +32,7 @@ def _pod_ref(pod: PodInfo) -> PodRef:
         labels=dict(pod.labels),
         container_ports=tuple((p.name or "", p.port, p.protocol) for p in pod.container_ports),
         host_network=pod.host_network,
+        uid=pod.uid,
     )
 
 

@@ -27,6 +27,9 @@ class PodRef:
     container_ports: tuple[tuple[str, int, str], ...] = ()
     """(name, port, protocol) for each declared container port."""
     host_network: bool = False
+    uid: str = ""
+    """metadata.uid: kubelet names it in the cgroup of every process of the pod, which is how a socket
+    in the node's namespace is told to be a host-network pod's own (empty: unknown)."""
 
     @property
     def key(self) -> str:

@@ -4,7 +4,10 @@ The walk follows the packet. API facts first (is the source running, does the se
 endpoints on a port the pods expose), then NetworkPolicy, the source pod's interface and routes,
 DNS, the source node (conntrack, forwarding, FORWARD filter), kube-proxy's NAT and conntrack for the
 VIP, and — for every endpoint the source cannot reach — the underlay route and overlay entries, the
-destination node and the destination pod down to its listening socket.
+destination node and the destination pod down to its listening socket. Two checks do not wait for a
+probe to fail: whose the socket on a host-network pod's port is (a stray process answers in its place,
+so the probes connect), and, for a pod that is an endpoint of the service it asks about, its bridge
+port's hairpin mode.
 
 The checks live in `bot.playbook.steps`, one module per hop, each a `Step` with a pure decision.
 This module holds what is data: the order the steps run in (`TARGET_ORDER`, then `SOURCE_ORDER` for
@@ -29,7 +32,21 @@ from bot.playbook.models import Finding, Hop, StepResult, StepStatus, Verdict
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import Observed, Observer
 from bot.playbook.remedies import remediation
-from bot.playbook.steps import api, conntrack, dns, egress, ingress, policy, probes, service_nat, source_node, source_pod, trace
+from bot.playbook.steps import (
+    api,
+    conntrack,
+    dns,
+    egress,
+    hairpin,
+    hostport,
+    ingress,
+    policy,
+    probes,
+    service_nat,
+    source_node,
+    source_pod,
+    trace,
+)
 from bot.playbook.steps.base import Ask, At, Candidate, Outcome, Seen, Step, Unchecked, UndeclaredObservation
 
 StepCallback = Callable[[StepResult], None]
@@ -93,6 +110,7 @@ _RANK = {key: i for i, key in enumerate(PRECEDENCE)}
 TARGET_ORDER: tuple[Step, ...] = (
     api.TARGET,
     api.TARGET_PORT,
+    hostport.STEP,  # whose the socket on a host-network pod's port is: the probes cannot tell
 )
 SOURCE_ORDER: tuple[tuple[Step, ...], ...] = (
     (api.SOURCE,),
@@ -103,6 +121,7 @@ SOURCE_ORDER: tuple[tuple[Step, ...], ...] = (
     (egress.STEP,),  # a target outside the cluster: the route out, the masquerade, ipBlock for what DNS gave
     (probes.STEP,),  # and, for each endpoint not reached, the path: underlay, destination node and pod
     (ingress.STEP,),  # from outside: each receiving node's dispatch of the entry, read beside what the probes saw
+    (hairpin.STEP,),  # the source reaching itself through its own service's VIP
     (trace.STEP,),  # the marked probe followed hop by hop: failures nothing explained, or when asked
     (service_nat.SETTLE,),
 )

@@ -176,6 +176,8 @@ class PodNetwork:
     host_peer: Link | None = None
     route_to_pod: RouteInfo | None = None
     proxy_arp: bool = False
+    hairpin: bool | None = None
+    """The host-side peer's hairpin mode as a bridge port (None: not a bridge port, or not reported)."""
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,9 @@ class ListeningSocket:
     address: str
     port: int
     process: str = ""
+    pid: int = 0
+    cgroup: str = ""
+    """The owning process's cgroup path (empty: not resolvable); a pod's names its UID."""
 
 
 @dataclass(frozen=True)

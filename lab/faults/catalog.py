@@ -8,7 +8,7 @@ from typing import Any
 from lab import kernel
 from lab.apiclient import LabApi
 from lab.errors import LabError
-from lab.faults import conntrack, dns, kubeproxy, node, outside, pod, policy, service, underlay
+from lab.faults import conntrack, dns, hostport, kubeproxy, node, outside, pod, policy, service, underlay
 from lab.faults.common import find, other_node, pod_key, svc_key
 from lab.faults.model import Fault, FaultContext, FaultTarget, Needs, Obj
 from lab.faults.scenarios import SCENARIOS
@@ -54,6 +54,7 @@ CATALOG: dict[str, Fault[Any]] = {
         outside.UPSTREAM_DNS_UNREACHABLE,
         outside.EGRESS_IPBLOCK_EXCLUDES,
         outside.HAIRPIN_OFF,
+        hostport.HOST_PORT_COLLISION,
     )
 }
 

@@ -78,6 +78,8 @@ class LinkInfo:
     link_netnsid: int | None
     addresses: tuple[str, ...]
     vxlan: VxlanInfo | None = None
+    hairpin: bool | None = None
+    """A bridge port's hairpin mode (IFLA_BRPORT_MODE); None when the link is not a bridge port."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,16 @@ def _vxlan(msg: Msg) -> VxlanInfo | None:
     )
 
 
+def _hairpin(msg: Msg) -> bool | None:
+    """The bridge port's hairpin flag, from the port attributes the kernel puts in IFLA_LINKINFO."""
+    info = msg.get_attr("IFLA_LINKINFO")
+    if info is None or info.get_attr("IFLA_INFO_SLAVE_KIND") != "bridge":
+        return None
+    data = info.get_attr("IFLA_INFO_SLAVE_DATA")
+    mode = data.get_attr("IFLA_BRPORT_MODE") if data is not None else None
+    return bool(mode) if mode is not None else None
+
+
 def parse_link(msg: Msg, addresses: tuple[str, ...]) -> LinkInfo:
     """Turn one RTM_NEWLINK message into a `LinkInfo`."""
     netnsid = msg.get_attr("IFLA_LINK_NETNSID")
@@ -198,6 +210,7 @@ def parse_link(msg: Msg, addresses: tuple[str, ...]) -> LinkInfo:
         link_netnsid=int(netnsid) if netnsid is not None else None,
         addresses=addresses,
         vxlan=_vxlan(msg),
+        hairpin=_hairpin(msg),
     )
 
 

@@ -50,6 +50,11 @@ class HostPeerInfo:
     route_to_pod: RouteInfo | None
     proxy_arp: bool
 
+    @property
+    def hairpin(self) -> bool | None:
+        """The bridge port's hairpin mode (None: the peer is not a bridge port, as on routed CNIs)."""
+        return self.link.hairpin
+
 
 @dataclass(frozen=True)
 class PodLocation:

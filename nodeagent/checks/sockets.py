@@ -3,7 +3,11 @@
 A lean inet_diag dump: one NETLINK_SOCK_DIAG socket opened inside the namespace, one dump request
 per (family, protocol) with a kernel-side state filter (TCP LISTEN, UDP unconnected), fixed-size
 records parsed with `struct`. Owning processes are found by matching socket inodes against the
-file descriptors of the processes in the same namespace, with a bound on the work.
+file descriptors of the processes in the same namespace, with a bound on the work; for each owner
+its name and its cgroup are read from /proc, because on a node the cgroup is what says whose process
+it is: kubelet puts every pod's processes under a cgroup naming the pod's UID (`kubepods…pod<uid>…`),
+while a daemon started outside Kubernetes is not under one. That is how a host-network pod's port held
+by some other process is told apart from the pod's own listener (the node's namespace holds both).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class ListeningSocket:
     inode: int
     pid: int | None
     process_name: str | None
+    cgroup: str | None = None
+    """The owner's cgroup path (`owner_cgroup`); None when no owner was found."""
 
 
 def _request(family: int, protocol: int, states: int, seq: int) -> bytes:
@@ -93,9 +99,38 @@ def _address(family: int, raw: bytes) -> str:
     return str(ipaddress.IPv6Address(raw))
 
 
-def socket_owners(netns_inode: int, inodes: set[int]) -> dict[int, tuple[int, str]]:
-    """socket inode -> (pid, comm) for processes in the namespace with that inode; bounded work."""
-    owners: dict[int, tuple[int, str]] = {}
+def owner_cgroup(text: str) -> str:
+    """The cgroup path that says whose process this is, from the text of /proc/PID/cgroup.
+
+    A pod's cgroup (one with a `kubepods` component) first, in whichever hierarchy holds it (cgroup v1
+    nodes name it per controller); else the unified hierarchy's path; else the first path other than
+    the root; else "/".
+    """
+    paths: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        _controllers, sep, path = rest.partition(":")
+        if sep and path:
+            paths.append((hierarchy, path))
+    for _, path in paths:
+        if any(part.startswith("kubepods") for part in path.split("/")):
+            return path
+    unified = next((path for hierarchy, path in paths if hierarchy == "0"), None)
+    if unified is not None and unified != "/":
+        return unified
+    return next((path for _, path in paths if path != "/"), "/")
+
+
+def _read_cgroup(proc: Path) -> str:
+    try:
+        return owner_cgroup((proc / "cgroup").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return ""
+
+
+def socket_owners(netns_inode: int, inodes: set[int]) -> dict[int, tuple[int, str, str]]:
+    """socket inode -> (pid, comm, cgroup) for processes in the namespace with that inode; bounded work."""
+    owners: dict[int, tuple[int, str, str]] = {}
     scanned = 0
     targets = {f"socket:[{inode}]": inode for inode in inodes}
     for proc in Path("/proc").iterdir():
@@ -121,7 +156,7 @@ def socket_owners(netns_inode: int, inodes: set[int]) -> dict[int, tuple[int, st
                     comm = (proc / "comm").read_text(encoding="utf-8", errors="replace").strip()
                 except OSError:
                     comm = ""
-                owners[inode] = (int(proc.name), comm)
+                owners[inode] = (int(proc.name), comm, _read_cgroup(proc))
     return owners
 
 
@@ -159,6 +194,7 @@ def list_listening_sockets(netns: str, port: int | None = None, protocol: str | 
             inode=inode,
             pid=owners[inode][0] if inode in owners else None,
             process_name=owners[inode][1] if inode in owners else None,
+            cgroup=owners[inode][2] if inode in owners else None,
         )
         for name, fam, src, sport, inode in found
         if not (name == "udp" and sport == 0)

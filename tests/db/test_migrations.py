@@ -14,8 +14,9 @@ from bot.history import service
 from bot.history.db import create_history_engine, downgrade, session_factory, upgrade
 from bot.history.enums import Origin
 from bot.history.models import Base
-from bot.history.search import SearchFilters, include_in_autogenerate, search_investigations
+from bot.history.search import Plan, SearchFilters, include_in_autogenerate, search_investigations
 from bot.history.service import Person, WorkloadRef
+from bot.playbook.models import Hop, Verdict, VerdictCode
 
 
 @pytest.fixture
@@ -119,3 +120,65 @@ def test_the_index_revisions_upgrade_a_populated_database(empty_engine: Engine) 
     with sessions() as session:
         assert [hit.id for hit in search_investigations(session, filters=SearchFilters(name="api"))] == [ids[1], ids[0]]
         assert [hit.id for hit in search_investigations(session, "redis")] == [ids[1]]
+
+
+def _stale_documents(engine: Engine) -> int:
+    """PostgreSQL: search documents that differ from what their view computes now (0 when the index is current)."""
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM investigation_search AS s JOIN investigation_search_source AS v "
+                    "USING (investigation_id) WHERE s.document <> v.document"
+                )
+            ).scalar_one()
+        )
+
+
+def test_the_facets_revision_upgrades_a_populated_database(empty_engine: Engine) -> None:
+    upgrade(empty_engine, "0004_sqlite_search_facets")
+    sessions = session_factory(empty_engine)
+    at = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    with sessions.begin() as session:
+        ids = []
+        for minute, (namespace, node, code) in enumerate(
+            [
+                ("shop", "node-1", VerdictCode.MTU_MISMATCH),
+                ("cache", "node-2", VerdictCode.MTU_MISMATCH),
+                ("shop", "node-2", None),
+            ]
+        ):
+            inv = service.start_investigation(
+                session,
+                question="why can't web reach api?",
+                asked_by=Person("U01ANA", "ana"),
+                origin=Origin.CLI,
+                owner="bot-0:1",
+                source=WorkloadRef("deployment", namespace, "web", f"deployment {namespace}/web"),
+                target=WorkloadRef("service", namespace, "api", f"service {namespace}/api"),
+                started_at=at + timedelta(minutes=minute),
+            )
+            if code is not None:
+                service.finish_investigation(session, inv, Verdict(code, "mtu", node, Hop.UNDERLAY), duration_ms=1.0)
+            ids.append(inv)
+
+    upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        indexes = {index["name"] for index in inspect(connection).get_indexes("investigations")}
+    assert "ix_investigations_node_verdict_code_id" in indexes and "ix_investigations_node" not in indexes
+    if empty_engine.dialect.name == "postgresql":
+        assert _stale_documents(empty_engine) == 0  # existing documents got exactly the facets the view now adds
+    with sessions() as session:
+        for plan in [None, *Plan] if empty_engine.dialect.name == "postgresql" else [None]:
+            by_node = search_investigations(session, "web", SearchFilters(node="node-2"), plan=plan)
+            assert [hit.id for hit in by_node] == [ids[1]]
+            both = SearchFilters(node="node-1", verdict_code=VerdictCode.MTU_MISMATCH, namespace="shop")
+            assert [hit.id for hit in search_investigations(session, "api", both, plan=plan)] == [ids[0]]
+            assert search_investigations(session, "api", SearchFilters(node="node-1", namespace="cache"), plan=plan) == []
+
+    downgrade(empty_engine, "0004_sqlite_search_facets")
+    if empty_engine.dialect.name == "postgresql":
+        assert _stale_documents(empty_engine) == 0  # the facets are stripped again, the words untouched
+    with empty_engine.connect() as connection:
+        indexes = {index["name"] for index in inspect(connection).get_indexes("investigations")}
+    assert "ix_investigations_node" in indexes and "ix_investigations_node_verdict_code_id" not in indexes

@@ -46,4 +46,11 @@ def overlay_hop_data(hop: OverlayHop) -> dict[str, JSONValue]:
 
 
 def socket_data(socket: ListeningSocket) -> dict[str, JSONValue]:
-    return {"protocol": socket.protocol, "address": socket.address, "port": socket.port, "process": socket.process}
+    return {
+        "protocol": socket.protocol,
+        "address": socket.address,
+        "port": socket.port,
+        "process": socket.process,
+        "pid": socket.pid,
+        "cgroup": socket.cgroup,
+    }

@@ -152,6 +152,8 @@ def _overlay_candidates(at: At, e: EndpointRef, overlay: OverlayHop) -> list[Can
 def _direct_route_candidates(at: At, e: EndpointRef, route: RouteInfo) -> list[Candidate]:
     node = at.source.node or ""
     dst_ip = node_ip(at.case, e.node)
+    if e.ip == dst_ip:
+        return []  # a host-network endpoint: the node network's own route reaches it, no pod CIDR involved
     if route.gateway and dst_ip not in ("NODE_IP", route.gateway):
         return [
             Candidate(

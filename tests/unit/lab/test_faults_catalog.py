@@ -57,7 +57,7 @@ def test_every_verdict_is_some_faults_verdict() -> None:
 def test_catalog_order_and_names_are_the_listing() -> None:
     assert list(CATALOG)[:3] == ["node-route-missing", "node-route-wrong", "ip-forward-off"]
     assert list(CATALOG)[9:13] == ["underlay-drop", "underlay-loss", "node-firewall-overlay", "underlay-mtu"]
-    assert list(CATALOG)[-7:] == [
+    assert list(CATALOG)[-8:] == [
         "conntrack-stale",
         "nodeport-no-local-endpoints",
         "egress-masquerade-missing",
@@ -65,8 +65,9 @@ def test_catalog_order_and_names_are_the_listing() -> None:
         "upstream-dns-unreachable",
         "policy-egress-ipblock",
         "hairpin-off",
+        "host-port-collision",
     ]
-    assert len(CATALOG) == 35
+    assert len(CATALOG) == 36
     assert all(name == fault.name for name, fault in CATALOG.items())
 
 
@@ -111,3 +112,15 @@ def test_a_record_missing_what_heal_needs_is_refused() -> None:
 def test_undo_records_are_plain_json() -> None:
     undo = NotReadyUndo("shop/api", {"shop/api-1": {"conditions": [{"type": "Ready", "status": "True"}]}})
     assert json.loads(json.dumps(undo.to_json())) == dataclasses.asdict(undo)
+
+
+def test_the_host_port_collision_schedules_a_host_network_pod_declaring_the_strays_port() -> None:
+    from lab.faults.hostport import PORT, HostPortUndo, host_network_pod
+
+    pod = host_network_pod("node-exporter-node-2", "node-2", "10.240.0.12")
+    assert pod["spec"]["hostNetwork"] is True and pod["spec"]["nodeName"] == "node-2"
+    assert pod["status"]["podIP"] == pod["status"]["hostIP"] == "10.240.0.12"
+    assert pod["spec"]["containers"][0]["ports"][0]["containerPort"] == PORT
+    assert CATALOG["host-port-collision"].verdict is Verdict.HOST_PORT_CONFLICT
+    undo = HostPortUndo("node-2", "monitoring/node-exporter-node-2", 4242)
+    assert HostPortUndo.from_json(json.loads(json.dumps(undo.to_json()))) == undo

@@ -584,8 +584,14 @@ class HostPeer(_message.Message):
     LINK_FIELD_NUMBER: _builtins.int
     ROUTE_TO_POD_FIELD_NUMBER: _builtins.int
     PROXY_ARP_FIELD_NUMBER: _builtins.int
+    HAIRPIN_FIELD_NUMBER: _builtins.int
     proxy_arp: _builtins.bool
     """proxy_arp is net.ipv4.conf.<peer>.proxy_arp."""
+    hairpin: _builtins.bool
+    """hairpin is the bridge port's hairpin mode (IFLA_BRPORT_MODE): whether the bridge may send a
+    frame back out of the port it came in on, which a pod reaching itself through its service's
+    VIP needs; unset when the peer is not a bridge port.
+    """
     @_builtins.property
     def link(self) -> Global___Interface:
         """link is the host-side interface (its master is the bridge, empty when not on one)."""
@@ -602,12 +608,15 @@ class HostPeer(_message.Message):
         link: Global___Interface | None = ...,
         route_to_pod: Global___Route | None = ...,
         proxy_arp: _builtins.bool = ...,
+        hairpin: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["link", b"link", "route_to_pod", b"route_to_pod"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_hairpin", b"_hairpin", "hairpin", b"hairpin", "link", b"link", "route_to_pod", b"route_to_pod"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["link", b"link", "proxy_arp", b"proxy_arp", "route_to_pod", b"route_to_pod"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hairpin", b"_hairpin", "hairpin", b"hairpin", "link", b"link", "proxy_arp", b"proxy_arp", "route_to_pod", b"route_to_pod"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__hairpin: _TypeAlias = _typing.Literal["hairpin"]  # noqa: Y015
+    _WhichOneofArgType__hairpin: _TypeAlias = _typing.Literal["_hairpin", b"_hairpin"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__hairpin) -> _WhichOneofReturnType__hairpin | None: ...
 
 Global___HostPeer: _TypeAlias = HostPeer  # noqa: Y015
 
@@ -1542,6 +1551,7 @@ class ListeningSocket(_message.Message):
     INODE_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
     PROCESS_NAME_FIELD_NUMBER: _builtins.int
+    CGROUP_FIELD_NUMBER: _builtins.int
     protocol: Global___Protocol.ValueType
     """protocol is TCP or UDP."""
     local_address: _builtins.str
@@ -1554,6 +1564,11 @@ class ListeningSocket(_message.Message):
     """pid is a process holding the socket; 0 when not resolvable."""
     process_name: _builtins.str
     """process_name is that process's name (/proc/PID/comm); empty when not resolvable."""
+    cgroup: _builtins.str
+    """cgroup is that process's cgroup path as /proc/PID/cgroup gives it (the unified hierarchy's, else
+    the first one listed); kubelet places a pod's processes under a cgroup naming the pod's UID.
+    Empty when not resolvable.
+    """
     def __init__(
         self,
         *,
@@ -1563,10 +1578,11 @@ class ListeningSocket(_message.Message):
         inode: _builtins.int = ...,
         pid: _builtins.int = ...,
         process_name: _builtins.str = ...,
+        cgroup: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inode", b"inode", "local_address", b"local_address", "local_port", b"local_port", "pid", b"pid", "process_name", b"process_name", "protocol", b"protocol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cgroup", b"cgroup", "inode", b"inode", "local_address", b"local_address", "local_port", b"local_port", "pid", b"pid", "process_name", b"process_name", "protocol", b"protocol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
