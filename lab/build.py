@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from lab import kernel
+from lab.outside import UPSTREAM_DNS_IP
 from lab.plan import (
     CALICO_DEVICE,
     CALICO_GATEWAY,
@@ -120,8 +121,12 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
     )
 
 
-def resolv_conf(namespace: str) -> str:
-    """The resolv.conf a kubelet writes for a ClusterFirst pod in `namespace`."""
+def resolv_conf(namespace: str, role: str = "app") -> str:
+    """The resolv.conf a kubelet writes for a ClusterFirst pod in `namespace`; for a DNS pod
+    (`dnsPolicy: Default`, as CoreDNS's Deployment sets) the node's own resolver, kubelet's
+    --resolv-conf: the upstream its `forward . /etc/resolv.conf` sends names outside the cluster to."""
+    if role == "dns":
+        return f"nameserver {UPSTREAM_DNS_IP}\n"
     search = f"{namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}"
     return f"search {search}\nnameserver {DNS_SERVICE_IP}\noptions ndots:5\n"
 
@@ -167,7 +172,7 @@ def build_pod(plan: LabPlan, pod: PodPlan) -> None:
     kernel.ip_batch(pod.netns, inside)
     etc = ETC_NETNS / pod.netns
     etc.mkdir(parents=True, exist_ok=True)
-    (etc / "resolv.conf").write_text(resolv_conf(pod.namespace))
+    (etc / "resolv.conf").write_text(resolv_conf(pod.namespace, pod.role))
 
 
 def remove_pod(plan: LabPlan, pod: PodPlan) -> None:

@@ -145,7 +145,8 @@ def pod_object(pod: PodPlan, owner_uid: str, api_version: str) -> Obj:
                 {"name": container_name, "image": f"registry.local/{container_name}:lab", "ports": _container_ports(pod)}
             ],
             "restartPolicy": "Always",
-            "dnsPolicy": "ClusterFirst",
+            # The cluster DNS's own pods resolve through the node's resolver, as CoreDNS's Deployment sets.
+            "dnsPolicy": "Default" if pod.role == "dns" else "ClusterFirst",
         },
         "status": {
             "phase": "Running",
@@ -411,6 +412,41 @@ def seed_store(store: Store, objects: Iterable[Obj]) -> list[Obj]:
     return created
 
 
+COREFILE = """.:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf {
+       max_concurrent 1000
+    }
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+"""
+"""The Corefile kubeadm writes: names outside the cluster go to the resolver in the CoreDNS pods'
+resolv.conf (`dnsPolicy: Default`: the node's, which in the lab names the outside world's resolver)."""
+
+
+def coredns_config_map() -> Obj:
+    """kube-system/coredns, the ConfigMap CoreDNS reads its Corefile from."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta("coredns", "kube-system", uid_for("ConfigMap", "kube-system", "coredns")),
+        "data": {"Corefile": COREFILE},
+    }
+
+
 def seed_objects(plan: LabPlan, agent_addresses: dict[str, str]) -> list[Obj]:
     """Every object the lab's API server starts with, namespaces first."""
     nodes = [node_object(plan, n) for n in plan.nodes]
@@ -421,4 +457,5 @@ def seed_objects(plan: LabPlan, agent_addresses: dict[str, str]) -> list[Obj]:
         *workload_objects(plan),
         *agent_objects(plan, agent_addresses),
         *policy_objects(plan),
+        *([coredns_config_map()] if any(p.role == "dns" for p in plan.pods) else []),
     ]

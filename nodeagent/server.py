@@ -327,6 +327,21 @@ class NodeAgentServicer(pb_grpc.NodeAgentServiceServicer):
 
         return await self._answer(context, prepare)
 
+    async def GetEgressNat(
+        self, request: pb.GetEgressNatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetEgressNatResponse:
+        """Would the node masquerade a pod's packet to an outside address."""
+
+        def prepare() -> Callable[[], pb.GetEgressNatResponse]:
+            pod_ip = v.ip_literal(request.pod_ip, "pod_ip")
+            destination = v.ip_literal(request.destination, "destination")
+            v.same_family(pod_ip, destination, "pod_ip and destination")
+            protocol = _protocol(request.protocol, "protocol", wire.PROTOCOL_NAMES)
+            port = v.optional_port(request.port, "port")
+            return lambda: wire.egress_nat(self._checks.egress_nat(pod_ip, destination, protocol, port))
+
+        return await self._answer(context, prepare)
+
     async def ListSockets(
         self, request: pb.ListSocketsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListSocketsResponse:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from nodeagent.checks import capture as packet_capture
-from nodeagent.checks import conntrack, dataplane, dns, locate, nodeinfo, probe, routes, sockets
+from nodeagent.checks import conntrack, dataplane, dns, egress, locate, nodeinfo, probe, routes, sockets
 from nodeagent.checks import filter as packet_filter
 from nodeagent.checks.conntrack import ConntrackFilter, ConntrackQueryError, ConntrackQueryResult, ConntrackStats
 from nodeagent.checks.filter import FilterState
@@ -82,6 +82,7 @@ class NodeChecks(Protocol):
     def query_conntrack(self, flt: ConntrackFilter, limit: int) -> ConntrackQueryResult: ...
     def conntrack_stats(self) -> ConntrackStats: ...
     def filter_state(self, src: str, dst: str, protocol: str, dport: int | None, interfaces: Sequence[str]) -> FilterState: ...
+    def egress_nat(self, pod_ip: str, destination: str, protocol: str, port: int | None) -> egress.EgressNat: ...
     def list_sockets(
         self, where: NamespaceTarget, port: int | None, protocol: str | None
     ) -> tuple[sockets.ListeningSocket, ...]: ...
@@ -236,6 +237,17 @@ class KernelChecks:
             "reading the filter table",
             lambda: packet_filter.filter_state(self.kube_proxy, path, self.host_netns, src, dst, protocol, dport, interfaces),
         )
+
+    def egress_nat(self, pod_ip: str, destination: str, protocol: str, port: int | None) -> egress.EgressNat:
+        """Would the node's nat POSTROUTING translate the pod's packet to `destination` (leaving by its route)?
+
+        The pod must be on this node (`PodNotFound` otherwise): only its own node masquerades it."""
+        path = self.node_netns
+        locate.locate_pod(path, pod_ip)
+        lookup = routes.lookup_route(path, destination)
+        out = lookup.route.device if lookup.error is None and lookup.route.device else None
+        flow = egress.EgressFlow(pod_ip, destination, protocol, port, out)
+        return _foreign("reading the nat rules", lambda: egress.egress_nat(self.kube_proxy, path, flow))
 
     def list_sockets(self, where: NamespaceTarget, port: int | None, protocol: str | None) -> tuple[sockets.ListeningSocket, ...]:
         """Listening sockets of the node's or the pod's namespace."""

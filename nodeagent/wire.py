@@ -6,6 +6,7 @@ from kubereach.agent.v1 import agent_pb2 as pb
 from nodeagent.checks.capture import CapturedPacket, CaptureOutcome
 from nodeagent.checks.conntrack import ConntrackEntry, ConntrackQueryResult, ConntrackStats, ConntrackTuple
 from nodeagent.checks.dns import DnsProbeResult
+from nodeagent.checks.egress import EgressNat, EgressNatRule
 from nodeagent.checks.filter import FilterState
 from nodeagent.checks.links import LinkInfo, NeighbourInfo, RouteInfo
 from nodeagent.checks.locate import PodLocation
@@ -259,6 +260,25 @@ def filter_state(state: FilterState) -> pb.GetFilterStateResponse:
     return response
 
 
+def egress_nat(found: EgressNat) -> pb.GetEgressNatResponse:
+    """The GetEgressNat answer."""
+
+    def rule(r: EgressNatRule) -> pb.EgressNatRule:
+        message = pb.EgressNatRule(table=r.table, chain=r.chain, rule=r.rule, target=r.target, certain=r.certain)
+        if r.packets is not None:
+            message.packets = r.packets
+        return message
+
+    return pb.GetEgressNatResponse(
+        verdict=found.verdict,
+        rules=[rule(r) for r in found.rules],
+        possible=[rule(r) for r in found.possible],
+        out_interface=found.out_interface,
+        chains=list(found.chains),
+        unreadable=found.unreadable,
+    )
+
+
 def listening_socket(sock: ListeningSocket) -> pb.ListeningSocket:
     """A `ListeningSocket` message."""
     return pb.ListeningSocket(
@@ -294,6 +314,7 @@ def dns_probe(result: DnsProbeResult) -> pb.ProbeDnsResponse:
         resolv_conf=result.resolv_conf or "",
         search=list(result.search),
         ndots=result.ndots,
+        retries=result.retries,
     )
 
 

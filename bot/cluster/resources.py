@@ -63,6 +63,11 @@ RESOURCES: tuple[KubeResource, ...] = (
 )
 """Everything the bot reads; the deployment's ClusterRole grants get and list on exactly these."""
 
+CONFIG_MAPS = KubeResource("ConfigMap", "configmaps", "", "v1", True, "CoreV1Api", "config_map")
+"""Read once per investigation, by name only: kube-system/coredns (its Corefile names the cluster DNS's
+upstream). Not in RESOURCES: the chart grants `get` on that one object (a Role in kube-system with
+resourceNames), never ConfigMaps at large."""
+
 
 class ObjectReader(Protocol):
     """Reads objects as plain dicts (`bot.cluster.client.ClusterClient`)."""

@@ -19,8 +19,11 @@ from typing import Any, TypeVar
 from bot.fleet.client import AgentOutcome, Fleet
 from bot.playbook.observations import (
     CapturedHeader,
+    ConntrackCounters,
     ConntrackEntry,
     ConntrackView,
+    EgressNatRule,
+    EgressNatView,
     FilterView,
     Link,
     ListeningSocket,
@@ -201,6 +204,14 @@ class FleetObserver:
             backoff *= 2
             attempt += 1
 
+    async def conntrack_stats(self, node: str, *, after: str) -> Observed[ConntrackCounters]:
+        """GetConntrackStats, read once per `after` (the lookup it follows), not shared with node_facts."""
+
+        def parse(r: Any) -> ConntrackCounters:
+            return ConntrackCounters(r.stats.count, r.stats.max, r.stats.insert_failed, r.stats.drop)
+
+        return await self._ask(("conntrack-stats", node, after), node, "GetConntrackStats", pb.GetConntrackStatsRequest(), parse)
+
     async def node_facts(self, node: str) -> Observed[NodeFacts]:
         """GetNodeInfo."""
 
@@ -296,6 +307,7 @@ class FleetObserver:
                     orig_dport=e.orig.dport if e.orig.HasField("dport") else None,
                     reply_src=e.reply.src,
                     reply_sport=e.reply.sport if e.reply.HasField("sport") else None,
+                    reply_dst=e.reply.dst,
                     state=e.state,
                     timeout=e.timeout,
                     status=tuple(e.status),
@@ -332,6 +344,27 @@ class FleetObserver:
         key = ("filter", node, src, dst, protocol, dport, interfaces)
         return await self._ask(key, node, "GetFilterState", request, parse)
 
+    async def egress_nat(self, node: str, *, pod_ip: str, destination: str, protocol: str, port: int) -> Observed[EgressNatView]:
+        """GetEgressNat."""
+
+        def rules(found: Any) -> tuple[EgressNatRule, ...]:
+            return tuple(EgressNatRule(r.table, r.chain, r.rule, r.target, r.certain) for r in found)
+
+        def parse(r: Any) -> EgressNatView:
+            return EgressNatView(
+                verdict=r.verdict,
+                rules=rules(r.rules),
+                possible=rules(r.possible),
+                out_interface=r.out_interface,
+                chains=tuple(r.chains),
+                unreadable=r.unreadable,
+            )
+
+        request = pb.GetEgressNatRequest(
+            pod_ip=pod_ip, destination=destination, protocol=_PROTOCOLS.get(protocol, pb.PROTOCOL_TCP), port=port
+        )
+        return await self._ask(("egress-nat", node, pod_ip, destination, protocol, port), node, "GetEgressNat", request, parse)
+
     async def sockets(self, node: str, pod_ip: str, port: int, protocol: str) -> Observed[tuple[ListeningSocket, ...]]:
         """ListSockets in a pod's namespace ('' = the node's)."""
         names = {pb.PROTOCOL_TCP: "TCP", pb.PROTOCOL_UDP: "UDP", pb.PROTOCOL_SCTP: "SCTP"}
@@ -363,7 +396,16 @@ class FleetObserver:
         """ProbeDns with the pod's own resolver (or `server`)."""
 
         def parse(r: Any) -> ProbeView:
-            return _probe(r.result, rcode=r.rcode or "NOERROR", answers=tuple(r.answers), server=r.server)
+            return _probe(
+                r.result,
+                rcode=r.rcode or "NOERROR",
+                answers=tuple(r.answers),
+                server=r.server,
+                retransmits=r.retries,
+                queried_names=tuple(r.queried_names),
+                search=tuple(r.search),
+                ndots=r.ndots if r.resolv_conf else None,
+            )
 
         request = pb.ProbeDnsRequest(pod_ip=pod_ip, name=name, record_type="A", server=server, timeout_ms=PROBE_TIMEOUT_MS)
         return await self._ask(("dns", node, pod_ip, name, server), node, "ProbeDns", request, parse, DNS_RPC_TIMEOUT_S)

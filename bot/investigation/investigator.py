@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.cluster.client import ClusterClient
 from bot.cluster.errors import ClusterUnavailable, ResolutionError
-from bot.cluster.lookups import dns_endpoints
+from bot.cluster.lookups import dns_endpoints, dns_upstreams
 from bot.cluster.watchcache import CachedCluster
 from bot.fleet.loop import LoopFleet
 from bot.fleet.observer import FleetObserver
@@ -162,14 +162,18 @@ class Investigator:
             self._record_failure(text, asker, f"the Kubernetes API could not be asked: {exc.message}")
             raise
         try:
-            addresses, dns_endpoints = await asyncio.gather(
-                asyncio.to_thread(self.agent_addresses), asyncio.to_thread(self.dns_endpoints)
+            addresses, dns_endpoints, upstreams = await asyncio.gather(
+                asyncio.to_thread(self.agent_addresses),
+                asyncio.to_thread(self.dns_endpoints),
+                asyncio.to_thread(dns_upstreams, self.reader),
             )
         except ClusterUnavailable as exc:
             self._record_failure(text, asker, f"the Kubernetes API could not be asked: {exc.message}")
             raise
         # The seed the trace step derives its marked probe ports from: chosen here, so the playbook stays pure.
-        case = dataclasses.replace(build_case(resolved, frozenset(addresses), dns_endpoints), marker_seed=secrets.randbits(32))
+        case = dataclasses.replace(
+            build_case(resolved, frozenset(addresses), dns_endpoints), marker_seed=secrets.randbits(32), dns_upstreams=upstreams
+        )
         mode = question.trace_mode or ("path" if trace else "")
         if mode:
             case = dataclasses.replace(case, trace=mode)

@@ -36,6 +36,12 @@ class PodRef:
         """namespace/name."""
         return f"{self.namespace}/{self.name}"
 
+    @property
+    def netns_ip(self) -> str:
+        """The address an agent finds this pod's namespace by: "" for a host-network pod or a node,
+        whose traffic starts in the node's own namespace (the agents' RPCs read "" as the node)."""
+        return "" if self.host_network else (self.ip or "")
+
     def named_port(self, name: str, protocol: str) -> int | None:
         """The container port with that name and protocol."""
         for port_name, port, proto in self.container_ports:
@@ -195,6 +201,11 @@ class Case:
     ``frontend → example.com``, a URL's host, an ExternalName service's CNAME); `target_ip` is then
     what it resolves to, when the bot could resolve it, else None (the DNS step resolves it from the
     source)."""
+    dns_upstreams: tuple[str, ...] = ()
+    """The resolvers the cluster DNS forwards names outside the cluster to (the `forward .` line of the
+    kube-system/coredns Corefile, `bot.cluster.corefile`); empty when unknown or when it forwards to
+    `/etc/resolv.conf`: the DNS pods' own resolv.conf (kubelet's --resolv-conf, `dnsPolicy: Default`)
+    is then asked, as CoreDNS would."""
     marker_seed: int = 0
     """Chosen once per investigation by the use case: the pure trace step derives its probes' marked
     source ports from it (`bot.playbook.steps.trace.marked_port`), so deciding draws no randomness."""

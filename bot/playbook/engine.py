@@ -36,6 +36,7 @@ from bot.playbook.steps import (
     api,
     conntrack,
     dns,
+    egress,
     hairpin,
     hostport,
     ingress,
@@ -117,6 +118,7 @@ SOURCE_ORDER: tuple[tuple[Step, ...], ...] = (
     (source_pod.STEP,),
     (source_node.STEP,),
     (dns.STEP, service_nat.STEP, conntrack.STEP),
+    (egress.STEP,),  # a target outside the cluster: the route out, the masquerade, ipBlock for what DNS gave
     (probes.STEP,),  # and, for each endpoint not reached, the path: underlay, destination node and pod
     (ingress.STEP,),  # from outside: each receiving node's dispatch of the entry, read beside what the probes saw
     (hairpin.STEP,),  # the source reaching itself through its own service's VIP

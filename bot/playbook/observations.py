@@ -249,6 +249,8 @@ class ConntrackEntry:
     state: str = ""
     timeout: int = 0
     status: tuple[str, ...] = ()
+    reply_dst: str = ""
+    """Where replies go: the original source, or the address a source NAT (masquerade) put in its place."""
 
     @property
     def replied(self) -> bool:
@@ -265,6 +267,16 @@ class ConntrackView:
 
 
 @dataclass(frozen=True)
+class ConntrackCounters:
+    """A node's conntrack statistics at one moment (GetConntrackStats), to compare two readings."""
+
+    count: int = 0
+    max: int = 0
+    insert_failed: int = 0
+    drop: int = 0
+
+
+@dataclass(frozen=True)
 class FilterView:
     """The filter table's verdict on a flow: FORWARD policy, drop rules matching it, sysctls."""
 
@@ -272,6 +284,40 @@ class FilterView:
     drops: tuple[str, ...] = ()
     ip_forward: bool = True
     rp_filter: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EgressNatRule:
+    """A nat POSTROUTING rule (iptables or nftables) on the way of a pod's packet out of the cluster."""
+
+    table: str
+    """"iptables nat" or the nftables table ("ip flannel", "ip calico", …)."""
+    chain: str
+    rule: str
+    target: str
+    """MASQUERADE, SNAT, RETURN, ACCEPT (what the rule does to the packet)."""
+    certain: bool = True
+    """False: the rule has matches the flow alone cannot settle (marks, ipsets, …)."""
+
+
+@dataclass(frozen=True)
+class EgressNatView:
+    """Would the node's nat POSTROUTING rules translate the source of a pod's packet to a destination.
+
+    `verdict` is "translated" (a MASQUERADE/SNAT rule surely matches), "untranslated" (the walk ends
+    without one: the packet leaves with the pod's address) or "unknown" (only rules with matches the
+    flow cannot settle would translate it). `rules` are the rules that decide, `possible` the ones
+    that might."""
+
+    verdict: str
+    rules: tuple[EgressNatRule, ...] = ()
+    possible: tuple[EgressNatRule, ...] = ()
+    out_interface: str = ""
+    """The interface the node's route sends the packet out of (what `-o` / `oifname` match)."""
+    chains: tuple[str, ...] = ()
+    """The chains walked, table/chain."""
+    unreadable: str = ""
+    """Why the rules could not be read; the other fields then say nothing."""
 
 
 @dataclass(frozen=True)
@@ -298,7 +344,14 @@ class ProbeView:
     answers: tuple[str, ...] = ()
     server: str = ""
     retransmits: int = 0
-    """TCP: the kernel's retransmission count on the probe's socket (tcp_info)."""
+    """TCP: the kernel's retransmission count on the probe's socket (tcp_info). DNS: the queries sent
+    again because the first send went unanswered (the agent's resolver tries twice, as glibc does)."""
+    queried_names: tuple[str, ...] = ()
+    """DNS: the fully qualified names the lookup tried, in order (search list and ndots applied)."""
+    search: tuple[str, ...] = ()
+    """DNS: the search domains of the resolv.conf the lookup used (empty when a server was given)."""
+    ndots: int | None = None
+    """DNS: the ndots of that resolv.conf (None: not reported)."""
 
     @property
     def ok(self) -> bool:
@@ -416,6 +469,9 @@ class Observer(Protocol):
     ) -> Observed[ConntrackView]:
         """Conntrack entries of one flow shape."""
 
+    async def conntrack_stats(self, node: str, *, after: str) -> Observed[ConntrackCounters]:
+        """The node's conntrack counters read now, after what `after` names (a fresh reading per label)."""
+
     async def filter_state(
         self, node: str, *, src: str, dst: str, protocol: str, dport: int, interfaces: tuple[str, ...]
     ) -> Observed[FilterView]:
@@ -423,6 +479,9 @@ class Observer(Protocol):
 
     async def sockets(self, node: str, pod_ip: str, port: int, protocol: str) -> Observed[tuple[ListeningSocket, ...]]:
         """Listening sockets for one port inside a pod's namespace."""
+
+    async def egress_nat(self, node: str, *, pod_ip: str, destination: str, protocol: str, port: int) -> Observed[EgressNatView]:
+        """The nat POSTROUTING rules that would (or would not) masquerade the pod's packet to `destination`."""
 
     async def probe(
         self, node: str, *, pod_ip: str, target: str, port: int, protocol: str, timeout_ms: int | None = None

@@ -130,6 +130,10 @@ NETWORK_POLICIES = ResourceType(
     has_status=False,
     short_names=("netpol",),
 )
+CONFIG_MAPS = ResourceType(
+    "", "v1", "ConfigMap", "configmaps", "configmap", namespaced=True, has_status=False, short_names=("cm",)
+)
+"""kube-system/coredns: the cluster DNS's Corefile, as kubeadm writes it."""
 
 SERVICE_CIDRS = ResourceType(
     "networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", "servicecidr", namespaced=False, has_status=True
@@ -149,6 +153,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     REPLICA_SETS,
     DAEMON_SETS,
     NETWORK_POLICIES,
+    CONFIG_MAPS,
     SERVICE_CIDRS,
     EVENTS,
 )

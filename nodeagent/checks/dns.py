@@ -4,7 +4,10 @@ The pod's resolv.conf is the one its containers see: `/etc/netns/<name>/resolv.c
 namespace that has one (what `ip netns exec` bind-mounts), else `/proc/<pid>/root/etc/resolv.conf`
 of a process in the namespace. Its first nameserver, search list and `ndots` decide which fully
 qualified names are tried, in the order glibc tries them. Queries go over UDP from a socket created
-inside the namespace; the whole resolution has one hard timeout.
+inside the namespace; the whole resolution has one hard timeout. Like glibc (`options timeout:5
+attempts:2`), a query without an answer is sent once more on the same socket: half the budget per try,
+so a lookup whose first datagram was lost is answered by its resend and says so (`retries`), the shape
+of the UDP conntrack race a pod's resolver meets as 5-second lookups.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ MAX_RESOLV_CONF_BYTES = 64 * 1024
 DEFAULT_NDOTS = 1
 MAX_SEARCH = 6
 DNS_PORT = 53
+ATTEMPTS = 2
+"""Sends of one query (glibc's default `attempts:2`)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class DnsProbeResult:
     resolv_conf: str | None
     search: tuple[str, ...]
     ndots: int
+    retries: int = 0
+    """Queries sent again because no answer came within the per-try timeout."""
 
 
 def parse_resolv_conf(text: str, path: str) -> ResolverConfig:
@@ -150,6 +157,7 @@ def probe_dns(
     answers: tuple[str, ...] = ()
     answered: str | None = None
     failure: OSError | None = None
+    retries = 0
     for fqdn in names:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -167,7 +175,8 @@ def probe_dns(
                 # surface as ECONNREFUSED instead of a silent wait.
                 sock.setblocking(False)
                 sock.connect((server, DNS_PORT))
-                response = dns.query.udp(query, server, timeout=remaining, port=DNS_PORT, sock=sock)
+                response, resent = _ask_twice(query, server, sock, deadline, timeout / ATTEMPTS)
+                retries += resent
         except dns.exception.Timeout:
             failure = TimeoutError("timed out")
             break
@@ -204,4 +213,21 @@ def probe_dns(
         resolv_conf=None if resolver is None else resolver.path,
         search=search,
         ndots=ndots,
+        retries=retries,
     )
+
+
+def _ask_twice(
+    query: dns.message.Message, server: str, sock: socket.socket, deadline: float, per_try: float
+) -> tuple[dns.message.Message, int]:
+    """Send `query` on the connected socket and wait `per_try`; without an answer send it again and wait
+    until `deadline`. Returns the answer and how many resends it took (a late answer to the first send
+    is accepted, as glibc accepts it). Raises `dns.exception.Timeout` when neither is answered."""
+    try:
+        wait = min(per_try, deadline - time.monotonic())
+        return dns.query.udp(query, server, timeout=max(wait, 0.0), port=DNS_PORT, sock=sock), 0
+    except dns.exception.Timeout:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise
+    return dns.query.udp(query, server, timeout=remaining, port=DNS_PORT, sock=sock), 1

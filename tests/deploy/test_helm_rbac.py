@@ -126,4 +126,15 @@ def test_the_role_is_bound_to_the_bots_service_account_only() -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
     agent = find(objects, "DaemonSet", f"{FULLNAME}-agent")
     assert agent["spec"]["template"]["spec"]["serviceAccountName"] != account
-    assert [o["kind"] for o in objects if o["kind"] in {"Role", "RoleBinding"}] == [], "the agent gets no API access"
+    roles = [o for o in objects if o["kind"] in {"Role", "RoleBinding"}]
+    assert all(o["metadata"]["namespace"] == "kube-system" for o in roles), "the agent gets no API access"
+    assert all(s["name"] == account for o in roles if o["kind"] == "RoleBinding" for s in o["subjects"])
+
+
+def test_the_only_configmap_the_bot_may_read_is_the_cluster_dns_corefile() -> None:
+    objects = render()
+    role = find(objects, "Role", f"{FULLNAME}-corefile")
+    assert role["metadata"]["namespace"] == "kube-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["coredns"], "verbs": ["get"]}]
+    binding = find(objects, "RoleBinding", f"{FULLNAME}-corefile")
+    assert binding["roleRef"]["name"] == f"{FULLNAME}-corefile"

@@ -2,6 +2,7 @@
 
     python -m tests.lab.agent_pod_servers echo TCP_PORT UDP_PORT   TCP accept-and-close + UDP echo
     python -m tests.lab.agent_pod_servers dns PORT NAME=IP...        UDP DNS: A records, NXDOMAIN else
+                                                                   (~NAME=IP: the first query for NAME is dropped)
 
 Each prints "ready" on stdout once its sockets are bound, then serves until killed.
 """
@@ -42,6 +43,8 @@ def serve_echo(tcp_port: int, udp_port: int) -> None:
 def serve_dns(port: int, records: dict[str, str]) -> None:
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("0.0.0.0", port))
+    lossy = {name.lstrip("~") for name in records if name.startswith("~")}
+    records = {name.lstrip("~"): ip for name, ip in records.items()}
     print("ready", flush=True)
     while True:
         wire, peer = udp.recvfrom(4096)
@@ -49,6 +52,9 @@ def serve_dns(port: int, records: dict[str, str]) -> None:
         response = dns.message.make_response(query)
         question = query.question[0]
         name = question.name.to_text().lower()
+        if name in lossy:
+            lossy.discard(name)  # lost on the way, as a datagram the conntrack race drops
+            continue
         if name in records and question.rdtype == dns.rdatatype.A:
             response.answer.append(dns.rrset.from_text(question.name, 30, "IN", "A", records[name]))
         elif name not in records:

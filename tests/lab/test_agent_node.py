@@ -154,7 +154,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     try:
         build_node()
         servers.append(start_server(POD1, "echo", "8080", "5353"))
-        servers.append(start_server(POD2, "dns", "53", f"web.shop.svc.cluster.local.={POD1_IP}"))
+        servers.append(
+            start_server(POD2, "dns", "53", f"web.shop.svc.cluster.local.={POD1_IP}", f"~flaky.shop.svc.cluster.local.={POD1_IP}")
+        )
         pki = make_pki(tmp_path_factory.mktemp("ka-pki"))
         with (
             running_agent(tls_settings(pki, node="ka-node-1", host_netns=NODE)) as agent,
@@ -354,6 +356,15 @@ def test_dns_probe_uses_the_pod_resolv_conf_search_and_ndots(lab: Lab) -> None:
     assert list(answer.search) == ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"]
     assert list(answer.queried_names) == ["web.shop.svc.cluster.local."]
     assert (answer.rcode, list(answer.answers), answer.answered_name) == ("NOERROR", [POD1_IP], "web.shop.svc.cluster.local.")
+
+
+def test_dns_probe_sends_an_unanswered_query_again_and_says_so(lab: Lab) -> None:
+    """As glibc (attempts:2): the first query for this name is dropped, its resend is answered."""
+    answer = lab.stub.ProbeDns(pb.ProbeDnsRequest(pod_ip=POD1_IP, name="flaky", timeout_ms=1000), timeout=15)
+    assert answer.result.outcome == pb.PROBE_OUTCOME_CONNECTED
+    assert (answer.rcode, list(answer.answers), answer.retries) == ("NOERROR", [POD1_IP], 1)
+    plain = lab.stub.ProbeDns(pb.ProbeDnsRequest(pod_ip=POD1_IP, name="web"), timeout=15)
+    assert plain.retries == 0
 
 
 def test_dns_probe_for_an_unknown_name_tries_every_search_domain(lab: Lab) -> None:

@@ -13,12 +13,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import pytest
 
+from kubereach.agent.v1 import agent_pb2 as pb
 from lab.apiclient import LabApi
 from lab.errors import LabError
 from lab.state import load_state
 from tests.lab.labkit import Lab, eventually, kubereach, running_lab, unique_prefix
+from tests.lab.test_agent_lab_modes import agents_of
 
 pytestmark = pytest.mark.lab
 
@@ -255,6 +258,52 @@ def test_a_local_load_balancer_is_health_checked_per_node(lab: Lab) -> None:
     eventually(lambda: health(busy), lambda r: not r["ok"], what="the health check listener closed after heal")
 
 
+# ------------------------------------------------------------------ the agent's egress observations
+
+
+def test_the_agent_reads_the_egress_masquerade_and_the_route_out_from_the_kernel(lab: Lab) -> None:
+    """GetEgressNat names the CNI's masquerade rule, and says none matches once the chain is flushed;
+    LookupRoute says "no route" once the node's route out is gone. Both heal back."""
+    pod = app_on(lab, "api", "node-2")
+    host = outside(lab)["host"]
+    with agents_of(lab) as agents:
+        agent = agents("node-2")
+
+        def egress() -> Any:
+            request = pb.GetEgressNatRequest(pod_ip=pod["ip"], destination=host, protocol=pb.PROTOCOL_TCP, port=80)
+            return agent.GetEgressNat(request, timeout=10)
+
+        found = egress()
+        assert found.verdict == "translated" and found.out_interface == "eth0", found
+        assert found.rules[-1].target == "MASQUERADE" and found.rules[-1].chain in ("FLANNEL-POSTRTG", "cali-nat-outgoing")
+        with pytest.raises(grpc.RpcError) as elsewhere:
+            elsewhere_ip = app_on(lab, "api", "node-1")["ip"]
+            agent.GetEgressNat(
+                pb.GetEgressNatRequest(pod_ip=elsewhere_ip, destination=host, protocol=pb.PROTOCOL_TCP), timeout=10
+            )
+        assert elsewhere.value.code() == grpc.StatusCode.NOT_FOUND, "only a pod's own node masquerades it"
+        with pytest.raises(grpc.RpcError) as bad:
+            agent.GetEgressNat(
+                pb.GetEgressNatRequest(pod_ip=pod["ip"], destination="example.com", protocol=pb.PROTOCOL_TCP), timeout=10
+            )
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        lab.cli("fault", "egress-masquerade-missing", "--node", "node-2")
+        try:
+            flushed = eventually(egress, lambda r: r.verdict != "translated", what="the masquerade gone from the walk")
+            assert flushed.verdict == "untranslated" and not flushed.possible, flushed
+        finally:
+            lab.cli("heal")
+        assert eventually(egress, lambda r: r.verdict == "translated", what="the masquerade back")
+        route = pb.LookupRouteRequest(destination=host)
+        assert agent.LookupRoute(route, timeout=10).route.type == pb.ROUTE_TYPE_UNICAST
+        lab.cli("fault", "node-no-route-out", "--node", "node-2")
+        try:
+            gone = agent.LookupRoute(route, timeout=10)
+            assert gone.route.type == pb.ROUTE_TYPE_NO_ROUTE and gone.error, gone
+        finally:
+            lab.cli("heal")
+
+
 # ------------------------------------------------------------------ `kubereach ask` on these paths
 # Each new path asked about as an on-call engineer would phrase it: healthy → NO_FAULT_FOUND; with a
 # fault injected through `kubereach lab fault` → its verdict, node and hop, in both lab modes. The bot
@@ -302,6 +351,33 @@ def at(node: str | None) -> Callable[[Lab], str | None]:
     return lambda lab: node
 
 
+def dns_pods_node(lab: Lab) -> str | None:
+    """The node of the cluster DNS's pods when they all run on one (the node UPSTREAM_DNS_FAILED names)."""
+    nodes = {p["node"] for p in lab.pods(**{"k8s-app": "kube-dns"})}
+    return nodes.pop() if len(nodes) == 1 else None
+
+
+def upstream_dns_unreachable(lab: Lab) -> tuple[str, ...]:
+    return ("upstream-dns-unreachable",)
+
+
+def pod_asks(app: str, node: str, target: str) -> Callable[[Lab], str]:
+    """A question from the one pod of `app` on `node` (so that the verdict's node is that pod's)."""
+    return lambda lab: f"why can't pod {app_on(lab, app, node)['name']} reach {target}"
+
+
+def on(fault: str, *args: str) -> Callable[[Lab], tuple[str, ...]]:
+    return lambda lab: (fault, *args)
+
+
+def pod_fault(fault: str, app: str, node: str) -> Callable[[Lab], tuple[str, ...]]:
+    def args(lab: Lab) -> tuple[str, ...]:
+        pod = app_on(lab, app, node)
+        return (fault, "--pod", f"{pod['namespace']}/{pod['name']}")
+
+    return args
+
+
 def etp_local(service: str) -> Callable[[Lab], tuple[str, ...]]:
     return lambda lab: ("nodeport-no-local-endpoints", "--service", service)
 
@@ -312,6 +388,13 @@ def node_of(app: str) -> Callable[[Lab], str | None]:
 
 # Healthy paths: every new kind of question answered NO_FAULT_FOUND on the healthy lab.
 HEALTHY: list[AskCase] = [
+    AskCase("external-name", None, said("why can't frontend reach www.example.com"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("external-name-service", None, said("why can't api reach svc payments-gateway"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("headless-service", None, said("frontend -> redis-headless:6379"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("pod-to-outside-ip", None, said("why can't frontend reach 203.0.113.10:80"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("pod-to-url", None, said("why can't api reach https://www.example.com"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("node-to-service", None, said("why can't node-1 reach api"), "NO_FAULT_FOUND", at(None), None),
+    AskCase("node-to-service-port", None, said("node-3 -> svc/redis:6379"), "NO_FAULT_FOUND", at(None), None),
     AskCase(
         "nodeport-on-a-node",
         None,
@@ -332,6 +415,78 @@ HEALTHY: list[AskCase] = [
 ]
 # Faults on the new paths: each gives its verdict, node and hop.
 FAULTS: list[AskCase] = [
+    AskCase(
+        "upstream-dns-unreachable",
+        upstream_dns_unreachable,
+        said("why can't frontend reach example.com"),
+        "UPSTREAM_DNS_FAILED",
+        dns_pods_node,
+        "dns",
+    ),
+    AskCase(
+        "upstream-dns-unreachable-external-name-service",
+        upstream_dns_unreachable,
+        said("why can't api reach svc payments-gateway"),
+        "UPSTREAM_DNS_FAILED",
+        dns_pods_node,
+        "dns",
+    ),
+    AskCase(
+        "upstream-dns-unreachable-with-port",
+        upstream_dns_unreachable,
+        said("why can't api reach www.example.com:80"),
+        "UPSTREAM_DNS_FAILED",
+        dns_pods_node,
+        "dns",
+    ),
+    AskCase(
+        "egress-masquerade-missing",
+        on("egress-masquerade-missing", "--node", "node-2"),
+        pod_asks("api", "node-2", "203.0.113.10:443"),
+        "EGRESS_NOT_MASQUERADED",
+        at("node-2"),
+        "source-node",
+    ),
+    AskCase(
+        "egress-masquerade-missing-url",
+        on("egress-masquerade-missing", "--node", "node-3"),
+        pod_asks("api", "node-3", "https://www.example.com"),
+        "EGRESS_NOT_MASQUERADED",
+        at("node-3"),
+        "source-node",
+    ),
+    AskCase(
+        "node-no-route-out-from-the-node",
+        on("node-no-route-out", "--node", "node-2"),
+        said("why can't node-2 reach 203.0.113.10:80"),
+        "NODE_HAS_NO_ROUTE_OUT",
+        at("node-2"),
+        "source-node",
+    ),
+    AskCase(
+        "node-no-route-out",
+        on("node-no-route-out", "--node", "node-3"),
+        pod_asks("frontend", "node-3", "203.0.113.10:80"),
+        "NODE_HAS_NO_ROUTE_OUT",
+        at("node-3"),
+        "source-node",
+    ),
+    AskCase(
+        "policy-egress-ipblock",
+        pod_fault("policy-egress-ipblock", "frontend", "node-1"),
+        pod_asks("frontend", "node-1", "203.0.113.10:80"),
+        "NETWORK_POLICY_DENIES_EGRESS",
+        at("node-1"),
+        "policy",
+    ),
+    AskCase(
+        "policy-egress-ipblock-url",
+        pod_fault("policy-egress-ipblock", "api", "node-2"),
+        pod_asks("api", "node-2", "https://www.example.com"),
+        "NETWORK_POLICY_DENIES_EGRESS",
+        at("node-2"),
+        "policy",
+    ),
     AskCase(
         "nodeport-no-local-endpoints",
         etp_local("shop/frontend-nodeport"),

@@ -138,6 +138,11 @@ INVALID: list[tuple[str, Any, str]] = [
         pb.GetFilterStateRequest(src="10.0.0.1", dst="fd00::2", protocol=pb.PROTOCOL_TCP),
         "mix IPv4 and IPv6",
     ),
+    ("GetEgressNat", pb.GetEgressNatRequest(pod_ip="10.244.1.5", destination="203.0.113.10"), "protocol must be one of"),
+    ("GetEgressNat", pb.GetEgressNatRequest(destination="203.0.113.10", protocol=pb.PROTOCOL_TCP), "pod_ip is required"),
+    ("GetEgressNat", pb.GetEgressNatRequest(pod_ip="10.244.1.5", destination="example.com", protocol=1), "destination"),
+    ("GetEgressNat", pb.GetEgressNatRequest(pod_ip="10.244.1.5", destination="fd00::1", protocol=1), "mix IPv4 and IPv6"),
+    ("GetEgressNat", pb.GetEgressNatRequest(pod_ip="10.244.1.5", destination="203.0.113.10", protocol=1, port=70_000), "port"),
 ]
 
 

@@ -17,6 +17,7 @@ from bot.playbook.case import Case, EndpointRef, NodeRef, PodRef, ServiceRef
 from bot.playbook.engine import run_playbook
 from bot.playbook.models import Hop, VerdictCode
 from bot.playbook.observations import (
+    ConntrackCounters,
     ConntrackEntry,
     ConntrackView,
     FilterView,
@@ -144,6 +145,12 @@ class RecordedCluster:
         self, node: str, *, protocol: str, orig_src: str, orig_dst: str, orig_dport: int
     ) -> Observed[ConntrackView]:
         return self._gone(node) or Observed(node, ConntrackView(len(self.conntrack_entries), self.conntrack_entries))
+
+    async def conntrack_stats(self, node: str, *, after: str) -> Observed[ConntrackCounters]:
+        facts = self.facts[node]
+        return self._gone(node) or Observed(
+            node, ConntrackCounters(facts.conntrack_count, facts.conntrack_max, facts.insert_failed)
+        )
 
     async def filter_state(
         self, node: str, *, src: str, dst: str, protocol: str, dport: int, interfaces: tuple[str, ...]

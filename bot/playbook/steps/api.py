@@ -102,6 +102,11 @@ def _decide_target(at: At, seen: Seen) -> Outcome:
     if svc is None:
         summary = f"target {case.target_display} is an address outside the cluster's objects"
         return Outcome((result("target: API", "target: API", StepStatus.PASS, summary),))
+    if svc.type == "ExternalName":
+        # No VIP, no endpoints: the cluster DNS answers a CNAME, and the DNS step follows it.
+        summary = f"{svc.key} is an ExternalName service: DNS answers a CNAME to {svc.external_name} (no VIP, no endpoints)"
+        evidence = [ev("service", summary, external_name=svc.external_name)]
+        return Outcome((result("target: API", "target: API", StepStatus.PASS, summary, evidence),))
     selector = ",".join(f"{k}={v}" for k, v in (svc.selector or {}).items())
     ready = [e for e in case.endpoints if e.ready]
     routed = routed_endpoints(case.endpoints)

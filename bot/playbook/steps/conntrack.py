@@ -17,8 +17,8 @@ def _ask(at: At) -> ConntrackAsk | None:
     src, case, svc = at.source, at.case, at.case.service
     if case.entry is not None and case.source_kind != "pod":
         return None  # traffic from outside meets the receiving nodes' rules (the ingress step), not the source's
-    if svc is None or src.node is None or case.port is None or not src.ip:
-        return None
+    if svc is None or src.node is None or case.port is None or not src.ip or svc.headless:
+        return None  # no VIP, no NAT entries to go stale
     return ConntrackAsk(src.node, case.protocol, src.ip, svc.cluster_ip, case.port)
 
 

@@ -1,17 +1,32 @@
 """The DNS hop: does the target's name resolve from inside the source pod; if not, why not.
 
-A failed lookup is followed to each DNS server (a follow-up step asking each server directly, then
-the path to the servers that did not answer): a broken path to one of them is that path's cause, a
-server that does not listen is the cluster DNS failing.
+The lookup is the pod's own: the agent resolves the name in the pod's namespace through its
+resolv.conf (search list and ndots), as the application would. What it answers decides what follows:
+
+- an answer: the addresses go on the trail (`Outcome.resolved`) for a name outside the cluster, so the
+  steps after this one probe what the source really connects to. A headless service answers its pods'
+  IPs (there is no VIP and nothing is NATed); an ExternalName service answers its CNAME, followed to
+  the addresses outside. A lookup answered only after its query was sent again is followed to the
+  source node's conntrack counters (`bot.playbook.steps.dns_upstream.race_step`);
+- NXDOMAIN for a name outside the cluster: the name does not exist. That is the answer, not a network
+  fault, and nothing is followed;
+- SERVFAIL or a timeout for a name outside the cluster: the cluster DNS is asked a name of its own and
+  the upstream resolver is asked directly from each DNS pod (`bot.playbook.steps.dns_upstream`);
+- any other failure, or a cluster name: each DNS server is asked directly, then the path to the servers
+  that did not answer is walked: a broken path to one of them is that path's cause, a server that does
+  not listen is the cluster DNS failing.
 """
 
 from __future__ import annotations
 
-from bot.playbook.case import routed_endpoints
+from bot.playbook.case import Case, routed_endpoints
 from bot.playbook.models import Evidence, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
+from bot.playbook.observations import ProbeView
 from bot.playbook.remedies import remediation
+from bot.playbook.steps import dns_upstream
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
+from bot.playbook.steps.dns_words import addresses, aliases, answer_words, expansion_evidence, failure_kind, in_cluster
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.observe import ProbeDnsAsk
 from bot.playbook.steps.path import path_step
@@ -19,11 +34,27 @@ from bot.playbook.steps.path import path_step
 LABEL = "source: DNS"
 
 
+def lookup_name(case: Case) -> str | None:
+    """The name the source resolves: the service's (an ExternalName service's too: its CNAME is the
+    answer), else the external name it connects to."""
+    return case.dns_name or case.external_name
+
+
+def outside_name(case: Case) -> str | None:
+    """The name outside the cluster the lookup ends at: the external name, or an ExternalName's CNAME."""
+    if case.external_name and not in_cluster(case.external_name):
+        return case.external_name
+    svc = case.service
+    if svc is not None and svc.type == "ExternalName" and svc.external_name:
+        return svc.external_name
+    return None
+
+
 def _ask(at: At) -> ProbeDnsAsk | None:
-    src, case = at.source, at.case
-    if not case.dns_name or src.node is None:
+    src, name = at.source, lookup_name(at.case)
+    if not name or src.node is None:
         return None
-    return ProbeDnsAsk(src.node, src.ip or "", case.dns_name)
+    return ProbeDnsAsk(src.node, src.ip or "", name)
 
 
 def _asks(at: At) -> tuple[Ask[object], ...]:
@@ -31,8 +62,34 @@ def _asks(at: At) -> tuple[Ask[object], ...]:
     return (ask,) if ask is not None else ()
 
 
+def _answered(at: At, name: str, probe: ProbeView) -> Outcome:
+    """A lookup with records: what they are, and for a name outside the cluster where they lead."""
+    src, case = at.source, at.case
+    svc, outside = case.service, outside_name(case)
+    found = addresses(probe.answers)
+    text = f"{name} → {', '.join(probe.answers)} via {probe.server} in {probe.latency_ms:.1f} ms"
+    evidence: list[Evidence] = [ev("dns-probe", text, src.node, answers=list(probe.answers), rcode=probe.rcode)]
+    summary = f"{name} resolves from {src.key}"
+    if svc is not None and svc.type == "ExternalName":
+        chain = " → ".join(aliases(probe.answers)) or svc.external_name or "?"
+        summary += f": ExternalName, a CNAME to {chain} → {', '.join(found) or 'no address'} (no VIP, nothing NATed)"
+    elif svc is not None and svc.headless:
+        summary += f": headless, the pods' IPs {', '.join(found)} (no VIP, nothing NATed: the source connects to a pod)"
+    elif outside is not None:
+        summary += f" to {', '.join(found)}"
+    if outside is not None:
+        evidence.append(expansion_evidence(name, src.namespace, probe, src.node))
+    outcome = Outcome(
+        (result(LABEL, f"source {src.name}: DNS", StepStatus.PASS, summary, evidence, src.node),),
+        resolved=found if outside is not None else None,
+    )
+    if probe.retransmits and src.node is not None:
+        outcome += Outcome(then=dns_upstream.race_step(name, probe))
+    return outcome
+
+
 def _decide(at: At, seen: Seen) -> Outcome:
-    """Resolve the target's name from inside the source pod; follow a failure to each DNS server."""
+    """Resolve the target's name from inside the source pod; follow a failure to where it comes from."""
     ask, src, case = _ask(at), at.source, at.case
     if ask is None:
         return Outcome()
@@ -40,25 +97,58 @@ def _decide(at: At, seen: Seen) -> Outcome:
     name = f"source {src.name}: DNS"
     if observed.value is None:
         # No answer is not "does not resolve": the lookup was never made.
-        summary = f"{case.dns_name} could not be looked up from {src.key}: {observed.error}"
+        summary = f"{ask.name} could not be looked up from {src.key}: {observed.error}"
         return Outcome(
             (result(LABEL, name, StepStatus.WARN, summary, (), src.node),),
-            unchecked=unchecked(observed, f"the DNS lookup of {case.dns_name} from {src.key}"),
+            unchecked=unchecked(observed, f"the DNS lookup of {ask.name} from {src.key}"),
         )
     probe = observed.value
     if probe.ok:
-        text = f"{case.dns_name} → {', '.join(probe.answers)} via {probe.server} in {probe.latency_ms:.1f} ms"
-        evidence = [ev("dns-probe", text, src.node, answers=list(probe.answers))]
-        return Outcome((result(LABEL, name, StepStatus.PASS, f"{case.dns_name} resolves from {src.key}", evidence, src.node),))
-    rcode = f", {probe.rcode}" if probe.rcode and probe.rcode != "NOERROR" else ""
-    summary = f"{case.dns_name} does not resolve from {src.key} ({probe.outcome}{rcode})"
-    failed = ev("dns-probe", summary, src.node, outcome=probe.outcome, rcode=probe.rcode)
-    return Outcome(then=_servers_step(summary, failed, timed_out=probe.outcome == "timed_out"))
+        return _answered(at, ask.name, probe)
+    kind, outside = failure_kind(probe), outside_name(case)
+    summary = f"{ask.name} does not resolve from {src.key}: {answer_words(probe)}"
+    tried = f" (tried {', '.join(probe.queried_names)})" if probe.queried_names else ""
+    failed = ev(
+        "dns-probe",
+        f"{summary}{tried} via {probe.server or 'its resolv.conf'}",
+        src.node,
+        outcome=probe.outcome,
+        rcode=probe.rcode,
+        failure=kind,
+        tried=list(probe.queried_names),
+    )
+    evidence = [failed] + ([expansion_evidence(ask.name, src.namespace, probe, src.node)] if outside else [])
+    if outside is not None and kind == "nxdomain":
+        return _does_not_exist(at, ask.name, outside, summary, evidence)
+    if outside is not None and kind in ("servfail", "timeout"):
+        return Outcome(
+            then=dns_upstream.upstream_step(summary, tuple(evidence), _servers_step(summary, failed, timed_out=kind == "timeout"))
+        )
+    return Outcome(then=_servers_step(summary, failed, timed_out=kind == "timeout"))
+
+
+def _does_not_exist(at: At, name: str, outside: str, summary: str, evidence: list[Evidence]) -> Outcome:
+    """NXDOMAIN for a name outside the cluster: every name the lookup tried does not exist. The cluster
+    DNS answered, so nothing on the way is broken; the name is wrong (or not published yet)."""
+    src = at.source
+    why = f"{outside} does not exist: the cluster DNS answered NXDOMAIN for every name {src.key}'s lookup of {name} tried — not a network fault"
+    guess = Candidate(
+        C.DNS_RESOLUTION_FAILED,
+        Hop.DNS,
+        why,
+        None,
+        (
+            f"dig {outside.rstrip('.')}. # check the name's spelling and that it is published",
+            *remediation(C.DNS_RESOLUTION_FAILED),
+        ),
+        src.key,
+    )
+    return Outcome((result(LABEL, f"source {src.name}: DNS", StepStatus.FAIL, why, evidence, src.node),), (guess,), go_on=False)
 
 
 def _server_asks(at: At) -> tuple[ProbeDnsAsk, ...]:
     src, case = at.source, at.case
-    fqdn = case.dns_fqdn or case.dns_name or ""
+    fqdn = case.dns_fqdn or lookup_name(case) or ""
     return tuple(ProbeDnsAsk(src.node or "", src.ip or "", fqdn, e.ip) for e in routed_endpoints(case.dns_endpoints))
 
 
@@ -73,9 +163,16 @@ def _servers_step(summary: str, first: Evidence, *, timed_out: bool) -> Step:
         for e, ask in zip(servers, _server_asks(at), strict=True):
             answer = seen[ask]
             outcome += Outcome(unchecked=unchecked(answer, f"the DNS query to {e.ip}"))
-            said = answer.value.outcome if answer.value else answer.error
+            said = answer_words(answer.value) if answer.value else answer.error
             evidence.append(
-                ev("dns-probe", f"{e.pod.key if e.pod else e.ip} ({e.ip}) on {e.node}: {said}", e.node, server=e.ip, outcome=said)
+                ev(
+                    "dns-probe",
+                    f"{e.pod.key if e.pod else e.ip} ({e.ip}) on {e.node}: {said}",
+                    e.node,
+                    server=e.ip,
+                    outcome=answer.value.outcome if answer.value else answer.error,
+                    rcode=answer.value.rcode if answer.value else "",
+                )
             )
             if answer.value is not None and answer.value.outcome != "connected":
                 failing.append(e)

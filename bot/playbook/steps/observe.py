@@ -9,7 +9,9 @@ from enum import StrEnum
 from typing import ClassVar, Generic, TypeVar, cast
 
 from bot.playbook.observations import (
+    ConntrackCounters,
     ConntrackView,
+    EgressNatView,
     FilterView,
     ListeningSocket,
     NatView,
@@ -36,11 +38,13 @@ class Need(StrEnum):
     SERVICE_NAT = "service_nat"
     ENTRY_NAT = "entry_nat"
     CONNTRACK = "conntrack"
+    CONNTRACK_STATS = "conntrack_stats"
     FILTER_STATE = "filter_state"
     SOCKETS = "sockets"
     PROBE = "probe"
     PROBE_DNS = "probe_dns"
     TRACE = "trace"
+    EGRESS_NAT = "egress_nat"
 
 
 class UndeclaredObservation(LookupError):
@@ -125,6 +129,17 @@ class ConntrackAsk(Ask[ConntrackView]):
 
 
 @dataclass(frozen=True)
+class ConntrackStatsAsk(Ask[ConntrackCounters]):
+    """The node's conntrack counters, read after what `after` names (NodeFactsAsk holds the earlier read)."""
+
+    need = Need.CONNTRACK_STATS
+    after: str
+
+    async def call(self, observer: Observer) -> Observed[ConntrackCounters]:
+        return await observer.conntrack_stats(self.node, after=self.after)
+
+
+@dataclass(frozen=True)
 class FilterAsk(Ask[FilterView]):
     need = Need.FILTER_STATE
     src: str
@@ -175,6 +190,20 @@ class ProbeDnsAsk(Ask[ProbeView]):
 
     async def call(self, observer: Observer) -> Observed[ProbeView]:
         return await observer.probe_dns(self.node, pod_ip=self.pod_ip, name=self.name, server=self.server)
+
+
+@dataclass(frozen=True)
+class EgressNatAsk(Ask[EgressNatView]):
+    need = Need.EGRESS_NAT
+    pod_ip: str
+    destination: str
+    protocol: str
+    port: int
+
+    async def call(self, observer: Observer) -> Observed[EgressNatView]:
+        return await observer.egress_nat(
+            self.node, pod_ip=self.pod_ip, destination=self.destination, protocol=self.protocol, port=self.port
+        )
 
 
 @dataclass(frozen=True)

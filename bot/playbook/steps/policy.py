@@ -1,4 +1,10 @@
-"""The policy hop: does Kubernetes NetworkPolicy let the source reach each endpoint pod."""
+"""The policy hop: does Kubernetes NetworkPolicy let the source reach each endpoint pod, or the address
+outside the cluster it sends to (egress `ipBlock` rules judge those).
+
+A node as the source is not a pod: its traffic, like a host-network pod's, starts in the node's own
+namespace, and most CNIs (Calico without host endpoints, Cilium without host policies, flannel with
+any policy engine) apply no pod NetworkPolicy to its egress — the step says so and skips.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ from bot.playbook.models import VerdictCode as C
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import At, Candidate, Outcome, Seen, Step, no_asks, result
 from bot.playbook.steps.evidence import ev
-from bot.policy import Cluster, Pod, PolicyDecision, evaluate, explain
+from bot.playbook.steps.outside import HOST_NETWORK_WORDS, egress_to_addresses, outside_addresses, policy_reason
+from bot.policy import Cluster, Pod, PolicyDecision, evaluate
 
 LABEL = "source: policy"
 
@@ -15,10 +22,13 @@ LABEL = "source: policy"
 def _decide(at: At, seen: Seen) -> Outcome:
     """Evaluate NetworkPolicy for src → each endpoint pod; the endpoint IPs policy denies go on the trail."""
     src, endpoints = at.source, at.trail.reachable
-    if not endpoints:
-        return Outcome()
     name = f"source {src.name}: policy"
     cluster: Cluster | None = at.case.policy_cluster
+    if not endpoints:
+        addresses = outside_addresses(at)
+        if not addresses:
+            return Outcome()
+        return egress_to_addresses(at, addresses)
     if cluster is None:
         return Outcome((result(LABEL, name, StepStatus.SKIP, "NetworkPolicies were not available"),), denied=frozenset())
     source: Pod | str | None = cluster.pod(src.namespace, src.name)
@@ -32,6 +42,10 @@ def _decide(at: At, seen: Seen) -> Outcome:
                 "Cluster): NetworkPolicy judges that address, not the client's"
             )
             return Outcome((result(LABEL, name, StepStatus.SKIP, summary, (), src.node),), denied=frozenset())
+    elif source is None and src.host_network:
+        return Outcome(
+            (result(LABEL, name, StepStatus.SKIP, HOST_NETWORK_WORDS.format(src=src.name), (), src.node),), denied=frozenset()
+        )
     denied: dict[str, PolicyDecision] = {}
     evidence = []
     for e in endpoints:
@@ -79,7 +93,7 @@ def arriving_address(at: At) -> str | None:
 
 def decision_reason(decision: PolicyDecision) -> str:
     """The evaluator's one-line explanation."""
-    return str(explain(decision))
+    return policy_reason(decision)
 
 
 STEP = Step("policy", Hop.POLICY, frozenset(), no_asks, _decide)

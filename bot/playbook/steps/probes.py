@@ -9,8 +9,10 @@ from bot.playbook.models import Hop, StepStatus
 from bot.playbook.observations import ProbeView
 from bot.playbook.steps import entry as ingress
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, Unchecked, result, unchecked
+from bot.playbook.steps.egress_path import AFTER_PROBE
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.observe import ProbeAsk
+from bot.playbook.steps.outside import is_outside, outside_target, who
 from bot.playbook.steps.path import path_step
 
 LABEL = "source: probes"
@@ -35,8 +37,9 @@ def _endpoints(at: At) -> tuple[EndpointRef, ...]:
 
 def _probes(at: At) -> list[tuple[str, ProbeAsk]]:
     """(label, ask): the VIP ("vip") or the entry from outside ("entry …"), each endpoint (its IP), or
-    the target address. A host-network source (a node, or the vantage node standing in for a client
-    outside the cluster) probes from the node's own namespace."""
+    the target address (for one outside the cluster: the literal one, or the first its resolver gave).
+    A host-network source (a node, or the vantage node standing in for a client outside the cluster)
+    probes from the node's own namespace."""
     src, case = at.source, at.case
     if src.node is None or not src.ip:
         return []
@@ -53,11 +56,14 @@ def _probes(at: At) -> list[tuple[str, ProbeAsk]]:
     probes: list[tuple[str, ProbeAsk]] = []
     if ingress.applies(at):
         probes += ingress.entry_probes(at)
-    elif case.service is not None and case.port is not None:
+    elif case.service is not None and case.port is not None and not case.service.headless:
         probes.append(("vip", probe(case.service.cluster_ip, case.port, every_denied)))
     for e in endpoints:
         probes.append((e.ip, probe(e.ip, e.port, e.ip in denied)))
-    if case.target_kind in ("ip", "external") and case.target_ip and case.port:
+    outside = outside_target(at)
+    if outside is not None and case.port:
+        probes.append((outside, probe(outside, case.port, outside in denied)))
+    elif case.target_kind == "ip" and not is_outside(case) and case.target_ip and case.port:
         probes.append((case.target_ip, probe(case.target_ip, case.port)))
     return probes
 
@@ -101,6 +107,14 @@ def _decide(at: At, seen: Seen) -> Outcome:
             )
         )
     failed = [e for e in endpoints if (seen_e := outcome.get(e.ip)) is not None and not seen_e.ok]
+    outside = outside_target(at)
+    outside_seen = outcome.get(outside) if outside is not None else None
+    if outside is not None and outside_seen is not None and not outside_seen.ok:
+        # The outside cannot host an agent: follow the packet as far as the source node can see it.
+        summary = f"{who(src)} cannot reach {outside}:{case.port}/{case.protocol} ({outside_seen.outcome})"
+        step = result(LABEL, f"source {src.name}: probes", StepStatus.FAIL, summary, evidence, src.node)
+        follow = None if outside in at.trail.denied else AFTER_PROBE
+        return Outcome((step,), unchecked=tuple(missed), probes=outcome, then=follow)
     vip = _front(outcome)
     front = "the VIP" if "vip" in outcome else "the entry"
     ok_count = len([e for e in endpoints if (seen_e := outcome.get(e.ip)) is not None and seen_e.ok])

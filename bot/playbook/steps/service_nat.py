@@ -27,8 +27,8 @@ def _ask(at: At) -> ServiceNatAsk | None:
     src, case, svc = at.source, at.case, at.case.service
     if case.entry is not None and case.source_kind != "pod":
         return None  # traffic from outside meets the receiving nodes' rules (the ingress step), not the source's
-    if svc is None or src.node is None or case.port is None:
-        return None
+    if svc is None or src.node is None or case.port is None or svc.headless:
+        return None  # a headless or ExternalName service has no VIP: nothing is NATed for it
     return ServiceNatAsk(src.node, svc.cluster_ip, case.port, case.protocol)
 
 

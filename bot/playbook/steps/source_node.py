@@ -1,4 +1,7 @@
-"""The source node hop: conntrack room and IP forwarding where the packet leaves the pod."""
+"""The source node hop: conntrack room and IP forwarding where the packet leaves the pod.
+
+A host-network source (a node, or a host-network pod) originates its packets on the node rather than
+forwarding them, so IP forwarding is not on its path; conntrack room still is."""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 This is also where an agent that answers nothing on the source node ends the walk from that source:
 without it no probe can be sent from the pod.
+
+A node as the source, or a host-network pod, has no pod interface, veth or pod routes: its packets
+start in the node's own namespace. The step only makes sure the node's agent answers, and says so.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from bot.playbook.observations import CallFailure
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
 from bot.playbook.steps.observe import LocatePodAsk, NodeFactsAsk
+from bot.playbook.steps.outside import who
 from bot.playbook.steps.pod_network import net_evidence, overlay_mtu, pod_interface_checks
 
 LABEL = "source: pod network"
@@ -98,7 +102,7 @@ def _host_network(at: At, seen: Seen) -> Outcome:
         )
         failed = result("source node", f"source {src.name}: node {node}", StepStatus.FAIL, summary, (), node)
         return Outcome((failed,), (found,), unchecked=unchecked(facts, "everything on the source node"), go_on=False)
-    summary = f"{src.key} sends from {node}'s own network namespace: no pod interface to check"
+    summary = f"{who(src)} sends from {node}'s own network namespace: no pod interface, veth or pod route to check"
     return Outcome((result(LABEL, f"source {src.name}: pod network", StepStatus.SKIP, summary, (), node),))
 
 

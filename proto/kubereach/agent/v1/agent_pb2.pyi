@@ -1884,6 +1884,7 @@ class ProbeDnsResponse(_message.Message):
     RESOLV_CONF_FIELD_NUMBER: _builtins.int
     SEARCH_FIELD_NUMBER: _builtins.int
     NDOTS_FIELD_NUMBER: _builtins.int
+    RETRIES_FIELD_NUMBER: _builtins.int
     rcode: _builtins.str
     """rcode is the final response code ("NOERROR", "NXDOMAIN", "SERVFAIL", ...); empty without a reply."""
     server: _builtins.str
@@ -1894,6 +1895,10 @@ class ProbeDnsResponse(_message.Message):
     """resolv_conf is the resolv.conf path used; empty when server was given."""
     ndots: _builtins.int
     """ndots is the ndots value applied."""
+    retries: _builtins.int
+    """retries counts queries sent again because no answer came within the per-try timeout (half of
+    timeout_ms; glibc's `attempts:2`): a lookup answered with retries > 0 lost a datagram on its way.
+    """
     @_builtins.property
     def result(self) -> Global___ProbeResult:
         """result is the probe's outcome: CONNECTED when the server answered (any rcode)."""
@@ -1922,10 +1927,11 @@ class ProbeDnsResponse(_message.Message):
         resolv_conf: _builtins.str = ...,
         search: _abc.Iterable[_builtins.str] | None = ...,
         ndots: _builtins.int = ...,
+        retries: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_name", b"answered_name", "answers", b"answers", "ndots", b"ndots", "queried_names", b"queried_names", "rcode", b"rcode", "resolv_conf", b"resolv_conf", "result", b"result", "search", b"search", "server", b"server"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_name", b"answered_name", "answers", b"answers", "ndots", b"ndots", "queried_names", b"queried_names", "rcode", b"rcode", "resolv_conf", b"resolv_conf", "result", b"result", "retries", b"retries", "search", b"search", "server", b"server"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2330,3 +2336,129 @@ class CapturePacketsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___CapturePacketsResponse: _TypeAlias = CapturePacketsResponse  # noqa: Y015
+
+@_typing.final
+class GetEgressNatRequest(_message.Message):
+    """GetEgressNatRequest names the flow: a pod's packet to a destination."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POD_IP_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    PROTOCOL_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    pod_ip: _builtins.str
+    """pod_ip is the packet's source, a pod IP on this node."""
+    destination: _builtins.str
+    """destination is the address the packet goes to."""
+    protocol: Global___Protocol.ValueType
+    """protocol is the packet's protocol."""
+    port: _builtins.int
+    """port is the destination port; 0 for any."""
+    def __init__(
+        self,
+        *,
+        pod_ip: _builtins.str = ...,
+        destination: _builtins.str = ...,
+        protocol: Global___Protocol.ValueType = ...,
+        port: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "pod_ip", b"pod_ip", "port", b"port", "protocol", b"protocol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEgressNatRequest: _TypeAlias = GetEgressNatRequest  # noqa: Y015
+
+@_typing.final
+class EgressNatRule(_message.Message):
+    """EgressNatRule is one nat rule on the packet's way out."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLE_FIELD_NUMBER: _builtins.int
+    CHAIN_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    CERTAIN_FIELD_NUMBER: _builtins.int
+    PACKETS_FIELD_NUMBER: _builtins.int
+    table: _builtins.str
+    """table is "iptables nat" or the nftables table ("ip flannel", "ip kube-proxy", ...)."""
+    chain: _builtins.str
+    """chain is the chain holding the rule."""
+    rule: _builtins.str
+    """rule is the rule text."""
+    target: _builtins.str
+    """target is what the rule does: "MASQUERADE", "SNAT", "RETURN" or "ACCEPT"."""
+    certain: _builtins.bool
+    """certain is false when the rule has matches the flow alone cannot settle (marks, ipsets, ...)."""
+    packets: _builtins.int
+    """packets is the rule's packet counter; unset when unknown."""
+    def __init__(
+        self,
+        *,
+        table: _builtins.str = ...,
+        chain: _builtins.str = ...,
+        rule: _builtins.str = ...,
+        target: _builtins.str = ...,
+        certain: _builtins.bool = ...,
+        packets: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_packets", b"_packets", "packets", b"packets"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_packets", b"_packets", "certain", b"certain", "chain", b"chain", "packets", b"packets", "rule", b"rule", "table", b"table", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__packets: _TypeAlias = _typing.Literal["packets"]  # noqa: Y015
+    _WhichOneofArgType__packets: _TypeAlias = _typing.Literal["_packets", b"_packets"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__packets) -> _WhichOneofReturnType__packets | None: ...
+
+Global___EgressNatRule: _TypeAlias = EgressNatRule  # noqa: Y015
+
+@_typing.final
+class GetEgressNatResponse(_message.Message):
+    """GetEgressNatResponse says whether the packet's source would be translated."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    POSSIBLE_FIELD_NUMBER: _builtins.int
+    OUT_INTERFACE_FIELD_NUMBER: _builtins.int
+    CHAINS_FIELD_NUMBER: _builtins.int
+    UNREADABLE_FIELD_NUMBER: _builtins.int
+    verdict: _builtins.str
+    """verdict is "translated", "untranslated" or "unknown"."""
+    out_interface: _builtins.str
+    """out_interface is the interface the node's route sends the packet out of."""
+    unreadable: _builtins.str
+    """unreadable says why the rules could not be read; the other fields then say nothing."""
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___EgressNatRule]:
+        """rules are the rules that decide: the translating rule, or the RETURN/ACCEPT rules that exempt it."""
+
+    @_builtins.property
+    def possible(self) -> _containers.RepeatedCompositeFieldContainer[Global___EgressNatRule]:
+        """possible are translating rules whose matches the flow cannot settle."""
+
+    @_builtins.property
+    def chains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """chains are the chains walked, "table/chain"."""
+
+    def __init__(
+        self,
+        *,
+        verdict: _builtins.str = ...,
+        rules: _abc.Iterable[Global___EgressNatRule] | None = ...,
+        possible: _abc.Iterable[Global___EgressNatRule] | None = ...,
+        out_interface: _builtins.str = ...,
+        chains: _abc.Iterable[_builtins.str] | None = ...,
+        unreadable: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chains", b"chains", "out_interface", b"out_interface", "possible", b"possible", "rules", b"rules", "unreadable", b"unreadable", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEgressNatResponse: _TypeAlias = GetEgressNatResponse  # noqa: Y015

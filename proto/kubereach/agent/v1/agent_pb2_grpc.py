@@ -101,6 +101,11 @@ class NodeAgentServiceStub:
                 request_serializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsRequest.SerializeToString,
                 response_deserializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsResponse.FromString,
                 _registered_method=True)
+        self.GetEgressNat = channel.unary_unary(
+                '/kubereach.agent.v1.NodeAgentService/GetEgressNat',
+                request_serializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.GetEgressNatRequest.SerializeToString,
+                response_deserializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.GetEgressNatResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServiceServicer:
@@ -209,6 +214,16 @@ class NodeAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEgressNat(self, request, context):
+        """GetEgressNat walks the node's nat POSTROUTING rules (iptables, and nftables chains on the
+        postrouting hook) for a packet from a pod to an address outside the cluster, leaving by the
+        node's route to it, and reports the SNAT/MASQUERADE rule that would translate its source, or
+        the rules that exempt it, or that none matches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -276,6 +291,11 @@ def add_NodeAgentServiceServicer_to_server(servicer, server):
                     servicer.CapturePackets,
                     request_deserializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsRequest.FromString,
                     response_serializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsResponse.SerializeToString,
+            ),
+            'GetEgressNat': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEgressNat,
+                    request_deserializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.GetEgressNatRequest.FromString,
+                    response_serializer=kubereach_dot_agent_dot_v1_dot_agent__pb2.GetEgressNatResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -631,6 +651,33 @@ class NodeAgentService:
             '/kubereach.agent.v1.NodeAgentService/CapturePackets',
             kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsRequest.SerializeToString,
             kubereach_dot_agent_dot_v1_dot_agent__pb2.CapturePacketsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEgressNat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubereach.agent.v1.NodeAgentService/GetEgressNat',
+            kubereach_dot_agent_dot_v1_dot_agent__pb2.GetEgressNatRequest.SerializeToString,
+            kubereach_dot_agent_dot_v1_dot_agent__pb2.GetEgressNatResponse.FromString,
             options,
             channel_credentials,
             insecure,

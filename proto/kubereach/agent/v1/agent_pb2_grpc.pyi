@@ -84,6 +84,12 @@ class NodeAgentServiceStub:
     closes the stream. Headers only, never payloads. One capture set per caller at a time
     (RESOURCE_EXHAUSTED otherwise); anything out of bounds is INVALID_ARGUMENT.
     """
+    GetEgressNat: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetEgressNatRequest, _agent_pb2.GetEgressNatResponse]
+    """GetEgressNat walks the node's nat POSTROUTING rules (iptables, and nftables chains on the
+    postrouting hook) for a packet from a pod to an address outside the cluster, leaving by the
+    node's route to it, and reports the SNAT/MASQUERADE rule that would translate its source, or
+    the rules that exempt it, or that none matches.
+    """
 
 @_typing.type_check_only
 class NodeAgentServiceAsyncStub(NodeAgentServiceStub):
@@ -132,6 +138,12 @@ class NodeAgentServiceAsyncStub(NodeAgentServiceStub):
     then CapturePacketsResponse.result when the caller sends stop, max_duration_ms passes or a cap is hit, and
     closes the stream. Headers only, never payloads. One capture set per caller at a time
     (RESOURCE_EXHAUSTED otherwise); anything out of bounds is INVALID_ARGUMENT.
+    """
+    GetEgressNat: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetEgressNatRequest, _agent_pb2.GetEgressNatResponse]  # type: ignore[assignment]
+    """GetEgressNat walks the node's nat POSTROUTING rules (iptables, and nftables chains on the
+    postrouting hook) for a packet from a pod to an address outside the cluster, leaving by the
+    node's route to it, and reports the SNAT/MASQUERADE rule that would translate its source, or
+    the rules that exempt it, or that none matches.
     """
 
 class NodeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -256,6 +268,18 @@ class NodeAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         then CapturePacketsResponse.result when the caller sends stop, max_duration_ms passes or a cap is hit, and
         closes the stream. Headers only, never payloads. One capture set per caller at a time
         (RESOURCE_EXHAUSTED otherwise); anything out of bounds is INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEgressNat(
+        self,
+        request: _agent_pb2.GetEgressNatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.GetEgressNatResponse, _abc.Awaitable[_agent_pb2.GetEgressNatResponse]]:
+        """GetEgressNat walks the node's nat POSTROUTING rules (iptables, and nftables chains on the
+        postrouting hook) for a packet from a pod to an address outside the cluster, leaving by the
+        node's route to it, and reports the SNAT/MASQUERADE rule that would translate its source, or
+        the rules that exempt it, or that none matches.
         """
 
 def add_NodeAgentServiceServicer_to_server(servicer: NodeAgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,289 @@
+"""DNS in depth, from hand-written observations: a name outside the cluster resolved from the source
+pod, NXDOMAIN vs SERVFAIL vs timeout, the cluster DNS's upstream (UPSTREAM_DNS_FAILED only when the
+cluster DNS answers its own names and the upstream does not answer the DNS pods), the ndots expansion
+one lookup costs, headless and ExternalName services, and the UDP conntrack race."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from bot.playbook.case import Case, EndpointRef, PodRef
+from bot.playbook.engine import Diagnosis, run_playbook
+from bot.playbook.models import Hop, StepStatus, VerdictCode
+from bot.playbook.observations import ConntrackCounters, Observed, ProbeView
+from bot.playbook.steps import dns
+from bot.playbook.steps.base import At
+from bot.playbook.steps.dns_upstream import CLUSTER_NAME
+from bot.playbook.steps.dns_words import answer_words, expansion_evidence, search_expansion
+from bot.playbook.steps.observe import ProbeDnsAsk, Seen
+from tests.unit.test_playbook_egress import OutsideCluster
+from tests.unit.test_playbook_engine import API, DNS, NODES, SVC, WEB, case
+
+WWW = ProbeView("connected", 3.2, rcode="NOERROR", answers=("203.0.113.10",), server="10.96.0.10")
+TIMEOUT = ProbeView("timed_out", 1500.0, error="timed out", rcode="NOERROR", server="10.96.0.10")
+SERVFAIL = ProbeView("connected", 2004.0, rcode="SERVFAIL", server="10.96.0.10")
+NXDOMAIN = ProbeView("connected", 4.0, rcode="NXDOMAIN", server="10.96.0.10")
+CLUSTER_OK = ProbeView("connected", 1.0, rcode="NOERROR", answers=("10.96.0.10",), server="10.96.0.10")
+SEARCH = ("shop.svc.cluster.local", "svc.cluster.local", "cluster.local")
+DNS_B = EndpointRef("10.244.1.3", 53, "node-1", True, PodRef("kube-system", "coredns-2", "10.244.1.3", "node-1"))
+
+
+class DnsCluster(OutsideCluster):
+    """The recorded cluster with its way out, DNS answers per (node, pod, name, server) and conntrack readings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: dict[tuple[str, str, str, str], ProbeView] = {}
+        self.asked: list[tuple[str, str, str, str]] = []
+        self.insert_failed_after = 0
+
+    async def probe_dns(self, node: str, *, pod_ip: str, name: str, server: str = "") -> Observed[ProbeView]:
+        key = (node, pod_ip, name, server)
+        self.asked.append(key)
+        if key in self.answers:
+            return self._gone(node) or Observed(node, self.answers[key])
+        return await super().probe_dns(node, pod_ip=pod_ip, name=name, server=server)
+
+    async def conntrack_stats(self, node: str, *, after: str) -> Observed[ConntrackCounters]:
+        return self._gone(node) or Observed(node, ConntrackCounters(100, 262144, self.insert_failed_after))
+
+
+def external(name: str = "www.example.com", **changes: Any) -> Case:
+    """frontend → NAME:80: a name outside the cluster, resolved by the source."""
+    base = case(
+        target_display=f"{name}:80",
+        target_kind="external",
+        service=None,
+        target_pods=(),
+        endpoints=(),
+        dns_name=None,
+        dns_fqdn=None,
+        external_name=name,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def upstream_fault(cluster: DnsCluster, name: str = "www.example.com", *, source: ProbeView = TIMEOUT) -> None:
+    """The cluster DNS answers its own names, the external one times out, and so does the upstream."""
+    cluster.answers[("node-1", WEB.ip or "", name, "")] = source
+    cluster.answers[("node-1", WEB.ip or "", CLUSTER_NAME, "")] = CLUSTER_OK
+    cluster.answers[("node-2", DNS.ip, f"{name}.", "")] = dataclasses.replace(TIMEOUT, server="203.0.113.53")
+
+
+def run(cluster: DnsCluster, c: Case) -> Diagnosis:
+    return asyncio.run(run_playbook(c, cluster))
+
+
+def dns_step(d: Diagnosis) -> Any:
+    return next(s for s in d.steps if s.name == f"source {WEB.name}: DNS")
+
+
+def test_an_unanswering_upstream_is_upstream_dns_failed_on_the_dns_pods_node_with_all_three_answers() -> None:
+    cluster = DnsCluster()
+    upstream_fault(cluster)
+    d = run(cluster, external())
+    assert (d.verdict.code, d.verdict.node, d.verdict.hop) == (VerdictCode.UPSTREAM_DNS_FAILED, "node-2", Hop.DNS)
+    assert "203.0.113.53" in d.verdict.summary and "www.example.com" in d.verdict.summary
+    evidence = [e.summary for e in dns_step(d).evidence]
+    assert any("www.example.com does not resolve" in e and "timeout" in e for e in evidence)  # the source's lookup
+    assert any(e.startswith(CLUSTER_NAME) and "10.96.0.10" in e for e in evidence)  # the cluster's own name
+    assert any("upstream 203.0.113.53 from kube-system/coredns-1 on node-2: timeout" in e for e in evidence)
+    assert ("node-2", DNS.ip, "www.example.com.", "") in cluster.asked  # from the DNS pod, with its own resolv.conf
+
+
+def test_a_servfail_after_the_forward_timeout_is_the_upstream_too_and_says_servfail() -> None:
+    cluster = DnsCluster()
+    upstream_fault(cluster, source=SERVFAIL)
+    d = run(cluster, external())
+    assert d.verdict.code == VerdictCode.UPSTREAM_DNS_FAILED
+    assert "SERVFAIL" in d.verdict.summary
+
+
+def test_the_upstream_the_corefile_names_is_asked_directly() -> None:
+    cluster = DnsCluster()
+    upstream_fault(cluster)
+    cluster.answers[("node-2", DNS.ip, "www.example.com.", "192.0.2.53")] = dataclasses.replace(TIMEOUT, server="192.0.2.53")
+    d = run(cluster, external(dns_upstreams=("192.0.2.53",)))
+    assert d.verdict.code == VerdictCode.UPSTREAM_DNS_FAILED and "192.0.2.53" in d.verdict.summary
+    assert ("node-2", DNS.ip, "www.example.com.", "192.0.2.53") in cluster.asked
+    assert any("dig @192.0.2.53" in line for line in d.verdict.remediation)
+
+
+def test_dns_pods_on_two_nodes_name_no_single_node() -> None:
+    cluster = DnsCluster()
+    upstream_fault(cluster)
+    cluster.answers[("node-1", DNS_B.ip, "www.example.com.", "")] = TIMEOUT
+    d = run(cluster, external(dns_endpoints=(DNS, DNS_B)))
+    assert (d.verdict.code, d.verdict.node, d.verdict.hop) == (VerdictCode.UPSTREAM_DNS_FAILED, None, Hop.DNS)
+    assert "does not answer the DNS pods (2 of 2, on node-1, node-2)" in d.verdict.summary
+
+
+def test_when_the_cluster_dns_fails_its_own_names_too_it_is_not_the_upstream() -> None:
+    cluster = DnsCluster()
+    upstream_fault(cluster)
+    cluster.answers[("node-1", WEB.ip or "", CLUSTER_NAME, "")] = TIMEOUT
+    cluster.dns_outcome = "timed_out"  # and each DNS server asked directly is silent
+    d = run(cluster, external())
+    assert d.verdict.code == VerdictCode.DNS_RESOLUTION_FAILED
+    assert VerdictCode.UPSTREAM_DNS_FAILED not in {f.code for f in d.findings}
+
+
+def test_nxdomain_for_an_external_name_is_a_name_that_does_not_exist_not_a_network_fault() -> None:
+    cluster = DnsCluster()
+    cluster.answers[("node-1", WEB.ip or "", "nothing-here.example.com", "")] = dataclasses.replace(
+        NXDOMAIN, queried_names=("nothing-here.example.com.shop.svc.cluster.local.", "nothing-here.example.com.")
+    )
+    d = run(cluster, external("nothing-here.example.com"))
+    assert (d.verdict.code, d.verdict.hop) == (VerdictCode.DNS_RESOLUTION_FAILED, Hop.DNS)
+    assert "does not exist" in d.verdict.summary and "not a network fault" in d.verdict.summary
+    assert not any(name == CLUSTER_NAME for _, _, name, _ in cluster.asked)  # nothing followed
+
+
+def test_an_upstream_that_says_nxdomain_means_the_name_does_not_exist() -> None:
+    cluster = DnsCluster()
+    upstream_fault(cluster)
+    cluster.answers[("node-2", DNS.ip, "www.example.com.", "")] = dataclasses.replace(NXDOMAIN, server="203.0.113.53")
+    d = run(cluster, external())
+    assert d.verdict.code == VerdictCode.DNS_RESOLUTION_FAILED and "does not exist" in d.verdict.summary
+
+
+def test_an_upstream_agent_that_does_not_answer_is_not_evidence() -> None:
+    cluster = DnsCluster()
+    upstream_fault(cluster)
+    cluster.down.add("node-2")
+    d = run(cluster, external())
+    assert (d.verdict.code, d.verdict.node) == (VerdictCode.AGENT_UNREACHABLE, "node-2")
+    assert "the query to the upstream resolver from 10.244.2.2 on node-2" in d.verdict.summary
+    assert VerdictCode.UPSTREAM_DNS_FAILED not in {f.code for f in d.findings}
+
+
+def test_nxdomain_servfail_and_timeout_read_differently() -> None:
+    assert answer_words(NXDOMAIN).startswith("NXDOMAIN: the name does not exist")
+    assert answer_words(SERVFAIL).startswith("SERVFAIL: the server could not get an answer")
+    assert answer_words(TIMEOUT) == "timeout: no answer in 1500 ms"
+    assert answer_words(ProbeView("refused", rcode="NOERROR")).startswith("refused: nothing listens on port 53")
+    assert answer_words(WWW) == "203.0.113.10"
+
+
+def test_ndots_5_tries_every_search_domain_first_and_costs_eight_queries() -> None:
+    assert search_expansion("www.example.com", SEARCH, 5) == (
+        "www.example.com.shop.svc.cluster.local.",
+        "www.example.com.svc.cluster.local.",
+        "www.example.com.cluster.local.",
+        "www.example.com.",
+    )
+    assert search_expansion("www.example.com.", SEARCH, 5) == ("www.example.com.",)
+    assert search_expansion("www.example.com", SEARCH, 2)[0] == "www.example.com."
+    said = expansion_evidence("www.example.com", "shop", None, "node-1")
+    assert said.data["queries"] == 8 and len(said.data["tried"]) == 4
+    assert "fewer than ndots:5" in said.summary and "www.example.com. (a trailing dot)" in said.summary
+    assert "ndots:2" in said.summary
+
+
+def test_the_expansion_comes_from_the_resolv_conf_the_agent_read() -> None:
+    read = dataclasses.replace(WWW, search=("shop.svc.cluster.local",), ndots=2)
+    said = expansion_evidence("www.example.com", "shop", read, "node-1")
+    assert said.data["queries"] == 2 and "pod's resolv.conf" in said.summary
+
+
+def test_an_external_name_that_resolves_puts_its_addresses_on_the_trail_with_the_expansion() -> None:
+    c = external()
+    at = At.starting(c, WEB)
+    ask = ProbeDnsAsk("node-1", WEB.ip or "", "www.example.com")
+    outcome = dns.STEP.decide(at, Seen("dns", dns.STEP.needs, {ask: Observed("node-1", WWW)}))
+    assert outcome.resolved == ("203.0.113.10",)
+    (step,) = outcome.steps
+    assert step.status == StepStatus.PASS
+    assert any(e.kind == "dns-search" and "8 queries" in e.summary for e in step.evidence)
+
+
+def test_a_healthy_external_name_is_no_fault_found() -> None:
+    cluster = DnsCluster()
+    cluster.answers[("node-1", WEB.ip or "", "www.example.com", "")] = WWW
+    d = run(cluster, external(target_ip=None, port=80))
+    assert d.verdict.code == VerdictCode.NO_FAULT_FOUND
+    assert cluster.egress_asked == [("node-1", WEB.ip, "203.0.113.10")]  # the steps after DNS went where it pointed
+
+
+def test_a_headless_service_answers_its_pods_ips_and_nothing_is_natted() -> None:
+    cluster = DnsCluster()
+    headless = dataclasses.replace(SVC, cluster_ip="None")
+    cluster.answers[("node-1", WEB.ip or "", "api.shop", "")] = dataclasses.replace(WWW, answers=(API.ip or "",))
+    nat_asked: list[str] = []
+
+    async def service_nat(node: str, vip: str, port: int, protocol: str) -> Any:
+        nat_asked.append(vip)
+        raise AssertionError("a headless service has no VIP to read rules for")
+
+    cluster.service_nat = service_nat  # type: ignore[method-assign]
+    d = run(cluster, case(service=headless))
+    assert d.verdict.code == VerdictCode.NO_FAULT_FOUND and not nat_asked
+    assert "headless, the pods' IPs 10.244.2.7 (no VIP" in dns_step(d).summary
+
+
+def test_an_external_name_service_follows_its_cname_outside() -> None:
+    cluster = DnsCluster()
+    alias = dataclasses.replace(SVC, cluster_ip="", type="ExternalName", external_name="api.example.com", selector=None)
+    cluster.answers[("node-1", WEB.ip or "", "payments-gateway.shop", "")] = dataclasses.replace(
+        WWW, answers=("api.example.com.", "203.0.113.10")
+    )
+    at = At.starting(case(service=alias, endpoints=(), dns_name="payments-gateway.shop"), WEB)
+    ask = ProbeDnsAsk("node-1", WEB.ip or "", "payments-gateway.shop")
+    outcome = dns.STEP.decide(
+        at,
+        Seen(
+            "dns",
+            dns.STEP.needs,
+            {ask: Observed("node-1", cluster.answers[("node-1", WEB.ip or "", "payments-gateway.shop", "")])},
+        ),
+    )
+    assert "a CNAME to api.example.com. → 203.0.113.10" in outcome.steps[0].summary
+    assert outcome.resolved == ("203.0.113.10",)
+
+
+def test_an_external_name_services_failing_upstream_is_upstream_dns_failed() -> None:
+    cluster = DnsCluster()
+    alias = dataclasses.replace(SVC, cluster_ip="", type="ExternalName", external_name="api.example.com", selector=None)
+    cluster.answers[("node-1", WEB.ip or "", "payments-gateway.shop", "")] = TIMEOUT
+    cluster.answers[("node-1", WEB.ip or "", CLUSTER_NAME, "")] = CLUSTER_OK
+    cluster.answers[("node-2", DNS.ip, "api.example.com.", "")] = TIMEOUT
+    d = run(cluster, case(service=alias, endpoints=(), target_pods=(), dns_name="payments-gateway.shop"))
+    assert (d.verdict.code, d.verdict.node) == (VerdictCode.UPSTREAM_DNS_FAILED, "node-2")
+
+
+def race_cluster(insert_failed_after: int) -> DnsCluster:
+    cluster = DnsCluster()
+    cluster.facts["node-1"] = dataclasses.replace(cluster.facts["node-1"], insert_failed=7)
+    cluster.insert_failed_after = insert_failed_after
+    cluster.answers[("node-1", WEB.ip or "", "api.shop", "")] = dataclasses.replace(
+        CLUSTER_OK, answers=("10.96.5.5",), retransmits=1, latency_ms=760.0
+    )
+    return cluster
+
+
+def test_a_resent_lookup_while_insert_failed_grows_is_named_the_conntrack_race_with_its_mitigations() -> None:
+    d = run(race_cluster(9), case())
+    assert d.verdict.code == VerdictCode.NO_FAULT_FOUND  # answered, only late: a finding, not the verdict
+    (race,) = [f for f in d.findings if "conntrack race" in f.summary]
+    assert (race.code, race.node, race.hop) == (VerdictCode.PACKET_LOSS, "node-1", Hop.SOURCE_NODE)
+    assert "7 → 9" in race.summary and "single-request-reopen" in race.summary and "NodeLocal DNSCache" in race.summary
+
+
+def test_a_resent_lookup_without_insert_failures_is_not_the_race() -> None:
+    d = run(race_cluster(7), case())
+    assert not [f for f in d.findings if "conntrack race" in f.summary]
+
+
+def test_the_cases_here_run_on_the_two_recorded_nodes() -> None:
+    assert set(NODES) == {"node-1", "node-2"} and DNS.node == "node-2"
+
+
+def test_an_upstream_that_answers_the_dns_pods_points_at_the_cluster_dns_forwarding() -> None:
+    cluster = DnsCluster()
+    upstream_fault(cluster, source=SERVFAIL)
+    cluster.answers[("node-2", DNS.ip, "www.example.com.", "")] = dataclasses.replace(WWW, server="203.0.113.53")
+    d = run(cluster, external())
+    assert (d.verdict.code, d.verdict.hop) == (VerdictCode.DNS_RESOLUTION_FAILED, Hop.DNS)
+    assert "answers www.example.com to the DNS pods, but the cluster DNS does not pass it on" in d.verdict.summary
