@@ -287,3 +287,35 @@ def test_an_upstream_that_answers_the_dns_pods_points_at_the_cluster_dns_forward
     d = run(cluster, external())
     assert (d.verdict.code, d.verdict.hop) == (VerdictCode.DNS_RESOLUTION_FAILED, Hop.DNS)
     assert "answers www.example.com to the DNS pods, but the cluster DNS does not pass it on" in d.verdict.summary
+
+
+def _cluster_name_answered(resolver: ProbeView) -> tuple[DnsCluster, Case]:
+    cluster, c = DnsCluster(), case()
+    assert c.dns_name and WEB.node
+    cluster.answers[(WEB.node, WEB.ip or "", c.dns_name, "")] = resolver
+    return cluster, c
+
+
+def test_a_source_that_does_not_use_the_cluster_dns_is_checked_by_address_and_the_dns_is_not_blamed() -> None:
+    """dnsPolicy Default (the DNS pods themselves) or a host-network pod without ClusterFirstWithHostNet:
+    its resolv.conf names the node's resolver and no cluster search domain, so a cluster name is NXDOMAIN
+    there by design. The path is judged by address; the reply says why the name does not resolve."""
+    node_resolver = ProbeView("connected", 3.0, rcode="NXDOMAIN", server="203.0.113.53", search=(), ndots=1)
+    cluster, c = _cluster_name_answered(node_resolver)
+    d = run(cluster, c)
+    assert d.verdict.code is VerdictCode.NO_FAULT_FOUND
+    assert dns_step(d).status is StepStatus.WARN
+    assert any(
+        f.code is VerdictCode.DNS_RESOLUTION_FAILED
+        and "does not use the cluster DNS" in f.summary
+        and "ClusterFirst" in f.summary
+        for f in d.findings
+    )
+
+
+def test_a_cluster_first_source_whose_cluster_name_does_not_resolve_is_still_followed_to_the_dns_servers() -> None:
+    cluster_first = ProbeView("connected", 3.0, rcode="NXDOMAIN", server="10.96.0.10", search=SEARCH, ndots=5)
+    cluster, c = _cluster_name_answered(cluster_first)
+    d = run(cluster, c)
+    assert dns_step(d).status is StepStatus.FAIL
+    assert not any("does not use the cluster DNS" in f.summary for f in d.findings)

@@ -20,7 +20,7 @@ resolv.conf (search list and ndots), as the application would. What it answers d
 from __future__ import annotations
 
 from bot.playbook.case import Case, routed_endpoints
-from bot.playbook.models import Evidence, Hop, StepStatus
+from bot.playbook.models import Evidence, Finding, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import ProbeView
 from bot.playbook.remedies import remediation
@@ -118,6 +118,8 @@ def _decide(at: At, seen: Seen) -> Outcome:
         tried=list(probe.queried_names),
     )
     evidence = [failed] + ([expansion_evidence(ask.name, src.namespace, probe, src.node)] if outside else [])
+    if outside is None and not uses_cluster_dns(case, probe):
+        return _resolver_outside_the_cluster(at, ask.name, probe, failed)
     if outside is not None and kind == "nxdomain":
         return _does_not_exist(at, ask.name, outside, summary, evidence)
     if outside is not None and kind in ("servfail", "timeout"):
@@ -125,6 +127,32 @@ def _decide(at: At, seen: Seen) -> Outcome:
             then=dns_upstream.upstream_step(summary, tuple(evidence), _servers_step(summary, failed, timed_out=kind == "timeout"))
         )
     return Outcome(then=_servers_step(summary, failed, timed_out=kind == "timeout"))
+
+
+def uses_cluster_dns(case: Case, probe: ProbeView) -> bool:
+    """Whether the source's lookup went to the cluster DNS: its resolv.conf searches the cluster's
+    service domains (``svc.cluster.local``, as kubelet writes for ClusterFirst) or names a DNS pod.
+    A pod with ``dnsPolicy: Default`` (the DNS pods themselves), or a host-network pod without
+    ClusterFirstWithHostNet, uses its node's resolver instead. Unknown (the lookup did not go through
+    the pod's resolv.conf, so none was reported): yes."""
+    if probe.ndots is None:
+        return True
+    return any(d.startswith("svc.") for d in probe.search) or probe.server in {e.ip for e in case.dns_endpoints}
+
+
+def _resolver_outside_the_cluster(at: At, name: str, probe: ProbeView, failed: Evidence) -> Outcome:
+    """A cluster name looked up through a resolver that is not the cluster DNS does not resolve by
+    design: that is no fault of the cluster DNS or of the path. Say so, with the fix in case the
+    application relies on the name, and let the walk check the path by address."""
+    src = at.source
+    why = (
+        f"{src.key} does not use the cluster DNS (its resolver is {probe.server or 'its node’s'}, search "
+        f"{' '.join(probe.search) or 'none'}: dnsPolicy Default, or a host-network pod without "
+        f"ClusterFirstWithHostNet), so cluster names such as {name} do not resolve there; the path is checked by address"
+    )
+    fix = "if the application uses the name: set dnsPolicy: ClusterFirst (ClusterFirstWithHostNet for a host-network pod)"
+    note = Finding(C.DNS_RESOLUTION_FAILED, f"{why}; {fix}", src.node, Hop.DNS)
+    return Outcome((result(LABEL, f"source {src.name}: DNS", StepStatus.WARN, why, (failed,), src.node),), notes=(note,))
 
 
 def _does_not_exist(at: At, name: str, outside: str, summary: str, evidence: list[Evidence]) -> Outcome:
