@@ -295,7 +295,12 @@ def _choose(w: Walk) -> tuple[Verdict, list[Finding]]:
                     "# capture on the path: tcpdump -ni any host TARGET",
                 ),
             ), []
-        summary = f"{case.source_display} reaches {case.target_display} now: every probe succeeded"
+        if any(s.kind == probes.LABEL and s.status == StepStatus.PASS for s in steps):
+            summary = f"{case.source_display} reaches {case.target_display} now: every probe succeeded"
+        else:
+            # The checks found nothing wrong, but no connection was tried: say so rather than claim it.
+            why = "no port is known to connect to; ask again with :PORT" if case.port is None else "no probe could be planned"
+            summary = f"the checks found nothing wrong between {case.source_display} and {case.target_display}, but nothing was probed: {why}"
         if unchecked:
             findings.append(Finding(C.AGENT_UNREACHABLE, f"not checked: {'; '.join(dict.fromkeys(unchecked))}"))
         return Verdict(C.NO_FAULT_FOUND, summary), findings

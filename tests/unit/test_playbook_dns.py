@@ -319,3 +319,17 @@ def test_a_cluster_first_source_whose_cluster_name_does_not_resolve_is_still_fol
     d = run(cluster, c)
     assert dns_step(d).status is StepStatus.FAIL
     assert not any("does not use the cluster DNS" in f.summary for f in d.findings)
+
+
+def test_a_name_asked_about_without_a_port_is_not_said_to_answer_nothing_was_probed() -> None:
+    """`frontend → www.example.com` with no port: the checks run, no connection can be tried, and the
+    reply says so instead of "every probe succeeded"; with a port the probe runs and says it answered."""
+    cluster = DnsCluster()
+    cluster.answers[("node-1", WEB.ip or "", "www.example.com", "")] = WWW
+    d = run(cluster, external(target_ip=None, port=None))
+    assert d.verdict.code == VerdictCode.NO_FAULT_FOUND
+    assert "nothing was probed" in d.verdict.summary and "every probe succeeded" not in d.verdict.summary
+    probes = next(s for s in d.steps if s.kind == "source: probes")
+    assert probes.status == StepStatus.SKIP and ":PORT" in probes.summary
+    with_port = run(cluster, external(target_ip=None, port=80))
+    assert "every probe succeeded" in with_port.verdict.summary

@@ -83,6 +83,11 @@ def _decide(at: At, seen: Seen) -> Outcome:
     src, case, endpoints = at.source, at.case, _endpoints(at)
     probes = _probes(at)
     if not probes:
+        if case.port is None and src.node is not None:
+            # No port to connect to (a name or address asked about without one): nothing was probed,
+            # and the reply must not say that anything answered.
+            why = f"nothing to probe: no port is known for {case.target_display}; ask again with :PORT (for example :443)"
+            return Outcome((result(LABEL, f"source {src.name}: probes", StepStatus.SKIP, why, (), src.node),))
         return Outcome()
     outcome: dict[str, ProbeView | None] = {}
     evidence = []
