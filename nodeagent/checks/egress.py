@@ -33,6 +33,7 @@ from typing import Any
 from pyroute2.ipset import IPSet
 from pyroute2.netlink.exceptions import NetlinkError
 
+from nodeagent.checks.filter import in_net, port_in
 from nodeagent.checks.iptables_save import IptablesRule, IptablesSave, RuleOption, parse_rule
 from nodeagent.checks.nat import KubeProxyTables, ruleset_version
 from nodeagent.checks.nat.model import NatStateError
@@ -100,23 +101,6 @@ class _Walk:
 # ------------------------------------------------------------------ iptables
 
 
-def _in_net(address: str, spec: str) -> bool:
-    try:
-        return ipaddress.ip_address(address) in ipaddress.ip_network(spec, strict=False)
-    except ValueError:
-        return False
-
-
-def _port_in(port: int, spec: str) -> bool:
-    for part in spec.split(","):
-        low, _, high = part.partition(":")
-        if not low.isdigit() or (high and not high.isdigit()):
-            return False
-        if int(low) <= port <= int(high or low):
-            return True
-    return False
-
-
 def _iface_matches(pattern: str, name: str) -> bool:
     """iptables' interface match: a trailing "+" matches any suffix."""
     return name.startswith(pattern[:-1]) if pattern.endswith("+") else name == pattern
@@ -148,12 +132,12 @@ def _option_matches(option: RuleOption, flow: EgressFlow) -> bool | None:
     name, value = option.name, option.value
     if name in ("-s", "--source", "-d", "--destination"):
         address = flow.src if name in ("-s", "--source") else flow.dst
-        return any(_in_net(address, spec) for spec in value.split(","))
+        return any(in_net(address, spec) for spec in value.split(","))
     if name in ("-p", "--protocol"):
         wanted, proto = value.lower(), flow.protocol.lower()
         return wanted in ("all", "0") or wanted == proto or wanted == _PROTOCOLS.get(proto)
     if name in ("--dport", "--destination-port", "--dports", "--destination-ports"):
-        return None if flow.dport is None else _port_in(flow.dport, value)
+        return None if flow.dport is None else port_in(flow.dport, value)
     if name in ("-o", "--out-interface"):
         return None if flow.out_interface is None else _iface_matches(value, flow.out_interface)
     if name == "--mark" and option.module in ("mark", None):
@@ -167,7 +151,7 @@ def _option_matches(option: RuleOption, flow: EgressFlow) -> bool | None:
         if len(direction) != 1 or direction[0] not in ("src", "dst"):
             return None
         address = flow.src if direction[0] == "src" else flow.dst
-        return any(_in_net(address, member) for member in flow.sets[option.values[0]])
+        return any(in_net(address, member) for member in flow.sets[option.values[0]])
     if name in ("--ctstate", "--state"):
         return "NEW" in value.upper().split(",")
     return None
@@ -332,7 +316,7 @@ def _element_matches(value: Any, element: Any) -> bool | None:
         element = element["elem"].get("val")
     if isinstance(element, Mapping) and "prefix" in element:
         p = element["prefix"]
-        return isinstance(value, str) and _in_net(value, f"{p.get('addr')}/{p.get('len')}")
+        return isinstance(value, str) and in_net(value, f"{p.get('addr')}/{p.get('len')}")
     if isinstance(element, Mapping) and "range" in element:
         low, high = element["range"]
         if isinstance(value, int) and isinstance(low, int) and isinstance(high, int):
@@ -346,7 +330,7 @@ def _element_matches(value: Any, element: Any) -> bool | None:
         return str(element) in value
     if isinstance(element, str) and isinstance(value, str) and element.endswith("*"):
         return value.startswith(element[:-1])
-    if isinstance(element, str) and isinstance(value, str) and ("/" in element) and _in_net(value, element):
+    if isinstance(element, str) and isinstance(value, str) and ("/" in element) and in_net(value, element):
         return True
     return bool(element == value) or str(element) == str(value)
 

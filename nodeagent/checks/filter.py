@@ -69,14 +69,16 @@ class Flow:
     dport: int | None
 
 
-def _in_net(address: str, spec: str) -> bool:
+def in_net(address: str, spec: str) -> bool:
+    """Whether `address` lies in the network `spec` (iptables' -s/-d text); False for either unreadable."""
     try:
         return ipaddress.ip_address(address) in ipaddress.ip_network(spec, strict=False)
     except ValueError:
         return False
 
 
-def _port_in(port: int, spec: str) -> bool:
+def port_in(port: int, spec: str) -> bool:
+    """Whether `port` is in iptables' port list `spec` ("80", "1000:2000", "80,443"); False when unreadable."""
     for part in spec.split(","):
         low, _, high = part.partition(":")
         if not low.isdigit() or (high and not high.isdigit()):
@@ -95,7 +97,7 @@ def rule_matches(rule: IptablesRule, flow: Flow) -> str:
             continue
         if name in ("-s", "--source", "-d", "--destination"):
             address = flow.src if name in ("-s", "--source") else flow.dst
-            result = any(_in_net(address, spec) for spec in option.value.split(","))
+            result = any(in_net(address, spec) for spec in option.value.split(","))
         elif name in ("-p", "--protocol"):
             wanted = option.value.lower()
             proto = flow.protocol.lower()
@@ -104,7 +106,7 @@ def rule_matches(rule: IptablesRule, flow: Flow) -> str:
             if flow.dport is None:
                 verdict = MAYBE
                 continue
-            result = _port_in(flow.dport, option.value)
+            result = port_in(flow.dport, option.value)
         elif name in ("--ctstate", "--state"):
             result = "NEW" in option.value.split(",")
         else:
