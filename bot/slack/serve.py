@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from bot.digest.flows import DigestDeps
 from bot.errors import BadInput
+from bot.heap import settle_heap
 from bot.history.db import HostCheck, owner_is_alive
 from bot.history.recorder import HistoryRecorder
 from bot.logs import configure_logging
@@ -142,6 +143,7 @@ def make_serve_command(
         if digests is not None:
             click.echo(f"kubereach: {len(digests.planned)} digest subscription(s) scheduled")
         signal.signal(signal.SIGTERM, _interrupt)
+        log.info("kubereach: start-up heap settled: %d objects out of the garbage collector's walks", settle_heap())
         try:
             if socket_mode:
                 # Deferred: Socket Mode's WebSocket client is needed only in that mode.
