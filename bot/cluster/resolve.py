@@ -459,9 +459,11 @@ def _preferred_namespaces(ref: Ref, question: Question, default_namespace: str |
     return tuple(dict.fromkeys(ns for ns in (written, default_namespace) if ns))
 
 
-def _matches(view: _ClusterView, ref: Ref, namespace: str | None) -> list[_Candidate]:
+def _matches(
+    view: _ClusterView, ref: Ref, namespace: str | None, resources: tuple[KubeResource, ...] | None = None
+) -> list[_Candidate]:
     found: list[_Candidate] = []
-    for resource in _RESOURCES_FOR[ref.kind]:
+    for resource in resources or _RESOURCES_FOR[ref.kind]:
         for obj in view.objects(resource, namespace):
             name = name_of(obj)
             if name == ref.name or (resource is PODS and ref.service and _pod_hostname_is(obj, ref.name, ref.service)):
@@ -495,18 +497,48 @@ def _preferred(candidates: list[_Candidate], role: Role) -> tuple[list[_Candidat
 def _find(
     view: _ClusterView, ref: Ref, question: Question, default_namespace: str | None, role: Role, notes: list[str]
 ) -> _Candidate:
+    """The object `ref` names; a pod name no pod has may be the workload whose pods people call by it.
+
+    "pod frontend" is how people name the pods of deploy/frontend (whose pods are frontend-7d9…-x2x):
+    when no pod has the name and exactly one Deployment, StatefulSet or DaemonSet does, its pods are
+    meant, and a note says so. Otherwise the pod is not found, with suggestions as for any name.
+    """
+    try:
+        return _find_named(view, ref, question, default_namespace, role, notes)
+    except ResolutionError as missing:
+        if ref.kind is not RefKind.POD or missing.code is VerdictCode.AMBIGUOUS_NAME:
+            raise
+        owned: list[str] = []
+        try:
+            owner = _find_named(view, ref, question, default_namespace, role, owned, WORKLOAD_RESOURCES)
+        except (ResolutionError, NamespaceNotAllowed):
+            raise missing from None
+        notes.extend(owned)
+        notes.append(f"no pod is named {ref.name}: read as the pods of {owner.display()}")
+        return owner
+
+
+def _find_named(
+    view: _ClusterView,
+    ref: Ref,
+    question: Question,
+    default_namespace: str | None,
+    role: Role,
+    notes: list[str],
+    resources: tuple[KubeResource, ...] | None = None,
+) -> _Candidate:
     bound = ref.namespace or question.namespace
     if bound:
         if not view.visible(bound):
             assert view.allowed is not None
             raise NamespaceNotAllowed(bound, view.allowed)
-        return _pick(view, ref, _matches(view, ref, bound), bound, role, notes)
+        return _pick(view, ref, _matches(view, ref, bound, resources), bound, role, notes)
     preferred = _preferred_namespaces(ref, question, default_namespace)
     for namespace in preferred:
-        candidates = _matches(view, ref, namespace) if view.visible(namespace) else []
+        candidates = _matches(view, ref, namespace, resources) if view.visible(namespace) else []
         if candidates:
             return _pick(view, ref, candidates, namespace, role, notes)
-    candidates = _matches(view, ref, None)
+    candidates = _matches(view, ref, None, resources)
     if candidates and preferred:
         places = ", ".join(sorted({c.namespace for c in candidates if view.visible(c.namespace)}))
         if places:

@@ -138,6 +138,19 @@ def test_bare_names_resolve_source_to_workload_pods_and_target_to_service(client
     assert all(e.ready and e.serving and not e.terminating for e in resolved.endpoints)
 
 
+def test_pod_named_like_its_workload_means_the_workloads_pods(client: ClusterClient) -> None:
+    resolved = ask(client, "why can't pod frontend reach svc api:8080")
+    assert resolved.source == "deploy/frontend in shop" and resolved.source_total == 2
+    assert all(p.workload_name == "frontend" for p in resolved.source_pods)
+    assert any("no pod is named frontend: read as the pods of deploy/frontend in shop" in n for n in resolved.notes)
+    target = ask(client, "frontend -> pod/redis:6379")  # statefulset redis: its pod redis-0
+    assert target.target_kind == "pod" and names(target.target_pods) == ["redis-0"]
+    # Not a workload's name either, or outside the namespaces the channel may see: still not found.
+    assert refused(client, "pod/frontend-7d9 -> api:8080").code is VerdictCode.SOURCE_NOT_FOUND
+    hidden = refused(client, "pod ledger -> api:8080", allowed=frozenset({"shop"}))
+    assert hidden.code is VerdictCode.SOURCE_NOT_FOUND and "no pod named 'ledger'" in hidden.message
+
+
 def test_service_with_several_ports_and_no_port_given_checks_first_tcp_port_with_a_note(client: ClusterClient) -> None:
     resolved = ask(client, "frontend -> api")
     assert resolved.port.service_port == 8080
