@@ -10,7 +10,8 @@ writes them (bench/kubeproxy_scale.py), into a throwaway namespace `kb-nat-…` 
         vs `iptables-save -t nat` / `nft -j list table ip kube-proxy` alone (median of --runs);
 - warm: the mean of --warm lookups of random services with the rules unchanged (served from the
         cache after one generation-id check) vs the same dump tool;
-- list: list_service_nat over the whole rule set (warm).
+- list: list_service_nat over the whole rule set, warm (the snapshot the lookups left) and cold
+        (the cache cleared: the dump, its parsing and the listing).
 
 Namespaces are deleted in finally.
 """
@@ -84,6 +85,9 @@ def bench_mode(mode: str, services: int, endpoints: int, runs: int, warm: int) -
         report(f"{mode}: service_nat warm (cached, mean of {warm})", _warm(path, services, warm), ref, ref_name)
         listed, found = timed(lambda: TABLES.list_service_nat(path, None))
         report(f"{mode}: list_service_nat ({len(found):,} services, warm)", listed, ref, ref_name)
+        TABLES.clear_cache()
+        listed, found = timed(lambda: TABLES.list_service_nat(path, None))
+        report(f"{mode}: list_service_nat ({len(found):,} services, cold: dump + parse + list)", listed, ref, ref_name)
 
 
 def main() -> None:
