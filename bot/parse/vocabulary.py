@@ -41,6 +41,11 @@ FORWARD_WORDS: frozenset[str] = frozenset(
         "communicate", "communicates", "communicating", "speak", "speaks", "speaking",
         "see", "sees", "go", "goes", "going", "open", "opens", "opening",
         "wait", "waits", "waiting",
+        # what clients do to servers ("prometheus can't scrape api:9090", "the worker polls redis")
+        "scrape", "scrapes", "scraping", "scraped", "query", "queries", "querying", "queried",
+        "fetch", "fetches", "fetching", "fetched", "poll", "polls", "polling", "polled",
+        "push", "pushes", "pushing", "pushed", "upload", "uploads", "uploading",
+        "wget", "telnet", "netcat", "grpcurl",
     }
 )  # fmt: skip
 
