@@ -126,6 +126,14 @@ CATALOG = [
         "underlay",
     ),
     Case(
+        "overlay-fdb-missing-on-the-way-back",
+        fixed("overlay-fdb-missing", "--node", "node-1"),
+        text("why can't prometheus reach api:9090"),
+        "OVERLAY_DEVICE_DOWN",
+        node("node-1"),
+        "underlay",
+    ),
+    Case(
         "conntrack-full",
         fixed("conntrack-full", "--node", "node-1"),
         text("why can't frontend reach redis"),
@@ -316,6 +324,14 @@ OTHER_MODES = [
     ),
 ]
 CALICO_ONLY = [
+    Case(
+        "overlay-fdb-missing-on-the-way-back",
+        fixed("overlay-fdb-missing", "--node", "node-1"),
+        text("why can't prometheus reach api:9090"),
+        "OVERLAY_DEVICE_DOWN",
+        node("node-1"),
+        "underlay",
+    ),
     Case(
         "overlay-down",
         fixed("overlay-down", "--node", "node-1"),

@@ -113,14 +113,25 @@ def _fix(at: At, e: EndpointRef) -> dict[str, str]:
 
 
 def _overlay_candidates(at: At, e: EndpointRef, overlay: OverlayHop) -> list[Candidate]:
-    node = at.source.node or ""
-    dst_ip = node_ip(at.case, e.node)
+    return overlay_candidates(at.case, at.source.node or "", e.node, overlay)
+
+
+def overlay_candidates(
+    case: Case, node: str, peer: str | None, overlay: OverlayHop, replies_to: str | None = None
+) -> list[Candidate]:
+    """What is wrong with `node`'s overlay device for traffic to `peer`'s pods (empty: nothing).
+
+    The same checks serve both directions: `replies_to` names the source whose replies take this
+    route back (the destination node encapsulating to the source's node), and the summary says so.
+    """
+    peer_ip = node_ip(case, peer)
+    back = f" (the replies to {replies_to} go back through it)" if replies_to else ""
     if not overlay.device_up:
         return [
             Candidate(
                 C.OVERLAY_DEVICE_DOWN,
                 Hop.UNDERLAY,
-                f"{overlay.device} on {node} is down",
+                f"{overlay.device} on {node} is down{back}",
                 node,
                 remediation(C.OVERLAY_DEVICE_DOWN, node=node, device=overlay.device),
             )
@@ -131,19 +142,19 @@ def _overlay_candidates(at: At, e: EndpointRef, overlay: OverlayHop) -> list[Can
             Candidate(
                 C.OVERLAY_DEVICE_DOWN,
                 Hop.UNDERLAY,
-                f"{overlay.device} on {node} has no {missing} for next hop {overlay.next_hop} ({e.node}): it cannot encapsulate to {e.node}",
+                f"{overlay.device} on {node} has no {missing} for next hop {overlay.next_hop} ({peer}): it cannot encapsulate to {peer}{back}",
                 node,
-                remediation(C.OVERLAY_DEVICE_DOWN, node=node, device=overlay.device, mac=overlay.neighbour_mac, remote=dst_ip),
+                remediation(C.OVERLAY_DEVICE_DOWN, node=node, device=overlay.device, mac=overlay.neighbour_mac, remote=peer_ip),
             )
         ]
-    if dst_ip not in ("NODE_IP", overlay.fdb_remote):
+    if peer_ip not in ("NODE_IP", overlay.fdb_remote):
         return [
             Candidate(
                 C.NODE_ROUTE_MISSING,
                 Hop.UNDERLAY,
-                f"{node} tunnels traffic for {e.node}'s pods to {overlay.fdb_remote}, not to {e.node} ({dst_ip})",
+                f"{node} tunnels traffic for {peer}'s pods to {overlay.fdb_remote}, not to {peer} ({peer_ip}){back}",
                 node,
-                remediation(C.NODE_ROUTE_MISSING, **_fix(at, e), overlay="1"),
+                remediation(C.NODE_ROUTE_MISSING, node=node, cidr=cidr_of(case, peer), via=peer_ip, device="eth0", overlay="1"),
             )
         ]
     return []
