@@ -134,6 +134,14 @@ CATALOG = [
         "underlay",
     ),
     Case(
+        "node-route-wrong-on-the-way-back",
+        fixed("node-route-wrong", "--node", "node-1"),
+        text("why can't prometheus reach api:9090"),
+        "NODE_ROUTE_MISSING",
+        node("node-1"),
+        "underlay",
+    ),
+    Case(
         "conntrack-full",
         fixed("conntrack-full", "--node", "node-1"),
         text("why can't frontend reach redis"),

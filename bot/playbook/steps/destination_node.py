@@ -15,7 +15,7 @@ from bot.playbook.steps.base import At, Candidate, Seen, Unchecked, unchecked
 from bot.playbook.steps.evidence import ev, route_data
 from bot.playbook.steps.node_state import facts_evidence, node_checks
 from bot.playbook.steps.observe import FilterAsk, RouteAsk
-from bot.playbook.steps.underlay import cidr_of, node_ip, overlay_candidates
+from bot.playbook.steps.underlay import cidr_of, direct_route_candidates, node_ip, overlay_candidates
 
 
 def arrival_checks(e: EndpointRef, facts: NodeFacts, incoming: str, evidence: list[Evidence]) -> list[Candidate]:
@@ -122,10 +122,13 @@ def route_back(
         found += _rp_filter(at, seen, e, route, incoming, missed, protocol)
     if route is None or not route.usable:
         found.append(_no_route_back(at, e, facts))
-    elif back.value.overlay is not None and src.node and src.node != e.node:
-        # Replies are encapsulated by the destination node: its overlay entries for the source's
-        # node are a hop of their own (a missing FDB entry there breaks only the way back).
-        found += overlay_candidates(at.case, e.node or "", src.node, back.value.overlay, replies_to=src.ip)
+    elif src.node and src.node != e.node:
+        # Replies leave through the destination node's own route to the source's node: its overlay
+        # entries or its gateway are a hop of their own (broken, they break only the way back).
+        if back.value.overlay is not None:
+            found += overlay_candidates(at.case, e.node or "", src.node, back.value.overlay, replies_to=src.ip)
+        else:
+            found += direct_route_candidates(at.case, e.node or "", src.node, src.ip or "", route, replies_to=src.ip)
     return found
 
 

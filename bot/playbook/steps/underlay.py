@@ -161,28 +161,44 @@ def overlay_candidates(
 
 
 def _direct_route_candidates(at: At, e: EndpointRef, route: RouteInfo) -> list[Candidate]:
-    node = at.source.node or ""
-    dst_ip = node_ip(at.case, e.node)
-    if e.ip == dst_ip:
-        return []  # a host-network endpoint: the node network's own route reaches it, no pod CIDR involved
-    if route.gateway and dst_ip not in ("NODE_IP", route.gateway):
+    return direct_route_candidates(at.case, at.source.node or "", e.node, e.ip, route)
+
+
+def direct_route_candidates(
+    case: Case, node: str, peer: str | None, address: str, route: RouteInfo, replies_to: str | None = None
+) -> list[Candidate]:
+    """What is wrong with `node`'s plain route to `address`, a pod on `peer` (empty: nothing).
+
+    Both directions: with `replies_to`, `address` is the source and the route is the way back.
+    """
+    peer_ip = node_ip(case, peer)
+    if address == peer_ip:
+        return []  # a host-network end: the node network's own route reaches it, no pod CIDR involved
+    back = f": the replies to {replies_to} cannot return" if replies_to else ""
+    fix = remediation(C.NODE_ROUTE_MISSING, node=node, cidr=cidr_of(case, peer), via=peer_ip, device="eth0")
+    if route.gateway and peer_ip not in ("NODE_IP", route.gateway):
         return [
             Candidate(
                 C.NODE_ROUTE_MISSING,
                 Hop.UNDERLAY,
-                f"{node} routes {e.ip} via {route.gateway}, which is not {e.node} ({dst_ip}): the route points to the wrong place",
+                f"{node} routes {address} via {route.gateway}, which is not {peer} ({peer_ip}): the route points to the wrong place{back}",
                 node,
-                remediation(C.NODE_ROUTE_MISSING, **_fix(at, e)),
+                fix,
             )
         ]
-    if not route.gateway and route.type == "unicast" and dst_ip != "NODE_IP" and not route.device.startswith(CNI_DEVICE_PREFIXES):
+    if (
+        not route.gateway
+        and route.type == "unicast"
+        and peer_ip != "NODE_IP"
+        and not route.device.startswith(CNI_DEVICE_PREFIXES)
+    ):
         return [
             Candidate(
                 C.NODE_ROUTE_MISSING,
                 Hop.UNDERLAY,
-                f"{node} sends {e.ip} straight out of {route.device} instead of to {e.node} ({dst_ip})",
+                f"{node} sends {address} straight out of {route.device} instead of to {peer} ({peer_ip}){back}",
                 node,
-                remediation(C.NODE_ROUTE_MISSING, **_fix(at, e)),
+                fix,
             )
         ]
     return []
