@@ -323,6 +323,14 @@ OTHER_MODES = [
         "destination-pod",
     ),
     Case(
+        "conntrack-stale-dns-while-a-new-lookup-works",
+        pod_fault("conntrack-stale", "frontend", "node-1", "--service", "kube-system/kube-dns"),
+        text("why can't frontend resolve api"),
+        "CONNTRACK_STALE_ENTRY",
+        node("node-1"),
+        "dns",
+    ),
+    Case(
         "kube-proxy-stale",
         fixed("kube-proxy-stale", "--node", "node-2", "--service", "shop/frontend"),
         text("why can't prometheus reach frontend"),

@@ -24,7 +24,7 @@ from bot.playbook.models import Evidence, Finding, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import ProbeView
 from bot.playbook.remedies import remediation
-from bot.playbook.steps import dns_upstream
+from bot.playbook.steps import dns_conntrack, dns_upstream
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
 from bot.playbook.steps.dns_words import addresses, aliases, answer_words, expansion_evidence, failure_kind, in_cluster
 from bot.playbook.steps.evidence import ev
@@ -83,9 +83,17 @@ def _answered(at: At, name: str, probe: ProbeView) -> Outcome:
         (result(LABEL, f"source {src.name}: DNS", StepStatus.PASS, summary, evidence, src.node),),
         resolved=found if outside is not None else None,
     )
-    if probe.retransmits and src.node is not None:
-        outcome += Outcome(then=dns_upstream.race_step(name, probe))
-    return outcome
+    race = dns_upstream.race_step(name, probe) if probe.retransmits and src.node is not None else None
+    dns_is_the_target = svc is not None and svc.cluster_ip == probe.server  # the conntrack step reads that flow
+    if (
+        probe.server
+        and not dns_is_the_target
+        and uses_cluster_dns(case, probe)
+        and probe.server not in {e.ip for e in case.dns_endpoints}
+    ):
+        # Answered from a new socket; the application's own socket may still be NATed to a gone server.
+        return outcome + Outcome(then=dns_conntrack.stale_dns_step(probe.server, race))
+    return outcome + Outcome(then=race)
 
 
 def _decide(at: At, seen: Seen) -> Outcome:
