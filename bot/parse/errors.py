@@ -37,3 +37,8 @@ class Unreadable(ValueError):
         self.message = message
         self.part = part
         self.example = example
+
+    def with_example(self, example: str) -> Unreadable:
+        """The same problem ending with `example`: a reference or port read alone has none, and the
+        grammar step that read it knows the question it belongs to."""
+        return Unreadable(self.message, self.part, example=example)
