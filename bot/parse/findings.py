@@ -10,8 +10,7 @@ value is a problem wherever in the text it was written (``-n shop``, ``in shop``
 
 from __future__ import annotations
 
-from bot.parse.errors import Unreadable, shown
-from bot.parse.examples import NAMESPACE_EXAMPLE, PORT_EXAMPLE, PROTOCOL_EXAMPLE
+from bot.parse.errors import NAMESPACE_EXAMPLE, PORT_EXAMPLE, PROTOCOL_EXAMPLE, Unreadable, shown
 from bot.parse.models import Protocol
 from bot.parse.references import PortSpec, is_label, read_port
 

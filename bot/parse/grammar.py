@@ -34,8 +34,7 @@ never a name on its own (``deploy/test`` names a workload called ``test``).
 
 from __future__ import annotations
 
-from bot.parse.errors import ParseError, Unreadable, shown
-from bot.parse.examples import EXAMPLE, SOURCE_EXAMPLE
+from bot.parse.errors import EXAMPLE, SOURCE_EXAMPLE, ParseError, Unreadable, shown
 from bot.parse.findings import Findings
 from bot.parse.forms import Phrase
 from bot.parse.lexer import lex

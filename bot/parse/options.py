@@ -3,7 +3,8 @@
     option := ("-n" | "--namespace" | "namespace" | "ns") NAME | "in" ["the"] ["namespace"] NAME ["namespace"]
             | ("port" | "port:" | "port=") PORT | ("on" | "at") NUMBER | NUMBER["/"PROTO] | PROTO"/"NUMBER
             | ["/"]PROTO | CLOCK | NUMBER UNIT | STATUS          (times and HTTP status classes are dropped)
-            | "trace" | "intermittent" | …                     (flags; a failure word marks a lone name the target)
+            | TRACE | INTERMITTENT | DOWN                       (flags: trace the path, a failure that comes and goes,
+                                                               a lone name said to fail is the target)
             | ["'s"] ENTRY | OUTSIDE                          (ways in and clients outside, see `bot.parse.ways_in`)
 
 Options go first so that what is left is names and connectives only: a bare number is a port, and
@@ -16,8 +17,7 @@ from __future__ import annotations
 
 import re
 
-from bot.parse.errors import Unreadable, shown
-from bot.parse.examples import NAMESPACE_EXAMPLE, PORT_EXAMPLE
+from bot.parse.errors import NAMESPACE_EXAMPLE, PORT_EXAMPLE, Unreadable, shown
 from bot.parse.findings import Findings
 from bot.parse.forms import InNamespace, Outside, Word
 from bot.parse.lexer import POSSESSIVE, word_at

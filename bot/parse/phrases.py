@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from bot.parse.errors import Unreadable, shown
-from bot.parse.examples import NAMESPACE_EXAMPLE
+from bot.parse.errors import NAMESPACE_EXAMPLE, Unreadable, shown
 from bot.parse.findings import Findings
 from bot.parse.forms import Connective, Entry, InNamespace, Item, Outside, Phrase, Word
 from bot.parse.models import OUTSIDE_NAME, PLACEHOLDER, RefKind

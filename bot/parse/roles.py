@@ -19,8 +19,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from bot.parse.errors import Unreadable, shown
-from bot.parse.examples import PORT_EXAMPLE
+from bot.parse.errors import PORT_EXAMPLE, Unreadable, shown
 from bot.parse.findings import Findings
 from bot.parse.forms import Connective, Item, Phrase
 from bot.parse.models import Ref, RefKind

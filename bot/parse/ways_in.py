@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from bot.parse.errors import Unreadable, shown
-from bot.parse.examples import ENTRY_EXAMPLE, NODEPORT_EXAMPLE, OUTSIDE_TARGET_EXAMPLE
+from bot.parse.errors import ENTRY_EXAMPLE, NODEPORT_EXAMPLE, OUTSIDE_TARGET_EXAMPLE, Unreadable, shown
 from bot.parse.findings import Findings
 from bot.parse.forms import Entry, Item, Phrase, Word
 from bot.parse.lexer import word_at
