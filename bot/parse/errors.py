@@ -1,8 +1,23 @@
-"""The one error the parser raises: what it could not read, the closest valid form, and an example."""
+"""The one error the parser raises: what it could not read, the closest valid form, and an example.
+
+The examples, one for each kind of mistake, are kept here with the error that shows them: several
+grammar steps report the same kind of mistake (a port is read in the options, on a reference and on a
+NodePort), and each message about it ends with the same example.
+"""
 
 from __future__ import annotations
 
 from bot.errors import BadInput
+
+EXAMPLE = "why can't frontend reach api:8080 in shop"
+"""A whole question, shown when no example of the mistake's own kind fits."""
+PORT_EXAMPLE = "frontend → api:8080"
+PROTOCOL_EXAMPLE = "web-0 → 10.96.0.10:53/udp"
+NAMESPACE_EXAMPLE = "frontend in shop → ledger in payments"
+SOURCE_EXAMPLE = "deploy/frontend → svc/api:8080"
+ENTRY_EXAMPLE = "why can't clients reach svc/web's load balancer"
+NODEPORT_EXAMPLE = "outside → nodeport 30080 on node-2"
+OUTSIDE_TARGET_EXAMPLE = "frontend → www.example.com:443"
 
 SHOWN_LIMIT = 40
 """Longest piece of the person's text quoted back in a message, in characters."""
@@ -37,3 +52,8 @@ class Unreadable(ValueError):
         self.message = message
         self.part = part
         self.example = example
+
+    def with_example(self, example: str) -> Unreadable:
+        """The same problem ending with `example`: a reference or port read alone has none, and the
+        grammar step that read it knows the question it belongs to."""
+        return Unreadable(self.message, self.part, example=example)

@@ -58,3 +58,8 @@ def lex(text: str) -> list[str]:
             if possessive:
                 words.append(POSSESSIVE)
     return words
+
+
+def word_at(words: list[str], index: int) -> str | None:
+    """The word at `index`, or None past the end: what follows a word, for the steps that look ahead."""
+    return words[index] if index < len(words) else None

@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv6Address
 from bot.parse.errors import Unreadable, shown
 from bot.parse.models import OUTSIDE_NAME, EntryKind, Protocol, Ref, RefKind
 from bot.parse.slack_text import url_address
-from bot.parse.vocabulary import KIND_PREFIXES, PROTOCOL_WORDS
+from bot.parse.vocabulary import KIND_PREFIXES, PROTOCOL_WORDS, RESERVED
 
 MIN_PORT = 1
 MAX_PORT = 65535
@@ -31,6 +31,8 @@ _NETWORK_RANGE = re.compile(r"[0-9a-f.:]+/[0-9]{1,3}", re.ASCII)
 _PROTOCOL_SUFFIX = re.compile(r"(.*)/(tcp|udp|sctp)", re.ASCII | re.DOTALL)
 _BRACKETED = re.compile(r"\[([^\[\]]*)\](?::(.*))?", re.DOTALL)
 _POD_ADDRESS_LABEL = re.compile(r"[0-9a-f-]+", re.ASCII)
+_PORT_NUMBER = re.compile(r"[0-9]+(?:/(?:tcp|udp|sctp))?|(?:tcp|udp|sctp)/[0-9]+", re.ASCII)
+_NODE_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?", re.ASCII)
 
 _NAME_RULE = "use lowercase letters, digits and '-', starting and ending with a letter or digit"
 MAX_LABEL = 63
@@ -140,11 +142,16 @@ OUTSIDE_READING = ReferenceText(written=OUTSIDE_NAME, shape=Shape.OUTSIDE, name=
 """The one reading of a client outside the cluster."""
 
 
+def is_label(text: str) -> bool:
+    """Whether `text` is a valid DNS-1123 label: a Kubernetes name or namespace."""
+    return _LABEL.fullmatch(text) is not None
+
+
 def check_label(text: str, what: str) -> str:
     """Return `text` if it is a valid DNS-1123 label (a Kubernetes name), else raise `Unreadable`."""
-    if len(text) > MAX_LABEL and _LABEL.fullmatch(text[:MAX_LABEL]):
+    if len(text) > MAX_LABEL and is_label(text[:MAX_LABEL]):
         raise Unreadable(f"The {what} '{shown(text)}' is longer than {MAX_LABEL} characters.", text)
-    if _LABEL.fullmatch(text) is None:
+    if not is_label(text):
         raise Unreadable(f"'{shown(text)}' is not a valid {what}: {_NAME_RULE}.", text)
     return text
 
@@ -170,6 +177,21 @@ def read_port(text: str, *, allow_protocol: bool = True) -> PortSpec:
         f"(up to {MAX_PORT_NAME} lowercase letters, digits and '-', such as http).",
         text,
     )
+
+
+def is_port_number(word: str) -> bool:
+    """Whether a word is written as a port number, alone or with its protocol (``8080``, ``53/udp``,
+    ``udp/53``); `read_port` then says whether the number is in range."""
+    return _PORT_NUMBER.fullmatch(word) is not None
+
+
+def is_node_name(word: str) -> bool:
+    """Whether a word after ``on`` can name a node: a DNS name with a letter, or an IP address."""
+    if word in RESERVED or _DIGITS.fullmatch(word):
+        return False
+    if _NODE_NAME.fullmatch(word) and any(char.isalpha() for char in word):
+        return True
+    return _ip_address(word) is not None
 
 
 def _ip_address(text: str) -> IPv4Address | IPv6Address | None:

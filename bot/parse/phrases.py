@@ -1,0 +1,198 @@
+"""The phrases step: the words left after the options become phrases and connectives, and each phrase a reading.
+
+    item       := connective | phrase
+    connective := (FORWARD word | BACKWARD word)+        the last word decides the direction
+    phrase     := KIND REFERENCE | REFERENCE [KIND] | KIND          (a kind alone is an error)
+                | OUTSIDE+                                         (outside, internet, clients, …: one client)
+                | a way in with its name                           (see `bot.parse.ways_in`)
+
+Namespaces bind to the name they follow: ``frontend in shop can't reach ledger in payments`` names one
+namespace per name; a trailing ``in NS`` belongs to the nearest name, or to the other name when the
+nearest already has its own (it then becomes the question's namespace, which the resolver applies to
+the name without one). Reserved words are skipped here: a noise word is never a name on its own, and a
+kind word after ``since`` or ``after`` is an event (``since the deploy``), not a reference.
+
+Reading a phrase (`read_phrase`) hands its name to `bot.parse.references`; a kind said of a name outside
+the cluster (``service api.stripe.com``) is a plain word, since such a name has no kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from bot.parse.errors import NAMESPACE_EXAMPLE, Unreadable, shown
+from bot.parse.findings import Findings
+from bot.parse.forms import Connective, Entry, InNamespace, Item, Outside, Phrase, Word
+from bot.parse.models import OUTSIDE_NAME, PLACEHOLDER, RefKind
+from bot.parse.references import OUTSIDE_READING, ReferenceText, Shape, read_reference
+from bot.parse.vocabulary import (
+    ARTICLES,
+    BACKWARD_WORDS,
+    FORWARD_WORDS,
+    KEEPS_DIRECTION,
+    KIND_WORDS,
+    RESERVED,
+    TIME_PREPOSITIONS,
+    Direction,
+)
+from bot.parse.ways_in import EntryPlacement, nodeport_reading, with_entry
+
+
+def group_phrases(words: list[Word], findings: Findings) -> list[Item]:
+    """Group the words left after the options into phrases and connectives, in the order written."""
+    items: list[Item] = []
+    entries = EntryPlacement(findings)
+    index = 0
+    count = len(words)
+    while index < count:
+        word = words[index]
+        if isinstance(word, InNamespace):
+            _bind_namespace(items, word.name, findings)
+            index += 1
+            continue
+        if isinstance(word, Outside):
+            previous = items[-1] if items else None
+            if isinstance(previous, Phrase) and previous.kind is RefKind.OUTSIDE and previous.end == index - 1:
+                items[-1] = dataclasses.replace(previous, text=f"{previous.text} {word.word}", end=index)
+            else:
+                items.append(Phrase(word.word, RefKind.OUTSIDE, None, OUTSIDE_NAME, index))
+            index += 1
+            continue
+        if isinstance(word, Entry):
+            entries.place(items, word, words, index)
+            index += 1
+            continue
+        direction = _direction(word)
+        if direction is not None:
+            previous = items[-1] if items else None
+            if isinstance(previous, Connective):
+                kept = previous.direction if word in KEEPS_DIRECTION else direction
+                items[-1] = Connective(kept, (*previous.words, word))
+            else:
+                items.append(Connective(direction, (word,)))
+            index += 1
+            continue
+        if word in RESERVED and word not in KIND_WORDS:
+            index += 1
+            continue
+        if word in KIND_WORDS:
+            kind = KIND_WORDS[word]
+            following = words[index + 1] if index + 1 < count else None
+            if isinstance(following, str) and following not in RESERVED:
+                items.append(entries.give_pending(Phrase(f"{word} {following}", kind, word, following, index + 1)))
+                index += 2
+                continue
+            previous = items[-1] if items else None
+            if (
+                isinstance(previous, Phrase)
+                and previous.kind_word is None
+                and previous.word is not None
+                and previous.end == index - 1
+            ):
+                text = f"{previous.text} {word}"
+                items[-1] = dataclasses.replace(previous, text=text, kind=kind, kind_word=word, end=index)
+            elif _after_time_word(words, index):
+                pass  # "since the deploy": an event, not a reference
+            else:
+                items.append(entries.give_pending(Phrase(word, kind, word, None, index)))
+            index += 1
+            continue
+        items.append(entries.give_pending(Phrase(word, None, None, word, index)))
+        index += 1
+    entries.finish(items)
+    return items
+
+
+def _bind_namespace(items: list[Item], namespace: str, findings: Findings) -> None:
+    """``in NS``: to the name written before it; before any name, to the whole question."""
+    for position in range(len(items) - 1, -1, -1):
+        phrase = items[position]
+        if isinstance(phrase, Phrase):
+            items[position] = dataclasses.replace(phrase, namespaces=(*phrase.namespaces, namespace))
+            return
+    findings.set_namespace(namespace)
+
+
+def _direction(word: str) -> Direction | None:
+    """The direction a connective word points, or None for any other word."""
+    if word in FORWARD_WORDS:
+        return Direction.FORWARD
+    if word in BACKWARD_WORDS:
+        return Direction.BACKWARD
+    return None
+
+
+def _after_time_word(words: list[Word], index: int) -> bool:
+    """Whether the word at `index` follows "since", "after" ... (articles between): ``since the deploy``."""
+    before = index - 1
+    while before >= 0 and words[before] in ARTICLES:
+        before -= 1
+    return before >= 0 and isinstance(words[before], str) and words[before] in TIME_PREPOSITIONS
+
+
+def read_phrase(phrase: Phrase, findings: Findings) -> ReferenceText | str:
+    """Read a phrase into a reference, or return the placeholder to show in its place."""
+    placeholder = f"{phrase.kind.prefix}/{PLACEHOLDER}" if phrase.kind is not None else PLACEHOLDER
+    if phrase.kind is RefKind.OUTSIDE:
+        for namespace in phrase.namespaces:
+            findings.set_namespace(namespace)
+        return OUTSIDE_READING
+    if phrase.kind is RefKind.NODEPORT and phrase.entry is not None:
+        return _with_namespaces(nodeport_reading(phrase, phrase.entry), phrase, findings)
+    if phrase.word is None:
+        prefix = phrase.kind.prefix if phrase.kind is not None else "KIND"
+        findings.problems.append(Unreadable(f"'{shown(phrase.kind_word)}' needs a name: write {prefix}/NAME.", phrase.text))
+        return placeholder
+    try:
+        reading = read_reference(phrase.word, kind=phrase.kind)
+    except Unreadable as problem:
+        outside = _name_outside(phrase)
+        if outside is None:
+            findings.problems.append(problem)
+            return placeholder
+        reading = outside
+    if phrase.entry is not None:
+        with_its_entry = with_entry(reading, phrase.entry, findings)
+        if with_its_entry is None:
+            return placeholder
+        reading = with_its_entry
+    return _with_namespaces(reading, phrase, findings)
+
+
+def _with_namespaces(reading: ReferenceText, phrase: Phrase, findings: Findings) -> ReferenceText:
+    """The reading with the ``in NS`` written after its phrase."""
+    bound: str | None = None
+    for namespace in phrase.namespaces:
+        if bound is not None and bound != namespace:
+            findings.problems.append(
+                Unreadable(
+                    f"Two namespaces for {shown(phrase.word)} ({bound} and {namespace}): name one.",
+                    namespace,
+                    example=NAMESPACE_EXAMPLE,
+                )
+            )
+        elif reading.namespace is None and _takes_namespace(reading):
+            reading = dataclasses.replace(reading, namespace=namespace)
+            bound = namespace
+        elif reading.namespace != namespace:
+            # The name has its own namespace (or cannot have one): "in NS" is for the other name.
+            findings.set_namespace(namespace)
+    return reading
+
+
+def _name_outside(phrase: Phrase) -> ReferenceText | None:
+    """``service api.stripe.com``: "service" said of a name outside the cluster is a plain word; the
+    reading of the name alone when it is such a name (None otherwise)."""
+    if phrase.kind_word is None or phrase.word is None or "." not in phrase.word:
+        return None
+    try:
+        reading = read_reference(phrase.word)
+    except Unreadable:
+        return None
+    return reading if reading.shape is Shape.EXTERNAL_DNS else None
+
+
+def _takes_namespace(reading: ReferenceText) -> bool:
+    """Whether ``in NS`` can name this reference's namespace: a plain name of a namespaced kind, or a
+    NodePort by number (the namespace narrows the search for its service)."""
+    return (reading.shape is Shape.NAME and reading.kind is not RefKind.NODE) or reading.shape is Shape.NODEPORT
