@@ -34,6 +34,8 @@ class Findings:
         """A word said that a name is what fails (``is redis down``): a lone name is the target."""
         self.trace = False
         self.intermittent = False
+        self.about_dns = False
+        """A word said the question is about name resolution (``dns``, ``nslookup``, ``resolve``)."""
 
     def set_namespace(self, value: str) -> None:
         """The namespace for the whole question; a second, different one is a problem."""

@@ -34,11 +34,13 @@ never a name on its own (``deploy/test`` names a workload called ``test``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.parse.errors import EXAMPLE, SOURCE_EXAMPLE, ParseError, Unreadable, shown
 from bot.parse.findings import Findings
 from bot.parse.forms import Phrase
 from bot.parse.lexer import lex
-from bot.parse.models import OUTSIDE_NAME, Question, Ref, RefKind, question_text
+from bot.parse.models import OUTSIDE_NAME, Protocol, Question, Ref, RefKind, question_text
 from bot.parse.options import take_options
 from bot.parse.phrases import group_phrases, read_phrase
 from bot.parse.roles import find_roles, settle
@@ -77,6 +79,15 @@ def _read(raw: str) -> Question:
     roles = find_roles(items, readings, findings)
     source = settle(roles.source, readings, findings, as_source=True)
     target = settle(roles.target, readings, findings, as_source=False)
+    if findings.about_dns and roles.problem is not None and (roles.source is None) != (roles.target is None):
+        lone = settle(roles.source or roles.target, readings, findings, as_source=True)
+        if isinstance(lone, Ref) and lone.kind.can_be_source and lone.kind is not RefKind.OUTSIDE:
+            # "DNS lookups from frontend are failing": the one name is the client; ask the cluster DNS.
+            source, target, roles = lone, _cluster_dns(findings), replace(roles, problem=None)
+    elif findings.about_dns and roles.source is None and roles.target is None and findings.namespace is not None:
+        # "nslookup fails in frontend": the only name was read as a namespace; it is the client.
+        source, target, roles = Ref(RefKind.WORKLOAD, findings.namespace), _cluster_dns(findings), replace(roles, problem=None)
+        findings.namespace = None
     problems = [*findings.problems]
     if roles.problem is not None:
         problems.append(roles.problem)
@@ -101,6 +112,20 @@ def _read(raw: str) -> Question:
     if not isinstance(source, Ref) or not isinstance(target, Ref):  # pragma: no cover - roles guarantee
         raise _error(Unreadable("Could not find both a source and a target.", None), source, target, findings)
     return _question(source, target, findings)
+
+
+CLUSTER_DNS = Ref(RefKind.SERVICE, "kube-dns", "kube-system", dns_name="kube-dns.kube-system")
+"""The cluster DNS service as kubeadm and most distributions name it: the target of a question about
+name resolution that names only its client. Written as a DNS name so that the lookup is made too."""
+
+
+def _cluster_dns(findings: Findings) -> Ref:
+    """The cluster DNS as the target, on 53/UDP unless the question said otherwise."""
+    if findings.port is None and findings.port_name is None:
+        findings.port = 53
+    if findings.protocol is None:
+        findings.protocol = Protocol.UDP
+    return CLUSTER_DNS
 
 
 def _question(source: Ref, target: Ref, findings: Findings) -> Question:

@@ -19,6 +19,7 @@ the cluster (``service api.stripe.com``) is a plain word, since such a name has 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from bot.parse.errors import NAMESPACE_EXAMPLE, Unreadable, shown
 from bot.parse.findings import Findings
@@ -28,9 +29,14 @@ from bot.parse.references import OUTSIDE_READING, ReferenceText, Shape, read_ref
 from bot.parse.vocabulary import (
     ARTICLES,
     BACKWARD_WORDS,
+    DNS_VERBS,
+    DNS_WORDS,
     FORWARD_WORDS,
     KEEPS_DIRECTION,
     KIND_WORDS,
+    RECEIVED_ERRORS,
+    RECEIVED_TRAFFIC,
+    RECEIVING_WORDS,
     RESERVED,
     TIME_PREPOSITIONS,
     Direction,
@@ -61,6 +67,19 @@ def group_phrases(words: list[Word], findings: Findings) -> list[Item]:
         if isinstance(word, Entry):
             entries.place(items, word, words, index)
             index += 1
+            continue
+        if isinstance(word, str) and (word in DNS_WORDS or word in DNS_VERBS):
+            findings.about_dns = True
+        answered_from = _answered_from(words, index)
+        if answered_from is not None:
+            # "gets connection refused from api": what comes back comes from the server, forward.
+            said = tuple(w for w in words[index : answered_from + 1] if isinstance(w, str))
+            previous = items[-1] if items else None
+            if isinstance(previous, Connective):
+                items[-1] = Connective(Direction.FORWARD, (*previous.words, *said))
+            else:
+                items.append(Connective(Direction.FORWARD, said))
+            index = answered_from + 1
             continue
         direction = _direction(word)
         if direction is not None:
@@ -111,6 +130,36 @@ def _bind_namespace(items: list[Item], namespace: str, findings: Findings) -> No
             items[position] = dataclasses.replace(phrase, namespaces=(*phrase.namespaces, namespace))
             return
     findings.set_namespace(namespace)
+
+
+_ANSWERED_SPAN = 5
+"""At most this many words between a receiving word and its ``from`` (``got a connection refused from``)."""
+_STATUS = re.compile(r"^[1-5](?:\d\d|xx)s?$")
+
+
+def _answered_from(words: list[Word], index: int) -> int | None:
+    """The index of the ``from`` that names a server after a receiving word at `index`, or None.
+
+    ``frontend gets connection refused from api``, ``the worker can't pull images from registry``,
+    ``checkout got 503s from payments``: what is received is an answer, so the name after ``from`` is
+    the target. What a server receives from its clients (``api gets requests from frontend``) keeps
+    ``from`` backward, unless an error word says it is an answer. Only plain words may stand between.
+    """
+    if not isinstance(words[index], str) or words[index] not in RECEIVING_WORDS:
+        return None
+    between: list[str] = []
+    for position in range(index + 1, min(len(words), index + 2 + _ANSWERED_SPAN)):
+        word = words[position]
+        if not isinstance(word, str):
+            return None
+        if word == "from":
+            errors = any(w in RECEIVED_ERRORS or _STATUS.match(w) for w in between)
+            traffic = any(w in RECEIVED_TRAFFIC for w in between)
+            return position if errors or not traffic else None
+        if word in FORWARD_WORDS or word in BACKWARD_WORDS or word in KIND_WORDS or any(c in word for c in "/:."):
+            return None
+        between.append(word)
+    return None
 
 
 def _direction(word: str) -> Direction | None:

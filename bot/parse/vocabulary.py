@@ -59,6 +59,40 @@ BACKWARD_WORDS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 
+RECEIVING_WORDS: frozenset[str] = frozenset(
+    {
+        "get", "gets", "getting", "got", "receive", "receives", "receiving", "received",
+        "read", "reads", "reading", "pull", "pulls", "pulling", "pulled",
+        "download", "downloads", "downloading", "downloaded",
+    }
+)  # fmt: skip
+"""Words after which ``from`` names the server: ``frontend gets connection refused from api``, ``the
+worker can't pull images from registry.example.com`` (the client comes first)."""
+
+RECEIVED_TRAFFIC: frozenset[str] = frozenset(
+    {"traffic", "request", "requests", "connection", "connections", "call", "calls", "queries", "packets", "hits"}
+)
+"""What a server receives from its clients: ``api gets requests from frontend`` keeps ``from`` backward
+(unless an error word says it is an answer: ``connection refused``)."""
+
+RECEIVED_ERRORS: frozenset[str] = frozenset(
+    {
+        "refused", "reset", "resets", "rst", "timeout", "timeouts", "timed", "error", "errors", "failures",
+        "eof", "econnrefused", "econnreset", "etimedout", "nxdomain", "servfail", "responses", "response",
+        "answers", "nothing", "garbage", "denied", "rejected", "unavailable",
+    }
+)  # fmt: skip
+"""Words that make what is received an answer, so the one it comes from is the server."""
+
+DNS_WORDS: frozenset[str] = frozenset(
+    {"dns", "nslookup", "dig", "lookup", "lookups", "resolution", "resolv.conf", "resolver", "resolvers"}
+)
+"""Words that make a question about name resolution: with a single name, that name is the client and
+the target is the cluster DNS (``DNS lookups from frontend are failing``). Never names on their own."""
+
+DNS_VERBS: frozenset[str] = frozenset({"resolve", "resolves", "resolving", "resolved"})
+"""Connectives that also say the question is about name resolution (``frontend can't resolve anything``)."""
+
 KEEPS_DIRECTION: frozenset[str] = frozenset({"for"})
 """Connective words that only set a direction on their own: "waiting for" stays forward."""
 
@@ -189,6 +223,7 @@ NOISE: frozenset[str] = frozenset(
         "fail", "fails", "failing", "failed", "failure", "failures", "anyone", "anybody", "someone", "somebody",
         # pronouns, articles, fillers
         "i", "we", "me", "us", "you", "my", "our", "your", "it", "its", "this", "that", "these", "those",
+        "they", "them", "he", "she", "him", "her",
         "there", "here", "the", "a", "an", "any", "some", "just", "really", "also", "even", "only", "all",
         "so", "but", "or", "then", "which", "who", "know", "tell", "wonder", "wondering", "figure",
         "find", "need", "needs", "want", "wants", "trying", "try", "tries", "tried", "seems", "seem",
@@ -243,6 +278,8 @@ RESERVED: frozenset[str] = (
     | NOISE
     | OUTSIDE_WORDS
     | frozenset(ENTRY_WORDS)
+    | RECEIVING_WORDS
+    | DNS_WORDS
 )
 """Every word with a meaning in the grammar: none of them is read as a name on its own."""
 

@@ -263,6 +263,22 @@ CATALOG = [
     ),
     Case("dns-down", fixed("dns-down"), text("why can't frontend reach api"), "DNS_RESOLUTION_FAILED", node(None), "dns"),
     Case(
+        "dns-down-asked-as-dns",
+        fixed("dns-down"),
+        text("DNS lookups from frontend are failing"),
+        "DNS_RESOLUTION_FAILED",
+        node(None),
+        "dns",
+    ),
+    Case(
+        "not-listening-asked-as-an-answer",
+        fixed("not-listening", "--pod", "shop/redis-0"),
+        text("why does api get connection refused from redis"),
+        "DESTINATION_NOT_LISTENING",
+        node("node-2"),
+        "destination-pod",
+    ),
+    Case(
         "kube-proxy-rules-missing",
         fixed("kube-proxy-rules-missing", "--node", "node-1", "--service", "shop/api"),
         text("why can't frontend reach api"),
@@ -478,6 +494,11 @@ def test_questions_as_people_phrase_them_bind_each_namespace_to_its_name(flannel
             "deploy/frontend in shop",
             "svc/ledger in payments",
         ),
+        # The README's own example: no pod is named frontend; its deployment's pods are meant.
+        ("why can't pod frontend reach svc api:8080", "NO_FAULT_FOUND", "deploy/frontend in shop", "svc/api in shop"),
+        # One name and a word about resolution: that name's lookups, through the cluster DNS.
+        ("nslookup fails in frontend", "NO_FAULT_FOUND", "deploy/frontend in shop", "svc/kube-dns in kube-system"),
+        ("prometheus can't scrape api on 9090", "NO_FAULT_FOUND", "deploy/prometheus in monitoring", "svc/api in shop"),
     ]
     for question, code, source, target in cases:
         result = ask(lab, question)
