@@ -45,7 +45,7 @@ from bot.parse.options import take_options
 from bot.parse.phrases import group_phrases, read_phrase
 from bot.parse.roles import find_roles, settle
 from bot.parse.slack_text import clean_slack_text
-from bot.parse.vocabulary import COMMAND_WORDS
+from bot.parse.vocabulary import COMMAND_WORDS, DIAGNOSIS_LEADS
 from bot.parse.ways_in import entry_as_source, outside_as_target, port_beside_nodeport
 
 MAX_QUESTION_LENGTH = 2000
@@ -72,7 +72,7 @@ def _read(raw: str) -> Question:
     """Apply the steps in order, then check the two ends; the first problem met is the one raised."""
     findings = Findings(raw)
     words = lex(clean_slack_text(raw))
-    if words and words[0] in COMMAND_WORDS:
+    if words and (words[0] in COMMAND_WORDS or words[0] in DIAGNOSIS_LEADS):
         findings.command_form = True
     items = group_phrases(take_options(words, findings), findings)
     readings = {id(item): read_phrase(item, findings) for item in items if isinstance(item, Phrase)}

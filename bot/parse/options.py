@@ -32,6 +32,7 @@ from bot.parse.vocabulary import (
     PORT_WORDS,
     PROTOCOL_WORDS,
     RESERVED,
+    STATUS_LEADS,
     TARGET_STATE_WORDS,
     TIME_UNITS,
     TRACE_WORDS,
@@ -43,6 +44,7 @@ _PORT_ASSIGNMENT = re.compile(r"port[=:](.*)", re.DOTALL)
 _CLOCK = re.compile(r"(?:[01]?[0-9]|2[0-3])[:h][0-5][0-9](?::[0-5][0-9])?(?:am|pm|z|utc)?|(?:1[0-2]|0?[1-9])(?:am|pm)", re.ASCII)
 _DURATION = re.compile(r"[0-9]+(?:s|secs?|m|mins?|h|hrs?|d)", re.ASCII)
 _STATUS_CLASS = re.compile(r"[1-5](?:xx|[0-9]x|[0-9][0-9]s)", re.ASCII)
+_HTTP_STATUS = re.compile(r"[1-5][0-9][0-9]", re.ASCII)
 _NAMESPACE_WORDS = ("namespace", "ns")
 
 
@@ -127,6 +129,9 @@ def take_options(words: list[str], findings: Findings) -> list[Word]:
         if word in PORT_PREPOSITIONS and following is not None and is_port_number(following):
             findings.take_port(following)
             index += 2
+            continue
+        if _HTTP_STATUS.fullmatch(word) and index > 0 and words[index - 1] in STATUS_LEADS:
+            index += 1  # "fails with 504", "returns 503": an HTTP status, not a port
             continue
         if is_port_number(word):
             findings.take_port(word)

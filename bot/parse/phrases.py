@@ -29,6 +29,7 @@ from bot.parse.references import OUTSIDE_READING, ReferenceText, Shape, read_ref
 from bot.parse.vocabulary import (
     ARTICLES,
     BACKWARD_WORDS,
+    BLOCKING_WORDS,
     DNS_VERBS,
     DNS_WORDS,
     FORWARD_WORDS,
@@ -48,6 +49,8 @@ def group_phrases(words: list[Word], findings: Findings) -> list[Item]:
     """Group the words left after the options into phrases and connectives, in the order written."""
     items: list[Item] = []
     entries = EntryPlacement(findings)
+    blocking: int | None = None
+    """Where the items stood after a blocking word ("a policy blocking frontend from api")."""
     index = 0
     count = len(words)
     while index < count:
@@ -81,7 +84,14 @@ def group_phrases(words: list[Word], findings: Findings) -> list[Item]:
                 items.append(Connective(Direction.FORWARD, said))
             index = answered_from + 1
             continue
+        if word in BLOCKING_WORDS:
+            blocking = len(items)
         direction = _direction(word)
+        if direction is Direction.BACKWARD and word == "from" and blocking is not None:
+            since = items[blocking:]
+            if len(since) == 1 and isinstance(since[0], Phrase):
+                direction = Direction.FORWARD  # blocking X from Y: X is where traffic starts
+            blocking = None
         if direction is not None:
             previous = items[-1] if items else None
             if isinstance(previous, Connective):

@@ -85,7 +85,9 @@ def find_roles(items: list[Item], readings: Readings, findings: Findings) -> Rol
         )
     if len(groups) == 1 and len(phrases) == 2:
         first, second = phrases
-        if findings.command_form:
+        leading = items[0] if isinstance(items[0], Connective) else None
+        if findings.command_form or (leading is not None and leading.direction is Direction.BACKWARD):
+            # "/reach frontend api", "check frontend api", "from frontend, api:8080 times out".
             return Roles(first, second)
         if RefKind.OUTSIDE in (first.kind, second.kind) and first.kind is not second.kind:
             # "external traffic times out on web's nodeport": a client outside is never the target.

@@ -46,6 +46,7 @@ FORWARD_WORDS: frozenset[str] = frozenset(
         "fetch", "fetches", "fetching", "fetched", "poll", "polls", "polling", "polled",
         "push", "pushes", "pushing", "pushed", "upload", "uploads", "uploading",
         "wget", "telnet", "netcat", "grpcurl",
+        "dialing", "dials", "dialed",
     }
 )  # fmt: skip
 
@@ -92,6 +93,26 @@ the target is the cluster DNS (``DNS lookups from frontend are failing``). Never
 
 DNS_VERBS: frozenset[str] = frozenset({"resolve", "resolves", "resolving", "resolved"})
 """Connectives that also say the question is about name resolution (``frontend can't resolve anything``)."""
+
+BLOCKING_WORDS: frozenset[str] = frozenset(
+    {
+        "block", "blocks", "blocking", "blocked", "prevent", "prevents", "preventing", "prevented",
+        "stop", "stops", "stopping", "deny", "denies", "denying", "denied",
+    }
+)  # fmt: skip
+"""Words after which ``X from Y`` keeps X as the source: ``a policy blocking frontend from api``."""
+
+STATUS_LEADS: frozenset[str] = frozenset(
+    {
+        "with", "return", "returns", "returned", "returning", "http", "status", "code", "throw", "throws",
+        "throwing", "get", "gets", "got", "getting", "answer", "answers", "answered", "answering", "a",
+    }
+)  # fmt: skip
+"""Words after which a number from 100 to 599 is an HTTP status, not a port (``fails with 504``)."""
+
+DIAGNOSIS_LEADS: frozenset[str] = frozenset({"check", "test", "debug", "diagnose", "investigate", "verify"})
+"""Leading words after which two bare names read as ``SOURCE TARGET``, as after ``/reach``
+(``check connectivity frontend api``)."""
 
 KEEPS_DIRECTION: frozenset[str] = frozenset({"for"})
 """Connective words that only set a direction on their own: "waiting for" stays forward."""
@@ -247,7 +268,11 @@ NOISE: frozenset[str] = frozenset(
         "flaky", "flapping", "dead", "unavailable", "unhealthy", "degraded", "unresponsive", "offline",
         "econnreset", "ehostunreach", "enetunreach", "spiking", "elevated", "outage", "ago",
         "utc", "gmt", "cet", "cest", "pst", "pdt", "est", "edt", "minutes", "mins", "seconds", "secs", "hours",
-        "hrs",
+        "hrs", "longer",
+        # what people suspect ("is a network policy blocking frontend from api?", "the firewall drops it")
+        "policy", "policies", "networkpolicy", "networkpolicies", "netpol", "netpols", "firewall", "firewalls",
+        "block", "blocks", "blocking", "prevent", "prevents", "preventing", "prevented", "stop", "stops", "stopping",
+        "deny", "denies", "denying", "allow", "allows", "allowed", "allowing",
     }
 )  # fmt: skip
 
