@@ -279,10 +279,14 @@ def _quote_step(
         assert cause is not None
         view = seen[ask].value
         quoted = evidence
-        if view is not None and view.drops:
-            rule = view.drops[0]
-            quoted = (*evidence, ev("filter", f"{cause.node}: {rule}", cause.node, drops=list(view.drops)))
-            cause = replace(cause, summary=f"{cause.summary} ({rule})", facts={**cause.facts, "rule": rule})
+        shown = (view.drops or view.possible) if view is not None else ()
+        if view is not None and shown:
+            # A rule with a match the flow alone cannot settle (`-i eth0`) is quoted as possible: the
+            # trace saw the packets die there, the rule is the likely reason.
+            hit = shown[0]
+            rule = str(hit) if view.drops else f"possibly {hit}"
+            quoted = (*evidence, ev("filter", f"{cause.node}: {rule}", cause.node, drops=[str(d) for d in shown]))
+            cause = replace(cause, summary=f"{cause.summary} ({rule})", facts={**cause.facts, "rule": str(hit)})
         return _concluded(at, todo, path, plan, mtu, reading, cause, quoted)
 
     return Step(KIND, Hop.UNDERLAY, NEEDS, asks, decide)
