@@ -240,14 +240,24 @@ def _scalar_in(wanted: Any, value: Any, table: NftTable, *, as_int: bool = False
     return YES if str(value).lower() == str(wanted).lower() else NO
 
 
+def _protocol_number(value: Any, table: NftTable) -> Any:
+    """`value` with protocol names ("tcp") turned into their numbers, sets and @sets resolved."""
+    if isinstance(value, str) and value.startswith("@"):
+        elements = table.sets.get(value[1:])
+        return value if elements is None else {"set": [_protocol_number(v, table) for v in elements]}
+    if isinstance(value, dict) and "set" in value:
+        return {"set": [_protocol_number(v, table) for v in value["set"]]}
+    if isinstance(value, str):
+        return _PROTOCOLS.get(value.lower(), value)
+    return value
+
+
 def _protocol_in(protocol: str, value: Any, table: NftTable) -> str:
     """Does the flow's protocol ("tcp") equal/lie in `value` (names or numbers)?"""
     number = _PROTOCOLS.get(protocol.lower())
-    by_name = _scalar_in(protocol.lower(), value, table)
-    if by_name == YES or number is None:
-        return by_name
-    by_number = _scalar_in(number, value, table, as_int=True)
-    return YES if by_number == YES else MAYBE if MAYBE in (by_name, by_number) else NO
+    if number is None:
+        return _scalar_in(protocol.lower(), value, table)
+    return _scalar_in(number, _protocol_number(value, table), table, as_int=True)
 
 
 def _left_result(left: Any, right: Any, flow: NftFlow, table: NftTable) -> str:
@@ -397,7 +407,7 @@ def base_chain_verdict(table: NftTable, chain: NftChain, flow: NftFlow) -> NftCh
     walk = _Walk(table, flow)
     decided = _walk_chain(walk, chain.name, True, 0)
     if decided in (None, "return") and chain.policy == "drop":
-        walk.drops.append(NftHit(table, chain.name, f"chain {chain.name} (policy drop)", "DROP", None, None, None))
+        walk.drops.append(NftHit(table, chain.name, "policy drop", "DROP", None, None, None))
         decided = "drop"
     return NftChainVerdict(decided if decided in ("drop", "accept") else None, tuple(walk.drops), tuple(walk.possible))
 
