@@ -349,7 +349,8 @@ def _is_local(address: str, addresses: frozenset[str]) -> bool:
 def _legacy_tables() -> tuple[str, ...]:
     """The iptables-legacy (x_tables) tables of the current namespace; () when none was ever loaded."""
     try:
-        return tuple(Path("/proc/net/ip_tables_names").read_text().split())
+        # thread-self: /proc/net follows the process's first thread, not the one that entered the namespace
+        return tuple(Path("/proc/thread-self/net/ip_tables_names").read_text().split())
     except FileNotFoundError:
         return ()
 
