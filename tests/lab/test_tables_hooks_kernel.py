@@ -82,7 +82,8 @@ def test_a_native_inet_filter_forward_rule_is_found_with_its_table_and_handle(ne
 
 def test_an_iptables_accept_does_not_hide_a_drop_in_another_base_chain_on_the_hook(netns: str) -> None:
     run(netns, "iptables", "-A", "FORWARD", "-j", "ACCEPT")
-    run(netns, "nft", "-f", "-", stdin="table ip site {\nchain site_forward { type filter hook forward priority 10; policy drop; }\n}\n")
+    site = "table ip site {\n chain site_forward { type filter hook forward priority 10; policy drop; }\n}\n"
+    run(netns, "nft", "-f", "-", stdin=site)
     found = state(netns, "10.244.1.2", "10.244.2.3")
     assert [(d.backend, d.table, d.rule) for d in found.drops] == [("nftables", "ip site", "policy drop")]
 
@@ -104,7 +105,8 @@ def test_a_table_with_a_kube_like_name_is_walked(netns: str) -> None:
         "nft",
         "-f",
         "-",
-        stdin="table ip kube-proxy-extras {\n chain f {\n  type filter hook forward priority 0; policy accept;\n  ip saddr 10.244.1.2 drop\n }\n}\n",
+        stdin="table ip kube-proxy-extras {\n chain f {\n  type filter hook forward priority 0; policy accept;\n"
+        "  ip saddr 10.244.1.2 drop\n }\n}\n",
     )
     assert [d.table for d in state(netns, "10.244.1.2", "10.244.2.3").drops] == ["ip kube-proxy-extras"]
 
