@@ -43,6 +43,7 @@ from bot.playbook.steps.base import (
     unchecked,
 )
 from bot.playbook.steps.evidence import ev
+from bot.playbook.steps.destination_node import hit_facts
 from bot.playbook.steps.observe import FilterAsk, LocatePodAsk, NodeFactsAsk, RouteAsk, TraceAsk
 from bot.playbook.tracing.judge import Cause, TraceReading, judge, mtu_cause, path_line
 from bot.playbook.tracing.points import PathEnd, TracePath, plan_path
@@ -286,7 +287,9 @@ def _quote_step(
             hit = shown[0]
             rule = str(hit) if view.drops else f"possibly {hit}"
             quoted = (*evidence, ev("filter", f"{cause.node}: {rule}", cause.node, drops=[str(d) for d in shown]))
-            cause = replace(cause, summary=f"{cause.summary} ({rule})", facts={**cause.facts, "rule": str(hit)})
+            # A rule that surely matches gets the commands of its own backend (nft delete rule … handle N).
+            sure = hit_facts(hit) if view.drops else {"rule": rule}
+            cause = replace(cause, summary=f"{cause.summary} ({rule})", facts={**cause.facts, **sure})
         return _concluded(at, todo, path, plan, mtu, reading, cause, quoted)
 
     return Step(KIND, Hop.UNDERLAY, NEEDS, asks, decide)
