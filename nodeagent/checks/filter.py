@@ -1,17 +1,25 @@
-"""Would the node's firewall forward a flow? FORWARD policy, dropping rules, ip_forward, rp_filter.
+"""Would the node's netfilter let a flow through? Every base chain the flow crosses, every backend.
 
-`filter_state` walks the iptables filter table's FORWARD chain for one flow (src, dst, protocol,
-dport), following jumps into user chains (KUBE-FORWARD, KUBE-SERVICES, policy chains …) the way the
-kernel would, and reports the DROP/REJECT rules that decide it. Matches that cannot be evaluated
-from the flow alone (`-i`/`-o`, marks, ipsets, addrtype, source ports, …) make a rule "possible":
-such DROP/REJECT rules are listed in `possible`, and such ACCEPT/jump rules do not end the walk.
-A flow is taken to be the first packet of a new connection, so `--ctstate NEW` matches and
-`--ctstate INVALID` / `RELATED,ESTABLISHED` do not.
+`filter_state` decides which hooks the flow's first packet crosses on the node from the namespace's
+own addresses (to one of them: prerouting, input; from one of them: output, postrouting; otherwise
+prerouting, forward, postrouting) and walks every base chain registered on them, lowest priority
+first: iptables' raw, mangle and filter built-in chains (iptables-nft from `iptables-save`, and
+iptables-legacy's tables when the namespace has any, which iptables-nft does not show), kube-proxy's
+nftables checks, and every native nftables table of family ip or inet (`nft_filter`). An accept ends
+only its own base chain; the first certain drop ends the walk.
 
-When kube-proxy runs in nftables mode, its own forward-hook checks are applied too: a destination in
-`no-endpoint-services` is rejected, and a ClusterIP on a port that is not a service port is rejected
-by `cluster-ips-check`.
+Within an iptables chain the walk follows jumps into user chains (KUBE-FORWARD, KUBE-SERVICES, policy
+chains …) the way the kernel would, and reports the DROP/REJECT rules that decide it. Matches that
+cannot be evaluated from the flow alone (`-i`/`-o`, marks, ipsets, addrtype, source ports, …) make a
+rule "possible": such DROP/REJECT rules are listed in `possible`, and such ACCEPT/jump rules do not
+end the walk. A flow is taken to be the first packet of a new connection, so `--ctstate NEW` matches
+and `--ctstate INVALID` / `RELATED,ESTABLISHED` do not.
 
+When kube-proxy runs in nftables mode, its own filter checks are applied too (forward and output
+hooks): a destination in `no-endpoint-services` is rejected, and a ClusterIP on a port that is not a
+service port is rejected by `cluster-ips-check`.
+
+A rule set that exists but cannot be read is named in `not_checked`, never taken as "no drop".
 Sysctls are read on a thread inside the namespace: `net.ipv4.ip_forward` and, per interface, the
 effective `rp_filter`, which is the maximum of conf/all and conf/IFACE.
 """
