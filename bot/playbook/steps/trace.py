@@ -42,8 +42,8 @@ from bot.playbook.steps.base import (
     result,
     unchecked,
 )
-from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.destination_node import hit_facts
+from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.observe import FilterAsk, LocatePodAsk, NodeFactsAsk, RouteAsk, TraceAsk
 from bot.playbook.tracing.judge import Cause, TraceReading, judge, mtu_cause, path_line
 from bot.playbook.tracing.points import PathEnd, TracePath, plan_path
