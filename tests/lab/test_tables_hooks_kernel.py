@@ -8,9 +8,11 @@ Native nftables tables (which iptables-nft's iptables-save does not print), ipta
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +156,21 @@ def test_an_iptables_legacy_rule_invisible_to_iptables_nft_is_found(netns: str) 
     assert [(d.backend, d.table, d.chain, d.rule) for d in found.drops] == [
         ("iptables-legacy", "filter", "HOST-FW", "-A HOST-FW -d 10.244.2.0/24 -j DROP")
     ]
+
+
+@pytest.mark.skipif(not legacy_available(), reason="this kernel has no x_tables (iptables-legacy) support")
+def test_legacy_tables_that_cannot_be_read_are_named_not_checked(
+    netns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(netns, "iptables-legacy", "-A", "FORWARD", "-d", "10.244.2.0/24", "-j", "DROP")
+    # An agent image without iptables-legacy-save: every other tool is where it was.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("nsenter", "iptables-save", "iptables", "nft"):
+        found = shutil.which(tool)
+        assert found is not None
+        (bin_dir / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    found_state = state(netns, "10.244.1.2", "10.244.2.3")
+    assert found_state.drops == ()
+    assert len(found_state.not_checked) == 1 and "iptables-legacy" in found_state.not_checked[0]

@@ -3,8 +3,11 @@ speaks the rule's own backend (recorded two-node cluster of `test_playbook_engin
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from bot.playbook.models import Hop, VerdictCode
-from bot.playbook.observations import FilterHit
+from bot.playbook.observations import FilterHit, FilterView, Observed
 from bot.playbook.remedies import firewall_commands
 from tests.unit.test_playbook_engine import RecordedCluster, verdict_of
 
@@ -52,3 +55,21 @@ def test_remediation_fits_each_backend() -> None:
     assert firewall_commands(ipt)[-1] == "iptables -t filter -D KT-FWD -s 10.244.1.0/24 -j DROP"
     legacy_policy = {"backend": "iptables-legacy", "table": "filter", "chain": "FORWARD", "rule": "-P FORWARD DROP"}
     assert firewall_commands(legacy_policy)[-1] == "iptables-legacy -t filter -P FORWARD ACCEPT"
+
+
+def test_a_rule_set_the_agent_could_not_read_is_not_checked_never_no_drop() -> None:
+    cluster = RecordedCluster()
+    plain = cluster.filter_state
+    why = "iptables-legacy tables (filter) exist but could not be read: iptables-legacy-save failed"
+
+    async def unreadable(node: str, **flow: Any) -> Observed[FilterView]:
+        observed = await plain(node, **flow)
+        if node == "node-2" and observed.value is not None:
+            return dataclasses.replace(observed, value=dataclasses.replace(observed.value, not_checked=(why,)))
+        return observed
+
+    cluster.filter_state = unreadable  # type: ignore[method-assign]
+    cluster.failing_probes = FAILING
+    diagnosis = verdict_of(cluster)
+    assert diagnosis.verdict.code == VerdictCode.AGENT_UNREACHABLE
+    assert "iptables-legacy" in diagnosis.verdict.summary and "node-2" in diagnosis.verdict.summary
