@@ -72,7 +72,10 @@ def filter_checks(
     view = observed.value
     if view is None:
         return []
-    missed += [Unchecked("the firewall rules", node, CallFailure.FAILED, why) for why in view.not_checked]
+    missed += [
+        Unchecked("the firewall rules", node, CallFailure.FAILED, f"could not read every rule set ({why})")
+        for why in view.not_checked
+    ]
     evidence.append(
         ev(
             "filter",
