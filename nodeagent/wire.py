@@ -7,7 +7,7 @@ from nodeagent.checks.capture import CapturedPacket, CaptureOutcome
 from nodeagent.checks.conntrack import ConntrackEntry, ConntrackQueryResult, ConntrackStats, ConntrackTuple
 from nodeagent.checks.dns import DnsProbeResult
 from nodeagent.checks.egress import EgressNat, EgressNatRule
-from nodeagent.checks.filter import FilterState
+from nodeagent.checks.filter import FilterRuleHit, FilterState
 from nodeagent.checks.links import LinkInfo, NeighbourInfo, RouteInfo
 from nodeagent.checks.locate import PodLocation
 from nodeagent.checks.nat import ServiceNat
@@ -246,18 +246,33 @@ def conntrack_query(result: ConntrackQueryResult) -> pb.QueryConntrackResponse:
     )
 
 
+def filter_hit(hit: FilterRuleHit) -> pb.FilterRuleHit:
+    """One rule or policy that drops (or may drop) a flow."""
+    item = pb.FilterRuleHit(
+        table=hit.table, chain=hit.chain, rule=hit.rule, target=hit.target, backend=hit.backend, hook=hit.hook
+    )
+    if hit.packets is not None:
+        item.packets = hit.packets
+    if hit.bytes is not None:
+        item.bytes = hit.bytes
+    if hit.handle is not None:
+        item.handle = hit.handle
+    return item
+
+
 def filter_state(state: FilterState) -> pb.GetFilterStateResponse:
     """The GetFilterState answer."""
-    response = pb.GetFilterStateResponse(
-        forward_policy=state.forward_policy, ip_forward=state.ip_forward, rp_filter=dict(state.rp_filter)
+    return pb.GetFilterStateResponse(
+        forward_policy=state.forward_policy,
+        ip_forward=state.ip_forward,
+        rp_filter=dict(state.rp_filter),
+        drops=[filter_hit(h) for h in state.drops],
+        possible=[filter_hit(h) for h in state.possible],
+        hooks=list(state.hooks),
+        local_source=state.local_source,
+        local_destination=state.local_destination,
+        not_checked=list(state.not_checked),
     )
-    for hit in state.drops:
-        item = response.drops.add(table=hit.table, chain=hit.chain, rule=hit.rule, target=hit.target)
-        if hit.packets is not None:
-            item.packets = hit.packets
-        if hit.bytes is not None:
-            item.bytes = hit.bytes
-    return response
 
 
 def egress_nat(found: EgressNat) -> pb.GetEgressNatResponse:

@@ -187,6 +187,13 @@ def _programmed(msg: Any) -> ProgrammedServicePort:
     )
 
 
+def _drop_text(hit: Any) -> str:
+    """A dropping rule as the digest lists it; a backend other than plain iptables(-nft) is named
+    (an nftables table of its own, iptables-legacy), since `iptables -S` would not show the rule."""
+    backend = "" if hit.backend in ("", "iptables", "iptables-nft") else f"{hit.backend} "
+    return f"{backend}{hit.table}/{hit.chain}: {hit.rule}"
+
+
 def node_sweep(node: str, info: AgentOutcome, nat: AgentOutcome | None, filters: AgentOutcome | None) -> NodeSweep:
     """One node's facts from its three replies (GetNodeInfo, ListServiceNat, GetFilterState)."""
     if not info.ok:
@@ -202,7 +209,7 @@ def node_sweep(node: str, info: AgentOutcome, nat: AgentOutcome | None, filters:
     drops: tuple[str, ...] = ()
     if filters is not None and filters.ok:
         policy = filters.payload.forward_policy or None
-        drops = tuple(f"{d.table}/{d.chain}: {d.rule}" for d in filters.payload.drops if d.rule and not d.rule.startswith("-P "))
+        drops = tuple(_drop_text(d) for d in filters.payload.drops if d.rule and not d.rule.startswith("-P "))
     return NodeSweep(
         name=node,
         agent_ok=True,

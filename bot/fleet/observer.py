@@ -24,6 +24,7 @@ from bot.playbook.observations import (
     ConntrackView,
     EgressNatRule,
     EgressNatView,
+    FilterHit,
     FilterView,
     Link,
     ListeningSocket,
@@ -330,12 +331,29 @@ class FleetObserver:
     ) -> Observed[FilterView]:
         """GetFilterState."""
 
+        def hit(d: Any) -> FilterHit:
+            return FilterHit(
+                table=d.table,
+                chain=d.chain,
+                rule=d.rule,
+                target=d.target,
+                backend=d.backend or "iptables",
+                hook=d.hook or "forward",
+                handle=d.handle if d.HasField("handle") else None,
+                packets=d.packets if d.HasField("packets") else None,
+            )
+
         def parse(r: Any) -> FilterView:
             return FilterView(
                 forward_policy=r.forward_policy,
-                drops=tuple(f"{d.table}/{d.chain}: {d.rule}" for d in r.drops),
+                drops=tuple(hit(d) for d in r.drops),
                 ip_forward=r.ip_forward,
                 rp_filter=dict(r.rp_filter),
+                possible=tuple(hit(d) for d in r.possible),
+                hooks=tuple(r.hooks) or ("prerouting", "forward", "postrouting"),
+                local_source=r.local_source,
+                local_destination=r.local_destination,
+                not_checked=tuple(r.not_checked),
             )
 
         request = pb.GetFilterStateRequest(

@@ -277,13 +277,55 @@ class ConntrackCounters:
 
 
 @dataclass(frozen=True)
+class FilterHit:
+    """A rule or chain policy on one of a node's netfilter hooks that drops (or may drop) a flow."""
+
+    table: str
+    """iptables' table ("filter", "raw", "mangle") or the nftables table with its family ("inet filter")."""
+    chain: str
+    rule: str
+    """The rule as its tool prints it (`-A FORWARD … -j DROP`, `ip saddr 10.244.1.0/24 drop`) or the
+    policy (`-P FORWARD DROP`, `policy drop`)."""
+    target: str = "DROP"
+    backend: str = "iptables"
+    """"iptables-nft", "iptables-legacy", "iptables" (not told apart) or "nftables"."""
+    hook: str = "forward"
+    """prerouting, input, forward, output or postrouting."""
+    handle: int | None = None
+    """The nftables rule handle, for `nft delete rule … handle N`."""
+    packets: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.table}/{self.chain}: {self.rule}"
+
+    @property
+    def is_policy(self) -> bool:
+        """A chain's policy rather than a rule."""
+        return self.rule.startswith("-P ") or self.rule == "policy drop"
+
+    @property
+    def where(self) -> str:
+        """Where the rule sits, as a person would look for it ("nftables table inet filter chain forward")."""
+        if self.backend == "nftables":
+            return f"nftables table {self.table} chain {self.chain}"
+        return f"the {self.table} table's {self.chain} chain ({self.backend})"
+
+
+@dataclass(frozen=True)
 class FilterView:
-    """The filter table's verdict on a flow: FORWARD policy, drop rules matching it, sysctls."""
+    """A node's netfilter verdict on a flow: the hooks it crosses, the rule that drops it, sysctls."""
 
     forward_policy: str
-    drops: tuple[str, ...] = ()
+    drops: tuple[FilterHit, ...] = ()
     ip_forward: bool = True
     rp_filter: Mapping[str, int] = field(default_factory=dict)
+    possible: tuple[FilterHit, ...] = ()
+    """Drop rules whose matches the flow alone cannot settle (interface names, marks, …)."""
+    hooks: tuple[str, ...] = ("prerouting", "forward", "postrouting")
+    local_source: bool = False
+    local_destination: bool = False
+    not_checked: tuple[str, ...] = ()
+    """Rule sets on the node that could not be read (never "nothing drops")."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,29 @@ def node_shell(node: str) -> str:
     return f"kubectl debug node/{node} -it --image=busybox -- chroot /host   # then run the commands below"
 
 
+def firewall_commands(facts: dict[str, str]) -> tuple[str, ...]:
+    """The commands that show and remove one dropping rule or policy, in its own backend's tool.
+
+    `facts`: backend ("nftables", "iptables-nft", "iptables-legacy", "iptables"), table ("filter",
+    "inet filter"), chain, rule (as the tool prints it; a policy reads `-P CHAIN DROP` / `policy
+    drop`) and, for nftables, handle.
+    """
+    backend, table, chain, rule = facts.get("backend", ""), facts.get("table", ""), facts.get("chain", ""), facts.get("rule", "")
+    if backend == "nftables":
+        if rule == "policy drop":
+            return (
+                f"nft list chain {table} {chain}   # policy drop",
+                f"nft chain {table} {chain} '{{ policy accept; }}'   # or add an accept rule for the pod traffic",
+            )
+        handle = facts.get("handle", "")
+        shown = f"nft -a list chain {table} {chain}   # the rule: {rule}"
+        return (shown, f"nft delete rule {table} {chain} handle {handle}") if handle else (shown,)
+    tool = "iptables-legacy" if backend == "iptables-legacy" else "iptables"
+    if rule.startswith("-P "):
+        return (f"{tool} -t {table} -S {chain}", f"{tool} -t {table} -P {chain} ACCEPT")
+    return (f"{tool} -t {table} -S {chain}   # the rule: {rule}", f"{tool} -t {table} -D " + rule.removeprefix("-A "))
+
+
 def remediation(code: C, **facts: str) -> tuple[str, ...]:
     """Commands for `code`, filled from the facts the check saw (node, pod, device, …)."""
     node = facts.get("node", "NODE")
@@ -24,6 +47,8 @@ def remediation(code: C, **facts: str) -> tuple[str, ...]:
                 "sysctl -w net.ipv4.ip_forward=1",
                 "echo 'net.ipv4.ip_forward = 1' > /etc/sysctl.d/99-kubernetes.conf   # keep it after reboot",
             )
+        case C.FORWARD_CHAIN_DROPS if facts.get("backend"):
+            return (node_shell(node), *firewall_commands(facts))
         case C.FORWARD_CHAIN_DROPS:
             rule = facts.get("rule", "")
             if rule.startswith("-P FORWARD DROP") or not rule:
@@ -137,6 +162,12 @@ def remediation(code: C, **facts: str) -> tuple[str, ...]:
                 f"# allow {carried} from {src} to {dst} (and back) in the firewall / security group / router between the nodes",
                 "# e.g. AWS: an inbound rule on the nodes' security group for that protocol and port from the nodes' group",
                 f"# check from {src}: tcpdump -ni <underlay NIC> host <{dst} IP> — the packets leave and never arrive",
+            )
+        case C.NODE_FIREWALL_DROPS if facts.get("backend"):
+            return (
+                node_shell(node),
+                *firewall_commands(facts),
+                "# find what installed it (firewalld, ufw, /etc/nftables.conf, a cloud-init rule) so it does not come back",
             )
         case C.NODE_FIREWALL_DROPS:
             carried, dev = facts.get("carried", "UDP 8472"), facts.get("device", "eth0")

@@ -8,7 +8,7 @@ from typing import Any
 from lab import kernel
 from lab.apiclient import LabApi
 from lab.errors import LabError
-from lab.faults import conntrack, dns, hostport, kubeproxy, node, outside, pod, policy, service, underlay
+from lab.faults import conntrack, dns, firewall, hostport, kubeproxy, node, outside, pod, policy, service, underlay
 from lab.faults.common import find, other_node, pod_key, svc_key
 from lab.faults.model import Fault, FaultContext, FaultTarget, Needs, Obj
 from lab.faults.scenarios import SCENARIOS
@@ -32,6 +32,11 @@ CATALOG: dict[str, Fault[Any]] = {
         underlay.UNDERLAY_LOSS,
         underlay.NODE_FIREWALL_OVERLAY,
         underlay.UNDERLAY_MTU_LOW,
+        firewall.NFT_FORWARD_DROP,
+        firewall.FORWARD_RULE_DROP,
+        firewall.LEGACY_FORWARD_DROP,
+        firewall.INPUT_DROP,
+        firewall.OUTPUT_DROP,
         pod.VETH_DOWN,
         pod.VETH_OFF_BRIDGE,
         pod.POD_ROUTE_MISSING,

@@ -529,6 +529,31 @@ def forward_drop(m: Mode) -> None:
     assert check_filter(m, "node-1", flow, ["eth0"]).forward_policy == "ACCEPT"
 
 
+def nft_forward_drop(m: Mode) -> None:
+    """nft-forward-drop → GetFilterState names the nftables rule and its handle, like `nft -a list table`."""
+    flow = (m.app_pod("node-2", "frontend")["ip"], m.app_pod("node-1", "api")["ip"], 8080)
+    m.fault("nft-forward-drop", node="node-1")
+    listed = in_ns(m.netns("node-1"), "nft", "-a", "list", "table", "inet", "filter").stdout
+    hit = check_filter(m, "node-1", flow, ["eth0"]).drops[0]
+    assert (hit.backend, hit.table, hit.chain, hit.hook) == ("nftables", "inet filter", "forward", "forward")
+    assert f"{hit.rule.split(' reject')[0]}" in listed and f"# handle {hit.handle}" in listed
+    m.heal()
+    assert list(check_filter(m, "node-1", flow, ["eth0"]).drops) == []
+
+
+def legacy_forward_drop(m: Mode) -> None:
+    """legacy-forward-drop → GetFilterState names the iptables-legacy rule, like `iptables-legacy -S`."""
+    flow = (m.app_pod("node-2", "frontend")["ip"], m.app_pod("node-1", "api")["ip"], 8080)
+    m.fault("legacy-forward-drop", node="node-1")
+    listed = in_ns(m.netns("node-1"), "iptables-legacy", "-S", "HOST-FIREWALL").stdout.splitlines()
+    hit = check_filter(m, "node-1", flow, ["eth0"]).drops[0]
+    assert (hit.backend, hit.chain, hit.hook) == ("iptables-legacy", "HOST-FIREWALL", "forward")
+    assert hit.rule in listed
+    m.heal()
+    # legacy rule changes do not move the nf_tables generation: the agent's legacy snapshot ages out
+    eventually(lambda: list(check_filter(m, "node-1", flow, ["eth0"]).drops), lambda d: d == [], what="legacy rule gone")
+
+
 def veth_down(m: Mode) -> None:
     """veth-down → LocatePod shows the pod's host-side veth down, like `ip link`."""
     pod = m.app_pod("node-1", "api")
@@ -659,10 +684,18 @@ def rp_filter_strict(m: Mode) -> None:
 MODES: list[tuple[str, str, list[Fault]]] = [
     ("flannel-vxlan", "iptables", [node_route_missing, overlay_fdb_missing, veth_off_bridge, kube_proxy_rules_missing]),
     ("flannel-vxlan", "nftables", [overlay_down, mtu_mismatch, ip_forward_off, rp_filter_strict, kube_proxy_stale]),
-    ("host-gw", "iptables", [forward_drop, veth_down, conntrack_full, mtu_mismatch, conntrack_stale, kube_proxy_stale]),
+    (
+        "host-gw",
+        "iptables",
+        [forward_drop, legacy_forward_drop, veth_down, conntrack_full, mtu_mismatch, conntrack_stale, kube_proxy_stale],
+    ),
     ("host-gw", "nftables", [kube_proxy_rules_missing, veth_off_bridge, ip_forward_off, not_listening, node_route_missing]),
     ("calico", "iptables", [overlay_fdb_missing, rp_filter_strict, veth_down, forward_drop, kube_proxy_rules_missing]),
-    ("calico", "nftables", [overlay_down, node_route_missing, not_listening, mtu_mismatch, conntrack_stale, kube_proxy_stale]),
+    (
+        "calico",
+        "nftables",
+        [overlay_down, nft_forward_drop, node_route_missing, not_listening, mtu_mismatch, conntrack_stale, kube_proxy_stale],
+    ),
 ]
 
 

@@ -436,6 +436,37 @@ def test_conntrack_and_nat_answers_map_through(lab: Lab) -> None:
     assert "cni0" in flt.rp_filter
 
 
+def test_filter_state_over_grpc_names_the_nftables_rule_its_hook_and_handle(lab: Lab) -> None:
+    ruleset = (
+        "table inet filter {\n"
+        " chain input { type filter hook input priority 0; policy accept;\n  tcp dport 30080 counter drop\n }\n"
+        " chain forward { type filter hook forward priority 0; policy accept;\n  ip daddr 10.91.2.0/24 counter drop\n }\n"
+        "}\n"
+    )
+    subprocess.run(["ip", "netns", "exec", NODE, "nft", "-f", "-"], input=ruleset, text=True, check=True, capture_output=True)
+    try:
+        forwarded = lab.stub.GetFilterState(
+            pb.GetFilterStateRequest(src=POD1_IP, dst="10.91.2.5", protocol=pb.PROTOCOL_TCP, dport=80), timeout=10
+        )
+        to_node = lab.stub.GetFilterState(
+            pb.GetFilterStateRequest(src=POD1_IP, dst=NODE_IP, protocol=pb.PROTOCOL_TCP, dport=30080), timeout=10
+        )
+    finally:
+        subprocess.run(["ip", "netns", "exec", NODE, "nft", "delete", "table", "inet", "filter"], check=False)
+    assert list(forwarded.hooks) == ["prerouting", "forward", "postrouting"] and not forwarded.local_destination
+    hit = forwarded.drops[0]
+    assert (hit.backend, hit.table, hit.chain, hit.hook, hit.rule) == (
+        "nftables",
+        "inet filter",
+        "forward",
+        "forward",
+        "ip daddr 10.91.2.0/24 drop",
+    )
+    assert hit.HasField("handle") and hit.HasField("packets")
+    assert to_node.local_destination and list(to_node.hooks) == ["prerouting", "input"]
+    assert [(d.chain, d.hook) for d in to_node.drops] == [("input", "input")]
+
+
 def test_agent_subprocess_serves_mtls_writes_port_file_and_drains_on_sigterm(lab: Lab, tmp_path: Path) -> None:
     port_file = tmp_path / "ka-agent.port"
     proc = subprocess.Popen(

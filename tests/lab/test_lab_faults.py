@@ -135,6 +135,10 @@ CASES = [
     Case("node-route-wrong", ("--node", "node-1"), cross_node("node-1", "node-2"), cross_node("node-3", "node-2")),
     Case("ip-forward-off", ("--node", "node-2"), cross_node("node-1", "node-2"), cross_node("node-1", "node-3")),
     Case("forward-drop", ("--node", "node-2"), cross_node("node-1", "node-2"), cross_node("node-1", "node-3")),
+    Case("nft-forward-drop", ("--node", "node-2"), cross_node("node-1", "node-2"), cross_node("node-1", "node-3")),
+    Case("forward-rule-drop", ("--node", "node-2"), cross_node("node-1", "node-2"), cross_node("node-1", "node-3")),
+    Case("legacy-forward-drop", ("--node", "node-3"), cross_node("node-1", "node-3"), cross_node("node-1", "node-2")),
+    Case("input-drop", ("--node", "node-2"), cross_node("node-1", "node-2"), cross_node("node-1", "node-3")),
     Case("overlay-down", ("--node", "node-2"), cross_node("node-1", "node-2"), cross_node("node-1", "node-3")),
     Case("overlay-fdb-missing", ("--node", "node-1"), cross_node("node-1", "node-2"), cross_node("node-1", "node-3")),
     Case(

@@ -20,6 +20,7 @@ from bot.playbook.observations import (
     ConntrackCounters,
     ConntrackEntry,
     ConntrackView,
+    FilterHit,
     FilterView,
     Link,
     ListeningSocket,
@@ -101,7 +102,7 @@ class RecordedCluster:
         self.failing_probes: dict[str, str] = {}
         self.dns_outcome = "connected"
         self.listening = True
-        self.forward_drops: dict[str, tuple[str, ...]] = {}
+        self.forward_drops: dict[str, tuple[FilterHit, ...]] = {}
         self.down: set[str] = set()
         self.routes: dict[tuple[str, str], RouteLookup] = {}
         self.wire: Callable[[TracePlan], TraceRun] = lambda plan: TraceRun(tuple(None for _ in plan.points))
@@ -196,7 +197,7 @@ def test_a_healthy_path_is_no_fault_found_with_every_step_passing() -> None:
 def test_the_first_cause_on_the_path_wins_and_later_ones_become_findings() -> None:
     cluster = RecordedCluster()
     cluster.pods["10.244.1.5"] = dataclasses.replace(cluster.pods["10.244.1.5"], routes=())  # the source pod cannot send
-    cluster.forward_drops["node-2"] = ("filter/FORWARD: -P FORWARD DROP",)  # and the destination node drops
+    cluster.forward_drops["node-2"] = (FilterHit("filter", "FORWARD", "-P FORWARD DROP"),)  # and the destination node drops
     cluster.failing_probes = {"10.96.5.5": "unreachable", "10.244.2.7": "unreachable"}
     diagnosis = verdict_of(cluster)
     assert (diagnosis.verdict.code, diagnosis.verdict.node, diagnosis.verdict.hop) == (

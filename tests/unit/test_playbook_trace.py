@@ -21,6 +21,7 @@ from bot.playbook.engine import run_playbook
 from bot.playbook.models import Hop, InvestigationResult, VerdictCode
 from bot.playbook.observations import (
     CapturedHeader,
+    FilterHit,
     FilterView,
     NodeFacts,
     Observed,
@@ -539,7 +540,7 @@ def test_a_node_firewall_rule_the_filter_view_shows_for_the_overlay_port_is_quot
     async def input_rule(node: str, **flow: Any) -> Observed[FilterView]:
         observed = await plain(node, **flow)
         if node == "node-2" and flow["protocol"] == "UDP" and flow["dport"] == 8472 and observed.value is not None:
-            rule = "filter/INPUT: -A INPUT -i eth0 -p udp --dport 8472 -j DROP"
+            rule = FilterHit("filter", "INPUT", "-A INPUT -i eth0 -p udp --dport 8472 -j DROP", hook="input")
             return dataclasses.replace(observed, value=dataclasses.replace(observed.value, drops=(rule,)))
         return observed
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.playbook.case import EndpointRef, PodRef
 from bot.playbook.models import Hop, VerdictCode
-from bot.playbook.observations import CallFailure, Observed, OverlayDevice, RouteInfo, RouteLookup
+from bot.playbook.observations import CallFailure, FilterHit, Observed, OverlayDevice, RouteInfo, RouteLookup
 from bot.policy import cluster_from_objects
 from tests.unit.test_playbook_engine import API, SVC, WEB, RecordedCluster, case, link, verdict_of
 
@@ -203,7 +203,9 @@ def test_strict_rp_filter_on_the_arriving_device_drops_asymmetric_traffic() -> N
 
 def test_a_drop_rule_in_the_destination_nodes_forward_chain_is_the_verdict() -> None:
     cluster = RecordedCluster()
-    cluster.forward_drops = {"node-2": ("-A FORWARD: -d 10.244.2.7/32 -p tcp --dport 8080 -j DROP",)}
+    cluster.forward_drops = {
+        "node-2": (FilterHit("filter", "FORWARD", "-A FORWARD -d 10.244.2.7/32 -p tcp --dport 8080 -j DROP"),)
+    }
     cluster.failing_probes = {"10.96.5.5": "timed_out", "10.244.2.7": "timed_out"}
     diagnosis = verdict_of(cluster)
     assert (diagnosis.verdict.code, diagnosis.verdict.hop, diagnosis.verdict.node) == (

@@ -9,7 +9,7 @@ from __future__ import annotations
 from bot.playbook.case import EndpointRef
 from bot.playbook.models import Evidence, Hop
 from bot.playbook.models import VerdictCode as C
-from bot.playbook.observations import NodeFacts, RouteInfo
+from bot.playbook.observations import CallFailure, FilterHit, NodeFacts, RouteInfo
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import At, Candidate, Seen, Unchecked, unchecked
 from bot.playbook.steps.evidence import ev, route_data
@@ -57,7 +57,13 @@ def filter_checks(
     evidence: list[Evidence],
     missed: list[Unchecked],
 ) -> list[Candidate]:
-    """Does the filter table's FORWARD chain on the asked node drop this flow."""
+    """Does a netfilter hook the flow crosses on the asked node drop it (iptables-nft, iptables-legacy
+    or a native nftables table)?
+
+    A drop on the forward hook is FORWARD_CHAIN_DROPS; a drop on any other hook (prerouting before
+    routing, input for traffic to the node itself, output for traffic the node sends) is the node's
+    own firewall, NODE_FIREWALL_DROPS. Rule sets the agent could not read are said to be not checked.
+    """
     src, node, protocol = at.source, ask.node, ask.protocol
     observed = seen[ask]
     if observed.unreachable:
@@ -66,29 +72,50 @@ def filter_checks(
     view = observed.value
     if view is None:
         return []
+    missed += [
+        Unchecked("the firewall rules", node, CallFailure.FAILED, f"could not read every rule set ({why})")
+        for why in view.not_checked
+    ]
     evidence.append(
         ev(
             "filter",
-            f"{node}: FORWARD policy {view.forward_policy}; "
-            + (f"dropping: {'; '.join(view.drops[:3])}" if view.drops else "no rule drops this flow"),
+            f"{node}: {' → '.join(view.hooks)}; FORWARD policy {view.forward_policy}; "
+            + (f"dropping: {'; '.join(str(d) for d in view.drops[:3])}" if view.drops else "no rule drops this flow")
+            + (f"; possibly: {'; '.join(str(d) for d in view.possible[:3])}" if view.possible else ""),
             node,
             forward_policy=view.forward_policy,
-            drops=list(view.drops),
+            hooks=list(view.hooks),
+            drops=[_hit_data(d) for d in view.drops],
+            possible=[_hit_data(d) for d in view.possible],
             rp_filter=dict(view.rp_filter),
         )
     )
     if not view.drops:
         return []
-    rule = view.drops[0]
-    return [
-        Candidate(
-            C.FORWARD_CHAIN_DROPS,
-            hop,
-            f"the filter FORWARD chain on {node} drops {src.ip} → {e.ip}:{e.port}/{protocol} ({rule})",
-            node,
-            remediation(C.FORWARD_CHAIN_DROPS, node=node, rule=rule.split(": ", 1)[-1]),
-        )
-    ]
+    hit = view.drops[0]
+    code = C.FORWARD_CHAIN_DROPS if hit.hook == "forward" else C.NODE_FIREWALL_DROPS
+    flow = f"{src.ip} → {e.ip}:{e.port}/{protocol}"
+    summary = f"{hit.where} on {node} drops {flow} on the {hit.hook} hook ({hit.rule})"
+    return [Candidate(code, hop, summary, node, remediation(code, node=node, **hit_facts(hit)))]
+
+
+def hit_facts(hit: FilterHit) -> dict[str, str]:
+    """What the remediation needs to show and remove the rule in its own backend's tool."""
+    handle = str(hit.handle) if hit.handle is not None else ""
+    return {"backend": hit.backend, "table": hit.table, "chain": hit.chain, "rule": hit.rule, "handle": handle}
+
+
+def _hit_data(hit: FilterHit) -> dict[str, object]:
+    return {
+        "backend": hit.backend,
+        "hook": hit.hook,
+        "table": hit.table,
+        "chain": hit.chain,
+        "rule": hit.rule,
+        "target": hit.target,
+        "handle": hit.handle,
+        "packets": hit.packets,
+    }
 
 
 def route_back(

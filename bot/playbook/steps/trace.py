@@ -42,6 +42,7 @@ from bot.playbook.steps.base import (
     result,
     unchecked,
 )
+from bot.playbook.steps.destination_node import hit_facts
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.observe import FilterAsk, LocatePodAsk, NodeFactsAsk, RouteAsk, TraceAsk
 from bot.playbook.tracing.judge import Cause, TraceReading, judge, mtu_cause, path_line
@@ -279,10 +280,16 @@ def _quote_step(
         assert cause is not None
         view = seen[ask].value
         quoted = evidence
-        if view is not None and view.drops:
-            rule = view.drops[0]
-            quoted = (*evidence, ev("filter", f"{cause.node}: {rule}", cause.node, drops=list(view.drops)))
-            cause = replace(cause, summary=f"{cause.summary} ({rule})", facts={**cause.facts, "rule": rule})
+        shown = (view.drops or view.possible) if view is not None else ()
+        if view is not None and shown:
+            # A rule with a match the flow alone cannot settle (`-i eth0`) is quoted as possible: the
+            # trace saw the packets die there, the rule is the likely reason.
+            hit = shown[0]
+            rule = str(hit) if view.drops else f"possibly {hit}"
+            quoted = (*evidence, ev("filter", f"{cause.node}: {rule}", cause.node, drops=[str(d) for d in shown]))
+            # A rule that surely matches gets the commands of its own backend (nft delete rule … handle N).
+            sure = hit_facts(hit) if view.drops else {"rule": rule}
+            cause = replace(cause, summary=f"{cause.summary} ({rule})", facts={**cause.facts, **sure})
         return _concluded(at, todo, path, plan, mtu, reading, cause, quoted)
 
     return Step(KIND, Hop.UNDERLAY, NEEDS, asks, decide)

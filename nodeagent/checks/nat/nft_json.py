@@ -29,6 +29,8 @@ def _render_value(value: Any) -> str:
             return " . ".join(_render_value(v) for v in value["concat"])
         if "prefix" in value:
             return f"{value['prefix']['addr']}/{value['prefix']['len']}"
+        if "range" in value and isinstance(value["range"], list):
+            return "-".join(_render_value(v) for v in value["range"])
         if "set" in value:
             return "{ " + ", ".join(_render_value(v) for v in value["set"]) + " }"
         if "numgen" in value:

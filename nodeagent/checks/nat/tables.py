@@ -49,6 +49,7 @@ from nodeagent.checks.nat.nftables import (
     parse_nft_ruleset,
     table_unreadable,
 )
+from nodeagent.checks.nft_filter import NftFilterError, NftTable, parse_nft_table
 from nodeagent.netns import run_in_netns
 
 log = logging.getLogger("kubereach.agent.nat")
@@ -218,6 +219,55 @@ class KubeProxyTables:
             return None
         ruleset: NftRuleset = self.cache.cached(version, "nft:kube-proxy", lambda: self._load_nft_kube_proxy(netns))
         return ruleset
+
+    def _load_iptables_legacy(self, netns: str) -> tuple[IptablesSave, bool]:
+        done = self.cache.run_tool(netns, ["iptables-legacy-save", "-c"])
+        if done.returncode != 0:
+            raise NatStateError(f"iptables-legacy-save failed: {done.stderr.strip()[:200]}")
+        try:
+            return (parse_iptables_save(done.stdout), True)
+        except IptablesSaveError as exc:
+            raise NatStateError(f"cannot read iptables-legacy-save output: {exc}") from exc
+
+    def iptables_legacy_snapshot(self, netns: str, version: RulesetVersion) -> IptablesSave:
+        """The namespace's iptables-legacy tables (`iptables-legacy-save -c`), kept for the legacy TTL
+        (legacy rule changes do not move the nf_tables generation)."""
+        return self.cache.cached(version, "iptables-legacy", lambda: self._load_iptables_legacy(netns))
+
+    def nft_table_names(self, netns: str) -> list[tuple[str, str]]:
+        """(family, name) of every nf_tables table of the namespace, asked over netlink (no tool run)."""
+        families = {ctnetlink.NFPROTO_IPV4: "ip", 1: "inet", 10: "ip6", 7: "bridge", 0: "unspec", 3: "arp", 5: "netdev"}
+        try:
+            sock = ctnetlink.open_netfilter_socket(netns)
+        except ctnetlink.NetfilterNetlinkError as exc:
+            raise NatStateError(f"cannot open a netfilter socket: {exc}") from exc
+        try:
+            listed = ctnetlink.nftables_tables(sock, netlink.next_seq())
+        except ctnetlink.NetfilterNetlinkError as exc:
+            raise NatStateError(f"listing nftables tables failed: {exc}") from exc
+        finally:
+            sock.close()
+        return [(families.get(family, str(family)), name) for family, name in listed]
+
+    def _load_nft_filter_table(self, netns: str, family: str, name: str) -> tuple[list[NftTable], bool]:
+        done = self.cache.run_tool(netns, ["nft", "-j", "list", "table", family, name])
+        if done.returncode != 0:
+            raise NatStateError(f"nft list table {family} {name} failed: {done.stderr.strip()[:200]}")
+        try:
+            return (parse_nft_table(json.loads(done.stdout)), False)
+        except (json.JSONDecodeError, NftFilterError, KeyError, TypeError) as exc:
+            raise NatStateError(f"cannot read nft's table {family} {name}: {exc}") from exc
+
+    def nft_filter_table(self, netns: str, version: RulesetVersion, family: str, name: str) -> list[NftTable]:
+        """One native nftables table as the filter walk reads it (cached while the ruleset is unchanged).
+
+        `family` and `name` come from the kernel's own table list, never from a request."""
+        if family not in ("ip", "inet", "ip6", "bridge") or not _CHAIN_NAME.match(name) or name.startswith("-"):
+            raise NatStateError(f"table {family} {name[:40]!r} is not one the filter walk reads")
+        tables: list[NftTable] = self.cache.cached(
+            version, f"nft-filter:{family}:{name}", lambda: self._load_nft_filter_table(netns, family, name)
+        )
+        return tables
 
     def iptables_chain(self, netns: str, table: str, chain: str) -> IptablesChain | None:
         """One chain as `iptables -t TABLE -S CHAIN` prints it; None when the chain does not exist."""

@@ -67,7 +67,7 @@ def test_catalog_order_and_names_are_the_listing() -> None:
         "hairpin-off",
         "host-port-collision",
     ]
-    assert len(CATALOG) == 36
+    assert len(CATALOG) == 41
     assert all(name == fault.name for name, fault in CATALOG.items())
 
 

@@ -20,8 +20,9 @@ def test_each_node_network_fault_lists_the_options_it_takes() -> None:
     assert accepted_flags(CATALOG["underlay-loss"]) == ["--from", "--to", "--percent"]
     assert accepted_flags(CATALOG["node-firewall-overlay"]) == ["--node"]
     assert accepted_flags(CATALOG["underlay-mtu"]) == ["--node", "--mtu"]
-    assert all(CATALOG[n].needs_trace for n in ("underlay-drop", "underlay-loss", "node-firewall-overlay", "underlay-mtu"))
-    assert not any(f.needs_trace for n, f in CATALOG.items() if not n.startswith(("underlay-", "node-firewall")))
+    traced = ("underlay-drop", "underlay-loss", "node-firewall-overlay", "underlay-mtu", "input-drop")
+    assert all(CATALOG[n].needs_trace for n in traced)
+    assert not any(f.needs_trace for n, f in CATALOG.items() if n not in traced)
 
 
 @pytest.mark.parametrize(

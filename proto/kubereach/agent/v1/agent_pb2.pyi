@@ -1358,7 +1358,10 @@ Global___GetConntrackStatsResponse: _TypeAlias = GetConntrackStatsResponse  # no
 
 @_typing.final
 class GetFilterStateRequest(_message.Message):
-    """GetFilterStateRequest describes a flow through the node."""
+    """GetFilterStateRequest describes a flow through the node. Whether the node forwards the flow,
+    receives it (dst is one of its addresses) or sends it (src is one of its addresses) is read by the
+    agent from the node's own address list; the hooks walked follow from that.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1408,6 +1411,9 @@ class FilterRuleHit(_message.Message):
     TARGET_FIELD_NUMBER: _builtins.int
     PACKETS_FIELD_NUMBER: _builtins.int
     BYTES_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
+    HOOK_FIELD_NUMBER: _builtins.int
+    HANDLE_FIELD_NUMBER: _builtins.int
     table: _builtins.str
     """table is the table ("filter", or the nftables table name)."""
     chain: _builtins.str
@@ -1420,6 +1426,12 @@ class FilterRuleHit(_message.Message):
     """packets is the rule's packet counter; unset when unknown."""
     bytes: _builtins.int
     """bytes is the rule's byte counter; unset when unknown."""
+    backend: _builtins.str
+    """backend is "iptables-nft", "iptables-legacy", "iptables" (not told apart) or "nftables"."""
+    hook: _builtins.str
+    """hook is the netfilter hook of the base chain: prerouting, input, forward, output or postrouting."""
+    handle: _builtins.int
+    """handle is the nftables rule handle (nft delete rule FAMILY TABLE CHAIN handle N); unset otherwise."""
     def __init__(
         self,
         *,
@@ -1429,17 +1441,24 @@ class FilterRuleHit(_message.Message):
         target: _builtins.str = ...,
         packets: _builtins.int | None = ...,
         bytes: _builtins.int | None = ...,
+        backend: _builtins.str = ...,
+        hook: _builtins.str = ...,
+        handle: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_bytes", b"_bytes", "_packets", b"_packets", "bytes", b"bytes", "packets", b"packets"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bytes", b"_bytes", "_handle", b"_handle", "_packets", b"_packets", "bytes", b"bytes", "handle", b"handle", "packets", b"packets"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bytes", b"_bytes", "_packets", b"_packets", "bytes", b"bytes", "chain", b"chain", "packets", b"packets", "rule", b"rule", "table", b"table", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bytes", b"_bytes", "_handle", b"_handle", "_packets", b"_packets", "backend", b"backend", "bytes", b"bytes", "chain", b"chain", "handle", b"handle", "hook", b"hook", "packets", b"packets", "rule", b"rule", "table", b"table", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bytes: _TypeAlias = _typing.Literal["bytes"]  # noqa: Y015
     _WhichOneofArgType__bytes: _TypeAlias = _typing.Literal["_bytes", b"_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__handle: _TypeAlias = _typing.Literal["handle"]  # noqa: Y015
+    _WhichOneofArgType__handle: _TypeAlias = _typing.Literal["_handle", b"_handle"]  # noqa: Y015
     _WhichOneofReturnType__packets: _TypeAlias = _typing.Literal["packets"]  # noqa: Y015
     _WhichOneofArgType__packets: _TypeAlias = _typing.Literal["_packets", b"_packets"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__bytes) -> _WhichOneofReturnType__bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__handle) -> _WhichOneofReturnType__handle | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__packets) -> _WhichOneofReturnType__packets | None: ...
 
@@ -1475,17 +1494,38 @@ class GetFilterStateResponse(_message.Message):
     DROPS_FIELD_NUMBER: _builtins.int
     IP_FORWARD_FIELD_NUMBER: _builtins.int
     RP_FILTER_FIELD_NUMBER: _builtins.int
+    POSSIBLE_FIELD_NUMBER: _builtins.int
+    HOOKS_FIELD_NUMBER: _builtins.int
+    LOCAL_SOURCE_FIELD_NUMBER: _builtins.int
+    LOCAL_DESTINATION_FIELD_NUMBER: _builtins.int
+    NOT_CHECKED_FIELD_NUMBER: _builtins.int
     forward_policy: _builtins.str
     """forward_policy is the FORWARD chain policy ("ACCEPT" or "DROP")."""
     ip_forward: _builtins.bool
     """ip_forward is net.ipv4.ip_forward."""
+    local_source: _builtins.bool
+    """local_source is true when src is an address of the node (the flow starts on the node: output)."""
+    local_destination: _builtins.bool
+    """local_destination is true when dst is an address of the node (the flow ends on the node: input)."""
     @_builtins.property
     def drops(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilterRuleHit]:
-        """drops are the DROP/REJECT rules in the FORWARD path that match the flow."""
+        """drops are the DROP/REJECT rules (or policies) that drop the flow on its hooks: the first that decides it."""
 
     @_builtins.property
     def rp_filter(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """rp_filter maps interface names to their effective rp_filter (max of all and the interface)."""
+
+    @_builtins.property
+    def possible(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilterRuleHit]:
+        """possible are DROP/REJECT rules on the way whose matches the flow alone cannot settle (interfaces, marks, …)."""
+
+    @_builtins.property
+    def hooks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """hooks are the hooks the flow crosses on this node, in order (forwarded: prerouting, forward, postrouting)."""
+
+    @_builtins.property
+    def not_checked(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """not_checked names rule sets that exist but could not be read; they were not walked."""
 
     def __init__(
         self,
@@ -1494,10 +1534,15 @@ class GetFilterStateResponse(_message.Message):
         drops: _abc.Iterable[Global___FilterRuleHit] | None = ...,
         ip_forward: _builtins.bool = ...,
         rp_filter: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        possible: _abc.Iterable[Global___FilterRuleHit] | None = ...,
+        hooks: _abc.Iterable[_builtins.str] | None = ...,
+        local_source: _builtins.bool = ...,
+        local_destination: _builtins.bool = ...,
+        not_checked: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drops", b"drops", "forward_policy", b"forward_policy", "ip_forward", b"ip_forward", "rp_filter", b"rp_filter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drops", b"drops", "forward_policy", b"forward_policy", "hooks", b"hooks", "ip_forward", b"ip_forward", "local_destination", b"local_destination", "local_source", b"local_source", "not_checked", b"not_checked", "possible", b"possible", "rp_filter", b"rp_filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,219 @@
+"""The netfilter hook walk over native nftables base chains (nft_filter.py) and together with iptables.
+
+The ruleset is `fixtures/nft_host_firewall.nft` loaded into a throwaway namespace and listed with
+`nft -j list ruleset` (nft 1.0.6): a distro-style `table inet filter` (input and forward policy drop)
+and a site table with a raw-priority prerouting chain, an early forward chain with named interval
+sets and a jump, and an output chain with a goto.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nodeagent.checks.filter import (
+    Flow,
+    hooks_for,
+    iptables_base_chains,
+    nft_base_chains,
+    walk_hooks,
+)
+from nodeagent.checks.iptables_save import parse_iptables_save
+from nodeagent.checks.nft_filter import NftTable, parse_nft_table
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FORWARDED = hooks_for(False, False)
+
+
+@pytest.fixture(scope="module")
+def tables() -> list[NftTable]:
+    return parse_nft_table(json.loads((FIXTURES / "nft_host_firewall.json").read_text()))
+
+
+def walk(
+    tables: list[NftTable], flow: Flow, hooks: tuple[str, ...] = FORWARDED
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    drops, possible = walk_hooks(nft_base_chains(tables), hooks, flow)
+    return (
+        [(d.table, d.chain, d.target, d.hook, d.handle) for d in drops],
+        [(p.table, p.chain, p.target, p.hook, p.handle) for p in possible],
+    )
+
+
+def test_hooks_follow_where_the_flow_starts_and_ends() -> None:
+    assert hooks_for(False, False) == ("prerouting", "forward", "postrouting")
+    assert hooks_for(False, True) == ("prerouting", "input")
+    assert hooks_for(True, False) == ("output", "postrouting")
+
+
+def test_a_jump_into_a_regular_chain_that_rejects_decides_the_flow(tables: list[NftTable]) -> None:
+    drops, _ = walk(tables, Flow("10.244.1.5", "10.244.2.9", "tcp", 5432))
+    assert drops == [("ip site", "deny", "REJECT", "forward", 11)]
+
+
+def test_accept_ends_only_its_own_base_chain_and_the_next_one_still_drops(tables: list[NftTable]) -> None:
+    # fwd_early (priority -10) accepts 10.244.1.7; inet filter's forward chain (priority 0) still runs: policy drop
+    drops, _ = walk(tables, Flow("10.244.1.7", "10.244.2.9", "tcp", 5432))
+    assert drops == [("inet filter", "forward", "DROP", "forward", None)]
+
+
+def test_the_policy_hit_reads_as_a_policy(tables: list[NftTable]) -> None:
+    found, _ = walk_hooks(nft_base_chains(tables), FORWARDED, Flow("10.244.1.7", "10.244.2.9", "tcp", 5432))
+    assert found[0].rule == "policy drop" and found[0].backend == "nftables"
+
+
+def test_a_prerouting_drop_comes_before_every_forward_chain(tables: list[NftTable]) -> None:
+    drops, _ = walk(tables, Flow("10.244.1.5", "203.0.113.9", "tcp", 443))
+    assert drops == [("ip site", "pre", "DROP", "prerouting", 7)]
+
+
+def test_an_interface_match_makes_a_drop_possible_not_certain(tables: list[NftTable]) -> None:
+    drops, possible = walk(tables, Flow("10.244.1.8", "10.244.5.5", "udp", 53))
+    assert possible == [("ip site", "fwd_early", "DROP", "forward", 10)]
+    assert drops == [("inet filter", "forward", "DROP", "forward", None)]  # the policy is certain
+
+
+def test_named_interval_sets_match_ports_in_a_range_and_not_outside(tables: list[NftTable]) -> None:
+    assert walk(tables, Flow("10.244.1.5", "192.0.2.7", "tcp", 9050))[0][0][:2] == ("ip site", "deny")
+    assert walk(tables, Flow("10.244.1.5", "192.0.2.7", "tcp", 9200))[0][0][:2] == ("inet filter", "forward")
+    assert walk(tables, Flow("10.244.1.5", "192.0.2.7", "udp", 5432))[0][0][:2] == ("inet filter", "forward")
+
+
+def test_input_accepts_the_allowed_port_and_drops_by_policy_otherwise(tables: list[NftTable]) -> None:
+    to_node = hooks_for(False, True)
+    assert walk(tables, Flow("10.240.0.12", "10.240.0.11", "tcp", 22), to_node) == ([], [])
+    drops, possible = walk(tables, Flow("10.240.0.12", "10.240.0.11", "tcp", 30080), to_node)
+    assert drops == [("inet filter", "input", "DROP", "input", None)]
+    assert possible == []  # `iif "lo" accept` is an accept, `ct state invalid drop` does not match a new flow
+
+
+def test_goto_from_an_output_chain_rejects_traffic_the_node_sends(tables: list[NftTable]) -> None:
+    from_node = hooks_for(True, False)
+    assert walk(tables, Flow("10.240.0.11", "10.244.3.4", "tcp", 80), from_node)[0] == [
+        ("ip site", "deny", "REJECT", "output", 11)
+    ]
+    assert walk(tables, Flow("10.240.0.11", "10.244.3.4", "udp", 80), from_node) == ([], [])
+
+
+def test_counters_and_rule_text_are_kept_for_evidence(tables: list[NftTable]) -> None:
+    found, _ = walk_hooks(nft_base_chains(tables), FORWARDED, Flow("10.244.1.5", "10.244.2.9", "tcp", 5432))
+    assert found[0].rule == "meta l4proto tcp reject" and found[0].packets == 0
+
+
+def test_iptables_accept_does_not_hide_a_native_nftables_drop_on_the_same_hook(tables: list[NftTable]) -> None:
+    save = parse_iptables_save(
+        "# Generated by iptables-save v1.8.9 (nf_tables)\n*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j ACCEPT\nCOMMIT\n"
+    )
+    chains = iptables_base_chains(save) + nft_base_chains(tables)
+    drops, _ = walk_hooks(chains, FORWARDED, Flow("10.244.1.5", "10.244.2.9", "tcp", 5432))
+    assert [(d.backend, d.table, d.chain) for d in drops] == [("nftables", "ip site", "deny")]
+
+
+def test_iptables_chains_on_other_hooks_are_walked_with_their_backend() -> None:
+    text = (
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -d 10.244.2.0/24 -j DROP\nCOMMIT\n"
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KT-FW - [0:0]\n"
+        "-A INPUT -p tcp --dport 30080 -j KT-FW\n-A KT-FW -s 10.0.0.0/8 -j REJECT\nCOMMIT\n"
+    )
+    chains = iptables_base_chains(parse_iptables_save(text), "iptables-legacy")
+    drops, _ = walk_hooks(chains, FORWARDED, Flow("10.244.1.5", "10.244.2.9", "tcp", 80))
+    assert [(d.backend, d.table, d.chain, d.hook) for d in drops] == [("iptables-legacy", "raw", "PREROUTING", "prerouting")]
+    drops, _ = walk_hooks(chains, hooks_for(False, True), Flow("10.244.1.5", "10.240.0.11", "tcp", 30080))
+    assert [(d.table, d.chain, d.hook, d.rule) for d in drops] == [
+        ("filter", "KT-FW", "input", "-A KT-FW -s 10.0.0.0/8 -j REJECT")
+    ]
+    assert walk_hooks(chains, hooks_for(False, True), Flow("192.0.2.1", "10.240.0.11", "tcp", 30080))[0] == ()
+
+
+def test_a_goto_in_iptables_does_not_come_back_to_the_calling_chain() -> None:
+    text = "*filter\n:FORWARD ACCEPT [0:0]\n:KT-A - [0:0]\n-A FORWARD -g KT-A\n-A FORWARD -j DROP\nCOMMIT\n"
+    drops, _ = walk_hooks(iptables_base_chains(parse_iptables_save(text)), FORWARDED, Flow("10.0.0.1", "10.0.0.2", "tcp", 80))
+    assert drops == ()
+
+
+def test_a_verdict_map_on_ct_state_lets_a_new_flow_through_to_the_next_rule() -> None:
+    data = {
+        "nftables": [
+            {"table": {"family": "inet", "name": "t"}},
+            {
+                "chain": {
+                    "family": "inet",
+                    "table": "t",
+                    "name": "f",
+                    "type": "filter",
+                    "hook": "forward",
+                    "prio": 0,
+                    "policy": "accept",
+                }
+            },
+            {
+                "rule": {
+                    "family": "inet",
+                    "table": "t",
+                    "chain": "f",
+                    "handle": 3,
+                    "expr": [
+                        {
+                            "vmap": {
+                                "key": {"ct": {"key": "state"}},
+                                "data": {"set": [["invalid", {"drop": None}], ["established", {"accept": None}]]},
+                            }
+                        }
+                    ],
+                }
+            },
+            {
+                "rule": {
+                    "family": "inet",
+                    "table": "t",
+                    "chain": "f",
+                    "handle": 4,
+                    "expr": [
+                        {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": {"set": ["tcp", "udp"]}}},
+                        {
+                            "match": {
+                                "op": "!=",
+                                "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                                "right": "10.244.1.0/24",
+                            }
+                        },
+                        {"drop": None},
+                    ],
+                }
+            },
+        ]
+    }
+    tables = parse_nft_table(data)
+    assert walk(tables, Flow("10.244.9.1", "10.244.2.2", "tcp", 80))[0] == [("inet t", "f", "DROP", "forward", 4)]
+    assert walk(tables, Flow("10.244.1.1", "10.244.2.2", "tcp", 80)) == ([], [])
+    assert walk(tables, Flow("10.244.9.1", "10.244.2.2", "icmp", None)) == ([], [])
+
+
+def test_an_unknown_match_makes_the_drop_possible() -> None:
+    data = {
+        "nftables": [
+            {
+                "chain": {
+                    "family": "ip",
+                    "table": "t",
+                    "name": "f",
+                    "type": "filter",
+                    "hook": "forward",
+                    "prio": 0,
+                    "policy": "accept",
+                }
+            },
+            {
+                "rule": {
+                    "family": "ip",
+                    "table": "t",
+                    "chain": "f",
+                    "handle": 2,
+                    "expr": [{"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 16}}, {"drop": None}],
+                }
+            },
+        ]
+    }
+    assert walk(parse_nft_table(data), Flow("10.0.0.1", "10.0.0.2", "tcp", 80)) == ([], [("ip t", "f", "DROP", "forward", 2)])
