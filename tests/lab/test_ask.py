@@ -150,6 +150,14 @@ CATALOG = [
         "source-node",
     ),
     Case(
+        "conntrack-full-on-the-destination-node",
+        fixed("conntrack-full", "--node", "node-2"),
+        text("why can't ledger reach prometheus:9090"),
+        "CONNTRACK_TABLE_FULL",
+        node("node-2"),
+        "destination-node",
+    ),
+    Case(
         "rp-filter-strict",
         pod_fault("rp-filter-strict", "frontend", "node-1", "--node", "node-2"),
         pod_question("frontend", "node-1", "svc api"),

@@ -11,7 +11,8 @@ from bot.playbook.steps import entry as ingress
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, Unchecked, result, unchecked
 from bot.playbook.steps.egress_path import AFTER_PROBE
 from bot.playbook.steps.evidence import ev
-from bot.playbook.steps.observe import ProbeAsk
+from bot.playbook.steps.node_state import facts_evidence, node_checks
+from bot.playbook.steps.observe import NodeFactsAsk, ProbeAsk
 from bot.playbook.steps.outside import is_outside, outside_target, who
 from bot.playbook.steps.path import path_step
 
@@ -131,7 +132,10 @@ def _decide(at: At, seen: Seen) -> Outcome:
     if not failed and (vip is None or vip.ok):
         summary = f"{src.key} reaches " + (f"{front} and all {len(endpoints)} endpoints" if vip else "the target")
         return Outcome(
-            (result(LABEL, name, StepStatus.PASS, summary, evidence, src.node),), unchecked=tuple(missed), probes=outcome
+            (result(LABEL, name, StepStatus.PASS, summary, evidence, src.node),),
+            unchecked=tuple(missed),
+            probes=outcome,
+            then=_endpoint_nodes_step(endpoints) if any(e.node and e.node != src.node for e in endpoints) else None,
         )
     summary = (f"{src.key} cannot reach {len(failed)} of {len(endpoints)} endpoints" if endpoints else f"{src.key}") + (
         f"; {front} {vip.outcome}" if vip and not vip.ok else ""
@@ -152,6 +156,40 @@ def _decide(at: At, seen: Seen) -> Outcome:
     return Outcome(
         (step,), unchecked=tuple(missed), probes=outcome, then=path_step(walk, case.protocol, "target", vip_vs_endpoints)
     )
+
+
+def _endpoint_nodes_step(endpoints: tuple[EndpointRef, ...]) -> Step:
+    """After probes that all succeeded: is a node the endpoints live on at its conntrack limit.
+
+    A full table drops a new flow whenever no entry has expired to make room, so a probe that got a
+    slot proves little; the count is the evidence (the path walk reads the same for endpoints that
+    did not answer). Only the endpoints' nodes other than the source's, which its own step read.
+    """
+
+    def nodes(at: At) -> list[str]:
+        return sorted({e.node for e in endpoints if e.node and e.node != at.source.node})
+
+    def asks(at: At) -> tuple[Ask[object], ...]:
+        return tuple(NodeFactsAsk(node) for node in nodes(at))
+
+    def decide(at: At, seen: Seen) -> Outcome:
+        found: list[Candidate] = []
+        read: list[str] = []
+        evidence = []
+        for node in nodes(at):
+            facts = seen[NodeFactsAsk(node)].value
+            if facts is None:
+                continue  # the probes through it succeeded: its agent's silence decides nothing here
+            read.append(node)
+            evidence.append(facts_evidence(facts))
+            found += node_checks(facts, Hop.DESTINATION_NODE, forwards=False)
+        if not read:
+            return Outcome()
+        status = StepStatus.FAIL if found else StepStatus.PASS
+        summary = found[0].summary if found else f"conntrack has room on {', '.join(read)}"
+        return Outcome((result("destination nodes", "destination nodes", status, summary, evidence, None),), tuple(found))
+
+    return Step("endpoint_nodes", Hop.DESTINATION_NODE, frozenset({Need.NODE_FACTS}), asks, decide)
 
 
 STEP = Step(
