@@ -413,3 +413,13 @@ def test_a_host_network_pod_with_cluster_first_uses_the_node_resolver_and_is_not
     assert d.verdict.code is VerdictCode.NO_FAULT_FOUND
     assert _step_of(d, exporter).status is StepStatus.PASS
     assert not any(f.code is VerdictCode.DNS_RESOLUTION_FAILED for f in d.findings)
+
+
+def test_a_client_outside_the_cluster_is_not_asked_to_resolve_the_services_cluster_name() -> None:
+    """An outside client (played from a node's namespace) connects to an address; it never resolves
+    svc.cluster.local names, so no DNS lookup is made for it and no DNS step is reported."""
+    client = PodRef("outside", "outside", "10.240.0.11", "node-1", host_network=True, dns_policy="")
+    cluster, c = DnsCluster(), dataclasses.replace(_from(client), source_kind="external")
+    d = run(cluster, c)
+    assert not any(name == c.dns_name for _, _, name, _ in cluster.asked)
+    assert not any(s.name == "source outside: DNS" for s in d.steps)

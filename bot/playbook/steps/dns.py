@@ -59,6 +59,10 @@ def _ask(at: At) -> ProbeDnsAsk | None:
     src, case, name = at.source, at.case, lookup_name(at.case)
     if not name or src.node is None:
         return None
+    if case.source_kind == "external" and not case.external_name:
+        # A client outside the cluster connects to a NodePort, an external or a load balancer IP; a
+        # cluster name means nothing to its resolver, and the node standing in for it is not its resolver.
+        return None
     servers = routed_endpoints(case.dns_endpoints)
     if src.cluster_dns_with_host_network and servers:
         fqdn = case.dns_fqdn or (name if name.endswith(".") else f"{name}.")
