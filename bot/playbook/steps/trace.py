@@ -42,13 +42,14 @@ from bot.playbook.steps.base import (
     result,
     unchecked,
 )
+from bot.playbook.steps.egress_path import masquerade_of
 from bot.playbook.steps.evidence import ev
-from bot.playbook.steps.observe import FilterAsk, LocatePodAsk, NodeFactsAsk, RouteAsk, TraceAsk
+from bot.playbook.steps.observe import EgressNatAsk, FilterAsk, LocatePodAsk, NodeFactsAsk, RouteAsk, TraceAsk
 from bot.playbook.tracing.judge import Cause, TraceReading, judge, mtu_cause, path_line
-from bot.playbook.tracing.points import PathEnd, TracePath, plan_path
+from bot.playbook.tracing.points import PathEnd, TracePath, cut_at_masquerade, plan_path
 
 KIND = "trace"
-NEEDS = frozenset({Need.TRACE, Need.LOCATE_POD, Need.NODE_FACTS, Need.ROUTE, Need.FILTER_STATE})
+NEEDS = frozenset({Need.TRACE, Need.LOCATE_POD, Need.NODE_FACTS, Need.ROUTE, Need.FILTER_STATE, Need.EGRESS_NAT})
 MAX_TRACES = 2
 """Traces per source pod at most (each one is a capture set on every node of its path)."""
 LOSS_PROBES = 20
@@ -152,7 +153,18 @@ def _plan_asks(at: At, u: Unexplained) -> tuple[Ask[object], ...]:
         asks.append(RouteAsk(x.src_node, x.dst_node_ip))
     if x.remote and x.src_node_ip:
         asks.append(RouteAsk(x.dst_node, x.src_node_ip))
+    if (masq := _masquerade_ask(x, u)) is not None:
+        asks.append(masq)
     return tuple(asks)
+
+
+def _masquerade_ask(x: _Ends, u: Unexplained) -> EgressNatAsk | None:
+    """A pod's probe to another node's own address leaves its node through nat POSTROUTING: whether
+    it is masqueraded there (and its marked port rewritten) decides how far the trace can follow it."""
+    if x.src_in_node or not x.dst_in_node or not x.remote:
+        return None
+    e = u.endpoint
+    return EgressNatAsk(x.src_node, x.src_ip, e.ip, u.protocol, e.port)
 
 
 def _asks(at: At) -> tuple[Ask[object], ...]:
@@ -201,6 +213,12 @@ def _planned(at: At, seen: Seen, todo: tuple[Unexplained, ...]) -> Outcome:
         e.ip,
         route.value,
     )
+    if (masq := _masquerade_ask(x, u)) is not None:
+        nat = seen[masq]
+        missed += unchecked(nat, f"{x.src_node}'s egress NAT (trace)")
+        if nat.value is None or nat.value.verdict != "untranslated":
+            rule = masquerade_of(nat.value) if nat.value is not None else "its nat rules could not be read"
+            path = cut_at_masquerade(path, rule)
     if not path.points:
         return Outcome(unchecked=missed) + _nothing_to_watch(at, todo, path)
     port = marked_port(case.marker_seed, x.src_ip, e.ip, str(e.port), u.protocol)
@@ -353,7 +371,7 @@ def _concluded(
         status = StepStatus.WARN
     name = f"trace {src.name} → {e.pod.name if e.pod else e.ip}:{e.port}"
     step = result(KIND, name, status, _summary(reading, path.absent), evidence, e.node)
-    large = case.trace == "path" and path.remote and reading.reached and cause is None and mtu > 576
+    large = case.trace == "path" and path.remote and not path.cut and reading.reached and cause is None and mtu > 576
     then = _large_step(todo, path, plan, mtu) if large else _next(todo[1:])
     return Outcome((step,), found, withdrawn=withdrawn, then=then)
 

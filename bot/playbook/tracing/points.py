@@ -66,6 +66,8 @@ class TracePath:
     absent: tuple[str, ...] = ()
     """Points a pod-to-pod path has that this one does not, and why (an end in a node's own namespace
     has no pod eth0, veth or bridge): said in the trace's result, never watched."""
+    cut: bool = False
+    """The path is watched only up to the source node's pod side (`cut_at_masquerade`)."""
 
     @property
     def remote(self) -> bool:
@@ -160,3 +162,16 @@ def _matching_overlay(facts: NodeFacts | None, name: str, port: int) -> str:
         if port and o.udp_port == port:
             return o.link.name
     return ""
+
+
+def cut_at_masquerade(path: TracePath, rule: str) -> TracePath:
+    """The path up to the source pod's bridge or veth, for a probe the source node masquerades on its
+    way out (a pod to a node's address): the masquerade rewrites the marked source port (flannel's and
+    Calico's `--random-fully`), so no point after it can tell the probe's packets by that port. The
+    points after it are said as not watched, with the rule."""
+    kept = tuple(p for p in path.points if p.side == Side.SOURCE and p.role in (Role.POD, Role.VETH, Role.BRIDGE))
+    why = (
+        f"{path.source_node} masquerades the probe on its way out ({rule}), rewriting its marked source port: "
+        f"the points after {kept[-1].label if kept else 'the source pod'} cannot tell its packets and are not watched"
+    )
+    return TracePath(kept, path.source_node, path.destination_node, path.overlay_port, (*path.absent, why), cut=True)
