@@ -207,9 +207,9 @@ def _planned(at: At, seen: Seen, todo: tuple[Unexplained, ...]) -> Outcome:
         unchecked(dst_pod, "the destination pod's interfaces (trace)") if dst_pod is not None else ()
     )
     path = plan_path(
-        PathEnd(x.src_node, src_pod.value if src_pod else None, src_facts.value, _device(out_nic), x.src_in_node),
+        PathEnd(x.src_node, src_pod.value if src_pod is not None else None, src_facts.value, _device(out_nic), x.src_in_node),
         x.src_ip,
-        PathEnd(x.dst_node, dst_pod.value if dst_pod else None, dst_facts.value, _device(back_nic), x.dst_in_node),
+        PathEnd(x.dst_node, dst_pod.value if dst_pod is not None else None, dst_facts.value, _device(back_nic), x.dst_in_node),
         e.ip,
         route.value,
     )
