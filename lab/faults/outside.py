@@ -196,7 +196,8 @@ def _heal_hairpin_off(ctx: FaultContext, undo: HairpinUndo) -> None:
 NODEPORT_NO_LOCAL_ENDPOINTS = Fault(
     "nodeport-no-local-endpoints",
     Verdict.NODEPORT_NO_LOCAL_ENDPOINTS,
-    "set externalTrafficPolicy Local on a NodePort/LoadBalancer service; its NodePort drops on a node without its pods",
+    "set externalTrafficPolicy Local on a NodePort/LoadBalancer service; its NodePort drops on a node without its pods "
+    "(a load balancer's IP is sent there too)",
     Needs.NODE_SERVICE,
     _inject_etp_local,
     _heal_etp_local,
