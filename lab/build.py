@@ -119,6 +119,17 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
     kernel.write_sysctls(
         node.netns, {"net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0}
     )
+    etc = ETC_NETNS / node.netns
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "resolv.conf").write_text(node_resolv_conf())
+
+
+def node_resolv_conf() -> str:
+    """A node's own /etc/resolv.conf: its network's resolver (the outside world's, 203.0.113.53), not the
+    cluster DNS, as on a real node. What a node, and a host-network pod with dnsPolicy ClusterFirst or
+    Default, resolves with; kubelet's --resolv-conf hands the same file to dnsPolicy Default pods. Without
+    it a node namespace would read the machine's own resolv.conf, which names a server outside the lab."""
+    return f"nameserver {UPSTREAM_DNS_IP}\n"
 
 
 def resolv_conf(namespace: str, role: str = "app") -> str:
@@ -126,7 +137,7 @@ def resolv_conf(namespace: str, role: str = "app") -> str:
     (`dnsPolicy: Default`, as CoreDNS's Deployment sets) the node's own resolver, kubelet's
     --resolv-conf: the upstream its `forward . /etc/resolv.conf` sends names outside the cluster to."""
     if role == "dns":
-        return f"nameserver {UPSTREAM_DNS_IP}\n"
+        return node_resolv_conf()
     search = f"{namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}"
     return f"search {search}\nnameserver {DNS_SERVICE_IP}\noptions ndots:5\n"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import build, kernel, outside, processes
+from lab import build, cgroups, kernel, outside, processes
 from lab.apiclient import LabApi
 from lab.certs import generate_pki
 from lab.errors import LabError
@@ -263,6 +263,8 @@ def up(options: LabOptions, spec_file: Path | None = None, root: Path = STATE_RO
         state.processes[world.name] = world.pid
         state.save()
         processes.wait_ready([world], READY_DEADLINE_S)
+        if binaries is not None and plan.host_pods:
+            raise LabError("hostNetwork workloads are not run on real Kubernetes binaries yet; drop them from the spec")
         if binaries is None:
             start_lab_control_plane(plan, state)
             bot_kubeconfig = None
@@ -285,6 +287,8 @@ def start_lab_control_plane(plan: LabPlan, state: LabState) -> None:
     for pod in plan.pods:
         build.build_pod(plan, pod)
     starting = start_pods(plan, state, list(plan.pods))
+    host = start_pods(plan, state, list(plan.host_pods))
+    starting += host
     agents = [start_agent(plan, state, n.name) for n in plan.nodes]
     for s in [*starting, *agents]:
         state.processes[s.name] = s.pid
@@ -301,11 +305,23 @@ def start_lab_control_plane(plan: LabPlan, state: LabState) -> None:
     state.processes[daemon.name] = daemon.pid
     state.save()
     state.api_url = processes.wait_ready([daemon], READY_DEADLINE_S)[daemon.name].split()[-1]
+    place_host_pods(state, plan, {p.key: s.pid for p, s in zip(plan.host_pods, host, strict=True)})
     proxies = [start_kube_proxy(plan, state, n.name) for n in plan.nodes]
     for s in proxies:
         state.processes[s.name] = s.pid
     state.save()
     wait_kube_proxies_synced(state, [n.name for n in plan.nodes])
+
+
+def place_host_pods(state: LabState, plan: LabPlan, pids: dict[str, int]) -> None:
+    """Put each host-network pod's server under the cgroup naming the pod's UID, as kubelet does once it
+    has the pod from the API (which stamps the UID: only known once the API serves the pod)."""
+    if not pids:
+        return
+    api = LabApi.from_files(state.api_url, state.token_file, state.ca_file)
+    for pod in plan.host_pods:
+        uid = api.get(f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}")["metadata"]["uid"]
+        cgroups.place(state.prefix, uid, pids[pod.key])
 
 
 def start_upstream_control_plane(plan: LabPlan, state: LabState, binaries: UpstreamBinaries) -> Path:
@@ -342,6 +358,7 @@ def down(prefix: str, root: Path = STATE_ROOT) -> list[str]:
         processes.stop(pids)
         removed.append(f"{len(pids)} processes")
     removed += build.teardown_network(prefix)
+    removed += cgroups.remove(prefix)
     if directory.exists():
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(str(directory))

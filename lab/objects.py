@@ -115,6 +115,8 @@ def _container_ports(pod: PodPlan) -> list[Obj]:
     ports = []
     for p in pod.ports:
         port: Obj = {"containerPort": p.port, "protocol": p.protocol}
+        if pod.host_network:
+            port["hostPort"] = p.port  # the API's default for a host-network pod
         if p.name:
             port["name"] = p.name
         ports.append(port)
@@ -146,7 +148,8 @@ def pod_object(pod: PodPlan, owner_uid: str, api_version: str) -> Obj:
             ],
             "restartPolicy": "Always",
             # The cluster DNS's own pods resolve through the node's resolver, as CoreDNS's Deployment sets.
-            "dnsPolicy": "Default" if pod.role == "dns" else "ClusterFirst",
+            "dnsPolicy": pod.dns_policy,
+            **({"hostNetwork": True} if pod.host_network else {}),
         },
         "status": {
             "phase": "Running",
@@ -177,7 +180,10 @@ def _template(labels: dict[str, str], pods: list[PodPlan]) -> Obj:
         if first
         else []
     )
-    return {"metadata": {"labels": labels}, "spec": {"containers": containers}}
+    spec: Obj = {"containers": containers}
+    if first is not None and first.host_network:
+        spec |= {"hostNetwork": True, "dnsPolicy": first.dns_policy}
+    return {"metadata": {"labels": labels}, "spec": spec}
 
 
 def workload_objects(plan: LabPlan) -> list[Obj]:
@@ -185,7 +191,11 @@ def workload_objects(plan: LabPlan) -> list[Obj]:
     out: list[Obj] = []
     node_ip = {n.name: n.ip for n in plan.nodes}
     for w in plan.spec.workloads:
-        pods = [p for p in plan.pods if p.namespace == w.namespace and p.workload_name == w.name and p.workload_kind == w.kind]
+        pods = [
+            p
+            for p in (*plan.pods, *plan.host_pods)
+            if p.namespace == w.namespace and p.workload_name == w.name and p.workload_kind == w.kind
+        ]
         selector = {"matchLabels": dict(w.labels)}
         status = {"replicas": len(pods), "readyReplicas": len(pods), "availableReplicas": len(pods), "observedGeneration": 1}
         w_uid = uid_for(w.kind, w.namespace, w.name)

@@ -140,13 +140,18 @@ def build_outside(plan: LabPlan) -> None:
     )
     # The cloud's edge: load-balancer ingress IPs and the services' external IPs reach the first node
     # (a real cloud LB spreads over nodes; one fixed node keeps the lab's paths deterministic).
-    edge = plan.nodes[0].ip
+    edge = edge_node(plan).ip
     ips = sorted({ip for s in plan.services for ip in (*s.external_ips, *([s.load_balancer_ip] if s.load_balancer_ip else []))})
     if ips:
         kernel.ip_batch(router, [f"route replace {ip}/32 via {edge} dev eth0" for ip in ips])
     for node in plan.nodes:
         kernel.ip_batch(node.netns, node_route_commands())
         kernel.exec_in(node.netns, ["iptables-restore", "--noflush", "-w"], stdin=masquerade_rules(plan, node))
+
+
+def edge_node(plan: LabPlan) -> NodePlan:
+    """The node the cloud's edge sends load-balancer ingress IPs and external IPs to: the first."""
+    return plan.nodes[0]
 
 
 def route_lb_ip(prefix: str, ip: str, node_ip: str | None) -> None:

@@ -94,6 +94,9 @@ class PodPlan:
     owner_name: str
     role: str
     mtu: int
+    host_network: bool = False
+    """The pod shares its node's namespace (`netns` and `ip` are the node's; no veth, no MTU of its own)."""
+    dns_policy: str = "ClusterFirst"
 
     @property
     def key(self) -> str:
@@ -137,6 +140,9 @@ class LabPlan:
     pods: tuple[PodPlan, ...]
     services: tuple[ServicePlan, ...]
     spec: ClusterSpec
+    host_pods: tuple[PodPlan, ...] = ()
+    """Host-network pods (spec `hostNetwork: true`): kept apart from `pods`, which each have a namespace
+    and a veth of their own to build, move and break."""
 
     def node(self, name: str) -> NodePlan:
         """The node called `name` (LabError naming the valid ones otherwise)."""
@@ -238,8 +244,16 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
     next_host = {n.name: 2 for n in nodes}
     mtu = OVERLAY_MTU if options.cni in ("flannel-vxlan", "calico") else UNDERLAY_MTU
     pods: list[PodPlan] = []
+    host_pods = [
+        _host_pod(w, nodes[idx], pod_name, owner_kind, owner_name)
+        for w in spec.workloads
+        if w.host_network
+        for idx, (pod_name, owner_kind, owner_name) in enumerate(_pod_names(w, len(nodes)))
+    ]
     turn = 0
     for w in spec.workloads:
+        if w.host_network:
+            continue
         for idx, (pod_name, owner_kind, owner_name) in enumerate(_pod_names(w, len(nodes))):
             if w.kind == "DaemonSet":
                 node = nodes[idx]
@@ -267,6 +281,7 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
                     owner_name=owner_name,
                     role=w.role,
                     mtu=mtu,
+                    dns_policy=w.dns_policy or ("Default" if w.role == "dns" else "ClusterFirst"),
                 )
             )
     taken = {s.cluster_ip for s in spec.services if s.cluster_ip and s.cluster_ip != "None"}
@@ -306,4 +321,28 @@ def make_plan(spec: ClusterSpec, options: LabOptions) -> LabPlan:
         pods=tuple(pods),
         services=tuple(services),
         spec=spec,
+        host_pods=tuple(host_pods),
+    )
+
+
+def _host_pod(w: WorkloadSpec, node: NodePlan, pod_name: str, owner_kind: str, owner_name: str) -> PodPlan:
+    """A host-network DaemonSet pod on `node`: the node's namespace and IP are its own."""
+    return PodPlan(
+        namespace=w.namespace,
+        name=pod_name,
+        uid=uid_for("pod", w.namespace, pod_name),
+        node=node.name,
+        ip=node.ip,
+        netns=node.netns,
+        host_veth="",
+        labels=_pod_labels(w, pod_name, owner_name),
+        ports=w.ports,
+        workload_kind=w.kind,
+        workload_name=w.name,
+        owner_kind=owner_kind,
+        owner_name=owner_name,
+        role=w.role,
+        mtu=0,
+        host_network=True,
+        dns_policy=w.dns_policy or "ClusterFirst",
     )

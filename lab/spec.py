@@ -59,8 +59,20 @@ class WorkloadSpec(_Frozen):
     ports: tuple[ContainerPortSpec, ...] = ()
     role: Literal["app", "dns"] = "app"
     """`dns` pods run the lab's cluster DNS server on their port 53."""
+    host_network: bool = Field(default=False, alias="hostNetwork")
+    """A DaemonSet whose pods share their node's network namespace (a node-exporter, say): no pod
+    namespace or veth, the node's IP as the pod's, servers on the node's ports, run under a cgroup
+    naming the pod's UID as kubelet places a pod's processes."""
+    dns_policy: Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default"] | None = Field(default=None, alias="dnsPolicy")
+    """The pods' `dnsPolicy` (unset: Default for `dns` pods, ClusterFirst otherwise, as the API defaults it)."""
 
     _name = field_validator("name", "namespace")(_dns_label)
+
+    @model_validator(mode="after")
+    def _host_network(self) -> WorkloadSpec:
+        if self.host_network and (self.kind != "DaemonSet" or self.role != "app"):
+            raise ValueError(f"workload {self.namespace}/{self.name}: hostNetwork is for an app DaemonSet (one pod per node)")
+        return self
 
 
 class ServicePortSpec(_Frozen):

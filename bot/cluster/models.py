@@ -65,6 +65,9 @@ class PodInfo:
     restarts: int = 0
     uid: str = ""
     """metadata.uid (kubelet names it in the pod's cgroups)."""
+    dns_policy: str = "ClusterFirst"
+    """`spec.dnsPolicy` (the API's default is ClusterFirst): which resolv.conf kubelet writes, which for a
+    host-network pod decides between the node's resolver and the cluster DNS."""
 
     @property
     def key(self) -> str:
@@ -316,6 +319,7 @@ def pod_info(obj: Mapping[str, Any], replica_set_owners: Mapping[tuple[str, str]
         host_ip=_optional_str(status.get("hostIP")),
         restarts=restarts,
         uid=str(meta.get("uid") or ""),
+        dns_policy=str(spec.get("dnsPolicy") or "ClusterFirst"),
     )
 
 

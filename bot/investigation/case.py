@@ -33,6 +33,7 @@ def _pod_ref(pod: PodInfo) -> PodRef:
         container_ports=tuple((p.name or "", p.port, p.protocol) for p in pod.container_ports),
         host_network=pod.host_network,
         uid=pod.uid,
+        dns_policy=pod.dns_policy,
     )
 
 
@@ -79,7 +80,7 @@ def service_ref(svc: ServiceInfo, port: TargetPort) -> ServiceRef:
 def node_source(node: NodeInfo, name: str | None = None) -> PodRef:
     """A node (or a client outside standing in the node's own namespace) as a source: one host-network
     pod with the node's IP, so that the steps probe from the node's network namespace."""
-    return PodRef(namespace="", name=name or node.name, ip=node.internal_ip, node=node.name, host_network=True)
+    return PodRef(namespace="", name=name or node.name, ip=node.internal_ip, node=node.name, host_network=True, dns_policy="")
 
 
 def vantage_node(nodes: Iterable[NodeInfo], agents_known: frozenset[str], receiving: tuple[str, ...]) -> NodeInfo | None:

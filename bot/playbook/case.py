@@ -30,6 +30,9 @@ class PodRef:
     uid: str = ""
     """metadata.uid: kubelet names it in the cgroup of every process of the pod, which is how a socket
     in the node's namespace is told to be a host-network pod's own (empty: unknown)."""
+    dns_policy: str = "ClusterFirst"
+    """`spec.dnsPolicy`; "" for a node (or a client outside played from one): no kubelet wrote its
+    resolv.conf, the node's own resolver is what it uses."""
 
     @property
     def key(self) -> str:
@@ -41,6 +44,13 @@ class PodRef:
         """The address an agent finds this pod's namespace by: "" for a host-network pod or a node,
         whose traffic starts in the node's own namespace (the agents' RPCs read "" as the node)."""
         return "" if self.host_network else (self.ip or "")
+
+    @property
+    def cluster_dns_with_host_network(self) -> bool:
+        """A host-network pod with `dnsPolicy: ClusterFirstWithHostNet`: kubelet writes it the cluster
+        DNS's resolv.conf, although its traffic starts in the node's namespace, whose own resolv.conf
+        (what an agent reads there) is the node's."""
+        return self.host_network and self.dns_policy == "ClusterFirstWithHostNet"
 
     def named_port(self, name: str, protocol: str) -> int | None:
         """The container port with that name and protocol."""

@@ -17,10 +17,13 @@ from lab.faults.policy import PolicyUndo, heal_policy, policy_path
 
 @dataclass(frozen=True)
 class TrafficPolicyUndo(Undo):
-    """A service whose externalTrafficPolicy a fault changed, and the value it had."""
+    """A service whose externalTrafficPolicy a fault changed, and the value it had; for a load
+    balancer, the ingress IPs the cloud's route now sends to the fault's node (heal sends them back
+    to the edge node)."""
 
     service: str
     policy: str
+    rerouted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,28 @@ def _inject_etp_local(ctx: FaultContext, t: FaultTarget) -> tuple[str, TrafficPo
     before = svc["spec"].get("externalTrafficPolicy", "Cluster")
     ctx.api.merge_patch(_svc_path(svc), {"spec": {"externalTrafficPolicy": "Local"}})
     ports = ", ".join(str(p["nodePort"]) for p in svc["spec"].get("ports", []) if p.get("nodePort"))
-    return (
-        f"{svc_key(svc)} has externalTrafficPolicy Local; {t.node.name} has no local endpoint, so its NodePort {ports} drops",
-        TrafficPolicyUndo(svc_key(svc), before),
-    )
+    said = f"{svc_key(svc)} has externalTrafficPolicy Local; {t.node.name} has no local endpoint, so its NodePort {ports} drops"
+    # A load balancer that keeps sending to that node (its health check not heeded): the cloud's route
+    # for the ingress IPs moves there, so clients of the load balancer are dropped for real.
+    rerouted = tuple(sorted(load_balancer_ips(svc)))
+    for ip in rerouted:
+        outside.route_lb_ip(ctx.state.prefix, ip, t.node.ip)
+    if rerouted:
+        said += f"; the load balancer sends {', '.join(rerouted)} to {t.node.name}"
+    return said, TrafficPolicyUndo(svc_key(svc), before, rerouted)
+
+
+def load_balancer_ips(svc: Obj) -> list[str]:
+    """A service's load balancer ingress IPs (`status.loadBalancer.ingress[].ip`)."""
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return [str(i["ip"]) for i in ingress if i.get("ip")]
 
 
 def _heal_etp_local(ctx: FaultContext, undo: TrafficPolicyUndo) -> None:
     ns, name = undo.service.split("/", 1)
     ctx.api.merge_patch(f"/api/v1/namespaces/{ns}/services/{name}", {"spec": {"externalTrafficPolicy": undo.policy}})
+    for ip in undo.rerouted:
+        outside.route_lb_ip(ctx.state.prefix, ip, outside.edge_node(ctx.plan).ip)
 
 
 def _masq_chain(ctx: FaultContext) -> str:
@@ -180,7 +196,8 @@ def _heal_hairpin_off(ctx: FaultContext, undo: HairpinUndo) -> None:
 NODEPORT_NO_LOCAL_ENDPOINTS = Fault(
     "nodeport-no-local-endpoints",
     Verdict.NODEPORT_NO_LOCAL_ENDPOINTS,
-    "set externalTrafficPolicy Local on a NodePort/LoadBalancer service; its NodePort drops on a node without its pods",
+    "set externalTrafficPolicy Local on a NodePort/LoadBalancer service; its NodePort drops on a node without its pods "
+    "(a load balancer's IP is sent there too)",
     Needs.NODE_SERVICE,
     _inject_etp_local,
     _heal_etp_local,

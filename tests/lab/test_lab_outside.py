@@ -258,6 +258,55 @@ def test_a_local_load_balancer_is_health_checked_per_node(lab: Lab) -> None:
     eventually(lambda: health(busy), lambda r: not r["ok"], what="the health check listener closed after heal")
 
 
+def lb_from_outside(lab: Lab) -> dict[str, Any]:
+    return from_outside(lab, lab.service("shop", "web")["load_balancer_ips"][0], 80)
+
+
+def test_a_local_load_balancer_sent_to_a_node_without_an_endpoint_is_nodeport_no_local_endpoints(lab: Lab) -> None:
+    """externalTrafficPolicy Local on shop/web, and the cloud's route for its ingress IP moved to a
+    node running no frontend (the fault): the outside host's connections to the load balancer die
+    there, and asked about the load balancer on that node the bot names it NODEPORT_NO_LOCAL_ENDPOINTS;
+    heal sends the IP back to the edge node and clients get through again."""
+    idle = node_without(lab, "frontend")
+    assert lb_from_outside(lab)["ok"]
+    lab.cli("fault", "nodeport-no-local-endpoints", "--service", "shop/web", "--node", idle)
+    try:
+        eventually(lambda: lb_from_outside(lab), lambda r: not r["ok"], what=f"the load balancer dropped on {idle}")
+        result = ask(lab, f"why can't clients reach svc web's load balancer on {idle}")
+    finally:
+        lab.cli("heal")
+    verdict = result["verdict"]
+    assert (verdict["code"], verdict["node"], verdict["hop"]) == ("NODEPORT_NO_LOCAL_ENDPOINTS", idle, "destination-node"), (
+        explain(result)
+    )
+    assert "externalTrafficPolicy: Local" in verdict["summary"] and verdict["remediation"]
+    eventually(lambda: lb_from_outside(lab), lambda r: bool(r["ok"]), what="the load balancer back after heal")
+
+
+def test_a_local_load_balancer_sent_to_a_node_with_an_endpoint_is_no_fault_found(lab: Lab) -> None:
+    """The same policy with the ingress IP on the edge node (node-1, the lab's default), which runs a
+    frontend: clients get through, and the bot, asked about the load balancer on that node, finds no fault."""
+    edge = lab.status["nodes"][0]["name"]
+    assert edge in {p["node"] for p in lab.pods(app="frontend")}, "the default spec places a frontend on the edge node"
+    state = load_state(lab.prefix)
+    assert state is not None
+    api = LabApi.from_files(state.api_url, state.token_file, state.ca_file)
+    path = "/api/v1/namespaces/shop/services/web"
+    api.merge_patch(path, {"spec": {"externalTrafficPolicy": "Local"}})
+    try:
+        port = eventually(lambda: lab.refresh() and lab.service("shop", "web")["health_check_node_port"], what="a port")
+        # kube-proxy on the edge node has taken the policy in once it answers the health check.
+        health = {"kind": "http", "host": lab.node(edge)["ip"], "port": port, "timeout": 1.5}
+        eventually(lambda: lab.probe(outside(lab)["netns"], [health])[0], lambda r: r.get("status") == 200, what="Local")
+        assert lb_from_outside(lab)["ok"]
+        result = ask(lab, f"why can't clients reach svc web's load balancer on {edge}")
+    finally:
+        api.merge_patch(path, {"spec": {"externalTrafficPolicy": "Cluster"}})
+    assert result["verdict"]["code"] == "NO_FAULT_FOUND", explain(result)
+    dispatch = next(s for s in result["steps"] if s["name"] == f"ingress {edge}: load-balancer dispatch")
+    assert dispatch["status"] == "pass" and "local endpoint" in dispatch["summary"], explain(result)
+
+
 # ------------------------------------------------------------------ the agent's egress observations
 
 

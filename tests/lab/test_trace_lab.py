@@ -132,3 +132,36 @@ def test_a_node_network_that_carries_less_than_the_nodes_send_is_mtu_mismatch_fo
     assert where(data) == ("MTU_MISMATCH", "node-3", "underlay")
     request = seen(data, "request")
     assert flips_at(request) == underlay_index(request, "node-2")
+
+
+def node_netns(lab: Lab, name: str) -> str:
+    return str(lab.node(name)["netns"])
+
+
+def trace_step(data: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in data["steps"] if s["name"].startswith("trace "))
+
+
+def test_a_node_traced_on_demand_starts_at_its_own_interfaces_and_says_it_has_no_pod_side(lab: Lab) -> None:
+    """A node is traced from its own namespace: the first points are node-3's (its overlay device or
+    NIC, in node-3's namespace, never a pod's), the path ends in redis-0's eth0, every point sees the
+    probe, and the result says the source side has no pod interface to watch."""
+    data = ask(lab, "why can't node-3 reach redis", "--trace")
+    assert where(data)[0] == "NO_FAULT_FOUND"
+    assert data["trace"] and all(r["seen"] is True for r in data["trace"])
+    request = [r for r in data["trace"] if r["direction"] == "request"]
+    assert request[0]["node"] == "node-3" and request[0]["netns"] == node_netns(lab, "node-3")
+    assert all(r["netns"] == node_netns(lab, "node-3") for r in request if r["node"] == "node-3")
+    assert request[-1]["node"] == "node-2" and request[-1]["netns"] not in (node_netns(lab, "node-2"), "")
+    assert "node-3's own network namespace" in trace_step(data)["summary"]
+
+
+def test_a_fabric_firewall_stops_a_node_source_at_the_far_nodes_nic(lab: Lab) -> None:
+    lab.cli("fault", "underlay-drop", "--from", "node-3", "--to", "node-2")
+    try:
+        data = ask(lab, "why can't node-3 reach redis")
+    finally:
+        lab.cli("heal")
+    assert where(data) == ("UNDERLAY_DROPS", "node-3", "underlay")
+    request = seen(data, "request")
+    assert flips_at(request) == underlay_index(request, "node-2")

@@ -705,7 +705,7 @@ def test_the_case_plays_an_outside_client_from_a_node_that_does_not_receive(clie
 def test_the_case_of_a_node_source_is_one_host_network_pod(client: ClusterClient) -> None:
     case = build_case(ask(client, "why can't node-3 reach api"), AGENTS)
     assert case.source_kind == "node" and case.source_total == 1
-    assert case.sources == (PodRef("", "node-3", "10.240.0.13", "node-3", host_network=True),)
+    assert case.sources == (PodRef("", "node-3", "10.240.0.13", "node-3", host_network=True, dns_policy=""),)
     source, _ = workload_refs(ask(client, "why can't node-3 reach api"))
     assert (source.kind, source.namespace, source.name) == ("node", None, "node-3")
 

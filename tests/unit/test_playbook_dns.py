@@ -333,3 +333,93 @@ def test_a_name_asked_about_without_a_port_is_not_said_to_answer_nothing_was_pro
     assert probes.status == StepStatus.SKIP and ":PORT" in probes.summary
     with_port = run(cluster, external(target_ip=None, port=80))
     assert "every probe succeeded" in with_port.verdict.summary
+
+
+# Nodes and host-network pods: which resolver they use decides what a failed lookup means.
+
+NODE_1 = PodRef("", "node-1", "10.240.0.11", "node-1", host_network=True, dns_policy="")
+NODE_RESOLVER_NXDOMAIN = ProbeView("connected", 3.0, rcode="NXDOMAIN", server="203.0.113.53", search=(), ndots=1)
+
+
+def _from(source: PodRef, **changes: Any) -> Case:
+    return case(sources=(source,), source_kind="node" if not source.namespace else "pod", dns_endpoints=(DNS,), **changes)
+
+
+def _step_of(d: Diagnosis, source: PodRef) -> Any:
+    return next(s for s in d.steps if s.name == f"source {source.name}: DNS")
+
+
+def test_a_node_looks_a_service_up_through_its_own_resolver_and_a_name_it_cannot_resolve_is_no_fault() -> None:
+    """A node resolves with its own resolv.conf (asked from the node's namespace: no pod IP), which is
+    not the cluster DNS: the service name is NXDOMAIN there by design. The target came from the API, so
+    the step passes, says the name would not resolve from the node and that the path was checked by
+    address, and no DNS_RESOLUTION_FAILED is raised, as verdict or as finding."""
+    cluster, c = DnsCluster(), _from(NODE_1)
+    assert c.dns_name
+    cluster.answers[("node-1", "", c.dns_name, "")] = NODE_RESOLVER_NXDOMAIN
+    d = run(cluster, c)
+    assert ("node-1", "", c.dns_name, "") in cluster.asked
+    assert d.verdict.code is VerdictCode.NO_FAULT_FOUND
+    step = _step_of(d, NODE_1)
+    assert step.status is StepStatus.PASS
+    assert "would not resolve from node-1" in step.summary and "checked directly by address" in step.summary
+    assert "NXDOMAIN" in step.summary and "203.0.113.53" in step.summary
+    assert not any(f.code is VerdictCode.DNS_RESOLUTION_FAILED for f in d.findings)
+
+
+def test_a_node_whose_resolver_is_the_cluster_dns_and_fails_is_followed_like_a_pod() -> None:
+    """What decides is the resolv.conf the agent read: a node pointed at the cluster DNS (its search list
+    names svc.cluster.local) that cannot resolve a service name is a real DNS failure, not excused."""
+    cluster, c = DnsCluster(), _from(NODE_1)
+    assert c.dns_name
+    cluster.answers[("node-1", "", c.dns_name, "")] = ProbeView(
+        "connected", 3.0, rcode="NXDOMAIN", server="10.96.0.10", search=SEARCH, ndots=5
+    )
+    d = run(cluster, c)
+    assert _step_of(d, NODE_1).status is StepStatus.FAIL
+    assert "would not resolve from node-1" not in _step_of(d, NODE_1).summary
+
+
+def test_a_host_network_pod_with_cluster_first_with_host_net_asks_the_cluster_dns() -> None:
+    """kubelet writes ClusterFirstWithHostNet pods the cluster DNS's resolv.conf, which the node's
+    namespace does not show: the service's full name is asked of a cluster DNS server from the node's
+    namespace, and its failure is a DNS failure (followed to the servers), not "expected"."""
+    exporter = PodRef(
+        "monitoring", "exporter-1", "10.240.0.11", "node-1", host_network=True, dns_policy="ClusterFirstWithHostNet"
+    )
+    c = _from(exporter)
+    assert c.dns_fqdn
+    asked = ("node-1", "", c.dns_fqdn, DNS.ip)
+    answered = DnsCluster()
+    answered.answers[asked] = dataclasses.replace(CLUSTER_OK, answers=("10.96.5.5",), server=DNS.ip)
+    d = run(answered, c)
+    assert asked in answered.asked and ("node-1", "", c.dns_name, "") not in answered.asked
+    assert _step_of(d, exporter).status is StepStatus.PASS and "ClusterFirstWithHostNet" in _step_of(d, exporter).summary
+    failing = DnsCluster()
+    failing.answers[asked] = dataclasses.replace(NXDOMAIN, server=DNS.ip)
+    d = run(failing, c)
+    assert _step_of(d, exporter).status is StepStatus.FAIL
+
+
+def test_a_host_network_pod_with_cluster_first_uses_the_node_resolver_and_is_not_blamed() -> None:
+    """ClusterFirst on a host-network pod falls back to the node's resolver (kubelet's rule): the lookup
+    goes through the node's resolv.conf, and a cluster name it cannot resolve is expected."""
+    exporter = PodRef("monitoring", "exporter-1", "10.240.0.11", "node-1", host_network=True)
+    cluster, c = DnsCluster(), _from(exporter)
+    assert c.dns_name
+    cluster.answers[("node-1", "", c.dns_name, "")] = NODE_RESOLVER_NXDOMAIN
+    d = run(cluster, c)
+    assert ("node-1", "", c.dns_name, "") in cluster.asked
+    assert d.verdict.code is VerdictCode.NO_FAULT_FOUND
+    assert _step_of(d, exporter).status is StepStatus.PASS
+    assert not any(f.code is VerdictCode.DNS_RESOLUTION_FAILED for f in d.findings)
+
+
+def test_a_client_outside_the_cluster_is_not_asked_to_resolve_the_services_cluster_name() -> None:
+    """An outside client (played from a node's namespace) connects to an address; it never resolves
+    svc.cluster.local names, so no DNS lookup is made for it and no DNS step is reported."""
+    client = PodRef("outside", "outside", "10.240.0.11", "node-1", host_network=True, dns_policy="")
+    cluster, c = DnsCluster(), dataclasses.replace(_from(client), source_kind="external")
+    d = run(cluster, c)
+    assert not any(name == c.dns_name for _, _, name, _ in cluster.asked)
+    assert not any(s.name == "source outside: DNS" for s in d.steps)

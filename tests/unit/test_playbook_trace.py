@@ -36,7 +36,7 @@ from bot.playbook.observations import (
 )
 from bot.playbook.steps.trace import dns_query
 from bot.playbook.tracing.judge import judge, mtu_cause, path_line
-from bot.playbook.tracing.points import PathEnd, PathPoint, Role, TracePath, plan_path
+from bot.playbook.tracing.points import PathEnd, PathPoint, Role, TracePath, cut_at_masquerade, plan_path
 from bot.render.blocks import verdict_blocks
 from bot.render.document import investigation_document
 from bot.render.ids import BlockId
@@ -164,6 +164,43 @@ def test_flannel_points_follow_the_packet_from_pod_to_pod_through_the_overlay() 
     assert path.overlay_port == 8472
     assert path.points[0].pod_ip == "10.244.1.5" and path.points[4].pod_ip == ""
     assert path.points[4].netns == "kr-node-1"
+
+
+def test_a_node_source_starts_at_its_overlay_device_and_nic_and_says_it_has_no_pod_side() -> None:
+    path = plan_path(
+        PathEnd("node-1", None, facts("node-1"), "eth0", in_node=True),
+        "10.240.0.11",
+        PathEnd("node-2", pod("10.244.2.7", "veth2"), facts("node-2"), "eth0"),
+        "10.244.2.7",
+        overlay_route(),
+    )
+    assert labels(path)[:2] == ["node-1/flannel.1/overlay", "node-1/eth0/underlay"]
+    assert labels(path)[-1] == "node-2/eth0/pod" and not any(p.pod_ip == "10.240.0.11" for p in path.points)
+    assert len(path.absent) == 1 and "source is node-1's own network namespace" in path.absent[0]
+
+
+def test_a_host_network_destination_ends_at_its_nodes_nic() -> None:
+    path = plan_path(
+        PathEnd("node-1", pod("10.244.1.5", "veth1"), facts("node-1"), "eth0"),
+        "10.244.1.5",
+        PathEnd("node-2", None, facts("node-2"), "eth0", in_node=True),
+        "10.240.0.12",
+        RouteLookup(RouteInfo("10.240.0.0/24", "", "eth0")),
+    )
+    assert labels(path) == [
+        "node-1/eth0/pod",
+        "node-1/veth1/veth",
+        "node-1/cni0/bridge",
+        "node-1/eth0/underlay",
+        "node-2/eth0/underlay",
+    ]
+    assert "destination is node-2's own network namespace" in path.absent[0]
+
+
+def test_a_masqueraded_path_is_watched_up_to_the_source_pods_bridge_and_says_why() -> None:
+    cut = cut_at_masquerade(flannel_path(), "nat FLANNEL-POSTRTG: -j MASQUERADE --random-fully")
+    assert labels(cut) == ["node-1/eth0/pod", "node-1/veth1/veth", "node-1/cni0/bridge"] and cut.cut
+    assert "MASQUERADE" in cut.absent[-1] and "node-1 cni0" in cut.absent[-1]
 
 
 def test_host_gw_points_have_no_overlay_and_leave_by_the_routed_nic() -> None:

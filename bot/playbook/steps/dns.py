@@ -19,7 +19,7 @@ resolv.conf (search list and ndots), as the application would. What it answers d
 
 from __future__ import annotations
 
-from bot.playbook.case import Case, routed_endpoints
+from bot.playbook.case import Case, PodRef, routed_endpoints
 from bot.playbook.models import Evidence, Finding, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.observations import ProbeView
@@ -51,10 +51,35 @@ def outside_name(case: Case) -> str | None:
 
 
 def _ask(at: At) -> ProbeDnsAsk | None:
-    src, name = at.source, lookup_name(at.case)
+    """The lookup as the source's resolver makes it: through the resolv.conf of the namespace its
+    traffic starts in (the pod's; for a node or a host-network pod the node's own, which the agent
+    reads there). A host-network pod with ClusterFirstWithHostNet is the exception: kubelet gives it
+    the cluster DNS's resolv.conf, which the node's namespace does not show, so the name's fully
+    qualified form is asked of a cluster DNS server from the node's namespace, as that pod asks it."""
+    src, case, name = at.source, at.case, lookup_name(at.case)
     if not name or src.node is None:
         return None
-    return ProbeDnsAsk(src.node, src.ip or "", name)
+    if case.source_kind == "external" and not case.external_name:
+        # A client outside the cluster connects to a NodePort, an external or a load balancer IP; a
+        # cluster name means nothing to its resolver, and the node standing in for it is not its resolver.
+        return None
+    servers = routed_endpoints(case.dns_endpoints)
+    if src.cluster_dns_with_host_network and servers:
+        fqdn = case.dns_fqdn or (name if name.endswith(".") else f"{name}.")
+        return ProbeDnsAsk(src.node, src.netns_ip, fqdn, servers[0].ip)
+    return ProbeDnsAsk(src.node, src.netns_ip, name)
+
+
+def _how(src: PodRef, ask: ProbeDnsAsk) -> str:
+    """How the lookup was made, when it is not through the namespace's own resolv.conf."""
+    if src.cluster_dns_with_host_network and ask.server:
+        return " (dnsPolicy ClusterFirstWithHostNet: asked of the cluster DNS, as its kubelet-written resolv.conf does)"
+    return ""
+
+
+def who(src: PodRef) -> str:
+    """The source as the reply names it: namespace/name for a pod, the bare name for a node."""
+    return src.key if src.namespace else src.name
 
 
 def _asks(at: At) -> tuple[Ask[object], ...]:
@@ -62,14 +87,14 @@ def _asks(at: At) -> tuple[Ask[object], ...]:
     return (ask,) if ask is not None else ()
 
 
-def _answered(at: At, name: str, probe: ProbeView) -> Outcome:
+def _answered(at: At, ask: ProbeDnsAsk, probe: ProbeView) -> Outcome:
     """A lookup with records: what they are, and for a name outside the cluster where they lead."""
-    src, case = at.source, at.case
+    src, case, name = at.source, at.case, ask.name
     svc, outside = case.service, outside_name(case)
     found = addresses(probe.answers)
     text = f"{name} → {', '.join(probe.answers)} via {probe.server} in {probe.latency_ms:.1f} ms"
     evidence: list[Evidence] = [ev("dns-probe", text, src.node, answers=list(probe.answers), rcode=probe.rcode)]
-    summary = f"{name} resolves from {src.key}"
+    summary = f"{name} resolves from {who(src)}{_how(src, ask)}"
     if svc is not None and svc.type == "ExternalName":
         chain = " → ".join(aliases(probe.answers)) or svc.external_name or "?"
         summary += f": ExternalName, a CNAME to {chain} → {', '.join(found) or 'no address'} (no VIP, nothing NATed)"
@@ -105,16 +130,16 @@ def _decide(at: At, seen: Seen) -> Outcome:
     name = f"source {src.name}: DNS"
     if observed.value is None:
         # No answer is not "does not resolve": the lookup was never made.
-        summary = f"{ask.name} could not be looked up from {src.key}: {observed.error}"
+        summary = f"{ask.name} could not be looked up from {who(src)}: {observed.error}"
         return Outcome(
             (result(LABEL, name, StepStatus.WARN, summary, (), src.node),),
-            unchecked=unchecked(observed, f"the DNS lookup of {ask.name} from {src.key}"),
+            unchecked=unchecked(observed, f"the DNS lookup of {ask.name} from {who(src)}"),
         )
     probe = observed.value
     if probe.ok:
-        return _answered(at, ask.name, probe)
+        return _answered(at, ask, probe)
     kind, outside = failure_kind(probe), outside_name(case)
-    summary = f"{ask.name} does not resolve from {src.key}: {answer_words(probe)}"
+    summary = f"{ask.name} does not resolve from {who(src)}{_how(src, ask)}: {answer_words(probe)}"
     tried = f" (tried {', '.join(probe.queried_names)})" if probe.queried_names else ""
     failed = ev(
         "dns-probe",
@@ -150,11 +175,23 @@ def uses_cluster_dns(case: Case, probe: ProbeView) -> bool:
 
 def _resolver_outside_the_cluster(at: At, name: str, probe: ProbeView, failed: Evidence) -> Outcome:
     """A cluster name looked up through a resolver that is not the cluster DNS does not resolve by
-    design: that is no fault of the cluster DNS or of the path. Say so, with the fix in case the
-    application relies on the name, and let the walk check the path by address."""
+    design: that is no fault of the cluster DNS or of the path, and the target was found through the
+    API, so the walk checks the path by address. For a node or a host-network pod that is simply how
+    it resolves (the node's resolv.conf): the step passes and says so. A pod network pod that does
+    not use the cluster DNS (dnsPolicy Default) gets the fix as a note, in case its application relies
+    on the name."""
     src = at.source
+    resolver = f"{probe.server or 'its nameserver'}, search {' '.join(probe.search) or 'none'}"
+    if src.host_network:
+        why = (
+            f"{name} would not resolve from {who(src)}: it resolves with the node's resolv.conf ({resolver}), "
+            f"not the cluster DNS, and got {answer_words(probe)} — expected for a node or a host-network pod "
+            f"(dnsPolicy ClusterFirst or Default), not a fault; the target was resolved through the API and "
+            f"its ClusterIP path is checked directly by address"
+        )
+        return Outcome((result(LABEL, f"source {src.name}: DNS", StepStatus.PASS, why, (failed,), src.node),))
     why = (
-        f"{src.key} does not use the cluster DNS (its resolver is {probe.server or 'its node’s'}, search "
+        f"{who(src)} does not use the cluster DNS (its resolver is {probe.server or 'its node’s'}, search "
         f"{' '.join(probe.search) or 'none'}: dnsPolicy Default, or a host-network pod without "
         f"ClusterFirstWithHostNet), so cluster names such as {name} do not resolve there; the path is checked by address"
     )
@@ -185,7 +222,7 @@ def _does_not_exist(at: At, name: str, outside: str, summary: str, evidence: lis
 def _server_asks(at: At) -> tuple[ProbeDnsAsk, ...]:
     src, case = at.source, at.case
     fqdn = case.dns_fqdn or lookup_name(case) or ""
-    return tuple(ProbeDnsAsk(src.node or "", src.ip or "", fqdn, e.ip) for e in routed_endpoints(case.dns_endpoints))
+    return tuple(ProbeDnsAsk(src.node or "", src.netns_ip, fqdn, e.ip) for e in routed_endpoints(case.dns_endpoints))
 
 
 def _servers_step(summary: str, first: Evidence, *, timed_out: bool) -> Step:

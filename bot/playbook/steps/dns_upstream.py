@@ -69,12 +69,12 @@ def upstream_step(summary: str, first: tuple[Evidence, ...], servers: Step) -> S
 
     def asks(at: At) -> tuple[Ask[object], ...]:
         src = at.source
-        own = ProbeDnsAsk(src.node or "", src.ip or "", CLUSTER_NAME)
+        own = ProbeDnsAsk(src.node or "", src.netns_ip, CLUSTER_NAME)
         return (own, *(ask for _, _, ask in _upstream_asks(at, fqdn(at))))
 
     def decide(at: At, seen: Seen) -> Outcome:
         src = at.source
-        own = seen[ProbeDnsAsk(src.node or "", src.ip or "", CLUSTER_NAME)]
+        own = seen[ProbeDnsAsk(src.node or "", src.netns_ip, CLUSTER_NAME)]
         name = f"source {src.name}: DNS"
         if own.value is None:
             # The lookup failed (a fact); why could not be checked: said as not checked, never guessed.

@@ -43,13 +43,14 @@ from bot.playbook.steps.base import (
     unchecked,
 )
 from bot.playbook.steps.destination_node import hit_facts
+from bot.playbook.steps.egress_path import masquerade_of
 from bot.playbook.steps.evidence import ev
-from bot.playbook.steps.observe import FilterAsk, LocatePodAsk, NodeFactsAsk, RouteAsk, TraceAsk
+from bot.playbook.steps.observe import EgressNatAsk, FilterAsk, LocatePodAsk, NodeFactsAsk, RouteAsk, TraceAsk
 from bot.playbook.tracing.judge import Cause, TraceReading, judge, mtu_cause, path_line
-from bot.playbook.tracing.points import PathEnd, TracePath, plan_path
+from bot.playbook.tracing.points import PathEnd, TracePath, cut_at_masquerade, plan_path
 
 KIND = "trace"
-NEEDS = frozenset({Need.TRACE, Need.LOCATE_POD, Need.NODE_FACTS, Need.ROUTE, Need.FILTER_STATE})
+NEEDS = frozenset({Need.TRACE, Need.LOCATE_POD, Need.NODE_FACTS, Need.ROUTE, Need.FILTER_STATE, Need.EGRESS_NAT})
 MAX_TRACES = 2
 """Traces per source pod at most (each one is a capture set on every node of its path)."""
 LOSS_PROBES = 20
@@ -75,9 +76,10 @@ def marked_port(seed: int, *probe: str) -> int:
 def _wanted(at: At) -> tuple[Unexplained, ...]:
     """What to trace from this source: the unexplained failures (the question's target first), or,
     when a trace was asked for, one endpoint of the target (on another node when there is one).
-    Only endpoints with a known node are traced, from a source pod with a node and an address (a
-    host-network source, such as the node standing in for a client outside the cluster, has no pod
-    interface for the marked probe to start from: it is not traced)."""
+    Only endpoints with a known node are traced, from a source with a node and an address. A node or
+    a host-network pod is traced from the node's own namespace (its path starts at the node's overlay
+    or underlay interface); a client outside the cluster, played from a vantage node, is not: its path
+    is the entry's, which a probe from the vantage node to the pod would not follow."""
     case, trail, src = at.case, at.trail, at.source
     wanted = sorted(trail.unexplained, key=lambda u: u.purpose != "target")
     if case.trace and not any(u.purpose == "target" for u in wanted) and case.target_kind in ("service", "pod"):
@@ -88,7 +90,7 @@ def _wanted(at: At) -> tuple[Unexplained, ...]:
             wanted.insert(0, Unexplained(candidates[0], case.protocol))
     # Loss is measured on one path (the question's own), the repeated probe takes its time.
     wanted = wanted[: 1 if case.trace == "loss" else MAX_TRACES]
-    if src.node is None or not src.ip or src.host_network:
+    if src.node is None or not src.ip or case.source_kind == "external":
         return ()
     return tuple(u for u in wanted if u.endpoint.node is not None)
 
@@ -102,28 +104,48 @@ class _Ends:
     dst_node: str
     src_node_ip: str
     dst_node_ip: str
+    src_in_node: bool = False
+    """The source sends from its node's own namespace (a node, a host-network pod)."""
+    dst_in_node: bool = False
+    """The endpoint listens in its node's own namespace (a node, a host-network pod)."""
 
     @property
     def remote(self) -> bool:
         return self.dst_node != self.src_node
 
+    @property
+    def probe_from(self) -> str:
+        """The pod IP the marked probe is sent from: "" for the node's own namespace."""
+        return "" if self.src_in_node else self.src_ip
+
 
 def _ends(at: At, u: Unexplained) -> _Ends:
     nodes, src_node, dst_node = at.case.nodes, at.source.node or "", u.endpoint.node or ""
+    e = u.endpoint
+    node_ips = {n.ip for n in nodes.values()}
     return _Ends(
         src_node,
         at.source.ip or "",
         dst_node,
         nodes[src_node].ip if src_node in nodes else "",
         nodes[dst_node].ip if dst_node in nodes else "",
+        src_in_node=at.source.host_network,
+        dst_in_node=(e.pod is not None and e.pod.host_network) or e.ip in node_ips,
+    )
+
+
+def _locate_asks(x: _Ends, e_ip: str) -> tuple[LocatePodAsk | None, LocatePodAsk | None]:
+    """The pod interfaces to read at each end; None for an end in the node's own namespace."""
+    return (
+        None if x.src_in_node else LocatePodAsk(x.src_node, x.src_ip),
+        None if x.dst_in_node else LocatePodAsk(x.dst_node, e_ip),
     )
 
 
 def _plan_asks(at: At, u: Unexplained) -> tuple[Ask[object], ...]:
     x, e = _ends(at, u), u.endpoint
     asks: list[Ask[object]] = [
-        LocatePodAsk(x.src_node, x.src_ip),
-        LocatePodAsk(x.dst_node, e.ip),
+        *(a for a in _locate_asks(x, e.ip) if a is not None),
         NodeFactsAsk(x.src_node),
         NodeFactsAsk(x.dst_node),
         RouteAsk(x.src_node, e.ip),
@@ -132,7 +154,18 @@ def _plan_asks(at: At, u: Unexplained) -> tuple[Ask[object], ...]:
         asks.append(RouteAsk(x.src_node, x.dst_node_ip))
     if x.remote and x.src_node_ip:
         asks.append(RouteAsk(x.dst_node, x.src_node_ip))
+    if (masq := _masquerade_ask(x, u)) is not None:
+        asks.append(masq)
     return tuple(asks)
+
+
+def _masquerade_ask(x: _Ends, u: Unexplained) -> EgressNatAsk | None:
+    """A pod's probe to another node's own address leaves its node through nat POSTROUTING: whether
+    it is masqueraded there (and its marked port rewritten) decides how far the trace can follow it."""
+    if x.src_in_node or not x.dst_in_node or not x.remote:
+        return None
+    e = u.endpoint
+    return EgressNatAsk(x.src_node, x.src_ip, e.ip, u.protocol, e.port)
 
 
 def _asks(at: At) -> tuple[Ask[object], ...]:
@@ -164,27 +197,37 @@ def _planned(at: At, seen: Seen, todo: tuple[Unexplained, ...]) -> Outcome:
         return Outcome()
     u, case = todo[0], at.case
     x, e = _ends(at, u), u.endpoint
-    src_pod, dst_pod = seen[LocatePodAsk(x.src_node, x.src_ip)], seen[LocatePodAsk(x.dst_node, e.ip)]
+    locate_src, locate_dst = _locate_asks(x, e.ip)
+    src_pod = seen[locate_src] if locate_src is not None else None
+    dst_pod = seen[locate_dst] if locate_dst is not None else None
     src_facts, dst_facts = seen[NodeFactsAsk(x.src_node)], seen[NodeFactsAsk(x.dst_node)]
     route = seen[RouteAsk(x.src_node, e.ip)]
     out_nic = seen[RouteAsk(x.src_node, x.dst_node_ip)].value if x.remote and x.dst_node_ip else None
     back_nic = seen[RouteAsk(x.dst_node, x.src_node_ip)].value if x.remote and x.src_node_ip else None
-    missed = unchecked(src_pod, "the source pod's interfaces (trace)") + unchecked(
-        dst_pod, "the destination pod's interfaces (trace)"
+    missed = (unchecked(src_pod, "the source pod's interfaces (trace)") if src_pod is not None else ()) + (
+        unchecked(dst_pod, "the destination pod's interfaces (trace)") if dst_pod is not None else ()
     )
     path = plan_path(
-        PathEnd(x.src_node, src_pod.value, src_facts.value, _device(out_nic)),
+        PathEnd(x.src_node, src_pod.value if src_pod is not None else None, src_facts.value, _device(out_nic), x.src_in_node),
         x.src_ip,
-        PathEnd(x.dst_node, dst_pod.value, dst_facts.value, _device(back_nic)),
+        PathEnd(x.dst_node, dst_pod.value if dst_pod is not None else None, dst_facts.value, _device(back_nic), x.dst_in_node),
         e.ip,
         route.value,
     )
+    if (masq := _masquerade_ask(x, u)) is not None:
+        nat = seen[masq]
+        missed += unchecked(nat, f"{x.src_node}'s egress NAT (trace)")
+        if nat.value is None or nat.value.verdict != "untranslated":
+            rule = masquerade_of(nat.value) if nat.value is not None else "its nat rules could not be read"
+            path = cut_at_masquerade(path, rule)
+    if not path.points:
+        return Outcome(unchecked=missed) + _nothing_to_watch(at, todo, path)
     port = marked_port(case.marker_seed, x.src_ip, e.ip, str(e.port), u.protocol)
     loss = case.trace == "loss"
     payload = dns_query(DNS_NAME, port) if u.protocol == "UDP" and e.port == 53 else b""
     probe = MarkedProbe(
         x.src_node,
-        x.src_ip,
+        x.probe_from,
         e.ip,
         e.port,
         u.protocol,
@@ -202,9 +245,18 @@ def _planned(at: At, seen: Seen, todo: tuple[Unexplained, ...]) -> Outcome:
         max_duration_ms=min(5000, probe.count * probe.timeout_ms + 1500),
         retransmit_probes=3 if loss and u.protocol == "TCP" else 0,
     )
-    pod = src_pod.value
+    pod = src_pod.value if src_pod is not None else None
     mtu = pod.eth0.mtu if pod is not None and pod.eth0 is not None else 0
     return Outcome(unchecked=missed, then=_run_step(todo, path, plan, mtu))
+
+
+def _nothing_to_watch(at: At, todo: tuple[Unexplained, ...], path: TracePath) -> Outcome:
+    """Both ends in one node's own namespace: the packets never leave its stack (loopback), so no
+    interface on the way can be watched. Said as the trace's result, then the next endpoint."""
+    e = todo[0].endpoint
+    why = f"no interface to watch: the path stays inside {path.source_node}'s own network namespace ({'; '.join(path.absent)})"
+    step = result(KIND, f"trace {at.source.name} → {e.pod.name if e.pod else e.ip}:{e.port}", StepStatus.SKIP, why, (), e.node)
+    return Outcome((step,), then=_next(todo[1:]))
 
 
 def _run_step(todo: tuple[Unexplained, ...], path: TracePath, plan: TracePlan, mtu: int) -> Step:
@@ -228,7 +280,7 @@ def _run_step(todo: tuple[Unexplained, ...], path: TracePath, plan: TracePlan, m
             unchecked=run.unchecked,
         )
         missed = tuple(Unchecked("the capture", node, CallFailure.UNREACHABLE, why) for node, why in run.unchecked.items())
-        evidence = (_evidence(reading, at.source.node),)
+        evidence = (_evidence(reading, at.source.node, path.absent),)
         cause = reading.cause
         if cause is not None and cause.code == C.NODE_FIREWALL_DROPS and (ask := _filter_ask(at, cause, path, u)) is not None:
             return Outcome(unchecked=missed, then=_quote_step(todo, path, plan, mtu, reading, evidence, ask))
@@ -325,8 +377,8 @@ def _concluded(
     if status == StepStatus.PASS and (reading.unchecked or all(r.seen is None for r in reading.rows)):
         status = StepStatus.WARN
     name = f"trace {src.name} → {e.pod.name if e.pod else e.ip}:{e.port}"
-    step = result(KIND, name, status, _summary(reading), evidence, e.node)
-    large = case.trace == "path" and path.remote and reading.reached and cause is None and mtu > 576
+    step = result(KIND, name, status, _summary(reading, path.absent), evidence, e.node)
+    large = case.trace == "path" and path.remote and not path.cut and reading.reached and cause is None and mtu > 576
     then = _large_step(todo, path, plan, mtu) if large else _next(todo[1:])
     return Outcome((step,), found, withdrawn=withdrawn, then=then)
 
@@ -360,7 +412,7 @@ def _large_step(todo: tuple[Unexplained, ...], path: TracePath, small: TracePlan
             f"trace {at.source.name} → {e.pod.name if e.pod else e.ip}:{e.port} ({mtu} bytes, DF)",
             StepStatus.FAIL if cause is not None else StepStatus.PASS,
             summary,
-            (_evidence(big, at.source.node),),
+            (_evidence(big, at.source.node, path.absent),),
             e.node,
         )
         return Outcome((step,), found, then=_next(todo[1:]))
@@ -372,21 +424,21 @@ def _device(lookup: RouteLookup | None) -> str:
     return lookup.route.device if lookup is not None and lookup.route is not None else ""
 
 
-def _summary(reading: TraceReading) -> str:
+def _summary(reading: TraceReading, absent: tuple[str, ...] = ()) -> str:
     if reading.cause is not None:
         text = reading.cause.summary
     elif reading.stop is not None:
-        last = reading.stop.last_seen.point.label if reading.stop.last_seen else "the source pod"
+        last = reading.stop.last_seen.point.label if reading.stop.last_seen else "the source"
         text = f"the {reading.stop.direction} stops after {last}, before {reading.stop.first_unseen.point.label}"
     elif reading.reached:
         text = "the probe was seen at every point, there and back"
     else:
         text = "the probe could not be followed"
-    extra = [*reading.nat, *([reading.asymmetric] if reading.asymmetric else [])]
+    extra = [*reading.nat, *([reading.asymmetric] if reading.asymmetric else []), *absent]
     return "; ".join([text, *extra])
 
 
-def _evidence(reading: TraceReading, node: str | None) -> Evidence:
+def _evidence(reading: TraceReading, node: str | None, absent: tuple[str, ...] = ()) -> Evidence:
     loss = reading.loss
     return ev(
         "trace",
@@ -417,6 +469,7 @@ def _evidence(reading: TraceReading, node: str | None) -> Evidence:
             else None
         ),
         unchecked=list(reading.unchecked),
+        absent=list(absent),
     )
 
 

@@ -63,6 +63,11 @@ class TracePath:
     destination_node: str
     overlay_port: int = 0
     """The overlay's UDP port (8472, 4789); 0 when the path has no overlay (host-gw, same node)."""
+    absent: tuple[str, ...] = ()
+    """Points a pod-to-pod path has that this one does not, and why (an end in a node's own namespace
+    has no pod eth0, veth or bridge): said in the trace's result, never watched."""
+    cut: bool = False
+    """The path is watched only up to the source node's pod side (`cut_at_masquerade`)."""
 
     @property
     def remote(self) -> bool:
@@ -78,10 +83,16 @@ class PathEnd:
     pod: PodNetwork | None
     facts: NodeFacts | None
     underlay_device: str = ""
+    in_node: bool = False
+    """The end is the node's own network namespace (the node itself, or a host-network pod): packets
+    start or end in the node's stack, with no pod interface on the way."""
 
 
 def _pod_points(end: PathEnd, side: Side, pod_ip: str) -> list[PathPoint]:
-    """The pod's eth0, its host-side veth, and the bridge it hangs on (request order, source side)."""
+    """The pod's eth0, its host-side veth, and the bridge it hangs on (request order, source side);
+    none for an end in the node's own namespace."""
+    if end.in_node:
+        return []
     pod = end.pod
     netns = end.facts.netns if end.facts else ""
     found = [PathPoint(end.node, pod.eth0.name if pod and pod.eth0 else "eth0", Role.POD, side, pod.netns if pod else "", pod_ip)]
@@ -93,7 +104,8 @@ def _pod_points(end: PathEnd, side: Side, pod_ip: str) -> list[PathPoint]:
 
 
 def plan_path(source: PathEnd, source_ip: str, destination: PathEnd, destination_ip: str, route: RouteLookup | None) -> TracePath:
-    """The probe points from the source pod to the destination pod, in request order.
+    """The probe points from the source pod to the destination pod, in request order. An end in a node's
+    own namespace (`PathEnd.in_node`) contributes only its node's overlay and underlay interfaces.
 
     `route` is the source node's route to the destination pod: an overlay hop names the overlay
     device; the underlay NIC of each node is its route toward the other node.
@@ -123,7 +135,17 @@ def plan_path(source: PathEnd, source_ip: str, destination: PathEnd, destination
         if (p.node, p.interface, p.pod_ip) not in taken:  # same node: the shared bridge is met once
             points.append(p)
             taken.add((p.node, p.interface, p.pod_ip))
-    return TracePath(tuple(points), source.node, destination.node, overlay_port)
+    absent = tuple(_absent(end, side) for end, side in ((source, Side.SOURCE), (destination, Side.DESTINATION)) if end.in_node)
+    return TracePath(tuple(points), source.node, destination.node, overlay_port, absent)
+
+
+def _absent(end: PathEnd, side: Side) -> str:
+    """Why an end in the node's own namespace has no pod points."""
+    where = "starts" if side == Side.SOURCE else "ends"
+    return (
+        f"the {side.value} is {end.node}'s own network namespace (the node, or a host-network pod): no pod eth0, "
+        f"veth or bridge to watch on that side; the path {where} in the node's stack"
+    )
 
 
 def _netns(end: PathEnd) -> str:
@@ -140,3 +162,16 @@ def _matching_overlay(facts: NodeFacts | None, name: str, port: int) -> str:
         if port and o.udp_port == port:
             return o.link.name
     return ""
+
+
+def cut_at_masquerade(path: TracePath, rule: str) -> TracePath:
+    """The path up to the source pod's bridge or veth, for a probe the source node masquerades on its
+    way out (a pod to a node's address): the masquerade rewrites the marked source port (flannel's and
+    Calico's `--random-fully`), so no point after it can tell the probe's packets by that port. The
+    points after it are said as not watched, with the rule."""
+    kept = tuple(p for p in path.points if p.side == Side.SOURCE and p.role in (Role.POD, Role.VETH, Role.BRIDGE))
+    why = (
+        f"{path.source_node} masquerades the probe on its way out ({rule}), rewriting its marked source port: "
+        f"the points after {kept[-1].label if kept else 'the source pod'} cannot tell its packets and are not watched"
+    )
+    return TracePath(kept, path.source_node, path.destination_node, path.overlay_port, (*path.absent, why), cut=True)
