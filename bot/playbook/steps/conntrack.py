@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bot.playbook.models import Hop, StepStatus
+from bot.playbook.models import Evidence, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
+from bot.playbook.observations import ConntrackEntry, ConntrackView
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
 from bot.playbook.steps.evidence import ev
@@ -35,24 +36,8 @@ def _decide(at: At, seen: Seen) -> Outcome:
     if observed.value is None:
         return Outcome(unchecked=unchecked(observed, "conntrack"))
     current = {e.ip for e in case.endpoints} | {svc.cluster_ip}
-    stale = [e for e in observed.value.entries if carries_traffic(e) and e.reply_src not in current]
-    evidence = [
-        ev(
-            "conntrack",
-            f"{observed.value.total} entries for {src.ip} → {svc.cluster_ip}:{case.port}/{case.protocol} on {src.node}",
-            src.node,
-            entries=[
-                {
-                    "orig": f"{e.orig_src}:{e.orig_sport} → {e.orig_dst}:{e.orig_dport}",
-                    "reply_src": f"{e.reply_src}:{e.reply_sport}",
-                    "state": e.state,
-                    "timeout": e.timeout,
-                    "status": list(e.status),
-                }
-                for e in observed.value.entries[:20]
-            ],
-        )
-    ]
+    flow = f"{src.ip} → {svc.cluster_ip}:{case.port}/{case.protocol}"
+    stale, evidence = stale_entries(observed.value, current, flow, src.node)
     name = f"source {src.name}: conntrack"
     if not stale:
         summary = "no conntrack entry maps this flow to a vanished endpoint"
@@ -71,6 +56,24 @@ def _decide(at: At, seen: Seen) -> Outcome:
         src.key,
     )
     return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, src.node),), (found,))
+
+
+def stale_entries(
+    view: ConntrackView, current: set[str], flow: str, node: str | None
+) -> tuple[list[ConntrackEntry], list[Evidence]]:
+    """The entries that still steer traffic to an address in none of `current`, and the evidence of the read."""
+    stale = [e for e in view.entries if carries_traffic(e) and e.reply_src not in current]
+    listed = [
+        {
+            "orig": f"{e.orig_src}:{e.orig_sport} → {e.orig_dst}:{e.orig_dport}",
+            "reply_src": f"{e.reply_src}:{e.reply_sport}",
+            "state": e.state,
+            "timeout": e.timeout,
+            "status": list(e.status),
+        }
+        for e in view.entries[:20]
+    ]
+    return stale, [ev("conntrack", f"{view.total} entries for {flow} on {node}", node, entries=listed)]
 
 
 STEP = Step("conntrack", Hop.SERVICE_NAT, frozenset({Need.CONNTRACK}), _asks, _decide)

@@ -14,8 +14,7 @@ from bot.playbook.models import Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
-from bot.playbook.steps.evidence import ev
-from bot.playbook.steps.node_state import carries_traffic
+from bot.playbook.steps.conntrack import stale_entries
 from bot.playbook.steps.observe import ConntrackAsk
 
 LABEL = "source: DNS conntrack"
@@ -51,21 +50,7 @@ def _decided(at: At, seen: Seen, asked: ConntrackAsk, server: str) -> Outcome:
     if observed.value is None:
         return Outcome(unchecked=unchecked(observed, "conntrack for the DNS queries"))
     current = {e.ip for e in at.case.dns_endpoints} | {server}
-    stale = [e for e in observed.value.entries if carries_traffic(e) and e.reply_src not in current]
-    evidence = [
-        ev(
-            "conntrack",
-            f"{observed.value.total} entries for {src.ip} → {server}:{DNS_PORT}/UDP on {src.node}",
-            src.node,
-            entries=[
-                {
-                    "orig": f"{e.orig_src}:{e.orig_sport} → {e.orig_dst}:{e.orig_dport}",
-                    "reply_src": f"{e.reply_src}:{e.reply_sport}",
-                }
-                for e in observed.value.entries[:20]
-            ],
-        )
-    ]
+    stale, evidence = stale_entries(observed.value, current, f"{src.ip} → {server}:{DNS_PORT}/UDP", src.node)
     name = f"source {src.name}: DNS conntrack"
     if not stale:
         summary = f"no conntrack entry sends {src.key}'s DNS queries to a server that is gone"
