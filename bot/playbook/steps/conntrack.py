@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from bot.playbook.models import Evidence, Hop, StepStatus
+from bot.playbook.models import Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
-from bot.playbook.observations import ConntrackEntry, ConntrackView
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
-from bot.playbook.steps.evidence import ev
-from bot.playbook.steps.node_state import carries_traffic
+from bot.playbook.steps.node_state import stale_entries
 from bot.playbook.steps.observe import ConntrackAsk
 
 LABEL = "source: conntrack"
@@ -56,24 +54,6 @@ def _decide(at: At, seen: Seen) -> Outcome:
         src.key,
     )
     return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, src.node),), (found,))
-
-
-def stale_entries(
-    view: ConntrackView, current: set[str], flow: str, node: str | None
-) -> tuple[list[ConntrackEntry], list[Evidence]]:
-    """The entries that still steer traffic to an address in none of `current`, and the evidence of the read."""
-    stale = [e for e in view.entries if carries_traffic(e) and e.reply_src not in current]
-    listed = [
-        {
-            "orig": f"{e.orig_src}:{e.orig_sport} → {e.orig_dst}:{e.orig_dport}",
-            "reply_src": f"{e.reply_src}:{e.reply_sport}",
-            "state": e.state,
-            "timeout": e.timeout,
-            "status": list(e.status),
-        }
-        for e in view.entries[:20]
-    ]
-    return stale, [ev("conntrack", f"{view.total} entries for {flow} on {node}", node, entries=listed)]
 
 
 STEP = Step("conntrack", Hop.SERVICE_NAT, frozenset({Need.CONNTRACK}), _asks, _decide)

@@ -14,7 +14,7 @@ from bot.playbook.models import Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
-from bot.playbook.steps.conntrack import stale_entries
+from bot.playbook.steps.node_state import stale_entries
 from bot.playbook.steps.observe import ConntrackAsk
 
 LABEL = "source: DNS conntrack"

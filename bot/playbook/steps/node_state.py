@@ -1,10 +1,10 @@
-"""A node's own state: conntrack room and IP forwarding. Shared by the source and destination node hops."""
+"""A node's own state: conntrack room, IP forwarding, and conntrack entries that outlived their endpoint. Shared by the hops."""
 
 from __future__ import annotations
 
 from bot.playbook.models import Evidence, Hop
 from bot.playbook.models import VerdictCode as C
-from bot.playbook.observations import ConntrackEntry, NodeFacts
+from bot.playbook.observations import ConntrackEntry, ConntrackView, NodeFacts
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Candidate
 from bot.playbook.steps.evidence import ev
@@ -62,3 +62,21 @@ def carries_traffic(entry: ConntrackEntry) -> bool:
     if not entry.replied:
         return False
     return entry.protocol.lower() != "tcp" or entry.state.upper() in ("ESTABLISHED", "SYN_RECV")
+
+
+def stale_entries(
+    view: ConntrackView, current: set[str], flow: str, node: str | None
+) -> tuple[list[ConntrackEntry], list[Evidence]]:
+    """The entries that still steer traffic to an address in none of `current`, and the evidence of the read."""
+    stale = [e for e in view.entries if carries_traffic(e) and e.reply_src not in current]
+    listed = [
+        {
+            "orig": f"{e.orig_src}:{e.orig_sport} → {e.orig_dst}:{e.orig_dport}",
+            "reply_src": f"{e.reply_src}:{e.reply_sport}",
+            "state": e.state,
+            "timeout": e.timeout,
+            "status": list(e.status),
+        }
+        for e in view.entries[:20]
+    ]
+    return stale, [ev("conntrack", f"{view.total} entries for {flow} on {node}", node, entries=listed)]
