@@ -7,23 +7,23 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.live import Live
 
 from bot import investigation
 from bot.cluster.errors import ClusterAccessDenied, ClusterNoCredentials, ClusterUnavailable
 from bot.errors import BadInput, KubereachError
-from bot.history.db import owner_is_alive
 from bot.history.errors import HistoryUnavailable
-from bot.history.recorder import HistoryRecorder
 from bot.logs import configure_logging
 from bot.playbook.models import InvestigationResult, StepResult
 from bot.render.document import investigation_document
 from bot.render.terminal import investigation_view, steps_table
 from bot.settings import BotSettings, load_settings
+
+if TYPE_CHECKING:
+    from bot.history.recorder import HistoryRecorder
 
 
 @click.command()
@@ -109,6 +109,9 @@ def _ask(
     if as_json or not sys.stderr.isatty():
         result = asyncio.run(run_once(None))
     else:
+        # Imported here: only a terminal shows the live steps table (`--json` and pipes do not).
+        from rich.live import Live
+
         with Live(steps_table(steps, running=True), console=err, refresh_per_second=8, transient=True) as live:
 
             def progress(step: StepResult) -> None:
@@ -147,6 +150,11 @@ def save_picture(result: InvestigationResult, path: Path) -> Path:
 def open_history(settings: BotSettings, err: Console) -> HistoryRecorder | None:
     """The history, after closing investigations left running by processes that are gone; None (with
     one line on stderr) when it cannot be opened — the question is answered all the same."""
+    # Imported here: SQLAlchemy and the history's models are a fifth of a fresh process's start,
+    # and `--no-history` needs none of them.
+    from bot.history.db import owner_is_alive
+    from bot.history.recorder import HistoryRecorder
+
     try:
         history = HistoryRecorder.from_settings(settings)
     except HistoryUnavailable as exc:
