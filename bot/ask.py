@@ -5,25 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.live import Live
 
 from bot import investigation
 from bot.cluster.errors import ClusterAccessDenied, ClusterNoCredentials, ClusterUnavailable
 from bot.errors import BadInput, KubereachError
-from bot.history.db import owner_is_alive
 from bot.history.errors import HistoryUnavailable
-from bot.history.recorder import HistoryRecorder
+from bot.investigation import StepCallback
 from bot.logs import configure_logging
 from bot.playbook.models import InvestigationResult, StepResult
 from bot.render.document import investigation_document
-from bot.render.terminal import investigation_view, steps_table
 from bot.settings import BotSettings, load_settings
+
+if TYPE_CHECKING:
+    from bot.history.recorder import HistoryRecorder
 
 
 @click.command()
@@ -95,37 +94,56 @@ def _ask(
     # Problems (warnings and errors) on stderr, one JSON object a line when KUBEREACH_LOG_FORMAT=json;
     # stdout stays the answer.
     configure_logging(settings.log_format, level="WARNING")
-    err = Console(stderr=True)
-    history = None if no_history else open_history(settings, err)
+    history = None if no_history else open_history(settings)
     investigator = investigation.Investigator(settings, history)
-    steps: list[StepResult] = []
 
-    async def run_once(on_step: Callable[[StepResult], None] | None) -> InvestigationResult:
+    async def run_once(on_step: StepCallback | None) -> InvestigationResult:
         try:
             return await investigator.investigate(question, on_step=on_step, default_namespace=namespace, trace=trace)
         finally:
             await investigator.aclose()
 
-    if as_json or not sys.stderr.isatty():
-        result = asyncio.run(run_once(None))
-    else:
-        with Live(steps_table(steps, running=True), console=err, refresh_per_second=8, transient=True) as live:
-
-            def progress(step: StepResult) -> None:
-                steps.append(step)
-                live.update(steps_table(steps, running=True))
-
-            result = asyncio.run(run_once(progress))
+    result = asyncio.run(run_once(None)) if as_json or not sys.stderr.isatty() else run_showing_steps(run_once)
     if as_json:
         click.echo(json.dumps(investigation_document(result), indent=2))
     else:
-        Console().print(investigation_view(result, all_steps=all_steps))
+        print_view(result, all_steps)
     if picture is not None:
         written = save_picture(result, picture)
         # With --json, stdout stays one JSON document: the path goes to stderr.
         click.echo(f"picture: {written}", err=as_json)
     if history is not None and history.problem is not None:
-        err.print(f"history unavailable: {history.problem} (the verdict above stands; it was not recorded)", markup=False)
+        click.echo(f"history unavailable: {history.problem} (the verdict above stands; it was not recorded)", err=True)
+
+
+# rich is imported for a terminal only (the two functions below): `--json` and pipes need none of it,
+# and importing it costs ~25 ms of CPU in a process that answers one question.
+
+
+def run_showing_steps(run_once: Callable[[StepCallback | None], Coroutine[Any, Any, InvestigationResult]]) -> InvestigationResult:
+    """Run the investigation with its steps shown live on the terminal (stderr), then cleared."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from bot.render.terminal import steps_table
+
+    steps: list[StepResult] = []
+    with Live(steps_table(steps, running=True), console=Console(stderr=True), refresh_per_second=8, transient=True) as live:
+
+        def progress(step: StepResult) -> None:
+            steps.append(step)
+            live.update(steps_table(steps, running=True))
+
+        return asyncio.run(run_once(progress))
+
+
+def print_view(result: InvestigationResult, all_steps: bool) -> None:
+    """The answer as text on the terminal (stdout)."""
+    from rich.console import Console
+
+    from bot.render.terminal import investigation_view
+
+    Console().print(investigation_view(result, all_steps=all_steps))
 
 
 def save_picture(result: InvestigationResult, path: Path) -> Path:
@@ -144,13 +162,18 @@ def save_picture(result: InvestigationResult, path: Path) -> Path:
     return path.resolve()
 
 
-def open_history(settings: BotSettings, err: Console) -> HistoryRecorder | None:
+def open_history(settings: BotSettings) -> HistoryRecorder | None:
     """The history, after closing investigations left running by processes that are gone; None (with
     one line on stderr) when it cannot be opened — the question is answered all the same."""
+    # Imported here: SQLAlchemy and the history's models are a fifth of a fresh process's start,
+    # and `--no-history` needs none of them.
+    from bot.history.db import owner_is_alive
+    from bot.history.recorder import HistoryRecorder
+
     try:
         history = HistoryRecorder.from_settings(settings)
     except HistoryUnavailable as exc:
-        err.print(f"history unavailable: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), markup=False)
+        click.echo(f"history unavailable: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), err=True)
         return None
     if history.available:
         pods = investigation.bot_pod_check(settings)

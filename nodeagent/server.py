@@ -53,7 +53,7 @@ from nodeagent.metrics import AgentMetrics
 from nodeagent.netns import NETNS_RUN_DIR
 from nodeagent.service import KernelChecks, NamespaceTarget, NodeChecks
 from nodeagent.settings import AgentSettings
-from nodeagent.stream_logging import REQUEST_ID_HEADER, logged_stream
+from nodeagent.stream_logging import REQUEST_ID_HEADER, cancelled_code, logged_stream
 from nodeagent.tls import load_server_tls, server_credentials
 
 R = TypeVar("R")
@@ -455,6 +455,7 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
         async def logged(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             token = REQUEST_ID.set(request_id)
             start = time.monotonic()
+            cancelled = False
             try:
                 await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
                 request = _decoded(raw, parse, method)
@@ -464,8 +465,11 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
                         f"the request to {method.rsplit('/', 1)[-1]} is not a valid protobuf message of its type",
                     )
                 return await inner(request, cast(grpc.ServicerContext, context))
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
-                code = context.code() or grpc.StatusCode.OK
+                code = context.code() or (cancelled_code(context) if cancelled else grpc.StatusCode.OK)
                 name = code.name if isinstance(code, grpc.StatusCode) else str(code)
                 if self.metrics is not None:
                     self.metrics.rpc_finished(method.rsplit("/", 1)[-1], time.monotonic() - start, name)

@@ -4,6 +4,7 @@ metadata, one log line with the status code and duration at the end, and the RPC
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,12 +30,16 @@ def logged_stream(
     async def logged(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         token = REQUEST_ID.set(request_id)
         start = time.monotonic()
+        cancelled = False
         try:
             await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
             async for response in inner(requests, context):
                 yield response
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
-            code = context.code() or grpc.StatusCode.OK
+            code = context.code() or (cancelled_code(context) if cancelled else grpc.StatusCode.OK)
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
             if metrics is not None:
                 metrics.rpc_finished(method.rsplit("/", 1)[-1], time.monotonic() - start, name)
@@ -49,3 +54,11 @@ def logged_stream(
     return grpc.stream_stream_rpc_method_handler(
         logged, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
     )
+
+
+def cancelled_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """How a call grpc cancelled under its handler ended for the caller: its deadline passed
+    (DEADLINE_EXCEEDED) or the caller went away (CANCELLED). The handler set no code itself, and
+    logging OK for it would hide that the caller got no answer."""
+    remaining = context.time_remaining()
+    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED

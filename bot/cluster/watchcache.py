@@ -15,6 +15,11 @@ Semantics, after the Kubernetes API:
   (HTTP 200 and then an ERROR event with Status 410 Expired, or a 410 answer) relists.
 - Transport errors, silent connections and error answers reconnect with a growing backoff; the
   failure is kept for `describe()`.
+- A 403 (RBAC does not grant the bot `list` or `watch` on the kind, or the request carried no
+  credentials) is not retried: retrying cannot change the answer until someone changes the RBAC rules.
+  The cache logs one line naming the resource, the verb and the rule to add, and stops; reads go to
+  the API (and get the same refusal, which the investigation reports as not checked). When a read
+  through lists the kind cluster-wide again, the rule was granted: the cache starts over.
 - The cache is evidence only while fresh: the server confirmed it (a list, an event, a bookmark, a
   watch it ended cleanly) within `max_staleness_s`. A read of a stale cache reads through
   with one list, so a broken watch never answers; when that list fails too, the caller gets
@@ -35,7 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from bot.cluster.agents import agent_addresses
-from bot.cluster.errors import ClusterUnavailable
+from bot.cluster.errors import ClusterAccessDenied, ClusterNoCredentials, ClusterUnavailable
 from bot.cluster.models import RawObject, name_of, namespace_of
 from bot.cluster.resolve import Resolved, resolve
 from bot.cluster.resources import KubeResource
@@ -121,6 +126,8 @@ class ResourceCache:
         self._confirmed_at: float | None = None
         self._failure: str | None = None
         self._too_large = False
+        self._refused: str | None = None
+        """The verb the API server refused (403) on this kind; the cache stopped without retrying."""
         self._lock = threading.Lock()
         self._attempted = threading.Event()
         self._stop = threading.Event()
@@ -135,6 +142,28 @@ class ResourceCache:
                 return
             self._thread = threading.Thread(target=self._run, name=f"watch-{self.resource.plural}", daemon=True)
             self._thread.start()
+
+    @property
+    def refused(self) -> str | None:
+        """The verb ("list" or "watch") the API server refused with 403; None unless the cache stopped so."""
+        with self._lock:
+            return self._refused
+
+    def listed_elsewhere(self) -> None:
+        """A read through listed this kind cluster-wide: a refused `list` is granted now, so start over."""
+        with self._lock:
+            if self._refused != "list" or self._stop.is_set():
+                return
+            thread = self._thread
+        if thread is not None:
+            thread.join()  # it ends right after the refusal: let it finish before the next one starts
+        with self._lock:
+            if self._refused != "list" or self._thread is not thread:
+                return  # another read started it over already
+            self._thread = None
+            self._refused = None
+            self._attempted.clear()
+        self.start()
 
     def wait_listed(self, timeout: float) -> None:
         """Wait until the first list succeeded or failed (at most `timeout` seconds)."""
@@ -209,6 +238,9 @@ class ResourceCache:
                     self.stats.expired += 1
                 listed = False
                 log.info("watch of %s expired (410): relisting", self.resource.qualified)
+            except (ClusterAccessDenied, ClusterNoCredentials) as exc:
+                self._refuse(exc)
+                return
             except ClusterUnavailable as exc:
                 with self._lock:
                     self._failure = exc.message
@@ -218,6 +250,22 @@ class ResourceCache:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
             except _TooLarge:
                 return
+
+    def _refuse(self, exc: ClusterAccessDenied | ClusterNoCredentials) -> None:
+        """A 403: keep it for `describe()`, say once what to grant, and stop (no retry can change it)."""
+        with self._lock:
+            self._failure = exc.message
+            self._refused = exc.verb if isinstance(exc, ClusterAccessDenied) else "list"
+        self._attempted.set()
+        if isinstance(exc, ClusterAccessDenied):
+            group = exc.group or '""'
+            why = (
+                f'403 Forbidden: the bot may not "{exc.verb}" {exc.resource} (apiGroup {group}) cluster-wide; '
+                f'add verb "{exc.verb}" on resource "{exc.resource}" in apiGroup {group} to the bot\'s ClusterRole'
+            )
+        else:
+            why = f"{exc.message} ({exc.hint})"
+        log.warning("%s is not cached and not retried: %s; questions read it from the API", self.resource.qualified, why)
 
     def _list(self) -> None:
         # The first list may come from the server's watch cache (resourceVersion "0", unpaged), as an
@@ -324,7 +372,10 @@ class CachedCluster:
         if found is not None:
             return found
         log.info("cache of %s is not fresh (%s): reading through", resource.qualified, cache.describe())
-        return self.client.list_objects(resource, namespace, label_selector=label_selector)
+        found = self.client.list_objects(resource, namespace, label_selector=label_selector)
+        if namespace is None or not resource.namespaced:
+            cache.listed_elsewhere()
+        return found
 
     def get_object(self, resource: KubeResource, name: str, namespace: str | None = None) -> RawObject | None:
         """One object: always read through (the resolver lists; gets are rare)."""

@@ -98,6 +98,14 @@ def _credentials(settings: AgentSettings) -> grpc.ChannelCredentials | None:
         ) from exc
 
 
+@dataclass(frozen=True)
+class _OpenCapture:
+    """An armed capture set: its bidirectional call and the read of its result, pending since it armed."""
+
+    call: Any
+    result: asyncio.Future[Any]
+
+
 class CallMetrics(Protocol):
     """What the fleet reports each finished call to (`bot.metrics.BotMetrics`, passed in: the fleet
     does not import the metrics, the metrics import the fleet's outcome type)."""
@@ -205,7 +213,7 @@ class Fleet:
                 probed = await during()
             finally:
                 finished = await asyncio.gather(
-                    *(self._collect(n, call, failure, started) for n, (call, failure) in zip(nodes, streams, strict=True))
+                    *(self._collect(n, stream, failure, started) for n, (stream, failure) in zip(nodes, streams, strict=True))
                 )
         outcomes = {o.node: o for o in finished}
         if self.metrics is not None:
@@ -213,7 +221,7 @@ class Fleet:
                 self.metrics.agent_call_finished(o)
         return outcomes, probed
 
-    async def _arm(self, node: str, start: Any, timeout_s: float) -> tuple[Any, AgentOutcome | None]:
+    async def _arm(self, node: str, start: Any, timeout_s: float) -> tuple[_OpenCapture | None, AgentOutcome | None]:
         method = "CapturePackets"
         started = time.monotonic()
         try:
@@ -244,19 +252,28 @@ class Fleet:
             return None, AgentOutcome(
                 node, method, False, error=f"the agent on {node} did not arm its capture", error_kind=CallFailure.FAILED
             )
-        return call, None
+        # The result is read from now on: a capture that reaches its own end (its deadline or a cap)
+        # before the probe is done sends its result and closes the call, and only a read already
+        # waiting receives that result once the stop below has found the call closed.
+        return _OpenCapture(call, asyncio.ensure_future(call.read())), None
 
-    async def _collect(self, node: str, call: Any, failure: AgentOutcome | None, started: float) -> AgentOutcome:
+    async def _collect(
+        self, node: str, stream: _OpenCapture | None, failure: AgentOutcome | None, started: float
+    ) -> AgentOutcome:
         method = "CapturePackets"
-        if failure is not None:
-            return failure
-        try:
+        if failure is not None or stream is None:
+            return failure or AgentOutcome(node, method, False, error="no capture was opened", error_kind=CallFailure.FAILED)
+        if not stream.result.done():
             try:
-                await call.write(pb.CapturePacketsRequest(stop=True))
-                await call.done_writing()
+                await stream.call.write(pb.CapturePacketsRequest(stop=True))
+                await stream.call.done_writing()
             except (asyncio.InvalidStateError, aio.AioRpcError):
-                pass  # the capture already ended (its deadline or a cap): its result is waiting to be read
-            reply = await call.read()
+                # The capture ended on its own in the meantime. grpc then fails the write with its own
+                # "Internal error from Core" (status INTERNAL, set on the call): not the agent's answer,
+                # which the pending read still receives.
+                pass
+        try:
+            reply = await stream.result
         except aio.AioRpcError as exc:
             return self._failure(node, method, exc, started)
         if reply is _EOF or not reply.HasField("result"):

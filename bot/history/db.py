@@ -3,6 +3,10 @@
 SQLite by default (a file under the user's data directory, WAL mode, foreign keys on); PostgreSQL when
 ``DATABASE_URL`` or ``--db`` says so, through psycopg 3. `upgrade` runs the Alembic migrations to
 head; the bot calls it on start so the schema is always current before the first write.
+
+Alembic is imported only to migrate (or to compare with the revision scripts when the database is not
+at `HEAD_REVISION`): `kubereach ask` opens the history once per process, and importing Alembic with
+its revision scripts cost a tenth of that process's start while an up-to-date database needs none of it.
 """
 
 from __future__ import annotations
@@ -12,21 +16,29 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.history.errors import HistoryUnavailable
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 """The Alembic environment (``migrations/`` at the repository root)."""
+
+HEAD_REVISION = "0005_postgres_search_facets"
+"""The newest revision in ``migrations/versions``: a database stamped with it needs no upgrade.
+
+Written down here, at build time, so that opening an up-to-date history reads one row instead of
+importing Alembic and every revision script. A new migration updates it (a unit test compares it with
+the scripts' head); a database stamped with anything else is checked by Alembic itself."""
+VERSION_TABLE = "alembic_version"
+"""Where Alembic stamps the database's revision (its default, which ``migrations/env.py`` keeps)."""
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 """How long SQLite itself waits for another writer's lock before answering SQLITE_BUSY."""
@@ -155,6 +167,8 @@ def read_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def alembic_config(url: str | URL | None = None) -> Config:
     """An Alembic configuration for `migrations/`, carrying `url` for ``env.py`` to use."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
@@ -164,26 +178,45 @@ def alembic_config(url: str | URL | None = None) -> Config:
 
 def upgrade(target: str | URL | Engine, revision: str = "head") -> None:
     """Migrate the database at `target` (a URL or an engine) to `revision`, by default the newest."""
+    from alembic import command
+
     _run_migration(target, lambda config: command.upgrade(config, revision))
 
 
 def downgrade(target: str | URL | Engine, revision: str = "base") -> None:
     """Migrate the database at `target` down to `revision` (``base`` drops every history object)."""
+    from alembic import command
+
     _run_migration(target, lambda config: command.downgrade(config, revision))
 
 
 def schema_is_current(engine: Engine) -> bool:
-    """Whether the database is already at the newest revision (read without taking a write lock)."""
-    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    """Whether the database is already at the newest revision (read without taking a write lock).
+
+    The stamped revision is read with plain SQL; only a database not stamped `HEAD_REVISION` (new,
+    older, or migrated by a newer kubereach) is compared with the revision scripts through Alembic.
+    """
     try:
         with engine.execution_options(sqlite_begin="BEGIN").connect() as connection:
-            current = set(MigrationContext.configure(connection).get_current_heads())
+            current = stamped_revisions(connection)
     except (OperationalError, InterfaceError) as exc:
         raise HistoryUnavailable(
             f"could not read the history database's schema version: {first_line(exc.orig)}",
             hint="check that the database is reachable and DATABASE_URL (or --db) is right",
         ) from exc
-    return current == heads
+    if current == {HEAD_REVISION}:
+        return True
+    from alembic.script import ScriptDirectory
+
+    return current == set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def stamped_revisions(connection: Connection) -> set[str]:
+    """The revisions Alembic stamped in the database (none for a database it never migrated)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return set()
+    rows = connection.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 - a constant name
+    return {row[0] for row in rows}
 
 
 MIGRATION_LOCK_KEY = 0x6B75_6265  # "kube": one PostgreSQL advisory lock for schema upgrades

@@ -17,7 +17,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import Engine, text
@@ -36,9 +35,9 @@ from bot.history.db import (
     session_factory,
     upgrade,
 )
-from bot.history.enums import Origin
 from bot.history.errors import HistoryUnavailable
-from bot.history.service import InterruptedInvestigation, Person, SeenBefore, WorkloadRef
+from bot.history.service import InterruptedInvestigation, SeenBefore, WorkloadRef
+from bot.history.views import Asker
 from bot.playbook.models import InvestigationResult, StepResult, Verdict
 from bot.settings import BotSettings
 
@@ -68,16 +67,6 @@ def describe(exc: SQLAlchemyError) -> str:
     """One line for a person: what the database said, never the SQL or its parameters."""
     orig = getattr(exc, "orig", None)
     return first_line(orig) if orig is not None else first_line(exc)
-
-
-@dataclass(frozen=True)
-class Asker:
-    """Who asked and where: the CLI user, or a Slack user in a channel and thread."""
-
-    person: Person
-    origin: Origin
-    channel: str | None = None
-    thread_ts: str | None = None
 
 
 class HistoryRecorder:

@@ -10,6 +10,7 @@ from bot.history.enums import InvestigationStatus, Origin
 from bot.playbook.models import Finding, Person, ResolutionView, SeenBefore, StepResult, Verdict
 
 __all__ = [
+    "Asker",
     "DigestSlot",
     "InterruptedInvestigation",
     "InvestigationView",
@@ -29,6 +30,16 @@ class WorkloadRef:
     name: str | None
     display: str
     """How people read it, e.g. ``deployment shop/web`` or ``10.244.1.5``."""
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asked and where: the CLI user, or a Slack user in a channel and thread."""
+
+    person: Person
+    origin: Origin
+    channel: str | None = None
+    thread_ts: str | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from bot.cluster.errors import ResolutionError
 from bot.cluster.models import EndpointInfo, NodeInfo, PodInfo, ServiceInfo
 from bot.cluster.resolve import Resolved, TargetPort
 from bot.errors import BadInput
-from bot.history.service import WorkloadRef
+from bot.history.views import WorkloadRef
 from bot.parse.models import OUTSIDE_NAME, Question, question_text
 from bot.playbook.case import Case, EndpointRef, Entry, NodeRef, PodRef, ServiceRef
 from bot.playbook.models import Hop, NameChoice, Verdict

@@ -26,11 +26,9 @@ from bot.fleet.loop import LoopFleet
 from bot.fleet.observer import FleetObserver
 from bot.history.enums import Origin
 from bot.history.ids import new_investigation_id
-from bot.history.recorder import Asker, HistoryRecorder
-from bot.history.service import Person
+from bot.history.views import Asker, Person
 from bot.investigation.case import build_case, dns_endpoint_refs, name_choices, resolution_verdict, workload_refs
 from bot.logs import INVESTIGATION_ID
-from bot.metrics import BotMetrics
 from bot.parse import parse_question
 from bot.playbook.case import EndpointRef
 from bot.playbook.engine import Diagnosis, run_playbook
@@ -38,7 +36,11 @@ from bot.playbook.models import InvestigationResult, StepResult
 from bot.settings import BotSettings, local_user
 
 if TYPE_CHECKING:
+    # Types only: `ask --no-history` runs without the database layer (SQLAlchemy, Alembic) and the
+    # Prometheus client, which a process per question would otherwise import for nothing.
     from bot.digest.models import Sweep
+    from bot.history.recorder import HistoryRecorder
+    from bot.metrics import BotMetrics
 
 log = logging.getLogger("kubereach.investigate")
 StepCallback = Callable[[StepResult], None]

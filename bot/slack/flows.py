@@ -33,9 +33,10 @@ from bot.history.db import history_errors
 from bot.history.enums import AuditAction, Origin
 from bot.history.errors import HistoryError, HistoryUnavailable, InvestigationNotFound
 from bot.history.ids import new_investigation_id
-from bot.history.recorder import Asker, HistoryRecorder
+from bot.history.recorder import HistoryRecorder
 from bot.history.search import SearchFilters, search_investigations
 from bot.history.service import Person
+from bot.history.views import Asker
 from bot.parse import ParseError
 from bot.playbook.models import InvestigationResult, StepResult, Verdict
 from bot.render import blocks as render

@@ -18,6 +18,7 @@ from kubereach.agent.v1 import agent_pb2 as pb
 from kubereach.agent.v1 import agent_pb2_grpc as pb_grpc
 from nodeagent.checks.capture import CaptureLimits, CaptureMatchSpec, CaptureOutcome, CaptureSession, PointRequest, PointResult
 from nodeagent.settings import AgentSettings
+from tests.polling import eventually
 from tests.unit.agent_support import Pem, make_ca, make_leaf, running_agent
 
 
@@ -239,3 +240,39 @@ def test_an_invalid_start_is_refused_before_any_capture_runs(agent: Any, identit
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert reason in (refused.value.details() or "")
     assert checks.calls == []
+
+
+class ArmingThatHangs:
+    """A NodeChecks whose capture points never open (stuck, say, finding a pod's namespace) until stopped."""
+
+    def capture(
+        self,
+        points: Sequence[PointRequest],
+        spec: CaptureMatchSpec,
+        limits: CaptureLimits,
+        session: CaptureSession,
+        on_armed: Callable[[int], None],
+    ) -> CaptureOutcome:
+        select.select([session.wake_fd], [], [], 30)
+        return CaptureOutcome(tuple(PointResult(p) for p in points), 1.0, "stopped")
+
+
+def test_a_deadline_that_passes_while_the_capture_arms_ends_the_call_deadline_exceeded_and_is_logged_so(
+    identities: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca, bot, _, _, settings = identities
+    with caplog.at_level(logging.INFO, logger="nodeagent"), running_agent(settings, ArmingThatHangs()) as server:  # type: ignore[arg-type]
+        channel = grpc.secure_channel(f"localhost:{server.port}", grpc.ssl_channel_credentials(ca.cert, bot.key, bot.cert))
+        try:
+            with pytest.raises(grpc.RpcError) as ended:
+                next(
+                    pb_grpc.NodeAgentServiceStub(channel).CapturePackets(iter([pb.CapturePacketsRequest(start=START)]), timeout=1)
+                )
+            assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            logged = eventually(
+                lambda: [r.getMessage() for r in caplog.records if "CapturePackets" in r.getMessage()],
+                what="the agent's end-of-call line",
+            )
+        finally:
+            channel.close()
+    assert logged == ["/kubereach.agent.v1.NodeAgentService/CapturePackets DEADLINE_EXCEEDED"]

@@ -9,14 +9,16 @@ the bound is not cached.
 
 from __future__ import annotations
 
+import logging
 import ssl
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bot.cluster import ClusterClient, ClusterUnavailable
+from bot.cluster import ClusterAccessDenied, ClusterClient, ClusterUnavailable
 from bot.cluster.client import NAMESPACES, PODS
 from bot.cluster.watchcache import CachedCluster, parse_equality_selector
 from lab.apiserver import ApiServer, PolicyRule, ServingCertificate, Store, User, write_kubeconfig
@@ -25,6 +27,7 @@ from tests.polling import eventually
 
 TOKEN = "kwc-admin-token"
 LIST_ONLY_TOKEN = "kwc-list-only-token"
+NO_NAMESPACES_TOKEN = "kwc-no-namespaces-token"
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +35,16 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
     return generate_pki(tmp_path_factory.mktemp("kwc-pki"), [])
 
 
-def serve(pki: LabPki, store: Store, port: int = 0) -> ApiServer:
+def serve(pki: LabPki, store: Store, port: int = 0, *, namespaces_granted: bool = False) -> ApiServer:
+    """The lab API server; `NO_NAMESPACES_TOKEN` may read pods, and namespaces only when `namespaces_granted`."""
     list_only = User("kwc-list-only", (PolicyRule(("",), ("namespaces", "pods"), ("get", "list")),))
+    granted = ("namespaces", "pods") if namespaces_granted else ("pods",)
+    no_namespaces = User("kwc-no-namespaces", (PolicyRule(("",), granted, ("get", "list", "watch")),))
     server = ApiServer(
         store,
         TOKEN,
         tls=ServingCertificate.from_files(pki.apiserver.cert, pki.apiserver.key),
-        users={LIST_ONLY_TOKEN: list_only},
+        users={LIST_ONLY_TOKEN: list_only, NO_NAMESPACES_TOKEN: no_namespaces},
         bookmark_interval=0.5,
     )
     server.start(port=port)
@@ -212,3 +218,57 @@ def test_the_first_fill_is_one_request_from_the_watch_cache_and_reads_through_pa
     finally:
         cached.close()
         client.close()
+
+
+def watch_thread_running(plural: str) -> bool:
+    return any(t.name == f"watch-{plural}" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_refused_list_is_one_log_line_naming_the_rule_to_add_and_is_not_retried(
+    api_server: ApiServer, pki: LabPki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = client_for(api_server, pki, tmp_path / "kubeconfig", token=NO_NAMESPACES_TOKEN)
+    cached = CachedCluster(client, max_staleness_s=30.0, max_objects=1000)
+    try:
+        with caplog.at_level(logging.INFO, logger="bot.cluster.watchcache"):
+            with pytest.raises(ClusterAccessDenied) as refused:
+                cached.list_objects(NAMESPACES)  # the cache's list is refused, and so is the read through
+            assert (refused.value.verb, refused.value.resource) == ("list", "namespaces")
+            eventually(lambda: not watch_thread_running("namespaces"), what="the cache giving up after the 403")
+        assert cached.cache(NAMESPACES).refused == "list"
+        assert not watch_thread_running("namespaces")  # asking again does not start the retries either
+        # The cache's list and the read through; nothing after them (the lab's server does not count 403s).
+        assert [(c.verb, c.resource, c.namespace) for c in client.api_calls] == [("list", "namespaces", None)] * 2
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1 and warnings[0].exc_info is None
+        line = warnings[0].getMessage()
+        assert "\n" not in line and "not retried" in line
+        assert 'the bot may not "list" namespaces (apiGroup "") cluster-wide' in line
+        assert 'add verb "list" on resource "namespaces" in apiGroup "" to the bot\'s ClusterRole' in line
+    finally:
+        cached.close()
+        client.close()
+
+
+def test_a_list_granted_after_a_refusal_is_cached_again_from_the_next_cluster_wide_read(pki: LabPki, tmp_path: Path) -> None:
+    store = Store()
+    server = serve(pki, store)
+    port = int(server.url.rsplit(":", 1)[1])
+    client = client_for(server, pki, tmp_path / "kubeconfig", token=NO_NAMESPACES_TOKEN)
+    cached = CachedCluster(client, max_staleness_s=30.0, max_objects=1000)
+    try:
+        with pytest.raises(ClusterAccessDenied):
+            cached.list_objects(NAMESPACES)
+        eventually(lambda: not watch_thread_running("namespaces"), what="the cache giving up after the 403")
+        server.stop()
+        server = serve(pki, store, port, namespaces_granted=True)  # the ClusterRole now grants namespaces
+        assert "default" in names(cached.list_objects(NAMESPACES))  # read through, which starts the cache over
+        eventually(lambda: cached.cache(NAMESPACES).fresh(), what="the cache listed again")
+        hits = cached.stats()["namespaces"].hits
+        assert "default" in names(cached.list_objects(NAMESPACES))
+        assert cached.stats()["namespaces"].hits == hits + 1
+        assert cached.cache(NAMESPACES).refused is None
+    finally:
+        cached.close()
+        client.close()
+        server.stop()
