@@ -62,6 +62,9 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
+# Byte-compile the sources as an install would: the package is installed editable, and a shell with
+# PYTHONDONTWRITEBYTECODE=1 would otherwise compile them again in every process it starts.
+"$venv/bin/python" -m compileall -q -j 0 bot nodeagent lab proto >/dev/null
 
 if [ "$mode" = demo ]; then
   exec kubereach demo "$@"
