@@ -1,11 +1,12 @@
 """The README's settings table, generated from the bot's and the agent's settings models.
 
-    python -m scripts.settings_table          rewrite the table in README.md
-    python -m scripts.settings_table --check  fail if README.md's table is not current
+python -m scripts.settings_table          rewrite the table in README.md
+python -m scripts.settings_table --check  fail if README.md's table is not current
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ def _docstrings(model: type[BaseModel]) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(model))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for previous, node in zip(body, body[1:], strict=False):
-        if isinstance(previous, ast.AnnAssign) and isinstance(previous.target, ast.Name):
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                docs[previous.target.id] = " ".join(node.value.value.split())
+    for previous, node in itertools.pairwise(body):
+        if not (isinstance(previous, ast.AnnAssign) and isinstance(previous.target, ast.Name)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            docs[previous.target.id] = " ".join(node.value.value.split())
     return docs
 
 
@@ -47,7 +49,10 @@ def _rows(model: type[BaseModel], prefix: str, delimiter: str = "__") -> list[st
     rows = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        nested = next((a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        nested = next(
+            (a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)),
+            None,
+        )
         if nested is not None:
             rows += _rows(nested, f"{prefix}{name.upper()}{delimiter}")
             continue

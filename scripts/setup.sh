@@ -70,7 +70,7 @@ if [ "$mode" = demo ]; then
   exec kubereach demo "$@"
 fi
 
-echo "== ruff";          ruff check bot nodeagent lab tests bench migrations
+echo "== ruff";          ruff check bot nodeagent lab tests bench migrations scripts
 echo "== mypy (strict)"; mypy
 echo "== import layers"; lint-imports
 echo "== proto";         python -m scripts.protogen --check
