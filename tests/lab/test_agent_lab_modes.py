@@ -620,6 +620,15 @@ def kube_proxy_stale(m: Mode) -> None:
     assert new.isdisjoint(old)
     assert {e.ip for e in check_service_nat(m, "node-1", api["cluster_ip"], 8080, "TCP").endpoints} == old
     check_cold_lookup_matches_snapshot(m, "node-1", api["cluster_ip"], 8080, "TCP")
+    # node-2's kube-proxy is not hung, but it syncs on its own schedule, as the real one does: wait for
+    # its rules (read with the tool), then the agent must read the same.
+    nat_path = iptables_nat_path if m.proxy == "iptables" else nft_nat_path
+    eventually(
+        lambda: {ip for ip, _ in nat_path(m.netns("node-2"), api["cluster_ip"], 8080, "TCP").targets},
+        lambda programmed: programmed == new,
+        what="node-2's kube-proxy programs the new endpoints",
+        interval_s=0.5,
+    )
     assert {e.ip for e in check_service_nat(m, "node-2", api["cluster_ip"], 8080, "TCP").endpoints} == new
     m.heal()
     assert {e.ip for e in check_service_nat(m, "node-1", api["cluster_ip"], 8080, "TCP").endpoints} == new
