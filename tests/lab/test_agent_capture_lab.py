@@ -122,7 +122,16 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def state_before(cluster: Cluster) -> dict[str, Any]:
-    return cluster.state()
+    # A fresh lab's veths are still in IPv6 duplicate address detection: their link-local addresses are
+    # "tentative", and their local routes appear when it ends. The kernel changes that on its own, so
+    # the state to compare against is taken once it has settled.
+    return eventually(
+        cluster.state,
+        lambda state: all('"tentative":true' not in ns["addresses"] for ns in state.values()),
+        deadline_s=60,
+        what="IPv6 duplicate address detection settled in every lab namespace",
+        interval_s=0.5,
+    )
 
 
 def match(addresses: list[str], port: int, protocol: pb.Protocol.ValueType = pb.PROTOCOL_TCP) -> pb.CaptureMatch:
