@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, delete, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.history.db import create_history_engine, session_factory, upgrade
+from bot.history.db import create_history_engine, downgrade, session_factory, upgrade
 from bot.history.models import Base
 
 POSTGRES_URL = os.environ.get("KUBEREACH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -57,6 +57,17 @@ def engine(database_url: str) -> Iterator[Engine]:
         yield history_engine
     finally:
         history_engine.dispose()
+
+
+@pytest.fixture
+def empty_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the module's database, left empty again (downgraded to base) after the test."""
+    engine = create_history_engine(database_url)
+    try:
+        yield engine
+    finally:
+        downgrade(engine, "base")
+        engine.dispose()
 
 
 def empty_all_tables(engine: Engine) -> None:

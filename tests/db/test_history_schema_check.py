@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
 from bot.history.db import (
     HEAD_REVISION,
-    create_history_engine,
-    downgrade,
     schema_is_current,
     session_factory,
     stamped_revisions,
@@ -24,26 +20,13 @@ from bot.history.recorder import HistoryRecorder
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def history_engine(database_url: str) -> Iterator[Engine]:
-    """An engine on the module's database, dropped back to an empty database after the test."""
-    engine = create_history_engine(database_url)
-    try:
-        yield engine
-    finally:
-        downgrade(engine, "base")
-        engine.dispose()
-
-
 def _stamped(engine: Engine) -> set[str]:
     with engine.connect() as connection:
         return stamped_revisions(connection)
 
 
-def test_an_up_to_date_history_opens_in_a_new_process_without_importing_alembic(
-    history_engine: Engine, database_url: str
-) -> None:
-    upgrade(history_engine)
+def test_an_up_to_date_history_opens_in_a_new_process_without_importing_alembic(empty_engine: Engine, database_url: str) -> None:
+    upgrade(empty_engine)
     code = (
         "import sys\n"
         "from bot.history.recorder import HistoryRecorder\n"
@@ -55,13 +38,13 @@ def test_an_up_to_date_history_opens_in_a_new_process_without_importing_alembic(
     assert proc.stdout.split() == ["False"], proc.stderr
 
 
-def test_a_new_and_an_older_history_are_not_current_and_opening_them_upgrades_to_head(history_engine: Engine) -> None:
-    assert _stamped(history_engine) == set()
-    assert not schema_is_current(history_engine)
-    upgrade(history_engine, "0004_sqlite_search_facets")
-    assert not schema_is_current(history_engine)
+def test_a_new_and_an_older_history_are_not_current_and_opening_them_upgrades_to_head(empty_engine: Engine) -> None:
+    assert _stamped(empty_engine) == set()
+    assert not schema_is_current(empty_engine)
+    upgrade(empty_engine, "0004_sqlite_search_facets")
+    assert not schema_is_current(empty_engine)
 
-    recorder = HistoryRecorder(session_factory(history_engine), engine=history_engine, migrate=True)
+    recorder = HistoryRecorder(session_factory(empty_engine), engine=empty_engine, migrate=True)
     assert recorder.available, recorder.problem
-    assert _stamped(history_engine) == {HEAD_REVISION}
-    assert schema_is_current(history_engine)
+    assert _stamped(empty_engine) == {HEAD_REVISION}
+    assert schema_is_current(empty_engine)

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, Engine, MetaData, String, inspect, text
 
 from bot.history import service
-from bot.history.db import create_history_engine, downgrade, session_factory, upgrade
+from bot.history.db import downgrade, session_factory, upgrade
 from bot.history.enums import Origin
 from bot.history.models import Base
 from bot.history.search import Plan, SearchFilters, include_in_autogenerate, search_investigations
 from bot.history.service import Person, WorkloadRef
 from bot.playbook.models import Hop, Verdict, VerdictCode
-
-
-@pytest.fixture
-def empty_engine(database_url: str) -> Iterator[Engine]:
-    """An engine on the module's database, left empty again (downgraded to base) after the test."""
-    engine = create_history_engine(database_url)
-    try:
-        yield engine
-    finally:
-        downgrade(engine, "base")
-        engine.dispose()
 
 
 def _schema_differences(engine: Engine, metadata: MetaData) -> list[object]:
