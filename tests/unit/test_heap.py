@@ -17,7 +17,9 @@ def test_settled_objects_are_frozen_and_new_cycles_still_collected() -> None:
     kept = [_Node() for _ in range(100)]
     try:
         frozen = settle_heap()
-        assert frozen >= len(kept) and gc.get_freeze_count() == frozen
+        # Not `== gc.get_freeze_count()`: frozen objects are still freed by reference counting, and the
+        # test process's other threads may free some between the two reads (seen once in CI).
+        assert frozen >= len(kept)
         walked = {id(o) for generation in range(3) for o in gc.get_objects(generation)}
         assert not any(id(node) in walked for node in kept)
         late = _Node()
