@@ -205,3 +205,29 @@ def test_an_interface_deleted_during_the_capture_reports_why_and_the_others_go_o
     assert outcome[0].reason == "cap"
     assert "stopped during the capture" in gone.error, gone
     assert alive.packets == 2 and alive.truncated and not alive.error
+
+
+def test_packets_queued_before_a_stop_are_read_even_when_the_reader_never_polled(netns: str) -> None:
+    """A busy node: the probe ends and the stop comes before the capture thread has read anything.
+
+    The frames are sent and the stop is asked from `on_armed`, which runs on the capture's own thread
+    before its first poll. An outgoing frame passes the socket's tap inside `send` itself (veth has no
+    queue), so all three are queued when the stop is seen; closing the sockets then would have called
+    them never seen."""
+    session = CaptureSession()
+    syn = ethernet(ipv4(POD, VIP, TCP, tcp(MARK, 8080)))
+
+    def probe_then_stop(_open: int) -> None:
+        with sender(netns) as out:
+            for _ in range(3):
+                out.send(syn)
+        session.stop()
+
+    limits = CaptureLimits(max_duration_s=5.0, max_packets=10, max_bytes=65536)
+    result = run_capture(
+        [PointRequest("kcfa", netns_name=NS)], lambda p: netns_path(p.netns_name), SPEC, limits, session, probe_then_stop
+    )
+    session.close()
+    assert result.reason == "stopped"
+    (point,) = result.points
+    assert point.packets == 3 and len(point.samples) == 3 and all(s.outgoing for s in point.samples)

@@ -47,6 +47,8 @@ LINK_HEADERS = {1: ETH_HLEN, 772: ETH_HLEN, 768: 0, 776: 0, 778: 0, 65534: 0}
 """Link-layer header length by ARPHRD type: Ethernet and loopback carry 14 bytes, tunnels
 (ipip, sit, gre) and ARPHRD_NONE (tun, wireguard) none."""
 READS_PER_WAKE = 64
+DRAIN_ROUNDS = RECEIVE_BUFFER // (SNAPLEN * READS_PER_WAKE) + 1
+"""Reads of `READS_PER_WAKE` packets at the end, enough to empty a full receive buffer of snapped packets."""
 ANCILLARY = socket.CMSG_SPACE(struct.calcsize("IIIHHHH")) + socket.CMSG_SPACE(16)
 
 NamespaceResolver = Callable[[PointRequest], str]
@@ -250,17 +252,38 @@ def _watch(opened: list[_OpenPoint], session: CaptureSession, reader: _Reader, d
     poller.register(session.wake_fd, select.POLLIN)
     while True:
         if session.stop_requested:
+            _drain_queued(opened, reader)
             return "stopped"
         watching = [point for point in opened if not point.result.error]
         if watching and all(point.result.truncated for point in watching):
             return "cap"
         left = deadline - time.monotonic()
         if left <= 0:
+            _drain_queued(opened, reader)
             return "deadline"
         for fd, _events in poller.poll(max(1, int(left * 1000))):
             point = by_fd.get(fd)
             if point is not None and not reader.drain(point):
                 poller.unregister(fd)
+
+
+def _drain_queued(opened: list[_OpenPoint], reader: _Reader) -> None:
+    """Read what the sockets queued before the end. A stop means the probe is over, so its packets
+    have already passed every point; on a busy node the reader may not have read them yet (or not
+    even polled once), and closing the sockets then would report them as never seen. Bounded by the
+    room a socket has (`RECEIVE_BUFFER`), not by time: a flood cannot keep this going."""
+    for point in opened:
+        for _ in range(DRAIN_ROUNDS):
+            if point.result.error or point.result.truncated or not _has_queued(point.sock):
+                break
+            if not reader.drain(point):
+                break
+
+
+def _has_queued(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _reason(exc: BaseException) -> str:
