@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -266,8 +266,12 @@ def resolve(
     view = _ClusterView(client, allowed_namespaces)
     notes: list[str] = []
     nodes = view.nodes()
-    source = _resolve_source(view, question, default_namespace, nodes, notes)
-    target = _resolve_target(view, question, default_namespace, nodes, notes)
+    question, source = _one_of(
+        question, "source", lambda asked, said: _resolve_source(view, asked, default_namespace, nodes, said), notes
+    )
+    question, target = _one_of(
+        question, "target", lambda asked, said: _resolve_target(view, asked, default_namespace, nodes, said), notes
+    )
     port = _resolve_port(question, target, notes)
     entry = _entry(target, port)
     if entry is not None and target.service is not None:
@@ -294,6 +298,78 @@ def resolve(
         source_address=source.address,
         entry=entry,
         external_name=target.external_name,
+    )
+
+
+_EndResolver = Callable[[Question, list[str]], "_End"]
+
+
+def _one_of(question: Question, role: Role, resolve_end: _EndResolver, notes: list[str]) -> tuple[Question, _End]:
+    """Resolve one end; when the parser left several bare words on that side (``frontend can't talk to
+    redis, big replies hang``), the one word that names something in the cluster is the end.
+
+    A word names something when it resolves, or matches several objects (its own ambiguity is then
+    the answer). None does: the error of the word nearest the connective, with its suggestions.
+    Several do: an ambiguous-name error offering each. The question returned names the word kept,
+    and lists the others among its skipped words.
+    """
+    alternatives = question.source_alternatives if role == "source" else question.target_alternatives
+    primary = question.source if role == "source" else question.target
+    if not alternatives:
+        return question, resolve_end(question, notes)
+    named: list[tuple[Ref, Question, _End | ResolutionError, list[str]]] = []
+    first_error: ResolutionError | NamespaceNotAllowed | None = None
+    for ref in (primary, *alternatives):
+        asked = dataclasses.replace(question, source_alternatives=(), target_alternatives=())
+        asked = dataclasses.replace(asked, source=ref) if role == "source" else dataclasses.replace(asked, target=ref)
+        said: list[str] = []
+        try:
+            named.append((ref, asked, resolve_end(asked, said), said))
+        except ResolutionError as error:
+            if error.code is VerdictCode.AMBIGUOUS_NAME:
+                named.append((ref, asked, error, said))
+            elif first_error is None:
+                first_error = error
+        except NamespaceNotAllowed as error:
+            if first_error is None:
+                first_error = error
+    if not named:
+        assert first_error is not None
+        raise first_error
+    if len(named) > 1:
+        raise _which_word(named, role)
+    ref, asked, end, said = named[0]
+    if isinstance(end, ResolutionError):
+        raise end
+    skipped = tuple(r.name for r in (primary, *alternatives) if r is not ref)
+    notes.extend(said)
+    notes.append(f"read {ref.name} as the {role}: {', '.join(skipped)} name{'s' if len(skipped) == 1 else ''} nothing here")
+    return dataclasses.replace(asked, ignored=(*question.ignored, *skipped)), end
+
+
+def _which_word(named: Sequence[tuple[Ref, Question, _End | ResolutionError, list[str]]], role: Role) -> ResolutionError:
+    labels: list[str] = []
+    refs: list[Ref] = []
+    for ref, _asked, end, _said in named:
+        if isinstance(end, ResolutionError):
+            labels.extend(end.candidates)
+            refs.extend(end.candidate_refs)
+        elif end.origin == "node" or end.kind == "node":
+            labels.append(end.text)
+            refs.append(Ref(RefKind.NODE, end.node.name if end.node is not None else ref.name))
+        else:
+            labels.append(end.text)
+            refs.append(
+                dataclasses.replace(ref, kind=RefKind.SERVICE if end.service is not None else ref.kind, namespace=end.namespace)
+            )
+    words = " and ".join(f"'{ref.name}'" for ref, *_ in named)
+    return ResolutionError(
+        f"{words} each name something in the cluster: which is the {role}?",
+        code=VerdictCode.AMBIGUOUS_NAME,
+        candidates=tuple(labels),
+        candidate_refs=tuple(refs),
+        role=role,
+        hint="write it with its kind (svc/NAME, deploy/NAME, node/NAME) and the other words are skipped",
     )
 
 

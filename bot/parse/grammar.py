@@ -43,7 +43,7 @@ from bot.parse.lexer import lex
 from bot.parse.models import OUTSIDE_NAME, Protocol, Question, Ref, RefKind, question_text
 from bot.parse.options import take_options
 from bot.parse.phrases import group_phrases, read_phrase
-from bot.parse.roles import find_roles, settle
+from bot.parse.roles import Readings, find_roles, settle
 from bot.parse.slack_text import clean_slack_text
 from bot.parse.vocabulary import COMMAND_WORDS, DIAGNOSIS_LEADS
 from bot.parse.ways_in import entry_as_source, outside_as_target, port_beside_nodeport
@@ -94,7 +94,7 @@ def _read(raw: str) -> Question:
     if source is None and roles.from_outside and isinstance(target, Ref):
         source = Ref(RefKind.OUTSIDE, OUTSIDE_NAME)  # a way in asked about alone: from a client outside
     closest_source = source
-    if isinstance(source, Ref) and source.entry is None and not source.kind.can_be_source:
+    if isinstance(source, Ref) and source.entry is None and not (source.kind.can_be_source or source.kind.sends_from_pods):
         problems.append(_source_kind_problem(source))
         closest_source = Ref(RefKind.WORKLOAD, source.name, source.namespace) if source.kind is RefKind.SERVICE else None
     elif isinstance(source, Ref) and source.entry is not None:
@@ -111,7 +111,19 @@ def _read(raw: str) -> Question:
         raise _error(problems[0], closest_source, target, findings)
     if not isinstance(source, Ref) or not isinstance(target, Ref):  # pragma: no cover - roles guarantee
         raise _error(Unreadable("Could not find both a source and a target.", None), source, target, findings)
-    return _question(source, target, findings)
+    return _question(
+        source,
+        target,
+        findings,
+        _alternatives(roles.source_others, readings, findings, as_source=True),
+        _alternatives(roles.target_others, readings, findings, as_source=False),
+    )
+
+
+def _alternatives(phrases: tuple[Phrase, ...], readings: Readings, findings: Findings, *, as_source: bool) -> tuple[Ref, ...]:
+    """The other bare words of a side, as references (they are bare: no port or namespace to settle)."""
+    settled = (settle(phrase, readings, findings, as_source=as_source) for phrase in phrases)
+    return tuple(ref for ref in settled if isinstance(ref, Ref))
 
 
 CLUSTER_DNS = Ref(RefKind.SERVICE, "kube-dns", "kube-system", dns_name="kube-dns.kube-system")
@@ -128,7 +140,13 @@ def _cluster_dns(findings: Findings) -> Ref:
     return CLUSTER_DNS
 
 
-def _question(source: Ref, target: Ref, findings: Findings) -> Question:
+def _question(
+    source: Ref,
+    target: Ref,
+    findings: Findings,
+    source_alternatives: tuple[Ref, ...] = (),
+    target_alternatives: tuple[Ref, ...] = (),
+) -> Question:
     """The question read, with its normalized text (what ``ask --json`` echoes as ``read_as``)."""
     normalized = question_text(
         source,
@@ -154,6 +172,8 @@ def _question(source: Ref, target: Ref, findings: Findings) -> Question:
         ignored=tuple(findings.ignored),
         trace=findings.trace,
         intermittent=findings.intermittent,
+        source_alternatives=source_alternatives,
+        target_alternatives=target_alternatives,
     )
 
 

@@ -10,7 +10,7 @@ applies it to every reference without its own. A reference with neither is looke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
 
@@ -36,8 +36,14 @@ class RefKind(StrEnum):
 
     @property
     def can_be_source(self) -> bool:
-        """Whether traffic can start here: pods, workloads, nodes and IPs can; services and names cannot."""
+        """Whether traffic starts here itself: pods, workloads, nodes and IPs do; services and names do
+        not (a service written as the source stands for the pods it selects: `sends_from_pods`)."""
         return self not in (RefKind.SERVICE, RefKind.DNS, RefKind.NODEPORT)
+
+    @property
+    def sends_from_pods(self) -> bool:
+        """A service as the source: the question is asked from the pods it selects."""
+        return self is RefKind.SERVICE
 
     @property
     def can_be_target(self) -> bool:
@@ -173,6 +179,12 @@ class Question:
     """The question asks to follow the packet (``trace frontend → api:8080``)."""
     intermittent: bool = False
     """The question describes a failure that comes and goes (``flaky``, ``sometimes times out``)."""
+    source_alternatives: tuple[Ref, ...] = field(default=(), compare=False)
+    """Other bare words written on the source's side, nearest the connective first. The parser cannot
+    tell which of several bare words is a name (``our checkout frontend can't reach api``); the
+    resolver keeps the one word, `source` or one of these, that names something in the cluster."""
+    target_alternatives: tuple[Ref, ...] = field(default=(), compare=False)
+    """The same for the target (``frontend can't talk to redis, big replies hang``)."""
 
     @property
     def trace_mode(self) -> str:

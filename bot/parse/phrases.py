@@ -10,7 +10,9 @@ Namespaces bind to the name they follow: ``frontend in shop can't reach ledger i
 namespace per name; a trailing ``in NS`` belongs to the nearest name, or to the other name when the
 nearest already has its own (it then becomes the question's namespace, which the resolver applies to
 the name without one). Reserved words are skipped here: a noise word is never a name on its own, and a
-kind word after ``since`` or ``after`` is an event (``since the deploy``), not a reference.
+kind word after ``since`` or ``after`` is an event (``since the deploy``), not a reference. After a
+name, ``since``, ``after``, ``before`` or ``during`` starts an event that lasts until the next
+connective: its bare words are skipped (``frontend can't reach redis after node-2 reboot``).
 
 Reading a phrase (`read_phrase`) hands its name to `bot.parse.references`; a kind said of a name outside
 the cluster (``service api.stripe.com``) is a plain word, since such a name has no kind.
@@ -51,6 +53,8 @@ def group_phrases(words: list[Word], findings: Findings) -> list[Item]:
     entries = EntryPlacement(findings)
     blocking: int | None = None
     """Where the items stood after a blocking word ("a policy blocking frontend from api")."""
+    event = False
+    """After a name, ``since``/``after``/… starts an event (``after node-2 reboot``) until the next connective."""
     index = 0
     count = len(words)
     while index < count:
@@ -93,6 +97,7 @@ def group_phrases(words: list[Word], findings: Findings) -> list[Item]:
                 direction = Direction.FORWARD  # blocking X from Y: X is where traffic starts
             blocking = None
         if direction is not None:
+            event = False
             previous = items[-1] if items else None
             if isinstance(previous, Connective):
                 kept = previous.direction if word in KEEPS_DIRECTION else direction
@@ -101,8 +106,13 @@ def group_phrases(words: list[Word], findings: Findings) -> list[Item]:
                 items.append(Connective(direction, (word,)))
             index += 1
             continue
+        if word in TIME_PREPOSITIONS and any(isinstance(item, Phrase) for item in items):
+            event = True
         if word in RESERVED and word not in KIND_WORDS:
             index += 1
+            continue
+        if event and isinstance(word, str) and not any(mark in word for mark in "/:.["):
+            index += 1  # "frontend can't reach redis after node-2 reboot": what happened, not a name
             continue
         if word in KIND_WORDS:
             kind = KIND_WORDS[word]

@@ -44,6 +44,9 @@ class Roles:
     target: Phrase | None
     problem: Unreadable | None = None
     from_outside: bool = False
+    source_others: tuple[Phrase, ...] = ()
+    """The other bare words on the source's side, nearest the connective first (see `_bare_side`)."""
+    target_others: tuple[Phrase, ...] = ()
 
 
 def find_roles(items: list[Item], readings: Readings, findings: Findings) -> Roles:
@@ -70,8 +73,12 @@ def find_roles(items: list[Item], readings: Readings, findings: Findings) -> Rol
             _narrow(_drop_outside(source_group, findings), findings),
             _narrow(_drop_outside(target_group, findings), findings),
         )
-        if len(source_group) == 1 and len(target_group) == 1:
-            return Roles(source_group[0], target_group[0])
+        backward = connective is not None and connective.direction is Direction.BACKWARD
+        # each side nearest the connective first: the side written before it, read backwards
+        source_side = _bare_side(source_group if backward else source_group[::-1])
+        target_side = _bare_side(target_group[::-1] if backward else target_group)
+        if source_side is not None and target_side is not None:
+            return Roles(source_side[0], target_side[0], source_others=source_side[1:], target_others=target_side[1:])
         side, group = ("source", source_group) if len(source_group) > 1 else ("target", target_group)
         text = " ".join(phrase.text for phrase in group)
         return Roles(
@@ -112,6 +119,22 @@ def find_roles(items: list[Item], readings: Readings, findings: Findings) -> Rol
             names,
         ),
     )
+
+
+MAX_BARE_WORDS = 4
+"""At most this many bare words on one side are handed to the resolver to choose from."""
+
+
+def _bare_side(group: list[Phrase]) -> tuple[Phrase, ...] | None:
+    """A side the resolver can settle: one phrase, or a few bare words (no kind, no mark) of which the
+    cluster says which one is a name (``redis, big replies hang``: only ``redis`` names something).
+
+    `group` is ordered nearest the connective first; None when the side stays ambiguous."""
+    if len(group) == 1:
+        return (group[0],)
+    if 1 < len(group) <= MAX_BARE_WORDS and all(phrase.kind is None and not _is_marked(phrase) for phrase in group):
+        return tuple(group)
+    return None
 
 
 def _drop_outside(group: list[Phrase], findings: Findings) -> list[Phrase]:

@@ -259,7 +259,7 @@ NOISE: frozenset[str] = frozenset(
         "drops", "refused", "denied", "rejected", "reset", "timeout", "timeouts", "time", "times",
         "timed", "timing", "out", "hangs", "hanging", "hang", "stuck", "slow", "between",
         # words of pasted error messages ("dial tcp ...: i/o timeout", "no route to host")
-        "dial", "i/o", "route", "routes", "host", "econnrefused", "etimedout",
+        "dial", "i/o", "route", "routes", "host", "econnrefused", "etimedout", "peer",
         # prepositions without a direction
         "over", "via", "using", "use", "with", "through", "on", "at", "of", "in",
         "proto", "protocol", "address", "ip", "port-forward",

@@ -150,6 +150,14 @@ CATALOG = [
         "source-node",
     ),
     Case(
+        "mtu-mismatch-on-the-destination-pod",
+        fixed("mtu-mismatch", "--pod", "shop/redis-0"),
+        text("frontend can't talk to redis, big replies hang"),
+        "MTU_MISMATCH",
+        node("node-2"),
+        "destination-pod",
+    ),
+    Case(
         "conntrack-full-on-the-destination-node",
         fixed("conntrack-full", "--node", "node-2"),
         text("why can't ledger reach prometheus:9090"),

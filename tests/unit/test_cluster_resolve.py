@@ -321,6 +321,40 @@ def test_same_name_in_two_namespaces_is_ambiguous_with_candidates(lab: Lab, clie
         assert only_shop.target == "svc/api in shop"
 
 
+def test_of_several_bare_words_on_one_side_the_one_that_names_something_is_the_end(client: ClusterClient) -> None:
+    resolved = ask(client, "frontend can't talk to redis, big replies hang")
+    assert resolved.target == "svc/redis in shop"
+    assert resolved.question.target == Ref(RefKind.WORKLOAD, "redis") and not resolved.question.target_alternatives
+    assert resolved.question.ignored == ("big", "replies")
+    assert "read redis as the target: big, replies name nothing here" in resolved.notes
+    # the word nearest the connective need not be the name: "checkout" is no object, "frontend" is
+    source = ask(client, "api is unreachable from checkout frontend")
+    assert source.source == "deploy/frontend in shop" and source.question.ignored == ("checkout",)
+
+
+def test_several_bare_words_that_each_name_something_are_offered_as_choices(client: ClusterClient) -> None:
+    error = refused(client, "frontend can't reach redis or node-2")
+    assert error.code is VerdictCode.AMBIGUOUS_NAME and error.role == "target"
+    assert "'redis' and 'node-2' each name something in the cluster: which is the target?" in error.message
+    assert error.candidate_refs == (Ref(RefKind.SERVICE, "redis", "shop"), Ref(RefKind.NODE, "node-2"))
+    choices = name_choices(parse_question("frontend can't reach redis or node-2"), error)
+    assert ask(client, choices[0].question).target == "svc/redis in shop"
+    assert ask(client, choices[1].question).target_node is not None
+
+
+def test_several_bare_words_naming_nothing_end_with_the_nearest_words_suggestions(client: ClusterClient) -> None:
+    error = refused(client, "frontend can't reach redys, big replies hang")
+    assert error.code is VerdictCode.TARGET_NOT_FOUND and "redys" in error.message
+    assert any("redis" in s for s in error.suggestions)
+
+
+def test_a_service_as_the_source_is_asked_from_the_pods_it_selects(client: ClusterClient) -> None:
+    resolved = ask(client, "the api service can't reach redis")
+    assert resolved.source == "svc/api in shop" and resolved.source_total == 3
+    assert all(p.labels.get("app") == "api" for p in resolved.source_pods)
+    assert any("svc/api in shop is a service; checking from the pods it selects" in n for n in resolved.notes)
+
+
 def test_namespace_outside_the_allowed_ones_is_refused(client: ClusterClient) -> None:
     with pytest.raises(NamespaceNotAllowed) as explicit:
         ask(client, "frontend -> payments/ledger:443", allowed=frozenset({"shop"}))

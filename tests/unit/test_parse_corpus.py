@@ -56,6 +56,12 @@ def test_accepted_phrasing_reads_as_expected(case: dict[str, Any]) -> None:
     assert list(question.ignored) == case.get("ignored", [])
     if "normalized" in case:
         assert question.normalized == case["normalized"]
+    assert [_actual_ref(ref) for ref in question.source_alternatives] == [
+        _expected_ref(spec) for spec in case.get("source_alternatives", [])
+    ]
+    assert [_actual_ref(ref) for ref in question.target_alternatives] == [
+        _expected_ref(spec) for spec in case.get("target_alternatives", [])
+    ]
     if "target_service" in case:
         assert question.target.service == case["target_service"]
     if "target_cluster_domain" in case:

@@ -78,27 +78,39 @@ def pod_interface_checks(
                 )
             )
             break
+    found += mtu_checks(pod, net, hop, path_mtu)
+    return found
+
+
+def mtu_checks(pod: PodRef, net: PodNetwork, hop: Hop, path_mtu: int | None, after: str = "") -> list[Candidate]:
+    """Is the pod's eth0 MTU above what its host-side veth or the overlay (`path_mtu`) carries;
+    `after` is added to the summary (what the probes saw)."""
+    eth0, peer = net.eth0, net.host_peer
+    node = pod.node
+    base = {"namespace": pod.namespace, "pod": pod.name, "node": node or "NODE"}
     if eth0 is not None and peer is not None and eth0.mtu > peer.mtu:
-        found.append(
+        return [
             Candidate(
                 C.MTU_MISMATCH,
                 hop,
-                f"{pod.key}'s eth0 MTU {eth0.mtu} exceeds its host-side veth's {peer.mtu}: full-size packets are dropped silently",
+                f"{pod.key}'s eth0 MTU {eth0.mtu} exceeds its host-side veth's {peer.mtu}: full-size packets are dropped silently"
+                + after,
                 node,
                 remediation(C.MTU_MISMATCH, **base, pod_mtu=str(eth0.mtu), path_mtu=str(peer.mtu)),
             )
-        )
-    elif eth0 is not None and path_mtu is not None and eth0.mtu > path_mtu:
-        found.append(
+        ]
+    if eth0 is not None and path_mtu is not None and eth0.mtu > path_mtu:
+        return [
             Candidate(
                 C.MTU_MISMATCH,
                 hop,
-                f"{pod.key}'s eth0 MTU {eth0.mtu} exceeds the overlay's {path_mtu}: large packets to other nodes are lost",
+                f"{pod.key}'s eth0 MTU {eth0.mtu} exceeds the overlay's {path_mtu}: large packets to other nodes are lost"
+                + after,
                 node,
                 remediation(C.MTU_MISMATCH, **base, pod_mtu=str(eth0.mtu), path_mtu=str(path_mtu)),
             )
-        )
-    return found
+        ]
+    return []
 
 
 def _covered(net: PodNetwork, ip: str) -> bool:

@@ -4,7 +4,7 @@ decided (`PREFETCH`), so they run beside the node steps."""
 
 from __future__ import annotations
 
-from bot.playbook.case import EndpointRef
+from bot.playbook.case import EndpointRef, PodRef
 from bot.playbook.models import Hop, StepStatus
 from bot.playbook.observations import ProbeView
 from bot.playbook.steps import entry as ingress
@@ -12,9 +12,10 @@ from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Ste
 from bot.playbook.steps.egress_path import AFTER_PROBE
 from bot.playbook.steps.evidence import ev
 from bot.playbook.steps.node_state import facts_evidence, node_checks
-from bot.playbook.steps.observe import NodeFactsAsk, ProbeAsk
+from bot.playbook.steps.observe import LocatePodAsk, NodeFactsAsk, ProbeAsk
 from bot.playbook.steps.outside import is_outside, outside_target, who
 from bot.playbook.steps.path import path_step
+from bot.playbook.steps.pod_network import mtu_checks, net_evidence, overlay_mtu
 
 LABEL = "source: probes"
 
@@ -135,7 +136,7 @@ def _decide(at: At, seen: Seen) -> Outcome:
             (result(LABEL, name, StepStatus.PASS, summary, evidence, src.node),),
             unchecked=tuple(missed),
             probes=outcome,
-            then=_endpoint_nodes_step(endpoints) if any(e.node and e.node != src.node for e in endpoints) else None,
+            then=_endpoint_nodes_step(endpoints) if any(e.node for e in endpoints) else None,
         )
     summary = (f"{src.key} cannot reach {len(failed)} of {len(endpoints)} endpoints" if endpoints else f"{src.key}") + (
         f"; {front} {vip.outcome}" if vip and not vip.ok else ""
@@ -159,18 +160,26 @@ def _decide(at: At, seen: Seen) -> Outcome:
 
 
 def _endpoint_nodes_step(endpoints: tuple[EndpointRef, ...]) -> Step:
-    """After probes that all succeeded: is a node the endpoints live on at its conntrack limit.
+    """After probes that all succeeded: what a connect does not exercise on the endpoints' side.
 
-    A full table drops a new flow whenever no entry has expired to make room, so a probe that got a
-    slot proves little; the count is the evidence (the path walk reads the same for endpoints that
-    did not answer). Only the endpoints' nodes other than the source's, which its own step read.
+    - Is a node the endpoints live on at its conntrack limit. A full table drops a new flow whenever
+      no entry has expired to make room, so a probe that got a slot proves little; the count is the
+      evidence (the path walk reads the same for endpoints that did not answer). Only the endpoints'
+      nodes other than the source's, which its own step read.
+    - Is an endpoint pod's eth0 MTU above what its veth or its node's overlay carries. The handshake
+      gets through because the client's MSS bounds the segments the pod sends, but anything larger
+      the pod sends (UDP, ICMP, a client on a bigger MTU) is dropped. Not for host-network pods.
     """
 
     def nodes(at: At) -> list[str]:
         return sorted({e.node for e in endpoints if e.node and e.node != at.source.node})
 
+    def pods(at: At) -> list[EndpointRef]:
+        return [e for e in endpoints if e.node and not (e.pod is not None and e.pod.host_network)]
+
     def asks(at: At) -> tuple[Ask[object], ...]:
-        return tuple(NodeFactsAsk(node) for node in nodes(at))
+        facts = {NodeFactsAsk(e.node or "") for e in pods(at)} | {NodeFactsAsk(node) for node in nodes(at)}
+        return (*sorted(facts, key=lambda a: a.node), *(LocatePodAsk(e.node or "", e.ip) for e in pods(at)))
 
     def decide(at: At, seen: Seen) -> Outcome:
         found: list[Candidate] = []
@@ -183,13 +192,34 @@ def _endpoint_nodes_step(endpoints: tuple[EndpointRef, ...]) -> Step:
             read.append(node)
             evidence.append(facts_evidence(facts))
             found += node_checks(facts, Hop.DESTINATION_NODE, forwards=False)
-        if not read:
+        looked = 0
+        for e in pods(at):
+            net = seen[LocatePodAsk(e.node or "", e.ip)].value
+            if net is None:
+                continue  # as above: not evidence either way
+            looked += 1
+            pod = e.pod or PodRef(namespace="", name=e.ip, ip=e.ip, node=e.node)
+            path_mtu = overlay_mtu(seen[NodeFactsAsk(e.node or "")].value) if e.node != at.source.node else None
+            mtu = mtu_checks(pod, net, Hop.DESTINATION_POD, path_mtu, CONNECTED_ANYWAY)
+            if mtu:
+                evidence.insert(0, net_evidence(pod, net))
+            found = mtu + found
+        if not read and not looked:
             return Outcome()
         status = StepStatus.FAIL if found else StepStatus.PASS
-        summary = found[0].summary if found else f"conntrack has room on {', '.join(read)}"
-        return Outcome((result("destination nodes", "destination nodes", status, summary, evidence, None),), tuple(found))
+        said = [f"conntrack has room on {', '.join(read)}"] if read else []
+        said += [f"the MTU of {looked} endpoint pod{'s' if looked != 1 else ''} fits the path"] if looked else []
+        summary = found[0].summary if found else "; ".join(said)
+        name = f"source {at.source.name}: the endpoints' pods and nodes"
+        return Outcome((result("destination nodes", name, status, summary, evidence, None),), tuple(found))
 
-    return Step("endpoint_nodes", Hop.DESTINATION_NODE, frozenset({Need.NODE_FACTS}), asks, decide)
+    return Step("endpoint_nodes", Hop.DESTINATION_NODE, frozenset({Need.NODE_FACTS, Need.LOCATE_POD}), asks, decide)
+
+
+CONNECTED_ANYWAY = (
+    " (the probes connected: the client's MSS keeps the pod's TCP segments small, but larger packets it sends,"
+    " such as UDP replies, are lost)"
+)
 
 
 STEP = Step(
