@@ -43,9 +43,10 @@ from bot.parse.lexer import lex
 from bot.parse.models import OUTSIDE_NAME, Protocol, Question, Ref, RefKind, question_text
 from bot.parse.options import take_options
 from bot.parse.phrases import group_phrases, read_phrase
+from bot.parse.references import ReferenceText, Shape
 from bot.parse.roles import Readings, find_roles, settle
 from bot.parse.slack_text import clean_slack_text
-from bot.parse.vocabulary import COMMAND_WORDS, DIAGNOSIS_LEADS
+from bot.parse.vocabulary import COMMAND_WORDS, DIAGNOSIS_LEADS, RESERVED
 from bot.parse.ways_in import entry_as_source, outside_as_target, port_beside_nodeport
 
 MAX_QUESTION_LENGTH = 2000
@@ -76,6 +77,7 @@ def _read(raw: str) -> Question:
         findings.command_form = True
     items = group_phrases(take_options(words, findings), findings)
     readings = {id(item): read_phrase(item, findings) for item in items if isinstance(item, Phrase)}
+    items = [item for item in items if not (isinstance(item, Phrase) and _not_a_name(readings[id(item)]))]
     roles = find_roles(items, readings, findings)
     source = settle(roles.source, readings, findings, as_source=True)
     target = settle(roles.target, readings, findings, as_source=False)
@@ -124,6 +126,17 @@ def _alternatives(phrases: tuple[Phrase, ...], readings: Readings, findings: Fin
     """The other bare words of a side, as references (they are bare: no port or namespace to settle)."""
     settled = (settle(phrase, readings, findings, as_source=as_source) for phrase in phrases)
     return tuple(ref for ref in settled if isinstance(ref, Ref))
+
+
+def _not_a_name(reading: ReferenceText | str) -> bool:
+    """A bare reference whose name or namespace would not be a name written alone: a word of the grammar
+    (``over/udp``, ``by:80``), or an option (``udp/53``, ``503s/udp``). Without its kind it is never a
+    name (``deploy/over`` is one), so that the question's canonical text reads back the same."""
+    if isinstance(reading, str) or reading.shape is not Shape.NAME or reading.kind is not None:
+        return False
+    return any(
+        part in RESERVED or take_options([part], Findings(part)) != [part] for part in (reading.name, reading.namespace) if part
+    )
 
 
 CLUSTER_DNS = Ref(RefKind.SERVICE, "kube-dns", "kube-system", dns_name="kube-dns.kube-system")

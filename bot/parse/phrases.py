@@ -29,6 +29,7 @@ from bot.parse.forms import Connective, Entry, InNamespace, Item, Outside, Phras
 from bot.parse.models import OUTSIDE_NAME, PLACEHOLDER, RefKind
 from bot.parse.references import OUTSIDE_READING, ReferenceText, Shape, read_reference
 from bot.parse.vocabulary import (
+    ANSWERING_WORDS,
     ARTICLES,
     BACKWARD_WORDS,
     BLOCKING_WORDS,
@@ -88,9 +89,19 @@ def group_phrases(words: list[Word], findings: Findings) -> list[Item]:
                 items.append(Connective(Direction.FORWARD, said))
             index = answered_from + 1
             continue
+        answered_to = _answered_to(words, index)
+        if answered_to is not None:
+            # "api returns 502 to frontend": what a server answers goes to its client, backward.
+            said = tuple(w for w in words[index : answered_to + 1] if isinstance(w, str))
+            items.append(Connective(Direction.BACKWARD, said))
+            event = False
+            index = answered_to + 1
+            continue
         if word in BLOCKING_WORDS:
             blocking = len(items)
         direction = _direction(word)
+        if word == "dial" and any(isinstance(i, Phrase) for i in items) and not any(isinstance(i, Connective) for i in items):
+            direction = Direction.FORWARD  # a pasted Go error: "frontend: dial tcp 10.96.0.20:8080: i/o timeout"
         if direction is Direction.BACKWARD and word == "from" and blocking is not None:
             since = items[blocking:]
             if len(since) == 1 and isinstance(since[0], Phrase):
@@ -179,6 +190,23 @@ def _answered_from(words: list[Word], index: int) -> int | None:
         if word in FORWARD_WORDS or word in BACKWARD_WORDS or word in KIND_WORDS or any(c in word for c in "/:."):
             return None
         between.append(word)
+    return None
+
+
+def _answered_to(words: list[Word], index: int) -> int | None:
+    """The index of the ``to`` that names the client after an answering word at `index`, or None
+    (``api returns 502 to frontend``, ``redis replies with resets to the worker``); only plain words
+    may stand between."""
+    if not isinstance(words[index], str) or words[index] not in ANSWERING_WORDS:
+        return None
+    for position in range(index + 1, min(len(words), index + 2 + _ANSWERED_SPAN)):
+        word = words[position]
+        if not isinstance(word, str):
+            return None
+        if word == "to":
+            return position
+        if word in FORWARD_WORDS or word in BACKWARD_WORDS or word in KIND_WORDS or any(c in word for c in "/:."):
+            return None
     return None
 
 

@@ -210,7 +210,7 @@ def read_reference(word: str, *, kind: RefKind | None = None) -> ReferenceText:
     text = url_address(word) if "://" in word else word
     protocol: Protocol | None = None
     suffix = _PROTOCOL_SUFFIX.fullmatch(text)
-    if suffix is not None:
+    if suffix is not None and suffix.group(1) not in KIND_PREFIXES:  # "svc/udp" names a service called udp
         text, protocol = suffix.group(1), PROTOCOL_WORDS[suffix.group(2)]
     host, port_text = _split_port(text, word)
     port: PortSpec | None = PortSpec(protocol=protocol) if protocol is not None else None

@@ -96,6 +96,10 @@ def find_roles(items: list[Item], readings: Readings, findings: Findings) -> Rol
         if findings.command_form or (leading is not None and leading.direction is Direction.BACKWARD):
             # "/reach frontend api", "check frontend api", "from frontend, api:8080 times out".
             return Roles(first, second)
+        trailing = items[-1] if isinstance(items[-1], Connective) and items[-2] is second else None
+        if trailing is not None and trailing.direction is Direction.FORWARD:
+            # "ECONNREFUSED from api when frontend calls it": the name a client verb follows is the client.
+            return Roles(second, first)
         if RefKind.OUTSIDE in (first.kind, second.kind) and first.kind is not second.kind:
             # "external traffic times out on web's nodeport": a client outside is never the target.
             return Roles(first, second) if first.kind is RefKind.OUTSIDE else Roles(second, first)

@@ -73,6 +73,10 @@ _CHARACTER_MAP = str.maketrans(
         "\u27f9": " -> ",
         "\u21e8": " -> ",
         "\u21a6": " -> ",
+        "\u219b": " -> ",  # ↛ "does not reach": still source first
+        "\u21cf": " -> ",  # ⇏
+        "\u2933": " -> ",  # ⤳
+        "\u21dd": " -> ",  # ⇝
         "\u2190": " <- ",
         "\u27f5": " <- ",
         "\u2b05": " <- ",

@@ -70,6 +70,16 @@ RECEIVING_WORDS: frozenset[str] = frozenset(
 """Words after which ``from`` names the server: ``frontend gets connection refused from api``, ``the
 worker can't pull images from registry.example.com`` (the client comes first)."""
 
+ANSWERING_WORDS: frozenset[str] = frozenset(
+    {
+        "return", "returns", "returning", "returned", "respond", "responds", "responding", "responded",
+        "answer", "answers", "answering", "answered", "reply", "replies", "replying", "replied",
+        "serve", "serves", "serving", "served",
+    }
+)  # fmt: skip
+"""Words after which ``to`` names the client: ``api returns 502 to frontend``, ``redis answers
+resets to the worker`` (the server comes first)."""
+
 RECEIVED_TRAFFIC: frozenset[str] = frozenset(
     {"traffic", "request", "requests", "connection", "connections", "call", "calls", "queries", "packets", "hits"}
 )
@@ -267,6 +277,7 @@ NOISE: frozenset[str] = frozenset(
         "up", "seeing", "latency", "loss", "everything", "intermittent", "resets",
         "flaky", "flapping", "dead", "unavailable", "unhealthy", "degraded", "unresponsive", "offline",
         "econnreset", "ehostunreach", "enetunreach", "spiking", "elevated", "outage", "ago",
+        "lost", "lose", "loses", "losing",
         "utc", "gmt", "cet", "cest", "pst", "pdt", "est", "edt", "minutes", "mins", "seconds", "secs", "hours",
         "hrs", "longer",
         # what people suspect ("is a network policy blocking frontend from api?", "the firewall drops it")
@@ -304,6 +315,7 @@ RESERVED: frozenset[str] = (
     | OUTSIDE_WORDS
     | frozenset(ENTRY_WORDS)
     | RECEIVING_WORDS
+    | ANSWERING_WORDS
     | DNS_WORDS
 )
 """Every word with a meaning in the grammar: none of them is read as a name on its own."""

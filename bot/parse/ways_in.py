@@ -156,11 +156,14 @@ class EntryPlacement:
 
     def _to_earlier_name(self, items: list[Item], entry: Entry) -> None:
         """A way in with no name after it belongs to the last name before it (``is web reachable through
-        its external ip from outside``)."""
+        its external ip from outside``), past a client outside (``is api reachable from the internet via
+        its load balancer``): a client has no way in."""
         for position in range(len(items) - 1, -1, -1):
             phrase = items[position]
             if isinstance(phrase, Phrase) and phrase.end < entry.at:
-                if phrase.kind not in (RefKind.OUTSIDE, RefKind.NODEPORT) and phrase.entry is None:
+                if phrase.kind is RefKind.OUTSIDE:
+                    continue
+                if phrase.kind is not RefKind.NODEPORT and phrase.entry is None:
                     items[position] = dataclasses.replace(phrase, text=f"{phrase.text} {entry.text}", entry=entry)
                     self.pending = None
                 return

@@ -36,8 +36,11 @@ class PodRef:
 
     @property
     def key(self) -> str:
-        """namespace/name."""
-        return f"{self.namespace}/{self.name}"
+        """namespace/name; for a node as the source, node/NAME (and a client outside played from a
+        node, its own name)."""
+        if self.namespace:
+            return f"{self.namespace}/{self.name}"
+        return f"node/{self.name}" if self.name == self.node else self.name
 
     @property
     def netns_ip(self) -> str:
