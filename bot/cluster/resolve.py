@@ -317,7 +317,7 @@ def _one_of(question: Question, role: Role, resolve_end: _EndResolver, notes: li
     primary = question.source if role == "source" else question.target
     if not alternatives:
         return question, resolve_end(question, notes)
-    named: list[tuple[Ref, Question, _End | ResolutionError, list[str]]] = []
+    named: list[_Named] = []
     first_error: ResolutionError | NamespaceNotAllowed | None = None
     for ref in (primary, *alternatives):
         asked = dataclasses.replace(question, source_alternatives=(), target_alternatives=())
@@ -336,18 +336,51 @@ def _one_of(question: Question, role: Role, resolve_end: _EndResolver, notes: li
     if not named:
         assert first_error is not None
         raise first_error
+    naming = {n[0].name for n in named}
     if len(named) > 1:
-        raise _which_word(named, role)
+        on_node = _pods_on_node(named, role)
+        if on_node is None:
+            raise _which_word(named, role)
+        named = [on_node]
     ref, asked, end, said = named[0]
     if isinstance(end, ResolutionError):
         raise end
     skipped = tuple(r.name for r in (primary, *alternatives) if r is not ref)
     notes.extend(said)
-    notes.append(f"read {ref.name} as the {role}: {', '.join(skipped)} name{'s' if len(skipped) == 1 else ''} nothing here")
+    nothing = [name for name in skipped if name not in naming]
+    if nothing:
+        notes.append(f"read {ref.name} as the {role}: {', '.join(nothing)} name{'s' if len(nothing) == 1 else ''} nothing here")
     return dataclasses.replace(asked, ignored=(*question.ignored, *skipped)), end
 
 
-def _which_word(named: Sequence[tuple[Ref, Question, _End | ResolutionError, list[str]]], role: Role) -> ResolutionError:
+_Named = tuple[Ref, Question, "_End | ResolutionError", list[str]]
+
+
+def _pods_on_node(named: Sequence[_Named], role: Role) -> _Named | None:
+    """``frontend on node-3 can't reach api``: a workload and a node named side by side as the source
+    are the workload's pods on that node. None when the words are not one node and one set of pods."""
+    if role != "source" or len(named) != 2:
+        return None
+    nodes = [n for n in named if isinstance(n[2], _End) and n[2].origin == "node"]
+    pods = [n for n in named if isinstance(n[2], _End) and n[2].origin == "pod" and n[2].pods]
+    if len(nodes) != 1 or len(pods) != 1:
+        return None
+    node_end, (ref, asked, end, said) = nodes[0][2], pods[0]
+    assert isinstance(node_end, _End) and node_end.node is not None and isinstance(end, _End)
+    node = node_end.node.name
+    there = tuple(p for p in end.pods if p.node == node)
+    if not there:
+        elsewhere = ", ".join(sorted({p.node for p in end.pods if p.node})) or "no node"
+        raise ResolutionError(
+            f"{end.text} has no pods on {node} (its pods are on {elsewhere})",
+            code=VerdictCode.SOURCE_NOT_FOUND,
+            hint=f"ask from one of its nodes, or without '{node}': kubectl get pods -o wide | grep {ref.name}",
+        )
+    said = [*said, f"read as the pods of {end.text} on {node}"]
+    return ref, asked, dataclasses.replace(end, pods=there, text=f"{end.text} on {node}"), said
+
+
+def _which_word(named: Sequence[_Named], role: Role) -> ResolutionError:
     labels: list[str] = []
     refs: list[Ref] = []
     for ref, _asked, end, _said in named:

@@ -322,11 +322,11 @@ def test_same_name_in_two_namespaces_is_ambiguous_with_candidates(lab: Lab, clie
 
 
 def test_of_several_bare_words_on_one_side_the_one_that_names_something_is_the_end(client: ClusterClient) -> None:
-    resolved = ask(client, "frontend can't talk to redis, big replies hang")
+    resolved = ask(client, "frontend can't talk to redis, big payloads hang")
     assert resolved.target == "svc/redis in shop"
     assert resolved.question.target == Ref(RefKind.WORKLOAD, "redis") and not resolved.question.target_alternatives
-    assert resolved.question.ignored == ("big", "replies")
-    assert "read redis as the target: big, replies name nothing here" in resolved.notes
+    assert resolved.question.ignored == ("big", "payloads")
+    assert "read redis as the target: big, payloads name nothing here" in resolved.notes
     # the word nearest the connective need not be the name: "checkout" is no object, "frontend" is
     source = ask(client, "api is unreachable from checkout frontend")
     assert source.source == "deploy/frontend in shop" and source.question.ignored == ("checkout",)
@@ -340,6 +340,17 @@ def test_several_bare_words_that_each_name_something_are_offered_as_choices(clie
     choices = name_choices(parse_question("frontend can't reach redis or node-2"), error)
     assert ask(client, choices[0].question).target == "svc/redis in shop"
     assert ask(client, choices[1].question).target_node is not None
+
+
+def test_a_workload_and_a_node_named_as_the_source_are_its_pods_on_that_node(client: ClusterClient) -> None:
+    resolved = ask(client, "frontend on node-3 cannot reach api")
+    assert resolved.source == "deploy/frontend in shop on node-3"
+    assert [p.node for p in resolved.source_pods] == ["node-3"] and resolved.source_total == 1
+    assert "read as the pods of deploy/frontend in shop on node-3" in resolved.notes
+    assert not any("name nothing" in n for n in resolved.notes)
+    error = refused(client, "frontend on node-2 cannot reach api")
+    assert error.code is VerdictCode.SOURCE_NOT_FOUND
+    assert "deploy/frontend in shop has no pods on node-2 (its pods are on node-1, node-3)" in error.message
 
 
 def test_several_bare_words_naming_nothing_end_with_the_nearest_words_suggestions(client: ClusterClient) -> None:

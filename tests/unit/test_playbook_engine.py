@@ -284,6 +284,18 @@ def test_a_service_without_endpoints_is_decided_from_the_api_before_any_probe() 
     assert "matches no pod" in diagnosis.verdict.summary
 
 
+def test_a_service_empty_because_its_running_pod_has_no_ip_is_that_pods_missing_ip() -> None:
+    no_ip = dataclasses.replace(API, ip=None)
+    diagnosis = verdict_of(RecordedCluster(), case(endpoints=(), target_pods=(no_ip,)))
+    verdict = diagnosis.verdict
+    assert (verdict.code, verdict.node, verdict.hop) == (VerdictCode.POD_HAS_NO_IP, "node-2", Hop.DESTINATION_POD)
+    assert "shop/api-1 is Running without an IP address" in verdict.summary
+    # a pod that is not running yet is not this: the service's emptiness is said as it is
+    pending = dataclasses.replace(no_ip, phase="Pending")
+    waiting = verdict_of(RecordedCluster(), case(endpoints=(), target_pods=(pending,)))
+    assert waiting.verdict.code == VerdictCode.SERVICE_NO_ENDPOINTS
+
+
 # ------------------------------------------------------------------------------------------------
 # The verdict trusts what it saw: a service-NAT reading the probes contradict is a note
 # ------------------------------------------------------------------------------------------------

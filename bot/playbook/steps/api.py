@@ -142,6 +142,21 @@ def _decide_target(at: At, seen: Seen) -> Outcome:
     def step(status: StepStatus, summary: str) -> StepResult:
         return result(ENDPOINTS_LABEL, ENDPOINTS_LABEL, status, summary, evidence)
 
+    no_ip = [p for p in case.target_pods if p.phase == "Running" and not p.ip]
+    if not case.endpoints and no_ip:
+        # The EndpointSlice controller publishes no endpoint for a pod without an IP: the service is
+        # empty because the CNI never set the pods' networks up, which is what to fix.
+        pod = no_ip[0]
+        others = f" (and {len(no_ip) - 1} more of its pods)" if len(no_ip) > 1 else ""
+        found = Candidate(
+            C.POD_HAS_NO_IP,
+            Hop.DESTINATION_POD,
+            f"{pod.key}{others} is Running without an IP address: the CNI did not set up its network, so "
+            f"service {svc.key} has no endpoints",
+            pod.node,
+            remediation(C.POD_HAS_NO_IP, namespace=pod.namespace, pod=pod.name, node=pod.node or "NODE"),
+        )
+        return Outcome((step(StepStatus.FAIL, f"{svc.key} has no endpoints: {pod.key} has no IP"),), (found,), go_on=False)
     if not case.endpoints:
         why = (
             f"its selector {selector} matches no pod"

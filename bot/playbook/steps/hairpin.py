@@ -7,7 +7,8 @@ port the packet came in on, which the bridge only does for a port in hairpin mod
 endpoint, the probe through the VIP failed, and the agent reads the source's bridge port with hairpin
 mode off → HAIRPIN_BROKEN on the pod's node. A routed CNI (Calico) has no bridge port, the agent
 reports no hairpin flag, and nothing is decided here. With the flag off and the VIP probe answered
-(another endpoint was picked) it is said as a finding: the connections that pick the pod itself fail.
+(another endpoint was picked this time) it is HAIRPIN_BROKEN all the same: the connections that pick
+the pod itself, 1 in the number of endpoints, fail, which is the intermittent "can't" people ask about.
 
 The step reads the same LocatePod answer as the source-pod step (asked once per walk).
 """
@@ -15,7 +16,7 @@ The step reads the same LocatePod answer as the source-pod step (asked once per 
 from __future__ import annotations
 
 from bot.playbook.case import EndpointRef
-from bot.playbook.models import Finding, Hop, StepStatus
+from bot.playbook.models import Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result
@@ -78,14 +79,14 @@ def _decide(at: At, seen: Seen) -> Outcome:
         )
         found = Candidate(C.HAIRPIN_BROKEN, Hop.DESTINATION_NODE, summary, src.node, fix)
         return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, src.node),), (found,))
+    # The probe was sent to another endpoint this time; the kernel's state says the rest: every
+    # connection the VIP sends back to the pod itself is lost, so the question's "can't" is this.
     said = (
         f"{port.name} ({src.key}) on {src.node} has hairpin mode off: the connections from {src.key} to svc/{svc.name} "
-        f"that pick the pod itself (1 in {share}) fail"
+        f"that pick the pod itself (1 in {share}) fail; the probe through the VIP went to another endpoint and was answered"
     )
-    return Outcome(
-        (result(LABEL, name, StepStatus.WARN, said, evidence, src.node),),
-        notes=(Finding(C.HAIRPIN_BROKEN, said, src.node, Hop.DESTINATION_NODE),),
-    )
+    found = Candidate(C.HAIRPIN_BROKEN, Hop.DESTINATION_NODE, said, src.node, fix)
+    return Outcome((result(LABEL, name, StepStatus.FAIL, said, evidence, src.node),), (found,))
 
 
 STEP = Step("hairpin", Hop.DESTINATION_NODE, frozenset({Need.LOCATE_POD}), _asks, _decide)
