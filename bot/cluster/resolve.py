@@ -457,6 +457,8 @@ def _resolve_source(
         return _End(text=f"node/{ref.name}", namespace=None, node=_node(ref, nodes, "source"), origin="node")
     if ref.kind is RefKind.IP:
         return _source_by_ip(view, ref, nodes)
+    if ref.kind is RefKind.NAMESPACE:
+        return _namespace_source(view, ref.name, notes)
     if ref.kind is RefKind.DNS:
         raise ResolutionError(
             f"{ref.name} is a name outside the cluster, so it cannot be where traffic starts",
@@ -479,6 +481,24 @@ def _resolve_source(
         if not pods:
             notes.append(f"{found.display()} has no pods, so there is nothing to send from")
     return _End(text=found.display(), namespace=found.namespace, pods=pods)
+
+
+def _namespace_source(view: _ClusterView, namespace: str, notes: list[str]) -> _End:
+    """``pods in shop``: the namespace's own pods (not host-network ones, which send as their node),
+    sampled one per node like a workload's."""
+    _check_visible(view, namespace, f"ns/{namespace}")
+    if all(name_of(obj) != namespace for obj in view.objects(NAMESPACES, None)):
+        raise ResolutionError(
+            f"no namespace is named {namespace!r}",
+            code=VerdictCode.SOURCE_NOT_FOUND,
+            hint="list them with: kubectl get namespaces",
+        )
+    pods = tuple(p for p in view.pod_infos(namespace) if not p.host_network)
+    if not pods:
+        notes.append(f"namespace {namespace} has no pods, so there is nothing to send from")
+    elif len(pods) > SAMPLE_ALL_UP_TO:
+        notes.append(f"asking from one pod per node of the {len(pods)} pods in {namespace}")
+    return _End(text=f"pods in {namespace}", namespace=namespace, pods=pods)
 
 
 def _resolve_target(
@@ -564,7 +584,7 @@ def _service_end(view: _ClusterView, service: ServiceInfo, notes: list[str]) -> 
 def _preferred_namespaces(ref: Ref, question: Question, default_namespace: str | None) -> tuple[str, ...]:
     """Where to look first for a name that says no namespace: the other name's, then the default."""
     other = question.target if ref is question.source else question.source
-    written = other.namespace if other.kind is not RefKind.NODE else None
+    written = other.name if other.kind is RefKind.NAMESPACE else other.namespace if other.kind is not RefKind.NODE else None
     return tuple(dict.fromkeys(ns for ns in (written, default_namespace) if ns))
 
 

@@ -106,7 +106,17 @@ def _read(raw: str) -> Question:
     if isinstance(target, Ref) and target.kind is RefKind.NODEPORT and other_port is not None:
         problems.append(port_beside_nodeport(target, other_port))
         findings.port = findings.port_name = None
-    if isinstance(target, Ref) and not target.kind.can_be_target:
+    if isinstance(target, Ref) and target.kind is RefKind.NAMESPACE:
+        problems.append(
+            Unreadable(
+                f"The target ns/{shown(target.name)} is a whole namespace: name a service or a pod in it "
+                f"(e.g. svc/api in {shown(target.name)}).",
+                f"ns/{target.name}",
+                example=EXAMPLE,
+            )
+        )
+        target = None
+    elif isinstance(target, Ref) and not target.kind.can_be_target:
         problems.append(outside_as_target())
         target = None
     if problems:

@@ -33,6 +33,8 @@ class RefKind(StrEnum):
     """A client outside the cluster (``from outside``, ``the internet``, ``clients``): a source only."""
     NODEPORT = "nodeport"
     """A NodePort given by its number alone (``nodeport 30080 on node-2``): the resolver finds its service."""
+    NAMESPACE = "namespace"
+    """Every pod of a namespace (``pods in shop``, ``ns/shop``): a source only, sampled one per node."""
 
     @property
     def can_be_source(self) -> bool:
@@ -47,8 +49,9 @@ class RefKind(StrEnum):
 
     @property
     def can_be_target(self) -> bool:
-        """Whether traffic can end here: everything but a client outside the cluster, which has no address."""
-        return self is not RefKind.OUTSIDE
+        """Whether traffic can end here: everything but a client outside the cluster, which has no
+        address, and a whole namespace, which has none either."""
+        return self not in (RefKind.OUTSIDE, RefKind.NAMESPACE)
 
     @property
     def prefix(self) -> str:
@@ -68,6 +71,7 @@ _PREFIXES: dict[RefKind, str] = {
     RefKind.DNS: "",
     RefKind.OUTSIDE: "",
     RefKind.NODEPORT: "",
+    RefKind.NAMESPACE: "ns",
 }
 
 

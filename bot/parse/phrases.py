@@ -236,6 +236,10 @@ def read_phrase(phrase: Phrase, findings: Findings) -> ReferenceText | str:
         return OUTSIDE_READING
     if phrase.kind is RefKind.NODEPORT and phrase.entry is not None:
         return _with_namespaces(nodeport_reading(phrase, phrase.entry), phrase, findings)
+    if phrase.word is None and phrase.kind is RefKind.POD and len(set(phrase.namespaces)) == 1:
+        # "pods in shop can't reach api": every pod of the namespace (the resolver samples them)
+        namespace = phrase.namespaces[0]
+        return ReferenceText(written=phrase.text, shape=Shape.NAME, name=namespace, kind=RefKind.NAMESPACE)
     if phrase.word is None:
         prefix = phrase.kind.prefix if phrase.kind is not None else "KIND"
         findings.problems.append(Unreadable(f"'{shown(phrase.kind_word)}' needs a name: write {prefix}/NAME.", phrase.text))

@@ -303,6 +303,10 @@ def _read_name(name: str, kind: RefKind | None, namespace: str | None, word: str
         raise Unreadable(f"'{shown(name)}' is not a valid IP address.", word)
     if kind is RefKind.NODE:
         return ReferenceText(written=word, shape=Shape.NAME, name=_check_dns_name(name, "node name"), kind=kind)
+    if kind is RefKind.NAMESPACE:
+        if namespace is not None:
+            raise Unreadable(f"'{shown(word)}' names a namespace inside a namespace: write ns/NAME.", word)
+        return ReferenceText(written=word, shape=Shape.NAME, name=check_label(name, "namespace"), kind=kind)
     if "." not in name:
         return ReferenceText(written=word, shape=Shape.NAME, name=check_label(name, "name"), kind=kind, namespace=namespace)
     if namespace is not None:

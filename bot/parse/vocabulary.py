@@ -157,8 +157,11 @@ KIND_PREFIXES: dict[str, RefKind] = {
     "deployment.apps": RefKind.DEPLOYMENT,
     "statefulset.apps": RefKind.STATEFULSET,
     "daemonset.apps": RefKind.DAEMONSET,
+    "ns": RefKind.NAMESPACE,
+    "namespace": RefKind.NAMESPACE,
 }
-"""Kinds accepted before a slash (``svc/api``, ``shop/deploy/web``, ``deployment.apps/web``)."""
+"""Kinds accepted before a slash (``svc/api``, ``shop/deploy/web``, ``deployment.apps/web``, ``ns/shop``:
+every pod of the namespace)."""
 
 PROTOCOL_WORDS: dict[str, Protocol] = {
     "tcp": Protocol.TCP,

@@ -333,8 +333,13 @@ async def run_playbook(case: Case, observer: Observer, on_step: StepCallback | N
     failing = [k for k, code in per_source.items() if code != C.NO_FAULT_FOUND.value]
     if verdict.code != C.NO_FAULT_FOUND and failing and len(failing) < len(per_source):
         by_node = sorted({s.node or "?" for s in case.sources if s.key in failing})
-        fine = sorted({s.node or "?" for s in case.sources if s.key not in failing} - set(by_node))
-        if verdict.code == C.AGENT_UNREACHABLE:
+        fine_nodes = {s.node or "?" for s in case.sources if s.key not in failing}
+        fine = sorted(fine_nodes - set(by_node))
+        if fine_nodes & set(by_node):
+            # the split is not by node (pods of several workloads, some allowed and some not): name the pods
+            named = ", ".join(failing[:3]) + (f" and {len(failing) - 3} more" if len(failing) > 3 else "")
+            prefix = f"{len(failing)} of the {len(per_source)} source pods cannot reach {case.target_display} ({named})"
+        elif verdict.code == C.AGENT_UNREACHABLE:
             prefix = f"pods on {', '.join(by_node)} could not be checked" + (
                 f" (pods on {', '.join(fine)} reach {case.target_display})" if fine else ""
             )

@@ -353,6 +353,19 @@ def test_a_workload_and_a_node_named_as_the_source_are_its_pods_on_that_node(cli
     assert "deploy/frontend in shop has no pods on node-2 (its pods are on node-1, node-3)" in error.message
 
 
+def test_every_pod_of_a_namespace_as_the_source_is_its_own_pods(lab: Lab, client: ClusterClient) -> None:
+    resolved = ask(client, "pods in namespace shop can't reach ledger in payments")
+    shop = [p for p in lab.store.list("Pod", "shop").items if not p["spec"].get("hostNetwork")]
+    assert resolved.source == "pods in shop" and resolved.source_total == len(shop)
+    assert {p.namespace for p in resolved.source_pods} == {"shop"}
+    # the target is looked for in the source's namespace first
+    assert ask(client, "ns/shop -> api").target == "svc/api in shop"
+    with pytest.raises(NamespaceNotAllowed):
+        ask(client, "ns/shop -> ledger.payments", allowed=frozenset({"payments"}))
+    missing = refused(client, "pods in nosuch cannot reach api")
+    assert missing.code is VerdictCode.SOURCE_NOT_FOUND and "no namespace is named 'nosuch'" in missing.message
+
+
 def test_several_bare_words_naming_nothing_end_with_the_nearest_words_suggestions(client: ClusterClient) -> None:
     error = refused(client, "frontend can't reach redys, big replies hang")
     assert error.code is VerdictCode.TARGET_NOT_FOUND and "redys" in error.message

@@ -284,6 +284,18 @@ def test_a_service_without_endpoints_is_decided_from_the_api_before_any_probe() 
     assert "matches no pod" in diagnosis.verdict.summary
 
 
+def test_when_failing_and_fine_source_pods_share_a_node_the_verdict_names_the_pods_not_the_nodes() -> None:
+    web3 = PodRef("shop", "web-3", "10.244.1.6", "node-1", container_ports=(("http", 8080, "TCP"),))
+    cluster = RecordedCluster()
+    broken = cluster.pods["10.244.1.5"]
+    cluster.pods["10.244.1.6"] = dataclasses.replace(
+        broken, pod_ip="10.244.1.6", host_peer=dataclasses.replace(broken.host_peer, name="veth6", admin_up=False)
+    )
+    diagnosis = verdict_of(cluster, case(sources=(WEB, web3), source_total=2))
+    assert diagnosis.verdict.code == VerdictCode.POD_INTERFACE_DOWN
+    assert diagnosis.verdict.summary.startswith("1 of the 2 source pods cannot reach svc/api in shop (shop/web-3): ")
+
+
 def test_a_service_empty_because_its_running_pod_has_no_ip_is_that_pods_missing_ip() -> None:
     no_ip = dataclasses.replace(API, ip=None)
     diagnosis = verdict_of(RecordedCluster(), case(endpoints=(), target_pods=(no_ip,)))
