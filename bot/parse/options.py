@@ -32,6 +32,7 @@ from bot.parse.vocabulary import (
     PORT_WORDS,
     PROTOCOL_WORDS,
     RESERVED,
+    STATUS_FOLLOWERS,
     STATUS_LEADS,
     TARGET_STATE_WORDS,
     TIME_UNITS,
@@ -130,8 +131,10 @@ def take_options(words: list[str], findings: Findings) -> list[Word]:
             findings.take_port(following)
             index += 2
             continue
-        if _HTTP_STATUS.fullmatch(word) and index > 0 and words[index - 1] in STATUS_LEADS:
-            index += 1  # "fails with 504", "returns 503": an HTTP status, not a port
+        if _HTTP_STATUS.fullmatch(word) and (
+            (index > 0 and words[index - 1] in STATUS_LEADS) or word_at(words, index + 1) in STATUS_FOLLOWERS
+        ):
+            index += 1  # "fails with 504", "returns 503", "504 from api": an HTTP status, not a port
             continue
         if is_port_number(word):
             findings.take_port(word)

@@ -100,6 +100,8 @@ def group_phrases(words: list[Word], findings: Findings) -> list[Item]:
         if word in BLOCKING_WORDS:
             blocking = len(items)
         direction = _direction(word)
+        if word == "on" and _waits_on(words, index) and items and isinstance(items[-1], Phrase):
+            direction = Direction.FORWARD  # "frontend pods timing out on redis": what it waits on is the target
         if word == "dial" and any(isinstance(i, Phrase) for i in items) and not any(isinstance(i, Connective) for i in items):
             direction = Direction.FORWARD  # a pasted Go error: "frontend: dial tcp 10.96.0.20:8080: i/o timeout"
         if direction is Direction.BACKWARD and word == "from" and blocking is not None:
@@ -191,6 +193,18 @@ def _answered_from(words: list[Word], index: int) -> int | None:
             return None
         between.append(word)
     return None
+
+
+_WAITING = frozenset({"timing", "times", "timeout", "timeouts", "hang", "hangs", "hanging", "stuck", "blocked"})
+"""Words after which ``on`` names what is waited for: ``frontend times out on redis``."""
+
+
+def _waits_on(words: list[Word], index: int) -> bool:
+    """Whether the ``on`` at `index` follows a word of waiting (``out`` between): ``timing out on redis``."""
+    before = index - 1
+    if before >= 0 and words[before] == "out":
+        before -= 1
+    return before >= 0 and isinstance(words[before], str) and words[before] in _WAITING
 
 
 def _answered_to(words: list[Word], index: int) -> int | None:

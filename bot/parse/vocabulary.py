@@ -112,6 +112,9 @@ BLOCKING_WORDS: frozenset[str] = frozenset(
 )  # fmt: skip
 """Words after which ``X from Y`` keeps X as the source: ``a policy blocking frontend from api``."""
 
+STATUS_FOLLOWERS: frozenset[str] = frozenset({"from", "errors", "error", "responses", "response", "status", "codes"})
+"""Words after which an HTTP status number is not a port: ``504 from api``, ``502 errors``."""
+
 STATUS_LEADS: frozenset[str] = frozenset(
     {
         "with", "return", "returns", "returned", "returning", "http", "status", "code", "throw", "throws",
@@ -280,7 +283,8 @@ NOISE: frozenset[str] = frozenset(
         "up", "seeing", "latency", "loss", "everything", "intermittent", "resets",
         "flaky", "flapping", "dead", "unavailable", "unhealthy", "degraded", "unresponsive", "offline",
         "econnreset", "ehostunreach", "enetunreach", "spiking", "elevated", "outage", "ago",
-        "lost", "lose", "loses", "losing",
+        "lost", "lose", "loses", "losing", "high", "low", "huge", "big", "large", "small",
+        "health", "healthcheck", "healthchecks", "checks", "liveness", "readiness", "probe", "probes",
         "utc", "gmt", "cet", "cest", "pst", "pdt", "est", "edt", "minutes", "mins", "seconds", "secs", "hours",
         "hrs", "longer",
         # what people suspect ("is a network policy blocking frontend from api?", "the firewall drops it")

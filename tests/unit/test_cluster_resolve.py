@@ -322,11 +322,11 @@ def test_same_name_in_two_namespaces_is_ambiguous_with_candidates(lab: Lab, clie
 
 
 def test_of_several_bare_words_on_one_side_the_one_that_names_something_is_the_end(client: ClusterClient) -> None:
-    resolved = ask(client, "frontend can't talk to redis, big payloads hang")
+    resolved = ask(client, "frontend can't talk to redis, giant payloads hang")
     assert resolved.target == "svc/redis in shop"
     assert resolved.question.target == Ref(RefKind.WORKLOAD, "redis") and not resolved.question.target_alternatives
-    assert resolved.question.ignored == ("big", "payloads")
-    assert "read redis as the target: big, payloads name nothing here" in resolved.notes
+    assert resolved.question.ignored == ("giant", "payloads")
+    assert "read redis as the target: giant, payloads name nothing here" in resolved.notes
     # the word nearest the connective need not be the name: "checkout" is no object, "frontend" is
     source = ask(client, "api is unreachable from checkout frontend")
     assert source.source == "deploy/frontend in shop" and source.question.ignored == ("checkout",)
