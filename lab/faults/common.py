@@ -74,6 +74,25 @@ def route_json(netns: str, cidr: str) -> list[Obj]:
     return data
 
 
+def all_routes_json(netns: str) -> list[Obj]:
+    """`ip -j -4 route show` (the main table) in a namespace."""
+    out = kernel.exec_in(netns, ["ip", "-j", "-4", "route", "show"]).stdout.strip()
+    data: list[Obj] = json.loads(out) if out else []
+    return data
+
+
+def permanent_neighbours_json(netns: str) -> list[Obj]:
+    """`ip -j -4 neigh show nud permanent` in a namespace."""
+    out = kernel.exec_in(netns, ["ip", "-j", "-4", "neigh", "show", "nud", "permanent"]).stdout.strip()
+    data: list[Obj] = json.loads(out) if out else []
+    return data
+
+
+def neighbour_cmd(entry: Obj) -> list[str]:
+    """An `ip neigh` argument list that recreates a permanent entry as `ip -j neigh show` printed it."""
+    return [entry["dst"], "lladdr", entry["lladdr"], "dev", entry["dev"], "nud", "permanent"]
+
+
 def route_cmd(route: Obj) -> list[str]:
     """An `ip route` argument list that recreates a route as `ip -j route show` printed it."""
     args = [route["type"], route["dst"]] if route.get("type") not in (None, "unicast") else [route["dst"]]

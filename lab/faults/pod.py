@@ -9,8 +9,11 @@ from typing import ClassVar
 from lab import kernel, processes
 from lab.errors import LabError
 from lab.faults.common import (
+    all_routes_json,
     find_pod,
+    neighbour_cmd,
     patch_pod_status,
+    permanent_neighbours_json,
     pod_key,
     pod_netns,
     restart_pod_process,
@@ -46,13 +49,15 @@ class MtuUndo(Undo):
 
 @dataclass(frozen=True)
 class PodStatusUndo(Undo):
-    """A pod's status as it was; with `address`, also the address (and routes) its eth0 lost."""
+    """A pod's status as it was; with `address`, also the address (and the routes and permanent
+    neighbours) its eth0 lost."""
 
     pod: str
     status: Obj
     address: str | None = None
     routes: list[Obj] | None = None
-    omit_when_none: ClassVar[tuple[str, ...]] = ("address", "routes")
+    neighbours: list[Obj] | None = None
+    omit_when_none: ClassVar[tuple[str, ...]] = ("address", "routes", "neighbours")
 
 
 def _inject_veth_down(ctx: FaultContext, t: FaultTarget) -> tuple[str, PodUndo]:
@@ -161,8 +166,12 @@ def _heal_pod_status_and_process(ctx: FaultContext, undo: PodStatusUndo) -> None
         plan = ctx.pod_plan(pod)
         prefix = "/24" if ctx.plan.bridge_cni else "/32"
         kernel.exec_in(plan.netns, ["ip", "addr", "replace", undo.address + prefix, "dev", "eth0"])
-        for route in undo.routes or []:
+        # the address brings its own subnet route back; the others go back link routes first
+        kept = [r for r in undo.routes or [] if r.get("protocol") != "kernel"]
+        for route in sorted(kept, key=lambda r: bool(r.get("gateway"))):
             kernel.exec_in(plan.netns, ["ip", "route", "replace", *route_cmd(route)])
+        for entry in undo.neighbours or []:
+            kernel.exec_in(plan.netns, ["ip", "neigh", "replace", *neighbour_cmd(entry)])
     patch_pod_status(ctx, pod, undo.status)
     if not undo.address:
         heal_restart_pod(ctx, PodUndo(undo.pod))
@@ -172,7 +181,11 @@ def _inject_pod_no_ip(ctx: FaultContext, t: FaultTarget) -> tuple[str, PodStatus
     assert t.pod is not None
     plan = ctx.pod_plan(t.pod)
     ip = t.pod["status"]["podIP"]
-    routes = route_json(plan.netns, "default")
+    # Every route, not only the default: with its last address gone the kernel drops the routes
+    # through eth0 too, and Calico's default route needs its link route to 169.254.1.1 back first.
+    routes = all_routes_json(plan.netns)
+    # ... and its neighbours, the permanent ones too (the lab pins Calico's gateway, 169.254.1.1)
+    neighbours = permanent_neighbours_json(plan.netns)
     prefix = "/24" if ctx.plan.bridge_cni else "/32"
     kernel.exec_in(plan.netns, ["ip", "addr", "del", ip + prefix, "dev", "eth0"])
     original = t.pod["status"]
@@ -182,7 +195,7 @@ def _inject_pod_no_ip(ctx: FaultContext, t: FaultTarget) -> tuple[str, PodStatus
     )
     return (
         f"{pod_key(t.pod)} is Running without an IP (its eth0 lost {ip}: IPAM failure)",
-        PodStatusUndo(pod_key(t.pod), original, address=ip, routes=routes),
+        PodStatusUndo(pod_key(t.pod), original, address=ip, routes=routes, neighbours=neighbours),
     )
 
 
