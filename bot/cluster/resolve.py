@@ -350,7 +350,7 @@ def _one_of(question: Question, role: Role, resolve_end: _EndResolver, notes: li
     nothing = [name for name in skipped if name not in naming]
     if nothing:
         notes.append(f"read {ref.name} as the {role}: {', '.join(nothing)} name{'s' if len(nothing) == 1 else ''} nothing here")
-    return dataclasses.replace(asked, ignored=(*question.ignored, *skipped)), end
+    return question.settled(role, ref, skipped), end
 
 
 _Named = tuple[Ref, Question, "_End | ResolutionError", list[str]]

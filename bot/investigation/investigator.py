@@ -228,7 +228,7 @@ class Investigator:
             namespaces=namespaces,
             notes=resolved.notes,
             per_source=dict(diagnosis.per_source),
-            parsed=question,
+            parsed=resolved.question,
         )
         log.info(
             "verdict %s (node %s, hop %s) in %.0f ms",

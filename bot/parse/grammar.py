@@ -40,7 +40,7 @@ from bot.parse.errors import EXAMPLE, SOURCE_EXAMPLE, ParseError, Unreadable, sh
 from bot.parse.findings import Findings
 from bot.parse.forms import Phrase
 from bot.parse.lexer import lex
-from bot.parse.models import OUTSIDE_NAME, Protocol, Question, Ref, RefKind, question_text
+from bot.parse.models import OUTSIDE_NAME, Protocol, Question, Ref, RefKind, canonical_text, question_text
 from bot.parse.options import take_options
 from bot.parse.phrases import group_phrases, read_phrase
 from bot.parse.references import ReferenceText, Shape
@@ -171,18 +171,16 @@ def _question(
     target_alternatives: tuple[Ref, ...] = (),
 ) -> Question:
     """The question read, with its normalized text (what ``ask --json`` echoes as ``read_as``)."""
-    normalized = question_text(
+    normalized = canonical_text(
         source,
         target,
         port=findings.port,
         port_name=findings.port_name,
         protocol=findings.protocol,
         namespace=findings.namespace,
+        trace=findings.trace,
+        intermittent=findings.intermittent,
     )
-    if findings.trace:
-        normalized = f"trace {normalized}"
-    if findings.intermittent:
-        normalized = f"{normalized} intermittent"
     return Question(
         source=source,
         target=target,

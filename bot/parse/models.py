@@ -10,6 +10,7 @@ applies it to every reference without its own. A reference with neither is looke
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address
@@ -190,6 +191,30 @@ class Question:
     target_alternatives: tuple[Ref, ...] = field(default=(), compare=False)
     """The same for the target (``frontend can't talk to redis, big replies hang``)."""
 
+    def settled(self, role: str, ref: Ref, skipped: tuple[str, ...]) -> Question:
+        """The question with one end chosen among its alternatives (by the resolver) and its canonical
+        text written again; `skipped` joins the words skipped."""
+        source = ref if role == "source" else self.source
+        target = ref if role == "target" else self.target
+        return dataclasses.replace(
+            self,
+            source=source,
+            target=target,
+            source_alternatives=() if role == "source" else self.source_alternatives,
+            target_alternatives=() if role == "target" else self.target_alternatives,
+            ignored=(*self.ignored, *skipped),
+            normalized=canonical_text(
+                source,
+                target,
+                port=self.port,
+                port_name=self.port_name,
+                protocol=self.protocol,
+                namespace=self.namespace,
+                trace=self.trace,
+                intermittent=self.intermittent,
+            ),
+        )
+
     @property
     def trace_mode(self) -> str:
         """The trace the question asks for: "loss" (repeated probes), "path", or "" (none)."""
@@ -225,6 +250,26 @@ def question_text(
         text += f"/{protocol.lower()}" if port_text is not None and not entry else f" over {protocol.lower()}"
     if namespace is not None:
         text += f" -n {namespace}"
+    return text
+
+
+def canonical_text(
+    source: Ref,
+    target: Ref,
+    *,
+    port: int | None,
+    port_name: str | None,
+    protocol: Protocol | None,
+    namespace: str | None,
+    trace: bool,
+    intermittent: bool,
+) -> str:
+    """A whole question in canonical form (`Question.normalized`), which parses back to the same question."""
+    text = question_text(source, target, port=port, port_name=port_name, protocol=protocol, namespace=namespace)
+    if trace:
+        text = f"trace {text}"
+    if intermittent:
+        text = f"{text} intermittent"
     return text
 
 

@@ -330,6 +330,9 @@ def test_of_several_bare_words_on_one_side_the_one_that_names_something_is_the_e
     # the word nearest the connective need not be the name: "checkout" is no object, "frontend" is
     source = ask(client, "api is unreachable from checkout frontend")
     assert source.source == "deploy/frontend in shop" and source.question.ignored == ("checkout",)
+    # what `ask --json` echoes as read_as is the question as settled, not the parser's first guess
+    assert parse_question("api is unreachable from checkout frontend").normalized == "checkout → api"
+    assert source.question.normalized == "frontend → api"
 
 
 def test_several_bare_words_that_each_name_something_are_offered_as_choices(client: ClusterClient) -> None:
