@@ -236,6 +236,24 @@ def test_a_replied_udp_entry_to_a_vanished_endpoint_is_stale_but_closing_tcp_one
     assert (diagnosis.verdict.code, diagnosis.verdict.node) == (VerdictCode.CONNTRACK_STALE_ENTRY, "node-1")
 
 
+def test_an_established_tcp_entry_to_a_vanished_endpoint_is_the_cause_only_while_new_connections_work() -> None:
+    held = ConntrackEntry(
+        "tcp", "10.244.1.5", "10.96.5.5", 40000, 8080, "10.244.2.50", 8080, "ESTABLISHED", 400000, ("SEEN_REPLY", "ASSURED")
+    )
+    cluster = RecordedCluster()
+    cluster.conntrack_entries = (held,)
+    hanging = verdict_of(cluster).verdict
+    assert (hanging.code, hanging.node) == (VerdictCode.CONNTRACK_STALE_ENTRY, "node-1")
+    assert "new connections work" in hanging.summary
+    # New connections fail as well, because node-2's table is full: that is the cause, the entry a finding.
+    cluster.facts["node-2"] = dataclasses.replace(cluster.facts["node-2"], conntrack_count=65536, conntrack_max=65536)
+    cluster.failing_probes = {"10.96.5.5": "timed_out", "10.244.2.7": "timed_out"}
+    diagnosis = verdict_of(cluster)
+    assert (diagnosis.verdict.code, diagnosis.verdict.node) == (VerdictCode.CONNTRACK_TABLE_FULL, "node-2")
+    (finding,) = [f for f in diagnosis.findings if f.code == VerdictCode.CONNTRACK_STALE_ENTRY]
+    assert "new connections fail for another reason" in finding.summary
+
+
 def test_a_dns_failure_caused_by_the_path_to_the_dns_server_names_the_path() -> None:
     cluster = RecordedCluster()
     cluster.dns_outcome = "timed_out"

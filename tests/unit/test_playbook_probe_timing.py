@@ -13,7 +13,7 @@ from typing import Any
 from bot.playbook.engine import run_playbook
 from bot.playbook.models import VerdictCode
 from bot.playbook.observations import NodeFacts, Observed, ProbeView
-from bot.playbook.steps.probes import DENIED_PROBE_TIMEOUT_MS
+from bot.playbook.steps.probe_asks import DENIED_PROBE_TIMEOUT_MS
 from tests.unit.test_playbook_engine import API, SVC, RecordedCluster, case
 from tests.unit.test_playbook_verdict_codes import _deny_all, _policies
 

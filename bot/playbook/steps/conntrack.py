@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from bot.playbook.models import Hop, StepStatus
+from bot.playbook.models import Finding, Hop, StepStatus
 from bot.playbook.models import VerdictCode as C
 from bot.playbook.remedies import remediation
 from bot.playbook.steps.base import Ask, At, Candidate, Need, Outcome, Seen, Step, result, unchecked
 from bot.playbook.steps.node_state import stale_entries
-from bot.playbook.steps.observe import ConntrackAsk
+from bot.playbook.steps.observe import ConntrackAsk, ProbeAsk
+from bot.playbook.steps.probe_asks import vip_probe
 
 LABEL = "source: conntrack"
 
@@ -21,9 +22,18 @@ def _ask(at: At) -> ConntrackAsk | None:
     return ConntrackAsk(src.node, case.protocol, src.ip, svc.cluster_ip, case.port)
 
 
+def _connects(at: At) -> ProbeAsk | None:
+    """For TCP, the probe through the VIP: a stale TCP entry holds only its own connection (a new
+    one takes a new port and a new entry), so it explains the failure only when new connections work."""
+    return vip_probe(at) if at.case.protocol.upper() == "TCP" else None
+
+
 def _asks(at: At) -> tuple[Ask[object], ...]:
     ask = _ask(at)
-    return (ask,) if ask is not None else ()
+    if ask is None:
+        return ()
+    probe = _connects(at)
+    return (ask,) if probe is None else (ask, probe)
 
 
 def _decide(at: At, seen: Seen) -> Outcome:
@@ -45,6 +55,15 @@ def _decide(at: At, seen: Seen) -> Outcome:
         f"a conntrack entry on {src.node} still maps {e.orig_src}:{e.orig_sport} → {e.orig_dst}:{e.orig_dport}/{case.protocol} to {e.reply_src}, "
         f"which is no endpoint of {svc.key} any more ({e.timeout}s left)"
     )
+    probe = _connects(at)
+    if probe is not None:
+        connected = seen[probe].value
+        if connected is None or not connected.ok:
+            # New connections fail too, and this entry cannot be why: said, and the walk goes on to the cause.
+            said = f"{summary}; it holds only that connection, and new connections fail for another reason"
+            note = Finding(C.CONNTRACK_STALE_ENTRY, said, src.node, Hop.SERVICE_NAT)
+            return Outcome((result(LABEL, name, StepStatus.WARN, said, evidence, src.node),), notes=(note,))
+        summary += ": new connections work (the probe through the VIP connected), the established ones it holds hang"
     found = Candidate(
         C.CONNTRACK_STALE_ENTRY,
         Hop.SERVICE_NAT,
@@ -56,4 +75,4 @@ def _decide(at: At, seen: Seen) -> Outcome:
     return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, src.node),), (found,))
 
 
-STEP = Step("conntrack", Hop.SERVICE_NAT, frozenset({Need.CONNTRACK}), _asks, _decide)
+STEP = Step("conntrack", Hop.SERVICE_NAT, frozenset({Need.CONNTRACK, Need.PROBE}), _asks, _decide)
