@@ -550,6 +550,39 @@ def test_questions_as_people_phrase_them_bind_each_namespace_to_its_name(flannel
     assert any("UDP" in e["summary"] for s in udp["steps"] for e in s["evidence"] if e["kind"] == "probe")
 
 
+def test_sources_written_as_a_service_a_namespace_or_a_workload_on_a_node_and_words_around_the_names(
+    flannel_lab: Lab,
+) -> None:
+    lab = flannel_lab
+    healthy = [
+        # a service as the source: the pods it selects
+        ("the api service can't reach redis", "svc/api in shop", "svc/redis in shop"),
+        # a workload and a node side by side: its pods on that node
+        ("frontend on node-3 cannot reach api", "deploy/frontend in shop on node-3", "svc/api in shop"),
+        # a trailing clause and a pasted error around the names
+        ("frontend can't talk to redis, giant payloads hang", "deploy/frontend in shop", "svc/redis in shop"),
+        ("api returns 502 to frontend", "deploy/frontend in shop", "svc/api in shop"),
+        ("frontend can't reach redis after node-2 reboot", "deploy/frontend in shop", "svc/redis in shop"),
+    ]
+    for question, source, target in healthy:
+        result = ask(lab, question)
+        assert (result["verdict"]["code"], result["source"], result["target"]) == ("NO_FAULT_FOUND", source, target), question
+    on_node = ask(lab, "frontend on node-3 cannot reach api")
+    assert {s["name"].split(":")[0] for s in on_node["steps"] if s["name"].startswith("source frontend-")} == {
+        f"source {pod_on(lab, 'frontend', 'node-3')['name']}"
+    }
+    skipped = ask(lab, "frontend can't talk to redis, giant payloads hang")
+    assert (
+        skipped["read_as"] == "frontend → redis"
+        and "read redis as the target: giant, payloads name nothing here" in skipped["notes"]
+    )
+    # every pod of shop: the policy admits api's pods to ledger and no other, and the verdict names the pods
+    whole = ask(lab, "pods in namespace shop can't reach ledger in payments")
+    assert (whole["source"], whole["verdict"]["code"]) == ("pods in shop", "NETWORK_POLICY_DENIES_INGRESS")
+    assert " source pods cannot reach svc/ledger in payments (" in whole["verdict"]["summary"]
+    assert "only pods on" not in whole["verdict"]["summary"]
+
+
 def test_the_text_answer_leads_with_verdict_why_and_fix_and_lists_only_failing_steps(flannel_lab: Lab) -> None:
     lab = flannel_lab
     proc = kubereach("--config", lab.status["config"], "ask", "frontend in shop can't reach ledger in payments", "--no-history")
