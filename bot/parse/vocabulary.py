@@ -285,6 +285,8 @@ NOISE: frozenset[str] = frozenset(
         "econnreset", "ehostunreach", "enetunreach", "spiking", "elevated", "outage", "ago",
         "lost", "lose", "loses", "losing", "high", "low", "huge", "big", "large", "small",
         "health", "healthcheck", "healthchecks", "checks", "liveness", "readiness", "probe", "probes",
+        # what a server does to a client, and where people read it ("frontend logs show …")
+        "rejects", "reject", "rejecting", "refuses", "refuse", "refusing", "drop", "logs", "log", "shows", "show",
         "utc", "gmt", "cet", "cest", "pst", "pdt", "est", "edt", "minutes", "mins", "seconds", "secs", "hours",
         "hrs", "longer",
         # what people suspect ("is a network policy blocking frontend from api?", "the firewall drops it")
