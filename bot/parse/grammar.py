@@ -98,7 +98,7 @@ def _read(raw: str) -> Question:
     closest_source = source
     if isinstance(source, Ref) and source.entry is None and not (source.kind.can_be_source or source.kind.sends_from_pods):
         problems.append(_source_kind_problem(source))
-        closest_source = Ref(RefKind.WORKLOAD, source.name, source.namespace) if source.kind is RefKind.SERVICE else None
+        closest_source = None
     elif isinstance(source, Ref) and source.entry is not None:
         problems.append(entry_as_source(source, source.entry))
         closest_source = None
@@ -212,15 +212,9 @@ def _error(problem: Unreadable, source: Ref | str | None, target: Ref | str | No
 
 
 def _source_kind_problem(source: Ref) -> Unreadable:
-    """The problem with a source that traffic cannot start from: a service or a name outside the cluster."""
+    """The problem with a source that traffic cannot start from: a name outside the cluster (a service
+    stands for the pods it selects)."""
     written = source.display()
-    if source.kind is RefKind.SERVICE:
-        return Unreadable(
-            f"The source {shown(written)} is a service, but traffic comes from pods: pick a pod or a "
-            f"workload as the source (e.g. deploy/{source.name}).",
-            written,
-            example=SOURCE_EXAMPLE,
-        )
     return Unreadable(
         f"The source {shown(written)} is a name outside the cluster, but traffic comes from pods: pick a pod "
         "or a workload as the source.",

@@ -180,15 +180,25 @@ def _answered_from(words: list[Word], index: int) -> int | None:
     """
     if not isinstance(words[index], str) or words[index] not in RECEIVING_WORDS:
         return None
+    found = _plain_words_until(words, index, "from")
+    if found is None:
+        return None
+    position, between = found
+    errors = any(w in RECEIVED_ERRORS or _STATUS.match(w) for w in between)
+    traffic = any(w in RECEIVED_TRAFFIC for w in between)
+    return position if errors or not traffic else None
+
+
+def _plain_words_until(words: list[Word], index: int, stop: str) -> tuple[int, list[str]] | None:
+    """The index of the first `stop` within `_ANSWERED_SPAN` words after `index`, and the words before
+    it; None when a connective, a kind, a marked reference or an option comes first."""
     between: list[str] = []
     for position in range(index + 1, min(len(words), index + 2 + _ANSWERED_SPAN)):
         word = words[position]
         if not isinstance(word, str):
             return None
-        if word == "from":
-            errors = any(w in RECEIVED_ERRORS or _STATUS.match(w) for w in between)
-            traffic = any(w in RECEIVED_TRAFFIC for w in between)
-            return position if errors or not traffic else None
+        if word == stop:
+            return position, between
         if word in FORWARD_WORDS or word in BACKWARD_WORDS or word in KIND_WORDS or any(c in word for c in "/:."):
             return None
         between.append(word)
@@ -213,15 +223,8 @@ def _answered_to(words: list[Word], index: int) -> int | None:
     may stand between."""
     if not isinstance(words[index], str) or words[index] not in ANSWERING_WORDS:
         return None
-    for position in range(index + 1, min(len(words), index + 2 + _ANSWERED_SPAN)):
-        word = words[position]
-        if not isinstance(word, str):
-            return None
-        if word == "to":
-            return position
-        if word in FORWARD_WORDS or word in BACKWARD_WORDS or word in KIND_WORDS or any(c in word for c in "/:."):
-            return None
-    return None
+    found = _plain_words_until(words, index, "to")
+    return None if found is None else found[0]
 
 
 def _direction(word: str) -> Direction | None:

@@ -67,25 +67,26 @@ def patch_pod_status(ctx: FaultContext, pod: Obj, status: Obj) -> None:
     ctx.api.merge_patch(f"/api/v1/namespaces/{ns}/pods/{name}/status", {"status": status})
 
 
-def route_json(netns: str, cidr: str) -> list[Obj]:
-    """`ip -j route show exact CIDR` in a namespace."""
-    out = kernel.exec_in(netns, ["ip", "-j", "route", "show", "exact", cidr]).stdout.strip()
+def _ip_json(netns: str, args: list[str]) -> list[Obj]:
+    """`ip -j ARGS` in a namespace, as data (an empty list when it prints nothing)."""
+    out = kernel.exec_in(netns, ["ip", "-j", *args]).stdout.strip()
     data: list[Obj] = json.loads(out) if out else []
     return data
+
+
+def route_json(netns: str, cidr: str) -> list[Obj]:
+    """`ip -j route show exact CIDR` in a namespace."""
+    return _ip_json(netns, ["route", "show", "exact", cidr])
 
 
 def all_routes_json(netns: str) -> list[Obj]:
     """`ip -j -4 route show` (the main table) in a namespace."""
-    out = kernel.exec_in(netns, ["ip", "-j", "-4", "route", "show"]).stdout.strip()
-    data: list[Obj] = json.loads(out) if out else []
-    return data
+    return _ip_json(netns, ["-4", "route", "show"])
 
 
 def permanent_neighbours_json(netns: str) -> list[Obj]:
     """`ip -j -4 neigh show nud permanent` in a namespace."""
-    out = kernel.exec_in(netns, ["ip", "-j", "-4", "neigh", "show", "nud", "permanent"]).stdout.strip()
-    data: list[Obj] = json.loads(out) if out else []
-    return data
+    return _ip_json(netns, ["-4", "neigh", "show", "nud", "permanent"])
 
 
 def neighbour_cmd(entry: Obj) -> list[str]:

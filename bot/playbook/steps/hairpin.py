@@ -77,16 +77,15 @@ def _decide(at: At, seen: Seen) -> Outcome:
             f"{src.key} cannot reach itself through svc/{svc.name}: the VIP sends it to {me.ip}:{me.port}, the pod itself, "
             f"and its bridge port {port.name} on {src.node} has hairpin mode off, so the bridge never sends the packet back out of it"
         )
-        found = Candidate(C.HAIRPIN_BROKEN, Hop.DESTINATION_NODE, summary, src.node, fix)
-        return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, src.node),), (found,))
-    # The probe was sent to another endpoint this time; the kernel's state says the rest: every
-    # connection the VIP sends back to the pod itself is lost, so the question's "can't" is this.
-    said = (
-        f"{port.name} ({src.key}) on {src.node} has hairpin mode off: the connections from {src.key} to svc/{svc.name} "
-        f"that pick the pod itself (1 in {share}) fail; the probe through the VIP went to another endpoint and was answered"
-    )
-    found = Candidate(C.HAIRPIN_BROKEN, Hop.DESTINATION_NODE, said, src.node, fix)
-    return Outcome((result(LABEL, name, StepStatus.FAIL, said, evidence, src.node),), (found,))
+    else:
+        # The probe was sent to another endpoint this time; the kernel's state says the rest: every
+        # connection the VIP sends back to the pod itself is lost, so the question's "can't" is this.
+        summary = (
+            f"{port.name} ({src.key}) on {src.node} has hairpin mode off: the connections from {src.key} to svc/{svc.name} "
+            f"that pick the pod itself (1 in {share}) fail; the probe through the VIP went to another endpoint and was answered"
+        )
+    found = Candidate(C.HAIRPIN_BROKEN, Hop.DESTINATION_NODE, summary, src.node, fix)
+    return Outcome((result(LABEL, name, StepStatus.FAIL, summary, evidence, src.node),), (found,))
 
 
 STEP = Step("hairpin", Hop.DESTINATION_NODE, frozenset({Need.LOCATE_POD}), _asks, _decide)

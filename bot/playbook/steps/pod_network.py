@@ -86,31 +86,30 @@ def mtu_checks(pod: PodRef, net: PodNetwork, hop: Hop, path_mtu: int | None, aft
     """Is the pod's eth0 MTU above what its host-side veth or the overlay (`path_mtu`) carries;
     `after` is added to the summary (what the probes saw)."""
     eth0, peer = net.eth0, net.host_peer
-    node = pod.node
-    base = {"namespace": pod.namespace, "pod": pod.name, "node": node or "NODE"}
-    if eth0 is not None and peer is not None and eth0.mtu > peer.mtu:
-        return [
-            Candidate(
+    if eth0 is None:
+        return []
+    if peer is not None and eth0.mtu > peer.mtu:
+        limit, what = peer.mtu, f"its host-side veth's {peer.mtu}: full-size packets are dropped silently"
+    elif path_mtu is not None and eth0.mtu > path_mtu:
+        limit, what = path_mtu, f"the overlay's {path_mtu}: large packets to other nodes are lost"
+    else:
+        return []
+    return [
+        Candidate(
+            C.MTU_MISMATCH,
+            hop,
+            f"{pod.key}'s eth0 MTU {eth0.mtu} exceeds {what}{after}",
+            pod.node,
+            remediation(
                 C.MTU_MISMATCH,
-                hop,
-                f"{pod.key}'s eth0 MTU {eth0.mtu} exceeds its host-side veth's {peer.mtu}: full-size packets are dropped silently"
-                + after,
-                node,
-                remediation(C.MTU_MISMATCH, **base, pod_mtu=str(eth0.mtu), path_mtu=str(peer.mtu)),
-            )
-        ]
-    if eth0 is not None and path_mtu is not None and eth0.mtu > path_mtu:
-        return [
-            Candidate(
-                C.MTU_MISMATCH,
-                hop,
-                f"{pod.key}'s eth0 MTU {eth0.mtu} exceeds the overlay's {path_mtu}: large packets to other nodes are lost"
-                + after,
-                node,
-                remediation(C.MTU_MISMATCH, **base, pod_mtu=str(eth0.mtu), path_mtu=str(path_mtu)),
-            )
-        ]
-    return []
+                namespace=pod.namespace,
+                pod=pod.name,
+                node=pod.node or "NODE",
+                pod_mtu=str(eth0.mtu),
+                path_mtu=str(limit),
+            ),
+        )
+    ]
 
 
 def _covered(net: PodNetwork, ip: str) -> bool:
